@@ -1,0 +1,92 @@
+// Package steering is the agent's policy brain: the model of everything an
+// administrator defines that decides where a flow goes (private apps, steering
+// exceptions, client configuration), its strict validation, the flow matcher and
+// the stub-address allocator. It is pure logic — no sockets, no files — so that the
+// DNS proxy, the data path, ztdiag's explain command and the tenant all share one
+// exact meaning of a rule. Snapshots are immutable and swapped whole.
+package steering
+
+// The types in this file are the wire and file model, shared by the tenant file
+// (ztcloud), the config the tenant sends to the agent, and MDM-pushed config. Their
+// JSON and YAML names are a public format: change them only with a migration.
+
+// App is one private application.
+type App struct {
+	// ID is the stable identifier administrators and logs refer to.
+	ID   string `json:"id" yaml:"id"`
+	Name string `json:"name,omitempty" yaml:"name,omitempty"`
+	// Hosts are exact FQDNs ("wiki.corp.example"), wildcards ("*.corp.example":
+	// any name below corp.example at any depth, not corp.example itself), IPv4 and
+	// IPv6 addresses, ranges ("10.1.0.10-10.1.0.90") and CIDRs ("10.2.0.0/16").
+	Hosts []string `json:"hosts" yaml:"hosts"`
+	// TCP and UDP are port sets: lists and ranges, "22,80,443,8000-8099". An empty
+	// set means the app does not use that protocol; "*" or "1-65535" means all ports.
+	TCP string `json:"tcp,omitempty" yaml:"tcp,omitempty"`
+	UDP string `json:"udp,omitempty" yaml:"udp,omitempty"`
+	// Publishers that can reach the app, by name.
+	Publishers []string `json:"publishers,omitempty" yaml:"publishers,omitempty"`
+	// PublisherDNS resolves the app's names through a publisher to their real
+	// addresses instead of answering with a stub address.
+	PublisherDNS bool     `json:"publisher_dns,omitempty" yaml:"publisher_dns,omitempty"`
+	Tags         []string `json:"tags,omitempty" yaml:"tags,omitempty"`
+	// Tunnel carries the app: "l7" (default) or "l3e".
+	Tunnel string `json:"tunnel,omitempty" yaml:"tunnel,omitempty"`
+}
+
+// Exceptions are decided before apps: a flow or name they match goes direct (or is
+// blocked, for pinned apps with action "block").
+type Exceptions struct {
+	// Domains are exact names or "*.wildcards" that always go direct.
+	Domains []string `json:"domains,omitempty" yaml:"domains,omitempty"`
+	// Addresses are IPs, ranges or CIDRs that always go direct.
+	Addresses []string `json:"addresses,omitempty" yaml:"addresses,omitempty"`
+	// Pinned are certificate-pinned applications, matched on the identity of the
+	// process that owns the flow.
+	Pinned []PinnedApp `json:"pinned,omitempty" yaml:"pinned,omitempty"`
+}
+
+// PinnedApp is one certificate-pinned application exception.
+type PinnedApp struct {
+	Name string `json:"name" yaml:"name"`
+	// OS is one of windows, darwin, linux, android, ios.
+	OS string `json:"os" yaml:"os"`
+	// Field is what Pattern is matched against: "process" (process name),
+	// "path" (executable path) or "appid" (bundle or package id).
+	Field string `json:"field" yaml:"field"`
+	// Pattern is a PCRE-style regular expression (lookarounds included).
+	Pattern string `json:"pattern" yaml:"pattern"`
+	// Action is "bypass" (default) or "block".
+	Action string `json:"action,omitempty" yaml:"action,omitempty"`
+}
+
+// ClientConfig holds the switches that shape the agent's behaviour.
+type ClientConfig struct {
+	// StubRange is the prefix stub addresses come from; default 100.64.0.0/10.
+	StubRange string `json:"stub_range,omitempty" yaml:"stub_range,omitempty"`
+	// DNSTTL is the TTL of stub answers; default 30s.
+	DNSTTL Duration `json:"dns_ttl,omitempty" yaml:"dns_ttl,omitempty"`
+	// ConfigPoll is how often the agent polls the tenant for config; default 5m.
+	ConfigPoll Duration `json:"config_poll,omitempty" yaml:"config_poll,omitempty"`
+	// ProbeInterval is how often publisher RTT is probed; default 5m.
+	ProbeInterval Duration `json:"probe_interval,omitempty" yaml:"probe_interval,omitempty"`
+	// DTLS enables the L3E tunnel.
+	DTLS bool `json:"dtls,omitempty" yaml:"dtls,omitempty"`
+	// OnPremDetection, when set, names a host that resolves (or answers) only
+	// inside the corporate network; on-premises the agent steers nothing.
+	OnPremDetection string `json:"onprem_detection,omitempty" yaml:"onprem_detection,omitempty"`
+	PreLogon        bool   `json:"prelogon,omitempty" yaml:"prelogon,omitempty"`
+	// ReauthInterval (0 = off) and ReauthGrace drive periodic re-authentication.
+	ReauthInterval Duration `json:"reauth_interval,omitempty" yaml:"reauth_interval,omitempty"`
+	ReauthGrace    Duration `json:"reauth_grace,omitempty" yaml:"reauth_grace,omitempty"`
+	// FailMode is "open" (default: private names answered from upstream when the
+	// tunnel is down) or "close" (private flows refused while the tunnel is down).
+	FailMode string `json:"fail_mode,omitempty" yaml:"fail_mode,omitempty"`
+}
+
+// Config is one complete steering configuration for one user on one device: the
+// apps they are steered to, the exceptions, and the client switches.
+type Config struct {
+	Apps       []App        `json:"apps" yaml:"apps"`
+	Exceptions Exceptions   `json:"exceptions,omitempty" yaml:"exceptions,omitempty"`
+	Client     ClientConfig `json:"client,omitempty" yaml:"client,omitempty"`
+}
