@@ -1,0 +1,308 @@
+package enroll
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// TenantHandlerConfig configures the tenant API handler.
+type TenantHandlerConfig struct {
+	// Tenant returns the current tenant snapshot; a reload swaps what it returns.
+	Tenant func() *Tenant
+	CA     *CA
+	Log    *zap.Logger
+	// Now is the clock for token expiry; nil means time.Now.
+	Now func() time.Time
+}
+
+type tenantHandler struct {
+	cfg    TenantHandlerConfig
+	log    *zap.Logger
+	routes map[string]route
+}
+
+type route struct {
+	method string
+	fn     func(http.ResponseWriter, *http.Request, *Tenant)
+}
+
+// NewTenantHandler serves the tenant API under /v1/:
+//
+//	POST /v1/enroll/upn         device enrollment by UPN and org key
+//	POST /v1/publishers/enroll  publisher enrollment by registration token
+//	GET  /v1/config             the device's AgentConfig, over mutual TLS, with ETag
+//
+// Errors are JSON {"error": sentence, "reason": code}. The server's TLS config
+// must verify client certificates against the CA when given (see
+// (*CA).TenantServerTLS); /v1/config refuses requests without a verified one.
+func NewTenantHandler(cfg TenantHandlerConfig) http.Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	h := &tenantHandler{cfg: cfg, log: cfg.Log}
+	h.routes = map[string]route{
+		"/v1/enroll/upn":        {http.MethodPost, h.enrollUPN},
+		"/v1/publishers/enroll": {http.MethodPost, h.enrollPublisher},
+		"/v1/config":            {http.MethodGet, h.config},
+	}
+	return h
+}
+
+func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, ok := h.routes[r.URL.Path]
+	if !ok {
+		writeError(w, &apiError{Status: http.StatusNotFound, Reason: ReasonNotFound,
+			Message: "no such endpoint: " + r.URL.Path})
+		return
+	}
+	if r.Method != rt.method {
+		w.Header().Set("Allow", rt.method)
+		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Reason: ReasonMethodNotAllowed,
+			Message: r.URL.Path + " accepts only " + rt.method})
+		return
+	}
+	t := h.cfg.Tenant()
+	if t == nil {
+		writeError(w, &apiError{Status: http.StatusServiceUnavailable, Reason: ReasonInternal,
+			Message: "tenant is not loaded"})
+		return
+	}
+	rt.fn(w, r, t)
+}
+
+// decodeRequest reads a size-limited, strictly decoded request body into v.
+func decodeRequest(w http.ResponseWriter, r *http.Request, v any) *apiError {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return &apiError{Status: http.StatusUnsupportedMediaType, Reason: ReasonBadRequest,
+			Message: "request body must be application/json"}
+	}
+	err := decodeStrict(http.MaxBytesReader(w, r.Body, maxRequestBody), v)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge,
+			Message: "request body is larger than 64 KiB"}
+	case err != nil:
+		return &apiError{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Message: err.Error()}
+	}
+	return nil
+}
+
+func badRequest(reason, msg string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Reason: reason, Message: msg}
+}
+
+func (h *tenantHandler) enrollUPN(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	var req upnEnrollRequest
+	if e := decodeRequest(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	log := h.log.With(zap.String("tenant", t.Name), zap.String("upn", req.UPN),
+		zap.String("remote", r.RemoteAddr))
+	csrDER, e := h.checkUPNRequest(&req, t)
+	if e != nil {
+		log.Warn("enrollment refused", zap.String("reason", e.Reason))
+		writeError(w, e)
+		return
+	}
+	user := t.User(req.UPN)
+	csr, err := ParseCSR(csrDER)
+	if err != nil {
+		writeError(w, badRequest(ReasonBadCSR, err.Error()))
+		return
+	}
+	id, err := deviceIDFor(csr)
+	if err != nil {
+		writeError(w, badRequest(ReasonBadCSR, err.Error()))
+		return
+	}
+	der, err := h.cfg.CA.SignDevice(csrDER, DeviceIdentity{Tenant: t.Name, DeviceID: id, User: user.UPN})
+	if err != nil {
+		writeError(w, badRequest(ReasonBadCSR, err.Error()))
+		return
+	}
+	log.Info("device enrolled", zap.String("device_id", id), zap.String("device_name", req.DeviceName))
+	writeJSON(w, http.StatusOK, &enrollResponse{
+		DeviceID:    id,
+		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		CA:          string(h.cfg.CA.certPEM),
+		Tenant:      t.Name,
+		User:        user.UPN,
+	})
+}
+
+// checkUPNRequest applies, in order, shape, org key, secure enrollment and user
+// membership, and returns the CSR's DER.
+func (h *tenantHandler) checkUPNRequest(req *upnEnrollRequest, t *Tenant) ([]byte, *apiError) {
+	switch {
+	case req.OrgKey == "":
+		return nil, badRequest(ReasonBadRequest, "org_key is required")
+	case req.UPN == "":
+		return nil, badRequest(ReasonBadRequest, "upn is required")
+	}
+	if err := checkDeviceName(req.DeviceName); err != nil {
+		return nil, badRequest(ReasonBadRequest, err.Error())
+	}
+	csrDER, err := decodeCSRPEM(req.CSR)
+	if err != nil {
+		return nil, badRequest(ReasonBadCSR, err.Error())
+	}
+	if !t.OrgKey.Equal(req.OrgKey) {
+		return nil, &apiError{Status: http.StatusUnauthorized, Reason: ReasonBadOrgKey,
+			Message: "org key is not valid for this tenant"}
+	}
+	if e := t.checkEnrollAuth(req.EnrollAuthToken, h.cfg.Now()); e != nil {
+		return nil, e
+	}
+	if t.User(req.UPN) == nil {
+		return nil, &apiError{Status: http.StatusForbidden, Reason: ReasonUnknownUser,
+			Message: "user " + req.UPN + " is not a member of this tenant"}
+	}
+	return csrDER, nil
+}
+
+func (h *tenantHandler) enrollPublisher(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	var req publisherEnrollRequest
+	if e := decodeRequest(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	log := h.log.With(zap.String("tenant", t.Name), zap.String("publisher", req.Name),
+		zap.String("remote", r.RemoteAddr))
+	p := t.Publisher(req.Name)
+	// Compare even for an unknown name, so timing does not reveal which names exist.
+	var want Secret = "\x00unknown publisher\x00"
+	if p != nil {
+		want = p.Token
+	}
+	if ok := want.Equal(req.Token); !ok || p == nil {
+		log.Warn("publisher enrollment refused", zap.String("reason", ReasonBadPublisherToken))
+		writeError(w, &apiError{Status: http.StatusUnauthorized, Reason: ReasonBadPublisherToken,
+			Message: "publisher name or registration token is not valid for this tenant"})
+		return
+	}
+	csrDER, err := decodeCSRPEM(req.CSR)
+	var der []byte
+	if err == nil {
+		der, err = h.cfg.CA.SignPublisher(csrDER, PublisherIdentity{Tenant: t.Name, Name: p.Name})
+	}
+	if err != nil {
+		writeError(w, badRequest(ReasonBadCSR, err.Error()))
+		return
+	}
+	log.Info("publisher enrolled")
+	writeJSON(w, http.StatusOK, &enrollResponse{
+		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		CA:          string(h.cfg.CA.certPEM),
+		Tenant:      t.Name,
+		Publisher:   p.Name,
+	})
+}
+
+func (h *tenantHandler) config(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	peer, e := verifiedDevice(r, t)
+	if e != nil {
+		h.log.Warn("config refused", zap.String("reason", e.Reason), zap.String("remote", r.RemoteAddr))
+		writeError(w, e)
+		return
+	}
+	cfg, err := t.AgentConfig(peer.User)
+	if err != nil {
+		var d *DenyError
+		if errors.As(err, &d) {
+			writeError(w, &apiError{Status: http.StatusForbidden, Reason: d.Reason, Message: d.Error()})
+			return
+		}
+		writeError(w, &apiError{Status: http.StatusInternalServerError, Reason: ReasonInternal, Message: "internal error"})
+		return
+	}
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		h.log.Error("marshal config", zap.Error(err))
+		writeError(w, &apiError{Status: http.StatusInternalServerError, Reason: ReasonInternal, Message: "internal error"})
+		return
+	}
+	sum := sha256.Sum256(body)
+	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "no-cache")
+	if etagMatch(r.Header.Get("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+// verifiedDevice returns the device identity of a request whose client
+// certificate TLS verified against the tenant CA.
+func verifiedDevice(r *http.Request, t *Tenant) (Peer, *apiError) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return Peer{}, &apiError{Status: http.StatusUnauthorized, Reason: ReasonClientCertRequired,
+			Message: "config is served only over mutual TLS with the device certificate"}
+	}
+	peer, err := PeerIdentity(r.TLS.VerifiedChains[0][0])
+	switch {
+	case err != nil || peer.Kind != KindDevice:
+		return Peer{}, &apiError{Status: http.StatusForbidden, Reason: ReasonNotADevice,
+			Message: "client certificate is not a device certificate"}
+	case peer.Tenant != t.Name:
+		return Peer{}, &apiError{Status: http.StatusForbidden, Reason: ReasonWrongTenant,
+			Message: "device certificate belongs to another tenant"}
+	}
+	return peer, nil
+}
+
+// etagMatch implements If-None-Match's weak comparison (RFC 9110 13.1.2).
+func etagMatch(header, etag string) bool {
+	for _, c := range strings.Split(header, ",") {
+		c = strings.TrimSpace(c)
+		if c == "*" || strings.TrimPrefix(c, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"error":"internal error","reason":"internal_error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}
+
+func writeError(w http.ResponseWriter, e *apiError) { writeJSON(w, e.Status, e) }
+
+// TenantServerTLS returns a TLS config for the tenant API: a server certificate
+// for names issued by the CA, TLS 1.3, and client certificates verified against
+// the CA when presented (enrollment has none yet; /v1/config requires one).
+func (ca *CA) TenantServerTLS(names []string) (*tls.Config, error) {
+	cert, err := ca.IssueServer(names)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    ca.Pool(),
+	}, nil
+}
