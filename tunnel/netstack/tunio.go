@@ -1,0 +1,176 @@
+package netstack
+
+import (
+	"errors"
+	"os"
+
+	"go.uber.org/zap"
+	"golang.zx2c4.com/wireguard/tun"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
+)
+
+const (
+	// tunOffset is the headroom left before each packet in TUN buffers. The
+	// Linux device writes its virtio-net header there (10 bytes); 16 keeps
+	// packets aligned as wireguard-go does.
+	tunOffset = 16
+	// gsoMaxSize is the largest TCP segment gVisor builds when the device
+	// can coalesce (GSO); the writer splits it into MTU-sized packets.
+	gsoMaxSize = 1<<16 - 1
+	// coalesceSlot is the size of an outbound buffer on a device that
+	// coalesces (BatchSize > 1): the device merges the segments of one flow
+	// into the first one's buffer, so room beyond the MTU means fewer, larger
+	// writes into the kernel.
+	coalesceSlot = 32 << 10
+)
+
+// readLoop reads batches from the TUN and feeds them to the stack through
+// GRO, which merges consecutive segments of a TCP flow so that gVisor's TCP
+// processes a few large segments instead of many small ones.
+func (s *Stack) readLoop(batch int) {
+	defer s.ioWG.Done()
+	bufSize := tunOffset + s.mtu
+	if batch == 1 {
+		bufSize = tunOffset + gsoMaxSize // a device without offloads may exceed our MTU
+	} else if m, err := s.dev.MTU(); err == nil && m > s.mtu {
+		bufSize = tunOffset + m
+	}
+	bufs := make([][]byte, batch)
+	sizes := make([]int, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, bufSize)
+	}
+	var g gro.GRO
+	g.Init(true)
+	for {
+		n, err := s.dev.Read(bufs, sizes, tunOffset)
+		if n > 0 {
+			s.stats.packetsIn.Add(int64(n))
+			if d := s.link.dispatcherOrNil(); d != nil {
+				g.Dispatcher = d
+				for i := range n {
+					s.injectInbound(&g, bufs[i][tunOffset:tunOffset+sizes[i]])
+				}
+				g.Flush()
+			}
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, tun.ErrTooManySegments) {
+			s.stats.readErrs.Add(1)
+			continue
+		}
+		if s.ctx.Err() == nil && !errors.Is(err, os.ErrClosed) {
+			s.log.Error("TUN read failed; no more packets will be received", zap.Error(err))
+		}
+		s.stats.readErrs.Add(1)
+		return
+	}
+}
+
+// injectInbound verifies one packet and enqueues it on g.
+func (s *Stack) injectInbound(g *gro.GRO, b []byte) {
+	var proto = header.IPv4ProtocolNumber
+	switch header.IPVersion(b) {
+	case header.IPv4Version:
+	case header.IPv6Version:
+		proto = header.IPv6ProtocolNumber
+	default:
+		s.stats.badVer.Add(1)
+		return
+	}
+	if !checksumsValid(b) {
+		s.stats.droppedIn.Add(1)
+		return
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+	pkt.NetworkProtocolNumber = proto
+	pkt.RXChecksumValidated = true
+	g.Enqueue(pkt)
+	pkt.DecRef()
+}
+
+// writeLoop moves packets from the stack's queue to the TUN in batches of up
+// to batch packets, splitting GSO segments into MTU-sized packets. It exits
+// when the link endpoint is closed.
+func (s *Stack) writeLoop(batch int) {
+	defer s.ioWG.Done()
+	defer s.link.drain()
+	slot := tunOffset + s.mtu
+	if batch > 1 {
+		slot = tunOffset + max(coalesceSlot, s.mtu)
+	}
+	w := &batchWriter{s: s, bufs: make([][]byte, batch), out: make([][]byte, 0, batch)}
+	for i := range w.bufs {
+		w.bufs[i] = make([]byte, slot)
+	}
+	for {
+		pkt := s.link.next()
+		if pkt == nil {
+			return
+		}
+		for pkt != nil {
+			w.add(pkt)
+			pkt.DecRef()
+			pkt = s.link.tryNext()
+		}
+		w.flush()
+	}
+}
+
+// batchWriter accumulates outbound packets in preallocated buffers.
+type batchWriter struct {
+	s      *Stack
+	bufs   [][]byte // backing buffers, one per batch slot
+	out    [][]byte // packets of the current batch, sliced from bufs
+	failed bool     // the device reported closed; discard from now on
+}
+
+// add copies pkt into the batch, splitting it if it is a GSO segment.
+func (w *batchWriter) add(pkt *stack.PacketBuffer) {
+	if pkt.GSOOptions.Type != stack.GSONone {
+		w.addGSO(pkt)
+		return
+	}
+	if len(w.out) == len(w.bufs) {
+		w.flush()
+	}
+	buf := w.bufs[len(w.out)]
+	n := copyPacket(buf[tunOffset:cap(buf)], pkt)
+	if n < 0 {
+		w.s.stats.droppedOut.Add(1)
+		return
+	}
+	w.out = append(w.out, buf[:tunOffset+n])
+}
+
+// flush writes the batch to the device.
+func (w *batchWriter) flush() {
+	if len(w.out) == 0 {
+		return
+	}
+	n := len(w.out)
+	if !w.failed {
+		_, err := w.s.dev.Write(w.out, tunOffset)
+		switch {
+		case err == nil:
+			w.s.stats.packetsOut.Add(int64(n))
+		case errors.Is(err, os.ErrClosed):
+			w.failed = true
+			w.s.stats.droppedOut.Add(int64(n))
+		default:
+			// A batch write fails per packet (e.g. a route vanished); the
+			// transport layer retransmits.
+			w.s.stats.droppedOut.Add(1)
+			w.s.stats.packetsOut.Add(int64(n - 1))
+			w.s.logWriteErr(err)
+		}
+	} else {
+		w.s.stats.droppedOut.Add(int64(n))
+	}
+	w.out = w.out[:0]
+}
