@@ -1,0 +1,380 @@
+// Package dnsproxy is the DNS server the operating system is pointed at. It
+// answers the names of private applications itself (an A record with the
+// name's stub address, empty NOERROR answers for the other types so that clients
+// fall back to the stub, PTR for stub addresses) and forwards every other query,
+// unchanged, to the resolvers the system had before the agent took over. Which
+// names are private is decided by a Policy that the agent swaps atomically when
+// its configuration changes; the query path never takes a lock to read it.
+package dnsproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+)
+
+// Answer is how the agent answers a private name.
+type Answer struct {
+	// Addr is the name's stub address. An invalid Addr means the name is private
+	// but has no address now (for example the stub range is exhausted); such
+	// queries are answered SERVFAIL.
+	Addr netip.Addr
+	// TTL of the answer; it is rounded down to whole seconds.
+	TTL time.Duration
+}
+
+// Policy decides which names the agent owns. Implementations must be safe for
+// concurrent use and should not block: they are called on every query.
+type Policy interface {
+	// Lookup reports whether the agent owns name (a private app name) and how to
+	// answer its A query. name is lower case, fully qualified, without the
+	// trailing dot ("wiki.corp.example").
+	Lookup(name string) (a Answer, owned bool)
+	// Reverse maps a stub address back to its name for PTR. The name is returned
+	// in the same form Lookup receives it.
+	Reverse(addr netip.Addr) (name string, ok bool)
+}
+
+// Config configures a Server.
+type Config struct {
+	// Listen holds "ip:port" addresses; the server listens on UDP and TCP on
+	// each. Port 0 picks a free port, the same one for UDP and TCP (see Addrs).
+	Listen []string
+	// Upstreams are the resolvers that non-private names are forwarded to, tried
+	// in order.
+	Upstreams []netip.AddrPort
+	// Policy decides which names are private; nil forwards everything.
+	Policy Policy
+	// Log receives the server's logs; nil discards them.
+	Log *zap.Logger
+	// MaxInFlight bounds the forwarded queries waiting for an upstream; when
+	// it is reached, further forwarded queries are answered SERVFAIL at once
+	// (see forward). Locally answered names are never refused. Default 1024.
+	MaxInFlight int
+	// Timeout is how long one upstream is given to answer before the next one is
+	// tried. Default 2s.
+	Timeout time.Duration
+	// CacheSize is the number of forwarded answers kept (TTL-honouring). Zero
+	// means the default of 4096; negative disables the cache.
+	CacheSize int
+}
+
+const (
+	defaultMaxInFlight = 1024
+	defaultTimeout     = 2 * time.Second
+	defaultCacheSize   = 4096
+	// readBufSize is the largest query read over UDP. Queries are small; a
+	// larger one is answered FORMERR.
+	readBufSize = 4096
+)
+
+// ErrClosed is returned by Start after Close.
+var ErrClosed = errors.New("dnsproxy: server closed")
+
+// Stats are counters since the server was created.
+type Stats struct {
+	Queries        uint64 // queries handed to the handler
+	Local          uint64 // answered from the policy (stub, NODATA, PTR)
+	Forwarded      uint64 // answered from an upstream (cache misses)
+	CacheHits      uint64 // forwarded names answered from the cache
+	UpstreamErrors uint64 // upstream attempts that failed or timed out
+	ServFail       uint64 // SERVFAIL we generated (all upstreams failed, none configured)
+	Saturated      uint64 // forwarded queries refused because MaxInFlight was reached
+	Malformed      uint64 // queries answered FORMERR, BADVERS or NOTIMP, or dropped
+}
+
+type state int
+
+const (
+	stateNew state = iota
+	stateRunning
+	stateClosed
+)
+
+// Server is a DNS proxy. Create it with New, then Start it.
+type Server struct {
+	log       *zap.Logger
+	listen    []string
+	timeout   time.Duration
+	sem       chan struct{}
+	cache     *cache // nil when disabled
+	policy    atomic.Pointer[policyBox]
+	upstreams atomic.Pointer[[]netip.AddrPort]
+
+	// ctx is cancelled by Close so that queries waiting on an upstream return
+	// at once and the listeners' goroutines can be waited for.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex // guards state, servers, addrs
+	state   state
+	servers []*dns.Server
+	addrs   []netip.AddrPort
+	wg      sync.WaitGroup // one per serving goroutine
+
+	upLog   rateLimiter
+	counter counters
+}
+
+type policyBox struct{ p Policy }
+
+type counters struct {
+	queries, local, forwarded, cacheHits, upstreamErrors,
+	servFail, saturated, malformed atomic.Uint64
+}
+
+// New validates cfg and returns a Server that is not yet listening.
+func New(cfg Config) (*Server, error) {
+	if len(cfg.Listen) == 0 {
+		return nil, errors.New("dnsproxy: no listen address")
+	}
+	for _, l := range cfg.Listen {
+		if _, err := netip.ParseAddrPort(l); err != nil {
+			return nil, fmt.Errorf("dnsproxy: listen address %q: want ip:port: %w", l, err)
+		}
+	}
+	if err := validUpstreams(cfg.Upstreams); err != nil {
+		return nil, err
+	}
+	if cfg.MaxInFlight < 0 || cfg.Timeout < 0 {
+		return nil, errors.New("dnsproxy: MaxInFlight and Timeout must not be negative")
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = defaultMaxInFlight
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = defaultTimeout
+	}
+	log := cfg.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Server{
+		log:     log,
+		listen:  slices.Clone(cfg.Listen),
+		timeout: cfg.Timeout,
+		sem:     make(chan struct{}, cfg.MaxInFlight),
+		upLog:   rateLimiter{every: 10 * time.Second},
+	}
+	switch {
+	case cfg.CacheSize == 0:
+		s.cache = newCache(defaultCacheSize)
+	case cfg.CacheSize > 0:
+		s.cache = newCache(cfg.CacheSize)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.SetPolicy(cfg.Policy)
+	s.SetUpstreams(cfg.Upstreams)
+	return s, nil
+}
+
+func validUpstreams(u []netip.AddrPort) error {
+	for _, a := range u {
+		if !a.IsValid() || a.Port() == 0 {
+			return fmt.Errorf("dnsproxy: invalid upstream %v", a)
+		}
+	}
+	return nil
+}
+
+// SetPolicy atomically replaces the policy; nil forwards every name.
+func (s *Server) SetPolicy(p Policy) {
+	s.policy.Store(&policyBox{p: p})
+}
+
+// SetUpstreams atomically replaces the upstream resolvers. Invalid entries are
+// dropped and logged. Cached answers are kept: they stay true until their TTL.
+func (s *Server) SetUpstreams(u []netip.AddrPort) {
+	ok := make([]netip.AddrPort, 0, len(u))
+	for _, a := range u {
+		if !a.IsValid() || a.Port() == 0 {
+			s.log.Warn("ignoring invalid upstream", zap.Stringer("upstream", a))
+			continue
+		}
+		ok = append(ok, a)
+	}
+	s.upstreams.Store(&ok)
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	c := &s.counter
+	return Stats{
+		Queries:        c.queries.Load(),
+		Local:          c.local.Load(),
+		Forwarded:      c.forwarded.Load(),
+		CacheHits:      c.cacheHits.Load(),
+		UpstreamErrors: c.upstreamErrors.Load(),
+		ServFail:       c.servFail.Load(),
+		Saturated:      c.saturated.Load(),
+		Malformed:      c.malformed.Load(),
+	}
+}
+
+// Addrs reports the addresses the server listens on (UDP and TCP share each),
+// with ports chosen by the system filled in. It is empty before Start.
+func (s *Server) Addrs() []netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.addrs)
+}
+
+// Start binds every listener and starts serving. It binds synchronously: when
+// it returns nil, queries are being answered on every address; when it returns
+// an error, nothing is left bound.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case stateRunning:
+		return errors.New("dnsproxy: already started")
+	case stateClosed:
+		return ErrClosed
+	}
+	var (
+		pcs   []net.PacketConn
+		lns   []net.Listener
+		addrs []netip.AddrPort
+	)
+	closeAll := func() {
+		for _, pc := range pcs {
+			pc.Close()
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	for _, l := range s.listen {
+		pc, ln, err := bindPair(netip.MustParseAddrPort(l))
+		if err != nil {
+			closeAll()
+			return err
+		}
+		pcs, lns = append(pcs, pc), append(lns, ln)
+		addrs = append(addrs, pc.LocalAddr().(*net.UDPAddr).AddrPort())
+	}
+	s.serveLocked(pcs, lns)
+	s.addrs = addrs
+	s.state = stateRunning
+	for _, a := range addrs {
+		s.log.Info("dns proxy listening", zap.Stringer("addr", a))
+	}
+	return nil
+}
+
+// serveLocked starts one dns.Server per socket and waits until each has
+// started, so that Close can always shut them down.
+func (s *Server) serveLocked(pcs []net.PacketConn, lns []net.Listener) {
+	var started sync.WaitGroup
+	run := func(srv *dns.Server) {
+		srv.Handler = s
+		srv.MsgAcceptFunc = acceptQuery
+		srv.MsgInvalidFunc = func([]byte, error) { s.counter.malformed.Add(1) }
+		srv.UDPSize = readBufSize
+		srv.NotifyStartedFunc = started.Done
+		started.Add(1)
+		s.servers = append(s.servers, srv)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := srv.ActivateAndServe(); err != nil && s.ctx.Err() == nil {
+				s.log.Error("dns listener stopped", zap.Error(err))
+			}
+		}()
+	}
+	for i := range pcs {
+		run(&dns.Server{PacketConn: pcs[i]})
+		run(&dns.Server{Listener: lns[i]})
+	}
+	started.Wait()
+}
+
+// bindPair binds UDP and TCP on ap. With port 0 it uses the UDP port the
+// system chose for TCP too, retrying a few times if TCP has it taken.
+func bindPair(ap netip.AddrPort) (net.PacketConn, net.Listener, error) {
+	var lastErr error
+	for range 8 {
+		pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+		if err != nil {
+			return nil, nil, listenError("udp", ap, err)
+		}
+		bound := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(bound))
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		lastErr = listenError("tcp", bound, err)
+		if ap.Port() != 0 || !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return nil, nil, lastErr
+}
+
+func listenError(network string, ap netip.AddrPort, err error) error {
+	hint := ""
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		hint = ": another DNS server (systemd-resolved, dnsmasq, a previous ztagent) " +
+			"is bound there; stop it or configure another DNS listen address"
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		hint = ": binding a port below 1024 needs root or CAP_NET_BIND_SERVICE"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		hint = ": no interface has this address; add it first or listen on another"
+	}
+	return fmt.Errorf("dnsproxy: cannot listen on %s %s%s: %w", network, ap, hint, err)
+}
+
+// Close stops the listeners, cancels queries waiting on upstreams and returns
+// once every goroutine of the server has exited. It is idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.state == stateClosed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.state = stateClosed
+	servers := s.servers
+	s.servers = nil
+	s.mu.Unlock()
+
+	// Order: cancel first so handlers blocked on upstreams return, then shut
+	// the listeners down (each waits for its handlers), then wait for the
+	// serving goroutines themselves.
+	s.cancel()
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.Shutdown(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// rateLimiter lets one event through per interval; it keeps hot-path log
+// lines from flooding the journal when an upstream is down.
+type rateLimiter struct {
+	every time.Duration
+	last  atomic.Int64 // unix nanoseconds
+}
+
+func (r *rateLimiter) allow() bool {
+	now := time.Now().UnixNano()
+	last := r.last.Load()
+	if now-last < int64(r.every) {
+		return false
+	}
+	return r.last.CompareAndSwap(last, now)
+}

@@ -1,0 +1,244 @@
+package dnsproxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+)
+
+// errMismatch marks an upstream packet that is not the answer to our query.
+var errMismatch = errors.New("response does not match the query")
+
+// forward answers req from the cache or the upstreams.
+//
+// In-flight forwarded queries are bounded by MaxInFlight. When the bound is
+// reached the query is answered SERVFAIL at once rather than queued or
+// dropped: the client's stub resolver then fails fast (or tries its next
+// server) instead of waiting out its multi-second timeout, and the proxy keeps
+// no unbounded backlog. Cache hits do not count against the bound.
+func (s *Server) forward(w dns.ResponseWriter, req *dns.Msg) {
+	maxSize := clientMaxSize(w, req)
+	if s.cache != nil {
+		if resp := s.cache.get(req, time.Now()); resp != nil {
+			s.counter.cacheHits.Add(1)
+			writeSized(w, resp, maxSize)
+			return
+		}
+	}
+	select {
+	case s.sem <- struct{}{}:
+		defer func() { <-s.sem }()
+	default:
+		s.counter.saturated.Add(1)
+		w.WriteMsg(errorReply(req, dns.RcodeServerFailure))
+		return
+	}
+	raw, resp, err := s.resolve(req)
+	if err != nil {
+		s.counter.servFail.Add(1)
+		if s.upLog.allow() {
+			s.log.Warn("no upstream answered", zap.String("qname", req.Question[0].Name), zap.Error(err))
+		}
+		w.WriteMsg(errorReply(req, dns.RcodeServerFailure))
+		return
+	}
+	s.counter.forwarded.Add(1)
+	if s.cache != nil {
+		s.cache.put(req, resp, time.Now())
+	}
+	if len(raw) <= maxSize {
+		w.Write(raw) // byte-for-byte what the upstream sent, with the client's ID
+		return
+	}
+	writeSized(w, resp, maxSize)
+}
+
+// writeSized writes resp, truncated (TC set) if it does not fit the client's
+// UDP buffer, so that the client retries over TCP.
+func writeSized(w dns.ResponseWriter, resp *dns.Msg, maxSize int) {
+	if resp.Len() > maxSize {
+		resp.Truncate(maxSize)
+	}
+	w.WriteMsg(resp)
+}
+
+// clientMaxSize is the largest answer the client accepts: its EDNS0 buffer
+// size (at least 512) over UDP, 64 KiB over TCP.
+func clientMaxSize(w dns.ResponseWriter, req *dns.Msg) int {
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); !udp {
+		return dns.MaxMsgSize
+	}
+	if opt := req.IsEdns0(); opt != nil && opt.UDPSize() > dns.MinMsgSize {
+		return int(opt.UDPSize())
+	}
+	return dns.MinMsgSize
+}
+
+// resolve sends req to the upstreams in order until one answers with something
+// other than SERVFAIL or REFUSED, and returns that answer as received (raw) and
+// parsed, both carrying req's ID. If every upstream answers SERVFAIL or
+// REFUSED, the last such answer is returned; if none answers, an error.
+func (s *Server) resolve(req *dns.Msg) ([]byte, *dns.Msg, error) {
+	ups := *s.upstreams.Load()
+	if len(ups) == 0 {
+		return nil, nil, errors.New("no upstream resolvers configured")
+	}
+	// The upstream sees a fresh random ID, so that a client's predictable IDs
+	// do not make our upstream queries easier to spoof.
+	clientID := req.Id
+	req.Id = dns.Id()
+	query, err := req.Pack()
+	upID := req.Id
+	req.Id = clientID
+	if err != nil {
+		return nil, nil, fmt.Errorf("packing query: %w", err)
+	}
+	var (
+		lastRaw  []byte
+		lastResp *dns.Msg
+		errs     []error
+	)
+	for _, up := range ups {
+		raw, resp, err := s.exchange(up, query, upID, req.Question[0])
+		if err != nil {
+			s.counter.upstreamErrors.Add(1)
+			errs = append(errs, fmt.Errorf("%v: %w", up, err))
+			if s.ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		binary.BigEndian.PutUint16(raw, clientID)
+		resp.Id = clientID
+		lastRaw, lastResp = raw, resp
+		if resp.Rcode != dns.RcodeServerFailure && resp.Rcode != dns.RcodeRefused {
+			break
+		}
+	}
+	if lastResp != nil {
+		return lastRaw, lastResp, nil
+	}
+	return nil, nil, errors.Join(errs...)
+}
+
+// exchange asks one upstream over UDP, and again over TCP if the UDP answer is
+// truncated.
+func (s *Server) exchange(up netip.AddrPort, query []byte, id uint16, q dns.Question) ([]byte, *dns.Msg, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+	defer cancel()
+	raw, resp, err := exchangeUDP(ctx, up, query, id, q)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !resp.Truncated {
+		return raw, resp, nil
+	}
+	return exchangeTCP(ctx, up, query, id, q)
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, dns.MaxMsgSize); return &b }}
+
+func exchangeUDP(ctx context.Context, up netip.AddrPort, query []byte, id uint16, q dns.Question) ([]byte, *dns.Msg, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "udp", up.String())
+	if err != nil {
+		return nil, nil, err
+	}
+	defer conn.Close()
+	stop := bindDeadline(ctx, conn)
+	defer stop()
+	if _, err := conn.Write(query); err != nil {
+		return nil, nil, err
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	// The socket is connected, so only the upstream's packets arrive; still,
+	// anything that is not the answer to this question is skipped, not
+	// believed.
+	for {
+		n, err := conn.Read(*bp)
+		if err != nil {
+			return nil, nil, err
+		}
+		resp, err := parseResponse((*bp)[:n], id, q)
+		if errors.Is(err, errMismatch) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return append([]byte(nil), (*bp)[:n]...), resp, nil
+	}
+}
+
+func exchangeTCP(ctx context.Context, up netip.AddrPort, query []byte, id uint16, q dns.Question) ([]byte, *dns.Msg, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", up.String())
+	if err != nil {
+		return nil, nil, err
+	}
+	defer conn.Close()
+	stop := bindDeadline(ctx, conn)
+	defer stop()
+	msg := make([]byte, 2+len(query))
+	binary.BigEndian.PutUint16(msg, uint16(len(query)))
+	copy(msg[2:], query)
+	if _, err := conn.Write(msg); err != nil {
+		return nil, nil, err
+	}
+	var lenBuf [2]byte
+	if _, err := io.ReadFull(conn, lenBuf[:]); err != nil {
+		return nil, nil, err
+	}
+	raw := make([]byte, binary.BigEndian.Uint16(lenBuf[:]))
+	if _, err := io.ReadFull(conn, raw); err != nil {
+		return nil, nil, err
+	}
+	resp, err := parseResponse(raw, id, q)
+	if err != nil {
+		return nil, nil, err
+	}
+	return raw, resp, nil
+}
+
+// bindDeadline applies ctx's deadline to conn and unblocks conn's I/O when ctx
+// is cancelled early (by Close).
+func bindDeadline(ctx context.Context, conn net.Conn) (stop func() bool) {
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+}
+
+// parseResponse checks that raw answers question q with ID id and parses it.
+func parseResponse(raw []byte, id uint16, q dns.Question) (*dns.Msg, error) {
+	if len(raw) < 12 || binary.BigEndian.Uint16(raw) != id || raw[2]&0x80 == 0 {
+		return nil, errMismatch
+	}
+	resp := new(dns.Msg)
+	if err := resp.Unpack(raw); err != nil {
+		return nil, fmt.Errorf("malformed response: %w", err)
+	}
+	// A FORMERR or NOTIMP answer may legitimately omit the question.
+	if len(resp.Question) == 0 && resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError {
+		return resp, nil
+	}
+	if len(resp.Question) != 1 {
+		return nil, errMismatch
+	}
+	rq := resp.Question[0]
+	if rq.Qtype != q.Qtype || rq.Qclass != q.Qclass || !strings.EqualFold(rq.Name, q.Name) {
+		return nil, errMismatch
+	}
+	return resp, nil
+}
