@@ -1,0 +1,69 @@
+# ztagent — the README explains each target.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+CMDS := ztagent ztdiag ztcloud
+TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+export CGO_ENABLED ?= 0
+
+.PHONY: all build deps test unit e2e lint cross demo lab-up lab-down bench fuzz clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb
+
+# lint: formatting and vet for the host.
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+# cross: build every binary and vet every package for every supported target.
+cross:
+	@set -e; for t in $(TARGETS); do \
+	  os=$${t%/*}; arch=$${t#*/}; echo "cross: $$os/$$arch"; \
+	  GOOS=$$os GOARCH=$$arch $(GO) build -o /dev/null ./cmd/...; \
+	  GOOS=$$os GOARCH=$$arch $(GO) vet ./...; \
+	done
+
+unit:
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+# e2e: real binaries in network namespaces; needs root, skipped loudly without.
+e2e: build
+	@if [ "$$(id -u)" -ne 0 ]; then \
+	  echo "##########################################################"; \
+	  echo "## e2e SKIPPED: the e2e tests need root (network namespaces)"; \
+	  echo "##########################################################"; \
+	else $(GO) test -count=1 -tags e2e -timeout 20m -v ./e2e/ 2>&1 | tee e2e.out | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)'; \
+	  test $${PIPESTATUS[0]} -eq 0; fi
+
+test: deps lint cross unit e2e
+
+demo: deps build
+	@scripts/demo.sh
+
+lab-up: deps build
+	@scripts/lab.sh up
+
+lab-down:
+	@scripts/lab.sh down
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchmem ./steering/ ./tunnel/... ./dnsproxy/
+	@scripts/bench.sh
+
+FUZZTIME ?= 20s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz: $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+clean:
+	rm -rf $(BIN) e2e.out

@@ -1,0 +1,154 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/steering"
+)
+
+// The local control API: HTTP+JSON over the control socket. Reads are open to
+// every local user; calls that change the agent need root/administrator,
+// checked from the socket peer's credentials.
+
+type credKey struct{}
+
+// MatchRequest asks how the live config decides a flow (`ztdiag match`).
+type MatchRequest struct {
+	Host    string `json:"host"`
+	Port    uint16 `json:"port"`
+	Proto   string `json:"proto"`
+	OS      string `json:"os,omitempty"`
+	Process string `json:"process,omitempty"`
+	Path    string `json:"path,omitempty"`
+	AppID   string `json:"app_id,omitempty"`
+}
+
+// MatchResponse is the decision and why.
+type MatchResponse struct {
+	Action  string `json:"action"`
+	App     string `json:"app,omitempty"`
+	Rule    string `json:"rule,omitempty"`
+	Reason  string `json:"reason"`
+	Explain string `json:"explain"`
+}
+
+func (a *Agent) startControl() (func() error, error) {
+	ln, err := platform.ListenControl(a.cfg.SocketPath)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, a.Status())
+	})
+	mux.HandleFunc("POST /v1/match", a.serveMatch)
+	mux.HandleFunc("POST /v1/sync", a.admin(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.syncOnce(r.Context()); err != nil {
+			writeError(w, http.StatusBadGateway, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, a.Status().Config)
+	}))
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			cred, err := platform.PeerCred(c)
+			if err != nil {
+				cred = platform.Cred{UID: -1, PID: -1}
+			}
+			return context.WithValue(ctx, credKey{}, cred)
+		},
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("control API", zap.Error(err))
+		}
+	}()
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err := srv.Shutdown(ctx)
+		<-done
+		return err
+	}, nil
+}
+
+// admin wraps h so that only root/administrators may call it.
+func (a *Agent) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		cred, _ := r.Context().Value(credKey{}).(platform.Cred)
+		if !cred.Admin {
+			writeError(w, http.StatusForbidden, errors.New("this command needs root or administrator rights"))
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (a *Agent) serveMatch(w http.ResponseWriter, r *http.Request) {
+	var req MatchRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	snap := a.snap.Load()
+	if snap == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("agent has no config yet"))
+		return
+	}
+	writeJSON(w, http.StatusOK, Explain(snap, a.stubs, req))
+}
+
+// Explain decides req against snap. A name is decided by name; a stub address
+// is first mapped back to its name through stubs (which may be nil).
+func Explain(snap *steering.Snapshot, stubs *steering.StubPool, req MatchRequest) MatchResponse {
+	proto, err := steering.ParseProtocol(req.Proto)
+	if err != nil {
+		proto = steering.TCP
+	}
+	f := steering.Flow{Proto: proto, Port: req.Port, OS: req.OS, Process: req.Process, Path: req.Path, AppID: req.AppID}
+	if addr, err := netip.ParseAddr(req.Host); err == nil {
+		f.Addr = addr.Unmap()
+		if stubs != nil && snap.StubRange().Contains(f.Addr) {
+			f.FQDN, _ = stubs.Lookup(f.Addr)
+		}
+	} else {
+		f.FQDN = req.Host
+	}
+	var d steering.Decision
+	if f.Port == 0 && f.FQDN != "" {
+		d = snap.MatchName(f.FQDN)
+	} else {
+		d = snap.MatchFlow(f)
+	}
+	resp := MatchResponse{Action: d.Action.String(), Rule: d.Rule, Reason: d.Reason, Explain: steering.Explain(d)}
+	if d.App != nil {
+		resp.App = d.App.ID
+	}
+	return resp
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": fmt.Sprint(err)})
+}

@@ -1,0 +1,37 @@
+package agent
+
+import (
+	"net/netip"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/dnsproxy"
+	"github.com/ztagent/ztagent/steering"
+)
+
+// dnsPolicy answers the DNS proxy's questions from the live steering snapshot
+// and the stub pool.
+type dnsPolicy struct{ a *Agent }
+
+func (p dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
+	a := p.a
+	snap := a.snap.Load()
+	d := snap.MatchName(name)
+	if d.Action != steering.L7 || d.App == nil || d.App.PublisherDNS {
+		// Publisher-DNS apps are answered with their real addresses (a later
+		// issue sends those queries through the tunnel); until then the
+		// upstream answers them.
+		return dnsproxy.Answer{}, false
+	}
+	addr, err := a.stubs.Assign(name, time.Now())
+	if err != nil {
+		a.log.Warn("no stub address", zap.String("name", name), zap.Error(err))
+		return dnsproxy.Answer{}, false
+	}
+	return dnsproxy.Answer{Addr: addr, TTL: snap.Config().Client.DNSTTL.D()}, true
+}
+
+func (p dnsPolicy) Reverse(addr netip.Addr) (string, bool) {
+	return p.a.stubs.Lookup(addr)
+}

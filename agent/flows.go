@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/steering"
+	"github.com/ztagent/ztagent/tunnel/l7"
+	"github.com/ztagent/ztagent/tunnel/netstack"
+)
+
+// Errors a flow is refused with; the userspace stack answers the SYN with RST.
+var (
+	errUnknownStub = errors.New("no name is assigned to this stub address")
+	errNotSteered  = errors.New("flow matches no private app")
+)
+
+// openTimeout bounds how long a new flow waits for the PoP to answer, so a
+// client sees a reset instead of a hang when the path is broken.
+const openTimeout = 15 * time.Second
+
+// handleTCP decides a new TCP flow from the TUN device and opens its upstream.
+// A stub destination is first mapped back to its FQDN; the steering snapshot
+// then decides by name (or real address), protocol and port.
+func (a *Agent) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error) {
+	d, host := a.decide(f, steering.TCP)
+	log := a.log.With(zap.Stringer("dst", f.Dst), zap.String("host", host))
+	switch d.Action {
+	case steering.L7:
+		ctx, cancel := context.WithTimeout(ctx, openTimeout)
+		defer cancel()
+		c, err := a.l7.Open(ctx, l7.Target{Host: host, Port: f.Dst.Port(), AppID: d.App.ID})
+		if err != nil {
+			log.Info("flow refused", zap.String("app", d.App.ID), zap.Error(err))
+			return nil, err
+		}
+		log.Debug("flow steered", zap.String("app", d.App.ID))
+		return c, nil
+	case steering.Block:
+		log.Info("flow blocked", zap.String("rule", d.Rule))
+		return nil, fmt.Errorf("blocked by %s", d.Rule)
+	default:
+		// The only traffic routed into the TUN is the stub range and app
+		// prefixes; an unsteered flow there (a port outside the app's
+		// definition, or an exception) has nowhere to go and is reset.
+		log.Debug("flow not steered", zap.String("reason", d.Reason))
+		if host == "" {
+			return nil, errUnknownStub
+		}
+		return nil, errNotSteered
+	}
+}
+
+// decide maps the flow to a steering decision and the host to ask the PoP for.
+func (a *Agent) decide(f netstack.Flow, proto steering.Protocol) (steering.Decision, string) {
+	snap := a.snap.Load()
+	dst := f.Dst.Addr().Unmap()
+	flow := steering.Flow{Addr: dst, Proto: proto, Port: f.Dst.Port(), OS: runtime.GOOS}
+	host := dst.String()
+	if snap.StubRange().Contains(dst) {
+		name, ok := a.stubs.Lookup(dst)
+		if !ok {
+			return steering.Decision{Action: steering.Direct, Reason: errUnknownStub.Error()}, ""
+		}
+		a.stubs.Touch(dst, time.Now())
+		flow.FQDN, host = name, name
+	}
+	return snap.MatchFlow(flow), host
+}

@@ -1,0 +1,112 @@
+package agent
+
+import (
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/ztagent/ztagent/steering"
+)
+
+// Status is what `ztdiag status` shows. Its JSON form is a public interface
+// for scripts: add fields, never rename them.
+type Status struct {
+	State      State            `json:"state"`
+	Since      time.Time        `json:"since"`
+	Enrollment EnrollmentStatus `json:"enrollment"`
+	Config     ConfigStatus     `json:"config"`
+	Tunnel     TunnelStatus     `json:"tunnel"`
+	TUN        TUNStatus        `json:"tun"`
+	DNS        DNSStatus        `json:"dns"`
+	Apps       []AppStatus      `json:"apps"`
+	Stubs      []StubStatus     `json:"stubs"`
+}
+
+// EnrollmentStatus is who this device is enrolled as.
+type EnrollmentStatus struct {
+	Tenant    string `json:"tenant"`
+	User      string `json:"user"`
+	DeviceID  string `json:"device_id"`
+	TenantURL string `json:"tenant_url"`
+}
+
+// ConfigStatus is the config in force.
+type ConfigStatus struct {
+	Source  string    `json:"source"` // "tenant" or "cache"
+	ETag    string    `json:"etag"`
+	Fetched time.Time `json:"fetched"`
+}
+
+// TunnelStatus is the L7 tunnel to the PoP.
+type TunnelStatus struct {
+	State     string    `json:"state"`
+	PoP       string    `json:"pop"`
+	Since     time.Time `json:"since"`
+	LastError string    `json:"last_error,omitempty"`
+	Streams   int       `json:"streams"`
+}
+
+// TUNStatus is the TUN device and its routes.
+type TUNStatus struct {
+	Name   string         `json:"name"`
+	Addr   netip.Addr     `json:"addr"`
+	Routes []netip.Prefix `json:"routes"`
+}
+
+// DNSStatus is the DNS proxy and the OS resolver configuration.
+type DNSStatus struct {
+	Mode      string           `json:"mode"`
+	Listen    []netip.AddrPort `json:"listen"`
+	Upstreams []netip.AddrPort `json:"upstreams"`
+}
+
+// AppStatus is one synced private app.
+type AppStatus struct {
+	ID     string   `json:"id"`
+	Name   string   `json:"name,omitempty"`
+	Hosts  []string `json:"hosts"`
+	TCP    string   `json:"tcp,omitempty"`
+	UDP    string   `json:"udp,omitempty"`
+	Tunnel string   `json:"tunnel"`
+}
+
+// StubStatus is one FQDN → stub address assignment.
+type StubStatus struct {
+	FQDN string     `json:"fqdn"`
+	Addr netip.Addr `json:"addr"`
+}
+
+// Status reports the agent's state. It is safe to call at any time.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	st := Status{State: a.state, Since: a.since}
+	running := a.state == StateRunning
+	a.mu.Unlock()
+	if !running {
+		return st
+	}
+	st.Enrollment = EnrollmentStatus{Tenant: a.id.Tenant, User: a.id.User, DeviceID: a.id.DeviceID, TenantURL: a.id.TenantURL}
+	if sc := a.synced.Load(); sc != nil {
+		st.Config = ConfigStatus{Source: sc.source, ETag: sc.etag, Fetched: sc.fetched}
+	}
+	ts := a.l7.Status()
+	st.Tunnel = TunnelStatus{State: string(ts.State), PoP: ts.Addr, Since: ts.Since, LastError: ts.LastError, Streams: ts.Streams}
+	snap := a.snap.Load()
+	st.TUN = TUNStatus{Name: a.cfg.TUNName, Addr: a.tunIP, Routes: a.routerConfig(snap).Routes}
+	st.DNS = DNSStatus{Mode: a.dnsCfg.Mode(), Listen: a.dns.Addrs(), Upstreams: a.dns.Upstreams()}
+	st.Apps = appStatuses(snap)
+	for _, e := range a.stubs.Entries() {
+		st.Stubs = append(st.Stubs, StubStatus{FQDN: e.FQDN, Addr: e.Addr})
+	}
+	return st
+}
+
+func appStatuses(snap *steering.Snapshot) []AppStatus {
+	apps := snap.Config().Apps
+	out := make([]AppStatus, 0, len(apps))
+	for _, app := range apps {
+		out = append(out, AppStatus{ID: app.ID, Name: app.Name, Hosts: app.Hosts, TCP: app.TCP, UDP: app.UDP, Tunnel: app.Tunnel})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

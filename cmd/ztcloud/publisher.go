@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sync"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/ztagent/ztagent/enroll"
+	"github.com/ztagent/ztagent/tunnel/l7"
+)
+
+// cmdPublisher runs a standalone publisher: it enrolls with the tenant API by
+// its registration token (once; the certificate is kept in --state), then dials
+// out to the PoP the tenant names and serves streams until stopped.
+func cmdPublisher(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("ztcloud publisher", flag.ContinueOnError)
+	name := fs.String("name", "", "publisher name, as in the tenant file")
+	token := fs.String("token", "", "publisher registration token (or $ZTCLOUD_PUBLISHER_TOKEN)")
+	tenantURL := fs.String("tenant-url", "", "tenant API URL, e.g. https://tenant.example.com:8444")
+	cacert := fs.String("cacert", "", "tenant CA certificate (PEM) to trust the tenant API and PoP")
+	resolver := fs.String("resolver", "", "corporate DNS resolver ip:port (default: system resolver)")
+	state := fs.String("state", "/var/lib/ztcloud-publisher", "state directory for the publisher's key and certificate")
+	level := zapcore.InfoLevel
+	fs.Var(&level, "log-level", "log level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *token == "" {
+		*token = os.Getenv("ZTCLOUD_PUBLISHER_TOKEN")
+	}
+	if *name == "" || *tenantURL == "" {
+		return errors.New("--name and --tenant-url are required")
+	}
+	log, err := newLogger(level)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	var roots *x509.CertPool
+	if *cacert != "" {
+		pem, err := os.ReadFile(*cacert)
+		if err != nil {
+			return fmt.Errorf("--cacert: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--cacert %s: no PEM certificate in it", *cacert)
+		}
+	}
+	pub, err := enroll.LoadOrEnrollPublisher(ctx, enroll.PublisherEnrollment{
+		StateDir:  *state,
+		TenantURL: *tenantURL,
+		Name:      *name,
+		Token:     enroll.Secret(*token),
+		Roots:     roots,
+		Log:       log,
+	})
+	if err != nil {
+		return err
+	}
+	p := l7.NewPublisher(l7.PublisherConfig{
+		Name:     *name,
+		PoPAddr:  pub.PoP.Address,
+		TLS:      publisherTLS(pub.Cert, pub.Roots, pub.PoP.ServerName),
+		Resolver: *resolver,
+		Log:      log.Named("publisher"),
+	})
+	log.Info("publisher running", zap.String("name", *name), zap.String("pop", pub.PoP.Address))
+	return p.Run(ctx)
+}
+
+func publisherTLS(cert tls.Certificate, roots *x509.CertPool, serverName string) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      roots,
+		ServerName:   serverName,
+	}
+}
+
+// inProcessPublishers runs every publisher of the tenant inside this process,
+// with certificates signed directly by the CA: the all-in-one small setup.
+func inProcessPublishers(f serveFlags, ca *enroll.CA, t *enroll.Tenant, log *zap.Logger) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var wg sync.WaitGroup
+		errc := make(chan error, len(t.Publishers))
+		for _, p := range t.Publishers {
+			cert, err := ca.IssuePublisher(t.Name, p.Name)
+			if err != nil {
+				return err
+			}
+			pub := l7.NewPublisher(l7.PublisherConfig{
+				Name:     p.Name,
+				PoPAddr:  t.PoP.Address,
+				TLS:      publisherTLS(cert, ca.Pool(), t.PoP.ServerName),
+				Resolver: f.resolver,
+				Log:      log.Named("publisher").With(zap.String("name", p.Name)),
+			})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errc <- pub.Run(ctx)
+			}()
+		}
+		wg.Wait()
+		close(errc)
+		for err := range errc {
+			if err != nil && ctx.Err() == nil {
+				return err
+			}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/ztagent/ztagent/agent"
+	"github.com/ztagent/ztagent/enroll"
+	"github.com/ztagent/ztagent/steering"
+)
+
+func cmdMatch(ctx context.Context, c *client, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("ztdiag match", flag.ContinueOnError)
+	cfgFile := fs.String("config", "", "decide against this file (a tenant file with --user, or a steering config) instead of the daemon's live config")
+	user := fs.String("user", "", "user whose config to use from a tenant file")
+	osName := fs.String("os", runtime.GOOS, "OS of the flow's owner, for pinned-app exceptions")
+	process := fs.String("process", "", "process name owning the flow")
+	path := fs.String("path", "", "executable path owning the flow")
+	appID := fs.String("appid", "", "app id (bundle or package id) owning the flow")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return &exitError{2, errors.New("usage: ztdiag match [flags] HOST[:PORT][/tcp|/udp]")}
+	}
+	req, err := parseTarget(fs.Arg(0))
+	if err != nil {
+		return &exitError{2, err}
+	}
+	req.OS, req.Process, req.Path, req.AppID = *osName, *process, *path, *appID
+
+	var resp agent.MatchResponse
+	if *cfgFile != "" {
+		snap, err := loadSnapshot(*cfgFile, *user)
+		if err != nil {
+			return err
+		}
+		resp = agent.Explain(snap, nil, req)
+	} else if err := c.do(ctx, "POST", "/v1/match", req, &resp); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(resp)
+	}
+	fmt.Fprintf(out, "%s\n%s\n", strings.ToUpper(resp.Action), resp.Explain)
+	return nil
+}
+
+// parseTarget reads HOST[:PORT][/tcp|/udp]; IPv6 addresses with a port are
+// written [addr]:port.
+func parseTarget(s string) (agent.MatchRequest, error) {
+	req := agent.MatchRequest{Proto: "tcp"}
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		req.Proto = strings.ToLower(s[i+1:])
+		s = s[:i]
+		if req.Proto != "tcp" && req.Proto != "udp" {
+			return req, fmt.Errorf("protocol %q: want tcp or udp", req.Proto)
+		}
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port: a bare name or address (IPv6 without brackets included).
+		req.Host = strings.Trim(s, "[]")
+		return req, nil
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return req, fmt.Errorf("port %q: want 1-65535", port)
+	}
+	req.Host, req.Port = host, uint16(p)
+	return req, nil
+}
+
+// loadSnapshot compiles a tenant file (for user) or a steering config file.
+func loadSnapshot(file, user string) (*steering.Snapshot, error) {
+	if strings.HasSuffix(file, ".yaml") || strings.HasSuffix(file, ".yml") {
+		t, err := enroll.LoadTenant(file)
+		if err != nil {
+			return nil, err
+		}
+		if user == "" {
+			return nil, &exitError{2, errors.New("--user is needed with a tenant file")}
+		}
+		ac, err := t.AgentConfig(user)
+		if err != nil {
+			return nil, err
+		}
+		return steering.Compile(&ac.Steering)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := steering.ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return steering.Compile(cfg)
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ztagent/ztagent/agent"
+)
+
+func cmdStatus(ctx context.Context, c *client, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("ztdiag status", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var st agent.Status
+	if err := c.do(ctx, "GET", "/v1/status", nil, &st); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printStatus(out, st)
+	return nil
+}
+
+func printStatus(out io.Writer, st agent.Status) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+	fmt.Fprintf(w, "Agent:\t%s (since %s)\n", st.State, ago(st.Since))
+	e := st.Enrollment
+	fmt.Fprintf(w, "Tenant:\t%s (%s)\n", e.Tenant, e.TenantURL)
+	fmt.Fprintf(w, "User:\t%s\n", e.User)
+	fmt.Fprintf(w, "Device:\t%s\n", e.DeviceID)
+	fmt.Fprintf(w, "Config:\tfrom %s, etag %s, fetched %s\n", st.Config.Source, st.Config.ETag, ago(st.Config.Fetched))
+	t := st.Tunnel
+	fmt.Fprintf(w, "Tunnel:\t%s to %s (since %s), %d streams open\n", t.State, t.PoP, ago(t.Since), t.Streams)
+	if t.LastError != "" {
+		fmt.Fprintf(w, "Tunnel error:\t%s\n", t.LastError)
+	}
+	fmt.Fprintf(w, "TUN:\t%s %s, routes %s\n", st.TUN.Name, st.TUN.Addr, join(st.TUN.Routes))
+	fmt.Fprintf(w, "DNS:\t%s on %s, upstreams %s\n", st.DNS.Mode, join(st.DNS.Listen), join(st.DNS.Upstreams))
+	w.Flush()
+	fmt.Fprintf(out, "\nApps (%d):\n", len(st.Apps))
+	for _, a := range st.Apps {
+		ports := []string{}
+		if a.TCP != "" {
+			ports = append(ports, "tcp "+a.TCP)
+		}
+		if a.UDP != "" {
+			ports = append(ports, "udp "+a.UDP)
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", a.ID, strings.Join(a.Hosts, ","), strings.Join(ports, "; "), a.Tunnel)
+	}
+	w.Flush()
+	fmt.Fprintf(out, "\nStub addresses (%d):\n", len(st.Stubs))
+	for _, s := range st.Stubs {
+		fmt.Fprintf(w, "  %s\t%s\n", s.Addr, s.FQDN)
+	}
+}
+
+func join[T fmt.Stringer](xs []T) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = x.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}

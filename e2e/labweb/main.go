@@ -1,0 +1,89 @@
+// Command labweb is the small web application of the lab and the e2e tests: it
+// answers every request with a page naming itself, the Host it was asked for
+// and the address it was reached on, so a test can tell which server and which
+// path a request took.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type listenFlags []string
+
+func (l *listenFlags) String() string     { return strings.Join(*l, ",") }
+func (l *listenFlags) Set(s string) error { *l = append(*l, s); return nil }
+
+func main() {
+	var listen listenFlags
+	name := flag.String("name", "labweb", "name printed in every page")
+	flag.Var(&listen, "listen", "address to listen on (repeatable)")
+	flag.Parse()
+	if len(listen) == 0 {
+		listen = listenFlags{"127.0.0.1:8080"}
+	}
+	if err := run(*name, listen); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(name string, listen []string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		local := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		fmt.Fprintf(w, "hello from %s web: host=%s local=%s remote=%s\n", name, r.Host, local, r.RemoteAddr)
+	})
+	// /bytes?n=N streams N bytes, for transfer tests.
+	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		if err != nil || n < 0 {
+			http.Error(w, "n must be a byte count", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		io.CopyN(w, zeroReader{}, n)
+	})
+	errc := make(chan error, len(listen))
+	var servers []*http.Server
+	for _, addr := range listen {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	for _, s := range servers {
+		s.Close()
+	}
+	return nil
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}

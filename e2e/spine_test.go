@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// curl exit codes the tests tell apart.
+const (
+	curlRefused = 7  // connection refused/reset during connect
+	curlTimeout = 28 // the hang a refused flow must never become
+)
+
+// TestSpine runs the spine's flows in one lab, in order: the agent starts,
+// every flow is checked, and stopping it must leave the client namespace
+// exactly as it was.
+func TestSpine(t *testing.T) {
+	requireE2E(t)
+	l := newLab(t)
+	before := l.clientNetState()
+	l.script("agent-start")
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			l.script("agent-stop")
+		}
+	})
+
+	t.Run("private app by name through a stub address", func(t *testing.T) {
+		addr := dig(t, l, "web.corp.test")
+		if !netip.MustParsePrefix("100.64.0.0/10").Contains(addr) {
+			t.Fatalf("web.corp.test = %s, want a stub address in 100.64.0.0/10", addr)
+		}
+		page := l.must("client", "curl", "-sS", "--max-time", "10", "http://web.corp.test/")
+		wantPage(t, page, "hello from corp web", "host=web.corp.test")
+	})
+
+	t.Run("wildcard app: two names, two stubs", func(t *testing.T) {
+		a := dig(t, l, "a.apps.corp.test")
+		b := dig(t, l, "b.apps.corp.test")
+		if a == b {
+			t.Fatalf("a.apps.corp.test and b.apps.corp.test share stub %s", a)
+		}
+		for _, name := range []string{"a.apps.corp.test", "b.apps.corp.test"} {
+			page := l.must("client", "curl", "-sS", "--max-time", "10", "http://"+name+"/")
+			wantPage(t, page, "hello from corp web", "host="+name)
+		}
+	})
+
+	t.Run("IP app without DNS", func(t *testing.T) {
+		page := l.must("client", "curl", "-sS", "--max-time", "10", "http://10.20.0.10/")
+		wantPage(t, page, "hello from corp web", "local=10.20.0.10:80")
+	})
+
+	t.Run("app denied by policy is reset, not hung", func(t *testing.T) {
+		addr := dig(t, l, "secret.corp.test")
+		if !netip.MustParsePrefix("100.64.0.0/10").Contains(addr) {
+			t.Fatalf("secret.corp.test = %s, want a stub (it is steered, only the PoP denies it)", addr)
+		}
+		out, code := l.run("client", "curl", "-sS", "--max-time", "10", "http://secret.corp.test/")
+		if code != curlRefused {
+			t.Fatalf("curl secret.corp.test: exit %d, want %d (refused); output:\n%s", code, curlRefused, out)
+		}
+	})
+
+	t.Run("port outside the app definition is not steered", func(t *testing.T) {
+		for _, url := range []string{"http://10.20.0.10:8080/", "http://web.corp.test:8080/"} {
+			out, code := l.run("client", "curl", "-sS", "--max-time", "10", url)
+			if code != curlRefused {
+				t.Errorf("curl %s: exit %d, want %d (refused by the agent); output:\n%s", url, code, curlRefused, out)
+			}
+		}
+		if n := popStreamsFor(t, l, ":8080"); n != 0 {
+			t.Errorf("the PoP saw %d streams to port 8080", n)
+		}
+	})
+
+	t.Run("public name resolves upstream and goes direct", func(t *testing.T) {
+		if addr := dig(t, l, "www.public.test"); addr != netip.MustParseAddr("10.10.0.1") {
+			t.Fatalf("www.public.test = %s, want 10.10.0.1 from the original resolver", addr)
+		}
+		route := l.must("client", "ip", "route", "get", "10.10.0.1")
+		if strings.Contains(route, "zt0") || !strings.Contains(route, "dev eth0") {
+			t.Fatalf("route to the public site goes through the tunnel: %s", route)
+		}
+		page := l.must("client", "curl", "-sS", "--max-time", "10", "http://www.public.test/")
+		wantPage(t, page, "hello from public web")
+		if n := popStreamsFor(t, l, "public.test"); n != 0 {
+			t.Errorf("the PoP saw %d streams for public.test", n)
+		}
+	})
+
+	t.Run("ztdiag status", func(t *testing.T) {
+		var st struct {
+			State      string
+			Enrollment struct{ Tenant, User string }
+			Tunnel     struct{ State string }
+			Apps       []struct{ ID string }
+			Stubs      []struct{ FQDN string }
+		}
+		out := l.must("client", l.bin("ztdiag"), "--socket", l.sock(), "status", "--json")
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		if st.State != "running" || st.Tunnel.State != "connected" || st.Enrollment.User != "alice@demo.test" {
+			t.Fatalf("unexpected status: %+v", st)
+		}
+		if len(st.Stubs) < 3 {
+			t.Fatalf("status lists %d stubs, want the names resolved above", len(st.Stubs))
+		}
+	})
+
+	t.Run("stop restores resolv.conf, addresses and routes", func(t *testing.T) {
+		l.script("agent-stop")
+		stopped = true
+		after := l.clientNetState()
+		if after != before {
+			t.Fatalf("client namespace changed:\nbefore: %+v\nafter:  %+v", before, after)
+		}
+	})
+}
+
+func dig(t *testing.T, l *lab, name string) netip.Addr {
+	t.Helper()
+	out := strings.TrimSpace(l.must("client", "dig", "+short", "+time=3", "+tries=1", name, "A"))
+	lines := strings.Fields(out)
+	if len(lines) == 0 {
+		t.Fatalf("dig %s: no answer", name)
+	}
+	addr, err := netip.ParseAddr(lines[len(lines)-1])
+	if err != nil {
+		t.Fatalf("dig %s: %q", name, out)
+	}
+	return addr
+}
+
+func wantPage(t *testing.T, page string, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(page, p) {
+			t.Fatalf("page %q does not contain %q", page, p)
+		}
+	}
+}
+
+// popStreamsFor counts the PoP's stream log lines that mention s.
+func popStreamsFor(t *testing.T, l *lab, s string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(l.dir, "ztcloud.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "stream") && strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the lab, the e2e tests and the benchmarks use.
+# Idempotent and quiet when everything is there; needs root to install.
+set -euo pipefail
+
+# command:package pairs
+need=(
+  ip:iproute2
+  curl:curl
+  dig:dnsutils
+  dnsmasq:dnsmasq-base
+  iperf3:iperf3
+  dnsperf:dnsperf
+  pgrep:procps
+)
+missing=()
+for pair in "${need[@]}"; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps: missing Debian packages: ${missing[*]}" >&2
+  echo "deps: not root, so not installing them; the e2e tests and the demo need them (sudo $0)" >&2
+  exit 0
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
