@@ -64,13 +64,14 @@ func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 	return n, nil
 }
 
-// next blocks for the next outbound packet; nil once closed.
+// next blocks for the next outbound packet. After Close it still returns
+// the packets queued before (the RSTs of aborted flows), then nil.
 func (l *linkEndpoint) next() *stack.PacketBuffer {
 	select {
 	case p := <-l.q:
 		return p
 	case <-l.closing:
-		return nil
+		return l.tryNext()
 	}
 }
 

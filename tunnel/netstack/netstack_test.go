@@ -1,0 +1,510 @@
+package netstack
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var (
+	stubDst = netip.MustParseAddrPort("100.64.0.5:80")
+	realDst = netip.MustParseAddrPort("[fd7a::10]:443")
+)
+
+// testCtx bounds a test that would otherwise hang on a bug; it asserts no
+// timing.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// upstream is a loopback TCP server standing in for a tunnel stream; the
+// handler dials it and records the flows it was asked for.
+type upstream struct {
+	ln       net.Listener
+	accepted chan *net.TCPConn
+	mu       sync.Mutex
+	flows    []Flow
+}
+
+func newUpstream(t *testing.T) *upstream {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &upstream{ln: ln, accepted: make(chan *net.TCPConn, 16)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u.accepted <- c.(*net.TCPConn)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		close(u.accepted)
+		for c := range u.accepted {
+			c.Close()
+		}
+	})
+	return u
+}
+
+func (u *upstream) handler(ctx context.Context, f Flow) (net.Conn, error) {
+	u.mu.Lock()
+	u.flows = append(u.flows, f)
+	u.mu.Unlock()
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", u.ln.Addr().String())
+}
+
+func (u *upstream) next(t *testing.T) *net.TCPConn {
+	t.Helper()
+	select {
+	case c := <-u.accepted:
+		t.Cleanup(func() { c.Close() })
+		return c
+	case <-time.After(30 * time.Second):
+		t.Fatal("upstream connection never arrived")
+		return nil
+	}
+}
+
+func echo(c *net.TCPConn) {
+	io.Copy(c, c)
+	c.CloseWrite()
+}
+
+func TestTCPRoundTrip(t *testing.T) {
+	for _, dst := range []netip.AddrPort{stubDst, realDst} {
+		t.Run(dst.String(), func(t *testing.T) {
+			u := newUpstream(t)
+			h := newHarness(t, Config{TCP: u.handler})
+			c, _, err := h.dialTCP(testCtx(t), dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			srv := u.next(t)
+			go echo(srv)
+
+			want := make([]byte, 8<<20)
+			rand.Read(want)
+			errc := make(chan error, 1)
+			go func() {
+				_, err := c.Write(want)
+				if err == nil {
+					err = c.CloseWrite()
+				}
+				errc <- err
+			}()
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if err := <-errc; err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("echoed %d bytes, not the %d sent (or they differ)", len(got), len(want))
+			}
+			src := clientV4
+			if dst.Addr().Is6() {
+				src = clientV6
+			}
+			u.mu.Lock()
+			f := u.flows[0]
+			u.mu.Unlock()
+			if f.Proto != ProtoTCP || f.Dst != dst || f.Src.Addr() != src {
+				t.Errorf("handler saw flow %v; want tcp %v->%v", f, src, dst)
+			}
+			if s := h.st.Stats(); s.TCPTotal != 1 {
+				t.Errorf("TCPTotal = %d, want 1", s.TCPTotal)
+			}
+		})
+	}
+}
+
+func TestTCPRefusedGetsReset(t *testing.T) {
+	refused := errors.New("policy denies app")
+	var calls atomic.Int32
+	h := newHarness(t, Config{TCP: func(context.Context, Flow) (net.Conn, error) {
+		calls.Add(1)
+		return nil, refused
+	}})
+	_, _, err := h.dialTCP(testCtx(t), stubDst)
+	if err == nil {
+		t.Fatal("connect succeeded; want it refused")
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal("connect hung instead of being reset")
+	}
+	t.Logf("client saw: %v", err)
+	if calls.Load() != 1 {
+		t.Errorf("handler called %d times, want 1", calls.Load())
+	}
+	if s := h.st.Stats(); s.TCPRefused != 1 || s.TCPTotal != 0 {
+		t.Errorf("stats %+v; want 1 refused, 0 total", s)
+	}
+}
+
+func readAllString(t *testing.T, r io.Reader) string {
+	t.Helper()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return string(b)
+}
+
+func TestTCPHalfClose(t *testing.T) {
+	t.Run("client closes first", func(t *testing.T) {
+		u := newUpstream(t)
+		h := newHarness(t, Config{TCP: u.handler})
+		c, _, err := h.dialTCP(testCtx(t), stubDst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		srv := u.next(t)
+		c.Write([]byte("request"))
+		c.CloseWrite()
+		if got := readAllString(t, srv); got != "request" {
+			t.Fatalf("upstream read %q until EOF", got)
+		}
+		// The client's half-closed connection still carries the response.
+		srv.Write([]byte("response"))
+		srv.CloseWrite()
+		if got := readAllString(t, c); got != "response" {
+			t.Fatalf("client read %q until EOF", got)
+		}
+	})
+	t.Run("upstream closes first", func(t *testing.T) {
+		u := newUpstream(t)
+		h := newHarness(t, Config{TCP: u.handler})
+		c, _, err := h.dialTCP(testCtx(t), stubDst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		srv := u.next(t)
+		srv.Write([]byte("banner"))
+		srv.CloseWrite()
+		if got := readAllString(t, c); got != "banner" {
+			t.Fatalf("client read %q until EOF", got)
+		}
+		c.Write([]byte("after-eof"))
+		c.CloseWrite()
+		if got := readAllString(t, srv); got != "after-eof" {
+			t.Fatalf("upstream read %q until EOF", got)
+		}
+	})
+}
+
+func isReset(err error) bool {
+	return err != nil && !errors.Is(err, io.EOF)
+}
+
+func TestTCPResetPropagates(t *testing.T) {
+	t.Run("upstream reset resets client", func(t *testing.T) {
+		u := newUpstream(t)
+		h := newHarness(t, Config{TCP: u.handler})
+		c, _, err := h.dialTCP(testCtx(t), stubDst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		srv := u.next(t)
+		srv.SetLinger(0)
+		srv.Close()
+		_, err = io.ReadAll(c)
+		if !isReset(err) {
+			t.Fatalf("client read ended with %v; want a reset", err)
+		}
+	})
+	t.Run("client reset resets upstream", func(t *testing.T) {
+		u := newUpstream(t)
+		h := newHarness(t, Config{TCP: u.handler})
+		c, ep, err := h.dialTCP(testCtx(t), stubDst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		srv := u.next(t)
+		c.Write([]byte("x"))
+		buf := make([]byte, 1)
+		if _, err := io.ReadFull(srv, buf); err != nil {
+			t.Fatal(err)
+		}
+		ep.Abort()
+		_, err = io.ReadAll(srv)
+		if !isReset(err) {
+			t.Fatalf("upstream read ended with %v; want a reset", err)
+		}
+	})
+}
+
+// TestMaxInFlightSYN holds one handler open and checks that a second SYN is
+// dropped rather than queued without bound.
+func TestMaxInFlightSYN(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 4)
+	h := newHarness(t, Config{MaxInFlightSYN: 1, TCP: func(ctx context.Context, f Flow) (net.Conn, error) {
+		entered <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, errors.New("released")
+	}})
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		h.dialTCP(ctx, stubDst)
+	}()
+	<-entered
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		h.dialTCP(ctx, netip.MustParseAddrPort("100.64.0.6:80"))
+	}()
+	for h.st.Stats().SYNDropped == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("second SYN was never dropped")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	cancel()
+}
+
+// udpEcho is a loopback UDP echo server; the handler returns a connected
+// socket to it and records what it returned.
+type udpEcho struct {
+	pc     net.PacketConn
+	closed atomic.Int32
+}
+
+func newUDPEcho(t *testing.T) *udpEcho {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65535)
+		for {
+			n, addr, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], addr)
+		}
+	}()
+	t.Cleanup(func() { pc.Close(); <-done })
+	return &udpEcho{pc: pc}
+}
+
+type closeCounted struct {
+	*net.UDPConn
+	n *atomic.Int32
+}
+
+func (c closeCounted) Close() error { c.n.Add(1); return c.UDPConn.Close() }
+
+func (e *udpEcho) handler(ctx context.Context, f Flow) (DatagramConn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "udp", e.pc.LocalAddr().String())
+	if err != nil {
+		return nil, err
+	}
+	return closeCounted{c.(*net.UDPConn), &e.closed}, nil
+}
+
+func TestUDPEcho(t *testing.T) {
+	e := newUDPEcho(t)
+	h := newHarness(t, Config{TCP: refuseAll, UDP: e.handler})
+	for _, dst := range []netip.AddrPort{netip.MustParseAddrPort("100.64.0.9:53"), netip.MustParseAddrPort("[fd7a::53]:53")} {
+		c, err := h.dialUDP(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2000)
+		for i, msg := range []string{"query-1", "query-2", string(bytes.Repeat([]byte("x"), 1200))} {
+			if _, err := c.Write([]byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			n, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("%v datagram %d: %v", dst, i, err)
+			}
+			if string(buf[:n]) != msg {
+				t.Fatalf("%v datagram %d echoed %d bytes, want %d", dst, i, n, len(msg))
+			}
+		}
+		c.Close()
+	}
+	if s := h.st.Stats(); s.UDPTotal != 2 || s.UDPOpen != 2 {
+		t.Errorf("stats %+v; want 2 UDP flows open", s)
+	}
+}
+
+func refuseAll(context.Context, Flow) (net.Conn, error) { return nil, errors.New("no TCP here") }
+
+func TestUDPIdleExpiry(t *testing.T) {
+	e := newUDPEcho(t)
+	h := newHarness(t, Config{TCP: refuseAll, UDP: e.handler, IdleUDP: 20 * time.Millisecond})
+	c, err := h.dialUDP(netip.MustParseAddrPort("100.64.0.9:5000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("hello"))
+	buf := make([]byte, 100)
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	for h.st.Stats().UDPExpired != 1 {
+		if ctx.Err() != nil {
+			t.Fatalf("flow never expired: %+v", h.st.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s := h.st.Stats(); s.UDPOpen != 0 {
+		t.Errorf("UDPOpen = %d after expiry", s.UDPOpen)
+	}
+	if e.closed.Load() != 1 {
+		t.Errorf("upstream closed %d times, want 1", e.closed.Load())
+	}
+	// A new datagram on the same 4-tuple opens a new flow.
+	c.Write([]byte("again"))
+	if _, err := c.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.st.Stats(); s.UDPTotal != 2 {
+		t.Errorf("UDPTotal = %d, want 2", s.UDPTotal)
+	}
+}
+
+func TestUDPRefused(t *testing.T) {
+	h := newHarness(t, Config{TCP: refuseAll, UDP: func(context.Context, Flow) (DatagramConn, error) {
+		return nil, errors.New("no")
+	}})
+	c, err := h.dialUDP(netip.MustParseAddrPort("100.64.0.9:53"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("q"))
+	ctx := testCtx(t)
+	for h.st.Stats().UDPRefused == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("flow never refused")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestCloseWithOpenFlows closes the stack while TCP and UDP flows are open
+// and a handler is still running: every goroutine must end (goleak) and the
+// TCP client must see its connection reset.
+func TestCloseWithOpenFlows(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // runs last: after the servers stop
+	u := newUpstream(t)
+	e := newUDPEcho(t)
+	pending := make(chan struct{})
+	h := newHarness(t, Config{
+		UDP: e.handler,
+		TCP: func(ctx context.Context, f Flow) (net.Conn, error) {
+			if f.Dst.Port() == 81 {
+				close(pending)
+				<-ctx.Done() // a slow upstream: Close must cancel it
+				return nil, ctx.Err()
+			}
+			return u.handler(ctx, f)
+		},
+	})
+	ctx := testCtx(t)
+	c, _, err := h.dialTCP(ctx, stubDst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv := u.next(t)
+	go echo(srv)
+	c.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	uc, err := h.dialUDP(netip.MustParseAddrPort("100.64.0.9:53"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	uc.Write([]byte("q"))
+	if _, err := uc.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancelDial := context.WithCancel(ctx)
+	defer cancelDial()
+	var pendingDial sync.WaitGroup
+	pendingDial.Add(1)
+	go func() {
+		defer pendingDial.Done()
+		h.dialTCP(dctx, netip.MustParseAddrPort("100.64.0.5:81"))
+	}()
+	<-pending
+
+	if s := h.st.Stats(); s.TCPOpen != 1 || s.UDPOpen != 1 {
+		t.Fatalf("stats before close %+v", s)
+	}
+	if err := h.st.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := h.st.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadAll(c); !isReset(err) || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("client read after Close ended with %v; want a reset", err)
+	}
+	cancelDial()
+	pendingDial.Wait()
+	if s := h.st.Stats(); s.TCPOpen != 0 || s.UDPOpen != 0 {
+		t.Errorf("stats after close %+v", s)
+	}
+	h.close()
+}
+
+var _ DatagramConn = (*net.UDPConn)(nil)
+var _ DatagramConn = (*gonet.UDPConn)(nil)
