@@ -1,0 +1,265 @@
+package enroll
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Error is an enrollment or config failure explained for an administrator: its
+// message is one sentence naming the cause and the fix, and Reason is a
+// machine-readable code (the tenant's reason when the tenant refused).
+type Error struct {
+	Reason string
+	Status int // HTTP status when the tenant answered, else 0
+	msg    string
+	err    error
+}
+
+func (e *Error) Error() string { return e.msg }
+func (e *Error) Unwrap() error { return e.err }
+
+func errorf(reason string, err error, format string, args ...any) *Error {
+	return &Error{Reason: reason, msg: fmt.Sprintf(format, args...), err: err}
+}
+
+// Timeouts for talking to the tenant API; the caller's context can only shorten
+// them.
+const (
+	dialTimeout    = 10 * time.Second
+	requestTimeout = 30 * time.Second
+)
+
+func newTransport(tc *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
+		TLSClientConfig:       tc,
+		TLSHandshakeTimeout:   dialTimeout,
+		ResponseHeaderTimeout: requestTimeout,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          2,
+		IdleConnTimeout:       90 * time.Second,
+	}
+}
+
+// loadCACert reads cacert= into a pool and its PEM; no path means system roots.
+func loadCACert(path string) (*x509.CertPool, []byte, error) {
+	if path == "" {
+		return nil, nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, errorf(ReasonMissingParameter, err,
+			"cannot read cacert=%s: %v — pass the path of the tenant CA PEM the administrator distributed", path, unwrapPathError(err))
+	}
+	pool, err := poolFromPEM(data)
+	if err != nil {
+		return nil, nil, errorf(ReasonMissingParameter, err,
+			"cacert=%s is not a PEM certificate file (%v) — pass the tenant CA PEM (ca.pem)", path, err)
+	}
+	return pool, data, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// newDeviceKey generates the device key and a CSR for it. The key never leaves
+// this process except into the 0600 identity file.
+func newDeviceKey(cn string) (*ecdsa.PrivateKey, string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader,
+		&x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
+	if err != nil {
+		return nil, "", err
+	}
+	return key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), nil
+}
+
+// checkUPNParams says what is missing or unsupported for UPN enrollment.
+func checkUPNParams(p Params) (string, error) {
+	if p.InstallMode == "IDP" {
+		return "", errorf(ReasonUnsupportedInstall, nil,
+			"installmode=IDP needs IdP enrollment, which this version does not support yet — remove installmode= to enroll by UPN")
+	}
+	if p.EnrollEncryptionToken != "" {
+		return "", errorf(ReasonEncryptionTokenUsed, nil,
+			"enrollencryptiontoken= is not supported by this version yet — remove it (the config is still protected by TLS)")
+	}
+	base, err := p.TenantURL()
+	if err != nil {
+		return "", errorf(ReasonMissingParameter, err, "%v", err)
+	}
+	switch {
+	case p.Token == "":
+		return "", errorf(ReasonMissingParameter, nil, "token= is not set: pass the org key shown in the admin console")
+	case p.UPN == "":
+		return "", errorf(ReasonMissingParameter, nil, "no user to enroll: pass upn=user@domain or log in as the user")
+	}
+	return base, nil
+}
+
+// EnrollUPN enrolls this device for p.UPN with the org key and, when the tenant
+// enforces secure enrollment, the auth token. The device key is generated here
+// and only its CSR is sent. The result is not yet saved: call Save.
+func EnrollUPN(ctx context.Context, p Params, log *zap.Logger) (*Identity, error) {
+	base, err := checkUPNParams(p)
+	if err != nil {
+		return nil, err
+	}
+	apiRoots, apiPEM, err := loadCACert(p.CACert)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "unknown"
+	}
+	key, csr, err := newDeviceKey(p.UPN)
+	if err != nil {
+		return nil, fmt.Errorf("generate device key: %w", err)
+	}
+	req := upnEnrollRequest{OrgKey: string(p.Token), UPN: p.UPN, DeviceName: host, CSR: csr,
+		EnrollAuthToken: string(p.EnrollAuthToken)}
+	log.Info("enrolling", zap.String("url", base), zap.String("upn", p.UPN), zap.Stringer("params", p))
+	resp, err := postEnroll(ctx, base+"/v1/enroll/upn", apiRoots, &req, p)
+	if err != nil {
+		return nil, err
+	}
+	cert, roots, err := checkEnrollResponse(base, resp, key)
+	if err != nil {
+		return nil, err
+	}
+	peer, _ := PeerIdentity(cert.Leaf)
+	if peer.Kind != KindDevice || peer.Tenant != resp.Tenant || peer.Device != resp.DeviceID ||
+		peer.User != resp.User {
+		return nil, errorf(ReasonBadResponse, nil,
+			"tenant API at %s issued a certificate that does not match its answer — report this to the tenant administrator", base)
+	}
+	id := &Identity{Tenant: resp.Tenant, User: resp.User, DeviceID: resp.DeviceID, TenantURL: base,
+		Cert: cert, Roots: roots, APIRoots: apiRoots, caPEM: []byte(resp.CA), apiCAPEM: apiPEM}
+	log.Info("enrolled", zap.String("tenant", id.Tenant), zap.String("user", id.User),
+		zap.String("device_id", id.DeviceID), zap.Time("expires", id.Expires()))
+	return id, nil
+}
+
+// postEnroll POSTs an enrollment and decodes a 200 answer; anything else becomes
+// an *Error.
+func postEnroll(ctx context.Context, url string, roots *x509.CertPool, body any, p Params) (*enrollResponse, error) {
+	tr := newTransport(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	data, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
+	if err != nil {
+		return nil, errorf(ReasonMissingParameter, err, "bad tenant API URL %s: %v — check host=", url, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return nil, explainTransport(baseOf(url), err, p.CACert)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, explainStatus(baseOf(url), resp, p)
+	}
+	var out enrollResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxRequestBody)).Decode(&out); err != nil {
+		return nil, errorf(ReasonBadResponse, err,
+			"tenant API at %s sent a malformed enrollment answer (%v) — check that host= points at the tenant API", baseOf(url), err)
+	}
+	return &out, nil
+}
+
+// checkEnrollResponse checks that the certificate is for our key and chains to
+// the tenant CA the response names, and returns both.
+func checkEnrollResponse(base string, r *enrollResponse, key *ecdsa.PrivateKey) (tls.Certificate, *x509.CertPool, error) {
+	bad := func(why string, err error) (tls.Certificate, *x509.CertPool, error) {
+		return tls.Certificate{}, nil, errorf(ReasonBadResponse, err,
+			"tenant API at %s sent an unusable certificate (%s) — report this to the tenant administrator", base, why)
+	}
+	roots, err := poolFromPEM([]byte(r.CA))
+	if err != nil {
+		return bad("tenant CA: "+err.Error(), err)
+	}
+	b, _ := pem.Decode([]byte(r.Certificate))
+	if b == nil || b.Type != "CERTIFICATE" {
+		return bad("no PEM certificate", nil)
+	}
+	leaf, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return bad(err.Error(), err)
+	}
+	if !key.PublicKey.Equal(leaf.PublicKey) {
+		return bad("not for this device's key", nil)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return bad(err.Error(), err)
+	}
+	return tls.Certificate{Certificate: [][]byte{b.Bytes}, PrivateKey: key, Leaf: leaf}, roots, nil
+}
+
+// PublisherEnrollment is what a publisher needs to enroll.
+type PublisherEnrollment struct {
+	TenantURL string         // base URL of the tenant API
+	Roots     *x509.CertPool // verifies the tenant API; nil means system roots
+	Name      string
+	Token     Secret // registration token from the tenant file
+}
+
+// EnrollPublisher enrolls a publisher with a key generated here and returns its
+// certificate and the tenant CA, which verifies the PoP.
+func EnrollPublisher(ctx context.Context, pe PublisherEnrollment, log *zap.Logger) (tls.Certificate, *x509.CertPool, error) {
+	base, err := normalizeHost(pe.TenantURL)
+	if err != nil {
+		return tls.Certificate{}, nil, errorf(ReasonMissingParameter, err, "tenant API URL %v", err)
+	}
+	key, csr, err := newDeviceKey("publisher " + pe.Name)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("generate publisher key: %w", err)
+	}
+	req := publisherEnrollRequest{Name: pe.Name, Token: string(pe.Token), CSR: csr}
+	resp, err := postEnroll(ctx, base+"/v1/publishers/enroll", pe.Roots, &req, Params{})
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	cert, roots, err := checkEnrollResponse(base, resp, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	if peer, err := PeerIdentity(cert.Leaf); err != nil || peer.Kind != KindPublisher || peer.Publisher != pe.Name {
+		return tls.Certificate{}, nil, errorf(ReasonBadResponse, err,
+			"tenant API at %s issued a certificate that is not for publisher %s — report this to the tenant administrator", base, pe.Name)
+	}
+	log.Info("publisher enrolled", zap.String("tenant", resp.Tenant), zap.String("publisher", pe.Name))
+	return cert, roots, nil
+}

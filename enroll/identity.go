@@ -1,0 +1,171 @@
+package enroll
+
+import (
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ztagent/ztagent/platform"
+)
+
+// Identity is an enrolled device: who it is, where its tenant is, its key and
+// certificate, and whom it trusts.
+type Identity struct {
+	Tenant    string
+	User      string
+	DeviceID  string
+	TenantURL string // base URL of the tenant API
+	Cert      tls.Certificate
+	// Roots holds the tenant CA; it verifies the PoP.
+	Roots *x509.CertPool
+	// APIRoots verifies the tenant API; nil means the system roots.
+	APIRoots *x509.CertPool
+
+	caPEM    []byte
+	apiCAPEM []byte
+}
+
+// Expires is when the device certificate stops being valid.
+func (id *Identity) Expires() time.Time { return id.Cert.Leaf.NotAfter }
+
+// identityFile is the one file an identity lives in. Key, certificate and
+// metadata are written together in one atomic rename, so a crash can never
+// leave a key beside another key's certificate. It holds the private key: 0600.
+const (
+	identityFile    = "identity.json"
+	identityVersion = 1
+)
+
+type identityJSON struct {
+	Version     int    `json:"version"`
+	Tenant      string `json:"tenant"`
+	User        string `json:"user"`
+	DeviceID    string `json:"device_id"`
+	TenantURL   string `json:"tenant_url"`
+	Key         string `json:"key"`         // PEM PKCS#8
+	Certificate string `json:"certificate"` // PEM
+	CA          string `json:"ca"`          // PEM, tenant CA
+	APICA       string `json:"api_ca,omitempty"`
+}
+
+// Save writes the identity into stateDir atomically, the file readable only by
+// its owner.
+func (id *Identity) Save(stateDir string) error {
+	key, ok := id.Cert.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok || len(id.Cert.Certificate) == 0 {
+		return errors.New("save identity: no ECDSA key and certificate")
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("save identity: %w", err)
+	}
+	data, err := json.MarshalIndent(identityJSON{
+		Version: identityVersion, Tenant: id.Tenant, User: id.User, DeviceID: id.DeviceID,
+		TenantURL:   id.TenantURL,
+		Key:         string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})),
+		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.Cert.Certificate[0]})),
+		CA:          string(id.caPEM),
+		APICA:       string(id.apiCAPEM),
+	}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save identity: %w", err)
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return fmt.Errorf("save identity: %w", err)
+	}
+	return platform.WriteFileAtomic(filepath.Join(stateDir, identityFile), data, 0o600)
+}
+
+// LoadIdentity reads the identity from stateDir. With no identity it returns
+// ErrNotEnrolled; with one that cannot be trusted (truncated, edited, key not
+// matching certificate) an error wrapping ErrCorruptIdentity that says so.
+func LoadIdentity(stateDir string) (*Identity, error) {
+	path := filepath.Join(stateDir, identityFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotEnrolled
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read identity: %w", err)
+	}
+	id, why := parseIdentity(data)
+	if why != "" {
+		return nil, fmt.Errorf("%w: %s %s; enroll again to replace it", ErrCorruptIdentity, path, why)
+	}
+	return id, nil
+}
+
+// parseIdentity returns the identity, or why the data cannot be one.
+func parseIdentity(data []byte) (*Identity, string) {
+	var j identityJSON
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return nil, "is not valid JSON (" + err.Error() + ")"
+	}
+	switch {
+	case j.Version != identityVersion:
+		return nil, fmt.Sprintf("has version %d, want %d", j.Version, identityVersion)
+	case j.Tenant == "" || j.User == "" || j.DeviceID == "" || j.TenantURL == "":
+		return nil, "lacks tenant, user, device_id or tenant_url"
+	}
+	cert, err := tls.X509KeyPair([]byte(j.Certificate), []byte(j.Key))
+	if err != nil {
+		return nil, "has an unusable key or certificate (" + err.Error() + ")"
+	}
+	peer, err := PeerIdentity(cert.Leaf)
+	if err != nil || peer.Kind != KindDevice || peer.Tenant != j.Tenant || peer.User != j.User || peer.Device != j.DeviceID {
+		return nil, "has a certificate that does not match its tenant, user and device"
+	}
+	id := &Identity{Tenant: j.Tenant, User: j.User, DeviceID: j.DeviceID, TenantURL: j.TenantURL,
+		Cert: cert, caPEM: []byte(j.CA)}
+	if id.Roots, err = poolFromPEM(id.caPEM); err != nil {
+		return nil, "has an unusable tenant CA (" + err.Error() + ")"
+	}
+	if j.APICA != "" {
+		id.apiCAPEM = []byte(j.APICA)
+		if id.APIRoots, err = poolFromPEM(id.apiCAPEM); err != nil {
+			return nil, "has an unusable tenant API CA (" + err.Error() + ")"
+		}
+	}
+	return id, ""
+}
+
+// poolFromPEM parses one or more PEM certificates into a new pool; anything else
+// in the data is an error.
+func poolFromPEM(data []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	n := 0
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			if strings.TrimSpace(string(rest)) != "" {
+				return nil, errors.New("data that is not a PEM certificate")
+			}
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block %q, want CERTIFICATE", b.Type)
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		pool.AddCert(c)
+		n++
+	}
+	if n == 0 {
+		return nil, errors.New("no PEM certificate")
+	}
+	return pool, nil
+}

@@ -1,0 +1,336 @@
+package enroll
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const demoOrgKey = "demo-org-key-8c1f4e27b9d35a60"
+
+// lab is a tenant API on an httptest TLS server with the real handler.
+type lab struct {
+	t      *testing.T
+	srv    *httptest.Server
+	ca     *CA
+	caFile string
+	tenant atomic.Pointer[Tenant]
+}
+
+func newLab(t *testing.T, tn *Tenant, log *zap.Logger) *lab {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := LoadOrCreateCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lab{t: t, ca: ca, caFile: filepath.Join(dir, caCertFile)}
+	l.tenant.Store(tn)
+	tc, err := ca.TenantServerTLS([]string{"127.0.0.1", "tenant.demo.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if log == nil {
+		log = zaptest.NewLogger(t)
+	}
+	h := NewTenantHandler(TenantHandlerConfig{Tenant: l.tenant.Load, CA: ca, Log: log})
+	l.srv = httptest.NewUnstartedServer(h)
+	l.srv.TLS = tc
+	l.srv.StartTLS()
+	t.Cleanup(l.srv.Close)
+	return l
+}
+
+func (l *lab) params(upn string, extra ...string) Params {
+	l.t.Helper()
+	args := append([]string{"host=" + l.srv.URL, "token=" + demoOrgKey, "upn=" + upn, "cacert=" + l.caFile}, extra...)
+	p, err := ParseParams(args)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return p
+}
+
+func (l *lab) enroll(upn string) *Identity {
+	l.t.Helper()
+	id, err := EnrollUPN(context.Background(), l.params(upn), zaptest.NewLogger(l.t))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return id
+}
+
+func appIDs(cfg *AgentConfig) []string {
+	var ids []string
+	for _, a := range cfg.Steering.Apps {
+		ids = append(ids, a.ID)
+	}
+	return ids
+}
+
+func TestEnrollAndFetchConfig(t *testing.T) {
+	l := newLab(t, loadDemo(t), nil)
+	id := l.enroll("Alice@demo.test")
+	if id.Tenant != "demo" || id.User != "alice@demo.test" || id.DeviceID == "" || id.TenantURL != l.srv.URL {
+		t.Fatalf("identity = %+v", id)
+	}
+	if _, err := id.Cert.Leaf.Verify(x509.VerifyOptions{Roots: id.Roots,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("device certificate does not chain to the tenant CA: %v", err)
+	}
+
+	dir := t.TempDir()
+	if err := id.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := LoadIdentity(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.DeviceID != id.DeviceID || !loaded.Cert.Leaf.Equal(id.Cert.Leaf) || loaded.APIRoots == nil {
+		t.Fatalf("loaded identity differs: %+v", loaded)
+	}
+
+	cc := NewConfigClient(loaded, zaptest.NewLogger(t))
+	defer cc.Close()
+	cfg, etag, err := cc.Fetch(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"web", "wild", "ipapp", "secret"}; !slices.Equal(appIDs(cfg), want) {
+		t.Errorf("alice's apps = %v, want %v", appIDs(cfg), want)
+	}
+	if cfg.PoP.Address != "10.10.0.1:8443" || cfg.User != "alice@demo.test" || etag == "" {
+		t.Errorf("config = %+v etag %q", cfg, etag)
+	}
+	if _, tag2, err := cc.Fetch(context.Background(), etag); !errors.Is(err, ErrNotModified) || tag2 != etag {
+		t.Errorf("refetch with ETag: err %v, etag %q", err, tag2)
+	}
+
+	// A tenant reload that changes alice's config changes the ETag.
+	changed := loadDemo(t)
+	changed.PoP.Address = "10.10.0.2:8443"
+	l.tenant.Store(changed)
+	cfg, tag3, err := cc.Fetch(context.Background(), etag)
+	if err != nil || tag3 == etag || cfg.PoP.Address != "10.10.0.2:8443" {
+		t.Errorf("after reload: %v, etag %q (was %q)", err, tag3, etag)
+	}
+}
+
+func TestBobIsNotSteeredToSecret(t *testing.T) {
+	l := newLab(t, loadDemo(t), nil)
+	cc := NewConfigClient(l.enroll("bob@demo.test"), zaptest.NewLogger(t))
+	defer cc.Close()
+	cfg, _, err := cc.Fetch(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"web", "wild", "ipapp"}; !slices.Equal(appIDs(cfg), want) {
+		t.Errorf("bob's apps = %v, want %v", appIDs(cfg), want)
+	}
+}
+
+func TestEnrollRefusals(t *testing.T) {
+	l := newLab(t, loadDemo(t), nil)
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := closed.Addr().String()
+	closed.Close()
+
+	tests := []struct {
+		name   string
+		p      Params
+		reason string
+		status int
+		msg    string // substring of the one-sentence message
+	}{
+		{"wrong org key", withParam(l.params("alice@demo.test"), func(p *Params) { p.Token = "not-the-org-key-at-all" }),
+			ReasonBadOrgKey, 401, "tenant rejected the org key (token=): check the key in the admin console"},
+		{"unknown user", l.params("carol@demo.test"), ReasonUnknownUser, 403, "has no user carol@demo.test (upn=)"},
+		{"unreachable", withParam(l.params("alice@demo.test"), func(p *Params) { p.Host = deadAddr }),
+			ReasonUnreachable, 0, "cannot reach tenant API at https://" + deadAddr + ": connection refused — check host= and that the tenant is running"},
+		{"untrusted", withParam(l.params("alice@demo.test"), func(p *Params) { p.CACert = "" }),
+			ReasonUntrustedCert, 0, "pass cacert="},
+		{"wrong name", withParam(l.params("alice@demo.test"), func(p *Params) {
+			p.Host = strings.Replace(l.srv.URL, "127.0.0.1", "localhost", 1)
+		}), ReasonUntrustedCert, 0, "not valid for the name in host="},
+		{"missing cacert file", withParam(l.params("alice@demo.test"), func(p *Params) { p.CACert = "/nonexistent/ca.pem" }),
+			ReasonMissingParameter, 0, "cannot read cacert=/nonexistent/ca.pem"},
+		{"no token", withParam(l.params("alice@demo.test"), func(p *Params) { p.Token = "" }),
+			ReasonMissingParameter, 0, "token= is not set"},
+		{"idp", withParam(l.params("alice@demo.test"), func(p *Params) { p.InstallMode = "IDP" }),
+			ReasonUnsupportedInstall, 0, "installmode=IDP"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := EnrollUPN(context.Background(), tc.p, zaptest.NewLogger(t))
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("err = %v (%T), want *Error", err, err)
+			}
+			t.Log(e.Error())
+			if e.Reason != tc.reason || e.Status != tc.status || !strings.Contains(e.Error(), tc.msg) {
+				t.Errorf("got reason %q status %d %q\nwant reason %q status %d containing %q",
+					e.Reason, e.Status, e.Error(), tc.reason, tc.status, tc.msg)
+			}
+			if strings.Contains(e.Error(), demoOrgKey) {
+				t.Error("message leaks the org key")
+			}
+		})
+	}
+}
+
+func (l *lab) enrollPublisher(t *testing.T) tls.Certificate {
+	t.Helper()
+	cert, pool, err := EnrollPublisher(context.Background(), PublisherEnrollment{TenantURL: l.srv.URL,
+		Roots: l.ca.Pool(), Name: "pub1", Token: "demo-publisher-token-4a9e0c7d21f3"}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := PeerIdentity(cert.Leaf)
+	if err != nil || peer != (Peer{Tenant: "demo", Kind: KindPublisher, Publisher: "pub1"}) {
+		t.Fatalf("publisher identity %+v, %v", peer, err)
+	}
+	if !pool.Equal(l.ca.Pool()) {
+		t.Fatal("publisher enrollment returned another CA")
+	}
+	return cert
+}
+
+func withParam(p Params, f func(*Params)) Params { f(&p); return p }
+
+// rawRequest sends a request to the lab with an optional client certificate.
+func (l *lab) rawRequest(t *testing.T, method, path, body string, cert *tls.Certificate) (*http.Response, string) {
+	t.Helper()
+	tc := &tls.Config{RootCAs: l.ca.Pool()}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
+	}
+	tr := &http.Transport{TLSClientConfig: tc}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequest(method, l.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	e := readAPIError(resp)
+	if e == nil {
+		return resp, ""
+	}
+	return resp, e.Reason
+}
+
+func TestConfigNeedsDeviceCertificate(t *testing.T) {
+	l := newLab(t, loadDemo(t), nil)
+	resp, reason := l.rawRequest(t, "GET", "/v1/config", "", nil)
+	if resp.StatusCode != 401 || reason != ReasonClientCertRequired {
+		t.Errorf("no client cert: %d %q", resp.StatusCode, reason)
+	}
+	pub := l.enrollPublisher(t)
+	resp, reason = l.rawRequest(t, "GET", "/v1/config", "", &pub)
+	if resp.StatusCode != 403 || reason != ReasonNotADevice {
+		t.Errorf("publisher cert: %d %q", resp.StatusCode, reason)
+	}
+	// A certificate from another tenant's CA fails the TLS handshake itself.
+	other := newLab(t, loadDemo(t), nil).enroll("alice@demo.test")
+	other.TenantURL, other.APIRoots = l.srv.URL, l.ca.Pool()
+	cc := NewConfigClient(other, zaptest.NewLogger(t))
+	defer cc.Close()
+	_, _, err := cc.Fetch(context.Background(), "")
+	var e *Error
+	t.Log(err)
+	if !errors.As(err, &e) || !strings.Contains(e.Error(), "enroll the device again") {
+		t.Errorf("foreign device cert: %v", err)
+	}
+}
+
+func TestConfigForRemovedUser(t *testing.T) {
+	l := newLab(t, loadDemo(t), nil)
+	id := l.enroll("bob@demo.test")
+	tn := loadDemo(t)
+	delete(tn.users, "bob@demo.test")
+	l.tenant.Store(tn)
+	cc := NewConfigClient(id, zaptest.NewLogger(t))
+	defer cc.Close()
+	_, _, err := cc.Fetch(context.Background(), "")
+	var e *Error
+	if !errors.As(err, &e) || e.Status != 403 || e.Reason != ReasonUnknownUser {
+		t.Errorf("removed user: %v", err)
+	}
+}
+
+func TestHandlerRejectsBadRequests(t *testing.T) {
+	l := newLab(t, loadDemo(t), nil)
+	big := `{"org_key":"` + strings.Repeat("x", maxRequestBody) + `"}`
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		reason                   string
+	}{
+		{"unknown path", "GET", "/v1/nope", "", 404, ReasonNotFound},
+		{"wrong method", "GET", "/v1/enroll/upn", "", 405, ReasonMethodNotAllowed},
+		{"empty body", "POST", "/v1/enroll/upn", "", 400, ReasonBadRequest},
+		{"not json", "POST", "/v1/enroll/upn", "org_key=x", 400, ReasonBadRequest},
+		{"unknown field", "POST", "/v1/enroll/upn", `{"org_key":"k","admin":true}`, 400, ReasonBadRequest},
+		{"trailing data", "POST", "/v1/enroll/upn", `{"org_key":"k"} {}`, 400, ReasonBadRequest},
+		{"too large", "POST", "/v1/enroll/upn", big, 413, ReasonBodyTooLarge},
+		{"bad csr", "POST", "/v1/enroll/upn",
+			`{"org_key":"` + demoOrgKey + `","upn":"alice@demo.test","device_name":"pc","csr":"junk"}`, 400, ReasonBadCSR},
+		{"bad device name", "POST", "/v1/enroll/upn",
+			`{"org_key":"` + demoOrgKey + `","upn":"alice@demo.test","device_name":"a\u0000b","csr":"junk"}`, 400, ReasonBadRequest},
+		{"publisher bad token", "POST", "/v1/publishers/enroll", `{"name":"pub1","token":"wrong","csr":""}`, 401, ReasonBadPublisherToken},
+		{"publisher unknown", "POST", "/v1/publishers/enroll", `{"name":"pub9","token":"wrong","csr":""}`, 401, ReasonBadPublisherToken},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, reason := l.rawRequest(t, tc.method, tc.path, tc.body, nil)
+			if resp.StatusCode != tc.status || reason != tc.reason {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, reason, tc.status, tc.reason)
+			}
+		})
+	}
+}
+
+func TestEtagMatch(t *testing.T) {
+	const tag = `"abc"`
+	for header, want := range map[string]bool{
+		`"abc"`: true, `W/"abc"`: true, `"x", "abc"`: true, `*`: true,
+		``: false, `"abd"`: false, `abc`: false,
+	} {
+		if got := etagMatch(header, tag); got != want {
+			t.Errorf("etagMatch(%q) = %v", header, got)
+		}
+	}
+}
+
+func TestEnrollHonoursContext(t *testing.T) {
+	l := newLab(t, loadDemo(t), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := EnrollUPN(ctx, l.params("alice@demo.test"), zaptest.NewLogger(t))
+	var e *Error
+	if !errors.As(err, &e) || e.Reason != ReasonUnreachable {
+		t.Errorf("cancelled enrollment: %v", err)
+	}
+}
