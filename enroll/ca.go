@@ -18,8 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/ztagent/ztagent/platform"
 )
 
 // CA is the tenant's certificate authority. Its key signs device, publisher and
@@ -72,7 +70,7 @@ func LoadOrCreateCA(dir string) (*CA, error) {
 		return nil, fmt.Errorf("tenant CA %s: %w (restore it from backup; deleting it invalidates every enrolled device)", keyPath, err)
 	}
 	// The public copy is derived, so rewriting it every start repairs it.
-	if err := platform.WriteFileAtomic(filepath.Join(dir, caCertFile), ca.certPEM, 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, caCertFile), ca.certPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("tenant CA: %w", err)
 	}
 	return ca, nil
@@ -132,6 +130,8 @@ func createExclusive(path string, data []byte, perm os.FileMode) error {
 		err = os.Link(tmp, path)
 		if errors.Is(err, fs.ErrExist) {
 			err = nil
+		} else if err == nil {
+			syncDir(filepath.Dir(path))
 		}
 	}
 	if err != nil {

@@ -13,8 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/ztagent/ztagent/platform"
 )
 
 // Identity is an enrolled device: who it is, where its tenant is, its key and
@@ -82,7 +80,7 @@ func (id *Identity) Save(stateDir string) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("save identity: %w", err)
 	}
-	return platform.WriteFileAtomic(filepath.Join(stateDir, identityFile), data, 0o600)
+	return writeFileAtomic(filepath.Join(stateDir, identityFile), data, 0o600)
 }
 
 // LoadIdentity reads the identity from stateDir. With no identity it returns

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -141,12 +142,14 @@ func ParseTenant(name string, data []byte) (*Tenant, error) {
 		// yaml.v3 keeps decoding past type errors and unknown keys and reports
 		// them all; keep going so that semantic problems are reported too.
 		for _, e := range te.Errors {
-			problems = append(problems, Problem{Msg: e})
+			problems = append(problems, yamlProblem(e))
 		}
 	}
 	v := validator{root: &root}
 	t.compile(&v)
 	problems = append(problems, v.problems...)
+	// Top-down reading order; problems without a line (file-level) first.
+	slices.SortStableFunc(problems, func(a, b Problem) int { return a.Line - b.Line })
 	if len(problems) > 0 {
 		return nil, &TenantError{File: name, Problems: problems}
 	}
