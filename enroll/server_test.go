@@ -8,11 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -34,26 +34,22 @@ type lab struct {
 
 func newLab(t *testing.T, tn *Tenant, log *zap.Logger) *lab {
 	t.Helper()
-	dir := t.TempDir()
-	ca, err := LoadOrCreateCA(dir)
+	return newLabWithClock(t, tn, log, nil)
+}
+
+func (l *lab) startServer(log *zap.Logger, now func() time.Time) {
+	tc, err := l.ca.TenantServerTLS([]string{"127.0.0.1", "tenant.demo.test"})
 	if err != nil {
-		t.Fatal(err)
-	}
-	l := &lab{t: t, ca: ca, caFile: filepath.Join(dir, caCertFile)}
-	l.tenant.Store(tn)
-	tc, err := ca.TenantServerTLS([]string{"127.0.0.1", "tenant.demo.test"})
-	if err != nil {
-		t.Fatal(err)
+		l.t.Fatal(err)
 	}
 	if log == nil {
-		log = zaptest.NewLogger(t)
+		log = zaptest.NewLogger(l.t)
 	}
-	h := NewTenantHandler(TenantHandlerConfig{Tenant: l.tenant.Load, CA: ca, Log: log})
+	h := NewTenantHandler(TenantHandlerConfig{Tenant: l.tenant.Load, CA: l.ca, Log: log, Now: now})
 	l.srv = httptest.NewUnstartedServer(h)
 	l.srv.TLS = tc
 	l.srv.StartTLS()
-	t.Cleanup(l.srv.Close)
-	return l
+	l.t.Cleanup(l.srv.Close)
 }
 
 func (l *lab) params(upn string, extra ...string) Params {
