@@ -1,0 +1,297 @@
+package platform
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"go.uber.org/zap"
+)
+
+// NewDNSConfigurator returns the Linux resolver configurator. For now it
+// always manages /etc/resolv.conf directly ("resolv.conf" mode); per-link
+// routing domains through systemd-resolved come later. A journal left in
+// stateDir by a crashed run is repaired before it returns.
+func NewDNSConfigurator(stateDir string, log *zap.Logger) (DNSConfigurator, error) {
+	return newResolvConfDNS("/etc/resolv.conf", stateDir, log, os.Rename)
+}
+
+// resolvConfJournalName is the journal's file name in the state directory.
+const resolvConfJournalName = "dns-resolvconf.journal"
+
+// resolvConfJournal records the original resolv.conf before the agent first
+// writes it.
+type resolvConfJournal struct {
+	Version int    `json:"version"`
+	Intent  string `json:"intent"` // "set": the agent manages Path
+	Path    string `json:"path"`
+	// Existed is false when there was no file at Path.
+	Existed bool `json:"existed"`
+	// Symlink is the link target when Path was a symbolic link (for example
+	// to systemd-resolved's or NetworkManager's file); Original is then the
+	// content it pointed to, kept to learn the upstreams.
+	Symlink  string      `json:"symlink,omitempty"`
+	Perm     fs.FileMode `json:"perm"`
+	Original []byte      `json:"original"`
+	Manager  string      `json:"manager,omitempty"`
+}
+
+// resolvConfDNS manages a resolv.conf file. Every change is preceded by a
+// journal entry holding the original, so Restore (or the next start, after a
+// crash) puts back exactly the bytes, mode and symlink that were there.
+type resolvConfDNS struct {
+	path    string
+	log     *zap.Logger
+	journal journal
+	rename  func(oldpath, newpath string) error // os.Rename; replaced in tests
+
+	mu    sync.Mutex
+	saved *resolvConfJournal // non-nil while the agent manages path
+	cfg   DNSConfig          // last Set
+}
+
+func newResolvConfDNS(path, stateDir string, log *zap.Logger, rename func(string, string) error) (*resolvConfDNS, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	j, err := newJournal(stateDir, resolvConfJournalName)
+	if err != nil {
+		return nil, err
+	}
+	r := &resolvConfDNS{path: path, log: log.Named("dns"), journal: j, rename: rename}
+	removeStaleTemps(path)
+	if err := r.repair(); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err == nil && resolvConfManager(b) == "ztagent" {
+		return nil, fmt.Errorf("%s was written by ztagent but %s holds no record of the original "+
+			"(state directory wiped?): replace %s with your resolver configuration, then start again",
+			path, j.path, path)
+	}
+	return r, nil
+}
+
+// repair restores the original left in the journal by a run that did not stop
+// cleanly.
+func (r *resolvConfDNS) repair() error {
+	var saved resolvConfJournal
+	ok, err := r.journal.read(&saved)
+	if err != nil || !ok {
+		return err
+	}
+	if saved.Path != r.path {
+		return fmt.Errorf("journal %s is for %s, not %s: restore that file from the journal by hand, then delete it",
+			r.journal.path, saved.Path, r.path)
+	}
+	r.log.Warn("restoring resolv.conf left by a previous run that did not stop cleanly",
+		zap.String("path", r.path), zap.Bool("symlink", saved.Symlink != ""))
+	if err := r.restoreFrom(&saved); err != nil {
+		return fmt.Errorf("repairing %s from journal %s: %w", r.path, r.journal.path, err)
+	}
+	return r.journal.clear()
+}
+
+// Mode implements DNSConfigurator.
+func (r *resolvConfDNS) Mode() string { return "resolv.conf" }
+
+// Upstreams implements DNSConfigurator: the nameservers of the original file
+// (the journalled one while the agent manages it, else the current one).
+func (r *resolvConfDNS) Upstreams() ([]netip.AddrPort, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b []byte
+	if r.saved != nil {
+		b = r.saved.Original
+	} else {
+		var err error
+		if b, err = os.ReadFile(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("reading %s: %w", r.path, err)
+		}
+	}
+	return upstreamsOf(parseResolvConf(b), r.cfg.Servers), nil
+}
+
+// Set implements DNSConfigurator. The first Set journals the original before
+// writing anything.
+func (r *resolvConfDNS) Set(cfg DNSConfig) error {
+	if len(cfg.Servers) == 0 {
+		return errors.New("resolv.conf: no DNS servers to set")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.saved == nil {
+		saved, err := r.snapshot()
+		if err != nil {
+			return err
+		}
+		if err := r.journal.write(saved); err != nil {
+			return err
+		}
+		r.saved = saved
+		r.log.Info("managing resolv.conf", zap.String("path", r.path),
+			zap.String("symlink", saved.Symlink), zap.String("manager", saved.Manager))
+	}
+	hint := fmt.Sprintf("restore the original from %s (field \"original\", base64).", r.journal.path)
+	data := renderResolvConf(parseResolvConf(r.saved.Original), cfg, hint)
+	perm := r.saved.Perm
+	if perm == 0 || r.saved.Symlink != "" {
+		perm = 0o644
+	}
+	if err := r.writeFile(data, perm); err != nil {
+		return err
+	}
+	r.cfg = cfg
+	return nil
+}
+
+// Restore implements DNSConfigurator.
+func (r *resolvConfDNS) Restore() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.saved == nil {
+		return nil
+	}
+	if err := r.restoreFrom(r.saved); err != nil {
+		return fmt.Errorf("restoring %s: %w (the original is kept in %s)", r.path, err, r.journal.path)
+	}
+	if err := r.journal.clear(); err != nil {
+		return err
+	}
+	r.saved, r.cfg = nil, DNSConfig{}
+	r.log.Info("restored resolv.conf", zap.String("path", r.path))
+	return nil
+}
+
+// snapshot records what is at path now.
+func (r *resolvConfDNS) snapshot() (*resolvConfJournal, error) {
+	s := &resolvConfJournal{Version: 1, Intent: "set", Path: r.path}
+	fi, err := os.Lstat(r.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return s, nil
+	case err != nil:
+		return nil, fmt.Errorf("resolv.conf: %w", err)
+	}
+	s.Existed = true
+	s.Perm = fi.Mode().Perm()
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		if s.Symlink, err = os.Readlink(r.path); err != nil {
+			return nil, fmt.Errorf("resolv.conf: %w", err)
+		}
+	}
+	// For a symlink this reads the target; a dangling link reads as empty.
+	s.Original, err = os.ReadFile(r.path)
+	if err != nil && !(s.Symlink != "" && errors.Is(err, fs.ErrNotExist)) {
+		return nil, fmt.Errorf("resolv.conf: %w", err)
+	}
+	s.Manager = resolvConfManager(s.Original)
+	return s, nil
+}
+
+// restoreFrom puts path back as saved describes it.
+func (r *resolvConfDNS) restoreFrom(saved *resolvConfJournal) error {
+	switch {
+	case !saved.Existed:
+		if err := os.Remove(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		syncDir(filepath.Dir(r.path))
+		return nil
+	case saved.Symlink != "":
+		return r.writeSymlink(saved.Symlink)
+	default:
+		return r.writeFile(saved.Original, saved.Perm)
+	}
+}
+
+// tempName is the fixed scratch file beside path; a fixed name lets the next
+// start remove one left by a crash.
+func tempName(path string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".ztagent-tmp")
+}
+
+func removeStaleTemps(path string) {
+	os.Remove(tempName(path))
+}
+
+// writeFile replaces path with a regular file holding data: a synced temp file
+// renamed over it, or, when path is a mount point, in place.
+func (r *resolvConfDNS) writeFile(data []byte, perm fs.FileMode) error {
+	tmp := tempName(r.path)
+	os.Remove(tmp)
+	if err := writeSynced(tmp, data, perm); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", r.path, err)
+	}
+	err := r.rename(tmp, r.path)
+	if err == nil {
+		syncDir(filepath.Dir(r.path))
+		return nil
+	}
+	os.Remove(tmp)
+	// ip netns exec, Docker and Kubernetes bind-mount a file over
+	// /etc/resolv.conf; rename(2) cannot replace a mount point (EBUSY, or
+	// EXDEV on some kernels), so the file is rewritten in place. That is not
+	// atomic, but the journal already holds the original.
+	if !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.EXDEV) {
+		return fmt.Errorf("writing %s: %w", r.path, err)
+	}
+	r.log.Debug("resolv.conf is a mount point; writing in place", zap.String("path", r.path))
+	if err := writeInPlace(r.path, data, perm); err != nil {
+		return fmt.Errorf("writing %s in place (it is a mount point): %w", r.path, err)
+	}
+	return nil
+}
+
+func writeSynced(name string, data []byte, perm fs.FileMode) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	return finishWrite(f, data, perm)
+}
+
+func writeInPlace(name string, data []byte, perm fs.FileMode) error {
+	// O_NOFOLLOW: never write through a symlink into another program's file.
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	return finishWrite(f, data, perm)
+}
+
+// finishWrite sets perm (past the umask), writes data, syncs and closes f.
+func finishWrite(f *os.File, data []byte, perm fs.FileMode) error {
+	err := f.Chmod(perm)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeSymlink replaces path with a symbolic link to target.
+func (r *resolvConfDNS) writeSymlink(target string) error {
+	tmp := tempName(r.path)
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("restoring symlink %s -> %s: %w", r.path, target, err)
+	}
+	if err := r.rename(tmp, r.path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("restoring symlink %s -> %s: %w", r.path, target, err)
+	}
+	syncDir(filepath.Dir(r.path))
+	return nil
+}

@@ -1,0 +1,285 @@
+package platform
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"go.uber.org/zap/zaptest"
+)
+
+var agentCfg = DNSConfig{Servers: []netip.Addr{netip.MustParseAddr("100.64.0.53")}, Search: []string{"corp.example"}}
+
+const origConf = "# my resolver\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\nsearch home.example\noptions edns0 trust-ad" // no final newline
+
+// fsState is everything Restore must put back.
+type fsState struct {
+	exists  bool
+	symlink string
+	perm    fs.FileMode
+	content []byte
+}
+
+func readState(t *testing.T, path string) fsState {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fsState{}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := fsState{exists: true, perm: fi.Mode().Perm()}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		s.symlink, _ = os.Readlink(path)
+		s.perm = 0
+		return s
+	}
+	s.content, err = os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s fsState) equal(o fsState) bool {
+	return s.exists == o.exists && s.symlink == o.symlink && s.perm == o.perm && bytes.Equal(s.content, o.content)
+}
+
+// setups prepare the original /etc/resolv.conf in dir and return its path.
+var setups = []struct {
+	name      string
+	setup     func(t *testing.T, dir string) string
+	upstreams []string
+}{
+	{"regular file, odd mode", func(t *testing.T, dir string) string {
+		p := filepath.Join(dir, "resolv.conf")
+		writeTestFile(t, p, origConf, 0o640)
+		return p
+	}, []string{"192.0.2.53:53", "[fe80::1%eth0]:53"}},
+	{"symlink to resolved stub", func(t *testing.T, dir string) string {
+		target := filepath.Join(dir, "run", "stub-resolv.conf")
+		os.MkdirAll(filepath.Dir(target), 0o755)
+		writeTestFile(t, target, "# managed by man:systemd-resolved(8)\nnameserver 127.0.0.53\n", 0o644)
+		p := filepath.Join(dir, "resolv.conf")
+		if err := os.Symlink("run/stub-resolv.conf", p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}, []string{"127.0.0.53:53"}},
+	{"dangling symlink", func(t *testing.T, dir string) string {
+		p := filepath.Join(dir, "resolv.conf")
+		if err := os.Symlink("/nonexistent/resolv.conf", p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}, nil},
+	{"no file", func(t *testing.T, dir string) string {
+		return filepath.Join(dir, "resolv.conf")
+	}, nil},
+}
+
+func writeTestFile(t *testing.T, path, content string, perm fs.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), perm); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, perm); err != nil { // past the umask
+		t.Fatal(err)
+	}
+}
+
+func TestResolvConfSetRestore(t *testing.T) {
+	for _, tc := range setups {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := tc.setup(t, dir)
+			orig := readState(t, path)
+			r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), os.Rename)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkUpstreams(t, r, tc.upstreams)
+			for range 2 { // a second Set must not journal the agent's own file
+				if err := r.Set(agentCfg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			set := readState(t, path)
+			if set.symlink != "" || !strings.HasPrefix(string(set.content), resolvConfMarker) {
+				t.Fatalf("after Set: %+v, want a regular file written by ztagent", set)
+			}
+			rc := parseResolvConf(set.content)
+			if !slices.Equal(rc.Nameservers, agentCfg.Servers) || rc.Search[0] != "corp.example" {
+				t.Errorf("after Set: nameservers %v search %v", rc.Nameservers, rc.Search)
+			}
+			checkUpstreams(t, r, tc.upstreams) // still the original's
+			if err := r.Restore(); err != nil {
+				t.Fatal(err)
+			}
+			if got := readState(t, path); !got.equal(orig) {
+				t.Fatalf("after Restore:\n%+v\nwant\n%+v", got, orig)
+			}
+			if _, err := os.Stat(r.journal.path); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("journal left after Restore: %v", err)
+			}
+			if err := r.Restore(); err != nil {
+				t.Errorf("second Restore: %v", err)
+			}
+			leftovers, _ := filepath.Glob(filepath.Join(dir, ".*"))
+			if len(leftovers) != 0 {
+				t.Errorf("temp files left: %v", leftovers)
+			}
+		})
+	}
+}
+
+// TestResolvConfCrashRepair drops a configurator after Set, as a crash would,
+// and checks that the next one repairs the file before doing anything else.
+func TestResolvConfCrashRepair(t *testing.T) {
+	for _, tc := range setups {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := tc.setup(t, dir)
+			state := filepath.Join(dir, "state")
+			orig := readState(t, path)
+			r, err := newResolvConfDNS(path, state, zaptest.NewLogger(t), os.Rename)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Set(agentCfg); err != nil {
+				t.Fatal(err)
+			}
+			// Crash: r is dropped without Restore. A temp file was also left.
+			writeTestFile(t, tempName(path), "partial", 0o644)
+
+			r2, err := newResolvConfDNS(path, state, zaptest.NewLogger(t), os.Rename)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readState(t, path); !got.equal(orig) {
+				t.Fatalf("after repair:\n%+v\nwant\n%+v", got, orig)
+			}
+			if _, err := os.Lstat(tempName(path)); !errors.Is(err, fs.ErrNotExist) {
+				t.Error("stale temp file not removed")
+			}
+			checkUpstreams(t, r2, tc.upstreams)
+			// And the repaired configurator works normally.
+			if err := r2.Set(agentCfg); err != nil {
+				t.Fatal(err)
+			}
+			if err := r2.Restore(); err != nil {
+				t.Fatal(err)
+			}
+			if got := readState(t, path); !got.equal(orig) {
+				t.Fatalf("after second run:\n%+v\nwant\n%+v", got, orig)
+			}
+		})
+	}
+}
+
+// TestResolvConfMountPoint makes rename fail as it does over a bind mount
+// (ip netns exec, Docker): the file must be rewritten in place, same inode.
+func TestResolvConfMountPoint(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.EBUSY, syscall.EXDEV} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "resolv.conf")
+			writeTestFile(t, path, origConf, 0o644)
+			before, _ := os.Stat(path)
+			busy := func(oldpath, newpath string) error {
+				if newpath == path {
+					return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: errno}
+				}
+				return os.Rename(oldpath, newpath)
+			}
+			r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), busy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Set(agentCfg); err != nil {
+				t.Fatal(err)
+			}
+			after, _ := os.Stat(path)
+			if !os.SameFile(before, after) {
+				t.Error("file replaced, not written in place")
+			}
+			if b, _ := os.ReadFile(path); !bytes.HasPrefix(b, []byte(resolvConfMarker)) {
+				t.Errorf("not written: %q", b)
+			}
+			if err := r.Restore(); err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(path); string(b) != origConf {
+				t.Errorf("restored %q, want the original", b)
+			}
+		})
+	}
+}
+
+func TestResolvConfRenameOtherErrorFails(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "resolv.conf")
+	writeTestFile(t, path, origConf, 0o644)
+	fail := func(oldpath, newpath string) error {
+		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: syscall.EROFS}
+	}
+	r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), fail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Set(agentCfg); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Set on a read-only file system: %v, want an error naming %s", err, path)
+	}
+	if b, _ := os.ReadFile(path); string(b) != origConf {
+		t.Errorf("file changed: %q", b)
+	}
+}
+
+// TestResolvConfOrphan: a file written by ztagent with no journal (state
+// directory lost) cannot be restored; construction says so rather than
+// treating the agent's own address as the upstream.
+func TestResolvConfOrphan(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "resolv.conf")
+	writeTestFile(t, path, string(renderResolvConf(resolvConf{}, agentCfg, "")), 0o644)
+	_, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), os.Rename)
+	if err == nil || !strings.Contains(err.Error(), "no record of the original") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestResolvConfCorruptJournal(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "resolv.conf")
+	writeTestFile(t, path, origConf, 0o644)
+	state := filepath.Join(dir, "state")
+	os.MkdirAll(state, 0o700)
+	writeTestFile(t, filepath.Join(state, resolvConfJournalName), "{not json", 0o600)
+	_, err := newResolvConfDNS(path, state, zaptest.NewLogger(t), os.Rename)
+	if err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("err %v, want one saying the journal is corrupt", err)
+	}
+}
+
+func checkUpstreams(t *testing.T, r *resolvConfDNS, want []string) {
+	t.Helper()
+	got, err := r.Upstreams()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, a := range got {
+		s = append(s, a.String())
+	}
+	if !slices.Equal(s, want) {
+		t.Errorf("upstreams %v, want %v", s, want)
+	}
+}

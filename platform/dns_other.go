@@ -1,0 +1,18 @@
+//go:build !linux
+
+package platform
+
+import (
+	"fmt"
+	"runtime"
+
+	"go.uber.org/zap"
+)
+
+// NewDNSConfigurator is not implemented on this OS yet: macOS
+// (/etc/resolver files) and Windows (NRPT rules) are planned. It returns an
+// error rather than a configurator that silently does nothing, so the agent
+// reports that private names cannot be resolved here.
+func NewDNSConfigurator(stateDir string, log *zap.Logger) (DNSConfigurator, error) {
+	return nil, fmt.Errorf("configuring the OS resolver is not supported yet on %s", runtime.GOOS)
+}
