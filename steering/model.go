@@ -1,9 +1,3 @@
-// Package steering is the agent's policy brain: the model of everything an
-// administrator defines that decides where a flow goes (private apps, steering
-// exceptions, client configuration), its strict validation, the flow matcher and
-// the stub-address allocator. It is pure logic — no sockets, no files — so that the
-// DNS proxy, the data path, ztdiag's explain command and the tenant all share one
-// exact meaning of a rule. Snapshots are immutable and swapped whole.
 package steering
 
 // The types in this file are the wire and file model, shared by the tenant file

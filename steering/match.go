@@ -1,0 +1,203 @@
+package steering
+
+import "net/netip"
+
+// Reasons are constants so that a lookup never allocates.
+const (
+	reasonInvalidName  = "not a valid DNS name, so no rule can match it"
+	reasonExDomain     = "the name matches a domain exception (exceptions are decided before apps)"
+	reasonExAddr       = "the address is in an address exception (exceptions are decided before apps)"
+	reasonNoName       = "no exception or app host matches the name"
+	reasonNoAddr       = "no exception or app host contains the address"
+	reasonNamePorts    = "the name matches an app host, but no matching app admits this protocol and port"
+	reasonAddrPorts    = "the address is in an app host, but no matching app admits this protocol and port"
+	reasonNameExact    = "the name equals an app host exactly (an exact name beats every wildcard)"
+	reasonNameWild     = "the name is below an app's wildcard domain (the longest matching wildcard wins)"
+	reasonFlowExact    = reasonNameExact + ", and the app admits the protocol and port"
+	reasonFlowWild     = reasonNameWild + ", and the app admits the protocol and port"
+	reasonFlowAddr     = "the address is in the app's address host (the longest matching prefix wins), and the app admits the protocol and port"
+	reasonPinnedBypass = "the flow's owner matches a pinned-app exception with action bypass, so the flow goes direct"
+	reasonPinnedBlock  = "the flow's owner matches a pinned-app exception with action block"
+	reasonPinnedTO     = "a pinned-app pattern timed out on the flow's owner and was treated as not matching, so the flow is steered as its app says"
+	reasonStubDead     = "the flow is to a stub address whose name no app matches any more"
+)
+
+// MatchName decides a DNS name: domain exceptions first, then the apps' names
+// (an exact name beats the longest wildcard; among rules for the same name the
+// first app in the config wins). Case does not matter and a trailing dot is
+// ignored. A steered answer means the name belongs to the tunnel (a stub address,
+// or publisher-side resolution when the App says PublisherDNS).
+func (s *Snapshot) MatchName(fqdn string) Decision {
+	var buf [maxName]byte
+	n, ok := normName(&buf, fqdn)
+	if !ok {
+		return Decision{Reason: reasonInvalidName}
+	}
+	name := buf[:n]
+	if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
+		return Decision{Action: Direct, Rule: s.rules[r].text, Reason: reasonExDomain}
+	}
+	if r := s.appNames.lookup(name, s.rules, nil); r >= 0 {
+		reason := reasonNameExact
+		if s.rules[r].kind == hostWildcard {
+			reason = reasonNameWild
+		}
+		return s.appDecision(r, reason)
+	}
+	return Decision{Reason: reasonNoName}
+}
+
+func (s *Snapshot) appDecision(r int32, reason string) Decision {
+	a := &s.apps[s.rules[r].app]
+	return Decision{Action: a.action, App: a.app, Rule: s.rules[r].text, Reason: reason}
+}
+
+// MatchFlow decides a flow. Flows that carry an FQDN (stub flows, or real
+// addresses the DNS proxy resolved through a publisher) are matched by name,
+// others by address (longest prefix first); in both cases the most specific rule
+// whose app admits the protocol and port decides, and exceptions come first. A
+// steered flow is then checked against the pinned-app exceptions for its OS.
+func (s *Snapshot) MatchFlow(f Flow) Decision {
+	var d Decision
+	if f.FQDN != "" {
+		d = s.matchFlowName(&f)
+	} else {
+		d = s.matchFlowAddr(&f)
+	}
+	if d.Steered() && len(s.pinned) > 0 {
+		s.applyPinned(&f, &d)
+	}
+	return d
+}
+
+func (s *Snapshot) matchFlowName(f *Flow) Decision {
+	var buf [maxName]byte
+	n, ok := normName(&buf, f.FQDN)
+	if !ok {
+		return Decision{Reason: reasonInvalidName}
+	}
+	name := buf[:n]
+	if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
+		return Decision{Action: Direct, Rule: s.rules[r].text, Reason: reasonExDomain}
+	}
+	apps, proto, port := s.apps, f.Proto, f.Port
+	r := s.appNames.lookup(name, s.rules, func(r *rule) bool { return apps[r.app].admits(proto, port) })
+	if r >= 0 {
+		reason := reasonFlowExact
+		if s.rules[r].kind == hostWildcard {
+			reason = reasonFlowWild
+		}
+		return s.appDecision(r, reason)
+	}
+	if r := s.appNames.lookup(name, s.rules, nil); r >= 0 {
+		return Decision{Rule: s.rules[r].text, Reason: reasonNamePorts}
+	}
+	if s.stub.Contains(f.Addr) {
+		return Decision{Reason: reasonStubDead}
+	}
+	return Decision{Reason: reasonNoName}
+}
+
+func (s *Snapshot) matchFlowAddr(f *Flow) Decision {
+	a := f.Addr.Unmap()
+	if !a.IsValid() {
+		return Decision{Reason: reasonNoAddr}
+	}
+	fam := 0
+	if a.Is6() {
+		fam = 1
+	}
+	key := u128From(a)
+	if n := s.exAddrs[fam].lookup(key); n >= 0 {
+		return Decision{Action: Direct, Rule: s.rules[s.exAddrs[fam].nodes[n].head].text, Reason: reasonExAddr}
+	}
+	t := &s.appAddrs[fam]
+	n := t.lookup(key)
+	if n < 0 {
+		return Decision{Reason: reasonNoAddr}
+	}
+	for nd := n; nd >= 0; nd = t.nodes[nd].parent {
+		for r := t.nodes[nd].head; r >= 0; r = s.rules[r].next {
+			if s.apps[s.rules[r].app].admits(f.Proto, f.Port) {
+				return s.appDecision(r, reasonFlowAddr)
+			}
+		}
+	}
+	return Decision{Rule: s.rules[t.nodes[n].head].text, Reason: reasonAddrPorts}
+}
+
+// applyPinned overrides a steered decision when the flow's owner matches a
+// pinned-app exception for its OS (first match in config order wins).
+func (s *Snapshot) applyPinned(f *Flow, d *Decision) {
+	idx := s.pinnedOS[f.OS]
+	if len(idx) == 0 || (f.Process == "" && f.Path == "" && f.AppID == "") {
+		return
+	}
+	res := s.pinnedResult(f, idx)
+	switch {
+	case res.match >= 0:
+		p := &s.pinned[res.match]
+		d.Action, d.Rule = p.action, p.text
+		d.Reason = reasonPinnedBypass
+		if p.action == Block {
+			d.Reason = reasonPinnedBlock
+		}
+	case res.timedOut >= 0:
+		d.Reason = reasonPinnedTO + " (" + s.pinned[res.timedOut].text + "); app rule " + d.Rule
+	}
+}
+
+// pinnedResult evaluates the pinned patterns for f's OS and identity, through the
+// snapshot's cache.
+func (s *Snapshot) pinnedResult(f *Flow, idx []int32) pinnedRes {
+	k := pinnedKey{f.OS, f.Process, f.Path, f.AppID}
+	if r, ok := s.cache.get(k); ok {
+		return r
+	}
+	res := pinnedRes{match: -1, timedOut: -1}
+	for _, i := range idx {
+		p := &s.pinned[i]
+		var subj string
+		switch p.p.Field {
+		case FieldProcess:
+			subj = f.Process
+		case FieldPath:
+			subj = f.Path
+		case FieldAppID:
+			subj = f.AppID
+		}
+		if subj == "" {
+			continue
+		}
+		ok, err := p.re.MatchString(subj)
+		if err != nil {
+			if res.timedOut < 0 {
+				res.timedOut = i
+			}
+			continue
+		}
+		if ok {
+			res.match = i
+			break
+		}
+	}
+	s.cache.put(k, res)
+	return res
+}
+
+// routePrefixes returns the apps' prefixes minus the address exceptions, as
+// minimal CIDRs, IPv4 first.
+func routePrefixes(apps [2][]prefixRule, ex [2]addrTable) []netip.Prefix {
+	var out []netip.Prefix
+	for fam := range apps {
+		var in, minus []netip.Prefix
+		for _, pr := range apps[fam] {
+			in = append(in, pr.p)
+		}
+		for _, n := range ex[fam].nodes {
+			minus = append(minus, n.prefix)
+		}
+		out = append(out, subtractPrefixes(in, minus)...)
+	}
+	return out
+}

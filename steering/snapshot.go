@@ -1,0 +1,177 @@
+package steering
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+// Snapshot is a compiled, immutable config: the matcher every lookup uses. It is
+// safe for concurrent use; swap whole snapshots (atomic.Pointer) on reload.
+type Snapshot struct {
+	cfg      *Config
+	apps     []compiledApp
+	byID     map[string]int
+	rules    []rule
+	exNames  nameTable
+	appNames nameTable
+	exAddrs  [2]addrTable // [0] IPv4, [1] IPv6
+	appAddrs [2]addrTable
+	pinned   []pinnedRule
+	pinnedOS map[string][]int32 // OS → indices into pinned, config order
+	cache    pinnedCache
+	routes   []netip.Prefix
+	stub     netip.Prefix
+	warnings []Problem
+}
+
+type compiledApp struct {
+	app      *App
+	tcp, udp portSet
+	action   Action
+}
+
+func (a *compiledApp) admits(p Protocol, port uint16) bool {
+	switch p {
+	case TCP:
+		return a.tcp.contains(port)
+	case UDP:
+		return a.udp.contains(port)
+	}
+	return false
+}
+
+type pinnedRule struct {
+	p      *PinnedApp
+	re     *Pattern
+	action Action
+	text   string
+}
+
+// Compile validates c, applies the defaults and builds the matcher. c is not
+// retained: the snapshot works on its own copy.
+func Compile(c *Config) (*Snapshot, error) {
+	ck, err := check(c)
+	if err != nil {
+		return nil, err
+	}
+	cfg := c.withDefaults()
+	s := &Snapshot{
+		cfg:      cfg,
+		apps:     make([]compiledApp, len(cfg.Apps)),
+		byID:     make(map[string]int, len(cfg.Apps)),
+		exNames:  newNameTable(),
+		appNames: newNameTable(),
+		pinnedOS: make(map[string][]int32),
+		stub:     ck.stub,
+		warnings: ck.warnings,
+	}
+	for i := range cfg.Apps {
+		a := &cfg.Apps[i]
+		act := L7
+		if a.Tunnel == TunnelL3E {
+			act = L3E
+		}
+		s.apps[i] = compiledApp{app: a, tcp: ck.apps[i].tcp, udp: ck.apps[i].udp, action: act}
+		s.byID[a.ID] = i
+	}
+	s.buildExceptions(ck)
+	s.buildApps(ck)
+	s.buildPinned(ck)
+	s.cache.init()
+	return s, nil
+}
+
+// addRules appends one rule per spec and returns their (prefix, rule) pairs.
+func (s *Snapshot) addRules(app int32, path string, raw []string, specs []hostSpec, pr *[2][]prefixRule) {
+	first := int32(len(s.rules))
+	for j, sp := range specs {
+		s.rules = append(s.rules, rule{
+			app: app, next: -1, kind: sp.kind,
+			text: fmt.Sprintf("%s[%d] %q", path, j, raw[j]),
+		})
+		for _, p := range sp.prefixes {
+			fam := 0
+			if p.Addr().Is6() {
+				fam = 1
+			}
+			pr[fam] = append(pr[fam], prefixRule{p, first + int32(j)})
+		}
+	}
+}
+
+func (s *Snapshot) buildExceptions(ck *checked) {
+	var pr [2][]prefixRule
+	base := int32(len(s.rules))
+	s.addRules(-1, "exceptions.domains", s.cfg.Exceptions.Domains, ck.exDomains, &pr)
+	for j := len(ck.exDomains) - 1; j >= 0; j-- {
+		s.exNames.add(s.rules, base+int32(j), ck.exDomains[j])
+	}
+	s.addRules(-1, "exceptions.addresses", s.cfg.Exceptions.Addresses, ck.exAddrs, &pr)
+	for f := range pr {
+		s.exAddrs[f] = buildAddrTable(pr[f], s.rules)
+	}
+}
+
+func (s *Snapshot) buildApps(ck *checked) {
+	var pr [2][]prefixRule
+	type named struct {
+		r    int32
+		spec hostSpec
+	}
+	var names []named
+	for i := range s.cfg.Apps {
+		base := int32(len(s.rules))
+		s.addRules(int32(i), fmt.Sprintf("apps[%d].hosts", i), s.cfg.Apps[i].Hosts, ck.apps[i].hosts, &pr)
+		for j, sp := range ck.apps[i].hosts {
+			if sp.kind == hostExact || sp.kind == hostWildcard {
+				names = append(names, named{base + int32(j), sp})
+			}
+		}
+	}
+	for i := len(names) - 1; i >= 0; i-- {
+		s.appNames.add(s.rules, names[i].r, names[i].spec)
+	}
+	for f := range pr {
+		s.appAddrs[f] = buildAddrTable(pr[f], s.rules)
+	}
+	s.routes = routePrefixes(pr, s.exAddrs)
+}
+
+func (s *Snapshot) buildPinned(ck *checked) {
+	for i := range s.cfg.Exceptions.Pinned {
+		p := &s.cfg.Exceptions.Pinned[i]
+		act := Direct
+		if p.Action == PinnedBlock {
+			act = Block
+		}
+		s.pinned = append(s.pinned, pinnedRule{
+			p: p, re: ck.pinned[i], action: act,
+			text: fmt.Sprintf("exceptions.pinned[%d] %q", i, p.Pattern),
+		})
+		s.pinnedOS[p.OS] = append(s.pinnedOS[p.OS], int32(i))
+	}
+}
+
+// Config returns the snapshot's config with defaults applied. It must not be
+// modified.
+func (s *Snapshot) Config() *Config { return s.cfg }
+
+// Warnings returns the config's ties and shadowed rules (see Config.Warnings).
+func (s *Snapshot) Warnings() []Problem { return slices.Clone(s.warnings) }
+
+// StubRange returns the prefix stub addresses come from.
+func (s *Snapshot) StubRange() netip.Prefix { return s.stub }
+
+// App returns the app with the given id, or nil.
+func (s *Snapshot) App(id string) *App {
+	if i, ok := s.byID[id]; ok {
+		return &s.cfg.Apps[i]
+	}
+	return nil
+}
+
+// Prefixes returns the real prefixes of the apps' address, CIDR and range hosts,
+// minus the address exceptions, as minimal sorted CIDRs: the routes the agent
+// points into the TUN (the stub range is separate, see StubRange).
+func (s *Snapshot) Prefixes() []netip.Prefix { return slices.Clone(s.routes) }

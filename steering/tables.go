@@ -1,0 +1,214 @@
+package steering
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+)
+
+// rule is one compiled host pattern (or exception entry). Rules with the same
+// key are chained through next in configuration order, so the first app in the
+// config wins a tie.
+type rule struct {
+	app  int32 // index into Snapshot.apps; -1 for exceptions
+	next int32 // next rule with the same key; -1 ends the chain
+	kind hostKind
+	text string // `apps[2].hosts[0] "*.corp.test"`
+}
+
+// maxName is the longest name the matcher looks at (253 plus a trailing dot).
+const maxName = 254
+
+// normName writes the lower-cased form of s without its trailing dot into buf.
+// It reports false for names that are empty or too long to be DNS names.
+func normName(buf *[maxName]byte, s string) (int, bool) {
+	if n := len(s); n > 0 && s[n-1] == '.' {
+		s = s[:n-1]
+	}
+	if len(s) == 0 || len(s) > 253 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return len(s), true
+}
+
+// nameTable maps exact names and wildcard domains to rule chains.
+type nameTable struct {
+	exact map[string]int32
+	wild  map[string]int32 // key: the domain below which names match
+}
+
+func newNameTable() nameTable {
+	return nameTable{exact: make(map[string]int32), wild: make(map[string]int32)}
+}
+
+// add prepends rule r for s; callers add rules in reverse config order so that
+// chains end up in config order.
+func (t *nameTable) add(rules []rule, r int32, s hostSpec) {
+	m := t.exact
+	if s.kind == hostWildcard {
+		m = t.wild
+	}
+	if head, ok := m[s.name]; ok {
+		rules[r].next = head
+	}
+	m[s.name] = r
+}
+
+// lookup visits the chains that match name from the most specific (exact, then
+// wildcards from the longest domain down) and returns the first rule accepted by
+// ok, or -1. ok is a plain func value the callers build without captures that
+// escape, so the lookup does not allocate.
+func (t *nameTable) lookup(name []byte, rules []rule, ok func(*rule) bool) int32 {
+	if len(t.exact) > 0 {
+		if r := t.first(t.exact, name, rules, ok); r >= 0 {
+			return r
+		}
+	}
+	if len(t.wild) == 0 {
+		return -1
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] != '.' {
+			continue
+		}
+		if r := t.first(t.wild, name[i+1:], rules, ok); r >= 0 {
+			return r
+		}
+	}
+	return -1
+}
+
+func (t *nameTable) first(m map[string]int32, key []byte, rules []rule, ok func(*rule) bool) int32 {
+	r, found := m[string(key)]
+	if !found {
+		return -1
+	}
+	for ; r >= 0; r = rules[r].next {
+		if ok == nil || ok(&rules[r]) {
+			return r
+		}
+	}
+	return -1
+}
+
+// addrTable is a longest-prefix-match table for one address family. CIDR
+// prefixes are either nested or disjoint, so the address space splits into
+// segments, each owned by the innermost prefix covering it; a lookup is one
+// binary search, and less specific prefixes are reached through parent links.
+type addrTable struct {
+	starts []u128  // first address of each segment, ascending; starts[0] is 0
+	owner  []int32 // innermost node of each segment, -1 for none
+	nodes  []addrNode
+}
+
+type addrNode struct {
+	prefix netip.Prefix
+	parent int32 // enclosing node, -1 for none
+	head   int32 // first rule for this prefix
+}
+
+type prefixRule struct {
+	p netip.Prefix
+	r int32
+}
+
+// buildAddrTable builds the table from (prefix, rule) pairs given in config
+// order; all prefixes are of one family.
+func buildAddrTable(in []prefixRule, rules []rule) addrTable {
+	t := addrTable{starts: []u128{{}}, owner: []int32{-1}}
+	idx := make(map[netip.Prefix]int32, len(in))
+	for i := len(in) - 1; i >= 0; i-- {
+		pr := in[i]
+		n, ok := idx[pr.p]
+		if !ok {
+			n = int32(len(t.nodes))
+			idx[pr.p] = n
+			t.nodes = append(t.nodes, addrNode{prefix: pr.p, parent: -1, head: -1})
+		}
+		rules[pr.r].next = t.nodes[n].head
+		t.nodes[n].head = pr.r
+	}
+	type bound struct {
+		lo, hi u128
+		bits   int
+		n      int32
+	}
+	order := make([]bound, len(t.nodes))
+	for i, nd := range t.nodes {
+		lo, hi, b := prefixBounds(nd.prefix)
+		order[i] = bound{lo, hi, b, int32(i)}
+	}
+	slices.SortFunc(order, func(a, b bound) int {
+		if a.lo != b.lo {
+			if a.lo.less(b.lo) {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.bits, b.bits)
+	})
+	var stack []bound
+	pop := func() {
+		top := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		owner := int32(-1)
+		if len(stack) > 0 {
+			owner = stack[len(stack)-1].n
+		}
+		if next, overflow := top.hi.addOne(); !overflow {
+			t.emit(next, owner)
+		}
+	}
+	for _, b := range order {
+		for len(stack) > 0 && stack[len(stack)-1].hi.less(b.lo) {
+			pop()
+		}
+		if len(stack) > 0 {
+			t.nodes[b.n].parent = stack[len(stack)-1].n
+		}
+		t.emit(b.lo, b.n)
+		stack = append(stack, b)
+	}
+	for len(stack) > 0 {
+		pop()
+	}
+	return t
+}
+
+// emit starts a segment owned by owner at start.
+func (t *addrTable) emit(start u128, owner int32) {
+	n := len(t.starts)
+	if t.starts[n-1] == start {
+		t.owner[n-1] = owner
+		if n >= 2 && t.owner[n-2] == owner {
+			t.starts, t.owner = t.starts[:n-1], t.owner[:n-1]
+		}
+		return
+	}
+	if t.owner[n-1] == owner {
+		return
+	}
+	t.starts = append(t.starts, start)
+	t.owner = append(t.owner, owner)
+}
+
+// lookup returns the innermost node containing a, or -1.
+func (t *addrTable) lookup(a u128) int32 {
+	lo, hi := 1, len(t.starts)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if a.less(t.starts[m]) {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	return t.owner[lo-1]
+}

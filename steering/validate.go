@@ -1,0 +1,243 @@
+package steering
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// checked is a config as the validator understood it: the parsed form of every
+// field, reused by Compile so nothing is parsed twice.
+type checked struct {
+	apps      []checkedApp
+	exDomains []hostSpec
+	exAddrs   []hostSpec
+	pinned    []*Pattern
+	stub      netip.Prefix
+	problems  []Problem
+	warnings  []Problem
+}
+
+type checkedApp struct {
+	hosts    []hostSpec
+	tcp, udp portSet
+}
+
+func (ck *checked) errorf(path, value, format string, args ...any) {
+	ck.problems = append(ck.problems, Problem{Path: path, Value: value, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (ck *checked) warnf(path, value, format string, args ...any) {
+	ck.warnings = append(ck.warnings, Problem{Path: path, Value: value, Reason: fmt.Sprintf(format, args...)})
+}
+
+// check validates c completely, collecting every problem and warning.
+func check(c *Config) (*checked, error) {
+	ck := &checked{}
+	ck.checkClient(&c.Client)
+	ids := make(map[string]int, len(c.Apps))
+	ck.apps = make([]checkedApp, len(c.Apps))
+	for i := range c.Apps {
+		ck.checkApp(i, &c.Apps[i], ids)
+	}
+	ck.checkExceptions(&c.Exceptions)
+	ck.findTies(c)
+	if len(ck.problems) > 0 {
+		return ck, &ValidationError{Problems: ck.problems}
+	}
+	return ck, nil
+}
+
+func (ck *checked) checkClient(cl *ClientConfig) {
+	ck.stub = DefaultStubRange
+	if cl.StubRange != "" {
+		p, err := parseCIDR(cl.StubRange)
+		switch {
+		case err != nil:
+			ck.errorf("client.stub_range", cl.StubRange, "%v", err)
+		case p.Addr().BitLen()-p.Bits() < 2 || p.Addr().BitLen()-p.Bits() > maxStubHostBits:
+			ck.errorf("client.stub_range", cl.StubRange, "stub range must have between 2 and %d host bits", maxStubHostBits)
+		default:
+			ck.stub = p
+		}
+	}
+	durs := []struct {
+		name     string
+		d        Duration
+		min, max time.Duration
+	}{
+		{"client.dns_ttl", cl.DNSTTL, time.Second, 24 * time.Hour},
+		{"client.config_poll", cl.ConfigPoll, 10 * time.Second, 24 * time.Hour},
+		{"client.probe_interval", cl.ProbeInterval, 10 * time.Second, 24 * time.Hour},
+		{"client.reauth_interval", cl.ReauthInterval, time.Minute, 365 * 24 * time.Hour},
+		{"client.reauth_grace", cl.ReauthGrace, time.Second, 30 * 24 * time.Hour},
+	}
+	for _, d := range durs {
+		if d.d != 0 && (d.d.D() < d.min || d.d.D() > d.max) {
+			ck.errorf(d.name, d.d.String(), "must be between %v and %v (or unset for the default)", d.min, d.max)
+		}
+	}
+	if cl.ReauthGrace != 0 && cl.ReauthInterval == 0 {
+		ck.warnf("client.reauth_grace", cl.ReauthGrace.String(), "has no effect while reauth_interval is unset")
+	}
+	if cl.FailMode != "" && cl.FailMode != FailOpen && cl.FailMode != FailClose {
+		ck.errorf("client.fail_mode", cl.FailMode, `must be "open" or "close"`)
+	}
+	if h := cl.OnPremDetection; h != "" {
+		if s, err := parseHost(h); err != nil {
+			ck.errorf("client.onprem_detection", h, "%v", err)
+		} else if s.kind != hostExact && s.kind != hostAddr {
+			ck.errorf("client.onprem_detection", h, "must be one host name or address, not a %s", s.kind)
+		}
+	}
+}
+
+func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
+	p := fmt.Sprintf("apps[%d]", i)
+	switch {
+	case a.ID == "":
+		ck.errorf(p+".id", "", "required")
+	case !validID(a.ID):
+		ck.errorf(p+".id", a.ID, "must be 1-64 characters of letters, digits, '.', '_' and '-'")
+	default:
+		if j, dup := ids[a.ID]; dup {
+			ck.errorf(p+".id", a.ID, "duplicate of apps[%d].id", j)
+		} else {
+			ids[a.ID] = i
+		}
+	}
+	if len(a.Hosts) == 0 {
+		ck.errorf(p+".hosts", "", "at least one host is required")
+	}
+	ca := &ck.apps[i]
+	ca.hosts = make([]hostSpec, len(a.Hosts))
+	for j, h := range a.Hosts {
+		hp := fmt.Sprintf("%s.hosts[%d]", p, j)
+		s, err := parseHost(h)
+		if err != nil {
+			ck.errorf(hp, h, "%v", err)
+			continue
+		}
+		for _, pfx := range s.prefixes {
+			if pfx.Overlaps(ck.stub) {
+				ck.errorf(hp, h, "overlaps the stub range %s", ck.stub)
+				break
+			}
+		}
+		ca.hosts[j] = s
+	}
+	var err error
+	if ca.tcp, err = parsePorts(a.TCP); err != nil {
+		ck.errorf(p+".tcp", a.TCP, "%v", err)
+	}
+	if ca.udp, err = parsePorts(a.UDP); err != nil {
+		ck.errorf(p+".udp", a.UDP, "%v", err)
+	}
+	if strings.TrimSpace(a.TCP) == "" && strings.TrimSpace(a.UDP) == "" {
+		ck.errorf(p, a.ID, "app has neither tcp nor udp ports")
+	}
+	switch a.Tunnel {
+	case "", TunnelL7:
+	case TunnelL3E:
+		if a.PublisherDNS {
+			ck.errorf(p+".publisher_dns", "true", "publisher DNS needs the l7 tunnel")
+		}
+	default:
+		ck.errorf(p+".tunnel", a.Tunnel, `must be "l7" or "l3e"`)
+	}
+	checkNames(ck, p+".publishers", a.Publishers)
+	checkNames(ck, p+".tags", a.Tags)
+}
+
+func checkNames(ck *checked, path string, names []string) {
+	seen := make(map[string]int, len(names))
+	for j, n := range names {
+		np := fmt.Sprintf("%s[%d]", path, j)
+		if strings.TrimSpace(n) == "" || strings.TrimSpace(n) != n {
+			ck.errorf(np, n, "must be non-empty without surrounding spaces")
+			continue
+		}
+		if k, dup := seen[n]; dup {
+			ck.warnf(np, n, "duplicate of %s[%d]", path, k)
+		}
+		seen[n] = j
+	}
+}
+
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (ck *checked) checkExceptions(e *Exceptions) {
+	ck.exDomains = make([]hostSpec, len(e.Domains))
+	for i, d := range e.Domains {
+		p := fmt.Sprintf("exceptions.domains[%d]", i)
+		s, err := parseHost(d)
+		switch {
+		case err != nil:
+			ck.errorf(p, d, "%v", err)
+		case s.kind != hostExact && s.kind != hostWildcard:
+			ck.errorf(p, d, "a %s is not a domain (put it in exceptions.addresses)", s.kind)
+		default:
+			ck.exDomains[i] = s
+		}
+	}
+	ck.exAddrs = make([]hostSpec, len(e.Addresses))
+	for i, a := range e.Addresses {
+		p := fmt.Sprintf("exceptions.addresses[%d]", i)
+		s, err := parseHost(a)
+		switch {
+		case err != nil:
+			ck.errorf(p, a, "%v", err)
+		case s.kind == hostExact || s.kind == hostWildcard:
+			ck.errorf(p, a, "a name is not an address (put it in exceptions.domains)")
+		default:
+			ck.exAddrs[i] = s
+		}
+	}
+	ck.pinned = make([]*Pattern, len(e.Pinned))
+	for i := range e.Pinned {
+		ck.checkPinned(i, &e.Pinned[i])
+	}
+}
+
+func (ck *checked) checkPinned(i int, pa *PinnedApp) {
+	p := fmt.Sprintf("exceptions.pinned[%d]", i)
+	if strings.TrimSpace(pa.Name) == "" {
+		ck.errorf(p+".name", pa.Name, "required")
+	}
+	if !slices.Contains(OSes, pa.OS) {
+		ck.errorf(p+".os", pa.OS, "must be one of %s", strings.Join(OSes, ", "))
+	}
+	switch pa.Field {
+	case FieldProcess, FieldPath, FieldAppID:
+	default:
+		ck.errorf(p+".field", pa.Field, `must be "process", "path" or "appid"`)
+	}
+	switch pa.Action {
+	case "", PinnedBypass, PinnedBlock:
+	default:
+		ck.errorf(p+".action", pa.Action, `must be "bypass" or "block"`)
+	}
+	if pa.Pattern == "" {
+		ck.errorf(p+".pattern", "", "required")
+		return
+	}
+	re, err := CompilePattern(pa.Pattern)
+	if err != nil {
+		ck.errorf(p+".pattern", pa.Pattern, "%v", err)
+		return
+	}
+	ck.pinned[i] = re
+}
