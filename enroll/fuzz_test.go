@@ -1,0 +1,109 @@
+package enroll
+
+import (
+	"bytes"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzParseTenant: any input is either a valid tenant or a *TenantError whose
+// every problem is readable; never a panic. A valid tenant answers AgentConfig
+// and Authorize for every user and app without error other than a denial.
+func FuzzParseTenant(f *testing.F) {
+	files, _ := filepath.Glob("../testdata/tenants/*.yaml")
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(`{"tenant": "j", "apps": [{"id": "x", "hosts": ["*.a"]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tn, err := ParseTenant("fuzz.yaml", data)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "tenant file fuzz.yaml: ") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		for _, u := range tn.Users {
+			if _, err := tn.AgentConfig(u.UPN); err != nil {
+				t.Fatalf("AgentConfig(%s): %v", u.UPN, err)
+			}
+			for _, a := range tn.Apps {
+				for _, h := range a.Hosts {
+					tn.Authorize(u.UPN, a.ID, strings.TrimPrefix(h, "*."), 80, "tcp")
+				}
+			}
+		}
+	})
+}
+
+// FuzzDecodeEnvelope: the strict request decoder and the CSR and device-name
+// checks never panic, and accept only what re-encodes to an equal request.
+func FuzzDecodeEnvelope(f *testing.F) {
+	_, csr, _ := newDeviceKey("seed")
+	f.Add([]byte(`{"org_key":"k","upn":"a@b","device_name":"pc","csr":` + quoteJSON(csr) + `}`))
+	f.Add([]byte(`{"org_key":"k"} {}`))
+	f.Add([]byte(`{"org_key":"k","extra":1}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"name":"pub1","token":"t","csr":""}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req upnEnrollRequest
+		if err := decodeStrict(bytes.NewReader(data), &req); err == nil {
+			if der, err := decodeCSRPEM(req.CSR); err == nil {
+				ParseCSR(der)
+			}
+			checkDeviceName(req.DeviceName)
+		}
+		var pub publisherEnrollRequest
+		decodeStrict(bytes.NewReader(data), &pub)
+		var e apiError
+		decodeStrict(bytes.NewReader(data), &e)
+		parseIdentity(data)
+	})
+}
+
+// FuzzPeerURI: identities parse back to what was encoded, and malformed URIs are
+// errors, not panics.
+func FuzzPeerURI(f *testing.F) {
+	f.Add("demo", "dev1", "alice@demo.test", "pub1")
+	f.Add("t", "a/b", "x&user=y", "p?q")
+	f.Fuzz(func(t *testing.T, tenant, dev, user, pub string) {
+		d := DeviceIdentity{Tenant: tenant, DeviceID: dev, User: user}
+		if u, err := url.Parse(d.URI()); err == nil {
+			if p, err := peerFromURI(u); err == nil && (p.Tenant != tenant || p.Device != dev || p.User != user) {
+				t.Fatalf("device %+v parsed back as %+v", d, p)
+			}
+		}
+		pi := PublisherIdentity{Tenant: tenant, Name: pub}
+		if u, err := url.Parse(pi.URI()); err == nil {
+			if p, err := peerFromURI(u); err == nil && (p.Tenant != tenant || p.Publisher != pub) {
+				t.Fatalf("publisher %+v parsed back as %+v", pi, p)
+			}
+		}
+		ParseParams([]string{tenant + "=" + dev, user})
+	})
+}
+
+func quoteJSON(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch r {
+		case '\n':
+			b.WriteString(`\n`)
+		case '"', '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
