@@ -1,0 +1,288 @@
+package l7
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/http2"
+)
+
+// ClientConfig configures the agent's end of the tunnel.
+type ClientConfig struct {
+	// Addr is the PoP's "host:port".
+	Addr string
+	// TLS holds the device certificate, the tenant's RootCAs and the PoP's
+	// ServerName. NextProtos and MinVersion are overridden (h2, TLS 1.3).
+	TLS *tls.Config
+	Log *zap.Logger
+	// DialTimeout bounds the TCP connect and TLS handshake (default 10s).
+	DialTimeout time.Duration
+	// RetryMin and RetryMax bound the jittered exponential delay between
+	// reconnect attempts (defaults 500ms and 30s).
+	RetryMin, RetryMax time.Duration
+}
+
+// Tunnel states reported by Status.
+const (
+	StateConnecting = "connecting"
+	StateConnected  = "connected"
+	StateDown       = "down"
+	StateClosed     = "closed"
+)
+
+// Status is a snapshot of the client's connection, for diagnostics.
+type Status struct {
+	State     string    `json:"state"`
+	Addr      string    `json:"addr"`
+	Since     time.Time `json:"since"` // when State last changed
+	LastError string    `json:"last_error,omitempty"`
+	Streams   int       `json:"streams"`   // streams open now
+	BytesIn   uint64    `json:"bytes_in"`  // bytes received on the TLS connection, all connections
+	BytesOut  uint64    `json:"bytes_out"` // bytes sent
+}
+
+// tunnelConn is one live connection to the PoP.
+type tunnelConn struct {
+	cc   *http2.ClientConn
+	conn *countingConn
+}
+
+// Client keeps one TLS connection to the PoP up and opens a CONNECT stream on it for
+// every flow.
+type Client struct {
+	cfg     ClientConfig
+	log     *zap.Logger
+	tlsConf *tls.Config
+	tr      *http2.Transport
+
+	ctx    context.Context // canceled by Close; parent of the dial
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the run goroutine
+
+	cur atomic.Pointer[tunnelConn] // nil unless connected
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	state   string
+	since   time.Time
+	lastErr string
+
+	streams           atomic.Int64
+	bytesIn, bytesOut atomic.Uint64
+}
+
+// NewClient returns a client that does nothing until Start.
+func NewClient(cfg ClientConfig) *Client {
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = defaultDialTimeout
+	}
+	tc := cfg.TLS.Clone()
+	if tc == nil {
+		tc = &tls.Config{}
+	}
+	tc.NextProtos = []string{ALPNClient}
+	tc.MinVersion = tls.VersionTLS13
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Client{
+		cfg:     cfg,
+		log:     cfg.Log.Named("l7client"),
+		tlsConf: tc,
+		tr:      newH2Transport(),
+		ctx:     ctx,
+		cancel:  cancel,
+		state:   StateConnecting,
+		since:   time.Now(),
+	}
+}
+
+// Start launches the goroutine that connects to the PoP and reconnects, with
+// jittered exponential backoff, whenever the connection is lost. It is a no-op after
+// the first call or after Close.
+func (c *Client) Start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started || c.closed {
+		return
+	}
+	c.started = true
+	c.wg.Add(1)
+	go c.run()
+}
+
+// Close tears the tunnel down: the connection and every stream on it are closed, and
+// Close returns after the client's goroutines have exited. It is idempotent.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+
+	// Cancel aborts a dial in progress and wakes the run loop, which closes the
+	// current connection (resetting its streams) before it exits.
+	c.cancel()
+	c.wg.Wait()
+	c.setState(StateClosed, nil)
+	return nil
+}
+
+// Status returns a snapshot of the tunnel's state.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Status{
+		State:     c.state,
+		Addr:      c.cfg.Addr,
+		Since:     c.since,
+		LastError: c.lastErr,
+		Streams:   int(c.streams.Load()),
+		BytesIn:   c.bytesIn.Load(),
+		BytesOut:  c.bytesOut.Load(),
+	}
+}
+
+func (c *Client) setState(state string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.lastErr = err.Error()
+	}
+	if c.state == state || c.state == StateClosed {
+		return
+	}
+	c.state, c.since = state, time.Now()
+}
+
+// run owns the connection: connect, serve until it dies, wait, repeat.
+func (c *Client) run() {
+	defer c.wg.Done()
+	bo := newBackoff(c.cfg.RetryMin, c.cfg.RetryMax)
+	for {
+		c.setState(StateConnecting, nil)
+		tc, err := c.connect()
+		if err == nil {
+			bo.reset()
+			c.cur.Store(tc)
+			c.setState(StateConnected, nil)
+			c.log.Info("tunnel up", zap.String("pop", c.cfg.Addr))
+			select {
+			case <-tc.conn.dead:
+				err = errors.New("connection to PoP lost")
+			case <-c.ctx.Done():
+			}
+			c.cur.Store(nil)
+			tc.cc.Close()
+		}
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.setState(StateDown, err)
+		delay := bo.next()
+		c.log.Warn("tunnel down", zap.String("pop", c.cfg.Addr), zap.Error(err), zap.Duration("retry_in", delay))
+		if !sleepCtx(c.ctx.Done(), delay) {
+			return
+		}
+	}
+}
+
+// connect dials the PoP and starts HTTP/2 on the connection.
+func (c *Client) connect() (*tunnelConn, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
+	defer cancel()
+	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: readIdle}, Config: c.tlsConf}
+	raw, err := d.DialContext(ctx, "tcp", c.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial PoP %s: %w", c.cfg.Addr, err)
+	}
+	if p := raw.(*tls.Conn).ConnectionState().NegotiatedProtocol; p != ALPNClient {
+		raw.Close()
+		return nil, fmt.Errorf("dial PoP %s: negotiated protocol %q, want %q", c.cfg.Addr, p, ALPNClient)
+	}
+	conn := newCountingConn(raw, &c.bytesIn, &c.bytesOut)
+	cc, err := c.tr.NewClientConn(conn)
+	if err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("start HTTP/2 with PoP %s: %w", c.cfg.Addr, err)
+	}
+	return &tunnelConn{cc: cc, conn: conn}, nil
+}
+
+// Open opens a stream to t and blocks until the PoP answered. On success the
+// returned net.Conn carries the flow's bytes and implements CloseWrite. A refusal
+// is a *RefusedError (errors.Is(err, ErrRefused)); with no connection to the PoP it
+// fails at once with ErrNotConnected. ctx bounds only the wait for the answer.
+func (c *Client) Open(ctx context.Context, t Target) (net.Conn, error) {
+	tc := c.cur.Load()
+	if tc == nil || !tc.cc.CanTakeNewRequest() {
+		return nil, ErrNotConnected
+	}
+	auth := t.Authority()
+	pr, pw := io.Pipe()
+	// The stream lives beyond Open, so its context is not ctx: ctx only cancels it
+	// while we wait for the PoP's answer.
+	sctx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, cancel)
+	req := (&http.Request{
+		Method:        http.MethodConnect,
+		URL:           &url.URL{Host: auth},
+		Host:          auth,
+		Header:        http.Header{HeaderApp: []string{t.AppID}},
+		Body:          pr,
+		ContentLength: -1,
+	}).WithContext(sctx)
+	resp, err := tc.cc.RoundTrip(req)
+	if !stop() {
+		err = ctx.Err()
+	}
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = &RefusedError{Status: resp.StatusCode, Reason: resp.Header.Get(HeaderReason)}
+	}
+	if err != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		pw.CloseWithError(err)
+		cancel()
+		return nil, c.openError(tc, t, err)
+	}
+	c.streams.Add(1)
+	return &streamConn{
+		body:   resp.Body,
+		pw:     pw,
+		cancel: cancel,
+		local:  tc.conn.LocalAddr(),
+		remote: Addr{Target: t},
+		onClose: func() {
+			c.streams.Add(-1)
+		},
+	}, nil
+}
+
+func (c *Client) openError(tc *tunnelConn, t Target, err error) error {
+	var re *RefusedError
+	switch {
+	case errors.As(err, &re), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case c.cur.Load() != tc || !tc.cc.CanTakeNewRequest():
+		// The connection died under us; say so in the way callers test for.
+		return fmt.Errorf("%w: open %s: %v", ErrNotConnected, t, err)
+	default:
+		return fmt.Errorf("l7: open %s: %w", t, err)
+	}
+}

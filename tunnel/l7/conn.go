@@ -1,0 +1,97 @@
+package l7
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Addr is the remote address of a tunnelled flow: the target as the application
+// named it, which the agent may never resolve.
+type Addr struct{ Target Target }
+
+// Network returns "l7".
+func (Addr) Network() string { return "l7" }
+
+func (a Addr) String() string {
+	if a.Target.Host == "" {
+		return ""
+	}
+	return a.Target.Authority()
+}
+
+// streamConn is the agent's view of one CONNECT stream. Reads come from the response
+// body; writes go through a pipe that the HTTP/2 transport drains into DATA frames.
+//
+// Deadlines are not supported (the transport offers no way to interrupt a blocked
+// read without destroying the stream); callers end a flow with Close.
+type streamConn struct {
+	body          io.ReadCloser
+	pw            *io.PipeWriter
+	cancel        context.CancelFunc
+	local, remote net.Addr
+	onClose       func()
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+}
+
+var _ interface {
+	net.Conn
+	CloseWrite() error
+} = (*streamConn)(nil)
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := c.body.Read(p)
+	if err != nil && err != io.EOF && c.closed.Load() {
+		err = net.ErrClosed
+	}
+	return n, err
+}
+
+func (c *streamConn) Write(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := c.pw.Write(p)
+	if err != nil && c.closed.Load() {
+		err = net.ErrClosed
+	}
+	return n, err
+}
+
+// CloseWrite ends the flow's upstream direction: the PoP and the publisher see
+// END_STREAM and the publisher half-closes its TCP connection to the target.
+func (c *streamConn) CloseWrite() error {
+	if c.closed.Load() {
+		return net.ErrClosed
+	}
+	return c.pw.Close()
+}
+
+// Close resets the stream if it has not ended cleanly in both directions.
+func (c *streamConn) Close() error {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.pw.CloseWithError(net.ErrClosed)
+		c.body.Close()
+		c.cancel()
+		c.onClose()
+	})
+	return nil
+}
+
+func (c *streamConn) LocalAddr() net.Addr  { return c.local }
+func (c *streamConn) RemoteAddr() net.Addr { return c.remote }
+
+// Deadlines fail with os.ErrNoDeadline, as os.File does on files without them.
+func (c *streamConn) SetDeadline(time.Time) error      { return os.ErrNoDeadline }
+func (c *streamConn) SetReadDeadline(time.Time) error  { return os.ErrNoDeadline }
+func (c *streamConn) SetWriteDeadline(time.Time) error { return os.ErrNoDeadline }

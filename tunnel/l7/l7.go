@@ -1,0 +1,153 @@
+// Package l7 is ztagent's L7 tunnel: TCP flows carried as HTTP/2 CONNECT streams
+// (RFC 9113 §8.5) over one mutually authenticated TLS 1.3 connection, with all three
+// ends in one place — the agent's Client, the cloud's PoP (broker and policy
+// enforcement point) and the Publisher that dials out from the corporate network.
+// The agent opens a stream whose :authority is the original FQDN (or address) and
+// port and whose Zt-App header names the private app; the PoP authorizes it, opens a
+// matching stream on the connection a publisher dialed to it (on which the PoP is the
+// HTTP/2 client), and relays bytes between the two. The publisher resolves the name
+// with its own resolver, connects, and relays. Half-closes travel as END_STREAM and
+// end as TCP FINs; errors travel as RST_STREAM. Flow-control windows and frame sizes
+// are sized for the bandwidth-delay product of a fast path, not left at the library's
+// defaults, which cap a stream at a few hundred Mbit/s.
+package l7
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// ALPN protocol names. Clients speak HTTP/2 to the PoP; publishers announce
+// themselves with their own protocol so that the PoP knows to flip roles.
+const (
+	ALPNClient    = "h2"
+	ALPNPublisher = "zt-publisher"
+)
+
+// Header names carried on CONNECT requests and refusals.
+const (
+	HeaderApp    = "Zt-App"
+	HeaderReason = "Zt-Reason"
+)
+
+// Flow control and buffering. A single stream cannot go faster than window/RTT, so the
+// stream window must cover the bandwidth-delay product of the path (16 MiB is ~1.3 Gbit/s
+// at 100 ms, far more on a LAN). The connection window bounds the memory a peer may
+// make us buffer across all streams. Large frames and copy buffers keep the per-byte
+// cost of framing, TLS records and goroutine hand-offs low.
+const (
+	maxFrameSize      = 1 << 20
+	streamWindow      = 16 << 20
+	connWindow        = 64 << 20
+	copyBufferSize    = 256 << 10
+	maxStreamsPerConn = 10000
+
+	// Keepalives detect a dead peer on an idle connection (NAT timeouts, a laptop
+	// resuming from sleep): a PING after readIdle of silence, and the connection is
+	// closed if no answer comes within pingTimeout.
+	readIdle    = 15 * time.Second
+	pingTimeout = 10 * time.Second
+
+	handshakeTimeout   = 10 * time.Second
+	defaultDialTimeout = 10 * time.Second
+	defaultOpenTimeout = 30 * time.Second
+	defaultRetryMin    = 500 * time.Millisecond
+	defaultRetryMax    = 30 * time.Second
+)
+
+// Target is the destination of one flow: the host as the application named it (an
+// FQDN or a literal address), the port, and the private app the flow matched.
+type Target struct {
+	Host  string
+	Port  uint16
+	AppID string
+}
+
+// Authority returns the CONNECT :authority for t ("host:port", IPv6 in brackets).
+func (t Target) Authority() string {
+	return net.JoinHostPort(t.Host, strconv.Itoa(int(t.Port)))
+}
+
+func (t Target) String() string {
+	if t.AppID == "" {
+		return t.Authority()
+	}
+	return t.Authority() + " (app " + t.AppID + ")"
+}
+
+// ErrNotConnected is returned by Client.Open while the tunnel has no usable connection
+// to the PoP. Open fails fast rather than waiting for a reconnect.
+var ErrNotConnected = errors.New("l7: tunnel not connected")
+
+// ErrRefused matches every *RefusedError with errors.Is.
+var ErrRefused = errors.New("l7: stream refused")
+
+// RefusedError is the PoP's (or, through it, the publisher's) refusal of a stream:
+//
+//	400 malformed request         403 denied by policy
+//	502 publisher could not reach the target (or resolve it)
+//	503 no publisher of the app is online
+//	504 timed out reaching the target
+type RefusedError struct {
+	Status int
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("l7: stream refused: %d %s", e.Status, http.StatusText(e.Status))
+	}
+	return fmt.Sprintf("l7: stream refused: %d %s: %s", e.Status, http.StatusText(e.Status), e.Reason)
+}
+
+// Is reports whether target is ErrRefused.
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
+
+// parseTarget reads the target of a CONNECT request on the serving side.
+func parseTarget(r *http.Request) (Target, error) {
+	host, port, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		return Target{}, fmt.Errorf("bad authority %q: %w", r.Host, err)
+	}
+	if host == "" {
+		return Target{}, fmt.Errorf("bad authority %q: empty host", r.Host)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return Target{}, fmt.Errorf("bad authority %q: bad port", r.Host)
+	}
+	return Target{Host: host, Port: uint16(p), AppID: r.Header.Get(HeaderApp)}, nil
+}
+
+// isConnect reports whether r is a classic CONNECT (not an extended CONNECT, which
+// carries a :protocol pseudo-header and is reserved for datagram flows).
+func isConnect(r *http.Request) bool {
+	return r.Method == http.MethodConnect && r.Header.Get(":protocol") == ""
+}
+
+// refuse answers a stream with a status and a reason the client turns into a
+// RefusedError.
+func refuse(w http.ResponseWriter, status int, reason string) {
+	if reason != "" {
+		w.Header().Set(HeaderReason, sanitizeReason(reason))
+	}
+	w.WriteHeader(status)
+}
+
+// sanitizeReason keeps a reason a valid, bounded header value.
+func sanitizeReason(s string) string {
+	const max = 256
+	b := make([]byte, 0, min(len(s), max))
+	for i := 0; i < len(s) && len(b) < max; i++ {
+		c := s[i]
+		if c < 0x20 || c == 0x7f {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}

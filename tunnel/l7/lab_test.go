@@ -1,0 +1,231 @@
+package l7
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+)
+
+// Apps of the test tenant.
+const (
+	appEcho    = "echo"    // served by pub-1
+	appDenied  = "denied"  // policy refuses it
+	appOffline = "offline" // served by a publisher that never connects
+)
+
+// lab is a tenant on loopback: a PoP, a publisher, a client, a DNS server for the
+// publisher and target servers, all torn down by t.Cleanup.
+type lab struct {
+	t       testing.TB
+	ca      *testCA
+	log     *zap.Logger
+	popAddr string
+	pop     *PoP
+	popDone chan error
+	client  *Client
+	dnsAddr string
+
+	rejectedPubs atomic.Int64 // publisher connections refused by the Publisher hook
+}
+
+type labOptions struct {
+	pubDialTimeout time.Duration
+	dnsServer      string // overrides the lab's DNS server
+}
+
+func newLab(t testing.TB, opts labOptions) *lab {
+	l := &lab{t: t, ca: newTestCA(t)}
+	if tt, ok := t.(*testing.T); ok {
+		l.log = zaptest.NewLogger(tt, zaptest.Level(zap.InfoLevel))
+	} else {
+		l.log = zap.NewNop()
+	}
+	l.dnsAddr = startDNS(t, map[string]string{"echo.corp.test.": "127.0.0.1"})
+	if opts.dnsServer != "" {
+		l.dnsAddr = opts.dnsServer
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.popAddr = ln.Addr().String()
+	l.startPoP(ln)
+	t.Cleanup(l.stopPoP)
+
+	l.startPublisher("pub-1", opts.pubDialTimeout)
+	l.client = NewClient(ClientConfig{
+		Addr: l.popAddr, TLS: l.ca.peerTLS(t, "device-1"), Log: l.log,
+		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+	})
+	l.client.Start()
+	t.Cleanup(func() { l.client.Close() })
+	l.waitReady()
+	return l
+}
+
+func (l *lab) authorize(peer *x509.Certificate, t Target) ([]string, error) {
+	if peer.Subject.CommonName != "device-1" {
+		return nil, errors.New("unknown device")
+	}
+	switch t.AppID {
+	case appEcho:
+		return []string{"pub-1"}, nil
+	case appOffline:
+		return []string{"pub-offline"}, nil
+	}
+	return nil, errors.New("user is not allowed to reach app " + t.AppID)
+}
+
+func (l *lab) startPoP(ln net.Listener) {
+	l.pop = NewPoP(PoPConfig{
+		TLS:       l.ca.serverTLS(l.t),
+		Authorize: l.authorize,
+		Publisher: func(peer *x509.Certificate) (string, bool) {
+			if !strings.HasPrefix(peer.Subject.CommonName, "pub-") {
+				l.rejectedPubs.Add(1)
+				return "", false
+			}
+			return peer.Subject.CommonName, true
+		},
+		Log: l.log,
+	})
+	l.popDone = make(chan error, 1)
+	go func() { l.popDone <- l.pop.Serve(ln) }()
+}
+
+func (l *lab) stopPoP() {
+	l.pop.Close()
+	if err := <-l.popDone; !errors.Is(err, ErrPoPClosed) {
+		l.t.Errorf("PoP.Serve: %v, want ErrPoPClosed", err)
+	}
+}
+
+func (l *lab) startPublisher(name string, dialTimeout time.Duration) {
+	pub := NewPublisher(PublisherConfig{
+		Name: name, PoPAddr: l.popAddr, TLS: l.ca.peerTLS(l.t, name), Resolver: l.dnsAddr,
+		DialTimeout: dialTimeout, Log: l.log,
+		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pub.Run(ctx) }()
+	l.t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			l.t.Errorf("Publisher.Run: %v, want context.Canceled", err)
+		}
+	})
+}
+
+// waitReady waits until the client is connected and the publisher registered.
+func (l *lab) waitReady() {
+	l.t.Helper()
+	eventually(l.t, "client connected and publisher online", func() bool {
+		if l.client.Status().State != StateConnected {
+			return false
+		}
+		return l.pop.pick(appEcho, []string{"pub-1"}) != nil
+	})
+}
+
+// eventually polls cond until it holds; a test that never gets there fails by
+// the test binary's own timeout rather than by a timing assertion.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; !cond(); i++ {
+		if i > 0 && i%500 == 0 {
+			t.Logf("still waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startDNS serves A records from names on a loopback UDP port and NXDOMAIN for
+// everything else.
+func startDNS(t testing.TB, names map[string]string) string {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		name := strings.ToLower(q.Question[0].Name)
+		ip, ok := names[name]
+		switch {
+		case !ok:
+			m.Rcode = dns.RcodeNameError
+		case q.Question[0].Qtype == dns.TypeA:
+			m.Answer = append(m.Answer, &dns.A{
+				Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+				A:   net.ParseIP(ip),
+			})
+		}
+		w.WriteMsg(m)
+	})}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	done := make(chan struct{})
+	go func() { defer close(done); srv.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() { srv.Shutdown(); <-done })
+	return pc.LocalAddr().String()
+}
+
+// startServer runs handle for every connection to a loopback TCP listener and
+// returns its port.
+func startServer(t testing.TB, handle func(c *net.TCPConn)) uint16 {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				handle(c.(*net.TCPConn))
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// echo copies its input back and half-closes when the input ends.
+func echo(c *net.TCPConn) {
+	if _, err := io.Copy(c, c); err == nil {
+		c.CloseWrite()
+	}
+	io.Copy(io.Discard, c)
+}
+
+// closedPort returns a loopback port with nothing listening.
+func closedPort(t testing.TB) uint16 {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	return port
+}

@@ -1,0 +1,302 @@
+package l7
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/http2"
+)
+
+// PublisherConfig configures a publisher: the connector inside the corporate network
+// that dials out to the PoP and connects streams to their targets.
+type PublisherConfig struct {
+	Name    string // for logs; the PoP identifies the publisher by its certificate
+	PoPAddr string // "host:port"
+	// TLS holds the publisher's certificate, RootCAs and ServerName for the PoP.
+	// NextProtos and MinVersion are overridden.
+	TLS *tls.Config
+	// Resolver is the DNS server ("ip:port") that resolves targets, normally the
+	// corporate DNS; empty means the system's resolver.
+	Resolver string
+	// DialTimeout bounds resolving and connecting to a target, and dialing the PoP
+	// (default 10s).
+	DialTimeout time.Duration
+	Log         *zap.Logger
+	// RetryMin and RetryMax bound the jittered exponential delay between attempts
+	// to reach the PoP (defaults 500ms and 30s).
+	RetryMin, RetryMax time.Duration
+}
+
+// Publisher keeps a connection to the PoP, on which it is the HTTP/2 server.
+type Publisher struct {
+	cfg      PublisherConfig
+	log      *zap.Logger
+	tlsConf  *tls.Config
+	h2s      *http2.Server
+	resolver *net.Resolver
+	dialer   net.Dialer
+
+	wg       sync.WaitGroup // handlers and their relays
+	mu       sync.Mutex
+	stopping bool
+}
+
+// NewPublisher returns a publisher that does nothing until Run.
+func NewPublisher(cfg PublisherConfig) *Publisher {
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = defaultDialTimeout
+	}
+	tc := cfg.TLS.Clone()
+	if tc == nil {
+		tc = &tls.Config{}
+	}
+	tc.NextProtos = []string{ALPNPublisher}
+	tc.MinVersion = tls.VersionTLS13
+	p := &Publisher{
+		cfg:      cfg,
+		log:      cfg.Log.Named("publisher").With(zap.String("publisher", cfg.Name)),
+		tlsConf:  tc,
+		h2s:      newH2Server(),
+		resolver: net.DefaultResolver,
+		dialer:   net.Dialer{KeepAlive: readIdle},
+	}
+	if cfg.Resolver != "" {
+		p.resolver = &net.Resolver{
+			PreferGo: true, // the only resolver that honours Dial on every OS
+			Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return dialResolver(ctx, network, cfg.Resolver)
+			},
+		}
+	}
+	return p
+}
+
+// Run connects to the PoP and serves it, reconnecting with jittered exponential
+// backoff, until ctx is done; then it closes the connection, waits for every stream
+// to end and returns ctx's error. Run may be called once.
+func (p *Publisher) Run(ctx context.Context) error {
+	if p.cfg.PoPAddr == "" {
+		return errors.New("l7: publisher: no PoP address")
+	}
+	bo := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
+	for {
+		err := p.serveOnce(ctx, &bo)
+		if ctx.Err() != nil {
+			break
+		}
+		delay := bo.next()
+		p.log.Warn("PoP connection down", zap.String("pop", p.cfg.PoPAddr), zap.Error(err), zap.Duration("retry_in", delay))
+		if !sleepCtx(ctx.Done(), delay) {
+			break
+		}
+	}
+	p.mu.Lock()
+	p.stopping = true
+	p.mu.Unlock()
+	p.wg.Wait()
+	return ctx.Err()
+}
+
+// serveOnce dials the PoP and serves the connection until it ends.
+func (p *Publisher) serveOnce(ctx context.Context, bo *backoff) error {
+	dctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: readIdle}, Config: p.tlsConf}
+	conn, err := d.DialContext(dctx, "tcp", p.cfg.PoPAddr)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("dial PoP %s: %w", p.cfg.PoPAddr, err)
+	}
+	defer conn.Close()
+	if proto := conn.(*tls.Conn).ConnectionState().NegotiatedProtocol; proto != ALPNPublisher {
+		return fmt.Errorf("dial PoP %s: negotiated protocol %q, want %q", p.cfg.PoPAddr, proto, ALPNPublisher)
+	}
+	bo.reset()
+	// ServeConn returns when the connection fails; closing it is how ctx stops it.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	p.log.Info("connected to PoP", zap.String("pop", p.cfg.PoPAddr))
+	p.h2s.ServeConn(conn, &http2.ServeConnOpts{Context: ctx, Handler: http.HandlerFunc(p.handle)})
+	return errors.New("connection lost")
+}
+
+// handle is the publisher's dispatch function: every stream the PoP opens lands here.
+func (p *Publisher) handle(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
+		return
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	defer p.wg.Done()
+
+	switch {
+	case isConnect(r):
+		p.serveConnect(w, r)
+	default:
+		refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
+	}
+}
+
+// serveConnect connects a stream to its target and relays until both are done.
+func (p *Publisher) serveConnect(w http.ResponseWriter, r *http.Request) {
+	t, err := parseTarget(r)
+	if err != nil {
+		refuse(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	conn, status, err := p.dial(r.Context(), t)
+	if err != nil {
+		p.log.Debug("target unreachable", zap.String("target", t.Authority()), zap.String("app", t.AppID), zap.Error(err))
+		refuse(w, status, err.Error())
+		return
+	}
+	defer conn.Close()
+	// A reset from the PoP cancels the stream's context; closing the connection
+	// unblocks both copies.
+	stop := context.AfterFunc(r.Context(), func() { conn.Close() })
+	defer stop()
+
+	w.WriteHeader(http.StatusOK)
+	flush := flusher(w)
+	if err := flush(); err != nil {
+		return
+	}
+	p.wg.Add(1) // the handler holds a count, so this cannot race with Wait
+	go func() {
+		defer p.wg.Done()
+		if err := copyFlush(conn, nil, r.Body); err != nil {
+			// The stream was reset: reset the TCP connection too.
+			conn.SetLinger(0)
+			conn.Close()
+			return
+		}
+		conn.CloseWrite() // END_STREAM becomes a FIN
+	}()
+	if err := copyFlush(w, flush, conn); err != nil && r.Context().Err() == nil {
+		// The target reset the connection: reset the stream.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// dial resolves t with the publisher's resolver and connects to its addresses in
+// turn. On failure it returns the status to refuse the stream with: 504 when time
+// ran out, 502 otherwise.
+func (p *Publisher) dial(ctx context.Context, t Target) (*net.TCPConn, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+	defer cancel()
+	addrs, err := p.resolve(ctx, t.Host)
+	if err != nil {
+		return nil, failStatus(ctx), fmt.Errorf("resolve %s: %s", t.Host, reason(err))
+	}
+	for _, a := range addrs {
+		var c net.Conn
+		c, err = p.dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(a, t.Port).String())
+		if err == nil {
+			return c.(*net.TCPConn), http.StatusOK, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, failStatus(ctx), fmt.Errorf("connect %s: %s", t.Authority(), reason(err))
+}
+
+func (p *Publisher) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a}, nil
+	}
+	if p.cfg.Resolver != "" && !strings.HasSuffix(host, ".") {
+		// Root the name: the host's search domains belong to its own resolver,
+		// not to the one we were given.
+		host += "."
+	}
+	addrs, err := p.resolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	for i, a := range addrs {
+		addrs[i] = a.Unmap()
+	}
+	return addrs, nil
+}
+
+func failStatus(ctx context.Context) int {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// reason is the part of a resolve or dial error worth telling the client: what went
+// wrong, without the resolver's or our own addresses.
+func reason(err error) string {
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsNotFound {
+			return "no such host"
+		}
+		return dnsErr.Err
+	case errors.As(err, &opErr):
+		if opErr.Timeout() {
+			return "timed out"
+		}
+		return opErr.Err.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
+	case err == nil:
+		return "no address"
+	}
+	return err.Error()
+}
+
+// dialResolver connects to the configured DNS server. The connection is closed when
+// ctx ends: the Go resolver cancels a lookup whose callers all gave up but would
+// otherwise keep waiting on the socket for its own timeout (5s per attempt).
+func dialResolver(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	// The resolver frames DNS by datagram only on a net.PacketConn; keep it one.
+	if uc, ok := c.(*net.UDPConn); ok {
+		return &resolverPacketConn{UDPConn: uc, stop: stop}, nil
+	}
+	return &resolverConn{Conn: c, stop: stop}, nil
+}
+
+type resolverConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *resolverConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
+}
+
+type resolverPacketConn struct {
+	*net.UDPConn
+	stop func() bool
+}
+
+func (c *resolverPacketConn) Close() error {
+	c.stop()
+	return c.UDPConn.Close()
+}

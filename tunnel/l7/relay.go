@@ -1,0 +1,166 @@
+package l7
+
+import (
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// newH2Server returns the HTTP/2 server settings shared by the PoP (for clients) and
+// the publisher (for the PoP).
+func newH2Server() *http2.Server {
+	return &http2.Server{
+		MaxConcurrentStreams:         maxStreamsPerConn,
+		MaxReadFrameSize:             maxFrameSize,
+		MaxUploadBufferPerConnection: connWindow,
+		MaxUploadBufferPerStream:     streamWindow,
+		ReadIdleTimeout:              readIdle,
+		PingTimeout:                  pingTimeout,
+	}
+}
+
+// newH2Transport returns the HTTP/2 client settings shared by the agent (to the PoP)
+// and the PoP (to publishers). The receive windows can only be set through the
+// net/http HTTP2Config of a configured HTTP/1 transport, which is otherwise unused.
+func newH2Transport() *http2.Transport {
+	t1 := &http.Transport{HTTP2: &http.HTTP2Config{
+		MaxReadFrameSize:              maxFrameSize,
+		MaxReceiveBufferPerConnection: connWindow,
+		MaxReceiveBufferPerStream:     streamWindow,
+		SendPingTimeout:               readIdle,
+		PingTimeout:                   pingTimeout,
+	}}
+	t2, err := http2.ConfigureTransports(t1)
+	if err != nil {
+		// Only fails if t1 was already configured for HTTP/2, which it cannot be.
+		panic("l7: configure http2 transport: " + err.Error())
+	}
+	t2.MaxReadFrameSize = maxFrameSize
+	t2.ReadIdleTimeout = readIdle
+	t2.PingTimeout = pingTimeout
+	return t2
+}
+
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, copyBufferSize)
+	return &b
+}}
+
+// copyFlush copies src to dst until src ends, flushing after every write so that
+// interactive traffic is not held in a buffer. It returns nil when src reached EOF.
+// It does not use io.Copy, whose WriterTo/ReaderFrom fast paths would substitute a
+// 32 KiB buffer for ours.
+func copyFlush(dst io.Writer, flush func() error, src io.Reader) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return err
+			}
+			if flush != nil {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// flusher returns the flush function of an HTTP/2 response writer.
+func flusher(w http.ResponseWriter) func() error {
+	rc := http.NewResponseController(w)
+	return rc.Flush
+}
+
+// countingConn counts the bytes that cross a connection and reports, once, the first
+// read error: the HTTP/2 client's read loop is the only reader, so that error is the
+// end of the connection.
+type countingConn struct {
+	net.Conn
+	in, out *atomic.Uint64
+	dead    chan struct{}
+	once    sync.Once
+}
+
+func newCountingConn(c net.Conn, in, out *atomic.Uint64) *countingConn {
+	return &countingConn{Conn: c, in: in, out: out, dead: make(chan struct{})}
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.Add(uint64(n))
+	if err != nil {
+		c.once.Do(func() { close(c.dead) })
+	}
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.out.Add(uint64(n))
+	return n, err
+}
+
+// backoff yields jittered, exponentially growing delays between reconnect attempts.
+type backoff struct {
+	min, max time.Duration
+	n        int
+}
+
+func newBackoff(lo, hi time.Duration) backoff {
+	if lo <= 0 {
+		lo = defaultRetryMin
+	}
+	if hi < lo {
+		hi = max(lo, defaultRetryMax)
+	}
+	return backoff{min: lo, max: hi}
+}
+
+// next returns the delay before the next attempt: uniformly in [d/2, d) where d
+// doubles from min up to max, so that a fleet of agents losing the same PoP does not
+// reconnect in lockstep.
+func (b *backoff) next() time.Duration {
+	d := b.min << min(b.n, 30)
+	if d > b.max || d <= 0 {
+		d = b.max
+	} else {
+		b.n++
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func (b *backoff) reset() { b.n = 0 }
+
+// sleepCtx waits for d or until done is closed; it reports whether d elapsed.
+func sleepCtx(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+// isClosed reports whether err only says that the connection was closed locally.
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
+}
