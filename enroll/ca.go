@@ -232,6 +232,28 @@ func (ca *CA) SignPublisher(csrDER []byte, id PublisherIdentity) ([]byte, error)
 	return ca.signClient(csrDER, "publisher "+id.Name, id.URI())
 }
 
+// IssuePublisher issues a publisher certificate with a fresh key, for
+// publishers that run inside the tenant's own process and need no enrollment.
+func (ca *CA) IssuePublisher(tenant, name string) (tls.Certificate, error) {
+	key, csrPEM, err := newDeviceKey("publisher " + name)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	csrDER, err := decodeCSRPEM(csrPEM)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	der, err := ca.SignPublisher(csrDER, PublisherIdentity{Tenant: tenant, Name: name})
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
 func (ca *CA) signClient(csrDER []byte, cn string, uri string) ([]byte, error) {
 	csr, err := ParseCSR(csrDER)
 	if err != nil {

@@ -227,39 +227,3 @@ func checkEnrollResponse(base string, r *enrollResponse, key *ecdsa.PrivateKey) 
 	}
 	return tls.Certificate{Certificate: [][]byte{b.Bytes}, PrivateKey: key, Leaf: leaf}, roots, nil
 }
-
-// PublisherEnrollment is what a publisher needs to enroll.
-type PublisherEnrollment struct {
-	TenantURL string         // base URL of the tenant API
-	Roots     *x509.CertPool // verifies the tenant API; nil means system roots
-	Name      string
-	Token     Secret // registration token from the tenant file
-}
-
-// EnrollPublisher enrolls a publisher with a key generated here and returns its
-// certificate and the tenant CA, which verifies the PoP.
-func EnrollPublisher(ctx context.Context, pe PublisherEnrollment, log *zap.Logger) (tls.Certificate, *x509.CertPool, error) {
-	base, err := normalizeHost(pe.TenantURL)
-	if err != nil {
-		return tls.Certificate{}, nil, errorf(ReasonMissingParameter, err, "tenant API URL %v", err)
-	}
-	key, csr, err := newDeviceKey("publisher " + pe.Name)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("generate publisher key: %w", err)
-	}
-	req := publisherEnrollRequest{Name: pe.Name, Token: string(pe.Token), CSR: csr}
-	resp, err := postEnroll(ctx, base+"/v1/publishers/enroll", pe.Roots, &req, Params{})
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	cert, roots, err := checkEnrollResponse(base, resp, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	if peer, err := PeerIdentity(cert.Leaf); err != nil || peer.Kind != KindPublisher || peer.Publisher != pe.Name {
-		return tls.Certificate{}, nil, errorf(ReasonBadResponse, err,
-			"tenant API at %s issued a certificate that is not for publisher %s — report this to the tenant administrator", base, pe.Name)
-	}
-	log.Info("publisher enrolled", zap.String("tenant", resp.Tenant), zap.String("publisher", pe.Name))
-	return cert, roots, nil
-}

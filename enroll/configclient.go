@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -23,14 +25,20 @@ type ConfigClient struct {
 }
 
 // NewConfigClient returns a client for id's tenant.
-func NewConfigClient(id *Identity, log *zap.Logger) *ConfigClient {
+func NewConfigClient(id *Identity, log *zap.Logger) (*ConfigClient, error) {
+	if id == nil || len(id.Cert.Certificate) == 0 || id.Cert.PrivateKey == nil {
+		return nil, errors.New("config client: identity has no device certificate; enroll first")
+	}
+	if _, err := normalizeHost(id.TenantURL); err != nil {
+		return nil, fmt.Errorf("config client: identity's tenant URL %v; enroll again", err)
+	}
 	tr := newTransport(&tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		RootCAs:      id.APIRoots,
 		Certificates: []tls.Certificate{id.Cert},
 	})
 	return &ConfigClient{id: id, url: id.TenantURL + "/v1/config", tr: tr,
-		client: &http.Client{Transport: tr}, log: log.Named("config")}
+		client: &http.Client{Transport: tr}, log: log.Named("config")}, nil
 }
 
 // Close releases idle connections. It is idempotent.

@@ -209,6 +209,7 @@ func (h *tenantHandler) enrollPublisher(w http.ResponseWriter, r *http.Request, 
 		CA:          string(h.cfg.CA.certPEM),
 		Tenant:      t.Name,
 		Publisher:   p.Name,
+		PoP:         &t.PoP,
 	})
 }
 

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -102,7 +104,7 @@ func TestEnrollAndFetchConfig(t *testing.T) {
 		t.Fatalf("loaded identity differs: %+v", loaded)
 	}
 
-	cc := NewConfigClient(loaded, zaptest.NewLogger(t))
+	cc := newCC(t, loaded)
 	defer cc.Close()
 	cfg, etag, err := cc.Fetch(context.Background(), "")
 	if err != nil {
@@ -130,7 +132,7 @@ func TestEnrollAndFetchConfig(t *testing.T) {
 
 func TestBobIsNotSteeredToSecret(t *testing.T) {
 	l := newLab(t, loadDemo(t), nil)
-	cc := NewConfigClient(l.enroll("bob@demo.test"), zaptest.NewLogger(t))
+	cc := newCC(t, l.enroll("bob@demo.test"))
 	defer cc.Close()
 	cfg, _, err := cc.Fetch(context.Background(), "")
 	if err != nil {
@@ -193,21 +195,30 @@ func TestEnrollRefusals(t *testing.T) {
 	}
 }
 
+func newCC(t *testing.T, id *Identity) *ConfigClient {
+	t.Helper()
+	cc, err := NewConfigClient(id, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cc
+}
+
 func (l *lab) enrollPublisher(t *testing.T) tls.Certificate {
 	t.Helper()
-	cert, pool, err := EnrollPublisher(context.Background(), PublisherEnrollment{TenantURL: l.srv.URL,
+	p, err := EnrollPublisher(context.Background(), PublisherEnrollment{TenantURL: l.srv.URL,
 		Roots: l.ca.Pool(), Name: "pub1", Token: "demo-publisher-token-4a9e0c7d21f3"}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer, err := PeerIdentity(cert.Leaf)
+	peer, err := PeerIdentity(p.Cert.Leaf)
 	if err != nil || peer != (Peer{Tenant: "demo", Kind: KindPublisher, Publisher: "pub1"}) {
 		t.Fatalf("publisher identity %+v, %v", peer, err)
 	}
-	if !pool.Equal(l.ca.Pool()) {
-		t.Fatal("publisher enrollment returned another CA")
+	if !p.Roots.Equal(l.ca.Pool()) || p.PoP != (PoPInfo{Address: "10.10.0.1:8443", ServerName: "pop.demo.test"}) {
+		t.Fatalf("publisher enrollment returned CA/PoP %+v", p.PoP)
 	}
-	return cert
+	return p.Cert
 }
 
 func withParam(p Params, f func(*Params)) Params { f(&p); return p }
@@ -251,7 +262,7 @@ func TestConfigNeedsDeviceCertificate(t *testing.T) {
 	// A certificate from another tenant's CA fails the TLS handshake itself.
 	other := newLab(t, loadDemo(t), nil).enroll("alice@demo.test")
 	other.TenantURL, other.APIRoots = l.srv.URL, l.ca.Pool()
-	cc := NewConfigClient(other, zaptest.NewLogger(t))
+	cc := newCC(t, other)
 	defer cc.Close()
 	_, _, err := cc.Fetch(context.Background(), "")
 	var e *Error
@@ -267,7 +278,7 @@ func TestConfigForRemovedUser(t *testing.T) {
 	tn := loadDemo(t)
 	delete(tn.users, "bob@demo.test")
 	l.tenant.Store(tn)
-	cc := NewConfigClient(id, zaptest.NewLogger(t))
+	cc := newCC(t, id)
 	defer cc.Close()
 	_, _, err := cc.Fetch(context.Background(), "")
 	var e *Error
@@ -328,5 +339,50 @@ func TestEnrollHonoursContext(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Reason != ReasonUnreachable {
 		t.Errorf("cancelled enrollment: %v", err)
+	}
+}
+
+func TestLoadOrEnrollPublisher(t *testing.T) {
+	l := newLab(t, loadDemo(t), nil)
+	dir := t.TempDir()
+	pe := PublisherEnrollment{StateDir: dir, TenantURL: l.srv.URL, Roots: l.ca.Pool(), Name: "pub1",
+		Token: "demo-publisher-token-4a9e0c7d21f3", Log: zaptest.NewLogger(t)}
+	first, err := LoadOrEnrollPublisher(context.Background(), pe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With the tenant gone, the stored identity is used.
+	l.srv.Close()
+	second, err := LoadOrEnrollPublisher(context.Background(), pe)
+	if err != nil || !second.Cert.Leaf.Equal(first.Cert.Leaf) || second.PoP != first.PoP {
+		t.Fatalf("stored identity not reused: %v", err)
+	}
+	// A corrupt file means enrolling again, which fails here with a clear error.
+	if err := os.WriteFile(filepath.Join(dir, publisherFile), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadOrEnrollPublisher(context.Background(), pe)
+	var e *Error
+	if !errors.As(err, &e) || e.Reason != ReasonUnreachable {
+		t.Errorf("corrupt state with tenant down: %v", err)
+	}
+	// Another name is not served from the stored identity.
+	pe.Name = "pub2"
+	if _, err := LoadOrEnrollPublisher(context.Background(), pe); err == nil {
+		t.Error("stored pub1 identity served for pub2")
+	}
+}
+
+func TestCAIssuePublisher(t *testing.T) {
+	ca, err := LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.IssuePublisher("demo", "pub1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := PeerIdentity(cert.Leaf); err != nil || p.Publisher != "pub1" || p.Tenant != "demo" {
+		t.Errorf("in-process publisher identity %+v, %v", p, err)
 	}
 }

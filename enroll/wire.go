@@ -40,6 +40,8 @@ type enrollResponse struct {
 	Tenant      string `json:"tenant"`
 	User        string `json:"user,omitempty"`
 	Publisher   string `json:"publisher,omitempty"`
+	// PoP is where a publisher dials; devices learn it from their config.
+	PoP *PoPInfo `json:"pop,omitempty"`
 }
 
 // apiError is every non-2xx body: {"error": sentence, "reason": code}.
