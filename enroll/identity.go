@@ -35,6 +35,24 @@ type Identity struct {
 // Expires is when the device certificate stops being valid.
 func (id *Identity) Expires() time.Time { return id.Cert.Leaf.NotAfter }
 
+// TLSConfig returns the client TLS config for dialing the PoP as this device:
+// the device certificate, the tenant CA as the only root, and serverName (the
+// AgentConfig's PoP.ServerName) checked against the PoP's certificate.
+func (id *Identity) TLSConfig(serverName string) (*tls.Config, error) {
+	switch {
+	case serverName == "":
+		return nil, errors.New("PoP TLS: the config names no PoP server name")
+	case len(id.Cert.Certificate) == 0 || id.Roots == nil:
+		return nil, errors.New("PoP TLS: identity has no device certificate or tenant CA; enroll again")
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{id.Cert},
+		RootCAs:      id.Roots,
+		ServerName:   serverName,
+	}, nil
+}
+
 // identityFile is the one file an identity lives in. Key, certificate and
 // metadata are written together in one atomic rename, so a crash can never
 // leave a key beside another key's certificate. It holds the private key: 0600.

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -245,5 +246,19 @@ func TestParseCSRRejects(t *testing.T) {
 		if _, err := ParseCSR(der); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+func TestIdentityTLSConfigDialsPoP(t *testing.T) {
+	id := testIdentity(t)
+	if _, err := id.TLSConfig(""); err == nil {
+		t.Error("TLS config without a server name")
+	}
+	tc, err := id.TLSConfig("pop.demo.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc.ServerName != "pop.demo.test" || tc.RootCAs != id.Roots || len(tc.Certificates) != 1 || tc.MinVersion != tls.VersionTLS13 {
+		t.Errorf("TLS config = %+v", tc)
 	}
 }
