@@ -106,6 +106,7 @@ func (c *cache) put(req, resp *dns.Msg, now time.Time) {
 		return
 	}
 	stored := resp.Copy()
+	stored.Compress = true // served re-packed; keep it as small as the original
 	stripCookie(stored)
 	e := &cacheEntry{msg: stored, stored: now, expires: now.Add(min(ttl, maxCacheTTL))}
 	k := keyOf(req)

@@ -47,8 +47,9 @@ type Policy interface {
 
 // Config configures a Server.
 type Config struct {
-	// Listen holds "ip:port" addresses; the server listens on UDP and TCP on
-	// each. Port 0 picks a free port, the same one for UDP and TCP (see Addrs).
+	// Listen holds "ip:port" addresses (specific, not 0.0.0.0 or ::); the
+	// server listens on UDP and TCP on each. Port 0 picks a free port, the same
+	// one for UDP and TCP (see Addrs).
 	Listen []string
 	// Upstreams are the resolvers that non-private names are forwarded to, tried
 	// in order.
@@ -116,11 +117,14 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex // guards state, servers, addrs
+	mu      sync.Mutex // guards state, servers, udp, addrs
 	state   state
-	servers []*dns.Server
+	servers []*dns.Server  // TCP, one per listen address
+	udp     []*net.UDPConn // one per listen address
 	addrs   []netip.AddrPort
-	wg      sync.WaitGroup // one per serving goroutine
+	// wg counts every goroutine of the server: UDP readers, forwarding
+	// goroutines of UDP queries, and the TCP servers.
+	wg sync.WaitGroup
 
 	upLog   rateLimiter
 	counter counters
@@ -139,8 +143,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("dnsproxy: no listen address")
 	}
 	for _, l := range cfg.Listen {
-		if _, err := netip.ParseAddrPort(l); err != nil {
+		ap, err := netip.ParseAddrPort(l)
+		if err != nil {
 			return nil, fmt.Errorf("dnsproxy: listen address %q: want ip:port: %w", l, err)
+		}
+		// Replies leave from the socket's own address; on a wildcard socket the
+		// kernel could pick another one and clients would drop the reply. A
+		// wildcard would also offer the resolver to the whole network.
+		if ap.Addr().IsUnspecified() {
+			return nil, fmt.Errorf("dnsproxy: listen address %q: use a specific address, not a wildcard", l)
 		}
 	}
 	if err := validUpstreams(cfg.Upstreams); err != nil {
@@ -242,7 +253,7 @@ func (s *Server) Start() error {
 		return ErrClosed
 	}
 	var (
-		pcs   []net.PacketConn
+		pcs   []*net.UDPConn
 		lns   []net.Listener
 		addrs []netip.AddrPort
 	)
@@ -263,7 +274,11 @@ func (s *Server) Start() error {
 		pcs, lns = append(pcs, pc), append(lns, ln)
 		addrs = append(addrs, pc.LocalAddr().(*net.UDPAddr).AddrPort())
 	}
-	s.serveLocked(pcs, lns)
+	for _, pc := range pcs {
+		s.serveUDP(pc)
+	}
+	s.serveTCPLocked(lns)
+	s.udp = pcs
 	s.addrs = addrs
 	s.state = stateRunning
 	for _, a := range addrs {
@@ -272,15 +287,14 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// serveLocked starts one dns.Server per socket and waits until each has
+// serveTCPLocked starts one dns.Server per listener and waits until each has
 // started, so that Close can always shut them down.
-func (s *Server) serveLocked(pcs []net.PacketConn, lns []net.Listener) {
+func (s *Server) serveTCPLocked(lns []net.Listener) {
 	var started sync.WaitGroup
 	run := func(srv *dns.Server) {
 		srv.Handler = s
 		srv.MsgAcceptFunc = acceptQuery
 		srv.MsgInvalidFunc = func([]byte, error) { s.counter.malformed.Add(1) }
-		srv.UDPSize = readBufSize
 		srv.NotifyStartedFunc = started.Done
 		started.Add(1)
 		s.servers = append(s.servers, srv)
@@ -292,16 +306,15 @@ func (s *Server) serveLocked(pcs []net.PacketConn, lns []net.Listener) {
 			}
 		}()
 	}
-	for i := range pcs {
-		run(&dns.Server{PacketConn: pcs[i]})
-		run(&dns.Server{Listener: lns[i]})
+	for _, ln := range lns {
+		run(&dns.Server{Listener: ln})
 	}
 	started.Wait()
 }
 
 // bindPair binds UDP and TCP on ap. With port 0 it uses the UDP port the
 // system chose for TCP too, retrying a few times if TCP has it taken.
-func bindPair(ap netip.AddrPort) (net.PacketConn, net.Listener, error) {
+func bindPair(ap netip.AddrPort) (*net.UDPConn, net.Listener, error) {
 	var lastErr error
 	for range 8 {
 		pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
@@ -345,15 +358,20 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.state = stateClosed
-	servers := s.servers
-	s.servers = nil
+	servers, udp := s.servers, s.udp
+	s.servers, s.udp = nil, nil
 	s.mu.Unlock()
 
-	// Order: cancel first so handlers blocked on upstreams return, then shut
-	// the listeners down (each waits for its handlers), then wait for the
-	// serving goroutines themselves.
+	// Order: cancel first so queries waiting on upstreams return, then close
+	// the UDP sockets (their readers exit) and shut the TCP servers down
+	// (each waits for its handlers), then wait for every goroutine.
 	s.cancel()
 	var errs []error
+	for _, c := range udp {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, srv := range servers {
 		if err := srv.Shutdown(); err != nil {
 			errs = append(errs, err)

@@ -19,30 +19,51 @@ import (
 // errMismatch marks an upstream packet that is not the answer to our query.
 var errMismatch = errors.New("response does not match the query")
 
-// forward answers req from the cache or the upstreams.
-//
-// In-flight forwarded queries are bounded by MaxInFlight. When the bound is
-// reached the query is answered SERVFAIL at once rather than queued or
-// dropped: the client's stub resolver then fails fast (or tries its next
-// server) instead of waiting out its multi-second timeout, and the proxy keeps
-// no unbounded backlog. Cache hits do not count against the bound.
+// forward answers req from the cache or the upstreams, waiting for the
+// answer (the TCP path; UDP uses the same pieces without blocking its reader).
 func (s *Server) forward(w dns.ResponseWriter, req *dns.Msg) {
-	maxSize := clientMaxSize(w, req)
-	if s.cache != nil {
-		if resp := s.cache.get(req, time.Now()); resp != nil {
-			s.counter.cacheHits.Add(1)
-			writeSized(w, resp, maxSize)
-			return
-		}
+	if s.answerFromCache(w, req) || !s.acquire(w, req) {
+		return
 	}
+	defer s.release()
+	s.resolveAndWrite(w, req)
+}
+
+// answerFromCache writes the cached answer to req, if there is one.
+func (s *Server) answerFromCache(w dns.ResponseWriter, req *dns.Msg) bool {
+	if s.cache == nil {
+		return false
+	}
+	resp := s.cache.get(req, time.Now())
+	if resp == nil {
+		return false
+	}
+	s.counter.cacheHits.Add(1)
+	writeSized(w, resp, clientMaxSize(w, req))
+	return true
+}
+
+// acquire takes one of the MaxInFlight slots for a query to the upstreams.
+//
+// When they are all taken the query is answered SERVFAIL at once rather than
+// queued or dropped: the client's stub resolver then fails fast (or tries its
+// next server) instead of waiting out its multi-second timeout, and the proxy
+// keeps no unbounded backlog. Local answers and cache hits never need a slot.
+func (s *Server) acquire(w dns.ResponseWriter, req *dns.Msg) bool {
 	select {
 	case s.sem <- struct{}{}:
-		defer func() { <-s.sem }()
+		return true
 	default:
 		s.counter.saturated.Add(1)
 		w.WriteMsg(errorReply(req, dns.RcodeServerFailure))
-		return
+		return false
 	}
+}
+
+func (s *Server) release() { <-s.sem }
+
+// resolveAndWrite asks the upstreams and writes their answer, or SERVFAIL.
+func (s *Server) resolveAndWrite(w dns.ResponseWriter, req *dns.Msg) {
 	raw, resp, err := s.resolve(req)
 	if err != nil {
 		s.counter.servFail.Add(1)
@@ -56,16 +77,17 @@ func (s *Server) forward(w dns.ResponseWriter, req *dns.Msg) {
 	if s.cache != nil {
 		s.cache.put(req, resp, time.Now())
 	}
-	if len(raw) <= maxSize {
-		w.Write(raw) // byte-for-byte what the upstream sent, with the client's ID
+	if len(raw) <= clientMaxSize(w, req) {
+		w.Write(raw) // byte for byte what the upstream sent, with the client's ID
 		return
 	}
-	writeSized(w, resp, maxSize)
+	writeSized(w, resp, clientMaxSize(w, req))
 }
 
 // writeSized writes resp, truncated (TC set) if it does not fit the client's
 // UDP buffer, so that the client retries over TCP.
 func writeSized(w dns.ResponseWriter, resp *dns.Msg, maxSize int) {
+	resp.Compress = true
 	if resp.Len() > maxSize {
 		resp.Truncate(maxSize)
 	}

@@ -1,0 +1,219 @@
+package dnsproxy
+
+import (
+	"encoding/binary"
+
+	"github.com/miekg/dns"
+)
+
+// The fast path answers the common query for a private name — one question,
+// a plain name, class IN, at most an EDNS0 OPT record — straight from the wire
+// bytes into a reply buffer, without building dns.Msg values. Anything else,
+// and any name the agent does not own, takes the general path (answerLocal,
+// then forwarding), which gives the same answers; TestFastPathMatchesGeneral
+// and FuzzQuery hold the two to that.
+
+const (
+	headerLen = 12
+	flagAA    = 1 << 10
+	flagRD    = 1 << 8
+	flagRA    = 1 << 7
+	flagCD    = 1 << 4
+	flagDO    = 1 << 15 // in the OPT record's TTL field
+	maxName   = 253     // presentation length, without the trailing dot
+)
+
+// wireQuery is a query parsed in place by parseSimpleQuery.
+type wireQuery struct {
+	flags   uint16
+	qEnd    int // end of the question in the message
+	qtype   uint16
+	edns    bool
+	do      bool
+	nameLen int
+	name    [maxName]byte // lower case, dotted, no trailing dot
+}
+
+// parseSimpleQuery parses b if it has the simple shape the fast path serves.
+// It returns false for everything else, malformed or merely unusual, which
+// then goes the general way.
+func parseSimpleQuery(b []byte, q *wireQuery) bool {
+	if len(b) < headerLen+5 {
+		return false
+	}
+	q.flags = binary.BigEndian.Uint16(b[2:])
+	// QR=0, opcode QUERY, one question, no answer or authority, at most one
+	// additional record.
+	if q.flags&(flagQR|0xF<<opcodeShift) != 0 ||
+		binary.BigEndian.Uint16(b[4:]) != 1 || binary.BigEndian.Uint16(b[6:]) != 0 ||
+		binary.BigEndian.Uint16(b[8:]) != 0 {
+		return false
+	}
+	arcount := binary.BigEndian.Uint16(b[10:])
+	off, ok := parsePlainName(b, headerLen, q)
+	if !ok || off+4 > len(b) {
+		return false
+	}
+	q.qtype = binary.BigEndian.Uint16(b[off:])
+	if binary.BigEndian.Uint16(b[off+2:]) != dns.ClassINET {
+		return false
+	}
+	q.qEnd = off + 4
+	q.edns, q.do = false, false
+	switch arcount {
+	case 0:
+		return q.qEnd == len(b)
+	case 1:
+		return parseOPT(b[q.qEnd:], q)
+	}
+	return false
+}
+
+// parsePlainName reads an uncompressed name made of letters, digits, '-' and
+// '_' (the only names whose presentation form needs no escaping), lower-casing
+// it into q.name. The root name is not plain.
+func parsePlainName(b []byte, off int, q *wireQuery) (int, bool) {
+	n := 0
+	for {
+		if off >= len(b) {
+			return 0, false
+		}
+		l := int(b[off])
+		off++
+		if l == 0 {
+			break
+		}
+		need := l
+		if n > 0 {
+			need++ // the dot
+		}
+		if l > 63 || off+l > len(b) || n+need > maxName {
+			return 0, false
+		}
+		if n > 0 {
+			q.name[n] = '.'
+			n++
+		}
+		for _, c := range b[off : off+l] {
+			switch {
+			case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+			case 'A' <= c && c <= 'Z':
+				c += 'a' - 'A'
+			default:
+				return 0, false
+			}
+			q.name[n] = c
+			n++
+		}
+		off += l
+	}
+	if n == 0 {
+		return 0, false
+	}
+	q.nameLen = n
+	return off, true
+}
+
+// parseOPT accepts exactly one EDNS version 0 OPT record owned by the root,
+// ending the message, whose options are only cookies or padding (what stub
+// resolvers and dig send); those need no checking and are not echoed.
+func parseOPT(b []byte, q *wireQuery) bool {
+	// name(1) type(2) class(2) ttl(4) rdlen(2)
+	if len(b) < 11 || b[0] != 0 || binary.BigEndian.Uint16(b[1:]) != dns.TypeOPT {
+		return false
+	}
+	ttl := binary.BigEndian.Uint32(b[5:])
+	if version := byte(ttl >> 16); version != 0 {
+		return false
+	}
+	if 11+int(binary.BigEndian.Uint16(b[9:])) != len(b) {
+		return false
+	}
+	for opts := b[11:]; len(opts) > 0; {
+		if len(opts) < 4 {
+			return false
+		}
+		code, l := binary.BigEndian.Uint16(opts), int(binary.BigEndian.Uint16(opts[2:]))
+		if (code != dns.EDNS0COOKIE && code != dns.EDNS0PADDING) || 4+l > len(opts) {
+			return false
+		}
+		opts = opts[4+l:]
+	}
+	q.edns = true
+	q.do = ttl&flagDO != 0
+	return true
+}
+
+// fastAnswer appends to out the reply to query b if it is a simple query for a
+// name the policy owns with a valid address, and returns nil otherwise.
+func (s *Server) fastAnswer(b, out []byte) []byte {
+	p := s.policy.Load().p
+	if p == nil {
+		return nil
+	}
+	var q wireQuery
+	if !parseSimpleQuery(b, &q) || q.qtype == dns.TypePTR {
+		return nil
+	}
+	a, owned := p.Lookup(string(q.name[:q.nameLen]))
+	if !owned || !a.Addr.IsValid() {
+		return nil
+	}
+	return appendAnswer(out, b, &q, a)
+}
+
+// appendAnswer writes the reply answerName would give: authoritative, RD and
+// CD copied, the stub record when the type asks for the stub's family, an
+// OPT echoing DO when the query had one.
+func appendAnswer(out, b []byte, q *wireQuery, a Answer) []byte {
+	addr := a.Addr.Unmap()
+	var rrType uint16
+	switch {
+	case addr.Is4() && (q.qtype == dns.TypeA || q.qtype == dns.TypeANY):
+		rrType = dns.TypeA
+	case addr.Is6() && (q.qtype == dns.TypeAAAA || q.qtype == dns.TypeANY):
+		rrType = dns.TypeAAAA
+	}
+	flags := flagQR | flagAA | flagRA | q.flags&(flagRD|flagCD)
+	var ancount, arcount uint16
+	if rrType != 0 {
+		ancount = 1
+	}
+	if q.edns {
+		arcount = 1
+	}
+	out = append(out, b[0], b[1])
+	out = binary.BigEndian.AppendUint16(out, flags)
+	out = append(out, 0, 1)
+	out = binary.BigEndian.AppendUint16(out, ancount)
+	out = append(out, 0, 0)
+	out = binary.BigEndian.AppendUint16(out, arcount)
+	out = append(out, b[headerLen:q.qEnd]...) // the question as asked, case kept
+	if rrType != 0 {
+		out = append(out, 0xC0, headerLen) // pointer to the question's name
+		out = binary.BigEndian.AppendUint16(out, rrType)
+		out = binary.BigEndian.AppendUint16(out, dns.ClassINET)
+		out = binary.BigEndian.AppendUint32(out, ttlSeconds(a))
+		if rrType == dns.TypeA {
+			ip := addr.As4()
+			out = append(out, 0, 4)
+			out = append(out, ip[:]...)
+		} else {
+			ip := addr.As16()
+			out = append(out, 0, 16)
+			out = append(out, ip[:]...)
+		}
+	}
+	if q.edns {
+		var optFlags uint32
+		if q.do {
+			optFlags = flagDO
+		}
+		out = append(out, 0) // root
+		out = binary.BigEndian.AppendUint16(out, dns.TypeOPT)
+		out = binary.BigEndian.AppendUint16(out, localUDPSize)
+		out = binary.BigEndian.AppendUint32(out, optFlags)
+		out = append(out, 0, 0)
+	}
+	return out
+}
