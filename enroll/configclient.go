@@ -105,5 +105,11 @@ func (c *ConfigClient) decode(r io.Reader) (*AgentConfig, error) {
 			"tenant API at %s sent a config for %s in tenant %s, not for this device's user — report this to the tenant administrator",
 			c.id.TenantURL, cfg.User, cfg.Tenant)
 	}
+	// Refuse here what the agent could not apply, so that a bad config from the
+	// tenant never replaces the last good one.
+	if err := cfg.Steering.Validate(); err != nil {
+		return nil, errorf(ReasonBadResponse, err,
+			"tenant API at %s sent a config this agent cannot apply (%v) — report this to the tenant administrator", c.id.TenantURL, err)
+	}
 	return &cfg, nil
 }

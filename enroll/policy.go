@@ -1,7 +1,9 @@
 package enroll
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
 	"slices"
 	"strings"
 
@@ -137,22 +139,80 @@ func (t *Tenant) compileRules(v *validator) {
 // steeringFor returns the config of the first profile naming u, apps in
 // tenant-file order; ok is false when no profile names u.
 func (t *Tenant) steeringFor(u *User) (cfg steering.Config, ok bool) {
-	for _, cp := range t.profile {
-		if !cp.who.match(u) {
-			continue
+	for i := range t.profile {
+		if t.profile[i].who.match(u) {
+			cfg, _ = t.profileConfig(&t.profile[i])
+			return cfg, true
 		}
-		cfg = steering.Config{Apps: []steering.App{}, Exceptions: cp.p.Exceptions, Client: cp.p.Client}
-		for _, a := range t.Apps {
-			if cp.apps.contains(a.ID) {
-				a.Hosts = slices.Clone(a.Hosts)
-				a.Publishers = slices.Clone(a.Publishers)
-				a.Tags = slices.Clone(a.Tags)
-				cfg.Apps = append(cfg.Apps, a)
-			}
-		}
-		return cfg, true
 	}
 	return steering.Config{Apps: []steering.App{}}, false
+}
+
+// profileConfig builds the config a profile gives its users, deep-copied, and
+// for each of its apps the index of that app in the tenant file.
+func (t *Tenant) profileConfig(cp *compiledProfile) (steering.Config, []int) {
+	cfg := steering.Config{Apps: []steering.App{}, Exceptions: cp.p.Exceptions, Client: cp.p.Client}
+	cfg.Exceptions.Domains = slices.Clone(cfg.Exceptions.Domains)
+	cfg.Exceptions.Addresses = slices.Clone(cfg.Exceptions.Addresses)
+	cfg.Exceptions.Pinned = slices.Clone(cfg.Exceptions.Pinned)
+	var idx []int
+	for i, a := range t.Apps {
+		if cp.apps.contains(a.ID) {
+			a.Hosts = slices.Clone(a.Hosts)
+			a.Publishers = slices.Clone(a.Publishers)
+			a.Tags = slices.Clone(a.Tags)
+			cfg.Apps = append(cfg.Apps, a)
+			idx = append(idx, i)
+		}
+	}
+	return cfg, idx
+}
+
+// validateSteering runs the agent's own validation (steering.Config.Validate)
+// on every config the tenant can hand out, so that no AgentConfig is ever
+// refused by an agent. Its problems are mapped back to tenant-file paths; a path
+// this file's checks already reported is not reported twice.
+func (t *Tenant) validateSteering(v *validator) {
+	reported := map[string]bool{}
+	for _, p := range v.problems {
+		reported[p.Path] = true
+	}
+	add := func(err error, mapPath func(string) string) {
+		var ve *steering.ValidationError
+		if !errors.As(err, &ve) {
+			return
+		}
+		for _, p := range ve.Problems {
+			path := mapPath(p.Path)
+			if reported[path] {
+				continue
+			}
+			reported[path] = true
+			if p.Value != "" {
+				v.bad(path, p.Value, p.Reason)
+			} else {
+				v.badf(path, "%s", p.Reason)
+			}
+		}
+	}
+	// Every app, including those in no profile, with the default client config.
+	add((&steering.Config{Apps: t.Apps}).Validate(), func(p string) string { return p })
+	for i := range t.profile {
+		cfg, idx := t.profileConfig(&t.profile[i])
+		prefix := fmt.Sprintf("steering[%d].", i)
+		add(cfg.Validate(), func(p string) string {
+			rest, ok := strings.CutPrefix(p, "apps[")
+			if !ok {
+				return prefix + p
+			}
+			n, tail, _ := strings.Cut(rest, "]")
+			k, err := strconv.Atoi(n)
+			if err != nil || k < 0 || k >= len(idx) {
+				return prefix + p
+			}
+			return fmt.Sprintf("apps[%d]%s", idx[k], tail)
+		})
+	}
 }
 
 // AgentConfig returns the config for upn's agent: only the apps the user is

@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"errors"
+	"github.com/ztagent/ztagent/steering"
 	"strings"
 	"testing"
 )
@@ -67,6 +68,14 @@ func TestBrokenTenantFiles(t *testing.T) {
 			`line 5: "alice@d…": expected a list`,
 			`line 8: "web.cor…": expected a list`,
 			`line 10: "maybe": expected true or false`,
+		}},
+		{"broken-steering.yaml", []string{
+			"5 problems",
+			`line 18: apps[1].hosts[0]: "100.64.1.0/24": overlaps the stub range 100.64.0.0/10`,
+			`line 26: steering[0].exceptions.domains[0]: "10.0.0.1": `,
+			`line 28: steering[0].exceptions.pinned[0].pattern: "bank(.exe": `,
+			`line 30: steering[0].client.stub_range: "10.0.0.0/33": `,
+			`line 31: steering[0].client.fail_mode: "sideways": `,
 		}},
 		{"broken-syntax.yaml", []string{"tenant file broken-syntax.yaml: line 4: did not find expected ',' or ']'"}},
 		{"broken-empty.yaml", []string{"tenant file broken-empty.yaml: file is empty"}},
@@ -179,6 +188,20 @@ func TestHostMatching(t *testing.T) {
 	} {
 		if got := c.matchHost(host); got != want {
 			t.Errorf("matchHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+// Every config a valid tenant hands out compiles on the agent.
+func TestDemoConfigsCompile(t *testing.T) {
+	tn := loadDemo(t)
+	for _, u := range tn.Users {
+		cfg, err := tn.AgentConfig(u.UPN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := steering.Compile(&cfg.Steering); err != nil {
+			t.Errorf("%s: %v", u.UPN, err)
 		}
 	}
 }
