@@ -3,8 +3,8 @@ package enroll
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/ztagent/ztagent/steering"
