@@ -2,9 +2,10 @@ package enroll
 
 import (
 	"errors"
-	"github.com/ztagent/ztagent/steering"
 	"strings"
 	"testing"
+
+	"github.com/ztagent/ztagent/steering"
 )
 
 const demoTenant = "../testdata/tenants/demo.yaml"
