@@ -213,17 +213,14 @@ func (p *PoP) serveConn(c net.Conn) {
 func (p *PoP) serveClient(c net.Conn, peer *x509.Certificate) {
 	log := p.log.With(zap.String("peer", peer.Subject.CommonName), zap.Stringer("remote", c.RemoteAddr()))
 	log.Debug("client connected")
-	p.h2s.ServeConn(c, &http2.ServeConnOpts{
-		Context: p.ctx,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			// A handler may start after Close began waiting; it must not run then.
-			if !p.track(func() { p.wg.Add(1) }) {
-				return
-			}
-			defer p.wg.Done()
-			p.dispatch(w, r, peer, log)
-		}),
-	})
+	p.h2s.ServeConn(c, serveConnOpts(p.ctx, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A handler may start after Close began waiting; it must not run then.
+		if !p.track(func() { p.wg.Add(1) }) {
+			return
+		}
+		defer p.wg.Done()
+		p.dispatch(w, r, peer, log)
+	})))
 	log.Debug("client disconnected")
 }
 
@@ -279,6 +276,13 @@ func (p *PoP) removePubLocked(pc *pubConn) {
 		return
 	}
 	p.pubs[pc.name] = cs
+}
+
+// Online returns the names of the publishers connected now, sorted.
+func (p *PoP) Online() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(maps.Keys(p.pubs))
 }
 
 // pick chooses, round-robin per app, an online publisher among those allowed. Of

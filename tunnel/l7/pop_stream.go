@@ -39,13 +39,13 @@ func (p *PoP) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509.Ce
 	log = log.With(zap.String("target", t.Authority()), zap.String("app", t.AppID))
 	allowed, err := p.cfg.Authorize(peer, t)
 	if err != nil {
-		log.Info("stream denied", zap.Error(err))
+		log.Debug("stream denied", zap.Error(err))
 		refuse(w, http.StatusForbidden, err.Error())
 		return
 	}
 	pc := p.pick(t.AppID, allowed)
 	if pc == nil {
-		log.Info("no publisher online", zap.Strings("publishers", allowed))
+		log.Debug("no publisher online", zap.Strings("publishers", allowed))
 		refuse(w, http.StatusServiceUnavailable, "no publisher of app "+t.AppID+" is online")
 		return
 	}
@@ -56,7 +56,7 @@ func (p *PoP) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509.Ce
 		refuse(w, http.StatusGatewayTimeout, "publisher "+pc.name+": "+err.Error())
 		return
 	case err != nil:
-		log.Info("publisher stream failed", zap.Error(err))
+		log.Debug("publisher stream failed", zap.Error(err))
 		refuse(w, http.StatusBadGateway, "publisher "+pc.name+" unreachable")
 		return
 	}

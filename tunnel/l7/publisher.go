@@ -127,7 +127,7 @@ func (p *Publisher) serveOnce(ctx context.Context, bo *backoff) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	p.log.Info("connected to PoP", zap.String("pop", p.cfg.PoPAddr))
-	p.h2s.ServeConn(conn, &http2.ServeConnOpts{Context: ctx, Handler: http.HandlerFunc(p.handle)})
+	p.h2s.ServeConn(conn, serveConnOpts(ctx, p.log, http.HandlerFunc(p.handle)))
 	return errors.New("connection lost")
 }
 

@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"context"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/net/http2"
 )
 
@@ -24,6 +26,18 @@ func newH2Server() *http2.Server {
 		ReadIdleTimeout:              readIdle,
 		PingTimeout:                  pingTimeout,
 	}
+}
+
+// serveConnOpts returns the options for serving one HTTP/2 connection: contexts of
+// its streams derive from ctx, and the library's own complaints (bad prefaces, protocol
+// errors from a peer) go to log at debug level instead of the global logger.
+func serveConnOpts(ctx context.Context, log *zap.Logger, h http.Handler) *http2.ServeConnOpts {
+	errLog, err := zap.NewStdLogAt(log, zap.DebugLevel)
+	if err != nil {
+		// Only for a level zap does not know.
+		panic("l7: " + err.Error())
+	}
+	return &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: &http.Server{ErrorLog: errLog}}
 }
 
 // newH2Transport returns the HTTP/2 client settings shared by the agent (to the PoP)

@@ -1,0 +1,78 @@
+package l7
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"strconv"
+	"testing"
+)
+
+// BenchmarkChainThroughput measures one stream's upload throughput through
+// client → PoP → publisher → sink on loopback ("l7"), against a plain loopback TCP
+// connection to the same sink in the same run ("direct"). Compare the MB/s columns.
+//
+//	go test -run '^$' -bench ChainThroughput -benchtime 4s ./tunnel/l7/
+func BenchmarkChainThroughput(b *testing.B) {
+	port := startServer(b, sink)
+	b.Run("direct", func(b *testing.B) {
+		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		pump(b, c.(*net.TCPConn))
+	})
+	b.Run("l7", func(b *testing.B) {
+		l := newLab(b, labOptions{})
+		c, err := l.client.Open(context.Background(), Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		pump(b, c.(closeWriter))
+	})
+}
+
+// pump writes b.N chunks, half-closes, and checks the sink's count of what arrived.
+func pump(b *testing.B, c closeWriter) {
+	const chunk = 1 << 20
+	buf := make([]byte, chunk)
+	b.SetBytes(chunk)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := c.CloseWrite(); err != nil {
+		b.Fatal(err)
+	}
+	var got [8]byte
+	if _, err := io.ReadFull(c, got[:]); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if n := binary.BigEndian.Uint64(got[:]); n != uint64(b.N)*chunk {
+		b.Fatalf("sink received %d bytes, want %d", n, uint64(b.N)*chunk)
+	}
+}
+
+// sink discards its input and, at EOF, answers with the byte count.
+func sink(c *net.TCPConn) {
+	buf := make([]byte, 256<<10)
+	var n uint64
+	for {
+		m, err := c.Read(buf)
+		n += uint64(m)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return
+		}
+	}
+	c.Write(binary.BigEndian.AppendUint64(nil, n))
+}

@@ -1,0 +1,112 @@
+package l7
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestParseTarget(t *testing.T) {
+	tests := []struct {
+		authority string
+		want      Target
+		wantErr   bool
+	}{
+		{authority: "wiki.corp.example:443", want: Target{Host: "wiki.corp.example", Port: 443}},
+		{authority: "10.1.2.3:22", want: Target{Host: "10.1.2.3", Port: 22}},
+		{authority: "[fd00::1]:8080", want: Target{Host: "fd00::1", Port: 8080}},
+		{authority: "wiki.corp.example", wantErr: true},
+		{authority: ":443", wantErr: true},
+		{authority: "host:0", wantErr: true},
+		{authority: "host:65536", wantErr: true},
+		{authority: "host:-1", wantErr: true},
+		{authority: "fd00::1:80", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.authority, func(t *testing.T) {
+			r := &http.Request{Host: tt.authority, Header: http.Header{HeaderApp: {"app-1"}}}
+			got, err := parseTarget(r)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("parseTarget(%q) = %+v, want error", tt.authority, got)
+				}
+				return
+			}
+			tt.want.AppID = "app-1"
+			if err != nil || got != tt.want {
+				t.Fatalf("parseTarget(%q) = %+v, %v, want %+v", tt.authority, got, err, tt.want)
+			}
+			if a := got.Authority(); a != tt.authority {
+				t.Errorf("Authority() = %q, want %q", a, tt.authority)
+			}
+		})
+	}
+}
+
+// FuzzParseTarget: whatever a peer sends as :authority, parsing does not panic and a
+// parsed target's authority parses back to the same target.
+func FuzzParseTarget(f *testing.F) {
+	for _, s := range []string{"a.b:1", "[::1]:443", "1.2.3.4:65535", ":", "[::1", "a:b:c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, authority string) {
+		got, err := parseTarget(&http.Request{Host: authority, Header: http.Header{}})
+		if err != nil {
+			return
+		}
+		again, err := parseTarget(&http.Request{Host: got.Authority(), Header: http.Header{}})
+		if err != nil || again != got {
+			t.Fatalf("%q → %+v → %q → %+v, %v", authority, got, got.Authority(), again, err)
+		}
+	})
+}
+
+func TestRefusedError(t *testing.T) {
+	var err error = fmt.Errorf("open: %w", &RefusedError{Status: 403, Reason: "not in group eng"})
+	if !errors.Is(err, ErrRefused) {
+		t.Error("errors.Is(err, ErrRefused) = false")
+	}
+	if want := "open: l7: stream refused: 403 Forbidden: not in group eng"; err.Error() != want {
+		t.Errorf("Error() = %q, want %q", err, want)
+	}
+	if errors.Is(ErrNotConnected, ErrRefused) {
+		t.Error("ErrNotConnected is a refusal")
+	}
+}
+
+func TestSanitizeReason(t *testing.T) {
+	long := make([]byte, 1000)
+	for i := range long {
+		long[i] = 'x'
+	}
+	tests := []struct{ in, want string }{
+		{"plain", "plain"},
+		{"two\r\nlines\x00", "two  lines "},
+		{string(long), string(long[:256])},
+	}
+	for _, tt := range tests {
+		if got := sanitizeReason(tt.in); got != tt.want {
+			t.Errorf("sanitizeReason(%.20q) = %.20q, want %.20q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	b := newBackoff(100*time.Millisecond, time.Second)
+	ceilings := []time.Duration{100, 200, 400, 800, 1000, 1000}
+	for i, c := range ceilings {
+		c *= time.Millisecond
+		if d := b.next(); d < c/2 || d > c {
+			t.Errorf("attempt %d: delay %v, want in [%v, %v]", i, d, c/2, c)
+		}
+	}
+	b.reset()
+	if d := b.next(); d > 100*time.Millisecond {
+		t.Errorf("after reset: delay %v, want ≤ 100ms", d)
+	}
+	if d := newBackoff(0, 0); d.min != defaultRetryMin || d.max != defaultRetryMax {
+		t.Errorf("defaults = %v..%v", d.min, d.max)
+	}
+}
