@@ -75,6 +75,10 @@ func (c *ConfigClient) Fetch(ctx context.Context, etag string) (*AgentConfig, st
 	case http.StatusOK:
 	default:
 		e := explainStatus(c.id.TenantURL, resp, Params{UPN: c.id.User})
+		if e.Reason == ReasonUnknownUser {
+			e.msg = "tenant " + c.id.TenantURL + " no longer has user " + c.id.User +
+				": ask the administrator to restore the user, or enroll this device again as a current user"
+		}
 		return nil, "", e
 	}
 	cfg, err := c.decode(resp.Body)

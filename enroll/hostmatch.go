@@ -182,6 +182,10 @@ func checkDNSName(name string) error {
 // the PoP checks what the client asked for, and the publisher resolves it.
 func (c *compiledApp) matchHost(host string) bool {
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	// looksLikeIP first: a failed ParseAddr allocates its error on every flow.
+	if !looksLikeIP(host) {
+		return c.matchName(host)
+	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		if a.Zone() != "" {
 			return false
@@ -199,6 +203,10 @@ func (c *compiledApp) matchHost(host string) bool {
 		}
 		return false
 	}
+	return c.matchName(host)
+}
+
+func (c *compiledApp) matchName(host string) bool {
 	name := strings.ToLower(strings.TrimSuffix(host, "."))
 	if c.names[name] {
 		return true
