@@ -141,18 +141,50 @@ func TestRefused(t *testing.T) {
 	}
 }
 
-// TestResolverTimeout: a resolver that never answers is a 504, not a hang.
-func TestResolverTimeout(t *testing.T) {
+// TestTimeouts: a resolver that never answers is a 504 from the publisher; a
+// publisher that does not answer in time is a 504 from the PoP.
+func TestTimeouts(t *testing.T) {
 	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	l := newLab(t, labOptions{pubDialTimeout: 200 * time.Millisecond, dnsServer: silent.LocalAddr().String()})
-	_, err = l.client.Open(context.Background(), Target{Host: "echo.corp.test", Port: 80, AppID: appEcho})
-	var re *RefusedError
-	if !errors.As(err, &re) || re.Status != http.StatusGatewayTimeout {
-		t.Fatalf("Open: %v, want 504", err)
+	tests := []struct {
+		name   string
+		opts   labOptions
+		reason string
+	}{
+		{"publisher", labOptions{pubDialTimeout: 100 * time.Millisecond}, "resolve echo.corp.test: timed out"},
+		{"PoP", labOptions{popOpenTimeout: 100 * time.Millisecond, pubDialTimeout: time.Hour}, "publisher pub-1: publisher did not answer in time"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.dnsServer = silent.LocalAddr().String()
+			l := newLab(t, tt.opts)
+			_, err = l.client.Open(context.Background(), Target{Host: "echo.corp.test", Port: 80, AppID: appEcho})
+			var re *RefusedError
+			if !errors.As(err, &re) || re.Status != http.StatusGatewayTimeout || re.Reason != tt.reason {
+				t.Fatalf("Open: %v, want 504 %q", err, tt.reason)
+			}
+		})
+	}
+}
+
+// TestUnsupportedMethod: requests other than CONNECT get 405 until later features
+// claim them.
+func TestUnsupportedMethod(t *testing.T) {
+	l := newLab(t, labOptions{})
+	req, err := http.NewRequest(http.MethodGet, "https://pop.test/dns-query", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := l.client.cur.Load().cc.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET: %s, want 405", resp.Status)
 	}
 }
 
@@ -325,5 +357,20 @@ func TestCloseIdempotent(t *testing.T) {
 	c.Close()
 	if err := c.SetDeadline(time.Now()); !errors.Is(err, os.ErrNoDeadline) {
 		t.Errorf("SetDeadline: %v, want os.ErrNoDeadline", err)
+	}
+}
+
+// TestServerClosesFirst: a target that answers and closes while the client still has
+// its write side open (HTTP/1.1 "Connection: close") delivers every byte, then EOF.
+func TestServerClosesFirst(t *testing.T) {
+	l := newLab(t, labOptions{})
+	const size = 4 << 20
+	port := startServer(t, func(c *net.TCPConn) {
+		c.Write(bytes.Repeat([]byte{'z'}, size))
+	})
+	c := open(t, l, Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
+	got, err := io.ReadAll(c)
+	if err != nil || len(got) != size {
+		t.Fatalf("read %d bytes, %v; want %d bytes and EOF", len(got), err, size)
 	}
 }

@@ -36,10 +36,12 @@ type lab struct {
 	client  *Client
 	dnsAddr string
 
+	openTimeout  time.Duration
 	rejectedPubs atomic.Int64 // publisher connections refused by the Publisher hook
 }
 
 type labOptions struct {
+	popOpenTimeout time.Duration
 	pubDialTimeout time.Duration
 	dnsServer      string // overrides the lab's DNS server
 }
@@ -60,6 +62,7 @@ func newLab(t testing.TB, opts labOptions) *lab {
 		t.Fatal(err)
 	}
 	l.popAddr = ln.Addr().String()
+	l.openTimeout = opts.popOpenTimeout
 	l.startPoP(ln)
 	t.Cleanup(l.stopPoP)
 
@@ -98,7 +101,8 @@ func (l *lab) startPoP(ln net.Listener) {
 			}
 			return peer.Subject.CommonName, true
 		},
-		Log: l.log,
+		Log:         l.log,
+		OpenTimeout: l.openTimeout,
 	})
 	l.popDone = make(chan error, 1)
 	go func() { l.popDone <- l.pop.Serve(ln) }()

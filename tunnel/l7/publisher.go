@@ -247,8 +247,11 @@ func reason(err error) string {
 	var opErr *net.OpError
 	switch {
 	case errors.As(err, &dnsErr):
-		if dnsErr.IsNotFound {
+		switch {
+		case dnsErr.IsNotFound:
 			return "no such host"
+		case dnsErr.IsTimeout:
+			return "timed out"
 		}
 		return dnsErr.Err
 	case errors.As(err, &opErr):
