@@ -66,12 +66,12 @@ func loadCACert(path string) (*x509.CertPool, []byte, error) {
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, errorf(ReasonMissingParameter, err,
+		return nil, nil, errorf(ReasonBadParameter, err,
 			"cannot read cacert=%s: %v — pass the path of the tenant CA PEM the administrator distributed", path, unwrapPathError(err))
 	}
 	pool, err := poolFromPEM(data)
 	if err != nil {
-		return nil, nil, errorf(ReasonMissingParameter, err,
+		return nil, nil, errorf(ReasonBadParameter, err,
 			"cacert=%s is not a PEM certificate file (%v) — pass the tenant CA PEM (ca.pem)", path, err)
 	}
 	return pool, data, nil
@@ -107,18 +107,18 @@ func checkUPNParams(p Params) (string, error) {
 			"installmode=IDP needs IdP enrollment, which this version does not support yet — remove installmode= to enroll by UPN")
 	}
 	if p.EnrollEncryptionToken != "" {
-		return "", errorf(ReasonEncryptionTokenUsed, nil,
+		return "", errorf(ReasonEncryptionUnsupported, nil,
 			"enrollencryptiontoken= is not supported by this version yet — remove it (the config is still protected by TLS)")
 	}
 	base, err := p.TenantURL()
 	if err != nil {
-		return "", errorf(ReasonMissingParameter, err, "%v", err)
+		return "", errorf(ReasonBadParameter, err, "%v", err)
 	}
 	switch {
 	case p.Token == "":
-		return "", errorf(ReasonMissingParameter, nil, "token= is not set: pass the org key shown in the admin console")
+		return "", errorf(ReasonBadParameter, nil, "token= is not set: pass the org key shown in the admin console")
 	case p.UPN == "":
-		return "", errorf(ReasonMissingParameter, nil, "no user to enroll: pass upn=user@domain or log in as the user")
+		return "", errorf(ReasonBadParameter, nil, "no user to enroll: pass upn=user@domain or log in as the user")
 	}
 	return base, nil
 }
@@ -180,7 +180,7 @@ func postEnroll(ctx context.Context, url string, roots *x509.CertPool, body any,
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
 	if err != nil {
-		return nil, errorf(ReasonMissingParameter, err, "bad tenant API URL %s: %v — check host=", url, err)
+		return nil, errorf(ReasonBadParameter, err, "bad tenant API URL %s: %v — check host=", url, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := (&http.Client{Transport: tr}).Do(req)

@@ -95,7 +95,7 @@ func LoadOrEnrollPublisher(ctx context.Context, pe PublisherEnrollment) (*Enroll
 func EnrollPublisher(ctx context.Context, pe PublisherEnrollment, log *zap.Logger) (*EnrolledPublisher, error) {
 	base, err := normalizeHost(pe.TenantURL)
 	if err != nil {
-		return nil, errorf(ReasonMissingParameter, err, "tenant API URL %v", err)
+		return nil, errorf(ReasonBadParameter, err, "tenant API URL %v", err)
 	}
 	key, csr, err := newDeviceKey("publisher " + pe.Name)
 	if err != nil {

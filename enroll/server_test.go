@@ -170,9 +170,9 @@ func TestEnrollRefusals(t *testing.T) {
 			p.Host = strings.Replace(l.srv.URL, "127.0.0.1", "localhost", 1)
 		}), ReasonUntrustedCert, 0, "not valid for the name in host="},
 		{"missing cacert file", withParam(l.params("alice@demo.test"), func(p *Params) { p.CACert = "/nonexistent/ca.pem" }),
-			ReasonMissingParameter, 0, "cannot read cacert=/nonexistent/ca.pem"},
+			ReasonBadParameter, 0, "cannot read cacert=/nonexistent/ca.pem"},
 		{"no token", withParam(l.params("alice@demo.test"), func(p *Params) { p.Token = "" }),
-			ReasonMissingParameter, 0, "token= is not set"},
+			ReasonBadParameter, 0, "token= is not set"},
 		{"idp", withParam(l.params("alice@demo.test"), func(p *Params) { p.InstallMode = "IDP" }),
 			ReasonUnsupportedInstall, 0, "installmode=IDP"},
 	}
