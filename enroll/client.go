@@ -17,7 +17,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 )
@@ -135,10 +138,7 @@ func EnrollUPN(ctx context.Context, p Params, log *zap.Logger) (*Identity, error
 	if err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
-	if host == "" {
-		host = "unknown"
-	}
+	host := deviceName()
 	key, csr, err := newDeviceKey(p.UPN)
 	if err != nil {
 		return nil, fmt.Errorf("generate device key: %w", err)
@@ -160,11 +160,35 @@ func EnrollUPN(ctx context.Context, p Params, log *zap.Logger) (*Identity, error
 		return nil, errorf(ReasonBadResponse, nil,
 			"tenant API at %s issued a certificate that does not match its answer — report this to the tenant administrator", base)
 	}
+	if p.Tenant != "" && p.Tenant != resp.Tenant {
+		return nil, errorf(ReasonBadParameter, nil,
+			"host=%s serves tenant %q, not tenant=%s — check host= and tenant=", p.Host, resp.Tenant, p.Tenant)
+	}
 	id := &Identity{Tenant: resp.Tenant, User: resp.User, DeviceID: resp.DeviceID, TenantURL: base,
 		Cert: cert, Roots: roots, APIRoots: apiRoots, caPEM: []byte(resp.CA), apiCAPEM: apiPEM}
 	log.Info("enrolled", zap.String("tenant", id.Tenant), zap.String("user", id.User),
 		zap.String("device_id", id.DeviceID), zap.Time("expires", id.Expires()))
 	return id, nil
+}
+
+// deviceName is the name the tenant shows for this device: the host name,
+// shortened to what the tenant accepts.
+func deviceName() string {
+	h, _ := os.Hostname()
+	h = strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return -1
+		}
+		return r
+	}, h)
+	for len(h) > 128 {
+		_, size := utf8.DecodeLastRuneInString(h)
+		h = h[:len(h)-size]
+	}
+	if h == "" {
+		return "unknown"
+	}
+	return h
 }
 
 // postEnroll POSTs an enrollment and decodes a 200 answer; anything else becomes

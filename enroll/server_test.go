@@ -173,6 +173,8 @@ func TestEnrollRefusals(t *testing.T) {
 			ReasonBadParameter, 0, "cannot read cacert=/nonexistent/ca.pem"},
 		{"no token", withParam(l.params("alice@demo.test"), func(p *Params) { p.Token = "" }),
 			ReasonBadParameter, 0, "token= is not set"},
+		{"other tenant", withParam(l.params("alice@demo.test"), func(p *Params) { p.Tenant = "acme" }),
+			ReasonBadParameter, 0, `serves tenant "demo", not tenant=acme`},
 		{"idp", withParam(l.params("alice@demo.test"), func(p *Params) { p.InstallMode = "IDP" }),
 			ReasonUnsupportedInstall, 0, "installmode=IDP"},
 	}
