@@ -137,6 +137,11 @@ func ParseTenant(name string, data []byte) (*Tenant, error) {
 	if err := strict.Decode(t); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
+			// A custom unmarshaler failed and yaml.v3 stopped there, without a
+			// line; find the offending values in the tree instead.
+			if ps := locateValueErrors(&root); len(ps) > 0 {
+				return nil, &TenantError{File: name, Problems: ps}
+			}
 			return nil, &TenantError{File: name, Problems: []Problem{{Msg: yamlMsg(err)}}}
 		}
 		// yaml.v3 keeps decoding past type errors and unknown keys and reports

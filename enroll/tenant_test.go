@@ -78,6 +78,11 @@ func TestBrokenTenantFiles(t *testing.T) {
 			`line 30: steering[0].client.stub_range: "10.0.0.0/33": `,
 			`line 31: steering[0].client.fail_mode: "sideways": `,
 		}},
+		{"broken-duration.yaml", []string{
+			"2 problems",
+			`line 10: steering[0].client.dns_ttl: invalid duration "bogus"`,
+			`line 10: steering[0].client.config_poll: invalid duration "-5m": negative`,
+		}},
 		{"broken-syntax.yaml", []string{"tenant file broken-syntax.yaml: line 4: did not find expected ',' or ']'"}},
 		{"broken-empty.yaml", []string{"tenant file broken-empty.yaml: file is empty"}},
 		{"no-such-file.yaml", []string{"tenant file: open ../testdata/tenants/no-such-file.yaml"}},

@@ -1,10 +1,13 @@
 package enroll
 
 import (
+	"fmt"
 	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/ztagent/ztagent/steering"
 )
@@ -107,4 +110,46 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// durationKeys are the tenant-file keys decoded by steering.Duration, whose
+// errors yaml.v3 reports without a line and after which it stops.
+var durationKeys = map[string]bool{"dns_ttl": true, "config_poll": true, "probe_interval": true,
+	"reauth_interval": true, "reauth_grace": true}
+
+// locateValueErrors walks the tree for values a custom unmarshaler rejects and
+// reports each with its line and path.
+func locateValueErrors(root *yaml.Node) []Problem {
+	var out []Problem
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", path, i))
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i].Value, n.Content[i+1]
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				if durationKeys[k] {
+					var d steering.Duration
+					if err := d.UnmarshalYAML(v); err != nil {
+						out = append(out, Problem{Line: v.Line, Path: p, Msg: err.Error()})
+					}
+					continue
+				}
+				walk(v, p)
+			}
+		}
+	}
+	walk(root, "")
+	return out
 }
