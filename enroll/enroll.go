@@ -81,6 +81,7 @@ const (
 	ReasonAuthTokenExpired      = "auth_token_expired"
 	ReasonAuthTokenRevoked      = "auth_token_revoked"
 	ReasonInternal              = "internal_error"
+	ReasonTooManyAttempts       = "too_many_attempts"
 	ReasonUnknownApp            = "unknown_app"
 	ReasonHostNotInApp          = "host_not_in_app"
 	ReasonPortNotInApp          = "port_not_in_app"

@@ -140,6 +140,8 @@ func explainStatus(base string, resp *http.Response, p Params) *Error {
 		out.msg = "the enrollment auth token has expired (enrollauthtoken=): create a new token set in the admin console and re-run with it"
 	case ReasonAuthTokenRevoked:
 		out.msg = "the enrollment auth token has been revoked (enrollauthtoken=): re-run with a current token from the admin console"
+	case ReasonTooManyAttempts:
+		out.msg = "tenant API at " + base + " is refusing this address after too many failed enrollments: fix the key or token, then retry after " + resp.Header.Get("Retry-After") + "s"
 	case ReasonBadPublisherToken:
 		out.msg = "tenant rejected the publisher name or registration token: check both against the tenant file"
 	case ReasonClientCertRequired, ReasonNotADevice, ReasonWrongTenant:

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,8 @@ type tenantHandler struct {
 	cfg    TenantHandlerConfig
 	log    *zap.Logger
 	routes map[string]route
+	// limit throttles failed enrollments per client address.
+	limit *failLimiter
 }
 
 type route struct {
@@ -51,7 +54,7 @@ func NewTenantHandler(cfg TenantHandlerConfig) http.Handler {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	h := &tenantHandler{cfg: cfg, log: cfg.Log}
+	h := &tenantHandler{cfg: cfg, log: cfg.Log, limit: newFailLimiter()}
 	h.routes = map[string]route{
 		"/v1/enroll/upn":        {http.MethodPost, h.enrollUPN},
 		"/v1/publishers/enroll": {http.MethodPost, h.enrollPublisher},
@@ -104,7 +107,32 @@ func badRequest(reason, msg string) *apiError {
 	return &apiError{Status: http.StatusBadRequest, Reason: reason, Message: msg}
 }
 
+// throttled refuses a client that has failed too often; it is checked before
+// any secret is compared.
+func (h *tenantHandler) throttled(w http.ResponseWriter, r *http.Request) bool {
+	blocked, until := h.limit.blocked(r.RemoteAddr, h.cfg.Now())
+	if !blocked {
+		return false
+	}
+	secs := int(until.Sub(h.cfg.Now()).Seconds()) + 1
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeError(w, &apiError{Status: http.StatusTooManyRequests, Reason: ReasonTooManyAttempts,
+		Message: "too many failed enrollments from this address; retry in " + strconv.Itoa(secs) + "s"})
+	return true
+}
+
+// refusedCredential counts a failure caused by a wrong key or token.
+func (h *tenantHandler) refusedCredential(r *http.Request, reason string) {
+	switch reason {
+	case ReasonBadOrgKey, ReasonBadAuthToken, ReasonBadPublisherToken:
+		h.limit.fail(r.RemoteAddr, h.cfg.Now())
+	}
+}
+
 func (h *tenantHandler) enrollUPN(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	if h.throttled(w, r) {
+		return
+	}
 	var req upnEnrollRequest
 	if e := decodeRequest(w, r, &req); e != nil {
 		writeError(w, e)
@@ -115,6 +143,7 @@ func (h *tenantHandler) enrollUPN(w http.ResponseWriter, r *http.Request, t *Ten
 	csrDER, e := h.checkUPNRequest(&req, t)
 	if e != nil {
 		log.Warn("enrollment refused", zap.String("reason", e.Reason))
+		h.refusedCredential(r, e.Reason)
 		writeError(w, e)
 		return
 	}
@@ -175,6 +204,9 @@ func (h *tenantHandler) checkUPNRequest(req *upnEnrollRequest, t *Tenant) ([]byt
 }
 
 func (h *tenantHandler) enrollPublisher(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	if h.throttled(w, r) {
+		return
+	}
 	var req publisherEnrollRequest
 	if e := decodeRequest(w, r, &req); e != nil {
 		writeError(w, e)
@@ -190,6 +222,7 @@ func (h *tenantHandler) enrollPublisher(w http.ResponseWriter, r *http.Request, 
 	}
 	if ok := want.Equal(req.Token); !ok || p == nil {
 		log.Warn("publisher enrollment refused", zap.String("reason", ReasonBadPublisherToken))
+		h.refusedCredential(r, ReasonBadPublisherToken)
 		writeError(w, &apiError{Status: http.StatusUnauthorized, Reason: ReasonBadPublisherToken,
 			Message: "publisher name or registration token is not valid for this tenant"})
 		return

@@ -388,3 +388,45 @@ func TestCAIssuePublisher(t *testing.T) {
 		t.Errorf("in-process publisher identity %+v, %v", p, err)
 	}
 }
+
+func TestFailedEnrollmentsAreThrottled(t *testing.T) {
+	l := newLab(t, loadDemo(t), nil)
+	bad := withParam(l.params("alice@demo.test"), func(p *Params) { p.Token = "guess-guess-guess-guess" })
+	for i := range enrollMaxFails {
+		var e *Error
+		if _, err := EnrollUPN(context.Background(), bad, zaptest.NewLogger(t)); !errors.As(err, &e) || e.Reason != ReasonBadOrgKey {
+			t.Fatalf("attempt %d: %v", i+1, err)
+		}
+	}
+	// Now even the right key is refused from this address, before it is compared.
+	_, err := EnrollUPN(context.Background(), l.params("alice@demo.test"), zaptest.NewLogger(t))
+	var e *Error
+	if !errors.As(err, &e) || e.Status != 429 || e.Reason != ReasonTooManyAttempts ||
+		!strings.Contains(e.Error(), "then retry after ") || strings.Contains(e.Error(), "after s") {
+		t.Fatalf("after %d failures: %v", enrollMaxFails, err)
+	}
+}
+
+func TestFailLimiterWindow(t *testing.T) {
+	l := &failLimiter{window: time.Minute, maxFails: 2, maxAddrs: 2, fails: map[string]int{}}
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	l.fail("10.0.0.1:1000", t0)
+	l.fail("10.0.0.1:2000", t0) // same host, other port
+	if b, until := l.blocked("10.0.0.1:3000", t0.Add(time.Second)); !b || !until.Equal(t0.Add(time.Minute)) {
+		t.Errorf("not blocked after 2 failures (until %v)", until)
+	}
+	if b, _ := l.blocked("10.0.0.2:1", t0); b {
+		t.Error("another address is blocked")
+	}
+	// The map is full with two addresses: a third is not tracked, never blocked.
+	l.fail("10.0.0.2:1", t0)
+	for range 5 {
+		l.fail("10.0.0.3:1", t0)
+	}
+	if b, _ := l.blocked("10.0.0.3:1", t0); b {
+		t.Error("untracked address blocked")
+	}
+	if b, _ := l.blocked("10.0.0.1:1", t0.Add(time.Minute)); b {
+		t.Error("still blocked in the next window")
+	}
+}
