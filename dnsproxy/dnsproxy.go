@@ -110,7 +110,7 @@ type Server struct {
 	sem       chan struct{}
 	cache     *cache // nil when disabled
 	policy    atomic.Pointer[policyBox]
-	upstreams atomic.Pointer[[]netip.AddrPort]
+	upstreams atomic.Pointer[upstreamSet]
 
 	// ctx is cancelled by Close so that queries waiting on an upstream return
 	// at once and the listeners' goroutines can be waited for.
@@ -205,6 +205,7 @@ func (s *Server) SetPolicy(p Policy) {
 
 // SetUpstreams atomically replaces the upstream resolvers. Invalid entries are
 // dropped and logged. Cached answers are kept: they stay true until their TTL.
+// What was learnt about the old upstreams' health is forgotten.
 func (s *Server) SetUpstreams(u []netip.AddrPort) {
 	ok := make([]netip.AddrPort, 0, len(u))
 	for _, a := range u {
@@ -214,7 +215,7 @@ func (s *Server) SetUpstreams(u []netip.AddrPort) {
 		}
 		ok = append(ok, a)
 	}
-	s.upstreams.Store(&ok)
+	s.upstreams.Store(newUpstreamSet(ok))
 }
 
 // Stats returns the counters.

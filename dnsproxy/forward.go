@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -106,13 +107,15 @@ func clientMaxSize(w dns.ResponseWriter, req *dns.Msg) int {
 	return dns.MinMsgSize
 }
 
-// resolve sends req to the upstreams in order until one answers with something
-// other than SERVFAIL or REFUSED, and returns that answer as received (raw) and
-// parsed, both carrying req's ID. If every upstream answers SERVFAIL or
-// REFUSED, the last such answer is returned; if none answers, an error.
+// resolve sends req to the upstreams until one answers with something other
+// than SERVFAIL or REFUSED, and returns that answer as received (raw) and
+// parsed, both carrying req's ID. Upstreams are tried in order, except that
+// those that recently failed to answer at all are tried last (see
+// upstreamSet). If every upstream answers SERVFAIL or REFUSED, the last such
+// answer is returned; if none answers, an error.
 func (s *Server) resolve(req *dns.Msg) ([]byte, *dns.Msg, error) {
-	ups := *s.upstreams.Load()
-	if len(ups) == 0 {
+	ups := s.upstreams.Load()
+	if len(ups.addrs) == 0 {
 		return nil, nil, errors.New("no upstream resolvers configured")
 	}
 	// The upstream sees a fresh random ID, so that a client's predictable IDs
@@ -130,27 +133,65 @@ func (s *Server) resolve(req *dns.Msg) ([]byte, *dns.Msg, error) {
 		lastResp *dns.Msg
 		errs     []error
 	)
-	for _, up := range ups {
-		raw, resp, err := s.exchange(up, query, upID, req.Question[0])
-		if err != nil {
-			s.counter.upstreamErrors.Add(1)
-			errs = append(errs, fmt.Errorf("%v: %w", up, err))
-			if s.ctx.Err() != nil {
-				break
+	now := time.Now()
+	for pass := range 2 { // healthy upstreams first, then the others
+		for i, up := range ups.addrs {
+			if ups.down(i, now) != (pass == 1) {
+				continue
 			}
-			continue
-		}
-		binary.BigEndian.PutUint16(raw, clientID)
-		resp.Id = clientID
-		lastRaw, lastResp = raw, resp
-		if resp.Rcode != dns.RcodeServerFailure && resp.Rcode != dns.RcodeRefused {
-			break
+			raw, resp, err := s.exchange(up, query, upID, req.Question[0])
+			if err != nil {
+				if s.ctx.Err() != nil {
+					return nil, nil, s.ctx.Err()
+				}
+				s.counter.upstreamErrors.Add(1)
+				ups.markDown(i, time.Now())
+				errs = append(errs, fmt.Errorf("%v: %w", up, err))
+				continue
+			}
+			ups.markUp(i)
+			binary.BigEndian.PutUint16(raw, clientID)
+			resp.Id = clientID
+			lastRaw, lastResp = raw, resp
+			if resp.Rcode != dns.RcodeServerFailure && resp.Rcode != dns.RcodeRefused {
+				return raw, resp, nil
+			}
 		}
 	}
 	if lastResp != nil {
 		return lastRaw, lastResp, nil
 	}
 	return nil, nil, errors.Join(errs...)
+}
+
+// downFor is how long an upstream that did not answer is tried only after the
+// others. It keeps a dead first nameserver from adding a timeout to every
+// query, and lets it back in first place soon after it recovers.
+const downFor = 30 * time.Second
+
+// upstreamSet is one immutable list of upstreams with the health learnt about
+// them, swapped whole by SetUpstreams.
+type upstreamSet struct {
+	addrs     []netip.AddrPort
+	downUntil []atomic.Int64 // unix nanoseconds; 0 when healthy
+}
+
+func newUpstreamSet(addrs []netip.AddrPort) *upstreamSet {
+	return &upstreamSet{addrs: addrs, downUntil: make([]atomic.Int64, len(addrs))}
+}
+
+func (u *upstreamSet) down(i int, now time.Time) bool {
+	return now.UnixNano() < u.downUntil[i].Load()
+}
+
+func (u *upstreamSet) markDown(i int, now time.Time) {
+	u.downUntil[i].Store(now.Add(downFor).UnixNano())
+}
+
+func (u *upstreamSet) markUp(i int) {
+	if u.downUntil[i].Load() != 0 {
+		u.downUntil[i].Store(0)
+	}
 }
 
 // exchange asks one upstream over UDP, and again over TCP if the UDP answer is

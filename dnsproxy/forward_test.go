@@ -144,6 +144,31 @@ func TestFailover(t *testing.T) {
 	}
 }
 
+// TestDeadUpstreamTriedLast checks that an upstream that timed out is not
+// asked first again (which would add a timeout to every query), but is still
+// asked when the others fail.
+func TestDeadUpstreamTriedLast(t *testing.T) {
+	silent := startUpstream(t, func(*dns.Msg, string) *dns.Msg { return nil })
+	good := startUpstream(t, answerA)
+	s, addr := startProxy(t, Config{Upstreams: []netip.AddrPort{silent.addr, good.addr}, Timeout: 100 * time.Millisecond, CacheSize: -1})
+	for i := range 3 {
+		resp := query(t, "udp", addr, newQuery(fmt.Sprintf("n%d.example.", i), dns.TypeA))
+		if rdata(resp.Answer) != "192.0.2.1" {
+			t.Fatalf("query %d: %v", i, resp)
+		}
+	}
+	if silent.count() != 1 || good.count() != 3 {
+		t.Fatalf("silent asked %d times, good %d; want 1 and 3", silent.count(), good.count())
+	}
+	// When the healthy one fails too, the one marked down is still tried.
+	s.SetUpstreams([]netip.AddrPort{good.addr, silent.addr})
+	s.upstreams.Load().markDown(0, time.Now()) // good is "down" but answers
+	query(t, "udp", addr, newQuery("again.example.", dns.TypeA))
+	if silent.count() != 2 || good.count() != 4 {
+		t.Fatalf("silent asked %d times, good %d; want 2 and 4", silent.count(), good.count())
+	}
+}
+
 // TestSetUpstreams checks that new upstreams take effect for the next query.
 func TestSetUpstreams(t *testing.T) {
 	a := startUpstream(t, answerA)
