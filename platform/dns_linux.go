@@ -194,8 +194,15 @@ func (r *resolvConfDNS) snapshot() (*resolvConfJournal, error) {
 	return s, nil
 }
 
-// restoreFrom puts path back as saved describes it.
+// restoreFrom puts path back as saved describes it, unless the file there is
+// no longer the agent's: then another program (NetworkManager, dhclient, an
+// administrator) has written a newer configuration, or the agent stopped
+// before writing its own, and either way what is there now is what must stay.
 func (r *resolvConfDNS) restoreFrom(saved *resolvConfJournal) error {
+	if !r.isOurs() {
+		r.log.Warn("resolv.conf is no longer the agent's; leaving it as it is", zap.String("path", r.path))
+		return nil
+	}
 	switch {
 	case !saved.Existed:
 		if err := os.Remove(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -208,6 +215,16 @@ func (r *resolvConfDNS) restoreFrom(saved *resolvConfJournal) error {
 	default:
 		return r.writeFile(saved.Original, saved.Perm)
 	}
+}
+
+// isOurs reports whether path is a regular file written by the agent.
+func (r *resolvConfDNS) isOurs() bool {
+	fi, err := os.Lstat(r.path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	b, err := os.ReadFile(r.path)
+	return err == nil && resolvConfManager(b) == "ztagent"
 }
 
 // tempName is the fixed scratch file beside path; a fixed name lets the next
