@@ -118,3 +118,34 @@ func rangePrefixes(a, b netip.Addr) []netip.Prefix {
 		lo, _ = end.addOne()
 	}
 }
+
+func (u u128) leadingZeros() int {
+	if u.hi != 0 {
+		return bits.LeadingZeros64(u.hi)
+	}
+	return 64 + bits.LeadingZeros64(u.lo)
+}
+
+func (u u128) shr(n uint) u128 {
+	switch {
+	case n == 0:
+		return u
+	case n >= 128:
+		return u128{}
+	case n >= 64:
+		return u128{0, u.hi >> (n - 64)}
+	}
+	return u128{u.hi >> n, u.lo>>n | u.hi<<(64-n)}
+}
+
+func (u u128) shl(n uint) u128 {
+	switch {
+	case n == 0:
+		return u
+	case n >= 128:
+		return u128{}
+	case n >= 64:
+		return u128{u.lo << (n - 64), 0}
+	}
+	return u128{u.hi<<n | u.lo>>(64-n), u.lo << n}
+}

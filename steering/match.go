@@ -81,7 +81,13 @@ func (s *Snapshot) matchFlowName(f *Flow) Decision {
 		return Decision{Action: Direct, Rule: s.rules[r].text, Reason: reasonExDomain}
 	}
 	apps, proto, port := s.apps, f.Proto, f.Port
-	r := s.appNames.lookup(name, s.rules, func(r *rule) bool { return apps[r.app].admits(proto, port) })
+	var seen *rule // most specific rule for the name, whatever its ports
+	r := s.appNames.lookup(name, s.rules, func(r *rule) bool {
+		if seen == nil {
+			seen = r
+		}
+		return apps[r.app].admits(proto, port)
+	})
 	if r >= 0 {
 		reason := reasonFlowExact
 		if s.rules[r].kind == hostWildcard {
@@ -89,8 +95,8 @@ func (s *Snapshot) matchFlowName(f *Flow) Decision {
 		}
 		return s.appDecision(r, reason)
 	}
-	if r := s.appNames.lookup(name, s.rules, nil); r >= 0 {
-		return Decision{Rule: s.rules[r].text, Reason: reasonNamePorts}
+	if seen != nil {
+		return Decision{Rule: seen.text, Reason: reasonNamePorts}
 	}
 	if s.stub.Contains(f.Addr) {
 		return Decision{Reason: reasonStubDead}
@@ -190,7 +196,8 @@ func (s *Snapshot) pinnedResult(f *Flow, idx []int32) pinnedRes {
 func routePrefixes(apps [2][]prefixRule, ex [2]addrTable) []netip.Prefix {
 	var out []netip.Prefix
 	for fam := range apps {
-		var in, minus []netip.Prefix
+		in := make([]netip.Prefix, 0, len(apps[fam]))
+		var minus []netip.Prefix
 		for _, pr := range apps[fam] {
 			in = append(in, pr.p)
 		}

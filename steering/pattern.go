@@ -43,16 +43,21 @@ var (
 //   - a literal '[' or '-' inside a class is escaped, so .NET never reads
 //     class subtraction into it; ^ under (?m) keeps PCRE2's rule that it does
 //     not match after a newline that ends the subject;
+//   - under (?i), letters whose case variants .NET does not unify by
+//     lower-casing (s S ſ, σ Σ ς, µ μ Μ, …) match all their variants, as in
+//     PCRE2, and \p{…} ignores (?i) as PCRE2 says it does;
 //   - rejected: {,n} and quantifiers with spaces (read differently by PCRE2
 //     versions), conditionals, recursion and subroutine calls, backtracking
 //     verbs and (*…) options, callouts, branch reset (?|…), \K, \N, \X, \C,
 //     \u \U \l \L, negated class escapes and negated POSIX classes inside a
-//     class, Unicode script properties, flags other than i, m, s, numbered
-//     back-references in patterns with named groups (.NET numbers those last),
-//     and back-references above \9.
+//     class, \p inside a class under (?i), Unicode script properties, flags
+//     other than i, m, s, numbered back-references in patterns with named
+//     groups (.NET numbers those last), and back-references above \9.
 //
-// Known residual difference: under (?i), letters whose Unicode case folding is
-// not a simple lower-casing (such as ſ U+017F) fold as in .NET.
+// testdata/regex/pcre2.tsv holds PCRE2's own answers (libpcre2-8, PCRE2_UTF)
+// for every pattern and subject there; the tests hold this type to them.
+// Known residual difference: a variable-length lookbehind that PCRE2 10.42
+// rejects is accepted here.
 type Pattern struct {
 	expr string
 	net  string

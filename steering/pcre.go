@@ -43,6 +43,7 @@ type groupState struct {
 	outStart int  // where the group's '(' is in out
 	srcOff   int  // where it is in the pattern
 	outerM   bool // the (?m) state outside the group
+	outerI   bool // the (?i) state outside the group
 	assert   bool // lookaround: not quantifiable
 }
 
@@ -60,6 +61,7 @@ type translator struct {
 	atom      int // start in out of the last quantifiable item, -1 for none
 	groups    []groupState
 	multiline bool
+	caseless  bool
 	quote     bool // inside \Q…\E
 	ncap      int
 	names     map[string]int
@@ -118,7 +120,7 @@ func (t *translator) run() error {
 		default:
 			r, n := utf8.DecodeRuneInString(t.src[t.pos:])
 			t.pos += n
-			t.emitAtom(literal(r))
+			t.emitAtom(t.literal(r))
 		}
 		if err != nil {
 			return err
@@ -139,7 +141,25 @@ func (t *translator) quoted() {
 	}
 	r, n := utf8.DecodeRuneInString(t.src[t.pos:])
 	t.pos += n
-	t.emitAtom(literal(r))
+	t.emitAtom(t.literal(r))
+}
+
+// literal spells r outside a class; under (?i), a letter whose case variants
+// the engine would not unify by lower-casing (s S ſ, σ Σ ς, …) becomes a class
+// of all of them, as PCRE2 matches any of them.
+func (t *translator) literal(r rune) string {
+	if t.caseless {
+		if orbit, ok := foldOrbits()[r]; ok {
+			var b strings.Builder
+			b.WriteByte('[')
+			for _, o := range orbit {
+				b.WriteString(classChar(o))
+			}
+			b.WriteByte(']')
+			return b.String()
+		}
+	}
+	return literal(r)
 }
 
 // literal spells r so that regexp2 reads exactly r, whatever surrounds it.

@@ -26,6 +26,7 @@ func (t *translator) class() error {
 		t.pos++
 	}
 	first := true
+	var ranges []portRange32 // single characters and ranges, for (?i)
 	for {
 		if t.pos >= len(t.src) {
 			return t.fail(start, "missing terminating ] for character class")
@@ -45,11 +46,15 @@ func (t *translator) class() error {
 			if dash && it.set != "" {
 				return t.fail(itemOff, "invalid range in character class")
 			}
+			if t.caseless && strings.Contains(it.set, `\p`) || t.caseless && strings.Contains(it.set, `\P`) {
+				return t.fail(itemOff, `\p inside a character class under (?i) is not supported (the engines case-fold it differently)`)
+			}
 			body.WriteString(it.set)
 			continue
 		}
 		if !dash {
 			body.WriteString(classChar(it.r))
+			ranges = append(ranges, portRange32{it.r, it.r})
 			continue
 		}
 		t.pos++ // the '-'
@@ -65,6 +70,10 @@ func (t *translator) class() error {
 			return t.fail(itemOff, "range out of order in character class")
 		}
 		body.WriteString(classChar(it.r) + "-" + classChar(hi.r))
+		ranges = append(ranges, portRange32{it.r, hi.r})
+	}
+	if t.caseless {
+		body.WriteString(foldExtras(ranges))
 	}
 	if body.Len() == 0 {
 		return t.fail(start, "empty character class")
@@ -180,4 +189,30 @@ func (t *translator) classEscape() (classItem, error) {
 		return classItem{}, t.fail(start, "%s", unsupportedEscape(c))
 	}
 	return classItem{r: r, isChar: true}, nil
+}
+
+type portRange32 struct{ lo, hi rune }
+
+// foldExtras returns, for a class under (?i), the case variants that the
+// engine's lower-casing misses: every member of a fold orbit that meets one of
+// the class's ranges (PCRE2 matches a character if any of its case variants is
+// in the class).
+func foldExtras(ranges []portRange32) string {
+	var b strings.Builder
+	for _, orbit := range foldOrbitList() {
+		hit := false
+		for _, o := range orbit {
+			for _, r := range ranges {
+				if o >= r.lo && o <= r.hi {
+					hit = true
+				}
+			}
+		}
+		if hit {
+			for _, o := range orbit {
+				b.WriteString(classChar(o))
+			}
+		}
+	}
+	return b.String()
 }

@@ -17,7 +17,7 @@ func (t *translator) escape() error {
 	if c >= utf8.RuneSelf || !isAlnum(c) {
 		r, n := utf8.DecodeRuneInString(t.src[t.pos:])
 		t.pos += n
-		t.emitAtom(literal(r))
+		t.emitAtom(t.literal(r))
 		return nil
 	}
 	t.pos++
@@ -63,7 +63,9 @@ func (t *translator) escape() error {
 		if err != nil {
 			return err
 		}
-		t.emitAtom(s)
+		// PCRE2: "caseless matching does not affect" \p; .NET would
+		// lower-case the subject first, so \p{Lu} would fail on 'A'.
+		t.emitAtom(`(?-i:` + s + `)`)
 	case '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		if t.pos < len(t.src) && isDigit(t.src[t.pos]) {
 			return t.fail(start, `multi-digit escape \%c%c…: PCRE2 reads it as a back-reference or an octal code depending on the group count; use \g{N} or \o{…}`, c, t.src[t.pos])
@@ -77,7 +79,7 @@ func (t *translator) escape() error {
 		if !ok {
 			return t.fail(start, "%s", unsupportedEscape(c))
 		}
-		t.emitAtom(literal(r))
+		t.emitAtom(t.literal(r))
 	}
 	return nil
 }

@@ -59,7 +59,7 @@ func isFlagStart(s string) bool {
 }
 
 func (t *translator) push(prefix string, srcOff int, assert bool) {
-	t.groups = append(t.groups, groupState{outStart: len(t.out), srcOff: srcOff, outerM: t.multiline, assert: assert})
+	t.groups = append(t.groups, groupState{outStart: len(t.out), srcOff: srcOff, outerM: t.multiline, outerI: t.caseless, assert: assert})
 	t.out = append(t.out, prefix...)
 	t.pos += len(prefix)
 	t.atom = -1
@@ -73,7 +73,7 @@ func (t *translator) close() error {
 	t.groups = t.groups[:len(t.groups)-1]
 	t.pos++
 	t.out = append(t.out, ')')
-	t.multiline = g.outerM
+	t.multiline, t.caseless = g.outerM, g.outerI
 	t.atom = g.outStart
 	if g.assert {
 		t.atom = -1 // PCRE2 and .NET disagree on quantified assertions
@@ -91,7 +91,7 @@ func (t *translator) namedGroup(start, skip int, term byte) error {
 	}
 	t.names[name] = start
 	t.ncap++
-	t.groups = append(t.groups, groupState{outStart: len(t.out), srcOff: start, outerM: t.multiline})
+	t.groups = append(t.groups, groupState{outStart: len(t.out), srcOff: start, outerM: t.multiline, outerI: t.caseless})
 	t.out = append(t.out, "(?<"+name+">"...)
 	t.pos = n
 	t.atom = -1
@@ -130,12 +130,14 @@ func validGroupName(s string) bool {
 func (t *translator) flags(start int) error {
 	i := start + 2
 	on := true
-	m := t.multiline
+	m, ci := t.multiline, t.caseless
 	seenMinus := false
 	for ; i < len(t.src); i++ {
 		c := t.src[i]
 		switch c {
-		case 'i', 's':
+		case 's':
+		case 'i':
+			ci = on
 		case 'm':
 			m = on
 		case '-':
@@ -147,14 +149,14 @@ func (t *translator) flags(start int) error {
 			spec := t.src[start+2 : i]
 			if c == ')' {
 				t.out = append(t.out, "(?"+spec+")"...)
-				t.multiline = m
+				t.multiline, t.caseless = m, ci
 				t.pos = i + 1
 				t.atom = -1
 				return nil
 			}
 			t.push("(?"+spec+":", start, false)
 			t.pos = i + 1
-			t.multiline = m
+			t.multiline, t.caseless = m, ci
 			return nil
 		case 'x':
 			return t.fail(i, "extended mode (?x) is not supported")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 )
 
 // Snapshot is a compiled, immutable config: the matcher every lookup uses. It is
@@ -75,6 +76,11 @@ func Compile(c *Config) (*Snapshot, error) {
 		s.apps[i] = compiledApp{app: a, tcp: ck.apps[i].tcp, udp: ck.apps[i].udp, action: act}
 		s.byID[a.ID] = i
 	}
+	n := len(ck.exDomains) + len(ck.exAddrs)
+	for i := range ck.apps {
+		n += len(ck.apps[i].hosts)
+	}
+	s.rules = make([]rule, 0, n)
 	s.buildExceptions(ck)
 	s.buildApps(ck)
 	s.buildPinned(ck)
@@ -88,7 +94,7 @@ func (s *Snapshot) addRules(app int32, path string, raw []string, specs []hostSp
 	for j, sp := range specs {
 		s.rules = append(s.rules, rule{
 			app: app, next: -1, kind: sp.kind,
-			text: fmt.Sprintf("%s[%d] %q", path, j, raw[j]),
+			text: path + "[" + strconv.Itoa(j) + "] " + strconv.Quote(raw[j]),
 		})
 		for _, p := range sp.prefixes {
 			fam := 0
@@ -115,6 +121,7 @@ func (s *Snapshot) buildExceptions(ck *checked) {
 
 func (s *Snapshot) buildApps(ck *checked) {
 	var pr [2][]prefixRule
+	pr[0] = make([]prefixRule, 0, cap(s.rules))
 	type named struct {
 		r    int32
 		spec hostSpec
@@ -122,7 +129,7 @@ func (s *Snapshot) buildApps(ck *checked) {
 	var names []named
 	for i := range s.cfg.Apps {
 		base := int32(len(s.rules))
-		s.addRules(int32(i), fmt.Sprintf("apps[%d].hosts", i), s.cfg.Apps[i].Hosts, ck.apps[i].hosts, &pr)
+		s.addRules(int32(i), "apps["+strconv.Itoa(i)+"].hosts", s.cfg.Apps[i].Hosts, ck.apps[i].hosts, &pr)
 		for j, sp := range ck.apps[i].hosts {
 			if sp.kind == hostExact || sp.kind == hostWildcard {
 				names = append(names, named{base + int32(j), sp})

@@ -42,6 +42,21 @@ func normName(buf *[maxName]byte, s string) (int, bool) {
 type nameTable struct {
 	exact map[string]int32
 	wild  map[string]int32 // key: the domain below which names match
+	// exactDepths and wildDepths have bit n set when some key has n labels
+	// (bit 63: 63 or more), so lookups skip suffixes no key can equal.
+	exactDepths, wildDepths uint64
+}
+
+func depthBit(labels int) uint64 { return 1 << min(labels, 63) }
+
+func countLabels(name []byte) int {
+	n := 1
+	for _, c := range name {
+		if c == '.' {
+			n++
+		}
+	}
+	return n
 }
 
 func newNameTable() nameTable {
@@ -54,6 +69,9 @@ func (t *nameTable) add(rules []rule, r int32, s hostSpec) {
 	m := t.exact
 	if s.kind == hostWildcard {
 		m = t.wild
+		t.wildDepths |= depthBit(countLabels([]byte(s.name)))
+	} else {
+		t.exactDepths |= depthBit(countLabels([]byte(s.name)))
 	}
 	if head, ok := m[s.name]; ok {
 		rules[r].next = head
@@ -66,16 +84,21 @@ func (t *nameTable) add(rules []rule, r int32, s hostSpec) {
 // ok, or -1. ok is a plain func value the callers build without captures that
 // escape, so the lookup does not allocate.
 func (t *nameTable) lookup(name []byte, rules []rule, ok func(*rule) bool) int32 {
-	if len(t.exact) > 0 {
+	labels := countLabels(name)
+	if t.exactDepths&depthBit(labels) != 0 {
 		if r := t.first(t.exact, name, rules, ok); r >= 0 {
 			return r
 		}
 	}
-	if len(t.wild) == 0 {
+	if t.wildDepths == 0 {
 		return -1
 	}
 	for i := 0; i < len(name); i++ {
 		if name[i] != '.' {
+			continue
+		}
+		labels--
+		if t.wildDepths&depthBit(labels) == 0 {
 			continue
 		}
 		if r := t.first(t.wild, name[i+1:], rules, ok); r >= 0 {
@@ -106,7 +129,19 @@ type addrTable struct {
 	starts []u128  // first address of each segment, ascending; starts[0] is 0
 	owner  []int32 // innermost node of each segment, -1 for none
 	nodes  []addrNode
+
+	// The smallest prefix covering every node (coverLo/coverBits) is cut into
+	// 2^ibits buckets; buckets[b] is the last segment starting at or before
+	// bucket b, so a lookup binary-searches only the few segments of its
+	// bucket instead of the whole table.
+	coverLo   u128
+	coverBits int
+	ibits     uint
+	buckets   []int32
 }
+
+// maxIndexBits sizes the bucket index (2^16+1 int32s per table).
+const maxIndexBits = 16
 
 type addrNode struct {
 	prefix netip.Prefix
@@ -122,7 +157,9 @@ type prefixRule struct {
 // buildAddrTable builds the table from (prefix, rule) pairs given in config
 // order; all prefixes are of one family.
 func buildAddrTable(in []prefixRule, rules []rule) addrTable {
-	t := addrTable{starts: []u128{{}}, owner: []int32{-1}}
+	t := addrTable{starts: make([]u128, 1, 2*len(in)+1), owner: make([]int32, 1, 2*len(in)+1)}
+	t.owner[0] = -1
+	t.nodes = make([]addrNode, 0, len(in))
 	idx := make(map[netip.Prefix]int32, len(in))
 	for i := len(in) - 1; i >= 0; i-- {
 		pr := in[i]
@@ -179,7 +216,37 @@ func buildAddrTable(in []prefixRule, rules []rule) addrTable {
 	for len(stack) > 0 {
 		pop()
 	}
+	if len(order) > 0 {
+		lo, hi := order[0].lo, order[0].hi
+		for _, b := range order[1:] {
+			if hi.less(b.hi) {
+				hi = b.hi
+			}
+		}
+		t.index(lo, hi)
+	}
 	return t
+}
+
+// index builds the bucket index over the prefix covering [lo, hi].
+func (t *addrTable) index(lo, hi u128) {
+	x := u128{lo.hi ^ hi.hi, lo.lo ^ hi.lo}
+	cp := x.leadingZeros()
+	t.coverBits = cp
+	t.coverLo = lo.andNot(hostMask(cp))
+	t.ibits = uint(min(maxIndexBits, 128-cp))
+	shift := uint(128-cp) - t.ibits
+	nb := 1 << t.ibits
+	t.buckets = make([]int32, nb+1)
+	seg := 0
+	for b := 0; b < nb; b++ {
+		start := t.coverLo.or(u128{0, uint64(b)}.shl(shift))
+		for seg+1 < len(t.starts) && !start.less(t.starts[seg+1]) {
+			seg++
+		}
+		t.buckets[b] = int32(seg)
+	}
+	t.buckets[nb] = int32(len(t.starts) - 1)
 }
 
 // emit starts a segment owned by owner at start.
@@ -201,7 +268,11 @@ func (t *addrTable) emit(start u128, owner int32) {
 
 // lookup returns the innermost node containing a, or -1.
 func (t *addrTable) lookup(a u128) int32 {
-	lo, hi := 1, len(t.starts)
+	if t.buckets == nil || a.andNot(hostMask(t.coverBits)) != t.coverLo {
+		return -1 // no prefix lies outside the cover
+	}
+	b := a.shr(uint(128-t.coverBits)-t.ibits).lo & (1<<t.ibits - 1)
+	lo, hi := int(t.buckets[b])+1, int(t.buckets[b+1])+1
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		if a.less(t.starts[m]) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -95,7 +96,7 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 }
 
 func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
-	p := fmt.Sprintf("apps[%d]", i)
+	p := "apps[" + strconv.Itoa(i) + "]"
 	switch {
 	case a.ID == "":
 		ck.errorf(p+".id", "", "required")
@@ -114,15 +115,14 @@ func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
 	ca := &ck.apps[i]
 	ca.hosts = make([]hostSpec, len(a.Hosts))
 	for j, h := range a.Hosts {
-		hp := fmt.Sprintf("%s.hosts[%d]", p, j)
 		s, err := parseHost(h)
 		if err != nil {
-			ck.errorf(hp, h, "%v", err)
+			ck.errorf(fmt.Sprintf("%s.hosts[%d]", p, j), h, "%v", err)
 			continue
 		}
 		for _, pfx := range s.prefixes {
 			if pfx.Overlaps(ck.stub) {
-				ck.errorf(hp, h, "overlaps the stub range %s", ck.stub)
+				ck.errorf(fmt.Sprintf("%s.hosts[%d]", p, j), h, "overlaps the stub range %s", ck.stub)
 				break
 			}
 		}

@@ -1,0 +1,96 @@
+package steering
+
+import (
+	"bufio"
+	"os"
+	"strings"
+	"testing"
+)
+
+type corpusCase struct{ pattern, subject, want string }
+
+func loadCorpus(t *testing.T) []corpusCase {
+	t.Helper()
+	f, err := os.Open("../testdata/regex/pcre2.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []corpusCase
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		parts := strings.Split(line, "\t")
+		if len(parts) != 3 {
+			t.Fatalf("bad corpus line %q", line)
+		}
+		out = append(out, corpusCase{parts[0], parts[1], parts[2]})
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestPCRE2Corpus checks CompilePattern against answers PCRE2 itself gave
+// (testdata/regex/gen.sh): a pattern PCRE2 rejects must be rejected, and an
+// accepted pattern must agree with PCRE2 on every subject. Rejecting a pattern
+// PCRE2 accepts is allowed only for the constructs listed in rejected.
+func TestPCRE2Corpus(t *testing.T) {
+	rejected := map[string]string{ // pattern → the construct the error must name
+		`a{,3}`:           "{,n} quantifier",
+		`\N`:              `\N`,
+		`\K`:              `\K`,
+		`(*UTF)abc`:       "(*…)",
+		`^x{ 2}$`:         "quantifier with spaces",
+		`^\p{Greek}+$`:    `"Greek"`,
+		`(?x) a b`:        "(?x)",
+		`(?U)a+`:          "(?U)",
+		`^[[:^alpha:]]+$`: "negated POSIX class",
+		`^[\W]+$`:         `negated escape \W`,
+		`\101`:            "multi-digit escape",
+		`(?|(a)|(b))`:     "branch reset",
+		`a(?R)?b`:         "recursion",
+		`(?1)(a)`:         "recursion",
+		`(?i)^[\p{Lu}]$`:  `\p inside a character class under (?i)`,
+	}
+	byPattern := map[string][]corpusCase{}
+	var order []string
+	for _, c := range loadCorpus(t) {
+		if _, ok := byPattern[c.pattern]; !ok {
+			order = append(order, c.pattern)
+		}
+		byPattern[c.pattern] = append(byPattern[c.pattern], c)
+	}
+	for _, p := range order {
+		cases := byPattern[p]
+		t.Run(p, func(t *testing.T) {
+			re, err := CompilePattern(p)
+			pcreErr := cases[0].want == "error"
+			if err != nil {
+				if !pcreErr && !strings.Contains(err.Error(), rejected[p]) || !pcreErr && rejected[p] == "" {
+					t.Fatalf("rejected although PCRE2 accepts it and it is not a known-unsupported construct: %v", err)
+				}
+				return
+			}
+			if rejected[p] != "" {
+				t.Fatalf("accepted, but expected rejection naming %q", rejected[p])
+			}
+			if pcreErr {
+				t.Fatalf("accepted (as %q) but PCRE2 rejects it", re.Translated())
+			}
+			for _, c := range cases {
+				got, err := re.MatchString(c.subject)
+				if err != nil {
+					t.Fatalf("subject %q: %v", c.subject, err)
+				}
+				if (c.want == "match") != got {
+					t.Errorf("subject %q: got match=%v, PCRE2 says %s (translated %q)", c.subject, got, c.want, re.Translated())
+				}
+			}
+		})
+	}
+}
