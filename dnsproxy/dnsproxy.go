@@ -84,7 +84,7 @@ var ErrClosed = errors.New("dnsproxy: server closed")
 
 // Stats are counters since the server was created.
 type Stats struct {
-	Queries        uint64 // queries handed to the handler
+	Queries        uint64 // queries received (UDP packets and TCP messages)
 	Local          uint64 // answered from the policy (stub, NODATA, PTR)
 	Forwarded      uint64 // answered from an upstream (cache misses)
 	CacheHits      uint64 // forwarded names answered from the cache
@@ -105,7 +105,7 @@ const (
 // Server is a DNS proxy. Create it with New, then Start it.
 type Server struct {
 	log       *zap.Logger
-	listen    []string
+	listen    []netip.AddrPort
 	timeout   time.Duration
 	sem       chan struct{}
 	cache     *cache // nil when disabled
@@ -142,6 +142,7 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Listen) == 0 {
 		return nil, errors.New("dnsproxy: no listen address")
 	}
+	var listen []netip.AddrPort
 	for _, l := range cfg.Listen {
 		ap, err := netip.ParseAddrPort(l)
 		if err != nil {
@@ -153,6 +154,7 @@ func New(cfg Config) (*Server, error) {
 		if ap.Addr().IsUnspecified() {
 			return nil, fmt.Errorf("dnsproxy: listen address %q: use a specific address, not a wildcard", l)
 		}
+		listen = append(listen, ap)
 	}
 	if err := validUpstreams(cfg.Upstreams); err != nil {
 		return nil, err
@@ -172,7 +174,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		log:     log,
-		listen:  slices.Clone(cfg.Listen),
+		listen:  listen,
 		timeout: cfg.Timeout,
 		sem:     make(chan struct{}, cfg.MaxInFlight),
 		upLog:   rateLimiter{every: 10 * time.Second},
@@ -211,6 +213,13 @@ func (s *Server) SetUpstreams(u []netip.AddrPort) {
 	for _, a := range u {
 		if !a.IsValid() || a.Port() == 0 {
 			s.log.Warn("ignoring invalid upstream", zap.Stringer("upstream", a))
+			continue
+		}
+		if slices.Contains(s.listen, a) {
+			// The OS resolver pointed at us already (a leftover, or the agent
+			// listening where the system resolver was): forwarding there
+			// would loop.
+			s.log.Warn("ignoring upstream that is this proxy", zap.Stringer("upstream", a))
 			continue
 		}
 		ok = append(ok, a)
@@ -267,7 +276,7 @@ func (s *Server) Start() error {
 		}
 	}
 	for _, l := range s.listen {
-		pc, ln, err := bindPair(netip.MustParseAddrPort(l))
+		pc, ln, err := bindPair(l)
 		if err != nil {
 			closeAll()
 			return err

@@ -284,3 +284,15 @@ func mustRR(t *testing.T, s string) dns.RR {
 	}
 	return rr
 }
+
+func TestUpstreamIsSelfIgnored(t *testing.T) {
+	free := closedPort(t)
+	s, err := New(Config{Listen: []string{free.String()}, Upstreams: []netip.AddrPort{free}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n := len(s.upstreams.Load().addrs); n != 0 {
+		t.Fatalf("%d upstreams, want the proxy's own address dropped", n)
+	}
+}
