@@ -81,8 +81,10 @@ type Agent struct {
 	router platform.Router
 	dnsCfg platform.DNSConfigurator
 	dns    *dnsproxy.Server
-	stack  *netstack.Stack
-	l7     *l7.Client
+	// upstreams are the resolvers the OS had before the agent took over.
+	upstreams []netip.AddrPort
+	stack     *netstack.Stack
+	l7        *l7.Client
 
 	stubDirty chan struct{}
 
@@ -348,6 +350,7 @@ func (a *Agent) startDNS(snap *steering.Snapshot, upstreams []netip.AddrPort) er
 		return err
 	}
 	a.dns = srv
+	a.upstreams = upstreams
 	a.push("DNS proxy", srv.Close)
 	return nil
 }

@@ -93,7 +93,7 @@ func (a *Agent) Status() Status {
 	st.Tunnel = TunnelStatus{State: string(ts.State), PoP: ts.Addr, Since: ts.Since, LastError: ts.LastError, Streams: ts.Streams}
 	snap := a.snap.Load()
 	st.TUN = TUNStatus{Name: a.cfg.TUNName, Addr: a.tunIP, Routes: a.routerConfig(snap).Routes}
-	st.DNS = DNSStatus{Mode: a.dnsCfg.Mode(), Listen: a.dns.Addrs(), Upstreams: a.dns.Upstreams()}
+	st.DNS = DNSStatus{Mode: a.dnsCfg.Mode(), Listen: a.dns.Addrs(), Upstreams: a.upstreams}
 	st.Apps = appStatuses(snap)
 	for _, e := range a.stubs.Entries() {
 		st.Stubs = append(st.Stubs, StubStatus{FQDN: e.FQDN, Addr: e.Addr})

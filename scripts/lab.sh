@@ -34,7 +34,7 @@ inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 # start NAME NS CMD... runs CMD in NS in the background, logging to DIR/NAME.log.
 start() {
   local name=$1 ns=$2; shift 2
-  inns "$ns" setsid "$@" >"$DIR/$name.log" 2>&1 </dev/null &
+  ip netns exec "$ns" setsid "$@" >"$DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$DIR/$name.pid"
 }
 
@@ -63,7 +63,7 @@ net_up() {
   [ "$(id -u)" -eq 0 ] || die "the lab needs root (network namespaces)"
   for b in ztagent ztdiag ztcloud labweb; do [ -x "$BIN/$b" ] || die "$BIN/$b missing: run make build"; done
   ip netns list | grep -q "^$CLIENT\b" && die "namespace $CLIENT exists: run '$0 down' first"
-  mkdir -p "$DIR"
+  rm -rf "$DIR"; mkdir -p "$DIR"
   for ns in $CLIENT $CLOUD $CORP; do
     ip netns add "$ns"
     inns "$ns" ip link set lo up

@@ -202,6 +202,11 @@ func tenantRole(f serveFlags, ca *enroll.CA, names []string, tenant func() *enro
 }
 
 func popRole(f serveFlags, ca *enroll.CA, names []string, tenant func() *enroll.Tenant, log *zap.Logger) (func(context.Context) error, error) {
+	// Agents and publishers verify the PoP by the server name the tenant file
+	// gives them, so the certificate must carry it.
+	if sn := tenant().PoP.ServerName; sn != "" {
+		names = append(names[:len(names):len(names)], sn)
+	}
 	cert, err := ca.IssueServer(names)
 	if err != nil {
 		return nil, err
