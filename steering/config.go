@@ -132,7 +132,8 @@ func decodeError(data []byte, err error) error {
 		off, path = te.Offset, te.Field
 	}
 	reason := strings.TrimPrefix(err.Error(), "json: ")
-	if off >= 0 && off <= int64(len(data)) {
+	if off > 0 && off <= int64(len(data)) {
+		off-- // Offset counts the bytes read, including the offending one
 		line := 1 + bytes.Count(data[:off], []byte("\n"))
 		col := off - int64(bytes.LastIndexByte(data[:off], '\n'))
 		reason = fmt.Sprintf("line %d column %d: %s", line, col, reason)

@@ -24,6 +24,13 @@ func (k hostKind) String() string {
 	return [...]string{"exact name", "wildcard", "address", "CIDR", "range"}[k]
 }
 
+func (k hostKind) withArticle() string {
+	if k == hostExact || k == hostAddr {
+		return "an " + k.String()
+	}
+	return "a " + k.String()
+}
+
 // hostSpec is a parsed host pattern.
 type hostSpec struct {
 	kind hostKind

@@ -90,7 +90,7 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 		if s, err := parseHost(h); err != nil {
 			ck.errorf("client.onprem_detection", h, "%v", err)
 		} else if s.kind != hostExact && s.kind != hostAddr {
-			ck.errorf("client.onprem_detection", h, "must be one host name or address, not a %s", s.kind)
+			ck.errorf("client.onprem_detection", h, "must be one host name or address, not %s", s.kind.withArticle())
 		}
 	}
 }
@@ -188,7 +188,7 @@ func (ck *checked) checkExceptions(e *Exceptions) {
 		case err != nil:
 			ck.errorf(p, d, "%v", err)
 		case s.kind != hostExact && s.kind != hostWildcard:
-			ck.errorf(p, d, "a %s is not a domain (put it in exceptions.addresses)", s.kind)
+			ck.errorf(p, d, "%s is not a domain (put it in exceptions.addresses)", s.kind.withArticle())
 		default:
 			ck.exDomains[i] = s
 		}
