@@ -31,6 +31,22 @@ type Answer struct {
 	Addr netip.Addr
 	// TTL of the answer; it is rounded down to whole seconds.
 	TTL time.Duration
+	// Upstream, when non-nil, resolves the name instead of a stub address
+	// ("publisher DNS"): queries of every type for the name are sent to it
+	// and its answer is returned as it is. Addr and TTL are then unused.
+	Upstream Upstream
+}
+
+// Upstream resolves queries somewhere other than the OS's resolvers: for
+// publisher-DNS apps, a publisher's corporate resolver reached through the L7
+// tunnel as DNS over HTTPS (RFC 8484).
+type Upstream interface {
+	// Exchange sends a DNS query in wire format (with ID 0, as RFC 8484
+	// recommends) and returns the wire-format response, which the caller
+	// then owns. It must return when ctx is done. Any routes the real
+	// addresses need should be in place before it returns: the client
+	// connects as soon as it has the answer.
+	Exchange(ctx context.Context, query []byte) ([]byte, error)
 }
 
 // Policy decides which names the agent owns. Implementations must be safe for
@@ -56,6 +72,12 @@ type Config struct {
 	Upstreams []netip.AddrPort
 	// Policy decides which names are private; nil forwards everything.
 	Policy Policy
+	// Bypass, if set, is asked about the client of each query for a private
+	// name; when it reports true the query is forwarded to Upstreams as if
+	// the name were public, so that a process excluded by a steering
+	// exception gets the real answer. It is called on the query path and
+	// must be fast (cache the process lookup).
+	Bypass func(client netip.AddrPort) bool
 	// Log receives the server's logs; nil discards them.
 	Log *zap.Logger
 	// MaxInFlight bounds the forwarded queries waiting for an upstream; when
@@ -87,6 +109,7 @@ type Stats struct {
 	Queries        uint64 // queries received (UDP packets and TCP messages)
 	Local          uint64 // answered from the policy (stub, NODATA, PTR)
 	Forwarded      uint64 // answered from an upstream (cache misses)
+	Delegated      uint64 // answered by a policy's Upstream (publisher DNS)
 	CacheHits      uint64 // forwarded names answered from the cache
 	UpstreamErrors uint64 // upstream attempts that failed or timed out
 	ServFail       uint64 // SERVFAIL we generated (all upstreams failed, none configured)
@@ -106,6 +129,7 @@ const (
 type Server struct {
 	log       *zap.Logger
 	listen    []netip.AddrPort
+	bypass    func(netip.AddrPort) bool
 	timeout   time.Duration
 	sem       chan struct{}
 	cache     *cache // nil when disabled
@@ -133,7 +157,7 @@ type Server struct {
 type policyBox struct{ p Policy }
 
 type counters struct {
-	queries, local, forwarded, cacheHits, upstreamErrors,
+	queries, local, forwarded, delegated, cacheHits, upstreamErrors,
 	servFail, saturated, malformed atomic.Uint64
 }
 
@@ -175,6 +199,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		log:     log,
 		listen:  listen,
+		bypass:  cfg.Bypass,
 		timeout: cfg.Timeout,
 		sem:     make(chan struct{}, cfg.MaxInFlight),
 		upLog:   rateLimiter{every: 10 * time.Second},
@@ -234,6 +259,7 @@ func (s *Server) Stats() Stats {
 		Queries:        c.queries.Load(),
 		Local:          c.local.Load(),
 		Forwarded:      c.forwarded.Load(),
+		Delegated:      c.delegated.Load(),
 		CacheHits:      c.cacheHits.Load(),
 		UpstreamErrors: c.upstreamErrors.Load(),
 		ServFail:       c.servFail.Load(),

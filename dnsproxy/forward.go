@@ -22,12 +22,12 @@ var errMismatch = errors.New("response does not match the query")
 
 // forward answers req from the cache or the upstreams, waiting for the
 // answer (the TCP path; UDP uses the same pieces without blocking its reader).
-func (s *Server) forward(w dns.ResponseWriter, req *dns.Msg) {
-	if s.answerFromCache(w, req) || !s.acquire(w, req) {
+func (s *Server) forward(w dns.ResponseWriter, req *dns.Msg, via Upstream) {
+	if (via == nil && s.answerFromCache(w, req)) || !s.acquire(w, req) {
 		return
 	}
 	defer s.release()
-	s.resolveAndWrite(w, req)
+	s.resolveAndWrite(w, req, via)
 }
 
 // answerFromCache writes the cached answer to req, if there is one.
@@ -63,9 +63,20 @@ func (s *Server) acquire(w dns.ResponseWriter, req *dns.Msg) bool {
 
 func (s *Server) release() { <-s.sem }
 
-// resolveAndWrite asks the upstreams and writes their answer, or SERVFAIL.
-func (s *Server) resolveAndWrite(w dns.ResponseWriter, req *dns.Msg) {
-	raw, resp, err := s.resolve(req)
+// resolveAndWrite asks via, or the upstreams if via is nil, and writes the
+// answer, or SERVFAIL. Only the upstreams' answers are cached: a publisher's
+// come with routes whose lifetime the agent manages.
+func (s *Server) resolveAndWrite(w dns.ResponseWriter, req *dns.Msg, via Upstream) {
+	var (
+		raw  []byte
+		resp *dns.Msg
+		err  error
+	)
+	if via != nil {
+		raw, resp, err = s.resolveVia(via, req)
+	} else {
+		raw, resp, err = s.resolve(req)
+	}
 	if err != nil {
 		s.counter.servFail.Add(1)
 		if s.upLog.allow() {
@@ -74,9 +85,13 @@ func (s *Server) resolveAndWrite(w dns.ResponseWriter, req *dns.Msg) {
 		w.WriteMsg(errorReply(req, dns.RcodeServerFailure))
 		return
 	}
-	s.counter.forwarded.Add(1)
-	if s.cache != nil {
-		s.cache.put(req, resp, time.Now())
+	if via != nil {
+		s.counter.delegated.Add(1)
+	} else {
+		s.counter.forwarded.Add(1)
+		if s.cache != nil {
+			s.cache.put(req, resp, time.Now())
+		}
 	}
 	if len(raw) <= clientMaxSize(w, req) {
 		w.Write(raw) // byte for byte what the upstream sent, with the client's ID
@@ -162,6 +177,32 @@ func (s *Server) resolve(req *dns.Msg) ([]byte, *dns.Msg, error) {
 		return lastRaw, lastResp, nil
 	}
 	return nil, nil, errors.Join(errs...)
+}
+
+// resolveVia sends req to a policy's Upstream (publisher DNS).
+func (s *Server) resolveVia(u Upstream, req *dns.Msg) ([]byte, *dns.Msg, error) {
+	clientID := req.Id
+	req.Id = 0 // RFC 8484 4.1: ID 0 over DoH
+	query, err := req.Pack()
+	req.Id = clientID
+	if err != nil {
+		return nil, nil, fmt.Errorf("packing query: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+	defer cancel()
+	raw, err := u.Exchange(ctx, query)
+	if err != nil {
+		s.counter.upstreamErrors.Add(1)
+		return nil, nil, fmt.Errorf("publisher DNS: %w", err)
+	}
+	resp, err := parseResponse(raw, 0, req.Question[0])
+	if err != nil {
+		s.counter.upstreamErrors.Add(1)
+		return nil, nil, fmt.Errorf("publisher DNS: %w", err)
+	}
+	binary.BigEndian.PutUint16(raw, clientID)
+	resp.Id = clientID
+	return raw, resp, nil
 }
 
 // downFor is how long an upstream that did not answer is tried only after the

@@ -3,6 +3,7 @@ package dnsproxy
 import (
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func FuzzQuery(f *testing.F) {
 			q := dns.Question{Name: "wiki.corp.example.", Qtype: dns.TypeA, Qclass: dns.ClassINET}
 			parseResponse(data, binary.BigEndian.Uint16(data), q)
 		}
-		fast := s.fastAnswer(data, nil)
+		fast, _ := s.fastAnswer(data, nil, netip.AddrPort{})
 		general := generalAnswer(t, s, data)
 		if fast == nil {
 			return
@@ -152,7 +153,7 @@ func TestFastPathMatchesGeneral(t *testing.T) {
 	defer s.Close()
 	fastCount := 0
 	for _, q := range fuzzSeeds(t) {
-		fast := s.fastAnswer(q, nil)
+		fast, _ := s.fastAnswer(q, nil, netip.AddrPort{})
 		if fast == nil {
 			continue
 		}
@@ -177,7 +178,7 @@ func BenchmarkStubAnswer(b *testing.B) {
 	out := make([]byte, 0, 512)
 	b.ReportAllocs()
 	for b.Loop() {
-		if s.fastAnswer(q, out[:0]) == nil {
+		if r, _ := s.fastAnswer(q, out[:0], netip.AddrPort{}); r == nil {
 			b.Fatal("not answered")
 		}
 	}

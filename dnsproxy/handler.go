@@ -32,43 +32,62 @@ func acceptQuery(h dns.Header) dns.MsgAcceptAction {
 	return dns.MsgAccept
 }
 
-// ServeDNS implements dns.Handler: it answers private names locally and
-// forwards the rest.
+// ServeDNS implements dns.Handler (it serves TCP): it answers private names
+// locally and forwards the rest.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	s.counter.queries.Add(1)
-	if resp := s.answerLocal(req); resp != nil {
+	resp, via := s.answerLocal(req, clientOf(w))
+	if resp != nil {
 		w.WriteMsg(resp)
 		return
 	}
-	s.forward(w, req)
+	s.forward(w, req, via)
+}
+
+func clientOf(w dns.ResponseWriter) netip.AddrPort {
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		return a.AddrPort()
+	case *net.TCPAddr:
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
 }
 
 // answerLocal returns the answer to req when the agent must give it itself: a
-// malformed query or a private name. It returns nil when req is to be
-// forwarded.
-func (s *Server) answerLocal(req *dns.Msg) *dns.Msg {
+// malformed query or a private name. Otherwise it returns a nil answer and the
+// Upstream to forward req to: the one the policy gives the name, or nil for
+// the OS's resolvers.
+func (s *Server) answerLocal(req *dns.Msg, client netip.AddrPort) (*dns.Msg, Upstream) {
 	if len(req.Question) != 1 {
 		s.counter.malformed.Add(1)
-		return errorReply(req, dns.RcodeFormatError)
+		return errorReply(req, dns.RcodeFormatError), nil
 	}
 	opt, ok := queryOPT(req)
 	if !ok {
 		s.counter.malformed.Add(1)
-		return errorReply(req, dns.RcodeFormatError)
+		return errorReply(req, dns.RcodeFormatError), nil
 	}
 	q := req.Question[0]
 	p := s.policy.Load().p
 	if p == nil || q.Qclass != dns.ClassINET {
-		return nil
+		return nil, nil
 	}
 	var resp *dns.Msg
 	if q.Qtype == dns.TypePTR {
 		resp = s.answerPTR(p, req, q)
 	} else {
-		resp = s.answerName(p, req, q)
+		a, owned := s.lookup(p, q.Name, client)
+		switch {
+		case !owned:
+			return nil, nil
+		case a.Upstream != nil:
+			return nil, a.Upstream
+		}
+		resp = s.answerName(req, q, a)
 	}
 	if resp == nil {
-		return nil
+		return nil, nil
 	}
 	if opt != nil {
 		if opt.Version() != 0 {
@@ -79,7 +98,21 @@ func (s *Server) answerLocal(req *dns.Msg) *dns.Msg {
 		addOPT(resp, opt)
 	}
 	s.counter.local.Add(1)
-	return resp
+	return resp, nil
+}
+
+// lookup asks the policy about a question name, and reports it not owned
+// when the client is to bypass the agent.
+func (s *Server) lookup(p Policy, qname string, client netip.AddrPort) (Answer, bool) {
+	name, ok := canonicalName(qname)
+	if !ok {
+		return Answer{}, false
+	}
+	a, owned := p.Lookup(name)
+	if owned && s.bypass != nil && s.bypass(client) {
+		return Answer{}, false
+	}
+	return a, owned
 }
 
 // queryOPT returns the query's OPT record, if any. ok is false when the query's
@@ -103,15 +136,7 @@ func queryOPT(req *dns.Msg) (opt *dns.OPT, ok bool) {
 // AAAA when the stub is IPv6, and ANY), and NOERROR with an empty answer for
 // every other type, so that clients use the stub and browsers do not reach
 // around it through HTTPS/SVCB or IPv6.
-func (s *Server) answerName(p Policy, req *dns.Msg, q dns.Question) *dns.Msg {
-	name, ok := canonicalName(q.Name)
-	if !ok {
-		return nil
-	}
-	a, owned := p.Lookup(name)
-	if !owned {
-		return nil
-	}
+func (s *Server) answerName(req *dns.Msg, q dns.Question, a Answer) *dns.Msg {
 	if !a.Addr.IsValid() {
 		s.counter.servFail.Add(1)
 		return errorReply(req, dns.RcodeServerFailure)

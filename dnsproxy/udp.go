@@ -45,19 +45,21 @@ func (s *Server) udpReader(conn *net.UDPConn) {
 			continue
 		}
 		s.counter.queries.Add(1)
-		if resp := s.fastAnswer(buf[:n], out[:0]); resp != nil {
+		resp, bypassed := s.fastAnswer(buf[:n], out[:0], from)
+		if resp != nil {
 			s.counter.local.Add(1)
 			conn.WriteToUDPAddrPort(resp, from)
 			continue
 		}
-		s.serveUDPSlow(conn, buf[:n], from)
+		s.serveUDPSlow(conn, buf[:n], from, bypassed)
 	}
 }
 
 // serveUDPSlow handles what the fast path does not: the same checks as
 // miekg's server (drop responses and runts, FORMERR or NOTIMP what cannot be
-// a query), then local answers inline and forwarding in its own goroutine.
-func (s *Server) serveUDPSlow(conn *net.UDPConn, b []byte, from netip.AddrPort) {
+// a query), then local answers inline (unless the client bypasses the agent)
+// and forwarding in its own goroutine.
+func (s *Server) serveUDPSlow(conn *net.UDPConn, b []byte, from netip.AddrPort, bypassed bool) {
 	w := &udpWriter{conn: conn, to: from}
 	if len(b) < headerLen {
 		s.counter.malformed.Add(1)
@@ -82,11 +84,18 @@ func (s *Server) serveUDPSlow(conn *net.UDPConn, b []byte, from netip.AddrPort) 
 		w.WriteMsg(headerReply(h, action))
 		return
 	}
-	if resp := s.answerLocal(req); resp != nil {
+	var (
+		resp *dns.Msg
+		via  Upstream
+	)
+	if !bypassed {
+		resp, via = s.answerLocal(req, from)
+	}
+	if resp != nil {
 		w.WriteMsg(resp)
 		return
 	}
-	if s.answerFromCache(w, req) || !s.acquire(w, req) {
+	if (via == nil && s.answerFromCache(w, req)) || !s.acquire(w, req) {
 		return
 	}
 	// Copying is not needed: req was unpacked into fresh memory.
@@ -94,7 +103,7 @@ func (s *Server) serveUDPSlow(conn *net.UDPConn, b []byte, from netip.AddrPort) 
 	go func() {
 		defer s.wg.Done()
 		defer s.release()
-		s.resolveAndWrite(w, req)
+		s.resolveAndWrite(w, req, via)
 	}()
 }
 

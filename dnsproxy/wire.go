@@ -2,6 +2,7 @@ package dnsproxy
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/miekg/dns"
 )
@@ -146,20 +147,25 @@ func parseOPT(b []byte, q *wireQuery) bool {
 
 // fastAnswer appends to out the reply to query b if it is a simple query for a
 // name the policy owns with a valid address, and returns nil otherwise.
-func (s *Server) fastAnswer(b, out []byte) []byte {
+// bypassed reports that b is a well-formed query whose client Bypass exempts:
+// it is to be forwarded as it is, and Bypass not asked again.
+func (s *Server) fastAnswer(b, out []byte, client netip.AddrPort) (reply []byte, bypassed bool) {
 	p := s.policy.Load().p
 	if p == nil {
-		return nil
+		return nil, false
 	}
 	var q wireQuery
 	if !parseSimpleQuery(b, &q) || q.qtype == dns.TypePTR {
-		return nil
+		return nil, false
 	}
 	a, owned := p.Lookup(string(q.name[:q.nameLen]))
-	if !owned || !a.Addr.IsValid() {
-		return nil
+	if !owned || !a.Addr.IsValid() || a.Upstream != nil {
+		return nil, false
 	}
-	return appendAnswer(out, b, &q, a)
+	if s.bypass != nil && s.bypass(client) {
+		return nil, true
+	}
+	return appendAnswer(out, b, &q, a), false
 }
 
 // appendAnswer writes the reply answerName would give: authoritative, RD and
