@@ -90,12 +90,7 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = defaultDialTimeout
 	}
-	tc := cfg.TLS.Clone()
-	if tc == nil {
-		tc = &tls.Config{}
-	}
-	tc.NextProtos = []string{ALPNClient}
-	tc.MinVersion = tls.VersionTLS13
+	tc := clientTLS(cfg.TLS, cfg.Addr, ALPNClient)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Client{
 		cfg:     cfg,
@@ -205,12 +200,11 @@ func (c *Client) run() {
 func (c *Client) connect() (*tunnelConn, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
 	defer cancel()
-	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: readIdle}, Config: c.tlsConf}
-	raw, err := d.DialContext(ctx, "tcp", c.cfg.Addr)
+	raw, err := dialTLS(ctx, c.cfg.Addr, c.tlsConf)
 	if err != nil {
 		return nil, fmt.Errorf("dial PoP %s: %w", c.cfg.Addr, err)
 	}
-	if p := raw.(*tls.Conn).ConnectionState().NegotiatedProtocol; p != ALPNClient {
+	if p := raw.ConnectionState().NegotiatedProtocol; p != ALPNClient {
 		raw.Close()
 		return nil, fmt.Errorf("dial PoP %s: negotiated protocol %q, want %q", c.cfg.Addr, p, ALPNClient)
 	}

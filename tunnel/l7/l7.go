@@ -44,6 +44,8 @@ const (
 	streamWindow      = 16 << 20
 	connWindow        = 64 << 20
 	copyBufferSize    = 256 << 10
+	dialReadBuffer    = 256 << 10 // under TLS, per dialed connection (agent, publisher)
+	acceptReadBuffer  = 64 << 10  // under TLS, per connection the PoP accepts (many)
 	maxStreamsPerConn = 10000
 
 	// Keepalives detect a dead peer on an idle connection (NAT timeouts, a laptop

@@ -188,7 +188,7 @@ func (p *PoP) serveConn(c net.Conn) {
 	defer p.untrack(func() { delete(p.conns, c) })
 	defer c.Close()
 
-	tc := tls.Server(c, p.tlsConf)
+	tc := tls.Server(newReadBufConn(c, acceptReadBuffer), p.tlsConf)
 	ctx, cancel := context.WithTimeout(p.ctx, handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,15 +18,39 @@ var errOpenTimeout = errors.New("publisher did not answer in time")
 // upstream is the PoP's stream to a publisher for one client stream.
 type upstream struct {
 	resp   *http.Response
-	pr     *io.PipeReader // the request body, drained by the HTTP/2 transport
-	pw     *io.PipeWriter // where the client's bytes go
+	body   *handoffBody
 	cancel context.CancelCauseFunc
 }
 
+// close ends the publisher's stream (with a reset if it is not finished) and returns
+// once the transport has let go of the client's request body.
 func (u *upstream) close() {
-	u.pr.Close()
 	u.resp.Body.Close()
 	u.cancel(nil)
+	<-u.body.closed
+}
+
+// handoffBody hands a client's request body to the publisher's stream as its request
+// body, so that the transport reads the client's DATA frames directly (no pipe, no
+// goroutine): EOF becomes END_STREAM and a read error a reset. Closing it is the
+// transport's promise not to read it again, which the handler waits for, since a
+// request may not be used after its handler returns.
+type handoffBody struct {
+	io.ReadCloser
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newHandoffBody(rc io.ReadCloser) *handoffBody {
+	return &handoffBody{ReadCloser: rc, closed: make(chan struct{})}
+}
+
+func (b *handoffBody) Close() error {
+	b.once.Do(func() {
+		b.ReadCloser.Close() // unblocks a Read in progress
+		close(b.closed)
+	})
+	return nil
 }
 
 // serveConnect authorizes a client's CONNECT, opens the matching stream on a
@@ -50,7 +75,7 @@ func (p *PoP) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509.Ce
 		return
 	}
 	log = log.With(zap.String("publisher", pc.name))
-	up, err := p.openUpstream(r.Context(), pc, t)
+	up, err := p.openUpstream(r.Context(), pc, t, r.Body)
 	switch {
 	case errors.Is(err, errOpenTimeout):
 		refuse(w, http.StatusGatewayTimeout, "publisher "+pc.name+": "+err.Error())
@@ -73,22 +98,23 @@ func (p *PoP) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509.Ce
 		return
 	}
 	log.Debug("stream open")
-	p.relay(w, flush, r, up)
+	p.relay(w, flush, up)
 }
 
-// openUpstream opens a CONNECT stream to t on a publisher's connection and waits for
-// its answer, at most OpenTimeout. The stream lives as long as ctx, the client's stream.
-func (p *PoP) openUpstream(ctx context.Context, pc *pubConn, t Target) (*upstream, error) {
+// openUpstream opens a CONNECT stream to t on a publisher's connection, with the
+// client's body as its body, and waits for its answer, at most OpenTimeout. The
+// stream lives as long as ctx, the client's stream.
+func (p *PoP) openUpstream(ctx context.Context, pc *pubConn, t Target, clientBody io.ReadCloser) (*upstream, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	timer := time.AfterFunc(p.cfg.OpenTimeout, func() { cancel(errOpenTimeout) })
-	pr, pw := io.Pipe()
+	body := newHandoffBody(clientBody)
 	auth := t.Authority()
 	req := (&http.Request{
 		Method:        http.MethodConnect,
 		URL:           &url.URL{Host: auth},
 		Host:          auth,
 		Header:        http.Header{HeaderApp: []string{t.AppID}},
-		Body:          pr,
+		Body:          body,
 		ContentLength: -1,
 	}).WithContext(ctx)
 	resp, err := pc.cc.RoundTrip(req)
@@ -99,30 +125,21 @@ func (p *PoP) openUpstream(ctx context.Context, pc *pubConn, t Target) (*upstrea
 		if resp != nil {
 			resp.Body.Close()
 		}
-		pr.CloseWithError(err)
 		cancel(err)
+		body.Close() // RoundTrip closes it on error; make sure before we answer
 		return nil, err
 	}
-	return &upstream{resp: resp, pr: pr, pw: pw, cancel: cancel}, nil
+	return &upstream{resp: resp, body: body, cancel: cancel}, nil
 }
 
-// relay copies bytes both ways between a client stream and its publisher stream.
-// Each end of input is passed on as an END_STREAM and each error as a reset, so
-// half-closes and resets travel end to end.
-func (p *PoP) relay(w http.ResponseWriter, flush func() error, r *http.Request, up *upstream) {
-	// The handler holds a count on p.wg, so adding here cannot race with Wait.
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		err := copyFlush(up.pw, nil, r.Body)
-		// nil closes with EOF: END_STREAM to the publisher. An error resets it.
-		up.pw.CloseWithError(err)
-	}()
-	err := copyFlush(w, flush, up.resp.Body)
-	if err != nil {
+// relay copies the publisher's bytes to the client while the transport carries the
+// client's bytes to the publisher. Each end of input is passed on as an END_STREAM
+// and each error as a reset, so half-closes and resets travel end to end.
+func (p *PoP) relay(w http.ResponseWriter, flush func() error, up *upstream) {
+	if err := copyFlush(w, flush, up.resp.Body); err != nil {
 		// The publisher reset the stream (or the client went away): reset the
-		// client's stream rather than ending it cleanly. The deferred close resets
-		// the publisher's side, and the server closes r.Body, ending the goroutine.
+		// client's stream rather than ending it cleanly.
+		up.close()
 		panic(http.ErrAbortHandler)
 	}
 	// Returning ends the client's stream with END_STREAM; if the client has not

@@ -58,12 +58,7 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = defaultDialTimeout
 	}
-	tc := cfg.TLS.Clone()
-	if tc == nil {
-		tc = &tls.Config{}
-	}
-	tc.NextProtos = []string{ALPNPublisher}
-	tc.MinVersion = tls.VersionTLS13
+	tc := clientTLS(cfg.TLS, cfg.PoPAddr, ALPNPublisher)
 	p := &Publisher{
 		cfg:      cfg,
 		log:      cfg.Log.Named("publisher").With(zap.String("publisher", cfg.Name)),
@@ -112,14 +107,13 @@ func (p *Publisher) Run(ctx context.Context) error {
 // serveOnce dials the PoP and serves the connection until it ends.
 func (p *Publisher) serveOnce(ctx context.Context, bo *backoff) error {
 	dctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
-	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: readIdle}, Config: p.tlsConf}
-	conn, err := d.DialContext(dctx, "tcp", p.cfg.PoPAddr)
+	conn, err := dialTLS(dctx, p.cfg.PoPAddr, p.tlsConf)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("dial PoP %s: %w", p.cfg.PoPAddr, err)
 	}
 	defer conn.Close()
-	if proto := conn.(*tls.Conn).ConnectionState().NegotiatedProtocol; proto != ALPNPublisher {
+	if proto := conn.ConnectionState().NegotiatedProtocol; proto != ALPNPublisher {
 		return fmt.Errorf("dial PoP %s: negotiated protocol %q, want %q", p.cfg.PoPAddr, proto, ALPNPublisher)
 	}
 	bo.reset()

@@ -1,7 +1,9 @@
 package l7
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -177,4 +179,53 @@ func sleepCtx(done <-chan struct{}, d time.Duration) bool {
 // isClosed reports whether err only says that the connection was closed locally.
 func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
+}
+
+// readBufConn puts a read buffer under TLS. crypto/tls asks the connection for about
+// one record (16 KiB) per read, one system call each; through the buffer a single
+// call fetches every record the kernel has queued. This saves about a tenth of the
+// CPU per byte on a bulk stream. Only crypto/tls reads the connection (under its own
+// lock), so the buffer needs none.
+type readBufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func newReadBufConn(c net.Conn, size int) *readBufConn {
+	return &readBufConn{Conn: c, r: bufio.NewReaderSize(c, size)}
+}
+
+func (c *readBufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// dialTLS dials addr and completes a TLS handshake within ctx. The ends that dial
+// (agent, publisher) hold one connection each, so they get a large read buffer.
+func dialTLS(ctx context.Context, addr string, conf *tls.Config) (*tls.Conn, error) {
+	d := net.Dialer{KeepAlive: readIdle}
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(newReadBufConn(raw, dialReadBuffer), conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// clientTLS clones conf for dialing addr with ALPN proto and TLS 1.3 or later.
+func clientTLS(conf *tls.Config, addr, proto string) *tls.Config {
+	tc := conf.Clone()
+	if tc == nil {
+		tc = &tls.Config{}
+	}
+	tc.NextProtos = []string{proto}
+	tc.MinVersion = tls.VersionTLS13
+	if tc.ServerName == "" {
+		// As tls.Dial does: verify the name we dialed.
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			tc.ServerName = host
+		}
+	}
+	return tc
 }
