@@ -88,6 +88,8 @@ type Agent struct {
 
 	stubDirty chan struct{}
 
+	flows flowCounters
+
 	snap   atomic.Pointer[steering.Snapshot]
 	synced atomic.Pointer[syncState]
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -20,6 +21,11 @@ var (
 	errUnknownStub = errors.New("no name is assigned to this stub address")
 	errNotSteered  = errors.New("flow matches no private app")
 )
+
+// flowCounters count handleTCP's outcomes for ztdiag status.
+type flowCounters struct {
+	steered, refused, notSteered, blocked atomic.Int64
+}
 
 // openTimeout bounds how long a new flow waits for the PoP to answer, so a
 // client sees a reset instead of a hang when the path is broken.
@@ -37,18 +43,22 @@ func (a *Agent) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error
 		defer cancel()
 		c, err := a.l7.Open(ctx, l7.Target{Host: host, Port: f.Dst.Port(), AppID: d.App.ID})
 		if err != nil {
+			a.flows.refused.Add(1)
 			log.Info("flow refused", zap.String("app", d.App.ID), zap.Error(err))
 			return nil, err
 		}
+		a.flows.steered.Add(1)
 		log.Debug("flow steered", zap.String("app", d.App.ID))
 		return c, nil
 	case steering.Block:
+		a.flows.blocked.Add(1)
 		log.Info("flow blocked", zap.String("rule", d.Rule))
 		return nil, fmt.Errorf("blocked by %s", d.Rule)
 	default:
 		// The only traffic routed into the TUN is the stub range and app
 		// prefixes; an unsteered flow there (a port outside the app's
 		// definition, or an exception) has nowhere to go and is reset.
+		a.flows.notSteered.Add(1)
 		log.Debug("flow not steered", zap.String("reason", d.Reason))
 		if host == "" {
 			return nil, errUnknownStub

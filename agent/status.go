@@ -18,6 +18,7 @@ type Status struct {
 	Tunnel     TunnelStatus     `json:"tunnel"`
 	TUN        TUNStatus        `json:"tun"`
 	DNS        DNSStatus        `json:"dns"`
+	Flows      FlowStatus       `json:"flows"`
 	Apps       []AppStatus      `json:"apps"`
 	Stubs      []StubStatus     `json:"stubs"`
 }
@@ -60,6 +61,16 @@ type DNSStatus struct {
 	Upstreams []netip.AddrPort `json:"upstreams"`
 }
 
+// FlowStatus counts the flows the TUN device delivered, by outcome, since start.
+type FlowStatus struct {
+	Steered    int64 `json:"steered"`     // opened through the tunnel
+	Refused    int64 `json:"refused"`     // steered, but the PoP or the path refused
+	NotSteered int64 `json:"not_steered"` // matched no app (e.g. a port outside it): reset
+	Blocked    int64 `json:"blocked"`     // blocked by an exception
+	PacketsIn  int64 `json:"packets_in"`  // packets read from the TUN device
+	PacketsOut int64 `json:"packets_out"` // packets written to it
+}
+
 // AppStatus is one synced private app.
 type AppStatus struct {
 	ID     string   `json:"id"`
@@ -94,6 +105,12 @@ func (a *Agent) Status() Status {
 	snap := a.snap.Load()
 	st.TUN = TUNStatus{Name: a.cfg.TUNName, Addr: a.tunIP, Routes: a.routerConfig(snap).Routes}
 	st.DNS = DNSStatus{Mode: a.dnsCfg.Mode(), Listen: a.dns.Addrs(), Upstreams: a.upstreams}
+	ns := a.stack.Stats()
+	st.Flows = FlowStatus{
+		Steered: a.flows.steered.Load(), Refused: a.flows.refused.Load(),
+		NotSteered: a.flows.notSteered.Load(), Blocked: a.flows.blocked.Load(),
+		PacketsIn: ns.PacketsIn, PacketsOut: ns.PacketsOut,
+	}
 	st.Apps = appStatuses(snap)
 	for _, e := range a.stubs.Entries() {
 		st.Stubs = append(st.Stubs, StubStatus{FQDN: e.FQDN, Addr: e.Addr})

@@ -3,10 +3,10 @@ package e2e
 import (
 	"encoding/json"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ztagent/ztagent/agent"
 )
 
 // curl exit codes the tests tell apart.
@@ -68,18 +68,21 @@ func TestSpine(t *testing.T) {
 	})
 
 	t.Run("port outside the app definition is not steered", func(t *testing.T) {
+		before := flows(t, l)
 		for _, url := range []string{"http://10.20.0.10:8080/", "http://web.corp.test:8080/"} {
 			out, code := l.run("client", "curl", "-sS", "--max-time", "10", url)
 			if code != curlRefused {
 				t.Errorf("curl %s: exit %d, want %d (refused by the agent); output:\n%s", url, code, curlRefused, out)
 			}
 		}
-		if n := popStreamsFor(t, l, ":8080"); n != 0 {
-			t.Errorf("the PoP saw %d streams to port 8080", n)
+		after := flows(t, l)
+		if after.NotSteered-before.NotSteered != 2 || after.Steered != before.Steered {
+			t.Errorf("flows before %+v, after %+v: want 2 more not_steered and no new steered", before, after)
 		}
 	})
 
 	t.Run("public name resolves upstream and goes direct", func(t *testing.T) {
+		before := flows(t, l)
 		if addr := dig(t, l, "www.public.test"); addr != netip.MustParseAddr("10.10.0.1") {
 			t.Fatalf("www.public.test = %s, want 10.10.0.1 from the original resolver", addr)
 		}
@@ -89,8 +92,8 @@ func TestSpine(t *testing.T) {
 		}
 		page := l.must("client", "curl", "-sS", "--max-time", "10", "http://www.public.test/")
 		wantPage(t, page, "hello from public web")
-		if n := popStreamsFor(t, l, "public.test"); n != 0 {
-			t.Errorf("the PoP saw %d streams for public.test", n)
+		if after := flows(t, l); after.PacketsIn != before.PacketsIn {
+			t.Errorf("%d packets entered the TUN device", after.PacketsIn-before.PacketsIn)
 		}
 	})
 
@@ -147,18 +150,13 @@ func wantPage(t *testing.T, page string, parts ...string) {
 	}
 }
 
-// popStreamsFor counts the PoP's stream log lines that mention s.
-func popStreamsFor(t *testing.T, l *lab, s string) int {
+// flows reads the agent's flow counters.
+func flows(t *testing.T, l *lab) agent.FlowStatus {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(l.dir, "ztcloud.log"))
-	if err != nil {
-		t.Fatal(err)
+	var st agent.Status
+	out := l.must("client", l.bin("ztdiag"), "--socket", l.sock(), "status", "--json")
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
 	}
-	n := 0
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, "stream") && strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
+	return st.Flows
 }

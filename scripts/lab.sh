@@ -67,6 +67,9 @@ net_up() {
   for ns in $CLIENT $CLOUD $CORP; do
     ip netns add "$ns"
     inns "$ns" ip link set lo up
+    # No IPv6 duplicate address detection: addresses are final at once, so a
+    # before/after snapshot of the namespace does not depend on timing.
+    inns "$ns" sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0
   done
   ip link add eth0 netns "$CLIENT" type veth peer name eth0 netns "$CLOUD"
   ip link add eth0 netns "$CORP" type veth peer name eth1 netns "$CLOUD"
