@@ -1,8 +1,10 @@
 // Package dnsproxy is the DNS server the operating system is pointed at. It
 // answers the names of private applications itself (an A record with the
 // name's stub address, empty NOERROR answers for the other types so that clients
-// fall back to the stub, PTR for stub addresses) and forwards every other query,
-// unchanged, to the resolvers the system had before the agent took over. Which
+// fall back to the stub, PTR for stub addresses), sends the names of
+// publisher-DNS apps to the Upstream the policy names (a publisher, through
+// the tunnel), and forwards every other query, unchanged, to the resolvers the
+// system had before the agent took over, with a TTL-honouring cache. Which
 // names are private is decided by a Policy that the agent swaps atomically when
 // its configuration changes; the query path never takes a lock to read it.
 package dnsproxy
@@ -78,7 +80,8 @@ type Config struct {
 	// exception gets the real answer. It is called on the query path and
 	// must be fast (cache the process lookup).
 	Bypass func(client netip.AddrPort) bool
-	// Log receives the server's logs; nil discards them.
+	// Log receives the server's logs, under the name "dnsproxy"; nil
+	// discards them.
 	Log *zap.Logger
 	// MaxInFlight bounds the forwarded queries waiting for an upstream; when
 	// it is reached, further forwarded queries are answered SERVFAIL at once
@@ -192,9 +195,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = defaultTimeout
 	}
-	log := cfg.Log
-	if log == nil {
-		log = zap.NewNop()
+	log := zap.NewNop()
+	if cfg.Log != nil {
+		log = cfg.Log.Named("dnsproxy")
 	}
 	s := &Server{
 		log:     log,

@@ -1,0 +1,99 @@
+package dnsproxy
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+)
+
+// The UDP benchmarks below send real queries over loopback, one at a time
+// per client goroutine, so ns/op is the round trip as a client sees it.
+// Compare BenchmarkUDPForwardMiss with BenchmarkUDPUpstreamDirect (the same
+// upstream asked without the proxy) for the latency the proxy adds.
+
+func benchProxy(b *testing.B, up netip.AddrPort, cacheSize int) string {
+	b.Helper()
+	cfg := Config{Listen: []string{"127.0.0.1:0"}, Policy: fuzzPolicy(), Log: zap.NewNop(), CacheSize: cacheSize}
+	if up.IsValid() {
+		cfg.Upstreams = []netip.AddrPort{up}
+	}
+	s, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s.Addrs()[0].String()
+}
+
+// benchUpstream is a bare miekg/dns server answering every A query from
+// memory: the reference the proxy is compared with.
+func benchUpstream(b *testing.B) netip.AddrPort {
+	b.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		w.WriteMsg(answerA(r, "udp"))
+	})}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	done := make(chan struct{})
+	go func() { defer close(done); srv.ActivateAndServe() }()
+	<-started
+	b.Cleanup(func() { srv.Shutdown(); <-done })
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// udpRoundTrips sends query to addr from parallel clients until b is done.
+func udpRoundTrips(b *testing.B, addr string, query *dns.Msg) {
+	wire, err := query.Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 1500)
+		for pb.Next() {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Write(wire); err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := c.Read(buf); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkUDPStub(b *testing.B) {
+	udpRoundTrips(b, benchProxy(b, netip.AddrPort{}, 0), newQuery("wiki.corp.example.", dns.TypeA))
+}
+
+func BenchmarkUDPForwardCacheHit(b *testing.B) {
+	udpRoundTrips(b, benchProxy(b, benchUpstream(b), 0), newQuery("www.example.com.", dns.TypeA))
+}
+
+func BenchmarkUDPForwardMiss(b *testing.B) {
+	udpRoundTrips(b, benchProxy(b, benchUpstream(b), -1), newQuery("www.example.com.", dns.TypeA))
+}
+
+func BenchmarkUDPUpstreamDirect(b *testing.B) {
+	udpRoundTrips(b, benchUpstream(b).String(), newQuery("www.example.com.", dns.TypeA))
+}
