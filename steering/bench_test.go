@@ -184,7 +184,7 @@ type naive struct {
 	exAdr []hostSpec
 }
 
-func newNaive(b *testing.B, c *Config) *naive {
+func newNaive(b testing.TB, c *Config) *naive {
 	ck, err := check(c)
 	if err != nil {
 		b.Fatal(err)

@@ -114,8 +114,10 @@ func (s *Snapshot) matchFlowAddr(f *Flow) Decision {
 		fam = 1
 	}
 	key := u128From(a)
-	if n := s.exAddrs[fam].lookup(key); n >= 0 {
-		return Decision{Action: Direct, Rule: s.rules[s.exAddrs[fam].nodes[n].head].text, Reason: reasonExAddr}
+	if ex := &s.exAddrs[fam]; len(ex.nodes) > 0 {
+		if n := ex.lookup(key); n >= 0 {
+			return Decision{Action: Direct, Rule: s.rules[ex.links[ex.nodes[n].head].rule].text, Reason: reasonExAddr}
+		}
 	}
 	t := &s.appAddrs[fam]
 	n := t.lookup(key)
@@ -123,13 +125,14 @@ func (s *Snapshot) matchFlowAddr(f *Flow) Decision {
 		return Decision{Reason: reasonNoAddr}
 	}
 	for nd := n; nd >= 0; nd = t.nodes[nd].parent {
-		for r := t.nodes[nd].head; r >= 0; r = s.rules[r].next {
+		for l := t.nodes[nd].head; l >= 0; l = t.links[l].next {
+			r := t.links[l].rule
 			if s.apps[s.rules[r].app].admits(f.Proto, f.Port) {
 				return s.appDecision(r, reasonFlowAddr)
 			}
 		}
 	}
-	return Decision{Rule: s.rules[t.nodes[n].head].text, Reason: reasonAddrPorts}
+	return Decision{Rule: s.rules[t.links[t.nodes[n].head].rule].text, Reason: reasonAddrPorts}
 }
 
 // applyPinned overrides a steered decision when the flow's owner matches a

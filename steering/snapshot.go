@@ -115,7 +115,7 @@ func (s *Snapshot) buildExceptions(ck *checked) {
 	}
 	s.addRules(-1, "exceptions.addresses", s.cfg.Exceptions.Addresses, ck.exAddrs, &pr)
 	for f := range pr {
-		s.exAddrs[f] = buildAddrTable(pr[f], s.rules)
+		s.exAddrs[f] = buildAddrTable(pr[f])
 	}
 }
 
@@ -140,7 +140,7 @@ func (s *Snapshot) buildApps(ck *checked) {
 		s.appNames.add(s.rules, names[i].r, names[i].spec)
 	}
 	for f := range pr {
-		s.appAddrs[f] = buildAddrTable(pr[f], s.rules)
+		s.appAddrs[f] = buildAddrTable(pr[f])
 	}
 	s.routes = routePrefixes(pr, s.exAddrs)
 }

@@ -11,7 +11,7 @@ import (
 // config wins a tie.
 type rule struct {
 	app  int32 // index into Snapshot.apps; -1 for exceptions
-	next int32 // next rule with the same key; -1 ends the chain
+	next int32 // next rule with the same name (name chains only); -1 ends it
 	kind hostKind
 	text string // `apps[2].hosts[0] "*.corp.test"`
 }
@@ -129,6 +129,7 @@ type addrTable struct {
 	starts []u128  // first address of each segment, ascending; starts[0] is 0
 	owner  []int32 // innermost node of each segment, -1 for none
 	nodes  []addrNode
+	links  []addrLink
 
 	// The smallest prefix covering every node (coverLo/coverBits) is cut into
 	// 2^ibits buckets; buckets[b] is the last segment starting at or before
@@ -146,7 +147,13 @@ const maxIndexBits = 16
 type addrNode struct {
 	prefix netip.Prefix
 	parent int32 // enclosing node, -1 for none
-	head   int32 // first rule for this prefix
+	head   int32 // first link (rule) for this prefix, in config order
+}
+
+// addrLink chains the rules of one prefix. Address rules need their own chains
+// (not rule.next): a range is several prefixes, each with its own chain.
+type addrLink struct {
+	rule, next int32
 }
 
 type prefixRule struct {
@@ -156,10 +163,11 @@ type prefixRule struct {
 
 // buildAddrTable builds the table from (prefix, rule) pairs given in config
 // order; all prefixes are of one family.
-func buildAddrTable(in []prefixRule, rules []rule) addrTable {
+func buildAddrTable(in []prefixRule) addrTable {
 	t := addrTable{starts: make([]u128, 1, 2*len(in)+1), owner: make([]int32, 1, 2*len(in)+1)}
 	t.owner[0] = -1
 	t.nodes = make([]addrNode, 0, len(in))
+	t.links = make([]addrLink, 0, len(in))
 	idx := make(map[netip.Prefix]int32, len(in))
 	for i := len(in) - 1; i >= 0; i-- {
 		pr := in[i]
@@ -169,8 +177,8 @@ func buildAddrTable(in []prefixRule, rules []rule) addrTable {
 			idx[pr.p] = n
 			t.nodes = append(t.nodes, addrNode{prefix: pr.p, parent: -1, head: -1})
 		}
-		rules[pr.r].next = t.nodes[n].head
-		t.nodes[n].head = pr.r
+		t.links = append(t.links, addrLink{rule: pr.r, next: t.nodes[n].head})
+		t.nodes[n].head = int32(len(t.links) - 1)
 	}
 	type bound struct {
 		lo, hi u128
