@@ -222,6 +222,9 @@ func (c *Client) connect() (*tunnelConn, error) {
 // is a *RefusedError (errors.Is(err, ErrRefused)); with no connection to the PoP it
 // fails at once with ErrNotConnected. ctx bounds only the wait for the answer.
 func (c *Client) Open(ctx context.Context, t Target) (net.Conn, error) {
+	if t.Host == "" || t.Port == 0 {
+		return nil, fmt.Errorf("l7: open %q: %w", t.Authority(), ErrBadTarget)
+	}
 	tc := c.cur.Load()
 	if tc == nil || !tc.cc.CanTakeNewRequest() {
 		return nil, ErrNotConnected

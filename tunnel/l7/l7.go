@@ -85,6 +85,9 @@ func (t Target) String() string {
 // to the PoP. Open fails fast rather than waiting for a reconnect.
 var ErrNotConnected = errors.New("l7: tunnel not connected")
 
+// ErrBadTarget is returned by Client.Open for a target without a host or a port.
+var ErrBadTarget = errors.New("l7: target needs a host and a port")
+
 // ErrRefused matches every *RefusedError with errors.Is.
 var ErrRefused = errors.New("l7: stream refused")
 

@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -45,7 +47,7 @@ type Publisher struct {
 	resolver *net.Resolver
 	dialer   net.Dialer
 
-	wg       sync.WaitGroup // handlers and their relays
+	wg       sync.WaitGroup // handlers
 	mu       sync.Mutex
 	stopping bool
 }
@@ -159,7 +161,7 @@ func (p *Publisher) serveConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	defer conn.Close()
 	// A reset from the PoP cancels the stream's context; closing the connection
-	// unblocks both copies.
+	// unblocks both directions.
 	stop := context.AfterFunc(r.Context(), func() { conn.Close() })
 	defer stop()
 
@@ -168,19 +170,38 @@ func (p *Publisher) serveConnect(w http.ResponseWriter, r *http.Request) {
 	if err := flush(); err != nil {
 		return
 	}
-	p.wg.Add(1) // the handler holds a count, so this cannot race with Wait
+	relayTarget(w, flush, r.Body, conn)
+}
+
+// relayTarget copies bytes both ways between a stream and its target connection until
+// both directions are done, and owns the goroutine that carries the upstream one.
+// END_STREAM from the PoP becomes a FIN to the target and the target's FIN ends the
+// stream; a reset on either side resets the other.
+func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, conn *net.TCPConn) {
+	var finished atomic.Bool // the downstream direction is over; upstream is abandoned
+	done := make(chan struct{})
 	go func() {
-		defer p.wg.Done()
-		if err := copyFlush(conn, nil, r.Body); err != nil {
-			// The stream was reset: reset the TCP connection too.
+		defer close(done)
+		err := copyFlush(conn, nil, body)
+		if err != nil && !finished.Load() {
+			// The PoP reset the stream: reset the target's connection too.
 			conn.SetLinger(0)
 			conn.Close()
 			return
 		}
-		conn.CloseWrite() // END_STREAM becomes a FIN
+		conn.CloseWrite()
 	}()
-	if err := copyFlush(w, flush, conn); err != nil && r.Context().Err() == nil {
-		// The target reset the connection: reset the stream.
+	defer func() {
+		// A request body may not be read after the handler returns, and net/http
+		// cannot keep reading it once the response is over (the stream is reset
+		// with NO_ERROR): stop the upstream copy, wherever it is blocked, and wait.
+		finished.Store(true)
+		body.Close()
+		conn.SetWriteDeadline(time.Now())
+		<-done
+	}()
+	if err := copyFlush(w, flush, conn); err != nil {
+		// The target reset the connection (or the stream is gone): reset the stream.
 		panic(http.ErrAbortHandler)
 	}
 }

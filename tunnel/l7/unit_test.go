@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -108,5 +109,15 @@ func TestBackoff(t *testing.T) {
 	}
 	if d := newBackoff(0, 0); d.min != defaultRetryMin || d.max != defaultRetryMax {
 		t.Errorf("defaults = %v..%v", d.min, d.max)
+	}
+}
+
+func TestOpenBadTarget(t *testing.T) {
+	c := NewClient(ClientConfig{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	for _, target := range []Target{{Port: 443}, {Host: "wiki.corp.example"}} {
+		if _, err := c.Open(context.Background(), target); !errors.Is(err, ErrBadTarget) {
+			t.Errorf("Open(%+v): %v, want ErrBadTarget", target, err)
+		}
 	}
 }
