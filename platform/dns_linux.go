@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // NewDNSConfigurator returns the Linux resolver configurator. For now it
@@ -35,11 +37,28 @@ type resolvConfJournal struct {
 	// Symlink is the link target when Path was a symbolic link (for example
 	// to systemd-resolved's or NetworkManager's file); Original is then the
 	// content it pointed to, kept to learn the upstreams.
-	Symlink  string      `json:"symlink,omitempty"`
-	Perm     fs.FileMode `json:"perm"`
-	Original []byte      `json:"original"`
-	Manager  string      `json:"manager,omitempty"`
+	Symlink string `json:"symlink,omitempty"`
+	// fileAttrs are the regular file's mode, owner and SELinux label.
+	fileAttrs
+	Original []byte `json:"original"`
+	Manager  string `json:"manager,omitempty"`
 }
+
+// fileAttrs are what a rewrite of resolv.conf must keep besides the bytes:
+// replacing the file by rename would otherwise give it our umask, our owner
+// and the directory's default SELinux type (etc_t instead of net_conf_t,
+// which confined resolvers may then not read).
+type fileAttrs struct {
+	Perm    fs.FileMode `json:"perm"`
+	UID     int         `json:"uid"`
+	GID     int         `json:"gid"`
+	SELinux string      `json:"selinux,omitempty"`
+}
+
+// newFileAttrs are used where there was no regular file to copy them from.
+var newFileAttrs = fileAttrs{Perm: 0o644, UID: -1, GID: -1}
+
+const selinuxXattr = "security.selinux"
 
 // resolvConfDNS manages a resolv.conf file. Every change is preceded by a
 // journal entry holding the original, so Restore (or the next start, after a
@@ -139,11 +158,11 @@ func (r *resolvConfDNS) Set(cfg DNSConfig) error {
 	}
 	hint := fmt.Sprintf("restore the original from %s (field \"original\", base64).", r.journal.path)
 	data := renderResolvConf(parseResolvConf(r.saved.Original), cfg, hint)
-	perm := r.saved.Perm
-	if perm == 0 || r.saved.Symlink != "" {
-		perm = 0o644
+	attrs := r.saved.fileAttrs
+	if !r.saved.Existed || r.saved.Symlink != "" {
+		attrs = newFileAttrs
 	}
-	if err := r.writeFile(data, perm); err != nil {
+	if err := r.writeFile(data, attrs); err != nil {
 		return err
 	}
 	r.cfg = cfg
@@ -179,7 +198,7 @@ func (r *resolvConfDNS) snapshot() (*resolvConfJournal, error) {
 		return nil, fmt.Errorf("resolv.conf: %w", err)
 	}
 	s.Existed = true
-	s.Perm = fi.Mode().Perm()
+	s.fileAttrs = attrsOf(r.path, fi)
 	if fi.Mode()&fs.ModeSymlink != 0 {
 		if s.Symlink, err = os.Readlink(r.path); err != nil {
 			return nil, fmt.Errorf("resolv.conf: %w", err)
@@ -213,8 +232,22 @@ func (r *resolvConfDNS) restoreFrom(saved *resolvConfJournal) error {
 	case saved.Symlink != "":
 		return r.writeSymlink(saved.Symlink)
 	default:
-		return r.writeFile(saved.Original, saved.Perm)
+		return r.writeFile(saved.Original, saved.fileAttrs)
 	}
+}
+
+// attrsOf reads the attributes of the file at path, described by fi.
+func attrsOf(path string, fi fs.FileInfo) fileAttrs {
+	a := fileAttrs{Perm: fi.Mode().Perm(), UID: -1, GID: -1}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		a.UID, a.GID = int(st.Uid), int(st.Gid)
+	}
+	// Without SELinux the attribute is absent (ENODATA) or unsupported.
+	buf := make([]byte, 256)
+	if n, err := unix.Lgetxattr(path, selinuxXattr, buf); err == nil && n > 0 {
+		a.SELinux = strings.TrimRight(string(buf[:n]), "\x00")
+	}
+	return a
 }
 
 // isOurs reports whether path is a regular file written by the agent.
@@ -239,10 +272,10 @@ func removeStaleTemps(path string) {
 
 // writeFile replaces path with a regular file holding data: a synced temp file
 // renamed over it, or, when path is a mount point, in place.
-func (r *resolvConfDNS) writeFile(data []byte, perm fs.FileMode) error {
+func (r *resolvConfDNS) writeFile(data []byte, attrs fileAttrs) error {
 	tmp := tempName(r.path)
 	os.Remove(tmp)
-	if err := writeSynced(tmp, data, perm); err != nil {
+	if err := writeSynced(tmp, data, attrs); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", r.path, err)
 	}
@@ -260,32 +293,41 @@ func (r *resolvConfDNS) writeFile(data []byte, perm fs.FileMode) error {
 		return fmt.Errorf("writing %s: %w", r.path, err)
 	}
 	r.log.Debug("resolv.conf is a mount point; writing in place", zap.String("path", r.path))
-	if err := writeInPlace(r.path, data, perm); err != nil {
+	if err := writeInPlace(r.path, data, attrs); err != nil {
 		return fmt.Errorf("writing %s in place (it is a mount point): %w", r.path, err)
 	}
 	return nil
 }
 
-func writeSynced(name string, data []byte, perm fs.FileMode) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+func writeSynced(name string, data []byte, attrs fileAttrs) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, attrs.Perm)
 	if err != nil {
 		return err
 	}
-	return finishWrite(f, data, perm)
+	return finishWrite(f, data, attrs)
 }
 
-func writeInPlace(name string, data []byte, perm fs.FileMode) error {
+func writeInPlace(name string, data []byte, attrs fileAttrs) error {
 	// O_NOFOLLOW: never write through a symlink into another program's file.
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
-	return finishWrite(f, data, perm)
+	return finishWrite(f, data, attrs)
 }
 
-// finishWrite sets perm (past the umask), writes data, syncs and closes f.
-func finishWrite(f *os.File, data []byte, perm fs.FileMode) error {
-	err := f.Chmod(perm)
+// finishWrite applies attrs (the mode past the umask), writes data, syncs and
+// closes f.
+func finishWrite(f *os.File, data []byte, attrs fileAttrs) error {
+	err := f.Chmod(attrs.Perm)
+	if err == nil && (attrs.UID >= 0 || attrs.GID >= 0) {
+		err = f.Chown(attrs.UID, attrs.GID)
+	}
+	if err == nil && attrs.SELinux != "" {
+		// Best effort: a policy that forbids relabelling leaves the default
+		// label, which is still a working file.
+		unix.Fsetxattr(int(f.Fd()), selinuxXattr, []byte(attrs.SELinux), 0)
+	}
 	if err == nil {
 		_, err = f.Write(data)
 	}

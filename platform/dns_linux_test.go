@@ -321,3 +321,41 @@ func TestResolvConfChangedByOthers(t *testing.T) {
 		})
 	}
 }
+
+// TestResolvConfKeepsOwner checks that the rewritten and the restored files
+// keep the original's owner, though both are new inodes. Needs root.
+func TestResolvConfKeepsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "resolv.conf")
+	writeTestFile(t, path, origConf, 0o644)
+	if err := os.Chown(path, 1234, 5678); err != nil {
+		t.Fatal(err)
+	}
+	owner := func() (uint32, uint32) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return st.Uid, st.Gid
+	}
+	r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), os.Rename)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Set(agentCfg); err != nil {
+		t.Fatal(err)
+	}
+	if u, g := owner(); u != 1234 || g != 5678 {
+		t.Errorf("after Set: owner %d:%d, want 1234:5678", u, g)
+	}
+	if err := r.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if u, g := owner(); u != 1234 || g != 5678 {
+		t.Errorf("after Restore: owner %d:%d, want 1234:5678", u, g)
+	}
+}
