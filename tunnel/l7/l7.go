@@ -9,7 +9,9 @@
 // with its own resolver, connects, and relays. Half-closes travel as END_STREAM and
 // end as TCP FINs; errors travel as RST_STREAM. Flow-control windows and frame sizes
 // are sized for the bandwidth-delay product of a fast path, not left at the library's
-// defaults, which cap a stream at a few hundred Mbit/s.
+// defaults, which cap a stream at a few hundred Mbit/s. One asymmetry comes from
+// net/http's server side: a stream's response cannot end while its request is still
+// being read, so when a target half-closes first the flow ends in both directions.
 package l7
 
 import (

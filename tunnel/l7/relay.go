@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -174,11 +173,6 @@ func sleepCtx(done <-chan struct{}, d time.Duration) bool {
 	case <-done:
 		return false
 	}
-}
-
-// isClosed reports whether err only says that the connection was closed locally.
-func isClosed(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
 }
 
 // readBufConn puts a read buffer under TLS. crypto/tls asks the connection for about
