@@ -7,12 +7,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/sys/unix"
 )
 
 var agentCfg = DNSConfig{Servers: []netip.Addr{netip.MustParseAddr("100.64.0.53")}, Search: []string{"corp.example"}}
@@ -357,5 +359,61 @@ func TestResolvConfKeepsOwner(t *testing.T) {
 	}
 	if u, g := owner(); u != 1234 || g != 5678 {
 		t.Errorf("after Restore: owner %d:%d, want 1234:5678", u, g)
+	}
+}
+
+// TestResolvConfRealBindMount reproduces what ip netns exec does — a file
+// bind-mounted over resolv.conf — in a mount namespace private to this test's
+// thread, and checks Set and Restore write through it. Needs root.
+func TestResolvConfRealBindMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a mount namespace")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "resolv.conf")
+	nsFile := filepath.Join(dir, "netns-resolv.conf")
+	writeTestFile(t, path, "nameserver 192.0.2.99\n", 0o644)
+	writeTestFile(t, nsFile, origConf, 0o644)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The thread is never unlocked, so it exits with this goroutine and
+		// its mount namespace goes with it.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			t.Errorf("unshare: %v", err)
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			t.Errorf("make / private: %v", err)
+			return
+		}
+		if err := unix.Mount(nsFile, path, "", unix.MS_BIND, ""); err != nil {
+			t.Errorf("bind mount: %v", err)
+			return
+		}
+		r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), os.Rename)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := r.Set(agentCfg); err != nil {
+			t.Errorf("Set over a bind mount: %v", err)
+			return
+		}
+		if b, _ := os.ReadFile(nsFile); !bytes.HasPrefix(b, []byte(resolvConfMarker)) {
+			t.Errorf("the mounted file was not written: %q", b)
+		}
+		if err := r.Restore(); err != nil {
+			t.Errorf("Restore over a bind mount: %v", err)
+		}
+	}()
+	<-done
+	if b, _ := os.ReadFile(nsFile); string(b) != origConf {
+		t.Errorf("mounted file after Restore: %q, want the original", b)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "nameserver 192.0.2.99\n" {
+		t.Errorf("the file under the mount was touched: %q", b)
 	}
 }
