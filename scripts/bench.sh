@@ -7,17 +7,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ZT_LAB=${ZT_LAB:-ztbench}
-DIR=.lab/$ZT_LAB
+DIR=$PWD/.lab/$ZT_LAB
 SECS=${BENCH_SECS:-10}
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (network namespaces)" >&2; exit 1; }
 trap 'scripts/lab.sh down >/dev/null 2>&1 || true' EXIT
 ZT_LAB_NOAGENT=1 scripts/lab.sh up
 C="ip netns exec $ZT_LAB-client"
 ip netns exec "$ZT_LAB-corp" iperf3 -s -D -B 10.20.0.10 --pidfile "$DIR/iperf3.pid2"
-sleep 0.3
+for _ in $(seq 50); do ip netns exec "$ZT_LAB-corp" ss -ltn | grep -q ':5201 ' && break; sleep 0.1; done
 
 # gbits JSON: single-stream receiver throughput in Gbit/s.
-gbits() { python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'; }
+gbits() { python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+if "error" in r: sys.exit("iperf3: " + r["error"])
+print("%.3f" % (r["end"]["sum_received"]["bits_per_second"] / 1e9))'; }
 bytes_rx() { python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])'; }
 # cpu_ticks PID...: user+system clock ticks used so far.
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }

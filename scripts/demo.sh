@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export ZT_LAB=${ZT_LAB:-ztdemo}
 LAB="scripts/lab.sh"
-DIR=.lab/$ZT_LAB
+DIR=$PWD/.lab/$ZT_LAB
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 fail() { echo "demo FAILED: $*" >&2; for f in "$DIR"/*.log; do echo "--- $f (last lines)"; tail -n 8 "$f"; done >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || fail "the demo needs root (it creates network namespaces)"
