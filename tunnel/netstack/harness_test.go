@@ -35,29 +35,29 @@ var (
 // packets to the client, checking every checksum the bridge produced.
 type pipeTUN struct {
 	batch     int
-	in        chan []byte // client → Stack
+	in        chan *[]byte // client → Stack
 	deliver   func([]byte)
 	closed    chan struct{}
 	closeOnce sync.Once
 	events    chan tun.Event
 	badCsum   atomic.Int64
-	bufs      sync.Pool
+	bufs      sync.Pool // of *[]byte, 64 KiB
 }
 
 func newPipeTUN(batch int) *pipeTUN {
 	d := &pipeTUN{
 		batch:  batch,
-		in:     make(chan []byte, 1024),
+		in:     make(chan *[]byte, 1024),
 		closed: make(chan struct{}),
 		events: make(chan tun.Event, 1),
 	}
-	d.bufs.New = func() any { return make([]byte, 0, 1<<16) }
+	d.bufs.New = func() any { b := make([]byte, 1<<16); return &b }
 	d.events <- tun.EventUp
 	return d
 }
 
 func (d *pipeTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	var p []byte
+	var p *[]byte
 	select {
 	case p = <-d.in:
 	case <-d.closed:
@@ -65,8 +65,8 @@ func (d *pipeTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 	n := 0
 	for {
-		sizes[n] = copy(bufs[n][offset:], p)
-		d.bufs.Put(p[:0])
+		sizes[n] = copy(bufs[n][offset:], *p)
+		d.bufs.Put(p)
 		n++
 		if n == len(bufs) || n == d.batch {
 			return n, nil
@@ -170,11 +170,12 @@ func (h *harness) pumpClient() {
 		if pkt == nil {
 			return
 		}
-		b := h.dev.bufs.Get().([]byte)[:pkt.Size()]
-		packetReadAt(pkt, b, 0)
+		bp := h.dev.bufs.Get().(*[]byte)
+		*bp = (*bp)[:cap(*bp)][:pkt.Size()]
+		packetReadAt(pkt, *bp, 0)
 		pkt.DecRef()
 		select {
-		case h.dev.in <- b:
+		case h.dev.in <- bp:
 		case <-h.dev.closed:
 		}
 	}

@@ -153,8 +153,9 @@ type Stack struct {
 }
 
 // enableGSO lets gVisor build TCP segments up to 64 KiB that the writer
-// splits; benchmarks turn it off to measure the difference.
-var enableGSO = true
+// splits; enableGRO merges inbound segments before gVisor sees them.
+// Benchmarks turn them off to measure what they are worth.
+var enableGSO, enableGRO = true, true
 
 // New builds the stack on dev and starts reading and writing it. New takes
 // ownership of dev: Close closes it, since closing is the only way to

@@ -44,7 +44,7 @@ func (s *Stack) readLoop(batch int) {
 		bufs[i] = make([]byte, bufSize)
 	}
 	var g gro.GRO
-	g.Init(true)
+	g.Init(enableGRO)
 	for {
 		n, err := s.dev.Read(bufs, sizes, tunOffset)
 		if n > 0 {
