@@ -47,10 +47,10 @@ func TestMatchName(t *testing.T) {
 		{"WIKI.Corp.Test.", "wiki", `apps[0].hosts[0] "wiki.corp.test"`, L7},
 		{"x.corp.test", "wiki", `apps[0].hosts[1] "*.corp.test"`, L7},
 		{"a.b.c.corp.test", "wiki", `apps[0].hosts[1] "*.corp.test"`, L7},
-		{"corp.test", "", "", Direct},                                             // a wildcard never matches its apex
-		{"x.dev.corp.test", "dev", `apps[1].hosts[0] "*.dev.corp.test"`, L7},       // longest wildcard
-		{"dev.corp.test", "wiki", `apps[0].hosts[1] "*.corp.test"`, L7},            // apex of *.dev falls to *.corp
-		{"db.corp.test", "db", `apps[2].hosts[1] "db.corp.test"`, L7},              // exact beats wildcard
+		{"corp.test", "", "", Direct},                                                // a wildcard never matches its apex
+		{"x.dev.corp.test", "dev", `apps[1].hosts[0] "*.dev.corp.test"`, L7},         // longest wildcard
+		{"dev.corp.test", "wiki", `apps[0].hosts[1] "*.corp.test"`, L7},              // apex of *.dev falls to *.corp
+		{"db.corp.test", "db", `apps[2].hosts[1] "db.corp.test"`, L7},                // exact beats wildcard
 		{"public.corp.test", "", `exceptions.domains[0] "public.corp.test"`, Direct}, // exception beats wildcard app
 		{"img.cdn.corp.test", "", `exceptions.domains[1] "*.cdn.corp.test"`, Direct},
 		{"cdn.corp.test", "wiki", `apps[0].hosts[1] "*.corp.test"`, L7},

@@ -27,6 +27,11 @@ func (p *StubPool) Assign(fqdn string, now time.Time) (netip.Addr, error) {
 		p.mu.Unlock()
 		return p.addrOf(e.off), nil
 	}
+	name, err := parseName(string(buf[:n]))
+	if err != nil {
+		p.mu.Unlock()
+		return netip.Addr{}, fmt.Errorf("stub pool: invalid name %q: %w", fqdn, err)
+	}
 	off, ok := p.freeLocked()
 	if !ok {
 		off, ok = p.recycleLocked(now)
@@ -35,7 +40,7 @@ func (p *StubPool) Assign(fqdn string, now time.Time) (netip.Addr, error) {
 		p.mu.Unlock()
 		return netip.Addr{}, ErrPoolExhausted
 	}
-	e := &stubEntry{fqdn: string(buf[:n]), off: off}
+	e := &stubEntry{fqdn: name, off: off}
 	e.answered.Store(now.UnixNano())
 	p.insertLocked(e)
 	p.next = off + 1
