@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"encoding/binary"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,12 @@ type cacheEntry struct {
 	msg     *dns.Msg // never modified once stored
 	stored  time.Time
 	expires time.Time
+	// wire is msg packed, for the UDP fast path (nil if it could not be
+	// packed or walked); ttlOffs are the offsets of its records' TTLs (OPT
+	// excepted) and qEnd the end of its question.
+	wire    []byte
+	ttlOffs []uint16
+	qEnd    int
 }
 
 func newCache(max int) *cache {
@@ -51,7 +58,9 @@ func newCache(max int) *cache {
 
 func keyOf(req *dns.Msg) cacheKey {
 	q := req.Question[0]
-	k := cacheKey{name: strings.ToLower(q.Name), qtype: q.Qtype, qclass: q.Qclass}
+	// The name is in Policy form (no trailing dot) so that the fast path,
+	// which parses names that way, finds the same entries.
+	k := cacheKey{name: strings.ToLower(strings.TrimSuffix(q.Name, ".")), qtype: q.Qtype, qclass: q.Qclass}
 	if req.RecursionDesired {
 		k.flags |= keyRD
 	}
@@ -109,6 +118,11 @@ func (c *cache) put(req, resp *dns.Msg, now time.Time) {
 	stored.Compress = true // served re-packed; keep it as small as the original
 	stripCookie(stored)
 	e := &cacheEntry{msg: stored, stored: now, expires: now.Add(min(ttl, maxCacheTTL))}
+	if wire, err := stored.Pack(); err == nil {
+		if offs, qEnd, ok := ttlOffsets(wire); ok {
+			e.wire, e.ttlOffs, e.qEnd = wire, offs, qEnd
+		}
+	}
 	k := keyOf(req)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -116,6 +130,89 @@ func (c *cache) put(req, resp *dns.Msg, now time.Time) {
 		c.evictLocked(now)
 	}
 	c.m[k] = e
+}
+
+// appendWire appends to out the cached answer to the simple query q (raw
+// bytes b), as get would give it, and returns nil on a miss or when the
+// answer does not fit maxSize.
+func (c *cache) appendWire(out, b []byte, q *wireQuery, name string, maxSize int, now time.Time) []byte {
+	k := cacheKey{name: name, qtype: q.qtype, qclass: dns.ClassINET}
+	if q.flags&flagRD != 0 {
+		k.flags |= keyRD
+	}
+	if q.flags&flagCD != 0 {
+		k.flags |= keyCD
+	}
+	if q.edns {
+		k.flags |= keyEDNS
+		if q.do {
+			k.flags |= keyDO
+		}
+	}
+	c.mu.Lock()
+	e := c.m[k]
+	if e != nil && !now.Before(e.expires) {
+		delete(c.m, k)
+		e = nil
+	}
+	c.mu.Unlock()
+	if e == nil || e.wire == nil || len(e.wire) > maxSize || e.qEnd != q.qEnd {
+		return nil
+	}
+	start := len(out)
+	out = append(out, e.wire...)
+	r := out[start:]
+	r[0], r[1] = b[0], b[1]                        // the client's ID
+	copy(r[headerLen:q.qEnd], b[headerLen:q.qEnd]) // and question, case kept
+	if age := uint32(now.Sub(e.stored) / time.Second); age > 0 {
+		for _, off := range e.ttlOffs {
+			ttl := binary.BigEndian.Uint32(r[off:])
+			binary.BigEndian.PutUint32(r[off:], max(ttl, age)-age)
+		}
+	}
+	return out
+}
+
+// ttlOffsets walks a packed message and returns the offsets of the TTLs of
+// its records, OPT excepted, and the end of its single question.
+func ttlOffsets(m []byte) (offs []uint16, qEnd int, ok bool) {
+	if len(m) < headerLen || binary.BigEndian.Uint16(m[4:]) != 1 {
+		return nil, 0, false
+	}
+	off, ok := skipName(m, headerLen)
+	if !ok || off+4 > len(m) {
+		return nil, 0, false
+	}
+	qEnd = off + 4
+	off = qEnd
+	n := int(binary.BigEndian.Uint16(m[6:])) + int(binary.BigEndian.Uint16(m[8:])) + int(binary.BigEndian.Uint16(m[10:]))
+	for range n {
+		if off, ok = skipName(m, off); !ok || off+10 > len(m) || off+4 > 0xFFFF {
+			return nil, 0, false
+		}
+		if binary.BigEndian.Uint16(m[off:]) != dns.TypeOPT {
+			offs = append(offs, uint16(off+4))
+		}
+		off += 10 + int(binary.BigEndian.Uint16(m[off+8:]))
+	}
+	return offs, qEnd, off == len(m)
+}
+
+// skipName returns the offset after the (possibly compressed) name at off.
+func skipName(m []byte, off int) (int, bool) {
+	for off < len(m) {
+		l := int(m[off])
+		switch {
+		case l == 0:
+			return off + 1, true
+		case l&0xC0 == 0xC0:
+			return off + 2, off+2 <= len(m)
+		case l&0xC0 != 0:
+			return 0, false
+		}
+		off += 1 + l
+	}
+	return 0, false
 }
 
 func (c *cache) evictLocked(now time.Time) {

@@ -2,6 +2,7 @@ package dnsproxy
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,5 +166,91 @@ func TestCacheBoundedAndStripsCookies(t *testing.T) {
 	}
 	if len(r.IsEdns0().Option) != 2 {
 		t.Error("put modified the caller's response")
+	}
+}
+
+// TestCacheWireMatchesGet holds the UDP fast path's cached answers (patched
+// wire bytes) to what get gives (a re-packed copy), fresh and aged.
+func TestCacheWireMatchesGet(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	c := newCache(100)
+	withOPT := func(m *dns.Msg, do bool) *dns.Msg { m.SetEdns0(1232, do); return m }
+	positive := func(req *dns.Msg) *dns.Msg {
+		r := answerA(req, "udp")
+		r.Answer = append(r.Answer,
+			mustRR(t, "www.example.com. 60 IN CNAME edge.example.net."),
+			mustRR(t, "edge.example.net. 20 IN A 192.0.2.7"))
+		r.Ns = append(r.Ns, mustRR(t, "example.com. 3600 IN NS ns1.example.com."))
+		r.AuthenticatedData = true
+		if req.IsEdns0() != nil {
+			withOPT(r, req.IsEdns0().Do())
+		}
+		return r
+	}
+	negative := func(req *dns.Msg) *dns.Msg {
+		r := new(dns.Msg)
+		r.SetRcode(req, dns.RcodeNameError)
+		r.Ns = []dns.RR{mustRR(t, "example.com. 900 IN SOA ns.example.com. h.example.com. 1 2 3 4 300")}
+		return r
+	}
+	queries := []*dns.Msg{
+		newQuery("www.example.com.", dns.TypeA),
+		withOPT(newQuery("www.example.com.", dns.TypeA), true),
+		withOPT(newQuery("www.example.com.", dns.TypeA), false),
+		newQuery("nx.example.com.", dns.TypeAAAA),
+	}
+	for _, q := range queries {
+		if q.Question[0].Name == "nx.example.com." {
+			c.put(q, negative(q), t0)
+		} else {
+			c.put(q, positive(q), t0)
+		}
+	}
+	for _, q := range queries {
+		for _, age := range []time.Duration{0, 15 * time.Second} {
+			asked := q.Copy()
+			asked.Id = 4321
+			asked.Question[0].Name = strings.ToUpper(asked.Question[0].Name)
+			b, _ := asked.Pack()
+			var wq wireQuery
+			if !parseSimpleQuery(b, &wq) {
+				t.Fatalf("%v: not a simple query", asked.Question[0])
+			}
+			now := t0.Add(age)
+			fast := c.appendWire(nil, b, &wq, string(wq.name[:wq.nameLen]), 4096, now)
+			if fast == nil {
+				t.Fatalf("%v age %v: fast path missed", asked.Question[0], age)
+			}
+			// Owner names compressed against the question take the client's
+			// case on the fast path; names compare case-insensitively.
+			got := new(dns.Msg)
+			if err := got.Unpack(fast); err != nil {
+				t.Fatal(err)
+			}
+			want := c.get(asked, now)
+			if strings.ToLower(got.String()) != strings.ToLower(want.String()) {
+				t.Errorf("age %v\nfast path:\n%v\nget:\n%v", age, got, want)
+			}
+		}
+	}
+	// Too big for the client: left to the general path, which truncates.
+	b, _ := queries[0].Pack()
+	var wq wireQuery
+	parseSimpleQuery(b, &wq)
+	if c.appendWire(nil, b, &wq, "www.example.com", 60, t0) != nil {
+		t.Error("answer larger than the client's buffer served by the fast path")
+	}
+}
+
+func TestTTLOffsetsRejectsGarbage(t *testing.T) {
+	good, _ := answerA(newQuery("a.example.", dns.TypeA), "udp").Pack()
+	if _, _, ok := ttlOffsets(good); !ok {
+		t.Fatal("a valid message rejected")
+	}
+	for i := range len(good) - 1 {
+		ttlOffsets(good[:i]) // must not panic
+	}
+	if _, _, ok := ttlOffsets(append(good, 0)); ok {
+		t.Error("trailing byte accepted")
 	}
 }

@@ -31,7 +31,7 @@ func (s *Server) serveUDP(conn *net.UDPConn) {
 func (s *Server) udpReader(conn *net.UDPConn) {
 	defer s.wg.Done()
 	buf := make([]byte, readBufSize)
-	out := make([]byte, 0, dns.MinMsgSize)
+	out := make([]byte, 0, readBufSize) // room for most cached answers
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -47,7 +47,6 @@ func (s *Server) udpReader(conn *net.UDPConn) {
 		s.counter.queries.Add(1)
 		resp, bypassed := s.fastAnswer(buf[:n], out[:0], from)
 		if resp != nil {
-			s.counter.local.Add(1)
 			conn.WriteToUDPAddrPort(resp, from)
 			continue
 		}

@@ -3,6 +3,7 @@ package dnsproxy
 import (
 	"encoding/binary"
 	"net/netip"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -27,6 +28,7 @@ const (
 // wireQuery is a query parsed in place by parseSimpleQuery.
 type wireQuery struct {
 	flags   uint16
+	udpSize uint16 // the client's EDNS0 buffer size; 0 without EDNS
 	qEnd    int // end of the question in the message
 	qtype   uint16
 	edns    bool
@@ -60,7 +62,7 @@ func parseSimpleQuery(b []byte, q *wireQuery) bool {
 		return false
 	}
 	q.qEnd = off + 4
-	q.edns, q.do = false, false
+	q.edns, q.do, q.udpSize = false, false, 0
 	switch arcount {
 	case 0:
 		return q.qEnd == len(b)
@@ -142,30 +144,45 @@ func parseOPT(b []byte, q *wireQuery) bool {
 	}
 	q.edns = true
 	q.do = ttl&flagDO != 0
+	q.udpSize = binary.BigEndian.Uint16(b[3:])
 	return true
 }
 
-// fastAnswer appends to out the reply to query b if it is a simple query for a
-// name the policy owns with a valid address, and returns nil otherwise.
-// bypassed reports that b is a well-formed query whose client Bypass exempts:
-// it is to be forwarded as it is, and Bypass not asked again.
+// fastAnswer appends to out the reply to query b if b is a simple query for
+// a name the policy owns with a valid address, or for a name whose forwarded
+// answer is cached; it returns nil otherwise. bypassed reports that b is a
+// well-formed query for a private name whose client Bypass exempts: it is to
+// be forwarded as it is, and Bypass not asked again.
 func (s *Server) fastAnswer(b, out []byte, client netip.AddrPort) (reply []byte, bypassed bool) {
-	p := s.policy.Load().p
-	if p == nil {
-		return nil, false
-	}
 	var q wireQuery
 	if !parseSimpleQuery(b, &q) || q.qtype == dns.TypePTR {
 		return nil, false
 	}
-	a, owned := p.Lookup(string(q.name[:q.nameLen]))
-	if !owned || !a.Addr.IsValid() || a.Upstream != nil {
+	name := string(q.name[:q.nameLen])
+	if p := s.policy.Load().p; p != nil {
+		if a, owned := p.Lookup(name); owned {
+			if !a.Addr.IsValid() || a.Upstream != nil {
+				return nil, false
+			}
+			if s.bypass != nil && s.bypass(client) {
+				return nil, true
+			}
+			s.counter.local.Add(1)
+			return appendAnswer(out, b, &q, a), false
+		}
+	}
+	if s.cache == nil {
 		return nil, false
 	}
-	if s.bypass != nil && s.bypass(client) {
-		return nil, true
+	maxSize := dns.MinMsgSize
+	if q.udpSize > dns.MinMsgSize {
+		maxSize = int(q.udpSize)
 	}
-	return appendAnswer(out, b, &q, a), false
+	if r := s.cache.appendWire(out, b, &q, name, maxSize, time.Now()); r != nil {
+		s.counter.cacheHits.Add(1)
+		return r, false
+	}
+	return nil, false
 }
 
 // appendAnswer writes the reply answerName would give: authoritative, RD and
