@@ -29,7 +29,7 @@ const (
 type wireQuery struct {
 	flags   uint16
 	udpSize uint16 // the client's EDNS0 buffer size; 0 without EDNS
-	qEnd    int // end of the question in the message
+	qEnd    int    // end of the question in the message
 	qtype   uint16
 	edns    bool
 	do      bool
