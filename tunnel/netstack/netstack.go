@@ -88,7 +88,9 @@ type Config struct {
 	TCP TCPHandler
 	UDP UDPHandler
 	// MaxInFlightSYN bounds the TCP flows whose handler is still running;
-	// further SYNs are dropped (the client retransmits). 0 means 512.
+	// further SYNs are dropped (the client retransmits). It bounds UDP flows
+	// being opened the same way (their first datagram is dropped). 0 means
+	// 512.
 	MaxInFlightSYN int
 	// IdleUDP closes a UDP flow after this long without a datagram in either
 	// direction. 0 means 2 minutes.
@@ -97,6 +99,7 @@ type Config struct {
 
 const (
 	nicID                 = 1
+	minMTU, maxMTU        = 1280, 65535
 	defaultMaxInFlightSYN = 512
 	defaultIdleUDP        = 2 * time.Minute
 	// handlerTimeout bounds how long a TCP handler may take: past it a
@@ -181,8 +184,8 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		}
 		mtu = m
 	}
-	if mtu < 1280 || mtu > 65535 {
-		return nil, fmt.Errorf("netstack: MTU %d out of range [1280, 65535]", mtu)
+	if mtu < minMTU || mtu > maxMTU {
+		return nil, fmt.Errorf("netstack: MTU %d out of range [%d, %d]", mtu, minMTU, maxMTU)
 	}
 	s := &Stack{
 		log:   cfg.Log.Named("netstack"),
@@ -214,6 +217,10 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	s.ioWG.Add(2)
 	go s.readLoop(batch)
 	go s.writeLoop(batch)
+	if ev := dev.Events(); ev != nil {
+		s.ioWG.Add(1)
+		go s.eventLoop(ev)
+	}
 	s.log.Info("started", zap.Int("mtu", mtu), zap.Int("batch", batch))
 	return s, nil
 }

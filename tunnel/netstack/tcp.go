@@ -22,6 +22,8 @@ const relayBufSize = 128 << 10
 
 var relayBufs = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
 
+var errNilConn = errors.New("handler returned neither a connection nor an error")
+
 // relay is one open flow; abort tears both sides down (used by Close).
 type relay struct {
 	once    sync.Once
@@ -45,6 +47,9 @@ func (s *Stack) acceptTCP(r *tcp.ForwarderRequest) {
 	ctx, cancel := context.WithTimeout(s.ctx, handlerTimeout)
 	up, err := s.cfg.TCP(ctx, f)
 	cancel()
+	if err == nil && up == nil {
+		err = errNilConn
+	}
 	if err != nil {
 		s.stats.tcpRefused.Add(1)
 		log.Debug("flow refused", zap.Error(err))

@@ -27,6 +27,33 @@ const (
 	coalesceSlot = 32 << 10
 )
 
+// eventLoop drains the device's events (a device whose events nobody reads
+// blocks its own listener goroutine) and follows MTU changes when the MTU
+// was not fixed by Config. It ends when Close closes the device, which
+// closes the channel.
+func (s *Stack) eventLoop(events <-chan tun.Event) {
+	defer s.ioWG.Done()
+	for ev := range events {
+		if ev&tun.EventUp != 0 {
+			s.log.Info("TUN up")
+		}
+		if ev&tun.EventDown != 0 {
+			s.log.Info("TUN down")
+		}
+		if ev&tun.EventMTUUpdate == 0 || s.cfg.MTU != 0 {
+			continue
+		}
+		m, err := s.dev.MTU()
+		if err != nil || m == int(s.link.MTU()) || m < minMTU || m > s.mtu {
+			// A larger MTU than at start would overflow the preallocated
+			// buffers; the stack keeps its MTU until restarted.
+			continue
+		}
+		s.log.Info("TUN MTU changed", zap.Int("mtu", m))
+		s.link.SetMTU(uint32(m))
+	}
+}
+
 // readLoop reads batches from the TUN and feeds them to the stack through
 // GRO, which merges consecutive segments of a TCP flow so that gVisor's TCP
 // processes a few large segments instead of many small ones.

@@ -59,6 +59,9 @@ func (s *Stack) serveUDP(f Flow, client *gonet.UDPConn) {
 	up, err := s.cfg.UDP(ctx, f)
 	cancel()
 	<-s.udpPending
+	if err == nil && up == nil {
+		err = errNilConn
+	}
 	if err != nil {
 		s.stats.udpRefused.Add(1)
 		log.Debug("flow refused", zap.Error(err))
