@@ -45,6 +45,7 @@ type groupState struct {
 	outerM   bool // the (?m) state outside the group
 	outerI   bool // the (?i) state outside the group
 	assert   bool // lookaround: not quantifiable
+	behind   bool // lookbehind
 }
 
 type ref struct {
@@ -63,6 +64,7 @@ type translator struct {
 	multiline bool
 	caseless  bool
 	quote     bool // inside \Q…\E
+	behind    int  // open lookbehind groups
 	ncap      int
 	names     map[string]int
 	refs      []ref
@@ -178,6 +180,9 @@ func literal(r rune) string {
 func (t *translator) checkRefs() error {
 	named := len(t.names) > 0
 	for _, r := range t.refs {
+		if r.n < 0 {
+			return t.fail(r.off, "back-reference inside a lookbehind (PCRE2 requires a bounded length)")
+		}
 		if r.name != "" {
 			if _, ok := t.names[r.name]; !ok {
 				return t.fail(r.off, "reference to non-existent group %q", r.name)
@@ -216,6 +221,9 @@ func (t *translator) quantifier() error {
 	}
 	if t.atom < 0 {
 		return t.fail(start, "quantifier does not follow a repeatable item")
+	}
+	if t.behind > 0 && (q == "*" || q == "+" || strings.HasSuffix(q, ",}")) {
+		return t.fail(start, "unbounded repetition inside a lookbehind (PCRE2 requires a bounded length)")
 	}
 	switch {
 	case t.pos < len(t.src) && t.src[t.pos] == '+':

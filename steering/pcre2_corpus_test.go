@@ -56,7 +56,13 @@ func TestPCRE2Corpus(t *testing.T) {
 		`a(?R)?b`:         "recursion",
 		`(?1)(a)`:         "recursion",
 		`(?i)^[\p{Lu}]$`:  `\p inside a character class under (?i)`,
+		// .NET matches a lookbehind right to left, so \1 would run before (a)
+		// captured: the answers differ, so the pattern must be refused.
+		`(?<=(a)\1)b`: "back-reference inside a lookbehind",
 	}
+	// PCRE2 10.42 (the oracle here) refuses bounded variable-length lookbehind;
+	// PCRE2 10.43 and later (regex101) accept it with the meaning it has here.
+	acceptedNewer := map[string]bool{`(?<=a{1,2})b`: true}
 	byPattern := map[string][]corpusCase{}
 	var order []string
 	for _, c := range loadCorpus(t) {
@@ -79,10 +85,13 @@ func TestPCRE2Corpus(t *testing.T) {
 			if rejected[p] != "" {
 				t.Fatalf("accepted, but expected rejection naming %q", rejected[p])
 			}
-			if pcreErr {
+			if pcreErr && !acceptedNewer[p] {
 				t.Fatalf("accepted (as %q) but PCRE2 rejects it", re.Translated())
 			}
 			for _, c := range cases {
+				if pcreErr {
+					break
+				}
 				got, err := re.MatchString(c.subject)
 				if err != nil {
 					t.Fatalf("subject %q: %v", c.subject, err)

@@ -57,20 +57,12 @@ func (t *translator) class() error {
 			ranges = append(ranges, portRange32{it.r, it.r})
 			continue
 		}
-		t.pos++ // the '-'
-		hiOff := t.pos
-		hi, err := t.classItem()
+		hi, err := t.rangeEnd(it.r, itemOff)
 		if err != nil {
 			return err
 		}
-		if !hi.isChar {
-			return t.fail(hiOff, "invalid range in character class")
-		}
-		if hi.r < it.r {
-			return t.fail(itemOff, "range out of order in character class")
-		}
-		body.WriteString(classChar(it.r) + "-" + classChar(hi.r))
-		ranges = append(ranges, portRange32{it.r, hi.r})
+		body.WriteString(classChar(it.r) + "-" + classChar(hi))
+		ranges = append(ranges, portRange32{it.r, hi})
 	}
 	if t.caseless {
 		body.WriteString(foldExtras(ranges))
@@ -84,6 +76,23 @@ func (t *translator) class() error {
 		t.emitAtom("[" + body.String() + "]")
 	}
 	return nil
+}
+
+// rangeEnd reads the end of a range whose '-' is at t.pos.
+func (t *translator) rangeEnd(lo rune, loOff int) (rune, error) {
+	t.pos++ // the '-'
+	hiOff := t.pos
+	hi, err := t.classItem()
+	if err != nil {
+		return 0, err
+	}
+	if !hi.isChar {
+		return 0, t.fail(hiOff, "invalid range in character class")
+	}
+	if hi.r < lo {
+		return 0, t.fail(loOff, "range out of order in character class")
+	}
+	return hi.r, nil
 }
 
 func classChar(r rune) string {

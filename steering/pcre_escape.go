@@ -6,6 +6,23 @@ import (
 	"unicode/utf8"
 )
 
+// shorthands are the class escapes outside a class, with PCRE2's ASCII
+// meaning. \w is fenced from (?i), which in .NET would let it match the Kelvin
+// sign (it lower-cases to k); PCRE2's \w never matches it.
+var shorthands = map[byte]string{
+	'd': `[` + classDigit + `]`,
+	'D': `[^` + classDigit + `]`,
+	'w': `(?-i:[` + classWord + `])`,
+	'W': `(?-i:[^` + classWord + `])`,
+	's': `[` + classSpace + `]`,
+	'S': `[^` + classSpace + `]`,
+	'h': `[` + classH + `]`,
+	'H': `[^` + classH + `]`,
+	'v': `[` + classV + `]`,
+	'V': `[^` + classV + `]`,
+	'R': `(?>\r\n|[` + classV + `])`,
+}
+
 // escape handles a backslash sequence outside a character class.
 func (t *translator) escape() error {
 	start := t.pos
@@ -21,29 +38,11 @@ func (t *translator) escape() error {
 		return nil
 	}
 	t.pos++
+	if set, ok := shorthands[c]; ok {
+		t.emitAtom(set)
+		return nil
+	}
 	switch c {
-	case 'd':
-		t.emitAtom(`[` + classDigit + `]`)
-	case 'D':
-		t.emitAtom(`[^` + classDigit + `]`)
-	case 'w':
-		t.emitAtom(`(?-i:[` + classWord + `])`)
-	case 'W':
-		t.emitAtom(`(?-i:[^` + classWord + `])`)
-	case 's':
-		t.emitAtom(`[` + classSpace + `]`)
-	case 'S':
-		t.emitAtom(`[^` + classSpace + `]`)
-	case 'h':
-		t.emitAtom(`[` + classH + `]`)
-	case 'H':
-		t.emitAtom(`[^` + classH + `]`)
-	case 'v':
-		t.emitAtom(`[` + classV + `]`)
-	case 'V':
-		t.emitAtom(`[^` + classV + `]`)
-	case 'R':
-		t.emitAtom(`(?>\r\n|[` + classV + `])`)
 	case 'b':
 		t.emitAssert(wordAt)
 	case 'B':
@@ -85,6 +84,9 @@ func (t *translator) escape() error {
 }
 
 func (t *translator) backref(n, off int) {
+	if t.behind > 0 {
+		t.refs = append(t.refs, ref{n: -1, off: off}) // reported by checkRefs
+	}
 	t.refs = append(t.refs, ref{n: n, off: off})
 	t.emitAtom(`(?:\` + strconv.Itoa(n) + `)`)
 }

@@ -19,6 +19,8 @@ func (t *translator) open() error {
 		return t.fail(start, "backtracking verbs and (*…) options are not supported")
 	case has("(?<="), has("(?<!"):
 		t.push(rest[:4], start, true)
+		t.groups[len(t.groups)-1].behind = true
+		t.behind++
 	case has("(?="), has("(?!"):
 		t.push(rest[:3], start, true)
 	case has("(?:"), has("(?>"):
@@ -74,6 +76,9 @@ func (t *translator) close() error {
 	t.pos++
 	t.out = append(t.out, ')')
 	t.multiline, t.caseless = g.outerM, g.outerI
+	if g.behind {
+		t.behind--
+	}
 	t.atom = g.outStart
 	if g.assert {
 		t.atom = -1 // PCRE2 and .NET disagree on quantified assertions

@@ -166,6 +166,14 @@ type prefixRule struct {
 func buildAddrTable(in []prefixRule) addrTable {
 	t := addrTable{starts: make([]u128, 1, 2*len(in)+1), owner: make([]int32, 1, 2*len(in)+1)}
 	t.owner[0] = -1
+	t.addNodes(in)
+	t.sweep()
+	return t
+}
+
+// addNodes makes one node per distinct prefix, chaining its rules in config
+// order (in is walked backwards and each rule is prepended).
+func (t *addrTable) addNodes(in []prefixRule) {
 	t.nodes = make([]addrNode, 0, len(in))
 	t.links = make([]addrLink, 0, len(in))
 	idx := make(map[netip.Prefix]int32, len(in))
@@ -180,6 +188,12 @@ func buildAddrTable(in []prefixRule) addrTable {
 		t.links = append(t.links, addrLink{rule: pr.r, next: t.nodes[n].head})
 		t.nodes[n].head = int32(len(t.links) - 1)
 	}
+}
+
+// sweep cuts the address space into segments owned by the innermost prefix,
+// walking the prefixes in address order with a stack of the open ones, and
+// sets each node's parent.
+func (t *addrTable) sweep() {
 	type bound struct {
 		lo, hi u128
 		bits   int
@@ -233,7 +247,6 @@ func buildAddrTable(in []prefixRule) addrTable {
 		}
 		t.index(lo, hi)
 	}
-	return t
 }
 
 // index builds the bucket index over the prefix covering [lo, hi].
