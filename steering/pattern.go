@@ -56,9 +56,10 @@ var (
 //
 // testdata/regex/pcre2.tsv holds PCRE2's own answers (libpcre2-8, PCRE2_UTF)
 // for every pattern and subject there; the tests hold this type to them.
-// Lookbehind: unbounded repetition and back-references inside a lookbehind are
-// rejected (PCRE2 refuses the first; .NET matches lookbehind right to left, so
-// the second would answer differently); bounded variable-length lookbehind,
+// Lookbehind: unbounded repetition, back-references, atomic groups and
+// possessive quantifiers inside a lookbehind are rejected (PCRE2 refuses the
+// first; .NET matches lookbehind right to left, so the others could answer
+// differently); bounded variable-length lookbehind,
 // which PCRE2 accepts from 10.43 (and regex101 with it), is accepted.
 type Pattern struct {
 	expr string

@@ -108,6 +108,11 @@ func TestCompilePatternErrors(t *testing.T) {
 		{`\p{Greek}`, 0, `"Greek"`},
 		{`(?i)[\p{Lu}]`, 5, `\p inside a character class under (?i)`},
 		{`a\`, 1, `\ at end of pattern`},
+		{`(?<=a*)b`, 5, "unbounded repetition inside a lookbehind"},
+		{`(?<!a{2,})b`, 5, "unbounded repetition inside a lookbehind"},
+		{`(?<=(?>a|ab))c`, 4, "atomic group inside a lookbehind"},
+		{`(?<=a?+)c`, 5, "possessive quantifier inside a lookbehind"},
+		{`(?<=(a)\1)c`, 7, "back-reference inside a lookbehind"},
 		{"a\xffb", 1, "not valid UTF-8"},
 		{strings.Repeat("a", maxPatternLen+1), maxPatternLen, "longer than"},
 	}

@@ -227,6 +227,9 @@ func (t *translator) quantifier() error {
 	}
 	switch {
 	case t.pos < len(t.src) && t.src[t.pos] == '+':
+		if t.behind > 0 {
+			return t.fail(start, "possessive quantifier inside a lookbehind (.NET matches lookbehind right to left, so it could commit differently)")
+		}
 		t.pos++ // possessive: X*+ is exactly (?>X*)
 		body := string(t.out[t.atom:])
 		t.out = append(t.out[:t.atom], "(?>"+body+q+")"...)

@@ -23,6 +23,8 @@ func (t *translator) open() error {
 		t.behind++
 	case has("(?="), has("(?!"):
 		t.push(rest[:3], start, true)
+	case has("(?>") && t.behind > 0:
+		return t.fail(start, "atomic group inside a lookbehind (.NET matches lookbehind right to left, so it could commit differently)")
 	case has("(?:"), has("(?>"):
 		t.push(rest[:3], start, false)
 	case has("(?|"):
