@@ -46,6 +46,7 @@ const (
 	streamWindow      = 16 << 20
 	connWindow        = 64 << 20
 	copyBufferSize    = 256 << 10
+	smallCopyBuffer   = 8 << 10   // while a flow is idle or trickling; see copyFlush
 	dialReadBuffer    = 256 << 10 // under TLS, per dialed connection (agent, publisher)
 	acceptReadBuffer  = 64 << 10  // under TLS, per connection the PoP accepts (many)
 	maxStreamsPerConn = 10000

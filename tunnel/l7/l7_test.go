@@ -224,17 +224,26 @@ func TestResets(t *testing.T) {
 	})
 }
 
+// TestConcurrentStreams holds more streams open at once than HTTP/2's usual default
+// limit (250) and echoes through all of them concurrently.
 func TestConcurrentStreams(t *testing.T) {
 	l := newLab(t, labOptions{})
 	port := startServer(t, echo)
-	const streams, size = 64, 256 << 10
+	const streams, size = 300, 16 << 10
+	conns := make([]closeWriter, streams)
+	for i := range conns {
+		conns[i] = open(t, l, Target{Host: "echo.corp.test", Port: port, AppID: appEcho})
+	}
+	if got := l.client.Status().Streams; got != streams {
+		t.Errorf("Status().Streams = %d, want %d", got, streams)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, streams)
-	for i := range streams {
+	for i, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- roundTrip(l.client, Target{Host: "echo.corp.test", Port: port, AppID: appEcho}, size, byte(i))
+			errs <- echoThrough(c, size, byte(i))
 		}()
 	}
 	wg.Wait()
@@ -252,13 +261,22 @@ func roundTrip(cl *Client, target Target, size int, fill byte) error {
 		return err
 	}
 	defer c.Close()
+	return echoThrough(c.(closeWriter), size, fill)
+}
+
+// echoThrough sends size bytes to an echo server, half-closes, and checks the echo.
+func echoThrough(c closeWriter, size int, fill byte) error {
 	data := bytes.Repeat([]byte{fill}, size)
+	werr := make(chan error, 1)
 	go func() {
-		c.Write(data)
-		c.(closeWriter).CloseWrite()
+		_, err := c.Write(data)
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		werr <- err
 	}()
 	got, err := io.ReadAll(c)
-	if err != nil {
+	if err := errors.Join(err, <-werr); err != nil {
 		return fmt.Errorf("stream %d: %w", fill, err)
 	}
 	if !bytes.Equal(got, data) {

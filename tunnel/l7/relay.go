@@ -63,20 +63,34 @@ func newH2Transport() *http2.Transport {
 	return t2
 }
 
-var bufPool = sync.Pool{New: func() any {
-	b := make([]byte, copyBufferSize)
-	return &b
-}}
+// Copy buffers come from two pools. A flow starts with a small buffer and moves to a
+// large one when a read fills the small one (bulk data is waiting), and back when
+// reads come up short (the flow is trickling or idle). A copy blocked on an idle flow
+// thus pins 8 KiB, not 256 KiB: a publisher relaying 10,000 idle keep-alive flows
+// would otherwise hold 5 GB.
+var (
+	smallBufPool = sync.Pool{New: func() any { b := make([]byte, smallCopyBuffer); return &b }}
+	largeBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+)
 
 // copyFlush copies src to dst until src ends, flushing after every write so that
 // interactive traffic is not held in a buffer. It returns nil when src reached EOF.
 // It does not use io.Copy, whose WriterTo/ReaderFrom fast paths would substitute a
 // 32 KiB buffer for ours.
 func copyFlush(dst io.Writer, flush func() error, src io.Reader) error {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+	small := smallBufPool.Get().(*[]byte)
+	defer smallBufPool.Put(small)
+	var large *[]byte
+	defer func() {
+		if large != nil {
+			largeBufPool.Put(large)
+		}
+	}()
 	for {
+		buf := *small
+		if large != nil {
+			buf = *large
+		}
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			if _, err := dst.Write(buf[:n]); err != nil {
@@ -87,6 +101,13 @@ func copyFlush(dst io.Writer, flush func() error, src io.Reader) error {
 					return err
 				}
 			}
+		}
+		switch {
+		case large == nil && n == len(buf):
+			large = largeBufPool.Get().(*[]byte)
+		case large != nil && n < len(buf)/4:
+			largeBufPool.Put(large)
+			large = nil
 		}
 		if rerr == io.EOF {
 			return nil
