@@ -149,3 +149,15 @@ func (u u128) shl(n uint) u128 {
 	}
 	return u128{u.hi<<n | u.lo>>(64-n), u.lo << n}
 }
+
+// pkey is a prefix as a plain comparable value: hashing it is much cheaper than
+// hashing a netip.Prefix, which matters with 50,000 prefixes.
+type pkey struct {
+	addr u128
+	bits uint8
+}
+
+func keyOf(p netip.Prefix) pkey {
+	lo, _, b := prefixBounds(p)
+	return pkey{lo, uint8(b)}
+}

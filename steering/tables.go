@@ -176,13 +176,14 @@ func buildAddrTable(in []prefixRule) addrTable {
 func (t *addrTable) addNodes(in []prefixRule) {
 	t.nodes = make([]addrNode, 0, len(in))
 	t.links = make([]addrLink, 0, len(in))
-	idx := make(map[netip.Prefix]int32, len(in))
+	idx := make(map[pkey]int32, len(in))
 	for i := len(in) - 1; i >= 0; i-- {
 		pr := in[i]
-		n, ok := idx[pr.p]
+		k := keyOf(pr.p)
+		n, ok := idx[k]
 		if !ok {
 			n = int32(len(t.nodes))
-			idx[pr.p] = n
+			idx[k] = n
 			t.nodes = append(t.nodes, addrNode{prefix: pr.p, parent: -1, head: -1})
 		}
 		t.links = append(t.links, addrLink{rule: pr.r, next: t.nodes[n].head})

@@ -1,9 +1,6 @@
 package steering
 
-import (
-	"fmt"
-	"net/netip"
-)
+import "fmt"
 
 // claim is one rule's claim on a name or prefix, for tie detection.
 type claim struct {
@@ -27,7 +24,7 @@ func (ck *checked) findTies(c *Config) {
 		n += len(ck.apps[i].hosts)
 	}
 	names := make(map[string]claims, n)
-	prefixes := make(map[netip.Prefix]claims, n)
+	prefixes := make(map[pkey]claims, n)
 	for i := range ck.apps {
 		for j, s := range ck.apps[i].hosts {
 			cl := claim{int32(i), int32(j)}
@@ -36,7 +33,7 @@ func (ck *checked) findTies(c *Config) {
 				tie(ck, c, names, nameKey(s), cl)
 			case hostAddr, hostPrefix, hostRange:
 				for _, p := range s.prefixes {
-					if tie(ck, c, prefixes, p, cl) {
+					if tie(ck, c, prefixes, keyOf(p), cl) {
 						break
 					}
 				}
@@ -59,7 +56,7 @@ func (ck *checked) findTies(c *Config) {
 	}
 	for i, s := range ck.exAddrs {
 		for _, p := range s.prefixes {
-			if cl, ok := prefixes[p]; ok {
+			if cl, ok := prefixes[keyOf(p)]; ok {
 				ck.shadow(c, fmt.Sprintf("exceptions.addresses[%d]", i), c.Exceptions.Addresses[i], cl.first)
 				break
 			}

@@ -88,8 +88,10 @@ type Flow struct {
 	Addr  netip.Addr
 	Proto Protocol
 	Port  uint16
-	// FQDN is the name behind a stub address (from the stub pool's reverse
-	// lookup), or "" for flows to real addresses.
+	// FQDN is the name behind the address when the agent knows it: from the
+	// stub pool's reverse lookup for stub addresses, or from the DNS proxy's
+	// publisher-DNS answers for real ones; "" otherwise. A flow with an FQDN is
+	// matched by name, one without by address.
 	FQDN string
 	// OS and the owner's identity, for pinned-app exceptions. Any may be empty
 	// when the platform could not tell.
