@@ -107,19 +107,16 @@ const (
 	handlerTimeout = 30 * time.Second
 )
 
-// ErrClosed is returned by operations on a closed Stack.
-var ErrClosed = errors.New("netstack: closed")
-
 // Stats are cumulative counters and current gauges of a Stack.
 type Stats struct {
 	TCPOpen, UDPOpen        int64 // flows currently relayed
 	TCPTotal, UDPTotal      int64 // flows accepted by a handler
-	TCPRefused, UDPRefused  int64 // flows whose handler returned an error
+	TCPRefused, UDPRefused  int64 // handler errors; UDP also: no UDP handler, too many opening
 	UDPExpired              int64 // UDP flows closed by the idle timeout
 	SYNDropped              int64 // SYNs dropped because MaxInFlightSYN was reached
 	PacketsIn, PacketsOut   int64 // packets read from / written to the TUN
-	DroppedIn, DroppedOut   int64 // malformed inbound packets; outbound write failures
-	TUNReadErrs, BadVersion int64 // device read errors; non-IP packets
+	DroppedIn, DroppedOut   int64 // malformed or bad-checksum inbound packets; failed writes
+	TUNReadErrs, BadVersion int64 // device read errors (incl. too many segments); non-IP packets
 }
 
 type counters struct {
@@ -150,7 +147,7 @@ type Stack struct {
 	flows  map[*relay]struct{} // open flows, aborted by Close
 	wg     sync.WaitGroup      // handler and relay goroutines
 
-	ioWG      sync.WaitGroup // TUN reader and writer goroutines
+	ioWG      sync.WaitGroup // TUN reader, writer and event goroutines
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -160,9 +157,9 @@ type Stack struct {
 // Benchmarks turn them off to measure what they are worth.
 var enableGSO, enableGRO = true, true
 
-// New builds the stack on dev and starts reading and writing it. New takes
-// ownership of dev: Close closes it, since closing is the only way to
-// interrupt a blocked tun.Device.Read.
+// New builds the stack on dev and starts reading and writing it. On success
+// New takes ownership of dev: Close closes it, since closing is the only way
+// to interrupt a blocked tun.Device.Read. On error dev is left open.
 func New(dev tun.Device, cfg Config) (*Stack, error) {
 	if cfg.TCP == nil {
 		return nil, errors.New("netstack: Config.TCP handler is required")
@@ -368,6 +365,10 @@ func (s *Stack) close() {
 	for _, r := range flows {
 		r.abort()
 	}
+	// gVisor's TCP forwarder starts each acceptTCP goroutine itself. One
+	// started just before this point may still be between its start and
+	// startFlow; it finds the stack closed, resets its SYN and exits at once,
+	// but Close cannot wait for it.
 	s.wg.Wait()
 
 	s.ip.Close()

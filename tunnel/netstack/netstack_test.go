@@ -109,7 +109,7 @@ func TestTCPRoundTrip(t *testing.T) {
 			srv := u.next(t)
 			go echo(srv)
 
-			want := make([]byte, 8<<20)
+			want := make([]byte, 4<<20)
 			rand.Read(want)
 			errc := make(chan error, 1)
 			go func() {
