@@ -84,3 +84,44 @@ func sink(c *net.TCPConn) {
 	}
 	c.Write(binary.BigEndian.AppendUint64(nil, n))
 }
+
+// BenchmarkOpen measures a new flow's time to first byte: open a stream (the PoP
+// checks policy, the publisher resolves and connects), send a byte, read its echo,
+// close. "direct" is a loopback TCP connect and the same exchange.
+func BenchmarkOpen(b *testing.B) {
+	port := startServer(b, echo)
+	ping := func(b *testing.B, c net.Conn) {
+		var one [1]byte
+		if _, err := c.Write(one[:]); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, one[:]); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+	b.Run("direct", func(b *testing.B) {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))
+		b.ReportAllocs()
+		for range b.N {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ping(b, c)
+		}
+	})
+	b.Run("l7", func(b *testing.B) {
+		l := newLab(b, labOptions{})
+		target := Target{Host: "echo.corp.test", Port: port, AppID: appEcho}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			c, err := l.client.Open(context.Background(), target)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ping(b, c)
+		}
+	})
+}
