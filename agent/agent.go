@@ -43,7 +43,10 @@ type Config struct {
 	SocketPath string
 	TUNName    string
 	MTU        int
-	Log        *zap.Logger
+	// DNSListen is where the DNS proxy listens; default the agent's TUN
+	// address, port 53.
+	DNSListen string
+	Log       *zap.Logger
 
 	// OS hooks; nil means the real platform implementation.
 	NewTUN    func(name string, mtu int) (tun.Device, error)
@@ -76,7 +79,6 @@ type Agent struct {
 	id     *enroll.Identity
 	cc     *enroll.ConfigClient
 	stubs  *steering.StubPool
-	tunDev tun.Device
 	tunIP  netip.Addr
 	router platform.Router
 	dnsCfg platform.DNSConfigurator
@@ -246,9 +248,9 @@ func (a *Agent) Close() error {
 
 // teardown runs the closers in reverse order of bring-up: the system resolver
 // is restored first, so the OS stops sending queries to a proxy that is about
-// to go; then the DNS proxy, the tunnel, the userspace stack, the routes, the
-// TUN device, the stub state (saved last, after the last flow), and the
-// control socket.
+// to go; then the DNS proxy, the tunnel, the userspace stack with the TUN
+// device (whose routes the kernel drops with it), what routes remain, the stub
+// state (saved last, after the last flow), and the control socket.
 func (a *Agent) teardown() error {
 	if a.cancel != nil {
 		a.cancel()
@@ -277,13 +279,21 @@ func agentAddr(stub netip.Prefix) netip.Addr {
 	return stub.Masked().Addr().Next()
 }
 
-func (a *Agent) startTUN(snap *steering.Snapshot) error {
+// startTUN creates the TUN device, addresses and routes it, and starts the
+// userspace stack on it. The stack owns the device from then on and closes it
+// (closing is the only way to interrupt a blocked read); until then, every
+// failure closes it here.
+func (a *Agent) startTUN(snap *steering.Snapshot) (err error) {
 	dev, err := a.cfg.NewTUN(a.cfg.TUNName, a.cfg.MTU)
 	if err != nil {
 		return err
 	}
-	a.tunDev = dev
-	a.push("TUN device", dev.Close)
+	owned := false
+	defer func() {
+		if !owned {
+			dev.Close()
+		}
+	}()
 	if name, err := dev.Name(); err == nil {
 		a.cfg.TUNName = name
 	}
@@ -305,7 +315,8 @@ func (a *Agent) startTUN(snap *steering.Snapshot) error {
 	if err != nil {
 		return fmt.Errorf("userspace network stack: %w", err)
 	}
-	a.push("userspace stack", a.stack.Close)
+	owned = true
+	a.push("userspace stack and TUN device", a.stack.Close)
 	return nil
 }
 
@@ -339,8 +350,12 @@ func (a *Agent) startTunnel(runCtx context.Context) error {
 }
 
 func (a *Agent) startDNS(snap *steering.Snapshot, upstreams []netip.AddrPort) error {
+	listen := a.cfg.DNSListen
+	if listen == "" {
+		listen = net.JoinHostPort(a.tunIP.String(), "53")
+	}
 	srv, err := dnsproxy.New(dnsproxy.Config{
-		Listen:    []string{net.JoinHostPort(a.tunIP.String(), "53")},
+		Listen:    []string{listen},
 		Upstreams: upstreams,
 		Policy:    dnsPolicy{a},
 		Log:       a.log,

@@ -1,0 +1,304 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+
+	"github.com/ztagent/ztagent/enroll"
+	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/platform/platformtest"
+	"github.com/ztagent/ztagent/tunnel/l7"
+)
+
+// TestMain fails the package if any test leaves a goroutine behind.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testOrgKey = "test-org-key-0123456789abcdef"
+
+const tenantYAML = `tenant: test
+org_key: %s
+pop:
+  address: %s
+  server_name: pop.test
+users:
+  - upn: alice@test.example
+publishers:
+  - name: pub1
+    token: test-publisher-token-0123456789
+apps:
+  - id: web
+    hosts: [web.corp.test]
+    tcp: "80"
+    publishers: [pub1]
+  - id: net
+    hosts: [10.30.0.0/24]
+    tcp: "22,443"
+    publishers: [pub1]
+steering:
+  - name: all
+    users: ["*"]
+    apps: [web, net]
+policy:
+  - name: all
+    users: ["*"]
+    apps: [web, net]
+    action: allow
+`
+
+// testCloud is an in-process tenant API and PoP on loopback.
+type testCloud struct {
+	api    *httptest.Server
+	pop    *l7.PoP
+	caFile string
+}
+
+func startCloud(t *testing.T) *testCloud {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := enroll.LoadOrCreateCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	popLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant, err := enroll.ParseTenant("test.yaml", []byte(fmt.Sprintf(tenantYAML, testOrgKey, popLn.Addr())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	popCert, err := ca.IssueServer([]string{"pop.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pop := l7.NewPoP(l7.PoPConfig{
+		TLS: &tls.Config{Certificates: []tls.Certificate{popCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()},
+		Authorize: func(peer *x509.Certificate, tg l7.Target) ([]string, error) {
+			p, err := enroll.PeerIdentity(peer)
+			if err != nil {
+				return nil, err
+			}
+			return tenant.Authorize(p.User, tg.AppID, tg.Host, tg.Port, "tcp")
+		},
+		Publisher: func(*x509.Certificate) (string, bool) { return "", false },
+		Log:       zap.NewNop(),
+	})
+	go pop.Serve(popLn)
+	t.Cleanup(func() { pop.Close() })
+
+	tlsConf, err := ca.TenantServerTLS([]string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewUnstartedServer(enroll.NewTenantHandler(enroll.TenantHandlerConfig{
+		Tenant: func() *enroll.Tenant { return tenant }, CA: ca, Log: zap.NewNop(),
+	}))
+	api.TLS = tlsConf
+	api.StartTLS()
+	t.Cleanup(api.Close)
+	return &testCloud{api: api, pop: pop, caFile: filepath.Join(dir, "ca.pem")}
+}
+
+type testAgent struct {
+	*Agent
+	dns    *platformtest.DNS
+	router *platformtest.Router
+}
+
+func newTestAgent(t *testing.T, cloud *testCloud, stateDir string) *testAgent {
+	t.Helper()
+	params, err := enroll.ParseParams([]string{
+		"host=" + cloud.api.Listener.Addr().String(), "token=" + testOrgKey,
+		"upn=alice@test.example", "cacert=" + cloud.caFile,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta := &testAgent{
+		dns:    platformtest.NewDNS(netip.MustParseAddrPort("127.0.0.1:53")),
+		router: &platformtest.Router{},
+	}
+	ta.Agent = New(Config{
+		Params:     params,
+		StateDir:   stateDir,
+		SocketPath: filepath.Join(stateDir, "ctl.sock"),
+		DNSListen:  "127.0.0.1:0",
+		Log:        zaptest.NewLogger(t),
+		NewTUN:     func(string, int) (tun.Device, error) { return tuntest.NewChannelTUN().TUN(), nil },
+		NewRouter:  func(*zap.Logger) (platform.Router, error) { return ta.router, nil },
+		NewDNS:     func(string, *zap.Logger) (platform.DNSConfigurator, error) { return ta.dns, nil },
+	})
+	return ta
+}
+
+func TestAgentLifecycle(t *testing.T) {
+	cloud := startCloud(t)
+	state := shortTempDir(t)
+	a := newTestAgent(t, cloud, state)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != ErrNotStopped {
+		t.Fatalf("second Start: %v, want ErrNotStopped", err)
+	}
+
+	st := a.Status()
+	if st.State != StateRunning || st.Enrollment.User != "alice@test.example" || st.Config.Source != "tenant" {
+		t.Fatalf("status: %+v", st)
+	}
+	if len(st.Apps) != 2 {
+		t.Fatalf("apps: %+v", st.Apps)
+	}
+	rc, _ := a.router.Current()
+	wantRoutes := map[netip.Prefix]bool{netip.MustParsePrefix("100.64.0.0/10"): true, netip.MustParsePrefix("10.30.0.0/24"): true}
+	for _, r := range rc.Routes {
+		delete(wantRoutes, r)
+	}
+	if len(wantRoutes) != 0 || rc.Addrs[0] != netip.MustParsePrefix("100.64.0.1/32") {
+		t.Fatalf("router config %+v, missing %v", rc, wantRoutes)
+	}
+	if cur, ok := a.dns.Current(); !ok || cur.Servers[0] != netip.MustParseAddr("100.64.0.1") {
+		t.Fatalf("OS DNS not pointed at the agent: %+v %v", cur, ok)
+	}
+
+	// Stub answers are stable per name and map back.
+	pol := dnsPolicy{a.Agent}
+	ans, owned := pol.Lookup("web.corp.test.")
+	if !owned || !netip.MustParsePrefix("100.64.0.0/10").Contains(ans.Addr) || ans.Addr == netip.MustParseAddr("100.64.0.1") {
+		t.Fatalf("Lookup(web.corp.test) = %+v, %v", ans, owned)
+	}
+	again, _ := pol.Lookup("WEB.corp.test")
+	if again.Addr != ans.Addr {
+		t.Fatalf("stub changed between lookups: %s then %s", ans.Addr, again.Addr)
+	}
+	if name, ok := pol.Reverse(ans.Addr); !ok || name != "web.corp.test" {
+		t.Fatalf("Reverse(%s) = %q, %v", ans.Addr, name, ok)
+	}
+	if _, owned := pol.Lookup("www.example.com"); owned {
+		t.Fatal("a public name is owned")
+	}
+
+	// The control API answers status and match over the socket.
+	var viaSocket Status
+	controlGet(t, a.cfg.SocketPath, "/v1/status", &viaSocket)
+	if viaSocket.Enrollment.DeviceID != st.Enrollment.DeviceID {
+		t.Fatalf("status over the socket: %+v", viaSocket)
+	}
+	for _, tc := range []struct {
+		req  MatchRequest
+		want string
+	}{
+		{MatchRequest{Host: "web.corp.test", Port: 80, Proto: "tcp"}, "l7"},
+		{MatchRequest{Host: "web.corp.test", Port: 8080, Proto: "tcp"}, "direct"},
+		{MatchRequest{Host: ans.Addr.String(), Port: 80, Proto: "tcp"}, "l7"},
+		{MatchRequest{Host: "10.30.0.7", Port: 22, Proto: "tcp"}, "l7"},
+		{MatchRequest{Host: "10.30.0.7", Port: 22, Proto: "udp"}, "direct"},
+		{MatchRequest{Host: "www.example.com", Port: 443, Proto: "tcp"}, "direct"},
+	} {
+		if got := Explain(a.snap.Load(), a.stubs, tc.req); got.Action != tc.want {
+			t.Errorf("match %+v = %s (%s), want %s", tc.req, got.Action, got.Reason, tc.want)
+		}
+	}
+
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, ok := a.dns.Current(); ok {
+		t.Fatal("OS DNS not restored at Close")
+	}
+	if _, closed := a.router.Current(); !closed {
+		t.Fatal("routes not removed at Close")
+	}
+	if _, err := os.Stat(filepath.Join(state, stubsFile)); err != nil {
+		t.Fatalf("stub assignments not saved: %v", err)
+	}
+
+	// Restart with the tenant down: the cached config and the saved stub
+	// assignments carry the agent.
+	cloud.api.Close()
+	b := newTestAgent(t, cloud, state)
+	if err := b.Start(ctx); err != nil {
+		t.Fatalf("restart with the tenant down: %v", err)
+	}
+	defer b.Close()
+	if src := b.Status().Config.Source; src != "cache" {
+		t.Fatalf("config source after restart = %q, want cache", src)
+	}
+	if name, ok := (dnsPolicy{b.Agent}).Reverse(ans.Addr); !ok || name != "web.corp.test" {
+		t.Fatalf("stub %s after restart maps to %q, %v", ans.Addr, name, ok)
+	}
+}
+
+func TestStartFailureLeavesNothing(t *testing.T) {
+	cloud := startCloud(t)
+	state := shortTempDir(t)
+	a := newTestAgent(t, cloud, state)
+	// Wrong org key: enrollment fails before anything is configured.
+	a.cfg.Params, _ = enroll.ParseParams([]string{
+		"host=" + cloud.api.Listener.Addr().String(), "token=wrong-key-0123456789",
+		"upn=alice@test.example", "cacert=" + cloud.caFile,
+	})
+	if err := a.Start(context.Background()); err == nil {
+		t.Fatal("Start with a wrong org key succeeded")
+	}
+	if a.Status().State != StateStopped {
+		t.Fatalf("state after a failed start: %s", a.Status().State)
+	}
+	if calls := a.dns.Calls(); len(calls) != 0 {
+		t.Fatalf("DNS touched by a failed start: %v", calls)
+	}
+	if _, err := os.Stat(a.cfg.SocketPath); err == nil {
+		t.Fatal("control socket left behind")
+	}
+}
+
+func controlGet(t *testing.T, sock, path string, out any) {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return platform.DialControl(ctx, sock)
+		},
+	}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://ztagent" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shortTempDir keeps unix socket paths under the 108-byte limit.
+func shortTempDir(t *testing.T) string {
+	d, err := os.MkdirTemp("", "zta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestServeRejectsBadInput(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	demo := filepath.Join("..", "..", "testdata", "tenants", "demo.yaml")
+	broken := filepath.Join("..", "..", "testdata", "tenants", "broken-values.yaml")
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"broken tenant file", []string{"serve", "--tenant", broken}, []string{"broken-values.yaml"}},
+		{"missing tenant file", []string{"serve", "--tenant", "/nonexistent/t.yaml"}, []string{"/nonexistent/t.yaml"}},
+		{"API port in use", []string{"serve", "--tenant", demo, "--api", busy.Addr().String(), "--pop", "127.0.0.1:0"}, []string{busy.Addr().String(), "already in use"}},
+		{"PoP port in use", []string{"serve", "--tenant", demo, "--api", "127.0.0.1:0", "--pop", busy.Addr().String()}, []string{"PoP", "already in use"}},
+		{"unknown role", []string{"serve", "--tenant", demo, "--roles", "tenant,gateway"}, []string{"gateway"}},
+		{"check broken", []string{"check", "--tenant", broken}, []string{"broken-values.yaml"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			state := t.TempDir()
+			args := append(tc.args, "--state", state)
+			if tc.args[0] == "check" {
+				args = tc.args
+			}
+			err := run(context.Background(), args)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			// A failed start creates no CA unless it got past loading the file.
+			if strings.Contains(tc.name, "tenant file") {
+				if entries, _ := os.ReadDir(state); len(entries) != 0 {
+					t.Errorf("state directory not empty after a failed start: %v", entries)
+				}
+			}
+		})
+	}
+}
