@@ -250,6 +250,50 @@ func attrsOf(path string, fi fs.FileInfo) fileAttrs {
 	return a
 }
 
+// isMountPoint reports whether path is a mount point in this thread's mount
+// namespace, as a file bind-mounted over /etc/resolv.conf by ip netns exec,
+// Docker or Kubernetes is. When mountinfo cannot be read it reports false,
+// and the EBUSY fallback of writeFile still applies.
+func isMountPoint(path string) bool {
+	b, err := os.ReadFile("/proc/thread-self/mountinfo")
+	if err != nil {
+		if b, err = os.ReadFile("/proc/self/mountinfo"); err != nil {
+			return false
+		}
+	}
+	return mountinfoHas(b, filepath.Clean(path))
+}
+
+// mountinfoHas reports whether mountinfo (proc(5) format) lists path as a
+// mount point (field 5, with space, tab, newline and backslash octal-escaped).
+func mountinfoHas(mountinfo []byte, path string) bool {
+	for line := range strings.Lines(string(mountinfo)) {
+		fields := strings.Fields(line)
+		if len(fields) > 4 && unescapeMountinfo(fields[4]) == path {
+			return true
+		}
+	}
+	return false
+}
+
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return '0' <= c && c <= '7' }
+
 // isOurs reports whether path is a regular file written by the agent.
 func (r *resolvConfDNS) isOurs() bool {
 	fi, err := os.Lstat(r.path)
@@ -273,6 +317,14 @@ func removeStaleTemps(path string) {
 // writeFile replaces path with a regular file holding data: a synced temp file
 // renamed over it, or, when path is a mount point, in place.
 func (r *resolvConfDNS) writeFile(data []byte, attrs fileAttrs) error {
+	if isMountPoint(r.path) {
+		// Known ahead: no temp file in a directory that may be the host's
+		// /etc, shared with agents in other namespaces.
+		if err := writeInPlace(r.path, data, attrs); err != nil {
+			return fmt.Errorf("writing %s in place (it is a mount point): %w", r.path, err)
+		}
+		return nil
+	}
 	tmp := tempName(r.path)
 	os.Remove(tmp)
 	if err := writeSynced(tmp, data, attrs); err != nil {

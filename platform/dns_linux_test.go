@@ -393,7 +393,12 @@ func TestResolvConfRealBindMount(t *testing.T) {
 			t.Errorf("bind mount: %v", err)
 			return
 		}
-		r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), os.Rename)
+		// The mount point must be recognised ahead, without a temp file.
+		rename := func(oldpath, newpath string) error {
+			t.Errorf("rename %s onto the mount point attempted", oldpath)
+			return os.Rename(oldpath, newpath)
+		}
+		r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), rename)
 		if err != nil {
 			t.Error(err)
 			return
@@ -415,5 +420,26 @@ func TestResolvConfRealBindMount(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); string(b) != "nameserver 192.0.2.99\n" {
 		t.Errorf("the file under the mount was touched: %q", b)
+	}
+}
+
+func TestMountinfoHas(t *testing.T) {
+	const mi = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n" +
+		"431 22 8:1 /etc/netns/zt-client/resolv.conf /etc/resolv.conf rw,relatime - ext4 /dev/sda1 rw\n" +
+		"432 22 0:5 / /tmp/with\\040space/resolv.conf rw - tmpfs tmpfs rw\n"
+	tests := []struct {
+		path string
+		want bool
+	}{
+		{"/etc/resolv.conf", true},
+		{"/tmp/with space/resolv.conf", true},
+		{"/", true},
+		{"/etc", false},
+		{"/etc/netns/zt-client/resolv.conf", false}, // the source, not a mount point
+	}
+	for _, tc := range tests {
+		if got := mountinfoHas([]byte(mi), tc.path); got != tc.want {
+			t.Errorf("%q: %v, want %v", tc.path, got, tc.want)
+		}
 	}
 }
