@@ -73,6 +73,16 @@ func NewPoP(cfg PoPConfig) *PoP {
 	if cfg.OpenTimeout <= 0 {
 		cfg.OpenTimeout = defaultOpenTimeout
 	}
+	// Missing hooks fail closed: no policy denies every stream, no publisher
+	// identification admits no publisher.
+	if cfg.Authorize == nil {
+		cfg.Authorize = func(*x509.Certificate, Target) ([]string, error) {
+			return nil, errors.New("no access policy")
+		}
+	}
+	if cfg.Publisher == nil {
+		cfg.Publisher = func(*x509.Certificate) (string, bool) { return "", false }
+	}
 	tc := cfg.TLS.Clone()
 	if tc == nil {
 		tc = &tls.Config{}
