@@ -53,6 +53,11 @@ type Upstream interface {
 
 // Policy decides which names the agent owns. Implementations must be safe for
 // concurrent use and should not block: they are called on every query.
+//
+// What happens to private names while the tunnel is down is the policy's to
+// say: fail-open reports them not owned (they resolve through the OS's
+// resolvers and go direct), fail-close keeps answering their stubs (flows to
+// them then fail in the tunnel, promptly, rather than leak).
 type Policy interface {
 	// Lookup reports whether the agent owns name (a private app name) and how to
 	// answer its A query. name is lower case, fully qualified, without the
@@ -253,6 +258,7 @@ func (s *Server) SetUpstreams(u []netip.AddrPort) {
 		ok = append(ok, a)
 	}
 	s.upstreams.Store(newUpstreamSet(ok))
+	s.log.Info("upstream resolvers", zap.Stringers("upstreams", ok))
 }
 
 // Stats returns the counters.
