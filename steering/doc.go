@@ -52,6 +52,16 @@
 // The decision names the rule that decided as a config path and value, e.g.
 // `apps[2].hosts[0] "*.corp.example"`; Explain turns it into a sentence.
 //
+// Routes: Snapshot.Prefixes lists the apps' address, CIDR and range hosts minus
+// the address exceptions, as minimal CIDRs, so excepted addresses never enter
+// the TUN; the stub range is routed separately.
+//
+// Validation reports every problem at once, each as `path: "value": reason`
+// (e.g. `apps[3].hosts[1]: "10.0.0.0/33": prefix length out of range`), and a
+// config with any problem is never compiled. CIDRs must be canonical, ports
+// 1-65535, app hosts must stay out of the stub range, and an app needs at
+// least one of tcp and udp.
+//
 // # Stub addresses
 //
 // StubPool hands out one address per name (not per app) from the stub range

@@ -18,7 +18,7 @@ const (
 	reasonFlowAddr     = "the address is in the app's address host (the longest matching prefix wins), and the app admits the protocol and port"
 	reasonPinnedBypass = "the flow's owner matches a pinned-app exception with action bypass, so the flow goes direct"
 	reasonPinnedBlock  = "the flow's owner matches a pinned-app exception with action block"
-	reasonPinnedTO     = "a pinned-app pattern timed out on the flow's owner and was treated as not matching, so the flow is steered as its app says"
+	reasonPinnedFailed = "a pinned-app pattern timed out on the flow's owner (or the owner's name is not UTF-8) and was treated as not matching, so the flow is steered as its app says"
 	reasonStubDead     = "the flow is to a stub address whose name no app matches any more"
 )
 
@@ -152,7 +152,7 @@ func (s *Snapshot) applyPinned(f *Flow, d *Decision) {
 			d.Reason = reasonPinnedBlock
 		}
 	case res.timedOut >= 0:
-		d.Reason = reasonPinnedTO + " (" + s.pinned[res.timedOut].text + "); app rule " + d.Rule
+		d.Reason = s.pinned[res.timedOut].failed
 	}
 }
 

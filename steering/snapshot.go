@@ -47,6 +47,7 @@ type pinnedRule struct {
 	re     *Pattern
 	action Action
 	text   string
+	failed string // Reason when the pattern could not decide
 }
 
 // Compile validates c, applies the defaults and builds the matcher. c is not
@@ -152,9 +153,10 @@ func (s *Snapshot) buildPinned(ck *checked) {
 		if p.Action == PinnedBlock {
 			act = Block
 		}
+		text := fmt.Sprintf("exceptions.pinned[%d] %q", i, p.Pattern)
 		s.pinned = append(s.pinned, pinnedRule{
-			p: p, re: ck.pinned[i], action: act,
-			text: fmt.Sprintf("exceptions.pinned[%d] %q", i, p.Pattern),
+			p: p, re: ck.pinned[i], action: act, text: text,
+			failed: reasonPinnedFailed + " (" + text + ")",
 		})
 		s.pinnedOS[p.OS] = append(s.pinnedOS[p.OS], int32(i))
 	}

@@ -94,13 +94,13 @@ func NewStubPool(cfg StubPoolConfig) (*StubPool, error) {
 		next:   1,
 	}
 	sp.index = make([]atomic.Pointer[stubChunk], (sp.size+(1<<chunkBits)-1)>>chunkBits)
-	sp.reserveLocked(cfg.Reserved)
+	sp.reserve(cfg.Reserved)
 	return sp, nil
 }
 
-// reserveLocked computes the reserved offsets: the first and last address
-// (network and broadcast) and every reserved prefix inside the pool.
-func (p *StubPool) reserveLocked(rs []netip.Prefix) {
+// reserve computes the reserved offsets: every reserved prefix inside the pool
+// (the first and last address are excluded by usableOffset).
+func (p *StubPool) reserve(rs []netip.Prefix) {
 	var ps []netip.Prefix
 	for _, r := range rs {
 		if r.IsValid() && r.Addr().Is4() == p.cfg.Prefix.Addr().Is4() && r.Overlaps(p.cfg.Prefix) {
