@@ -193,13 +193,15 @@ func TestStartErrors(t *testing.T) {
 	defer busy.Close()
 	busyAddr := busy.LocalAddr().String()
 
-	// Find a free address to list first, and check it is released on failure.
-	free, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	// Find an address free for UDP and TCP to list first, and check it is
+	// released on failure.
+	freeUDP, freeTCP, err := bindPair(netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	freeAddr := free.LocalAddr().String()
-	free.Close()
+	freeAddr := freeUDP.LocalAddr().String()
+	freeUDP.Close()
+	freeTCP.Close()
 
 	s, err := New(Config{Listen: []string{freeAddr, busyAddr}})
 	if err != nil {
@@ -213,11 +215,12 @@ func TestStartErrors(t *testing.T) {
 	if !strings.Contains(err.Error(), busyAddr) || !strings.Contains(err.Error(), "another DNS server") {
 		t.Errorf("error %q does not name the address and the cause", err)
 	}
-	again, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(freeAddr)))
+	againUDP, againTCP, err := bindPair(netip.MustParseAddrPort(freeAddr))
 	if err != nil {
 		t.Errorf("first address left bound after failed Start: %v", err)
 	} else {
-		again.Close()
+		againUDP.Close()
+		againTCP.Close()
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("Close after failed Start: %v", err)
