@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -390,5 +391,33 @@ func TestServerClosesFirst(t *testing.T) {
 	got, err := io.ReadAll(c)
 	if err != nil || len(got) != size {
 		t.Fatalf("read %d bytes, %v; want %d bytes and EOF", len(got), err, size)
+	}
+}
+
+// TestRoundRobinFailover: streams of an app alternate between its online publishers;
+// when one goes away the other takes every stream.
+func TestRoundRobinFailover(t *testing.T) {
+	l := newLab(t, labOptions{})
+	stop2 := l.startPublisher("pub-2", 0)
+	eventually(t, "pub-2 online", func() bool { return slices.Contains(l.pop.Online(), "pub-2") })
+	if got := l.pop.Online(); !slices.Equal(got, []string{"pub-1", "pub-2"}) {
+		t.Fatalf("Online() = %v", got)
+	}
+	allowed := []string{"pub-1", "pub-2"}
+	var picked []string
+	for range 4 {
+		picked = append(picked, l.pop.pick(appHA, allowed).name)
+	}
+	if picked[0] == picked[1] || picked[0] != picked[2] || picked[1] != picked[3] {
+		t.Errorf("picks %v do not alternate", picked)
+	}
+
+	stop2()
+	eventually(t, "pub-2 offline", func() bool { return !slices.Contains(l.pop.Online(), "pub-2") })
+	port := startServer(t, echo)
+	for i := range 4 {
+		if err := roundTrip(l.client, Target{Host: "echo.corp.test", Port: port, AppID: appHA}, 1024, byte(i)); err != nil {
+			t.Fatalf("with pub-2 gone: %v", err)
+		}
 	}
 }

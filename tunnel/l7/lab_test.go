@@ -22,6 +22,7 @@ const (
 	appEcho    = "echo"    // served by pub-1
 	appDenied  = "denied"  // policy refuses it
 	appOffline = "offline" // served by a publisher that never connects
+	appHA      = "ha"      // served by pub-1 and pub-2
 )
 
 // lab is a tenant on loopback: a PoP, a publisher, a client, a DNS server for the
@@ -86,6 +87,8 @@ func (l *lab) authorize(peer *x509.Certificate, t Target) ([]string, error) {
 		return []string{"pub-1"}, nil
 	case appOffline:
 		return []string{"pub-offline"}, nil
+	case appHA:
+		return []string{"pub-1", "pub-2"}, nil
 	}
 	return nil, errors.New("user is not allowed to reach app " + t.AppID)
 }
@@ -115,7 +118,8 @@ func (l *lab) stopPoP() {
 	}
 }
 
-func (l *lab) startPublisher(name string, dialTimeout time.Duration) {
+// startPublisher runs a publisher until the returned stop (or the test's cleanup).
+func (l *lab) startPublisher(name string, dialTimeout time.Duration) (stop func()) {
 	pub := NewPublisher(PublisherConfig{
 		Name: name, PoPAddr: l.popAddr, TLS: l.ca.peerTLS(l.t, name), Resolver: l.dnsAddr,
 		DialTimeout: dialTimeout, Log: l.log,
@@ -124,12 +128,17 @@ func (l *lab) startPublisher(name string, dialTimeout time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- pub.Run(ctx) }()
-	l.t.Cleanup(func() {
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			l.t.Errorf("Publisher.Run: %v, want context.Canceled", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				l.t.Errorf("Publisher.Run: %v, want context.Canceled", err)
+			}
+		})
+	}
+	l.t.Cleanup(stop)
+	return stop
 }
 
 // waitReady waits until the client is connected and the publisher registered.
