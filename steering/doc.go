@@ -25,17 +25,21 @@
 //
 // Decisions, in order:
 //
-//  1. **Exceptions first.** A name in `exceptions.domains` or an address in
+//  1. **Exceptions first.** A name in `exceptions.domains` or a real address in
 //     `exceptions.addresses` goes direct, whatever the apps say.
 //  2. **Names** (DNS queries, and flows whose name is known: stub addresses and
 //     publisher-resolved addresses): an exact name beats every wildcard, and a
 //     longer wildcard domain beats a shorter one. For a flow, the most specific
-//     rule *whose app admits the flow's protocol and port* decides; if none
-//     does, the flow goes direct. For a DNS query the most specific rule decides
-//     regardless of ports (the name belongs to the tunnel).
-//  3. **Addresses** (flows to real addresses without a known name): the longest
-//     prefix that contains the address and whose app admits the protocol and
-//     port decides; shorter prefixes are tried in turn.
+//     rule *whose app admits the flow's protocol and port* decides. For a DNS
+//     query the most specific rule decides regardless of ports (the name
+//     belongs to the tunnel).
+//  3. **Addresses** (flows to real addresses, when no name rule decided): the
+//     longest prefix that contains the address and whose app admits the
+//     protocol and port decides; shorter prefixes are tried in turn. Stub
+//     addresses are never matched by address.
+//
+// A flow that no rule steers goes direct (for a stub address, whose only
+// meaning is its name, the data path should refuse it instead).
 //  4. **Ties** — the same name, or the same prefix, in two apps with
 //     overlapping ports — are won by the app that comes first in the config.
 //     The validator reports every tie as a warning, and every exception that

@@ -20,6 +20,7 @@ const (
 	reasonPinnedBlock  = "the flow's owner matches a pinned-app exception with action block"
 	reasonPinnedFailed = "a pinned-app pattern timed out on the flow's owner (or the owner's name is not UTF-8) and was treated as not matching, so the flow is steered as its app says"
 	reasonStubDead     = "the flow is to a stub address whose name no app matches any more"
+	reasonStubUnknown  = "the flow is to a stub address that stands for no known name"
 )
 
 // MatchName decides a DNS name: domain exceptions first, then the apps' names
@@ -52,35 +53,81 @@ func (s *Snapshot) appDecision(r int32, reason string) Decision {
 	return Decision{Action: a.action, App: a.app, Rule: s.rules[r].text, Reason: reason}
 }
 
-// MatchFlow decides a flow. Flows that carry an FQDN (stub flows, or real
-// addresses the DNS proxy resolved through a publisher) are matched by name,
-// others by address (longest prefix first); in both cases the most specific rule
-// whose app admits the protocol and port decides, and exceptions come first. A
-// steered flow is then checked against the pinned-app exceptions for its OS.
+// MatchFlow decides a flow: exceptions first (the flow's name, then its
+// address), then app rules (by name when the flow has an FQDN, then by address
+// when the address is a real one, not a stub). Within each, the most specific
+// rule whose app admits the protocol and port decides. A steered flow is then
+// checked against the pinned-app exceptions for its OS.
 func (s *Snapshot) MatchFlow(f Flow) Decision {
-	var d Decision
-	if f.FQDN != "" {
-		d = s.matchFlowName(&f)
-	} else {
-		d = s.matchFlowAddr(&f)
-	}
+	d := s.matchFlow(&f)
 	if d.Steered() && len(s.pinned) > 0 {
 		s.applyPinned(&f, &d)
 	}
 	return d
 }
 
-func (s *Snapshot) matchFlowName(f *Flow) Decision {
+func (s *Snapshot) matchFlow(f *Flow) Decision {
 	var buf [maxName]byte
-	n, ok := normName(&buf, f.FQDN)
-	if !ok {
-		return Decision{Reason: reasonInvalidName}
+	var name []byte
+	if f.FQDN != "" {
+		if n, ok := normName(&buf, f.FQDN); ok {
+			name = buf[:n]
+		}
 	}
-	name := buf[:n]
-	if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
-		return Decision{Action: Direct, Rule: s.rules[r].text, Reason: reasonExDomain}
+	a := f.Addr.Unmap()
+	stub := a.IsValid() && s.stub.Contains(a)
+	real := a.IsValid() && !stub
+	fam, key := 0, u128{}
+	if real {
+		key = u128From(a)
+		if a.Is6() {
+			fam = 1
+		}
 	}
-	apps, proto, port := s.apps, f.Proto, f.Port
+	if name != nil {
+		if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
+			return Decision{Action: Direct, Rule: s.rules[r].text, Reason: reasonExDomain}
+		}
+	}
+	if ex := &s.exAddrs[fam]; real && len(ex.nodes) > 0 {
+		if n := ex.lookup(key); n >= 0 {
+			return Decision{Action: Direct, Rule: s.rules[ex.links[ex.nodes[n].head].rule].text, Reason: reasonExAddr}
+		}
+	}
+	var miss Decision // the explanation when nothing steers
+	switch {
+	case name != nil:
+		d, ok := s.appByName(name, f.Proto, f.Port)
+		if ok {
+			return d
+		}
+		miss = d
+	case f.FQDN != "":
+		miss = Decision{Reason: reasonInvalidName}
+	case stub:
+		miss = Decision{Reason: reasonStubUnknown}
+	}
+	if real {
+		d, ok := s.appByAddr(fam, key, f.Proto, f.Port)
+		if ok {
+			return d
+		}
+		if miss.Rule == "" {
+			miss = d
+		}
+	} else if !a.IsValid() && f.FQDN == "" {
+		miss = Decision{Reason: reasonNoAddr}
+	}
+	if stub && miss.Rule == "" && name != nil {
+		miss.Reason = reasonStubDead
+	}
+	return miss
+}
+
+// appByName finds the most specific name rule whose app admits proto/port.
+// When none does, it returns the explanation and false.
+func (s *Snapshot) appByName(name []byte, proto Protocol, port uint16) (Decision, bool) {
+	apps := s.apps
 	var seen *rule // most specific rule for the name, whatever its ports
 	r := s.appNames.lookup(name, s.rules, func(r *rule) bool {
 		if seen == nil {
@@ -93,46 +140,31 @@ func (s *Snapshot) matchFlowName(f *Flow) Decision {
 		if s.rules[r].kind == hostWildcard {
 			reason = reasonFlowWild
 		}
-		return s.appDecision(r, reason)
+		return s.appDecision(r, reason), true
 	}
 	if seen != nil {
-		return Decision{Rule: seen.text, Reason: reasonNamePorts}
+		return Decision{Rule: seen.text, Reason: reasonNamePorts}, false
 	}
-	if s.stub.Contains(f.Addr) {
-		return Decision{Reason: reasonStubDead}
-	}
-	return Decision{Reason: reasonNoName}
+	return Decision{Reason: reasonNoName}, false
 }
 
-func (s *Snapshot) matchFlowAddr(f *Flow) Decision {
-	a := f.Addr.Unmap()
-	if !a.IsValid() {
-		return Decision{Reason: reasonNoAddr}
-	}
-	fam := 0
-	if a.Is6() {
-		fam = 1
-	}
-	key := u128From(a)
-	if ex := &s.exAddrs[fam]; len(ex.nodes) > 0 {
-		if n := ex.lookup(key); n >= 0 {
-			return Decision{Action: Direct, Rule: s.rules[ex.links[ex.nodes[n].head].rule].text, Reason: reasonExAddr}
-		}
-	}
+// appByAddr finds the longest prefix whose app admits proto/port, trying
+// shorter prefixes in turn. When none does, it returns the explanation and false.
+func (s *Snapshot) appByAddr(fam int, key u128, proto Protocol, port uint16) (Decision, bool) {
 	t := &s.appAddrs[fam]
 	n := t.lookup(key)
 	if n < 0 {
-		return Decision{Reason: reasonNoAddr}
+		return Decision{Reason: reasonNoAddr}, false
 	}
 	for nd := n; nd >= 0; nd = t.nodes[nd].parent {
 		for l := t.nodes[nd].head; l >= 0; l = t.links[l].next {
 			r := t.links[l].rule
-			if s.apps[s.rules[r].app].admits(f.Proto, f.Port) {
-				return s.appDecision(r, reasonFlowAddr)
+			if s.apps[s.rules[r].app].admits(proto, port) {
+				return s.appDecision(r, reasonFlowAddr), true
 			}
 		}
 	}
-	return Decision{Rule: s.rules[t.links[t.nodes[n].head].rule].text, Reason: reasonAddrPorts}
+	return Decision{Rule: s.rules[t.links[t.nodes[n].head].rule].text, Reason: reasonAddrPorts}, false
 }
 
 // applyPinned overrides a steered decision when the flow's owner matches a

@@ -105,6 +105,12 @@ func TestMatchFlow(t *testing.T) {
 		{"fqdn no port", Flow{FQDN: "x.corp.test", Proto: UDP, Port: 53}, Direct, "", `apps[0].hosts[1] "*.corp.test"`, "no matching app admits"},
 		{"fqdn exception", Flow{FQDN: "public.corp.test", Proto: TCP, Port: 443}, Direct, "", `exceptions.domains[0] "public.corp.test"`, ""},
 		{"stub name gone", Flow{Addr: a("100.64.0.9"), FQDN: "gone.example", Proto: TCP, Port: 443}, Direct, "", "", "stub address whose name"},
+		{"named real address falls back to address rules", Flow{Addr: a("10.1.9.9"), FQDN: "host.other.test", Proto: TCP, Port: 5432}, L7, "db", `apps[2].hosts[0] "10.1.0.0/16"`, ""},
+		{"name rule beats address rule", Flow{Addr: a("10.1.9.9"), FQDN: "x.dev.corp.test", Proto: TCP, Port: 22}, L7, "dev", `apps[1].hosts[0] "*.dev.corp.test"`, ""},
+		{"name ports miss, address admits", Flow{Addr: a("10.1.9.9"), FQDN: "wiki.corp.test", Proto: TCP, Port: 5432}, L7, "db", `apps[2].hosts[0] "10.1.0.0/16"`, ""},
+		{"address exception beats name rule", Flow{Addr: a("10.1.3.3"), FQDN: "wiki.corp.test", Proto: TCP, Port: 443}, Direct, "", `exceptions.addresses[0] "10.1.3.0/24"`, ""},
+		{"stub without name", Flow{Addr: a("100.64.0.9"), Proto: TCP, Port: 443}, Direct, "", "", "stands for no known name"},
+		{"invalid fqdn on stub", Flow{Addr: a("100.64.0.9"), FQDN: strings.Repeat("a", 300), Proto: TCP, Port: 443}, Direct, "", "", "not a valid DNS name"},
 		{"pinned bypass", Flow{Addr: a("10.1.9.9"), Proto: TCP, Port: 5432, OS: "windows", Process: "Chrome.EXE"}, Direct, "db", `exceptions.pinned[0] "(?i)^chrome\\.exe$"`, "bypass"},
 		{"pinned other os", Flow{Addr: a("10.1.9.9"), Proto: TCP, Port: 5432, OS: "linux", Process: "chrome.exe"}, L7, "db", `apps[2].hosts[0] "10.1.0.0/16"`, ""},
 		{"pinned other field", Flow{Addr: a("10.1.9.9"), Proto: TCP, Port: 5432, OS: "darwin", Process: "com.bank.app"}, L7, "db", `apps[2].hosts[0] "10.1.0.0/16"`, ""},
@@ -205,7 +211,7 @@ func TestMatchAgainstNaive(t *testing.T) {
 				t.Fatalf("round %d: MatchName(%q) = %d, naive %d", round, name, got, want)
 			}
 			f.FQDN = name
-			if got, want := appIndex(c, s.MatchFlow(f)), nv.matchNamePort(name, f.Proto, f.Port); got != want {
+			if got, want := appIndex(c, s.MatchFlow(f)), nv.matchFlowName(f); got != want {
 				t.Fatalf("round %d: MatchFlow(%q %v/%d) = %d, naive %d", round, name, f.Proto, f.Port, got, want)
 			}
 		}
@@ -222,6 +228,28 @@ func appIndex(c *Config, d Decision) int {
 		}
 	}
 	return -2
+}
+
+// matchFlowName is MatchFlow's rule for flows with a name and a real address:
+// name exceptions, address exceptions, name rules, address rules.
+func (n *naive) matchFlowName(f Flow) int {
+	name := strings.ToLower(strings.TrimSuffix(f.FQDN, "."))
+	for _, s := range n.exDom {
+		if s.kind == hostExact && s.name == name || s.kind == hostWildcard && strings.HasSuffix(name, "."+s.name) {
+			return -1
+		}
+	}
+	for _, s := range n.exAdr {
+		for _, p := range s.prefixes {
+			if p.Contains(f.Addr) {
+				return -1
+			}
+		}
+	}
+	if a := n.matchNamePort(f.FQDN, f.Proto, f.Port); a >= 0 {
+		return a
+	}
+	return n.matchAddr(f)
 }
 
 func (n *naive) matchNamePort(name string, proto Protocol, port uint16) int {
