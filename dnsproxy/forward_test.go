@@ -296,3 +296,53 @@ func TestUpstreamIsSelfIgnored(t *testing.T) {
 		t.Fatalf("%d upstreams, want the proxy's own address dropped", n)
 	}
 }
+
+// TestSpoofedAnswersIgnored has an upstream send, before the real answer, one
+// with another ID, one for another name and one that is not a response: the
+// proxy must skip them and pass on only the real one.
+func TestSpoofedAnswersIgnored(t *testing.T) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { pc.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			req := new(dns.Msg)
+			if req.Unpack(buf[:n]) != nil {
+				continue
+			}
+			send := func(m *dns.Msg) {
+				b, _ := m.Pack()
+				pc.WriteToUDPAddrPort(b, from)
+			}
+			wrongID := answerA(req, "udp")
+			wrongID.Id++
+			wrongID.Answer[0].(*dns.A).A = net.IPv4(6, 6, 6, 1)
+			send(wrongID)
+			wrongName := answerA(newQuery("evil.example.", dns.TypeA), "udp")
+			wrongName.Id = req.Id
+			wrongName.Answer[0].(*dns.A).A = net.IPv4(6, 6, 6, 2)
+			send(wrongName)
+			notResponse := answerA(req, "udp")
+			notResponse.Response = false
+			notResponse.Answer[0].(*dns.A).A = net.IPv4(6, 6, 6, 3)
+			send(notResponse)
+			send(answerA(req, "udp"))
+		}
+	}()
+	up := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	_, addr := startProxy(t, Config{Upstreams: []netip.AddrPort{up}, CacheSize: -1})
+	for _, network := range []string{"udp", "tcp"} {
+		if got := rdata(query(t, network, addr, newQuery("www.example.com.", dns.TypeA)).Answer); got != "192.0.2.1" {
+			t.Errorf("%s: answer %q, want the real one", network, got)
+		}
+	}
+}
