@@ -125,9 +125,11 @@ func (r *resolvConfDNS) Upstreams() ([]netip.AddrPort, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var b []byte
-	if r.saved != nil {
+	if r.saved != nil && r.isOurs() {
 		b = r.saved.Original
 	} else {
+		// Not managing it, or another program has rewritten it since (a
+		// new network): what is there now names the system's resolvers.
 		var err error
 		if b, err = os.ReadFile(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("reading %s: %w", r.path, err)
@@ -137,13 +139,20 @@ func (r *resolvConfDNS) Upstreams() ([]netip.AddrPort, error) {
 }
 
 // Set implements DNSConfigurator. The first Set journals the original before
-// writing anything.
+// writing anything. If another program (NetworkManager, dhclient, resolvconf)
+// has rewritten the file since the last Set, its version becomes the original
+// to restore, and is journalled likewise before it is replaced.
 func (r *resolvConfDNS) Set(cfg DNSConfig) error {
 	if len(cfg.Servers) == 0 {
 		return errors.New("resolv.conf: no DNS servers to set")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.saved != nil && !r.isOurs() {
+		r.log.Info("resolv.conf was rewritten by another program; taking it as the original",
+			zap.String("path", r.path))
+		r.saved = nil
+	}
 	if r.saved == nil {
 		saved, err := r.snapshot()
 		if err != nil {
