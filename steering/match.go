@@ -67,6 +67,45 @@ func (s *Snapshot) MatchFlow(f Flow) Decision {
 }
 
 func (s *Snapshot) matchFlow(f *Flow) Decision {
+	if f.FQDN != "" {
+		return s.matchNamedFlow(f)
+	}
+	a := f.Addr.Unmap()
+	switch {
+	case !a.IsValid():
+		return Decision{Reason: reasonNoAddr}
+	case s.stub.Contains(a):
+		return Decision{Reason: reasonStubUnknown}
+	}
+	fam, key := famKey(a)
+	if d, ok := s.addrException(fam, key); ok {
+		return d
+	}
+	d, _ := s.appByAddr(fam, key, f.Proto, f.Port)
+	return d
+}
+
+func famKey(a netip.Addr) (int, u128) {
+	if a.Is6() {
+		return 1, u128From(a)
+	}
+	return 0, u128From(a)
+}
+
+func (s *Snapshot) addrException(fam int, key u128) (Decision, bool) {
+	ex := &s.exAddrs[fam]
+	if len(ex.nodes) == 0 {
+		return Decision{}, false
+	}
+	n := ex.lookup(key)
+	if n < 0 {
+		return Decision{}, false
+	}
+	return Decision{Action: Direct, Rule: s.rules[ex.links[ex.nodes[n].head].rule].text, Reason: reasonExAddr}, true
+}
+
+// matchNamedFlow decides a flow that carries a name; see MatchFlow.
+func (s *Snapshot) matchNamedFlow(f *Flow) Decision {
 	var buf [maxName]byte
 	var name []byte
 	if f.FQDN != "" {
@@ -77,35 +116,31 @@ func (s *Snapshot) matchFlow(f *Flow) Decision {
 	a := f.Addr.Unmap()
 	stub := a.IsValid() && s.stub.Contains(a)
 	real := a.IsValid() && !stub
-	fam, key := 0, u128{}
+	var fam int
+	var key u128
 	if real {
-		key = u128From(a)
-		if a.Is6() {
-			fam = 1
-		}
+		fam, key = famKey(a)
 	}
 	if name != nil {
 		if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
 			return Decision{Action: Direct, Rule: s.rules[r].text, Reason: reasonExDomain}
 		}
 	}
-	if ex := &s.exAddrs[fam]; real && len(ex.nodes) > 0 {
-		if n := ex.lookup(key); n >= 0 {
-			return Decision{Action: Direct, Rule: s.rules[ex.links[ex.nodes[n].head].rule].text, Reason: reasonExAddr}
+	if real {
+		if d, ok := s.addrException(fam, key); ok {
+			return d
 		}
 	}
-	var miss Decision // the explanation when nothing steers
-	switch {
-	case name != nil:
+	miss := Decision{Reason: reasonInvalidName} // the explanation when nothing steers
+	if name != nil {
 		d, ok := s.appByName(name, f.Proto, f.Port)
 		if ok {
 			return d
 		}
 		miss = d
-	case f.FQDN != "":
-		miss = Decision{Reason: reasonInvalidName}
-	case stub:
-		miss = Decision{Reason: reasonStubUnknown}
+		if stub && miss.Rule == "" {
+			miss.Reason = reasonStubDead
+		}
 	}
 	if real {
 		d, ok := s.appByAddr(fam, key, f.Proto, f.Port)
@@ -115,11 +150,6 @@ func (s *Snapshot) matchFlow(f *Flow) Decision {
 		if miss.Rule == "" {
 			miss = d
 		}
-	} else if !a.IsValid() && f.FQDN == "" {
-		miss = Decision{Reason: reasonNoAddr}
-	}
-	if stub && miss.Rule == "" && name != nil {
-		miss.Reason = reasonStubDead
 	}
 	return miss
 }
