@@ -14,11 +14,11 @@ import (
 
 // UDP is served by our own loop rather than miekg's server, which starts a
 // goroutine and builds a dns.Msg for every packet: a few reader goroutines per
-// socket answer private names on the fast path with no per-query goroutine
-// and a single allocation, handle other local answers inline, and hand
-// forwarded queries to a goroutine each, bounded by MaxInFlight. TCP, where
-// queries are rare and connection handling is the hard part, stays with
-// miekg's server.
+// socket answer private names and cached forwarded names on the fast path
+// (wire.go) with no per-query goroutine and a single allocation, handle other
+// local answers inline, and hand each query that must go upstream to a
+// goroutine of its own, bounded by MaxInFlight. TCP, where queries are rare and
+// connection handling is the hard part, stays with miekg's server.
 
 // serveUDP starts the reader goroutines of conn; they exit when conn is closed.
 func (s *Server) serveUDP(conn *net.UDPConn) {

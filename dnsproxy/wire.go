@@ -8,12 +8,13 @@ import (
 	"github.com/miekg/dns"
 )
 
-// The fast path answers the common query for a private name — one question,
-// a plain name, class IN, at most an EDNS0 OPT record — straight from the wire
-// bytes into a reply buffer, without building dns.Msg values. Anything else,
-// and any name the agent does not own, takes the general path (answerLocal,
-// then forwarding), which gives the same answers; TestFastPathMatchesGeneral
-// and FuzzQuery hold the two to that.
+// The fast path answers the common query — one question, a plain name, class
+// IN, at most an EDNS0 OPT record — for a private name, or for a forwarded
+// name whose answer is cached, straight from the wire bytes into a reply
+// buffer, without building dns.Msg values. Anything else takes the general
+// path (answerLocal, then the cache and the upstreams), which gives the same
+// answers; TestFastPathMatchesGeneral, TestCacheWireMatchesGet and FuzzQuery
+// hold the two to that.
 
 const (
 	headerLen = 12
