@@ -109,13 +109,9 @@ func checkUPNParams(p Params) (string, error) {
 		return "", errorf(ReasonUnsupportedInstall, nil,
 			"installmode=IDP needs IdP enrollment, which this version does not support yet — remove installmode= to enroll by UPN")
 	}
-	if p.EnrollEncryptionToken != "" {
-		return "", errorf(ReasonEncryptionUnsupported, nil,
-			"enrollencryptiontoken= is not supported by this version yet — remove it (the config is still protected by TLS)")
-	}
-	base, err := p.TenantURL()
+	base, err := checkTokenParams(p)
 	if err != nil {
-		return "", errorf(ReasonBadParameter, err, "%v", err)
+		return "", err
 	}
 	switch {
 	case p.Token == "":
@@ -138,15 +134,36 @@ func EnrollUPN(ctx context.Context, p Params, log *zap.Logger) (*Identity, error
 	if err != nil {
 		return nil, err
 	}
-	host := deviceName()
 	key, csr, err := newDeviceKey(p.UPN)
 	if err != nil {
 		return nil, fmt.Errorf("generate device key: %w", err)
 	}
-	req := upnEnrollRequest{OrgKey: string(p.Token), UPN: p.UPN, DeviceName: host, CSR: csr,
+	req := upnEnrollRequest{OrgKey: string(p.Token), UPN: p.UPN, DeviceName: deviceName(), CSR: csr,
 		EnrollAuthToken: string(p.EnrollAuthToken)}
-	log.Info("enrolling", zap.String("url", base), zap.String("upn", p.UPN), zap.Stringer("params", p))
-	resp, err := postEnroll(ctx, base+"/v1/enroll/upn", apiRoots, &req, p)
+	log.Info("enrolling", zap.String("method", "upn"), zap.String("url", base), zap.String("upn", p.UPN), zap.Stringer("params", p))
+	return enrollDevice(ctx, base, "/v1/enroll/upn", &req, key, apiRoots, apiPEM, p, log)
+}
+
+// checkTokenParams checks host= and the secure-enrollment parameters every
+// device enrollment shares, and returns the tenant API's base URL.
+func checkTokenParams(p Params) (string, error) {
+	base, err := p.TenantURL()
+	if err != nil {
+		return "", errorf(ReasonBadParameter, err, "%v", err)
+	}
+	if p.EnrollEncryptionToken != "" && p.EnrollAuthToken == "" {
+		return "", errorf(ReasonBadParameter, nil,
+			"enrollencryptiontoken= needs enrollauthtoken= of the same token set: the tenant picks the encryption token by the auth token — pass both")
+	}
+	return base, nil
+}
+
+// enrollDevice posts a device enrollment, checks the certificate against the
+// device key and the answer, and opens the initial config. Nothing is saved:
+// on any error the key is dropped, and on success the caller calls Save.
+func enrollDevice(ctx context.Context, base, path string, body any, key *ecdsa.PrivateKey,
+	apiRoots *x509.CertPool, apiPEM []byte, p Params, log *zap.Logger) (*Identity, error) {
+	resp, err := postEnroll(ctx, base+path, apiRoots, body, p)
 	if err != nil {
 		return nil, err
 	}
@@ -164,11 +181,51 @@ func EnrollUPN(ctx context.Context, p Params, log *zap.Logger) (*Identity, error
 		return nil, errorf(ReasonBadParameter, nil,
 			"host=%s serves tenant %q, not tenant=%s — check host= and tenant=", p.Host, resp.Tenant, p.Tenant)
 	}
+	cfg, err := initialConfig(base, resp, p)
+	if err != nil {
+		return nil, err
+	}
 	id := &Identity{Tenant: resp.Tenant, User: resp.User, DeviceID: resp.DeviceID, TenantURL: base,
-		Cert: cert, Roots: roots, APIRoots: apiRoots, caPEM: []byte(resp.CA), apiCAPEM: apiPEM}
+		Cert: cert, Roots: roots, APIRoots: apiRoots, InitialConfig: cfg, caPEM: []byte(resp.CA), apiCAPEM: apiPEM}
 	log.Info("enrolled", zap.String("tenant", id.Tenant), zap.String("user", id.User),
-		zap.String("device_id", id.DeviceID), zap.Time("expires", id.Expires()))
+		zap.String("device_id", id.DeviceID), zap.Time("expires", id.Expires()),
+		zap.Bool("config_sealed", resp.SealedConfig != nil))
 	return id, nil
+}
+
+// initialConfig opens the config delivered with the enrollment. The agent's
+// encryption token and the tenant's choice must agree: a sealed config without a
+// token, a token that does not open it, and a token with a config in the clear
+// (a silent downgrade) are all refused.
+func initialConfig(base string, resp *enrollResponse, p Params) (*AgentConfig, error) {
+	tok := string(p.EnrollEncryptionToken)
+	switch {
+	case resp.SealedConfig != nil && tok == "":
+		return nil, errorf(ReasonEncryptionRequired, nil,
+			"tenant encrypts the initial config for this enrollment token set: re-run with enrollencryptiontoken=<encryption token of the same set> or `ztdiag -e enrollauthtoken=… enrollencryptiontoken=…` (nothing was saved)")
+	case resp.SealedConfig != nil:
+		cfg, err := openConfig(resp.SealedConfig, tok, resp.Tenant, resp.DeviceID)
+		if errors.Is(err, errSealOpen) {
+			return nil, errorf(ReasonBadEncryptionToken, err,
+				"the enrollment encryption token (enrollencryptiontoken=) does not decrypt the tenant's initial config: copy the encryption token of the same set as enrollauthtoken= from the admin console and re-run, or use `ztdiag -e enrollauthtoken=… enrollencryptiontoken=…` (nothing was saved)")
+		}
+		if err != nil {
+			return nil, errorf(ReasonBadResponse, err,
+				"tenant API at %s sent an unusable encrypted config (%v) — report this to the tenant administrator (nothing was saved)", base, err)
+		}
+		return cfg, nil
+	case tok != "":
+		return nil, errorf(ReasonEncryptionNotUsed, nil,
+			"enrollencryptiontoken= is set but the tenant sent the initial config unencrypted: the token set of enrollauthtoken= has no encryption token — add one in the admin console or drop enrollencryptiontoken= (nothing was saved)")
+	case len(resp.Config) == 0:
+		return nil, nil // an older tenant: the config comes from the first fetch
+	}
+	var cfg AgentConfig
+	if err := json.Unmarshal(resp.Config, &cfg); err != nil {
+		return nil, errorf(ReasonBadResponse, err,
+			"tenant API at %s sent a malformed initial config (%v) — report this to the tenant administrator", base, err)
+	}
+	return &cfg, nil
 }
 
 // deviceName is the name the tenant shows for this device: the host name,

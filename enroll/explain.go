@@ -133,13 +133,13 @@ func explainStatus(base string, resp *http.Response, p Params) *Error {
 	case ReasonUnknownUser:
 		out.msg = "tenant " + base + " has no user " + p.UPN + " (upn=): add the user in the admin console or pass the right upn="
 	case ReasonSecureEnrollment:
-		out.msg = "tenant enforces secure enrollment: re-run with enrollauthtoken=<auth token from the admin console>"
+		out.msg = "tenant enforces secure enrollment: re-run with enrollauthtoken=<auth token from the admin console> or `ztdiag -e enrollauthtoken=…`"
 	case ReasonBadAuthToken:
-		out.msg = "tenant rejected the enrollment auth token (enrollauthtoken=): copy the current token from the admin console"
+		out.msg = "tenant rejected the enrollment auth token (enrollauthtoken=): copy the current token from the admin console and re-run, or `ztdiag -e enrollauthtoken=…`"
 	case ReasonAuthTokenExpired:
-		out.msg = "the enrollment auth token has expired (enrollauthtoken=): create a new token set in the admin console and re-run with it"
+		out.msg = "the enrollment auth token has expired (enrollauthtoken=): create a new token set in the admin console and re-run with it, or `ztdiag -e enrollauthtoken=…`"
 	case ReasonAuthTokenRevoked:
-		out.msg = "the enrollment auth token has been revoked (enrollauthtoken=): re-run with a current token from the admin console"
+		out.msg = "the enrollment auth token has been revoked (enrollauthtoken=): re-run with a current token from the admin console, or `ztdiag -e enrollauthtoken=…`"
 	case ReasonTooManyAttempts:
 		out.msg = "tenant API at " + base + " is refusing this address after too many failed enrollments: fix the key or token, then retry after " + resp.Header.Get("Retry-After") + "s"
 	case ReasonBadPublisherToken:

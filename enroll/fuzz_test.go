@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -106,4 +107,32 @@ func quoteJSON(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// FuzzOpenConfig: the enrollment answer's sealed-config envelope, decoded as
+// the agent decodes it, never panics; only a box sealed with the right token
+// for the right device opens.
+func FuzzOpenConfig(f *testing.F) {
+	good, err := sealConfig(encSet1, "demo", "dev1", []byte(`{"tenant":"demo","user":"a@b"}`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	goodJSON, _ := json.Marshal(good)
+	f.Add(goodJSON, encSet1)
+	f.Add(goodJSON, encBad)
+	f.Add([]byte(`{"alg":"A256GCM-HKDF-SHA256","nonce":"AAAAAAAAAAAAAAAA","ciphertext":"AAAAAAAAAAAAAAAAAAAAAA=="}`), "")
+	f.Add([]byte(`{"alg":"none"}`), "x")
+	f.Fuzz(func(t *testing.T, data []byte, token string) {
+		var resp enrollResponse
+		if json.Unmarshal(append(append([]byte(`{"sealed_config":`), data...), '}'), &resp) != nil || resp.SealedConfig == nil {
+			return
+		}
+		cfg, err := openConfig(resp.SealedConfig, token, "demo", "dev1")
+		if err == nil && (token != encSet1 || cfg == nil) {
+			t.Fatalf("opened with token %q", token)
+		}
+		if _, err := openConfig(resp.SealedConfig, token, "demo", "dev2"); err == nil {
+			t.Fatal("a box for dev1 opened for dev2")
+		}
+	})
 }

@@ -27,6 +27,11 @@ type Identity struct {
 	Roots *x509.CertPool
 	// APIRoots verifies the tenant API; nil means the system roots.
 	APIRoots *x509.CertPool
+	// InitialConfig is the config the tenant delivered with the enrollment
+	// (decrypted when it was sealed); nil after LoadIdentity and from tenants
+	// that do not send one. It is not persisted: apply it and cache it like a
+	// fetched config.
+	InitialConfig *AgentConfig
 
 	caPEM    []byte
 	apiCAPEM []byte

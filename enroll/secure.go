@@ -18,8 +18,8 @@ type SecureEnrollment struct {
 type EnrollToken struct {
 	Name      string `yaml:"name"`
 	AuthToken Secret `yaml:"auth_token"`
-	// EncryptionToken would encrypt the initial config on top of TLS; this
-	// version rejects it at load time rather than pretend to encrypt.
+	// EncryptionToken, when set, encrypts the initial config returned to a
+	// device that enrolled with AuthToken, on top of TLS (see seal.go).
 	EncryptionToken Secret `yaml:"encryption_token,omitempty"`
 	// Created and Days give the expiry: Created + Days (7-365, default 90).
 	Created time.Time `yaml:"created"`
@@ -61,8 +61,11 @@ func (t *Tenant) compileSecureEnrollment(v *validator) {
 		if len(tok.AuthToken) < minSecretLen {
 			v.badf(path+".auth_token", "missing or too short: use at least %d random characters", minSecretLen)
 		}
-		if tok.EncryptionToken != "" {
-			v.badf(path+".encryption_token", "config encryption is not supported by this version yet; remove it")
+		if tok.EncryptionToken != "" && len(tok.EncryptionToken) < minSecretLen {
+			v.badf(path+".encryption_token", "too short: use at least %d random characters", minSecretLen)
+		}
+		if tok.EncryptionToken != "" && tok.EncryptionToken.Equal(string(tok.AuthToken)) {
+			v.badf(path+".encryption_token", "equals the auth token: the encryption token must be a different secret")
 		}
 		if tok.Created.IsZero() {
 			v.badf(path+".created", "missing: the date the token set was created (e.g. 2026-11-23)")
@@ -74,15 +77,23 @@ func (t *Tenant) compileSecureEnrollment(v *validator) {
 }
 
 // checkEnrollAuth applies secure enrollment to an enrollment presenting token
-// (empty when none) at time now. A nil result lets the enrollment proceed.
-func (t *Tenant) checkEnrollAuth(token string, now time.Time) *apiError {
+// (empty when none) at time now. required says whether the enforce switch
+// applies to this enrollment method (UPN, pre-logon IdP) or not (interactive
+// IdP, where the user's sign-in is the proof). A token that is presented is
+// always checked. On success it returns the matching token set, nil when none
+// was presented.
+func (t *Tenant) checkEnrollAuth(token string, required bool, now time.Time) (*EnrollToken, *apiError) {
 	se := t.SecureEnrollment
-	if se == nil || (!se.Enforce && token == "") {
-		return nil
+	if se == nil {
+		// No secure enrollment configured: tokens are neither needed nor known.
+		return nil, nil
 	}
 	if token == "" {
-		return &apiError{Status: http.StatusMethodNotAllowed, Reason: ReasonSecureEnrollment,
-			Message: "tenant enforces secure enrollment: an enrollment auth token is required"}
+		if se.Enforce && required {
+			return nil, &apiError{Status: http.StatusMethodNotAllowed, Reason: ReasonSecureEnrollment,
+				Message: "tenant enforces secure enrollment: an enrollment auth token is required"}
+		}
+		return nil, nil
 	}
 	// Compare against every set so that timing does not tell which one matched.
 	var match *EnrollToken
@@ -93,14 +104,14 @@ func (t *Tenant) checkEnrollAuth(token string, now time.Time) *apiError {
 	}
 	switch {
 	case match == nil:
-		return &apiError{Status: http.StatusUnauthorized, Reason: ReasonBadAuthToken,
+		return nil, &apiError{Status: http.StatusUnauthorized, Reason: ReasonBadAuthToken,
 			Message: "enrollment auth token is not valid for this tenant"}
 	case match.Revoked:
-		return &apiError{Status: http.StatusForbidden, Reason: ReasonAuthTokenRevoked,
+		return nil, &apiError{Status: http.StatusForbidden, Reason: ReasonAuthTokenRevoked,
 			Message: "enrollment auth token has been revoked"}
 	case !now.Before(match.Expires()):
-		return &apiError{Status: http.StatusForbidden, Reason: ReasonAuthTokenExpired,
+		return nil, &apiError{Status: http.StatusForbidden, Reason: ReasonAuthTokenExpired,
 			Message: "enrollment auth token expired on " + match.Expires().UTC().Format(time.DateOnly)}
 	}
-	return nil
+	return match, nil
 }

@@ -21,14 +21,31 @@ const (
 	authSet2 = "auth-token-set-two-77e1b0"
 	authOld  = "auth-token-expired-3f88aa"
 	authRev  = "auth-token-revoked-0c4d19"
+	encSet1  = "enc-token-set-one-a81f3c"
+	encSet2  = "enc-token-set-two-6b20de"
+	encOld   = "enc-token-expired-19ce7a"
+	encRev   = "enc-token-revoked-5fa002"
+	authBad  = "auth-token-wrong-000000"
+	encBad   = "enc-token-wrong-0000000"
 )
 
+// allSecrets is every secret the tests use, for the log leak checks.
+var allSecrets = []string{demoOrgKey, authSet1, authSet2, authOld, authRev, encSet1, encSet2,
+	encOld, encRev, authBad, encBad, "PRIVATE KEY"}
+
 // secureTenant is the demo tenant with secure enrollment; "now" is 2026-11-23.
-func secureTenant(t *testing.T, enforce bool) *Tenant {
+// With encrypt, every token set has an encryption token.
+func secureTenant(t *testing.T, enforce, encrypt bool) *Tenant {
 	t.Helper()
 	demo, err := os.ReadFile(demoTenant)
 	if err != nil {
 		t.Fatal(err)
+	}
+	enc := func(tok string) string {
+		if !encrypt {
+			return ""
+		}
+		return ", encryption_token: " + tok
 	}
 	var b bytes.Buffer
 	b.Write(demo)
@@ -37,8 +54,8 @@ func secureTenant(t *testing.T, enforce bool) *Tenant {
 		b.WriteString("  enforce: true\n")
 	}
 	b.WriteString(`  tokens:
-    - {name: set1, auth_token: ` + authSet1 + `, created: 2026-11-01}
-    - {name: set2, auth_token: ` + authSet2 + `, created: 2026-10-01, days: 365}
+    - {name: set1, auth_token: ` + authSet1 + enc(encSet1) + `, created: 2026-11-01}
+    - {name: set2, auth_token: ` + authSet2 + enc(encSet2) + `, created: 2026-10-01, days: 365}
 `)
 	tn, err := ParseTenant("secure.yaml", b.Bytes())
 	if err != nil {
@@ -46,87 +63,158 @@ func secureTenant(t *testing.T, enforce bool) *Tenant {
 	}
 	// The tenant file allows two sets; expired and revoked ones are added here
 	// to cover every outcome in one matrix.
-	tn.SecureEnrollment.Tokens = append(tn.SecureEnrollment.Tokens,
-		EnrollToken{Name: "old", AuthToken: authOld, Created: date(2026, 1, 1), Days: 30},
-		EnrollToken{Name: "rev", AuthToken: authRev, Created: date(2026, 11, 1), Revoked: true})
+	old := EnrollToken{Name: "old", AuthToken: authOld, Created: date(2026, 1, 1), Days: 30}
+	rev := EnrollToken{Name: "rev", AuthToken: authRev, Created: date(2026, 11, 1), Revoked: true}
+	if encrypt {
+		old.EncryptionToken, rev.EncryptionToken = encOld, encRev
+	}
+	tn.SecureEnrollment.Tokens = append(tn.SecureEnrollment.Tokens, old, rev)
 	return tn
 }
 
 func date(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
 
-func TestSecureEnrollmentMatrix(t *testing.T) {
+func TestCheckEnrollAuth(t *testing.T) {
 	tokens := []struct {
 		name, token string
-	}{{"no token", ""}, {"set 1", authSet1}, {"set 2", authSet2}, {"wrong", "auth-token-wrong-000000"},
+	}{{"no token", ""}, {"set 1", authSet1}, {"set 2", authSet2}, {"wrong", authBad},
 		{"expired", authOld}, {"revoked", authRev}}
-	want := map[bool]map[string]struct {
+	type outcome struct {
 		status int
 		reason string
-	}{
-		true: {"no token": {405, ReasonSecureEnrollment}, "set 1": {}, "set 2": {},
-			"wrong": {401, ReasonBadAuthToken}, "expired": {403, ReasonAuthTokenExpired},
-			"revoked": {403, ReasonAuthTokenRevoked}},
-		// Not enforced: no token is fine, but a token that is given is checked.
-		false: {"no token": {}, "set 1": {}, "set 2": {}, "wrong": {401, ReasonBadAuthToken},
-			"expired": {403, ReasonAuthTokenExpired}, "revoked": {403, ReasonAuthTokenRevoked}},
 	}
+	refused := map[string]outcome{"wrong": {401, ReasonBadAuthToken},
+		"expired": {403, ReasonAuthTokenExpired}, "revoked": {403, ReasonAuthTokenRevoked}}
 	for _, enforce := range []bool{true, false} {
-		tn := secureTenant(t, enforce)
-		for _, tok := range tokens {
-			t.Run(map[bool]string{true: "enforced", false: "not enforced"}[enforce]+"/"+tok.name, func(t *testing.T) {
-				e := tn.checkEnrollAuth(tok.token, date(2026, 11, 23))
-				w := want[enforce][tok.name]
-				switch {
-				case w.status == 0 && e != nil:
-					t.Errorf("refused: %v", e)
-				case w.status != 0 && (e == nil || e.Status != w.status || e.Reason != w.reason):
-					t.Errorf("got %+v, want %d %s", e, w.status, w.reason)
-				}
-			})
+		tn := secureTenant(t, enforce, false)
+		for _, required := range []bool{true, false} {
+			for _, tok := range tokens {
+				name := fmt.Sprintf("enforce=%v/required=%v/%s", enforce, required, tok.name)
+				t.Run(name, func(t *testing.T) {
+					set, e := tn.checkEnrollAuth(tok.token, required, date(2026, 11, 23))
+					w, bad := refused[tok.name]
+					if tok.name == "no token" && enforce && required {
+						w, bad = outcome{405, ReasonSecureEnrollment}, true
+					}
+					switch {
+					case !bad && e != nil:
+						t.Errorf("refused: %v", e)
+					case !bad && (set == nil) != (tok.token == ""):
+						t.Errorf("token set = %v", set)
+					case bad && (e == nil || e.Status != w.status || e.Reason != w.reason):
+						t.Errorf("got %+v, want %d %s", e, w.status, w.reason)
+					}
+				})
+			}
 		}
 	}
 }
 
-func TestSecureEnrollmentThroughAgent(t *testing.T) {
-	tn := secureTenant(t, true)
+// TestSecureEnrollmentMatrix enrolls through the real handler on a TLS server
+// for {enforced, not} × {no token, set 1, set 2, wrong, expired, revoked} ×
+// {encryption off, right key, wrong key}, and checks both the outcome and the
+// sentence the agent gives; then greps every log line of both sides for secrets.
+func TestSecureEnrollmentMatrix(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	log := zap.New(core)
-	l := newLabWithClock(t, tn, log, func() time.Time { return date(2026, 11, 23) })
-	tests := []struct {
-		name, extra, reason, msg string
-	}{
-		{"missing", "", ReasonSecureEnrollment, "tenant enforces secure enrollment: re-run with enrollauthtoken="},
-		{"wrong", "enrollauthtoken=auth-token-wrong-000000", ReasonBadAuthToken, "tenant rejected the enrollment auth token (enrollauthtoken=)"},
-		{"expired", "enrollauthtoken=" + authOld, ReasonAuthTokenExpired, "has expired (enrollauthtoken=)"},
-		{"ok", "enrollauthtoken=" + authSet2, "", ""},
+	now := func() time.Time { return date(2026, 11, 23) }
+	tokens := []struct{ name, auth, enc string }{
+		{"no token", "", encSet1}, {"set 1", authSet1, encSet1}, {"set 2", authSet2, encSet2},
+		{"wrong", authBad, encSet1}, {"expired", authOld, encOld}, {"revoked", authRev, encRev}}
+	authFail := map[string]struct{ reason, msg string }{
+		"wrong":   {ReasonBadAuthToken, "tenant rejected the enrollment auth token (enrollauthtoken=)"},
+		"expired": {ReasonAuthTokenExpired, "the enrollment auth token has expired (enrollauthtoken=)"},
+		"revoked": {ReasonAuthTokenRevoked, "the enrollment auth token has been revoked (enrollauthtoken=)"},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var extra []string
-			if tc.extra != "" {
-				extra = append(extra, tc.extra)
+	for _, enforce := range []bool{true, false} {
+		for _, enc := range []string{"off", "right", "wrong"} {
+			l := newLabWithClock(t, secureTenant(t, enforce, enc != "off"), log, now)
+			for _, tok := range tokens {
+				name := fmt.Sprintf("enforce=%v/%s/encryption %s", enforce, tok.name, enc)
+				t.Run(name, func(t *testing.T) {
+					var extra []string
+					if tok.auth != "" {
+						extra = append(extra, "enrollauthtoken="+tok.auth)
+					}
+					switch enc {
+					case "right":
+						extra = append(extra, "enrollencryptiontoken="+tok.enc)
+					case "wrong":
+						extra = append(extra, "enrollencryptiontoken="+encBad)
+					}
+					id, err := EnrollUPN(context.Background(), l.params("alice@demo.test", extra...), log)
+					reason, msg := "", ""
+					switch f, failed := authFail[tok.name]; {
+					case tok.auth == "" && enc != "off":
+						reason, msg = ReasonBadParameter, "enrollencryptiontoken= needs enrollauthtoken= of the same token set"
+					case tok.auth == "" && enforce:
+						reason, msg = ReasonSecureEnrollment, "tenant enforces secure enrollment: re-run with enrollauthtoken=<auth token from the admin console> or `ztdiag -e enrollauthtoken=…`"
+					case failed:
+						reason, msg = f.reason, f.msg
+					case enc == "wrong":
+						reason, msg = ReasonBadEncryptionToken, "does not decrypt the tenant's initial config"
+					}
+					checkEnrollOutcome(t, id, err, reason, msg)
+				})
 			}
-			id, err := EnrollUPN(context.Background(), l.params("alice@demo.test", extra...), log)
-			if tc.reason == "" {
-				if err != nil || id == nil {
-					t.Fatalf("enrollment failed: %v", err)
-				}
-				return
-			}
-			var e *Error
-			if !errors.As(err, &e) || e.Reason != tc.reason || !strings.Contains(e.Error(), tc.msg) {
-				t.Fatalf("got %v, want %s: %q", err, tc.reason, tc.msg)
-			}
-		})
+		}
 	}
-	// Neither side logged a secret, at any level.
+	// The agent and the tenant disagree about encryption: refused, not downgraded.
+	t.Run("tenant encrypts, agent has no encryption token", func(t *testing.T) {
+		l := newLabWithClock(t, secureTenant(t, true, true), log, now)
+		id, err := EnrollUPN(context.Background(), l.params("alice@demo.test", "enrollauthtoken="+authSet1), log)
+		checkEnrollOutcome(t, id, err, ReasonEncryptionRequired, "re-run with enrollencryptiontoken=")
+	})
+	t.Run("agent has encryption token, tenant sends clear", func(t *testing.T) {
+		l := newLabWithClock(t, secureTenant(t, true, false), log, now)
+		id, err := EnrollUPN(context.Background(), l.params("alice@demo.test", "enrollauthtoken="+authSet1,
+			"enrollencryptiontoken="+encSet1), log)
+		checkEnrollOutcome(t, id, err, ReasonEncryptionNotUsed, "sent the initial config unencrypted")
+	})
+	checkNoSecrets(t, logs)
+}
+
+// checkEnrollOutcome checks a success (reason "") or the refusal's reason and
+// sentence; a refused enrollment returns no identity, so nothing can be saved.
+func checkEnrollOutcome(t *testing.T, id *Identity, err error, reason, msg string) {
+	t.Helper()
+	if reason == "" {
+		if err != nil || id == nil {
+			t.Fatalf("enrollment failed: %v", err)
+		}
+		cfg := id.InitialConfig
+		if cfg == nil || cfg.User != "alice@demo.test" || len(cfg.Steering.Apps) == 0 {
+			t.Fatalf("initial config = %+v", cfg)
+		}
+		return
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Reason != reason || !strings.Contains(e.Error(), msg) {
+		t.Fatalf("got %v, want %s: %q", err, reason, msg)
+	}
+	if id != nil {
+		t.Fatal("a refused enrollment returned an identity")
+	}
+	if strings.Contains(e.Error(), "\n") {
+		t.Errorf("explanation is not one sentence: %q", e.Error())
+	}
+	for _, s := range allSecrets {
+		if strings.Contains(e.Error(), s) {
+			t.Errorf("error leaks %q: %s", s, e.Error())
+		}
+	}
+}
+
+// checkNoSecrets greps every log line, message and fields, for every secret.
+func checkNoSecrets(t *testing.T, logs *observer.ObservedLogs, extra ...string) {
+	t.Helper()
 	for _, entry := range logs.All() {
 		line := entry.Message
 		for k, v := range entry.ContextMap() {
-			line += " " + k + "=" + toString(v)
+			line += " " + k + "=" + fmt.Sprint(v)
 		}
-		for _, secret := range []string{demoOrgKey, authSet1, authSet2, authOld, "auth-token-wrong", "PRIVATE KEY"} {
-			if strings.Contains(line, secret) {
+		for _, secret := range append(extra, allSecrets...) {
+			if secret != "" && strings.Contains(line, secret) {
 				t.Errorf("log line leaks %q: %s", secret, line)
 			}
 		}
@@ -135,8 +223,6 @@ func TestSecureEnrollmentThroughAgent(t *testing.T) {
 		t.Error("nothing was logged: the leak check checked nothing")
 	}
 }
-
-func toString(v any) string { return fmt.Sprint(v) }
 
 func newLabWithClock(t *testing.T, tn *Tenant, log *zap.Logger, now func() time.Time) *lab {
 	t.Helper()
@@ -149,4 +235,42 @@ func newLabWithClock(t *testing.T, tn *Tenant, log *zap.Logger, now func() time.
 	l.tenant.Store(tn)
 	l.startServer(log, now)
 	return l
+}
+
+func TestSealConfig(t *testing.T) {
+	plain := []byte(`{"tenant":"demo","user":"alice@demo.test"}`)
+	box, err := sealConfig(encSet1, "demo", "dev1", plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(box.Ciphertext, "alice") {
+		t.Fatal("ciphertext carries the plaintext")
+	}
+	if cfg, err := openConfig(box, encSet1, "demo", "dev1"); err != nil || cfg.User != "alice@demo.test" {
+		t.Fatalf("open: %v %+v", err, cfg)
+	}
+	tampered := *box
+	tampered.Ciphertext = "A" + box.Ciphertext[1:]
+	if tampered.Ciphertext == box.Ciphertext {
+		tampered.Ciphertext = "B" + box.Ciphertext[1:]
+	}
+	for name, tc := range map[string]struct {
+		box                   *sealedConfig
+		token, tenant, device string
+		want                  error
+	}{
+		"wrong token":   {box, encSet2, "demo", "dev1", errSealOpen},
+		"other device":  {box, encSet1, "demo", "dev2", errSealOpen},
+		"other tenant":  {box, encSet1, "other", "dev1", errSealOpen},
+		"tampered":      {&tampered, encSet1, "demo", "dev1", errSealOpen},
+		"bad algorithm": {&sealedConfig{Alg: "none", Nonce: box.Nonce, Ciphertext: box.Ciphertext}, encSet1, "demo", "dev1", nil},
+		"bad nonce":     {&sealedConfig{Alg: sealAlg, Nonce: "AAAA", Ciphertext: box.Ciphertext}, encSet1, "demo", "dev1", nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := openConfig(tc.box, tc.token, tc.tenant, tc.device)
+			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
 }

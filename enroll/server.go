@@ -140,15 +140,32 @@ func (h *tenantHandler) enrollUPN(w http.ResponseWriter, r *http.Request, t *Ten
 	}
 	log := h.log.With(zap.String("tenant", t.Name), zap.String("upn", req.UPN),
 		zap.String("remote", r.RemoteAddr))
-	csrDER, e := h.checkUPNRequest(&req, t)
+	csrDER, tok, e := h.checkUPNRequest(&req, t)
 	if e != nil {
 		log.Warn("enrollment refused", zap.String("reason", e.Reason))
 		h.refusedCredential(r, e.Reason)
 		writeError(w, e)
 		return
 	}
-	user := t.User(req.UPN)
-	csr, err := ParseCSR(csrDER)
+	h.issueDevice(w, t, issue{csrDER: csrDER, user: t.User(req.UPN), tok: tok,
+		deviceName: req.DeviceName, method: "upn"}, log)
+}
+
+// issue is what every device enrollment method hands issueDevice once it has
+// authenticated the request.
+type issue struct {
+	csrDER     []byte
+	user       *User
+	tok        *EnrollToken // the secure-enrollment token set presented, or nil
+	deviceName string
+	method     string // "upn", "invite", "idp": for the log
+}
+
+// issueDevice signs the CSR for the user and answers with the certificate, the
+// tenant CA and the initial config, sealed with the token set's encryption
+// token when it has one.
+func (h *tenantHandler) issueDevice(w http.ResponseWriter, t *Tenant, in issue, log *zap.Logger) {
+	csr, err := ParseCSR(in.csrDER)
 	if err != nil {
 		writeError(w, badRequest(ReasonBadCSR, err.Error()))
 		return
@@ -158,49 +175,81 @@ func (h *tenantHandler) enrollUPN(w http.ResponseWriter, r *http.Request, t *Ten
 		writeError(w, badRequest(ReasonBadCSR, err.Error()))
 		return
 	}
-	der, err := h.cfg.CA.SignDevice(csrDER, DeviceIdentity{Tenant: t.Name, DeviceID: id, User: user.UPN})
+	der, err := h.cfg.CA.SignDevice(in.csrDER, DeviceIdentity{Tenant: t.Name, DeviceID: id, User: in.user.UPN})
 	if err != nil {
 		writeError(w, badRequest(ReasonBadCSR, err.Error()))
 		return
 	}
-	log.Info("device enrolled", zap.String("device_id", id), zap.String("device_name", req.DeviceName))
-	writeJSON(w, http.StatusOK, &enrollResponse{
+	resp := &enrollResponse{
 		DeviceID:    id,
 		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 		CA:          string(h.cfg.CA.certPEM),
 		Tenant:      t.Name,
-		User:        user.UPN,
-	})
+		User:        in.user.UPN,
+	}
+	if err := attachConfig(resp, t, in.tok); err != nil {
+		log.Error("initial config", zap.Error(err))
+		writeError(w, &apiError{Status: http.StatusInternalServerError, Reason: ReasonInternal, Message: "internal error"})
+		return
+	}
+	tokName := ""
+	if in.tok != nil {
+		tokName = in.tok.Name
+	}
+	log.Info("device enrolled", zap.String("method", in.method), zap.String("device_id", id),
+		zap.String("device_name", in.deviceName), zap.String("token_set", tokName),
+		zap.Bool("config_sealed", resp.SealedConfig != nil))
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// attachConfig puts the user's initial config into resp, sealed when tok has an
+// encryption token.
+func attachConfig(resp *enrollResponse, t *Tenant, tok *EnrollToken) error {
+	cfg, err := t.AgentConfig(resp.User)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	if tok == nil || tok.EncryptionToken == "" {
+		resp.Config = body
+		return nil
+	}
+	resp.SealedConfig, err = sealConfig(string(tok.EncryptionToken), resp.Tenant, resp.DeviceID, body)
+	return err
 }
 
 // checkUPNRequest applies, in order, shape, org key, secure enrollment and user
-// membership, and returns the CSR's DER.
-func (h *tenantHandler) checkUPNRequest(req *upnEnrollRequest, t *Tenant) ([]byte, *apiError) {
+// membership, and returns the CSR's DER and the token set presented.
+func (h *tenantHandler) checkUPNRequest(req *upnEnrollRequest, t *Tenant) ([]byte, *EnrollToken, *apiError) {
 	switch {
 	case req.OrgKey == "":
-		return nil, badRequest(ReasonBadRequest, "org_key is required")
+		return nil, nil, badRequest(ReasonBadRequest, "org_key is required")
 	case req.UPN == "":
-		return nil, badRequest(ReasonBadRequest, "upn is required")
+		return nil, nil, badRequest(ReasonBadRequest, "upn is required")
 	}
 	if err := checkDeviceName(req.DeviceName); err != nil {
-		return nil, badRequest(ReasonBadRequest, err.Error())
+		return nil, nil, badRequest(ReasonBadRequest, err.Error())
 	}
 	csrDER, err := decodeCSRPEM(req.CSR)
 	if err != nil {
-		return nil, badRequest(ReasonBadCSR, err.Error())
+		return nil, nil, badRequest(ReasonBadCSR, err.Error())
 	}
 	if !t.OrgKey.Equal(req.OrgKey) {
-		return nil, &apiError{Status: http.StatusUnauthorized, Reason: ReasonBadOrgKey,
+		return nil, nil, &apiError{Status: http.StatusUnauthorized, Reason: ReasonBadOrgKey,
 			Message: "org key is not valid for this tenant"}
 	}
-	if e := t.checkEnrollAuth(req.EnrollAuthToken, h.cfg.Now()); e != nil {
-		return nil, e
+	tok, e := t.checkEnrollAuth(req.EnrollAuthToken, true, h.cfg.Now())
+	if e != nil {
+		return nil, nil, e
 	}
 	if t.User(req.UPN) == nil {
-		return nil, &apiError{Status: http.StatusForbidden, Reason: ReasonUnknownUser,
+		return nil, nil, &apiError{Status: http.StatusForbidden, Reason: ReasonUnknownUser,
 			Message: "user " + req.UPN + " is not a member of this tenant"}
 	}
-	return csrDER, nil
+	return csrDER, tok, nil
 }
 
 func (h *tenantHandler) enrollPublisher(w http.ResponseWriter, r *http.Request, t *Tenant) {

@@ -110,7 +110,7 @@ func TestEnrollAndFetchConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"web", "wild", "ipapp", "secret"}; !slices.Equal(appIDs(cfg), want) {
+	if want := []string{"web", "wild", "ipapp", "iperf", "secret"}; !slices.Equal(appIDs(cfg), want) {
 		t.Errorf("alice's apps = %v, want %v", appIDs(cfg), want)
 	}
 	if cfg.PoP.Address != "10.10.0.1:8443" || cfg.User != "alice@demo.test" || etag == "" {
@@ -138,7 +138,7 @@ func TestBobIsNotSteeredToSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"web", "wild", "ipapp"}; !slices.Equal(appIDs(cfg), want) {
+	if want := []string{"web", "wild", "ipapp", "iperf"}; !slices.Equal(appIDs(cfg), want) {
 		t.Errorf("bob's apps = %v, want %v", appIDs(cfg), want)
 	}
 }

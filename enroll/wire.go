@@ -42,6 +42,10 @@ type enrollResponse struct {
 	Publisher   string `json:"publisher,omitempty"`
 	// PoP is where a publisher dials; devices learn it from their config.
 	PoP *PoPInfo `json:"pop,omitempty"`
+	// A device enrollment carries the initial config, in the clear (inside TLS)
+	// or, when the token set has an encryption token, sealed (see seal.go).
+	Config       json.RawMessage `json:"config,omitempty"`
+	SealedConfig *sealedConfig   `json:"sealed_config,omitempty"`
 }
 
 // apiError is every non-2xx body: {"error": sentence, "reason": code}.
