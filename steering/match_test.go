@@ -337,3 +337,31 @@ func randomFlow(rng *rand.Rand) Flow {
 	}
 	return Flow{Addr: a, Proto: proto, Port: []uint16{22, 443, 80, 2000}[rng.IntN(4)]}
 }
+
+// TestMatchConcurrent shares one snapshot between goroutines, as the data
+// path does; run it with -race (the pinned-results cache is the shared part).
+func TestMatchConcurrent(t *testing.T) {
+	s := mustCompile(t, matchConfig)
+	done := make(chan struct{})
+	for w := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 300 {
+				f := Flow{Addr: netip.MustParseAddr("10.1.9.9"), Proto: TCP, Port: 5432, OS: "windows",
+					Process: fmt.Sprintf("p%d.exe", (i+w)%50)}
+				if i%50 == 0 {
+					f.Process = "chrome.exe"
+				}
+				d := s.MatchFlow(f)
+				if want := f.Process == "chrome.exe"; (d.Action == Direct) != want {
+					t.Errorf("MatchFlow(%s) = %v", f.Process, d.Action)
+					return
+				}
+				s.MatchName("x.dev.corp.test")
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+}
