@@ -78,8 +78,8 @@ type DatagramConn interface {
 // drops the flow.
 type UDPHandler func(ctx context.Context, f Flow) (DatagramConn, error)
 
-// Config configures a Stack. TCP is required; a nil UDP handler refuses all
-// UDP flows.
+// Config configures a Stack. TCP is required; without a UDP handler every
+// UDP datagram is answered with ICMP port unreachable.
 type Config struct {
 	// MTU of the stack's interface; 0 uses the device's MTU.
 	MTU int
@@ -111,7 +111,7 @@ const (
 type Stats struct {
 	TCPOpen, UDPOpen        int64 // flows currently relayed
 	TCPTotal, UDPTotal      int64 // flows accepted by a handler
-	TCPRefused, UDPRefused  int64 // handler errors; UDP also: no UDP handler, too many opening
+	TCPRefused, UDPRefused  int64 // handler errors; for UDP also flows dropped at the open limit
 	UDPExpired              int64 // UDP flows closed by the idle timeout
 	SYNDropped              int64 // SYNs dropped because MaxInFlightSYN was reached
 	PacketsIn, PacketsOut   int64 // packets read from / written to the TUN
@@ -207,8 +207,12 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 
 	tcpFwd := tcp.NewForwarder(ip, 0, cfg.MaxInFlightSYN, s.acceptTCP)
 	ip.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
-	udpFwd := udp.NewForwarder(ip, s.acceptUDP)
-	ip.SetTransportProtocolHandler(udp.ProtocolNumber, udpFwd.HandlePacket)
+	if cfg.UDP != nil {
+		// Without a handler gVisor answers UDP with ICMP port unreachable,
+		// which clients report as "connection refused".
+		udpFwd := udp.NewForwarder(ip, s.acceptUDP)
+		ip.SetTransportProtocolHandler(udp.ProtocolNumber, udpFwd.HandlePacket)
+	}
 
 	batch := max(dev.BatchSize(), 1)
 	s.ioWG.Add(2)

@@ -378,6 +378,8 @@ func TestUDPEcho(t *testing.T) {
 
 func refuseAll(context.Context, Flow) (net.Conn, error) { return nil, errors.New("no TCP here") }
 
+// TestUDPIdleExpiry lets a flow go idle. It reads no echoes: with a timeout
+// this short, a loaded machine may expire the flow before the echo returns.
 func TestUDPIdleExpiry(t *testing.T) {
 	e := newUDPEcho(t)
 	h := newHarness(t, Config{TCP: refuseAll, UDP: e.handler, IdleUDP: 20 * time.Millisecond})
@@ -386,39 +388,64 @@ func TestUDPIdleExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.Write([]byte("hello"))
-	buf := make([]byte, 100)
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
-	}
 	ctx := testCtx(t)
-	for h.st.Stats().UDPExpired != 1 {
-		if ctx.Err() != nil {
-			t.Fatalf("flow never expired: %+v", h.st.Stats())
+	waitStats := func(what string, ok func(Stats) bool) {
+		t.Helper()
+		for !ok(h.st.Stats()) {
+			if ctx.Err() != nil {
+				t.Fatalf("%s never happened: %+v", what, h.st.Stats())
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	if s := h.st.Stats(); s.UDPOpen != 0 {
-		t.Errorf("UDPOpen = %d after expiry", s.UDPOpen)
+	c.Write([]byte("hello"))
+	waitStats("expiry", func(s Stats) bool { return s.UDPExpired == 1 })
+	if s := h.st.Stats(); s.UDPOpen != 0 || s.UDPTotal != 1 {
+		t.Errorf("after expiry: %+v; want 1 flow, none open", s)
 	}
 	if e.closed.Load() != 1 {
 		t.Errorf("upstream closed %d times, want 1", e.closed.Load())
 	}
 	// A new datagram on the same 4-tuple opens a new flow.
 	c.Write([]byte("again"))
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
-	}
-	if s := h.st.Stats(); s.UDPTotal != 2 {
-		t.Errorf("UDPTotal = %d, want 2", s.UDPTotal)
-	}
+	waitStats("second flow", func(s Stats) bool { return s.UDPTotal == 2 })
 }
 
 func TestUDPRefused(t *testing.T) {
-	h := newHarness(t, Config{TCP: refuseAll, UDP: func(context.Context, Flow) (DatagramConn, error) {
-		return nil, errors.New("no")
-	}})
+	for _, tc := range []struct {
+		name    string
+		handler UDPHandler
+	}{
+		{"handler error", func(context.Context, Flow) (DatagramConn, error) { return nil, errors.New("no") }},
+		{"nil conn", func(context.Context, Flow) (DatagramConn, error) { return nil, nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{TCP: refuseAll, UDP: tc.handler})
+			c, err := h.dialUDP(netip.MustParseAddrPort("100.64.0.9:53"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte("q"))
+			ctx := testCtx(t)
+			for h.st.Stats().UDPRefused == 0 {
+				if ctx.Err() != nil {
+					t.Fatal("flow never refused")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if s := h.st.Stats(); s.UDPOpen != 0 || s.UDPTotal != 0 {
+				t.Errorf("stats %+v; want no UDP flow", s)
+			}
+		})
+	}
+}
+
+// TestUDPWithoutHandlerIsRefused checks that, with no UDP handler, the stack
+// answers with ICMP port unreachable (a kernel socket then reports
+// ECONNREFUSED; TestRealTUN checks that part).
+func TestUDPWithoutHandlerIsRefused(t *testing.T) {
+	h := newHarness(t, Config{TCP: refuseAll})
 	c, err := h.dialUDP(netip.MustParseAddrPort("100.64.0.9:53"))
 	if err != nil {
 		t.Fatal(err)
@@ -426,9 +453,9 @@ func TestUDPRefused(t *testing.T) {
 	defer c.Close()
 	c.Write([]byte("q"))
 	ctx := testCtx(t)
-	for h.st.Stats().UDPRefused == 0 {
+	for h.client.Stats().ICMP.V4.PacketsReceived.DstUnreachable.Value() == 0 {
 		if ctx.Err() != nil {
-			t.Fatal("flow never refused")
+			t.Fatal("client never received port unreachable")
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -165,6 +166,22 @@ func TestRealTUN(t *testing.T) {
 	})
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("dial to a refused flow: %v; want connection refused", err)
+	}
+
+	// No UDP handler: the kernel socket sees ICMP port unreachable.
+	err = r.inNS(func() error {
+		c, err := net.Dial("udp", "100.64.0.9:53")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		c.Write([]byte("q"))
+		_, err = c.Read(make([]byte, 10))
+		return err
+	})
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("UDP without a handler: %v; want connection refused", err)
 	}
 }
 

@@ -25,10 +25,6 @@ var datagramBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagram); r
 // rest to a goroutine.
 func (s *Stack) acceptUDP(r *udp.ForwarderRequest) {
 	f := flowOf(ProtoUDP, r.ID())
-	if s.cfg.UDP == nil {
-		s.stats.udpRefused.Add(1)
-		return
-	}
 	select {
 	case s.udpPending <- struct{}{}:
 	default:
@@ -78,21 +74,24 @@ func (s *Stack) serveUDP(f Flow, client *gonet.UDPConn) {
 	}
 	s.stats.udpTotal.Add(1)
 	s.stats.udpOpen.Add(1)
-	defer s.stats.udpOpen.Add(-1)
-	defer s.untrack(rl)
-	defer rl.abort()
 
 	var last atomic.Int64 // unix nanos of the last datagram in either direction
 	last.Store(time.Now().UnixNano())
-	if !s.startFlow() {
-		return
+	expired := false
+	if s.startFlow() {
+		go func() {
+			defer s.wg.Done()
+			defer rl.abort()
+			s.udpUpstreamToClient(log, client, up, &last)
+		}()
+		expired = s.udpClientToUpstream(log, client, up, &last)
 	}
-	go func() {
-		defer s.wg.Done()
-		defer rl.abort()
-		s.udpUpstreamToClient(log, client, up, &last)
-	}()
-	if s.udpClientToUpstream(log, client, up, &last) {
+	// Tear down before counting, so that a reader of Stats who sees the
+	// expiry also sees the flow closed.
+	rl.abort()
+	s.untrack(rl)
+	s.stats.udpOpen.Add(-1)
+	if expired {
 		s.stats.udpExpired.Add(1)
 		log.Debug("idle flow expired")
 	}
