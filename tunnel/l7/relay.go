@@ -57,6 +57,8 @@ func newH2Transport() *http2.Transport {
 		// Only fails if t1 was already configured for HTTP/2, which it cannot be.
 		panic("l7: configure http2 transport: " + err.Error())
 	}
+	// A tunnelled stream is opaque bytes: never ask for, or undo, a content coding.
+	t2.DisableCompression = true
 	t2.MaxReadFrameSize = maxFrameSize
 	t2.ReadIdleTimeout = readIdle
 	t2.PingTimeout = pingTimeout
