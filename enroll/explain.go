@@ -140,6 +140,12 @@ func explainStatus(base string, resp *http.Response, p Params) *Error {
 		out.msg = "the enrollment auth token has expired (enrollauthtoken=): create a new token set in the admin console and re-run with it, or `ztdiag -e enrollauthtoken=…`"
 	case ReasonAuthTokenRevoked:
 		out.msg = "the enrollment auth token has been revoked (enrollauthtoken=): re-run with a current token from the admin console, or `ztdiag -e enrollauthtoken=…`"
+	case ReasonBadUserKey:
+		out.msg = "tenant does not know this invitation's user key (userkey=): copy it again from the invitation email or ask the administrator for a new invitation"
+	case ReasonInvitationUsed:
+		out.msg = "this invitation's user key (userkey=) has already enrolled a device (" + e.Message + "): a key works once — ask the administrator for a new invitation"
+	case ReasonInvitationExpired:
+		out.msg = "this invitation has expired (" + e.Message + "): ask the administrator for a new invitation"
 	case ReasonTooManyAttempts:
 		out.msg = "tenant API at " + base + " is refusing this address after too many failed enrollments: fix the key or token, then retry after " + resp.Header.Get("Retry-After") + "s"
 	case ReasonBadPublisherToken:

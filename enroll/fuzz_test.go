@@ -136,3 +136,22 @@ func FuzzOpenConfig(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseInviteState: the tenant's invitation state file decodes strictly or
+// is refused; it never panics, and what it accepts re-encodes and re-parses.
+func FuzzParseInviteState(f *testing.F) {
+	f.Add([]byte(`{"version":1,"used":[{"key_sha256":"` + keyHash("k") + `","upn":"a@b","device_id":"d","at":"2026-11-23T00:00:00Z"}]}`))
+	f.Add([]byte(`{"version":1,"issued":[{"key_sha256":"` + keyHash("k") + `","upn":"a@b","expires":"2026-11-23T00:00:00Z"}]}`))
+	f.Add([]byte(`{"version":2}`))
+	f.Add([]byte(`{"version":1,"used":[{"key_sha256":"zz"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := parseInviteState(data)
+		if err != nil {
+			return
+		}
+		again, _ := json.Marshal(&st)
+		if _, err := parseInviteState(again); err != nil {
+			t.Fatalf("accepted state does not re-parse: %v", err)
+		}
+	})
+}

@@ -231,7 +231,7 @@ func newLabWithClock(t *testing.T, tn *Tenant, log *zap.Logger, now func() time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lab{t: t, ca: ca, caFile: filepath.Join(dir, caCertFile)}
+	l := &lab{t: t, ca: ca, caFile: filepath.Join(dir, caCertFile), state: t.TempDir()}
 	l.tenant.Store(tn)
 	l.startServer(log, now)
 	return l
@@ -274,3 +274,17 @@ func TestSealConfig(t *testing.T) {
 		})
 	}
 }
+
+// checkEnrollOutcomeFor is checkEnrollOutcome for a given user ("" on refusal).
+func checkEnrollOutcomeFor(t *testing.T, user string, id *Identity, err error, reason, msg string) {
+	t.Helper()
+	if reason == "" {
+		if err != nil || id == nil || id.User != user || id.InitialConfig == nil || id.InitialConfig.User != user {
+			t.Fatalf("enrollment of %s: %v %+v", user, err, id)
+		}
+		return
+	}
+	checkEnrollOutcome(t, id, err, reason, msg)
+}
+
+func asError(err error, target **Error) bool { return errors.As(err, target) }

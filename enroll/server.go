@@ -23,6 +23,9 @@ type TenantHandlerConfig struct {
 	Log    *zap.Logger
 	// Now is the clock for token expiry; nil means time.Now.
 	Now func() time.Time
+	// StateDir keeps the tenant API's own state (used invitation keys). Empty
+	// keeps it in memory only: a restart would make used invitations reusable.
+	StateDir string
 }
 
 type tenantHandler struct {
@@ -30,7 +33,8 @@ type tenantHandler struct {
 	log    *zap.Logger
 	routes map[string]route
 	// limit throttles failed enrollments per client address.
-	limit *failLimiter
+	limit   *failLimiter
+	invites *inviteStore
 }
 
 type route struct {
@@ -41,6 +45,8 @@ type route struct {
 // NewTenantHandler serves the tenant API under /v1/:
 //
 //	POST /v1/enroll/upn         device enrollment by UPN and org key
+//	POST /v1/enroll/invite      device enrollment by one-time user key (email invitation)
+//	POST /v1/admin/invitations  issue an invitation (bearer admin_token)
 //	POST /v1/publishers/enroll  publisher enrollment by registration token
 //	GET  /v1/config             the device's AgentConfig, over mutual TLS, with ETag
 //
@@ -54,9 +60,18 @@ func NewTenantHandler(cfg TenantHandlerConfig) http.Handler {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	h := &tenantHandler{cfg: cfg, log: cfg.Log, limit: newFailLimiter()}
+	h := &tenantHandler{cfg: cfg, log: cfg.Log, limit: newFailLimiter(), invites: openInviteStore(cfg.StateDir)}
+	switch {
+	case h.invites.loadErr != nil:
+		h.log.Error("invitation state unreadable: invitation enrollment is refused until it is repaired",
+			zap.Error(h.invites.loadErr))
+	case cfg.StateDir == "":
+		h.log.Warn("no tenant state directory: used invitation keys are forgotten on restart")
+	}
 	h.routes = map[string]route{
 		"/v1/enroll/upn":        {http.MethodPost, h.enrollUPN},
+		"/v1/enroll/invite":     {http.MethodPost, h.enrollInvite},
+		"/v1/admin/invitations": {http.MethodPost, h.adminInvite},
 		"/v1/publishers/enroll": {http.MethodPost, h.enrollPublisher},
 		"/v1/config":            {http.MethodGet, h.config},
 	}
@@ -124,7 +139,7 @@ func (h *tenantHandler) throttled(w http.ResponseWriter, r *http.Request) bool {
 // refusedCredential counts a failure caused by a wrong key or token.
 func (h *tenantHandler) refusedCredential(r *http.Request, reason string) {
 	switch reason {
-	case ReasonBadOrgKey, ReasonBadAuthToken, ReasonBadPublisherToken:
+	case ReasonBadOrgKey, ReasonBadAuthToken, ReasonBadPublisherToken, ReasonBadUserKey, ReasonBadAdminToken:
 		h.limit.fail(r.RemoteAddr, h.cfg.Now())
 	}
 }

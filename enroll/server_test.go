@@ -31,6 +31,7 @@ type lab struct {
 	srv    *httptest.Server
 	ca     *CA
 	caFile string
+	state  string // the tenant API's state directory
 	tenant atomic.Pointer[Tenant]
 }
 
@@ -47,7 +48,7 @@ func (l *lab) startServer(log *zap.Logger, now func() time.Time) {
 	if log == nil {
 		log = zaptest.NewLogger(l.t)
 	}
-	h := NewTenantHandler(TenantHandlerConfig{Tenant: l.tenant.Load, CA: l.ca, Log: log, Now: now})
+	h := NewTenantHandler(TenantHandlerConfig{Tenant: l.tenant.Load, CA: l.ca, Log: log, Now: now, StateDir: l.state})
 	l.srv = httptest.NewUnstartedServer(h)
 	l.srv.TLS = tc
 	l.srv.StartTLS()

@@ -38,20 +38,30 @@ type Tenant struct {
 	Policy []PolicyRule `yaml:"policy"`
 	// SecureEnrollment, when present, holds the secure-enrollment token sets.
 	SecureEnrollment *SecureEnrollment `yaml:"secure_enrollment,omitempty"`
+	// AdminToken, when set, enables the admin API (POST /v1/admin/invitations)
+	// for callers presenting it as a bearer token.
+	AdminToken Secret `yaml:"admin_token,omitempty"`
 
 	// Derived at load time; read-only afterwards.
-	file    string
-	users   map[string]*User // by lower-cased UPN
-	apps    map[string]*compiledApp
-	pubs    map[string]*Publisher
-	profile []compiledProfile
-	rules   []compiledRule
+	file  string
+	users map[string]*User // by lower-cased UPN
+	// userKeys indexes users[].user_key by keyHash.
+	userKeys map[string]*User
+	apps     map[string]*compiledApp
+	pubs     map[string]*Publisher
+	profile  []compiledProfile
+	rules    []compiledRule
 }
 
 // User is one person who may enroll devices.
 type User struct {
 	UPN    string   `yaml:"upn"`
 	Groups []string `yaml:"groups,omitempty"`
+	// UserKey is a one-time email-invitation key: one device may enroll with
+	// it (userkey=), once; its used state is kept in the tenant state directory.
+	UserKey Secret `yaml:"user_key,omitempty"`
+	// PasswordHash (bcrypt) lets the user sign in on the tenant's own IdP page.
+	PasswordHash Secret `yaml:"password_hash,omitempty"`
 }
 
 // Publisher is one connector inside the corporate network.

@@ -85,6 +85,7 @@ func (t *Tenant) compile(v *validator) {
 	t.compileProfiles(v)
 	t.compileRules(v)
 	t.compileSecureEnrollment(v)
+	t.compileInvitations(v)
 	t.validateSteering(v)
 }
 
