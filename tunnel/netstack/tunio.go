@@ -81,7 +81,7 @@ func (s *Stack) readLoop(batch int) {
 				for i := range n {
 					s.injectInbound(&g, bufs[i][tunOffset:tunOffset+sizes[i]])
 				}
-				g.Flush()
+				flushGRO(&g)
 			}
 		}
 		if err == nil {
@@ -200,4 +200,17 @@ func (w *batchWriter) flush() {
 		w.s.stats.droppedOut.Add(int64(n))
 	}
 	w.out = w.out[:0]
+}
+
+// groBucketSize mirrors the number of segments gVisor's GRO holds per hash
+// bucket (gro.groBucketSize, unexported).
+const groBucketSize = 8
+
+// flushGRO delivers every segment g holds. gVisor's GRO.Flush stops after the
+// first segment of each bucket (removing it clears its list links), so it is
+// called once per possible occupant.
+func flushGRO(g *gro.GRO) {
+	for range groBucketSize {
+		g.Flush()
+	}
 }
