@@ -32,7 +32,9 @@ type ClientConfig struct {
 	RetryMin, RetryMax time.Duration
 }
 
-// Tunnel states reported by Status.
+// Tunnel states reported by Status. A client is connecting until its first attempt
+// ends; after that it is connected or down (and stays down, Since unchanged, while
+// it retries); closed after Close.
 const (
 	StateConnecting = "connecting"
 	StateConnected  = "connected"
@@ -169,7 +171,6 @@ func (c *Client) run() {
 	defer c.wg.Done()
 	bo := newBackoff(c.cfg.RetryMin, c.cfg.RetryMax)
 	for {
-		c.setState(StateConnecting, nil)
 		tc, err := c.connect()
 		if err == nil {
 			bo.reset()
