@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ztagent/ztagent/platform"
 	"github.com/ztagent/ztagent/steering"
 	"github.com/ztagent/ztagent/tunnel/l7"
 	"github.com/ztagent/ztagent/tunnel/netstack"
@@ -55,15 +56,22 @@ func (a *Agent) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error
 		log.Info("flow blocked", zap.String("rule", d.Rule))
 		return nil, fmt.Errorf("blocked by %s", d.Rule)
 	default:
-		// The only traffic routed into the TUN is the stub range and app
-		// prefixes; an unsteered flow there (a port outside the app's
-		// definition, or an exception) has nowhere to go and is reset.
+		// Only the stub range and app prefixes are routed into the TUN. An
+		// unsteered flow to a real address there (a port outside the app's
+		// definition, an address exception) goes where it would have gone
+		// without the agent, on a socket that bypasses the agent's routes.
+		// A stub address has no real destination: reset.
 		a.flows.notSteered.Add(1)
 		log.Debug("flow not steered", zap.String("reason", d.Reason))
 		if host == "" {
 			return nil, errUnknownStub
 		}
-		return nil, errNotSteered
+		if a.snap.Load().StubRange().Contains(f.Dst.Addr().Unmap()) || !platform.CanBypass {
+			return nil, errNotSteered
+		}
+		ctx, cancel := context.WithTimeout(ctx, openTimeout)
+		defer cancel()
+		return platform.DialBypass(ctx, "tcp", f.Dst.String())
 	}
 }
 

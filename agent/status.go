@@ -65,7 +65,7 @@ type DNSStatus struct {
 type FlowStatus struct {
 	Steered    int64 `json:"steered"`     // opened through the tunnel
 	Refused    int64 `json:"refused"`     // steered, but the PoP or the path refused
-	NotSteered int64 `json:"not_steered"` // matched no app (e.g. a port outside it): reset
+	NotSteered int64 `json:"not_steered"` // matched no app (e.g. a port outside it): sent direct, or reset for a stub
 	Blocked    int64 `json:"blocked"`     // blocked by an exception
 	PacketsIn  int64 `json:"packets_in"`  // packets read from the TUN device
 	PacketsOut int64 `json:"packets_out"` // packets written to it

@@ -24,6 +24,7 @@ func (a *Agent) initStubs(snap *steering.Snapshot) error {
 	pool, err := steering.NewStubPool(steering.StubPoolConfig{
 		Prefix:   stub,
 		Reserved: reserved,
+		TTL:      snap.Config().Client.DNSTTL.D(),
 		IdleTime: 10 * time.Minute,
 		OnChange: a.stubsChanged,
 	})

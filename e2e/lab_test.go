@@ -125,7 +125,7 @@ func (l *lab) dumpLogs() {
 }
 
 // netState is what the agent must leave exactly as it found it.
-type netState struct{ resolv, addrs, routes string }
+type netState struct{ resolv, addrs, routes, rules string }
 
 func (l *lab) clientNetState() netState {
 	b, err := os.ReadFile(filepath.Join("/etc/netns", l.ns("client"), "resolv.conf"))
@@ -135,6 +135,7 @@ func (l *lab) clientNetState() netState {
 	return netState{
 		resolv: string(b),
 		addrs:  l.must("client", "ip", "-o", "addr", "show"),
-		routes: l.must("client", "ip", "route", "show", "table", "all"),
+		routes: l.must("client", "ip", "route", "show", "table", "all") + l.must("client", "ip", "-6", "route", "show", "table", "all"),
+		rules:  l.must("client", "ip", "rule", "show") + l.must("client", "ip", "-6", "rule", "show"),
 	}
 }

@@ -12,16 +12,50 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NewRouter returns the Linux router, which talks rtnetlink directly.
+// Linux routing: the agent's routes live in their own table, consulted by a
+// rule for every packet that does not carry the agent's bypass mark. The
+// agent's own sockets (to the tenant, the PoP, and flows that leave the TUN
+// unsteered, such as a port outside an app's definition) carry the mark, so
+// they follow the main table and never loop back into the TUN.
+//
+//	ip rule:  5270: not from all fwmark 0x7a lookup 122
+//	ip route show table 122    # the stub range and app prefixes, dev zt0
+const (
+	routeTable   = 122
+	rulePriority = 5270
+)
+
+// NewRouter returns the Linux router, which talks rtnetlink directly. It first
+// removes the rules a crashed run may have left (routes die with the TUN).
 func NewRouter(log *zap.Logger) (Router, error) {
-	return &linuxRouter{log: log.Named("router")}, nil
+	r := &linuxRouter{log: log.Named("router")}
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		for netlink.RuleDel(r.rule(family)) == nil {
+			r.log.Info("removed a routing rule left by an earlier run", zap.Int("family", family))
+		}
+	}
+	return r, nil
 }
+
+func (r *linuxRouter) rule(family int) *netlink.Rule {
+	rule := netlink.NewRule()
+	rule.Family = family
+	rule.Priority = rulePriority
+	rule.Table = routeTable
+	rule.Mark = BypassMark
+	rule.Mask = &bypassMask
+	rule.Invert = true
+	return rule
+}
+
+var bypassMask uint32 = 0xffffffff
 
 type linuxRouter struct {
 	log *zap.Logger
 
 	mu     sync.Mutex
 	cur    RouterConfig // what Set applied last
+	rules  bool         // the bypass rules are installed
 	closed bool
 }
 
@@ -45,9 +79,16 @@ func (r *linuxRouter) Set(cfg RouterConfig) error {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("bring %s up: %w", cfg.Interface, err)
 	}
+	if !r.rules {
+		for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+			if err := netlink.RuleAdd(r.rule(family)); err != nil && !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("add routing rule (fwmark %#x → table %d): %w", BypassMark, routeTable, err)
+			}
+		}
+		r.rules = true
+	}
 	for _, p := range added(r.cur.Routes, cfg.Routes) {
-		rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p), Scope: netlink.SCOPE_LINK, Protocol: routeProto}
-		if err := netlink.RouteReplace(rt); err != nil {
+		if err := netlink.RouteReplace(r.route(link, p)); err != nil {
 			return fmt.Errorf("add route %s dev %s: %w", p, cfg.Interface, err)
 		}
 	}
@@ -60,14 +101,18 @@ func (r *linuxRouter) Set(cfg RouterConfig) error {
 	return nil
 }
 
+func (r *linuxRouter) route(link netlink.Link, p netip.Prefix) *netlink.Route {
+	return &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p), Scope: netlink.SCOPE_LINK,
+		Protocol: routeProto, Table: routeTable}
+}
+
 // routeProto marks our routes so an administrator can list them with
-// `ip route show proto 0x7a`.
+// `ip route show table 122 proto 0x7a`.
 const routeProto = netlink.RouteProtocol(0x7a)
 
 func (r *linuxRouter) removeLocked(link netlink.Link, routes, addrs []netip.Prefix) {
 	for _, p := range routes {
-		rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p), Scope: netlink.SCOPE_LINK, Protocol: routeProto}
-		if err := netlink.RouteDel(rt); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := netlink.RouteDel(r.route(link, p)); err != nil && !errors.Is(err, unix.ESRCH) {
 			r.log.Warn("remove route", zap.Stringer("prefix", p), zap.Error(err))
 		}
 	}
@@ -87,6 +132,14 @@ func (r *linuxRouter) Close() error {
 		return nil
 	}
 	r.closed = true
+	if r.rules {
+		for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+			if err := netlink.RuleDel(r.rule(family)); err != nil && !errors.Is(err, unix.ENOENT) {
+				r.log.Warn("remove routing rule", zap.Error(err))
+			}
+		}
+		r.rules = false
+	}
 	if r.cur.Interface == "" {
 		return nil
 	}

@@ -1,0 +1,24 @@
+package platform
+
+import (
+	"context"
+	"net"
+	"time"
+)
+
+// BypassMark is the firewall mark (SO_MARK) of the agent's own sockets on
+// Linux: packets carrying it skip the agent's routing table, so they take the
+// path they would take without the agent.
+const BypassMark = 0x7a
+
+// BypassDialer returns a dialer whose connections leave by the OS's own routes,
+// never through the agent's TUN device, even to a destination inside an app
+// prefix. The agent uses it for the tenant, the PoP and unsteered flows.
+func BypassDialer(timeout time.Duration) *net.Dialer {
+	return &net.Dialer{Timeout: timeout, Control: bypassControl}
+}
+
+// DialBypass dials address with BypassDialer.
+func DialBypass(ctx context.Context, network, address string) (net.Conn, error) {
+	return BypassDialer(0).DialContext(ctx, network, address)
+}
