@@ -11,16 +11,76 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/godbus/dbus/v5"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
-// NewDNSConfigurator returns the Linux resolver configurator. For now it
-// always manages /etc/resolv.conf directly ("resolv.conf" mode); per-link
-// routing domains through systemd-resolved come later. A journal left in
-// stateDir by a crashed run is repaired before it returns.
+// NewDNSConfigurator returns the Linux resolver configurator. Leftovers of a
+// run that did not stop cleanly (in either mode) are repaired first. Then:
+//
+//   - When systemd-resolved manages the system (/etc/resolv.conf is a symlink
+//     to its stub file and it answers on the system bus), the agent's link
+//     gets per-link DNS and routing domains over D-Bus ("systemd-resolved"
+//     mode). This is also how NetworkManager and netplan systems that hand
+//     DNS to resolved are handled: their per-link settings stay theirs.
+//   - Otherwise /etc/resolv.conf is written directly with the original saved
+//     ("resolv.conf" mode). A file NetworkManager, resolvconf(8) or dhclient
+//     writes is recognised by its header; when one of them rewrites it while
+//     the agent runs (a new network), the agent takes their version as the new
+//     original and learns the new upstreams from it. When /etc/resolv.conf was
+//     a symlink to their file (/run/NetworkManager/resolv.conf,
+//     /run/resolvconf/resolv.conf, /run/systemd/resolve/resolv.conf), the
+//     symlink is replaced by the agent's file, which those programs then leave
+//     alone (NetworkManager's rc-manager=symlink, resolvconf), while they keep
+//     updating their own file: Upstreams reads the current servers there.
 func NewDNSConfigurator(stateDir string, log *zap.Logger) (DNSConfigurator, error) {
-	return newResolvConfDNS("/etc/resolv.conf", stateDir, log, os.Rename)
+	return newLinuxDNS("/etc/resolv.conf", stateDir, log, func() (*dbus.Conn, error) {
+		return dbus.ConnectSystemBus()
+	})
+}
+
+// newLinuxDNS picks the mode for the resolv.conf at path; dial connects to
+// the bus where systemd-resolved would answer.
+func newLinuxDNS(path, stateDir string, log *zap.Logger, dial func() (*dbus.Conn, error)) (DNSConfigurator, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	rc, err := newResolvConfDNS(path, stateDir, log, os.Rename)
+	if err != nil {
+		return nil, err
+	}
+	if err := repairResolved(dial, stateDir, log); err != nil {
+		return nil, err
+	}
+	if !isResolvedStub(path) {
+		return rc, nil
+	}
+	conn, err := dial()
+	if err == nil {
+		err = resolvedAnswers(conn)
+		conn.Close()
+	}
+	if err != nil {
+		log.Warn("resolv.conf points at systemd-resolved's stub, but resolved does not answer on D-Bus; "+
+			"writing resolv.conf instead", zap.String("path", path), zap.Error(err))
+		return rc, nil
+	}
+	return newResolvedDNS(dial, stateDir, log)
+}
+
+// isResolvedStub reports whether path is a symlink to systemd-resolved's stub
+// resolv.conf (nameserver 127.0.0.53): the runtime stub-resolv.conf, or the
+// static one systemd ships. A symlink to /run/systemd/resolve/resolv.conf is
+// not: that file lists the upstream servers, which libc then queries without
+// resolved, so routing domains would not apply.
+func isResolvedStub(path string) bool {
+	target, err := os.Readlink(path)
+	if err != nil {
+		return false
+	}
+	return filepath.Base(target) == "stub-resolv.conf" ||
+		strings.HasSuffix(target, "lib/systemd/resolv.conf")
 }
 
 // resolvConfJournalName is the journal's file name in the state directory.
@@ -127,6 +187,9 @@ func (r *resolvConfDNS) Upstreams() ([]netip.AddrPort, error) {
 	var b []byte
 	if r.saved != nil && r.isOurs() {
 		b = r.saved.Original
+		if cur, ok := r.symlinkTargetNow(); ok {
+			b = cur
+		}
 	} else {
 		// Not managing it, or another program has rewritten it since (a
 		// new network): what is there now names the system's resolvers.
@@ -136,6 +199,24 @@ func (r *resolvConfDNS) Upstreams() ([]netip.AddrPort, error) {
 		}
 	}
 	return upstreamsOf(parseResolvConf(b), r.cfg.Servers), nil
+}
+
+// symlinkTargetNow reads the file the original resolv.conf symlink pointed
+// to, which its owner (NetworkManager, resolvconf, systemd-resolved) keeps
+// current as networks change while the agent's file stands in its place.
+func (r *resolvConfDNS) symlinkTargetNow() ([]byte, bool) {
+	target := r.saved.Symlink
+	if target == "" {
+		return nil, false
+	}
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(filepath.Dir(r.path), target)
+	}
+	b, err := os.ReadFile(target)
+	if err != nil || resolvConfManager(b) == "ztagent" {
+		return nil, false
+	}
+	return b, true
 }
 
 // Set implements DNSConfigurator. The first Set journals the original before

@@ -21,6 +21,9 @@ type DNSConfig struct {
 	Domains []string
 	// Search domains appended to single-label names.
 	Search []string
+	// Interface is the agent's TUN device. Resolvers configured per link
+	// (systemd-resolved) attach Servers and Domains to it; the others ignore it.
+	Interface string
 }
 
 // DNSConfigurator points the OS resolver at the agent and puts it back.
