@@ -343,6 +343,8 @@ func (a *Agent) startTunnel(runCtx context.Context) error {
 		Addr: sc.cfg.PoP.Address,
 		TLS:  tlsConf,
 		Log:  a.log,
+		// The PoP may sit inside an app prefix: never tunnel the tunnel.
+		Dial: platform.DialBypass,
 	})
 	a.l7.Start()
 	a.push("L7 tunnel", a.l7.Close)

@@ -27,6 +27,8 @@ type ClientConfig struct {
 	Log *zap.Logger
 	// DialTimeout bounds the TCP connect and TLS handshake (default 10s).
 	DialTimeout time.Duration
+	// Dial, when set, dials the TCP connection to the PoP.
+	Dial DialFunc
 	// RetryMin and RetryMax bound the jittered exponential delay between
 	// reconnect attempts (defaults 500ms and 30s).
 	RetryMin, RetryMax time.Duration
@@ -201,7 +203,7 @@ func (c *Client) run() {
 func (c *Client) connect() (*tunnelConn, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
 	defer cancel()
-	raw, err := dialTLS(ctx, c.cfg.Addr, c.tlsConf)
+	raw, err := dialTLS(ctx, c.cfg.Dial, c.cfg.Addr, c.tlsConf)
 	if err != nil {
 		return nil, fmt.Errorf("dial PoP %s: %w", c.cfg.Addr, err)
 	}

@@ -111,7 +111,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 // serveOnce dials the PoP and serves the connection until it ends.
 func (p *Publisher) serveOnce(ctx context.Context, bo *backoff) error {
 	dctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
-	conn, err := dialTLS(dctx, p.cfg.PoPAddr, p.tlsConf)
+	conn, err := dialTLS(dctx, nil, p.cfg.PoPAddr, p.tlsConf)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("dial PoP %s: %w", p.cfg.PoPAddr, err)

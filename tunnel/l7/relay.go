@@ -214,11 +214,19 @@ func newReadBufConn(c net.Conn, size int) *readBufConn {
 
 func (c *readBufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// dialTLS dials addr and completes a TLS handshake within ctx. The ends that dial
-// (agent, publisher) hold one connection each, so they get a large read buffer.
-func dialTLS(ctx context.Context, addr string, conf *tls.Config) (*tls.Conn, error) {
-	d := net.Dialer{KeepAlive: readIdle}
-	raw, err := d.DialContext(ctx, "tcp", addr)
+// DialFunc dials a TCP connection; it lets the agent route its tunnel
+// connection around its own TUN device.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// dialTLS dials addr (with dial, or a plain dialer when nil) and completes a TLS
+// handshake within ctx. The ends that dial (agent, publisher) hold one
+// connection each, so they get a large read buffer.
+func dialTLS(ctx context.Context, dial DialFunc, addr string, conf *tls.Config) (*tls.Conn, error) {
+	if dial == nil {
+		d := net.Dialer{KeepAlive: readIdle}
+		dial = d.DialContext
+	}
+	raw, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
