@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -375,5 +377,50 @@ func (a *Agent) startDNS(snap *steering.Snapshot, upstreams []netip.AddrPort) er
 }
 
 func (a *Agent) dnsConfig() platform.DNSConfig {
-	return platform.DNSConfig{Servers: []netip.Addr{a.tunIP}}
+	return platform.DNSConfig{
+		Servers:   []netip.Addr{a.tunIP},
+		Domains:   privateDomains(a.snap.Load().Config()),
+		Interface: a.cfg.TUNName,
+	}
+}
+
+// privateDomains are the routing domains that cover every private name of cfg:
+// an exact name routes itself, a wildcard "*.corp.example" routes
+// corp.example. Resolvers with routing domains (systemd-resolved, macOS,
+// NRPT) then send only these names to the agent; a domain already covered by a
+// shorter one is left out.
+func privateDomains(cfg *steering.Config) []string {
+	set := map[string]bool{}
+	for _, app := range cfg.Apps {
+		for _, h := range app.Hosts {
+			h = strings.ToLower(strings.TrimSuffix(h, "."))
+			if _, err := netip.ParsePrefix(h); err == nil || strings.ContainsAny(h, ":-/") {
+				continue // a CIDR, a range or an IPv6 address
+			}
+			if _, err := netip.ParseAddr(h); err == nil {
+				continue
+			}
+			set[strings.TrimPrefix(h, "*.")] = true
+		}
+	}
+	var out []string
+	for d := range set {
+		covered := false
+		for p := d; ; {
+			i := strings.IndexByte(p, '.')
+			if i < 0 {
+				break
+			}
+			p = p[i+1:]
+			if set[p] {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, d)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/ztagent/ztagent/enroll"
 	"github.com/ztagent/ztagent/platform"
 	"github.com/ztagent/ztagent/platform/platformtest"
+	"github.com/ztagent/ztagent/steering"
 	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
@@ -303,4 +304,17 @@ func shortTempDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
+}
+
+func TestPrivateDomains(t *testing.T) {
+	cfg := &steering.Config{Apps: []steering.App{
+		{ID: "a", Hosts: []string{"wiki.corp.example", "*.corp.example", "Jira.Other.Example."}},
+		{ID: "b", Hosts: []string{"10.0.0.0/8", "10.1.0.1-10.1.0.9", "fd00::1", "192.0.2.7", "*.x.corp.example"}},
+		{ID: "c", Hosts: []string{"host.lab"}},
+	}}
+	got := privateDomains(cfg)
+	want := []string{"corp.example", "host.lab", "jira.other.example"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("privateDomains = %v, want %v", got, want)
+	}
 }

@@ -150,10 +150,14 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 	return nil
 }
 
-// apply swaps in a new snapshot and updates routes for changed app prefixes.
+// apply swaps in a new snapshot, then updates the routes and the OS resolver's
+// routing domains for changed apps.
 func (a *Agent) apply(snap *steering.Snapshot) {
 	a.snap.Store(snap)
 	if err := a.router.Set(a.routerConfig(snap)); err != nil {
 		a.log.Warn("update routes", zap.Error(err))
+	}
+	if err := a.dnsCfg.Set(a.dnsConfig()); err != nil {
+		a.log.Warn("update the system resolver", zap.Error(err))
 	}
 }
