@@ -107,7 +107,7 @@ func newDeviceKey(cn string) (*ecdsa.PrivateKey, string, error) {
 func checkUPNParams(p Params) (string, error) {
 	if p.InstallMode == "IDP" {
 		return "", errorf(ReasonUnsupportedInstall, nil,
-			"installmode=IDP needs IdP enrollment, which this version does not support yet — remove installmode= to enroll by UPN")
+			"installmode=IDP enrolls through the browser sign-in (Enroll or EnrollIdP), not by UPN — remove installmode= to enroll by UPN")
 	}
 	base, err := checkTokenParams(p)
 	if err != nil {

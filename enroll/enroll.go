@@ -95,6 +95,8 @@ const (
 	ReasonBadUserKey         = "bad_user_key"
 	ReasonInvitationUsed     = "invitation_used"
 	ReasonInvitationExpired  = "invitation_expired"
+	ReasonBadIdPCode         = "bad_authorization_code"
+	ReasonSignInFailed       = "sign_in_failed"
 	ReasonBadAdminToken      = "bad_admin_token"
 	ReasonEncryptionRequired = "encryption_token_required"
 	ReasonBadEncryptionToken = "bad_encryption_token"

@@ -146,6 +146,8 @@ func explainStatus(base string, resp *http.Response, p Params) *Error {
 		out.msg = "this invitation's user key (userkey=) has already enrolled a device (" + e.Message + "): a key works once — ask the administrator for a new invitation"
 	case ReasonInvitationExpired:
 		out.msg = "this invitation has expired (" + e.Message + "): ask the administrator for a new invitation"
+	case ReasonBadIdPCode:
+		out.msg = "tenant refused the sign-in code (expired, already used or not for this enrollment): re-run the enrollment and finish the sign-in within a minute"
 	case ReasonTooManyAttempts:
 		out.msg = "tenant API at " + base + " is refusing this address after too many failed enrollments: fix the key or token, then retry after " + resp.Header.Get("Retry-After") + "s"
 	case ReasonBadPublisherToken:

@@ -35,6 +35,7 @@ type tenantHandler struct {
 	// limit throttles failed enrollments per client address.
 	limit   *failLimiter
 	invites *inviteStore
+	codes   idpCodes
 }
 
 type route struct {
@@ -47,6 +48,8 @@ type route struct {
 //	POST /v1/enroll/upn         device enrollment by UPN and org key
 //	POST /v1/enroll/invite      device enrollment by one-time user key (email invitation)
 //	POST /v1/admin/invitations  issue an invitation (bearer admin_token)
+//	GET|POST /v1/idp/authorize  IdP sign-in page (see idp_server.go)
+//	POST /v1/idp/token          IdP enrollment: code + PKCE verifier + CSR
 //	POST /v1/publishers/enroll  publisher enrollment by registration token
 //	GET  /v1/config             the device's AgentConfig, over mutual TLS, with ETag
 //
@@ -72,6 +75,7 @@ func NewTenantHandler(cfg TenantHandlerConfig) http.Handler {
 		"/v1/enroll/upn":        {http.MethodPost, h.enrollUPN},
 		"/v1/enroll/invite":     {http.MethodPost, h.enrollInvite},
 		"/v1/admin/invitations": {http.MethodPost, h.adminInvite},
+		"/v1/idp/token":         {http.MethodPost, h.idpToken},
 		"/v1/publishers/enroll": {http.MethodPost, h.enrollPublisher},
 		"/v1/config":            {http.MethodGet, h.config},
 	}
@@ -79,6 +83,11 @@ func NewTenantHandler(cfg TenantHandlerConfig) http.Handler {
 }
 
 func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v1/idp/authorize" {
+		// The sign-in page answers a browser: GET shows it, POST submits it.
+		h.idpAuthorize(w, r)
+		return
+	}
 	rt, ok := h.routes[r.URL.Path]
 	if !ok {
 		writeError(w, &apiError{Status: http.StatusNotFound, Reason: ReasonNotFound,
@@ -98,6 +107,21 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt.fn(w, r, t)
+}
+
+func (h *tenantHandler) idpAuthorize(w http.ResponseWriter, r *http.Request) {
+	t := h.cfg.Tenant()
+	switch {
+	case t == nil:
+		http.Error(w, "tenant is not loaded", http.StatusServiceUnavailable)
+	case r.Method == http.MethodGet:
+		h.idpAuthorizePage(w, r, t)
+	case r.Method == http.MethodPost:
+		h.idpAuthorizeSubmit(w, r, t)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
 }
 
 // decodeRequest reads a size-limited, strictly decoded request body into v.
