@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"testing"
 
 	"go.uber.org/zap"
@@ -13,14 +14,16 @@ import (
 )
 
 // synPacket builds a valid IPv4 TCP SYN from the client to stubDst.
-func synPacket() []byte {
+func synPacket() []byte { return synFrom(clientV4) }
+
+func synFrom(src netip.Addr) []byte {
 	b := make([]byte, header.IPv4MinimumSize+header.TCPMinimumSize)
 	ip := header.IPv4(b)
 	ip.Encode(&header.IPv4Fields{
 		TotalLength: uint16(len(b)),
 		TTL:         64,
 		Protocol:    uint8(header.TCPProtocolNumber),
-		SrcAddr:     tcpip.AddrFrom4(clientV4.As4()),
+		SrcAddr:     tcpip.AddrFrom4(src.As4()),
 		DstAddr:     tcpip.AddrFrom4(stubDst.Addr().As4()),
 	})
 	ip.SetChecksum(^ip.CalculateChecksum())

@@ -41,6 +41,7 @@ type pipeTUN struct {
 	closeOnce sync.Once
 	events    chan tun.Event
 	badCsum   atomic.Int64
+	blackhole netip.Addr // packets to it vanish (a client that went away)
 	bufs      sync.Pool // of *[]byte, 64 KiB
 }
 
@@ -91,6 +92,10 @@ func (d *pipeTUN) Write(bufs [][]byte, offset int) (int, error) {
 			d.badCsum.Add(1)
 			continue
 		}
+		if d.blackhole.IsValid() && header.IPVersion(p) == header.IPv4Version &&
+			netip.AddrFrom4(header.IPv4(p).DestinationAddress().As4()) == d.blackhole {
+			continue
+		}
 		d.deliver(p)
 	}
 	return len(bufs), nil
@@ -120,7 +125,7 @@ type harness struct {
 	closeOnce  sync.Once
 }
 
-func newHarness(t testing.TB, cfg Config) *harness {
+func newHarness(t testing.TB, cfg Config, opts ...func(*harness)) *harness {
 	t.Helper()
 	if cfg.Log == nil {
 		cfg.Log = zaptest.NewLogger(t)
@@ -150,6 +155,9 @@ func newHarness(t testing.TB, cfg Config) *harness {
 		}
 		h.clientLink.deliver(pkt)
 		pkt.DecRef()
+	}
+	for _, o := range opts {
+		o(h)
 	}
 	h.pump.Add(1)
 	go h.pumpClient()

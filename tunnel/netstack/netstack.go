@@ -31,6 +31,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
 )
 
 // IP protocol numbers used in Flow.Proto.
@@ -145,6 +146,10 @@ type Stack struct {
 	mu     sync.Mutex
 	closed bool
 	flows  map[*relay]struct{} // open flows, aborted by Close
+	// handshakes are the waiter queues of handshakes in progress: a wakeup
+	// makes gVisor give up on the handshake, so Close need not wait for the
+	// SYN-ACK retransmissions to a client that never answers.
+	handshakes map[*waiter.Queue]struct{}
 	wg     sync.WaitGroup      // handler and relay goroutines
 
 	ioWG      sync.WaitGroup // TUN reader, writer and event goroutines
@@ -190,6 +195,8 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		dev:   dev,
 		mtu:   mtu,
 		flows: make(map[*relay]struct{}),
+
+		handshakes: make(map[*waiter.Queue]struct{}),
 
 		udpPending: make(chan struct{}, cfg.MaxInFlightSYN),
 	}
@@ -373,7 +380,7 @@ func (s *Stack) close() {
 	// started just before this point may still be between its start and
 	// startFlow; it finds the stack closed, resets its SYN and exits at once,
 	// but Close cannot wait for it.
-	s.wg.Wait()
+	s.waitFlows()
 
 	s.ip.Close()
 	s.ip.Wait()
@@ -381,6 +388,31 @@ func (s *Stack) close() {
 	s.closeErr = s.dev.Close()
 	s.ioWG.Wait()
 	s.log.Info("closed", zap.Int64("tcp_total", s.stats.tcpTotal.Load()), zap.Int64("udp_total", s.stats.udpTotal.Load()))
+}
+
+// waitFlows waits for the flow goroutines, waking handshakes in progress
+// until they have all given up. The wakeup is repeated because a handshake
+// registers its waiter only once gVisor has started it.
+func (s *Stack) waitFlows() {
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		for wq := range s.handshakes {
+			wq.Notify(waiter.WritableEvents)
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // logWriteErr logs a TUN write failure at most once a second.

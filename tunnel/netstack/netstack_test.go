@@ -461,6 +461,35 @@ func TestUDPWithoutHandlerIsRefused(t *testing.T) {
 	}
 }
 
+// TestCloseDuringHandshake: a client sends a SYN and vanishes; Close must not
+// wait out gVisor's SYN-ACK retransmissions (over a minute).
+func TestCloseDuringHandshake(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	ghost := netip.MustParseAddr("10.0.0.99")
+	accepted := make(chan struct{})
+	h := newHarness(t, Config{TCP: func(context.Context, Flow) (net.Conn, error) {
+		close(accepted)
+		return newMemConn(0), nil
+	}}, func(h *harness) { h.dev.blackhole = ghost })
+	bp := h.dev.bufs.Get().(*[]byte)
+	*bp = append((*bp)[:0], synFrom(ghost)...)
+	h.dev.in <- bp
+	<-accepted
+	closed := make(chan error, 1)
+	go func() { closed <- h.st.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close waited for the abandoned handshake")
+	}
+	if s := h.st.Stats(); s.TCPTotal != 0 || s.TCPOpen != 0 {
+		t.Errorf("stats %+v; want no flow", s)
+	}
+}
+
 // TestCloseWithOpenFlows closes the stack while TCP and UDP flows are open
 // and a handler is still running: every goroutine must end (goleak) and the
 // TCP client must see its connection reset.

@@ -57,7 +57,13 @@ func (s *Stack) acceptTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	var wq waiter.Queue
+	if !s.beginHandshake(&wq) {
+		r.Complete(true)
+		up.Close()
+		return
+	}
 	ep, terr := r.CreateEndpoint(&wq) // completes the handshake
+	s.endHandshake(&wq)
 	if terr != nil {
 		r.Complete(true)
 		up.Close()
@@ -67,6 +73,24 @@ func (s *Stack) acceptTCP(r *tcp.ForwarderRequest) {
 	r.Complete(false)
 	client := gonet.NewTCPConn(&wq, ep)
 	s.relayTCP(log, client, ep, up)
+}
+
+// beginHandshake registers the waiter queue of a handshake in progress, so
+// that Close can cut it short; false once closed.
+func (s *Stack) beginHandshake(wq *waiter.Queue) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.handshakes[wq] = struct{}{}
+	return true
+}
+
+func (s *Stack) endHandshake(wq *waiter.Queue) {
+	s.mu.Lock()
+	delete(s.handshakes, wq)
+	s.mu.Unlock()
 }
 
 // relayTCP copies both directions until both have ended. A clean end of one
