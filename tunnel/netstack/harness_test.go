@@ -42,7 +42,7 @@ type pipeTUN struct {
 	events    chan tun.Event
 	badCsum   atomic.Int64
 	blackhole netip.Addr // packets to it vanish (a client that went away)
-	bufs      sync.Pool // of *[]byte, 64 KiB
+	bufs      sync.Pool  // of *[]byte, 64 KiB
 }
 
 func newPipeTUN(batch int) *pipeTUN {

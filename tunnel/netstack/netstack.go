@@ -150,7 +150,7 @@ type Stack struct {
 	// makes gVisor give up on the handshake, so Close need not wait for the
 	// SYN-ACK retransmissions to a client that never answers.
 	handshakes map[*waiter.Queue]struct{}
-	wg     sync.WaitGroup      // handler and relay goroutines
+	wg         sync.WaitGroup // handler and relay goroutines
 
 	ioWG      sync.WaitGroup // TUN reader, writer and event goroutines
 	closeOnce sync.Once
