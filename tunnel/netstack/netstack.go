@@ -56,12 +56,15 @@ func (f Flow) String() string {
 	return p + " " + f.Src.String() + "->" + f.Dst.String()
 }
 
-// TCPHandler opens the upstream for a new TCP flow. It is called before the
-// client's handshake is answered; returning an error resets the client's
-// connection. ctx is cancelled when the Stack closes or the client has waited
-// too long. If the returned conn has a CloseWrite method, the client's FIN is
-// carried to it as a half-close; otherwise the upstream sees the close only
-// when both directions are done.
+// TCPHandler opens the upstream for a new TCP flow. It is called on its own
+// goroutine before the client's SYN is answered; returning an error resets
+// the client's connection. ctx is cancelled when the Stack closes or after
+// 30 s (the client has given up by then); the handler must return promptly
+// once it is, as Close waits for it. If the returned conn has a CloseWrite
+// method, the client's FIN is carried to it as a half-close; otherwise the
+// upstream sees the close only when both directions are done. If it has
+// SetLinger (like *net.TCPConn), a client reset is passed on as a reset.
+// Closing the conn must unblock its Read, as the net.Conn contract says.
 type TCPHandler func(ctx context.Context, f Flow) (net.Conn, error)
 
 // DatagramConn is a bidirectional datagram pipe for one UDP flow. Each Write
@@ -74,9 +77,10 @@ type DatagramConn interface {
 	Close() error
 }
 
-// UDPHandler opens the upstream for a new UDP flow. Datagrams the client sends
-// while it runs are queued in the stack (up to its receive buffer). An error
-// drops the flow.
+// UDPHandler opens the upstream for a new UDP flow, on its own goroutine,
+// with the same ctx rules as TCPHandler. Datagrams the client sends while it
+// runs are queued in the stack (up to its receive buffer). An error drops
+// the flow; the next datagram of the 4-tuple tries again.
 type UDPHandler func(ctx context.Context, f Flow) (DatagramConn, error)
 
 // Config configures a Stack. TCP is required; without a UDP handler every
