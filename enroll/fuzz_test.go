@@ -155,3 +155,20 @@ func FuzzParseInviteState(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseIdentity: whatever a damaged disk leaves in identity.json is either
+// a consistent identity or a reason, never a panic.
+func FuzzParseIdentity(f *testing.F) {
+	f.Add([]byte(`{"version":1,"tenant":"demo","user":"a@b","device_id":"d","tenant_url":"https://x","key":"","certificate":"","ca":""}`))
+	f.Add([]byte(`{"version":1`))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		id, why := parseIdentity(data)
+		if (id == nil) == (why == "") {
+			t.Fatalf("identity %v with reason %q", id, why)
+		}
+		if id != nil && (id.Cert.Leaf == nil || id.Roots == nil) {
+			t.Fatal("accepted an identity without certificate or roots")
+		}
+	})
+}

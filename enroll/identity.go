@@ -1,6 +1,7 @@
 package enroll
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
@@ -32,6 +33,9 @@ type Identity struct {
 	// that do not send one. It is not persisted: apply it and cache it like a
 	// fetched config.
 	InitialConfig *AgentConfig
+	// Recovered, after LoadIdentity, says why identity.json was unusable and
+	// that the last good copy replaced it; "" normally. Log it.
+	Recovered string
 
 	caPEM    []byte
 	apiCAPEM []byte
@@ -61,9 +65,14 @@ func (id *Identity) TLSConfig(serverName string) (*tls.Config, error) {
 // identityFile is the one file an identity lives in. Key, certificate and
 // metadata are written together in one atomic rename, so a crash can never
 // leave a key beside another key's certificate. It holds the private key: 0600.
+//
+// identityGoodFile is the last good copy: LoadIdentity refreshes it from every
+// identity.json that loads, and restores identity.json from it when that file
+// is corrupt or truncated (a failing disk, a careless edit, a restored backup).
 const (
-	identityFile    = "identity.json"
-	identityVersion = 1
+	identityFile     = "identity.json"
+	identityGoodFile = "identity.last-good.json"
+	identityVersion  = 1
 )
 
 type identityJSON struct {
@@ -103,25 +112,54 @@ func (id *Identity) Save(stateDir string) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("save identity: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(stateDir, identityFile), data, 0o600)
+	if err := writeFileAtomic(filepath.Join(stateDir, identityFile), data, 0o600); err != nil {
+		return err
+	}
+	// A crash here leaves the older last-good copy; the next load refreshes it.
+	return writeFileAtomic(filepath.Join(stateDir, identityGoodFile), data, 0o600)
 }
 
 // LoadIdentity reads the identity from stateDir. With no identity it returns
-// ErrNotEnrolled; with one that cannot be trusted (truncated, edited, key not
-// matching certificate) an error wrapping ErrCorruptIdentity that says so.
+// ErrNotEnrolled. When identity.json cannot be trusted (truncated, edited, key
+// not matching certificate) but the last good copy can, that copy is restored
+// and returned with Recovered set; when neither can, the error wraps
+// ErrCorruptIdentity and says why: the caller enrolls again.
 func LoadIdentity(stateDir string) (*Identity, error) {
 	path := filepath.Join(stateDir, identityFile)
+	goodPath := filepath.Join(stateDir, identityGoodFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, ErrNotEnrolled
+		data, err = nil, nil
+		if _, gerr := os.Stat(goodPath); gerr != nil {
+			return nil, ErrNotEnrolled
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read identity: %w", err)
 	}
 	id, why := parseIdentity(data)
-	if why != "" {
-		return nil, fmt.Errorf("%w: %s %s; enroll again to replace it", ErrCorruptIdentity, path, why)
+	if data == nil {
+		why = "is missing"
 	}
+	if why == "" {
+		if good, err := os.ReadFile(goodPath); err != nil || !bytes.Equal(good, data) {
+			// Best effort: a failure leaves the older copy, still a good one.
+			writeFileAtomic(goodPath, data, 0o600)
+		}
+		return id, nil
+	}
+	good, err := os.ReadFile(goodPath)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s %s and there is no last good copy; enroll again to replace it", ErrCorruptIdentity, path, why)
+	}
+	id, gwhy := parseIdentity(good)
+	if gwhy != "" {
+		return nil, fmt.Errorf("%w: %s %s and its last good copy %s; enroll again to replace it", ErrCorruptIdentity, path, why, gwhy)
+	}
+	if err := writeFileAtomic(path, good, 0o600); err != nil {
+		return nil, fmt.Errorf("%w: %s %s and restoring the last good copy failed: %v", ErrCorruptIdentity, path, why, err)
+	}
+	id.Recovered = path + " " + why + "; restored from " + identityGoodFile
 	return id, nil
 }
 

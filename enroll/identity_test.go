@@ -1,6 +1,7 @@
 package enroll
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -75,10 +76,10 @@ func TestIdentitySaveLoad(t *testing.T) {
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Errorf("loaded roots do not verify the certificate: %v", err)
 	}
-	// No temporary files are left behind.
+	// No temporary files are left behind: the identity and its last good copy.
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Errorf("state dir holds %d entries, want 1", len(entries))
+	if len(entries) != 2 {
+		t.Errorf("state dir holds %d entries, want 2", len(entries))
 	}
 }
 
@@ -124,7 +125,25 @@ func TestIdentityCorrupt(t *testing.T) {
 			if err := os.WriteFile(path, tc.data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := LoadIdentity(dir)
+			// With the last good copy the identity is restored from it.
+			if err := os.WriteFile(filepath.Join(dir, identityGoodFile), good, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := LoadIdentity(dir)
+			if err != nil || got.DeviceID != id.DeviceID || !strings.Contains(got.Recovered, tc.why) {
+				t.Fatalf("recovery: %v, recovered %q", err, got.Recovered)
+			}
+			if now, _ := os.ReadFile(path); !bytes.Equal(now, good) {
+				t.Fatal("identity.json was not restored")
+			}
+			// Without it (or with a bad one too) the device must enroll again.
+			if err := os.WriteFile(path, tc.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, identityGoodFile), tc.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = LoadIdentity(dir)
 			if !errors.Is(err, ErrCorruptIdentity) || !strings.Contains(err.Error(), tc.why) ||
 				!strings.Contains(err.Error(), "enroll again") {
 				t.Errorf("err = %v, want ErrCorruptIdentity saying %q", err, tc.why)
@@ -132,7 +151,17 @@ func TestIdentityCorrupt(t *testing.T) {
 			if strings.Contains(err.Error(), "PRIVATE KEY") {
 				t.Error("error leaks key material")
 			}
+			os.Remove(filepath.Join(dir, identityGoodFile))
+			if _, err = LoadIdentity(dir); !errors.Is(err, ErrCorruptIdentity) || !strings.Contains(err.Error(), "no last good copy") {
+				t.Errorf("without a last good copy: %v", err)
+			}
 		})
+	}
+	// identity.json deleted, last good copy present: restored.
+	os.Remove(path)
+	os.WriteFile(filepath.Join(dir, identityGoodFile), good, 0o600)
+	if got, err := LoadIdentity(dir); err != nil || !strings.Contains(got.Recovered, "is missing") {
+		t.Errorf("missing identity.json: %v", err)
 	}
 }
 

@@ -50,6 +50,7 @@ type route struct {
 //	POST /v1/admin/invitations  issue an invitation (bearer admin_token)
 //	GET|POST /v1/idp/authorize  IdP sign-in page (see idp_server.go)
 //	POST /v1/idp/token          IdP enrollment: code + PKCE verifier + CSR
+//	POST /v1/renew              new device certificate, over mutual TLS with the current one
 //	POST /v1/publishers/enroll  publisher enrollment by registration token
 //	GET  /v1/config             the device's AgentConfig, over mutual TLS, with ETag
 //
@@ -76,6 +77,7 @@ func NewTenantHandler(cfg TenantHandlerConfig) http.Handler {
 		"/v1/enroll/invite":     {http.MethodPost, h.enrollInvite},
 		"/v1/admin/invitations": {http.MethodPost, h.adminInvite},
 		"/v1/idp/token":         {http.MethodPost, h.idpToken},
+		"/v1/renew":             {http.MethodPost, h.renew},
 		"/v1/publishers/enroll": {http.MethodPost, h.enrollPublisher},
 		"/v1/config":            {http.MethodGet, h.config},
 	}
