@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !darwin && !windows
 
 package platform
 
@@ -9,10 +9,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// NewDNSConfigurator is not implemented on this OS yet: macOS
-// (/etc/resolver files) and Windows (NRPT rules) are planned. It returns an
-// error rather than a configurator that silently does nothing, so the agent
-// reports that private names cannot be resolved here.
+// NewDNSConfigurator is not implemented on this OS (Linux, macOS and Windows
+// have theirs). It returns an error rather than a configurator that silently
+// does nothing, so the agent reports that private names cannot be resolved.
 func NewDNSConfigurator(stateDir string, log *zap.Logger) (DNSConfigurator, error) {
 	return nil, fmt.Errorf("configuring the OS resolver is not supported yet on %s", runtime.GOOS)
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -109,16 +108,6 @@ func compileResolvedLink(cfg DNSConfig) resolvedLink {
 	}
 	l.DefaultRoute = len(cfg.Domains) == 0
 	return l
-}
-
-// normalizeDomain is d lower-cased without "~" and the dots around it; the
-// root is ".".
-func normalizeDomain(d string) string {
-	d = strings.ToLower(strings.Trim(strings.TrimPrefix(strings.TrimSpace(d), "~"), "."))
-	if d == "" {
-		return "."
-	}
-	return d
 }
 
 // resolvedDNS configures the agent's TUN link in systemd-resolved: its DNS
