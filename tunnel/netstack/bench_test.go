@@ -78,7 +78,7 @@ func benchTCP(b *testing.B, gso, upload bool) {
 		up = newMemConn(total)
 	}
 	h := newHarness(b, Config{Log: zap.NewNop(), TCP: func(context.Context, Flow) (net.Conn, error) { return up, nil }})
-	c, _, err := h.dialTCP(context.Background(), stubDst)
+	c, err := h.dialTCP(context.Background(), stubDst)
 	if err != nil {
 		b.Fatal(err)
 	}

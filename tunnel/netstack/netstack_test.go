@@ -15,6 +15,9 @@ import (
 
 	"go.uber.org/goleak"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/ztagent/ztagent/tunnel/netstack/netstacktest"
 )
 
 func TestMain(m *testing.M) {
@@ -101,7 +104,7 @@ func TestTCPRoundTrip(t *testing.T) {
 		t.Run(dst.String(), func(t *testing.T) {
 			u := newUpstream(t)
 			h := newHarness(t, Config{TCP: u.handler})
-			c, _, err := h.dialTCP(testCtx(t), dst)
+			c, err := h.dialTCP(testCtx(t), dst)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,7 +156,7 @@ func TestTCPRefusedGetsReset(t *testing.T) {
 		calls.Add(1)
 		return nil, refused
 	}})
-	_, _, err := h.dialTCP(testCtx(t), stubDst)
+	_, err := h.dialTCP(testCtx(t), stubDst)
 	if err == nil {
 		t.Fatal("connect succeeded; want it refused")
 	}
@@ -182,7 +185,7 @@ func TestTCPHalfClose(t *testing.T) {
 	t.Run("client closes first", func(t *testing.T) {
 		u := newUpstream(t)
 		h := newHarness(t, Config{TCP: u.handler})
-		c, _, err := h.dialTCP(testCtx(t), stubDst)
+		c, err := h.dialTCP(testCtx(t), stubDst)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +206,7 @@ func TestTCPHalfClose(t *testing.T) {
 	t.Run("upstream closes first", func(t *testing.T) {
 		u := newUpstream(t)
 		h := newHarness(t, Config{TCP: u.handler})
-		c, _, err := h.dialTCP(testCtx(t), stubDst)
+		c, err := h.dialTCP(testCtx(t), stubDst)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +233,7 @@ func TestTCPResetPropagates(t *testing.T) {
 	t.Run("upstream reset resets client", func(t *testing.T) {
 		u := newUpstream(t)
 		h := newHarness(t, Config{TCP: u.handler})
-		c, _, err := h.dialTCP(testCtx(t), stubDst)
+		c, err := h.dialTCP(testCtx(t), stubDst)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +249,7 @@ func TestTCPResetPropagates(t *testing.T) {
 	t.Run("client reset resets upstream", func(t *testing.T) {
 		u := newUpstream(t)
 		h := newHarness(t, Config{TCP: u.handler})
-		c, ep, err := h.dialTCP(testCtx(t), stubDst)
+		c, err := h.dialTCP(testCtx(t), stubDst)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -257,7 +260,7 @@ func TestTCPResetPropagates(t *testing.T) {
 		if _, err := io.ReadFull(srv, buf); err != nil {
 			t.Fatal(err)
 		}
-		ep.Abort()
+		c.Abort()
 		_, err = io.ReadAll(srv)
 		if !isReset(err) {
 			t.Fatalf("upstream read ended with %v; want a reset", err)
@@ -470,10 +473,10 @@ func TestCloseDuringHandshake(t *testing.T) {
 	h := newHarness(t, Config{TCP: func(context.Context, Flow) (net.Conn, error) {
 		close(accepted)
 		return newMemConn(0), nil
-	}}, func(h *harness) { h.dev.blackhole = ghost })
-	bp := h.dev.bufs.Get().(*[]byte)
-	*bp = append((*bp)[:0], synFrom(ghost)...)
-	h.dev.in <- bp
+	}}, func(o *netstacktest.Options) {
+		o.Drop = func(p []byte) bool { return header.IPVersion(p) == 4 && header.IPv4(p).DestinationAddress().As4() == ghost.As4() }
+	})
+	h.inject(synFrom(ghost))
 	<-accepted
 	closed := make(chan error, 1)
 	go func() { closed <- h.st.Close() }()
@@ -510,7 +513,7 @@ func TestCloseWithOpenFlows(t *testing.T) {
 		},
 	})
 	ctx := testCtx(t)
-	c, _, err := h.dialTCP(ctx, stubDst)
+	c, err := h.dialTCP(ctx, stubDst)
 	if err != nil {
 		t.Fatal(err)
 	}
