@@ -474,7 +474,9 @@ func TestCloseDuringHandshake(t *testing.T) {
 		close(accepted)
 		return newMemConn(0), nil
 	}}, func(o *netstacktest.Options) {
-		o.Drop = func(p []byte) bool { return header.IPVersion(p) == 4 && header.IPv4(p).DestinationAddress().As4() == ghost.As4() }
+		o.Drop = func(p []byte) bool {
+			return header.IPVersion(p) == 4 && header.IPv4(p).DestinationAddress().As4() == ghost.As4()
+		}
 	})
 	h.inject(synFrom(ghost))
 	<-accepted
