@@ -72,6 +72,7 @@ func (s *Stack) readLoop(batch int) {
 	}
 	var g gro.GRO
 	g.Init(enableGRO)
+	failures := 0 // consecutive read errors
 	for {
 		n, err := s.dev.Read(bufs, sizes, tunOffset)
 		if n > 0 {
@@ -85,19 +86,30 @@ func (s *Stack) readLoop(batch int) {
 			}
 		}
 		if err == nil {
+			failures = 0
 			continue
-		}
-		if errors.Is(err, tun.ErrTooManySegments) {
-			s.stats.readErrs.Add(1)
-			continue
-		}
-		if s.ctx.Err() == nil && !errors.Is(err, os.ErrClosed) {
-			s.log.Error("TUN read failed; no more packets will be received", zap.Error(err))
 		}
 		s.stats.readErrs.Add(1)
-		return
+		switch {
+		case errors.Is(err, os.ErrClosed) || s.ctx.Err() != nil:
+			return
+		case errors.Is(err, tun.ErrTooManySegments):
+			// The packets that fit were returned; the rest of the GSO
+			// burst is lost and TCP retransmits it.
+			continue
+		}
+		// A device may fail one read (a packet it cannot parse) and go on; a
+		// run of failures means it is broken, and reading on would spin.
+		if failures++; failures >= maxReadFailures {
+			s.log.Error("TUN reads keep failing; no more packets will be received", zap.Error(err))
+			return
+		}
+		s.log.Warn("TUN read failed", zap.Error(err))
 	}
 }
+
+// maxReadFailures is how many consecutive failed reads end the reader.
+const maxReadFailures = 16
 
 // injectInbound verifies one packet and enqueues it on g.
 func (s *Stack) injectInbound(g *gro.GRO, b []byte) {
