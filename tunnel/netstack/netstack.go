@@ -173,25 +173,10 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	if cfg.TCP == nil {
 		return nil, errors.New("netstack: Config.TCP handler is required")
 	}
-	if cfg.Log == nil {
-		cfg.Log = zap.NewNop()
-	}
-	if cfg.MaxInFlightSYN <= 0 {
-		cfg.MaxInFlightSYN = defaultMaxInFlightSYN
-	}
-	if cfg.IdleUDP <= 0 {
-		cfg.IdleUDP = defaultIdleUDP
-	}
-	mtu := cfg.MTU
-	if mtu <= 0 {
-		m, err := dev.MTU()
-		if err != nil {
-			return nil, fmt.Errorf("netstack: device MTU: %w", err)
-		}
-		mtu = m
-	}
-	if mtu < minMTU || mtu > maxMTU {
-		return nil, fmt.Errorf("netstack: MTU %d out of range [%d, %d]", mtu, minMTU, maxMTU)
+	cfg = cfg.withDefaults()
+	mtu, err := resolveMTU(dev, cfg.MTU)
+	if err != nil {
+		return nil, err
 	}
 	s := &Stack{
 		log:   cfg.Log.Named("netstack"),
@@ -235,6 +220,34 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	}
 	s.log.Info("started", zap.Int("mtu", mtu), zap.Int("batch", batch))
 	return s, nil
+}
+
+func (cfg Config) withDefaults() Config {
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	if cfg.MaxInFlightSYN <= 0 {
+		cfg.MaxInFlightSYN = defaultMaxInFlightSYN
+	}
+	if cfg.IdleUDP <= 0 {
+		cfg.IdleUDP = defaultIdleUDP
+	}
+	return cfg
+}
+
+// resolveMTU returns the configured MTU, or the device's when none is.
+func resolveMTU(dev tun.Device, mtu int) (int, error) {
+	if mtu <= 0 {
+		m, err := dev.MTU()
+		if err != nil {
+			return 0, fmt.Errorf("netstack: device MTU: %w", err)
+		}
+		mtu = m
+	}
+	if mtu < minMTU || mtu > maxMTU {
+		return 0, fmt.Errorf("netstack: MTU %d out of range [%d, %d]", mtu, minMTU, maxMTU)
+	}
+	return mtu, nil
 }
 
 // newIPStack creates the gVisor stack with one NIC that accepts and answers

@@ -451,3 +451,28 @@ func TestReadErrorsAreSurvived(t *testing.T) {
 		t.Errorf("TUNReadErrs = %d, want 3", s.TUNReadErrs)
 	}
 }
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"no TCP handler", Config{}},
+		{"MTU too small", Config{TCP: refuseAll, MTU: 576}},
+		{"MTU too large", Config{TCP: refuseAll, MTU: 70000}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			peer, err := netstacktest.NewPeer(netstacktest.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			if st, err := New(peer.Device(), tc.cfg); err == nil {
+				st.Close()
+				t.Fatal("New accepted the config")
+			} else {
+				t.Log(err)
+			}
+		})
+	}
+}
