@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,6 +118,8 @@ func startChromium(ctx context.Context, bin, profile, spki, url string) (*chromi
 		"--user-data-dir="+profile, "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
 		// Trust exactly the test tenant's server key, not every certificate.
 		"--ignore-certificate-errors-spki-list="+spki, url)
+	// Its own process group, so that close ends the renderers and helpers too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -256,11 +259,16 @@ func (c *chromium) signIn(ctx context.Context, upn, password string) error {
 	return err
 }
 
-// close ends the browser and waits for it.
+// close ends the browser's process group and waits until every process in it
+// has gone, so that nothing writes into the profile while it is removed.
 func (c *chromium) close() {
 	if c.ws != nil {
 		c.ws.Close()
 	}
-	c.cmd.Process.Kill()
+	pgid := c.cmd.Process.Pid
+	syscall.Kill(-pgid, syscall.SIGKILL)
 	<-c.done
+	for i := 0; i < 200 && syscall.Kill(-pgid, 0) == nil; i++ {
+		time.Sleep(25 * time.Millisecond)
+	}
 }

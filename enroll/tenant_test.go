@@ -126,7 +126,7 @@ func TestAgentConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.User != "alice@demo.test" || cfg.Tenant != "demo" || len(cfg.Steering.Apps) != 5 {
+	if cfg.User != "alice@demo.test" || cfg.Tenant != "demo" || len(cfg.Steering.Apps) != len(profileApps(t, "engineering")) {
 		t.Errorf("alice: %+v", cfg)
 	}
 	// The snapshot is a copy: changing it must not change the tenant.
