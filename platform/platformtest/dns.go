@@ -112,8 +112,9 @@ func (d *DNS) Calls() []string {
 
 func cloneConfig(c platform.DNSConfig) platform.DNSConfig {
 	return platform.DNSConfig{
-		Servers: slices.Clone(c.Servers),
-		Domains: slices.Clone(c.Domains),
-		Search:  slices.Clone(c.Search),
+		Servers:   slices.Clone(c.Servers),
+		Domains:   slices.Clone(c.Domains),
+		Search:    slices.Clone(c.Search),
+		Interface: c.Interface,
 	}
 }

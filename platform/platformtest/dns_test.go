@@ -15,12 +15,12 @@ func TestDNSFake(t *testing.T) {
 	if _, ok := d.Current(); ok {
 		t.Fatal("fresh fake reports a configuration")
 	}
-	cfg := platform.DNSConfig{Servers: []netip.Addr{netip.MustParseAddr("100.64.0.53")}}
+	cfg := platform.DNSConfig{Servers: []netip.Addr{netip.MustParseAddr("100.64.0.53")}, Interface: "zt0"}
 	if err := d.Set(cfg); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Servers[0] = netip.MustParseAddr("192.0.2.99") // the fake must hold a copy
-	if cur, ok := d.Current(); !ok || cur.Servers[0] != netip.MustParseAddr("100.64.0.53") {
+	if cur, ok := d.Current(); !ok || cur.Servers[0] != netip.MustParseAddr("100.64.0.53") || cur.Interface != "zt0" {
 		t.Fatalf("Current %v %v", cur, ok)
 	}
 	if u, _ := d.Upstreams(); !slices.Equal(u, []netip.AddrPort{up}) {
