@@ -46,7 +46,7 @@ done <"$WORK/stub.names" >"$WORK/dnsmasq.conf"
 inc dnsmasq --conf-file="$WORK/dnsmasq.conf" --no-resolv --no-hosts --bind-interfaces \
   --listen-address=127.0.0.2 --pid-file="$WORK/dnsmasq.pid" --cache-size=0
 qps() { # server → queries/s over SECS seconds, 8 clients, 200 outstanding
-  inc dnsperf -s "$1" -d "$WORK/stub.names" -l "$SECS" -c 8 -q 200 | awk '/Queries per second:/ { print $4 }'
+  inc dnsperf -s "$1" -d "$WORK/stub.names" -l "$SECS" -c 8 -q 200 | awk '/Queries per second:/ { printf "%.0f\n", $4 }'
 }
 echo "== (a) stub answers, 1000 names, dnsperf -l $SECS -c 8 -q 200 (UDP)"
 A_AGENT=$(qps "$AGENT")
