@@ -1,8 +1,8 @@
 package enroll
 
 import (
-	"crypto/ecdsa"
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"net/http"
 	"strings"
