@@ -256,3 +256,26 @@ func TestEnrollDispatch(t *testing.T) {
 		t.Errorf("pre-logon: %v", err)
 	}
 }
+
+// TestIdPUnderSecureEnrollment: an enforcing tenant lets IdP enrollment through
+// without an auth token (the sign-in is the proof) but not pre-logon
+// enrollment, which has no user to sign in; a token given to IdP enrollment
+// selects the encrypted initial config.
+func TestIdPUnderSecureEnrollment(t *testing.T) {
+	extra := "secure_enrollment:\n  enforce: true\n  tokens:\n    - {name: s1, auth_token: " + authSet1 +
+		", encryption_token: " + encSet1 + ", created: 2026-11-01}\n"
+	l := newLabWithClock(t, idpTenant(t, extra), zap.NewNop(), func() time.Time { return date(2026, 11, 23) })
+	b := &formBrowser{t: t, client: l.srv.Client(), upn: "alice@demo.test", pw: alicePassword}
+	id, err := EnrollIdP(context.Background(), l.idpParams(), b.open, zap.NewNop())
+	checkEnrollOutcomeFor(t, "alice@demo.test", id, err, "", "")
+	id, err = EnrollIdP(context.Background(), l.idpParams("enrollauthtoken="+authSet1, "enrollencryptiontoken="+encSet1), b.open, zap.NewNop())
+	checkEnrollOutcomeFor(t, "alice@demo.test", id, err, "", "")
+
+	_, err = EnrollPreLogon(context.Background(), l.idpParams("token="+demoOrgKey, "prelogonuser=bob@demo.test"), zap.NewNop())
+	checkEnrollOutcome(t, nil, err, ReasonSecureEnrollment, "re-run with enrollauthtoken=")
+	id, err = EnrollPreLogon(context.Background(), l.idpParams("token="+demoOrgKey, "prelogonuser=bob@demo.test",
+		"enrollauthtoken="+authSet1, "enrollencryptiontoken="+encSet1), zap.NewNop())
+	if err != nil || id.User != "bob@demo.test" || id.InitialConfig == nil {
+		t.Fatalf("pre-logon with token: %v", err)
+	}
+}

@@ -29,6 +29,12 @@ type InviteResponse struct {
 	Expires time.Time `json:"expires"`
 }
 
+// String redacts the key, for logs.
+func (r InviteResponse) String() string {
+	return "invitation for " + r.UPN + " (user key " + Secret(r.UserKey).String() + ", expires " +
+		r.Expires.UTC().Format(time.DateOnly) + ")"
+}
+
 // enrollInvite enrolls a device with a one-time user key. The key is the
 // credential, so the enforce switch does not apply; an auth token that is
 // presented is checked and selects the config's encryption token.

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/ztagent/ztagent/steering"
 )
 
@@ -209,5 +211,30 @@ func TestDemoConfigsCompile(t *testing.T) {
 		if _, err := steering.Compile(&cfg.Steering); err != nil {
 			t.Errorf("%s: %v", u.UPN, err)
 		}
+	}
+}
+
+// TestSecureExampleTenant: the documented example loads, and its secrets do
+// what its comments say.
+func TestSecureExampleTenant(t *testing.T) {
+	tn, err := LoadTenant("../testdata/tenants/secure.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(tn.User("alice@secure.test").PasswordHash), []byte("alice-demo-password")); err != nil {
+		t.Errorf("alice's password: %v", err)
+	}
+	if u := tn.userKeys[keyHash("bob-invitation-key-2f7a90c1e35d")]; u == nil || u.UPN != "bob@secure.test" {
+		t.Errorf("bob's invitation key: %v", u)
+	}
+	now := date(2026, 11, 23)
+	if set, e := tn.checkEnrollAuth("secure-auth-token-q4-a51c0e97", true, now); e != nil || set.EncryptionToken == "" {
+		t.Errorf("current set: %v %v", set, e)
+	}
+	if _, e := tn.checkEnrollAuth("secure-auth-token-q3-e0f4a6b2", true, now); e == nil || e.Reason != ReasonAuthTokenRevoked {
+		t.Errorf("revoked set: %v", e)
+	}
+	if _, e := tn.checkEnrollAuth("", true, now); e == nil || e.Status != 405 {
+		t.Errorf("enforced without token: %v", e)
 	}
 }
