@@ -1,9 +1,14 @@
 package enroll
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ztagent/ztagent/steering"
 )
 
 // BenchmarkAuthorize is the PoP's per-flow check.
@@ -39,6 +44,43 @@ func BenchmarkParseTenant10kApps(b *testing.B) {
 	for b.Loop() {
 		if _, err := ParseTenant("big.yaml", data); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSealOpenConfig seals and opens the initial config of a user steered
+// to 10,000 apps (what encrypted enrollment adds, per device).
+func BenchmarkSealOpenConfig(b *testing.B) {
+	cfg := AgentConfig{Tenant: "big", User: "u@big.test"}
+	for i := range 10000 {
+		cfg.Steering.Apps = append(cfg.Steering.Apps, steering.App{ID: fmt.Sprintf("app%d", i),
+			Hosts: []string{fmt.Sprintf("app%d.corp.test", i)}, TCP: "80,443", Publishers: []string{"pub1"}})
+	}
+	plain, err := json.Marshal(&cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(plain)))
+	b.ReportAllocs()
+	for b.Loop() {
+		box, err := sealConfig("enc-token-0123456789abcdef", "big", "dev1", plain)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := openConfig(box, "enc-token-0123456789abcdef", "big", "dev1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkIdPPasswordCheck is the tenant's cost per sign-in at bcrypt's
+// default cost (what bounds sign-ins per core).
+func BenchmarkIdPPasswordCheck(b *testing.B) {
+	hash := dummyHash()
+	b.ReportAllocs()
+	for b.Loop() {
+		if bcrypt.CompareHashAndPassword(hash, []byte("ztagent unknown user")) != nil {
+			b.Fatal("mismatch")
 		}
 	}
 }

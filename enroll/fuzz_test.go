@@ -66,6 +66,44 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		var e apiError
 		decodeStrict(bytes.NewReader(data), &e)
 		parseIdentity(data)
+		// The envelopes added with invitations, IdP and renewal.
+		var inv inviteEnrollRequest
+		if decodeStrict(bytes.NewReader(data), &inv) == nil {
+			checkDeviceRequest(inv.DeviceName, inv.CSR)
+		}
+		var tok idpTokenRequest
+		if decodeStrict(bytes.NewReader(data), &tok) == nil {
+			checkDeviceRequest(tok.DeviceName, tok.CSR)
+			checkLoopbackRedirect(tok.RedirectURI)
+		}
+		var ren renewRequest
+		decodeStrict(bytes.NewReader(data), &ren)
+		var adm inviteRequest
+		decodeStrict(bytes.NewReader(data), &adm)
+	})
+}
+
+// FuzzParseIdPRequest: any authorize query is accepted only with a loopback
+// redirect, the fixed client, S256 and well-formed challenge and state.
+func FuzzParseIdPRequest(f *testing.F) {
+	f.Add("client_id=ztagent&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcb&code_challenge=" + pkceS256("v") +
+		"&code_challenge_method=S256&state=0123456789abcdef")
+	f.Add("redirect_uri=http://[::1]:1/&client_id=ztagent")
+	f.Add("redirect_uri=http://127.0.0.1:99999/")
+	f.Fuzz(func(t *testing.T, query string) {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return
+		}
+		r, bad := parseIdPRequest(q)
+		if bad != "" {
+			return
+		}
+		u, err := url.Parse(r.RedirectURI)
+		if err != nil || u.Scheme != "http" || (u.Hostname() != "127.0.0.1" && u.Hostname() != "::1") ||
+			r.ClientID != idpClientID || len(r.Challenge) != 43 || q.Get("code_challenge_method") != "S256" {
+			t.Fatalf("accepted %q", query)
+		}
 	})
 }
 
