@@ -210,3 +210,24 @@ func FuzzParseIdentity(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParamsFile: the persisted install parameters load only as valid
+// parameters, which save and load back unchanged.
+func FuzzParamsFile(f *testing.F) {
+	f.Add([]byte(`{"host":"tenant.example","token":"k","installmode":"idp"}`))
+	f.Add([]byte(`{"hots":"x"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var vals map[string]string
+		if decodeStrict(bytes.NewReader(data), &vals) != nil {
+			return
+		}
+		p, err := paramsFromMap(vals)
+		if err != nil {
+			return
+		}
+		again, err := paramsFromMap(paramValues(p))
+		if err != nil || again != p {
+			t.Fatalf("params do not round-trip: %v %v", again, err)
+		}
+	})
+}

@@ -1,0 +1,53 @@
+package enroll
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSaveLoadUpdateParams(t *testing.T) {
+	dir := t.TempDir()
+	if p, err := LoadParams(dir); err != nil || p != (Params{}) {
+		t.Fatalf("nothing saved: %v %v", p, err)
+	}
+	p, err := ParseParams([]string{"host=tenant.example", "token=" + demoOrgKey, "enrollauthtoken=" + authSet1, "installmode=idp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SaveParams(dir, p); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(filepath.Join(dir, paramsFile)); st.Mode().Perm() != 0o600 {
+		t.Errorf("parameters file mode %v, want 0600", st.Mode().Perm())
+	}
+	got, err := LoadParams(dir)
+	if err != nil || got != p {
+		t.Fatalf("round trip: %v %v, want %v", got, err, p)
+	}
+	// ztdiag -e: replace the tokens, keep the rest.
+	up, err := got.Update([]string{"enrollauthtoken=" + authSet2, "EnrollEncryptionToken=" + encSet2})
+	if err != nil || up.EnrollAuthToken != authSet2 || up.EnrollEncryptionToken != encSet2 || up.Host != p.Host || up.Token != p.Token {
+		t.Fatalf("update: %v %v", up, err)
+	}
+	if cleared, err := up.Update([]string{"enrollencryptiontoken="}); err != nil || cleared.EnrollEncryptionToken != "" {
+		t.Errorf("clear: %v %v", cleared, err)
+	}
+	for _, bad := range [][]string{{"hots=x"}, {"installmode=SAML"}, {"enrollauthtoken=a", "enrollauthtoken=b"}, {authSet1}} {
+		if _, err := up.Update(bad); err == nil || strings.Contains(err.Error(), authSet1) {
+			t.Errorf("Update(%q) = %v", bad, err)
+		}
+	}
+	for name, data := range map[string]string{
+		"unknown key":   `{"hots":"x"}`,
+		"bad value":     `{"installmode":"SAML"}`,
+		"not an object": `["host"]`,
+		"truncated":     `{"host":"tenant.ex`,
+	} {
+		os.WriteFile(filepath.Join(dir, paramsFile), []byte(data), 0o600)
+		if _, err := LoadParams(dir); err == nil || !strings.Contains(err.Error(), paramsFile) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
