@@ -229,9 +229,11 @@ func killAgent(t *testing.T, l *lab) {
 		t.Fatal(err)
 	}
 	for range 100 {
-		// Gone, or a zombie nobody has reaped yet: dead either way.
+		// Gone, or a zombie nobody has reaped yet whose other threads have
+		// exited too (only then are its sockets closed): dead either way.
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if f := strings.Fields(string(stat)); err != nil || len(f) > 2 && f[2] == "Z" {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if f := strings.Fields(string(stat)); err != nil || len(f) > 2 && f[2] == "Z" && len(tasks) <= 1 {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
