@@ -2,10 +2,13 @@
 // may reach, on both ends of the wire. On the tenant side it loads the tenant file
 // (users, apps, publishers, steering profiles, access policy), runs the tenant CA
 // that signs device and publisher certificates, and serves the tenant API
-// (enrollment, config over mutual TLS); the PoP asks it whether a flow is allowed.
-// On the agent side it parses install parameters, enrolls with a device key that
-// never leaves the device, persists the resulting identity atomically and fetches
-// the config with ETag polling. Both sides share the JSON envelopes defined here,
+// (enrollment by UPN, email invitation and its own IdP sign-in page, secure
+// enrollment tokens, encrypted initial config, certificate renewal, config over
+// mutual TLS); the PoP asks it whether a flow is allowed. On the agent side it
+// parses install parameters and merges them with MDM settings, enrolls with a
+// device key that never leaves the device (UPN, userkey=, or the browser with
+// PKCE), persists the resulting identity atomically with a last good copy,
+// renews it before expiry and fetches the config with ETag polling. Both sides share the JSON envelopes defined here,
 // so the wire format has exactly one definition. Every failure the agent can meet
 // is turned into one sentence that names the cause and the fix.
 package enroll
