@@ -122,9 +122,10 @@ type resolvedDNS struct {
 	journal journal
 	ifindex func(name string) (int, error)
 
-	mu   sync.Mutex
-	link *resolvedJournal // non-nil while the agent has configured a link
-	cfg  DNSConfig        // last Set
+	mu    sync.Mutex
+	link  *resolvedJournal // non-nil while the agent has configured a link
+	cfg   DNSConfig        // last Set
+	watch *resolvedWatch   // from the first Set to Restore
 }
 
 func newResolvedDNS(dial func() (*dbus.Conn, error), stateDir string, log *zap.Logger) (*resolvedDNS, error) {
@@ -196,7 +197,7 @@ func (r *resolvedDNS) Set(cfg DNSConfig) error {
 		return err
 	}
 	r.link = entry
-	if err := applyResolvedLink(conn, idx, link); err != nil {
+	if err := applyResolvedLink(conn, idx, link, r.log); err != nil {
 		return fmt.Errorf("systemd-resolved: link %s (%d): %w", cfg.Interface, idx, err)
 	}
 	// Names cached before the link took them must not be answered from the
@@ -205,30 +206,58 @@ func (r *resolvedDNS) Set(cfg DNSConfig) error {
 		r.log.Debug("systemd-resolved: FlushCaches failed", zap.Error(err))
 	}
 	r.cfg = cfg
+	if r.watch == nil {
+		if r.watch, err = startResolvedWatch(r.dial, r.resync, r.log); err != nil {
+			r.log.Warn("cannot watch for systemd-resolved restarts; a restart will drop the agent's link settings",
+				zap.Error(err))
+		}
+	}
 	r.log.Info("configured systemd-resolved link", zap.String("link", cfg.Interface), zap.Int("index", idx),
 		zap.Strings("domains", entry.Domains), zap.Bool("default_route", link.DefaultRoute))
 	return nil
 }
 
-// applyResolvedLink sends the link's configuration: servers, domains, default
-// route; and LLMNR, multicast DNS and DNSSEC off, since the agent answers
-// neither of the first two and synthesises unsigned answers for its names.
-func applyResolvedLink(conn *dbus.Conn, idx int, link resolvedLink) error {
-	i := int32(idx)
-	calls := []struct {
-		method string
-		args   []any
-	}{
-		{"SetLinkDNS", []any{i, link.Servers}},
-		{"SetLinkDomains", []any{i, link.Domains}},
-		{"SetLinkDefaultRoute", []any{i, link.DefaultRoute}},
-		{"SetLinkLLMNR", []any{i, "no"}},
-		{"SetLinkMulticastDNS", []any{i, "no"}},
-		{"SetLinkDNSSEC", []any{i, "no"}},
+// resync configures the link again after resolved restarted.
+func (r *resolvedDNS) resync() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.link == nil {
+		return
 	}
-	for _, c := range calls {
-		if err := resolvedCall(conn, c.method, c.args...); err != nil {
+	conn, err := r.dial()
+	if err == nil {
+		err = applyResolvedLink(conn, r.link.Index, compileResolvedLink(r.cfg), r.log)
+		conn.Close()
+	}
+	if err != nil {
+		r.log.Error("configuring the systemd-resolved link again failed", zap.Error(err))
+	}
+}
+
+// applyResolvedLink sends the link's configuration: servers and domains
+// (required); the default route (absent before systemd 240, whose links
+// without routing domains are default routes anyway); and, best effort as
+// in any resolved that supports them, LLMNR, multicast DNS, DNSSEC and
+// DNS-over-TLS off: the agent answers none of the first two, synthesises
+// unsigned answers for its names, and serves plain DNS only.
+func applyResolvedLink(conn *dbus.Conn, idx int, link resolvedLink, log *zap.Logger) error {
+	i := int32(idx)
+	if err := resolvedCall(conn, "SetLinkDNS", i, link.Servers); err != nil {
+		return err
+	}
+	if err := resolvedCall(conn, "SetLinkDomains", i, link.Domains); err != nil {
+		return err
+	}
+	if err := resolvedCall(conn, "SetLinkDefaultRoute", i, link.DefaultRoute); err != nil {
+		var derr dbus.Error
+		if !errors.As(err, &derr) || derr.Name != "org.freedesktop.DBus.Error.UnknownMethod" {
 			return err
+		}
+		log.Info("systemd-resolved has no SetLinkDefaultRoute (older than 240)")
+	}
+	for _, m := range []string{"SetLinkLLMNR", "SetLinkMulticastDNS", "SetLinkDNSSEC", "SetLinkDNSOverTLS"} {
+		if err := resolvedCall(conn, m, i, "no"); err != nil {
+			log.Info("systemd-resolved: optional link setting failed", zap.Error(err))
 		}
 	}
 	return nil
@@ -246,6 +275,13 @@ func resolvedCall(conn *dbus.Conn, method string, args ...any) error {
 
 // Restore implements DNSConfigurator.
 func (r *resolvedDNS) Restore() error {
+	r.mu.Lock()
+	w := r.watch
+	r.watch = nil
+	r.mu.Unlock()
+	if w != nil {
+		w.stop() // first, and unlocked: it may be re-applying the link
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.link == nil {

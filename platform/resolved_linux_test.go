@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 	"go.uber.org/goleak"
@@ -80,6 +81,7 @@ type fakeResolved struct {
 	// dnsEx is the Manager's DNSEx property; without it only DNS is served.
 	dnsEx        []fakeServer
 	noDNSEx      bool
+	old          bool           // resolved before 240: no SetLinkDefaultRoute, no SetLinkDNSOverTLS
 	defaultRoute map[int32]bool // per link; absent: the link has no object
 }
 
@@ -134,7 +136,18 @@ func (f *fakeResolved) SetLinkDomains(idx int32, domains []resolvedDomain) *dbus
 }
 
 func (f *fakeResolved) SetLinkDefaultRoute(idx int32, on bool) *dbus.Error {
+	if f.old {
+		return dbus.NewError("org.freedesktop.DBus.Error.UnknownMethod", []any{"no such method"})
+	}
 	f.record("SetLinkDefaultRoute %d %v", idx, on)
+	return nil
+}
+
+func (f *fakeResolved) SetLinkDNSOverTLS(idx int32, mode string) *dbus.Error {
+	if f.old {
+		return dbus.NewError("org.freedesktop.DBus.Error.UnknownMethod", []any{"no such method"})
+	}
+	f.record("SetLinkDNSOverTLS %d %s", idx, mode)
 	return nil
 }
 
@@ -204,8 +217,9 @@ func (p fakeProps) Get(iface, name string) (dbus.Variant, *dbus.Error) {
 	return dbus.Variant{}, dbus.MakeFailedError(fmt.Errorf("no property %s.%s", iface, name))
 }
 
-// serveFakeResolved exports f on the bus at addr under resolved's name.
-func serveFakeResolved(t *testing.T, addr string, f *fakeResolved) {
+// serveFakeResolved exports f on the bus at addr under resolved's name, on a
+// connection of its own that it returns.
+func serveFakeResolved(t *testing.T, addr string, f *fakeResolved) *dbus.Conn {
 	t.Helper()
 	conn, err := dbus.Connect(addr)
 	if err != nil {
@@ -227,6 +241,7 @@ func serveFakeResolved(t *testing.T, addr string, f *fakeResolved) {
 	if reply != dbus.RequestNameReplyPrimaryOwner {
 		t.Fatalf("RequestName: reply %v", reply)
 	}
+	return conn
 }
 
 // resolvedSystem is a temp directory with /etc/resolv.conf a symlink to a
@@ -293,7 +308,7 @@ func TestResolvedSetRestore(t *testing.T) {
 	}
 	wantCalls(t, f, "SetLinkDNS 1 [2/100.64.0.53]", "SetLinkDomains 1 [~apps.example corp.example]",
 		"SetLinkDefaultRoute 1 false", "SetLinkLLMNR 1 no", "SetLinkMulticastDNS 1 no", "SetLinkDNSSEC 1 no",
-		"FlushCaches")
+		"SetLinkDNSOverTLS 1 no", "FlushCaches")
 	if _, err := os.Stat(f.journal); err != nil {
 		t.Fatalf("journal after Set: %v", err)
 	}
@@ -341,7 +356,7 @@ func TestResolvedEveryName(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, f, "SetLinkDNS 1 [10/fd7a::53 2/100.64.0.53]", "SetLinkDomains 1 [~.]", "SetLinkDefaultRoute 1 true",
-		"SetLinkLLMNR 1 no", "SetLinkMulticastDNS 1 no", "SetLinkDNSSEC 1 no", "FlushCaches")
+		"SetLinkLLMNR 1 no", "SetLinkMulticastDNS 1 no", "SetLinkDNSSEC 1 no", "SetLinkDNSOverTLS 1 no", "FlushCaches")
 	if err := d.Set(DNSConfig{Servers: cfg.Servers}); err == nil {
 		t.Error("Set without Interface succeeded in systemd-resolved mode")
 	}
@@ -476,5 +491,67 @@ func TestCompileResolvedLink(t *testing.T) {
 				t.Errorf("servers %+v", l.Servers)
 			}
 		})
+	}
+}
+
+// A restarted resolved has forgotten the link: the agent configures it again.
+func TestResolvedRestartReapplies(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	addr := startTestBus(t)
+	resolvConf, stateDir := resolvedSystem(t)
+	f := &fakeResolved{journal: filepath.Join(stateDir, resolvedJournalName)}
+	first := serveFakeResolved(t, addr, f)
+	d, err := newLinuxDNS(resolvConf, stateDir, zaptest.NewLogger(t), dialer(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DNSConfig{Servers: agentV4, Domains: []string{"corp.example"}, Interface: "lo"}
+	if err := d.Set(cfg); err != nil {
+		t.Fatal(err)
+	}
+	applied := f.takeCalls()
+	if _, err := first.ReleaseName(resolvedBusName); err != nil {
+		t.Fatal(err)
+	}
+	serveFakeResolved(t, addr, f) // resolved is back, under a new owner
+	var again []string
+	for range 200 { // the resync is asynchronous: wait for it, up to 10 s
+		f.mu.Lock()
+		n := len(f.calls)
+		f.mu.Unlock()
+		if n >= len(applied)-1 { // all but FlushCaches, which Set alone sends
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	again = f.takeCalls()
+	if want := applied[:len(applied)-1]; !slices.Equal(again, want) {
+		t.Errorf("after the restart:\n  %s\nwant:\n  %s", strings.Join(again, "\n  "), strings.Join(want, "\n  "))
+	}
+	if err := d.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f, "RevertLink 1")
+}
+
+// Before systemd 240 there is no SetLinkDefaultRoute or DNS-over-TLS: the
+// link is still configured.
+func TestResolvedOld(t *testing.T) {
+	addr := startTestBus(t)
+	resolvConf, stateDir := resolvedSystem(t)
+	f := &fakeResolved{journal: filepath.Join(stateDir, resolvedJournalName), old: true}
+	serveFakeResolved(t, addr, f)
+	d, err := newLinuxDNS(resolvConf, stateDir, zaptest.NewLogger(t), dialer(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(DNSConfig{Servers: agentV4, Domains: []string{"corp.example"}, Interface: "lo"}); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f, "SetLinkDNS 1 [2/100.64.0.53]", "SetLinkDomains 1 [~corp.example]", "SetLinkLLMNR 1 no",
+		"SetLinkMulticastDNS 1 no", "SetLinkDNSSEC 1 no", "FlushCaches")
+	if err := d.Restore(); err != nil {
+		t.Fatal(err)
 	}
 }
