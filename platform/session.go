@@ -3,7 +3,6 @@ package platform
 import (
 	"encoding/binary"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -96,39 +95,4 @@ func cString(b []byte) (string, error) {
 		}
 	}
 	return strings.ToValidUTF8(string(b), "?"), nil
-}
-
-// ParseLogindSession parses one logind session state file
-// (/run/systemd/sessions/<id>, the KEY=VALUE file sd-login reads) into a
-// Session; ok is false for sessions that are closing or have no user.
-func ParseLogindSession(id string, data []byte) (s Session, ok bool, err error) {
-	kv := map[string]string{}
-	for n, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		k, v, found := strings.Cut(line, "=")
-		if !found || k == "" {
-			return Session{}, false, fmt.Errorf("logind session %s: line %d is not KEY=VALUE", id, n+1)
-		}
-		kv[k] = v
-	}
-	if kv["USER"] == "" || kv["STATE"] == "closing" {
-		return Session{}, false, nil
-	}
-	if _, err := strconv.ParseUint(kv["UID"], 10, 32); err != nil {
-		return Session{}, false, fmt.Errorf("logind session %s: bad UID", id)
-	}
-	leader, _ := strconv.Atoi(kv["LEADER"])
-	tty := kv["TTY"]
-	if tty == "" {
-		tty = kv["SEAT"]
-	}
-	class := kv["CLASS"]
-	if class == "" {
-		class = "user"
-	}
-	return Session{ID: id, User: kv["USER"], UID: kv["UID"], Active: kv["ACTIVE"] == "1",
-		Remote: kv["REMOTE"] == "1", Class: class, TTY: tty, Leader: max(leader, 0)}, true, nil
 }

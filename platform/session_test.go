@@ -78,32 +78,6 @@ func TestParseUtmpFromUtmpdump(t *testing.T) {
 	}
 }
 
-func TestParseLogindSession(t *testing.T) {
-	tests := []struct {
-		name, data string
-		want       Session
-		ok, fails  bool
-	}{
-		{name: "graphical", ok: true, data: "# This is private data. Do not parse.\nUID=1000\nUSER=alice\nACTIVE=1\nSTATE=active\nREMOTE=0\nTYPE=wayland\nCLASS=user\nSEAT=seat0\nLEADER=1234\n",
-			want: Session{ID: "2", User: "alice", UID: "1000", Active: true, Class: "user", TTY: "seat0", Leader: 1234}},
-		{name: "ssh", ok: true, data: "UID=1001\nUSER=bob\nACTIVE=0\nREMOTE=1\nTTY=pts/1\nCLASS=user\n",
-			want: Session{ID: "2", User: "bob", UID: "1001", Remote: true, Class: "user", TTY: "pts/1"}},
-		{name: "greeter", ok: true, data: "UID=120\nUSER=gdm\nACTIVE=1\nCLASS=greeter\nSEAT=seat0\n",
-			want: Session{ID: "2", User: "gdm", UID: "120", Active: true, Class: "greeter", TTY: "seat0"}},
-		{name: "closing", data: "UID=1000\nUSER=alice\nSTATE=closing\n"},
-		{name: "bad uid", data: "UID=x\nUSER=alice\n", fails: true},
-		{name: "not key=value", data: "UID=1\nUSER=a\ngarbage\n", fails: true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok, err := ParseLogindSession("2", []byte(tc.data))
-			if (err != nil) != tc.fails || ok != tc.ok || got != tc.want {
-				t.Fatalf("got %+v %v %v", got, ok, err)
-			}
-		})
-	}
-}
-
 func FuzzParseUtmp(f *testing.F) {
 	f.Add(utmpRecord(utmpUserProcess, 1, "tty1", "bob", ""))
 	f.Add(append(utmpRecord(utmpUserProcess, -1, "pts/0", "a", "h"), 1, 2, 3))
@@ -119,17 +93,6 @@ func FuzzParseUtmp(f *testing.F) {
 			if x.User == "" || x.Leader < 0 {
 				t.Fatalf("bad session %+v", x)
 			}
-		}
-	})
-}
-
-func FuzzParseLogindSession(f *testing.F) {
-	f.Add([]byte("UID=1000\nUSER=alice\nACTIVE=1\nCLASS=user\n"))
-	f.Add([]byte("USER=\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		s, ok, err := ParseLogindSession("1", data)
-		if ok && (err != nil || s.User == "" || s.Class == "" || s.Leader < 0) {
-			t.Fatalf("bad session %+v %v", s, err)
 		}
 	})
 }
