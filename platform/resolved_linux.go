@@ -366,7 +366,7 @@ func (r *resolvedDNS) Upstreams() ([]netip.AddrPort, error) {
 		return nil, fmt.Errorf("systemd-resolved: %w", err)
 	}
 	defer conn.Close()
-	servers, err := resolvedServers(conn)
+	servers, err := resolvedServers(conn, "DNS")
 	if err != nil {
 		return nil, fmt.Errorf("systemd-resolved: %w", err)
 	}
@@ -389,6 +389,15 @@ func (r *resolvedDNS) Upstreams() ([]netip.AddrPort, error) {
 		}
 		out = append(out, s.addr)
 	}
+	if len(out) == 0 {
+		// resolved itself falls back to these when no server is configured.
+		fallback, _ := resolvedServers(conn, "FallbackDNS")
+		for _, s := range fallback {
+			if !slices.Contains(exclude, s.addr.Addr()) && !slices.Contains(out, s.addr) {
+				out = append(out, s.addr)
+			}
+		}
+	}
 	return out, nil
 }
 
@@ -397,9 +406,9 @@ type resolvedUpstream struct {
 	addr    netip.AddrPort
 }
 
-// resolvedServers reads the Manager's DNSEx property (with ports), or DNS on
-// resolved older than 246.
-func resolvedServers(conn *dbus.Conn) ([]resolvedUpstream, error) {
+// resolvedServers reads the Manager's property prop+"Ex" (with ports), or
+// prop on resolved older than 246; prop is "DNS" or "FallbackDNS".
+func resolvedServers(conn *dbus.Conn, prop string) ([]resolvedUpstream, error) {
 	var ex []struct {
 		Ifindex int32
 		Family  int32
@@ -407,7 +416,7 @@ func resolvedServers(conn *dbus.Conn) ([]resolvedUpstream, error) {
 		Port    uint16
 		Name    string
 	}
-	if v, err := resolvedProperty(conn, resolvedPath, resolvedManager, "DNSEx"); err == nil && v.Store(&ex) == nil {
+	if v, err := resolvedProperty(conn, resolvedPath, resolvedManager, prop+"Ex"); err == nil && v.Store(&ex) == nil {
 		var out []resolvedUpstream
 		for _, s := range ex {
 			if a, ok := netip.AddrFromSlice(s.Address); ok {
@@ -421,12 +430,12 @@ func resolvedServers(conn *dbus.Conn) ([]resolvedUpstream, error) {
 		Family  int32
 		Address []byte
 	}
-	v, err := resolvedProperty(conn, resolvedPath, resolvedManager, "DNS")
-	if err != nil {
-		return nil, fmt.Errorf("reading DNS servers: %w", err)
+	v, err := resolvedProperty(conn, resolvedPath, resolvedManager, prop)
+	if err == nil {
+		err = v.Store(&plain)
 	}
-	if err := v.Store(&plain); err != nil {
-		return nil, fmt.Errorf("reading DNS servers: %w", err)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s servers: %w", prop, err)
 	}
 	var out []resolvedUpstream
 	for _, s := range plain {

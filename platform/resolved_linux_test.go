@@ -81,6 +81,7 @@ type fakeResolved struct {
 	// dnsEx is the Manager's DNSEx property; without it only DNS is served.
 	dnsEx        []fakeServer
 	noDNSEx      bool
+	fallback     []fakeServer   // FallbackDNSEx
 	old          bool           // resolved before 240: no SetLinkDefaultRoute, no SetLinkDNSOverTLS
 	defaultRoute map[int32]bool // per link; absent: the link has no object
 }
@@ -203,6 +204,8 @@ func (p fakeProps) Get(iface, name string) (dbus.Variant, *dbus.Error) {
 		return dbus.MakeVariant(p.f.defaultRoute[p.link]), nil
 	case p.link == 0 && iface == resolvedManager && name == "DNSEx" && !p.f.noDNSEx:
 		return dbus.MakeVariant(p.f.dnsEx), nil
+	case p.link == 0 && iface == resolvedManager && name == "FallbackDNSEx":
+		return dbus.MakeVariant(p.f.fallback), nil
 	case p.link == 0 && iface == resolvedManager && name == "DNS":
 		type plain struct {
 			Ifindex, Family int32
@@ -553,5 +556,25 @@ func TestResolvedOld(t *testing.T) {
 		"SetLinkMulticastDNS 1 no", "SetLinkDNSSEC 1 no", "FlushCaches")
 	if err := d.Restore(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// With no DNS server configured, resolved uses its fallback servers, and so
+// does the agent.
+func TestResolvedFallbackUpstreams(t *testing.T) {
+	addr := startTestBus(t)
+	resolvConf, stateDir := resolvedSystem(t)
+	f := &fakeResolved{journal: filepath.Join(stateDir, resolvedJournalName),
+		dnsEx:    []fakeServer{server(0, "127.0.0.53", 0)},
+		fallback: []fakeServer{server(0, "9.9.9.9", 0), server(0, "2620:fe::fe", 853)}}
+	serveFakeResolved(t, addr, f)
+	d, err := newLinuxDNS(resolvConf, stateDir, zaptest.NewLogger(t), dialer(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := d.Upstreams()
+	want := []netip.AddrPort{netip.MustParseAddrPort("9.9.9.9:53"), netip.MustParseAddrPort("[2620:fe::fe]:853")}
+	if err != nil || !slices.Equal(up, want) {
+		t.Errorf("Upstreams = %v, %v; want %v", up, err, want)
 	}
 }
