@@ -259,7 +259,7 @@ func (c *Client) Open(ctx context.Context, t Target) (net.Conn, error) {
 		}
 		pw.CloseWithError(err)
 		cancel()
-		return nil, c.openError(tc, t, err)
+		return nil, c.requestError(tc, "open "+t.String(), err)
 	}
 	c.streams.Add(1)
 	return &streamConn{
@@ -274,15 +274,17 @@ func (c *Client) Open(ctx context.Context, t Target) (net.Conn, error) {
 	}, nil
 }
 
-func (c *Client) openError(tc *tunnelConn, t Target, err error) error {
+// requestError types the failure of a request (what) on tc: refusals and the
+// caller's context pass through, a dead connection is ErrNotConnected.
+func (c *Client) requestError(tc *tunnelConn, what string, err error) error {
 	var re *RefusedError
 	switch {
 	case errors.As(err, &re), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case c.cur.Load() != tc || !tc.cc.CanTakeNewRequest():
 		// The connection died under us; say so in the way callers test for.
-		return fmt.Errorf("%w: open %s: %v", ErrNotConnected, t, err)
+		return fmt.Errorf("%w: %s: %v", ErrNotConnected, what, err)
 	default:
-		return fmt.Errorf("l7: open %s: %w", t, err)
+		return fmt.Errorf("l7: %s: %w", what, err)
 	}
 }

@@ -93,10 +93,19 @@ func (l *lab) authorize(peer *x509.Certificate, t Target) ([]string, error) {
 	return nil, errors.New("user is not allowed to reach app " + t.AppID)
 }
 
+// authorizeDNS allows the apps that authorize allows, for names under corp.test.
+func (l *lab) authorizeDNS(peer *x509.Certificate, appID, qname string) ([]string, error) {
+	if !strings.HasSuffix(qname, ".corp.test.") {
+		return nil, errors.New("name " + qname + " is not in app " + appID)
+	}
+	return l.authorize(peer, Target{Host: qname, Port: 53, AppID: appID})
+}
+
 func (l *lab) startPoP(ln net.Listener) {
 	l.pop = NewPoP(PoPConfig{
-		TLS:       l.ca.serverTLS(l.t),
-		Authorize: l.authorize,
+		TLS:          l.ca.serverTLS(l.t),
+		Authorize:    l.authorize,
+		AuthorizeDNS: l.authorizeDNS,
 		Publisher: func(peer *x509.Certificate) (string, bool) {
 			if !strings.HasPrefix(peer.Subject.CommonName, "pub-") {
 				l.rejectedPubs.Add(1)

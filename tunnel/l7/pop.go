@@ -27,11 +27,16 @@ type PoPConfig struct {
 	// names the publishers that serve t's app. An error refuses the stream with 403
 	// and the error's text as the reason.
 	Authorize func(peer *x509.Certificate, t Target) (publishers []string, err error)
+	// AuthorizeDNS decides whether the device with certificate peer may resolve
+	// qname (canonical: lower case, with the final dot, e.g. "wiki.corp.example.")
+	// through the publishers of app appID, and names them. An error refuses the
+	// query with 403 and the error's text as the reason. Nil denies every query.
+	AuthorizeDNS func(peer *x509.Certificate, appID, qname string) (publishers []string, err error)
 	// Publisher identifies a publisher's connection by its certificate.
 	Publisher func(peer *x509.Certificate) (name string, ok bool)
 	Log       *zap.Logger
-	// OpenTimeout bounds the wait for a publisher's answer to a stream (default
-	// 30s); past it the client gets 504.
+	// OpenTimeout bounds the wait for a publisher's answer to a stream or a DNS
+	// query (default 30s); past it the client gets 504.
 	OpenTimeout time.Duration
 }
 
@@ -78,6 +83,11 @@ func NewPoP(cfg PoPConfig) *PoP {
 	if cfg.Authorize == nil {
 		cfg.Authorize = func(*x509.Certificate, Target) ([]string, error) {
 			return nil, errors.New("no access policy")
+		}
+	}
+	if cfg.AuthorizeDNS == nil {
+		cfg.AuthorizeDNS = func(*x509.Certificate, string, string) ([]string, error) {
+			return nil, errors.New("no DNS policy")
 		}
 	}
 	if cfg.Publisher == nil {
@@ -234,12 +244,14 @@ func (p *PoP) serveClient(c net.Conn, peer *x509.Certificate) {
 	log.Debug("client disconnected")
 }
 
-// dispatch routes a client's stream by its method. Datagram flows (extended CONNECT)
-// and publisher-side DNS (DoH POST) will be routed here too.
+// dispatch routes a client's stream: CONNECT is a TCP flow, POST /dns-query a
+// publisher-side DNS query. Datagram flows (extended CONNECT) will be routed here too.
 func (p *PoP) dispatch(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
 	switch {
 	case isConnect(r):
 		p.serveConnect(w, r, peer, log)
+	case isDNSQuery(r):
+		p.serveDNS(w, r, peer, log)
 	default:
 		refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
 	}

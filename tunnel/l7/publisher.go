@@ -27,11 +27,12 @@ type PublisherConfig struct {
 	// TLS holds the publisher's certificate, RootCAs and ServerName for the PoP.
 	// NextProtos and MinVersion are overridden.
 	TLS *tls.Config
-	// Resolver is the DNS server ("ip:port") that resolves targets, normally the
-	// corporate DNS; empty means the system's resolver.
+	// Resolver is the DNS server ("ip:port") that resolves targets and answers
+	// publisher-side DNS queries, normally the corporate DNS; empty means the
+	// system's resolver (for DNS queries, the first nameserver in /etc/resolv.conf).
 	Resolver string
-	// DialTimeout bounds resolving and connecting to a target, and dialing the PoP
-	// (default 10s).
+	// DialTimeout bounds resolving and connecting to a target, a DNS query's
+	// exchange with the resolver, and dialing the PoP (default 10s).
 	DialTimeout time.Duration
 	Log         *zap.Logger
 	// RetryMin and RetryMax bound the jittered exponential delay between attempts
@@ -143,6 +144,8 @@ func (p *Publisher) handle(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case isConnect(r):
 		p.serveConnect(w, r)
+	case isDNSQuery(r):
+		p.serveDNS(w, r)
 	default:
 		refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
 	}

@@ -1,0 +1,190 @@
+package l7
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+
+	"github.com/miekg/dns"
+)
+
+// DNS-over-HTTPS (RFC 8484) as carried on the tunnel: a POST of one DNS message in
+// wire format, answered by one DNS message in wire format.
+const (
+	DNSPath      = "/dns-query"
+	DNSMediaType = "application/dns-message"
+
+	dnsHeaderLen  = 12
+	maxDNSMessage = 65535 // a DNS message's length is 16 bits, even over TCP
+
+	// dohAuthority is the :authority of the PoP's requests to publishers, which
+	// serve one connection each and do not look at it.
+	dohAuthority = "publisher.invalid"
+)
+
+// ErrBadQuery is returned by Client.ResolveDNS for a query that cannot be a DNS
+// message (shorter than a header, or longer than 65535 bytes).
+var ErrBadQuery = errors.New("l7: not a DNS message")
+
+var errDNSTooLarge = errors.New("DNS message longer than 65535 bytes")
+
+// ResolveDNS resolves query, a DNS message in wire format, with the resolver of a
+// publisher of app appID: it is sent to the PoP as a DNS-over-HTTPS request (RFC
+// 8484, POST DNSPath) on the tunnel's connection, and the publisher's answer comes
+// back in wire format, unchanged but for its ID, which is 0: the query goes with
+// ID 0 (a copy is zeroed if needed) and the caller restores its own. Errors are
+// Open's: ErrNotConnected at once while the tunnel is down, *RefusedError when the
+// PoP or publisher refuses (400 malformed query, 403 denied by policy, 503 no
+// publisher of the app online, 502 resolver failed, 504 resolver or publisher
+// timed out). ctx bounds the whole exchange.
+func (c *Client) ResolveDNS(ctx context.Context, appID string, query []byte) ([]byte, error) {
+	if len(query) < dnsHeaderLen || len(query) > maxDNSMessage {
+		return nil, fmt.Errorf("l7: resolve for app %s: %d-byte query: %w", appID, len(query), ErrBadQuery)
+	}
+	tc := c.cur.Load()
+	if tc == nil || !tc.cc.CanTakeNewRequest() {
+		return nil, ErrNotConnected
+	}
+	if binary.BigEndian.Uint16(query) != 0 {
+		query = bytes.Clone(query)
+		binary.BigEndian.PutUint16(query, 0)
+	}
+	resp, err := tc.cc.RoundTrip(newDNSRequest(ctx, c.cfg.Addr, appID, query))
+	var answer []byte
+	if err == nil {
+		answer, err = readDNSResponse(resp)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, c.requestError(tc, "resolve for app "+appID, err)
+	}
+	return answer, nil
+}
+
+// newDNSRequest is a DoH POST of query for app to authority.
+func newDNSRequest(ctx context.Context, authority, app string, query []byte) *http.Request {
+	return (&http.Request{
+		Method: http.MethodPost,
+		URL:    &url.URL{Scheme: "https", Host: authority, Path: DNSPath},
+		Host:   authority,
+		Header: http.Header{
+			HeaderApp:      {app},
+			"Content-Type": {DNSMediaType},
+			"Accept":       {DNSMediaType},
+		},
+		Body:          io.NopCloser(bytes.NewReader(query)),
+		ContentLength: int64(len(query)),
+	}).WithContext(ctx)
+}
+
+// readDNSResponse reads a DoH answer, or turns a refusal into a *RefusedError.
+func readDNSResponse(resp *http.Response) ([]byte, error) {
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, &RefusedError{Status: resp.StatusCode, Reason: resp.Header.Get(HeaderReason)}
+	}
+	if !isDNSMediaType(resp.Header.Get("Content-Type")) {
+		return nil, fmt.Errorf("answer of type %q, want %s", resp.Header.Get("Content-Type"), DNSMediaType)
+	}
+	answer, err := readDNSBody(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	if len(answer) < dnsHeaderLen {
+		return nil, fmt.Errorf("%d-byte answer is not a DNS message", len(answer))
+	}
+	return answer, nil
+}
+
+// readDNSBody reads one DNS message, refusing to buffer more than the largest one.
+func readDNSBody(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxDNSMessage+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxDNSMessage {
+		return nil, errDNSTooLarge
+	}
+	return b, nil
+}
+
+// writeDNSAnswer answers a DoH request.
+func writeDNSAnswer(w http.ResponseWriter, answer []byte) {
+	h := w.Header()
+	h.Set("Content-Type", DNSMediaType)
+	h.Set("Content-Length", fmt.Sprint(len(answer)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(answer)
+}
+
+func isDNSMediaType(v string) bool {
+	mt, _, err := mime.ParseMediaType(v)
+	return err == nil && mt == DNSMediaType
+}
+
+// isDNSQuery reports whether r is a DoH query, which the PoP and the publisher
+// serve. GET queries (base64url in the URL) are not used on the tunnel.
+func isDNSQuery(r *http.Request) bool {
+	return r.Method == http.MethodPost && r.URL != nil && r.URL.Path == DNSPath
+}
+
+// dnsQuery is a parsed DoH request.
+type dnsQuery struct {
+	appID string
+	qname string // the question's name, canonical: lower case, with the final dot
+	body  []byte // the query in wire format, as sent
+}
+
+// parseDNSRequest reads and checks a DoH request on the serving side. On failure
+// it returns the status to refuse the request with.
+func parseDNSRequest(r *http.Request) (dnsQuery, int, error) {
+	q := dnsQuery{appID: r.Header.Get(HeaderApp)}
+	if q.appID == "" {
+		return q, http.StatusBadRequest, errors.New("no " + HeaderApp + " header")
+	}
+	if ct := r.Header.Get("Content-Type"); !isDNSMediaType(ct) {
+		return q, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q, want %s", ct, DNSMediaType)
+	}
+	body, err := readDNSBody(r.Body)
+	switch {
+	case errors.Is(err, errDNSTooLarge):
+		return q, http.StatusRequestEntityTooLarge, err
+	case err != nil:
+		return q, http.StatusBadRequest, fmt.Errorf("read query: %w", err)
+	}
+	q.body = body
+	q.qname, err = parseDNSQuery(body)
+	if err != nil {
+		return q, http.StatusBadRequest, err
+	}
+	return q, http.StatusOK, nil
+}
+
+// parseDNSQuery checks that msg is a standard query with exactly one question
+// and returns the question's name in canonical form.
+func parseDNSQuery(msg []byte) (string, error) {
+	if len(msg) < dnsHeaderLen {
+		return "", fmt.Errorf("%d-byte query is not a DNS message", len(msg))
+	}
+	var m dns.Msg
+	if err := m.Unpack(msg); err != nil {
+		return "", fmt.Errorf("malformed DNS query: %w", err)
+	}
+	switch {
+	case m.Response:
+		return "", errors.New("DNS message is a response, not a query")
+	case m.Opcode != dns.OpcodeQuery:
+		return "", fmt.Errorf("DNS opcode %d, want 0 (QUERY)", m.Opcode)
+	case len(m.Question) != 1:
+		return "", fmt.Errorf("DNS query with %d questions, want 1", len(m.Question))
+	}
+	return dns.CanonicalName(m.Question[0].Name), nil
+}
