@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 	"go.uber.org/zap"
@@ -50,6 +51,7 @@ func newLinuxDNS(path, stateDir string, log *zap.Logger, dial func() (*dbus.Conn
 	if err != nil {
 		return nil, err
 	}
+	rc.watchEvery = resolvConfWatchInterval
 	if err := repairResolved(dial, stateDir, log); err != nil {
 		return nil, err
 	}
@@ -129,9 +131,14 @@ type resolvConfDNS struct {
 	journal journal
 	rename  func(oldpath, newpath string) error // os.Rename; replaced in tests
 
+	// watchEvery, when non-zero, is how often the file is checked for a
+	// rewrite by another program between the first Set and Restore.
+	watchEvery time.Duration
+
 	mu    sync.Mutex
 	saved *resolvConfJournal // non-nil while the agent manages path
 	cfg   DNSConfig          // last Set
+	watch *poller            // running while the agent manages path
 }
 
 func newResolvConfDNS(path, stateDir string, log *zap.Logger, rename func(string, string) error) (*resolvConfDNS, error) {
@@ -229,6 +236,16 @@ func (r *resolvConfDNS) Set(cfg DNSConfig) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.setLocked(cfg); err != nil {
+		return err
+	}
+	if r.watch == nil && r.watchEvery > 0 {
+		r.watch = startPoller(r.watchEvery, r.reapply)
+	}
+	return nil
+}
+
+func (r *resolvConfDNS) setLocked(cfg DNSConfig) error {
 	if r.saved != nil && !r.isOurs() {
 		r.log.Info("resolv.conf was rewritten by another program; taking it as the original",
 			zap.String("path", r.path))
@@ -259,8 +276,29 @@ func (r *resolvConfDNS) Set(cfg DNSConfig) error {
 	return nil
 }
 
+// reapply points resolv.conf at the agent again after another program
+// (dhclient at a lease renewal, NetworkManager, resolvconf) has replaced it:
+// their file becomes the original to restore, as at Set.
+func (r *resolvConfDNS) reapply() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.saved == nil || r.isOurs() {
+		return
+	}
+	if err := r.setLocked(r.cfg); err != nil {
+		r.log.Error("pointing resolv.conf at the agent again failed", zap.String("path", r.path), zap.Error(err))
+	}
+}
+
 // Restore implements DNSConfigurator.
 func (r *resolvConfDNS) Restore() error {
+	r.mu.Lock()
+	w := r.watch
+	r.watch = nil
+	r.mu.Unlock()
+	if w != nil {
+		w.stop() // first, and unlocked: it may be re-applying
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.saved == nil {
