@@ -17,6 +17,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -40,7 +41,11 @@ import (
 
 // Config is how the agent is set up on this machine.
 type Config struct {
-	Params     enroll.Params
+	// Params are the install parameters; MDM-pushed settings override them.
+	Params enroll.Params
+	// MDM is the MDM-pushed settings source; nil means the OS's own
+	// (/etc/ztagent/mdm.json, managed preferences, policy registry key).
+	MDM        platform.MDMSource
 	StateDir   string
 	SocketPath string
 	TUNName    string
@@ -77,9 +82,11 @@ type Agent struct {
 	since   time.Time
 	closers []closer // teardown stack, run in reverse
 
+	// The device identity and its config client; swapped whole when the
+	// certificate is renewed.
+	ident atomic.Pointer[identity]
+
 	// Set during Start, read-only afterwards (until Close).
-	id     *enroll.Identity
-	cc     *enroll.ConfigClient
 	stubs  *steering.StubPool
 	tunIP  netip.Addr
 	router platform.Router
@@ -93,6 +100,11 @@ type Agent struct {
 	stubDirty chan struct{}
 
 	flows flowCounters
+	mdm   *platform.MDMPoller
+	eff   settingsState // effective settings
+	pub   pubAddrs      // publisher-resolved addresses, routed while in use
+	// routerMu orders route updates from config syncs and publisher DNS.
+	routerMu sync.Mutex
 
 	snap   atomic.Pointer[steering.Snapshot]
 	synced atomic.Pointer[syncState]
@@ -129,10 +141,14 @@ func New(cfg Config) *Agent {
 	if cfg.NewRouter == nil {
 		cfg.NewRouter = platform.NewRouter
 	}
+	if cfg.MDM == nil {
+		cfg.MDM = platform.NewMDMSource()
+	}
 	if cfg.NewDNS == nil {
 		cfg.NewDNS = platform.NewDNSConfigurator
 	}
-	return &Agent{cfg: cfg, log: cfg.Log, state: StateStopped, since: time.Now(), stubDirty: make(chan struct{}, 1)}
+	return &Agent{cfg: cfg, log: cfg.Log, state: StateStopped, since: time.Now(), stubDirty: make(chan struct{}, 1),
+		mdm: platform.NewMDMPoller(cfg.MDM)}
 }
 
 // ErrNotStopped is returned by Start when the agent is already running.
@@ -157,7 +173,8 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.mu.Lock()
 	a.setStateLocked(StateRunning)
 	a.mu.Unlock()
-	a.log.Info("agent running", zap.String("tenant", a.id.Tenant), zap.String("user", a.id.User),
+	id := a.ident.Load().id
+	a.log.Info("agent running", zap.String("tenant", id.Tenant), zap.String("user", id.User),
 		zap.String("tun", a.cfg.TUNName), zap.Stringer("dns", a.tunIP))
 	return nil
 }
@@ -214,10 +231,18 @@ func (a *Agent) bringUp(ctx, runCtx context.Context) error {
 	}
 	a.push("system DNS", a.dnsCfg.Restore)
 
-	a.wg.Add(1)
+	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
 		a.syncLoop(runCtx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.maintain(runCtx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.pubSweeper(runCtx)
 	}()
 	return nil
 }
@@ -328,6 +353,7 @@ func (a *Agent) routerConfig(snap *steering.Snapshot) platform.RouterConfig {
 		bits = 128
 	}
 	routes := append([]netip.Prefix{snap.StubRange()}, snap.Prefixes()...)
+	routes = append(routes, a.pub.prefixes()...)
 	return platform.RouterConfig{
 		Interface: a.cfg.TUNName,
 		Addrs:     []netip.Prefix{netip.PrefixFrom(a.tunIP, bits)},
@@ -337,9 +363,15 @@ func (a *Agent) routerConfig(snap *steering.Snapshot) platform.RouterConfig {
 
 func (a *Agent) startTunnel(runCtx context.Context) error {
 	sc := a.synced.Load()
-	tlsConf, err := a.id.TLSConfig(sc.cfg.PoP.ServerName)
+	tlsConf, err := a.ident.Load().id.TLSConfig(sc.cfg.PoP.ServerName)
 	if err != nil {
 		return err
+	}
+	// Always present the current certificate, so a renewal takes effect at
+	// the next connection without rebuilding the tunnel.
+	tlsConf.Certificates = nil
+	tlsConf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return &a.ident.Load().id.Cert, nil
 	}
 	a.l7 = l7.NewClient(l7.ClientConfig{
 		Addr: sc.cfg.PoP.Address,

@@ -18,11 +18,12 @@ func (p dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
 	a := p.a
 	snap := a.snap.Load()
 	d := snap.MatchName(name)
-	if d.Action != steering.L7 || d.App == nil || d.App.PublisherDNS {
-		// Publisher-DNS apps are answered with their real addresses (a later
-		// issue sends those queries through the tunnel); until then the
-		// upstream answers them.
+	if d.Action != steering.L7 || d.App == nil {
 		return dnsproxy.Answer{}, false
+	}
+	if d.App.PublisherDNS {
+		// The real address, from a publisher's corporate resolver.
+		return dnsproxy.Answer{Upstream: pubResolver{a: a, appID: d.App.ID}}, true
 	}
 	addr, err := a.stubs.Assign(name, time.Now())
 	if err != nil {

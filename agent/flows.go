@@ -81,13 +81,20 @@ func (a *Agent) decide(f netstack.Flow, proto steering.Protocol) (steering.Decis
 	dst := f.Dst.Addr().Unmap()
 	flow := steering.Flow{Addr: dst, Proto: proto, Port: f.Dst.Port(), OS: runtime.GOOS}
 	host := dst.String()
-	if snap.StubRange().Contains(dst) {
+	switch {
+	case snap.StubRange().Contains(dst):
 		name, ok := a.stubs.Lookup(dst)
 		if !ok {
 			return steering.Decision{Action: steering.Direct, Reason: errUnknownStub.Error()}, ""
 		}
 		a.stubs.Touch(dst, time.Now())
 		flow.FQDN, host = name, name
+	default:
+		// A real address a publisher resolved: steer it by its name.
+		if name, ok := a.pub.name(dst); ok {
+			a.pub.touch(dst, time.Now().Add(pubAddrLife))
+			flow.FQDN, host = name, name
+		}
 	}
 	return snap.MatchFlow(flow), host
 }

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ztagent/ztagent/enroll"
 	"github.com/ztagent/ztagent/steering"
 )
 
@@ -14,13 +15,16 @@ type Status struct {
 	State      State            `json:"state"`
 	Since      time.Time        `json:"since"`
 	Enrollment EnrollmentStatus `json:"enrollment"`
-	Config     ConfigStatus     `json:"config"`
-	Tunnel     TunnelStatus     `json:"tunnel"`
-	TUN        TUNStatus        `json:"tun"`
-	DNS        DNSStatus        `json:"dns"`
-	Flows      FlowStatus       `json:"flows"`
-	Apps       []AppStatus      `json:"apps"`
-	Stubs      []StubStatus     `json:"stubs"`
+	// Settings are the effective install settings and where each came from
+	// (MDM, install parameters, default). Secrets are redacted.
+	Settings []enroll.Setting `json:"settings"`
+	Config   ConfigStatus     `json:"config"`
+	Tunnel   TunnelStatus     `json:"tunnel"`
+	TUN      TUNStatus        `json:"tun"`
+	DNS      DNSStatus        `json:"dns"`
+	Flows    FlowStatus       `json:"flows"`
+	Apps     []AppStatus      `json:"apps"`
+	Stubs    []StubStatus     `json:"stubs"`
 }
 
 // EnrollmentStatus is who this device is enrolled as.
@@ -29,6 +33,9 @@ type EnrollmentStatus struct {
 	User      string `json:"user"`
 	DeviceID  string `json:"device_id"`
 	TenantURL string `json:"tenant_url"`
+	// CertExpires is when the device certificate expires; the agent renews
+	// it well before.
+	CertExpires time.Time `json:"cert_expires"`
 }
 
 // ConfigStatus is the config in force.
@@ -96,7 +103,10 @@ func (a *Agent) Status() Status {
 	if !running {
 		return st
 	}
-	st.Enrollment = EnrollmentStatus{Tenant: a.id.Tenant, User: a.id.User, DeviceID: a.id.DeviceID, TenantURL: a.id.TenantURL}
+	id := a.ident.Load().id
+	st.Enrollment = EnrollmentStatus{Tenant: id.Tenant, User: id.User, DeviceID: id.DeviceID, TenantURL: id.TenantURL,
+		CertExpires: id.Expires()}
+	st.Settings = a.settings()
 	if sc := a.synced.Load(); sc != nil {
 		st.Config = ConfigStatus{Source: sc.source, ETag: sc.etag, Fetched: sc.fetched}
 	}

@@ -35,34 +35,13 @@ type cachedConfig struct {
 
 const configFile = "config.json"
 
-// loadOrEnroll loads the device identity, enrolling first when there is none.
-func (a *Agent) loadOrEnroll(ctx context.Context) error {
-	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	id, err := enroll.LoadIdentity(a.cfg.StateDir)
-	switch {
-	case err == nil:
-		a.log.Info("enrolled", zap.String("tenant", id.Tenant), zap.String("user", id.User), zap.String("device", id.DeviceID))
-	case errors.Is(err, enroll.ErrNotEnrolled):
-		if id, err = enroll.EnrollUPN(ctx, a.cfg.Params, a.log); err != nil {
-			return err
-		}
-		if err := id.Save(a.cfg.StateDir); err != nil {
-			return fmt.Errorf("save device identity: %w", err)
-		}
-		a.log.Info("enrollment complete", zap.String("tenant", id.Tenant), zap.String("user", id.User), zap.String("device", id.DeviceID))
-	default:
-		return err
-	}
-	a.id = id
-	a.cc, err = enroll.NewConfigClient(id, a.log)
-	return err
-}
-
 // initialConfig fetches the config, or falls back to the last good copy.
 func (a *Agent) initialConfig(ctx context.Context) (*steering.Snapshot, error) {
-	cfg, etag, err := a.cc.Fetch(ctx, "")
+	cfg, etag, err := a.ident.Load().id.InitialConfig, "", error(nil)
+	if cfg == nil {
+		// Not a fresh enrollment (whose response carries the first config).
+		cfg, etag, err = a.ident.Load().cc.Fetch(ctx, "")
+	}
 	if err == nil {
 		snap, cerr := steering.Compile(&cfg.Steering)
 		if cerr != nil {
@@ -132,7 +111,7 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 	cur := a.synced.Load()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cfg, etag, err := a.cc.Fetch(ctx, cur.etag)
+	cfg, etag, err := a.ident.Load().cc.Fetch(ctx, cur.etag)
 	if errors.Is(err, enroll.ErrNotModified) {
 		return nil
 	}
@@ -154,9 +133,7 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 // routing domains for changed apps.
 func (a *Agent) apply(snap *steering.Snapshot) {
 	a.snap.Store(snap)
-	if err := a.router.Set(a.routerConfig(snap)); err != nil {
-		a.log.Warn("update routes", zap.Error(err))
-	}
+	a.updateRoutes()
 	if err := a.dnsCfg.Set(a.dnsConfig()); err != nil {
 		a.log.Warn("update the system resolver", zap.Error(err))
 	}

@@ -63,6 +63,19 @@ func TestSpine(t *testing.T) {
 		wantPage(t, page, "hello from corp web", "local=10.20.0.10:80")
 	})
 
+	t.Run("publisher DNS app: real address, steered by name", func(t *testing.T) {
+		addr := dig(t, l, "db.pdns.corp.test")
+		if addr != netip.MustParseAddr("10.20.0.11") {
+			t.Fatalf("db.pdns.corp.test = %s, want the real 10.20.0.11 from the corporate resolver", addr)
+		}
+		route := l.must("client", "ip", "route", "get", "10.20.0.11")
+		if !strings.Contains(route, "dev zt0") {
+			t.Fatalf("10.20.0.11 is not routed into the TUN while in use: %s", route)
+		}
+		page := l.must("client", "curl", "-sS", "--max-time", "10", "http://db.pdns.corp.test/")
+		wantPage(t, page, "hello from corp web", "host=db.pdns.corp.test", "local=10.20.0.11:80", "remote=10.20.0.")
+	})
+
 	t.Run("app denied by policy is reset, not hung", func(t *testing.T) {
 		addr := dig(t, l, "secret.corp.test")
 		if !netip.MustParsePrefix("100.64.0.0/10").Contains(addr) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ztagent lab: three network namespaces on this machine.
 #
-#   P-client (10.10.0.2)  ──veth──  P-cloud (10.10.0.1 | 10.20.0.1)  ──veth──  P-corp (10.20.0.10)
+#   P-client (10.10.0.2)  ──veth──  P-cloud (10.10.0.1 | 10.20.0.1)  ──veth──  P-corp (10.20.0.10, .11)
 #   ztagent, curl, dig               ztcloud tenant API :8444, PoP :8443        ztcloud publisher
 #                                    "public" DNS (dnsmasq) :53, web :80         corp DNS (dnsmasq) :53, web :80 :8080
 #
@@ -77,6 +77,7 @@ net_up() {
   inns "$CLOUD" ip addr add 10.10.0.1/24 dev eth0
   inns "$CLOUD" ip addr add 10.20.0.1/24 dev eth1
   inns "$CORP" ip addr add 10.20.0.10/24 dev eth0
+  inns "$CORP" ip addr add 10.20.0.11/24 dev eth0  # the publisher-DNS app's server
   for ns in $CLIENT $CLOUD $CORP; do inns "$ns" ip link set eth0 up; done
   inns "$CLOUD" ip link set eth1 up
   inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=0
@@ -96,9 +97,10 @@ services_up() {
   start dns-public "$CLOUD" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
     --listen-address=10.10.0.1 --address=/public.test/10.10.0.1 --pid-file="$DIR/dnsmasq-public.pid2"
   start dns-corp "$CORP" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
-    --listen-address=10.20.0.10 --address=/corp.test/10.20.0.10 --pid-file="$DIR/dnsmasq-corp.pid2"
+    --listen-address=10.20.0.10 --address=/corp.test/10.20.0.10 --address=/pdns.corp.test/10.20.0.11 \
+    --pid-file="$DIR/dnsmasq-corp.pid2"
   start web-public "$CLOUD" "$BIN/labweb" --name public --listen 10.10.0.1:80
-  start web-corp "$CORP" "$BIN/labweb" --name corp --listen 10.20.0.10:80 --listen 10.20.0.10:8080
+  start web-corp "$CORP" "$BIN/labweb" --name corp --listen 10.20.0.10:80 --listen 10.20.0.10:8080 --listen 10.20.0.11:80
   start ztcloud "$CLOUD" "$BIN/ztcloud" serve --roles tenant,pop --tenant "$TENANT" --state "$DIR/cloud" \
     --api 10.10.0.1:8444 --pop 10.10.0.1:8443 --names 10.10.0.1
   wait_for "ztcloud tenant API" 20 test -s "$DIR/cloud/ca.pem"

@@ -185,7 +185,7 @@ func tenantRole(f serveFlags, ca *enroll.CA, names []string, tenant func() *enro
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\"status\":\"ok\",\"tenant\":%q}\n", tenant().Name)
 	})
-	mux.Handle("/v1/", enroll.NewTenantHandler(enroll.TenantHandlerConfig{Tenant: tenant, CA: ca, Log: log.Named("tenant")}))
+	mux.Handle("/v1/", enroll.NewTenantHandler(enroll.TenantHandlerConfig{Tenant: tenant, CA: ca, StateDir: f.state, Log: log.Named("tenant")}))
 	srv := &http.Server{Handler: mux, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: zap.NewStdLog(log.Named("tenant.http"))}
 	log.Info("tenant API listening", zap.Stringer("addr", ln.Addr()))
@@ -231,6 +231,16 @@ func popRole(f serveFlags, ca *enroll.CA, names []string, tenant func() *enroll.
 				return nil, errors.New("only devices may open streams")
 			}
 			return tenant().Authorize(p.User, t.AppID, t.Host, t.Port, "tcp")
+		},
+		AuthorizeDNS: func(peer *x509.Certificate, appID, qname string) ([]string, error) {
+			p, err := enroll.PeerIdentity(peer)
+			if err != nil {
+				return nil, err
+			}
+			if p.Kind != enroll.KindDevice {
+				return nil, errors.New("only devices may resolve names")
+			}
+			return tenant().AuthorizeDNS(p.User, appID, qname)
 		},
 		Publisher: func(peer *x509.Certificate) (string, bool) {
 			p, err := enroll.PeerIdentity(peer)

@@ -19,7 +19,7 @@ commands:
   match [flags] HOST[:PORT][/tcp|/udp]
                                   what happens to a flow or name, and why
   regex PATTERN SUBJECT...        test a pinned-app pattern with the agent's engine
-  update                          fetch the config from the tenant now (root)
+  update (or -u)                  fetch the config from the tenant now (root)
 `
 
 // exitError carries a specific exit status (e.g. 2 for an invalid pattern).
@@ -46,8 +46,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("ztdiag", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
 	socket := fs.String("socket", defaultSocket(), "the daemon's control socket")
+	update := fs.Bool("u", false, "fetch the config from the tenant now (same as `update`)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *update {
+		return cmdUpdate(ctx, &client{socket: *socket}, out)
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
@@ -62,7 +66,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return cmdMatch(ctx, c, rest, out)
 	case "regex":
 		return cmdRegex(rest, out)
-	case "update", "-u":
+	case "update":
 		return cmdUpdate(ctx, c, out)
 	default:
 		fs.Usage()

@@ -1,0 +1,147 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/enroll"
+	"github.com/ztagent/ztagent/platform"
+)
+
+// identity is the device identity and the config client that uses it; both
+// are replaced together when the certificate is renewed.
+type identity struct {
+	id *enroll.Identity
+	cc *enroll.ConfigClient
+}
+
+// settingsState is the effective install settings: MDM over install
+// parameters over defaults.
+type settingsState struct {
+	mu       sync.Mutex
+	params   enroll.Params
+	settings []enroll.Setting
+}
+
+func (a *Agent) settings() []enroll.Setting {
+	a.eff.mu.Lock()
+	defer a.eff.mu.Unlock()
+	return a.eff.settings
+}
+
+func (a *Agent) params() enroll.Params {
+	a.eff.mu.Lock()
+	defer a.eff.mu.Unlock()
+	return a.eff.params
+}
+
+// refreshSettings re-reads the MDM source and merges it over the install
+// parameters. An invalid MDM source or value is reported (path, key, reason)
+// and the last good settings stay in force. It reports whether they changed.
+func (a *Agent) refreshSettings() bool {
+	mdm, changed, err := a.mdm.Poll()
+	path := a.mdm.Source().Path()
+	if err != nil {
+		a.log.Error("MDM configuration is invalid; the last good settings stay in force", zap.String("path", path), zap.Error(err))
+	}
+	a.eff.mu.Lock()
+	defer a.eff.mu.Unlock()
+	if !changed && a.eff.settings != nil {
+		return false
+	}
+	p, settings, err := enroll.MergeParams(a.cfg.Params, mdm, path)
+	if err != nil {
+		a.log.Error("MDM setting is invalid; the last good settings stay in force", zap.String("path", path), zap.Error(err))
+		if a.eff.settings != nil {
+			return false
+		}
+		p, settings, _ = enroll.MergeParams(a.cfg.Params, nil, path)
+	}
+	a.eff.params, a.eff.settings = p, settings
+	if changed && len(mdm) > 0 {
+		a.log.Info("MDM settings applied", zap.String("path", path), zap.Int("keys", len(mdm)))
+	}
+	return true
+}
+
+// loadOrEnroll loads the device identity, enrolling first when there is none
+// (by invitation, IdP sign-in or UPN, as the settings say).
+func (a *Agent) loadOrEnroll(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	a.refreshSettings()
+	id, err := enroll.LoadIdentity(a.cfg.StateDir)
+	switch {
+	case err == nil:
+		if id.Recovered != "" {
+			a.log.Warn("device identity recovered", zap.String("why", id.Recovered))
+		}
+		a.log.Info("enrolled", zap.String("tenant", id.Tenant), zap.String("user", id.User), zap.String("device", id.DeviceID))
+	case errors.Is(err, enroll.ErrNotEnrolled), errors.Is(err, enroll.ErrCorruptIdentity):
+		if err != nil && !errors.Is(err, enroll.ErrNotEnrolled) {
+			a.log.Warn("device identity unusable, enrolling again", zap.Error(err))
+		}
+		if id, err = enroll.Enroll(ctx, a.params(), platform.OpenBrowser, a.log); err != nil {
+			return err
+		}
+		if err := id.Save(a.cfg.StateDir); err != nil {
+			return fmt.Errorf("save device identity: %w", err)
+		}
+		a.log.Info("enrollment complete", zap.String("tenant", id.Tenant), zap.String("user", id.User), zap.String("device", id.DeviceID))
+	default:
+		return err
+	}
+	return a.setIdentity(id)
+}
+
+func (a *Agent) setIdentity(id *enroll.Identity) error {
+	cc, err := enroll.NewConfigClient(id, a.log)
+	if err != nil {
+		return err
+	}
+	a.ident.Store(&identity{id: id, cc: cc})
+	return nil
+}
+
+// maintain runs the periodic chores that are not config polls: MDM changes
+// and certificate renewal.
+func (a *Agent) maintain(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			a.refreshSettings()
+			if a.ident.Load().id.NeedsRenewal(now) {
+				if err := a.renew(ctx); err != nil {
+					a.log.Warn("certificate renewal failed; will retry", zap.Error(err))
+				}
+			}
+		}
+	}
+}
+
+// renew replaces the device certificate before it expires, without user
+// action. The tunnel picks the new certificate up at its next connection.
+func (a *Agent) renew(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	id, err := enroll.Renew(ctx, a.ident.Load().id, a.log)
+	if err != nil {
+		return err
+	}
+	if err := id.Save(a.cfg.StateDir); err != nil {
+		return fmt.Errorf("save renewed identity: %w", err)
+	}
+	a.log.Info("device certificate renewed", zap.Time("expires", id.Expires()))
+	return a.setIdentity(id)
+}
