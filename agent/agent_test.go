@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -124,6 +125,7 @@ type testAgent struct {
 	*Agent
 	dns    *platformtest.DNS
 	router *platformtest.Router
+	mdm    *platformtest.MDM
 }
 
 func newTestAgent(t *testing.T, cloud *testCloud, stateDir string) *testAgent {
@@ -138,12 +140,14 @@ func newTestAgent(t *testing.T, cloud *testCloud, stateDir string) *testAgent {
 	ta := &testAgent{
 		dns:    platformtest.NewDNS(netip.MustParseAddrPort("127.0.0.1:53")),
 		router: &platformtest.Router{},
+		mdm:    platformtest.NewMDM("/etc/ztagent/mdm.json"),
 	}
 	ta.Agent = New(Config{
 		Params:     params,
 		StateDir:   stateDir,
 		SocketPath: filepath.Join(stateDir, "ctl.sock"),
 		DNSListen:  "127.0.0.1:0",
+		MDM:        ta.mdm,
 		Log:        zaptest.NewLogger(t),
 		NewTUN:     func(string, int) (tun.Device, error) { return tuntest.NewChannelTUN().TUN(), nil },
 		NewRouter:  func(*zap.Logger) (platform.Router, error) { return ta.router, nil },
@@ -316,5 +320,40 @@ func TestPrivateDomains(t *testing.T) {
 	want := []string{"corp.example", "host.lab", "jira.other.example"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("privateDomains = %v, want %v", got, want)
+	}
+}
+
+func TestMDMOverridesInstallParameters(t *testing.T) {
+	cloud := startCloud(t)
+	a := newTestAgent(t, cloud, shortTempDir(t))
+	// MDM names the user; the install parameters name someone else.
+	a.cfg.Params.UPN = "nobody@test.example"
+	a.mdm.Push(map[string]string{"upn": "alice@test.example"})
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	st := a.Status()
+	if st.Enrollment.User != "alice@test.example" {
+		t.Fatalf("enrolled as %q, want the MDM's alice@test.example", st.Enrollment.User)
+	}
+	sources := map[string]string{}
+	for _, s := range st.Settings {
+		sources[s.Key] = s.Source
+		if s.Key == "token" && s.Value == testOrgKey {
+			t.Fatal("status shows the org key")
+		}
+	}
+	if sources["upn"] != "mdm:/etc/ztagent/mdm.json" || sources["host"] != "install" {
+		t.Fatalf("setting sources: %v", sources)
+	}
+
+	// An invalid MDM file keeps the last good settings.
+	a.mdm.Break(errors.New("mdm.json: line 3: invalid character"))
+	if a.refreshSettings() {
+		t.Fatal("a broken MDM source changed the settings")
+	}
+	if a.params().UPN != "alice@test.example" {
+		t.Fatalf("UPN after a broken MDM source: %q", a.params().UPN)
 	}
 }

@@ -50,12 +50,13 @@ func run(args []string) error {
 	socket := fs.String("socket", platform.DefaultSocketPath(), "control socket path")
 	tunName := fs.String("tun", platform.DefaultTUNName(), "TUN device name")
 	mtu := fs.Int("mtu", 1420, "TUN MTU")
+	mdmPath := fs.String("mdm", "", "MDM settings file (default: the OS's managed-configuration location)")
 	level := zapcore.InfoLevel
 	fs.Var(&level, "log-level", "log level: debug, info, warn, error")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	params, err := enroll.ParseParams(fs.Args())
+	params, err := installParams(*stateDir, fs.Args())
 	if err != nil {
 		return err
 	}
@@ -69,6 +70,7 @@ func run(args []string) error {
 		log: log,
 		agent: agent.New(agent.Config{
 			Params:     params,
+			MDM:        mdmSource(*mdmPath),
 			StateDir:   *stateDir,
 			SocketPath: *socket,
 			TUNName:    *tunName,
@@ -88,6 +90,30 @@ func run(args []string) error {
 }
 
 var version = "dev"
+
+// installParams returns the install parameters: those given now, which are
+// validated and persisted in the state directory (so the service started
+// later by the OS uses them), or else those persisted by an earlier install.
+func installParams(stateDir string, args []string) (enroll.Params, error) {
+	if len(args) == 0 {
+		return enroll.LoadParams(stateDir)
+	}
+	p, err := enroll.ParseParams(args)
+	if err != nil {
+		return p, err
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return p, fmt.Errorf("state directory: %w", err)
+	}
+	return p, enroll.SaveParams(stateDir, p)
+}
+
+func mdmSource(path string) platform.MDMSource {
+	if path == "" {
+		return nil // the agent uses the OS's own source
+	}
+	return platform.NewJSONMDMSource(path)
+}
 
 // program adapts the agent to kardianos/service: Start brings the agent up
 // (bounded, so a service manager is not kept waiting forever) and Stop tears it

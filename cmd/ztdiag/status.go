@@ -49,6 +49,13 @@ func printStatus(out io.Writer, st agent.Status) {
 	fmt.Fprintf(w, "TUN:\t%s %s, routes %s\n", st.TUN.Name, st.TUN.Addr, join(st.TUN.Routes))
 	fmt.Fprintf(w, "DNS:\t%s on %s, upstreams %s\n", st.DNS.Mode, join(st.DNS.Listen), join(st.DNS.Upstreams))
 	w.Flush()
+	fmt.Fprintf(out, "\nSettings:\n")
+	for _, s := range st.Settings {
+		if s.Value != "" {
+			fmt.Fprintf(w, "  %s\t%s\t(%s)\n", s.Key, s.Value, s.Source)
+		}
+	}
+	w.Flush()
 	fmt.Fprintf(out, "\nApps (%d):\n", len(st.Apps))
 	for _, a := range st.Apps {
 		ports := []string{}
