@@ -84,26 +84,35 @@ func TestResolveDNS(t *testing.T) {
 }
 
 // TestResolveDNSTruncated: a resolver that truncates over UDP is asked again over
-// TCP, and the whole answer comes back.
+// TCP, and the whole answer comes back; if it does not answer over TCP, the
+// truncated answer comes back.
 func TestResolveDNSTruncated(t *testing.T) {
 	const records = 100 // about 1.6 KB: more than any UDP answer without EDNS
-	addr, tcpQueries := startTruncatingDNS(t, "big.corp.test.", records)
-	l := newLab(t, labOptions{dnsServer: addr})
-	m, err := resolve(t, l, appEcho, packQuery(t, "big.corp.test.", dns.TypeA, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Truncated || len(m.Answer) != records || m.Id != 0 {
-		t.Fatalf("answer TC=%v with %d records and ID %d, want the %d records over TCP with ID 0", m.Truncated, len(m.Answer), m.Id, records)
-	}
-	if n := tcpQueries.Load(); n != 1 {
-		t.Fatalf("%d queries over TCP, want 1", n)
+	for _, tcp := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tcp=%v", tcp), func(t *testing.T) {
+			addr, tcpQueries := startTruncatingDNS(t, "big.corp.test.", records, tcp)
+			l := newLab(t, labOptions{dnsServer: addr})
+			m, err := resolve(t, l, appEcho, packQuery(t, "big.corp.test.", dns.TypeA, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := records
+			if !tcp {
+				want = 0
+			}
+			if m.Truncated == tcp || len(m.Answer) != want || m.Id != 0 {
+				t.Fatalf("answer TC=%v with %d records and ID %d, want TC=%v, %d records, ID 0", m.Truncated, len(m.Answer), m.Id, !tcp, want)
+			}
+			if n := tcpQueries.Load(); tcp && n != 1 {
+				t.Fatalf("%d queries over TCP, want 1", n)
+			}
+		})
 	}
 }
 
-// startTruncatingDNS answers name over UDP with an empty truncated answer and over
-// TCP, on the same port, with n A records. It counts the TCP queries.
-func startTruncatingDNS(t testing.TB, name string, n int) (string, *atomic.Int64) {
+// startTruncatingDNS answers name over UDP with an empty truncated answer and, if
+// tcp, over TCP on the same port with n A records. It counts the TCP queries.
+func startTruncatingDNS(t testing.TB, name string, n int, tcp bool) (string, *atomic.Int64) {
 	var tcpQueries atomic.Int64
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 		m := new(dns.Msg)
@@ -123,7 +132,13 @@ func startTruncatingDNS(t testing.TB, name string, n int) (string, *atomic.Int64
 		w.WriteMsg(m)
 	})
 	pc, ln := listenUDPAndTCP(t)
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: handler}, {Listener: ln, Handler: handler}} {
+	servers := []*dns.Server{{PacketConn: pc, Handler: handler}}
+	if tcp {
+		servers = append(servers, &dns.Server{Listener: ln, Handler: handler})
+	} else {
+		ln.Close() // the port refuses TCP connections
+	}
+	for _, srv := range servers {
 		started := make(chan struct{})
 		srv.NotifyStartedFunc = func() { close(started) }
 		done := make(chan struct{})

@@ -73,7 +73,7 @@ func systemDNSServer(path string) (string, error) {
 }
 
 // exchangeDNS sends query to server over UDP, and again over TCP if the answer is
-// truncated, and returns the answer unchanged but for its ID, which is the
+// truncated (keeping the truncated answer if TCP fails), and returns the answer unchanged but for its ID, which is the
 // query's. On the wire the query carries a random ID (the DoH query's is 0, which
 // would make answers easy to spoof) and an answer must match it and the question.
 func exchangeDNS(ctx context.Context, server string, query []byte) ([]byte, error) {
@@ -82,11 +82,15 @@ func exchangeDNS(ctx context.Context, server string, query []byte) ([]byte, erro
 	copy(q, query)
 	binary.BigEndian.PutUint16(q, uint16(rand.Uint32()))
 	answer, err := exchangeUDP(ctx, server, q)
-	if err == nil && answer[2]&0x02 != 0 { // TC
-		answer, err = exchangeTCP(ctx, server, q)
-	}
 	if err != nil {
 		return nil, err
+	}
+	if answer[2]&0x02 != 0 { // TC
+		// A resolver that cannot answer over TCP still gave a valid, if
+		// truncated, answer: better that than none.
+		if full, err := exchangeTCP(ctx, server, q); err == nil {
+			answer = full
+		}
 	}
 	binary.BigEndian.PutUint16(answer, id)
 	return answer, nil
