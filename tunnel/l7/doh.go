@@ -94,7 +94,7 @@ func readDNSResponse(resp *http.Response) ([]byte, error) {
 	if !isDNSMediaType(resp.Header.Get("Content-Type")) {
 		return nil, fmt.Errorf("answer of type %q, want %s", resp.Header.Get("Content-Type"), DNSMediaType)
 	}
-	answer, err := readDNSBody(resp.Body)
+	answer, err := readDNSBody(resp.Body, resp.ContentLength)
 	if err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
@@ -104,8 +104,21 @@ func readDNSResponse(resp *http.Response) ([]byte, error) {
 	return answer, nil
 }
 
-// readDNSBody reads one DNS message, refusing to buffer more than the largest one.
-func readDNSBody(r io.Reader) ([]byte, error) {
+// readDNSBody reads one DNS message of declared length n (-1 if unknown),
+// refusing to buffer more than the largest one.
+func readDNSBody(r io.Reader, n int64) ([]byte, error) {
+	if n > maxDNSMessage {
+		return nil, errDNSTooLarge
+	}
+	if n >= 0 {
+		// Exactly n bytes: HTTP/2 fails a body whose DATA disagrees with its
+		// content-length.
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
 	b, err := io.ReadAll(io.LimitReader(r, maxDNSMessage+1))
 	if err != nil {
 		return nil, err
@@ -153,7 +166,7 @@ func parseDNSRequest(r *http.Request) (dnsQuery, int, error) {
 	if ct := r.Header.Get("Content-Type"); !isDNSMediaType(ct) {
 		return q, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q, want %s", ct, DNSMediaType)
 	}
-	body, err := readDNSBody(r.Body)
+	body, err := readDNSBody(r.Body, r.ContentLength)
 	switch {
 	case errors.Is(err, errDNSTooLarge):
 		return q, http.StatusRequestEntityTooLarge, err

@@ -266,9 +266,13 @@ func TestDoHRequests(t *testing.T) {
 		{"content type with parameters", func(r *http.Request) { r.Header.Set("Content-Type", DNSMediaType+"; charset=binary") }, http.StatusOK},
 		{"no app", func(r *http.Request) { r.Header.Del(HeaderApp) }, http.StatusBadRequest},
 		{"wrong content type", func(r *http.Request) { r.Header.Set("Content-Type", "text/plain") }, http.StatusUnsupportedMediaType},
-		{"oversized", func(r *http.Request) {
+		{"oversized, streamed", func(r *http.Request) {
 			r.Body, r.ContentLength = nopCloser{bytes.NewReader(make([]byte, maxDNSMessage+1))}, -1
 		}, http.StatusRequestEntityTooLarge},
+		{"oversized, declared", func(r *http.Request) {
+			r.Body, r.ContentLength = nopCloser{bytes.NewReader(make([]byte, maxDNSMessage+1))}, maxDNSMessage+1
+		}, http.StatusRequestEntityTooLarge},
+		{"streamed", func(r *http.Request) { r.Body, r.ContentLength = nopCloser{bytes.NewReader(query)}, -1 }, http.StatusOK},
 		{"GET", func(r *http.Request) { r.Method, r.Body, r.ContentLength = http.MethodGet, nil, 0 }, http.StatusMethodNotAllowed},
 	}
 	for _, tt := range tests {

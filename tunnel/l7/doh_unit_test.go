@@ -106,6 +106,9 @@ func FuzzParseDNSRequest(f *testing.F) {
 			Method: http.MethodPost,
 			Header: http.Header{"Content-Type": {contentType}, HeaderApp: {app}},
 			Body:   nopCloser{bytes.NewReader(body)},
+			// Unknown, as for a body sent without content-length: the bounded
+			// path. (With one, HTTP/2 holds the body to it.)
+			ContentLength: -1,
 		}
 		got, status, err := parseDNSRequest(r)
 		if (err == nil) != (status == http.StatusOK) {

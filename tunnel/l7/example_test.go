@@ -40,3 +40,18 @@ func ExampleClient() {
 	}()
 	io.Copy(local, remote)
 }
+
+// The agent's side of publisher DNS: a query for a name of a publisher-DNS app is
+// answered by the publisher's resolver, through the tunnel.
+func ExampleClient_ResolveDNS() {
+	var client *l7.Client // started as in the Client example
+	var query []byte      // a DNS query in wire format, with ID 0
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	answer, err := client.ResolveDNS(ctx, "wiki", query)
+	if err != nil {
+		log.Printf("publisher DNS: %v", err) // answer SERVFAIL
+		return
+	}
+	_ = answer // restore the query's ID, then hand it to the application
+}

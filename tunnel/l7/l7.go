@@ -12,6 +12,15 @@
 // defaults, which cap a stream at a few hundred Mbit/s. One asymmetry comes from
 // net/http's server side: a stream's response cannot end while its request is still
 // being read, so when a target half-closes first the flow ends in both directions.
+//
+// Names of publisher-DNS apps are resolved on the same connection with
+// DNS-over-HTTPS (RFC 8484): the agent POSTs the query (wire format, ID 0) to
+// /dns-query with the Zt-App header; the PoP parses it, authorizes its one question
+// for the device and app, and forwards the same request to a publisher of the app,
+// chosen round-robin as for streams; the publisher exchanges the query with its
+// resolver (UDP under a random ID, TCP when the answer is truncated) and returns the
+// answer unchanged but for the ID, so that the addresses the agent routes are the
+// corporate network's own. Refusals are the same statuses as for streams.
 package l7
 
 import (
@@ -84,8 +93,9 @@ func (t Target) String() string {
 	return t.Authority() + " (app " + t.AppID + ")"
 }
 
-// ErrNotConnected is returned by Client.Open while the tunnel has no usable connection
-// to the PoP. Open fails fast rather than waiting for a reconnect.
+// ErrNotConnected is returned by Client.Open and Client.ResolveDNS while the tunnel
+// has no usable connection to the PoP. They fail fast rather than wait for a
+// reconnect.
 var ErrNotConnected = errors.New("l7: tunnel not connected")
 
 // ErrBadTarget is returned by Client.Open for a target without a host or a port.
@@ -94,12 +104,14 @@ var ErrBadTarget = errors.New("l7: target needs a host and a port")
 // ErrRefused matches every *RefusedError with errors.Is.
 var ErrRefused = errors.New("l7: stream refused")
 
-// RefusedError is the PoP's (or, through it, the publisher's) refusal of a stream:
+// RefusedError is the PoP's (or, through it, the publisher's) refusal of a stream
+// or a DNS query:
 //
 //	400 malformed request         403 denied by policy
-//	502 publisher could not reach the target (or resolve it)
+//	413, 415 DNS query too large, or not application/dns-message
+//	502 publisher could not reach the target (or resolve it; or its resolver failed)
 //	503 no publisher of the app is online
-//	504 timed out reaching the target
+//	504 timed out reaching the target (or the resolver, or the publisher)
 type RefusedError struct {
 	Status int
 	Reason string

@@ -171,8 +171,8 @@ func TestTimeouts(t *testing.T) {
 	}
 }
 
-// TestUnsupportedMethod: requests other than CONNECT get 405 until later features
-// claim them.
+// TestUnsupportedMethod: requests other than CONNECT and POST /dns-query get 405
+// (DoH's GET form included) until later features claim them.
 func TestUnsupportedMethod(t *testing.T) {
 	l := newLab(t, labOptions{})
 	req, err := http.NewRequest(http.MethodGet, "https://pop.test/dns-query", nil)
