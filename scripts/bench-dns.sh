@@ -10,7 +10,8 @@
 #       at a fixed, unsaturating rate so that latency is not queueing.
 # Usage: scripts/bench-dns.sh (root; run `make build` first).
 # Environment: ZT_LAB (default ztdnsb), BENCH_SECONDS (default 10 for (a)),
-# BENCH_QPS (default 2000 for (b)), BENCH_QUERIES (default 20000 for (b)).
+# BENCH_QPS (default 2000 for (b)), BENCH_QUERIES (default 10000 per
+# measurement in (b)), BENCH_ROUNDS (default 3).
 set -euo pipefail
 
 export ZT_LAB=${ZT_LAB:-ztdnsb}
@@ -18,7 +19,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export ZT_LAB_DIR=${ZT_LAB_DIR:-$ROOT/.lab/$ZT_LAB}
 SECS=${BENCH_SECONDS:-10}
 QPS=${BENCH_QPS:-2000}
-NQ=${BENCH_QUERIES:-20000}
+NQ=${BENCH_QUERIES:-10000}
+ROUNDS=${BENCH_ROUNDS:-3}
 CLIENT=$ZT_LAB-client
 LAB="$ROOT/scripts/lab.sh"
 WORK=$(mktemp -d)
@@ -64,17 +66,29 @@ lat() { # server datafile → "p50 p99" in microseconds
       if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1; printf "%.0f %.0f %d\n", v[i50], v[i99], NR }'
 }
 for i in $(seq "$NQ"); do echo "www.public.test A"; done >"$WORK/hit.names"
-# Unique names per query, and separate sets for each path, so neither the
+# Unique names per query, fresh for every measurement, so that neither the
 # agent's cache nor anything else has seen them.
-od -An -vtx8 -N$((NQ * 8)) /dev/urandom | tr -s ' ' '\n' | sed '/^$/d' | awk '{ print "m" $1 ".bench.public.test A" }' >"$WORK/miss1.names"
-od -An -vtx8 -N$((NQ * 8)) /dev/urandom | tr -s ' ' '\n' | sed '/^$/d' | awk '{ print "m" $1 ".bench.public.test A" }' >"$WORK/miss2.names"
+misses() { od -An -vtx8 -N$((NQ * 8)) /dev/urandom | tr -s ' ' '\n' | sed '/^$/d' | awk '{ print "m" $1 ".bench.public.test A" }'; }
 inc dig +short @"$AGENT" www.public.test >/dev/null # fill the cache for the hits
-echo "== (b) forwarded names, $NQ queries at $QPS q/s, latency in µs (p50 p99 answered)"
-read -r HA50 HA99 HAN < <(lat "$AGENT" "$WORK/hit.names")
-read -r HD50 HD99 HDN < <(lat 10.10.0.1 "$WORK/hit.names")
-read -r MA50 MA99 MAN < <(lat "$AGENT" "$WORK/miss1.names")
-read -r MD50 MD99 MDN < <(lat 10.10.0.1 "$WORK/miss2.names")
-printf '%-22s %8s %8s %8s\n' "" p50 p99 answered
-printf '%-22s %8s %8s %8s\n' "hit, agent" "$HA50" "$HA99" "$HAN" "hit, upstream direct" "$HD50" "$HD99" "$HDN" \
-  "miss, agent" "$MA50" "$MA99" "$MAN" "miss, upstream direct" "$MD50" "$MD99" "$MDN"
-echo "added by the agent (µs): hit p50 $((HA50 - HD50)) p99 $((HA99 - HD99)); miss p50 $((MA50 - MD50)) p99 $((MA99 - MD99))"
+# The four measurements are interleaved over ROUNDS rounds and the median of
+# each figure is kept: on a shared machine one round can catch a pause.
+echo "== (b) forwarded names, $NQ queries at $QPS q/s per measurement, $ROUNDS rounds, latency in µs"
+: >"$WORK/lat"
+for r in $(seq "$ROUNDS"); do
+  misses >"$WORK/miss.names"
+  echo "hit-agent $(lat "$AGENT" "$WORK/hit.names")" >>"$WORK/lat"
+  echo "hit-direct $(lat 10.10.0.1 "$WORK/hit.names")" >>"$WORK/lat"
+  echo "miss-agent $(lat "$AGENT" "$WORK/miss.names")" >>"$WORK/lat"
+  misses >"$WORK/miss.names"
+  echo "miss-direct $(lat 10.10.0.1 "$WORK/miss.names")" >>"$WORK/lat"
+done
+median() { # key column → median over rounds
+  awk -v k="$1" -v c="$2" '$1 == k { print $c }' "$WORK/lat" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+printf '%-22s %8s %8s   %s\n' "" p50 p99 "(per round p50/p99)"
+for k in hit-agent hit-direct miss-agent miss-direct; do
+  printf '%-22s %8s %8s   %s\n' "$k" "$(median $k 2)" "$(median $k 3)" \
+    "$(awk -v k="$k" '$1 == k { printf "%s/%s ", $2, $3 }' "$WORK/lat")"
+done
+echo "added by the agent (µs, medians): hit p50 $(($(median hit-agent 2) - $(median hit-direct 2))) p99 $(($(median hit-agent 3) - $(median hit-direct 3)));" \
+  "miss p50 $(($(median miss-agent 2) - $(median miss-direct 2))) p99 $(($(median miss-agent 3) - $(median miss-direct 3)))"
