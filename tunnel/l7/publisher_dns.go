@@ -34,7 +34,7 @@ func (p *Publisher) serveDNS(w http.ResponseWriter, r *http.Request) {
 	server := p.cfg.Resolver
 	if server == "" {
 		if server, err = systemDNSServer(resolvConf); err != nil {
-			p.log.Warn("DNS query without a resolver", zap.String("app", q.appID), zap.Error(err))
+			p.log.Debug("DNS query without a resolver", zap.String("app", q.appID), zap.Error(err))
 			refuse(w, http.StatusBadGateway, "resolve "+q.qname+": "+err.Error())
 			return
 		}
