@@ -53,9 +53,13 @@ lab-up: deps build
 lab-down:
 	@scripts/lab.sh down
 
+# bench: Go benchmarks (each against a reference in the same run), then the
+# namespace benchmarks (iperf3 through the tunnel vs the direct path; dnsperf
+# against dnsmasq and the direct upstream). Root for the namespace half.
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchmem ./steering/ ./tunnel/... ./dnsproxy/
+	$(GO) test -run '^$$' -bench . -benchmem ./steering/ ./tunnel/... ./dnsproxy/ ./enroll/
 	@scripts/bench.sh
+	@scripts/bench-dns.sh
 
 FUZZTIME ?= 20s
 fuzz:
