@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"time"
 
@@ -59,6 +60,11 @@ func (a *Agent) startControl() (func() error, error) {
 		}
 		writeJSON(w, http.StatusOK, a.Status().Config)
 	}))
+	// Profiles for diagnosing a live agent (root only):
+	//   curl --unix-socket /run/ztagent/ztagent.sock http://x/debug/pprof/profile?seconds=10
+	mux.HandleFunc("/debug/pprof/", a.admin(pprof.Index))
+	mux.HandleFunc("/debug/pprof/profile", a.admin(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/trace", a.admin(pprof.Trace))
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
