@@ -93,6 +93,7 @@ type Agent struct {
 	dnsCfg platform.DNSConfigurator
 	dns    *dnsproxy.Server
 	// upstreams are the resolvers the OS had before the agent took over.
+	upMu      sync.Mutex
 	upstreams []netip.AddrPort
 	stack     *netstack.Stack
 	l7        *l7.Client

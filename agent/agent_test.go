@@ -188,6 +188,12 @@ func TestAgentLifecycle(t *testing.T) {
 		t.Fatalf("OS DNS not pointed at the agent: %+v %v", cur, ok)
 	}
 
+	// Private names are answered once the tunnel is up (fail-open before).
+	for deadline := time.Now().Add(10 * time.Second); !a.tunnelUp(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("tunnel not up: %+v", a.l7.Status())
+		}
+	}
 	// Stub answers are stable per name and map back.
 	pol := dnsPolicy{a.Agent}
 	ans, owned := pol.Lookup("web.corp.test.")
@@ -225,6 +231,18 @@ func TestAgentLifecycle(t *testing.T) {
 		if got := Explain(a.snap.Load(), a.stubs, tc.req); got.Action != tc.want {
 			t.Errorf("match %+v = %s (%s), want %s", tc.req, got.Action, got.Reason, tc.want)
 		}
+	}
+
+	// Fail-open (the default): with the tunnel down, private names resolve
+	// through the OS's resolvers instead.
+	cloud.pop.Close()
+	for deadline := time.Now().Add(10 * time.Second); a.tunnelUp(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("tunnel still up after the PoP closed")
+		}
+	}
+	if _, owned := pol.Lookup("web.corp.test"); owned {
+		t.Fatal("fail-open: a private name is still answered with a stub while the tunnel is down")
 	}
 
 	if err := a.Close(); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ztagent/ztagent/dnsproxy"
 	"github.com/ztagent/ztagent/steering"
+	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 // dnsPolicy answers the DNS proxy's questions from the live steering snapshot
@@ -21,6 +22,13 @@ func (p dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
 	if d.Action != steering.L7 || d.App == nil {
 		return dnsproxy.Answer{}, false
 	}
+	if !a.tunnelUp() && snap.Config().Client.FailMode != steering.FailClose {
+		// Fail-open: while the tunnel is down private names resolve through
+		// the OS's resolvers, so whatever is reachable directly (on the
+		// corporate network, say) still works. Fail-close keeps answering
+		// stubs, whose flows are then reset at once rather than leak.
+		return dnsproxy.Answer{}, false
+	}
 	if d.App.PublisherDNS {
 		// The real address, from a publisher's corporate resolver.
 		return dnsproxy.Answer{Upstream: pubResolver{a: a, appID: d.App.ID}}, true
@@ -31,6 +39,11 @@ func (p dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
 		return dnsproxy.Answer{}, false
 	}
 	return dnsproxy.Answer{Addr: addr, TTL: snap.Config().Client.DNSTTL.D()}, true
+}
+
+// tunnelUp reports whether the L7 tunnel is connected.
+func (a *Agent) tunnelUp() bool {
+	return a.l7.Status().State == l7.StateConnected
 }
 
 func (p dnsPolicy) Reverse(addr netip.Addr) (string, bool) {

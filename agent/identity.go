@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -121,6 +122,7 @@ func (a *Agent) maintain(ctx context.Context) {
 			return
 		case now := <-t.C:
 			a.refreshSettings()
+			a.refreshUpstreams()
 			if a.ident.Load().id.NeedsRenewal(now) {
 				if err := a.renew(ctx); err != nil {
 					a.log.Warn("certificate renewal failed; will retry", zap.Error(err))
@@ -128,6 +130,25 @@ func (a *Agent) maintain(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// refreshUpstreams follows the OS's own resolvers as the network changes
+// (a new Wi-Fi, DHCP renewals, a VPN coming up), so forwarded names keep
+// going where they would go without the agent.
+func (a *Agent) refreshUpstreams() {
+	ups, err := a.dnsCfg.Upstreams()
+	if err != nil {
+		a.log.Warn("read the system's DNS servers", zap.Error(err))
+		return
+	}
+	a.upMu.Lock()
+	defer a.upMu.Unlock()
+	if slices.Equal(ups, a.upstreams) || len(ups) == 0 {
+		return
+	}
+	a.dns.SetUpstreams(ups)
+	a.log.Info("upstream resolvers changed", zap.Stringers("from", a.upstreams), zap.Stringers("to", ups))
+	a.upstreams = ups
 }
 
 // renew replaces the device certificate before it expires, without user

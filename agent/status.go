@@ -114,7 +114,9 @@ func (a *Agent) Status() Status {
 	st.Tunnel = TunnelStatus{State: string(ts.State), PoP: ts.Addr, Since: ts.Since, LastError: ts.LastError, Streams: ts.Streams}
 	snap := a.snap.Load()
 	st.TUN = TUNStatus{Name: a.cfg.TUNName, Addr: a.tunIP, Routes: a.routerConfig(snap).Routes}
+	a.upMu.Lock()
 	st.DNS = DNSStatus{Mode: a.dnsCfg.Mode(), Listen: a.dns.Addrs(), Upstreams: a.upstreams}
+	a.upMu.Unlock()
 	ns := a.stack.Stats()
 	st.Flows = FlowStatus{
 		Steered: a.flows.steered.Load(), Refused: a.flows.refused.Load(),

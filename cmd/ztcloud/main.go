@@ -5,6 +5,7 @@
 // own process, or several in one for small setups and the demo.
 //
 //	ztcloud serve --roles tenant,pop[,publisher] --tenant FILE --state DIR ...
+//	ztcloud tenant|pop --tenant FILE --state DIR ...   (one role per process)
 //	ztcloud publisher --name N --token T --tenant-url URL --cacert FILE ...
 //	ztcloud check --tenant FILE
 package main
@@ -24,7 +25,9 @@ import (
 const usage = `usage: ztcloud COMMAND [flags]
 
 commands:
-  serve      run the tenant API, the PoP and optionally a publisher
+  serve      run the tenant API, the PoP and optionally a publisher (--roles)
+  tenant     run only the tenant API (serve --roles tenant)
+  pop        run only the PoP (serve --roles pop)
   publisher  run a publisher that enrolls with the tenant API and dials out to the PoP
   check      validate a tenant file and print every problem in it
 `
@@ -47,6 +50,9 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return cmdServe(ctx, args[1:])
+	case "tenant", "pop":
+		// One role per process: `ztcloud pop ...` is `ztcloud serve --roles pop ...`.
+		return cmdServe(ctx, append([]string{"--roles", args[0]}, args[1:]...))
 	case "publisher":
 		return cmdPublisher(ctx, args[1:])
 	case "check":

@@ -54,7 +54,7 @@ func cmdMatch(ctx context.Context, c *client, args []string, out io.Writer) erro
 		enc.SetIndent("", "  ")
 		return enc.Encode(resp)
 	}
-	fmt.Fprintf(out, "%s\n%s\n", strings.ToUpper(resp.Action), resp.Explain)
+	fmt.Fprintf(out, "%s\n%s\n", actionTitle(resp.Action), resp.Explain)
 	return nil
 }
 
@@ -108,4 +108,19 @@ func loadSnapshot(file, user string) (*steering.Snapshot, error) {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return steering.Compile(cfg)
+}
+
+// actionTitle names a decision as administrators know it: a flow that is not
+// steered is bypassed.
+func actionTitle(action string) string {
+	switch action {
+	case "direct":
+		return "BYPASS (direct)"
+	case "l7":
+		return "L7 tunnel"
+	case "l3e":
+		return "L3E tunnel"
+	default:
+		return strings.ToUpper(action)
+	}
 }
