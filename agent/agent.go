@@ -77,6 +77,9 @@ type Agent struct {
 	cfg Config
 	log *zap.Logger
 
+	// lifeMu serialises Start, Close and re-enrollment's restart; mu guards
+	// the state below and is never held across a lifecycle step.
+	lifeMu  sync.Mutex
 	mu      sync.Mutex
 	state   State
 	since   time.Time
@@ -157,6 +160,12 @@ var ErrNotStopped = errors.New("agent is not stopped")
 
 // Start brings the agent up. On error nothing it did is left behind.
 func (a *Agent) Start(ctx context.Context) error {
+	a.lifeMu.Lock()
+	defer a.lifeMu.Unlock()
+	return a.startLocked(ctx)
+}
+
+func (a *Agent) startLocked(ctx context.Context) error {
 	a.mu.Lock()
 	if a.state != StateStopped {
 		a.mu.Unlock()
@@ -262,6 +271,12 @@ func (a *Agent) setStateLocked(s State) {
 // Close stops the agent. It is idempotent and returns after every goroutine
 // the agent started has exited.
 func (a *Agent) Close() error {
+	a.lifeMu.Lock()
+	defer a.lifeMu.Unlock()
+	return a.closeLocked()
+}
+
+func (a *Agent) closeLocked() error {
 	a.mu.Lock()
 	if a.state != StateRunning {
 		a.mu.Unlock()

@@ -150,8 +150,11 @@ func newTestAgent(t *testing.T, cloud *testCloud, stateDir string) *testAgent {
 		MDM:        ta.mdm,
 		Log:        zaptest.NewLogger(t),
 		NewTUN:     func(string, int) (tun.Device, error) { return tuntest.NewChannelTUN().TUN(), nil },
-		NewRouter:  func(*zap.Logger) (platform.Router, error) { return ta.router, nil },
-		NewDNS:     func(string, *zap.Logger) (platform.DNSConfigurator, error) { return ta.dns, nil },
+		NewRouter: func(*zap.Logger) (platform.Router, error) {
+			ta.router = &platformtest.Router{} // a fresh one per start, as on a real OS
+			return ta.router, nil
+		},
+		NewDNS: func(string, *zap.Logger) (platform.DNSConfigurator, error) { return ta.dns, nil },
 	})
 	return ta
 }
@@ -373,5 +376,43 @@ func TestMDMOverridesInstallParameters(t *testing.T) {
 	}
 	if a.params().UPN != "alice@test.example" {
 		t.Fatalf("UPN after a broken MDM source: %q", a.params().UPN)
+	}
+}
+
+func TestReenroll(t *testing.T) {
+	cloud := startCloud(t)
+	a := newTestAgent(t, cloud, shortTempDir(t))
+	ctx := context.Background()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	old := a.Status().Enrollment.DeviceID
+
+	// A rejected parameter changes nothing.
+	if _, err := a.Reenroll(ctx, []string{"token=not-the-org-key-012345"}); err == nil {
+		t.Fatal("re-enrollment with a wrong org key succeeded")
+	}
+	if st := a.Status(); st.State != StateRunning || st.Enrollment.DeviceID != old {
+		t.Fatalf("after a failed re-enrollment: %s, device %s (was %s)", st.State, st.Enrollment.DeviceID, old)
+	}
+
+	id, err := a.Reenroll(ctx, []string{"token=" + testOrgKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.DeviceID == old {
+		t.Fatal("re-enrollment kept the old device key")
+	}
+	// Start waits for the restart; once it has run, the agent is up again as
+	// the new device.
+	a.lifeMu.Lock()
+	a.lifeMu.Unlock()
+	if st := a.Status(); st.State != StateRunning || st.Enrollment.DeviceID != id.DeviceID {
+		t.Fatalf("after re-enrollment: %s, device %s, want %s", st.State, st.Enrollment.DeviceID, id.DeviceID)
+	}
+	saved, err := enroll.LoadIdentity(a.cfg.StateDir)
+	if err != nil || saved.DeviceID != id.DeviceID {
+		t.Fatalf("saved identity: %v, %v", saved, err)
 	}
 }

@@ -53,6 +53,7 @@ func (a *Agent) startControl() (func() error, error) {
 		writeJSON(w, http.StatusOK, a.Status())
 	})
 	mux.HandleFunc("POST /v1/match", a.serveMatch)
+	mux.HandleFunc("POST /v1/enroll", a.admin(a.serveReenroll))
 	mux.HandleFunc("POST /v1/sync", a.admin(func(w http.ResponseWriter, r *http.Request) {
 		if err := a.syncOnce(r.Context()); err != nil {
 			writeError(w, http.StatusBadGateway, err)
@@ -102,6 +103,22 @@ func (a *Agent) admin(h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// serveReenroll is `ztdiag -e`: enroll again with new parameters, then
+// restart. The answer is sent before the restart replaces this server.
+func (a *Agent) serveReenroll(w http.ResponseWriter, r *http.Request) {
+	var req ReenrollRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	id, err := a.Reenroll(r.Context(), req.Args)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, EnrollmentStatus{Tenant: id.Tenant, User: id.User, DeviceID: id.DeviceID, TenantURL: id.TenantURL, CertExpires: id.Expires()})
 }
 
 func (a *Agent) serveMatch(w http.ResponseWriter, r *http.Request) {

@@ -20,6 +20,8 @@ commands:
                                   what happens to a flow or name, and why
   regex PATTERN SUBJECT...        test a pinned-app pattern with the agent's engine
   update (or -u)                  fetch the config from the tenant now (root)
+  -e key=value...                 enroll again with new install parameters, e.g.
+                                  -e enrollauthtoken=T [enrollencryptiontoken=K] (root)
 `
 
 // exitError carries a specific exit status (e.g. 2 for an invalid pattern).
@@ -47,11 +49,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
 	socket := fs.String("socket", defaultSocket(), "the daemon's control socket")
 	update := fs.Bool("u", false, "fetch the config from the tenant now (same as `update`)")
+	reenroll := fs.Bool("e", false, "enroll again with new install parameters (key=value...), e.g. -e enrollauthtoken=T (root)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *update {
 		return cmdUpdate(ctx, &client{socket: *socket}, out)
+	}
+	if *reenroll {
+		return cmdReenroll(ctx, &client{socket: *socket}, fs.Args(), out)
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

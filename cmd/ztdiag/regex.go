@@ -42,3 +42,18 @@ func cmdUpdate(ctx context.Context, c *client, out io.Writer) error {
 	fmt.Fprintf(out, "config from %s, etag %s\n", cs.Source, cs.ETag)
 	return nil
 }
+
+// cmdReenroll is nsdiag's -e: the daemon enrolls again with the updated
+// parameters (a rejected token changes nothing) and restarts with the new
+// identity.
+func cmdReenroll(ctx context.Context, c *client, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return &exitError{2, errors.New("usage: ztdiag -e key=value... (e.g. enrollauthtoken=TOKEN)")}
+	}
+	var es agent.EnrollmentStatus
+	if err := c.do(ctx, "POST", "/v1/enroll", agent.ReenrollRequest{Args: args}, &es); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "enrolled again: tenant %s, user %s, device %s; the agent is restarting\n", es.Tenant, es.User, es.DeviceID)
+	return nil
+}
