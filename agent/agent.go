@@ -43,6 +43,11 @@ import (
 type Config struct {
 	// Params are the install parameters; MDM-pushed settings override them.
 	Params enroll.Params
+	// Sessions lists login sessions, for pre-logon and per-user identities;
+	// nil means the OS's own (logind/utmp, the console owner, WTS).
+	Sessions platform.SessionSource
+	// SessionPoll is how often sessions are checked; default 5s.
+	SessionPoll time.Duration
 	// MDM is the MDM-pushed settings source; nil means the OS's own
 	// (/etc/ztagent/mdm.json, managed preferences, policy registry key).
 	MDM        platform.MDMSource
@@ -104,9 +109,13 @@ type Agent struct {
 	stubDirty chan struct{}
 
 	flows flowCounters
-	mdm   *platform.MDMPoller
-	eff   settingsState // effective settings
-	pub   pubAddrs      // publisher-resolved addresses, routed while in use
+	// principal is whom the agent runs as; set by start, read by the session
+	// watcher (which runs only while started).
+	who       atomic.Pointer[principal]
+	switching atomic.Bool
+	mdm       *platform.MDMPoller
+	eff       settingsState // effective settings
+	pub       pubAddrs      // publisher-resolved addresses, routed while in use
 	// routerMu orders route updates from config syncs and publisher DNS.
 	routerMu sync.Mutex
 
@@ -144,6 +153,12 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.NewRouter == nil {
 		cfg.NewRouter = platform.NewRouter
+	}
+	if cfg.Sessions == nil {
+		cfg.Sessions = platform.NewSessionSource()
+	}
+	if cfg.SessionPoll == 0 {
+		cfg.SessionPoll = 5 * time.Second
 	}
 	if cfg.MDM == nil {
 		cfg.MDM = platform.NewMDMSource()
@@ -241,10 +256,14 @@ func (a *Agent) bringUp(ctx, runCtx context.Context) error {
 	}
 	a.push("system DNS", a.dnsCfg.Restore)
 
-	a.wg.Add(3)
+	a.wg.Add(4)
 	go func() {
 		defer a.wg.Done()
 		a.syncLoop(runCtx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.watchSessions(runCtx)
 	}()
 	go func() {
 		defer a.wg.Done()

@@ -44,6 +44,7 @@ pop:
   server_name: pop.test
 users:
   - upn: alice@test.example
+  - upn: prelogon@test.example
 publishers:
   - name: pub1
     token: test-publisher-token-0123456789
@@ -126,6 +127,7 @@ type testAgent struct {
 	dns    *platformtest.DNS
 	router *platformtest.Router
 	mdm    *platformtest.MDM
+	sess   *platformtest.Sessions
 }
 
 func newTestAgent(t *testing.T, cloud *testCloud, stateDir string) *testAgent {
@@ -141,15 +143,18 @@ func newTestAgent(t *testing.T, cloud *testCloud, stateDir string) *testAgent {
 		dns:    platformtest.NewDNS(netip.MustParseAddrPort("127.0.0.1:53")),
 		router: &platformtest.Router{},
 		mdm:    platformtest.NewMDM("/etc/ztagent/mdm.json"),
+		sess:   &platformtest.Sessions{},
 	}
 	ta.Agent = New(Config{
-		Params:     params,
-		StateDir:   stateDir,
-		SocketPath: filepath.Join(stateDir, "ctl.sock"),
-		DNSListen:  "127.0.0.1:0",
-		MDM:        ta.mdm,
-		Log:        zaptest.NewLogger(t),
-		NewTUN:     func(string, int) (tun.Device, error) { return tuntest.NewChannelTUN().TUN(), nil },
+		Params:      params,
+		StateDir:    stateDir,
+		SocketPath:  filepath.Join(stateDir, "ctl.sock"),
+		DNSListen:   "127.0.0.1:0",
+		MDM:         ta.mdm,
+		Sessions:    ta.sess,
+		SessionPoll: 20 * time.Millisecond,
+		Log:         zaptest.NewLogger(t),
+		NewTUN:      func(string, int) (tun.Device, error) { return tuntest.NewChannelTUN().TUN(), nil },
 		NewRouter: func(*zap.Logger) (platform.Router, error) {
 			ta.router = &platformtest.Router{} // a fresh one per start, as on a real OS
 			return ta.router, nil
@@ -414,5 +419,53 @@ func TestReenroll(t *testing.T) {
 	saved, err := enroll.LoadIdentity(a.cfg.StateDir)
 	if err != nil || saved.DeviceID != id.DeviceID {
 		t.Fatalf("saved identity: %v, %v", saved, err)
+	}
+}
+
+func TestIdentityFollowsLogins(t *testing.T) {
+	cases := []struct {
+		name   string
+		params []string
+		// whom the agent runs as with nobody logged in, and with alice
+		idle, login         string
+		idleKind, loginKind string
+	}{
+		{"pre-logon then the machine enrollment", []string{"prelogonuser=prelogon@test.example"},
+			"prelogon@test.example", "alice@test.example", PrincipalPreLogon, PrincipalMachine},
+		{"pre-logon then per-user config", []string{"prelogonuser=prelogon@test.example", "mode=peruserconfig", "domain=test.example"},
+			"prelogon@test.example", "alice@test.example", PrincipalPreLogon, PrincipalUser},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cloud := startCloud(t)
+			a := newTestAgent(t, cloud, shortTempDir(t))
+			var err error
+			if a.cfg.Params, err = a.cfg.Params.Update(tc.params); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			waitFor := func(user, kind string) {
+				t.Helper()
+				deadline := time.Now().Add(15 * time.Second)
+				for {
+					st := a.Status()
+					if st.State == StateRunning && st.Enrollment.User == user && st.Enrollment.As == kind {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("agent runs as %s %q (%s), want %s %q", st.Enrollment.As, st.Enrollment.User, st.State, kind, user)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			waitFor(tc.idle, tc.idleKind)
+			a.sess.Login(platform.Session{ID: "2", User: "alice", Active: true, Class: "user"})
+			waitFor(tc.login, tc.loginKind)
+			a.sess.Logout("2")
+			waitFor(tc.idle, tc.idleKind)
+		})
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ztagent/ztagent/enroll"
-	"github.com/ztagent/ztagent/platform"
 )
 
 // identity is the device identity and the config client that uses it; both
@@ -78,7 +77,13 @@ func (a *Agent) loadOrEnroll(ctx context.Context) error {
 		return fmt.Errorf("state directory: %w", err)
 	}
 	a.refreshSettings()
-	id, err := enroll.LoadIdentity(a.cfg.StateDir)
+	who := a.wantPrincipal()
+	a.who.Store(&who)
+	dir := who.dir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	id, err := enroll.LoadIdentity(dir)
 	switch {
 	case err == nil:
 		if id.Recovered != "" {
@@ -89,10 +94,10 @@ func (a *Agent) loadOrEnroll(ctx context.Context) error {
 		if err != nil && !errors.Is(err, enroll.ErrNotEnrolled) {
 			a.log.Warn("device identity unusable, enrolling again", zap.Error(err))
 		}
-		if id, err = enroll.Enroll(ctx, a.params(), platform.OpenBrowser, a.log); err != nil {
+		if id, err = a.enrollAs(ctx, who, a.params()); err != nil {
 			return err
 		}
-		if err := id.Save(a.cfg.StateDir); err != nil {
+		if err := id.Save(dir); err != nil {
 			return fmt.Errorf("save device identity: %w", err)
 		}
 		a.log.Info("enrollment complete", zap.String("tenant", id.Tenant), zap.String("user", id.User), zap.String("device", id.DeviceID))
@@ -160,7 +165,7 @@ func (a *Agent) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := id.Save(a.cfg.StateDir); err != nil {
+	if err := id.Save(a.whom().dir); err != nil {
 		return fmt.Errorf("save renewed identity: %w", err)
 	}
 	a.log.Info("device certificate renewed", zap.Time("expires", id.Expires()))

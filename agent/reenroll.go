@@ -9,7 +9,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ztagent/ztagent/enroll"
-	"github.com/ztagent/ztagent/platform"
 )
 
 // ReenrollRequest is `ztdiag -e key=value...`: new install parameters
@@ -32,7 +31,7 @@ func (a *Agent) Reenroll(ctx context.Context, args []string) (*enroll.Identity, 
 	if err != nil {
 		return nil, err
 	}
-	id, err := enroll.Enroll(ctx, eff, platform.OpenBrowser, a.log)
+	id, err := a.enrollAs(ctx, a.whom(), eff)
 	if err != nil {
 		return nil, err
 	}
@@ -53,11 +52,11 @@ func (a *Agent) restartAs(install enroll.Params, id *enroll.Identity) {
 	if err := enroll.SaveParams(a.cfg.StateDir, install); err != nil {
 		a.log.Error("save install parameters", zap.Error(err))
 	}
-	if err := id.Save(a.cfg.StateDir); err != nil {
+	if err := id.Save(a.whom().dir); err != nil {
 		a.log.Error("save the new identity; the old one stays", zap.Error(err))
 	}
 	// The cached config belonged to the old enrollment.
-	os.Remove(filepath.Join(a.cfg.StateDir, configFile))
+	os.Remove(filepath.Join(a.whom().dir, configFile))
 	a.eff.mu.Lock()
 	a.eff.settings = nil // recomputed from the new install parameters
 	a.eff.mu.Unlock()

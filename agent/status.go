@@ -36,6 +36,9 @@ type EnrollmentStatus struct {
 	// CertExpires is when the device certificate expires; the agent renews
 	// it well before.
 	CertExpires time.Time `json:"cert_expires"`
+	// As is whom the agent runs as: machine, user (per-user config) or
+	// prelogon.
+	As string `json:"as,omitempty"`
 }
 
 // ConfigStatus is the config in force.
@@ -105,7 +108,7 @@ func (a *Agent) Status() Status {
 	}
 	id := a.ident.Load().id
 	st.Enrollment = EnrollmentStatus{Tenant: id.Tenant, User: id.User, DeviceID: id.DeviceID, TenantURL: id.TenantURL,
-		CertExpires: id.Expires()}
+		CertExpires: id.Expires(), As: a.whom().kind}
 	st.Settings = a.settings()
 	if sc := a.synced.Load(); sc != nil {
 		st.Config = ConfigStatus{Source: sc.source, ETag: sc.etag, Fetched: sc.fetched}

@@ -36,7 +36,7 @@ func (a *Agent) initStubs(snap *steering.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	b, err := os.ReadFile(filepath.Join(a.cfg.StateDir, stubsFile))
+	b, err := os.ReadFile(filepath.Join(a.whom().dir, stubsFile))
 	switch {
 	case err == nil:
 		if err := pool.RestoreState(b); err != nil {
@@ -111,5 +111,5 @@ func (a *Agent) saveStubs() error {
 	if err != nil {
 		return err
 	}
-	return platform.WriteFileAtomic(filepath.Join(a.cfg.StateDir, stubsFile), b, 0o600)
+	return platform.WriteFileAtomic(filepath.Join(a.whom().dir, stubsFile), b, 0o600)
 }

@@ -65,7 +65,7 @@ func (a *Agent) initialConfig(ctx context.Context) (*steering.Snapshot, error) {
 }
 
 func (a *Agent) loadConfig() (*cachedConfig, error) {
-	b, err := os.ReadFile(filepath.Join(a.cfg.StateDir, configFile))
+	b, err := os.ReadFile(filepath.Join(a.whom().dir, configFile))
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func (a *Agent) loadConfig() (*cachedConfig, error) {
 func (a *Agent) saveConfig(cfg *enroll.AgentConfig, etag string) {
 	b, err := json.MarshalIndent(cachedConfig{ETag: etag, Fetched: time.Now(), Config: cfg}, "", "  ")
 	if err == nil {
-		err = platform.WriteFileAtomic(filepath.Join(a.cfg.StateDir, configFile), b, 0o600)
+		err = platform.WriteFileAtomic(filepath.Join(a.whom().dir, configFile), b, 0o600)
 	}
 	if err != nil {
 		a.log.Warn("cannot cache config", zap.Error(err))
