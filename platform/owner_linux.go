@@ -1,0 +1,394 @@
+package platform
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// NewOwnerLookup returns the Linux lookup: the socket's inode from
+// /proc/net/{tcp,tcp6,udp,udp6}, then the process holding socket:[inode] among
+// /proc/*/fd. Seeing other users' descriptors needs root (or CAP_SYS_PTRACE);
+// without it only the agent's own user's processes are found. The tables are
+// those of the agent's network namespace.
+func NewOwnerLookup(log *zap.Logger) OwnerLookup { return newProcOwners("/proc", log) }
+
+// procOwners reads a procfs mounted at root (a fake tree in tests).
+type procOwners struct {
+	root string
+	log  *zap.Logger
+	// inodes remembers where a socket was found, checked with one readlink
+	// before use; owners remembers a PID's identity for ownerTTL.
+	inodes *ttlCache[uint64, procFD]
+	owners *ttlCache[int, Owner]
+}
+
+type procFD struct {
+	pid int
+	fd  string
+}
+
+func newProcOwners(root string, log *zap.Logger) *procOwners {
+	return &procOwners{
+		root:   root,
+		log:    log.Named("owner"),
+		inodes: newTTLCache[uint64, procFD](ownerTTL, ownerCacheSize),
+		owners: newTTLCache[int, Owner](ownerTTL, ownerCacheSize),
+	}
+}
+
+// Lookup implements OwnerLookup.
+func (p *procOwners) Lookup(proto string, local, remote netip.AddrPort) (Owner, error) {
+	m, err := newSockMatcher(proto, local, remote)
+	if err != nil {
+		return Owner{}, err
+	}
+	row, ok, err := p.findSocket(proto, m)
+	if err != nil {
+		return Owner{}, err
+	}
+	if !ok {
+		return Owner{}, fmt.Errorf("%w: no %s socket at %v", ErrOwnerNotFound, proto, local)
+	}
+	pid, ok := p.findPID(row.Inode)
+	if !ok {
+		return Owner{}, fmt.Errorf("%w: no process holds %s socket %v (inode %d)", ErrOwnerNotFound, proto, local, row.Inode)
+	}
+	return p.owner(pid)
+}
+
+// findSocket scans the tables that can hold the flow's socket: an IPv4 flow
+// may belong to an IPv6 socket (IPv4-mapped, or bound to ::).
+func (p *procOwners) findSocket(proto string, m sockMatcher) (sockRow, bool, error) {
+	files := []string{proto + "6"}
+	if m.local.Addr().Is4() {
+		files = []string{proto, proto + "6"}
+	}
+	var best sockRow
+	bestRank := rankNone
+	for _, f := range files {
+		err := p.scanTable(filepath.Join(p.root, "net", f), m, &best, &bestRank)
+		if errors.Is(err, fs.ErrNotExist) { // no IPv6 in this kernel
+			continue
+		}
+		if err != nil {
+			return sockRow{}, false, fmt.Errorf("socket owner: %w", err)
+		}
+		if bestRank == m.best() {
+			break
+		}
+	}
+	return best, bestRank != rankNone, nil
+}
+
+var lineBufPool = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+
+// scanTable updates best with the first row of a higher rank in one table,
+// stopping at a row of the best possible rank.
+func (p *procOwners) scanTable(path string, m sockMatcher, best *sockRow, bestRank *int) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := lineBufPool.Get().(*[]byte)
+	defer lineBufPool.Put(buf)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(*buf, len(*buf))
+	for first := true; sc.Scan(); first = false {
+		if first { // the header
+			continue
+		}
+		row, err := parseProcNetLine(sc.Bytes())
+		if err != nil {
+			p.log.Debug("skipping unparsable line", zap.String("file", path), zap.Error(err))
+			continue
+		}
+		if row.Inode == 0 { // TIME_WAIT and the like: no process holds it
+			continue
+		}
+		if k := m.rank(row.Local, row.Remote); k > *bestRank {
+			*best, *bestRank = row, k
+			if k == m.best() {
+				return nil
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	return nil
+}
+
+// parseProcNetLine parses one row of /proc/net/{tcp,tcp6,udp,udp6}:
+//
+//	sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+//	0: 0100007F:0035 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 ...
+func parseProcNetLine(line []byte) (sockRow, error) {
+	var row sockRow
+	var err error
+	rest := line
+	for i := 0; i <= 9; i++ {
+		var f []byte
+		f, rest = nextField(rest)
+		if len(f) == 0 {
+			return row, fmt.Errorf("short line: %d fields", i)
+		}
+		switch i {
+		case 1:
+			row.Local, err = parseProcAddrPort(f)
+		case 2:
+			row.Remote, err = parseProcAddrPort(f)
+		case 7:
+			row.UID, err = atoiBytes(f)
+		case 9:
+			var n int
+			n, err = atoiBytes(f)
+			row.Inode = uint64(n)
+		}
+		if err != nil {
+			return row, fmt.Errorf("field %d: %w", i, err)
+		}
+	}
+	return row, nil
+}
+
+// nextField splits off the next space-separated field.
+func nextField(b []byte) (field, rest []byte) {
+	b = bytes.TrimLeft(b, " \t")
+	i := bytes.IndexAny(b, " \t")
+	if i < 0 {
+		return b, nil
+	}
+	return b[:i], b[i:]
+}
+
+// parseProcAddrPort parses "0100007F:0035". The kernel prints the address as
+// 32-bit words in host byte order (%08X of each s6_addr32 word for IPv6), so
+// each word is decoded and stored back natively; the port is plain hex.
+func parseProcAddrPort(f []byte) (netip.AddrPort, error) {
+	i := bytes.IndexByte(f, ':')
+	if i < 0 || len(f)-i-1 != 4 {
+		return netip.AddrPort{}, errors.New("bad address:port")
+	}
+	port, ok := hexUint32(f[i+1:])
+	if !ok {
+		return netip.AddrPort{}, errors.New("bad port")
+	}
+	hex := f[:i]
+	var addr netip.Addr
+	switch len(hex) {
+	case 8:
+		var b [4]byte
+		w, ok := hexUint32(hex)
+		if !ok {
+			return netip.AddrPort{}, errors.New("bad IPv4 address")
+		}
+		binary.NativeEndian.PutUint32(b[:], w)
+		addr = netip.AddrFrom4(b)
+	case 32:
+		var b [16]byte
+		for j := 0; j < 4; j++ {
+			w, ok := hexUint32(hex[8*j : 8*j+8])
+			if !ok {
+				return netip.AddrPort{}, errors.New("bad IPv6 address")
+			}
+			binary.NativeEndian.PutUint32(b[4*j:], w)
+		}
+		addr = netip.AddrFrom16(b)
+	default:
+		return netip.AddrPort{}, errors.New("bad address length")
+	}
+	return netip.AddrPortFrom(addr, uint16(port)), nil
+}
+
+// hexUint32 parses up to 8 hex digits.
+func hexUint32(b []byte) (uint32, bool) {
+	if len(b) == 0 || len(b) > 8 {
+		return 0, false
+	}
+	var v uint32
+	for _, c := range b {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		v = v<<4 | uint32(c)
+	}
+	return v, true
+}
+
+// atoiBytes parses a non-negative decimal that fits in 63 bits.
+func atoiBytes(b []byte) (int, error) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, errors.New("bad number")
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, errors.New("bad number")
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, nil
+}
+
+// findPID finds the process holding socket:[inode]: where it was last seen,
+// then among processes that owned recent flows (a browser opens many), then
+// every process, stopping at the first.
+func (p *procOwners) findPID(inode uint64) (int, bool) {
+	target := []byte("socket:[" + strconv.FormatUint(inode, 10) + "]")
+	buf := make([]byte, 64)
+	if e, ok := p.inodes.get(inode); ok {
+		if p.fdIs(e.pid, e.fd, target, buf) {
+			return e.pid, true
+		}
+		p.inodes.remove(inode)
+	}
+	recent := p.owners.keys()
+	for _, pid := range recent {
+		if fd, ok := p.scanPID(pid, target, buf); ok {
+			p.inodes.put(inode, procFD{pid: pid, fd: fd})
+			return pid, true
+		}
+	}
+	pid, fd, ok := p.scanAll(target, buf, recent)
+	if ok {
+		p.inodes.put(inode, procFD{pid: pid, fd: fd})
+	}
+	return pid, ok
+}
+
+// scanAll walks the numeric entries of the proc root, skipping PIDs already
+// searched.
+func (p *procOwners) scanAll(target, buf []byte, skip []int) (pid int, fd string, ok bool) {
+	d, err := os.Open(p.root)
+	if err != nil {
+		p.log.Warn("cannot list processes", zap.Error(err))
+		return 0, "", false
+	}
+	defer d.Close()
+	for {
+		names, err := d.Readdirnames(256)
+		for _, name := range names {
+			pid, err := strconv.Atoi(name)
+			if err != nil || pid <= 0 || containsInt(skip, pid) {
+				continue
+			}
+			if fd, ok := p.scanPID(pid, target, buf); ok {
+				return pid, fd, true
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				p.log.Debug("listing processes", zap.Error(err))
+			}
+			return 0, "", false
+		}
+	}
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// scanPID returns the name of pid's descriptor that links to target. Processes
+// that exit or deny access meanwhile are simply not matches.
+func (p *procOwners) scanPID(pid int, target, buf []byte) (string, bool) {
+	d, err := os.Open(filepath.Join(p.root, strconv.Itoa(pid), "fd"))
+	if err != nil {
+		return "", false
+	}
+	defer d.Close()
+	dfd := int(d.Fd())
+	for {
+		names, err := d.Readdirnames(128)
+		for _, name := range names {
+			if n, err := unix.Readlinkat(dfd, name, buf); err == nil && bytes.Equal(buf[:n], target) {
+				return name, true
+			}
+		}
+		if err != nil {
+			return "", false
+		}
+	}
+}
+
+// fdIs reports whether /proc/pid/fd/fd still links to target.
+func (p *procOwners) fdIs(pid int, fd string, target, buf []byte) bool {
+	n, err := unix.Readlinkat(unix.AT_FDCWD, filepath.Join(p.root, strconv.Itoa(pid), "fd", fd), buf)
+	return err == nil && bytes.Equal(buf[:n], target)
+}
+
+// owner reads pid's identity: comm, the exe link and the real UID.
+func (p *procOwners) owner(pid int) (Owner, error) {
+	if o, ok := p.owners.get(pid); ok {
+		return o, nil
+	}
+	dir := filepath.Join(p.root, strconv.Itoa(pid))
+	comm, err := os.ReadFile(filepath.Join(dir, "comm"))
+	if err != nil {
+		return Owner{}, fmt.Errorf("%w: process %d: %v", ErrOwnerNotFound, pid, err)
+	}
+	status, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err != nil {
+		return Owner{}, fmt.Errorf("%w: process %d: %v", ErrOwnerNotFound, pid, err)
+	}
+	uid, ok := statusUID(status)
+	if !ok {
+		return Owner{}, fmt.Errorf("socket owner: process %d: no Uid line in status", pid)
+	}
+	// Without privilege, another user's exe link is unreadable: keep the name.
+	exe, _ := os.Readlink(filepath.Join(dir, "exe"))
+	exe = strings.TrimSuffix(exe, " (deleted)") // replaced by an upgrade
+	o := Owner{PID: pid, UID: uid, Process: processName(strings.TrimSuffix(string(comm), "\n"), exe), Path: exe}
+	p.owners.put(pid, o)
+	return o, nil
+}
+
+// taskCommLen is the kernel's TASK_COMM_LEN less the NUL: longer names are cut.
+const taskCommLen = 15
+
+// processName prefers the executable's base name when comm is its truncation.
+func processName(comm, exe string) string {
+	if base := filepath.Base(exe); exe != "" && len(comm) == taskCommLen && strings.HasPrefix(base, comm) {
+		return base
+	}
+	return comm
+}
+
+// statusUID returns the real UID from /proc/PID/status ("Uid:\treal\teff...").
+func statusUID(status []byte) (int, bool) {
+	for line := range bytes.SplitSeq(status, []byte("\n")) {
+		if rest, ok := bytes.CutPrefix(line, []byte("Uid:")); ok {
+			f, _ := nextField(rest)
+			n, err := atoiBytes(f)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
