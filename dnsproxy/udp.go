@@ -22,18 +22,49 @@ import (
 
 // serveUDP starts the reader goroutines of conn; they exit when conn is closed.
 func (s *Server) serveUDP(conn *net.UDPConn) {
-	for range max(2, runtime.GOMAXPROCS(0)) {
+	for range udpReaders() {
 		s.wg.Add(1)
-		go s.udpReader(conn)
+		go s.udpReader(conn, newBatchIO(conn))
 	}
 }
 
-func (s *Server) udpReader(conn *net.UDPConn) {
+// udpReaders is the number of reader goroutines per socket: enough to keep
+// every CPU busy, few enough that they do not queue behind one another on the
+// socket (each read takes a whole batch).
+func udpReaders() int { return min(max(2, runtime.GOMAXPROCS(0)), 4) }
+
+// udpBatch is the most queries one reader takes from its socket at once.
+const udpBatch = 16
+
+// udpPacket is one query of a batch and its fast-path reply.
+type udpPacket struct {
+	buf   []byte // readBufSize
+	n     int
+	from  netip.AddrPort
+	out   []byte // room for the reply; reply may have outgrown it
+	reply []byte // nil if the query was not answered on the fast path
+}
+
+// batchIO reads queries and writes fast-path replies, as many at a time as
+// the system allows (udp_linux.go), or one by one (singleIO).
+type batchIO interface {
+	size() int
+	// read blocks until at least one query arrives and fills pkts[:n]
+	// (buf, n, from) with those waiting.
+	read(pkts []udpPacket) (n int, err error)
+	// write sends each packet's reply, if any, to its source.
+	write(pkts []udpPacket)
+}
+
+func (s *Server) udpReader(conn *net.UDPConn, bio batchIO) {
 	defer s.wg.Done()
-	buf := make([]byte, readBufSize)
-	out := make([]byte, 0, readBufSize) // room for most cached answers
+	pkts := make([]udpPacket, bio.size())
+	for i := range pkts {
+		pkts[i].buf = make([]byte, readBufSize)
+		pkts[i].out = make([]byte, 0, localUDPSize) // room for most cached answers
+	}
 	for {
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		n, err := bio.read(pkts)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || s.ctx.Err() != nil {
 				return
@@ -44,13 +75,38 @@ func (s *Server) udpReader(conn *net.UDPConn) {
 			time.Sleep(10 * time.Millisecond) // never spin on a persistent error
 			continue
 		}
-		s.counter.queries.Add(1)
-		resp, bypassed := s.fastAnswer(buf[:n], out[:0], from)
-		if resp != nil {
-			conn.WriteToUDPAddrPort(resp, from)
-			continue
+		s.counter.queries.Add(uint64(n))
+		for i := range pkts[:n] {
+			p := &pkts[i]
+			var bypassed bool
+			p.reply, bypassed = s.fastAnswer(p.buf[:p.n], p.out[:0], p.from)
+			if p.reply == nil {
+				s.serveUDPSlow(conn, p.buf[:p.n], p.from, bypassed)
+			}
 		}
-		s.serveUDPSlow(conn, buf[:n], from, bypassed)
+		bio.write(pkts[:n])
+	}
+}
+
+// singleIO is the portable batchIO: one query per system call.
+type singleIO struct{ conn *net.UDPConn }
+
+func (*singleIO) size() int { return 1 }
+
+func (b *singleIO) read(pkts []udpPacket) (int, error) {
+	n, from, err := b.conn.ReadFromUDPAddrPort(pkts[0].buf)
+	if err != nil {
+		return 0, err
+	}
+	pkts[0].n, pkts[0].from = n, from
+	return 1, nil
+}
+
+func (b *singleIO) write(pkts []udpPacket) {
+	for i := range pkts {
+		if p := &pkts[i]; len(p.reply) > 0 {
+			b.conn.WriteToUDPAddrPort(p.reply, p.from)
+		}
 	}
 }
 
