@@ -48,6 +48,9 @@ type Config struct {
 	Sessions platform.SessionSource
 	// SessionPoll is how often sessions are checked; default 5s.
 	SessionPoll time.Duration
+	// OpenBrowser shows the tenant's sign-in page (IdP enrollment and
+	// re-authentication); nil means the OS's default browser.
+	OpenBrowser func(url string) error
 	// MDM is the MDM-pushed settings source; nil means the OS's own
 	// (/etc/ztagent/mdm.json, managed preferences, policy registry key).
 	MDM        platform.MDMSource
@@ -113,6 +116,7 @@ type Agent struct {
 	// watcher (which runs only while started).
 	who       atomic.Pointer[principal]
 	switching atomic.Bool
+	reauth    reauthState
 	mdm       *platform.MDMPoller
 	eff       settingsState // effective settings
 	pub       pubAddrs      // publisher-resolved addresses, routed while in use
@@ -122,6 +126,8 @@ type Agent struct {
 	snap   atomic.Pointer[steering.Snapshot]
 	synced atomic.Pointer[syncState]
 
+	// runCtx lives from Start to Close; every goroutine in wg ends with it.
+	runCtx context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -160,6 +166,9 @@ func New(cfg Config) *Agent {
 	if cfg.SessionPoll == 0 {
 		cfg.SessionPoll = 5 * time.Second
 	}
+	if cfg.OpenBrowser == nil {
+		cfg.OpenBrowser = platform.OpenBrowser
+	}
 	if cfg.MDM == nil {
 		cfg.MDM = platform.NewMDMSource()
 	}
@@ -190,7 +199,7 @@ func (a *Agent) startLocked(ctx context.Context) error {
 	a.mu.Unlock()
 
 	runCtx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
+	a.cancel, a.runCtx = cancel, runCtx
 	if err := a.bringUp(ctx, runCtx); err != nil {
 		a.teardown()
 		return err

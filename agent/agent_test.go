@@ -7,18 +7,24 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/crypto/bcrypt"
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
@@ -35,7 +41,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/dlclark/regexp2.runClock"))
 }
 
-const testOrgKey = "test-org-key-0123456789abcdef"
+const (
+	testOrgKey   = "test-org-key-0123456789abcdef"
+	testPassword = "correct horse battery staple"
+)
 
 const tenantYAML = `tenant: test
 org_key: %s
@@ -44,6 +53,7 @@ pop:
   server_name: pop.test
 users:
   - upn: alice@test.example
+    password_hash: '%s'
   - upn: prelogon@test.example
 publishers:
   - name: pub1
@@ -86,7 +96,11 @@ func startCloud(t *testing.T) *testCloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tenant, err := enroll.ParseTenant("test.yaml", []byte(fmt.Sprintf(tenantYAML, testOrgKey, popLn.Addr())))
+	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant, err := enroll.ParseTenant("test.yaml", []byte(fmt.Sprintf(tenantYAML, testOrgKey, popLn.Addr(), hash)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,5 +481,127 @@ func TestIdentityFollowsLogins(t *testing.T) {
 			a.sess.Logout("2")
 			waitFor(tc.idle, tc.idleKind)
 		})
+	}
+}
+
+func TestReauthGracePeriod(t *testing.T) {
+	cloud := startCloud(t)
+	a := newTestAgent(t, cloud, shortTempDir(t))
+	var opened atomic.Int32
+	a.cfg.OpenBrowser = func(string) error { opened.Add(1); return nil } // the user never signs in
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for deadline := time.Now().Add(10 * time.Second); !a.tunnelUp(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("tunnel not up")
+		}
+	}
+	// The tenant turns re-authentication on: every minute, one minute's grace.
+	cfg := *a.snap.Load().Config()
+	cfg.Client.ReauthInterval = steering.Duration(time.Minute)
+	cfg.Client.ReauthGrace = steering.Duration(time.Minute)
+	snap, err := steering.Compile(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.apply(snap)
+	last := a.lastSignIn()
+
+	a.reauthTick(last.Add(30 * time.Second))
+	if got := a.reauthPhase(last.Add(30 * time.Second)); got != ReauthOK || opened.Load() != 0 {
+		t.Fatalf("inside the interval: phase %s, sign-in pages opened %d", got, opened.Load())
+	}
+	a.reauthTick(last.Add(90 * time.Second))
+	for deadline := time.Now().Add(10 * time.Second); opened.Load() != 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sign-in page opened %d times when re-authentication fell due, want 1", opened.Load())
+		}
+	}
+	if !a.tunnelUp() {
+		t.Fatal("tunnel torn down during the grace period")
+	}
+	a.reauthTick(last.Add(121 * time.Second))
+	if a.tunnelUp() || a.l7.Status().State != "closed" {
+		t.Fatalf("tunnel still %s after the grace period", a.l7.Status().State)
+	}
+	if opened.Load() != 1 {
+		t.Fatalf("sign-in page opened %d times, want 1 (one prompt at a time)", opened.Load())
+	}
+	if _, owned := (dnsPolicy{a.Agent}).Lookup("web.corp.test"); owned {
+		t.Fatal("private names still answered with stubs after the tunnel was torn down (fail-open)")
+	}
+}
+
+func TestReauthSignIn(t *testing.T) {
+	cloud := startCloud(t)
+	a := newTestAgent(t, cloud, shortTempDir(t))
+	a.cfg.OpenBrowser = signInBrowser(t, cloud, "alice@test.example", testPassword)
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	old := a.Status().Enrollment.DeviceID
+	cfg := *a.snap.Load().Config()
+	cfg.Client.ReauthInterval = steering.Duration(time.Minute)
+	snap, err := steering.Compile(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.apply(snap)
+	a.reauthTick(a.lastSignIn().Add(2 * time.Minute)) // due and past grace
+
+	// The user signs in: the agent restarts as the fresh enrollment, signed in now.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st := a.Status()
+		if st.State == StateRunning && st.Enrollment.DeviceID != old && st.Enrollment.DeviceID != "" {
+			if time.Since(st.Reauth.LastSignIn) > time.Minute {
+				t.Fatalf("last sign-in not updated: %s", st.Reauth.LastSignIn)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not restart after the sign-in: %+v", st.Enrollment)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// signInBrowser is a browser written in Go: it loads the tenant's sign-in page,
+// submits the form and follows the redirect to the agent's loopback listener.
+func signInBrowser(t *testing.T, cloud *testCloud, upn, password string) func(string) error {
+	pem, err := os.ReadFile(cloud.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	t.Cleanup(client.CloseIdleConnections)
+	hidden := regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`)
+	return func(raw string) error {
+		resp, err := client.Get(raw)
+		if err != nil {
+			return err
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		form := url.Values{"upn": {upn}, "password": {password}}
+		for _, m := range hidden.FindAllStringSubmatch(string(page), -1) {
+			form.Set(m[1], html.UnescapeString(m[2]))
+		}
+		u, _ := url.Parse(raw)
+		resp, err = client.PostForm(u.Scheme+"://"+u.Host+"/v1/idp/authorize", form)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("sign-in: %s", resp.Status)
+		}
+		return nil
 	}
 }

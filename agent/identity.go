@@ -86,6 +86,7 @@ func (a *Agent) loadOrEnroll(ctx context.Context) error {
 	id, err := enroll.LoadIdentity(dir)
 	switch {
 	case err == nil:
+		a.loadAuth(false)
 		if id.Recovered != "" {
 			a.log.Warn("device identity recovered", zap.String("why", id.Recovered))
 		}
@@ -100,6 +101,7 @@ func (a *Agent) loadOrEnroll(ctx context.Context) error {
 		if err := id.Save(dir); err != nil {
 			return fmt.Errorf("save device identity: %w", err)
 		}
+		a.loadAuth(true)
 		a.log.Info("enrollment complete", zap.String("tenant", id.Tenant), zap.String("user", id.User), zap.String("device", id.DeviceID))
 	default:
 		return err
@@ -128,6 +130,7 @@ func (a *Agent) maintain(ctx context.Context) {
 		case now := <-t.C:
 			a.refreshSettings()
 			a.refreshUpstreams()
+			a.reauthTick(now)
 			if a.ident.Load().id.NeedsRenewal(now) {
 				if err := a.renew(ctx); err != nil {
 					a.log.Warn("certificate renewal failed; will retry", zap.Error(err))

@@ -79,7 +79,7 @@ func (a *Agent) enrollAs(ctx context.Context, who principal, p enroll.Params) (*
 	case PrincipalUser:
 		p.UPN = who.upn
 	}
-	return enroll.Enroll(ctx, p, platform.OpenBrowser, a.log)
+	return enroll.Enroll(ctx, p, a.cfg.OpenBrowser, a.log)
 }
 
 // watchSessions switches identity when a user logs in or out. The switch

@@ -22,6 +22,7 @@ type Status struct {
 	Tunnel   TunnelStatus     `json:"tunnel"`
 	TUN      TUNStatus        `json:"tun"`
 	DNS      DNSStatus        `json:"dns"`
+	Reauth   ReauthStatus     `json:"reauth"`
 	Flows    FlowStatus       `json:"flows"`
 	Apps     []AppStatus      `json:"apps"`
 	Stubs    []StubStatus     `json:"stubs"`
@@ -69,6 +70,14 @@ type DNSStatus struct {
 	Mode      string           `json:"mode"`
 	Listen    []netip.AddrPort `json:"listen"`
 	Upstreams []netip.AddrPort `json:"upstreams"`
+}
+
+// ReauthStatus is the periodic re-authentication cycle.
+type ReauthStatus struct {
+	Phase      ReauthPhase `json:"phase"`
+	LastSignIn time.Time   `json:"last_sign_in"`
+	// Due is when the next sign-in is due (zero when re-authentication is off).
+	Due time.Time `json:"due,omitempty"`
 }
 
 // FlowStatus counts the flows the TUN device delivered, by outcome, since start.
@@ -125,6 +134,10 @@ func (a *Agent) Status() Status {
 		Steered: a.flows.steered.Load(), Refused: a.flows.refused.Load(),
 		NotSteered: a.flows.notSteered.Load(), Blocked: a.flows.blocked.Load(),
 		PacketsIn: ns.PacketsIn, PacketsOut: ns.PacketsOut,
+	}
+	st.Reauth = ReauthStatus{Phase: a.reauthPhase(time.Now()), LastSignIn: a.lastSignIn()}
+	if iv := snap.Config().Client.ReauthInterval.D(); iv > 0 {
+		st.Reauth.Due = st.Reauth.LastSignIn.Add(iv)
 	}
 	st.Apps = appStatuses(snap)
 	for _, e := range a.stubs.Entries() {
