@@ -38,9 +38,20 @@ func printStatus(out io.Writer, st agent.Status) {
 	fmt.Fprintf(w, "Agent:\t%s (since %s)\n", st.State, ago(st.Since))
 	e := st.Enrollment
 	fmt.Fprintf(w, "Tenant:\t%s (%s)\n", e.Tenant, e.TenantURL)
-	fmt.Fprintf(w, "User:\t%s\n", e.User)
+	if e.As != "" && e.As != "machine" {
+		fmt.Fprintf(w, "User:\t%s (%s identity)\n", e.User, e.As)
+	} else {
+		fmt.Fprintf(w, "User:\t%s\n", e.User)
+	}
 	fmt.Fprintf(w, "Device:\t%s\n", e.DeviceID)
-	fmt.Fprintf(w, "Config:\tfrom %s, etag %s, fetched %s\n", st.Config.Source, st.Config.ETag, ago(st.Config.Fetched))
+	etag := st.Config.ETag
+	if etag == "" {
+		etag = "- (the enrollment's initial config)"
+	}
+	fmt.Fprintf(w, "Config:\tfrom %s, etag %s, fetched %s\n", st.Config.Source, etag, ago(st.Config.Fetched))
+	if r := st.Reauth; r.Phase != "" && r.Phase != "off" {
+		fmt.Fprintf(w, "Re-auth:\t%s, last sign-in %s, next due %s\n", r.Phase, ago(r.LastSignIn), r.Due.Format(time.RFC3339))
+	}
 	t := st.Tunnel
 	fmt.Fprintf(w, "Tunnel:\t%s to %s (since %s), %d streams open\n", t.State, t.PoP, ago(t.Since), t.Streams)
 	if t.LastError != "" {
