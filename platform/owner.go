@@ -1,9 +1,14 @@
 package platform
 
 import (
+	"bytes"
+	"encoding/binary"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -122,6 +127,7 @@ type sockRow struct {
 	Inode         uint64
 	PID           int
 	UID           int
+	Process       string // lsof's command name
 }
 
 // bestRow returns the first row of the highest rank, or false.
@@ -213,3 +219,274 @@ const (
 	ownerTTL       = 3 * time.Second
 	ownerCacheSize = 1024
 )
+
+// Windows IP helper tables, as GetExtendedTcpTable (TCP_TABLE_OWNER_PID_ALL)
+// and GetExtendedUdpTable (UDP_TABLE_OWNER_PID) fill them: a little-endian
+// DWORD count, then fixed-size rows (MIB_TCPROW_OWNER_PID and kin) whose
+// addresses are in network byte order and whose port DWORDs hold the port in
+// network byte order in their first two bytes. Parsed here so that it is
+// tested on every OS.
+const (
+	winTCP4Row = 24 // state, laddr, lport, raddr, rport, pid
+	winTCP6Row = 56 // laddr[16], lscope, lport, raddr[16], rscope, rport, state, pid
+	winUDP4Row = 12 // laddr, lport, pid
+	winUDP6Row = 28 // laddr[16], lscope, lport, pid
+)
+
+// parseWinTable parses one table of the given protocol and family.
+func parseWinTable(b []byte, udp, v6 bool) ([]sockRow, error) {
+	size := winTCP4Row
+	switch {
+	case udp && v6:
+		size = winUDP6Row
+	case udp:
+		size = winUDP4Row
+	case v6:
+		size = winTCP6Row
+	}
+	if len(b) < 4 {
+		return nil, errors.New("socket table: short header")
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if uint64(n) > uint64(len(b)-4)/uint64(size) {
+		return nil, fmt.Errorf("socket table: %d rows of %d bytes do not fit in %d bytes", n, size, len(b))
+	}
+	rows := make([]sockRow, 0, n)
+	for i := range int(n) {
+		r := b[4+i*size : 4+(i+1)*size]
+		var row sockRow
+		switch {
+		case udp && v6:
+			row.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[0:16])), winPort(r[20:]))
+			row.PID = int(binary.LittleEndian.Uint32(r[24:]))
+		case udp:
+			row.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[0:4])), winPort(r[4:]))
+			row.PID = int(binary.LittleEndian.Uint32(r[8:]))
+		case v6:
+			row.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[0:16])), winPort(r[20:]))
+			row.Remote = netip.AddrPortFrom(netip.AddrFrom16([16]byte(r[24:40])), winPort(r[44:]))
+			row.PID = int(binary.LittleEndian.Uint32(r[52:]))
+		default:
+			row.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[4:8])), winPort(r[8:]))
+			row.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[12:16])), winPort(r[16:]))
+			row.PID = int(binary.LittleEndian.Uint32(r[20:]))
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+func winPort(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
+
+// windowsProcessName is an image path's base name without ".exe", for paths
+// such as `C:\Program Files\Google\Chrome\Application\chrome.exe`.
+func windowsProcessName(path string) string {
+	base := path[strings.LastIndexAny(path, `\/`)+1:]
+	if len(base) > 4 && strings.EqualFold(base[len(base)-4:], ".exe") {
+		base = base[:len(base)-4]
+	}
+	return base
+}
+
+// lsofArgs selects a flow's sockets with lsof: TCP ones by the local address
+// (lsof matches either end, so the peer's socket may come too), UDP ones by
+// port alone, since an unconnected socket is listed as *:port. -F asks for
+// the PID, full command name, UID and each file's name ("local->remote").
+func lsofArgs(m sockMatcher) []string {
+	spec := "UDP:" + strconv.Itoa(int(m.local.Port()))
+	if !m.udp {
+		host := m.local.Addr().String()
+		if m.local.Addr().Is6() {
+			host = "[" + host + "]"
+		}
+		spec = "TCP@" + host + ":" + strconv.Itoa(int(m.local.Port()))
+	}
+	return []string{"-nP", "-w", "+c", "0", "-Fpcun", "-i" + spec}
+}
+
+// parseLsof parses lsof -Fpcun output: a "p<pid>" line starts a process, "c"
+// and "u" describe it, and each "n<name>" line is one of its sockets, named
+// "127.0.0.1:5353", "*:53", "[::1]:50000->[::1]:443" and the like. Lines of
+// other fields (lsof always adds "f<fd>") are ignored, as are names that are
+// not addresses.
+func parseLsof(out []byte) ([]sockRow, error) {
+	var rows []sockRow
+	var cur sockRow
+	for line := range bytes.SplitSeq(out, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		val := string(line[1:])
+		switch line[0] {
+		case 'p':
+			pid, err := strconv.Atoi(val)
+			if err != nil || pid <= 0 {
+				return nil, fmt.Errorf("lsof: bad pid %q", clip(val))
+			}
+			cur = sockRow{PID: pid, UID: -1}
+		case 'c':
+			cur.Process = val
+		case 'u':
+			uid, err := strconv.Atoi(val)
+			if err != nil {
+				return nil, fmt.Errorf("lsof: bad uid %q", clip(val))
+			}
+			cur.UID = uid
+		case 'n':
+			if cur.PID == 0 {
+				return nil, errors.New("lsof: file before any process")
+			}
+			l, r, ok := parseLsofName(val)
+			if !ok {
+				continue
+			}
+			row := cur
+			row.Local, row.Remote = l, r
+			rows = append(rows, row)
+		}
+	}
+	return rows, nil
+}
+
+// parseLsofName splits "local->remote"; a missing remote is the zero AddrPort
+// and a "*" address the IPv6 wildcard, which the matcher takes for any family.
+func parseLsofName(s string) (local, remote netip.AddrPort, ok bool) {
+	l, r, connected := strings.Cut(s, "->")
+	if local, ok = parseLsofAddr(l); !ok {
+		return
+	}
+	if connected {
+		remote, ok = parseLsofAddr(r)
+	}
+	return
+}
+
+func parseLsofAddr(s string) (netip.AddrPort, bool) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return netip.AddrPort{}, false
+	}
+	host, portStr := s[:i], s[i+1:]
+	var port uint64
+	if portStr != "*" {
+		var err error
+		if port, err = strconv.ParseUint(portStr, 10, 16); err != nil {
+			return netip.AddrPort{}, false
+		}
+	}
+	if host == "*" {
+		return netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(port)), true
+	}
+	if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	} else if strings.Contains(host, ":") {
+		return netip.AddrPort{}, false // IPv6 outside brackets
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(a, uint16(port)), true
+}
+
+// parseProcArgs2 returns the executable path from a macOS kern.procargs2
+// buffer: a native int32 argc, then the NUL-terminated exec path.
+func parseProcArgs2(b []byte) (string, error) {
+	if len(b) < 4 {
+		return "", errors.New("procargs2: short buffer")
+	}
+	rest := b[4:]
+	i := bytes.IndexByte(rest, 0)
+	if i < 0 {
+		i = len(rest)
+	}
+	path := string(rest[:i])
+	if !strings.HasPrefix(path, "/") {
+		return "", fmt.Errorf("procargs2: exec path %q is not absolute", clip(path))
+	}
+	return path, nil
+}
+
+// appBundle returns the innermost .app directory enclosing exe, or "": a
+// helper app nested in another is its own bundle with its own identifier.
+func appBundle(exe string) string {
+	dir := exe
+	for {
+		i := strings.LastIndexByte(dir, '/')
+		if i <= 0 {
+			return ""
+		}
+		dir = dir[:i]
+		if strings.HasSuffix(dir, ".app") {
+			return dir
+		}
+	}
+}
+
+// errNoBundleID means an Info.plist without a CFBundleIdentifier.
+var errNoBundleID = errors.New("no CFBundleIdentifier")
+
+// bundleIDFromPlist reads CFBundleIdentifier from an XML Info.plist: the
+// string that follows that key in the top-level dict. Other values, however
+// nested, are skipped unread.
+func bundleIDFromPlist(data []byte) (string, error) {
+	dec := xml.NewDecoder(bytes.NewReader(data))
+	for _, want := range []string{"plist", "dict"} {
+		if t, err := nextStart(dec); err != nil || t.Name.Local != want {
+			return "", fmt.Errorf("Info.plist: expected <%s>", want)
+		}
+	}
+	for {
+		t, err := nextStart(dec)
+		if err != nil {
+			if errors.Is(err, errEndElement) {
+				return "", errNoBundleID
+			}
+			return "", fmt.Errorf("Info.plist: %w", err)
+		}
+		if t.Name.Local != "key" {
+			if err := dec.Skip(); err != nil {
+				return "", fmt.Errorf("Info.plist: %w", err)
+			}
+			continue
+		}
+		var key string
+		if err := dec.DecodeElement(&key, &t); err != nil {
+			return "", fmt.Errorf("Info.plist: %w", err)
+		}
+		if key != "CFBundleIdentifier" {
+			continue
+		}
+		v, err := nextStart(dec)
+		if err != nil || v.Name.Local != "string" {
+			return "", errors.New("Info.plist: CFBundleIdentifier is not a <string>")
+		}
+		var id string
+		if err := dec.DecodeElement(&id, &v); err != nil {
+			return "", fmt.Errorf("Info.plist: %w", err)
+		}
+		if id = strings.TrimSpace(id); id == "" {
+			return "", errNoBundleID
+		}
+		return id, nil
+	}
+}
+
+var errEndElement = errors.New("end of element")
+
+// nextStart returns the next start element, skipping the prolog, comments and
+// text; an end element first is errEndElement.
+func nextStart(dec *xml.Decoder) (xml.StartElement, error) {
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return xml.StartElement{}, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			return t, nil
+		case xml.EndElement:
+			return xml.StartElement{}, errEndElement
+		}
+	}
+}
