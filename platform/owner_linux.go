@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -24,12 +26,20 @@ import (
 // /proc/*/fd. Seeing other users' descriptors needs root (or CAP_SYS_PTRACE);
 // without it only the agent's own user's processes are found. The tables are
 // those of the agent's network namespace.
-func NewOwnerLookup(log *zap.Logger) OwnerLookup { return newProcOwners("/proc", log) }
+//
+// Where the kernel answers sock_diag, the socket is looked up by address
+// first (diagLookup), which is far cheaper than reading the tables.
+func NewOwnerLookup(log *zap.Logger) OwnerLookup {
+	p := newProcOwners("/proc", log)
+	p.diag.Store(true)
+	return p
+}
 
 // procOwners reads a procfs mounted at root (a fake tree in tests).
 type procOwners struct {
 	root string
 	log  *zap.Logger
+	diag atomic.Bool // try diagLookup before the tables
 	// inodes remembers where a socket was found, checked with one readlink
 	// before use; owners remembers a PID's identity for ownerTTL.
 	inodes *ttlCache[uint64, procFD]
@@ -73,6 +83,20 @@ func (p *procOwners) Lookup(proto string, local, remote netip.AddrPort) (Owner, 
 // findSocket scans the tables that can hold the flow's socket: an IPv4 flow
 // may belong to an IPv6 socket (IPv4-mapped, or bound to ::).
 func (p *procOwners) findSocket(proto string, m sockMatcher) (sockRow, bool, error) {
+	if p.diag.Load() {
+		row, ok, err := diagLookup(m)
+		var se *diagSocketError
+		switch {
+		case errors.As(err, &se):
+			if p.diag.CompareAndSwap(true, false) {
+				p.log.Info("sock_diag unavailable; reading /proc/net tables instead", zap.Error(err))
+			}
+		case err != nil:
+			p.log.Debug("sock_diag lookup failed; reading the tables", zap.Error(err))
+		case ok:
+			return row, true, nil
+		}
+	}
 	files := []string{proto + "6"}
 	if m.local.Addr().Is4() {
 		files = []string{proto, proto + "6"}
@@ -391,4 +415,138 @@ func statusUID(status []byte) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// sock_diag messages (linux/inet_diag.h): a 16-byte netlink header, then
+// struct inet_diag_req_v2 (56 bytes) out and struct inet_diag_msg (72) back.
+const (
+	nlHeaderLen     = 16
+	diagReqLen      = 56
+	diagMsgLen      = 72
+	diagNoCookie    = 0xffffffff
+	diagRecvTimeout = time.Second
+)
+
+// diagLookup asks the kernel for the one socket with m's addresses: a
+// SOCK_DIAG_BY_FAMILY request without NLM_F_DUMP is the stack's own hash
+// lookup, where reading /proc/net/tcp walks every bucket of the table
+// (milliseconds per read however few sockets there are). A TCP flow needs its
+// remote address for that. The kernel's answer is checked against m, so a
+// listener or another socket on the port is not taken for the flow's; when it
+// finds nothing usable the caller scans the tables, which stay authoritative.
+func diagLookup(m sockMatcher) (sockRow, bool, error) {
+	if !m.udp && !m.remote.IsValid() {
+		return sockRow{}, false, nil
+	}
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return sockRow{}, false, &diagSocketError{err}
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(diagRecvTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return sockRow{}, false, fmt.Errorf("sock_diag socket: %w", err)
+	}
+	// The TCP lookup takes the request's source as the socket's local end.
+	// The UDP one is packet delivery's: the source is the sender (the flow's
+	// remote end, zero when unknown) and the destination the receiving
+	// socket's address, which finds unconnected and wildcard sockets too.
+	src, dst := m.local, m.remote
+	if m.udp {
+		src, dst = m.remote, m.local
+	}
+	var buf [512]byte
+	row, ok, err := diagQuery(fd, m.udp, m.local.Addr().Is4(), src, dst, buf[:])
+	if err != nil || !ok || row.Inode == 0 || m.rank(row.Local, row.Remote) == rankNone {
+		return sockRow{}, false, err
+	}
+	return row, true, nil
+}
+
+// diagSocketError means the netlink socket itself was refused (no
+// NETLINK_SOCK_DIAG, a seccomp filter): it will not work next time either.
+type diagSocketError struct{ err error }
+
+func (e *diagSocketError) Error() string { return "sock_diag socket: " + e.err.Error() }
+func (e *diagSocketError) Unwrap() error { return e.err }
+
+// diagQuery sends one request and reads its answer; no socket is ok=false.
+func diagQuery(fd int, udp, v4 bool, src, dst netip.AddrPort, buf []byte) (sockRow, bool, error) {
+	req := make([]byte, nlHeaderLen+diagReqLen)
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
+	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST)
+	r := req[nlHeaderLen:]
+	r[0], r[1] = unix.AF_INET6, unix.IPPROTO_TCP
+	if v4 {
+		r[0] = unix.AF_INET
+	}
+	if udp {
+		r[1] = unix.IPPROTO_UDP
+	}
+	binary.NativeEndian.PutUint32(r[4:], 0xffffffff) // every state
+	binary.BigEndian.PutUint16(r[8:], src.Port())
+	binary.BigEndian.PutUint16(r[10:], dst.Port())
+	putDiagAddr(r[12:28], src.Addr(), v4)
+	putDiagAddr(r[28:44], dst.Addr(), v4)
+	binary.NativeEndian.PutUint32(r[48:], diagNoCookie)
+	binary.NativeEndian.PutUint32(r[52:], diagNoCookie)
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return sockRow{}, false, fmt.Errorf("sock_diag send: %w", err)
+	}
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return sockRow{}, false, fmt.Errorf("sock_diag receive: %w", err)
+	}
+	return parseDiagReply(buf[:n])
+}
+
+// putDiagAddr writes a as the kernel's __be32[4]: an IPv4 address in the
+// first word, IPv6 (an IPv4 one mapped) in all four; the zero Addr as zeros.
+func putDiagAddr(dst []byte, a netip.Addr, v4 bool) {
+	switch {
+	case !a.IsValid():
+	case v4:
+		b := a.As4()
+		copy(dst, b[:])
+	default:
+		b := a.As16()
+		copy(dst, b[:])
+	}
+}
+
+// parseDiagReply parses the kernel's answer: an inet_diag_msg, or an error
+// message whose ENOENT means no such socket.
+func parseDiagReply(b []byte) (sockRow, bool, error) {
+	if len(b) < nlHeaderLen+4 {
+		return sockRow{}, false, errors.New("sock_diag: short reply")
+	}
+	switch typ := binary.NativeEndian.Uint16(b[4:]); typ {
+	case unix.NLMSG_ERROR:
+		errno := unix.Errno(-int32(binary.NativeEndian.Uint32(b[nlHeaderLen:])))
+		if errno == unix.ENOENT {
+			return sockRow{}, false, nil
+		}
+		return sockRow{}, false, fmt.Errorf("sock_diag: %w", errno)
+	case unix.SOCK_DIAG_BY_FAMILY:
+	default:
+		return sockRow{}, false, fmt.Errorf("sock_diag: unexpected message type %d", typ)
+	}
+	m := b[nlHeaderLen:]
+	if len(m) < diagMsgLen {
+		return sockRow{}, false, errors.New("sock_diag: short inet_diag_msg")
+	}
+	addr := func(w []byte) netip.Addr {
+		if m[0] == unix.AF_INET {
+			return netip.AddrFrom4([4]byte(w[:4]))
+		}
+		return netip.AddrFrom16([16]byte(w[:16]))
+	}
+	row := sockRow{
+		Local:  netip.AddrPortFrom(addr(m[8:24]), binary.BigEndian.Uint16(m[4:])),
+		Remote: netip.AddrPortFrom(addr(m[24:40]), binary.BigEndian.Uint16(m[6:])),
+		UID:    int(binary.NativeEndian.Uint32(m[64:])),
+		Inode:  uint64(binary.NativeEndian.Uint32(m[68:])),
+	}
+	return row, true, nil
 }

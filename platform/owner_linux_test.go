@@ -354,7 +354,6 @@ func TestProcOwnersReal(t *testing.T) {
 	defer u.Close()
 	uport := uint16(u.LocalAddr().(*net.UDPAddr).Port)
 
-	p := newProcOwners("/proc", zap.NewNop())
 	addr := func(a net.Addr) netip.AddrPort { return a.(*net.TCPAddr).AddrPort() }
 	tests := []struct {
 		name          string
@@ -365,17 +364,33 @@ func TestProcOwnersReal(t *testing.T) {
 		{"tcp accepted", "tcp", addr(srv.LocalAddr()), addr(srv.RemoteAddr())},
 		{"udp wildcard", "udp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uport), netip.MustParseAddrPort("127.0.0.1:53")},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := p.Lookup(tt.proto, tt.local, tt.remote)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != want {
-				t.Errorf("got %+v, want %+v", got, want)
-			}
-		})
+	for _, diag := range []bool{false, true} {
+		p := newProcOwners("/proc", zap.NewNop())
+		p.diag.Store(diag)
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s/diag=%v", tt.name, diag), func(t *testing.T) {
+				got, err := p.Lookup(tt.proto, tt.local, tt.remote)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != want {
+					t.Errorf("got %+v, want %+v", got, want)
+				}
+			})
+		}
 	}
+	// The kernel answers for these itself; the tables are not read.
+	for _, tt := range tests {
+		m, err := newSockMatcher(tt.proto, tt.local, tt.remote)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row, ok, err := diagLookup(m)
+		if err != nil || !ok || row.Inode == 0 {
+			t.Errorf("diagLookup %s: %+v, %v, %v", tt.name, row, ok, err)
+		}
+	}
+	p := NewOwnerLookup(zap.NewNop())
 	if v6, err := net.Listen("tcp6", "[::1]:0"); err == nil { // IPv6 loopback may be absent
 		defer v6.Close()
 		c6, err := net.Dial("tcp6", v6.Addr().String())
@@ -390,9 +405,10 @@ func TestProcOwnersReal(t *testing.T) {
 }
 
 // BenchmarkProcOwnersLookup measures a lookup of a live TCP connection in the
-// real /proc: "cached" as for a second flow from a known process (the table
-// scan still runs, the socket is new), "cold" with empty caches (a full walk
-// of /proc/*/fd).
+// real /proc, as for a further flow from a known process (the socket is new,
+// the inode→PID cache and owner cache are warm): "diag" finds the socket with
+// sock_diag, "tables" reads /proc/net/tcp; "cold" adds a full walk of
+// /proc/*/fd with empty caches.
 func BenchmarkProcOwnersLookup(b *testing.B) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -405,7 +421,16 @@ func BenchmarkProcOwnersLookup(b *testing.B) {
 	}
 	defer c.Close()
 	local, remote := c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort()
-	b.Run("cached", func(b *testing.B) {
+	b.Run("diag", func(b *testing.B) {
+		p := NewOwnerLookup(zap.NewNop())
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := p.Lookup("tcp", local, remote); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("tables", func(b *testing.B) {
 		p := newProcOwners("/proc", zap.NewNop())
 		b.ReportAllocs()
 		for b.Loop() {
@@ -417,7 +442,7 @@ func BenchmarkProcOwnersLookup(b *testing.B) {
 	b.Run("cold", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := newProcOwners("/proc", zap.NewNop()).Lookup("tcp", local, remote); err != nil {
+			if _, err := NewOwnerLookup(zap.NewNop()).Lookup("tcp", local, remote); err != nil {
 				b.Fatal(err)
 			}
 		}
