@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // The hex in these tests is what a little-endian kernel (amd64, arm64)
@@ -310,6 +311,71 @@ func FuzzParseProcNetLine(f *testing.F) {
 	})
 }
 
+// diagMsg builds a kernel answer: a netlink header of type typ, then body.
+func diagMsg(typ uint16, body []byte) []byte {
+	b := binary.NativeEndian.AppendUint32(nil, uint32(nlHeaderLen+len(body)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, make([]byte, 10)...) // flags, seq, pid
+	return append(b, body...)
+}
+
+// inetDiagMsg builds a struct inet_diag_msg.
+func inetDiagMsg(family byte, local, remote netip.AddrPort, uid, inode uint32) []byte {
+	m := make([]byte, diagMsgLen)
+	m[0], m[1] = family, 1
+	binary.BigEndian.PutUint16(m[4:], local.Port())
+	binary.BigEndian.PutUint16(m[6:], remote.Port())
+	putDiagAddr(m[8:24], local.Addr(), family == unix.AF_INET)
+	putDiagAddr(m[24:40], remote.Addr(), family == unix.AF_INET)
+	binary.NativeEndian.PutUint32(m[64:], uid)
+	binary.NativeEndian.PutUint32(m[68:], inode)
+	return m
+}
+
+func TestParseDiagReply(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	errno := func(e unix.Errno) []byte { return binary.NativeEndian.AppendUint32(nil, uint32(-int32(e))) }
+	tests := []struct {
+		name    string
+		b       []byte
+		want    sockRow
+		found   bool
+		wantErr bool
+	}{
+		{"ipv4", diagMsg(unix.SOCK_DIAG_BY_FAMILY, inetDiagMsg(unix.AF_INET, ap("10.0.0.2:41000"), ap("8.8.8.8:443"), 1000, 4242)),
+			sockRow{Local: ap("10.0.0.2:41000"), Remote: ap("8.8.8.8:443"), UID: 1000, Inode: 4242}, true, false},
+		{"mapped", diagMsg(unix.SOCK_DIAG_BY_FAMILY, inetDiagMsg(unix.AF_INET6, ap("[::ffff:10.0.0.2]:41000"), ap("[::ffff:8.8.8.8]:443"), 0, 7)),
+			sockRow{Local: ap("[::ffff:10.0.0.2]:41000"), Remote: ap("[::ffff:8.8.8.8]:443"), Inode: 7}, true, false},
+		{"ENOENT", diagMsg(unix.NLMSG_ERROR, errno(unix.ENOENT)), sockRow{}, false, false},
+		{"EINVAL", diagMsg(unix.NLMSG_ERROR, errno(unix.EINVAL)), sockRow{}, false, true},
+		{"short message", diagMsg(unix.SOCK_DIAG_BY_FAMILY, make([]byte, 40)), sockRow{}, false, true},
+		{"other type", diagMsg(unix.NLMSG_DONE, make([]byte, 4)), sockRow{}, false, true},
+		{"short header", []byte{1, 2, 3}, sockRow{}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, found, err := parseDiagReply(tt.b)
+			if (err != nil) != tt.wantErr || found != tt.found || got != tt.want {
+				t.Errorf("got %+v, %v, %v; want %+v, %v, err %v", got, found, err, tt.want, tt.found, tt.wantErr)
+			}
+		})
+	}
+}
+
+func FuzzParseDiagReply(f *testing.F) {
+	f.Add(diagMsg(unix.SOCK_DIAG_BY_FAMILY, inetDiagMsg(unix.AF_INET6, netip.MustParseAddrPort("[2001:db8::1]:1"), netip.MustParseAddrPort("[2001:db8::2]:2"), 5, 6)))
+	f.Add(diagMsg(unix.NLMSG_ERROR, []byte{0xfe, 0xff, 0xff, 0xff}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		row, found, err := parseDiagReply(b)
+		if err != nil && found {
+			t.Fatal("found with an error")
+		}
+		if found && (!row.Local.IsValid() || !row.Remote.IsValid()) {
+			t.Fatalf("found an invalid row %+v", row)
+		}
+	})
+}
+
 func TestProcessName(t *testing.T) {
 	tests := []struct{ comm, exe, want string }{
 		{"chrome", "/opt/google/chrome/chrome", "chrome"},
@@ -355,6 +421,23 @@ func TestProcOwnersReal(t *testing.T) {
 	uport := uint16(u.LocalAddr().(*net.UDPAddr).Port)
 
 	addr := func(a net.Addr) netip.AddrPort { return a.(*net.TCPAddr).AddrPort() }
+	// An IPv6 socket serving IPv4 (the accepted side of a dual-stack
+	// listener) is listed in tcp6 with IPv4-mapped addresses.
+	dual, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dual.Close()
+	dc, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(dual.Addr().(*net.TCPAddr).Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	ds, err := dual.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
 	tests := []struct {
 		name          string
 		proto         string
@@ -362,6 +445,7 @@ func TestProcOwnersReal(t *testing.T) {
 	}{
 		{"tcp client", "tcp", addr(c.LocalAddr()), addr(c.RemoteAddr())},
 		{"tcp accepted", "tcp", addr(srv.LocalAddr()), addr(srv.RemoteAddr())},
+		{"tcp dual-stack accepted", "tcp", addr(ds.LocalAddr()), addr(ds.RemoteAddr())},
 		{"udp wildcard", "udp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uport), netip.MustParseAddrPort("127.0.0.1:53")},
 	}
 	for _, diag := range []bool{false, true} {
