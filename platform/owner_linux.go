@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,7 +119,7 @@ func (p *procOwners) findSocket(proto string, m sockMatcher) (sockRow, bool, err
 	return best, bestRank != rankNone, nil
 }
 
-var lineBufPool = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+var procLineBufPool = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
 
 // scanTable updates best with the first row of a higher rank in one table,
 // stopping at a row of the best possible rank.
@@ -128,8 +129,8 @@ func (p *procOwners) scanTable(path string, m sockMatcher, best *sockRow, bestRa
 		return err
 	}
 	defer f.Close()
-	buf := lineBufPool.Get().(*[]byte)
-	defer lineBufPool.Put(buf)
+	buf := procLineBufPool.Get().(*[]byte)
+	defer procLineBufPool.Put(buf)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(*buf, len(*buf))
 	for first := true; sc.Scan(); first = false {
@@ -167,7 +168,7 @@ func parseProcNetLine(line []byte) (sockRow, error) {
 	rest := line
 	for i := 0; i <= 9; i++ {
 		var f []byte
-		f, rest = nextField(rest)
+		f, rest = procField(rest)
 		if len(f) == 0 {
 			return row, fmt.Errorf("short line: %d fields", i)
 		}
@@ -177,10 +178,10 @@ func parseProcNetLine(line []byte) (sockRow, error) {
 		case 2:
 			row.Remote, err = parseProcAddrPort(f)
 		case 7:
-			row.UID, err = atoiBytes(f)
+			row.UID, err = procAtoi(f)
 		case 9:
 			var n int
-			n, err = atoiBytes(f)
+			n, err = procAtoi(f)
 			row.Inode = uint64(n)
 		}
 		if err != nil {
@@ -190,8 +191,8 @@ func parseProcNetLine(line []byte) (sockRow, error) {
 	return row, nil
 }
 
-// nextField splits off the next space-separated field.
-func nextField(b []byte) (field, rest []byte) {
+// procField splits off the next space-separated field.
+func procField(b []byte) (field, rest []byte) {
 	b = bytes.TrimLeft(b, " \t")
 	i := bytes.IndexAny(b, " \t")
 	if i < 0 {
@@ -261,8 +262,8 @@ func hexUint32(b []byte) (uint32, bool) {
 	return v, true
 }
 
-// atoiBytes parses a non-negative decimal that fits in 63 bits.
-func atoiBytes(b []byte) (int, error) {
+// procAtoi parses a non-negative decimal that fits in 63 bits.
+func procAtoi(b []byte) (int, error) {
 	if len(b) == 0 || len(b) > 18 {
 		return 0, errors.New("bad number")
 	}
@@ -315,7 +316,7 @@ func (p *procOwners) scanAll(target, buf []byte, skip []int) (pid int, fd string
 		names, err := d.Readdirnames(256)
 		for _, name := range names {
 			pid, err := strconv.Atoi(name)
-			if err != nil || pid <= 0 || containsInt(skip, pid) {
+			if err != nil || pid <= 0 || slices.Contains(skip, pid) {
 				continue
 			}
 			if fd, ok := p.scanPID(pid, target, buf); ok {
@@ -329,15 +330,6 @@ func (p *procOwners) scanAll(target, buf []byte, skip []int) (pid int, fd string
 			return 0, "", false
 		}
 	}
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // scanPID returns the name of pid's descriptor that links to target. Processes
@@ -409,8 +401,8 @@ func processName(comm, exe string) string {
 func statusUID(status []byte) (int, bool) {
 	for line := range bytes.SplitSeq(status, []byte("\n")) {
 		if rest, ok := bytes.CutPrefix(line, []byte("Uid:")); ok {
-			f, _ := nextField(rest)
-			n, err := atoiBytes(f)
+			f, _ := procField(rest)
+			n, err := procAtoi(f)
 			return n, err == nil
 		}
 	}

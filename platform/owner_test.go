@@ -349,6 +349,16 @@ func TestParseProcArgs2(t *testing.T) {
 	}
 }
 
+func FuzzParseProcArgs2(f *testing.F) {
+	f.Add([]byte("\x02\x00\x00\x00/usr/bin/true\x00\x00true\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path, err := parseProcArgs2(b)
+		if err == nil && (!strings.HasPrefix(path, "/") || strings.IndexByte(path, 0) >= 0) {
+			t.Fatalf("accepted path %q", path)
+		}
+	})
+}
+
 func TestAppBundle(t *testing.T) {
 	for exe, want := range map[string]string{
 		"/Applications/Safari.app/Contents/MacOS/Safari": "/Applications/Safari.app",

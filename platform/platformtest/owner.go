@@ -27,7 +27,7 @@ type ownerKey struct {
 
 var _ platform.OwnerLookup = (*Owners)(nil)
 
-func key(proto string, local netip.AddrPort) ownerKey {
+func ownerKeyOf(proto string, local netip.AddrPort) ownerKey {
 	return ownerKey{proto, netip.AddrPortFrom(local.Addr().Unmap().WithZone(""), local.Port())}
 }
 
@@ -38,14 +38,14 @@ func (o *Owners) Set(proto string, local netip.AddrPort, owner platform.Owner) {
 	if o.socks == nil {
 		o.socks = make(map[ownerKey]platform.Owner)
 	}
-	o.socks[key(proto, local)] = owner
+	o.socks[ownerKeyOf(proto, local)] = owner
 }
 
 // Remove forgets the socket at local, as when it closes.
 func (o *Owners) Remove(proto string, local netip.AddrPort) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	delete(o.socks, key(proto, local))
+	delete(o.socks, ownerKeyOf(proto, local))
 }
 
 // Fail makes Lookup return err until Fail(nil).
@@ -74,7 +74,7 @@ func (o *Owners) Lookup(proto string, local, remote netip.AddrPort) (platform.Ow
 	if o.err != nil {
 		return platform.Owner{}, o.err
 	}
-	if owner, ok := o.socks[key(proto, local)]; ok {
+	if owner, ok := o.socks[ownerKeyOf(proto, local)]; ok {
 		return owner, nil
 	}
 	if proto == "udp" {
@@ -82,7 +82,7 @@ func (o *Owners) Lookup(proto string, local, remote netip.AddrPort) (platform.Ow
 			if wild.Is4() && !local.Addr().Unmap().Is4() {
 				continue
 			}
-			if owner, ok := o.socks[key(proto, netip.AddrPortFrom(wild, local.Port()))]; ok {
+			if owner, ok := o.socks[ownerKeyOf(proto, netip.AddrPortFrom(wild, local.Port()))]; ok {
 				return owner, nil
 			}
 		}
