@@ -19,7 +19,7 @@ const maxCacheTTL = time.Hour
 // and good enough for a resolver cache, where hot names are re-added at once).
 type cache struct {
 	max int
-	mu  sync.Mutex
+	mu  sync.RWMutex // readers (the query path) do not wait for one another
 	m   map[cacheKey]*cacheEntry
 }
 
@@ -76,17 +76,27 @@ func keyOf(req *dns.Msg) cacheKey {
 	return k
 }
 
+// lookup returns the entry for k unless it has expired; an expired entry is
+// removed.
+func (c *cache) lookup(k cacheKey, now time.Time) *cacheEntry {
+	c.mu.RLock()
+	e := c.m[k]
+	c.mu.RUnlock()
+	if e == nil || now.Before(e.expires) {
+		return e
+	}
+	c.mu.Lock()
+	if c.m[k] == e { // not replaced meanwhile
+		delete(c.m, k)
+	}
+	c.mu.Unlock()
+	return nil
+}
+
 // get returns a fresh copy of the cached answer to req, with req's ID and
 // question and the TTLs reduced by the time spent in the cache, or nil.
 func (c *cache) get(req *dns.Msg, now time.Time) *dns.Msg {
-	k := keyOf(req)
-	c.mu.Lock()
-	e := c.m[k]
-	if e != nil && !now.Before(e.expires) {
-		delete(c.m, k)
-		e = nil
-	}
-	c.mu.Unlock()
+	e := c.lookup(keyOf(req), now)
 	if e == nil {
 		return nil
 	}
@@ -149,13 +159,7 @@ func (c *cache) appendWire(out, b []byte, q *wireQuery, name string, maxSize int
 			k.flags |= keyDO
 		}
 	}
-	c.mu.Lock()
-	e := c.m[k]
-	if e != nil && !now.Before(e.expires) {
-		delete(c.m, k)
-		e = nil
-	}
-	c.mu.Unlock()
+	e := c.lookup(k, now)
 	if e == nil || e.wire == nil || len(e.wire) > maxSize || e.qEnd != q.qEnd {
 		return nil
 	}
@@ -230,8 +234,8 @@ func (c *cache) evictLocked(now time.Time) {
 }
 
 func (c *cache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	return len(c.m)
 }
 
