@@ -398,56 +398,35 @@ func TestProcOwnersReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Owner{PID: os.Getpid(), UID: os.Getuid(), Process: filepath.Base(exe), Path: exe}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	type flow struct {
+		name          string
+		proto         string
+		local, remote netip.AddrPort
 	}
-	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	var tests []flow
+	addTCP := func(name string, c net.Conn) {
+		tests = append(tests, flow{name, "tcp", c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort()})
 	}
-	defer c.Close()
-	srv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
+	c, srv := tcpPair(t, "tcp4", "127.0.0.1:0", "127.0.0.1")
+	addTCP("tcp client", c)
+	addTCP("tcp accepted", srv)
+	// The accepted side of a dual-stack listener is an IPv6 socket listed in
+	// tcp6 with IPv4-mapped addresses.
+	_, dual := tcpPair(t, "tcp", ":0", "127.0.0.1")
+	addTCP("tcp dual-stack accepted", dual)
+	if l6, err := net.Listen("tcp6", "[::1]:0"); err == nil { // IPv6 loopback may be absent
+		l6.Close()
+		c6, _ := tcpPair(t, "tcp6", "[::1]:0", "::1")
+		addTCP("tcp6 client", c6)
 	}
-	defer srv.Close()
 	u, err := net.ListenUDP("udp", &net.UDPAddr{}) // [::]:port where IPv6 exists
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer u.Close()
+	t.Cleanup(func() { u.Close() })
 	uport := uint16(u.LocalAddr().(*net.UDPAddr).Port)
+	tests = append(tests, flow{"udp wildcard", "udp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uport), netip.MustParseAddrPort("127.0.0.1:53")})
 
-	addr := func(a net.Addr) netip.AddrPort { return a.(*net.TCPAddr).AddrPort() }
-	// An IPv6 socket serving IPv4 (the accepted side of a dual-stack
-	// listener) is listed in tcp6 with IPv4-mapped addresses.
-	dual, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dual.Close()
-	dc, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(dual.Addr().(*net.TCPAddr).Port)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dc.Close()
-	ds, err := dual.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ds.Close()
-	tests := []struct {
-		name          string
-		proto         string
-		local, remote netip.AddrPort
-	}{
-		{"tcp client", "tcp", addr(c.LocalAddr()), addr(c.RemoteAddr())},
-		{"tcp accepted", "tcp", addr(srv.LocalAddr()), addr(srv.RemoteAddr())},
-		{"tcp dual-stack accepted", "tcp", addr(ds.LocalAddr()), addr(ds.RemoteAddr())},
-		{"udp wildcard", "udp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uport), netip.MustParseAddrPort("127.0.0.1:53")},
-	}
 	for _, diag := range []bool{false, true} {
 		p := newProcOwners("/proc", zap.NewNop())
 		p.diag.Store(diag)
@@ -469,23 +448,30 @@ func TestProcOwnersReal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		row, ok, err := diagLookup(m)
-		if err != nil || !ok || row.Inode == 0 {
+		if row, ok, err := diagLookup(m); err != nil || !ok || row.Inode == 0 {
 			t.Errorf("diagLookup %s: %+v, %v, %v", tt.name, row, ok, err)
 		}
 	}
-	p := NewOwnerLookup(zap.NewNop())
-	if v6, err := net.Listen("tcp6", "[::1]:0"); err == nil { // IPv6 loopback may be absent
-		defer v6.Close()
-		c6, err := net.Dial("tcp6", v6.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c6.Close()
-		if got, err := p.Lookup("tcp", addr(c6.LocalAddr()), addr(c6.RemoteAddr())); err != nil || got != want {
-			t.Errorf("tcp6: got %+v, %v", got, err)
-		}
+}
+
+// tcpPair connects to a listener on listen through host and returns both
+// ends, closed when the test ends.
+func tcpPair(tb testing.TB, network, listen, host string) (client, accepted net.Conn) {
+	ln, err := net.Listen(network, listen)
+	if err != nil {
+		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { ln.Close() })
+	client, err = net.Dial(network, net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { client.Close() })
+	if accepted, err = ln.Accept(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { accepted.Close() })
+	return client, accepted
 }
 
 // BenchmarkProcOwnersLookup measures a lookup of a live TCP connection in the
@@ -494,16 +480,7 @@ func TestProcOwnersReal(t *testing.T) {
 // sock_diag, "tables" reads /proc/net/tcp; "cold" adds a full walk of
 // /proc/*/fd with empty caches.
 func BenchmarkProcOwnersLookup(b *testing.B) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c, _ := tcpPair(b, "tcp4", "127.0.0.1:0", "127.0.0.1")
 	local, remote := c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort()
 	b.Run("diag", func(b *testing.B) {
 		p := NewOwnerLookup(zap.NewNop())
