@@ -1,12 +1,14 @@
 package platform
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -508,4 +510,50 @@ func BenchmarkProcOwnersLookup(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestLsofReal runs the lsof arguments the macOS lookup uses against this
+// test's sockets where an lsof is installed: Linux lsof prints the same -F
+// fields, so lsofArgs and parseLsof are checked against a real one.
+func TestLsofReal(t *testing.T) {
+	lsof, err := exec.LookPath("lsof")
+	if err != nil {
+		t.Skip("no lsof")
+	}
+	c, _ := tcpPair(t, "tcp4", "127.0.0.1:0", "127.0.0.1")
+	u, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	tests := []struct {
+		name          string
+		proto         string
+		local, remote netip.AddrPort
+	}{
+		{"tcp", "tcp", c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort()},
+		{"udp wildcard", "udp", netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), uint16(u.LocalAddr().(*net.UDPAddr).Port)), netip.MustParseAddrPort("8.8.8.8:53")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := newSockMatcher(tt.proto, tt.local, tt.remote)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, lsof, lsofArgs(m)...).Output()
+			if err != nil {
+				t.Fatalf("lsof: %v", err)
+			}
+			rows, err := parseLsof(out)
+			if err != nil {
+				t.Fatalf("parsing %q: %v", out, err)
+			}
+			row, ok := m.bestRow(rows)
+			if !ok || row.PID != os.Getpid() || row.UID != os.Getuid() || row.Process == "" {
+				t.Errorf("best of %+v: %+v, %v", rows, row, ok)
+			}
+		})
+	}
 }
