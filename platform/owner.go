@@ -25,8 +25,8 @@ type Owner struct {
 	Process string
 	// Path is the executable's absolute path; "" when the OS would not say.
 	Path string
-	// AppID is the bundle or package ID where the OS has one (a macOS
-	// CFBundleIdentifier); "" otherwise.
+	// AppID is the bundle or package ID where the OS has one: a macOS
+	// CFBundleIdentifier, a Linux Flatpak application ID; "" otherwise.
 	AppID string
 }
 

@@ -360,7 +360,8 @@ func (p *procOwners) fdIs(pid int, fd string, target, buf []byte) bool {
 	return err == nil && bytes.Equal(buf[:n], target)
 }
 
-// owner reads pid's identity: comm, the exe link and the real UID.
+// owner reads pid's identity: comm, the exe link, the real UID and, inside a
+// Flatpak sandbox, the application ID.
 func (p *procOwners) owner(pid int) (Owner, error) {
 	if o, ok := p.owners.get(pid); ok {
 		return o, nil
@@ -381,9 +382,49 @@ func (p *procOwners) owner(pid int) (Owner, error) {
 	// Without privilege, another user's exe link is unreadable: keep the name.
 	exe, _ := os.Readlink(filepath.Join(dir, "exe"))
 	exe = strings.TrimSuffix(exe, " (deleted)") // replaced by an upgrade
-	o := Owner{PID: pid, UID: uid, Process: processName(strings.TrimSuffix(string(comm), "\n"), exe), Path: exe}
+	o := Owner{PID: pid, UID: uid, Process: processName(strings.TrimSuffix(string(comm), "\n"), exe), Path: exe, AppID: p.flatpakApp(dir)}
 	p.owners.put(pid, o)
 	return o, nil
+}
+
+// maxFlatpakInfo bounds the read of a sandbox's .flatpak-info (a few hundred
+// bytes in practice).
+const maxFlatpakInfo = 64 << 10
+
+// flatpakApp returns the Flatpak application ID of the process at dir, from
+// the .flatpak-info file that flatpak puts at the root of every sandbox (what
+// xdg-desktop-portal trusts too), or "" outside one. Like a process name it
+// is the process's claim, not proof: a process able to make its own mount
+// namespace can fake it.
+func (p *procOwners) flatpakApp(dir string) string {
+	f, err := os.Open(filepath.Join(dir, "root", ".flatpak-info"))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFlatpakInfo))
+	if err != nil {
+		return ""
+	}
+	return flatpakAppID(data)
+}
+
+// flatpakAppID reads "name" from the [Application] group of a keyfile.
+func flatpakAppID(data []byte) string {
+	inApp := false
+	for line := range bytes.SplitSeq(data, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		switch {
+		case len(line) == 0 || line[0] == '#':
+		case line[0] == '[':
+			inApp = string(line) == "[Application]"
+		case inApp:
+			if k, v, ok := bytes.Cut(line, []byte("=")); ok && string(bytes.TrimSpace(k)) == "name" {
+				return string(bytes.TrimSpace(v))
+			}
+		}
+	}
+	return ""
 }
 
 // taskCommLen is the kernel's TASK_COMM_LEN less the NUL: longer names are cut.

@@ -134,6 +134,8 @@ func fakeOwnerTree(t *testing.T) *fakeProc {
 	f.process(500, "systemd-resolve", "/usr/lib/systemd/systemd-resolved", 991, 3001, 3002, 3003)
 	f.process(600, "dig", "/usr/bin/dig", 1000, 3004, 3005)
 	f.process(700, "dnsmasq", "", 0, 4001)
+	f.mkdir("400/root")
+	f.write("400/root/.flatpak-info", "[Application]\nname=org.mozilla.firefox\nruntime=runtime/org.freedesktop.Platform/x86_64/23.08\n\n[Instance]\ninstance-id=123\n")
 	return f
 }
 
@@ -158,8 +160,8 @@ func TestProcOwnersFake(t *testing.T) {
 		{"tcp wildcard never", "tcp", ap("10.0.0.2:8080"), none, Owner{}, ErrOwnerNotFound},
 		{"tcp4 in tcp6 mapped", "tcp", ap("10.0.0.2:41003"), ap("8.8.8.8:80"), Owner{PID: 300, UID: 1000, Process: "a-very-long-program", Path: "/opt/a-very-long-program"}, nil},
 		{"tcp mapped flow", "tcp", ap("[::ffff:10.0.0.2]:41003"), ap("[::ffff:8.8.8.8]:80"), Owner{PID: 300, UID: 1000, Process: "a-very-long-program", Path: "/opt/a-very-long-program"}, nil},
-		{"tcp6", "tcp", ap("[2001:db8::5]:41004"), ap("[2001:db8::9]:443"), Owner{PID: 400, UID: 1000, Process: "firefox", Path: "/usr/lib/firefox/firefox"}, nil},
-		{"tcp6 zone", "tcp", ap("[fe80::1%eth0]:41005"), ap("[::1]:22"), Owner{PID: 400, UID: 1000, Process: "firefox", Path: "/usr/lib/firefox/firefox"}, nil},
+		{"tcp6", "tcp", ap("[2001:db8::5]:41004"), ap("[2001:db8::9]:443"), Owner{PID: 400, UID: 1000, Process: "firefox", Path: "/usr/lib/firefox/firefox", AppID: "org.mozilla.firefox"}, nil},
+		{"tcp6 zone", "tcp", ap("[fe80::1%eth0]:41005"), ap("[::1]:22"), Owner{PID: 400, UID: 1000, Process: "firefox", Path: "/usr/lib/firefox/firefox", AppID: "org.mozilla.firefox"}, nil},
 		{"tcp6 wrong port", "tcp", ap("[2001:db8::5]:41005"), none, Owner{}, ErrOwnerNotFound},
 		{"udp4 unconnected", "udp", ap("127.0.0.1:5353"), ap("127.0.0.1:53"), Owner{PID: 500, UID: 991, Process: "systemd-resolved", Path: "/usr/lib/systemd/systemd-resolved"}, nil},
 		{"udp4 wildcard", "udp", ap("10.0.0.2:5000"), ap("8.8.8.8:53"), Owner{PID: 500, UID: 991, Process: "systemd-resolved", Path: "/usr/lib/systemd/systemd-resolved"}, nil},
@@ -376,6 +378,20 @@ func FuzzParseDiagReply(f *testing.F) {
 			t.Fatalf("found an invalid row %+v", row)
 		}
 	})
+}
+
+func TestFlatpakAppID(t *testing.T) {
+	tests := []struct{ name, data, want string }{
+		{"app", "[Application]\nname=org.mozilla.firefox\nruntime=x\n", "org.mozilla.firefox"},
+		{"spaces and comments", "# flatpak\n[Instance]\nname=decoy\n\n[Application]\n  name = com.slack.Slack \n", "com.slack.Slack"},
+		{"runtime only", "[Runtime]\nname=org.gnome.Platform\n", ""},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		if got := flatpakAppID([]byte(tt.data)); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
 }
 
 func TestProcessName(t *testing.T) {
