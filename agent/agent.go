@@ -48,6 +48,9 @@ type Config struct {
 	Sessions platform.SessionSource
 	// SessionPoll is how often sessions are checked; default 5s.
 	SessionPoll time.Duration
+	// Owners finds the process that owns a flow, for pinned-app exceptions;
+	// nil means the OS's own lookup.
+	Owners platform.OwnerLookup
 	// OpenBrowser shows the tenant's sign-in page (IdP enrollment and
 	// re-authentication); nil means the OS's default browser.
 	OpenBrowser func(url string) error
@@ -165,6 +168,9 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.SessionPoll == 0 {
 		cfg.SessionPoll = 5 * time.Second
+	}
+	if cfg.Owners == nil {
+		cfg.Owners = platform.NewOwnerLookup(cfg.Log)
 	}
 	if cfg.OpenBrowser == nil {
 		cfg.OpenBrowser = platform.OpenBrowser
@@ -438,6 +444,7 @@ func (a *Agent) startDNS(snap *steering.Snapshot, upstreams []netip.AddrPort) er
 		Listen:    []string{listen},
 		Upstreams: upstreams,
 		Policy:    dnsPolicy{a},
+		Bypass:    a.bypassDNS,
 		Log:       a.log,
 	})
 	if err != nil {

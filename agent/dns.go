@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net/netip"
+	"runtime"
 	"time"
 
 	"go.uber.org/zap"
@@ -48,4 +49,25 @@ func (a *Agent) tunnelUp() bool {
 
 func (p dnsPolicy) Reverse(addr netip.Addr) (string, bool) {
 	return p.a.stubs.Lookup(addr)
+}
+
+// bypassDNS reports whether the process that sent a DNS query is bypassed by
+// a pinned-app exception: its queries for private names then get the real
+// answer from the upstream resolvers, so its flows go direct. (A "block"
+// exception keeps the stub, so that its flows reach the agent and are
+// refused.)
+func (a *Agent) bypassDNS(client netip.AddrPort) bool {
+	snap := a.snap.Load()
+	if !snap.HasPinned(runtime.GOOS) {
+		return false
+	}
+	// The proxy serves UDP and TCP; the client's socket is one or the other.
+	o, err := a.cfg.Owners.Lookup("udp", client, netip.AddrPort{})
+	if err != nil {
+		if o, err = a.cfg.Owners.Lookup("tcp", client, netip.AddrPort{}); err != nil {
+			return false
+		}
+	}
+	d, ok := snap.MatchPinned(steering.Flow{OS: runtime.GOOS, Process: o.Process, Path: o.Path, AppID: o.AppID})
+	return ok && d.Action == steering.Direct
 }

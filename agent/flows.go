@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -80,6 +81,9 @@ func (a *Agent) decide(f netstack.Flow, proto steering.Protocol) (steering.Decis
 	snap := a.snap.Load()
 	dst := f.Dst.Addr().Unmap()
 	flow := steering.Flow{Addr: dst, Proto: proto, Port: f.Dst.Port(), OS: runtime.GOOS}
+	if snap.HasPinned(runtime.GOOS) {
+		a.setOwner(&flow, proto.String(), f.Src, f.Dst)
+	}
 	host := dst.String()
 	switch {
 	case snap.StubRange().Contains(dst):
@@ -97,4 +101,16 @@ func (a *Agent) decide(f netstack.Flow, proto steering.Protocol) (steering.Decis
 		}
 	}
 	return snap.MatchFlow(flow), host
+}
+
+// setOwner fills in the identity of the process that owns a flow, for the
+// pinned-app exceptions. A flow whose owner cannot be found is decided
+// without one (it is steered as its app says).
+func (a *Agent) setOwner(f *steering.Flow, proto string, local, remote netip.AddrPort) {
+	o, err := a.cfg.Owners.Lookup(proto, local, remote)
+	if err != nil {
+		a.log.Debug("flow owner unknown", zap.String("proto", proto), zap.Stringer("local", local), zap.Error(err))
+		return
+	}
+	f.Process, f.Path, f.AppID = o.Process, o.Path, o.AppID
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -74,6 +75,39 @@ func TestSpine(t *testing.T) {
 		}
 		page := l.must("client", "curl", "-sS", "--max-time", "10", "http://db.pdns.corp.test/")
 		wantPage(t, page, "hello from corp web", "host=db.pdns.corp.test", "local=10.20.0.11:80", "remote=10.20.0.")
+	})
+
+	t.Run("certificate-pinned process bypasses the agent", func(t *testing.T) {
+		// Copies of dig and curl named *-pinned match the tenant's pinned-app
+		// exception: their DNS answers and flows go direct.
+		dir := t.TempDir()
+		for _, tool := range []string{"dig", "curl"} {
+			path, err := exec.LookPath(tool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, tool+"-pinned"), b, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The public resolver does not know corp names: the real answer is none.
+		out := strings.TrimSpace(l.must("client", filepath.Join(dir, "dig-pinned"), "+short", "+time=3", "+tries=1", "web.corp.test", "A"))
+		if out != "" {
+			t.Fatalf("dig-pinned web.corp.test = %q, want the upstream's empty answer, not a stub", out)
+		}
+		// To an IP app, the flow leaves the TUN and goes direct (the cloud
+		// forwards for this check): the server sees the client's own address.
+		l.must("cloud", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+		defer l.must("cloud", "sysctl", "-qw", "net.ipv4.ip_forward=0")
+		page := l.must("client", filepath.Join(dir, "curl-pinned"), "-sS", "--max-time", "10", "http://10.20.0.10/")
+		wantPage(t, page, "hello from corp web", "remote=10.10.0.2:")
+		// The same request from plain curl is steered (publisher's address).
+		page = l.must("client", "curl", "-sS", "--max-time", "10", "http://10.20.0.10/")
+		wantPage(t, page, "hello from corp web", "remote=10.20.0.10:")
 	})
 
 	t.Run("app denied by policy is reset, not hung", func(t *testing.T) {

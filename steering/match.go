@@ -273,3 +273,20 @@ func routePrefixes(apps [2][]prefixRule, ex [2]addrTable) []netip.Prefix {
 	}
 	return out
 }
+
+// HasPinned reports whether any pinned-app exception applies on os, so that
+// callers can skip looking up a flow's owner when none could matter.
+func (s *Snapshot) HasPinned(os string) bool { return len(s.pinnedOS[os]) > 0 }
+
+// MatchPinned decides f's owner identity against the pinned-app exceptions
+// alone, whatever app f's destination belongs to: the first exception of
+// f.OS whose pattern matches, as a Direct (bypass) or Block decision. The DNS
+// proxy uses it to give a bypassed process real answers for private names.
+func (s *Snapshot) MatchPinned(f Flow) (Decision, bool) {
+	d := Decision{Action: L7}
+	s.applyPinned(&f, &d)
+	if d.Action == L7 {
+		return Decision{Reason: d.Reason}, false
+	}
+	return d, true
+}

@@ -365,3 +365,40 @@ func TestMatchConcurrent(t *testing.T) {
 		<-done
 	}
 }
+
+func TestMatchPinned(t *testing.T) {
+	cfg := &Config{
+		Apps: []App{{ID: "web", Hosts: []string{"web.corp.example"}, TCP: "443"}},
+		Exceptions: Exceptions{Pinned: []PinnedApp{
+			{Name: "browsers", OS: "linux", Field: FieldProcess, Pattern: `^(?!chrome$|firefox$).*-pinned$`, Action: PinnedBypass},
+			{Name: "blocked", OS: "linux", Field: FieldPath, Pattern: `^/opt/bad/`, Action: PinnedBlock},
+		}},
+	}
+	snap, err := Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !snap.HasPinned("linux") || snap.HasPinned("windows") {
+		t.Fatal("HasPinned")
+	}
+	cases := []struct {
+		name string
+		f    Flow
+		want Action
+		ok   bool
+	}{
+		{"bypassed process", Flow{OS: "linux", Process: "zoom-pinned"}, Direct, true},
+		{"lookahead excludes chrome", Flow{OS: "linux", Process: "chrome"}, 0, false},
+		{"blocked path", Flow{OS: "linux", Process: "x", Path: "/opt/bad/x"}, Block, true},
+		{"other OS", Flow{OS: "windows", Process: "zoom-pinned"}, 0, false},
+		{"no identity", Flow{OS: "linux"}, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, ok := snap.MatchPinned(tc.f)
+			if ok != tc.ok || (ok && d.Action != tc.want) {
+				t.Fatalf("MatchPinned = %v %v (%s), want %v %v", d.Action, ok, d.Rule, tc.want, tc.ok)
+			}
+		})
+	}
+}
