@@ -1,6 +1,8 @@
 // Command ztagent is the ztagent daemon. `ztagent run` runs it in the
 // foreground or under the service manager (systemd, launchd, the Windows SCM);
-// the same code path serves both, through kardianos/service.
+// the same code path serves both, through kardianos/service. `ztagent
+// install` validates and persists the install parameters and registers the
+// service; `ztagent uninstall` removes the registration.
 package main
 
 import (
@@ -20,9 +22,16 @@ import (
 	"github.com/ztagent/ztagent/platform"
 )
 
-const usage = `usage: ztagent run [flags] [key=value ...]
+const usage = `usage: ztagent COMMAND [flags] [key=value ...]
 
-Runs the ztagent daemon. key=value are the install parameters, e.g.
+commands:
+  run        run the daemon (in the foreground, or as the service)
+  install    validate and persist the install parameters, register the service
+             and start it (root/administrator)
+  uninstall  stop and unregister the service (state is kept)
+  version    print the version
+
+key=value are the install parameters, e.g.
   host=tenant.example.com token=ORGKEY upn=alice@example.com cacert=/path/ca.pem
 
 flags:
@@ -35,32 +44,55 @@ func main() {
 	}
 }
 
-func run(args []string) error {
-	if len(args) == 0 || args[0] != "run" {
-		if len(args) > 0 && (args[0] == "version" || args[0] == "--version") {
-			fmt.Println("ztagent", version)
-			return nil
-		}
-		fmt.Fprint(os.Stderr, usage)
-		return errors.New("expected a command: run")
-	}
-	fs := flag.NewFlagSet("ztagent run", flag.ContinueOnError)
+// options are the flags every command shares.
+type options struct {
+	stateDir, socket, tunName, mdmPath string
+	mtu                                int
+	level                              zapcore.Level
+	params                             []string
+}
+
+func parse(cmd string, args []string) (*options, error) {
+	o := &options{level: zapcore.InfoLevel}
+	fs := flag.NewFlagSet("ztagent "+cmd, flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
-	stateDir := fs.String("state-dir", platform.DefaultStateDir(), "state directory")
-	socket := fs.String("socket", platform.DefaultSocketPath(), "control socket path")
-	tunName := fs.String("tun", platform.DefaultTUNName(), "TUN device name")
-	mtu := fs.Int("mtu", 1420, "TUN MTU")
-	mdmPath := fs.String("mdm", "", "MDM settings file (default: the OS's managed-configuration location)")
-	level := zapcore.InfoLevel
-	fs.Var(&level, "log-level", "log level: debug, info, warn, error")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+	fs.StringVar(&o.stateDir, "state-dir", platform.DefaultStateDir(), "state directory")
+	fs.StringVar(&o.socket, "socket", platform.DefaultSocketPath(), "control socket path")
+	fs.StringVar(&o.tunName, "tun", platform.DefaultTUNName(), "TUN device name")
+	fs.IntVar(&o.mtu, "mtu", 1420, "TUN MTU")
+	fs.StringVar(&o.mdmPath, "mdm", "", "MDM settings file (default: the OS's managed-configuration location)")
+	fs.Var(&o.level, "log-level", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
 	}
-	params, err := installParams(*stateDir, fs.Args())
+	o.params = fs.Args()
+	return o, nil
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return errors.New("expected a command: run, install, uninstall")
+	}
+	cmd := args[0]
+	switch cmd {
+	case "version", "--version":
+		fmt.Println("ztagent", version)
+		return nil
+	case "run", "install", "uninstall":
+	default:
+		fmt.Fprint(os.Stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	o, err := parse(cmd, args[1:])
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(level)
+	params, err := installParams(o.stateDir, o.params)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o.level)
 	if err != nil {
 		return err
 	}
@@ -70,23 +102,50 @@ func run(args []string) error {
 		log: log,
 		agent: agent.New(agent.Config{
 			Params:     params,
-			MDM:        mdmSource(*mdmPath),
-			StateDir:   *stateDir,
-			SocketPath: *socket,
-			TUNName:    *tunName,
-			MTU:        *mtu,
+			StateDir:   o.stateDir,
+			SocketPath: o.socket,
+			TUNName:    o.tunName,
+			MTU:        o.mtu,
 			Log:        log,
+			MDM:        mdmSource(o.mdmPath),
 		}),
 	}
-	svc, err := service.New(prog, &service.Config{
-		Name:        "ztagent",
-		DisplayName: "ztagent",
-		Description: "Zero-trust network access agent",
-	})
+	svc, err := service.New(prog, serviceConfig(o))
 	if err != nil {
 		return err
 	}
+	switch cmd {
+	case "install":
+		if err := svc.Install(); err != nil {
+			return fmt.Errorf("register the service: %w", err)
+		}
+		fmt.Printf("ztagent service installed (%s); install parameters saved in %s\n", service.Platform(), o.stateDir)
+		return svc.Start()
+	case "uninstall":
+		svc.Stop() // not running is fine
+		return svc.Uninstall()
+	}
 	return svc.Run()
+}
+
+// serviceConfig registers `ztagent run` with the flags given at install; the
+// parameters themselves are read back from the state directory.
+func serviceConfig(o *options) *service.Config {
+	return &service.Config{
+		Name:        "ztagent",
+		DisplayName: "ztagent",
+		Description: "Zero-trust network access agent",
+		Arguments: []string{"run", "--state-dir", o.stateDir, "--socket", o.socket,
+			"--tun", o.tunName, "--mtu", fmt.Sprint(o.mtu), "--log-level", o.level.String()},
+		Option: service.KeyValue{
+			// systemd: restart after a crash; the agent repairs DNS at start.
+			"Restart":           "always",
+			"SuccessExitStatus": "0",
+			// launchd
+			"KeepAlive": true,
+			"RunAtLoad": true,
+		},
+	}
 }
 
 var version = "dev"

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestInstallParamsPersist(t *testing.T) {
+	dir := t.TempDir()
+	p, err := installParams(dir, []string{"host=tenant.example.com", "token=org-key-0123456789abcdef", "upn=alice@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The service runs with no parameters and reads them back.
+	back, err := installParams(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Host != p.Host || back.UPN != p.UPN || !back.Token.Equal("org-key-0123456789abcdef") {
+		t.Fatalf("read back %v, want %v", back, p)
+	}
+	if _, err := installParams(t.TempDir(), []string{"hots=x"}); err == nil || !strings.Contains(err.Error(), "hots") {
+		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+func TestServiceRunsWithInstallFlags(t *testing.T) {
+	o, err := parse("install", []string{"--state-dir", "/tmp/zt", "--tun", "zt9", "--log-level", "debug", "host=h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := serviceConfig(o).Arguments
+	want := []string{"run", "--state-dir", "/tmp/zt", "--socket", o.socket, "--tun", "zt9", "--mtu", "1420", "--log-level", "debug"}
+	if !slices.Equal(args, want) {
+		t.Fatalf("service arguments %q, want %q", args, want)
+	}
+	if !slices.Equal(o.params, []string{"host=h"}) {
+		t.Fatalf("params %q", o.params)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	if err := run([]string{"start"}); err == nil || !strings.Contains(err.Error(), "start") {
+		t.Fatalf("err = %v", err)
+	}
+}
