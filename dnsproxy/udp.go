@@ -18,8 +18,9 @@ import (
 // cached forwarded names on the fast path (wire.go) with no per-query
 // goroutine and a single allocation, handle other local answers inline, hand
 // each query that must go upstream to a goroutine of its own, bounded by
-// MaxInFlight, and send the batch's fast-path replies together. TCP, where queries are rare and
-// connection handling is the hard part, stays with miekg's server.
+// MaxInFlight, and send the batch's fast-path replies together. TCP, where
+// queries are rare and connection handling is the hard part, stays with
+// miekg's server.
 
 // serveUDP starts the reader goroutines of conn; they exit when conn is closed.
 func (s *Server) serveUDP(conn *net.UDPConn) {
@@ -37,7 +38,8 @@ func (s *Server) serveUDP(conn *net.UDPConn) {
 // socket queue behind one another for it, and each hand-over costs the
 // scheduler more than answering a query: with batch I/O one reader needs the
 // least CPU per query and answers the most (profiled with dnsperf), while one
-// query per read needs a few readers to keep up.
+// query per read needs a few readers to keep up. The Policy and Bypass are
+// called on the reader: while one of them blocks, the socket is not read.
 func udpReaders(bio batchIO) int {
 	if bio.size() > 1 {
 		return 1
