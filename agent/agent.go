@@ -120,9 +120,11 @@ type Agent struct {
 	who       atomic.Pointer[principal]
 	switching atomic.Bool
 	reauth    reauthState
-	mdm       *platform.MDMPoller
-	eff       settingsState // effective settings
-	pub       pubAddrs      // publisher-resolved addresses, routed while in use
+	// bypassCache holds recent pinned-app decisions per DNS client socket.
+	bypassCache sync.Map // netip.AddrPort → bypassEntry
+	mdm         *platform.MDMPoller
+	eff         settingsState // effective settings
+	pub         pubAddrs      // publisher-resolved addresses, routed while in use
 	// routerMu orders route updates from config syncs and publisher DNS.
 	routerMu sync.Mutex
 

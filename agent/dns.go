@@ -61,6 +61,40 @@ func (a *Agent) bypassDNS(client netip.AddrPort) bool {
 	if !snap.HasPinned(runtime.GOOS) {
 		return false
 	}
+	now := time.Now()
+	if v, ok := a.bypassCache.Load(client); ok {
+		if e := v.(bypassEntry); now.Before(e.expires) {
+			return e.bypass
+		}
+	}
+	bypass := a.lookupBypass(snap, client)
+	a.bypassCache.Store(client, bypassEntry{bypass: bypass, expires: now.Add(bypassCacheTTL)})
+	return bypass
+}
+
+// bypassCacheTTL is how long the decision for one client socket is reused.
+// Resolvers that keep a socket open (systemd-resolved, browsers' own DNS
+// clients, benchmarks) then pay for one process lookup, not one per query; a
+// socket reused by another process within the TTL inherits the decision for
+// at most that long.
+const bypassCacheTTL = 2 * time.Second
+
+type bypassEntry struct {
+	bypass  bool
+	expires time.Time
+}
+
+// sweepBypassCache drops expired decisions.
+func (a *Agent) sweepBypassCache(now time.Time) {
+	a.bypassCache.Range(func(k, v any) bool {
+		if now.After(v.(bypassEntry).expires) {
+			a.bypassCache.Delete(k)
+		}
+		return true
+	})
+}
+
+func (a *Agent) lookupBypass(snap *steering.Snapshot, client netip.AddrPort) bool {
 	// The proxy serves UDP and TCP; the client's socket is one or the other.
 	o, err := a.cfg.Owners.Lookup("udp", client, netip.AddrPort{})
 	if err != nil {

@@ -131,6 +131,7 @@ func (a *Agent) maintain(ctx context.Context) {
 			a.refreshSettings()
 			a.refreshUpstreams()
 			a.reauthTick(now)
+			a.sweepBypassCache(now)
 			if a.ident.Load().id.NeedsRenewal(now) {
 				if err := a.renew(ctx); err != nil {
 					a.log.Warn("certificate renewal failed; will retry", zap.Error(err))
