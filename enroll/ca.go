@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ztagent/ztagent/platform"
 )
 
 // CA is the tenant's certificate authority. Its key signs device, publisher and
@@ -70,7 +72,7 @@ func LoadOrCreateCA(dir string) (*CA, error) {
 		return nil, fmt.Errorf("tenant CA %s: %w (restore it from backup; deleting it invalidates every enrolled device)", keyPath, err)
 	}
 	// The public copy is derived, so rewriting it every start repairs it.
-	if err := writeFileAtomic(filepath.Join(dir, caCertFile), ca.certPEM, 0o644); err != nil {
+	if err := platform.WriteFileAtomic(filepath.Join(dir, caCertFile), ca.certPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("tenant CA: %w", err)
 	}
 	return ca, nil

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ztagent/ztagent/platform"
 )
 
 // Email invitations. An administrator invites a user by giving them a one-time
@@ -158,7 +160,7 @@ func (s *inviteStore) saveLocked() error {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path, data, 0o600)
+	return platform.WriteFileAtomic(s.path, data, 0o600)
 }
 
 var errInviteState = &apiError{Status: http.StatusServiceUnavailable, Reason: ReasonInternal,

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/ztagent/ztagent/platform"
 )
 
 // paramsFile holds the install parameters in the state directory, so that the
@@ -32,7 +34,7 @@ func SaveParams(stateDir string, p Params) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("save parameters: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(stateDir, paramsFile), data, 0o600)
+	return platform.WriteFileAtomic(filepath.Join(stateDir, paramsFile), data, 0o600)
 }
 
 // LoadParams reads the parameters SaveParams wrote; none saved is a zero

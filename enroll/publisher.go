@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/platform"
 )
 
 // PublisherEnrollment is what a publisher needs to enroll.
@@ -136,7 +138,7 @@ func (p *EnrolledPublisher) save(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("save publisher identity: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, publisherFile), data, 0o600)
+	return platform.WriteFileAtomic(filepath.Join(dir, publisherFile), data, 0o600)
 }
 
 func loadPublisher(path string) (*EnrolledPublisher, error) {
