@@ -9,7 +9,6 @@ import (
 
 	"github.com/ztagent/ztagent/dnsproxy"
 	"github.com/ztagent/ztagent/steering"
-	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 // dnsPolicy answers the DNS proxy's questions from the live steering snapshot
@@ -44,7 +43,7 @@ func (p dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
 
 // tunnelUp reports whether the L7 tunnel is connected.
 func (a *Agent) tunnelUp() bool {
-	return a.l7.Status().State == l7.StateConnected
+	return a.l7.Connected()
 }
 
 func (p dnsPolicy) Reverse(addr netip.Addr) (string, bool) {

@@ -79,8 +79,10 @@ type Client struct {
 	started bool
 	closed  bool
 	state   string
-	since   time.Time
-	lastErr string
+	// connected mirrors state == StateConnected for lock-free readers.
+	connected atomic.Bool
+	since     time.Time
+	lastErr   string
 
 	streams           atomic.Int64
 	bytesIn, bytesOut atomic.Uint64
@@ -166,7 +168,12 @@ func (c *Client) setState(state string, err error) {
 		return
 	}
 	c.state, c.since = state, time.Now()
+	c.connected.Store(state == StateConnected)
 }
+
+// Connected reports whether the tunnel is up, without a lock: the DNS proxy
+// asks on every private-name query.
+func (c *Client) Connected() bool { return c.connected.Load() }
 
 // run owns the connection: connect, serve until it dies, wait, repeat.
 func (c *Client) run() {
