@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -23,6 +22,8 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/platform"
 )
 
 // Error is an enrollment or config failure explained for an administrator: its
@@ -51,8 +52,9 @@ const (
 
 func newTransport(tc *tls.Config) *http.Transport {
 	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
+		Proxy: http.ProxyFromEnvironment,
+		// The tenant API may sit inside an app prefix: never through the TUN.
+		DialContext:           platform.BypassDialer(dialTimeout).DialContext,
 		TLSClientConfig:       tc,
 		TLSHandshakeTimeout:   dialTimeout,
 		ResponseHeaderTimeout: requestTimeout,
