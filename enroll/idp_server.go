@@ -263,12 +263,8 @@ type idpTokenRequest struct {
 }
 
 func (h *tenantHandler) idpToken(w http.ResponseWriter, r *http.Request, t *Tenant) {
-	if h.throttled(w, r) {
-		return
-	}
-	var req idpTokenRequest
-	if e := decodeRequest(w, r, &req); e != nil {
-		writeError(w, e)
+	req, ok := readRequest[idpTokenRequest](h, w, r)
+	if !ok {
 		return
 	}
 	log := h.log.With(zap.String("tenant", t.Name), zap.String("remote", r.RemoteAddr))

@@ -39,12 +39,8 @@ func (r InviteResponse) String() string {
 // credential, so the enforce switch does not apply; an auth token that is
 // presented is checked and selects the config's encryption token.
 func (h *tenantHandler) enrollInvite(w http.ResponseWriter, r *http.Request, t *Tenant) {
-	if h.throttled(w, r) {
-		return
-	}
-	var req inviteEnrollRequest
-	if e := decodeRequest(w, r, &req); e != nil {
-		writeError(w, e)
+	req, ok := readRequest[inviteEnrollRequest](h, w, r)
+	if !ok {
 		return
 	}
 	log := h.log.With(zap.String("tenant", t.Name), zap.String("remote", r.RemoteAddr))

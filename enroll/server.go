@@ -127,6 +127,20 @@ func (h *tenantHandler) idpAuthorize(w http.ResponseWriter, r *http.Request) {
 }
 
 // decodeRequest reads a size-limited, strictly decoded request body into v.
+// readRequest is the common start of every enrollment endpoint: the
+// per-address throttle on failed attempts, then the strict decoding of the
+// body into a T. ok is false when an error answer has been written.
+func readRequest[T any](h *tenantHandler, w http.ResponseWriter, r *http.Request) (req T, ok bool) {
+	if h.throttled(w, r) {
+		return req, false
+	}
+	if e := decodeRequest(w, r, &req); e != nil {
+		writeError(w, e)
+		return req, false
+	}
+	return req, true
+}
+
 func decodeRequest(w http.ResponseWriter, r *http.Request, v any) *apiError {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return &apiError{Status: http.StatusUnsupportedMediaType, Reason: ReasonBadRequest,
@@ -171,12 +185,8 @@ func (h *tenantHandler) refusedCredential(r *http.Request, reason string) {
 }
 
 func (h *tenantHandler) enrollUPN(w http.ResponseWriter, r *http.Request, t *Tenant) {
-	if h.throttled(w, r) {
-		return
-	}
-	var req upnEnrollRequest
-	if e := decodeRequest(w, r, &req); e != nil {
-		writeError(w, e)
+	req, ok := readRequest[upnEnrollRequest](h, w, r)
+	if !ok {
 		return
 	}
 	log := h.log.With(zap.String("tenant", t.Name), zap.String("upn", req.UPN),
@@ -294,12 +304,8 @@ func (h *tenantHandler) checkUPNRequest(req *upnEnrollRequest, t *Tenant) ([]byt
 }
 
 func (h *tenantHandler) enrollPublisher(w http.ResponseWriter, r *http.Request, t *Tenant) {
-	if h.throttled(w, r) {
-		return
-	}
-	var req publisherEnrollRequest
-	if e := decodeRequest(w, r, &req); e != nil {
-		writeError(w, e)
+	req, ok := readRequest[publisherEnrollRequest](h, w, r)
+	if !ok {
 		return
 	}
 	log := h.log.With(zap.String("tenant", t.Name), zap.String("publisher", req.Name),
