@@ -312,6 +312,26 @@ func (a *Agent) Close() error {
 	return a.closeLocked()
 }
 
+// restartLocked stops the agent, runs prepare (which may change what the
+// next start uses; nil for none) and starts it again. lifeMu is held. It does
+// nothing when the agent was stopped meanwhile. The agent's own restarts
+// (re-enrollment, a login, a re-authentication) run it in a goroutine outside
+// the agent's group, which the restart stops.
+func (a *Agent) restartLocked(why string, prepare func()) {
+	if a.Status().State != StateRunning {
+		return
+	}
+	a.closeLocked()
+	if prepare != nil {
+		prepare()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := a.startLocked(ctx); err != nil {
+		a.log.Error("restart failed", zap.String("why", why), zap.Error(err))
+	}
+}
+
 func (a *Agent) closeLocked() error {
 	a.mu.Lock()
 	if a.state != StateRunning {

@@ -37,7 +37,7 @@ const openTimeout = 15 * time.Second
 // A stub destination is first mapped back to its FQDN; the steering snapshot
 // then decides by name (or real address), protocol and port.
 func (a *Agent) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error) {
-	d, host := a.decide(f, steering.TCP)
+	d, host, stub := a.decide(f, steering.TCP)
 	log := a.log.With(zap.Stringer("dst", f.Dst), zap.String("host", host))
 	switch d.Action {
 	case steering.L7:
@@ -67,7 +67,7 @@ func (a *Agent) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error
 		if host == "" {
 			return nil, errUnknownStub
 		}
-		if a.snap.Load().StubRange().Contains(f.Dst.Addr().Unmap()) || !platform.CanBypass {
+		if stub || !platform.CanBypass {
 			return nil, errNotSteered
 		}
 		ctx, cancel := context.WithTimeout(ctx, openTimeout)
@@ -77,22 +77,19 @@ func (a *Agent) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error
 }
 
 // decide maps the flow to a steering decision and the host to ask the PoP for.
-func (a *Agent) decide(f netstack.Flow, proto steering.Protocol) (steering.Decision, string) {
+func (a *Agent) decide(f netstack.Flow, proto steering.Protocol) (d steering.Decision, host string, stub bool) {
 	snap := a.snap.Load()
 	dst := f.Dst.Addr().Unmap()
 	flow := steering.Flow{Addr: dst, Proto: proto, Port: f.Dst.Port(), OS: runtime.GOOS}
-	if snap.HasPinned(runtime.GOOS) {
-		a.setOwner(&flow, proto.String(), f.Src, f.Dst)
-	}
-	host := dst.String()
+	host = dst.String()
 	switch {
 	case snap.StubRange().Contains(dst):
 		name, ok := a.stubs.Lookup(dst)
 		if !ok {
-			return steering.Decision{Action: steering.Direct, Reason: errUnknownStub.Error()}, ""
+			return steering.Decision{Action: steering.Direct, Reason: errUnknownStub.Error()}, "", true
 		}
 		a.stubs.Touch(dst, time.Now())
-		flow.FQDN, host = name, name
+		flow.FQDN, host, stub = name, name, true
 	default:
 		// A real address a publisher resolved: steer it by its name.
 		if name, ok := a.pub.name(dst); ok {
@@ -100,7 +97,14 @@ func (a *Agent) decide(f netstack.Flow, proto steering.Protocol) (steering.Decis
 			flow.FQDN, host = name, name
 		}
 	}
-	return snap.MatchFlow(flow), host
+	d = snap.MatchFlow(flow)
+	// Pinned-app exceptions apply only to flows that would be steered, so
+	// only those pay for finding the flow's owner.
+	if d.Steered() && snap.HasPinned(runtime.GOOS) {
+		a.setOwner(&flow, proto.String(), f.Src, f.Dst)
+		d = snap.MatchFlow(flow)
+	}
+	return d, host, stub
 }
 
 // setOwner fills in the identity of the process that owns a flow, for the

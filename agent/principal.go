@@ -104,15 +104,7 @@ func (a *Agent) watchSessions(ctx context.Context) {
 			a.lifeMu.Lock()
 			defer a.lifeMu.Unlock()
 			defer a.switching.Store(false)
-			if a.Status().State != StateRunning {
-				return // stopped meanwhile: nothing to switch
-			}
-			a.closeLocked()
-			ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-			defer cancel()
-			if err := a.startLocked(ctx); err != nil {
-				a.log.Error("start after switching identity failed", zap.Error(err))
-			}
+			a.restartLocked("login sessions changed", nil) // the start picks the principal
 		}()
 	}
 }

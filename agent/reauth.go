@@ -105,7 +105,8 @@ func (a *Agent) reauthPhase(now time.Time) ReauthPhase {
 // and tears the tunnel down when the grace period has ended.
 func (a *Agent) reauthTick(now time.Time) {
 	ctx := a.runCtx
-	switch a.reauthPhase(now) {
+	phase := a.reauthPhase(now)
+	switch phase {
 	case ReauthDue, ReauthExpired:
 		if a.reauth.prompting.CompareAndSwap(false, true) {
 			a.wg.Add(1)
@@ -115,7 +116,7 @@ func (a *Agent) reauthTick(now time.Time) {
 			}()
 		}
 	}
-	if a.reauthPhase(now) == ReauthExpired && a.reauth.expired.CompareAndSwap(false, true) {
+	if phase == ReauthExpired && a.reauth.expired.CompareAndSwap(false, true) {
 		a.log.Warn("re-authentication grace period over: private access is suspended until the user signs in",
 			zap.Time("last_sign_in", a.lastSignIn()))
 		a.l7.Close()
@@ -139,9 +140,6 @@ func (a *Agent) signInAgain(ctx context.Context) {
 	go func() {
 		a.lifeMu.Lock()
 		defer a.lifeMu.Unlock()
-		if a.Status().State != StateRunning {
-			return
-		}
 		a.restartAs(a.cfg.Params, id)
 	}()
 }

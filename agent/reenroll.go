@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -43,28 +42,24 @@ func (a *Agent) Reenroll(ctx context.Context, args []string) (*enroll.Identity, 
 	return id, nil
 }
 
-// restartAs stops the agent, replaces its install parameters and identity,
-// and starts it again. lifeMu is held.
+// restartAs restarts the agent as a new enrollment: new install parameters
+// and identity, and no cached config (it belonged to the old enrollment).
+// lifeMu is held.
 func (a *Agent) restartAs(install enroll.Params, id *enroll.Identity) {
 	a.log.Info("enrolled again; restarting", zap.String("tenant", id.Tenant), zap.String("user", id.User), zap.String("device", id.DeviceID))
-	a.closeLocked()
-	a.cfg.Params = install
-	if err := enroll.SaveParams(a.cfg.StateDir, install); err != nil {
-		a.log.Error("save install parameters", zap.Error(err))
-	}
-	if err := id.Save(a.whom().dir); err != nil {
-		a.log.Error("save the new identity; the old one stays", zap.Error(err))
-	}
-	// The cached config belonged to the old enrollment.
-	os.Remove(filepath.Join(a.whom().dir, configFile))
-	a.eff.mu.Lock()
-	a.eff.settings = nil // recomputed from the new install parameters
-	a.eff.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := a.startLocked(ctx); err != nil {
-		a.log.Error("restart after enrolling again failed", zap.Error(err))
-	}
+	a.restartLocked("enrolled again", func() {
+		a.cfg.Params = install
+		if err := enroll.SaveParams(a.cfg.StateDir, install); err != nil {
+			a.log.Error("save install parameters", zap.Error(err))
+		}
+		if err := id.Save(a.whom().dir); err != nil {
+			a.log.Error("save the new identity; the old one stays", zap.Error(err))
+		}
+		os.Remove(filepath.Join(a.whom().dir, configFile))
+		a.eff.mu.Lock()
+		a.eff.settings = nil // recomputed from the new install parameters
+		a.eff.mu.Unlock()
+	})
 }
 
 // mdmSettings returns the MDM settings in force (the last good ones).
