@@ -47,7 +47,7 @@ func newLinuxDNS(path, stateDir string, log *zap.Logger, dial func() (*dbus.Conn
 	if log == nil {
 		log = zap.NewNop()
 	}
-	rc, err := newResolvConfDNS(path, stateDir, log, os.Rename)
+	rc, err := newResolvConfDNS(path, stateDir, log, osFS{})
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ type resolvConfDNS struct {
 	path    string
 	log     *zap.Logger
 	journal journal
-	rename  func(oldpath, newpath string) error // os.Rename; replaced in tests
+	fsys    resolvFS // osFS; one that injects faults in tests
 
 	// watchEvery, when non-zero, is how often the file is checked for a
 	// rewrite by another program between the first Set and Restore.
@@ -141,7 +141,7 @@ type resolvConfDNS struct {
 	watch *poller            // running while the agent manages path
 }
 
-func newResolvConfDNS(path, stateDir string, log *zap.Logger, rename func(string, string) error) (*resolvConfDNS, error) {
+func newResolvConfDNS(path, stateDir string, log *zap.Logger, fsys resolvFS) (*resolvConfDNS, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -149,12 +149,12 @@ func newResolvConfDNS(path, stateDir string, log *zap.Logger, rename func(string
 	if err != nil {
 		return nil, err
 	}
-	r := &resolvConfDNS{path: path, log: log.Named("dns"), journal: j, rename: rename}
-	removeStaleTemps(path)
+	r := &resolvConfDNS{path: path, log: log.Named("dns"), journal: j, fsys: fsys}
+	removeStaleTemps(fsys, path)
 	if err := r.repair(); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(path)
+	b, err := fsys.ReadFile(path)
 	if err == nil && resolvConfManager(b) == "ztagent" {
 		return nil, fmt.Errorf("%s was written by ztagent but %s holds no record of the original "+
 			"(state directory wiped?): replace %s with your resolver configuration, then start again",
@@ -201,7 +201,7 @@ func (r *resolvConfDNS) Upstreams() ([]netip.AddrPort, error) {
 		// Not managing it, or another program has rewritten it since (a
 		// new network): what is there now names the system's resolvers.
 		var err error
-		if b, err = os.ReadFile(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if b, err = r.fsys.ReadFile(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("reading %s: %w", r.path, err)
 		}
 	}
@@ -219,7 +219,7 @@ func (r *resolvConfDNS) symlinkTargetNow() ([]byte, bool) {
 	if !filepath.IsAbs(target) {
 		target = filepath.Join(filepath.Dir(r.path), target)
 	}
-	b, err := os.ReadFile(target)
+	b, err := r.fsys.ReadFile(target)
 	if err != nil || resolvConfManager(b) == "ztagent" {
 		return nil, false
 	}
@@ -318,7 +318,7 @@ func (r *resolvConfDNS) Restore() error {
 // snapshot records what is at path now.
 func (r *resolvConfDNS) snapshot() (*resolvConfJournal, error) {
 	s := &resolvConfJournal{Version: 1, Intent: "set", Path: r.path}
-	fi, err := os.Lstat(r.path)
+	fi, err := r.fsys.Lstat(r.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return s, nil
@@ -328,12 +328,12 @@ func (r *resolvConfDNS) snapshot() (*resolvConfJournal, error) {
 	s.Existed = true
 	s.fileAttrs = attrsOf(r.path, fi)
 	if fi.Mode()&fs.ModeSymlink != 0 {
-		if s.Symlink, err = os.Readlink(r.path); err != nil {
+		if s.Symlink, err = r.fsys.Readlink(r.path); err != nil {
 			return nil, fmt.Errorf("resolv.conf: %w", err)
 		}
 	}
 	// For a symlink this reads the target; a dangling link reads as empty.
-	s.Original, err = os.ReadFile(r.path)
+	s.Original, err = r.fsys.ReadFile(r.path)
 	if err != nil && !(s.Symlink != "" && errors.Is(err, fs.ErrNotExist)) {
 		return nil, fmt.Errorf("resolv.conf: %w", err)
 	}
@@ -352,7 +352,7 @@ func (r *resolvConfDNS) restoreFrom(saved *resolvConfJournal) error {
 	}
 	switch {
 	case !saved.Existed:
-		if err := os.Remove(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := r.fsys.Remove(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		syncDir(filepath.Dir(r.path))
@@ -378,159 +378,12 @@ func attrsOf(path string, fi fs.FileInfo) fileAttrs {
 	return a
 }
 
-// isMountPoint reports whether path is a mount point in this thread's mount
-// namespace, as a file bind-mounted over /etc/resolv.conf by ip netns exec,
-// Docker or Kubernetes is. When mountinfo cannot be read it reports false,
-// and the EBUSY fallback of writeFile still applies.
-func isMountPoint(path string) bool {
-	b, err := os.ReadFile("/proc/thread-self/mountinfo")
-	if err != nil {
-		if b, err = os.ReadFile("/proc/self/mountinfo"); err != nil {
-			return false
-		}
-	}
-	return mountinfoHas(b, filepath.Clean(path))
-}
-
-// mountinfoHas reports whether mountinfo (proc(5) format) lists path as a
-// mount point (field 5, with space, tab, newline and backslash octal-escaped).
-func mountinfoHas(mountinfo []byte, path string) bool {
-	for line := range strings.Lines(string(mountinfo)) {
-		fields := strings.Fields(line)
-		if len(fields) > 4 && unescapeMountinfo(fields[4]) == path {
-			return true
-		}
-	}
-	return false
-}
-
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return '0' <= c && c <= '7' }
-
 // isOurs reports whether path is a regular file written by the agent.
 func (r *resolvConfDNS) isOurs() bool {
-	fi, err := os.Lstat(r.path)
+	fi, err := r.fsys.Lstat(r.path)
 	if err != nil || !fi.Mode().IsRegular() {
 		return false
 	}
-	b, err := os.ReadFile(r.path)
+	b, err := r.fsys.ReadFile(r.path)
 	return err == nil && resolvConfManager(b) == "ztagent"
-}
-
-// tempName is the fixed scratch file beside path; a fixed name lets the next
-// start remove one left by a crash.
-func tempName(path string) string {
-	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".ztagent-tmp")
-}
-
-func removeStaleTemps(path string) {
-	os.Remove(tempName(path))
-}
-
-// writeFile replaces path with a regular file holding data: a synced temp file
-// renamed over it, or, when path is a mount point, in place.
-func (r *resolvConfDNS) writeFile(data []byte, attrs fileAttrs) error {
-	if isMountPoint(r.path) {
-		// Known ahead: no temp file in a directory that may be the host's
-		// /etc, shared with agents in other namespaces.
-		if err := writeInPlace(r.path, data, attrs); err != nil {
-			return fmt.Errorf("writing %s in place (it is a mount point): %w", r.path, err)
-		}
-		return nil
-	}
-	tmp := tempName(r.path)
-	os.Remove(tmp)
-	if err := writeSynced(tmp, data, attrs); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", r.path, err)
-	}
-	err := r.rename(tmp, r.path)
-	if err == nil {
-		syncDir(filepath.Dir(r.path))
-		return nil
-	}
-	os.Remove(tmp)
-	// ip netns exec, Docker and Kubernetes bind-mount a file over
-	// /etc/resolv.conf; rename(2) cannot replace a mount point (EBUSY, or
-	// EXDEV on some kernels), so the file is rewritten in place. That is not
-	// atomic, but the journal already holds the original.
-	if !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.EXDEV) {
-		return fmt.Errorf("writing %s: %w", r.path, err)
-	}
-	r.log.Debug("resolv.conf is a mount point; writing in place", zap.String("path", r.path))
-	if err := writeInPlace(r.path, data, attrs); err != nil {
-		return fmt.Errorf("writing %s in place (it is a mount point): %w", r.path, err)
-	}
-	return nil
-}
-
-func writeSynced(name string, data []byte, attrs fileAttrs) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, attrs.Perm)
-	if err != nil {
-		return err
-	}
-	return finishWrite(f, data, attrs)
-}
-
-func writeInPlace(name string, data []byte, attrs fileAttrs) error {
-	// O_NOFOLLOW: never write through a symlink into another program's file.
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	return finishWrite(f, data, attrs)
-}
-
-// finishWrite applies attrs (the mode past the umask), writes data, syncs and
-// closes f.
-func finishWrite(f *os.File, data []byte, attrs fileAttrs) error {
-	err := f.Chmod(attrs.Perm)
-	if err == nil && (attrs.UID >= 0 || attrs.GID >= 0) {
-		err = f.Chown(attrs.UID, attrs.GID)
-	}
-	if err == nil && attrs.SELinux != "" {
-		// Best effort: a policy that forbids relabelling leaves the default
-		// label, which is still a working file.
-		unix.Fsetxattr(int(f.Fd()), selinuxXattr, []byte(attrs.SELinux), 0)
-	}
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// writeSymlink replaces path with a symbolic link to target.
-func (r *resolvConfDNS) writeSymlink(target string) error {
-	tmp := tempName(r.path)
-	os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return fmt.Errorf("restoring symlink %s -> %s: %w", r.path, target, err)
-	}
-	if err := r.rename(tmp, r.path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("restoring symlink %s -> %s: %w", r.path, target, err)
-	}
-	syncDir(filepath.Dir(r.path))
-	return nil
 }

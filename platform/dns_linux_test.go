@@ -90,6 +90,14 @@ var setups = []struct {
 	}, nil},
 }
 
+// renameFS is the real file system with rename replaced.
+type renameFS struct {
+	osFS
+	rename func(oldpath, newpath string) error
+}
+
+func (f renameFS) Rename(oldpath, newpath string) error { return f.rename(oldpath, newpath) }
+
 func writeTestFile(t *testing.T, path, content string, perm fs.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), perm); err != nil {
@@ -106,7 +114,7 @@ func TestResolvConfSetRestore(t *testing.T) {
 			dir := t.TempDir()
 			path := tc.setup(t, dir)
 			orig := readState(t, path)
-			r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), os.Rename)
+			r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), osFS{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -154,7 +162,7 @@ func TestResolvConfCrashRepair(t *testing.T) {
 			path := tc.setup(t, dir)
 			state := filepath.Join(dir, "state")
 			orig := readState(t, path)
-			r, err := newResolvConfDNS(path, state, zaptest.NewLogger(t), os.Rename)
+			r, err := newResolvConfDNS(path, state, zaptest.NewLogger(t), osFS{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +172,7 @@ func TestResolvConfCrashRepair(t *testing.T) {
 			// Crash: r is dropped without Restore. A temp file was also left.
 			writeTestFile(t, tempName(path), "partial", 0o644)
 
-			r2, err := newResolvConfDNS(path, state, zaptest.NewLogger(t), os.Rename)
+			r2, err := newResolvConfDNS(path, state, zaptest.NewLogger(t), osFS{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -204,7 +212,7 @@ func TestResolvConfMountPoint(t *testing.T) {
 				}
 				return os.Rename(oldpath, newpath)
 			}
-			r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), busy)
+			r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), renameFS{rename: busy})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -235,7 +243,7 @@ func TestResolvConfRenameOtherErrorFails(t *testing.T) {
 	fail := func(oldpath, newpath string) error {
 		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: syscall.EROFS}
 	}
-	r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), fail)
+	r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), renameFS{rename: fail})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +262,7 @@ func TestResolvConfOrphan(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "resolv.conf")
 	writeTestFile(t, path, string(renderResolvConf(resolvConf{}, agentCfg, "")), 0o644)
-	_, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), os.Rename)
+	_, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), osFS{})
 	if err == nil || !strings.Contains(err.Error(), "no record of the original") {
 		t.Fatalf("err %v", err)
 	}
@@ -267,7 +275,7 @@ func TestResolvConfCorruptJournal(t *testing.T) {
 	state := filepath.Join(dir, "state")
 	os.MkdirAll(state, 0o700)
 	writeTestFile(t, filepath.Join(state, resolvConfJournalName), "{not json", 0o600)
-	_, err := newResolvConfDNS(path, state, zaptest.NewLogger(t), os.Rename)
+	_, err := newResolvConfDNS(path, state, zaptest.NewLogger(t), osFS{})
 	if err == nil || !strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("err %v, want one saying the journal is corrupt", err)
 	}
@@ -299,7 +307,7 @@ func TestResolvConfChangedByOthers(t *testing.T) {
 			path := filepath.Join(dir, "resolv.conf")
 			state := filepath.Join(dir, "state")
 			writeTestFile(t, path, origConf, 0o644)
-			r, err := newResolvConfDNS(path, state, zaptest.NewLogger(t), os.Rename)
+			r, err := newResolvConfDNS(path, state, zaptest.NewLogger(t), osFS{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -308,7 +316,7 @@ func TestResolvConfChangedByOthers(t *testing.T) {
 			}
 			writeTestFile(t, path, theirs, 0o644)
 			if crash {
-				r, err = newResolvConfDNS(path, state, zaptest.NewLogger(t), os.Rename)
+				r, err = newResolvConfDNS(path, state, zaptest.NewLogger(t), osFS{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -346,7 +354,7 @@ func TestResolvConfKeepsOwner(t *testing.T) {
 		st := fi.Sys().(*syscall.Stat_t)
 		return st.Uid, st.Gid
 	}
-	r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), os.Rename)
+	r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), osFS{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +408,7 @@ func TestResolvConfRealBindMount(t *testing.T) {
 			t.Errorf("rename %s onto the mount point attempted", oldpath)
 			return os.Rename(oldpath, newpath)
 		}
-		r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), rename)
+		r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), renameFS{rename: rename})
 		if err != nil {
 			t.Error(err)
 			return
@@ -454,7 +462,7 @@ func TestResolvConfRewrittenThenSetAgain(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "resolv.conf")
 	writeTestFile(t, path, origConf, 0o644)
-	r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), os.Rename)
+	r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), osFS{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +502,7 @@ func TestResolvConfUpstreamsFollowSymlinkTarget(t *testing.T) {
 	if err := os.Symlink("NetworkManager/resolv.conf", path); err != nil {
 		t.Fatal(err)
 	}
-	r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), os.Rename)
+	r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), osFS{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +529,7 @@ func TestResolvConfReappliedAfterRewrite(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "resolv.conf")
 	writeTestFile(t, path, origConf, 0o644)
-	r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), os.Rename)
+	r, err := newResolvConfDNS(path, filepath.Join(dir, "state"), zaptest.NewLogger(t), osFS{})
 	if err != nil {
 		t.Fatal(err)
 	}
