@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,12 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 )
 
 // NewDNSConfigurator returns the Linux resolver configurator. Leftovers of a
@@ -85,46 +84,15 @@ func isResolvedStub(path string) bool {
 		strings.HasSuffix(target, "lib/systemd/resolv.conf")
 }
 
-// resolvConfJournalName is the journal's file name in the state directory.
-const resolvConfJournalName = "dns-resolvconf.journal"
-
-// resolvConfJournal records the original resolv.conf before the agent first
-// writes it.
-type resolvConfJournal struct {
-	Version int    `json:"version"`
-	Intent  string `json:"intent"` // "set": the agent manages Path
-	Path    string `json:"path"`
-	// Existed is false when there was no file at Path.
-	Existed bool `json:"existed"`
-	// Symlink is the link target when Path was a symbolic link (for example
-	// to systemd-resolved's or NetworkManager's file); Original is then the
-	// content it pointed to, kept to learn the upstreams.
-	Symlink string `json:"symlink,omitempty"`
-	// fileAttrs are the regular file's mode, owner and SELinux label.
-	fileAttrs
-	Original []byte `json:"original"`
-	Manager  string `json:"manager,omitempty"`
-}
-
-// fileAttrs are what a rewrite of resolv.conf must keep besides the bytes:
-// replacing the file by rename would otherwise give it our umask, our owner
-// and the directory's default SELinux type (etc_t instead of net_conf_t,
-// which confined resolvers may then not read).
-type fileAttrs struct {
-	Perm    fs.FileMode `json:"perm"`
-	UID     int         `json:"uid"`
-	GID     int         `json:"gid"`
-	SELinux string      `json:"selinux,omitempty"`
-}
-
-// newFileAttrs are used where there was no regular file to copy them from.
-var newFileAttrs = fileAttrs{Perm: 0o644, UID: -1, GID: -1}
-
-const selinuxXattr = "security.selinux"
-
 // resolvConfDNS manages a resolv.conf file. Every change is preceded by a
 // journal entry holding the original, so Restore (or the next start, after a
-// crash) puts back exactly the bytes, mode and symlink that were there.
+// crash) puts back exactly the bytes, mode and symlink that were there. The
+// journal entry goes only once the original is back and read back.
+//
+// Its state (saved, cfg, written) changes only once the operation that
+// justifies the change has succeeded: a failed read, of the file or the
+// journal, never makes it forget that it manages the file or what the
+// original was.
 type resolvConfDNS struct {
 	path    string
 	log     *zap.Logger
@@ -135,10 +103,12 @@ type resolvConfDNS struct {
 	// rewrite by another program between the first Set and Restore.
 	watchEvery time.Duration
 
-	mu    sync.Mutex
-	saved *resolvConfJournal // non-nil while the agent manages path
-	cfg   DNSConfig          // last Set
-	watch *poller            // running while the agent manages path
+	mu      sync.Mutex
+	saved   *resolvConfJournal // as journalled; non-nil while the agent manages path
+	cfg     DNSConfig          // last Set that was written
+	written []byte             // the file that Set wrote
+	watch   *poller            // running while the agent manages path
+	failing bool               // the watcher's last check failed (logged once)
 }
 
 func newResolvConfDNS(path, stateDir string, log *zap.Logger, fsys resolvFS) (*resolvConfDNS, error) {
@@ -164,7 +134,11 @@ func newResolvConfDNS(path, stateDir string, log *zap.Logger, fsys resolvFS) (*r
 }
 
 // repair restores the original left in the journal by a run that did not stop
-// cleanly.
+// cleanly: whatever that run was doing when it was killed, the file is then
+// the original, the agent's, or one of the agent's writes interrupted (see
+// resolvConfJournal.stateOf), and the original is put back. A file that is
+// none of these was written by another program since; it is kept, and the
+// journal dropped, as at Restore.
 func (r *resolvConfDNS) repair() error {
 	var saved resolvConfJournal
 	ok, err := r.journal.read(&saved)
@@ -191,19 +165,24 @@ func (r *resolvConfDNS) Mode() string { return "resolv.conf" }
 func (r *resolvConfDNS) Upstreams() ([]netip.AddrPort, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var b []byte
-	if r.saved != nil && r.isOurs() {
-		b = r.saved.Original
-		if cur, ok := r.symlinkTargetNow(); ok {
-			b = cur
-		}
-	} else {
-		// Not managing it, or another program has rewritten it since (a
-		// new network): what is there now names the system's resolvers.
-		var err error
-		if b, err = r.fsys.ReadFile(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if r.saved != nil {
+		now, err := r.readNow()
+		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", r.path, err)
 		}
+		if r.saved.stateOf(now) == fileAgents {
+			b := r.saved.Original
+			if cur, ok := r.symlinkTargetNow(); ok {
+				b = cur
+			}
+			return upstreamsOf(parseResolvConf(b), r.cfg.Servers), nil
+		}
+	}
+	// Not managing it, or another program has rewritten it since (a new
+	// network): what is there now names the system's resolvers.
+	b, err := r.fsys.ReadFile(r.path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading %s: %w", r.path, err)
 	}
 	return upstreamsOf(parseResolvConf(b), r.cfg.Servers), nil
 }
@@ -236,7 +215,11 @@ func (r *resolvConfDNS) Set(cfg DNSConfig) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.setLocked(cfg); err != nil {
+	now, err := r.readNow()
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", r.path, err)
+	}
+	if err := r.setLocked(cfg, now); err != nil {
 		return err
 	}
 	if r.watch == nil && r.watchEvery > 0 {
@@ -245,15 +228,17 @@ func (r *resolvConfDNS) Set(cfg DNSConfig) error {
 	return nil
 }
 
-func (r *resolvConfDNS) setLocked(cfg DNSConfig) error {
-	if r.saved != nil && !r.isOurs() {
+// setLocked writes the agent's file for cfg over now, what is at the path.
+func (r *resolvConfDNS) setLocked(cfg DNSConfig, now fileNow) error {
+	saved := r.saved
+	if saved != nil && saved.stateOf(now) == fileTheirs {
 		r.log.Info("resolv.conf was rewritten by another program; taking it as the original",
 			zap.String("path", r.path))
-		r.saved = nil
+		saved = nil
 	}
-	if r.saved == nil {
-		saved, err := r.snapshot()
-		if err != nil {
+	if saved == nil {
+		var err error
+		if saved, err = r.snapshot(now); err != nil {
 			return err
 		}
 		if err := r.journal.write(saved); err != nil {
@@ -264,30 +249,51 @@ func (r *resolvConfDNS) setLocked(cfg DNSConfig) error {
 			zap.String("symlink", saved.Symlink), zap.String("manager", saved.Manager))
 	}
 	hint := fmt.Sprintf("restore the original from %s (field \"original\", base64).", r.journal.path)
-	data := renderResolvConf(parseResolvConf(r.saved.Original), cfg, hint)
-	attrs := r.saved.fileAttrs
-	if !r.saved.Existed || r.saved.Symlink != "" {
+	data := renderResolvConf(parseResolvConf(saved.Original), cfg, hint)
+	attrs := saved.fileAttrs
+	if !saved.Existed || saved.Symlink != "" {
 		attrs = newFileAttrs
 	}
-	if err := r.writeFile(data, attrs); err != nil {
+	if err := r.writeFile(data, attrs, saved); err != nil {
 		return err
 	}
-	r.cfg = cfg
+	r.cfg, r.written = cfg, data
 	return nil
 }
 
-// reapply points resolv.conf at the agent again after another program
-// (dhclient at a lease renewal, NetworkManager, resolvconf) has replaced it:
-// their file becomes the original to restore, as at Set.
+// reapply, run by the watcher, puts the agent's file back when it is not as
+// the agent wrote it. Another program's file (dhclient at a lease renewal,
+// NetworkManager, resolvconf) becomes the original to restore, as at Set; an
+// empty or partly written file is the agent's own, written again over the
+// same original. When the file cannot be read, nothing is decided.
 func (r *resolvConfDNS) reapply() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.saved == nil || r.isOurs() {
+	if r.saved == nil {
 		return
 	}
-	if err := r.setLocked(r.cfg); err != nil {
-		r.log.Error("pointing resolv.conf at the agent again failed", zap.String("path", r.path), zap.Error(err))
+	now, err := r.readNow()
+	if err == nil {
+		if now.regular() && bytes.Equal(now.content, r.written) {
+			r.checked(nil)
+			return
+		}
+		err = r.setLocked(r.cfg, now)
 	}
+	r.checked(err)
+}
+
+// checked logs the outcome of a watcher check: the first failure of a run
+// of them as an error, the end of the run, and nothing in between.
+func (r *resolvConfDNS) checked(err error) {
+	switch {
+	case err != nil && !r.failing:
+		r.log.Error("pointing resolv.conf at the agent again failed; retrying quietly",
+			zap.String("path", r.path), zap.Error(err))
+	case err == nil && r.failing:
+		r.log.Info("resolv.conf points at the agent again", zap.String("path", r.path))
+	}
+	r.failing = err != nil
 }
 
 // Restore implements DNSConfigurator.
@@ -310,46 +316,42 @@ func (r *resolvConfDNS) Restore() error {
 	if err := r.journal.clear(); err != nil {
 		return err
 	}
-	r.saved, r.cfg = nil, DNSConfig{}
+	r.saved, r.cfg, r.written = nil, DNSConfig{}, nil
 	r.log.Info("restored resolv.conf", zap.String("path", r.path))
 	return nil
 }
 
-// snapshot records what is at path now.
-func (r *resolvConfDNS) snapshot() (*resolvConfJournal, error) {
-	s := &resolvConfJournal{Version: 1, Intent: "set", Path: r.path}
-	fi, err := r.fsys.Lstat(r.path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return s, nil
-	case err != nil:
-		return nil, fmt.Errorf("resolv.conf: %w", err)
-	}
-	s.Existed = true
-	s.fileAttrs = attrsOf(r.path, fi)
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		if s.Symlink, err = r.fsys.Readlink(r.path); err != nil {
-			return nil, fmt.Errorf("resolv.conf: %w", err)
-		}
-	}
-	// For a symlink this reads the target; a dangling link reads as empty.
-	s.Original, err = r.fsys.ReadFile(r.path)
-	if err != nil && !(s.Symlink != "" && errors.Is(err, fs.ErrNotExist)) {
-		return nil, fmt.Errorf("resolv.conf: %w", err)
-	}
-	s.Manager = resolvConfManager(s.Original)
-	return s, nil
-}
-
-// restoreFrom puts path back as saved describes it, unless the file there is
-// no longer the agent's: then another program (NetworkManager, dhclient, an
-// administrator) has written a newer configuration, or the agent stopped
-// before writing its own, and either way what is there now is what must stay.
+// restoreFrom puts path back as saved describes it when the file there is
+// the agent's, and reads it back to check. A file that is no longer the
+// agent's is another program's newer configuration (NetworkManager,
+// dhclient, an administrator), and stays. An empty or partly written file
+// is the agent's (see resolvConfJournal.stateOf): the original goes back.
 func (r *resolvConfDNS) restoreFrom(saved *resolvConfJournal) error {
-	if !r.isOurs() {
-		r.log.Warn("resolv.conf is no longer the agent's; leaving it as it is", zap.String("path", r.path))
+	now, err := r.readNow()
+	if err != nil {
+		return err
+	}
+	switch saved.stateOf(now) {
+	case fileOriginal:
+		return nil
+	case fileTheirs:
+		r.log.Warn("resolv.conf was rewritten by another program; leaving theirs", zap.String("path", r.path))
 		return nil
 	}
+	if err := r.putBack(saved); err != nil {
+		return err
+	}
+	if now, err = r.readNow(); err != nil {
+		return fmt.Errorf("reading it back: %w", err)
+	}
+	if !saved.isOriginal(now) {
+		return errors.New("read back, it is not the original")
+	}
+	return nil
+}
+
+// putBack writes the original saved describes.
+func (r *resolvConfDNS) putBack(saved *resolvConfJournal) error {
 	switch {
 	case !saved.Existed:
 		if err := r.fsys.Remove(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -360,30 +362,6 @@ func (r *resolvConfDNS) restoreFrom(saved *resolvConfJournal) error {
 	case saved.Symlink != "":
 		return r.writeSymlink(saved.Symlink)
 	default:
-		return r.writeFile(saved.Original, saved.fileAttrs)
+		return r.writeFile(saved.Original, saved.fileAttrs, saved)
 	}
-}
-
-// attrsOf reads the attributes of the file at path, described by fi.
-func attrsOf(path string, fi fs.FileInfo) fileAttrs {
-	a := fileAttrs{Perm: fi.Mode().Perm(), UID: -1, GID: -1}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		a.UID, a.GID = int(st.Uid), int(st.Gid)
-	}
-	// Without SELinux the attribute is absent (ENODATA) or unsupported.
-	buf := make([]byte, 256)
-	if n, err := unix.Lgetxattr(path, selinuxXattr, buf); err == nil && n > 0 {
-		a.SELinux = strings.TrimRight(string(buf[:n]), "\x00")
-	}
-	return a
-}
-
-// isOurs reports whether path is a regular file written by the agent.
-func (r *resolvConfDNS) isOurs() bool {
-	fi, err := r.fsys.Lstat(r.path)
-	if err != nil || !fi.Mode().IsRegular() {
-		return false
-	}
-	b, err := r.fsys.ReadFile(r.path)
-	return err == nil && resolvConfManager(b) == "ztagent"
 }

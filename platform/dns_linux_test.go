@@ -561,10 +561,11 @@ func TestResolvConfReappliedAfterRewrite(t *testing.T) {
 	}
 }
 
-// isOursLocked is isOurs under the configurator's lock, for tests racing its
-// poller.
+// isOursLocked reports, under the configurator's lock (tests race its
+// poller), whether resolv.conf is the file the agent wrote.
 func (r *resolvConfDNS) isOursLocked() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.isOurs()
+	now, err := r.readNow()
+	return err == nil && now.regular() && bytes.Equal(now.content, r.written)
 }

@@ -134,3 +134,31 @@ func upstreamsOf(rc resolvConf, exclude []netip.Addr) []netip.AddrPort {
 	}
 	return out
 }
+
+// agentWritten reports whether b is a file the agent wrote, whole or not:
+// one that starts with the marker (possibly followed by the tail of a longer
+// file it was written over), or a prefix of the marker, the empty file
+// included (what an agent that truncated the file before writing it left
+// when it was killed in between).
+func agentWritten(b []byte) bool {
+	marker := []byte(resolvConfMarker)
+	return bytes.HasPrefix(b, marker) || bytes.HasPrefix(marker, b)
+}
+
+// interruptedWrite reports whether b is what writing to over from in place
+// can leave at any moment: to is written from offset 0 over from, without
+// truncating first, then the file is cut to len(to). Stopped part-way, the
+// file is to's first k bytes followed by what is left of from beyond them.
+func interruptedWrite(b, from, to []byte) bool {
+	if bytes.Equal(b, to) {
+		return true
+	}
+	// When b is to[:k] + from[k:], it is also to[:p] + from[p:] for the
+	// longest common prefix p of b and to (to and from agree between k
+	// and p), so only p needs checking.
+	p := 0
+	for p < len(b) && p < len(to) && b[p] == to[p] {
+		p++
+	}
+	return bytes.Equal(b[p:], from[min(p, len(from)):])
+}

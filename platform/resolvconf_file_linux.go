@@ -31,7 +31,8 @@ type resolvFile interface {
 	Fd() uintptr
 	Chmod(mode fs.FileMode) error
 	Chown(uid, gid int) error
-	Write(b []byte) (int, error)
+	WriteAt(b []byte, off int64) (int, error)
+	Truncate(size int64) error
 	Sync() error
 	Close() error
 }
@@ -109,12 +110,13 @@ func removeStaleTemps(fsys resolvFS, path string) {
 }
 
 // writeFile replaces path with a regular file holding data: a synced temp file
-// renamed over it, or, when path is a mount point, in place.
-func (r *resolvConfDNS) writeFile(data []byte, attrs fileAttrs) error {
+// renamed over it, or, when path is a mount point, in place. rec is the
+// journal entry in force; an in-place write is added to it, journal first.
+func (r *resolvConfDNS) writeFile(data []byte, attrs fileAttrs, rec *resolvConfJournal) error {
 	if isMountPoint(r.path) {
 		// Known ahead: no temp file in a directory that may be the host's
 		// /etc, shared with agents in other namespaces.
-		if err := r.writeInPlace(data, attrs); err != nil {
+		if err := r.writeInPlace(data, attrs, rec); err != nil {
 			return fmt.Errorf("writing %s in place (it is a mount point): %w", r.path, err)
 		}
 		return nil
@@ -133,13 +135,12 @@ func (r *resolvConfDNS) writeFile(data []byte, attrs fileAttrs) error {
 	r.fsys.Remove(tmp)
 	// ip netns exec, Docker and Kubernetes bind-mount a file over
 	// /etc/resolv.conf; rename(2) cannot replace a mount point (EBUSY, or
-	// EXDEV on some kernels), so the file is rewritten in place. That is not
-	// atomic, but the journal already holds the original.
+	// EXDEV on some kernels), so the file is rewritten in place.
 	if !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.EXDEV) {
 		return fmt.Errorf("writing %s: %w", r.path, err)
 	}
 	r.log.Debug("resolv.conf is a mount point; writing in place", zap.String("path", r.path))
-	if err := r.writeInPlace(data, attrs); err != nil {
+	if err := r.writeInPlace(data, attrs, rec); err != nil {
 		return fmt.Errorf("writing %s in place (it is a mount point): %w", r.path, err)
 	}
 	return nil
@@ -153,17 +154,33 @@ func (r *resolvConfDNS) writeSynced(name string, data []byte, attrs fileAttrs) e
 	return finishWrite(f, data, attrs)
 }
 
-func (r *resolvConfDNS) writeInPlace(data []byte, attrs fileAttrs) error {
+// writeInPlace rewrites the file at path in place, which is not atomic: data
+// goes over the old bytes from the start, and only then is the file cut to
+// length, so that a kill at any moment leaves data's first bytes over the old
+// file's (never an empty file, as opening with O_TRUNC would). The old bytes
+// and data are journalled in rec first, for the repair to know each of those
+// states for the agent's.
+func (r *resolvConfDNS) writeInPlace(data []byte, attrs fileAttrs, rec *resolvConfJournal) error {
+	old, err := r.fsys.ReadFile(r.path)
+	if err != nil {
+		return err
+	}
+	next := *rec
+	next.InPlace = &inPlaceWrite{From: old, To: data}
+	if err := r.journal.write(&next); err != nil {
+		return err
+	}
+	rec.InPlace = next.InPlace
 	// O_NOFOLLOW: never write through a symlink into another program's file.
-	f, err := r.fsys.OpenFile(r.path, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0)
+	f, err := r.fsys.OpenFile(r.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
 	return finishWrite(f, data, attrs)
 }
 
-// finishWrite applies attrs (the mode past the umask), writes data, syncs and
-// closes f.
+// finishWrite applies attrs (the mode past the umask), writes data from the
+// start, cuts the file to its length, syncs and closes f.
 func finishWrite(f resolvFile, data []byte, attrs fileAttrs) error {
 	err := f.Chmod(attrs.Perm)
 	if err == nil && (attrs.UID >= 0 || attrs.GID >= 0) {
@@ -175,7 +192,10 @@ func finishWrite(f resolvFile, data []byte, attrs fileAttrs) error {
 		unix.Fsetxattr(int(f.Fd()), selinuxXattr, []byte(attrs.SELinux), 0)
 	}
 	if err == nil {
-		_, err = f.Write(data)
+		_, err = f.WriteAt(data, 0)
+	}
+	if err == nil {
+		err = f.Truncate(int64(len(data)))
 	}
 	if err == nil {
 		err = f.Sync()
