@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -123,8 +125,8 @@ type resolvedDNS struct {
 	ifindex func(name string) (int, error)
 
 	mu    sync.Mutex
-	link  *resolvedJournal // non-nil while the agent has configured a link
-	cfg   DNSConfig        // last Set
+	link  *resolvedJournal // as journalled; non-nil while the agent may have configured a link
+	cfg   DNSConfig        // what link was set to: the last Set that was journalled
 	watch *resolvedWatch   // from the first Set to Restore
 }
 
@@ -159,7 +161,9 @@ func interfaceNameOf(idx int) string {
 func (r *resolvedDNS) Mode() string { return "systemd-resolved" }
 
 // Set implements DNSConfigurator. The journal names the link before resolved
-// is told anything about it.
+// is told anything about it, and link and cfg follow the journal: if resolved
+// then fails part-way, Restore reverts the link and a resync after a
+// resolved restart applies cfg, never an older or empty configuration.
 func (r *resolvedDNS) Set(cfg DNSConfig) error {
 	if len(cfg.Servers) == 0 {
 		return errors.New("systemd-resolved: no DNS servers to set")
@@ -196,7 +200,7 @@ func (r *resolvedDNS) Set(cfg DNSConfig) error {
 	if err := r.journal.write(entry); err != nil {
 		return err
 	}
-	r.link = entry
+	r.link, r.cfg = entry, cfg
 	if err := applyResolvedLink(conn, idx, link, r.log); err != nil {
 		return fmt.Errorf("systemd-resolved: link %s (%d): %w", cfg.Interface, idx, err)
 	}
@@ -205,7 +209,6 @@ func (r *resolvedDNS) Set(cfg DNSConfig) error {
 	if err := resolvedCall(conn, "FlushCaches"); err != nil {
 		r.log.Debug("systemd-resolved: FlushCaches failed", zap.Error(err))
 	}
-	r.cfg = cfg
 	if r.watch == nil {
 		if r.watch, err = startResolvedWatch(r.dial, r.resync, r.log); err != nil {
 			r.log.Warn("cannot watch for systemd-resolved restarts; a restart will drop the agent's link settings",
@@ -311,9 +314,7 @@ func (r *resolvedDNS) revertLocked(conn *dbus.Conn, link *resolvedJournal) error
 // is gone (the TUN device disappears with the agent's process) took its
 // settings with it; an index now naming another device is not ours to touch.
 func revertResolvedLink(conn *dbus.Conn, link *resolvedJournal, log *zap.Logger) error {
-	if name := interfaceNameOf(link.Index); name != link.Interface {
-		log.Info("systemd-resolved: link is gone; nothing to revert",
-			zap.String("link", link.Interface), zap.Int("index", link.Index), zap.String("index_now", name))
+	if linkGone(link, log) {
 		return nil
 	}
 	if err := resolvedCall(conn, "RevertLink", int32(link.Index)); err != nil {
@@ -323,9 +324,24 @@ func revertResolvedLink(conn *dbus.Conn, link *resolvedJournal, log *zap.Logger)
 	return nil
 }
 
+// linkGone reports (and logs) that the recorded link no longer exists: its
+// index names no device, or another one.
+func linkGone(link *resolvedJournal, log *zap.Logger) bool {
+	name := interfaceNameOf(link.Index)
+	if name == link.Interface {
+		return false
+	}
+	log.Info("systemd-resolved: link is gone; nothing to revert",
+		zap.String("link", link.Interface), zap.Int("index", link.Index), zap.String("index_now", name))
+	return true
+}
+
 // repairResolved reverts a link left configured by a run that did not stop
-// cleanly. When resolved cannot be reached it is not running, and a resolved
-// that starts afresh holds no per-link settings: the journal is then done.
+// cleanly. The journal goes only once nothing is left to revert: the link is
+// gone, or reverted, or resolved is not running (no system bus, or no
+// resolved on it), since a resolved that starts afresh holds no per-link
+// settings. Any other failure (the agent out of descriptors, a bus that
+// refuses it) keeps the journal and fails the start.
 func repairResolved(dial func() (*dbus.Conn, error), stateDir string, log *zap.Logger) error {
 	j, err := newJournal(stateDir, resolvedJournalName)
 	if err != nil {
@@ -338,16 +354,34 @@ func repairResolved(dial func() (*dbus.Conn, error), stateDir string, log *zap.L
 	}
 	log.Warn("reverting the systemd-resolved link left by a previous run that did not stop cleanly",
 		zap.String("link", link.Interface), zap.Int("index", link.Index))
+	if linkGone(&link, log) {
+		return j.clear()
+	}
 	conn, err := dial()
 	if err != nil {
-		log.Warn("systemd-resolved is not reachable, so it holds no settings of the previous run", zap.Error(err))
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("repairing systemd-resolved from journal %s: %w", j.path, err)
+		}
+		log.Warn("the system bus is not running, so systemd-resolved holds no settings of the previous run",
+			zap.Error(err))
 		return j.clear()
 	}
 	defer conn.Close()
 	if err := revertResolvedLink(conn, &link, log); err != nil {
-		return fmt.Errorf("repairing systemd-resolved from journal %s: %w", j.path, err)
+		if !resolvedAbsent(err) {
+			return fmt.Errorf("repairing systemd-resolved from journal %s: %w", j.path, err)
+		}
+		log.Warn("systemd-resolved is not running, so it holds no settings of the previous run", zap.Error(err))
 	}
 	return j.clear()
+}
+
+// resolvedAbsent reports whether err says that no one owns resolved's bus
+// name.
+func resolvedAbsent(err error) bool {
+	var derr dbus.Error
+	return errors.As(err, &derr) && (derr.Name == "org.freedesktop.DBus.Error.ServiceUnknown" ||
+		derr.Name == "org.freedesktop.DBus.Error.NameHasNoOwner")
 }
 
 // Upstreams implements DNSConfigurator: resolved's DNS servers, global and

@@ -3,6 +3,7 @@ package platform
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,6 +86,7 @@ type fakeResolved struct {
 	fallback     []fakeServer   // FallbackDNSEx
 	old          bool           // resolved before 240: no SetLinkDefaultRoute, no SetLinkDNSOverTLS
 	defaultRoute map[int32]bool // per link; absent: the link has no object
+	failOnce     string         // a method that fails the next time it is called
 }
 
 type fakeServer struct {
@@ -128,12 +131,23 @@ func (f *fakeResolved) SetLinkDNS(idx int32, servers []resolvedServer) *dbus.Err
 		s = append(s, fmt.Sprintf("%d/%s", srv.Family, a))
 	}
 	f.record("SetLinkDNS %d %v", idx, s)
-	return nil
+	return f.fails("SetLinkDNS")
 }
 
 func (f *fakeResolved) SetLinkDomains(idx int32, domains []resolvedDomain) *dbus.Error {
 	f.record("SetLinkDomains %d %v", idx, domains)
-	return nil
+	return f.fails("SetLinkDomains")
+}
+
+// fails is the error of method when it is to fail this time.
+func (f *fakeResolved) fails(method string) *dbus.Error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failOnce != method {
+		return nil
+	}
+	f.failOnce = ""
+	return dbus.MakeFailedError(fmt.Errorf("%s failed", method))
 }
 
 func (f *fakeResolved) SetLinkDefaultRoute(idx int32, on bool) *dbus.Error {
@@ -414,12 +428,14 @@ func TestResolvedCrashRepair(t *testing.T) {
 		})
 	}
 
-	t.Run("resolved not running", func(t *testing.T) {
+	t.Run("no system bus", func(t *testing.T) {
 		j, _ := newJournal(stateDir, resolvedJournalName)
 		if err := j.write(resolvedJournal{Version: 1, Intent: "set", Interface: "lo", Index: 1}); err != nil {
 			t.Fatal(err)
 		}
-		noBus := func() (*dbus.Conn, error) { return nil, fmt.Errorf("no bus") }
+		noBus := func() (*dbus.Conn, error) {
+			return nil, &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", syscall.ENOENT)}
+		}
 		d, err := newLinuxDNS(resolvConf, stateDir, log, noBus)
 		if err != nil {
 			t.Fatal(err)
@@ -431,6 +447,85 @@ func TestResolvedCrashRepair(t *testing.T) {
 			t.Errorf("journal after repair: %v, want none", err)
 		}
 	})
+}
+
+// TestResolvedRepairKeepsJournalUntilReverted: the journal of a crashed run
+// goes only once nothing is left to revert. A bus that refuses the agent
+// (out of descriptors) says nothing about resolved: the start fails with the
+// journal kept, and the next start reverts the link. No resolved on the bus
+// is a resolved that holds nothing.
+func TestResolvedRepairKeepsJournalUntilReverted(t *testing.T) {
+	addr := startTestBus(t)
+	resolvConf, stateDir := resolvedSystem(t)
+	f := &fakeResolved{journal: filepath.Join(stateDir, resolvedJournalName)}
+	serveFakeResolved(t, addr, f)
+	log := zaptest.NewLogger(t)
+	entry := resolvedJournal{Version: 1, Intent: "set", Interface: "lo", Index: 1}
+	j, _ := newJournal(stateDir, resolvedJournalName)
+	if err := j.write(entry); err != nil {
+		t.Fatal(err)
+	}
+	refused := func() (*dbus.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("socket", syscall.EMFILE)}
+	}
+	if _, err := newLinuxDNS(resolvConf, stateDir, log, refused); err == nil {
+		t.Fatal("start succeeded without reverting the link or reaching the bus")
+	}
+	if _, err := os.Stat(f.journal); err != nil {
+		t.Fatalf("journal after a failed repair: %v, want it kept", err)
+	}
+	if _, err := newLinuxDNS(resolvConf, stateDir, log, dialer(addr)); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f, "RevertLink 1")
+	if _, err := os.Stat(f.journal); !os.IsNotExist(err) {
+		t.Errorf("journal after the repair: %v, want none", err)
+	}
+
+	empty := startTestBus(t) // a bus without resolved
+	if err := j.write(entry); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newLinuxDNS(resolvConf, stateDir, log, dialer(empty)); err != nil {
+		t.Fatalf("start with no resolved on the bus: %v", err)
+	}
+	if _, err := os.Stat(f.journal); !os.IsNotExist(err) {
+		t.Errorf("journal with no resolved on the bus: %v, want none", err)
+	}
+}
+
+// TestResolvedFailedSetKeepsIntent: when resolved fails part-way through a
+// Set, the configurator still knows the link and the configuration it was
+// setting: a resync (resolved restarted) applies that configuration, not an
+// empty one that would send every name to a link without servers, and
+// Restore reverts the link.
+func TestResolvedFailedSetKeepsIntent(t *testing.T) {
+	addr := startTestBus(t)
+	resolvConf, stateDir := resolvedSystem(t)
+	f := &fakeResolved{journal: filepath.Join(stateDir, resolvedJournalName), failOnce: "SetLinkDomains"}
+	serveFakeResolved(t, addr, f)
+	d, err := newLinuxDNS(resolvConf, stateDir, zaptest.NewLogger(t), dialer(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, ok := d.(*resolvedDNS)
+	if !ok {
+		t.Fatalf("mode %q, want systemd-resolved", d.Mode())
+	}
+	if err := d.Set(DNSConfig{Servers: agentV4, Domains: []string{"corp.example"}, Interface: "lo"}); err == nil {
+		t.Fatal("Set succeeded though SetLinkDomains failed")
+	}
+	f.takeCalls()
+	rd.resync()
+	wantCalls(t, f, "SetLinkDNS 1 [2/100.64.0.53]", "SetLinkDomains 1 [~corp.example]", "SetLinkDefaultRoute 1 false",
+		"SetLinkLLMNR 1 no", "SetLinkMulticastDNS 1 no", "SetLinkDNSSEC 1 no", "SetLinkDNSOverTLS 1 no")
+	if up, err := d.Upstreams(); err != nil || slices.Contains(up, netip.AddrPortFrom(agentV4[0], 53)) {
+		t.Errorf("Upstreams = %v, %v: must not include the agent", up, err)
+	}
+	if err := d.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f, "RevertLink 1")
 }
 
 func TestLinuxDNSModeSelection(t *testing.T) {
