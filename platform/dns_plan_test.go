@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 
 	"go.uber.org/zap/zaptest"
@@ -229,6 +230,34 @@ func TestResolverDirSetRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantDir(t, dir, map[string]bool{"apps.example": false, "other.example": false})
+}
+
+// A failed read of another program's file (out of descriptors, say) must not
+// be taken as "no original": Set fails and leaves the file alone, where it used
+// to write over it and let Restore delete it.
+func TestResolverDirFailedReadKeepsOriginal(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "resolver")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	theirs := "nameserver 10.9.9.9\n"
+	writeFileT(t, filepath.Join(dir, "corp.example"), theirs, 0o644)
+	scutil := func() ([]byte, error) { return []byte(scutilSample), nil }
+	r, err := newResolverDirDNS(dir, t.TempDir(), zaptest.NewLogger(t), scutil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.readFile = func(string) ([]byte, error) { return nil, syscall.EMFILE }
+	if err := r.Set(DNSConfig{Servers: agentV4, Domains: []string{"corp.example"}}); !errors.Is(err, syscall.EMFILE) {
+		t.Fatalf("Set with a failing read = %v, want EMFILE", err)
+	}
+	r.readFile = os.ReadFile
+	if err := r.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "corp.example")); string(b) != theirs {
+		t.Errorf("corp.example = %q, want the other program's file untouched", b)
+	}
 }
 
 // wantDir checks that dir holds exactly the files named, true for the agent's.

@@ -44,6 +44,8 @@ type resolverDirDNS struct {
 	log     *zap.Logger
 	journal journal
 	scutil  func() ([]byte, error) // `scutil --dns` output
+	// readFile reads an original before it is replaced; a seam for tests.
+	readFile func(string) ([]byte, error)
 
 	mu    sync.Mutex
 	entry *resolverDirJournal // non-nil while the agent has files in dir
@@ -58,7 +60,7 @@ func newResolverDirDNS(dir, stateDir string, log *zap.Logger, scutil func() ([]b
 	if err != nil {
 		return nil, err
 	}
-	r := &resolverDirDNS{dir: dir, log: log.Named("dns"), journal: j, scutil: scutil}
+	r := &resolverDirDNS{dir: dir, log: log.Named("dns"), journal: j, scutil: scutil, readFile: os.ReadFile}
 	if err := r.repair(); err != nil {
 		return nil, err
 	}
@@ -122,7 +124,11 @@ func (r *resolverDirDNS) Set(cfg DNSConfig) error {
 	}
 	for _, f := range plan.ResolverFiles {
 		if !slices.ContainsFunc(entry.Files, func(j resolverJournalFile) bool { return j.Name == f.Name }) {
-			entry.Files = append(entry.Files, r.snapshot(f.Name))
+			jf, err := r.snapshot(f.Name)
+			if err != nil {
+				return fmt.Errorf("resolver files: %w", err)
+			}
+			entry.Files = append(entry.Files, jf)
 		}
 	}
 	if err := r.journal.write(entry); err != nil {
@@ -161,13 +167,21 @@ func (r *resolverDirDNS) Set(cfg DNSConfig) error {
 }
 
 // snapshot records what is at dir/name before the agent writes it. A file
-// already carrying the agent's marker is a leftover, not an original.
-func (r *resolverDirDNS) snapshot(name string) resolverJournalFile {
-	b, err := os.ReadFile(filepath.Join(r.dir, name))
-	if err != nil || isResolverFileOurs(b) {
-		return resolverJournalFile{Name: name}
+// already carrying the agent's marker is a leftover, not an original. Only
+// "no such file" means there is no original: any other read error (out of
+// descriptors, say) fails, since recording "none" would make Restore delete
+// another program's file.
+func (r *resolverDirDNS) snapshot(name string) (resolverJournalFile, error) {
+	b, err := r.readFile(filepath.Join(r.dir, name))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return resolverJournalFile{Name: name}, nil
+	case err != nil:
+		return resolverJournalFile{}, err
+	case isResolverFileOurs(b):
+		return resolverJournalFile{Name: name}, nil
 	}
-	return resolverJournalFile{Name: name, Existed: true, Original: b}
+	return resolverJournalFile{Name: name, Existed: true, Original: b}, nil
 }
 
 // restoreFiles puts back each file: the original where there was one, else
