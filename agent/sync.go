@@ -13,7 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ztagent/ztagent/enroll"
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 	"github.com/ztagent/ztagent/steering"
 )
 
@@ -79,7 +79,7 @@ func (a *Agent) loadConfig() (*cachedConfig, error) {
 func (a *Agent) saveConfig(cfg *enroll.AgentConfig, etag string) {
 	b, err := json.MarshalIndent(cachedConfig{ETag: etag, Fetched: time.Now(), Config: cfg}, "", "  ")
 	if err == nil {
-		err = platform.WriteFileAtomic(filepath.Join(a.whom().dir, configFile), b, 0o600)
+		err = atomicfile.Write(filepath.Join(a.whom().dir, configFile), b, 0o600)
 	}
 	if err != nil {
 		a.log.Warn("cannot cache config", zap.Error(err))

@@ -19,7 +19,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
 // CA is the tenant's certificate authority. Its key signs device, publisher and
@@ -72,7 +72,7 @@ func LoadOrCreateCA(dir string) (*CA, error) {
 		return nil, fmt.Errorf("tenant CA %s: %w (restore it from backup; deleting it invalidates every enrolled device)", keyPath, err)
 	}
 	// The public copy is derived, so rewriting it every start repairs it.
-	if err := platform.WriteFileAtomic(filepath.Join(dir, caCertFile), ca.certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, caCertFile), ca.certPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("tenant CA: %w", err)
 	}
 	return ca, nil
@@ -133,7 +133,7 @@ func createExclusive(path string, data []byte, perm os.FileMode) error {
 		if errors.Is(err, fs.ErrExist) {
 			err = nil
 		} else if err == nil {
-			syncDir(filepath.Dir(path))
+			atomicfile.SyncDir(filepath.Dir(path))
 		}
 	}
 	if err != nil {

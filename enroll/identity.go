@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
 // Identity is an enrolled device: who it is, where its tenant is, its key and
@@ -114,11 +114,11 @@ func (id *Identity) Save(stateDir string) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("save identity: %w", err)
 	}
-	if err := platform.WriteFileAtomic(filepath.Join(stateDir, identityFile), data, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(stateDir, identityFile), data, 0o600); err != nil {
 		return err
 	}
 	// A crash here leaves the older last-good copy; the next load refreshes it.
-	return platform.WriteFileAtomic(filepath.Join(stateDir, identityGoodFile), data, 0o600)
+	return atomicfile.Write(filepath.Join(stateDir, identityGoodFile), data, 0o600)
 }
 
 // LoadIdentity reads the identity from stateDir. With no identity it returns
@@ -146,7 +146,7 @@ func LoadIdentity(stateDir string) (*Identity, error) {
 	if why == "" {
 		if good, err := os.ReadFile(goodPath); err != nil || !bytes.Equal(good, data) {
 			// Best effort: a failure leaves the older copy, still a good one.
-			platform.WriteFileAtomic(goodPath, data, 0o600)
+			atomicfile.Write(goodPath, data, 0o600)
 		}
 		return id, nil
 	}
@@ -158,7 +158,7 @@ func LoadIdentity(stateDir string) (*Identity, error) {
 	if gwhy != "" {
 		return nil, fmt.Errorf("%w: %s %s and its last good copy %s; enroll again to replace it", ErrCorruptIdentity, path, why, gwhy)
 	}
-	if err := platform.WriteFileAtomic(path, good, 0o600); err != nil {
+	if err := atomicfile.Write(path, good, 0o600); err != nil {
 		return nil, fmt.Errorf("%w: %s %s and restoring the last good copy failed: %v", ErrCorruptIdentity, path, why, err)
 	}
 	id.Recovered = path + " " + why + "; restored from " + identityGoodFile

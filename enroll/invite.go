@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
 // Email invitations. An administrator invites a user by giving them a one-time
@@ -160,7 +160,7 @@ func (s *inviteStore) saveLocked() error {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return err
 	}
-	return platform.WriteFileAtomic(s.path, data, 0o600)
+	return atomicfile.Write(s.path, data, 0o600)
 }
 
 var errInviteState = &apiError{Status: http.StatusServiceUnavailable, Reason: ReasonInternal,

@@ -10,7 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
 // paramsFile holds the install parameters in the state directory, so that the
@@ -34,7 +34,7 @@ func SaveParams(stateDir string, p Params) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("save parameters: %w", err)
 	}
-	return platform.WriteFileAtomic(filepath.Join(stateDir, paramsFile), data, 0o600)
+	return atomicfile.Write(filepath.Join(stateDir, paramsFile), data, 0o600)
 }
 
 // LoadParams reads the parameters SaveParams wrote; none saved is a zero

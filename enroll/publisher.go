@@ -16,7 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
 // PublisherEnrollment is what a publisher needs to enroll.
@@ -138,7 +138,7 @@ func (p *EnrolledPublisher) save(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("save publisher identity: %w", err)
 	}
-	return platform.WriteFileAtomic(filepath.Join(dir, publisherFile), data, 0o600)
+	return atomicfile.Write(filepath.Join(dir, publisherFile), data, 0o600)
 }
 
 func loadPublisher(path string) (*EnrolledPublisher, error) {

@@ -22,7 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/ztagent/ztagent/enroll"
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
@@ -98,7 +98,7 @@ func serve(ctx context.Context, f serveFlags, roles map[string]bool, log *zap.Lo
 		return err
 	}
 	// Publish the CA certificate for administrators to distribute (cacert=).
-	if err := platform.WriteFileAtomic(filepath.Join(f.state, "ca.pem"), ca.CertPEM(), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(f.state, "ca.pem"), ca.CertPEM(), 0o644); err != nil {
 		return err
 	}
 	names := strings.Split(f.names, ",")
