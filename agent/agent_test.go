@@ -28,6 +28,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
+	"github.com/ztagent/ztagent/cloud/pop"
 	"github.com/ztagent/ztagent/enroll"
 	"github.com/ztagent/ztagent/platform"
 	"github.com/ztagent/ztagent/platform/platformtest"
@@ -81,7 +82,7 @@ policy:
 // testCloud is an in-process tenant API and PoP on loopback.
 type testCloud struct {
 	api    *httptest.Server
-	pop    *l7.PoP
+	pop    *pop.PoP
 	caFile string
 }
 
@@ -108,7 +109,7 @@ func startCloud(t *testing.T) *testCloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pop := l7.NewPoP(l7.PoPConfig{
+	pop := pop.NewPoP(pop.PoPConfig{
 		TLS: &tls.Config{Certificates: []tls.Certificate{popCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()},
 		Authorize: func(peer *x509.Certificate, tg l7.Target) ([]string, error) {
 			p, err := enroll.PeerIdentity(peer)

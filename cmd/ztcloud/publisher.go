@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/ztagent/ztagent/cloud/publisher"
 	"github.com/ztagent/ztagent/enroll"
-	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 // cmdPublisher runs a standalone publisher: it enrolls with the tenant API by
@@ -66,7 +66,7 @@ func cmdPublisher(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	p := l7.NewPublisher(l7.PublisherConfig{
+	p := publisher.NewPublisher(publisher.PublisherConfig{
 		Name:     *name,
 		PoPAddr:  pub.PoP.Address,
 		TLS:      publisherTLS(pub.Cert, pub.Roots, pub.PoP.ServerName),
@@ -97,7 +97,7 @@ func inProcessPublishers(f serveFlags, ca *enroll.CA, t *enroll.Tenant, log *zap
 			if err != nil {
 				return err
 			}
-			pub := l7.NewPublisher(l7.PublisherConfig{
+			pub := publisher.NewPublisher(publisher.PublisherConfig{
 				Name:     p.Name,
 				PoPAddr:  t.PoP.Address,
 				TLS:      publisherTLS(cert, ca.Pool(), t.PoP.ServerName),

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/ztagent/ztagent/cloud/pop"
 	"github.com/ztagent/ztagent/enroll"
 	"github.com/ztagent/ztagent/platform/atomicfile"
 	"github.com/ztagent/ztagent/tunnel/l7"
@@ -215,7 +216,7 @@ func popRole(f serveFlags, ca *enroll.CA, names []string, tenant func() *enroll.
 	if err != nil {
 		return nil, err
 	}
-	pop := l7.NewPoP(l7.PoPConfig{
+	pop := pop.NewPoP(pop.PoPConfig{
 		TLS: &tls.Config{
 			MinVersion:   tls.VersionTLS13,
 			Certificates: []tls.Certificate{cert},

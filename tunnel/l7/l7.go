@@ -55,20 +55,20 @@ const (
 	streamWindow      = 16 << 20
 	connWindow        = 64 << 20
 	copyBufferSize    = 256 << 10
-	smallCopyBuffer   = 8 << 10   // while a flow is idle or trickling; see copyFlush
+	smallCopyBuffer   = 8 << 10   // while a flow is idle or trickling; see CopyFlush
 	dialReadBuffer    = 256 << 10 // under TLS, per dialed connection (agent, publisher)
 	acceptReadBuffer  = 64 << 10  // under TLS, per connection the PoP accepts (many)
 	maxStreamsPerConn = 10000
 
 	// Keepalives detect a dead peer on an idle connection (NAT timeouts, a laptop
-	// resuming from sleep): a PING after readIdle of silence, and the connection is
+	// resuming from sleep): a PING after ReadIdle of silence, and the connection is
 	// closed if no answer comes within pingTimeout.
-	readIdle    = 15 * time.Second
+	ReadIdle    = 15 * time.Second
 	pingTimeout = 10 * time.Second
 
-	handshakeTimeout   = 10 * time.Second
-	defaultDialTimeout = 10 * time.Second
-	defaultOpenTimeout = 30 * time.Second
+	HandshakeTimeout   = 10 * time.Second
+	DefaultDialTimeout = 10 * time.Second
+	DefaultOpenTimeout = 30 * time.Second
 	defaultRetryMin    = 500 * time.Millisecond
 	defaultRetryMax    = 30 * time.Second
 )
@@ -127,8 +127,8 @@ func (e *RefusedError) Error() string {
 // Is reports whether target is ErrRefused.
 func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 
-// parseTarget reads the target of a CONNECT request on the serving side.
-func parseTarget(r *http.Request) (Target, error) {
+// ParseTarget reads the target of a CONNECT request on the serving side.
+func ParseTarget(r *http.Request) (Target, error) {
 	host, port, err := net.SplitHostPort(r.Host)
 	if err != nil {
 		return Target{}, fmt.Errorf("bad authority %q: %w", r.Host, err)
@@ -143,15 +143,15 @@ func parseTarget(r *http.Request) (Target, error) {
 	return Target{Host: host, Port: uint16(p), AppID: r.Header.Get(HeaderApp)}, nil
 }
 
-// isConnect reports whether r is a classic CONNECT (not an extended CONNECT, which
+// IsConnect reports whether r is a classic CONNECT (not an extended CONNECT, which
 // carries a :protocol pseudo-header and is reserved for datagram flows).
-func isConnect(r *http.Request) bool {
+func IsConnect(r *http.Request) bool {
 	return r.Method == http.MethodConnect && r.Header.Get(":protocol") == ""
 }
 
-// refuse answers a stream with a status and a reason the client turns into a
+// Refuse answers a stream with a status and a reason the client turns into a
 // RefusedError.
-func refuse(w http.ResponseWriter, status int, reason string) {
+func Refuse(w http.ResponseWriter, status int, reason string) {
 	if reason != "" {
 		w.Header().Set(HeaderReason, sanitizeReason(reason))
 	}

@@ -1,4 +1,4 @@
-package l7
+package pop
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 // packQuery is a query for name and qtype with ID id.
@@ -189,7 +191,7 @@ func TestResolveDNSRefused(t *testing.T) {
 		{"no publisher online", appOffline, packQuery(t, "echo.corp.test.", dns.TypeA, 0), http.StatusServiceUnavailable, "no publisher of app offline is online"},
 		{"garbage", appEcho, bytes.Repeat([]byte{0xff}, 40), http.StatusBadRequest, "malformed DNS query"},
 		{"two questions", appEcho, twoQ, http.StatusBadRequest, "DNS query with 2 questions, want 1"},
-		{"no question", appEcho, make([]byte, dnsHeaderLen), http.StatusBadRequest, "DNS query with 0 questions, want 1"},
+		{"no question", appEcho, make([]byte, l7.DNSHeaderLen), http.StatusBadRequest, "DNS query with 0 questions, want 1"},
 		{"a response", appEcho, resp, http.StatusBadRequest, "DNS message is a response"},
 	}
 	for _, tt := range tests {
@@ -202,8 +204,8 @@ func TestResolveDNSRefused(t *testing.T) {
 
 func wantRefused(t *testing.T, err error, status int, reason string) {
 	t.Helper()
-	var re *RefusedError
-	if !errors.As(err, &re) || !errors.Is(err, ErrRefused) {
+	var re *l7.RefusedError
+	if !errors.As(err, &re) || !errors.Is(err, l7.ErrRefused) {
 		t.Fatalf("ResolveDNS: %v (%T), want *RefusedError", err, err)
 	}
 	if re.Status != status || !strings.Contains(re.Reason, reason) {
@@ -263,29 +265,29 @@ func TestDoHRequests(t *testing.T) {
 		status int
 	}{
 		{"ok", func(*http.Request) {}, http.StatusOK},
-		{"content type with parameters", func(r *http.Request) { r.Header.Set("Content-Type", DNSMediaType+"; charset=binary") }, http.StatusOK},
-		{"no app", func(r *http.Request) { r.Header.Del(HeaderApp) }, http.StatusBadRequest},
+		{"content type with parameters", func(r *http.Request) { r.Header.Set("Content-Type", l7.DNSMediaType+"; charset=binary") }, http.StatusOK},
+		{"no app", func(r *http.Request) { r.Header.Del(l7.HeaderApp) }, http.StatusBadRequest},
 		{"wrong content type", func(r *http.Request) { r.Header.Set("Content-Type", "text/plain") }, http.StatusUnsupportedMediaType},
 		{"oversized, streamed", func(r *http.Request) {
-			r.Body, r.ContentLength = nopCloser{bytes.NewReader(make([]byte, maxDNSMessage+1))}, -1
+			r.Body, r.ContentLength = nopCloser{bytes.NewReader(make([]byte, l7.MaxDNSMessage+1))}, -1
 		}, http.StatusRequestEntityTooLarge},
 		{"oversized, declared", func(r *http.Request) {
-			r.Body, r.ContentLength = nopCloser{bytes.NewReader(make([]byte, maxDNSMessage+1))}, maxDNSMessage+1
+			r.Body, r.ContentLength = nopCloser{bytes.NewReader(make([]byte, l7.MaxDNSMessage+1))}, l7.MaxDNSMessage+1
 		}, http.StatusRequestEntityTooLarge},
 		{"streamed", func(r *http.Request) { r.Body, r.ContentLength = nopCloser{bytes.NewReader(query)}, -1 }, http.StatusOK},
 		{"GET", func(r *http.Request) { r.Method, r.Body, r.ContentLength = http.MethodGet, nil, 0 }, http.StatusMethodNotAllowed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := newDNSRequest(context.Background(), l.popAddr, appEcho, query)
+			req := l7.NewDNSRequest(context.Background(), l.popAddr, appEcho, query)
 			tt.mutate(req)
-			resp, err := l.client.cur.Load().cc.RoundTrip(req)
+			resp, err := l.rawConn().RoundTrip(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
 			if resp.StatusCode != tt.status {
-				t.Fatalf("%s (%s), want %d", resp.Status, resp.Header.Get(HeaderReason), tt.status)
+				t.Fatalf("%s (%s), want %d", resp.Status, resp.Header.Get(l7.HeaderReason), tt.status)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package l7
+package pop
 
 import (
 	"context"
@@ -15,6 +15,10 @@ import (
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/net/http2"
+
+	"github.com/ztagent/ztagent/cloud/publisher"
+	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 // Apps of the test tenant.
@@ -34,7 +38,7 @@ type lab struct {
 	popAddr string
 	pop     *PoP
 	popDone chan error
-	client  *Client
+	client  *l7.Client
 	dnsAddr string
 
 	openTimeout  time.Duration
@@ -68,7 +72,7 @@ func newLab(t testing.TB, opts labOptions) *lab {
 	t.Cleanup(l.stopPoP)
 
 	l.startPublisher("pub-1", opts.pubDialTimeout)
-	l.client = NewClient(ClientConfig{
+	l.client = l7.NewClient(l7.ClientConfig{
 		Addr: l.popAddr, TLS: l.ca.peerTLS(t, "device-1"), Log: l.log,
 		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
 	})
@@ -78,7 +82,7 @@ func newLab(t testing.TB, opts labOptions) *lab {
 	return l
 }
 
-func (l *lab) authorize(peer *x509.Certificate, t Target) ([]string, error) {
+func (l *lab) authorize(peer *x509.Certificate, t l7.Target) ([]string, error) {
 	if peer.Subject.CommonName != "device-1" {
 		return nil, errors.New("unknown device")
 	}
@@ -98,7 +102,7 @@ func (l *lab) authorizeDNS(peer *x509.Certificate, appID, qname string) ([]strin
 	if !strings.HasSuffix(qname, ".corp.test.") {
 		return nil, errors.New("name " + qname + " is not in app " + appID)
 	}
-	return l.authorize(peer, Target{Host: qname, Port: 53, AppID: appID})
+	return l.authorize(peer, l7.Target{Host: qname, Port: 53, AppID: appID})
 }
 
 func (l *lab) startPoP(ln net.Listener) {
@@ -129,7 +133,7 @@ func (l *lab) stopPoP() {
 
 // startPublisher runs a publisher until the returned stop (or the test's cleanup).
 func (l *lab) startPublisher(name string, dialTimeout time.Duration) (stop func()) {
-	pub := NewPublisher(PublisherConfig{
+	pub := publisher.NewPublisher(publisher.PublisherConfig{
 		Name: name, PoPAddr: l.popAddr, TLS: l.ca.peerTLS(l.t, name), Resolver: l.dnsAddr,
 		DialTimeout: dialTimeout, Log: l.log,
 		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
@@ -154,11 +158,31 @@ func (l *lab) startPublisher(name string, dialTimeout time.Duration) (stop func(
 func (l *lab) waitReady() {
 	l.t.Helper()
 	eventually(l.t, "client connected and publisher online", func() bool {
-		if l.client.Status().State != StateConnected {
+		if l.client.Status().State != l7.StateConnected {
 			return false
 		}
 		return l.pop.pick(appEcho, []string{"pub-1"}) != nil
 	})
+}
+
+// rawConn dials the PoP as device-1 with the client's TLS and HTTP/2 settings
+// and returns the connection, for requests the Client never sends; it is
+// closed by the test's cleanup.
+func (l *lab) rawConn() *http2.ClientConn {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := l7.DialTLS(ctx, nil, l.popAddr, l7.ClientTLS(l.ca.peerTLS(l.t, "device-1"), l.popAddr, l7.ALPNClient))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cc, err := l7.NewH2Transport().NewClientConn(conn)
+	if err != nil {
+		conn.Close()
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { cc.Close() })
+	return cc
 }
 
 // eventually polls cond until it holds; a test that never gets there fails by

@@ -1,4 +1,4 @@
-package l7
+package pop
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 func TestMain(m *testing.M) {
@@ -28,7 +30,7 @@ type closeWriter interface {
 	CloseWrite() error
 }
 
-func open(t *testing.T, l *lab, target Target) closeWriter {
+func open(t *testing.T, l *lab, target l7.Target) closeWriter {
 	t.Helper()
 	c, err := l.client.Open(context.Background(), target)
 	if err != nil {
@@ -43,7 +45,7 @@ func open(t *testing.T, l *lab, target Target) closeWriter {
 func TestLargeTransfer(t *testing.T) {
 	l := newLab(t, labOptions{})
 	port := startServer(t, echo)
-	c := open(t, l, Target{Host: "echo.corp.test", Port: port, AppID: appEcho})
+	c := open(t, l, l7.Target{Host: "echo.corp.test", Port: port, AppID: appEcho})
 
 	const size = 32 << 20
 	data := make([]byte, size)
@@ -91,7 +93,7 @@ func TestHalfClose(t *testing.T) {
 		}
 		fmt.Fprintf(c, "got %d bytes: %s", len(req), req)
 	})
-	c := open(t, l, Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
+	c := open(t, l, l7.Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
 	if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -112,14 +114,14 @@ func TestRefused(t *testing.T) {
 	echoPort := startServer(t, echo)
 	tests := []struct {
 		name   string
-		target Target
+		target l7.Target
 		status int
 		reason string
 	}{
-		{"policy denies", Target{Host: "echo.corp.test", Port: echoPort, AppID: appDenied}, http.StatusForbidden, "user is not allowed to reach app denied"},
-		{"no publisher online", Target{Host: "echo.corp.test", Port: echoPort, AppID: appOffline}, http.StatusServiceUnavailable, "no publisher of app offline is online"},
-		{"connection refused", Target{Host: "127.0.0.1", Port: closedPort(t), AppID: appEcho}, http.StatusBadGateway, "connection refused"},
-		{"unknown host", Target{Host: "nope.corp.test", Port: echoPort, AppID: appEcho}, http.StatusBadGateway, "resolve nope.corp.test: no such host"},
+		{"policy denies", l7.Target{Host: "echo.corp.test", Port: echoPort, AppID: appDenied}, http.StatusForbidden, "user is not allowed to reach app denied"},
+		{"no publisher online", l7.Target{Host: "echo.corp.test", Port: echoPort, AppID: appOffline}, http.StatusServiceUnavailable, "no publisher of app offline is online"},
+		{"connection refused", l7.Target{Host: "127.0.0.1", Port: closedPort(t), AppID: appEcho}, http.StatusBadGateway, "connection refused"},
+		{"unknown host", l7.Target{Host: "nope.corp.test", Port: echoPort, AppID: appEcho}, http.StatusBadGateway, "resolve nope.corp.test: no such host"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,8 +130,8 @@ func TestRefused(t *testing.T) {
 				c.Close()
 				t.Fatal("Open succeeded, want refusal")
 			}
-			var re *RefusedError
-			if !errors.As(err, &re) || !errors.Is(err, ErrRefused) {
+			var re *l7.RefusedError
+			if !errors.As(err, &re) || !errors.Is(err, l7.ErrRefused) {
 				t.Fatalf("Open: %v (%T), want *RefusedError", err, err)
 			}
 			if re.Status != tt.status || !bytes.Contains([]byte(re.Reason), []byte(tt.reason)) {
@@ -162,8 +164,8 @@ func TestTimeouts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.opts.dnsServer = silent.LocalAddr().String()
 			l := newLab(t, tt.opts)
-			_, err = l.client.Open(context.Background(), Target{Host: "echo.corp.test", Port: 80, AppID: appEcho})
-			var re *RefusedError
+			_, err = l.client.Open(context.Background(), l7.Target{Host: "echo.corp.test", Port: 80, AppID: appEcho})
+			var re *l7.RefusedError
 			if !errors.As(err, &re) || re.Status != http.StatusGatewayTimeout || re.Reason != tt.reason {
 				t.Fatalf("Open: %v, want 504 %q", err, tt.reason)
 			}
@@ -179,7 +181,7 @@ func TestUnsupportedMethod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := l.client.cur.Load().cc.RoundTrip(req)
+	resp, err := l.rawConn().RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +200,7 @@ func TestResets(t *testing.T) {
 			io.ReadFull(c, make([]byte, 5))
 			c.SetLinger(0)
 		})
-		c := open(t, l, Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
+		c := open(t, l, l7.Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
 		io.WriteString(c, "hello")
 		if _, err := io.ReadAll(c); err == nil {
 			t.Fatal("read ended cleanly after the target reset, want an error")
@@ -211,7 +213,7 @@ func TestResets(t *testing.T) {
 			_, err := c.Read(make([]byte, 1))
 			gone <- err
 		})
-		c := open(t, l, Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
+		c := open(t, l, l7.Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
 		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +235,7 @@ func TestConcurrentStreams(t *testing.T) {
 	const streams, size = 300, 16 << 10
 	conns := make([]closeWriter, streams)
 	for i := range conns {
-		conns[i] = open(t, l, Target{Host: "echo.corp.test", Port: port, AppID: appEcho})
+		conns[i] = open(t, l, l7.Target{Host: "echo.corp.test", Port: port, AppID: appEcho})
 	}
 	if got := l.client.Status().Streams; got != streams {
 		t.Errorf("Status().Streams = %d, want %d", got, streams)
@@ -256,7 +258,7 @@ func TestConcurrentStreams(t *testing.T) {
 	}
 }
 
-func roundTrip(cl *Client, target Target, size int, fill byte) error {
+func roundTrip(cl *l7.Client, target l7.Target, size int, fill byte) error {
 	c, err := cl.Open(context.Background(), target)
 	if err != nil {
 		return err
@@ -291,15 +293,15 @@ func echoThrough(c closeWriter, size int, fill byte) error {
 func TestReconnect(t *testing.T) {
 	l := newLab(t, labOptions{})
 	port := startServer(t, echo)
-	target := Target{Host: "echo.corp.test", Port: port, AppID: appEcho}
+	target := l7.Target{Host: "echo.corp.test", Port: port, AppID: appEcho}
 	c := open(t, l, target)
 
 	l.stopPoP()
 	if _, err := io.ReadAll(c); err == nil {
 		t.Error("stream ended cleanly when the PoP went away, want an error")
 	}
-	eventually(t, "client notices", func() bool { return l.client.Status().State != StateConnected })
-	if _, err := l.client.Open(context.Background(), target); !errors.Is(err, ErrNotConnected) {
+	eventually(t, "client notices", func() bool { return l.client.Status().State != l7.StateConnected })
+	if _, err := l.client.Open(context.Background(), target); !errors.Is(err, l7.ErrNotConnected) {
 		t.Fatalf("Open while down: %v, want ErrNotConnected", err)
 	}
 	if st := l.client.Status(); st.LastError == "" {
@@ -319,13 +321,13 @@ func TestReconnect(t *testing.T) {
 
 func TestNotConnected(t *testing.T) {
 	ca := newTestCA(t)
-	cl := NewClient(ClientConfig{Addr: fmt.Sprintf("127.0.0.1:%d", closedPort(t)), TLS: ca.peerTLS(t, "device-1")})
+	cl := l7.NewClient(l7.ClientConfig{Addr: fmt.Sprintf("127.0.0.1:%d", closedPort(t)), TLS: ca.peerTLS(t, "device-1")})
 	cl.Start()
 	defer cl.Close()
-	if _, err := cl.Open(context.Background(), Target{Host: "x", Port: 1}); !errors.Is(err, ErrNotConnected) {
+	if _, err := cl.Open(context.Background(), l7.Target{Host: "x", Port: 1}); !errors.Is(err, l7.ErrNotConnected) {
 		t.Fatalf("Open: %v, want ErrNotConnected", err)
 	}
-	eventually(t, "a failed attempt", func() bool { return cl.Status().State == StateDown })
+	eventually(t, "a failed attempt", func() bool { return cl.Status().State == l7.StateDown })
 	if st := cl.Status(); st.LastError == "" {
 		t.Errorf("status %+v has no error", st)
 	}
@@ -339,10 +341,10 @@ func TestWrongPeers(t *testing.T) {
 		other := newTestCA(t)
 		tc := other.peerTLS(t, "device-1")
 		tc.RootCAs = l.ca.pool
-		cl := NewClient(ClientConfig{Addr: l.popAddr, TLS: tc, RetryMin: time.Hour})
+		cl := l7.NewClient(l7.ClientConfig{Addr: l.popAddr, TLS: tc, RetryMin: time.Hour})
 		cl.Start()
 		defer cl.Close()
-		eventually(t, "a failed attempt", func() bool { return cl.Status().State == StateDown })
+		eventually(t, "a failed attempt", func() bool { return cl.Status().State == l7.StateDown })
 	})
 	t.Run("device as publisher", func(t *testing.T) {
 		l.startPublisher("device-1", 0) // the PoP's Publisher hook rejects it
@@ -358,7 +360,7 @@ func TestCloseIdempotent(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	l := newLab(t, labOptions{})
 	port := startServer(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
-	c := open(t, l, Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
+	c := open(t, l, l7.Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
 	// Close everything under an open stream, twice.
 	l.client.Close()
 	l.client.Close()
@@ -368,7 +370,7 @@ func TestCloseIdempotent(t *testing.T) {
 			t.Fatal("stream usable after Client.Close")
 		}
 	}
-	if st := l.client.Status(); st.State != StateClosed {
+	if st := l.client.Status(); st.State != l7.StateClosed {
 		t.Errorf("state = %q, want closed", st.State)
 	}
 	l.pop.Close()
@@ -387,7 +389,7 @@ func TestServerClosesFirst(t *testing.T) {
 	port := startServer(t, func(c *net.TCPConn) {
 		c.Write(bytes.Repeat([]byte{'z'}, size))
 	})
-	c := open(t, l, Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
+	c := open(t, l, l7.Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
 	got, err := io.ReadAll(c)
 	if err != nil || len(got) != size {
 		t.Fatalf("read %d bytes, %v; want %d bytes and EOF", len(got), err, size)
@@ -416,7 +418,7 @@ func TestRoundRobinFailover(t *testing.T) {
 	eventually(t, "pub-2 offline", func() bool { return !slices.Contains(l.pop.Online(), "pub-2") })
 	port := startServer(t, echo)
 	for i := range 4 {
-		if err := roundTrip(l.client, Target{Host: "echo.corp.test", Port: port, AppID: appHA}, 1024, byte(i)); err != nil {
+		if err := roundTrip(l.client, l7.Target{Host: "echo.corp.test", Port: port, AppID: appHA}, 1024, byte(i)); err != nil {
 			t.Fatalf("with pub-2 gone: %v", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package l7
+package pop
 
 import (
 	"context"
@@ -7,53 +7,59 @@ import (
 	"net/http"
 
 	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 // serveDNS authorizes a client's DoH query, forwards it to a publisher of its app
 // and relays the answer.
 func (p *PoP) serveDNS(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
-	q, status, err := parseDNSRequest(r)
+	q, status, err := l7.ParseDNSRequest(r)
 	if err != nil {
-		refuse(w, status, err.Error())
+		l7.Refuse(w, status, err.Error())
 		return
 	}
-	log = log.With(zap.String("qname", q.qname), zap.String("app", q.appID))
-	allowed, err := p.cfg.AuthorizeDNS(peer, q.appID, q.qname)
+	log = log.With(zap.String("qname", q.QName), zap.String("app", q.AppID))
+	allowed, err := p.cfg.AuthorizeDNS(peer, q.AppID, q.QName)
 	if err != nil {
 		log.Debug("DNS query denied", zap.Error(err))
-		refuse(w, http.StatusForbidden, err.Error())
+		l7.Refuse(w, http.StatusForbidden, err.Error())
 		return
 	}
-	pc := p.pick(q.appID, allowed)
+	pc := p.pick(q.AppID, allowed)
 	if pc == nil {
 		log.Debug("no publisher online", zap.Strings("publishers", allowed))
-		refuse(w, http.StatusServiceUnavailable, "no publisher of app "+q.appID+" is online")
+		l7.Refuse(w, http.StatusServiceUnavailable, "no publisher of app "+q.AppID+" is online")
 		return
 	}
 	answer, err := p.forwardDNS(r.Context(), pc, q)
-	var re *RefusedError
+	var re *l7.RefusedError
 	switch {
 	case errors.As(err, &re):
 		// The publisher's refusal (resolver down, timed out) is the client's.
-		refuse(w, re.Status, re.Reason)
+		l7.Refuse(w, re.Status, re.Reason)
 	case errors.Is(err, errOpenTimeout):
-		refuse(w, http.StatusGatewayTimeout, "publisher "+pc.name+": "+err.Error())
+		l7.Refuse(w, http.StatusGatewayTimeout, "publisher "+pc.name+": "+err.Error())
 	case err != nil:
 		log.Debug("publisher DNS query failed", zap.String("publisher", pc.name), zap.Error(err))
-		refuse(w, http.StatusBadGateway, "publisher "+pc.name+" unreachable")
+		l7.Refuse(w, http.StatusBadGateway, "publisher "+pc.name+" unreachable")
 	default:
-		writeDNSAnswer(w, answer)
+		l7.WriteDNSAnswer(w, answer)
 	}
 }
 
+// dohAuthority is the :authority of the PoP's requests to publishers, which
+// serve one connection each and do not look at it.
+const dohAuthority = "publisher.invalid"
+
 // forwardDNS sends q to a publisher and reads its answer, within OpenTimeout.
-func (p *PoP) forwardDNS(ctx context.Context, pc *pubConn, q dnsQuery) ([]byte, error) {
+func (p *PoP) forwardDNS(ctx context.Context, pc *pubConn, q l7.DNSQuery) ([]byte, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, p.cfg.OpenTimeout, errOpenTimeout)
 	defer cancel()
-	resp, err := pc.cc.RoundTrip(newDNSRequest(ctx, dohAuthority, q.appID, q.body))
+	resp, err := pc.cc.RoundTrip(l7.NewDNSRequest(ctx, dohAuthority, q.AppID, q.Body))
 	var answer []byte
 	if err == nil {
-		answer, err = readDNSResponse(resp)
+		answer, err = l7.ReadDNSResponse(resp)
 	}
 	if err != nil && errors.Is(context.Cause(ctx), errOpenTimeout) {
 		return nil, errOpenTimeout

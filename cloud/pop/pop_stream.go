@@ -1,4 +1,4 @@
-package l7
+package pop
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 var errOpenTimeout = errors.New("publisher did not answer in time")
@@ -56,44 +58,44 @@ func (b *handoffBody) Close() error {
 // serveConnect authorizes a client's CONNECT, opens the matching stream on a
 // publisher and relays until both ends are done.
 func (p *PoP) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
-	t, err := parseTarget(r)
+	t, err := l7.ParseTarget(r)
 	if err != nil {
-		refuse(w, http.StatusBadRequest, err.Error())
+		l7.Refuse(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	log = log.With(zap.String("target", t.Authority()), zap.String("app", t.AppID))
 	allowed, err := p.cfg.Authorize(peer, t)
 	if err != nil {
 		log.Debug("stream denied", zap.Error(err))
-		refuse(w, http.StatusForbidden, err.Error())
+		l7.Refuse(w, http.StatusForbidden, err.Error())
 		return
 	}
 	pc := p.pick(t.AppID, allowed)
 	if pc == nil {
 		log.Debug("no publisher online", zap.Strings("publishers", allowed))
-		refuse(w, http.StatusServiceUnavailable, "no publisher of app "+t.AppID+" is online")
+		l7.Refuse(w, http.StatusServiceUnavailable, "no publisher of app "+t.AppID+" is online")
 		return
 	}
 	log = log.With(zap.String("publisher", pc.name))
 	up, err := p.openUpstream(r.Context(), pc, t, r.Body)
 	switch {
 	case errors.Is(err, errOpenTimeout):
-		refuse(w, http.StatusGatewayTimeout, "publisher "+pc.name+": "+err.Error())
+		l7.Refuse(w, http.StatusGatewayTimeout, "publisher "+pc.name+": "+err.Error())
 		return
 	case err != nil:
 		log.Debug("publisher stream failed", zap.Error(err))
-		refuse(w, http.StatusBadGateway, "publisher "+pc.name+" unreachable")
+		l7.Refuse(w, http.StatusBadGateway, "publisher "+pc.name+" unreachable")
 		return
 	}
 	defer up.close()
 	if up.resp.StatusCode != http.StatusOK {
 		// The publisher's refusal (unknown host, connection refused, timeout) is the
 		// client's refusal, reason and all.
-		refuse(w, up.resp.StatusCode, up.resp.Header.Get(HeaderReason))
+		l7.Refuse(w, up.resp.StatusCode, up.resp.Header.Get(l7.HeaderReason))
 		return
 	}
 	w.WriteHeader(http.StatusOK)
-	flush := flusher(w)
+	flush := l7.Flusher(w)
 	if err := flush(); err != nil {
 		return
 	}
@@ -104,7 +106,7 @@ func (p *PoP) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509.Ce
 // openUpstream opens a CONNECT stream to t on a publisher's connection, with the
 // client's body as its body, and waits for its answer, at most OpenTimeout. The
 // stream lives as long as ctx, the client's stream.
-func (p *PoP) openUpstream(ctx context.Context, pc *pubConn, t Target, clientBody io.ReadCloser) (*upstream, error) {
+func (p *PoP) openUpstream(ctx context.Context, pc *pubConn, t l7.Target, clientBody io.ReadCloser) (*upstream, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	timer := time.AfterFunc(p.cfg.OpenTimeout, func() { cancel(errOpenTimeout) })
 	body := newHandoffBody(clientBody)
@@ -113,7 +115,7 @@ func (p *PoP) openUpstream(ctx context.Context, pc *pubConn, t Target, clientBod
 		Method:        http.MethodConnect,
 		URL:           &url.URL{Host: auth},
 		Host:          auth,
-		Header:        http.Header{HeaderApp: []string{t.AppID}},
+		Header:        http.Header{l7.HeaderApp: []string{t.AppID}},
 		Body:          body,
 		ContentLength: -1,
 	}).WithContext(ctx)
@@ -136,7 +138,7 @@ func (p *PoP) openUpstream(ctx context.Context, pc *pubConn, t Target, clientBod
 // client's bytes to the publisher. Each end of input is passed on as an END_STREAM
 // and each error as a reset, so half-closes and resets travel end to end.
 func (p *PoP) relay(w http.ResponseWriter, flush func() error, up *upstream) {
-	if err := copyFlush(w, flush, up.resp.Body); err != nil {
+	if err := l7.CopyFlush(w, flush, up.resp.Body); err != nil {
 		// The publisher reset the stream (or the client went away): reset the
 		// client's stream rather than ending it cleanly.
 		up.close()

@@ -1,4 +1,4 @@
-package l7
+package pop
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 // BenchmarkChainThroughput measures one stream's throughput through client → PoP →
@@ -16,7 +18,7 @@ import (
 // downloading from a source ("down"). Compare the MB/s and cpu-s/GB columns (the
 // whole process's CPU: client, PoP, publisher and server).
 //
-//	go test -run '^$' -bench ChainThroughput -benchtime 4s ./tunnel/l7/
+//	go test -run '^$' -bench ChainThroughput -benchtime 4s ./cloud/pop/
 func BenchmarkChainThroughput(b *testing.B) {
 	sinkPort, sourcePort := startServer(b, sink), startServer(b, source)
 	for _, dir := range []struct {
@@ -34,7 +36,7 @@ func BenchmarkChainThroughput(b *testing.B) {
 		})
 		b.Run("l7-"+dir.name, func(b *testing.B) {
 			l := newLab(b, labOptions{})
-			c, err := l.client.Open(context.Background(), Target{Host: "127.0.0.1", Port: dir.port, AppID: appEcho})
+			c, err := l.client.Open(context.Background(), l7.Target{Host: "127.0.0.1", Port: dir.port, AppID: appEcho})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -171,7 +173,7 @@ func BenchmarkOpen(b *testing.B) {
 	})
 	b.Run("l7", func(b *testing.B) {
 		l := newLab(b, labOptions{})
-		target := Target{Host: "echo.corp.test", Port: port, AppID: appEcho}
+		target := l7.Target{Host: "echo.corp.test", Port: port, AppID: appEcho}
 		b.ReportAllocs()
 		b.ResetTimer()
 		for range b.N {

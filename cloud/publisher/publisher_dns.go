@@ -1,4 +1,4 @@
-package l7
+package publisher
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 // resolvConf is where the system resolver's servers are read from when a
@@ -22,32 +24,32 @@ import (
 const resolvConf = "/etc/resolv.conf"
 
 // udpBufPool holds buffers for UDP answers, which may be as large as a message.
-var udpBufPool = sync.Pool{New: func() any { b := make([]byte, maxDNSMessage); return &b }}
+var udpBufPool = sync.Pool{New: func() any { b := make([]byte, l7.MaxDNSMessage); return &b }}
 
 // serveDNS answers a DoH query from the PoP with the configured resolver's answer.
 func (p *Publisher) serveDNS(w http.ResponseWriter, r *http.Request) {
-	q, status, err := parseDNSRequest(r)
+	q, status, err := l7.ParseDNSRequest(r)
 	if err != nil {
-		refuse(w, status, err.Error())
+		l7.Refuse(w, status, err.Error())
 		return
 	}
 	server := p.cfg.Resolver
 	if server == "" {
 		if server, err = systemDNSServer(resolvConf); err != nil {
-			p.log.Debug("DNS query without a resolver", zap.String("app", q.appID), zap.Error(err))
-			refuse(w, http.StatusBadGateway, "resolve "+q.qname+": "+err.Error())
+			p.log.Debug("DNS query without a resolver", zap.String("app", q.AppID), zap.Error(err))
+			l7.Refuse(w, http.StatusBadGateway, "resolve "+q.QName+": "+err.Error())
 			return
 		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.DialTimeout)
 	defer cancel()
-	answer, err := exchangeDNS(ctx, server, q.body)
+	answer, err := exchangeDNS(ctx, server, q.Body)
 	if err != nil {
-		p.log.Debug("DNS query failed", zap.String("qname", q.qname), zap.String("app", q.appID), zap.Error(err))
-		refuse(w, dnsFailStatus(ctx, err), "resolve "+q.qname+": "+reason(err))
+		p.log.Debug("DNS query failed", zap.String("qname", q.QName), zap.String("app", q.AppID), zap.Error(err))
+		l7.Refuse(w, dnsFailStatus(ctx, err), "resolve "+q.QName+": "+reason(err))
 		return
 	}
-	writeDNSAnswer(w, answer)
+	l7.WriteDNSAnswer(w, answer)
 }
 
 // dnsFailStatus is 504 when the exchange ran out of time, 502 otherwise. The
@@ -162,20 +164,20 @@ func exchangeTCP(ctx context.Context, server string, q []byte) ([]byte, error) {
 // answers reports whether msg is an answer to q: a response with q's ID and, unless
 // it carries no question (as some error answers do), q's question.
 func answers(msg, q []byte) bool {
-	if len(msg) < dnsHeaderLen || msg[0] != q[0] || msg[1] != q[1] || msg[2]&0x80 == 0 {
+	if len(msg) < l7.DNSHeaderLen || msg[0] != q[0] || msg[1] != q[1] || msg[2]&0x80 == 0 {
 		return false
 	}
 	if binary.BigEndian.Uint16(msg[4:]) == 0 {
 		return true
 	}
 	end, ok := questionEnd(q)
-	return ok && len(msg) >= end && equalFoldASCII(msg[dnsHeaderLen:end], q[dnsHeaderLen:end])
+	return ok && len(msg) >= end && equalFoldASCII(msg[l7.DNSHeaderLen:end], q[l7.DNSHeaderLen:end])
 }
 
 // questionEnd returns the offset just past the first question of a message whose
 // question name is uncompressed (as in every query).
 func questionEnd(msg []byte) (int, bool) {
-	i := dnsHeaderLen
+	i := l7.DNSHeaderLen
 	for i < len(msg) {
 		l := int(msg[i])
 		switch {

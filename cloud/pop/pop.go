@@ -1,4 +1,4 @@
-package l7
+package pop
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/net/http2"
+
+	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 // PoPConfig configures the broker.
@@ -26,7 +28,7 @@ type PoPConfig struct {
 	// Authorize decides whether the device with certificate peer may reach t, and
 	// names the publishers that serve t's app. An error refuses the stream with 403
 	// and the error's text as the reason.
-	Authorize func(peer *x509.Certificate, t Target) (publishers []string, err error)
+	Authorize func(peer *x509.Certificate, t l7.Target) (publishers []string, err error)
 	// AuthorizeDNS decides whether the device with certificate peer may resolve
 	// qname (canonical: lower case, with the final dot, e.g. "wiki.corp.example.")
 	// through the publishers of app appID, and names them. An error refuses the
@@ -76,12 +78,12 @@ func NewPoP(cfg PoPConfig) *PoP {
 		cfg.Log = zap.NewNop()
 	}
 	if cfg.OpenTimeout <= 0 {
-		cfg.OpenTimeout = defaultOpenTimeout
+		cfg.OpenTimeout = l7.DefaultOpenTimeout
 	}
 	// Missing hooks fail closed: no policy denies every stream, no publisher
 	// identification admits no publisher.
 	if cfg.Authorize == nil {
-		cfg.Authorize = func(*x509.Certificate, Target) ([]string, error) {
+		cfg.Authorize = func(*x509.Certificate, l7.Target) ([]string, error) {
 			return nil, errors.New("no access policy")
 		}
 	}
@@ -97,7 +99,7 @@ func NewPoP(cfg PoPConfig) *PoP {
 	if tc == nil {
 		tc = &tls.Config{}
 	}
-	tc.NextProtos = []string{ALPNClient, ALPNPublisher}
+	tc.NextProtos = []string{l7.ALPNClient, l7.ALPNPublisher}
 	tc.MinVersion = tls.VersionTLS13
 	tc.ClientAuth = tls.RequireAndVerifyClientCert
 	ctx, cancel := context.WithCancel(context.Background())
@@ -105,8 +107,8 @@ func NewPoP(cfg PoPConfig) *PoP {
 		cfg:       cfg,
 		log:       cfg.Log.Named("pop"),
 		tlsConf:   tc,
-		h2s:       newH2Server(),
-		tr:        newH2Transport(),
+		h2s:       l7.NewH2Server(),
+		tr:        l7.NewH2Transport(),
 		ctx:       ctx,
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
@@ -135,7 +137,7 @@ func (p *PoP) Serve(ln net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				p.log.Warn("accept", zap.Error(err), zap.Duration("retry_in", delay))
-				if !sleepCtx(p.ctx.Done(), delay) {
+				if !l7.SleepCtx(p.ctx.Done(), delay) {
 					return ErrPoPClosed
 				}
 				continue
@@ -208,8 +210,8 @@ func (p *PoP) serveConn(c net.Conn) {
 	defer p.untrack(func() { delete(p.conns, c) })
 	defer c.Close()
 
-	tc := tls.Server(newReadBufConn(c, acceptReadBuffer), p.tlsConf)
-	ctx, cancel := context.WithTimeout(p.ctx, handshakeTimeout)
+	tc := l7.ServerTLS(c, p.tlsConf)
+	ctx, cancel := context.WithTimeout(p.ctx, l7.HandshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
@@ -219,9 +221,9 @@ func (p *PoP) serveConn(c net.Conn) {
 	st := tc.ConnectionState()
 	peer := st.PeerCertificates[0] // RequireAndVerifyClientCert guarantees one
 	switch st.NegotiatedProtocol {
-	case ALPNClient:
+	case l7.ALPNClient:
 		p.serveClient(tc, peer)
-	case ALPNPublisher:
+	case l7.ALPNPublisher:
 		p.servePublisher(tc, peer)
 	default:
 		p.log.Info("rejecting connection without a known protocol",
@@ -233,7 +235,7 @@ func (p *PoP) serveConn(c net.Conn) {
 func (p *PoP) serveClient(c net.Conn, peer *x509.Certificate) {
 	log := p.log.With(zap.String("peer", peer.Subject.CommonName), zap.Stringer("remote", c.RemoteAddr()))
 	log.Debug("client connected")
-	p.h2s.ServeConn(c, serveConnOpts(p.ctx, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.h2s.ServeConn(c, l7.ServeConnOpts(p.ctx, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A handler may start after Close began waiting; it must not run then.
 		if !p.track(func() { p.wg.Add(1) }) {
 			return
@@ -248,12 +250,12 @@ func (p *PoP) serveClient(c net.Conn, peer *x509.Certificate) {
 // publisher-side DNS query. Datagram flows (extended CONNECT) will be routed here too.
 func (p *PoP) dispatch(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
 	switch {
-	case isConnect(r):
+	case l7.IsConnect(r):
 		p.serveConnect(w, r, peer, log)
-	case isDNSQuery(r):
+	case l7.IsDNSQuery(r):
 		p.serveDNS(w, r, peer, log)
 	default:
-		refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
+		l7.Refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
 	}
 }
 
@@ -267,7 +269,7 @@ func (p *PoP) servePublisher(c net.Conn, peer *x509.Certificate) {
 	}
 	log = log.With(zap.String("publisher", name))
 	var in, out atomic.Uint64
-	conn := newCountingConn(c, &in, &out)
+	conn := l7.NewCountingConn(c, &in, &out)
 	cc, err := p.tr.NewClientConn(conn)
 	if err != nil {
 		log.Warn("publisher connection", zap.Error(err))
@@ -277,7 +279,7 @@ func (p *PoP) servePublisher(c net.Conn, peer *x509.Certificate) {
 	p.untrack(func() { p.pubs[name] = append(p.pubs[name], pc) })
 	log.Info("publisher online")
 	select {
-	case <-conn.dead:
+	case <-conn.Dead():
 	case <-p.ctx.Done():
 	}
 	p.untrack(func() { p.removePubLocked(pc) })

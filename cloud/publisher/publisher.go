@@ -1,4 +1,4 @@
-package l7
+package publisher
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/net/http2"
+
+	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 // PublisherConfig configures a publisher: the connector inside the corporate network
@@ -60,16 +62,16 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 		cfg.Log = zap.NewNop()
 	}
 	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = defaultDialTimeout
+		cfg.DialTimeout = l7.DefaultDialTimeout
 	}
-	tc := clientTLS(cfg.TLS, cfg.PoPAddr, ALPNPublisher)
+	tc := l7.ClientTLS(cfg.TLS, cfg.PoPAddr, l7.ALPNPublisher)
 	p := &Publisher{
 		cfg:      cfg,
 		log:      cfg.Log.Named("publisher").With(zap.String("publisher", cfg.Name)),
 		tlsConf:  tc,
-		h2s:      newH2Server(),
+		h2s:      l7.NewH2Server(),
 		resolver: net.DefaultResolver,
-		dialer:   net.Dialer{KeepAlive: readIdle, Resolver: net.DefaultResolver},
+		dialer:   net.Dialer{KeepAlive: l7.ReadIdle, Resolver: net.DefaultResolver},
 	}
 	if cfg.Resolver != "" {
 		p.resolver = &net.Resolver{
@@ -90,15 +92,15 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if p.cfg.PoPAddr == "" {
 		return errors.New("l7: publisher: no PoP address")
 	}
-	bo := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
+	bo := l7.NewBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
 	for {
 		err := p.serveOnce(ctx, &bo)
 		if ctx.Err() != nil {
 			break
 		}
-		delay := bo.next()
+		delay := bo.Next()
 		p.log.Warn("PoP connection down", zap.String("pop", p.cfg.PoPAddr), zap.Error(err), zap.Duration("retry_in", delay))
-		if !sleepCtx(ctx.Done(), delay) {
+		if !l7.SleepCtx(ctx.Done(), delay) {
 			break
 		}
 	}
@@ -110,23 +112,23 @@ func (p *Publisher) Run(ctx context.Context) error {
 }
 
 // serveOnce dials the PoP and serves the connection until it ends.
-func (p *Publisher) serveOnce(ctx context.Context, bo *backoff) error {
+func (p *Publisher) serveOnce(ctx context.Context, bo *l7.Backoff) error {
 	dctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
-	conn, err := dialTLS(dctx, nil, p.cfg.PoPAddr, p.tlsConf)
+	conn, err := l7.DialTLS(dctx, nil, p.cfg.PoPAddr, p.tlsConf)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("dial PoP %s: %w", p.cfg.PoPAddr, err)
 	}
 	defer conn.Close()
-	if proto := conn.ConnectionState().NegotiatedProtocol; proto != ALPNPublisher {
-		return fmt.Errorf("dial PoP %s: negotiated protocol %q, want %q", p.cfg.PoPAddr, proto, ALPNPublisher)
+	if proto := conn.ConnectionState().NegotiatedProtocol; proto != l7.ALPNPublisher {
+		return fmt.Errorf("dial PoP %s: negotiated protocol %q, want %q", p.cfg.PoPAddr, proto, l7.ALPNPublisher)
 	}
-	bo.reset()
+	bo.Reset()
 	// ServeConn returns when the connection fails; closing it is how ctx stops it.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	p.log.Info("connected to PoP", zap.String("pop", p.cfg.PoPAddr))
-	p.h2s.ServeConn(conn, serveConnOpts(ctx, p.log, http.HandlerFunc(p.handle)))
+	p.h2s.ServeConn(conn, l7.ServeConnOpts(ctx, p.log, http.HandlerFunc(p.handle)))
 	return errors.New("connection lost")
 }
 
@@ -142,26 +144,26 @@ func (p *Publisher) handle(w http.ResponseWriter, r *http.Request) {
 	defer p.wg.Done()
 
 	switch {
-	case isConnect(r):
+	case l7.IsConnect(r):
 		p.serveConnect(w, r)
-	case isDNSQuery(r):
+	case l7.IsDNSQuery(r):
 		p.serveDNS(w, r)
 	default:
-		refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
+		l7.Refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
 	}
 }
 
 // serveConnect connects a stream to its target and relays until both are done.
 func (p *Publisher) serveConnect(w http.ResponseWriter, r *http.Request) {
-	t, err := parseTarget(r)
+	t, err := l7.ParseTarget(r)
 	if err != nil {
-		refuse(w, http.StatusBadRequest, err.Error())
+		l7.Refuse(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	conn, status, err := p.dial(r.Context(), t)
 	if err != nil {
 		p.log.Debug("target unreachable", zap.String("target", t.Authority()), zap.String("app", t.AppID), zap.Error(err))
-		refuse(w, status, err.Error())
+		l7.Refuse(w, status, err.Error())
 		return
 	}
 	defer conn.Close()
@@ -171,7 +173,7 @@ func (p *Publisher) serveConnect(w http.ResponseWriter, r *http.Request) {
 	defer stop()
 
 	w.WriteHeader(http.StatusOK)
-	flush := flusher(w)
+	flush := l7.Flusher(w)
 	if err := flush(); err != nil {
 		return
 	}
@@ -187,7 +189,7 @@ func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := copyFlush(conn, nil, body)
+		err := l7.CopyFlush(conn, nil, body)
 		if err != nil && !finished.Load() {
 			// The PoP reset the stream: reset the target's connection too.
 			conn.SetLinger(0)
@@ -205,7 +207,7 @@ func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, 
 		conn.SetWriteDeadline(time.Now())
 		<-done
 	}()
-	if err := copyFlush(w, flush, conn); err != nil {
+	if err := l7.CopyFlush(w, flush, conn); err != nil {
 		// The target reset the connection (or the stream is gone): reset the stream.
 		panic(http.ErrAbortHandler)
 	}
@@ -215,7 +217,7 @@ func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, 
 // addresses in parallel as net.Dialer does (RFC 6555) and splitting DialTimeout
 // among them. On failure it returns the status to refuse the stream with: 504 when
 // time ran out, 502 otherwise.
-func (p *Publisher) dial(ctx context.Context, t Target) (*net.TCPConn, int, error) {
+func (p *Publisher) dial(ctx context.Context, t l7.Target) (*net.TCPConn, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 	defer cancel()
 	host := t.Host

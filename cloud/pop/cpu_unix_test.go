@@ -1,6 +1,6 @@
 //go:build unix
 
-package l7
+package pop
 
 import (
 	"syscall"
