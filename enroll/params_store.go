@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ztagent/ztagent/enroll/tenantapi"
 	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
@@ -50,7 +51,7 @@ func LoadParams(stateDir string) (Params, error) {
 		return Params{}, fmt.Errorf("read parameters: %w", err)
 	}
 	var vals map[string]string
-	if err := decodeStrict(strings.NewReader(string(data)), &vals); err != nil {
+	if err := tenantapi.DecodeStrict(strings.NewReader(string(data)), &vals); err != nil {
 		return Params{}, fmt.Errorf("parameters file %s: %v; run `ztagent install` again with the parameters", path, err)
 	}
 	p, err := paramsFromMap(vals)

@@ -14,7 +14,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/ztagent/ztagent/cloud/publisher"
-	"github.com/ztagent/ztagent/enroll"
+	"github.com/ztagent/ztagent/cloud/tenant"
+	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
 // cmdPublisher runs a standalone publisher: it enrolls with the tenant API by
@@ -55,11 +56,11 @@ func cmdPublisher(ctx context.Context, args []string) error {
 			return fmt.Errorf("--cacert %s: no PEM certificate in it", *cacert)
 		}
 	}
-	pub, err := enroll.LoadOrEnrollPublisher(ctx, enroll.PublisherEnrollment{
+	pub, err := publisher.LoadOrEnrollPublisher(ctx, publisher.PublisherEnrollment{
 		StateDir:  *state,
 		TenantURL: *tenantURL,
 		Name:      *name,
-		Token:     enroll.Secret(*token),
+		Token:     tenantapi.Secret(*token),
 		Roots:     roots,
 		Log:       log,
 	})
@@ -88,7 +89,7 @@ func publisherTLS(cert tls.Certificate, roots *x509.CertPool, serverName string)
 
 // inProcessPublishers runs every publisher of the tenant inside this process,
 // with certificates signed directly by the CA: the all-in-one small setup.
-func inProcessPublishers(f serveFlags, ca *enroll.CA, t *enroll.Tenant, log *zap.Logger) func(context.Context) error {
+func inProcessPublishers(f serveFlags, ca *tenant.CA, t *tenant.Tenant, log *zap.Logger) func(context.Context) error {
 	return func(ctx context.Context) error {
 		var wg sync.WaitGroup
 		errc := make(chan error, len(t.Publishers))
