@@ -84,7 +84,7 @@ policy:
 // testCloud is an in-process tenant API and PoP on loopback.
 type testCloud struct {
 	api    *httptest.Server
-	pop    *pop.PoP
+	pop    *pop.Server
 	caFile string
 }
 
@@ -103,7 +103,7 @@ func startCloud(t *testing.T) *testCloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn, err := tenant.ParseTenant("test.yaml", []byte(fmt.Sprintf(tenantYAML, testOrgKey, popLn.Addr(), hash)))
+	tn, err := tenant.Parse("test.yaml", []byte(fmt.Sprintf(tenantYAML, testOrgKey, popLn.Addr(), hash)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func startCloud(t *testing.T) *testCloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	popSrv := pop.NewPoP(pop.PoPConfig{
+	popSrv := pop.New(pop.Config{
 		TLS: &tls.Config{Certificates: []tls.Certificate{popCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()},
 		Authorize: func(peer *x509.Certificate, tg l7.Target) ([]string, error) {
 			p, err := tenantapi.PeerIdentity(peer)
@@ -130,7 +130,7 @@ func startCloud(t *testing.T) *testCloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := httptest.NewUnstartedServer(tenant.NewTenantHandler(tenant.TenantHandlerConfig{
+	api := httptest.NewUnstartedServer(tenant.NewHandler(tenant.HandlerConfig{
 		Tenant: func() *tenant.Tenant { return tn }, CA: ca, Log: zap.NewNop(),
 	}))
 	api.TLS = tlsConf

@@ -1,16 +1,14 @@
-// Package enroll is how a device becomes a member of a tenant and learns what it
-// may reach, on both ends of the wire. On the tenant side it loads the tenant file
-// (users, apps, publishers, steering profiles, access policy), runs the tenant CA
-// that signs device and publisher certificates, and serves the tenant API
-// (enrollment by UPN, email invitation and its own IdP sign-in page, secure
-// enrollment tokens, encrypted initial config, certificate renewal, config over
-// mutual TLS); the PoP asks it whether a flow is allowed. On the agent side it
-// parses install parameters and merges them with MDM settings, enrolls with a
-// device key that never leaves the device (UPN, userkey=, or the browser with
-// PKCE), persists the resulting identity atomically with a last good copy,
-// renews it before expiry and fetches the config with ETag polling. Both sides share the JSON envelopes defined here,
-// so the wire format has exactly one definition. Every failure the agent can meet
-// is turned into one sentence that names the cause and the fix.
+// Package enroll is the device side of enrollment: how an agent becomes a
+// member of a tenant and learns what it may reach. It parses install parameters
+// and merges them with MDM settings, enrolls with a device key that never leaves
+// the device (UPN and org key, an email invitation's userkey=, or the browser
+// with PKCE; secure-enrollment tokens and the encrypted initial config
+// included), persists the resulting identity atomically with a last good copy,
+// renews the certificate before it expires and fetches the config with ETag
+// polling. It speaks the wire format defined once in enroll/tenantapi; the
+// tenant server is cloud/tenant, which the agent does not link. Every failure
+// the agent can meet is turned into one sentence that names the cause and the
+// fix.
 package enroll
 
 import (

@@ -36,7 +36,7 @@ type lab struct {
 	ca      *testCA
 	log     *zap.Logger
 	popAddr string
-	pop     *PoP
+	pop     *Server
 	popDone chan error
 	client  *l7.Client
 	dnsAddr string
@@ -106,7 +106,7 @@ func (l *lab) authorizeDNS(peer *x509.Certificate, appID, qname string) ([]strin
 }
 
 func (l *lab) startPoP(ln net.Listener) {
-	l.pop = NewPoP(PoPConfig{
+	l.pop = New(Config{
 		TLS:          l.ca.serverTLS(l.t),
 		Authorize:    l.authorize,
 		AuthorizeDNS: l.authorizeDNS,
@@ -126,14 +126,14 @@ func (l *lab) startPoP(ln net.Listener) {
 
 func (l *lab) stopPoP() {
 	l.pop.Close()
-	if err := <-l.popDone; !errors.Is(err, ErrPoPClosed) {
-		l.t.Errorf("PoP.Serve: %v, want ErrPoPClosed", err)
+	if err := <-l.popDone; !errors.Is(err, ErrClosed) {
+		l.t.Errorf("PoP.Serve: %v, want ErrClosed", err)
 	}
 }
 
 // startPublisher runs a publisher until the returned stop (or the test's cleanup).
 func (l *lab) startPublisher(name string, dialTimeout time.Duration) (stop func()) {
-	pub := publisher.NewPublisher(publisher.PublisherConfig{
+	pub := publisher.New(publisher.Config{
 		Name: name, PoPAddr: l.popAddr, TLS: l.ca.peerTLS(l.t, name), Resolver: l.dnsAddr,
 		DialTimeout: dialTimeout, Log: l.log,
 		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,

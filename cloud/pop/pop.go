@@ -1,3 +1,12 @@
+// Package pop is the reference cloud's PoP, the L7 broker and policy
+// enforcement point. Devices and publishers dial one TLS 1.3 listener, both
+// with certificates from the tenant CA, told apart by ALPN. For every CONNECT
+// stream and DNS-over-HTTPS query a device sends, the PoP asks its Authorize
+// hooks (the tenant's policy), picks an online publisher of the app
+// round-robin, opens the matching stream on that publisher's connection (on
+// which the PoP is the HTTP/2 client) and relays bytes, half-closes and resets
+// end to end. Refusals are tunnel/l7's statuses and Zt-Reason header. The
+// agent never links it.
 package pop
 
 import (
@@ -19,8 +28,8 @@ import (
 	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
-// PoPConfig configures the broker.
-type PoPConfig struct {
+// Config configures the broker.
+type Config struct {
 	// TLS holds the PoP's certificate and the tenant CA as ClientCAs; every peer
 	// must present a certificate (ClientAuth is forced to RequireAndVerifyClientCert).
 	// NextProtos and MinVersion are overridden.
@@ -42,13 +51,13 @@ type PoPConfig struct {
 	OpenTimeout time.Duration
 }
 
-// ErrPoPClosed is returned by PoP.Serve after Close.
-var ErrPoPClosed = errors.New("l7: PoP closed")
+// ErrClosed is returned by Server.Serve after Close.
+var ErrClosed = errors.New("l7: PoP closed")
 
-// PoP accepts client and publisher connections on the same listener (told apart by
+// Server accepts client and publisher connections on the same listener (told apart by
 // ALPN) and stitches each client stream to a stream on a publisher's connection.
-type PoP struct {
-	cfg     PoPConfig
+type Server struct {
+	cfg     Config
 	log     *zap.Logger
 	tlsConf *tls.Config
 	h2s     *http2.Server
@@ -72,8 +81,8 @@ type pubConn struct {
 	cc   *http2.ClientConn
 }
 
-// NewPoP returns a PoP that serves nothing until Serve.
-func NewPoP(cfg PoPConfig) *PoP {
+// New returns a PoP that serves nothing until Serve.
+func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
@@ -103,7 +112,7 @@ func NewPoP(cfg PoPConfig) *PoP {
 	tc.MinVersion = tls.VersionTLS13
 	tc.ClientAuth = tls.RequireAndVerifyClientCert
 	ctx, cancel := context.WithCancel(context.Background())
-	return &PoP{
+	return &Server{
 		cfg:       cfg,
 		log:       cfg.Log.Named("pop"),
 		tlsConf:   tc,
@@ -119,11 +128,11 @@ func NewPoP(cfg PoPConfig) *PoP {
 }
 
 // Serve accepts connections on ln (a plain TCP listener; the PoP does TLS) until ln
-// fails or the PoP is closed, when it returns ErrPoPClosed.
-func (p *PoP) Serve(ln net.Listener) error {
+// fails or the PoP is closed, when it returns ErrClosed.
+func (p *Server) Serve(ln net.Listener) error {
 	if !p.track(func() { p.listeners[ln] = struct{}{} }) {
 		ln.Close()
-		return ErrPoPClosed
+		return ErrClosed
 	}
 	defer p.untrack(func() { delete(p.listeners, ln) })
 	var delay time.Duration
@@ -131,14 +140,14 @@ func (p *PoP) Serve(ln net.Listener) error {
 		c, err := ln.Accept()
 		if err != nil {
 			if p.isClosed() {
-				return ErrPoPClosed
+				return ErrClosed
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				p.log.Warn("accept", zap.Error(err), zap.Duration("retry_in", delay))
 				if !l7.SleepCtx(p.ctx.Done(), delay) {
-					return ErrPoPClosed
+					return ErrClosed
 				}
 				continue
 			}
@@ -155,7 +164,7 @@ func (p *PoP) Serve(ln net.Listener) error {
 
 // Close stops every listener, resets every stream, closes every connection and
 // waits for the PoP's goroutines. It is idempotent.
-func (p *PoP) Close() error {
+func (p *Server) Close() error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -182,7 +191,7 @@ func (p *PoP) Close() error {
 }
 
 // track runs add under the lock unless the PoP is closed, and reports whether it ran.
-func (p *PoP) track(add func()) bool {
+func (p *Server) track(add func()) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -192,20 +201,20 @@ func (p *PoP) track(add func()) bool {
 	return true
 }
 
-func (p *PoP) untrack(del func()) {
+func (p *Server) untrack(del func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	del()
 }
 
-func (p *PoP) isClosed() bool {
+func (p *Server) isClosed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.closed
 }
 
 // serveConn authenticates a connection and serves it as a client or a publisher.
-func (p *PoP) serveConn(c net.Conn) {
+func (p *Server) serveConn(c net.Conn) {
 	defer p.wg.Done()
 	defer p.untrack(func() { delete(p.conns, c) })
 	defer c.Close()
@@ -232,7 +241,7 @@ func (p *PoP) serveConn(c net.Conn) {
 }
 
 // serveClient serves a device's connection until it ends.
-func (p *PoP) serveClient(c net.Conn, peer *x509.Certificate) {
+func (p *Server) serveClient(c net.Conn, peer *x509.Certificate) {
 	log := p.log.With(zap.String("peer", peer.Subject.CommonName), zap.Stringer("remote", c.RemoteAddr()))
 	log.Debug("client connected")
 	p.h2s.ServeConn(c, l7.ServeConnOpts(p.ctx, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -248,7 +257,7 @@ func (p *PoP) serveClient(c net.Conn, peer *x509.Certificate) {
 
 // dispatch routes a client's stream: CONNECT is a TCP flow, POST /dns-query a
 // publisher-side DNS query. Datagram flows (extended CONNECT) will be routed here too.
-func (p *PoP) dispatch(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
+func (p *Server) dispatch(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
 	switch {
 	case l7.IsConnect(r):
 		p.serveConnect(w, r, peer, log)
@@ -260,7 +269,7 @@ func (p *PoP) dispatch(w http.ResponseWriter, r *http.Request, peer *x509.Certif
 }
 
 // servePublisher registers a publisher's connection until it ends.
-func (p *PoP) servePublisher(c net.Conn, peer *x509.Certificate) {
+func (p *Server) servePublisher(c net.Conn, peer *x509.Certificate) {
 	name, ok := p.cfg.Publisher(peer)
 	log := p.log.With(zap.String("peer", peer.Subject.CommonName), zap.Stringer("remote", c.RemoteAddr()))
 	if !ok {
@@ -287,7 +296,7 @@ func (p *PoP) servePublisher(c net.Conn, peer *x509.Certificate) {
 	log.Info("publisher offline", zap.Uint64("bytes_in", in.Load()), zap.Uint64("bytes_out", out.Load()))
 }
 
-func (p *PoP) removePubLocked(pc *pubConn) {
+func (p *Server) removePubLocked(pc *pubConn) {
 	cs := p.pubs[pc.name]
 	for i, c := range cs {
 		if c == pc {
@@ -303,7 +312,7 @@ func (p *PoP) removePubLocked(pc *pubConn) {
 }
 
 // Online returns the names of the publishers connected now, sorted.
-func (p *PoP) Online() []string {
+func (p *Server) Online() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Sorted(maps.Keys(p.pubs))
@@ -312,7 +321,7 @@ func (p *PoP) Online() []string {
 // pick chooses, round-robin per app, an online publisher among those allowed. Of
 // several connections from one publisher (a reconnect racing the old connection's
 // death) the newest usable one wins.
-func (p *PoP) pick(app string, allowed []string) *pubConn {
+func (p *Server) pick(app string, allowed []string) *pubConn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	online := make([]*pubConn, 0, len(allowed))

@@ -13,7 +13,7 @@ import (
 
 // serveDNS authorizes a client's DoH query, forwards it to a publisher of its app
 // and relays the answer.
-func (p *PoP) serveDNS(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
+func (p *Server) serveDNS(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
 	q, status, err := l7.ParseDNSRequest(r)
 	if err != nil {
 		l7.Refuse(w, status, err.Error())
@@ -53,7 +53,7 @@ func (p *PoP) serveDNS(w http.ResponseWriter, r *http.Request, peer *x509.Certif
 const dohAuthority = "publisher.invalid"
 
 // forwardDNS sends q to a publisher and reads its answer, within OpenTimeout.
-func (p *PoP) forwardDNS(ctx context.Context, pc *pubConn, q l7.DNSQuery) ([]byte, error) {
+func (p *Server) forwardDNS(ctx context.Context, pc *pubConn, q l7.DNSQuery) ([]byte, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, p.cfg.OpenTimeout, errOpenTimeout)
 	defer cancel()
 	resp, err := pc.cc.RoundTrip(l7.NewDNSRequest(ctx, dohAuthority, q.AppID, q.Body))

@@ -57,7 +57,7 @@ func (b *handoffBody) Close() error {
 
 // serveConnect authorizes a client's CONNECT, opens the matching stream on a
 // publisher and relays until both ends are done.
-func (p *PoP) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
+func (p *Server) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
 	t, err := l7.ParseTarget(r)
 	if err != nil {
 		l7.Refuse(w, http.StatusBadRequest, err.Error())
@@ -106,7 +106,7 @@ func (p *PoP) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509.Ce
 // openUpstream opens a CONNECT stream to t on a publisher's connection, with the
 // client's body as its body, and waits for its answer, at most OpenTimeout. The
 // stream lives as long as ctx, the client's stream.
-func (p *PoP) openUpstream(ctx context.Context, pc *pubConn, t l7.Target, clientBody io.ReadCloser) (*upstream, error) {
+func (p *Server) openUpstream(ctx context.Context, pc *pubConn, t l7.Target, clientBody io.ReadCloser) (*upstream, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	timer := time.AfterFunc(p.cfg.OpenTimeout, func() { cancel(errOpenTimeout) })
 	body := newHandoffBody(clientBody)
@@ -137,7 +137,7 @@ func (p *PoP) openUpstream(ctx context.Context, pc *pubConn, t l7.Target, client
 // relay copies the publisher's bytes to the client while the transport carries the
 // client's bytes to the publisher. Each end of input is passed on as an END_STREAM
 // and each error as a reset, so half-closes and resets travel end to end.
-func (p *PoP) relay(w http.ResponseWriter, flush func() error, up *upstream) {
+func (p *Server) relay(w http.ResponseWriter, flush func() error, up *upstream) {
 	if err := l7.CopyFlush(w, flush, up.resp.Body); err != nil {
 		// The publisher reset the stream (or the client went away): reset the
 		// client's stream rather than ending it cleanly.

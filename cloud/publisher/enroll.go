@@ -23,8 +23,8 @@ import (
 	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
-// PublisherEnrollment is what a publisher needs to enroll.
-type PublisherEnrollment struct {
+// Enrollment is what a publisher needs to enroll.
+type Enrollment struct {
 	// StateDir keeps the publisher's key and certificate across restarts; empty
 	// means enroll afresh every time and keep nothing.
 	StateDir  string
@@ -35,9 +35,9 @@ type PublisherEnrollment struct {
 	Log       *zap.Logger
 }
 
-// EnrolledPublisher is a publisher's identity: its certificate, the tenant CA
+// Identity is a publisher's identity: its certificate, the tenant CA
 // (which verifies the PoP) and where the PoP is.
-type EnrolledPublisher struct {
+type Identity struct {
 	Tenant string
 	Name   string
 	PoP    tenantapi.PoPInfo
@@ -74,10 +74,10 @@ type publisherJSON struct {
 	CA          string            `json:"ca"`
 }
 
-// LoadOrEnrollPublisher returns the publisher stored in pe.StateDir when it is
+// LoadOrEnroll returns the publisher stored in pe.StateDir when it is
 // for pe.Name and not close to expiry, and otherwise enrolls (and stores the
 // result). A corrupt state file is logged and replaced by a new enrollment.
-func LoadOrEnrollPublisher(ctx context.Context, pe PublisherEnrollment) (*EnrolledPublisher, error) {
+func LoadOrEnroll(ctx context.Context, pe Enrollment) (*Identity, error) {
 	log := pe.Log
 	if log == nil {
 		log = zap.NewNop()
@@ -95,7 +95,7 @@ func LoadOrEnrollPublisher(ctx context.Context, pe PublisherEnrollment) (*Enroll
 			log.Warn("publisher identity unusable: enrolling again", zap.Error(err))
 		}
 	}
-	p, err := EnrollPublisher(ctx, pe, log)
+	p, err := Enroll(ctx, pe, log)
 	if err != nil {
 		return nil, err
 	}
@@ -107,8 +107,8 @@ func LoadOrEnrollPublisher(ctx context.Context, pe PublisherEnrollment) (*Enroll
 	return p, nil
 }
 
-// EnrollPublisher enrolls a publisher with a key generated here.
-func EnrollPublisher(ctx context.Context, pe PublisherEnrollment, log *zap.Logger) (*EnrolledPublisher, error) {
+// Enroll enrolls a publisher with a key generated here.
+func Enroll(ctx context.Context, pe Enrollment, log *zap.Logger) (*Identity, error) {
 	base, err := tenantapi.BaseURL(pe.TenantURL)
 	if err != nil {
 		return nil, fmt.Errorf("tenant API URL %w", err)
@@ -132,7 +132,7 @@ func EnrollPublisher(ctx context.Context, pe PublisherEnrollment, log *zap.Logge
 	}
 	log.Info("publisher enrolled", zap.String("tenant", peer.Tenant), zap.String("publisher", pe.Name),
 		zap.String("pop", resp.PoP.Address))
-	return &EnrolledPublisher{Tenant: peer.Tenant, Name: pe.Name, PoP: *resp.PoP, Cert: cert, Roots: roots,
+	return &Identity{Tenant: peer.Tenant, Name: pe.Name, PoP: *resp.PoP, Cert: cert, Roots: roots,
 		caPEM: []byte(resp.CA)}, nil
 }
 
@@ -175,7 +175,7 @@ func postEnroll(ctx context.Context, base string, roots *x509.CertPool, body *te
 	return &out, nil
 }
 
-func (p *EnrolledPublisher) save(dir string) error {
+func (p *Identity) save(dir string) error {
 	kder, err := x509.MarshalPKCS8PrivateKey(p.Cert.PrivateKey)
 	if err != nil {
 		return fmt.Errorf("save publisher identity: %w", err)
@@ -193,7 +193,7 @@ func (p *EnrolledPublisher) save(dir string) error {
 	return atomicfile.Write(filepath.Join(dir, publisherFile), data, 0o600)
 }
 
-func loadPublisher(path string) (*EnrolledPublisher, error) {
+func loadPublisher(path string) (*Identity, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -216,6 +216,6 @@ func loadPublisher(path string) (*EnrolledPublisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: tenant CA: %w", path, err)
 	}
-	return &EnrolledPublisher{Tenant: j.Tenant, Name: j.Name, PoP: j.PoP, Cert: cert, Roots: roots,
+	return &Identity{Tenant: j.Tenant, Name: j.Name, PoP: j.PoP, Cert: cert, Roots: roots,
 		caPEM: []byte(j.CA)}, nil
 }

@@ -1,3 +1,10 @@
+// Package publisher is the reference cloud's connector inside the corporate
+// network. It enrolls with the tenant API by its registration token (keeping
+// its key and certificate in a state directory), dials out to the PoP, so that
+// the corporate network needs no inbound port, and serves the PoP's streams on
+// that connection as the HTTP/2 server: it resolves each target with the
+// corporate resolver, connects and relays, and answers publisher-side DNS
+// queries with that resolver's answers. The agent never links it.
 package publisher
 
 import (
@@ -21,9 +28,9 @@ import (
 	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
-// PublisherConfig configures a publisher: the connector inside the corporate network
+// Config configures a publisher: the connector inside the corporate network
 // that dials out to the PoP and connects streams to their targets.
-type PublisherConfig struct {
+type Config struct {
 	Name    string // for logs; the PoP identifies the publisher by its certificate
 	PoPAddr string // "host:port"
 	// TLS holds the publisher's certificate, RootCAs and ServerName for the PoP.
@@ -44,7 +51,7 @@ type PublisherConfig struct {
 
 // Publisher keeps a connection to the PoP, on which it is the HTTP/2 server.
 type Publisher struct {
-	cfg      PublisherConfig
+	cfg      Config
 	log      *zap.Logger
 	tlsConf  *tls.Config
 	h2s      *http2.Server
@@ -56,8 +63,8 @@ type Publisher struct {
 	stopping bool
 }
 
-// NewPublisher returns a publisher that does nothing until Run.
-func NewPublisher(cfg PublisherConfig) *Publisher {
+// New returns a publisher that does nothing until Run.
+func New(cfg Config) *Publisher {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}

@@ -39,7 +39,7 @@ func BenchmarkParseTenant10kApps(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := ParseTenant("big.yaml", data); err != nil {
+		if _, err := Parse("big.yaml", data); err != nil {
 			b.Fatal(err)
 		}
 	}

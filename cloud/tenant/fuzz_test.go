@@ -12,7 +12,7 @@ import (
 	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
-// FuzzParseTenant: any input is either a valid tenant or a *TenantError whose
+// FuzzParseTenant: any input is either a valid tenant or a *FileError whose
 // every problem is readable; never a panic. A valid tenant answers AgentConfig
 // and Authorize for every user and app without error other than a denial.
 func FuzzParseTenant(f *testing.F) {
@@ -26,7 +26,7 @@ func FuzzParseTenant(f *testing.F) {
 	}
 	f.Add([]byte(`{"tenant": "j", "apps": [{"id": "x", "hosts": ["*.a"]}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tn, err := ParseTenant("fuzz.yaml", data)
+		tn, err := Parse("fuzz.yaml", data)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "tenant file fuzz.yaml: ") {
 				t.Fatalf("error does not name the file: %v", err)

@@ -36,7 +36,7 @@ func idpTenant(t testing.TB, extra string) *Tenant {
 	}
 	data := strings.Replace(string(demo), "    groups: [engineering]\n",
 		"    groups: [engineering]\n    password_hash: '"+string(hash)+"'\n", 1) + extra
-	tn, err := ParseTenant("idp.yaml", []byte(data))
+	tn, err := Parse("idp.yaml", []byte(data))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func inviteTenant(t *testing.T) *Tenant {
 	data := strings.Replace(string(demo), "  - upn: bob@demo.test\n",
 		"  - upn: bob@demo.test\n    user_key: "+bobUserKey+"\n", 1)
 	data += "admin_token: " + adminTok + "\n"
-	tn, err := ParseTenant("invite.yaml", []byte(data))
+	tn, err := Parse("invite.yaml", []byte(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestInvitationTenantFile(t *testing.T) {
 				data = strings.Replace(data, "    groups: [engineering]\n", "    groups: [engineering]\n    user_key: "+bobUserKey+"\n", 1)
 				tc.want = "same key as user alice@demo.test"
 			}
-			_, err := ParseTenant("t.yaml", []byte(data))
+			_, err := Parse("t.yaml", []byte(data))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}

@@ -60,7 +60,7 @@ func secureTenant(t *testing.T, enforce, encrypt bool) *Tenant {
     - {name: set1, auth_token: ` + authSet1 + enc(encSet1) + `, created: 2026-11-01}
     - {name: set2, auth_token: ` + authSet2 + enc(encSet2) + `, created: 2026-10-01, days: 365}
 `)
-	tn, err := ParseTenant("secure.yaml", b.Bytes())
+	tn, err := Parse("secure.yaml", b.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
-// TenantHandlerConfig configures the tenant API handler.
-type TenantHandlerConfig struct {
+// HandlerConfig configures the tenant API handler.
+type HandlerConfig struct {
 	// Tenant returns the current tenant snapshot; a reload swaps what it returns.
 	Tenant func() *Tenant
 	CA     *CA
@@ -31,7 +31,7 @@ type TenantHandlerConfig struct {
 }
 
 type tenantHandler struct {
-	cfg    TenantHandlerConfig
+	cfg    HandlerConfig
 	log    *zap.Logger
 	routes map[string]route
 	// limit throttles failed enrollments per client address.
@@ -45,7 +45,7 @@ type route struct {
 	fn     func(http.ResponseWriter, *http.Request, *Tenant)
 }
 
-// NewTenantHandler serves the tenant API under /v1/:
+// NewHandler serves the tenant API under /v1/:
 //
 //	POST /v1/enroll/upn         device enrollment by UPN and org key
 //	POST /v1/enroll/invite      device enrollment by one-time user key (email invitation)
@@ -59,7 +59,7 @@ type route struct {
 // Errors are JSON {"error": sentence, "reason": code}. The server's TLS config
 // must verify client certificates against the CA when given (see
 // (*CA).TenantServerTLS); /v1/config refuses requests without a verified one.
-func NewTenantHandler(cfg TenantHandlerConfig) http.Handler {
+func NewHandler(cfg HandlerConfig) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

@@ -51,7 +51,7 @@ func (l *lab) startServer(log *zap.Logger, now func() time.Time) {
 	if log == nil {
 		log = zaptest.NewLogger(l.t)
 	}
-	h := NewTenantHandler(TenantHandlerConfig{Tenant: l.tenant.Load, CA: l.ca, Log: log, Now: now, StateDir: l.state})
+	h := NewHandler(HandlerConfig{Tenant: l.tenant.Load, CA: l.ca, Log: log, Now: now, StateDir: l.state})
 	l.srv = httptest.NewUnstartedServer(h)
 	l.srv.TLS = tc
 	l.srv.StartTLS()
@@ -231,7 +231,7 @@ func newCC(t *testing.T, id *enroll.Identity) *enroll.ConfigClient {
 
 func (l *lab) enrollPublisher(t *testing.T) tls.Certificate {
 	t.Helper()
-	p, err := publisher.EnrollPublisher(context.Background(), publisher.PublisherEnrollment{TenantURL: l.srv.URL,
+	p, err := publisher.Enroll(context.Background(), publisher.Enrollment{TenantURL: l.srv.URL,
 		Roots: l.ca.Pool(), Name: "pub1", Token: "demo-publisher-token-4a9e0c7d21f3"}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)

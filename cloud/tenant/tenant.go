@@ -1,3 +1,12 @@
+// Package tenant is the reference cloud's tenant: the tenant file (users and
+// groups, publishers, private apps, steering profiles, access policy, secure
+// enrollment, invitations) loaded and validated strictly with every problem's
+// line and path; the tenant CA that signs device, publisher and server
+// certificates; the tenant API (enrollment by UPN, email invitation and its own
+// IdP sign-in page, secure-enrollment tokens, sealed initial config, renewal,
+// config over mutual TLS with ETags, the admin invitation endpoint); and the
+// access policy the PoP asks whether a flow or a name is allowed. It speaks the
+// wire of enroll/tenantapi; the agent never links it.
 package tenant
 
 import (
@@ -17,7 +26,7 @@ import (
 )
 
 // Tenant is one organisation as its tenant file defines it. A *Tenant returned by
-// LoadTenant or ParseTenant is validated and immutable: the tenant API and the PoP
+// Load or Parse is validated and immutable: the tenant API and the PoP
 // share it without locks and a reload swaps in a whole new one.
 type Tenant struct {
 	// Name is the tenant's identifier; it appears in every certificate it issues.
@@ -103,12 +112,12 @@ func (t *Tenant) User(upn string) *User { return t.users[strings.ToLower(upn)] }
 // Publisher returns the publisher with the given name, or nil.
 func (t *Tenant) Publisher(name string) *Publisher { return t.pubs[name] }
 
-// maxTenantFile bounds what LoadTenant reads; a tenant of 10,000 apps fits.
+// maxTenantFile bounds what Load reads; a tenant of 10,000 apps fits.
 const maxTenantFile = 32 << 20
 
-// LoadTenant reads, decodes and validates the tenant file at path. On failure the
-// error is a *TenantError naming the file and listing every problem found.
-func LoadTenant(path string) (*Tenant, error) {
+// Load reads, decodes and validates the tenant file at path. On failure the
+// error is a *FileError naming the file and listing every problem found.
+func Load(path string) (*Tenant, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("tenant file: %w", err)
@@ -121,24 +130,24 @@ func LoadTenant(path string) (*Tenant, error) {
 	if len(data) > maxTenantFile {
 		return nil, fmt.Errorf("tenant file %s: larger than %d MiB", path, maxTenantFile>>20)
 	}
-	return ParseTenant(filepath.Base(path), data)
+	return Parse(filepath.Base(path), data)
 }
 
-// ParseTenant decodes and validates a tenant file's contents; name is used in
+// Parse decodes and validates a tenant file's contents; name is used in
 // errors. YAML is the format; JSON, being YAML, is accepted too. Unknown keys are
 // rejected with their line.
-func ParseTenant(name string, data []byte) (*Tenant, error) {
+func Parse(name string, data []byte) (*Tenant, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &TenantError{File: name, Problems: []Problem{{Msg: "file is empty"}}}
+			return nil, &FileError{File: name, Problems: []Problem{{Msg: "file is empty"}}}
 		}
-		return nil, &TenantError{File: name, Problems: []Problem{{Msg: yamlMsg(err)}}}
+		return nil, &FileError{File: name, Problems: []Problem{{Msg: yamlMsg(err)}}}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, &TenantError{File: name, Problems: []Problem{{Line: extra.Line,
+		return nil, &FileError{File: name, Problems: []Problem{{Line: extra.Line,
 			Msg: "more than one YAML document; a tenant file holds exactly one"}}}
 	}
 	t := &Tenant{file: name}
@@ -151,9 +160,9 @@ func ParseTenant(name string, data []byte) (*Tenant, error) {
 			// A custom unmarshaler failed and yaml.v3 stopped there, without a
 			// line; find the offending values in the tree instead.
 			if ps := locateValueErrors(&root); len(ps) > 0 {
-				return nil, &TenantError{File: name, Problems: ps}
+				return nil, &FileError{File: name, Problems: ps}
 			}
-			return nil, &TenantError{File: name, Problems: []Problem{{Msg: yamlMsg(err)}}}
+			return nil, &FileError{File: name, Problems: []Problem{{Msg: yamlMsg(err)}}}
 		}
 		// yaml.v3 keeps decoding past type errors and unknown keys and reports
 		// them all; keep going so that semantic problems are reported too.
@@ -167,7 +176,7 @@ func ParseTenant(name string, data []byte) (*Tenant, error) {
 	// Top-down reading order; problems without a line (file-level) first.
 	slices.SortStableFunc(problems, func(a, b Problem) int { return a.Line - b.Line })
 	if len(problems) > 0 {
-		return nil, &TenantError{File: name, Problems: problems}
+		return nil, &FileError{File: name, Problems: problems}
 	}
 	return t, nil
 }
@@ -177,8 +186,8 @@ func yamlMsg(err error) string {
 	return strings.TrimPrefix(err.Error(), "yaml: ")
 }
 
-// TenantError lists every problem of one tenant file.
-type TenantError struct {
+// FileError lists every problem of one tenant file.
+type FileError struct {
 	File     string
 	Problems []Problem
 }
@@ -203,7 +212,7 @@ func (p Problem) String() string {
 	return b.String()
 }
 
-func (e *TenantError) Error() string {
+func (e *FileError) Error() string {
 	if len(e.Problems) == 1 {
 		return fmt.Sprintf("tenant file %s: %s", e.File, e.Problems[0])
 	}

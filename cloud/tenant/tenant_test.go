@@ -15,7 +15,7 @@ const demoTenant = "../../testdata/tenants/demo.yaml"
 
 func loadDemo(t testing.TB) *Tenant {
 	t.Helper()
-	tn, err := LoadTenant(demoTenant)
+	tn, err := Load(demoTenant)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestBrokenTenantFiles(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
-			_, err := LoadTenant("../../testdata/tenants/" + tc.file)
+			_, err := Load("../../testdata/tenants/" + tc.file)
 			if err == nil {
 				t.Fatal("loaded a broken tenant file")
 			}
@@ -108,16 +108,16 @@ func TestBrokenTenantFiles(t *testing.T) {
 			if strings.Contains(msg, "short\n") || strings.Contains(msg, "pub1-token") {
 				t.Errorf("error leaks a secret:\n%s", msg)
 			}
-			var te *TenantError
+			var te *FileError
 			if tc.file != "no-such-file.yaml" && !errors.As(err, &te) {
-				t.Errorf("error is %T, want *TenantError", err)
+				t.Errorf("error is %T, want *FileError", err)
 			}
 		})
 	}
 }
 
 func TestParseTenantRejectsSecondDocument(t *testing.T) {
-	_, err := ParseTenant("two.yaml", []byte("tenant: a\n---\ntenant: b\n"))
+	_, err := Parse("two.yaml", []byte("tenant: a\n---\ntenant: b\n"))
 	if err == nil || !strings.Contains(err.Error(), "more than one YAML document") {
 		t.Errorf("err = %v", err)
 	}
@@ -218,7 +218,7 @@ func TestDemoConfigsCompile(t *testing.T) {
 // TestSecureExampleTenant: the documented example loads, and its secrets do
 // what its comments say.
 func TestSecureExampleTenant(t *testing.T) {
-	tn, err := LoadTenant("../../testdata/tenants/secure.yaml")
+	tn, err := Load("../../testdata/tenants/secure.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

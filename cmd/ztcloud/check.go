@@ -18,7 +18,7 @@ func cmdCheck(args []string) error {
 	if *file == "" {
 		return errors.New("--tenant FILE is required")
 	}
-	t, err := tenant.LoadTenant(*file)
+	t, err := tenant.Load(*file)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func cmdPublisher(ctx context.Context, args []string) error {
 			return fmt.Errorf("--cacert %s: no PEM certificate in it", *cacert)
 		}
 	}
-	pub, err := publisher.LoadOrEnrollPublisher(ctx, publisher.PublisherEnrollment{
+	pub, err := publisher.LoadOrEnroll(ctx, publisher.Enrollment{
 		StateDir:  *state,
 		TenantURL: *tenantURL,
 		Name:      *name,
@@ -67,7 +67,7 @@ func cmdPublisher(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	p := publisher.NewPublisher(publisher.PublisherConfig{
+	p := publisher.New(publisher.Config{
 		Name:     *name,
 		PoPAddr:  pub.PoP.Address,
 		TLS:      publisherTLS(pub.Cert, pub.Roots, pub.PoP.ServerName),
@@ -98,7 +98,7 @@ func inProcessPublishers(f serveFlags, ca *tenant.CA, t *tenant.Tenant, log *zap
 			if err != nil {
 				return err
 			}
-			pub := publisher.NewPublisher(publisher.PublisherConfig{
+			pub := publisher.New(publisher.Config{
 				Name:     p.Name,
 				PoPAddr:  t.PoP.Address,
 				TLS:      publisherTLS(cert, ca.Pool(), t.PoP.ServerName),

@@ -87,7 +87,7 @@ func parseRoles(s string) (map[string]bool, error) {
 // anything is served, so a port in use fails the whole start cleanly.
 func serve(ctx context.Context, f serveFlags, roles map[string]bool, log *zap.Logger) error {
 	var current atomic.Pointer[tenant.Tenant]
-	t, err := tenant.LoadTenant(f.tenant)
+	t, err := tenant.Load(f.tenant)
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func reloadOnHUP(ctx context.Context, path string, current *atomic.Pointer[tenan
 		case <-ctx.Done():
 			return
 		case <-hup:
-			t, err := tenant.LoadTenant(path)
+			t, err := tenant.Load(path)
 			if err != nil {
 				log.Error("tenant reload failed, keeping the running tenant", zap.Error(err))
 				continue
@@ -187,7 +187,7 @@ func tenantRole(f serveFlags, ca *tenant.CA, names []string, current func() *ten
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\"status\":\"ok\",\"tenant\":%q}\n", current().Name)
 	})
-	mux.Handle("/v1/", tenant.NewTenantHandler(tenant.TenantHandlerConfig{Tenant: current, CA: ca, StateDir: f.state, Log: log.Named("tenant")}))
+	mux.Handle("/v1/", tenant.NewHandler(tenant.HandlerConfig{Tenant: current, CA: ca, StateDir: f.state, Log: log.Named("tenant")}))
 	srv := &http.Server{Handler: mux, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: zap.NewStdLog(log.Named("tenant.http"))}
 	log.Info("tenant API listening", zap.Stringer("addr", ln.Addr()))
@@ -217,7 +217,7 @@ func popRole(f serveFlags, ca *tenant.CA, names []string, current func() *tenant
 	if err != nil {
 		return nil, err
 	}
-	pop := pop.NewPoP(pop.PoPConfig{
+	broker := pop.New(pop.Config{
 		TLS: &tls.Config{
 			MinVersion:   tls.VersionTLS13,
 			Certificates: []tls.Certificate{cert},
@@ -257,9 +257,9 @@ func popRole(f serveFlags, ca *tenant.CA, names []string, current func() *tenant
 	return func(ctx context.Context) error {
 		go func() {
 			<-ctx.Done()
-			pop.Close()
+			broker.Close()
 		}()
-		if err := pop.Serve(ln); err != nil && ctx.Err() == nil {
+		if err := broker.Serve(ln); err != nil && ctx.Err() == nil {
 			return err
 		}
 		return nil

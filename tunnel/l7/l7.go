@@ -1,26 +1,30 @@
-// Package l7 is ztagent's L7 tunnel: TCP flows carried as HTTP/2 CONNECT streams
-// (RFC 9113 §8.5) over one mutually authenticated TLS 1.3 connection, with all three
-// ends in one place — the agent's Client, the cloud's PoP (broker and policy
-// enforcement point) and the Publisher that dials out from the corporate network.
-// The agent opens a stream whose :authority is the original FQDN (or address) and
-// port and whose Zt-App header names the private app; the PoP authorizes it, opens a
-// matching stream on the connection a publisher dialed to it (on which the PoP is the
-// HTTP/2 client), and relays bytes between the two. The publisher resolves the name
-// with its own resolver, connects, and relays. Half-closes travel as END_STREAM and
-// end as TCP FINs; errors travel as RST_STREAM. Flow-control windows and frame sizes
-// are sized for the bandwidth-delay product of a fast path, not left at the library's
-// defaults, which cap a stream at a few hundred Mbit/s. One asymmetry comes from
-// net/http's server side: a stream's response cannot end while its request is still
-// being read, so when a target half-closes first the flow ends in both directions.
+// Package l7 is the agent's end of ztagent's L7 tunnel, and the wire format its
+// three ends share. TCP flows are carried as HTTP/2 CONNECT streams (RFC 9113
+// §8.5) over one mutually authenticated TLS 1.3 connection to the PoP: the
+// Client opens a stream whose :authority is the original FQDN (or address) and
+// port and whose Zt-App header names the private app; the PoP (cloud/pop)
+// authorizes it and stitches it to a stream on the connection a publisher
+// (cloud/publisher) dialed to it, and the publisher resolves the name with its
+// own resolver, connects, and relays. Half-closes travel as END_STREAM and end
+// as TCP FINs; errors travel as RST_STREAM. Flow-control windows and frame
+// sizes are sized for the bandwidth-delay product of a fast path, not left at
+// the library's defaults, which cap a stream at a few hundred Mbit/s. One
+// asymmetry comes from net/http's server side: a stream's response cannot end
+// while its request is still being read, so when a target half-closes first the
+// flow ends in both directions.
 //
 // Names of publisher-DNS apps are resolved on the same connection with
-// DNS-over-HTTPS (RFC 8484): the agent POSTs the query (wire format, ID 0) to
-// /dns-query with the Zt-App header; the PoP parses it, authorizes its one question
-// for the device and app, and forwards the same request to a publisher of the app,
-// chosen round-robin as for streams; the publisher exchanges the query with its
-// resolver (UDP under a random ID, TCP when the answer is truncated) and returns the
-// answer unchanged but for the ID, so that the addresses the agent routes are the
-// corporate network's own. Refusals are the same statuses as for streams.
+// DNS-over-HTTPS (RFC 8484): the Client POSTs the query (wire format, ID 0) to
+// /dns-query with the Zt-App header; the PoP authorizes its one question for the
+// device and app and forwards the same request to a publisher of the app, which
+// exchanges it with its resolver and returns the answer unchanged but for the
+// ID, so that the addresses the agent routes are the corporate network's own.
+// Refusals are the same statuses as for streams.
+//
+// What the ends must agree on lives here once, exported for cloud/pop and
+// cloud/publisher: ALPN names, headers, Target and its parsing, refusals, DoH
+// framing, the HTTP/2 server and transport settings, the copy loop, TLS
+// dialing and accepting, and the reconnect backoff.
 package l7
 
 import (
