@@ -52,7 +52,7 @@ type Config struct {
 }
 
 // ErrClosed is returned by Server.Serve after Close.
-var ErrClosed = errors.New("l7: PoP closed")
+var ErrClosed = errors.New("pop: closed")
 
 // Server accepts client and publisher connections on the same listener (told apart by
 // ALPN) and stitches each client stream to a stream on a publisher's connection.

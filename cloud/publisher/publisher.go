@@ -97,7 +97,7 @@ func New(cfg Config) *Publisher {
 // to end and returns ctx's error. Run may be called once.
 func (p *Publisher) Run(ctx context.Context) error {
 	if p.cfg.PoPAddr == "" {
-		return errors.New("l7: publisher: no PoP address")
+		return errors.New("publisher: no PoP address")
 	}
 	bo := l7.NewBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
 	for {
