@@ -57,7 +57,7 @@ lab-down:
 # namespace benchmarks (iperf3 through the tunnel vs the direct path; dnsperf
 # against dnsmasq and the direct upstream). Root for the namespace half.
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchmem ./steering/ ./tunnel/... ./dnsproxy/ ./enroll/
+	$(GO) test -run '^$$' -bench . -benchmem ./steering/ ./tunnel/... ./dnsproxy/ ./enroll/... ./cloud/...
 	@scripts/bench.sh
 	@scripts/bench-dns.sh
 

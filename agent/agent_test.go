@@ -28,7 +28,10 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
+	"github.com/ztagent/ztagent/cloud/pop"
+	"github.com/ztagent/ztagent/cloud/tenant"
 	"github.com/ztagent/ztagent/enroll"
+	"github.com/ztagent/ztagent/enroll/tenantapi"
 	"github.com/ztagent/ztagent/platform"
 	"github.com/ztagent/ztagent/platform/platformtest"
 	"github.com/ztagent/ztagent/steering"
@@ -81,14 +84,14 @@ policy:
 // testCloud is an in-process tenant API and PoP on loopback.
 type testCloud struct {
 	api    *httptest.Server
-	pop    *l7.PoP
+	pop    *pop.Server
 	caFile string
 }
 
 func startCloud(t *testing.T) *testCloud {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := enroll.LoadOrCreateCA(dir)
+	ca, err := tenant.LoadOrCreateCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +103,7 @@ func startCloud(t *testing.T) *testCloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tenant, err := enroll.ParseTenant("test.yaml", []byte(fmt.Sprintf(tenantYAML, testOrgKey, popLn.Addr(), hash)))
+	tn, err := tenant.Parse("test.yaml", []byte(fmt.Sprintf(tenantYAML, testOrgKey, popLn.Addr(), hash)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,32 +111,32 @@ func startCloud(t *testing.T) *testCloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pop := l7.NewPoP(l7.PoPConfig{
+	popSrv := pop.New(pop.Config{
 		TLS: &tls.Config{Certificates: []tls.Certificate{popCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()},
 		Authorize: func(peer *x509.Certificate, tg l7.Target) ([]string, error) {
-			p, err := enroll.PeerIdentity(peer)
+			p, err := tenantapi.PeerIdentity(peer)
 			if err != nil {
 				return nil, err
 			}
-			return tenant.Authorize(p.User, tg.AppID, tg.Host, tg.Port, "tcp")
+			return tn.Authorize(p.User, tg.AppID, tg.Host, tg.Port, "tcp")
 		},
 		Publisher: func(*x509.Certificate) (string, bool) { return "", false },
 		Log:       zap.NewNop(),
 	})
-	go pop.Serve(popLn)
-	t.Cleanup(func() { pop.Close() })
+	go popSrv.Serve(popLn)
+	t.Cleanup(func() { popSrv.Close() })
 
 	tlsConf, err := ca.TenantServerTLS([]string{"127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := httptest.NewUnstartedServer(enroll.NewTenantHandler(enroll.TenantHandlerConfig{
-		Tenant: func() *enroll.Tenant { return tenant }, CA: ca, Log: zap.NewNop(),
+	api := httptest.NewUnstartedServer(tenant.NewHandler(tenant.HandlerConfig{
+		Tenant: func() *tenant.Tenant { return tn }, CA: ca, Log: zap.NewNop(),
 	}))
 	api.TLS = tlsConf
 	api.StartTLS()
 	t.Cleanup(api.Close)
-	return &testCloud{api: api, pop: pop, caFile: filepath.Join(dir, "ca.pem")}
+	return &testCloud{api: api, pop: popSrv, caFile: filepath.Join(dir, "ca.pem")}
 }
 
 type testAgent struct {

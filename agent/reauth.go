@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ztagent/ztagent/enroll"
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
 // Periodic re-authentication: when the client configuration sets
@@ -72,7 +72,7 @@ func (a *Agent) setLastSignIn(t time.Time) {
 	a.reauth.last = t
 	a.reauth.mu.Unlock()
 	b, _ := json.Marshal(authRecord{LastSignIn: t})
-	if err := platform.WriteFileAtomic(filepath.Join(a.whom().dir, authFile), b, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(a.whom().dir, authFile), b, 0o600); err != nil {
 		a.log.Warn("save last sign-in time", zap.Error(err))
 	}
 }

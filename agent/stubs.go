@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 	"github.com/ztagent/ztagent/steering"
 )
 
@@ -111,5 +111,5 @@ func (a *Agent) saveStubs() error {
 	if err != nil {
 		return err
 	}
-	return platform.WriteFileAtomic(filepath.Join(a.whom().dir, stubsFile), b, 0o600)
+	return atomicfile.Write(filepath.Join(a.whom().dir, stubsFile), b, 0o600)
 }

@@ -13,13 +13,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ztagent/ztagent/enroll"
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/enroll/tenantapi"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 	"github.com/ztagent/ztagent/steering"
 )
 
 // syncState is the config in force and where it came from.
 type syncState struct {
-	cfg     *enroll.AgentConfig
+	cfg     *tenantapi.AgentConfig
 	etag    string
 	source  string // "tenant" or "cache"
 	fetched time.Time
@@ -28,9 +29,9 @@ type syncState struct {
 // cachedConfig is the last good config on disk, so the agent starts and steers
 // with the tenant unreachable.
 type cachedConfig struct {
-	ETag    string              `json:"etag"`
-	Fetched time.Time           `json:"fetched"`
-	Config  *enroll.AgentConfig `json:"config"`
+	ETag    string                 `json:"etag"`
+	Fetched time.Time              `json:"fetched"`
+	Config  *tenantapi.AgentConfig `json:"config"`
 }
 
 const configFile = "config.json"
@@ -76,10 +77,10 @@ func (a *Agent) loadConfig() (*cachedConfig, error) {
 	return &c, nil
 }
 
-func (a *Agent) saveConfig(cfg *enroll.AgentConfig, etag string) {
+func (a *Agent) saveConfig(cfg *tenantapi.AgentConfig, etag string) {
 	b, err := json.MarshalIndent(cachedConfig{ETag: etag, Fetched: time.Now(), Config: cfg}, "", "  ")
 	if err == nil {
-		err = platform.WriteFileAtomic(filepath.Join(a.whom().dir, configFile), b, 0o600)
+		err = atomicfile.Write(filepath.Join(a.whom().dir, configFile), b, 0o600)
 	}
 	if err != nil {
 		a.log.Warn("cannot cache config", zap.Error(err))

@@ -4,13 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +19,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ztagent/ztagent/enroll/tenantapi"
 	"github.com/ztagent/ztagent/platform"
 )
 
@@ -74,7 +71,7 @@ func loadCACert(path string) (*x509.CertPool, []byte, error) {
 		return nil, nil, errorf(ReasonBadParameter, err,
 			"cannot read cacert=%s: %v — pass the path of the tenant CA PEM the administrator distributed", path, unwrapPathError(err))
 	}
-	pool, err := poolFromPEM(data)
+	pool, err := tenantapi.PoolFromPEM(data)
 	if err != nil {
 		return nil, nil, errorf(ReasonBadParameter, err,
 			"cacert=%s is not a PEM certificate file (%v) — pass the tenant CA PEM (ca.pem)", path, err)
@@ -88,21 +85,6 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// newDeviceKey generates the device key and a CSR for it. The key never leaves
-// this process except into the 0600 identity file.
-func newDeviceKey(cn string) (*ecdsa.PrivateKey, string, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, "", err
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader,
-		&x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
-	if err != nil {
-		return nil, "", err
-	}
-	return key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), nil
 }
 
 // checkUPNParams says what is missing or unsupported for UPN enrollment.
@@ -136,11 +118,11 @@ func EnrollUPN(ctx context.Context, p Params, log *zap.Logger) (*Identity, error
 	if err != nil {
 		return nil, err
 	}
-	key, csr, err := newDeviceKey(p.UPN)
+	key, csr, err := tenantapi.NewKey(p.UPN)
 	if err != nil {
 		return nil, fmt.Errorf("generate device key: %w", err)
 	}
-	req := upnEnrollRequest{OrgKey: string(p.Token), UPN: p.UPN, DeviceName: deviceName(), CSR: csr,
+	req := tenantapi.UPNEnrollRequest{OrgKey: string(p.Token), UPN: p.UPN, DeviceName: deviceName(), CSR: csr,
 		EnrollAuthToken: string(p.EnrollAuthToken)}
 	log.Info("enrolling", zap.String("method", "upn"), zap.String("url", base), zap.String("upn", p.UPN), zap.Stringer("params", p))
 	return enrollDevice(ctx, base, "/v1/enroll/upn", &req, key, apiRoots, apiPEM, p, log)
@@ -173,8 +155,8 @@ func enrollDevice(ctx context.Context, base, path string, body any, key *ecdsa.P
 	if err != nil {
 		return nil, err
 	}
-	peer, _ := PeerIdentity(cert.Leaf)
-	if peer.Kind != KindDevice || peer.Tenant != resp.Tenant || peer.Device != resp.DeviceID ||
+	peer, _ := tenantapi.PeerIdentity(cert.Leaf)
+	if peer.Kind != tenantapi.KindDevice || peer.Tenant != resp.Tenant || peer.Device != resp.DeviceID ||
 		peer.User != resp.User {
 		return nil, errorf(ReasonBadResponse, nil,
 			"tenant API at %s issued a certificate that does not match its answer — report this to the tenant administrator", base)
@@ -199,15 +181,15 @@ func enrollDevice(ctx context.Context, base, path string, body any, key *ecdsa.P
 // encryption token and the tenant's choice must agree: a sealed config without a
 // token, a token that does not open it, and a token with a config in the clear
 // (a silent downgrade) are all refused.
-func initialConfig(base string, resp *enrollResponse, p Params) (*AgentConfig, error) {
+func initialConfig(base string, resp *tenantapi.EnrollResponse, p Params) (*tenantapi.AgentConfig, error) {
 	tok := string(p.EnrollEncryptionToken)
 	switch {
 	case resp.SealedConfig != nil && tok == "":
 		return nil, errorf(ReasonEncryptionRequired, nil,
 			"tenant encrypts the initial config for this enrollment token set: re-run with enrollencryptiontoken=<encryption token of the same set> or `ztdiag -e enrollauthtoken=… enrollencryptiontoken=…` (nothing was saved)")
 	case resp.SealedConfig != nil:
-		cfg, err := openConfig(resp.SealedConfig, tok, resp.Tenant, resp.DeviceID)
-		if errors.Is(err, errSealOpen) {
+		cfg, err := tenantapi.OpenConfig(resp.SealedConfig, tok, resp.Tenant, resp.DeviceID)
+		if errors.Is(err, tenantapi.ErrSealOpen) {
 			return nil, errorf(ReasonBadEncryptionToken, err,
 				"the enrollment encryption token (enrollencryptiontoken=) does not decrypt the tenant's initial config: copy the encryption token of the same set as enrollauthtoken= from the admin console and re-run, or use `ztdiag -e enrollauthtoken=… enrollencryptiontoken=…` (nothing was saved)")
 		}
@@ -222,7 +204,7 @@ func initialConfig(base string, resp *enrollResponse, p Params) (*AgentConfig, e
 	case len(resp.Config) == 0:
 		return nil, nil // an older tenant: the config comes from the first fetch
 	}
-	var cfg AgentConfig
+	var cfg tenantapi.AgentConfig
 	if err := json.Unmarshal(resp.Config, &cfg); err != nil {
 		return nil, errorf(ReasonBadResponse, err,
 			"tenant API at %s sent a malformed initial config (%v) — report this to the tenant administrator", base, err)
@@ -252,7 +234,7 @@ func deviceName() string {
 
 // postEnroll POSTs an enrollment and decodes a 200 answer; anything else becomes
 // an *Error.
-func postEnroll(ctx context.Context, url string, roots *x509.CertPool, body any, p Params) (*enrollResponse, error) {
+func postEnroll(ctx context.Context, url string, roots *x509.CertPool, body any, p Params) (*tenantapi.EnrollResponse, error) {
 	tr := newTransport(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
@@ -274,8 +256,8 @@ func postEnroll(ctx context.Context, url string, roots *x509.CertPool, body any,
 	if resp.StatusCode != http.StatusOK {
 		return nil, explainStatus(baseOf(url), resp, p)
 	}
-	var out enrollResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxRequestBody)).Decode(&out); err != nil {
+	var out tenantapi.EnrollResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, tenantapi.MaxRequestBody)).Decode(&out); err != nil {
 		return nil, errorf(ReasonBadResponse, err,
 			"tenant API at %s sent a malformed enrollment answer (%v) — check that host= points at the tenant API", baseOf(url), err)
 	}
@@ -284,29 +266,11 @@ func postEnroll(ctx context.Context, url string, roots *x509.CertPool, body any,
 
 // checkEnrollResponse checks that the certificate is for our key and chains to
 // the tenant CA the response names, and returns both.
-func checkEnrollResponse(base string, r *enrollResponse, key *ecdsa.PrivateKey) (tls.Certificate, *x509.CertPool, error) {
-	bad := func(why string, err error) (tls.Certificate, *x509.CertPool, error) {
+func checkEnrollResponse(base string, r *tenantapi.EnrollResponse, key *ecdsa.PrivateKey) (tls.Certificate, *x509.CertPool, error) {
+	cert, roots, err := tenantapi.CheckIssued(r, key)
+	if err != nil {
 		return tls.Certificate{}, nil, errorf(ReasonBadResponse, err,
-			"tenant API at %s sent an unusable certificate (%s) — report this to the tenant administrator", base, why)
+			"tenant API at %s sent an unusable certificate (%v) — report this to the tenant administrator", base, err)
 	}
-	roots, err := poolFromPEM([]byte(r.CA))
-	if err != nil {
-		return bad("tenant CA: "+err.Error(), err)
-	}
-	b, _ := pem.Decode([]byte(r.Certificate))
-	if b == nil || b.Type != "CERTIFICATE" {
-		return bad("no PEM certificate", nil)
-	}
-	leaf, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		return bad(err.Error(), err)
-	}
-	if !key.PublicKey.Equal(leaf.PublicKey) {
-		return bad("not for this device's key", nil)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return bad(err.Error(), err)
-	}
-	return tls.Certificate{Certificate: [][]byte{b.Bytes}, PrivateKey: key, Leaf: leaf}, roots, nil
+	return cert, roots, nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
 // ConfigClient fetches the device's config from the tenant API over mutual TLS
@@ -29,7 +31,7 @@ func NewConfigClient(id *Identity, log *zap.Logger) (*ConfigClient, error) {
 	if id == nil || len(id.Cert.Certificate) == 0 || id.Cert.PrivateKey == nil {
 		return nil, errors.New("config client: identity has no device certificate; enroll first")
 	}
-	if _, err := normalizeHost(id.TenantURL); err != nil {
+	if _, err := tenantapi.BaseURL(id.TenantURL); err != nil {
 		return nil, fmt.Errorf("config client: identity's tenant URL %v; enroll again", err)
 	}
 	tr := newTransport(&tls.Config{
@@ -47,7 +49,7 @@ func (c *ConfigClient) Close() { c.tr.CloseIdleConnections() }
 // Fetch returns the current config and its ETag. With etag set to the last one
 // received and the config unchanged, it returns ErrNotModified and the same ETag.
 // Other failures are *Error with one sentence each.
-func (c *ConfigClient) Fetch(ctx context.Context, etag string) (*AgentConfig, string, error) {
+func (c *ConfigClient) Fetch(ctx context.Context, etag string) (*tenantapi.AgentConfig, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
@@ -63,7 +65,7 @@ func (c *ConfigClient) Fetch(ctx context.Context, etag string) (*AgentConfig, st
 		if strings.Contains(err.Error(), "remote error: tls:") {
 			// The tenant refused the handshake: our certificate is expired,
 			// revoked or from another CA.
-			return nil, "", errorf(ReasonClientCertRequired, err,
+			return nil, "", errorf(tenantapi.ReasonClientCertRequired, err,
 				"tenant API at %s refused this device's certificate (%v) — enroll the device again", c.id.TenantURL, urlCause(err))
 		}
 		return nil, "", explainTransport(c.id.TenantURL, err, "")
@@ -75,7 +77,7 @@ func (c *ConfigClient) Fetch(ctx context.Context, etag string) (*AgentConfig, st
 	case http.StatusOK:
 	default:
 		e := explainStatus(c.id.TenantURL, resp, Params{UPN: c.id.User})
-		if e.Reason == ReasonUnknownUser {
+		if e.Reason == tenantapi.ReasonUnknownUser {
 			e.msg = "tenant " + c.id.TenantURL + " no longer has user " + c.id.User +
 				": ask the administrator to restore the user, or enroll this device again as a current user"
 		}
@@ -92,14 +94,14 @@ func (c *ConfigClient) Fetch(ctx context.Context, etag string) (*AgentConfig, st
 
 // decode reads a config leniently (a newer tenant may add fields) and checks
 // that it is for this device's tenant and user.
-func (c *ConfigClient) decode(r io.Reader) (*AgentConfig, error) {
-	var cfg AgentConfig
-	lr := &io.LimitedReader{R: r, N: maxConfigBody + 1}
+func (c *ConfigClient) decode(r io.Reader) (*tenantapi.AgentConfig, error) {
+	var cfg tenantapi.AgentConfig
+	lr := &io.LimitedReader{R: r, N: tenantapi.MaxConfigBody + 1}
 	err := json.NewDecoder(lr).Decode(&cfg)
 	switch {
 	case lr.N <= 0:
 		return nil, errorf(ReasonBadResponse, nil,
-			"tenant API at %s sent a config larger than %d MiB — report this to the tenant administrator", c.id.TenantURL, maxConfigBody>>20)
+			"tenant API at %s sent a config larger than %d MiB — report this to the tenant administrator", c.id.TenantURL, tenantapi.MaxConfigBody>>20)
 	case err != nil:
 		return nil, errorf(ReasonBadResponse, err,
 			"tenant API at %s sent a malformed config (%v) — report this to the tenant administrator", c.id.TenantURL, err)

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"syscall"
+
+	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
 // baseOf strips the path from a tenant API URL, for messages.
@@ -94,9 +96,9 @@ func isTimeout(err error) bool {
 
 // readAPIError decodes a tenant error body; nil when the body is not one (a
 // proxy or another server answered).
-func readAPIError(resp *http.Response) *apiError {
-	var e apiError
-	dec := json.NewDecoder(io.LimitReader(resp.Body, maxErrorBody))
+func readAPIError(resp *http.Response) *tenantapi.Error {
+	var e tenantapi.Error
+	dec := json.NewDecoder(io.LimitReader(resp.Body, tenantapi.MaxErrorBody))
 	if err := dec.Decode(&e); err != nil || e.Reason == "" {
 		return nil
 	}
@@ -128,31 +130,29 @@ func explainStatus(base string, resp *http.Response, p Params) *Error {
 	}
 	out := &Error{Reason: e.Reason, Status: e.Status, err: e}
 	switch e.Reason {
-	case ReasonBadOrgKey:
+	case tenantapi.ReasonBadOrgKey:
 		out.msg = "tenant rejected the org key (token=): check the key in the admin console"
-	case ReasonUnknownUser:
+	case tenantapi.ReasonUnknownUser:
 		out.msg = "tenant " + base + " has no user " + p.UPN + " (upn=): add the user in the admin console or pass the right upn="
-	case ReasonSecureEnrollment:
+	case tenantapi.ReasonSecureEnrollment:
 		out.msg = "tenant enforces secure enrollment: re-run with enrollauthtoken=<auth token from the admin console> or `ztdiag -e enrollauthtoken=…`"
-	case ReasonBadAuthToken:
+	case tenantapi.ReasonBadAuthToken:
 		out.msg = "tenant rejected the enrollment auth token (enrollauthtoken=): copy the current token from the admin console and re-run, or `ztdiag -e enrollauthtoken=…`"
-	case ReasonAuthTokenExpired:
+	case tenantapi.ReasonAuthTokenExpired:
 		out.msg = "the enrollment auth token has expired (enrollauthtoken=): create a new token set in the admin console and re-run with it, or `ztdiag -e enrollauthtoken=…`"
-	case ReasonAuthTokenRevoked:
+	case tenantapi.ReasonAuthTokenRevoked:
 		out.msg = "the enrollment auth token has been revoked (enrollauthtoken=): re-run with a current token from the admin console, or `ztdiag -e enrollauthtoken=…`"
-	case ReasonBadUserKey:
+	case tenantapi.ReasonBadUserKey:
 		out.msg = "tenant does not know this invitation's user key (userkey=): copy it again from the invitation email or ask the administrator for a new invitation"
-	case ReasonInvitationUsed:
+	case tenantapi.ReasonInvitationUsed:
 		out.msg = "this invitation's user key (userkey=) has already enrolled a device (" + e.Message + "): a key works once — ask the administrator for a new invitation"
-	case ReasonInvitationExpired:
+	case tenantapi.ReasonInvitationExpired:
 		out.msg = "this invitation has expired (" + e.Message + "): ask the administrator for a new invitation"
-	case ReasonBadIdPCode:
+	case tenantapi.ReasonBadIdPCode:
 		out.msg = "tenant refused the sign-in code (expired, already used or not for this enrollment): re-run the enrollment and finish the sign-in within a minute"
-	case ReasonTooManyAttempts:
+	case tenantapi.ReasonTooManyAttempts:
 		out.msg = "tenant API at " + base + " is refusing this address after too many failed enrollments: fix the key or token, then retry after " + resp.Header.Get("Retry-After") + "s"
-	case ReasonBadPublisherToken:
-		out.msg = "tenant rejected the publisher name or registration token: check both against the tenant file"
-	case ReasonClientCertRequired, ReasonNotADevice, ReasonWrongTenant:
+	case tenantapi.ReasonClientCertRequired, tenantapi.ReasonNotADevice, tenantapi.ReasonWrongTenant:
 		out.msg = "tenant API at " + base + " did not accept this device's certificate (" + e.Message + "): enroll the device again"
 	default:
 		out.msg = "tenant API at " + base + " refused the request: " + e.Message + " (HTTP " + http.StatusText(e.Status) + ", " + e.Reason + ")"

@@ -15,7 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/enroll/tenantapi"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
 // Identity is an enrolled device: who it is, where its tenant is, its key and
@@ -34,7 +35,7 @@ type Identity struct {
 	// (decrypted when it was sealed); nil after LoadIdentity and from tenants
 	// that do not send one. It is not persisted: apply it and cache it like a
 	// fetched config.
-	InitialConfig *AgentConfig
+	InitialConfig *tenantapi.AgentConfig
 	// Recovered, after LoadIdentity, says why identity.json was unusable and
 	// that the last good copy replaced it; "" normally. Log it.
 	Recovered string
@@ -114,11 +115,11 @@ func (id *Identity) Save(stateDir string) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("save identity: %w", err)
 	}
-	if err := platform.WriteFileAtomic(filepath.Join(stateDir, identityFile), data, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(stateDir, identityFile), data, 0o600); err != nil {
 		return err
 	}
 	// A crash here leaves the older last-good copy; the next load refreshes it.
-	return platform.WriteFileAtomic(filepath.Join(stateDir, identityGoodFile), data, 0o600)
+	return atomicfile.Write(filepath.Join(stateDir, identityGoodFile), data, 0o600)
 }
 
 // LoadIdentity reads the identity from stateDir. With no identity it returns
@@ -146,7 +147,7 @@ func LoadIdentity(stateDir string) (*Identity, error) {
 	if why == "" {
 		if good, err := os.ReadFile(goodPath); err != nil || !bytes.Equal(good, data) {
 			// Best effort: a failure leaves the older copy, still a good one.
-			platform.WriteFileAtomic(goodPath, data, 0o600)
+			atomicfile.Write(goodPath, data, 0o600)
 		}
 		return id, nil
 	}
@@ -158,7 +159,7 @@ func LoadIdentity(stateDir string) (*Identity, error) {
 	if gwhy != "" {
 		return nil, fmt.Errorf("%w: %s %s and its last good copy %s; enroll again to replace it", ErrCorruptIdentity, path, why, gwhy)
 	}
-	if err := platform.WriteFileAtomic(path, good, 0o600); err != nil {
+	if err := atomicfile.Write(path, good, 0o600); err != nil {
 		return nil, fmt.Errorf("%w: %s %s and restoring the last good copy failed: %v", ErrCorruptIdentity, path, why, err)
 	}
 	id.Recovered = path + " " + why + "; restored from " + identityGoodFile
@@ -183,50 +184,20 @@ func parseIdentity(data []byte) (*Identity, string) {
 	if err != nil {
 		return nil, "has an unusable key or certificate (" + err.Error() + ")"
 	}
-	peer, err := PeerIdentity(cert.Leaf)
-	if err != nil || peer.Kind != KindDevice || peer.Tenant != j.Tenant || peer.User != j.User || peer.Device != j.DeviceID {
+	peer, err := tenantapi.PeerIdentity(cert.Leaf)
+	if err != nil || peer.Kind != tenantapi.KindDevice || peer.Tenant != j.Tenant || peer.User != j.User || peer.Device != j.DeviceID {
 		return nil, "has a certificate that does not match its tenant, user and device"
 	}
 	id := &Identity{Tenant: j.Tenant, User: j.User, DeviceID: j.DeviceID, TenantURL: j.TenantURL,
 		Cert: cert, caPEM: []byte(j.CA)}
-	if id.Roots, err = poolFromPEM(id.caPEM); err != nil {
+	if id.Roots, err = tenantapi.PoolFromPEM(id.caPEM); err != nil {
 		return nil, "has an unusable tenant CA (" + err.Error() + ")"
 	}
 	if j.APICA != "" {
 		id.apiCAPEM = []byte(j.APICA)
-		if id.APIRoots, err = poolFromPEM(id.apiCAPEM); err != nil {
+		if id.APIRoots, err = tenantapi.PoolFromPEM(id.apiCAPEM); err != nil {
 			return nil, "has an unusable tenant API CA (" + err.Error() + ")"
 		}
 	}
 	return id, ""
-}
-
-// poolFromPEM parses one or more PEM certificates into a new pool; anything else
-// in the data is an error.
-func poolFromPEM(data []byte) (*x509.CertPool, error) {
-	pool := x509.NewCertPool()
-	n := 0
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			if strings.TrimSpace(string(rest)) != "" {
-				return nil, errors.New("data that is not a PEM certificate")
-			}
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("PEM block %q, want CERTIFICATE", b.Type)
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		pool.AddCert(c)
-		n++
-	}
-	if n == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return pool, nil
 }

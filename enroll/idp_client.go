@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
 // Enroll enrolls by the method the parameters select: userkey= → email
@@ -77,14 +79,14 @@ func EnrollIdP(ctx context.Context, p Params, openBrowser func(url string) error
 		ctx, cancel = context.WithTimeout(ctx, idpDefaultWait)
 		defer cancel()
 	}
-	verifier, state := randomB64URL(32), randomB64URL(32)
+	verifier, state := tenantapi.RandomB64URL(32), tenantapi.RandomB64URL(32)
 	lb, err := newLoopback(state)
 	if err != nil {
-		return nil, errorf(ReasonInternal, err, "cannot listen on 127.0.0.1 for the sign-in redirect: %v", err)
+		return nil, errorf(tenantapi.ReasonInternal, err, "cannot listen on 127.0.0.1 for the sign-in redirect: %v", err)
 	}
 	defer lb.close()
-	q := url.Values{"response_type": {"code"}, "client_id": {idpClientID}, "redirect_uri": {lb.redirect},
-		"code_challenge": {pkceS256(verifier)}, "code_challenge_method": {"S256"}, "state": {state}}
+	q := url.Values{"response_type": {"code"}, "client_id": {tenantapi.IdPClientID}, "redirect_uri": {lb.redirect},
+		"code_challenge": {tenantapi.PKCES256(verifier)}, "code_challenge_method": {"S256"}, "state": {state}}
 	if p.UPN != "" {
 		q.Set("login_hint", p.UPN)
 	}
@@ -98,11 +100,11 @@ func EnrollIdP(ctx context.Context, p Params, openBrowser func(url string) error
 	if err != nil {
 		return nil, err
 	}
-	key, csr, err := newDeviceKey("idp device")
+	key, csr, err := tenantapi.NewKey("idp device")
 	if err != nil {
 		return nil, fmt.Errorf("generate device key: %w", err)
 	}
-	req := idpTokenRequest{ClientID: idpClientID, Code: code, CodeVerifier: verifier, RedirectURI: lb.redirect,
+	req := tenantapi.IdPTokenRequest{ClientID: tenantapi.IdPClientID, Code: code, CodeVerifier: verifier, RedirectURI: lb.redirect,
 		DeviceName: deviceName(), CSR: csr, EnrollAuthToken: string(p.EnrollAuthToken)}
 	return enrollDevice(ctx, base, "/v1/idp/token", &req, key, apiRoots, apiPEM, p, log)
 }

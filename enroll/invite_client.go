@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
 // EnrollInvite enrolls this device with the one-time user key of an email
@@ -26,11 +28,11 @@ func EnrollInvite(ctx context.Context, p Params, log *zap.Logger) (*Identity, er
 	if err != nil {
 		return nil, err
 	}
-	key, csr, err := newDeviceKey("invited device")
+	key, csr, err := tenantapi.NewKey("invited device")
 	if err != nil {
 		return nil, fmt.Errorf("generate device key: %w", err)
 	}
-	req := inviteEnrollRequest{UserKey: string(p.UserKey), DeviceName: deviceName(), CSR: csr,
+	req := tenantapi.InviteEnrollRequest{UserKey: string(p.UserKey), DeviceName: deviceName(), CSR: csr,
 		EnrollAuthToken: string(p.EnrollAuthToken)}
 	log.Info("enrolling", zap.String("method", "invite"), zap.String("url", base), zap.Stringer("params", p))
 	id, err := enrollDevice(ctx, base, "/v1/enroll/invite", &req, key, apiRoots, apiPEM, p, log)

@@ -3,6 +3,8 @@ package enroll
 import (
 	"sort"
 	"strings"
+
+	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
 // Where an effective setting came from, as `ztdiag status` shows it. An MDM
@@ -80,7 +82,7 @@ func MergeParams(install Params, mdm map[string]string, mdmPath string) (Params,
 			s.Source = SourceDefault
 		}
 		if secretParams[k] {
-			s.Value = Secret(s.Value).String()
+			s.Value = tenantapi.Secret(s.Value).String()
 		}
 		settings = append(settings, s)
 	}

@@ -4,26 +4,27 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
+
+	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
 // Params are the install-style key=value parameters an administrator passes to
 // `ztagent install` or `ztagent run` (or pushes by MDM), with the names silent
 // installs already use. Secrets are of type Secret and print redacted.
 type Params struct {
-	Host                  string // tenant API: host[:port] or https:// URL
-	Token                 Secret // org key
-	UPN                   string // overrides the logged-in user's UPN
-	CACert                string // path to the tenant CA PEM; else system roots
-	EnrollAuthToken       Secret // secure-enrollment auth token
-	EnrollEncryptionToken Secret // secure-enrollment encryption token
-	InstallMode           string // "" (UPN) or "IDP"
-	Tenant                string // tenant name, for IdP enrollment
-	Domain                string // user's domain, for IdP enrollment
-	Mode                  string // "" or "peruserconfig"
-	PreLogonUser          string // identity used before anyone logs in
-	UserKey               Secret // one-time email-invitation key
+	Host                  string           // tenant API: host[:port] or https:// URL
+	Token                 tenantapi.Secret // org key
+	UPN                   string           // overrides the logged-in user's UPN
+	CACert                string           // path to the tenant CA PEM; else system roots
+	EnrollAuthToken       tenantapi.Secret // secure-enrollment auth token
+	EnrollEncryptionToken tenantapi.Secret // secure-enrollment encryption token
+	InstallMode           string           // "" (UPN) or "IDP"
+	Tenant                string           // tenant name, for IdP enrollment
+	Domain                string           // user's domain, for IdP enrollment
+	Mode                  string           // "" or "peruserconfig"
+	PreLogonUser          string           // identity used before anyone logs in
+	UserKey               tenantapi.Secret // one-time email-invitation key
 }
 
 // paramSpec describes one key: where it goes and how it is checked.
@@ -34,17 +35,17 @@ type paramSpec struct {
 
 var paramSpecs = map[string]paramSpec{
 	"host":                  {func(p *Params, v string) { p.Host = v }, checkHostParam},
-	"token":                 {func(p *Params, v string) { p.Token = Secret(v) }, nonEmpty},
+	"token":                 {func(p *Params, v string) { p.Token = tenantapi.Secret(v) }, nonEmpty},
 	"upn":                   {func(p *Params, v string) { p.UPN = v }, checkUPNParam},
 	"cacert":                {func(p *Params, v string) { p.CACert = v }, nonEmpty},
-	"enrollauthtoken":       {func(p *Params, v string) { p.EnrollAuthToken = Secret(v) }, nonEmpty},
-	"enrollencryptiontoken": {func(p *Params, v string) { p.EnrollEncryptionToken = Secret(v) }, nonEmpty},
+	"enrollauthtoken":       {func(p *Params, v string) { p.EnrollAuthToken = tenantapi.Secret(v) }, nonEmpty},
+	"enrollencryptiontoken": {func(p *Params, v string) { p.EnrollEncryptionToken = tenantapi.Secret(v) }, nonEmpty},
 	"installmode":           {func(p *Params, v string) { p.InstallMode = v }, oneOf("IDP")},
 	"tenant":                {func(p *Params, v string) { p.Tenant = v }, checkTenantParam},
 	"domain":                {func(p *Params, v string) { p.Domain = v }, checkDomainParam},
 	"mode":                  {func(p *Params, v string) { p.Mode = v }, oneOf("peruserconfig")},
 	"prelogonuser":          {func(p *Params, v string) { p.PreLogonUser = v }, nonEmpty},
-	"userkey":               {func(p *Params, v string) { p.UserKey = Secret(v) }, nonEmpty},
+	"userkey":               {func(p *Params, v string) { p.UserKey = tenantapi.Secret(v) }, nonEmpty},
 }
 
 // paramOrder is the order of ValidParamKeys and String.
@@ -116,36 +117,14 @@ func (p Params) TenantURL() (string, error) {
 	if p.Host == "" {
 		return "", errors.New("host= is not set: pass the tenant API's host, e.g. host=tenant.example.com")
 	}
-	return normalizeHost(p.Host)
-}
-
-func normalizeHost(h string) (string, error) {
-	raw := h
-	if !strings.Contains(h, "://") {
-		raw = "https://" + h
-	}
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || u.Host == "" || u.Hostname() == "":
-		return "", fmt.Errorf("%q is not a host[:port] or https:// URL", h)
-	case u.Scheme != "https":
-		return "", fmt.Errorf("%q: the tenant API is reached over https only", h)
-	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
-		return "", fmt.Errorf("%q: no user, query or fragment allowed", h)
-	}
-	if port := u.Port(); port != "" {
-		if _, err := parsePort(port); err != nil {
-			return "", fmt.Errorf("%q: %w", h, err)
-		}
-	}
-	return "https://" + u.Host + strings.TrimSuffix(u.EscapedPath(), "/"), nil
+	return tenantapi.BaseURL(p.Host)
 }
 
 func checkHostParam(v string) (string, error) {
 	if v == "" {
 		return "", errors.New("empty")
 	}
-	if _, err := normalizeHost(v); err != nil {
+	if _, err := tenantapi.BaseURL(v); err != nil {
 		return "", err
 	}
 	return v, nil
@@ -178,7 +157,7 @@ func checkUPNParam(v string) (string, error) {
 }
 
 func checkTenantParam(v string) (string, error) {
-	if v == "" || !validTenantName(strings.ToLower(v)) {
+	if v == "" || !tenantapi.ValidTenantName(strings.ToLower(v)) {
 		return "", fmt.Errorf("%q is not a tenant name (letters, digits and '-')", truncate(v))
 	}
 	return strings.ToLower(v), nil
@@ -186,7 +165,7 @@ func checkTenantParam(v string) (string, error) {
 
 func checkDomainParam(v string) (string, error) {
 	d := strings.ToLower(strings.TrimSuffix(v, "."))
-	if net.ParseIP(d) != nil || checkDNSName(d) != nil {
+	if net.ParseIP(d) != nil || tenantapi.CheckDNSName(d) != nil {
 		return "", fmt.Errorf("%q is not a DNS domain", truncate(v))
 	}
 	return d, nil

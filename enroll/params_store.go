@@ -10,7 +10,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/enroll/tenantapi"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
 // paramsFile holds the install parameters in the state directory, so that the
@@ -34,7 +35,7 @@ func SaveParams(stateDir string, p Params) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("save parameters: %w", err)
 	}
-	return platform.WriteFileAtomic(filepath.Join(stateDir, paramsFile), data, 0o600)
+	return atomicfile.Write(filepath.Join(stateDir, paramsFile), data, 0o600)
 }
 
 // LoadParams reads the parameters SaveParams wrote; none saved is a zero
@@ -50,7 +51,7 @@ func LoadParams(stateDir string) (Params, error) {
 		return Params{}, fmt.Errorf("read parameters: %w", err)
 	}
 	var vals map[string]string
-	if err := decodeStrict(strings.NewReader(string(data)), &vals); err != nil {
+	if err := tenantapi.DecodeStrict(strings.NewReader(string(data)), &vals); err != nil {
 		return Params{}, fmt.Errorf("parameters file %s: %v; run `ztagent install` again with the parameters", path, err)
 	}
 	p, err := paramsFromMap(vals)

@@ -7,6 +7,14 @@ import (
 	"testing"
 )
 
+// Secrets as an administrator would pass them (the demo tenant's org key).
+const (
+	demoOrgKey = "demo-org-key-8c1f4e27b9d35a60"
+	authSet1   = "auth-token-set-one-5d2c9a"
+	authSet2   = "auth-token-set-two-77e1b0"
+	encSet2    = "enc-token-set-two-6b20de"
+)
+
 func TestSaveLoadUpdateParams(t *testing.T) {
 	dir := t.TempDir()
 	if p, err := LoadParams(dir); err != nil || p != (Params{}) {

@@ -5,13 +5,14 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
 // Device certificate renewal. A device certificate lives 90 days; the agent
@@ -20,11 +21,6 @@ import (
 // user of the presented certificate, so renewal needs no user and no token; a
 // device whose certificate has expired can no longer prove who it is and
 // enrolls again.
-
-// renewRequest is POST /v1/renew.
-type renewRequest struct {
-	CSR string `json:"csr"`
-}
 
 // RenewAt is when the device certificate should be renewed: once two thirds of
 // its lifetime have passed (day 60 of 90).
@@ -37,42 +33,6 @@ func (id *Identity) RenewAt() time.Time {
 // NeedsRenewal reports whether the certificate should be renewed at now.
 func (id *Identity) NeedsRenewal(now time.Time) bool { return !now.Before(id.RenewAt()) }
 
-// renew signs a new certificate for the device presenting a valid one.
-func (h *tenantHandler) renew(w http.ResponseWriter, r *http.Request, t *Tenant) {
-	peer, e := verifiedDevice(r, t)
-	if e == nil && t.User(peer.User) == nil {
-		e = &apiError{Status: http.StatusForbidden, Reason: ReasonUnknownUser,
-			Message: "user " + peer.User + " is no longer a member of this tenant"}
-	}
-	if e != nil {
-		h.log.Warn("renewal refused", zap.String("reason", e.Reason), zap.String("remote", r.RemoteAddr))
-		writeError(w, e)
-		return
-	}
-	var req renewRequest
-	if e := decodeRequest(w, r, &req); e != nil {
-		writeError(w, e)
-		return
-	}
-	der, err := decodeCSRPEM(req.CSR)
-	if err == nil {
-		der, err = h.cfg.CA.SignDevice(der, DeviceIdentity{Tenant: t.Name, DeviceID: peer.Device, User: peer.User})
-	}
-	if err != nil {
-		writeError(w, badRequest(ReasonBadCSR, err.Error()))
-		return
-	}
-	h.log.Info("device certificate renewed", zap.String("tenant", t.Name), zap.String("upn", peer.User),
-		zap.String("device_id", peer.Device))
-	writeJSON(w, http.StatusOK, &enrollResponse{
-		DeviceID:    peer.Device,
-		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		CA:          string(h.cfg.CA.certPEM),
-		Tenant:      t.Name,
-		User:        peer.User,
-	})
-}
-
 // Renew obtains a new device certificate for a new key from id's tenant,
 // authenticating with id's current certificate. It returns a new Identity (id
 // is unchanged) for the caller to Save; on error id stays in force until it
@@ -81,11 +41,11 @@ func Renew(ctx context.Context, id *Identity, log *zap.Logger) (*Identity, error
 	if id == nil || len(id.Cert.Certificate) == 0 || id.Cert.Leaf == nil {
 		return nil, errorf(ReasonBadParameter, nil, "renew: no device certificate; enroll first")
 	}
-	key, csr, err := newDeviceKey(id.User)
+	key, csr, err := tenantapi.NewKey(id.User)
 	if err != nil {
 		return nil, fmt.Errorf("generate device key: %w", err)
 	}
-	body, err := json.Marshal(renewRequest{CSR: csr})
+	body, err := json.Marshal(tenantapi.RenewRequest{CSR: csr})
 	if err != nil {
 		return nil, err
 	}
@@ -107,15 +67,15 @@ func Renew(ctx context.Context, id *Identity, log *zap.Logger) (*Identity, error
 	if resp.StatusCode != http.StatusOK {
 		return nil, explainStatus(id.TenantURL, resp, Params{UPN: id.User})
 	}
-	var out enrollResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxRequestBody)).Decode(&out); err != nil {
+	var out tenantapi.EnrollResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, tenantapi.MaxRequestBody)).Decode(&out); err != nil {
 		return nil, errorf(ReasonBadResponse, err, "tenant API at %s sent a malformed renewal answer (%v)", id.TenantURL, err)
 	}
 	cert, roots, err := checkEnrollResponse(id.TenantURL, &out, key)
 	if err != nil {
 		return nil, err
 	}
-	if peer, _ := PeerIdentity(cert.Leaf); peer.Kind != KindDevice || peer.Tenant != id.Tenant ||
+	if peer, _ := tenantapi.PeerIdentity(cert.Leaf); peer.Kind != tenantapi.KindDevice || peer.Tenant != id.Tenant ||
 		peer.Device != id.DeviceID || peer.User != id.User {
 		return nil, errorf(ReasonBadResponse, nil,
 			"tenant API at %s renewed the certificate for another identity — report this to the tenant administrator", id.TenantURL)

@@ -1,6 +1,7 @@
 package enroll
 
 import (
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,4 +51,9 @@ func TestUserStateDir(t *testing.T) {
 	if !strings.HasPrefix(evil, filepath.Join("/var/lib/ztagent", "users")+string(filepath.Separator)) {
 		t.Errorf("escaped the state directory: %s", evil)
 	}
+}
+
+func isReason(err error, reason string) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Reason == reason
 }

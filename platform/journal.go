@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
 // journal is a record, in the state directory, of a change the agent is about
@@ -30,7 +32,7 @@ func (j journal) write(v any) error {
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", j.path, err)
 	}
-	if err := WriteFileAtomic(j.path, append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(j.path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil
@@ -61,11 +63,5 @@ func (j journal) clear() error {
 	return nil
 }
 
-// syncDir makes a rename or removal in dir durable. It is best effort: not
-// every OS can fsync a directory.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-}
+// syncDir makes a rename or removal in dir durable (best effort).
+func syncDir(dir string) { atomicfile.SyncDir(dir) }

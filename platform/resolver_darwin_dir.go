@@ -16,6 +16,8 @@ import (
 	"sync"
 
 	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
 // resolverJournalName is the journal's file name in the state directory.
@@ -139,7 +141,7 @@ func (r *resolverDirDNS) Set(cfg DNSConfig) error {
 		return fmt.Errorf("resolver files: %w", err)
 	}
 	for _, f := range plan.ResolverFiles {
-		if err := WriteFileAtomic(filepath.Join(r.dir, f.Name), f.Content, 0o644); err != nil {
+		if err := atomicfile.Write(filepath.Join(r.dir, f.Name), f.Content, 0o644); err != nil {
 			return fmt.Errorf("resolver files: %w", err)
 		}
 	}
@@ -197,7 +199,7 @@ func (r *resolverDirDNS) restoreFiles(files []resolverJournalFile) error {
 				r.log.Warn("resolver file is no longer the agent's; leaving it", zap.String("path", p))
 			}
 		case f.Existed:
-			errs = append(errs, WriteFileAtomic(p, f.Original, 0o644))
+			errs = append(errs, atomicfile.Write(p, f.Original, 0o644))
 		case err == nil:
 			errs = append(errs, os.Remove(p))
 		case !errors.Is(err, fs.ErrNotExist):

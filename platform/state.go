@@ -1,7 +1,6 @@
 package platform
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -45,40 +44,4 @@ func DefaultTUNName() string {
 	default:
 		return "zt0"
 	}
-}
-
-// WriteFileAtomic replaces path with data so that a crash at any moment leaves
-// either the old file or the new one, never a mix: temp file in the same
-// directory, fsync, rename, fsync of the directory.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // best effort: not every OS can fsync a directory
-		d.Close()
-	}
-	return nil
 }

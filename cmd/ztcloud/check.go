@@ -5,7 +5,7 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/ztagent/ztagent/enroll"
+	"github.com/ztagent/ztagent/cloud/tenant"
 )
 
 // cmdCheck validates a tenant file and prints every problem in it.
@@ -18,7 +18,7 @@ func cmdCheck(args []string) error {
 	if *file == "" {
 		return errors.New("--tenant FILE is required")
 	}
-	t, err := enroll.LoadTenant(*file)
+	t, err := tenant.Load(*file)
 	if err != nil {
 		return err
 	}

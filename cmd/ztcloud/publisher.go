@@ -13,8 +13,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/ztagent/ztagent/enroll"
-	"github.com/ztagent/ztagent/tunnel/l7"
+	"github.com/ztagent/ztagent/cloud/publisher"
+	"github.com/ztagent/ztagent/cloud/tenant"
+	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
 // cmdPublisher runs a standalone publisher: it enrolls with the tenant API by
@@ -55,18 +56,18 @@ func cmdPublisher(ctx context.Context, args []string) error {
 			return fmt.Errorf("--cacert %s: no PEM certificate in it", *cacert)
 		}
 	}
-	pub, err := enroll.LoadOrEnrollPublisher(ctx, enroll.PublisherEnrollment{
+	pub, err := publisher.LoadOrEnroll(ctx, publisher.Enrollment{
 		StateDir:  *state,
 		TenantURL: *tenantURL,
 		Name:      *name,
-		Token:     enroll.Secret(*token),
+		Token:     tenantapi.Secret(*token),
 		Roots:     roots,
 		Log:       log,
 	})
 	if err != nil {
 		return err
 	}
-	p := l7.NewPublisher(l7.PublisherConfig{
+	p := publisher.New(publisher.Config{
 		Name:     *name,
 		PoPAddr:  pub.PoP.Address,
 		TLS:      publisherTLS(pub.Cert, pub.Roots, pub.PoP.ServerName),
@@ -88,7 +89,7 @@ func publisherTLS(cert tls.Certificate, roots *x509.CertPool, serverName string)
 
 // inProcessPublishers runs every publisher of the tenant inside this process,
 // with certificates signed directly by the CA: the all-in-one small setup.
-func inProcessPublishers(f serveFlags, ca *enroll.CA, t *enroll.Tenant, log *zap.Logger) func(context.Context) error {
+func inProcessPublishers(f serveFlags, ca *tenant.CA, t *tenant.Tenant, log *zap.Logger) func(context.Context) error {
 	return func(ctx context.Context) error {
 		var wg sync.WaitGroup
 		errc := make(chan error, len(t.Publishers))
@@ -97,7 +98,7 @@ func inProcessPublishers(f serveFlags, ca *enroll.CA, t *enroll.Tenant, log *zap
 			if err != nil {
 				return err
 			}
-			pub := l7.NewPublisher(l7.PublisherConfig{
+			pub := publisher.New(publisher.Config{
 				Name:     p.Name,
 				PoPAddr:  t.PoP.Address,
 				TLS:      publisherTLS(cert, ca.Pool(), t.PoP.ServerName),

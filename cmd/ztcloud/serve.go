@@ -21,8 +21,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/ztagent/ztagent/enroll"
-	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/cloud/pop"
+	"github.com/ztagent/ztagent/cloud/tenant"
+	"github.com/ztagent/ztagent/enroll/tenantapi"
+	"github.com/ztagent/ztagent/platform/atomicfile"
 	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
@@ -84,42 +86,42 @@ func parseRoles(s string) (map[string]bool, error) {
 // serve runs the chosen roles until ctx is done. Every listener is bound before
 // anything is served, so a port in use fails the whole start cleanly.
 func serve(ctx context.Context, f serveFlags, roles map[string]bool, log *zap.Logger) error {
-	var tenant atomic.Pointer[enroll.Tenant]
-	t, err := enroll.LoadTenant(f.tenant)
+	var current atomic.Pointer[tenant.Tenant]
+	t, err := tenant.Load(f.tenant)
 	if err != nil {
 		return err
 	}
-	tenant.Store(t)
+	current.Store(t)
 	if err := os.MkdirAll(f.state, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	ca, err := enroll.LoadOrCreateCA(f.state)
+	ca, err := tenant.LoadOrCreateCA(f.state)
 	if err != nil {
 		return err
 	}
 	// Publish the CA certificate for administrators to distribute (cacert=).
-	if err := platform.WriteFileAtomic(filepath.Join(f.state, "ca.pem"), ca.CertPEM(), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(f.state, "ca.pem"), ca.CertPEM(), 0o644); err != nil {
 		return err
 	}
 	names := strings.Split(f.names, ",")
 
 	var servers []func(context.Context) error
 	if roles["tenant"] {
-		run, err := tenantRole(f, ca, names, tenant.Load, log)
+		run, err := tenantRole(f, ca, names, current.Load, log)
 		if err != nil {
 			return err
 		}
 		servers = append(servers, run)
 	}
 	if roles["pop"] {
-		run, err := popRole(f, ca, names, tenant.Load, log)
+		run, err := popRole(f, ca, names, current.Load, log)
 		if err != nil {
 			return err
 		}
 		servers = append(servers, run)
 	}
 	if roles["publisher"] {
-		servers = append(servers, inProcessPublishers(f, ca, tenant.Load(), log))
+		servers = append(servers, inProcessPublishers(f, ca, current.Load(), log))
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -128,7 +130,7 @@ func serve(ctx context.Context, f serveFlags, roles map[string]bool, log *zap.Lo
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		reloadOnHUP(ctx, f.tenant, &tenant, log)
+		reloadOnHUP(ctx, f.tenant, &current, log)
 	}()
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
@@ -151,7 +153,7 @@ func serve(ctx context.Context, f serveFlags, roles map[string]bool, log *zap.Lo
 
 // reloadOnHUP reloads the tenant file on SIGHUP. A file that does not validate
 // is reported and the running tenant stays in force.
-func reloadOnHUP(ctx context.Context, path string, tenant *atomic.Pointer[enroll.Tenant], log *zap.Logger) {
+func reloadOnHUP(ctx context.Context, path string, current *atomic.Pointer[tenant.Tenant], log *zap.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -160,18 +162,18 @@ func reloadOnHUP(ctx context.Context, path string, tenant *atomic.Pointer[enroll
 		case <-ctx.Done():
 			return
 		case <-hup:
-			t, err := enroll.LoadTenant(path)
+			t, err := tenant.Load(path)
 			if err != nil {
 				log.Error("tenant reload failed, keeping the running tenant", zap.Error(err))
 				continue
 			}
-			tenant.Store(t)
+			current.Store(t)
 			log.Info("tenant reloaded", zap.String("file", path))
 		}
 	}
 }
 
-func tenantRole(f serveFlags, ca *enroll.CA, names []string, tenant func() *enroll.Tenant, log *zap.Logger) (func(context.Context) error, error) {
+func tenantRole(f serveFlags, ca *tenant.CA, names []string, current func() *tenant.Tenant, log *zap.Logger) (func(context.Context) error, error) {
 	tlsConf, err := ca.TenantServerTLS(names)
 	if err != nil {
 		return nil, err
@@ -183,9 +185,9 @@ func tenantRole(f serveFlags, ca *enroll.CA, names []string, tenant func() *enro
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, "{\"status\":\"ok\",\"tenant\":%q}\n", tenant().Name)
+		fmt.Fprintf(w, "{\"status\":\"ok\",\"tenant\":%q}\n", current().Name)
 	})
-	mux.Handle("/v1/", enroll.NewTenantHandler(enroll.TenantHandlerConfig{Tenant: tenant, CA: ca, StateDir: f.state, Log: log.Named("tenant")}))
+	mux.Handle("/v1/", tenant.NewHandler(tenant.HandlerConfig{Tenant: current, CA: ca, StateDir: f.state, Log: log.Named("tenant")}))
 	srv := &http.Server{Handler: mux, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: zap.NewStdLog(log.Named("tenant.http"))}
 	log.Info("tenant API listening", zap.Stringer("addr", ln.Addr()))
@@ -201,10 +203,10 @@ func tenantRole(f serveFlags, ca *enroll.CA, names []string, tenant func() *enro
 	}, nil
 }
 
-func popRole(f serveFlags, ca *enroll.CA, names []string, tenant func() *enroll.Tenant, log *zap.Logger) (func(context.Context) error, error) {
+func popRole(f serveFlags, ca *tenant.CA, names []string, current func() *tenant.Tenant, log *zap.Logger) (func(context.Context) error, error) {
 	// Agents and publishers verify the PoP by the server name the tenant file
 	// gives them, so the certificate must carry it.
-	if sn := tenant().PoP.ServerName; sn != "" {
+	if sn := current().PoP.ServerName; sn != "" {
 		names = append(names[:len(names):len(names)], sn)
 	}
 	cert, err := ca.IssueServer(names)
@@ -215,7 +217,7 @@ func popRole(f serveFlags, ca *enroll.CA, names []string, tenant func() *enroll.
 	if err != nil {
 		return nil, err
 	}
-	pop := l7.NewPoP(l7.PoPConfig{
+	broker := pop.New(pop.Config{
 		TLS: &tls.Config{
 			MinVersion:   tls.VersionTLS13,
 			Certificates: []tls.Certificate{cert},
@@ -223,31 +225,31 @@ func popRole(f serveFlags, ca *enroll.CA, names []string, tenant func() *enroll.
 			ClientCAs:    ca.Pool(),
 		},
 		Authorize: func(peer *x509.Certificate, t l7.Target) ([]string, error) {
-			p, err := enroll.PeerIdentity(peer)
+			p, err := tenantapi.PeerIdentity(peer)
 			if err != nil {
 				return nil, err
 			}
-			if p.Kind != enroll.KindDevice {
+			if p.Kind != tenantapi.KindDevice {
 				return nil, errors.New("only devices may open streams")
 			}
-			return tenant().Authorize(p.User, t.AppID, t.Host, t.Port, "tcp")
+			return current().Authorize(p.User, t.AppID, t.Host, t.Port, "tcp")
 		},
 		AuthorizeDNS: func(peer *x509.Certificate, appID, qname string) ([]string, error) {
-			p, err := enroll.PeerIdentity(peer)
+			p, err := tenantapi.PeerIdentity(peer)
 			if err != nil {
 				return nil, err
 			}
-			if p.Kind != enroll.KindDevice {
+			if p.Kind != tenantapi.KindDevice {
 				return nil, errors.New("only devices may resolve names")
 			}
-			return tenant().AuthorizeDNS(p.User, appID, qname)
+			return current().AuthorizeDNS(p.User, appID, qname)
 		},
 		Publisher: func(peer *x509.Certificate) (string, bool) {
-			p, err := enroll.PeerIdentity(peer)
-			if err != nil || p.Kind != enroll.KindPublisher {
+			p, err := tenantapi.PeerIdentity(peer)
+			if err != nil || p.Kind != tenantapi.KindPublisher {
 				return "", false
 			}
-			return p.Publisher, tenant().Publisher(p.Publisher) != nil
+			return p.Publisher, current().Publisher(p.Publisher) != nil
 		},
 		Log: log.Named("pop"),
 	})
@@ -255,9 +257,9 @@ func popRole(f serveFlags, ca *enroll.CA, names []string, tenant func() *enroll.
 	return func(ctx context.Context) error {
 		go func() {
 			<-ctx.Done()
-			pop.Close()
+			broker.Close()
 		}()
-		if err := pop.Serve(ln); err != nil && ctx.Err() == nil {
+		if err := broker.Serve(ln); err != nil && ctx.Err() == nil {
 			return err
 		}
 		return nil

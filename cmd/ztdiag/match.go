@@ -14,7 +14,7 @@ import (
 	"strings"
 
 	"github.com/ztagent/ztagent/agent"
-	"github.com/ztagent/ztagent/enroll"
+	"github.com/ztagent/ztagent/cloud/tenant"
 	"github.com/ztagent/ztagent/steering"
 )
 
@@ -86,7 +86,7 @@ func parseTarget(s string) (agent.MatchRequest, error) {
 // loadSnapshot compiles a tenant file (for user) or a steering config file.
 func loadSnapshot(file, user string) (*steering.Snapshot, error) {
 	if strings.HasSuffix(file, ".yaml") || strings.HasSuffix(file, ".yml") {
-		t, err := enroll.LoadTenant(file)
+		t, err := tenant.Load(file)
 		if err != nil {
 			return nil, err
 		}

@@ -58,7 +58,7 @@ type Status struct {
 // tunnelConn is one live connection to the PoP.
 type tunnelConn struct {
 	cc   *http2.ClientConn
-	conn *countingConn
+	conn *CountingConn
 }
 
 // Client keeps one TLS connection to the PoP up and opens a CONNECT stream on it for
@@ -94,15 +94,15 @@ func NewClient(cfg ClientConfig) *Client {
 		cfg.Log = zap.NewNop()
 	}
 	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = defaultDialTimeout
+		cfg.DialTimeout = DefaultDialTimeout
 	}
-	tc := clientTLS(cfg.TLS, cfg.Addr, ALPNClient)
+	tc := ClientTLS(cfg.TLS, cfg.Addr, ALPNClient)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Client{
 		cfg:     cfg,
 		log:     cfg.Log.Named("l7client"),
 		tlsConf: tc,
-		tr:      newH2Transport(),
+		tr:      NewH2Transport(),
 		ctx:     ctx,
 		cancel:  cancel,
 		state:   StateConnecting,
@@ -178,11 +178,11 @@ func (c *Client) Connected() bool { return c.connected.Load() }
 // run owns the connection: connect, serve until it dies, wait, repeat.
 func (c *Client) run() {
 	defer c.wg.Done()
-	bo := newBackoff(c.cfg.RetryMin, c.cfg.RetryMax)
+	bo := NewBackoff(c.cfg.RetryMin, c.cfg.RetryMax)
 	for {
 		tc, err := c.connect()
 		if err == nil {
-			bo.reset()
+			bo.Reset()
 			c.cur.Store(tc)
 			c.setState(StateConnected, nil)
 			c.log.Info("tunnel up", zap.String("pop", c.cfg.Addr))
@@ -198,9 +198,9 @@ func (c *Client) run() {
 			return
 		}
 		c.setState(StateDown, err)
-		delay := bo.next()
+		delay := bo.Next()
 		c.log.Warn("tunnel down", zap.String("pop", c.cfg.Addr), zap.Error(err), zap.Duration("retry_in", delay))
-		if !sleepCtx(c.ctx.Done(), delay) {
+		if !SleepCtx(c.ctx.Done(), delay) {
 			return
 		}
 	}
@@ -210,7 +210,7 @@ func (c *Client) run() {
 func (c *Client) connect() (*tunnelConn, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
 	defer cancel()
-	raw, err := dialTLS(ctx, c.cfg.Dial, c.cfg.Addr, c.tlsConf)
+	raw, err := DialTLS(ctx, c.cfg.Dial, c.cfg.Addr, c.tlsConf)
 	if err != nil {
 		return nil, fmt.Errorf("dial PoP %s: %w", c.cfg.Addr, err)
 	}
@@ -218,7 +218,7 @@ func (c *Client) connect() (*tunnelConn, error) {
 		raw.Close()
 		return nil, fmt.Errorf("dial PoP %s: negotiated protocol %q, want %q", c.cfg.Addr, p, ALPNClient)
 	}
-	conn := newCountingConn(raw, &c.bytesIn, &c.bytesOut)
+	conn := NewCountingConn(raw, &c.bytesIn, &c.bytesOut)
 	cc, err := c.tr.NewClientConn(conn)
 	if err != nil {
 		raw.Close()

@@ -20,12 +20,8 @@ const (
 	DNSPath      = "/dns-query"
 	DNSMediaType = "application/dns-message"
 
-	dnsHeaderLen  = 12
-	maxDNSMessage = 65535 // a DNS message's length is 16 bits, even over TCP
-
-	// dohAuthority is the :authority of the PoP's requests to publishers, which
-	// serve one connection each and do not look at it.
-	dohAuthority = "publisher.invalid"
+	DNSHeaderLen  = 12
+	MaxDNSMessage = 65535 // a DNS message's length is 16 bits, even over TCP
 )
 
 // ErrBadQuery is returned by Client.ResolveDNS for a query that cannot be a DNS
@@ -44,7 +40,7 @@ var errDNSTooLarge = errors.New("DNS message longer than 65535 bytes")
 // publisher of the app online, 502 resolver failed, 504 resolver or publisher
 // timed out). ctx bounds the whole exchange.
 func (c *Client) ResolveDNS(ctx context.Context, appID string, query []byte) ([]byte, error) {
-	if len(query) < dnsHeaderLen || len(query) > maxDNSMessage {
+	if len(query) < DNSHeaderLen || len(query) > MaxDNSMessage {
 		return nil, fmt.Errorf("l7: resolve for app %s: %d-byte query: %w", appID, len(query), ErrBadQuery)
 	}
 	tc := c.cur.Load()
@@ -55,10 +51,10 @@ func (c *Client) ResolveDNS(ctx context.Context, appID string, query []byte) ([]
 		query = bytes.Clone(query)
 		binary.BigEndian.PutUint16(query, 0)
 	}
-	resp, err := tc.cc.RoundTrip(newDNSRequest(ctx, c.cfg.Addr, appID, query))
+	resp, err := tc.cc.RoundTrip(NewDNSRequest(ctx, c.cfg.Addr, appID, query))
 	var answer []byte
 	if err == nil {
-		answer, err = readDNSResponse(resp)
+		answer, err = ReadDNSResponse(resp)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -69,8 +65,8 @@ func (c *Client) ResolveDNS(ctx context.Context, appID string, query []byte) ([]
 	return answer, nil
 }
 
-// newDNSRequest is a DoH POST of query for app to authority.
-func newDNSRequest(ctx context.Context, authority, app string, query []byte) *http.Request {
+// NewDNSRequest is a DoH POST of query for app to authority.
+func NewDNSRequest(ctx context.Context, authority, app string, query []byte) *http.Request {
 	return (&http.Request{
 		Method: http.MethodPost,
 		URL:    &url.URL{Scheme: "https", Host: authority, Path: DNSPath},
@@ -85,8 +81,8 @@ func newDNSRequest(ctx context.Context, authority, app string, query []byte) *ht
 	}).WithContext(ctx)
 }
 
-// readDNSResponse reads a DoH answer, or turns a refusal into a *RefusedError.
-func readDNSResponse(resp *http.Response) ([]byte, error) {
+// ReadDNSResponse reads a DoH answer, or turns a refusal into a *RefusedError.
+func ReadDNSResponse(resp *http.Response) ([]byte, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return nil, &RefusedError{Status: resp.StatusCode, Reason: resp.Header.Get(HeaderReason)}
@@ -98,7 +94,7 @@ func readDNSResponse(resp *http.Response) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
-	if len(answer) < dnsHeaderLen {
+	if len(answer) < DNSHeaderLen {
 		return nil, fmt.Errorf("%d-byte answer is not a DNS message", len(answer))
 	}
 	return answer, nil
@@ -107,7 +103,7 @@ func readDNSResponse(resp *http.Response) ([]byte, error) {
 // readDNSBody reads one DNS message of declared length n (-1 if unknown),
 // refusing to buffer more than the largest one.
 func readDNSBody(r io.Reader, n int64) ([]byte, error) {
-	if n > maxDNSMessage {
+	if n > MaxDNSMessage {
 		return nil, errDNSTooLarge
 	}
 	if n >= 0 {
@@ -119,18 +115,18 @@ func readDNSBody(r io.Reader, n int64) ([]byte, error) {
 		}
 		return b, nil
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxDNSMessage+1))
+	b, err := io.ReadAll(io.LimitReader(r, MaxDNSMessage+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > maxDNSMessage {
+	if len(b) > MaxDNSMessage {
 		return nil, errDNSTooLarge
 	}
 	return b, nil
 }
 
-// writeDNSAnswer answers a DoH request.
-func writeDNSAnswer(w http.ResponseWriter, answer []byte) {
+// WriteDNSAnswer answers a DoH request.
+func WriteDNSAnswer(w http.ResponseWriter, answer []byte) {
 	h := w.Header()
 	h.Set("Content-Type", DNSMediaType)
 	h.Set("Content-Length", fmt.Sprint(len(answer)))
@@ -143,24 +139,24 @@ func isDNSMediaType(v string) bool {
 	return err == nil && mt == DNSMediaType
 }
 
-// isDNSQuery reports whether r is a DoH query, which the PoP and the publisher
+// IsDNSQuery reports whether r is a DoH query, which the PoP and the publisher
 // serve. GET queries (base64url in the URL) are not used on the tunnel.
-func isDNSQuery(r *http.Request) bool {
+func IsDNSQuery(r *http.Request) bool {
 	return r.Method == http.MethodPost && r.URL != nil && r.URL.Path == DNSPath
 }
 
-// dnsQuery is a parsed DoH request.
-type dnsQuery struct {
-	appID string
-	qname string // the question's name, canonical: lower case, with the final dot
-	body  []byte // the query in wire format, as sent
+// DNSQuery is a parsed DoH request.
+type DNSQuery struct {
+	AppID string
+	QName string // the question's name, canonical: lower case, with the final dot
+	Body  []byte // the query in wire format, as sent
 }
 
-// parseDNSRequest reads and checks a DoH request on the serving side. On failure
+// ParseDNSRequest reads and checks a DoH request on the serving side. On failure
 // it returns the status to refuse the request with.
-func parseDNSRequest(r *http.Request) (dnsQuery, int, error) {
-	q := dnsQuery{appID: r.Header.Get(HeaderApp)}
-	if q.appID == "" {
+func ParseDNSRequest(r *http.Request) (DNSQuery, int, error) {
+	q := DNSQuery{AppID: r.Header.Get(HeaderApp)}
+	if q.AppID == "" {
 		return q, http.StatusBadRequest, errors.New("no " + HeaderApp + " header")
 	}
 	if ct := r.Header.Get("Content-Type"); !isDNSMediaType(ct) {
@@ -173,8 +169,8 @@ func parseDNSRequest(r *http.Request) (dnsQuery, int, error) {
 	case err != nil:
 		return q, http.StatusBadRequest, fmt.Errorf("read query: %w", err)
 	}
-	q.body = body
-	q.qname, err = parseDNSQuery(body)
+	q.Body = body
+	q.QName, err = parseDNSQuery(body)
 	if err != nil {
 		return q, http.StatusBadRequest, err
 	}
@@ -184,7 +180,7 @@ func parseDNSRequest(r *http.Request) (dnsQuery, int, error) {
 // parseDNSQuery checks that msg is a standard query with exactly one question
 // and returns the question's name in canonical form.
 func parseDNSQuery(msg []byte) (string, error) {
-	if len(msg) < dnsHeaderLen {
+	if len(msg) < DNSHeaderLen {
 		return "", fmt.Errorf("%d-byte query is not a DNS message", len(msg))
 	}
 	var m dns.Msg

@@ -1,26 +1,30 @@
-// Package l7 is ztagent's L7 tunnel: TCP flows carried as HTTP/2 CONNECT streams
-// (RFC 9113 §8.5) over one mutually authenticated TLS 1.3 connection, with all three
-// ends in one place — the agent's Client, the cloud's PoP (broker and policy
-// enforcement point) and the Publisher that dials out from the corporate network.
-// The agent opens a stream whose :authority is the original FQDN (or address) and
-// port and whose Zt-App header names the private app; the PoP authorizes it, opens a
-// matching stream on the connection a publisher dialed to it (on which the PoP is the
-// HTTP/2 client), and relays bytes between the two. The publisher resolves the name
-// with its own resolver, connects, and relays. Half-closes travel as END_STREAM and
-// end as TCP FINs; errors travel as RST_STREAM. Flow-control windows and frame sizes
-// are sized for the bandwidth-delay product of a fast path, not left at the library's
-// defaults, which cap a stream at a few hundred Mbit/s. One asymmetry comes from
-// net/http's server side: a stream's response cannot end while its request is still
-// being read, so when a target half-closes first the flow ends in both directions.
+// Package l7 is the agent's end of ztagent's L7 tunnel, and the wire format its
+// three ends share. TCP flows are carried as HTTP/2 CONNECT streams (RFC 9113
+// §8.5) over one mutually authenticated TLS 1.3 connection to the PoP: the
+// Client opens a stream whose :authority is the original FQDN (or address) and
+// port and whose Zt-App header names the private app; the PoP (cloud/pop)
+// authorizes it and stitches it to a stream on the connection a publisher
+// (cloud/publisher) dialed to it, and the publisher resolves the name with its
+// own resolver, connects, and relays. Half-closes travel as END_STREAM and end
+// as TCP FINs; errors travel as RST_STREAM. Flow-control windows and frame
+// sizes are sized for the bandwidth-delay product of a fast path, not left at
+// the library's defaults, which cap a stream at a few hundred Mbit/s. One
+// asymmetry comes from net/http's server side: a stream's response cannot end
+// while its request is still being read, so when a target half-closes first the
+// flow ends in both directions.
 //
 // Names of publisher-DNS apps are resolved on the same connection with
-// DNS-over-HTTPS (RFC 8484): the agent POSTs the query (wire format, ID 0) to
-// /dns-query with the Zt-App header; the PoP parses it, authorizes its one question
-// for the device and app, and forwards the same request to a publisher of the app,
-// chosen round-robin as for streams; the publisher exchanges the query with its
-// resolver (UDP under a random ID, TCP when the answer is truncated) and returns the
-// answer unchanged but for the ID, so that the addresses the agent routes are the
-// corporate network's own. Refusals are the same statuses as for streams.
+// DNS-over-HTTPS (RFC 8484): the Client POSTs the query (wire format, ID 0) to
+// /dns-query with the Zt-App header; the PoP authorizes its one question for the
+// device and app and forwards the same request to a publisher of the app, which
+// exchanges it with its resolver and returns the answer unchanged but for the
+// ID, so that the addresses the agent routes are the corporate network's own.
+// Refusals are the same statuses as for streams.
+//
+// What the ends must agree on lives here once, exported for cloud/pop and
+// cloud/publisher: ALPN names, headers, Target and its parsing, refusals, DoH
+// framing, the HTTP/2 server and transport settings, the copy loop, TLS
+// dialing and accepting, and the reconnect backoff.
 package l7
 
 import (
@@ -55,20 +59,20 @@ const (
 	streamWindow      = 16 << 20
 	connWindow        = 64 << 20
 	copyBufferSize    = 256 << 10
-	smallCopyBuffer   = 8 << 10   // while a flow is idle or trickling; see copyFlush
+	smallCopyBuffer   = 8 << 10   // while a flow is idle or trickling; see CopyFlush
 	dialReadBuffer    = 256 << 10 // under TLS, per dialed connection (agent, publisher)
 	acceptReadBuffer  = 64 << 10  // under TLS, per connection the PoP accepts (many)
 	maxStreamsPerConn = 10000
 
 	// Keepalives detect a dead peer on an idle connection (NAT timeouts, a laptop
-	// resuming from sleep): a PING after readIdle of silence, and the connection is
+	// resuming from sleep): a PING after ReadIdle of silence, and the connection is
 	// closed if no answer comes within pingTimeout.
-	readIdle    = 15 * time.Second
+	ReadIdle    = 15 * time.Second
 	pingTimeout = 10 * time.Second
 
-	handshakeTimeout   = 10 * time.Second
-	defaultDialTimeout = 10 * time.Second
-	defaultOpenTimeout = 30 * time.Second
+	HandshakeTimeout   = 10 * time.Second
+	DefaultDialTimeout = 10 * time.Second
+	DefaultOpenTimeout = 30 * time.Second
 	defaultRetryMin    = 500 * time.Millisecond
 	defaultRetryMax    = 30 * time.Second
 )
@@ -127,8 +131,8 @@ func (e *RefusedError) Error() string {
 // Is reports whether target is ErrRefused.
 func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 
-// parseTarget reads the target of a CONNECT request on the serving side.
-func parseTarget(r *http.Request) (Target, error) {
+// ParseTarget reads the target of a CONNECT request on the serving side.
+func ParseTarget(r *http.Request) (Target, error) {
 	host, port, err := net.SplitHostPort(r.Host)
 	if err != nil {
 		return Target{}, fmt.Errorf("bad authority %q: %w", r.Host, err)
@@ -143,15 +147,15 @@ func parseTarget(r *http.Request) (Target, error) {
 	return Target{Host: host, Port: uint16(p), AppID: r.Header.Get(HeaderApp)}, nil
 }
 
-// isConnect reports whether r is a classic CONNECT (not an extended CONNECT, which
+// IsConnect reports whether r is a classic CONNECT (not an extended CONNECT, which
 // carries a :protocol pseudo-header and is reserved for datagram flows).
-func isConnect(r *http.Request) bool {
+func IsConnect(r *http.Request) bool {
 	return r.Method == http.MethodConnect && r.Header.Get(":protocol") == ""
 }
 
-// refuse answers a stream with a status and a reason the client turns into a
+// Refuse answers a stream with a status and a reason the client turns into a
 // RefusedError.
-func refuse(w http.ResponseWriter, status int, reason string) {
+func Refuse(w http.ResponseWriter, status int, reason string) {
 	if reason != "" {
 		w.Header().Set(HeaderReason, sanitizeReason(reason))
 	}

@@ -16,23 +16,23 @@ import (
 	"golang.org/x/net/http2"
 )
 
-// newH2Server returns the HTTP/2 server settings shared by the PoP (for clients) and
+// NewH2Server returns the HTTP/2 server settings shared by the PoP (for clients) and
 // the publisher (for the PoP).
-func newH2Server() *http2.Server {
+func NewH2Server() *http2.Server {
 	return &http2.Server{
 		MaxConcurrentStreams:         maxStreamsPerConn,
 		MaxReadFrameSize:             maxFrameSize,
 		MaxUploadBufferPerConnection: connWindow,
 		MaxUploadBufferPerStream:     streamWindow,
-		ReadIdleTimeout:              readIdle,
+		ReadIdleTimeout:              ReadIdle,
 		PingTimeout:                  pingTimeout,
 	}
 }
 
-// serveConnOpts returns the options for serving one HTTP/2 connection: contexts of
+// ServeConnOpts returns the options for serving one HTTP/2 connection: contexts of
 // its streams derive from ctx, and the library's own complaints (bad prefaces, protocol
 // errors from a peer) go to log at debug level instead of the global logger.
-func serveConnOpts(ctx context.Context, log *zap.Logger, h http.Handler) *http2.ServeConnOpts {
+func ServeConnOpts(ctx context.Context, log *zap.Logger, h http.Handler) *http2.ServeConnOpts {
 	errLog, err := zap.NewStdLogAt(log, zap.DebugLevel)
 	if err != nil {
 		// Only for a level zap does not know.
@@ -41,15 +41,15 @@ func serveConnOpts(ctx context.Context, log *zap.Logger, h http.Handler) *http2.
 	return &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: &http.Server{ErrorLog: errLog}}
 }
 
-// newH2Transport returns the HTTP/2 client settings shared by the agent (to the PoP)
+// NewH2Transport returns the HTTP/2 client settings shared by the agent (to the PoP)
 // and the PoP (to publishers). The receive windows can only be set through the
 // net/http HTTP2Config of a configured HTTP/1 transport, which is otherwise unused.
-func newH2Transport() *http2.Transport {
+func NewH2Transport() *http2.Transport {
 	t1 := &http.Transport{HTTP2: &http.HTTP2Config{
 		MaxReadFrameSize:              maxFrameSize,
 		MaxReceiveBufferPerConnection: connWindow,
 		MaxReceiveBufferPerStream:     streamWindow,
-		SendPingTimeout:               readIdle,
+		SendPingTimeout:               ReadIdle,
 		PingTimeout:                   pingTimeout,
 	}}
 	t2, err := http2.ConfigureTransports(t1)
@@ -60,7 +60,7 @@ func newH2Transport() *http2.Transport {
 	// A tunnelled stream is opaque bytes: never ask for, or undo, a content coding.
 	t2.DisableCompression = true
 	t2.MaxReadFrameSize = maxFrameSize
-	t2.ReadIdleTimeout = readIdle
+	t2.ReadIdleTimeout = ReadIdle
 	t2.PingTimeout = pingTimeout
 	return t2
 }
@@ -75,11 +75,11 @@ var (
 	largeBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 )
 
-// copyFlush copies src to dst until src ends, flushing after every write so that
+// CopyFlush copies src to dst until src ends, flushing after every write so that
 // interactive traffic is not held in a buffer. It returns nil when src reached EOF.
 // It does not use io.Copy, whose WriterTo/ReaderFrom fast paths would substitute a
 // 32 KiB buffer for ours.
-func copyFlush(dst io.Writer, flush func() error, src io.Reader) error {
+func CopyFlush(dst io.Writer, flush func() error, src io.Reader) error {
 	small := smallBufPool.Get().(*[]byte)
 	defer smallBufPool.Put(small)
 	var large *[]byte
@@ -120,27 +120,27 @@ func copyFlush(dst io.Writer, flush func() error, src io.Reader) error {
 	}
 }
 
-// flusher returns the flush function of an HTTP/2 response writer.
-func flusher(w http.ResponseWriter) func() error {
+// Flusher returns the flush function of an HTTP/2 response writer.
+func Flusher(w http.ResponseWriter) func() error {
 	rc := http.NewResponseController(w)
 	return rc.Flush
 }
 
-// countingConn counts the bytes that cross a connection and reports, once, the first
+// CountingConn counts the bytes that cross a connection and reports, once, the first
 // read error: the HTTP/2 client's read loop is the only reader, so that error is the
 // end of the connection.
-type countingConn struct {
+type CountingConn struct {
 	net.Conn
 	in, out *atomic.Uint64
 	dead    chan struct{}
 	once    sync.Once
 }
 
-func newCountingConn(c net.Conn, in, out *atomic.Uint64) *countingConn {
-	return &countingConn{Conn: c, in: in, out: out, dead: make(chan struct{})}
+func NewCountingConn(c net.Conn, in, out *atomic.Uint64) *CountingConn {
+	return &CountingConn{Conn: c, in: in, out: out, dead: make(chan struct{})}
 }
 
-func (c *countingConn) Read(p []byte) (int, error) {
+func (c *CountingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.in.Add(uint64(n))
 	if err != nil {
@@ -149,32 +149,35 @@ func (c *countingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *countingConn) Write(p []byte) (int, error) {
+func (c *CountingConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.out.Add(uint64(n))
 	return n, err
 }
 
-// backoff yields jittered, exponentially growing delays between reconnect attempts.
-type backoff struct {
+// Dead is closed at the connection's first read error.
+func (c *CountingConn) Dead() <-chan struct{} { return c.dead }
+
+// Backoff yields jittered, exponentially growing delays between reconnect attempts.
+type Backoff struct {
 	min, max time.Duration
 	n        int
 }
 
-func newBackoff(lo, hi time.Duration) backoff {
+func NewBackoff(lo, hi time.Duration) Backoff {
 	if lo <= 0 {
 		lo = defaultRetryMin
 	}
 	if hi < lo {
 		hi = max(lo, defaultRetryMax)
 	}
-	return backoff{min: lo, max: hi}
+	return Backoff{min: lo, max: hi}
 }
 
-// next returns the delay before the next attempt: uniformly in [d/2, d) where d
+// Next returns the delay before the next attempt: uniformly in [d/2, d) where d
 // doubles from min up to max, so that a fleet of agents losing the same PoP does not
 // reconnect in lockstep.
-func (b *backoff) next() time.Duration {
+func (b *Backoff) Next() time.Duration {
 	d := b.min << min(b.n, 30)
 	if d > b.max || d <= 0 {
 		d = b.max
@@ -184,10 +187,10 @@ func (b *backoff) next() time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (b *backoff) reset() { b.n = 0 }
+func (b *Backoff) Reset() { b.n = 0 }
 
-// sleepCtx waits for d or until done is closed; it reports whether d elapsed.
-func sleepCtx(done <-chan struct{}, d time.Duration) bool {
+// SleepCtx waits for d or until done is closed; it reports whether d elapsed.
+func SleepCtx(done <-chan struct{}, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -218,12 +221,12 @@ func (c *readBufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // connection around its own TUN device.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// dialTLS dials addr (with dial, or a plain dialer when nil) and completes a TLS
+// DialTLS dials addr (with dial, or a plain dialer when nil) and completes a TLS
 // handshake within ctx. The ends that dial (agent, publisher) hold one
 // connection each, so they get a large read buffer.
-func dialTLS(ctx context.Context, dial DialFunc, addr string, conf *tls.Config) (*tls.Conn, error) {
+func DialTLS(ctx context.Context, dial DialFunc, addr string, conf *tls.Config) (*tls.Conn, error) {
 	if dial == nil {
-		d := net.Dialer{KeepAlive: readIdle}
+		d := net.Dialer{KeepAlive: ReadIdle}
 		dial = d.DialContext
 	}
 	raw, err := dial(ctx, "tcp", addr)
@@ -238,8 +241,14 @@ func dialTLS(ctx context.Context, dial DialFunc, addr string, conf *tls.Config) 
 	return tc, nil
 }
 
-// clientTLS clones conf for dialing addr with ALPN proto and TLS 1.3 or later.
-func clientTLS(conf *tls.Config, addr, proto string) *tls.Config {
+// ServerTLS is the accepting end's TLS over c. The end that accepts (the PoP)
+// holds many connections, so it gets a smaller read buffer than the ends that dial.
+func ServerTLS(c net.Conn, conf *tls.Config) *tls.Conn {
+	return tls.Server(newReadBufConn(c, acceptReadBuffer), conf)
+}
+
+// ClientTLS clones conf for dialing addr with ALPN proto and TLS 1.3 or later.
+func ClientTLS(conf *tls.Config, addr, proto string) *tls.Config {
 	tc := conf.Clone()
 	if tc == nil {
 		tc = &tls.Config{}

@@ -28,16 +28,16 @@ func TestParseTarget(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.authority, func(t *testing.T) {
 			r := &http.Request{Host: tt.authority, Header: http.Header{HeaderApp: {"app-1"}}}
-			got, err := parseTarget(r)
+			got, err := ParseTarget(r)
 			if tt.wantErr {
 				if err == nil {
-					t.Fatalf("parseTarget(%q) = %+v, want error", tt.authority, got)
+					t.Fatalf("ParseTarget(%q) = %+v, want error", tt.authority, got)
 				}
 				return
 			}
 			tt.want.AppID = "app-1"
 			if err != nil || got != tt.want {
-				t.Fatalf("parseTarget(%q) = %+v, %v, want %+v", tt.authority, got, err, tt.want)
+				t.Fatalf("ParseTarget(%q) = %+v, %v, want %+v", tt.authority, got, err, tt.want)
 			}
 			if a := got.Authority(); a != tt.authority {
 				t.Errorf("Authority() = %q, want %q", a, tt.authority)
@@ -53,11 +53,11 @@ func FuzzParseTarget(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, authority string) {
-		got, err := parseTarget(&http.Request{Host: authority, Header: http.Header{}})
+		got, err := ParseTarget(&http.Request{Host: authority, Header: http.Header{}})
 		if err != nil {
 			return
 		}
-		again, err := parseTarget(&http.Request{Host: got.Authority(), Header: http.Header{}})
+		again, err := ParseTarget(&http.Request{Host: got.Authority(), Header: http.Header{}})
 		if err != nil || again != got {
 			t.Fatalf("%q → %+v → %q → %+v, %v", authority, got, got.Authority(), again, err)
 		}
@@ -95,19 +95,19 @@ func TestSanitizeReason(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	b := newBackoff(100*time.Millisecond, time.Second)
+	b := NewBackoff(100*time.Millisecond, time.Second)
 	ceilings := []time.Duration{100, 200, 400, 800, 1000, 1000}
 	for i, c := range ceilings {
 		c *= time.Millisecond
-		if d := b.next(); d < c/2 || d > c {
+		if d := b.Next(); d < c/2 || d > c {
 			t.Errorf("attempt %d: delay %v, want in [%v, %v]", i, d, c/2, c)
 		}
 	}
-	b.reset()
-	if d := b.next(); d > 100*time.Millisecond {
+	b.Reset()
+	if d := b.Next(); d > 100*time.Millisecond {
 		t.Errorf("after reset: delay %v, want ≤ 100ms", d)
 	}
-	if d := newBackoff(0, 0); d.min != defaultRetryMin || d.max != defaultRetryMax {
+	if d := NewBackoff(0, 0); d.min != defaultRetryMin || d.max != defaultRetryMax {
 		t.Errorf("defaults = %v..%v", d.min, d.max)
 	}
 }
