@@ -20,6 +20,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/ztagent/ztagent/agent/ctlapi"
 	"net"
 	"net/netip"
 	"sort"
@@ -72,17 +73,6 @@ type Config struct {
 	NewDNS    func(stateDir string, log *zap.Logger) (platform.DNSConfigurator, error)
 }
 
-// State is where the agent is in its lifecycle.
-type State string
-
-// The agent's states.
-const (
-	StateStopped  State = "stopped"
-	StateStarting State = "starting"
-	StateRunning  State = "running"
-	StateStopping State = "stopping"
-)
-
 // Agent is the daemon. Create it with New, then Start and Close.
 type Agent struct {
 	cfg Config
@@ -92,7 +82,7 @@ type Agent struct {
 	// the state below and is never held across a lifecycle step.
 	lifeMu  sync.Mutex
 	mu      sync.Mutex
-	state   State
+	state   ctlapi.State
 	since   time.Time
 	closers []closer // teardown stack, run in reverse
 
@@ -183,7 +173,7 @@ func New(cfg Config) *Agent {
 	if cfg.NewDNS == nil {
 		cfg.NewDNS = platform.NewDNSConfigurator
 	}
-	return &Agent{cfg: cfg, log: cfg.Log, state: StateStopped, since: time.Now(), stubDirty: make(chan struct{}, 1),
+	return &Agent{cfg: cfg, log: cfg.Log, state: ctlapi.StateStopped, since: time.Now(), stubDirty: make(chan struct{}, 1),
 		mdm: platform.NewMDMPoller(cfg.MDM)}
 }
 
@@ -199,11 +189,11 @@ func (a *Agent) Start(ctx context.Context) error {
 
 func (a *Agent) startLocked(ctx context.Context) error {
 	a.mu.Lock()
-	if a.state != StateStopped {
+	if a.state != ctlapi.StateStopped {
 		a.mu.Unlock()
 		return ErrNotStopped
 	}
-	a.setStateLocked(StateStarting)
+	a.setStateLocked(ctlapi.StateStarting)
 	a.mu.Unlock()
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -213,7 +203,7 @@ func (a *Agent) startLocked(ctx context.Context) error {
 		return err
 	}
 	a.mu.Lock()
-	a.setStateLocked(StateRunning)
+	a.setStateLocked(ctlapi.StateRunning)
 	a.mu.Unlock()
 	id := a.ident.Load().id
 	a.log.Info("agent running", zap.String("tenant", id.Tenant), zap.String("user", id.User),
@@ -299,7 +289,7 @@ func (a *Agent) push(name string, fn func() error) {
 	a.mu.Unlock()
 }
 
-func (a *Agent) setStateLocked(s State) {
+func (a *Agent) setStateLocked(s ctlapi.State) {
 	a.state = s
 	a.since = time.Now()
 }
@@ -318,7 +308,7 @@ func (a *Agent) Close() error {
 // (re-enrollment, a login, a re-authentication) run it in a goroutine outside
 // the agent's group, which the restart stops.
 func (a *Agent) restartLocked(why string, prepare func()) {
-	if a.Status().State != StateRunning {
+	if a.Status().State != ctlapi.StateRunning {
 		return
 	}
 	a.closeLocked()
@@ -334,11 +324,11 @@ func (a *Agent) restartLocked(why string, prepare func()) {
 
 func (a *Agent) closeLocked() error {
 	a.mu.Lock()
-	if a.state != StateRunning {
+	if a.state != ctlapi.StateRunning {
 		a.mu.Unlock()
 		return nil
 	}
-	a.setStateLocked(StateStopping)
+	a.setStateLocked(ctlapi.StateStopping)
 	a.mu.Unlock()
 	err := a.teardown()
 	a.log.Info("agent stopped")
@@ -367,7 +357,7 @@ func (a *Agent) teardown() error {
 		}
 	}
 	a.mu.Lock()
-	a.setStateLocked(StateStopped)
+	a.setStateLocked(ctlapi.StateStopped)
 	a.mu.Unlock()
 	return errors.Join(errs...)
 }

@@ -28,6 +28,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
+	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/enroll"
 	"github.com/ztagent/ztagent/platform"
 	"github.com/ztagent/ztagent/platform/platformtest"
@@ -192,7 +193,7 @@ func TestAgentLifecycle(t *testing.T) {
 	}
 
 	st := a.Status()
-	if st.State != StateRunning || st.Enrollment.User != "alice@test.example" || st.Config.Source != "tenant" {
+	if st.State != ctlapi.StateRunning || st.Enrollment.User != "alice@test.example" || st.Config.Source != "tenant" {
 		t.Fatalf("status: %+v", st)
 	}
 	if len(st.Apps) != 2 {
@@ -234,23 +235,23 @@ func TestAgentLifecycle(t *testing.T) {
 	}
 
 	// The control API answers status and match over the socket.
-	var viaSocket Status
+	var viaSocket ctlapi.Status
 	controlGet(t, a.cfg.SocketPath, "/v1/status", &viaSocket)
 	if viaSocket.Enrollment.DeviceID != st.Enrollment.DeviceID {
 		t.Fatalf("status over the socket: %+v", viaSocket)
 	}
 	for _, tc := range []struct {
-		req  MatchRequest
+		req  ctlapi.MatchRequest
 		want string
 	}{
-		{MatchRequest{Host: "web.corp.test", Port: 80, Proto: "tcp"}, "l7"},
-		{MatchRequest{Host: "web.corp.test", Port: 8080, Proto: "tcp"}, "direct"},
-		{MatchRequest{Host: ans.Addr.String(), Port: 80, Proto: "tcp"}, "l7"},
-		{MatchRequest{Host: "10.30.0.7", Port: 22, Proto: "tcp"}, "l7"},
-		{MatchRequest{Host: "10.30.0.7", Port: 22, Proto: "udp"}, "direct"},
-		{MatchRequest{Host: "www.example.com", Port: 443, Proto: "tcp"}, "direct"},
+		{ctlapi.MatchRequest{Host: "web.corp.test", Port: 80, Proto: "tcp"}, "l7"},
+		{ctlapi.MatchRequest{Host: "web.corp.test", Port: 8080, Proto: "tcp"}, "direct"},
+		{ctlapi.MatchRequest{Host: ans.Addr.String(), Port: 80, Proto: "tcp"}, "l7"},
+		{ctlapi.MatchRequest{Host: "10.30.0.7", Port: 22, Proto: "tcp"}, "l7"},
+		{ctlapi.MatchRequest{Host: "10.30.0.7", Port: 22, Proto: "udp"}, "direct"},
+		{ctlapi.MatchRequest{Host: "www.example.com", Port: 443, Proto: "tcp"}, "direct"},
 	} {
-		if got := Explain(a.snap.Load(), a.stubs, tc.req); got.Action != tc.want {
+		if got := ctlapi.Explain(a.snap.Load(), a.stubs, tc.req); got.Action != tc.want {
 			t.Errorf("match %+v = %s (%s), want %s", tc.req, got.Action, got.Reason, tc.want)
 		}
 	}
@@ -311,7 +312,7 @@ func TestStartFailureLeavesNothing(t *testing.T) {
 	if err := a.Start(context.Background()); err == nil {
 		t.Fatal("Start with a wrong org key succeeded")
 	}
-	if a.Status().State != StateStopped {
+	if a.Status().State != ctlapi.StateStopped {
 		t.Fatalf("state after a failed start: %s", a.Status().State)
 	}
 	if calls := a.dns.Calls(); len(calls) != 0 {
@@ -412,7 +413,7 @@ func TestReenroll(t *testing.T) {
 	if _, err := a.Reenroll(ctx, []string{"token=not-the-org-key-012345"}); err == nil {
 		t.Fatal("re-enrollment with a wrong org key succeeded")
 	}
-	if st := a.Status(); st.State != StateRunning || st.Enrollment.DeviceID != old {
+	if st := a.Status(); st.State != ctlapi.StateRunning || st.Enrollment.DeviceID != old {
 		t.Fatalf("after a failed re-enrollment: %s, device %s (was %s)", st.State, st.Enrollment.DeviceID, old)
 	}
 
@@ -427,7 +428,7 @@ func TestReenroll(t *testing.T) {
 	// the new device.
 	a.lifeMu.Lock()
 	a.lifeMu.Unlock()
-	if st := a.Status(); st.State != StateRunning || st.Enrollment.DeviceID != id.DeviceID {
+	if st := a.Status(); st.State != ctlapi.StateRunning || st.Enrollment.DeviceID != id.DeviceID {
 		t.Fatalf("after re-enrollment: %s, device %s, want %s", st.State, st.Enrollment.DeviceID, id.DeviceID)
 	}
 	saved, err := enroll.LoadIdentity(a.cfg.StateDir)
@@ -466,7 +467,7 @@ func TestIdentityFollowsLogins(t *testing.T) {
 				deadline := time.Now().Add(15 * time.Second)
 				for {
 					st := a.Status()
-					if st.State == StateRunning && st.Enrollment.User == user && st.Enrollment.As == kind {
+					if st.State == ctlapi.StateRunning && st.Enrollment.User == user && st.Enrollment.As == kind {
 						return
 					}
 					if time.Now().After(deadline) {
@@ -510,7 +511,7 @@ func TestReauthGracePeriod(t *testing.T) {
 	last := a.lastSignIn()
 
 	a.reauthTick(last.Add(30 * time.Second))
-	if got := a.reauthPhase(last.Add(30 * time.Second)); got != ReauthOK || opened.Load() != 0 {
+	if got := a.reauthPhase(last.Add(30 * time.Second)); got != ctlapi.ReauthOK || opened.Load() != 0 {
 		t.Fatalf("inside the interval: phase %s, sign-in pages opened %d", got, opened.Load())
 	}
 	a.reauthTick(last.Add(90 * time.Second))
@@ -556,7 +557,7 @@ func TestReauthSignIn(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		st := a.Status()
-		if st.State == StateRunning && st.Enrollment.DeviceID != old && st.Enrollment.DeviceID != "" {
+		if st.State == ctlapi.StateRunning && st.Enrollment.DeviceID != old && st.Enrollment.DeviceID != "" {
 			if time.Since(st.Reauth.LastSignIn) > time.Minute {
 				t.Fatalf("last sign-in not updated: %s", st.Reauth.LastSignIn)
 			}

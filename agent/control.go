@@ -5,16 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ztagent/ztagent/agent/ctlapi"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/ztagent/ztagent/platform"
-	"github.com/ztagent/ztagent/steering"
 )
 
 // The local control API: HTTP+JSON over the control socket. Reads are open to
@@ -22,26 +21,6 @@ import (
 // checked from the socket peer's credentials.
 
 type credKey struct{}
-
-// MatchRequest asks how the live config decides a flow (`ztdiag match`).
-type MatchRequest struct {
-	Host    string `json:"host"`
-	Port    uint16 `json:"port"`
-	Proto   string `json:"proto"`
-	OS      string `json:"os,omitempty"`
-	Process string `json:"process,omitempty"`
-	Path    string `json:"path,omitempty"`
-	AppID   string `json:"app_id,omitempty"`
-}
-
-// MatchResponse is the decision and why.
-type MatchResponse struct {
-	Action  string `json:"action"`
-	App     string `json:"app,omitempty"`
-	Rule    string `json:"rule,omitempty"`
-	Reason  string `json:"reason"`
-	Explain string `json:"explain"`
-}
 
 func (a *Agent) startControl() (func() error, error) {
 	ln, err := platform.ListenControl(a.cfg.SocketPath)
@@ -108,7 +87,7 @@ func (a *Agent) admin(h http.HandlerFunc) http.HandlerFunc {
 // serveReenroll is `ztdiag -e`: enroll again with new parameters, then
 // restart. The answer is sent before the restart replaces this server.
 func (a *Agent) serveReenroll(w http.ResponseWriter, r *http.Request) {
-	var req ReenrollRequest
+	var req ctlapi.ReenrollRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
@@ -118,11 +97,11 @@ func (a *Agent) serveReenroll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, EnrollmentStatus{Tenant: id.Tenant, User: id.User, DeviceID: id.DeviceID, TenantURL: id.TenantURL, CertExpires: id.Expires()})
+	writeJSON(w, http.StatusOK, ctlapi.EnrollmentStatus{Tenant: id.Tenant, User: id.User, DeviceID: id.DeviceID, TenantURL: id.TenantURL, CertExpires: id.Expires()})
 }
 
 func (a *Agent) serveMatch(w http.ResponseWriter, r *http.Request) {
-	var req MatchRequest
+	var req ctlapi.MatchRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
@@ -132,36 +111,7 @@ func (a *Agent) serveMatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, errors.New("agent has no config yet"))
 		return
 	}
-	writeJSON(w, http.StatusOK, Explain(snap, a.stubs, req))
-}
-
-// Explain decides req against snap. A name is decided by name; a stub address
-// is first mapped back to its name through stubs (which may be nil).
-func Explain(snap *steering.Snapshot, stubs *steering.StubPool, req MatchRequest) MatchResponse {
-	proto, err := steering.ParseProtocol(req.Proto)
-	if err != nil {
-		proto = steering.TCP
-	}
-	f := steering.Flow{Proto: proto, Port: req.Port, OS: req.OS, Process: req.Process, Path: req.Path, AppID: req.AppID}
-	if addr, err := netip.ParseAddr(req.Host); err == nil {
-		f.Addr = addr.Unmap()
-		if stubs != nil && snap.StubRange().Contains(f.Addr) {
-			f.FQDN, _ = stubs.Lookup(f.Addr)
-		}
-	} else {
-		f.FQDN = req.Host
-	}
-	var d steering.Decision
-	if f.Port == 0 && f.FQDN != "" {
-		d = snap.MatchName(f.FQDN)
-	} else {
-		d = snap.MatchFlow(f)
-	}
-	resp := MatchResponse{Action: d.Action.String(), Rule: d.Rule, Reason: d.Reason, Explain: steering.Explain(d)}
-	if d.App != nil {
-		resp.App = d.App.ID
-	}
-	return resp
+	writeJSON(w, http.StatusOK, ctlapi.Explain(snap, a.stubs, req))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

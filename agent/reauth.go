@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"github.com/ztagent/ztagent/agent/ctlapi"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,17 +23,6 @@ import (
 // period ends without a sign-in, it tears the L7 tunnel down (private flows are
 // then reset, and names follow fail-open/fail-close) until the user signs in.
 // A successful sign-in is a fresh enrollment: the agent restarts as it.
-
-// ReauthPhase is where a principal is in its re-authentication cycle.
-type ReauthPhase string
-
-// Re-authentication phases.
-const (
-	ReauthOff     ReauthPhase = "off"     // no reauth_interval
-	ReauthOK      ReauthPhase = "ok"      // signed in recently enough
-	ReauthDue     ReauthPhase = "due"     // interval passed: in the grace period
-	ReauthExpired ReauthPhase = "expired" // grace passed: tunnel torn down
-)
 
 const authFile = "auth.json"
 
@@ -84,20 +74,20 @@ func (a *Agent) lastSignIn() time.Time {
 }
 
 // reauthPhase is the current principal's phase at now.
-func (a *Agent) reauthPhase(now time.Time) ReauthPhase {
+func (a *Agent) reauthPhase(now time.Time) ctlapi.ReauthPhase {
 	cl := a.snap.Load().Config().Client
 	interval, grace := cl.ReauthInterval.D(), cl.ReauthGrace.D()
 	if interval <= 0 {
-		return ReauthOff
+		return ctlapi.ReauthOff
 	}
 	since := now.Sub(a.lastSignIn())
 	switch {
 	case since < interval:
-		return ReauthOK
+		return ctlapi.ReauthOK
 	case since < interval+grace:
-		return ReauthDue
+		return ctlapi.ReauthDue
 	default:
-		return ReauthExpired
+		return ctlapi.ReauthExpired
 	}
 }
 
@@ -107,7 +97,7 @@ func (a *Agent) reauthTick(now time.Time) {
 	ctx := a.runCtx
 	phase := a.reauthPhase(now)
 	switch phase {
-	case ReauthDue, ReauthExpired:
+	case ctlapi.ReauthDue, ctlapi.ReauthExpired:
 		if a.reauth.prompting.CompareAndSwap(false, true) {
 			a.wg.Add(1)
 			go func() {
@@ -116,7 +106,7 @@ func (a *Agent) reauthTick(now time.Time) {
 			}()
 		}
 	}
-	if phase == ReauthExpired && a.reauth.expired.CompareAndSwap(false, true) {
+	if phase == ctlapi.ReauthExpired && a.reauth.expired.CompareAndSwap(false, true) {
 		a.log.Warn("re-authentication grace period over: private access is suspended until the user signs in",
 			zap.Time("last_sign_in", a.lastSignIn()))
 		a.l7.Close()

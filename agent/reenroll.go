@@ -10,12 +10,6 @@ import (
 	"github.com/ztagent/ztagent/enroll"
 )
 
-// ReenrollRequest is `ztdiag -e key=value...`: new install parameters
-// (typically enrollauthtoken= and enrollencryptiontoken=) to enroll with again.
-type ReenrollRequest struct {
-	Args []string `json:"args"`
-}
-
 // Reenroll enrolls again with the install parameters updated by args, and on
 // success restarts the agent with the new identity. The enrollment runs first,
 // while the agent keeps running: a rejected token changes nothing. The

@@ -7,23 +7,23 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ztagent/ztagent/agent"
+	"github.com/ztagent/ztagent/agent/ctlapi"
 )
 
 func TestParseTarget(t *testing.T) {
 	cases := []struct {
 		in      string
-		want    agent.MatchRequest
+		want    ctlapi.MatchRequest
 		wantErr bool
 	}{
-		{"web.corp.test", agent.MatchRequest{Host: "web.corp.test", Proto: "tcp"}, false},
-		{"web.corp.test:443", agent.MatchRequest{Host: "web.corp.test", Port: 443, Proto: "tcp"}, false},
-		{"10.0.0.1:53/udp", agent.MatchRequest{Host: "10.0.0.1", Port: 53, Proto: "udp"}, false},
-		{"[2001:db8::1]:22/TCP", agent.MatchRequest{Host: "2001:db8::1", Port: 22, Proto: "tcp"}, false},
-		{"2001:db8::1", agent.MatchRequest{Host: "2001:db8::1", Proto: "tcp"}, false},
-		{"host:0", agent.MatchRequest{}, true},
-		{"host:70000", agent.MatchRequest{}, true},
-		{"host:80/icmp", agent.MatchRequest{}, true},
+		{"web.corp.test", ctlapi.MatchRequest{Host: "web.corp.test", Proto: "tcp"}, false},
+		{"web.corp.test:443", ctlapi.MatchRequest{Host: "web.corp.test", Port: 443, Proto: "tcp"}, false},
+		{"10.0.0.1:53/udp", ctlapi.MatchRequest{Host: "10.0.0.1", Port: 53, Proto: "udp"}, false},
+		{"[2001:db8::1]:22/TCP", ctlapi.MatchRequest{Host: "2001:db8::1", Port: 22, Proto: "tcp"}, false},
+		{"2001:db8::1", ctlapi.MatchRequest{Host: "2001:db8::1", Proto: "tcp"}, false},
+		{"host:0", ctlapi.MatchRequest{}, true},
+		{"host:70000", ctlapi.MatchRequest{}, true},
+		{"host:80/icmp", ctlapi.MatchRequest{}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.in, func(t *testing.T) {
