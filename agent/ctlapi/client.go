@@ -45,11 +45,16 @@ func (c *Client) Sync(ctx context.Context) (ConfigStatus, error) {
 
 // Reenroll makes the agent enroll again with the install parameters updated
 // by args. The answer comes once the new enrollment is saved; the agent then
-// restarts with it.
+// restarts with it. An enrollment may wait for a sign-in in the browser, so
+// the call waits up to 5 minutes unless Timeout is longer.
 func (c *Client) Reenroll(ctx context.Context, args []string) (EnrollmentStatus, error) {
 	var es EnrollmentStatus
-	return es, c.Do(ctx, http.MethodPost, PathEnroll, ReenrollRequest{Args: args}, &es)
+	slow := *c
+	slow.Timeout = max(c.Timeout, reenrollTimeout)
+	return es, slow.Do(ctx, http.MethodPost, PathEnroll, ReenrollRequest{Args: args}, &es)
 }
+
+const reenrollTimeout = 5 * time.Minute
 
 // Do sends in (nil for no body) as JSON and decodes the answer into out. An
 // answer other than 200 OK is an error carrying the daemon's message.
