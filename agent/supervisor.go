@@ -194,17 +194,23 @@ func (a *Agent) startParts(ctx context.Context, r *run) error {
 		a.setState(ctlapi.StateStopped, err.Error())
 		return err
 	}
+	// A restart does not lift an overdue re-authentication: such parts go
+	// in force suspended.
+	overdue := p.reauthPhase(time.Now()) == ctlapi.ReauthExpired
+	if overdue {
+		a.suspendParts(p)
+	}
 	a.mu.Lock()
 	a.parts, a.who = p, p.who
-	a.setStateLocked(ctlapi.StateRunning, "")
+	if overdue {
+		a.setStateLocked(ctlapi.StateSuspended, suspendedWhy)
+	} else {
+		a.setStateLocked(ctlapi.StateRunning, "")
+	}
 	a.mu.Unlock()
 	id := p.ident.Load().id
 	a.log.Info("agent running", zap.String("tenant", id.Tenant), zap.String("user", id.User),
 		zap.String("as", p.who.kind), zap.String("tun", p.tunName), zap.Stringer("dns", p.tunIP))
-	// A restart does not lift an overdue re-authentication.
-	if p.reauthPhase(time.Now()) == ctlapi.ReauthExpired {
-		a.suspend(p)
-	}
 	return nil
 }
 
@@ -241,14 +247,21 @@ func (a *Agent) restart(r *run, why string) {
 	}
 }
 
-// suspend turns private access off until the user signs in: the L7 tunnel is
-// closed, so steered flows are refused and private names follow the fail
-// mode, as when the PoP is unreachable.
+const suspendedWhy = "re-authentication is overdue: private access is off until the user signs in"
+
+// suspend turns private access off until the user signs in (running →
+// suspended).
 func (a *Agent) suspend(p *parts) {
+	a.suspendParts(p)
+	a.setState(ctlapi.StateSuspended, suspendedWhy)
+}
+
+// suspendParts closes the L7 tunnel of p, so that steered flows are refused
+// and private names follow the fail mode, as when the PoP is unreachable.
+func (a *Agent) suspendParts(p *parts) {
 	a.log.Warn("re-authentication grace period over: private access is suspended until the user signs in",
 		zap.Time("last_sign_in", p.lastSignIn()))
 	p.l7.Close()
-	a.setState(ctlapi.StateSuspended, "re-authentication is overdue: private access is off until the user signs in")
 }
 
 // serve carries out one request.
