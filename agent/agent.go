@@ -4,39 +4,58 @@
 // stub assignments), serves the local control API that ztdiag talks to, and
 // keeps the config in sync with the tenant.
 //
-// Lifecycle is an explicit state machine guarded by one mutex:
+// Lifecycle. Start launches one supervisor goroutine, which makes every
+// transition until Close ends it; the state lock (Agent.mu) guards only what a
+// transition changes and is never held across one. The parts that a start
+// builds (identity, config, stub pool, TUN device and stack, routes, DNS,
+// L7 client, and the goroutines that keep them current) live in one parts
+// value, swapped whole at each restart.
 //
-//	stopped → starting → running → stopping → stopped
-//	             └──(error)──────────┘
+//	          Start              ok                   grace period over
+//	stopped ────────▶ starting ──────▶ running ──────────────────────▶ suspended
+//	 ▲   ▲              │   ▲             │                                │
+//	 │   └── error ─────┘   │ restart     │ restart request:               │ sign-in, or
+//	 │  (a first start      │             │ re-enrollment, login switch    │ no longer due
+//	 │   fails; a failed    │             ▼                                │
+//	 │   restart is retried)└────────── stopping ◀─────────────────────────┘
+//	 │                                    │
+//	 └─────────────── Close ──────────────┘  (Close reaches stopping from any state)
 //
-// Start brings the parts up in dependency order and, if any step fails, tears
-// down what it did and returns one error naming the cause; Close tears down in
-// the reverse order (see teardown) and returns after every goroutine the agent
+// A restart request (a re-enrollment by `ztdiag -e`, a login or logout that
+// switches identity, a successful re-authentication sign-in, or the end of a
+// suspension) goes to the supervisor on a channel; it stops the parts
+// (running → stopping), builds new ones (→ starting) and swaps them in
+// (→ running). A restart that fails leaves the agent stopped with the error in
+// its status and is retried with backoff. Suspended is running with private
+// access off: the re-authentication grace period ended without a sign-in,
+// the L7 tunnel is closed and steered flows are refused until the user signs
+// in. A new enrollment (re-enrollment or sign-in) is saved by the supervisor
+// before anyone is told it succeeded, so a restart or a Close that races it
+// cannot drop it: the next start uses it.
+//
+// Close cancels what is in flight (a start, an enrollment in a control-API
+// handler), waits for the supervisor, which tears the parts down in the
+// reverse order of bring-up (see parts.teardown), then stops the control API
+// and waits for every handler; it returns after every goroutine the agent
 // owns has exited.
 package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"fmt"
-	"net"
 	"net/netip"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/tun"
 
-	"github.com/ztagent/ztagent/dnsproxy"
+	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/enroll"
 	"github.com/ztagent/ztagent/platform"
 	"github.com/ztagent/ztagent/steering"
-	"github.com/ztagent/ztagent/tunnel/l7"
-	"github.com/ztagent/ztagent/tunnel/netstack"
 )
 
 // Config is how the agent is set up on this machine.
@@ -66,80 +85,46 @@ type Config struct {
 	DNSListen string
 	Log       *zap.Logger
 
+	// Enroller enrolls the device and renews its certificate; nil means the
+	// tenant API (package enroll). Tests pass a fake (agent/agenttest).
+	Enroller Enroller
+	// NewConfigSource returns the client that fetches the config for an
+	// identity; nil means the tenant API's (enroll.ConfigClient).
+	NewConfigSource func(id *enroll.Identity, log *zap.Logger) (ConfigSource, error)
+
 	// OS hooks; nil means the real platform implementation.
 	NewTUN    func(name string, mtu int) (tun.Device, error)
 	NewRouter func(*zap.Logger) (platform.Router, error)
 	NewDNS    func(stateDir string, log *zap.Logger) (platform.DNSConfigurator, error)
 }
 
-// State is where the agent is in its lifecycle.
-type State string
-
-// The agent's states.
-const (
-	StateStopped  State = "stopped"
-	StateStarting State = "starting"
-	StateRunning  State = "running"
-	StateStopping State = "stopping"
-)
-
 // Agent is the daemon. Create it with New, then Start and Close.
+//
+// Locks, each beside the data it guards and none held across a lifecycle
+// step or taken in one goroutine and released in another: Agent.mu (the
+// lifecycle state and the parts in force), settingsState.mu (install
+// parameters and effective settings, written by MDM polls and a saved
+// re-enrollment), routeState.mu (orders route updates from config syncs,
+// publisher DNS answers and the sweeper), pubAddrs.mu (the publisher-resolved
+// address table; the data path reads an atomic view). What the data path
+// reads per flow or query is atomic (snapshot, identity, upstreams) or a
+// concurrent map (the pinned-app bypass cache).
 type Agent struct {
-	cfg Config
-	log *zap.Logger
+	cfg      Config
+	log      *zap.Logger
+	mdm      *platform.MDMPoller
+	settings settingsState // the install parameters and effective settings; its own lock
 
-	// lifeMu serialises Start, Close and re-enrollment's restart; mu guards
-	// the state below and is never held across a lifecycle step.
-	lifeMu  sync.Mutex
-	mu      sync.Mutex
-	state   State
-	since   time.Time
-	closers []closer // teardown stack, run in reverse
-
-	// The device identity and its config client; swapped whole when the
-	// certificate is renewed.
-	ident atomic.Pointer[identity]
-
-	// Set during Start, read-only afterwards (until Close).
-	stubs  *steering.StubPool
-	tunIP  netip.Addr
-	router platform.Router
-	dnsCfg platform.DNSConfigurator
-	dns    *dnsproxy.Server
-	// upstreams are the resolvers the OS had before the agent took over.
-	upMu      sync.Mutex
-	upstreams []netip.AddrPort
-	stack     *netstack.Stack
-	l7        *l7.Client
-
-	stubDirty chan struct{}
-
-	flows flowCounters
-	// principal is whom the agent runs as; set by start, read by the session
-	// watcher (which runs only while started).
-	who       atomic.Pointer[principal]
-	switching atomic.Bool
-	reauth    reauthState
-	// bypassCache holds recent pinned-app decisions per DNS client socket.
-	bypassCache sync.Map // netip.AddrPort → bypassEntry
-	mdm         *platform.MDMPoller
-	eff         settingsState // effective settings
-	pub         pubAddrs      // publisher-resolved addresses, routed while in use
-	// routerMu orders route updates from config syncs and publisher DNS.
-	routerMu sync.Mutex
-
-	snap   atomic.Pointer[steering.Snapshot]
-	synced atomic.Pointer[syncState]
-
-	// runCtx lives from Start to Close; every goroutine in wg ends with it.
-	runCtx context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-}
-
-type closer struct {
-	name string
-	fn   func() error
+	// mu is the state lock: it guards the fields below, and is held only to
+	// read or change them, never across a lifecycle step.
+	mu    sync.Mutex
+	state ctlapi.State
+	since time.Time
+	why   string    // why the agent is not running as it should (a failed restart) or is suspended
+	parts *parts    // what the last start built; nil unless running, suspended or stopping
+	run   *run      // from Start until Close has finished; nil when stopped
+	gen   uint64    // generation of the last parts built, to drop stale requests
+	who   principal // whom the last parts ran as: kept when sessions cannot be read
 }
 
 // New returns an agent that is not started.
@@ -183,310 +168,92 @@ func New(cfg Config) *Agent {
 	if cfg.NewDNS == nil {
 		cfg.NewDNS = platform.NewDNSConfigurator
 	}
-	return &Agent{cfg: cfg, log: cfg.Log, state: StateStopped, since: time.Now(), stubDirty: make(chan struct{}, 1),
+	if cfg.Enroller == nil {
+		cfg.Enroller = TenantEnroller{Log: cfg.Log}
+	}
+	if cfg.NewConfigSource == nil {
+		cfg.NewConfigSource = newTenantConfigSource
+	}
+	a := &Agent{cfg: cfg, log: cfg.Log, state: ctlapi.StateStopped, since: time.Now(),
 		mdm: platform.NewMDMPoller(cfg.MDM)}
+	a.settings.install = cfg.Params
+	return a
 }
 
-// ErrNotStopped is returned by Start when the agent is already running.
+// ErrNotStopped is returned by Start when the agent is already started.
 var ErrNotStopped = errors.New("agent is not stopped")
 
-// Start brings the agent up. On error nothing it did is left behind.
+// Start brings the agent up: the control API, then the parts. It returns once
+// the first start has succeeded or failed; on error nothing it did is left
+// behind. ctx bounds the first start only.
 func (a *Agent) Start(ctx context.Context) error {
-	a.lifeMu.Lock()
-	defer a.lifeMu.Unlock()
-	return a.startLocked(ctx)
-}
-
-func (a *Agent) startLocked(ctx context.Context) error {
 	a.mu.Lock()
-	if a.state != StateStopped {
+	if a.run != nil {
 		a.mu.Unlock()
 		return ErrNotStopped
 	}
-	a.setStateLocked(StateStarting)
+	r := newRun()
+	a.run = r
+	a.setStateLocked(ctlapi.StateStarting, "")
 	a.mu.Unlock()
-
-	runCtx, cancel := context.WithCancel(context.Background())
-	a.cancel, a.runCtx = cancel, runCtx
-	if err := a.bringUp(ctx, runCtx); err != nil {
-		a.teardown()
-		return err
-	}
-	a.mu.Lock()
-	a.setStateLocked(StateRunning)
-	a.mu.Unlock()
-	id := a.ident.Load().id
-	a.log.Info("agent running", zap.String("tenant", id.Tenant), zap.String("user", id.User),
-		zap.String("tun", a.cfg.TUNName), zap.Stringer("dns", a.tunIP))
-	return nil
+	started := make(chan error, 1)
+	go a.supervise(ctx, r, started) // r.done closes when it exits; Close waits for it
+	return <-started
 }
 
-// bringUp starts each part in dependency order, pushing its teardown on the
-// stack as soon as it exists. ctx bounds the start; runCtx lives until Close.
-func (a *Agent) bringUp(ctx, runCtx context.Context) error {
-	// The control socket first: it fails fast when another agent is running,
-	// before this one touches anything.
-	ctl, err := a.startControl()
-	if err != nil {
-		return err
-	}
-	a.push("control API", ctl)
-
-	if err := a.loadOrEnroll(ctx); err != nil {
-		return err
-	}
-	snap, err := a.initialConfig(ctx)
-	if err != nil {
-		return err
-	}
-	a.snap.Store(snap)
-	if err := a.initStubs(snap); err != nil {
-		return err
-	}
-	a.push("stub state", a.saveStubs)
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		a.stubSaver(runCtx)
-	}()
-
-	// Learn the OS resolvers before pointing the OS at ourselves.
-	if a.dnsCfg, err = a.cfg.NewDNS(a.cfg.StateDir, a.log); err != nil {
-		return fmt.Errorf("DNS configuration: %w", err)
-	}
-	upstreams, err := a.dnsCfg.Upstreams()
-	if err != nil {
-		return fmt.Errorf("read the system's DNS servers: %w", err)
-	}
-
-	if err := a.startTUN(snap); err != nil {
-		return err
-	}
-	if err := a.startTunnel(runCtx); err != nil {
-		return err
-	}
-	if err := a.startDNS(snap, upstreams); err != nil {
-		return err
-	}
-	if err := a.dnsCfg.Set(a.dnsConfig()); err != nil {
-		return fmt.Errorf("point the system resolver at ztagent (%s): %w", a.dnsCfg.Mode(), err)
-	}
-	a.push("system DNS", a.dnsCfg.Restore)
-
-	a.wg.Add(4)
-	go func() {
-		defer a.wg.Done()
-		a.syncLoop(runCtx)
-	}()
-	go func() {
-		defer a.wg.Done()
-		a.watchSessions(runCtx)
-	}()
-	go func() {
-		defer a.wg.Done()
-		a.maintain(runCtx)
-	}()
-	go func() {
-		defer a.wg.Done()
-		a.pubSweeper(runCtx)
-	}()
-	return nil
-}
-
-func (a *Agent) push(name string, fn func() error) {
-	a.mu.Lock()
-	a.closers = append(a.closers, closer{name, fn})
-	a.mu.Unlock()
-}
-
-func (a *Agent) setStateLocked(s State) {
-	a.state = s
-	a.since = time.Now()
-}
-
-// Close stops the agent. It is idempotent and returns after every goroutine
-// the agent started has exited.
+// Close stops the agent. It is idempotent, and every call returns after the
+// agent has stopped and every goroutine it started, control-API handlers
+// included, has exited.
 func (a *Agent) Close() error {
-	a.lifeMu.Lock()
-	defer a.lifeMu.Unlock()
-	return a.closeLocked()
-}
-
-// restartLocked stops the agent, runs prepare (which may change what the
-// next start uses; nil for none) and starts it again. lifeMu is held. It does
-// nothing when the agent was stopped meanwhile. The agent's own restarts
-// (re-enrollment, a login, a re-authentication) run it in a goroutine outside
-// the agent's group, which the restart stops.
-func (a *Agent) restartLocked(why string, prepare func()) {
-	if a.Status().State != StateRunning {
-		return
-	}
-	a.closeLocked()
-	if prepare != nil {
-		prepare()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	if err := a.startLocked(ctx); err != nil {
-		a.log.Error("restart failed", zap.String("why", why), zap.Error(err))
-	}
-}
-
-func (a *Agent) closeLocked() error {
 	a.mu.Lock()
-	if a.state != StateRunning {
-		a.mu.Unlock()
+	r := a.run
+	a.mu.Unlock()
+	if r == nil {
 		return nil
 	}
-	a.setStateLocked(StateStopping)
-	a.mu.Unlock()
-	err := a.teardown()
-	a.log.Info("agent stopped")
-	return err
+	r.cancel()
+	<-r.done
+	return r.err
 }
 
-// teardown runs the closers in reverse order of bring-up: the system resolver
-// is restored first, so the OS stops sending queries to a proxy that is about
-// to go; then the DNS proxy, the tunnel, the userspace stack with the TUN
-// device (whose routes the kernel drops with it), what routes remain, the stub
-// state (saved last, after the last flow), and the control socket.
-func (a *Agent) teardown() error {
-	if a.cancel != nil {
-		a.cancel()
-	}
-	a.wg.Wait()
+// State returns where the agent is in its lifecycle.
+func (a *Agent) State() ctlapi.State {
 	a.mu.Lock()
-	cs := a.closers
-	a.closers = nil
-	a.mu.Unlock()
-	var errs []error
-	for i := len(cs) - 1; i >= 0; i-- {
-		if err := cs[i].fn(); err != nil {
-			a.log.Warn("teardown", zap.String("part", cs[i].name), zap.Error(err))
-			errs = append(errs, fmt.Errorf("%s: %w", cs[i].name, err))
-		}
+	defer a.mu.Unlock()
+	return a.state
+}
+
+func (a *Agent) setStateLocked(s ctlapi.State, why string) {
+	if a.state != s {
+		a.since = time.Now()
 	}
+	a.state, a.why = s, why
+}
+
+func (a *Agent) setState(s ctlapi.State, why string) {
 	a.mu.Lock()
-	a.setStateLocked(StateStopped)
+	a.setStateLocked(s, why)
 	a.mu.Unlock()
-	return errors.Join(errs...)
+}
+
+// current returns the parts in force and the state, or nil when there are none.
+func (a *Agent) current() (*parts, ctlapi.State) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.parts, a.state
+}
+
+// lastPrincipal is whom the agent last ran as (zero before the first start).
+func (a *Agent) lastPrincipal() principal {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.who
 }
 
 // agentAddr is the agent's own address on the TUN device, where the DNS proxy
 // listens: the first host address of the stub range.
 func agentAddr(stub netip.Prefix) netip.Addr {
 	return stub.Masked().Addr().Next()
-}
-
-// startTUN creates the TUN device, addresses and routes it, and starts the
-// userspace stack on it. The stack owns the device from then on and closes it
-// (closing is the only way to interrupt a blocked read); until then, every
-// failure closes it here.
-func (a *Agent) startTUN(snap *steering.Snapshot) (err error) {
-	dev, err := a.cfg.NewTUN(a.cfg.TUNName, a.cfg.MTU)
-	if err != nil {
-		return err
-	}
-	owned := false
-	defer func() {
-		if !owned {
-			dev.Close()
-		}
-	}()
-	if name, err := dev.Name(); err == nil {
-		a.cfg.TUNName = name
-	}
-	a.tunIP = agentAddr(snap.StubRange())
-	if a.router, err = a.cfg.NewRouter(a.log); err != nil {
-		return err
-	}
-	if err := a.router.Set(a.routerConfig(snap)); err != nil {
-		a.router.Close()
-		return err
-	}
-	a.push("routes", a.router.Close)
-
-	a.stack, err = netstack.New(dev, netstack.Config{
-		MTU: a.cfg.MTU,
-		Log: a.log,
-		TCP: a.handleTCP,
-	})
-	if err != nil {
-		return fmt.Errorf("userspace network stack: %w", err)
-	}
-	owned = true
-	a.push("userspace stack and TUN device", a.stack.Close)
-	return nil
-}
-
-func (a *Agent) routerConfig(snap *steering.Snapshot) platform.RouterConfig {
-	bits := 32
-	if a.tunIP.Is6() {
-		bits = 128
-	}
-	routes := append([]netip.Prefix{snap.StubRange()}, snap.Prefixes()...)
-	routes = append(routes, a.pub.prefixes()...)
-	return platform.RouterConfig{
-		Interface: a.cfg.TUNName,
-		Addrs:     []netip.Prefix{netip.PrefixFrom(a.tunIP, bits)},
-		Routes:    routes,
-	}
-}
-
-func (a *Agent) startTunnel(runCtx context.Context) error {
-	sc := a.synced.Load()
-	tlsConf, err := a.ident.Load().id.TLSConfig(sc.cfg.PoP.ServerName)
-	if err != nil {
-		return err
-	}
-	// Always present the current certificate, so a renewal takes effect at
-	// the next connection without rebuilding the tunnel.
-	tlsConf.Certificates = nil
-	tlsConf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-		return &a.ident.Load().id.Cert, nil
-	}
-	a.l7 = l7.NewClient(l7.ClientConfig{
-		Addr: sc.cfg.PoP.Address,
-		TLS:  tlsConf,
-		Log:  a.log,
-		// The PoP may sit inside an app prefix: never tunnel the tunnel.
-		Dial: platform.DialBypass,
-	})
-	a.l7.Start()
-	a.push("L7 tunnel", a.l7.Close)
-	return nil
-}
-
-func (a *Agent) startDNS(snap *steering.Snapshot, upstreams []netip.AddrPort) error {
-	listen := a.cfg.DNSListen
-	if listen == "" {
-		listen = net.JoinHostPort(a.tunIP.String(), "53")
-	}
-	srv, err := dnsproxy.New(dnsproxy.Config{
-		Listen:    []string{listen},
-		Upstreams: upstreams,
-		Policy:    dnsPolicy{a},
-		Bypass:    a.bypassDNS,
-		Log:       a.log,
-	})
-	if err != nil {
-		return fmt.Errorf("DNS proxy: %w", err)
-	}
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	a.dns = srv
-	a.upstreams = upstreams
-	a.push("DNS proxy", srv.Close)
-	return nil
-}
-
-func (a *Agent) dnsConfig() platform.DNSConfig {
-	return platform.DNSConfig{
-		Servers:   []netip.Addr{a.tunIP},
-		Domains:   privateDomains(a.snap.Load().Config()),
-		Interface: a.cfg.TUNName,
-	}
 }
 
 // privateDomains are the routing domains that cover every private name of cfg:

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -17,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +25,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
+	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/cloud/pop"
 	"github.com/ztagent/ztagent/cloud/tenant"
 	"github.com/ztagent/ztagent/enroll"
@@ -194,8 +192,9 @@ func TestAgentLifecycle(t *testing.T) {
 		t.Fatalf("second Start: %v, want ErrNotStopped", err)
 	}
 
+	p := partsOf(t, a.Agent)
 	st := a.Status()
-	if st.State != StateRunning || st.Enrollment.User != "alice@test.example" || st.Config.Source != "tenant" {
+	if st.State != ctlapi.StateRunning || st.Enrollment.User != "alice@test.example" || st.Config.Source != "tenant" {
 		t.Fatalf("status: %+v", st)
 	}
 	if len(st.Apps) != 2 {
@@ -214,13 +213,13 @@ func TestAgentLifecycle(t *testing.T) {
 	}
 
 	// Private names are answered once the tunnel is up (fail-open before).
-	for deadline := time.Now().Add(10 * time.Second); !a.tunnelUp(); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !p.tunnelUp(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("tunnel not up: %+v", a.l7.Status())
+			t.Fatalf("tunnel not up: %+v", p.l7.Status())
 		}
 	}
 	// Stub answers are stable per name and map back.
-	pol := dnsPolicy{a.Agent}
+	pol := dnsPolicy{p}
 	ans, owned := pol.Lookup("web.corp.test.")
 	if !owned || !netip.MustParsePrefix("100.64.0.0/10").Contains(ans.Addr) || ans.Addr == netip.MustParseAddr("100.64.0.1") {
 		t.Fatalf("Lookup(web.corp.test) = %+v, %v", ans, owned)
@@ -237,31 +236,32 @@ func TestAgentLifecycle(t *testing.T) {
 	}
 
 	// The control API answers status and match over the socket.
-	var viaSocket Status
-	controlGet(t, a.cfg.SocketPath, "/v1/status", &viaSocket)
-	if viaSocket.Enrollment.DeviceID != st.Enrollment.DeviceID {
-		t.Fatalf("status over the socket: %+v", viaSocket)
+	ctl := &ctlapi.Client{Socket: a.cfg.SocketPath}
+	viaSocket, err := ctl.Status(ctx)
+	if err != nil || viaSocket.Enrollment.DeviceID != st.Enrollment.DeviceID {
+		t.Fatalf("status over the socket: %+v, %v", viaSocket, err)
 	}
 	for _, tc := range []struct {
-		req  MatchRequest
+		req  ctlapi.MatchRequest
 		want string
 	}{
-		{MatchRequest{Host: "web.corp.test", Port: 80, Proto: "tcp"}, "l7"},
-		{MatchRequest{Host: "web.corp.test", Port: 8080, Proto: "tcp"}, "direct"},
-		{MatchRequest{Host: ans.Addr.String(), Port: 80, Proto: "tcp"}, "l7"},
-		{MatchRequest{Host: "10.30.0.7", Port: 22, Proto: "tcp"}, "l7"},
-		{MatchRequest{Host: "10.30.0.7", Port: 22, Proto: "udp"}, "direct"},
-		{MatchRequest{Host: "www.example.com", Port: 443, Proto: "tcp"}, "direct"},
+		{ctlapi.MatchRequest{Host: "web.corp.test", Port: 80, Proto: "tcp"}, "l7"},
+		{ctlapi.MatchRequest{Host: "web.corp.test", Port: 8080, Proto: "tcp"}, "direct"},
+		{ctlapi.MatchRequest{Host: ans.Addr.String(), Port: 80, Proto: "tcp"}, "l7"},
+		{ctlapi.MatchRequest{Host: "10.30.0.7", Port: 22, Proto: "tcp"}, "l7"},
+		{ctlapi.MatchRequest{Host: "10.30.0.7", Port: 22, Proto: "udp"}, "direct"},
+		{ctlapi.MatchRequest{Host: "web.corp.test", Port: 80, Proto: "udp"}, "direct"},
+		{ctlapi.MatchRequest{Host: "www.example.com", Port: 443, Proto: "tcp"}, "direct"},
 	} {
-		if got := Explain(a.snap.Load(), a.stubs, tc.req); got.Action != tc.want {
-			t.Errorf("match %+v = %s (%s), want %s", tc.req, got.Action, got.Reason, tc.want)
+		if got, err := ctl.Match(ctx, tc.req); err != nil || got.Action != tc.want {
+			t.Errorf("match %+v = %s (%s), %v; want %s", tc.req, got.Action, got.Reason, err, tc.want)
 		}
 	}
 
 	// Fail-open (the default): with the tunnel down, private names resolve
 	// through the OS's resolvers instead.
 	cloud.pop.Close()
-	for deadline := time.Now().Add(10 * time.Second); a.tunnelUp(); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); p.tunnelUp(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("tunnel still up after the PoP closed")
 		}
@@ -297,49 +297,8 @@ func TestAgentLifecycle(t *testing.T) {
 	if src := b.Status().Config.Source; src != "cache" {
 		t.Fatalf("config source after restart = %q, want cache", src)
 	}
-	if name, ok := (dnsPolicy{b.Agent}).Reverse(ans.Addr); !ok || name != "web.corp.test" {
+	if name, ok := (dnsPolicy{partsOf(t, b.Agent)}).Reverse(ans.Addr); !ok || name != "web.corp.test" {
 		t.Fatalf("stub %s after restart maps to %q, %v", ans.Addr, name, ok)
-	}
-}
-
-func TestStartFailureLeavesNothing(t *testing.T) {
-	cloud := startCloud(t)
-	state := shortTempDir(t)
-	a := newTestAgent(t, cloud, state)
-	// Wrong org key: enrollment fails before anything is configured.
-	a.cfg.Params, _ = enroll.ParseParams([]string{
-		"host=" + cloud.api.Listener.Addr().String(), "token=wrong-key-0123456789",
-		"upn=alice@test.example", "cacert=" + cloud.caFile,
-	})
-	if err := a.Start(context.Background()); err == nil {
-		t.Fatal("Start with a wrong org key succeeded")
-	}
-	if a.Status().State != StateStopped {
-		t.Fatalf("state after a failed start: %s", a.Status().State)
-	}
-	if calls := a.dns.Calls(); len(calls) != 0 {
-		t.Fatalf("DNS touched by a failed start: %v", calls)
-	}
-	if _, err := os.Stat(a.cfg.SocketPath); err == nil {
-		t.Fatal("control socket left behind")
-	}
-}
-
-func controlGet(t *testing.T, sock, path string, out any) {
-	t.Helper()
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return platform.DialControl(ctx, sock)
-		},
-	}}
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Get("http://ztagent" + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -366,178 +325,10 @@ func TestPrivateDomains(t *testing.T) {
 	}
 }
 
-func TestMDMOverridesInstallParameters(t *testing.T) {
-	cloud := startCloud(t)
-	a := newTestAgent(t, cloud, shortTempDir(t))
-	// MDM names the user; the install parameters name someone else.
-	a.cfg.Params.UPN = "nobody@test.example"
-	a.mdm.Push(map[string]string{"upn": "alice@test.example"})
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	st := a.Status()
-	if st.Enrollment.User != "alice@test.example" {
-		t.Fatalf("enrolled as %q, want the MDM's alice@test.example", st.Enrollment.User)
-	}
-	sources := map[string]string{}
-	for _, s := range st.Settings {
-		sources[s.Key] = s.Source
-		if s.Key == "token" && s.Value == testOrgKey {
-			t.Fatal("status shows the org key")
-		}
-	}
-	if sources["upn"] != "mdm:/etc/ztagent/mdm.json" || sources["host"] != "install" {
-		t.Fatalf("setting sources: %v", sources)
-	}
-
-	// An invalid MDM file keeps the last good settings.
-	a.mdm.Break(errors.New("mdm.json: line 3: invalid character"))
-	if a.refreshSettings() {
-		t.Fatal("a broken MDM source changed the settings")
-	}
-	if a.params().UPN != "alice@test.example" {
-		t.Fatalf("UPN after a broken MDM source: %q", a.params().UPN)
-	}
-}
-
-func TestReenroll(t *testing.T) {
-	cloud := startCloud(t)
-	a := newTestAgent(t, cloud, shortTempDir(t))
-	ctx := context.Background()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	old := a.Status().Enrollment.DeviceID
-
-	// A rejected parameter changes nothing.
-	if _, err := a.Reenroll(ctx, []string{"token=not-the-org-key-012345"}); err == nil {
-		t.Fatal("re-enrollment with a wrong org key succeeded")
-	}
-	if st := a.Status(); st.State != StateRunning || st.Enrollment.DeviceID != old {
-		t.Fatalf("after a failed re-enrollment: %s, device %s (was %s)", st.State, st.Enrollment.DeviceID, old)
-	}
-
-	id, err := a.Reenroll(ctx, []string{"token=" + testOrgKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if id.DeviceID == old {
-		t.Fatal("re-enrollment kept the old device key")
-	}
-	// Start waits for the restart; once it has run, the agent is up again as
-	// the new device.
-	a.lifeMu.Lock()
-	a.lifeMu.Unlock()
-	if st := a.Status(); st.State != StateRunning || st.Enrollment.DeviceID != id.DeviceID {
-		t.Fatalf("after re-enrollment: %s, device %s, want %s", st.State, st.Enrollment.DeviceID, id.DeviceID)
-	}
-	saved, err := enroll.LoadIdentity(a.cfg.StateDir)
-	if err != nil || saved.DeviceID != id.DeviceID {
-		t.Fatalf("saved identity: %v, %v", saved, err)
-	}
-}
-
-func TestIdentityFollowsLogins(t *testing.T) {
-	cases := []struct {
-		name   string
-		params []string
-		// whom the agent runs as with nobody logged in, and with alice
-		idle, login         string
-		idleKind, loginKind string
-	}{
-		{"pre-logon then the machine enrollment", []string{"prelogonuser=prelogon@test.example"},
-			"prelogon@test.example", "alice@test.example", PrincipalPreLogon, PrincipalMachine},
-		{"pre-logon then per-user config", []string{"prelogonuser=prelogon@test.example", "mode=peruserconfig", "domain=test.example"},
-			"prelogon@test.example", "alice@test.example", PrincipalPreLogon, PrincipalUser},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			cloud := startCloud(t)
-			a := newTestAgent(t, cloud, shortTempDir(t))
-			var err error
-			if a.cfg.Params, err = a.cfg.Params.Update(tc.params); err != nil {
-				t.Fatal(err)
-			}
-			if err := a.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
-			waitFor := func(user, kind string) {
-				t.Helper()
-				deadline := time.Now().Add(15 * time.Second)
-				for {
-					st := a.Status()
-					if st.State == StateRunning && st.Enrollment.User == user && st.Enrollment.As == kind {
-						return
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("agent runs as %s %q (%s), want %s %q", st.Enrollment.As, st.Enrollment.User, st.State, kind, user)
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-			waitFor(tc.idle, tc.idleKind)
-			a.sess.Login(platform.Session{ID: "2", User: "alice", Active: true, Class: "user"})
-			waitFor(tc.login, tc.loginKind)
-			a.sess.Logout("2")
-			waitFor(tc.idle, tc.idleKind)
-		})
-	}
-}
-
-func TestReauthGracePeriod(t *testing.T) {
-	cloud := startCloud(t)
-	a := newTestAgent(t, cloud, shortTempDir(t))
-	var opened atomic.Int32
-	a.cfg.OpenBrowser = func(string) error { opened.Add(1); return nil } // the user never signs in
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	for deadline := time.Now().Add(10 * time.Second); !a.tunnelUp(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("tunnel not up")
-		}
-	}
-	// The tenant turns re-authentication on: every minute, one minute's grace.
-	cfg := *a.snap.Load().Config()
-	cfg.Client.ReauthInterval = steering.Duration(time.Minute)
-	cfg.Client.ReauthGrace = steering.Duration(time.Minute)
-	snap, err := steering.Compile(&cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.apply(snap)
-	last := a.lastSignIn()
-
-	a.reauthTick(last.Add(30 * time.Second))
-	if got := a.reauthPhase(last.Add(30 * time.Second)); got != ReauthOK || opened.Load() != 0 {
-		t.Fatalf("inside the interval: phase %s, sign-in pages opened %d", got, opened.Load())
-	}
-	a.reauthTick(last.Add(90 * time.Second))
-	for deadline := time.Now().Add(10 * time.Second); opened.Load() != 1; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("sign-in page opened %d times when re-authentication fell due, want 1", opened.Load())
-		}
-	}
-	if !a.tunnelUp() {
-		t.Fatal("tunnel torn down during the grace period")
-	}
-	a.reauthTick(last.Add(121 * time.Second))
-	if a.tunnelUp() || a.l7.Status().State != "closed" {
-		t.Fatalf("tunnel still %s after the grace period", a.l7.Status().State)
-	}
-	if opened.Load() != 1 {
-		t.Fatalf("sign-in page opened %d times, want 1 (one prompt at a time)", opened.Load())
-	}
-	if _, owned := (dnsPolicy{a.Agent}).Lookup("web.corp.test"); owned {
-		t.Fatal("private names still answered with stubs after the tunnel was torn down (fail-open)")
-	}
-}
-
-func TestReauthSignIn(t *testing.T) {
+// TestReauthSignInWithTenant runs a re-authentication end to end against
+// the tenant's IdP pages: the sign-in is a fresh enrollment, which the agent
+// saves and restarts as.
+func TestReauthSignInWithTenant(t *testing.T) {
 	cloud := startCloud(t)
 	a := newTestAgent(t, cloud, shortTempDir(t))
 	a.cfg.OpenBrowser = signInBrowser(t, cloud, "alice@test.example", testPassword)
@@ -546,20 +337,21 @@ func TestReauthSignIn(t *testing.T) {
 	}
 	defer a.Close()
 	old := a.Status().Enrollment.DeviceID
-	cfg := *a.snap.Load().Config()
+	p := partsOf(t, a.Agent)
+	cfg := *p.snap.Load().Config()
 	cfg.Client.ReauthInterval = steering.Duration(time.Minute)
 	snap, err := steering.Compile(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.apply(snap)
-	a.reauthTick(a.lastSignIn().Add(2 * time.Minute)) // due and past grace
+	p.apply(snap)
+	p.reauthTick(p.lastSignIn().Add(2 * time.Minute)) // due and past grace
 
 	// The user signs in: the agent restarts as the fresh enrollment, signed in now.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		st := a.Status()
-		if st.State == StateRunning && st.Enrollment.DeviceID != old && st.Enrollment.DeviceID != "" {
+		if st.State == ctlapi.StateRunning && st.Enrollment.DeviceID != old && st.Enrollment.DeviceID != "" {
 			if time.Since(st.Reauth.LastSignIn) > time.Minute {
 				t.Fatalf("last sign-in not updated: %s", st.Reauth.LastSignIn)
 			}

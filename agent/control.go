@@ -8,93 +8,93 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/platform"
-	"github.com/ztagent/ztagent/steering"
 )
 
-// The local control API: HTTP+JSON over the control socket. Reads are open to
-// every local user; calls that change the agent need root/administrator,
-// checked from the socket peer's credentials.
+// The local control API: HTTP+JSON over the control socket (ctlapi has the
+// wire types). Reads are open to every local user; calls that change the
+// agent need root/administrator, checked from the socket peer's credentials.
+// It lives from Start to Close, across restarts, so `ztdiag status` shows a
+// restart as it happens.
 
 type credKey struct{}
 
-// MatchRequest asks how the live config decides a flow (`ztdiag match`).
-type MatchRequest struct {
-	Host    string `json:"host"`
-	Port    uint16 `json:"port"`
-	Proto   string `json:"proto"`
-	OS      string `json:"os,omitempty"`
-	Process string `json:"process,omitempty"`
-	Path    string `json:"path,omitempty"`
-	AppID   string `json:"app_id,omitempty"`
+// controlServer is the control API's HTTP server on its socket.
+type controlServer struct {
+	srv    *http.Server
+	served chan struct{} // closed when Serve has returned
+	log    *zap.Logger
 }
 
-// MatchResponse is the decision and why.
-type MatchResponse struct {
-	Action  string `json:"action"`
-	App     string `json:"app,omitempty"`
-	Rule    string `json:"rule,omitempty"`
-	Reason  string `json:"reason"`
-	Explain string `json:"explain"`
-}
-
-func (a *Agent) startControl() (func() error, error) {
+func (a *Agent) startControl(r *run) (*controlServer, error) {
 	ln, err := platform.ListenControl(a.cfg.SocketPath)
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+ctlapi.PathStatus, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, a.Status())
 	})
-	mux.HandleFunc("POST /v1/match", a.serveMatch)
-	mux.HandleFunc("POST /v1/enroll", a.admin(a.serveReenroll))
-	mux.HandleFunc("POST /v1/sync", a.admin(func(w http.ResponseWriter, r *http.Request) {
-		if err := a.syncOnce(r.Context()); err != nil {
-			writeError(w, http.StatusBadGateway, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, a.Status().Config)
+	mux.HandleFunc("POST "+ctlapi.PathMatch, a.serveMatch)
+	mux.HandleFunc("POST "+ctlapi.PathEnroll, admin(func(w http.ResponseWriter, req *http.Request) {
+		a.serveReenroll(w, req, r)
 	}))
+	mux.HandleFunc("POST "+ctlapi.PathSync, admin(a.serveSync))
 	// Profiles for diagnosing a live agent (root only):
 	//   curl --unix-socket /run/ztagent/ztagent.sock http://x/debug/pprof/profile?seconds=10
-	mux.HandleFunc("/debug/pprof/", a.admin(pprof.Index))
-	mux.HandleFunc("/debug/pprof/profile", a.admin(pprof.Profile))
-	mux.HandleFunc("/debug/pprof/trace", a.admin(pprof.Trace))
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			cred, err := platform.PeerCred(c)
-			if err != nil {
-				cred = platform.Cred{UID: -1, PID: -1}
-			}
-			return context.WithValue(ctx, credKey{}, cred)
+	mux.HandleFunc("/debug/pprof/", admin(pprof.Index))
+	mux.HandleFunc("/debug/pprof/profile", admin(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/trace", admin(pprof.Trace))
+	c := &controlServer{
+		srv: &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 5 * time.Second,
+			// Handlers' contexts end when Close begins: an enrollment or a
+			// profile in progress gives up, so Close's wait is short.
+			BaseContext: func(net.Listener) context.Context { return r.ctx },
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				cred, err := platform.PeerCred(c)
+				if err != nil {
+					cred = platform.Cred{UID: -1, PID: -1}
+				}
+				return context.WithValue(ctx, credKey{}, cred)
+			},
 		},
+		served: make(chan struct{}),
+		log:    a.log,
 	}
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(c.served)
+		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("control API", zap.Error(err))
 		}
 	}()
-	return func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		err := srv.Shutdown(ctx)
-		<-done
-		return err
-	}, nil
+	return c, nil
+}
+
+// shutdown stops accepting calls and returns a channel that is closed once
+// the server and every handler have returned (Shutdown waits for active
+// connections, which are active until their handler returns) and the socket
+// is removed.
+func (c *controlServer) shutdown() <-chan struct{} {
+	done := make(chan struct{})
+	go func() { // ends with the handlers; the supervisor waits on done
+		defer close(done)
+		if err := c.srv.Shutdown(context.Background()); err != nil {
+			c.log.Warn("control API shutdown", zap.Error(err))
+		}
+		<-c.served
+	}()
+	return done
 }
 
 // admin wraps h so that only root/administrators may call it.
-func (a *Agent) admin(h http.HandlerFunc) http.HandlerFunc {
+func admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		cred, _ := r.Context().Value(credKey{}).(platform.Cred)
 		if !cred.Admin {
@@ -105,63 +105,49 @@ func (a *Agent) admin(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// serveReenroll is `ztdiag -e`: enroll again with new parameters, then
-// restart. The answer is sent before the restart replaces this server.
-func (a *Agent) serveReenroll(w http.ResponseWriter, r *http.Request) {
-	var req ReenrollRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+// serveReenroll is `ztdiag -e`. The answer comes once the new enrollment is
+// saved, before the restart.
+func (a *Agent) serveReenroll(w http.ResponseWriter, req *http.Request, r *run) {
+	var body ctlapi.ReenrollRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, req.Body, 64<<10)).Decode(&body); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	id, err := a.Reenroll(r.Context(), req.Args)
+	id, err := a.reenroll(req.Context(), r, body.Args)
 	if err != nil {
 		writeError(w, http.StatusBadGateway, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, EnrollmentStatus{Tenant: id.Tenant, User: id.User, DeviceID: id.DeviceID, TenantURL: id.TenantURL, CertExpires: id.Expires()})
+	writeJSON(w, http.StatusOK, ctlapi.EnrollmentStatus{Tenant: id.Tenant, User: id.User, DeviceID: id.DeviceID,
+		TenantURL: id.TenantURL, CertExpires: id.Expires()})
 }
 
-func (a *Agent) serveMatch(w http.ResponseWriter, r *http.Request) {
-	var req MatchRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+// serveSync is `ztdiag update`: a config sync now, by the parts' sync loop.
+func (a *Agent) serveSync(w http.ResponseWriter, req *http.Request) {
+	p, _ := a.current()
+	if p == nil {
+		writeError(w, http.StatusServiceUnavailable, errors.New("the agent is not running"))
+		return
+	}
+	if err := p.syncRequest(req.Context()); err != nil {
+		writeError(w, http.StatusBadGateway, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p.configStatus())
+}
+
+func (a *Agent) serveMatch(w http.ResponseWriter, req *http.Request) {
+	var body ctlapi.MatchRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, req.Body, 64<<10)).Decode(&body); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	snap := a.snap.Load()
-	if snap == nil {
+	p, _ := a.current()
+	if p == nil {
 		writeError(w, http.StatusServiceUnavailable, errors.New("agent has no config yet"))
 		return
 	}
-	writeJSON(w, http.StatusOK, Explain(snap, a.stubs, req))
-}
-
-// Explain decides req against snap. A name is decided by name; a stub address
-// is first mapped back to its name through stubs (which may be nil).
-func Explain(snap *steering.Snapshot, stubs *steering.StubPool, req MatchRequest) MatchResponse {
-	proto, err := steering.ParseProtocol(req.Proto)
-	if err != nil {
-		proto = steering.TCP
-	}
-	f := steering.Flow{Proto: proto, Port: req.Port, OS: req.OS, Process: req.Process, Path: req.Path, AppID: req.AppID}
-	if addr, err := netip.ParseAddr(req.Host); err == nil {
-		f.Addr = addr.Unmap()
-		if stubs != nil && snap.StubRange().Contains(f.Addr) {
-			f.FQDN, _ = stubs.Lookup(f.Addr)
-		}
-	} else {
-		f.FQDN = req.Host
-	}
-	var d steering.Decision
-	if f.Port == 0 && f.FQDN != "" {
-		d = snap.MatchName(f.FQDN)
-	} else {
-		d = snap.MatchFlow(f)
-	}
-	resp := MatchResponse{Action: d.Action.String(), Rule: d.Rule, Reason: d.Reason, Explain: steering.Explain(d)}
-	if d.App != nil {
-		resp.App = d.App.ID
-	}
-	return resp
+	writeJSON(w, http.StatusOK, ctlapi.Explain(p.snap.Load(), p.stubs, body))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -173,5 +159,5 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func writeError(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, map[string]string{"error": fmt.Sprint(err)})
+	writeJSON(w, code, ctlapi.ErrorResponse{Error: fmt.Sprint(err)})
 }

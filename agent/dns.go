@@ -13,16 +13,23 @@ import (
 
 // dnsPolicy answers the DNS proxy's questions from the live steering snapshot
 // and the stub pool.
-type dnsPolicy struct{ a *Agent }
+type dnsPolicy struct{ p *parts }
 
-func (p dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
-	a := p.a
-	snap := a.snap.Load()
+func (dp dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
+	p := dp.p
+	snap := p.snap.Load()
 	d := snap.MatchName(name)
-	if d.Action != steering.L7 || d.App == nil {
+	if !d.Steered() || d.App == nil {
 		return dnsproxy.Answer{}, false
 	}
-	if !a.tunnelUp() && snap.Config().Client.FailMode != steering.FailClose {
+	if d.Action == steering.L3E {
+		// The agent cannot carry the app yet. Its name gets a stub all the
+		// same, whatever the fail mode: resolved by the OS, its flows would
+		// go direct, unencrypted; to a stub they reach the agent and are
+		// refused with the reason.
+		return p.stubAnswer(snap, name)
+	}
+	if !p.tunnelUp() && snap.Config().Client.FailMode != steering.FailClose {
 		// Fail-open: while the tunnel is down private names resolve through
 		// the OS's resolvers, so whatever is reachable directly (on the
 		// corporate network, say) still works. Fail-close keeps answering
@@ -31,23 +38,28 @@ func (p dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
 	}
 	if d.App.PublisherDNS {
 		// The real address, from a publisher's corporate resolver.
-		return dnsproxy.Answer{Upstream: pubResolver{a: a, appID: d.App.ID}}, true
+		return dnsproxy.Answer{Upstream: pubResolver{p: p, appID: d.App.ID}}, true
 	}
-	addr, err := a.stubs.Assign(name, time.Now())
+	return p.stubAnswer(snap, name)
+}
+
+// stubAnswer answers name with its stub address.
+func (p *parts) stubAnswer(snap *steering.Snapshot, name string) (dnsproxy.Answer, bool) {
+	addr, err := p.stubs.Assign(name, time.Now())
 	if err != nil {
-		a.log.Warn("no stub address", zap.String("name", name), zap.Error(err))
+		p.log.Warn("no stub address", zap.String("name", name), zap.Error(err))
 		return dnsproxy.Answer{}, false
 	}
 	return dnsproxy.Answer{Addr: addr, TTL: snap.Config().Client.DNSTTL.D()}, true
 }
 
 // tunnelUp reports whether the L7 tunnel is connected.
-func (a *Agent) tunnelUp() bool {
-	return a.l7.Connected()
+func (p *parts) tunnelUp() bool {
+	return p.l7.Connected()
 }
 
-func (p dnsPolicy) Reverse(addr netip.Addr) (string, bool) {
-	return p.a.stubs.Lookup(addr)
+func (dp dnsPolicy) Reverse(addr netip.Addr) (string, bool) {
+	return dp.p.stubs.Lookup(addr)
 }
 
 // bypassDNS reports whether the process that sent a DNS query is bypassed by
@@ -55,19 +67,19 @@ func (p dnsPolicy) Reverse(addr netip.Addr) (string, bool) {
 // answer from the upstream resolvers, so its flows go direct. (A "block"
 // exception keeps the stub, so that its flows reach the agent and are
 // refused.)
-func (a *Agent) bypassDNS(client netip.AddrPort) bool {
-	snap := a.snap.Load()
+func (p *parts) bypassDNS(client netip.AddrPort) bool {
+	snap := p.snap.Load()
 	if !snap.HasPinned(runtime.GOOS) {
 		return false
 	}
 	now := time.Now()
-	if v, ok := a.bypassCache.Load(client); ok {
+	if v, ok := p.bypassCache.Load(client); ok {
 		if e := v.(bypassEntry); now.Before(e.expires) {
 			return e.bypass
 		}
 	}
-	bypass := a.lookupBypass(snap, client)
-	a.bypassCache.Store(client, bypassEntry{bypass: bypass, expires: now.Add(bypassCacheTTL)})
+	bypass := p.lookupBypass(snap, client)
+	p.bypassCache.Store(client, bypassEntry{bypass: bypass, expires: now.Add(bypassCacheTTL)})
 	return bypass
 }
 
@@ -84,20 +96,20 @@ type bypassEntry struct {
 }
 
 // sweepBypassCache drops expired decisions.
-func (a *Agent) sweepBypassCache(now time.Time) {
-	a.bypassCache.Range(func(k, v any) bool {
+func (p *parts) sweepBypassCache(now time.Time) {
+	p.bypassCache.Range(func(k, v any) bool {
 		if now.After(v.(bypassEntry).expires) {
-			a.bypassCache.Delete(k)
+			p.bypassCache.Delete(k)
 		}
 		return true
 	})
 }
 
-func (a *Agent) lookupBypass(snap *steering.Snapshot, client netip.AddrPort) bool {
+func (p *parts) lookupBypass(snap *steering.Snapshot, client netip.AddrPort) bool {
 	// The proxy serves UDP and TCP; the client's socket is one or the other.
-	o, err := a.cfg.Owners.Lookup("udp", client, netip.AddrPort{})
+	o, err := p.a.cfg.Owners.Lookup("udp", client, netip.AddrPort{})
 	if err != nil {
-		if o, err = a.cfg.Owners.Lookup("tcp", client, netip.AddrPort{}); err != nil {
+		if o, err = p.a.cfg.Owners.Lookup("tcp", client, netip.AddrPort{}); err != nil {
 			return false
 		}
 	}

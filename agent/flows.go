@@ -12,21 +12,24 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/platform"
 	"github.com/ztagent/ztagent/steering"
 	"github.com/ztagent/ztagent/tunnel/l7"
 	"github.com/ztagent/ztagent/tunnel/netstack"
 )
 
-// Errors a flow is refused with; the userspace stack answers the SYN with RST.
+// Errors a flow is refused with; the userspace stack answers a TCP SYN with
+// RST and a UDP datagram with ICMP destination unreachable.
 var (
 	errUnknownStub = errors.New("no name is assigned to this stub address")
 	errNotSteered  = errors.New("flow matches no private app")
+	errSuspended   = errors.New("private access is suspended until the user signs in again")
 )
 
-// flowCounters count handleTCP's outcomes for ztdiag status.
+// flowCounters count the data path's outcomes for ztdiag status.
 type flowCounters struct {
-	steered, refused, notSteered, blocked atomic.Int64
+	steered, refused, notCarried, notSteered, blocked atomic.Int64
 }
 
 // openTimeout bounds how long a new flow waits for the PoP to answer, so a
@@ -35,25 +38,34 @@ const openTimeout = 15 * time.Second
 
 // handleTCP decides a new TCP flow from the TUN device and opens its upstream.
 // A stub destination is first mapped back to its FQDN; the steering snapshot
-// then decides by name (or real address), protocol and port.
-func (a *Agent) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error) {
-	d, host, stub := a.decide(f, steering.TCP)
-	log := a.log.With(zap.Stringer("dst", f.Dst), zap.String("host", host))
+// then decides by name (or real address), protocol and port. A flow the
+// config steers is carried through the tunnel or refused, never sent direct.
+func (p *parts) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error) {
+	d, host, stub := p.decide(f, steering.TCP)
+	log := p.log.With(zap.Stringer("dst", f.Dst), zap.String("host", host))
+	if why := steering.NotCarried(d, steering.TCP); why != "" {
+		p.flows.notCarried.Add(1)
+		log.Info("flow refused: not carried", zap.String("app", d.App.ID), zap.String("reason", why))
+		return nil, errors.New(why)
+	}
 	switch d.Action {
 	case steering.L7:
 		ctx, cancel := context.WithTimeout(ctx, openTimeout)
 		defer cancel()
-		c, err := a.l7.Open(ctx, l7.Target{Host: host, Port: f.Dst.Port(), AppID: d.App.ID})
+		c, err := p.l7.Open(ctx, l7.Target{Host: host, Port: f.Dst.Port(), AppID: d.App.ID})
 		if err != nil {
-			a.flows.refused.Add(1)
+			p.flows.refused.Add(1)
+			if p.a.State() == ctlapi.StateSuspended {
+				err = errSuspended
+			}
 			log.Info("flow refused", zap.String("app", d.App.ID), zap.Error(err))
 			return nil, err
 		}
-		a.flows.steered.Add(1)
+		p.flows.steered.Add(1)
 		log.Debug("flow steered", zap.String("app", d.App.ID))
 		return c, nil
 	case steering.Block:
-		a.flows.blocked.Add(1)
+		p.flows.blocked.Add(1)
 		log.Info("flow blocked", zap.String("rule", d.Rule))
 		return nil, fmt.Errorf("blocked by %s", d.Rule)
 	default:
@@ -62,13 +74,10 @@ func (a *Agent) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error
 		// definition, an address exception) goes where it would have gone
 		// without the agent, on a socket that bypasses the agent's routes.
 		// A stub address has no real destination: reset.
-		a.flows.notSteered.Add(1)
+		p.flows.notSteered.Add(1)
 		log.Debug("flow not steered", zap.String("reason", d.Reason))
-		if host == "" {
-			return nil, errUnknownStub
-		}
-		if stub || !platform.CanBypass {
-			return nil, errNotSteered
+		if err := directOK(host, stub); err != nil {
+			return nil, err
 		}
 		ctx, cancel := context.WithTimeout(ctx, openTimeout)
 		defer cancel()
@@ -76,24 +85,67 @@ func (a *Agent) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error
 	}
 }
 
+// handleUDP decides a new UDP flow as handleTCP does a TCP one. No tunnel
+// carries UDP yet: a steered flow is refused with ICMP "administratively
+// prohibited", and the reason is logged and counted.
+func (p *parts) handleUDP(ctx context.Context, f netstack.Flow) (netstack.DatagramConn, error) {
+	d, host, stub := p.decide(f, steering.UDP)
+	log := p.log.With(zap.Stringer("dst", f.Dst), zap.String("host", host), zap.String("proto", "udp"))
+	if why := steering.NotCarried(d, steering.UDP); why != "" {
+		p.flows.notCarried.Add(1)
+		log.Info("flow refused: not carried", zap.String("app", d.App.ID), zap.String("reason", why))
+		return nil, fmt.Errorf("%w: %s", netstack.ErrProhibited, why)
+	}
+	switch d.Action {
+	case steering.Block:
+		p.flows.blocked.Add(1)
+		log.Info("flow blocked", zap.String("rule", d.Rule))
+		return nil, fmt.Errorf("%w: blocked by %s", netstack.ErrProhibited, d.Rule)
+	default:
+		p.flows.notSteered.Add(1)
+		log.Debug("flow not steered", zap.String("reason", d.Reason))
+		if err := directOK(host, stub); err != nil {
+			return nil, fmt.Errorf("%w: %w", netstack.ErrPortUnreachable, err)
+		}
+		c, err := platform.DialBypass(ctx, "udp", f.Dst.String())
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// directOK says whether an unsteered flow can go direct: not to a stub
+// address (it has no real destination), and only where the agent's own
+// sockets can bypass its routes.
+func directOK(host string, stub bool) error {
+	switch {
+	case host == "":
+		return errUnknownStub
+	case stub || !platform.CanBypass:
+		return errNotSteered
+	}
+	return nil
+}
+
 // decide maps the flow to a steering decision and the host to ask the PoP for.
-func (a *Agent) decide(f netstack.Flow, proto steering.Protocol) (d steering.Decision, host string, stub bool) {
-	snap := a.snap.Load()
+func (p *parts) decide(f netstack.Flow, proto steering.Protocol) (d steering.Decision, host string, stub bool) {
+	snap := p.snap.Load()
 	dst := f.Dst.Addr().Unmap()
 	flow := steering.Flow{Addr: dst, Proto: proto, Port: f.Dst.Port(), OS: runtime.GOOS}
 	host = dst.String()
 	switch {
 	case snap.StubRange().Contains(dst):
-		name, ok := a.stubs.Lookup(dst)
+		name, ok := p.stubs.Lookup(dst)
 		if !ok {
 			return steering.Decision{Action: steering.Direct, Reason: errUnknownStub.Error()}, "", true
 		}
-		a.stubs.Touch(dst, time.Now())
+		p.stubs.Touch(dst, time.Now())
 		flow.FQDN, host, stub = name, name, true
 	default:
 		// A real address a publisher resolved: steer it by its name.
-		if name, ok := a.pub.name(dst); ok {
-			a.pub.touch(dst, time.Now().Add(pubAddrLife))
+		if name, ok := p.pub.name(dst); ok {
+			p.pub.touch(dst, time.Now().Add(pubAddrLife))
 			flow.FQDN, host = name, name
 		}
 	}
@@ -101,7 +153,7 @@ func (a *Agent) decide(f netstack.Flow, proto steering.Protocol) (d steering.Dec
 	// Pinned-app exceptions apply only to flows that would be steered, so
 	// only those pay for finding the flow's owner.
 	if d.Steered() && snap.HasPinned(runtime.GOOS) {
-		a.setOwner(&flow, proto.String(), f.Src, f.Dst)
+		p.setOwner(&flow, proto.String(), f.Src, f.Dst)
 		d = snap.MatchFlow(flow)
 	}
 	return d, host, stub
@@ -110,10 +162,10 @@ func (a *Agent) decide(f netstack.Flow, proto steering.Protocol) (d steering.Dec
 // setOwner fills in the identity of the process that owns a flow, for the
 // pinned-app exceptions. A flow whose owner cannot be found is decided
 // without one (it is steered as its app says).
-func (a *Agent) setOwner(f *steering.Flow, proto string, local, remote netip.AddrPort) {
-	o, err := a.cfg.Owners.Lookup(proto, local, remote)
+func (p *parts) setOwner(f *steering.Flow, proto string, local, remote netip.AddrPort) {
+	o, err := p.a.cfg.Owners.Lookup(proto, local, remote)
 	if err != nil {
-		a.log.Debug("flow owner unknown", zap.String("proto", proto), zap.Stringer("local", local), zap.Error(err))
+		p.log.Debug("flow owner unknown", zap.String("proto", proto), zap.Stringer("local", local), zap.Error(err))
 		return
 	}
 	f.Process, f.Path, f.AppID = o.Process, o.Path, o.AppID

@@ -30,9 +30,18 @@ type principal struct {
 	dir  string // identity, cached config and stub assignments
 }
 
+// enrollParams are the settings p as this principal enrolls with them.
+func (who principal) enrollParams(p enroll.Params) enroll.Params {
+	if who.kind == PrincipalUser {
+		p.UPN = who.upn
+	}
+	return p
+}
+
 // wantPrincipal decides whom the agent should run as now. When sessions
-// cannot be read, the agent stays as it is.
-func (a *Agent) wantPrincipal() principal {
+// cannot be read, the agent stays as cur (the machine when it runs as no one
+// yet).
+func (a *Agent) wantPrincipal(cur principal) principal {
 	machine := principal{kind: PrincipalMachine, dir: a.cfg.StateDir}
 	p := a.params()
 	if p.Mode != "peruserconfig" && p.PreLogonUser == "" {
@@ -41,7 +50,7 @@ func (a *Agent) wantPrincipal() principal {
 	sessions, err := a.cfg.Sessions.Current()
 	if err != nil {
 		a.log.Warn("cannot list login sessions; keeping the current identity", zap.Error(err))
-		if cur := a.whom(); cur.kind != "" {
+		if cur.kind != "" {
 			return cur
 		}
 		return machine
@@ -63,30 +72,19 @@ func (a *Agent) wantPrincipal() principal {
 	return machine
 }
 
-// whom returns the principal the agent runs (or last ran) as.
-func (a *Agent) whom() principal {
-	if p := a.who.Load(); p != nil {
-		return *p
-	}
-	return principal{}
-}
-
-// enrollAs enrolls the principal with settings p.
+// enrollAs enrolls the principal with settings p (as enrollParams made them).
 func (a *Agent) enrollAs(ctx context.Context, who principal, p enroll.Params) (*enroll.Identity, error) {
-	switch who.kind {
-	case PrincipalPreLogon:
-		return enroll.EnrollPreLogon(ctx, p, a.log)
-	case PrincipalUser:
-		p.UPN = who.upn
+	if who.kind == PrincipalPreLogon {
+		return a.cfg.Enroller.EnrollPreLogon(ctx, p)
 	}
-	return enroll.Enroll(ctx, p, a.cfg.OpenBrowser, a.log)
+	return a.cfg.Enroller.Enroll(ctx, p, a.cfg.OpenBrowser)
 }
 
-// watchSessions switches identity when a user logs in or out. The switch
-// (a restart of the agent's parts) runs outside the agent's goroutine group,
-// which it stops and starts again.
-func (a *Agent) watchSessions(ctx context.Context) {
-	t := time.NewTicker(a.cfg.SessionPoll)
+// watchSessions asks the supervisor for a restart when a login or logout
+// changes whom the agent should run as; the start picks the principal. It
+// returns once it has asked: these parts are about to be replaced.
+func (p *parts) watchSessions(ctx context.Context) {
+	t := time.NewTicker(p.a.cfg.SessionPoll)
 	defer t.Stop()
 	for {
 		select {
@@ -94,20 +92,14 @@ func (a *Agent) watchSessions(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		want := a.wantPrincipal()
-		if want == a.whom() || !a.switching.CompareAndSwap(false, true) {
+		want := p.a.wantPrincipal(p.who)
+		if want == p.who {
 			continue
 		}
-		a.log.Info("login sessions changed: switching identity",
-			zap.String("from", a.whom().kind+" "+a.whom().upn), zap.String("to", want.kind+" "+want.upn))
-		go func() {
-			a.lifeMu.Lock()
-			defer a.lifeMu.Unlock()
-			defer a.switching.Store(false)
-			a.restartLocked("login sessions changed", nil) // the start picks the principal
-		}()
+		p.log.Info("login sessions changed: switching identity",
+			zap.String("from", p.who.kind+" "+p.who.upn), zap.String("to", want.kind+" "+want.upn))
+		if submit(p.reqs, request{kind: reqRestart, gen: p.gen, why: "login sessions changed"}, ctx.Done()) {
+			return
+		}
 	}
 }
-
-// startTimeout bounds a restart the agent does by itself.
-const startTimeout = time.Minute

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"go.uber.org/zap"
 )
 
 // Publisher DNS: names of apps marked publisher_dns resolve to their real
@@ -123,14 +122,14 @@ func (p *pubAddrs) prefixes() []netip.Prefix {
 
 // pubResolver is the dnsproxy.Upstream of one publisher-DNS app.
 type pubResolver struct {
-	a     *Agent
+	p     *parts
 	appID string
 }
 
 // Exchange resolves query through a publisher of the app, then routes the
 // answer's addresses into the TUN before the client can connect to them.
 func (r pubResolver) Exchange(ctx context.Context, query []byte) ([]byte, error) {
-	resp, err := r.a.l7.ResolveDNS(ctx, r.appID, query)
+	resp, err := r.p.l7.ResolveDNS(ctx, r.appID, query)
 	if err != nil {
 		return nil, err
 	}
@@ -161,25 +160,15 @@ func (r pubResolver) Exchange(ctx context.Context, query []byte) ([]byte, error)
 		return resp, nil
 	}
 	life := max(time.Duration(ttl)*time.Second, pubAddrLife)
-	if r.a.pub.add(name, addrs, time.Now().Add(life)) {
-		r.a.updateRoutes()
+	if r.p.pub.add(name, addrs, time.Now().Add(life)) {
+		r.p.updateRoutes()
 	}
 	return resp, nil
 }
 
-// updateRoutes applies the routes for the current snapshot and publisher
-// addresses; routerMu keeps concurrent updates in order.
-func (a *Agent) updateRoutes() {
-	a.routerMu.Lock()
-	defer a.routerMu.Unlock()
-	if err := a.router.Set(a.routerConfig(a.snap.Load())); err != nil {
-		a.log.Warn("update routes", zap.Error(err))
-	}
-}
-
 // pubSweeper drops publisher addresses that are no longer in use, and their
 // routes.
-func (a *Agent) pubSweeper(ctx context.Context) {
+func (p *parts) pubSweeper(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -187,8 +176,8 @@ func (a *Agent) pubSweeper(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if a.pub.expire(now) {
-				a.updateRoutes()
+			if p.pub.expire(now) {
+				p.updateRoutes()
 			}
 		}
 	}

@@ -5,141 +5,113 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/ztagent/ztagent/enroll"
+	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/platform/atomicfile"
 )
 
 // Periodic re-authentication: when the client configuration sets
 // reauth_interval, the user must sign in again through the tenant's IdP flow
 // once the interval since their last sign-in has passed. The agent opens the
-// sign-in page at once and keeps the tunnel for reauth_grace; when the grace
-// period ends without a sign-in, it tears the L7 tunnel down (private flows are
-// then reset, and names follow fail-open/fail-close) until the user signs in.
-// A successful sign-in is a fresh enrollment: the agent restarts as it.
-
-// ReauthPhase is where a principal is in its re-authentication cycle.
-type ReauthPhase string
-
-// Re-authentication phases.
-const (
-	ReauthOff     ReauthPhase = "off"     // no reauth_interval
-	ReauthOK      ReauthPhase = "ok"      // signed in recently enough
-	ReauthDue     ReauthPhase = "due"     // interval passed: in the grace period
-	ReauthExpired ReauthPhase = "expired" // grace passed: tunnel torn down
-)
+// sign-in page at once and keeps private access for reauth_grace; when the
+// grace period ends without a sign-in, the supervisor suspends the agent
+// (running → suspended: the L7 tunnel is closed, steered flows are refused,
+// names follow fail-open/fail-close) until the user signs in. A successful
+// sign-in is a fresh enrollment: the supervisor saves it and restarts as it.
+// Should the tenant turn re-authentication off (or lengthen it) meanwhile,
+// the agent resumes by restarting.
 
 const authFile = "auth.json"
-
-// reauthState is the last sign-in, persisted per principal, and the agent's
-// progress through the cycle.
-type reauthState struct {
-	mu        sync.Mutex
-	last      time.Time
-	prompting atomic.Bool // a sign-in is waiting in the browser
-	expired   atomic.Bool // the tunnel was torn down
-}
 
 type authRecord struct {
 	LastSignIn time.Time `json:"last_sign_in"`
 }
 
-// loadAuth reads the last sign-in time of the current principal; an agent
-// that has none (a fresh enrollment, or an upgrade) counts from now.
-func (a *Agent) loadAuth(fresh bool) {
+// loadAuth reads the last sign-in time of the principal; a principal that has
+// none (a fresh enrollment, or an upgrade) counts from now.
+func (p *parts) loadAuth(fresh bool) {
 	now := time.Now()
 	last := now
 	if !fresh {
-		if b, err := os.ReadFile(filepath.Join(a.whom().dir, authFile)); err == nil {
+		if b, err := os.ReadFile(filepath.Join(p.who.dir, authFile)); err == nil {
 			var r authRecord
 			if json.Unmarshal(b, &r) == nil && !r.LastSignIn.IsZero() && r.LastSignIn.Before(now.Add(time.Minute)) {
 				last = r.LastSignIn
 			}
 		}
 	}
-	a.setLastSignIn(last)
-	a.reauth.prompting.Store(false)
-	a.reauth.expired.Store(false)
-}
-
-func (a *Agent) setLastSignIn(t time.Time) {
-	a.reauth.mu.Lock()
-	a.reauth.last = t
-	a.reauth.mu.Unlock()
-	b, _ := json.Marshal(authRecord{LastSignIn: t})
-	if err := atomicfile.Write(filepath.Join(a.whom().dir, authFile), b, 0o600); err != nil {
-		a.log.Warn("save last sign-in time", zap.Error(err))
+	p.lastAuth.Store(last.UnixNano())
+	if fresh || last.Equal(now) {
+		if err := saveAuth(p.who.dir, last); err != nil {
+			p.log.Warn("save last sign-in time", zap.Error(err))
+		}
 	}
 }
 
-func (a *Agent) lastSignIn() time.Time {
-	a.reauth.mu.Lock()
-	defer a.reauth.mu.Unlock()
-	return a.reauth.last
+func saveAuth(dir string, t time.Time) error {
+	b, _ := json.Marshal(authRecord{LastSignIn: t})
+	return atomicfile.Write(filepath.Join(dir, authFile), b, 0o600)
 }
 
-// reauthPhase is the current principal's phase at now.
-func (a *Agent) reauthPhase(now time.Time) ReauthPhase {
-	cl := a.snap.Load().Config().Client
+func (p *parts) lastSignIn() time.Time {
+	return time.Unix(0, p.lastAuth.Load())
+}
+
+// reauthPhase is the principal's phase at now.
+func (p *parts) reauthPhase(now time.Time) ctlapi.ReauthPhase {
+	cl := p.snap.Load().Config().Client
 	interval, grace := cl.ReauthInterval.D(), cl.ReauthGrace.D()
 	if interval <= 0 {
-		return ReauthOff
+		return ctlapi.ReauthOff
 	}
-	since := now.Sub(a.lastSignIn())
+	since := now.Sub(p.lastSignIn())
 	switch {
 	case since < interval:
-		return ReauthOK
+		return ctlapi.ReauthOK
 	case since < interval+grace:
-		return ReauthDue
+		return ctlapi.ReauthDue
 	default:
-		return ReauthExpired
+		return ctlapi.ReauthExpired
 	}
 }
 
-// reauthTick acts on the phase at now: it starts a sign-in when one is due,
-// and tears the tunnel down when the grace period has ended.
-func (a *Agent) reauthTick(now time.Time) {
-	ctx := a.runCtx
-	phase := a.reauthPhase(now)
-	switch phase {
-	case ReauthDue, ReauthExpired:
-		if a.reauth.prompting.CompareAndSwap(false, true) {
-			a.wg.Add(1)
-			go func() {
-				defer a.wg.Done()
-				a.signInAgain(ctx)
-			}()
-		}
+// reauthTick acts on the phase at now: it opens a sign-in when one is due,
+// asks the supervisor to suspend the agent when the grace period has ended,
+// and to resume it when a sign-in is no longer due.
+func (p *parts) reauthTick(now time.Time) {
+	phase := p.reauthPhase(now)
+	if (phase == ctlapi.ReauthDue || phase == ctlapi.ReauthExpired) && p.prompting.CompareAndSwap(false, true) {
+		p.goWG(p.signInAgain)
 	}
-	if phase == ReauthExpired && a.reauth.expired.CompareAndSwap(false, true) {
-		a.log.Warn("re-authentication grace period over: private access is suspended until the user signs in",
-			zap.Time("last_sign_in", a.lastSignIn()))
-		a.l7.Close()
+	state := p.a.State()
+	switch {
+	case phase == ctlapi.ReauthExpired && state == ctlapi.StateRunning:
+		submit(p.reqs, request{kind: reqSuspend, gen: p.gen, why: "re-authentication grace period over"}, p.ctx.Done())
+	case (phase == ctlapi.ReauthOff || phase == ctlapi.ReauthOK) && state == ctlapi.StateSuspended:
+		submit(p.reqs, request{kind: reqRestart, gen: p.gen, why: "re-authentication no longer due"}, p.ctx.Done())
 	}
 }
 
-// signInAgain runs the IdP sign-in in the user's browser; on success the
-// agent restarts as the new enrollment (outside its goroutine group, which
-// the restart stops).
-func (a *Agent) signInAgain(ctx context.Context) {
-	a.log.Info("re-authentication due: opening the sign-in page")
-	id, err := enroll.EnrollIdP(ctx, a.params(), a.cfg.OpenBrowser, a.log)
+// signInAgain runs the IdP sign-in in the user's browser; on success it hands
+// the new enrollment to the supervisor, which saves it and restarts as it.
+func (p *parts) signInAgain(ctx context.Context) {
+	p.log.Info("re-authentication due: opening the sign-in page")
+	a := p.a
+	with := p.who.enrollParams(a.params())
+	id, err := a.cfg.Enroller.EnrollIdP(ctx, with, a.cfg.OpenBrowser)
 	if err != nil {
 		if ctx.Err() == nil {
-			a.log.Warn("re-authentication failed; will ask again", zap.Error(err))
+			p.log.Warn("re-authentication failed; will ask again", zap.Error(err))
 		}
-		a.reauth.prompting.Store(false)
+		p.prompting.Store(false)
 		return
 	}
-	a.setLastSignIn(time.Now())
-	go func() {
-		a.lifeMu.Lock()
-		defer a.lifeMu.Unlock()
-		a.restartAs(a.cfg.Params, id)
-	}()
+	q := request{kind: reqAdopt, why: "signed in again",
+		adopt: &adoption{who: p.who, id: id, with: with, signedIn: time.Now()}}
+	if !submit(p.reqs, q, ctx.Done()) {
+		p.log.Warn("signed in as the agent stopped; the sign-in is not saved")
+	}
 }

@@ -2,27 +2,22 @@ package agent
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-
-	"go.uber.org/zap"
 
 	"github.com/ztagent/ztagent/enroll"
 )
 
-// ReenrollRequest is `ztdiag -e key=value...`: new install parameters
-// (typically enrollauthtoken= and enrollencryptiontoken=) to enroll with again.
-type ReenrollRequest struct {
-	Args []string `json:"args"`
-}
-
-// Reenroll enrolls again with the install parameters updated by args, and on
-// success restarts the agent with the new identity. The enrollment runs first,
-// while the agent keeps running: a rejected token changes nothing. The
-// restart runs in the background (the caller is usually the control API,
-// which the restart replaces); Start and Close wait for it.
-func (a *Agent) Reenroll(ctx context.Context, args []string) (*enroll.Identity, error) {
-	install, err := a.cfg.Params.Update(args)
+// reenroll is `ztdiag -e`, run by a control-API handler of r: it enrolls
+// again with the install parameters updated by args (none: the settings in
+// force, which applies pending MDM changes), and on success hands the new
+// enrollment to the supervisor, which saves it, answers, and restarts the
+// agent as it. The enrollment runs first, while the agent keeps running: a
+// rejected token changes nothing. When reenroll returns the identity, it is
+// saved: a restart or a Close that races it cannot drop it, and the next
+// start uses it. ctx (a handler's, which Close cancels) bounds the
+// enrollment.
+func (a *Agent) reenroll(ctx context.Context, r *run, args []string) (*enroll.Identity, error) {
+	install, _, _ := a.settings.get()
+	install, err := install.Update(args)
 	if err != nil {
 		return nil, err
 	}
@@ -30,43 +25,20 @@ func (a *Agent) Reenroll(ctx context.Context, args []string) (*enroll.Identity, 
 	if err != nil {
 		return nil, err
 	}
-	id, err := a.enrollAs(ctx, a.whom(), eff)
+	who := a.wantPrincipal(a.lastPrincipal())
+	with := who.enrollParams(eff)
+	id, err := a.enrollAs(ctx, who, with)
 	if err != nil {
 		return nil, err
 	}
-	a.lifeMu.Lock() // held until the restart is done
-	go func() {
-		defer a.lifeMu.Unlock()
-		a.restartAs(install, id)
-	}()
-	return id, nil
-}
-
-// restartAs restarts the agent as a new enrollment: new install parameters
-// and identity, and no cached config (it belonged to the old enrollment).
-// lifeMu is held.
-func (a *Agent) restartAs(install enroll.Params, id *enroll.Identity) {
-	a.log.Info("enrolled again; restarting", zap.String("tenant", id.Tenant), zap.String("user", id.User), zap.String("device", id.DeviceID))
-	a.restartLocked("enrolled again", func() {
-		a.cfg.Params = install
-		if err := enroll.SaveParams(a.cfg.StateDir, install); err != nil {
-			a.log.Error("save install parameters", zap.Error(err))
-		}
-		if err := id.Save(a.whom().dir); err != nil {
-			a.log.Error("save the new identity; the old one stays", zap.Error(err))
-		}
-		os.Remove(filepath.Join(a.whom().dir, configFile))
-		a.eff.mu.Lock()
-		a.eff.settings = nil // recomputed from the new install parameters
-		a.eff.mu.Unlock()
-	})
-}
-
-// mdmSettings returns the MDM settings in force (the last good ones).
-func (a *Agent) mdmSettings() map[string]string {
-	m, _, err := a.mdm.Poll()
-	if err != nil {
-		a.log.Warn("MDM configuration is invalid; using the last good settings", zap.Error(err))
+	// The enrollment is done at the tenant: from here on it is saved even
+	// if Close has begun, so ctx no longer matters.
+	reply := make(chan error, 1)
+	q := request{kind: reqAdopt, why: "enrolled again", reply: reply,
+		adopt: &adoption{who: who, install: &install, id: id, with: with}}
+	r.reqs <- q // the supervisor takes requests until every control-API handler has returned
+	if err := <-reply; err != nil {
+		return nil, err
 	}
-	return m
+	return id, nil
 }

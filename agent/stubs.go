@@ -19,33 +19,33 @@ const stubsFile = "stubs.json"
 
 // initStubs creates the stub pool and restores the assignments of the last run,
 // so names that the OS or browsers cached keep working after a restart.
-func (a *Agent) initStubs(snap *steering.Snapshot) error {
+func (p *parts) initStubs(snap *steering.Snapshot) error {
 	stub := snap.StubRange()
 	// Never hand out the agent's own address, an app's real addresses, or an
 	// address of this machine's interfaces (a CGNAT carrier or another VPN
 	// may use 100.64/10 too).
 	reserved := append([]netip.Prefix{netip.PrefixFrom(agentAddr(stub), 32)}, snap.Prefixes()...)
-	reserved = append(reserved, localPrefixes(a.log)...)
+	reserved = append(reserved, localPrefixes(p.log)...)
 	pool, err := steering.NewStubPool(steering.StubPoolConfig{
 		Prefix:   stub,
 		Reserved: reserved,
 		TTL:      snap.Config().Client.DNSTTL.D(),
 		IdleTime: 10 * time.Minute,
-		OnChange: a.stubsChanged,
+		OnChange: p.stubsChanged,
 	})
 	if err != nil {
 		return err
 	}
-	b, err := os.ReadFile(filepath.Join(a.whom().dir, stubsFile))
+	b, err := os.ReadFile(filepath.Join(p.who.dir, stubsFile))
 	switch {
 	case err == nil:
 		if err := pool.RestoreState(b); err != nil {
-			a.log.Warn("stub assignments unreadable, starting afresh", zap.Error(err))
+			p.log.Warn("stub assignments unreadable, starting afresh", zap.Error(err))
 		}
 	case !errors.Is(err, os.ErrNotExist):
-		a.log.Warn("read stub assignments", zap.Error(err))
+		p.log.Warn("read stub assignments", zap.Error(err))
 	}
-	a.stubs = pool
+	p.stubs = pool
 	return nil
 }
 
@@ -73,9 +73,9 @@ func localPrefixes(log *zap.Logger) []netip.Prefix {
 }
 
 // stubsChanged marks the assignments dirty; stubSaver writes them.
-func (a *Agent) stubsChanged() {
+func (p *parts) stubsChanged() {
 	select {
-	case a.stubDirty <- struct{}{}:
+	case p.stubDirty <- struct{}{}:
 	default: // a save is already pending
 	}
 }
@@ -85,14 +85,14 @@ func (a *Agent) stubsChanged() {
 // every few minutes in any case, since refreshed answer times (which decide
 // recycling) do not mark the pool dirty. The final save happens in teardown,
 // after the last flow.
-func (a *Agent) stubSaver(ctx context.Context) {
+func (p *parts) stubSaver(ctx context.Context) {
 	periodic := time.NewTicker(5 * time.Minute)
 	defer periodic.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-a.stubDirty:
+		case <-p.stubDirty:
 		case <-periodic.C:
 		}
 		select {
@@ -100,16 +100,16 @@ func (a *Agent) stubSaver(ctx context.Context) {
 			return
 		case <-time.After(time.Second):
 		}
-		if err := a.saveStubs(); err != nil {
-			a.log.Warn("save stub assignments", zap.Error(err))
+		if err := p.saveStubs(); err != nil {
+			p.log.Warn("save stub assignments", zap.Error(err))
 		}
 	}
 }
 
-func (a *Agent) saveStubs() error {
-	b, err := a.stubs.MarshalState()
+func (p *parts) saveStubs() error {
+	b, err := p.stubs.MarshalState()
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(a.whom().dir, stubsFile), b, 0o600)
+	return atomicfile.Write(filepath.Join(p.who.dir, stubsFile), b, 0o600)
 }

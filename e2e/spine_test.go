@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ztagent/ztagent/agent"
+	"github.com/ztagent/ztagent/agent/ctlapi"
 )
 
 // curl exit codes the tests tell apart.
@@ -233,9 +233,9 @@ func wantPage(t *testing.T, page string, parts ...string) {
 }
 
 // flows reads the agent's flow counters.
-func flows(t *testing.T, l *lab) agent.FlowStatus {
+func flows(t *testing.T, l *lab) ctlapi.FlowStatus {
 	t.Helper()
-	var st agent.Status
+	var st ctlapi.Status
 	out := l.must("client", l.bin("ztdiag"), "--socket", l.sock(), "status", "--json")
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)

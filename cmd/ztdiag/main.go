@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/ztagent/ztagent/agent/ctlapi"
+	"github.com/ztagent/ztagent/platform"
 )
 
 const usage = `usage: ztdiag [--socket PATH] COMMAND [args]
@@ -20,8 +23,8 @@ commands:
                                   what happens to a flow or name, and why
   regex PATTERN SUBJECT...        test a pinned-app pattern with the agent's engine
   update (or -u)                  fetch the config from the tenant now (root)
-  -e key=value...                 enroll again with new install parameters, e.g.
-                                  -e enrollauthtoken=T [enrollencryptiontoken=K] (root)
+  -e [key=value...]               enroll again, with new install parameters if given,
+                                  e.g. -e enrollauthtoken=T [enrollencryptiontoken=K] (root)
 `
 
 // exitError carries a specific exit status (e.g. 2 for an invalid pattern).
@@ -47,23 +50,23 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("ztdiag", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
-	socket := fs.String("socket", defaultSocket(), "the daemon's control socket")
+	socket := fs.String("socket", platform.DefaultSocketPath(), "the daemon's control socket")
 	update := fs.Bool("u", false, "fetch the config from the tenant now (same as `update`)")
 	reenroll := fs.Bool("e", false, "enroll again with new install parameters (key=value...), e.g. -e enrollauthtoken=T (root)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	c := &ctlapi.Client{Socket: *socket}
 	if *update {
-		return cmdUpdate(ctx, &client{socket: *socket}, out)
+		return cmdUpdate(ctx, c, out)
 	}
 	if *reenroll {
-		return cmdReenroll(ctx, &client{socket: *socket}, fs.Args(), out)
+		return cmdReenroll(ctx, c, fs.Args(), out)
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return &exitError{2, errors.New("no command given")}
 	}
-	c := &client{socket: *socket}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	switch cmd {
 	case "status":

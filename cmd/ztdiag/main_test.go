@@ -3,27 +3,31 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/ztagent/ztagent/agent"
+	"github.com/ztagent/ztagent/agent/ctlapi"
+	"github.com/ztagent/ztagent/steering"
 )
 
 func TestParseTarget(t *testing.T) {
 	cases := []struct {
 		in      string
-		want    agent.MatchRequest
+		want    ctlapi.MatchRequest
 		wantErr bool
 	}{
-		{"web.corp.test", agent.MatchRequest{Host: "web.corp.test", Proto: "tcp"}, false},
-		{"web.corp.test:443", agent.MatchRequest{Host: "web.corp.test", Port: 443, Proto: "tcp"}, false},
-		{"10.0.0.1:53/udp", agent.MatchRequest{Host: "10.0.0.1", Port: 53, Proto: "udp"}, false},
-		{"[2001:db8::1]:22/TCP", agent.MatchRequest{Host: "2001:db8::1", Port: 22, Proto: "tcp"}, false},
-		{"2001:db8::1", agent.MatchRequest{Host: "2001:db8::1", Proto: "tcp"}, false},
-		{"host:0", agent.MatchRequest{}, true},
-		{"host:70000", agent.MatchRequest{}, true},
-		{"host:80/icmp", agent.MatchRequest{}, true},
+		{"web.corp.test", ctlapi.MatchRequest{Host: "web.corp.test", Proto: "tcp"}, false},
+		{"web.corp.test:443", ctlapi.MatchRequest{Host: "web.corp.test", Port: 443, Proto: "tcp"}, false},
+		{"10.0.0.1:53/udp", ctlapi.MatchRequest{Host: "10.0.0.1", Port: 53, Proto: "udp"}, false},
+		{"[2001:db8::1]:22/TCP", ctlapi.MatchRequest{Host: "2001:db8::1", Port: 22, Proto: "tcp"}, false},
+		{"2001:db8::1", ctlapi.MatchRequest{Host: "2001:db8::1", Proto: "tcp"}, false},
+		{"host:0", ctlapi.MatchRequest{}, true},
+		{"host:70000", ctlapi.MatchRequest{}, true},
+		{"host:80/icmp", ctlapi.MatchRequest{}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.in, func(t *testing.T) {
@@ -76,5 +80,72 @@ func TestNoDaemon(t *testing.T) {
 	err := run(context.Background(), []string{"--socket", t.TempDir() + "/none.sock", "status"}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "not running") {
 		t.Fatalf("err = %v, want 'not running'", err)
+	}
+}
+
+// TestMatchRefusesWhatIsNotCarried: offline, against a steering config, a
+// flow steered through the L3E tunnel or UDP through the L7 tunnel is shown
+// as refused, with the reason, not as steered.
+func TestMatchRefusesWhatIsNotCarried(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "steering.json")
+	cfg := `{"apps": [
+		{"id": "legacy", "hosts": ["10.50.0.0/24"], "tcp": "22", "tunnel": "l3e"},
+		{"id": "voice", "hosts": ["voice.corp.test"], "tcp": "5061", "udp": "5060"}
+	]}`
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		target, action, reason string
+	}{
+		{"10.50.0.7:22", ctlapi.ActionRefuse, steering.ReasonL3ENotSupported},
+		{"voice.corp.test:5060/udp", ctlapi.ActionRefuse, steering.ReasonUDPOverL7NotSupported},
+		{"voice.corp.test:5061", "l7", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.target, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := run(context.Background(), []string{"match", "--config", file, "--json", tc.target}, &out); err != nil {
+				t.Fatal(err)
+			}
+			var resp ctlapi.MatchResponse
+			if err := json.Unmarshal(out.Bytes(), &resp); err != nil {
+				t.Fatal(err)
+			}
+			if resp.Action != tc.action || (tc.reason != "" && resp.Reason != tc.reason) {
+				t.Fatalf("match %s = %+v, want %s (%s)", tc.target, resp, tc.action, tc.reason)
+			}
+			out.Reset()
+			if err := run(context.Background(), []string{"match", "--config", file, tc.target}, &out); err != nil {
+				t.Fatal(err)
+			}
+			if tc.action == ctlapi.ActionRefuse && !strings.HasPrefix(out.String(), "REFUSED") {
+				t.Fatalf("text output: %q", out.String())
+			}
+		})
+	}
+}
+
+func TestPrintStatusShowsWhatIsNotInForce(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, ctlapi.Status{
+		State: ctlapi.StateSuspended,
+		Error: "re-authentication is overdue",
+		Settings: []ctlapi.Setting{
+			{Key: "upn", Value: "bob@test.example", Source: "mdm:/etc/ztagent/mdm.json", Pending: "applies at the next enrollment: run ztdiag -e to apply now"},
+			{Key: "host", Value: "tenant.test", Source: "install"},
+		},
+		Apps: []ctlapi.AppStatus{{ID: "legacy", Hosts: []string{"10.50.0.0/24"}, TCP: "22", Tunnel: "l3e",
+			NotCarried: "all flows: the L3E tunnel is not supported yet"}},
+		Flows: ctlapi.FlowStatus{NotCarried: 3},
+	})
+	for _, want := range []string{
+		"suspended", "private access is off until the user signs in again", "re-authentication is overdue",
+		"PENDING: applies at the next enrollment", "NOT CARRIED, refused: all flows: the L3E tunnel is not supported yet",
+		"3 not carried",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -13,12 +13,12 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ztagent/ztagent/agent"
+	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/cloud/tenant"
 	"github.com/ztagent/ztagent/steering"
 )
 
-func cmdMatch(ctx context.Context, c *client, args []string, out io.Writer) error {
+func cmdMatch(ctx context.Context, c *ctlapi.Client, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("ztdiag match", flag.ContinueOnError)
 	cfgFile := fs.String("config", "", "decide against this file (a tenant file with --user, or a steering config) instead of the daemon's live config")
 	user := fs.String("user", "", "user whose config to use from a tenant file")
@@ -39,14 +39,14 @@ func cmdMatch(ctx context.Context, c *client, args []string, out io.Writer) erro
 	}
 	req.OS, req.Process, req.Path, req.AppID = *osName, *process, *path, *appID
 
-	var resp agent.MatchResponse
+	var resp ctlapi.MatchResponse
 	if *cfgFile != "" {
 		snap, err := loadSnapshot(*cfgFile, *user)
 		if err != nil {
 			return err
 		}
-		resp = agent.Explain(snap, nil, req)
-	} else if err := c.do(ctx, "POST", "/v1/match", req, &resp); err != nil {
+		resp = ctlapi.Explain(snap, nil, req)
+	} else if resp, err = c.Match(ctx, req); err != nil {
 		return err
 	}
 	if *asJSON {
@@ -60,8 +60,8 @@ func cmdMatch(ctx context.Context, c *client, args []string, out io.Writer) erro
 
 // parseTarget reads HOST[:PORT][/tcp|/udp]; IPv6 addresses with a port are
 // written [addr]:port.
-func parseTarget(s string) (agent.MatchRequest, error) {
-	req := agent.MatchRequest{Proto: "tcp"}
+func parseTarget(s string) (ctlapi.MatchRequest, error) {
+	req := ctlapi.MatchRequest{Proto: "tcp"}
 	if i := strings.LastIndexByte(s, '/'); i >= 0 {
 		req.Proto = strings.ToLower(s[i+1:])
 		s = s[:i]
@@ -120,6 +120,8 @@ func actionTitle(action string) string {
 		return "L7 tunnel"
 	case "l3e":
 		return "L3E tunnel"
+	case ctlapi.ActionRefuse:
+		return "REFUSED (steered, but not carried)"
 	default:
 		return strings.ToUpper(action)
 	}

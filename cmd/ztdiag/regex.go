@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/ztagent/ztagent/agent"
+	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/steering"
 )
 
@@ -34,9 +34,9 @@ func cmdRegex(args []string, out io.Writer) error {
 	return nil
 }
 
-func cmdUpdate(ctx context.Context, c *client, out io.Writer) error {
-	var cs agent.ConfigStatus
-	if err := c.do(ctx, "POST", "/v1/sync", nil, &cs); err != nil {
+func cmdUpdate(ctx context.Context, c *ctlapi.Client, out io.Writer) error {
+	cs, err := c.Sync(ctx)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "config from %s, etag %s\n", cs.Source, cs.ETag)
@@ -44,16 +44,15 @@ func cmdUpdate(ctx context.Context, c *client, out io.Writer) error {
 }
 
 // cmdReenroll is nsdiag's -e: the daemon enrolls again with the updated
-// parameters (a rejected token changes nothing) and restarts with the new
-// identity.
-func cmdReenroll(ctx context.Context, c *client, args []string, out io.Writer) error {
-	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: ztdiag -e key=value... (e.g. enrollauthtoken=TOKEN)")}
-	}
-	var es agent.EnrollmentStatus
-	if err := c.do(ctx, "POST", "/v1/enroll", agent.ReenrollRequest{Args: args}, &es); err != nil {
+// parameters, or with the settings in force when none are given (which
+// applies pending MDM changes to enrollment settings). A rejected token
+// changes nothing; an accepted one is saved before the answer, and the agent
+// restarts with the new identity.
+func cmdReenroll(ctx context.Context, c *ctlapi.Client, args []string, out io.Writer) error {
+	es, err := c.Reenroll(ctx, args)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "enrolled again: tenant %s, user %s, device %s; the agent is restarting\n", es.Tenant, es.User, es.DeviceID)
+	fmt.Fprintf(out, "enrolled again and saved: tenant %s, user %s, device %s; the agent is restarting with it\n", es.Tenant, es.User, es.DeviceID)
 	return nil
 }

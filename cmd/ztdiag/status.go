@@ -10,17 +10,17 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ztagent/ztagent/agent"
+	"github.com/ztagent/ztagent/agent/ctlapi"
 )
 
-func cmdStatus(ctx context.Context, c *client, args []string, out io.Writer) error {
+func cmdStatus(ctx context.Context, c *ctlapi.Client, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("ztdiag status", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var st agent.Status
-	if err := c.do(ctx, "GET", "/v1/status", nil, &st); err != nil {
+	st, err := c.Status(ctx)
+	if err != nil {
 		return err
 	}
 	if *asJSON {
@@ -32,10 +32,16 @@ func cmdStatus(ctx context.Context, c *client, args []string, out io.Writer) err
 	return nil
 }
 
-func printStatus(out io.Writer, st agent.Status) {
+func printStatus(out io.Writer, st ctlapi.Status) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	fmt.Fprintf(w, "Agent:\t%s (since %s)\n", st.State, ago(st.Since))
+	if st.State == ctlapi.StateSuspended {
+		fmt.Fprintf(w, "\tprivate access is off until the user signs in again\n")
+	}
+	if st.Error != "" {
+		fmt.Fprintf(w, "Error:\t%s\n", st.Error)
+	}
 	e := st.Enrollment
 	fmt.Fprintf(w, "Tenant:\t%s (%s)\n", e.Tenant, e.TenantURL)
 	if e.As != "" && e.As != "machine" {
@@ -59,11 +65,19 @@ func printStatus(out io.Writer, st agent.Status) {
 	}
 	fmt.Fprintf(w, "TUN:\t%s %s, routes %s\n", st.TUN.Name, st.TUN.Addr, join(st.TUN.Routes))
 	fmt.Fprintf(w, "DNS:\t%s on %s, upstreams %s\n", st.DNS.Mode, join(st.DNS.Listen), join(st.DNS.Upstreams))
+	f := st.Flows
+	fmt.Fprintf(w, "Flows:\t%d steered, %d refused, %d not carried, %d not steered, %d blocked\n",
+		f.Steered, f.Refused, f.NotCarried, f.NotSteered, f.Blocked)
 	w.Flush()
 	fmt.Fprintf(out, "\nSettings:\n")
 	for _, s := range st.Settings {
-		if s.Value != "" {
+		switch {
+		case s.Value != "" && s.Pending != "":
+			fmt.Fprintf(w, "  %s\t%s\t(%s)\tPENDING: %s\n", s.Key, s.Value, s.Source, s.Pending)
+		case s.Value != "":
 			fmt.Fprintf(w, "  %s\t%s\t(%s)\n", s.Key, s.Value, s.Source)
+		case s.Pending != "":
+			fmt.Fprintf(w, "  %s\t-\t(%s)\tPENDING: %s\n", s.Key, s.Source, s.Pending)
 		}
 	}
 	w.Flush()
@@ -77,6 +91,9 @@ func printStatus(out io.Writer, st agent.Status) {
 			ports = append(ports, "udp "+a.UDP)
 		}
 		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", a.ID, strings.Join(a.Hosts, ","), strings.Join(ports, "; "), a.Tunnel)
+		if a.NotCarried != "" {
+			fmt.Fprintf(w, "  \tNOT CARRIED, refused: %s\n", a.NotCarried)
+		}
 	}
 	w.Flush()
 	fmt.Fprintf(out, "\nStub addresses (%d):\n", len(st.Stubs))

@@ -9,7 +9,9 @@
 // refused, the client's SYN is answered with a RST, so applications see
 // "connection refused" at once instead of a connection that hangs. Accepted
 // flows are relayed byte for byte with half-close and resets carried across.
-// UDP flows (one per 4-tuple, closed after an idle timeout) go to a UDPHandler.
+// UDP flows (one per 4-tuple, closed after an idle timeout) go to a UDPHandler,
+// which may refuse one with an ICMP destination unreachable that this
+// package builds (gVisor's stack sends such errors only for its own reasons).
 package netstack
 
 import (
@@ -79,8 +81,10 @@ type DatagramConn interface {
 
 // UDPHandler opens the upstream for a new UDP flow, on its own goroutine,
 // with the same ctx rules as TCPHandler. Datagrams the client sends while it
-// runs are queued in the stack (up to its receive buffer). An error drops
-// the flow; the next datagram of the 4-tuple tries again.
+// runs are queued in the stack (up to its receive buffer). An error wrapping
+// ErrPortUnreachable or ErrProhibited refuses the flow: its first datagram
+// is answered with that ICMP destination unreachable. Any other error drops
+// the flow silently; the next datagram of the 4-tuple tries again.
 type UDPHandler func(ctx context.Context, f Flow) (DatagramConn, error)
 
 // Config configures a Stack. TCP is required; without a UDP handler every
@@ -206,8 +210,7 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 	if cfg.UDP != nil {
 		// Without a handler gVisor answers UDP with ICMP port unreachable,
 		// which clients report as "connection refused".
-		udpFwd := udp.NewForwarder(ip, s.acceptUDP)
-		ip.SetTransportProtocolHandler(udp.ProtocolNumber, udpFwd.HandlePacket)
+		ip.SetTransportProtocolHandler(udp.ProtocolNumber, s.handleUDP)
 	}
 
 	batch := max(dev.BatchSize(), 1)

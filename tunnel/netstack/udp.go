@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -19,11 +20,20 @@ const maxDatagram = 1<<16 - 1
 
 var datagramBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagram); return &b }}
 
-// acceptUDP is called by gVisor, on the TUN reader goroutine, for the first
-// datagram of a 4-tuple with no endpoint yet. It must not block: it creates
-// the flow's endpoint (which queues this and later datagrams) and hands the
-// rest to a goroutine.
-func (s *Stack) acceptUDP(r *udp.ForwarderRequest) {
+// handleUDP is gVisor's handler for a datagram of a 4-tuple with no endpoint
+// yet (the first of a flow), called on the TUN reader goroutine. It keeps the
+// start of the datagram, which an ICMP error refusing the flow must quote
+// (gVisor's forwarder request does not expose it), and forwards the rest.
+func (s *Stack) handleUDP(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+	quote := quoteOf(pkt)
+	fwd := udp.NewForwarder(s.ip, func(r *udp.ForwarderRequest) { s.acceptUDP(r, quote) })
+	return fwd.HandlePacket(id, pkt)
+}
+
+// acceptUDP runs on the TUN reader goroutine, inside handleUDP. It must not
+// block: it creates the flow's endpoint (which queues this and later
+// datagrams) and hands the rest to a goroutine.
+func (s *Stack) acceptUDP(r *udp.ForwarderRequest, quote []byte) {
 	f := flowOf(ProtoUDP, r.ID())
 	select {
 	case s.udpPending <- struct{}{}:
@@ -43,12 +53,12 @@ func (s *Stack) acceptUDP(r *udp.ForwarderRequest) {
 		s.log.Debug("create UDP endpoint", zap.Stringer("flow", f), zap.Stringer("err", err))
 		return
 	}
-	go s.serveUDP(f, gonet.NewUDPConn(&wq, ep))
+	go s.serveUDP(f, gonet.NewUDPConn(&wq, ep), quote)
 }
 
 // serveUDP opens the upstream for one UDP flow and relays datagrams until
 // the flow is idle for IdleUDP or either side fails.
-func (s *Stack) serveUDP(f Flow, client *gonet.UDPConn) {
+func (s *Stack) serveUDP(f Flow, client *gonet.UDPConn, quote []byte) {
 	defer s.wg.Done()
 	log := s.log.With(zap.Stringer("flow", f))
 	ctx, cancel := context.WithTimeout(s.ctx, handlerTimeout)
@@ -62,6 +72,11 @@ func (s *Stack) serveUDP(f Flow, client *gonet.UDPConn) {
 		s.stats.udpRefused.Add(1)
 		log.Debug("flow refused", zap.Error(err))
 		client.Close()
+		if prohibited, ok := refusal(err); ok {
+			if b, ok := unreachable(quote, prohibited); ok {
+				s.sendICMP(b)
+			}
+		}
 		return
 	}
 	rl := &relay{abortFn: func() {

@@ -1,0 +1,107 @@
+package ctlapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/ztagent/ztagent/platform"
+)
+
+// Client calls the daemon's control API over its socket (a unix socket, a
+// named pipe on Windows). The zero Timeout means 30 seconds per call.
+type Client struct {
+	Socket  string
+	Timeout time.Duration
+}
+
+// maxResponse bounds an answer: a status with 10,000 apps and stubs is a few MiB.
+const maxResponse = 16 << 20
+
+// Status returns the agent's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	return st, c.Do(ctx, http.MethodGet, PathStatus, nil, &st)
+}
+
+// Match asks how the live config decides req.
+func (c *Client) Match(ctx context.Context, req MatchRequest) (MatchResponse, error) {
+	var resp MatchResponse
+	return resp, c.Do(ctx, http.MethodPost, PathMatch, req, &resp)
+}
+
+// Sync makes the agent fetch its config from the tenant now.
+func (c *Client) Sync(ctx context.Context) (ConfigStatus, error) {
+	var cs ConfigStatus
+	return cs, c.Do(ctx, http.MethodPost, PathSync, nil, &cs)
+}
+
+// Reenroll makes the agent enroll again with the install parameters updated
+// by args. The answer comes once the new enrollment is saved; the agent then
+// restarts with it. An enrollment may wait for a sign-in in the browser, so
+// the call waits up to 5 minutes unless Timeout is longer.
+func (c *Client) Reenroll(ctx context.Context, args []string) (EnrollmentStatus, error) {
+	var es EnrollmentStatus
+	slow := *c
+	slow.Timeout = max(c.Timeout, reenrollTimeout)
+	return es, slow.Do(ctx, http.MethodPost, PathEnroll, ReenrollRequest{Args: args}, &es)
+}
+
+const reenrollTimeout = 5 * time.Minute
+
+// Do sends in (nil for no body) as JSON and decodes the answer into out. An
+// answer other than 200 OK is an error carrying the daemon's message.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://ztagent"+path, body)
+	if err != nil {
+		return err
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return platform.DialControl(ctx, c.Socket)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return ue.Err // the dial error already says what is wrong
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e ErrorResponse
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("daemon answered %s", resp.Status)
+	}
+	return json.Unmarshal(b, out)
+}

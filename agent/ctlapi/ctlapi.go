@@ -1,0 +1,203 @@
+// Package ctlapi is the agent's local control API as both of its ends see it:
+// the JSON wire types (status, match, re-enrollment), the client that ztdiag
+// uses over the control socket, and Explain, the pure rendering of a steering
+// decision that the daemon's match endpoint and ztdiag's offline match share.
+// It is a leaf: it imports steering and platform but no part of the daemon,
+// so ztdiag links neither the agent nor gVisor (the way Tailscale's CLI and
+// daemon share ipn/ipnstate).
+package ctlapi
+
+import (
+	"net/netip"
+	"time"
+)
+
+// The control API's endpoints. Reads are open to every local user; the others
+// need root/administrator, checked from the socket peer's credentials.
+const (
+	PathStatus = "/v1/status" // GET: Status
+	PathMatch  = "/v1/match"  // POST MatchRequest: MatchResponse
+	PathEnroll = "/v1/enroll" // POST ReenrollRequest: EnrollmentStatus (root)
+	PathSync   = "/v1/sync"   // POST: ConfigStatus (root)
+)
+
+// State is where the agent is in its lifecycle.
+type State string
+
+// The agent's states; the agent package documents the transitions.
+const (
+	StateStopped  State = "stopped"
+	StateStarting State = "starting"
+	StateRunning  State = "running"
+	// StateSuspended is running with private access off: the
+	// re-authentication grace period ended without a sign-in. The L7 tunnel
+	// is closed and steered flows are refused until the user signs in.
+	StateSuspended State = "suspended"
+	StateStopping  State = "stopping"
+)
+
+// Status is what `ztdiag status` shows. Its JSON form is a public interface
+// for scripts: add fields, never rename them.
+type Status struct {
+	State State     `json:"state"`
+	Since time.Time `json:"since"`
+	// Error is why the agent is not running when it should be (a restart
+	// that failed and is retried), or why it is suspended.
+	Error      string           `json:"error,omitempty"`
+	Enrollment EnrollmentStatus `json:"enrollment"`
+	// Settings are the effective install settings and where each came from
+	// (MDM, install parameters, default). Secrets are redacted.
+	Settings []Setting    `json:"settings"`
+	Config   ConfigStatus `json:"config"`
+	Tunnel   TunnelStatus `json:"tunnel"`
+	TUN      TUNStatus    `json:"tun"`
+	DNS      DNSStatus    `json:"dns"`
+	Reauth   ReauthStatus `json:"reauth"`
+	Flows    FlowStatus   `json:"flows"`
+	Apps     []AppStatus  `json:"apps"`
+	Stubs    []StubStatus `json:"stubs"`
+}
+
+// Setting is one effective install setting.
+type Setting struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Source string `json:"source"`
+	// Pending, when set, says that the value differs from the one the
+	// running enrollment was made with and when it will apply.
+	Pending string `json:"pending,omitempty"`
+}
+
+// EnrollmentStatus is who this device is enrolled as.
+type EnrollmentStatus struct {
+	Tenant    string `json:"tenant"`
+	User      string `json:"user"`
+	DeviceID  string `json:"device_id"`
+	TenantURL string `json:"tenant_url"`
+	// CertExpires is when the device certificate expires; the agent renews
+	// it well before.
+	CertExpires time.Time `json:"cert_expires"`
+	// As is whom the agent runs as: machine, user (per-user config) or
+	// prelogon.
+	As string `json:"as,omitempty"`
+}
+
+// ConfigStatus is the config in force.
+type ConfigStatus struct {
+	Source  string    `json:"source"` // "tenant" or "cache"
+	ETag    string    `json:"etag"`
+	Fetched time.Time `json:"fetched"`
+}
+
+// TunnelStatus is the L7 tunnel to the PoP.
+type TunnelStatus struct {
+	State     string    `json:"state"`
+	PoP       string    `json:"pop"`
+	Since     time.Time `json:"since"`
+	LastError string    `json:"last_error,omitempty"`
+	Streams   int       `json:"streams"`
+}
+
+// TUNStatus is the TUN device and its routes.
+type TUNStatus struct {
+	Name   string         `json:"name"`
+	Addr   netip.Addr     `json:"addr"`
+	Routes []netip.Prefix `json:"routes"`
+}
+
+// DNSStatus is the DNS proxy and the OS resolver configuration.
+type DNSStatus struct {
+	Mode      string           `json:"mode"`
+	Listen    []netip.AddrPort `json:"listen"`
+	Upstreams []netip.AddrPort `json:"upstreams"`
+}
+
+// ReauthPhase is where a principal is in its re-authentication cycle.
+type ReauthPhase string
+
+// Re-authentication phases.
+const (
+	ReauthOff     ReauthPhase = "off"     // no reauth_interval
+	ReauthOK      ReauthPhase = "ok"      // signed in recently enough
+	ReauthDue     ReauthPhase = "due"     // interval passed: in the grace period
+	ReauthExpired ReauthPhase = "expired" // grace passed: the agent is suspended
+)
+
+// ReauthStatus is the periodic re-authentication cycle.
+type ReauthStatus struct {
+	Phase      ReauthPhase `json:"phase"`
+	LastSignIn time.Time   `json:"last_sign_in"`
+	// Due is when the next sign-in is due (zero when re-authentication is off).
+	Due time.Time `json:"due,omitempty"`
+}
+
+// FlowStatus counts the flows the TUN device delivered, by outcome, since the
+// last start.
+type FlowStatus struct {
+	Steered    int64 `json:"steered"`     // opened through the tunnel
+	Refused    int64 `json:"refused"`     // steered, but the PoP or the path refused, or access is suspended
+	NotCarried int64 `json:"not_carried"` // steered through a tunnel or over a protocol the agent cannot carry yet: refused
+	NotSteered int64 `json:"not_steered"` // matched no app (e.g. a port outside it): sent direct, or refused for a stub
+	Blocked    int64 `json:"blocked"`     // blocked by an exception
+	PacketsIn  int64 `json:"packets_in"`  // packets read from the TUN device
+	PacketsOut int64 `json:"packets_out"` // packets written to it
+}
+
+// AppStatus is one synced private app.
+type AppStatus struct {
+	ID     string   `json:"id"`
+	Name   string   `json:"name,omitempty"`
+	Hosts  []string `json:"hosts"`
+	TCP    string   `json:"tcp,omitempty"`
+	UDP    string   `json:"udp,omitempty"`
+	Tunnel string   `json:"tunnel"`
+	// NotCarried says which of the app's flows the agent refuses because it
+	// cannot carry them yet, and why; "" when every flow is carried.
+	NotCarried string `json:"not_carried,omitempty"`
+}
+
+// StubStatus is one FQDN → stub address assignment.
+type StubStatus struct {
+	FQDN string     `json:"fqdn"`
+	Addr netip.Addr `json:"addr"`
+}
+
+// MatchRequest asks how the live config decides a flow (`ztdiag match`).
+type MatchRequest struct {
+	Host    string `json:"host"`
+	Port    uint16 `json:"port"`
+	Proto   string `json:"proto"`
+	OS      string `json:"os,omitempty"`
+	Process string `json:"process,omitempty"`
+	Path    string `json:"path,omitempty"`
+	AppID   string `json:"app_id,omitempty"`
+}
+
+// MatchResponse is the decision and why.
+type MatchResponse struct {
+	// Action is what the agent does: direct, l7, l3e, block, or refuse (the
+	// config steers the flow, but through a tunnel or over a protocol the
+	// agent cannot carry yet; Steering then names that tunnel).
+	Action   string `json:"action"`
+	Steering string `json:"steering,omitempty"`
+	App      string `json:"app,omitempty"`
+	Rule     string `json:"rule,omitempty"`
+	Reason   string `json:"reason"`
+	Explain  string `json:"explain"`
+}
+
+// ActionRefuse is MatchResponse.Action for a steered flow the agent refuses
+// because it cannot carry it yet.
+const ActionRefuse = "refuse"
+
+// ReenrollRequest is `ztdiag -e [key=value...]`: new install parameters
+// (typically enrollauthtoken= and enrollencryptiontoken=) to enroll with
+// again; none enrolls again with the settings in force.
+type ReenrollRequest struct {
+	Args []string `json:"args"`
+}
+
+// ErrorResponse is the body of every answer that is not 200 OK.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}

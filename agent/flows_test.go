@@ -1,0 +1,112 @@
+package agent
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/ztagent/ztagent/agent/ctlapi"
+	"github.com/ztagent/ztagent/steering"
+	"github.com/ztagent/ztagent/tunnel/netstack/netstacktest"
+)
+
+// TestStubsForUncarriedApps: the name of an app the agent cannot carry gets a
+// stub whatever the fail mode, so its flows reach the agent and are refused
+// instead of going direct.
+func TestStubsForUncarriedApps(t *testing.T) {
+	a := newFakeAgent(t, "", nil)
+	a.start(t)
+	p := partsOf(t, a.Agent) // fail-open, tunnel down
+	pol := dnsPolicy{p}
+	if ans, owned := pol.Lookup("legacy.corp.test"); !owned || !ans.Addr.IsValid() {
+		t.Fatalf("L3E app name: %+v, owned %v; want a stub", ans, owned)
+	}
+	if _, owned := pol.Lookup("web.corp.test"); owned {
+		t.Fatal("fail-open: an L7 app name answered with a stub while the tunnel is down")
+	}
+}
+
+// TestRefusedFlows sends flows the config steers but the agent cannot carry
+// through a TUN device whose far side is a userspace client: each is
+// refused (TCP reset, ICMP destination unreachable), never sent direct, and
+// counted; status and match say why.
+func TestRefusedFlows(t *testing.T) {
+	peer, err := netstacktest.NewPeer(netstacktest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() }) // runs after the agent's Close, which closes the device
+	a := newFakeAgent(t, "", func(c *Config) {
+		c.NewTUN = func(string, int) (tun.Device, error) { return peer.Device(), nil }
+	})
+	a.start(t)
+	p := partsOf(t, a.Agent)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	legacyStub, _ := dnsPolicy{p}.Lookup("legacy.corp.test")
+
+	for _, dst := range []string{"10.50.0.7:22", netip.AddrPortFrom(legacyStub.Addr, 22).String()} {
+		if c, err := peer.DialTCP(ctx, netip.MustParseAddrPort(dst)); err == nil {
+			c.Close()
+			t.Fatalf("TCP to the L3E app at %s connected", dst)
+		}
+	}
+	icmp := func() uint64 { return peer.Stack().Stats().ICMP.V4.PacketsReceived.DstUnreachable.Value() }
+	for i, dst := range []string{"10.40.0.7:5060", "100.64.55.55:53"} { // UDP through L7; a stub with no name
+		c, err := peer.DialUDP(netip.MustParseAddrPort(dst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("hello"))
+		for icmp() < uint64(i+1) {
+			if ctx.Err() != nil {
+				t.Fatalf("UDP to %s: no ICMP destination unreachable", dst)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		c.Close()
+	}
+	st := a.Status()
+	if f := st.Flows; f.NotCarried != 3 || f.NotSteered != 1 || f.Steered != 0 {
+		t.Fatalf("flows %+v; want 3 not carried (2 L3E, 1 UDP), 1 not steered", f)
+	}
+	notCarried := map[string]string{}
+	for _, app := range st.Apps {
+		notCarried[app.ID] = app.NotCarried
+	}
+	if !strings.Contains(notCarried["legacy"], steering.ReasonL3ENotSupported) ||
+		!strings.Contains(notCarried["voice"], "udp 5060: "+steering.ReasonUDPOverL7NotSupported) ||
+		notCarried["web"] != "" || notCarried["net"] != "" {
+		t.Fatalf("apps not carried: %q", notCarried)
+	}
+
+	for _, tc := range []struct {
+		req          ctlapi.MatchRequest
+		action, why  string
+		steeringWant string
+	}{
+		{ctlapi.MatchRequest{Host: "10.50.0.7", Port: 22, Proto: "tcp"}, ctlapi.ActionRefuse, steering.ReasonL3ENotSupported, "l3e"},
+		{ctlapi.MatchRequest{Host: "legacy.corp.test", Proto: "tcp"}, ctlapi.ActionRefuse, steering.ReasonL3ENotSupported, "l3e"},
+		{ctlapi.MatchRequest{Host: "10.40.0.7", Port: 5060, Proto: "udp"}, ctlapi.ActionRefuse, steering.ReasonUDPOverL7NotSupported, "l7"},
+		{ctlapi.MatchRequest{Host: "10.40.0.7", Port: 5061, Proto: "tcp"}, "l7", "", ""},
+		{ctlapi.MatchRequest{Host: "web.corp.test", Port: 80, Proto: "tcp"}, "l7", "", ""},
+	} {
+		got, err := a.ctl.Match(ctx, tc.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Action != tc.action || got.Steering != tc.steeringWant || (tc.why != "" && got.Reason != tc.why) {
+			t.Errorf("match %+v = %+v; want %s (%s)", tc.req, got, tc.action, tc.why)
+		}
+		if tc.why != "" && !strings.Contains(got.Explain, tc.why) {
+			t.Errorf("match %+v explains %q, without why", tc.req, got.Explain)
+		}
+	}
+	if got, _ := a.ctl.Match(ctx, ctlapi.MatchRequest{Host: "voice.corp.test", Proto: "tcp"}); !strings.Contains(got.Explain, steering.ReasonUDPOverL7NotSupported) {
+		t.Errorf("a name whose UDP ports are not carried: %q", got.Explain)
+	}
+}

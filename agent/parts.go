@@ -1,0 +1,296 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/dnsproxy"
+	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/steering"
+	"github.com/ztagent/ztagent/tunnel/l7"
+	"github.com/ztagent/ztagent/tunnel/netstack"
+)
+
+// parts is what one start builds and its teardown undoes. A restart builds
+// new parts and swaps them in whole; the data path's handlers belong to one
+// parts value and never see another's. Only the supervisor builds and tears
+// down parts; fields written after bring-up are atomic or carry their own
+// lock, named beside them.
+type parts struct {
+	a    *Agent
+	log  *zap.Logger
+	gen  uint64
+	who  principal       // whom this start runs as
+	reqs chan<- request  // the supervisor's queue
+	ctx  context.Context // cancelled first at teardown; every goroutine in wg ends with it
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	// closers is the teardown stack, run in reverse; only the supervisor
+	// touches it (at bring-up and teardown).
+	closers []closer
+
+	// ident is the device identity and its config client; the supervisor
+	// swaps it when the certificate is renewed.
+	ident atomic.Pointer[identity]
+	// enrolledWith fingerprints the settings the identity was enrolled with
+	// (see pendingSettings); read-only after bring-up.
+	enrolledWith map[string]string
+	lastAuth     atomic.Int64 // last sign-in, unix nanoseconds
+	prompting    atomic.Bool  // a re-authentication sign-in is open in the browser
+
+	snap      atomic.Pointer[steering.Snapshot]
+	synced    atomic.Pointer[syncState]
+	syncNow   chan chan error // the control API asks syncLoop for a sync
+	stubs     *steering.StubPool
+	stubDirty chan struct{}
+
+	tunName   string
+	tunIP     netip.Addr
+	routes    routeState
+	dnsCfg    platform.DNSConfigurator
+	dns       *dnsproxy.Server
+	upstreams atomic.Pointer[[]netip.AddrPort] // the OS's own resolvers; written by maintain
+	stack     *netstack.Stack
+	l7        *l7.Client
+	pub       pubAddrs
+	// bypassCache holds recent pinned-app decisions per DNS client socket
+	// (netip.AddrPort → bypassEntry); a concurrent map, no lock of ours.
+	bypassCache sync.Map
+	flows       flowCounters
+}
+
+// routeState is the OS router; mu orders the route updates that config
+// syncs, publisher DNS answers and the sweeper make from their goroutines,
+// so the last Set reflects the latest state.
+type routeState struct {
+	mu     sync.Mutex
+	router platform.Router
+}
+
+type closer struct {
+	name string
+	fn   func() error
+}
+
+// bringUp builds parts in dependency order, pushing each teardown on the
+// stack as soon as the part exists; on error it tears down what it built.
+// ctx bounds the start.
+func (a *Agent) bringUp(ctx context.Context, r *run, gen uint64) (*parts, error) {
+	p := &parts{a: a, log: a.log, gen: gen, reqs: r.reqs, syncNow: make(chan chan error), stubDirty: make(chan struct{}, 1)}
+	p.ctx, p.stop = context.WithCancel(context.Background())
+	if err := p.up(ctx); err != nil {
+		if terr := p.teardown(); terr != nil {
+			a.log.Warn("teardown after a failed start", zap.Error(terr))
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *parts) up(ctx context.Context) error {
+	if err := p.loadOrEnroll(ctx); err != nil {
+		return err
+	}
+	snap, err := p.initialConfig(ctx)
+	if err != nil {
+		return err
+	}
+	p.snap.Store(snap)
+	if err := p.initStubs(snap); err != nil {
+		return err
+	}
+	p.push("stub state", p.saveStubs)
+	p.goWG(p.stubSaver)
+
+	// Learn the OS resolvers before pointing the OS at ourselves.
+	if p.dnsCfg, err = p.a.cfg.NewDNS(p.a.cfg.StateDir, p.log); err != nil {
+		return fmt.Errorf("DNS configuration: %w", err)
+	}
+	upstreams, err := p.dnsCfg.Upstreams()
+	if err != nil {
+		return fmt.Errorf("read the system's DNS servers: %w", err)
+	}
+	if err := p.startTUN(snap); err != nil {
+		return err
+	}
+	if err := p.startTunnel(); err != nil {
+		return err
+	}
+	if err := p.startDNS(upstreams); err != nil {
+		return err
+	}
+	if err := p.dnsCfg.Set(p.dnsConfig()); err != nil {
+		return fmt.Errorf("point the system resolver at ztagent (%s): %w", p.dnsCfg.Mode(), err)
+	}
+	p.push("system DNS", p.dnsCfg.Restore)
+
+	p.goWG(p.syncLoop)
+	p.goWG(p.watchSessions)
+	p.goWG(p.maintain)
+	p.goWG(p.pubSweeper)
+	return nil
+}
+
+// goWG runs fn on a goroutine that teardown waits for; fn returns when
+// p.ctx ends.
+func (p *parts) goWG(fn func(ctx context.Context)) {
+	p.wg.Go(func() { fn(p.ctx) })
+}
+
+func (p *parts) push(name string, fn func() error) {
+	p.closers = append(p.closers, closer{name, fn})
+}
+
+// teardown stops the goroutines, then runs the closers in reverse order of
+// bring-up: the system resolver is restored first, so the OS stops sending
+// queries to a proxy that is about to go; then the DNS proxy, the tunnel, the
+// userspace stack with the TUN device (whose routes the kernel drops with it),
+// what routes remain, and the stub state (saved last, after the last flow).
+func (p *parts) teardown() error {
+	p.stop()
+	p.wg.Wait()
+	var errs []error
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		c := p.closers[i]
+		if err := c.fn(); err != nil {
+			p.log.Warn("teardown", zap.String("part", c.name), zap.Error(err))
+			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
+		}
+	}
+	p.closers = nil
+	return errors.Join(errs...)
+}
+
+// startTUN creates the TUN device, addresses and routes it, and starts the
+// userspace stack on it. The stack owns the device from then on and closes it
+// (closing is the only way to interrupt a blocked read); until then, every
+// failure closes it here.
+func (p *parts) startTUN(snap *steering.Snapshot) (err error) {
+	cfg := &p.a.cfg
+	dev, err := cfg.NewTUN(cfg.TUNName, cfg.MTU)
+	if err != nil {
+		return err
+	}
+	owned := false
+	defer func() {
+		if !owned {
+			dev.Close()
+		}
+	}()
+	p.tunName = cfg.TUNName
+	if name, err := dev.Name(); err == nil {
+		p.tunName = name
+	}
+	p.tunIP = agentAddr(snap.StubRange())
+	router, err := cfg.NewRouter(p.log)
+	if err != nil {
+		return err
+	}
+	if err := router.Set(p.routerConfig(snap)); err != nil {
+		router.Close()
+		return err
+	}
+	p.routes.router = router
+	p.push("routes", router.Close)
+
+	p.stack, err = netstack.New(dev, netstack.Config{
+		MTU: cfg.MTU,
+		Log: p.log,
+		TCP: p.handleTCP,
+		UDP: p.handleUDP,
+	})
+	if err != nil {
+		return fmt.Errorf("userspace network stack: %w", err)
+	}
+	owned = true
+	p.push("userspace stack and TUN device", p.stack.Close)
+	return nil
+}
+
+func (p *parts) routerConfig(snap *steering.Snapshot) platform.RouterConfig {
+	bits := 32
+	if p.tunIP.Is6() {
+		bits = 128
+	}
+	routes := append([]netip.Prefix{snap.StubRange()}, snap.Prefixes()...)
+	routes = append(routes, p.pub.prefixes()...)
+	return platform.RouterConfig{
+		Interface: p.tunName,
+		Addrs:     []netip.Prefix{netip.PrefixFrom(p.tunIP, bits)},
+		Routes:    routes,
+	}
+}
+
+// updateRoutes applies the routes for the current snapshot and publisher
+// addresses.
+func (p *parts) updateRoutes() {
+	p.routes.mu.Lock()
+	defer p.routes.mu.Unlock()
+	if err := p.routes.router.Set(p.routerConfig(p.snap.Load())); err != nil {
+		p.log.Warn("update routes", zap.Error(err))
+	}
+}
+
+func (p *parts) startTunnel() error {
+	sc := p.synced.Load()
+	tlsConf, err := p.ident.Load().id.TLSConfig(sc.cfg.PoP.ServerName)
+	if err != nil {
+		return err
+	}
+	// Always present the current certificate, so a renewal takes effect at
+	// the next connection without rebuilding the tunnel.
+	tlsConf.Certificates = nil
+	tlsConf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return &p.ident.Load().id.Cert, nil
+	}
+	p.l7 = l7.NewClient(l7.ClientConfig{
+		Addr: sc.cfg.PoP.Address,
+		TLS:  tlsConf,
+		Log:  p.log,
+		// The PoP may sit inside an app prefix: never tunnel the tunnel.
+		Dial: platform.DialBypass,
+	})
+	p.l7.Start()
+	p.push("L7 tunnel", p.l7.Close)
+	return nil
+}
+
+func (p *parts) startDNS(upstreams []netip.AddrPort) error {
+	listen := p.a.cfg.DNSListen
+	if listen == "" {
+		listen = net.JoinHostPort(p.tunIP.String(), "53")
+	}
+	srv, err := dnsproxy.New(dnsproxy.Config{
+		Listen:    []string{listen},
+		Upstreams: upstreams,
+		Policy:    dnsPolicy{p},
+		Bypass:    p.bypassDNS,
+		Log:       p.log,
+	})
+	if err != nil {
+		return fmt.Errorf("DNS proxy: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	p.dns = srv
+	p.upstreams.Store(&upstreams)
+	p.push("DNS proxy", srv.Close)
+	return nil
+}
+
+func (p *parts) dnsConfig() platform.DNSConfig {
+	return platform.DNSConfig{
+		Servers:   []netip.Addr{p.tunIP},
+		Domains:   privateDomains(p.snap.Load().Config()),
+		Interface: p.tunName,
+	}
+}
