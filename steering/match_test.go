@@ -235,12 +235,12 @@ func appIndex(c *Config, d Decision) int {
 func (n *naive) matchFlowName(f Flow) int {
 	name := strings.ToLower(strings.TrimSuffix(f.FQDN, "."))
 	for _, s := range n.exDom {
-		if s.kind == hostExact && s.name == name || s.kind == hostWildcard && strings.HasSuffix(name, "."+s.name) {
+		if s.Kind == HostName && s.Name == name || s.Kind == HostWildcard && strings.HasSuffix(name, "."+s.Name) {
 			return -1
 		}
 	}
 	for _, s := range n.exAdr {
-		for _, p := range s.prefixes {
+		for _, p := range s.Prefixes {
 			if p.Contains(f.Addr) {
 				return -1
 			}

@@ -90,14 +90,14 @@ func Compile(c *Config) (*Snapshot, error) {
 }
 
 // addRules appends one rule per spec and returns their (prefix, rule) pairs.
-func (s *Snapshot) addRules(app int32, path string, raw []string, specs []hostSpec, pr *[2][]prefixRule) {
+func (s *Snapshot) addRules(app int32, path string, raw []string, specs []Host, pr *[2][]prefixRule) {
 	first := int32(len(s.rules))
 	for j, sp := range specs {
 		s.rules = append(s.rules, rule{
-			app: app, next: -1, kind: sp.kind,
+			app: app, next: -1, kind: sp.Kind,
 			text: path + "[" + strconv.Itoa(j) + "] " + strconv.Quote(raw[j]),
 		})
-		for _, p := range sp.prefixes {
+		for _, p := range sp.Prefixes {
 			fam := 0
 			if p.Addr().Is6() {
 				fam = 1
@@ -125,14 +125,14 @@ func (s *Snapshot) buildApps(ck *checked) {
 	pr[0] = make([]prefixRule, 0, cap(s.rules))
 	type named struct {
 		r    int32
-		spec hostSpec
+		spec Host
 	}
 	var names []named
 	for i := range s.cfg.Apps {
 		base := int32(len(s.rules))
 		s.addRules(int32(i), "apps["+strconv.Itoa(i)+"].hosts", s.cfg.Apps[i].Hosts, ck.apps[i].hosts, &pr)
 		for j, sp := range ck.apps[i].hosts {
-			if sp.kind == hostExact || sp.kind == hostWildcard {
+			if sp.Kind.IsName() {
 				names = append(names, named{base + int32(j), sp})
 			}
 		}

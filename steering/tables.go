@@ -12,7 +12,7 @@ import (
 type rule struct {
 	app  int32 // index into Snapshot.apps; -1 for exceptions
 	next int32 // next rule with the same name (name chains only); -1 ends it
-	kind hostKind
+	kind HostKind
 	text string // `apps[2].hosts[0] "*.corp.test"`
 }
 
@@ -65,18 +65,18 @@ func newNameTable() nameTable {
 
 // add prepends rule r for s; callers add rules in reverse config order so that
 // chains end up in config order.
-func (t *nameTable) add(rules []rule, r int32, s hostSpec) {
+func (t *nameTable) add(rules []rule, r int32, s Host) {
 	m := t.exact
-	if s.kind == hostWildcard {
+	if s.Kind == HostWildcard {
 		m = t.wild
-		t.wildDepths |= depthBit(countLabels([]byte(s.name)))
+		t.wildDepths |= depthBit(countLabels([]byte(s.Name)))
 	} else {
-		t.exactDepths |= depthBit(countLabels([]byte(s.name)))
+		t.exactDepths |= depthBit(countLabels([]byte(s.Name)))
 	}
-	if head, ok := m[s.name]; ok {
+	if head, ok := m[s.Name]; ok {
 		rules[r].next = head
 	}
-	m[s.name] = r
+	m[s.Name] = r
 }
 
 // lookup visits the chains that match name from the most specific (exact, then

@@ -13,8 +13,8 @@ import (
 // field, reused by Compile so nothing is parsed twice.
 type checked struct {
 	apps      []checkedApp
-	exDomains []hostSpec
-	exAddrs   []hostSpec
+	exDomains []Host
+	exAddrs   []Host
 	pinned    []*Pattern
 	stub      netip.Prefix
 	problems  []Problem
@@ -22,7 +22,7 @@ type checked struct {
 }
 
 type checkedApp struct {
-	hosts    []hostSpec
+	hosts    []Host
 	tcp, udp portSet
 }
 
@@ -87,10 +87,10 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 		ck.errorf("client.fail_mode", cl.FailMode, `must be "open" or "close"`)
 	}
 	if h := cl.OnPremDetection; h != "" {
-		if s, err := parseHost(h); err != nil {
+		if s, err := ParseHost(h); err != nil {
 			ck.errorf("client.onprem_detection", h, "%v", err)
-		} else if s.kind != hostExact && s.kind != hostAddr {
-			ck.errorf("client.onprem_detection", h, "must be one host name or address, not %s", s.kind.withArticle())
+		} else if s.Kind != HostName && s.Kind != HostAddr {
+			ck.errorf("client.onprem_detection", h, "must be one host name or address, not %s", s.Kind.withArticle())
 		}
 	}
 }
@@ -113,14 +113,14 @@ func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
 		ck.errorf(p+".hosts", "", "at least one host is required")
 	}
 	ca := &ck.apps[i]
-	ca.hosts = make([]hostSpec, len(a.Hosts))
+	ca.hosts = make([]Host, len(a.Hosts))
 	for j, h := range a.Hosts {
-		s, err := parseHost(h)
+		s, err := ParseHost(h)
 		if err != nil {
 			ck.errorf(fmt.Sprintf("%s.hosts[%d]", p, j), h, "%v", err)
 			continue
 		}
-		for _, pfx := range s.prefixes {
+		for _, pfx := range s.Prefixes {
 			if pfx.Overlaps(ck.stub) {
 				ck.errorf(fmt.Sprintf("%s.hosts[%d]", p, j), h, "overlaps the stub range %s", ck.stub)
 				break
@@ -180,27 +180,27 @@ func validID(s string) bool {
 }
 
 func (ck *checked) checkExceptions(e *Exceptions) {
-	ck.exDomains = make([]hostSpec, len(e.Domains))
+	ck.exDomains = make([]Host, len(e.Domains))
 	for i, d := range e.Domains {
 		p := fmt.Sprintf("exceptions.domains[%d]", i)
-		s, err := parseHost(d)
+		s, err := ParseHost(d)
 		switch {
 		case err != nil:
 			ck.errorf(p, d, "%v", err)
-		case s.kind != hostExact && s.kind != hostWildcard:
-			ck.errorf(p, d, "%s is not a domain (put it in exceptions.addresses)", s.kind.withArticle())
+		case !s.Kind.IsName():
+			ck.errorf(p, d, "%s is not a domain (put it in exceptions.addresses)", s.Kind.withArticle())
 		default:
 			ck.exDomains[i] = s
 		}
 	}
-	ck.exAddrs = make([]hostSpec, len(e.Addresses))
+	ck.exAddrs = make([]Host, len(e.Addresses))
 	for i, a := range e.Addresses {
 		p := fmt.Sprintf("exceptions.addresses[%d]", i)
-		s, err := parseHost(a)
+		s, err := ParseHost(a)
 		switch {
 		case err != nil:
 			ck.errorf(p, a, "%v", err)
-		case s.kind == hostExact || s.kind == hostWildcard:
+		case s.Kind.IsName():
 			ck.errorf(p, a, "a name is not an address (put it in exceptions.domains)")
 		default:
 			ck.exAddrs[i] = s
