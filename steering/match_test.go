@@ -57,6 +57,9 @@ func TestMatchName(t *testing.T) {
 		{"example.com", "", "", Direct},
 		{"", "", "", Direct},
 		{strings.Repeat("a.", 130) + "corp.test", "", "", Direct},
+		{".corp.test", "", "", Direct},   // an empty label is no DNS name,
+		{"a..corp.test", "", "", Direct}, // so it falls below no wildcard
+		{"x.corp.test..", "", "", Direct},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -243,6 +243,20 @@ func (s portSet) overlaps(t portSet) bool {
 	return false
 }
 
+// appPorts are an app's port sets, one per protocol.
+type appPorts struct{ tcp, udp portSet }
+
+// admits reports whether port p over protocol proto is in the app's sets.
+func (a *appPorts) admits(proto Protocol, p uint16) bool {
+	switch proto {
+	case TCP:
+		return a.tcp.contains(p)
+	case UDP:
+		return a.udp.contains(p)
+	}
+	return false
+}
+
 // parsePorts parses a port set: "" (none), "*" (all), or a comma-separated list
 // of ports and inclusive ranges, e.g. "22,80,443,8000-8099". Port 0 is invalid.
 func parsePorts(s string) (portSet, error) {
@@ -259,13 +273,13 @@ func parsePorts(s string) (portSet, error) {
 			return nil, errors.New("empty item in port list")
 		}
 		a, b, isRange := strings.Cut(item, "-")
-		lo, err := parsePort(strings.TrimSpace(a))
+		lo, err := ParsePort(strings.TrimSpace(a))
 		if err != nil {
 			return nil, err
 		}
 		hi := lo
 		if isRange {
-			if hi, err = parsePort(strings.TrimSpace(b)); err != nil {
+			if hi, err = ParsePort(strings.TrimSpace(b)); err != nil {
 				return nil, err
 			}
 			if hi < lo {
@@ -277,7 +291,10 @@ func parsePorts(s string) (portSet, error) {
 	return set.normalize(), nil
 }
 
-func parsePort(s string) (uint16, error) {
+// ParsePort parses one port number, 1-65535, in decimal without a sign: the
+// port grammar of app port sets, also used for the ports of addresses such as
+// the PoP's and the tenant API's.
+func ParsePort(s string) (uint16, error) {
 	n, err := strconv.ParseUint(s, 10, 16)
 	if err != nil || s == "" || s[0] == '+' {
 		return 0, fmt.Errorf("invalid port %q", s)

@@ -30,6 +30,16 @@ func TestParseHost(t *testing.T) {
 		{in: "fd00::-fd00::3", kind: HostRange, prefixes: "fd00::/126"},
 		{in: "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", kind: HostRange, prefixes: "::/0"},
 		{in: "10.0.0.5-10.0.0.5", kind: HostRange, prefixes: "10.0.0.5/32"},
+		// Where the tenant's former parser (enroll/hostmatch.go) differed, the
+		// agent's reading stands: a '-' makes a range only after an address...
+		{in: "x.10-b.corp.test", kind: HostName, name: "x.10-b.corp.test"},
+		{in: "Web-1.Corp.Example", kind: HostName, name: "web-1.corp.example"},
+		// ...an address never becomes a name by a trailing dot, no last label
+		// is numeric, and IPv4-mapped addresses are refused in CIDRs and ranges too.
+		{in: "10.0.0.1.", err: "invalid IP address"},
+		{in: "0a.0.", err: "last label is numeric"},
+		{in: "::ffff:10.0.0.0/104", err: "IPv4-mapped"},
+		{in: "::ffff:10.0.0.1-::ffff:10.0.0.9", err: "IPv4-mapped"},
 		{in: "10.0.0.0/33", err: "prefix length out of range"},
 		{in: "10.0.0.1/8", err: "host bits set (did you mean 10.0.0.0/8?)"},
 		{in: "10.0.0.0/", err: "invalid prefix length"},

@@ -27,19 +27,9 @@ type Snapshot struct {
 }
 
 type compiledApp struct {
-	app      *App
-	tcp, udp portSet
-	action   Action
-}
-
-func (a *compiledApp) admits(p Protocol, port uint16) bool {
-	switch p {
-	case TCP:
-		return a.tcp.contains(port)
-	case UDP:
-		return a.udp.contains(port)
-	}
-	return false
+	app *App
+	appPorts
+	action Action
 }
 
 type pinnedRule struct {
@@ -74,7 +64,7 @@ func Compile(c *Config) (*Snapshot, error) {
 		if a.Tunnel == TunnelL3E {
 			act = L3E
 		}
-		s.apps[i] = compiledApp{app: a, tcp: ck.apps[i].tcp, udp: ck.apps[i].udp, action: act}
+		s.apps[i] = compiledApp{app: a, appPorts: ck.apps[i].appPorts, action: act}
 		s.byID[a.ID] = i
 	}
 	n := len(ck.exDomains) + len(ck.exAddrs)

@@ -20,16 +20,23 @@ type rule struct {
 const maxName = 254
 
 // normName writes the lower-cased form of s without its trailing dot into buf.
-// It reports false for names that are empty or too long to be DNS names.
+// It reports false for names that cannot be DNS names: empty, too long, or
+// with an empty label (".corp.example", "a..corp.example"), which would
+// otherwise fall below a wildcard.
 func normName(buf *[maxName]byte, s string) (int, bool) {
 	if n := len(s); n > 0 && s[n-1] == '.' {
 		s = s[:n-1]
 	}
-	if len(s) == 0 || len(s) > 253 {
+	if len(s) == 0 || len(s) > 253 || s[len(s)-1] == '.' {
 		return 0, false
 	}
+	prev := byte('.')
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		if c == '.' && prev == '.' {
+			return 0, false
+		}
+		prev = c
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}

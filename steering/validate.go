@@ -22,8 +22,8 @@ type checked struct {
 }
 
 type checkedApp struct {
-	hosts    []Host
-	tcp, udp portSet
+	hosts []Host
+	appPorts
 }
 
 func (ck *checked) errorf(path, value, format string, args ...any) {
@@ -109,35 +109,8 @@ func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
 			ids[a.ID] = i
 		}
 	}
-	if len(a.Hosts) == 0 {
-		ck.errorf(p+".hosts", "", "at least one host is required")
-	}
 	ca := &ck.apps[i]
-	ca.hosts = make([]Host, len(a.Hosts))
-	for j, h := range a.Hosts {
-		s, err := ParseHost(h)
-		if err != nil {
-			ck.errorf(fmt.Sprintf("%s.hosts[%d]", p, j), h, "%v", err)
-			continue
-		}
-		for _, pfx := range s.Prefixes {
-			if pfx.Overlaps(ck.stub) {
-				ck.errorf(fmt.Sprintf("%s.hosts[%d]", p, j), h, "overlaps the stub range %s", ck.stub)
-				break
-			}
-		}
-		ca.hosts[j] = s
-	}
-	var err error
-	if ca.tcp, err = parsePorts(a.TCP); err != nil {
-		ck.errorf(p+".tcp", a.TCP, "%v", err)
-	}
-	if ca.udp, err = parsePorts(a.UDP); err != nil {
-		ck.errorf(p+".udp", a.UDP, "%v", err)
-	}
-	if strings.TrimSpace(a.TCP) == "" && strings.TrimSpace(a.UDP) == "" {
-		ck.errorf(p, a.ID, "app has neither tcp nor udp ports")
-	}
+	*ca = ck.checkScope(p, a, ck.stub)
 	switch a.Tunnel {
 	case "", TunnelL7:
 	case TunnelL3E:
@@ -149,6 +122,50 @@ func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
 	}
 	checkNames(ck, p+".publishers", a.Publishers)
 	checkNames(ck, p+".tags", a.Tags)
+}
+
+// checkScope parses what an app covers, its hosts and its ports, reporting
+// problems under the app's path p ("" for paths relative to the app). Hosts
+// must stay out of stub when it is valid.
+func (ck *checked) checkScope(p string, a *App, stub netip.Prefix) checkedApp {
+	if len(a.Hosts) == 0 {
+		ck.errorf(subPath(p, "hosts"), "", "at least one host is required")
+	}
+	ca := checkedApp{hosts: make([]Host, len(a.Hosts))}
+	for j, h := range a.Hosts {
+		hp := subPath(p, "hosts["+strconv.Itoa(j)+"]")
+		s, err := ParseHost(h)
+		if err != nil {
+			ck.errorf(hp, h, "%v", err)
+			continue
+		}
+		for _, pfx := range s.Prefixes {
+			if stub.IsValid() && pfx.Overlaps(stub) {
+				ck.errorf(hp, h, "overlaps the stub range %s", stub)
+				break
+			}
+		}
+		ca.hosts[j] = s
+	}
+	var err error
+	if ca.tcp, err = parsePorts(a.TCP); err != nil {
+		ck.errorf(subPath(p, "tcp"), a.TCP, "%v", err)
+	}
+	if ca.udp, err = parsePorts(a.UDP); err != nil {
+		ck.errorf(subPath(p, "udp"), a.UDP, "%v", err)
+	}
+	if strings.TrimSpace(a.TCP) == "" && strings.TrimSpace(a.UDP) == "" {
+		ck.errorf(p, a.ID, "app has neither tcp nor udp ports")
+	}
+	return ca
+}
+
+// subPath is the path of field under p; p may be empty.
+func subPath(p, field string) string {
+	if p == "" {
+		return field
+	}
+	return p + "." + field
 }
 
 func checkNames(ck *checked, path string, names []string) {
