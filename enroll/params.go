@@ -3,9 +3,10 @@ package enroll
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
+
+	"github.com/ztagent/ztagent/steering"
 )
 
 // Params are the install-style key=value parameters an administrator passes to
@@ -134,7 +135,7 @@ func normalizeHost(h string) (string, error) {
 		return "", fmt.Errorf("%q: no user, query or fragment allowed", h)
 	}
 	if port := u.Port(); port != "" {
-		if _, err := parsePort(port); err != nil {
+		if _, err := steering.ParsePort(port); err != nil {
 			return "", fmt.Errorf("%q: %w", h, err)
 		}
 	}
@@ -185,9 +186,9 @@ func checkTenantParam(v string) (string, error) {
 }
 
 func checkDomainParam(v string) (string, error) {
-	d := strings.ToLower(strings.TrimSuffix(v, "."))
-	if net.ParseIP(d) != nil || checkDNSName(d) != nil {
+	h, err := steering.ParseHost(v)
+	if err != nil || h.Kind != steering.HostName {
 		return "", fmt.Errorf("%q is not a DNS domain", truncate(v))
 	}
-	return d, nil
+	return h.Name, nil
 }
