@@ -37,10 +37,12 @@ func (ck *checked) warnf(path, value, format string, args ...any) {
 // check validates c completely, collecting every problem and warning.
 func check(c *Config) (*checked, error) {
 	ck := &checked{}
+	ck.checkNotSupportedYet(c, -1)
 	ck.checkClient(&c.Client)
 	ids := make(map[string]int, len(c.Apps))
 	ck.apps = make([]checkedApp, len(c.Apps))
 	for i := range c.Apps {
+		ck.checkNotSupportedYet(c, i)
 		ck.checkApp(i, &c.Apps[i], ids)
 	}
 	ck.checkExceptions(&c.Exceptions)
