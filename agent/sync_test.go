@@ -23,17 +23,9 @@ import (
 // in the log, steers nothing, keeps the file, and takes the tenant's config
 // once the tenant answers.
 func TestRefusedCachedConfig(t *testing.T) {
-	cloud := startCloud(t)
-	state := shortTempDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	a := newTestAgent(t, cloud, state)
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
+	cloud, state := enrolledOnce(ctx, t)
 	file := filepath.Join(state, configFile)
 	refused := rewriteCachedConfig(t, file, func(c *cachedConfig) {
 		c.Config.Steering.Apps[0].Tunnel = "l3e"
@@ -97,17 +89,9 @@ func TestRefusedCachedConfig(t *testing.T) {
 // TestNoConfigAtAll: with the tenant out of reach and no cache, Start fails
 // as before: there is no PoP to connect to.
 func TestNoConfigAtAll(t *testing.T) {
-	cloud := startCloud(t)
-	state := shortTempDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	a := newTestAgent(t, cloud, state)
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
+	cloud, state := enrolledOnce(ctx, t)
 	if err := os.Remove(filepath.Join(state, configFile)); err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +105,22 @@ func TestNoConfigAtAll(t *testing.T) {
 	if !strings.Contains(err.Error(), "no usable cached config") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// enrolledOnce runs an agent once, so that its state directory holds an
+// identity and a cached config.
+func enrolledOnce(ctx context.Context, t *testing.T) (*testCloud, string) {
+	t.Helper()
+	cloud := startCloud(t)
+	state := shortTempDir(t)
+	a := newTestAgent(t, cloud, state)
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return cloud, state
 }
 
 func rewriteCachedConfig(t *testing.T, file string, edit func(*cachedConfig)) []byte {
