@@ -1,9 +1,6 @@
 package steering
 
-import (
-	"net/netip"
-	"strconv"
-)
+import "net/netip"
 
 // AppMatcher answers whether a host and a port lie inside one app's
 // definition: the check the PoP makes before it carries a flow the agent says
@@ -32,10 +29,10 @@ func CompileApp(a *App) (*AppMatcher, error) {
 	if len(ck.problems) > 0 {
 		return nil, &ValidationError{Problems: ck.problems}
 	}
-	m := &AppMatcher{names: newNameTable(), rules: make([]rule, len(ca.hosts)), appPorts: ca.appPorts}
+	m := &AppMatcher{rules: make([]rule, len(ca.hosts)), appPorts: ca.appPorts}
 	var prefixes [2][]netip.Prefix
 	for j, h := range ca.hosts {
-		m.rules[j] = rule{app: 0, next: -1, kind: h.Kind, text: "hosts[" + strconv.Itoa(j) + "]"}
+		m.rules[j] = rule{next: -1, kind: h.Kind}
 		if h.Kind.IsName() {
 			m.names.add(m.rules, int32(j), h)
 		}

@@ -31,15 +31,19 @@ var notSupportedYet = []struct {
 // those of apps[app], or those outside apps when app is -1.
 func (ck *checked) checkNotSupportedYet(c *Config, app int) {
 	for _, row := range notSupportedYet {
-		path := row.path
-		if field, perApp := strings.CutPrefix(path, "apps[]."); perApp != (app >= 0) {
+		field, perApp := strings.CutPrefix(row.path, "apps[].")
+		if perApp != (app >= 0) {
 			continue
-		} else if perApp {
+		}
+		v := row.value(c, app)
+		if v == "" {
+			continue
+		}
+		path := row.path
+		if perApp {
 			path = "apps[" + strconv.Itoa(app) + "]." + field
 		}
-		if v := row.value(c, app); v != "" {
-			ck.errorf(path, v, "%s is not supported yet", row.what)
-		}
+		ck.errorf(path, v, "%s is not supported yet", row.what)
 	}
 }
 

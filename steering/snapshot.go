@@ -52,8 +52,6 @@ func Compile(c *Config) (*Snapshot, error) {
 		cfg:      cfg,
 		apps:     make([]compiledApp, len(cfg.Apps)),
 		byID:     make(map[string]int, len(cfg.Apps)),
-		exNames:  newNameTable(),
-		appNames: newNameTable(),
 		pinnedOS: make(map[string][]int32),
 		stub:     ck.stub,
 		warnings: ck.warnings,

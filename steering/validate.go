@@ -135,15 +135,14 @@ func (ck *checked) checkScope(p string, a *App, stub netip.Prefix) checkedApp {
 	}
 	ca := checkedApp{hosts: make([]Host, len(a.Hosts))}
 	for j, h := range a.Hosts {
-		hp := subPath(p, "hosts["+strconv.Itoa(j)+"]")
 		s, err := ParseHost(h)
 		if err != nil {
-			ck.errorf(hp, h, "%v", err)
+			ck.errorf(hostPath(p, j), h, "%v", err)
 			continue
 		}
 		for _, pfx := range s.Prefixes {
 			if stub.IsValid() && pfx.Overlaps(stub) {
-				ck.errorf(hp, h, "overlaps the stub range %s", stub)
+				ck.errorf(hostPath(p, j), h, "overlaps the stub range %s", stub)
 				break
 			}
 		}
@@ -161,6 +160,9 @@ func (ck *checked) checkScope(p string, a *App, stub netip.Prefix) checkedApp {
 	}
 	return ca
 }
+
+// hostPath is the path of host j of the app at p; p may be empty.
+func hostPath(p string, j int) string { return subPath(p, "hosts["+strconv.Itoa(j)+"]") }
 
 // subPath is the path of field under p; p may be empty.
 func subPath(p, field string) string {
