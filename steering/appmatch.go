@@ -68,7 +68,8 @@ func (m *AppMatcher) MatchHost(host string) bool {
 // MatchName reports whether the DNS name lies inside the app's name and
 // wildcard hosts, as Snapshot.MatchName reads names: case does not matter, a
 // trailing dot is ignored, a wildcard covers every depth below its domain but
-// not the domain itself, and a name longer than 253 bytes matches nothing.
+// not the domain itself, and a name longer than 253 bytes or with an empty
+// label matches nothing.
 func (m *AppMatcher) MatchName(name string) bool {
 	var buf [maxName]byte
 	n, ok := normName(&buf, name)

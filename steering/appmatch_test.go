@@ -148,3 +148,34 @@ func BenchmarkAppMatcher(b *testing.B) {
 		i++
 	}
 }
+
+// FuzzAppMatcher: for any one-app config and any host, the PoP's membership
+// check and the agent's matcher agree.
+func FuzzAppMatcher(f *testing.F) {
+	for _, s := range [][2]string{{"*.corp.test", "a..corp.test"}, {"*.b", ".b."}, {"10.0.0.0/8", "10.1.2.3"},
+		{"fd00::/64", "fd00::1"}, {"web.corp.test", "WEB.CORP.TEST."}, {"10.0.0.1-10.0.0.9", "::ffff:10.0.0.5"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, host, query string) {
+		app := App{ID: "a", Hosts: []string{host}, TCP: "80"}
+		m, err := CompileApp(&app)
+		if err != nil {
+			return
+		}
+		s, err := Compile(&Config{Apps: []App{app}})
+		if err != nil {
+			return // a host in the stub range
+		}
+		if got, want := m.MatchName(query), s.MatchName(query).Steered(); got != want {
+			t.Fatalf("host %q, name %q: AppMatcher %v, Snapshot %v", host, query, got, want)
+		}
+		a, err := netip.ParseAddr(query)
+		if err != nil || a.Zone() != "" || s.StubRange().Contains(a.Unmap()) {
+			return
+		}
+		want := s.MatchFlow(Flow{Addr: a, Proto: TCP, Port: 80}).Steered()
+		if got := m.MatchHost(query) && m.Admits(TCP, 80); got != want {
+			t.Fatalf("host %q, address %q: AppMatcher %v, Snapshot %v", host, query, got, want)
+		}
+	})
+}
