@@ -265,14 +265,11 @@ func privateDomains(cfg *steering.Config) []string {
 	set := map[string]bool{}
 	for _, app := range cfg.Apps {
 		for _, h := range app.Hosts {
-			h = strings.ToLower(strings.TrimSuffix(h, "."))
-			if _, err := netip.ParsePrefix(h); err == nil || strings.ContainsAny(h, ":-/") {
-				continue // a CIDR, a range or an IPv6 address
+			// Exact names and wildcards (whose Name is the domain); addresses
+			// have no domain.
+			if host, err := steering.ParseHost(h); err == nil && host.Kind.IsName() {
+				set[host.Name] = true
 			}
-			if _, err := netip.ParseAddr(h); err == nil {
-				continue
-			}
-			set[strings.TrimPrefix(h, "*.")] = true
 		}
 	}
 	var out []string

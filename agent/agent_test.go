@@ -317,9 +317,11 @@ func TestPrivateDomains(t *testing.T) {
 		{ID: "a", Hosts: []string{"wiki.corp.example", "*.corp.example", "Jira.Other.Example."}},
 		{ID: "b", Hosts: []string{"10.0.0.0/8", "10.1.0.1-10.1.0.9", "fd00::1", "192.0.2.7", "*.x.corp.example"}},
 		{ID: "c", Hosts: []string{"host.lab"}},
+		// Names with a '-' are names (the ad hoc check took them for ranges).
+		{ID: "d", Hosts: []string{"my-app.eu-west.example", "*.eu-west.example", "10.9.0.1-10.9.0.5"}},
 	}}
 	got := privateDomains(cfg)
-	want := []string{"corp.example", "host.lab", "jira.other.example"}
+	want := []string{"corp.example", "eu-west.example", "host.lab", "jira.other.example"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("privateDomains = %v, want %v", got, want)
 	}

@@ -38,13 +38,14 @@ const fakeOrgKey = "fake-org-key-0123456789"
 
 // fakeApps are the apps of fakeConfig: web (L7, TCP), net (L7, TCP by
 // prefix), voice (L7 with UDP ports, which the agent cannot carry) and
-// legacy (L3E, which it cannot carry either).
+// dns (UDP only: nothing of it can be carried yet). The tenant's validation
+// refuses L3E apps until the L3E tunnel exists, so none is here.
 func fakeApps() []steering.App {
 	return []steering.App{
 		{ID: "web", Hosts: []string{"web.corp.test"}, TCP: "80"},
 		{ID: "net", Hosts: []string{"10.30.0.0/24"}, TCP: "22,443"},
 		{ID: "voice", Hosts: []string{"voice.corp.test", "10.40.0.0/24"}, TCP: "5061", UDP: "5060"},
-		{ID: "legacy", Hosts: []string{"legacy.corp.test", "10.50.0.0/24"}, TCP: "22", Tunnel: steering.TunnelL3E},
+		{ID: "dns", Hosts: []string{"dns.corp.test", "10.50.0.0/24"}, UDP: "53"},
 	}
 }
 

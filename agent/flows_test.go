@@ -22,8 +22,8 @@ func TestStubsForUncarriedApps(t *testing.T) {
 	a.start(t)
 	p := partsOf(t, a.Agent) // fail-open, tunnel down
 	pol := dnsPolicy{p}
-	if ans, owned := pol.Lookup("legacy.corp.test"); !owned || !ans.Addr.IsValid() {
-		t.Fatalf("L3E app name: %+v, owned %v; want a stub", ans, owned)
+	if ans, owned := pol.Lookup("dns.corp.test"); !owned || !ans.Addr.IsValid() {
+		t.Fatalf("UDP-only app name: %+v, owned %v; want a stub", ans, owned)
 	}
 	if _, owned := pol.Lookup("web.corp.test"); owned {
 		t.Fatal("fail-open: an L7 app name answered with a stub while the tunnel is down")
@@ -47,16 +47,14 @@ func TestRefusedFlows(t *testing.T) {
 	p := partsOf(t, a.Agent)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	legacyStub, _ := dnsPolicy{p}.Lookup("legacy.corp.test")
+	dnsStub, _ := dnsPolicy{p}.Lookup("dns.corp.test")
 
-	for _, dst := range []string{"10.50.0.7:22", netip.AddrPortFrom(legacyStub.Addr, 22).String()} {
-		if c, err := peer.DialTCP(ctx, netip.MustParseAddrPort(dst)); err == nil {
-			c.Close()
-			t.Fatalf("TCP to the L3E app at %s connected", dst)
-		}
-	}
 	icmp := func() uint64 { return peer.Stack().Stats().ICMP.V4.PacketsReceived.DstUnreachable.Value() }
-	for i, dst := range []string{"10.40.0.7:5060", "100.64.55.55:53"} { // UDP through L7; a stub with no name
+	for i, dst := range []string{
+		"10.40.0.7:5060", "10.50.0.7:53", // UDP through L7, by address
+		netip.AddrPortFrom(dnsStub.Addr, 53).String(), // by name, through its stub
+		"100.64.55.55:53", // a stub with no name: not steered, and no real destination
+	} {
 		c, err := peer.DialUDP(netip.MustParseAddrPort(dst))
 		if err != nil {
 			t.Fatal(err)
@@ -72,13 +70,13 @@ func TestRefusedFlows(t *testing.T) {
 	}
 	st := a.Status()
 	if f := st.Flows; f.NotCarried != 3 || f.NotSteered != 1 || f.Steered != 0 {
-		t.Fatalf("flows %+v; want 3 not carried (2 L3E, 1 UDP), 1 not steered", f)
+		t.Fatalf("flows %+v; want 3 not carried (UDP), 1 not steered", f)
 	}
 	notCarried := map[string]string{}
 	for _, app := range st.Apps {
 		notCarried[app.ID] = app.NotCarried
 	}
-	if !strings.Contains(notCarried["legacy"], steering.ReasonL3ENotSupported) ||
+	if !strings.Contains(notCarried["dns"], "udp 53: "+steering.ReasonUDPOverL7NotSupported) ||
 		!strings.Contains(notCarried["voice"], "udp 5060: "+steering.ReasonUDPOverL7NotSupported) ||
 		notCarried["web"] != "" || notCarried["net"] != "" {
 		t.Fatalf("apps not carried: %q", notCarried)
@@ -89,8 +87,8 @@ func TestRefusedFlows(t *testing.T) {
 		action, why  string
 		steeringWant string
 	}{
-		{ctlapi.MatchRequest{Host: "10.50.0.7", Port: 22, Proto: "tcp"}, ctlapi.ActionRefuse, steering.ReasonL3ENotSupported, "l3e"},
-		{ctlapi.MatchRequest{Host: "legacy.corp.test", Proto: "tcp"}, ctlapi.ActionRefuse, steering.ReasonL3ENotSupported, "l3e"},
+		{ctlapi.MatchRequest{Host: "10.50.0.7", Port: 53, Proto: "udp"}, ctlapi.ActionRefuse, steering.ReasonUDPOverL7NotSupported, "l7"},
+		{ctlapi.MatchRequest{Host: "10.50.0.7", Port: 22, Proto: "tcp"}, "direct", "", ""},
 		{ctlapi.MatchRequest{Host: "10.40.0.7", Port: 5060, Proto: "udp"}, ctlapi.ActionRefuse, steering.ReasonUDPOverL7NotSupported, "l7"},
 		{ctlapi.MatchRequest{Host: "10.40.0.7", Port: 5061, Proto: "tcp"}, "l7", "", ""},
 		{ctlapi.MatchRequest{Host: "web.corp.test", Port: 80, Proto: "tcp"}, "l7", "", ""},

@@ -22,9 +22,19 @@ import (
 type syncState struct {
 	cfg     *tenantapi.AgentConfig
 	etag    string
-	source  string // "tenant" or "cache"
+	source  string // sourceTenant, sourceCache or sourceNone
 	fetched time.Time
 }
+
+// Where the config in force came from (ConfigStatus.Source).
+const (
+	sourceTenant = "tenant"
+	sourceCache  = "cache"
+	// sourceNone: neither the tenant nor the cache gave a config this agent
+	// accepts (one written for another version, with settings it does not
+	// support), so it steers nothing until the tenant sends one.
+	sourceNone = "none"
+)
 
 // cachedConfig is the last good config on disk, so the agent starts and steers
 // with the tenant unreachable.
@@ -39,32 +49,65 @@ type cachedConfig struct {
 
 const configFile = "config.json"
 
-// initialConfig fetches the config, or falls back to the last good copy.
+// initialConfig fetches the config, or falls back to the last good copy. A
+// config this agent refuses — from the tenant, or cached by an earlier version
+// with settings this one does not support — does not keep it from starting:
+// it is logged, the cache is tried next, and failing that the agent starts
+// steering nothing (see steerNothing) while the sync loop asks the tenant for
+// a config it accepts. Only a tenant out of reach with no cache at all is an
+// error.
 func (p *parts) initialConfig(ctx context.Context) (*steering.Snapshot, error) {
 	cfg, etag, err := p.ident.Load().id.InitialConfig, "", error(nil)
 	if cfg == nil {
 		// Not a fresh enrollment (whose response carries the first config).
 		cfg, etag, err = p.ident.Load().cs.Fetch(ctx, "")
 	}
+	var refused *tenantapi.AgentConfig
 	if err == nil {
 		snap, cerr := steering.Compile(&cfg.Steering)
-		if cerr != nil {
-			return nil, fmt.Errorf("tenant sent an invalid config: %w", cerr)
+		if cerr == nil {
+			p.synced.Store(&syncState{cfg: cfg, etag: etag, source: sourceTenant, fetched: time.Now()})
+			p.saveConfig(cfg, etag)
+			return snap, nil
 		}
-		p.synced.Store(&syncState{cfg: cfg, etag: etag, source: "tenant", fetched: time.Now()})
-		p.saveConfig(cfg, etag)
-		return snap, nil
+		p.log.Error("the tenant sent a config this agent refuses; trying the cached one", zap.Error(cerr))
+		refused, err = cfg, fmt.Errorf("tenant sent an invalid config: %w", cerr)
 	}
-	cached, cerr := p.loadConfig()
-	if cerr != nil {
-		return nil, fmt.Errorf("fetch config: %w (and no usable cached config: %v)", err, cerr)
+	cached, lerr := p.loadConfig()
+	if lerr == nil {
+		snap, cerr := steering.Compile(&cached.Config.Steering)
+		if cerr == nil {
+			p.log.Warn("starting with the cached config", zap.NamedError("tenant", err), zap.Time("fetched", cached.Fetched))
+			p.synced.Store(&syncState{cfg: cached.Config, etag: cached.ETag, source: sourceCache, fetched: cached.Fetched})
+			return snap, nil
+		}
+		p.log.Error("the cached config is refused by this version of the agent",
+			zap.String("file", filepath.Join(p.who.dir, configFile)), zap.Error(cerr))
+		if refused == nil {
+			refused = cached.Config
+		}
+		lerr = fmt.Errorf("the cached config is invalid: %w", cerr)
 	}
-	snap, cerr := steering.Compile(&cached.Config.Steering)
-	if cerr != nil {
-		return nil, fmt.Errorf("fetch config: %w (and the cached config is invalid: %v)", err, cerr)
+	if refused == nil {
+		return nil, fmt.Errorf("fetch config: %w (and no usable cached config: %v)", err, lerr)
 	}
-	p.log.Warn("tenant unreachable, starting with the cached config", zap.Error(err), zap.Time("fetched", cached.Fetched))
-	p.synced.Store(&syncState{cfg: cached.Config, etag: cached.ETag, source: "cache", fetched: cached.Fetched})
+	return p.steerNothing(refused)
+}
+
+// steerNothing puts in force a config with refused's tenant and PoP but no
+// apps, exceptions or client switches: the agent runs, its tunnel connects and
+// ztdiag works, and nothing is steered until the sync loop (or ztdiag update)
+// brings a config this agent accepts. refused is not modified.
+func (p *parts) steerNothing(refused *tenantapi.AgentConfig) (*steering.Snapshot, error) {
+	empty := *refused
+	empty.Steering = steering.Config{Apps: []steering.App{}}
+	snap, err := steering.Compile(&empty.Steering)
+	if err != nil {
+		return nil, fmt.Errorf("compile an empty config: %w", err)
+	}
+	p.log.Error("no config this agent accepts: steering nothing until the tenant sends one",
+		zap.String("tenant", refused.Tenant), zap.String("pop", refused.PoP.Address))
+	p.synced.Store(&syncState{cfg: &empty, source: sourceNone})
 	return snap, nil
 }
 
@@ -152,7 +195,7 @@ func (p *parts) syncOnce(ctx context.Context) error {
 		return fmt.Errorf("tenant sent an invalid config, keeping the current one: %w", err)
 	}
 	p.apply(snap)
-	p.synced.Store(&syncState{cfg: cfg, etag: etag, source: "tenant", fetched: time.Now()})
+	p.synced.Store(&syncState{cfg: cfg, etag: etag, source: sourceTenant, fetched: time.Now()})
 	p.saveConfig(cfg, etag)
 	p.log.Info("config updated", zap.String("etag", etag), zap.Int("apps", len(cfg.Steering.Apps)))
 	return nil

@@ -3,10 +3,10 @@ package enroll
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 
 	"github.com/ztagent/ztagent/enroll/tenantapi"
+	"github.com/ztagent/ztagent/steering"
 )
 
 // Params are the install-style key=value parameters an administrator passes to
@@ -164,9 +164,9 @@ func checkTenantParam(v string) (string, error) {
 }
 
 func checkDomainParam(v string) (string, error) {
-	d := strings.ToLower(strings.TrimSuffix(v, "."))
-	if net.ParseIP(d) != nil || tenantapi.CheckDNSName(d) != nil {
+	h, err := steering.ParseHost(v)
+	if err != nil || h.Kind != steering.HostName {
 		return "", fmt.Errorf("%q is not a DNS domain", truncate(v))
 	}
-	return d, nil
+	return h.Name, nil
 }

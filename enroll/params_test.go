@@ -30,11 +30,13 @@ func TestParseParams(t *testing.T) {
 		{"empty token", []string{"token="}, Params{}, "parameter token=: empty"},
 		{"http host", []string{"host=http://t.example"}, Params{}, "https only"},
 		{"host with query", []string{"host=https://t.example/?a=b"}, Params{}, "no user, query or fragment"},
-		{"bad port", []string{"host=t.example:70000"}, Params{}, "not a port"},
+		{"bad port", []string{"host=t.example:70000"}, Params{}, `invalid port "70000"`},
 		{"bad upn", []string{"upn=alice"}, Params{}, "not a UPN"},
 		{"bad installmode", []string{"installmode=saml"}, Params{}, `"saml" is not one of IDP`},
 		{"bad mode", []string{"mode=shared"}, Params{}, "is not one of peruserconfig"},
 		{"bad domain", []string{"domain=10.0.0.1"}, Params{}, "not a DNS domain"},
+		{"wildcard domain", []string{"domain=*.corp.example"}, Params{}, "not a DNS domain"},
+		{"numeric last label", []string{"domain=corp.123"}, Params{}, "not a DNS domain"},
 		{"bad tenant", []string{"tenant=a b"}, Params{}, "not a tenant name"},
 	}
 	for _, tc := range tests {

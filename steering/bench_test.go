@@ -174,8 +174,8 @@ func BenchmarkMatch10k(b *testing.B) {
 // naive is the baseline: every rule checked in turn, most specific kept.
 type naive struct {
 	apps  []checkedApp
-	exDom []hostSpec
-	exAdr []hostSpec
+	exDom []Host
+	exAdr []Host
 }
 
 func newNaive(b testing.TB, c *Config) *naive {
@@ -188,7 +188,7 @@ func newNaive(b testing.TB, c *Config) *naive {
 
 func (n *naive) matchAddr(f Flow) (app int) {
 	for _, s := range n.exAdr {
-		for _, p := range s.prefixes {
+		for _, p := range s.Prefixes {
 			if p.Contains(f.Addr) {
 				return -1
 			}
@@ -205,7 +205,7 @@ func (n *naive) matchAddr(f Flow) (app int) {
 			continue
 		}
 		for _, s := range a.hosts {
-			for _, p := range s.prefixes {
+			for _, p := range s.Prefixes {
 				if p.Bits() > bestBits && p.Contains(f.Addr) {
 					best, bestBits = i, p.Bits()
 				}
@@ -217,12 +217,12 @@ func (n *naive) matchAddr(f Flow) (app int) {
 
 func (n *naive) matchName(name string) (app int) {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	match := func(s hostSpec) int { // specificity, -1 for no match
+	match := func(s Host) int { // specificity, -1 for no match
 		switch {
-		case s.kind == hostExact && s.name == name:
+		case s.Kind == HostName && s.Name == name:
 			return 1 << 10
-		case s.kind == hostWildcard && strings.HasSuffix(name, "."+s.name):
-			return len(s.name)
+		case s.Kind == HostWildcard && strings.HasSuffix(name, "."+s.Name):
+			return len(s.Name)
 		}
 		return -1
 	}

@@ -15,10 +15,9 @@ import (
 
 // Defaults applied by Compile to fields a config leaves empty.
 var (
-	DefaultStubRange     = netip.MustParsePrefix("100.64.0.0/10")
-	DefaultDNSTTL        = 30 * time.Second
-	DefaultConfigPoll    = 5 * time.Minute
-	DefaultProbeInterval = 5 * time.Minute
+	DefaultStubRange  = netip.MustParsePrefix("100.64.0.0/10")
+	DefaultDNSTTL     = 30 * time.Second
+	DefaultConfigPoll = 5 * time.Minute
 )
 
 // Values of the enumerated string fields.
@@ -188,7 +187,6 @@ func (c *Config) withDefaults() *Config {
 	}
 	setDefault(&cl.DNSTTL, DefaultDNSTTL)
 	setDefault(&cl.ConfigPoll, DefaultConfigPoll)
-	setDefault(&cl.ProbeInterval, DefaultProbeInterval)
 	if cl.FailMode == "" {
 		cl.FailMode = FailOpen
 	}

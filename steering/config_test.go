@@ -10,7 +10,7 @@ import (
 const goodConfig = `{
   "apps": [
     {"id": "wiki", "name": "Wiki", "hosts": ["wiki.corp.test", "*.wiki.corp.test"], "tcp": "443", "publishers": ["pub-a"]},
-    {"id": "ssh", "hosts": ["10.0.5.0/24", "fd00:5::/48"], "tcp": "22", "tunnel": "l3e"},
+    {"id": "ssh", "hosts": ["10.0.5.0/24", "fd00:5::/48"], "tcp": "22", "tunnel": "l7"},
     {"id": "voip", "hosts": ["10.9.0.10-10.9.0.20"], "udp": "5060-5061,10000-20000", "tcp": "5060"}
   ],
   "exceptions": {
@@ -18,7 +18,7 @@ const goodConfig = `{
     "addresses": ["10.0.5.128/25"],
     "pinned": [{"name": "Chrome", "os": "windows", "field": "process", "pattern": "(?i)^chrome\\.exe$", "action": "bypass"}]
   },
-  "client": {"dns_ttl": "60s", "dtls": true, "reauth_interval": "12h", "reauth_grace": "10m", "fail_mode": "close"}
+  "client": {"dns_ttl": "60s", "reauth_interval": "12h", "reauth_grace": "10m", "fail_mode": "close"}
 }`
 
 func TestParseConfigGood(t *testing.T) {
@@ -26,7 +26,7 @@ func TestParseConfigGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Apps) != 3 || c.Client.DNSTTL.D() != time.Minute || !c.Client.DTLS {
+	if len(c.Apps) != 3 || c.Client.DNSTTL.D() != time.Minute || c.Client.FailMode != FailClose {
 		t.Fatalf("decoded %+v", c)
 	}
 	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0].String(), "exception overrides") {
@@ -95,6 +95,7 @@ func TestValidateReportsEverything(t *testing.T) {
 		t.Fatalf("Validate = %v", err)
 	}
 	want := []string{
+		`client.onprem_detection: "*.corp.test": on-premises detection is not supported yet`,
 		`client.stub_range: "100.64.0.0/31": stub range must have between 2 and 24 host bits`,
 		`client.dns_ttl: "1ms": must be between 1s and 24h0m0s (or unset for the default)`,
 		`client.fail_mode: "maybe": must be "open" or "close"`,
@@ -108,6 +109,7 @@ func TestValidateReportsEverything(t *testing.T) {
 		`apps[2].id: "bad id!": must be 1-64 characters`,
 		`apps[2].hosts: at least one host is required`,
 		`apps[2]: "bad id!": app has neither tcp nor udp ports`,
+		`apps[3].tunnel: "l3e": the L3E tunnel is not supported yet`,
 		`apps[3].publisher_dns: "true": publisher DNS needs the l7 tunnel`,
 		`apps[3].publishers[0]: " p": must be non-empty without surrounding spaces`,
 		`exceptions.domains[0]: "10.0.0.1": an address is not a domain`,
@@ -131,7 +133,7 @@ func TestValidateReportsEverything(t *testing.T) {
 			t.Errorf("problem %d = %s\n              want %s…", i, got, w)
 		}
 	}
-	if !strings.HasPrefix(err.Error(), "invalid config: 24 problems:\n  client.stub_range") {
+	if !strings.HasPrefix(err.Error(), "invalid config: 26 problems:\n  client.onprem_detection") {
 		t.Errorf("Error() = %q", err.Error())
 	}
 }
@@ -180,12 +182,16 @@ func TestCompileDefaults(t *testing.T) {
 	}
 	got := s.Config()
 	if got.Client.StubRange != "100.64.0.0/10" || got.Client.DNSTTL.D() != 30*time.Second ||
-		got.Client.ConfigPoll.D() != 5*time.Minute || got.Client.ProbeInterval.D() != 5*time.Minute ||
+		got.Client.ConfigPoll.D() != 5*time.Minute || got.Client.ProbeInterval != 0 ||
 		got.Client.FailMode != FailOpen || got.Apps[0].Tunnel != TunnelL7 || got.Exceptions.Pinned[0].Action != PinnedBypass {
 		t.Fatalf("defaults not applied: %+v", got)
 	}
 	if s.StubRange().String() != "100.64.0.0/10" {
 		t.Fatalf("StubRange = %s", s.StubRange())
+	}
+	// Defaults never set what validation refuses (notSupportedYet).
+	if err := got.Validate(); err != nil {
+		t.Fatalf("the defaulted config does not validate: %v", err)
 	}
 	// The snapshot owns its copy: changing the input changes nothing.
 	c.Apps[0].Hosts[0] = "b.test"
@@ -228,4 +234,49 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		s.Prefixes()
 	})
+}
+
+// TestNotSupportedYet: every setting the agent cannot honour yet is refused
+// with its path, its value and "not supported yet"; each row of
+// notSupportedYet is covered, and what is done stays accepted.
+func TestNotSupportedYet(t *testing.T) {
+	app := func(id, tunnel string) App {
+		return App{ID: id, Hosts: []string{id + ".corp.test"}, TCP: "5060", UDP: "5060-5061", Tunnel: tunnel}
+	}
+	tests := []struct {
+		name string
+		c    Config
+		want string // "" means accepted
+	}{
+		{"l3e app", Config{Apps: []App{app("a", "l7"), app("b", "l3e")}}, `apps[1].tunnel: "l3e": the L3E tunnel is not supported yet`},
+		{"dtls", Config{Client: ClientConfig{DTLS: true}}, `client.dtls: "true": the L3E (DTLS) tunnel is not supported yet`},
+		{"on-premises detection", Config{Client: ClientConfig{OnPremDetection: "onprem.corp.test"}},
+			`client.onprem_detection: "onprem.corp.test": on-premises detection is not supported yet`},
+		{"probe interval", Config{Client: ClientConfig{ProbeInterval: Duration(time.Minute)}},
+			`client.probe_interval: "1m0s": publisher RTT probing is not supported yet`},
+		{"prelogon", Config{Client: ClientConfig{PreLogon: true}},
+			`client.prelogon: "true": pre-logon set by the tenant (the prelogonuser= install parameter does it) is not supported yet`},
+		{"l7 and udp ports", Config{Apps: []App{app("a", ""), app("b", "l7")}}, ""},
+	}
+	if rows := len(tests) - 1; rows != len(notSupportedYet) {
+		t.Fatalf("%d cases for %d rows of notSupportedYet", rows, len(notSupportedYet))
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.c.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || err.Error() != "invalid config: "+tt.want {
+				t.Fatalf("Validate = %v\nwant %s", err, tt.want)
+			}
+			var ve *ValidationError
+			if _, cerr := Compile(&tt.c); !errors.As(cerr, &ve) {
+				t.Fatalf("Compile = %v, want the same refusal", cerr)
+			}
+		})
+	}
 }

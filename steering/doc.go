@@ -20,6 +20,11 @@
 //   - an inclusive range, `10.1.0.10-10.1.0.90` (decomposed into the minimal
 //     CIDRs, each of which counts as a prefix of its own length).
 //
+// ParseHost is this grammar, and AppMatcher answers with it whether a host and
+// port lie inside one app: the tenant's checks and the PoP's authorisation use
+// them, so what the PoP admits is what the agent steers. A name matches only
+// if it is a DNS name: not longer than 253 bytes, no empty label.
+//
 // Ports are `tcp` and `udp` sets: lists and ranges, `22,80,443,8000-8099`;
 // `*` means every port; an empty set means the app does not use the protocol.
 //
@@ -64,7 +69,10 @@
 // (e.g. `apps[3].hosts[1]: "10.0.0.0/33": prefix length out of range`), and a
 // config with any problem is never compiled. CIDRs must be canonical, ports
 // 1-65535, app hosts must stay out of the stub range, and an app needs at
-// least one of tcp and udp.
+// least one of tcp and udp. A setting the model can express but this version
+// cannot honour (notSupportedYet: the l3e tunnel, client.dtls,
+// client.onprem_detection, client.probe_interval, client.prelogon) is refused
+// with its path, its value and "not supported yet".
 //
 // # Stub addresses
 //

@@ -10,7 +10,7 @@ func TestExplain(t *testing.T) {
 	c := &Config{
 		Apps: []App{
 			{ID: "wiki", Name: "Wiki", Hosts: []string{"*.corp.test"}, TCP: "443", Publishers: []string{"pub-a", "pub-b"}, PublisherDNS: true},
-			{ID: "ssh", Hosts: []string{"10.0.0.0/8"}, TCP: "22", Tunnel: "l3e"},
+			{ID: "ssh", Hosts: []string{"10.0.0.0/8"}, TCP: "22"},
 		},
 		Exceptions: Exceptions{
 			Domains: []string{"public.corp.test"},
@@ -27,8 +27,11 @@ func TestExplain(t *testing.T) {
 			`Steered through the L7 tunnel`, `to app "Wiki" (id wiki; tcp 443; udp none)`,
 			`decided by apps[0].hosts[0] "*.corp.test"`, "longest matching wildcard",
 			"through a publisher", "Publishers: pub-a, pub-b."}},
-		{"l3e addr", s.MatchFlow(Flow{Addr: netip.MustParseAddr("10.1.1.1"), Proto: TCP, Port: 22}), []string{
-			"Steered through the L3E tunnel", "to app ssh (tcp 22; udp none)", `apps[1].hosts[0] "10.0.0.0/8"`}},
+		{"l7 addr", s.MatchFlow(Flow{Addr: netip.MustParseAddr("10.1.1.1"), Proto: TCP, Port: 22}), []string{
+			"Steered through the L7 tunnel", "to app ssh (tcp 22; udp none)", `apps[1].hosts[0] "10.0.0.0/8"`}},
+		// No config compiles to L3E until the tunnel exists (see notSupportedYet).
+		{"l3e", Decision{Action: L3E, App: &c.Apps[1], Rule: `apps[1].hosts[0] "10.0.0.0/8"`}, []string{
+			"Steered through the L3E tunnel", "to app ssh (tcp 22; udp none)"}},
 		{"exception", s.MatchName("public.corp.test"), []string{
 			"Goes direct (not steered), decided by exceptions.domains[0]", "exceptions are decided before apps"}},
 		{"nothing", s.MatchName("example.com"), []string{"Goes direct (not steered): no exception or app host matches the name."}},

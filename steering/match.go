@@ -40,7 +40,7 @@ func (s *Snapshot) MatchName(fqdn string) Decision {
 	}
 	if r := s.appNames.lookup(name, s.rules, nil); r >= 0 {
 		reason := reasonNameExact
-		if s.rules[r].kind == hostWildcard {
+		if s.rules[r].kind == HostWildcard {
 			reason = reasonNameWild
 		}
 		return s.appDecision(r, reason)
@@ -167,7 +167,7 @@ func (s *Snapshot) appByName(name []byte, proto Protocol, port uint16) (Decision
 	})
 	if r >= 0 {
 		reason := reasonFlowExact
-		if s.rules[r].kind == hostWildcard {
+		if s.rules[r].kind == HostWildcard {
 			reason = reasonFlowWild
 		}
 		return s.appDecision(r, reason), true

@@ -22,7 +22,7 @@ var matchConfig = &Config{
 		/*0*/ {ID: "wiki", Hosts: []string{"wiki.corp.test", "*.corp.test"}, TCP: "443"},
 		/*1*/ {ID: "dev", Hosts: []string{"*.dev.corp.test", "10.0.0.0/8"}, TCP: "22,443"},
 		/*2*/ {ID: "db", Hosts: []string{"10.1.0.0/16", "db.corp.test"}, TCP: "5432"},
-		/*3*/ {ID: "voip", Hosts: []string{"10.1.2.10-10.1.2.20", "fd00:9::/64"}, UDP: "5060-5061", Tunnel: "l3e"},
+		/*3*/ {ID: "voip", Hosts: []string{"10.1.2.10-10.1.2.20", "fd00:9::/64"}, UDP: "5060-5061"},
 		/*4*/ {ID: "wiki2", Hosts: []string{"wiki.corp.test"}, TCP: "443,8443"},
 		/*5*/ {ID: "v6", Hosts: []string{"fd00::/16", "fd00:9::5"}, TCP: "*"},
 	},
@@ -57,6 +57,9 @@ func TestMatchName(t *testing.T) {
 		{"example.com", "", "", Direct},
 		{"", "", "", Direct},
 		{strings.Repeat("a.", 130) + "corp.test", "", "", Direct},
+		{".corp.test", "", "", Direct},   // an empty label is no DNS name,
+		{"a..corp.test", "", "", Direct}, // so it falls below no wildcard
+		{"x.corp.test..", "", "", Direct},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,14 +92,14 @@ func TestMatchFlow(t *testing.T) {
 		{"lpm /16 beats /8", Flow{Addr: a("10.1.9.9"), Proto: TCP, Port: 5432}, L7, "db", `apps[2].hosts[0] "10.1.0.0/16"`, "longest matching prefix"},
 		{"port falls back to /8", Flow{Addr: a("10.1.9.9"), Proto: TCP, Port: 22}, L7, "dev", `apps[1].hosts[1] "10.0.0.0/8"`, ""},
 		{"no app admits port", Flow{Addr: a("10.1.9.9"), Proto: TCP, Port: 80}, Direct, "", `apps[2].hosts[0] "10.1.0.0/16"`, "no matching app admits"},
-		{"range, udp, l3e", Flow{Addr: a("10.1.2.15"), Proto: UDP, Port: 5060}, L3E, "voip", `apps[3].hosts[0] "10.1.2.10-10.1.2.20"`, ""},
+		{"range, udp", Flow{Addr: a("10.1.2.15"), Proto: UDP, Port: 5060}, L7, "voip", `apps[3].hosts[0] "10.1.2.10-10.1.2.20"`, ""},
 		{"range edge", Flow{Addr: a("10.1.2.21"), Proto: UDP, Port: 5060}, Direct, "", `apps[2].hosts[0] "10.1.0.0/16"`, ""},
-		{"4in6 flow is IPv4", Flow{Addr: a("::ffff:10.1.2.10"), Proto: UDP, Port: 5061}, L3E, "voip", `apps[3].hosts[0] "10.1.2.10-10.1.2.20"`, ""},
+		{"4in6 flow is IPv4", Flow{Addr: a("::ffff:10.1.2.10"), Proto: UDP, Port: 5061}, L7, "voip", `apps[3].hosts[0] "10.1.2.10-10.1.2.20"`, ""},
 		{"address exception", Flow{Addr: a("10.1.3.7"), Proto: TCP, Port: 5432}, Direct, "", `exceptions.addresses[0] "10.1.3.0/24"`, "address exception"},
 		{"outside everything", Flow{Addr: a("192.0.2.1"), Proto: TCP, Port: 443}, Direct, "", "", "no exception or app host contains"},
 		{"invalid address", Flow{Proto: TCP, Port: 443}, Direct, "", "", ""},
 		{"ipv6 single address beats /64", Flow{Addr: a("fd00:9::5"), Proto: TCP, Port: 80}, L7, "v6", `apps[5].hosts[1] "fd00:9::5"`, ""},
-		{"ipv6 /64 udp", Flow{Addr: a("fd00:9::6"), Proto: UDP, Port: 5060}, L3E, "voip", `apps[3].hosts[1] "fd00:9::/64"`, ""},
+		{"ipv6 /64 udp", Flow{Addr: a("fd00:9::6"), Proto: UDP, Port: 5060}, L7, "voip", `apps[3].hosts[1] "fd00:9::/64"`, ""},
 		{"ipv6 tcp falls to /16", Flow{Addr: a("fd00:9::6"), Proto: TCP, Port: 1}, L7, "v6", `apps[5].hosts[0] "fd00::/16"`, ""},
 		{"ipv6 exception", Flow{Addr: a("fd00:dead::1"), Proto: TCP, Port: 1}, Direct, "", `exceptions.addresses[1] "fd00:dead::/32"`, ""},
 		{"fqdn exact", Flow{Addr: a("100.64.0.9"), FQDN: "wiki.corp.test", Proto: TCP, Port: 443}, L7, "wiki", `apps[0].hosts[0] "wiki.corp.test"`, "admits the protocol and port"},
@@ -235,12 +238,12 @@ func appIndex(c *Config, d Decision) int {
 func (n *naive) matchFlowName(f Flow) int {
 	name := strings.ToLower(strings.TrimSuffix(f.FQDN, "."))
 	for _, s := range n.exDom {
-		if s.kind == hostExact && s.name == name || s.kind == hostWildcard && strings.HasSuffix(name, "."+s.name) {
+		if s.Kind == HostName && s.Name == name || s.Kind == HostWildcard && strings.HasSuffix(name, "."+s.Name) {
 			return -1
 		}
 	}
 	for _, s := range n.exAdr {
-		for _, p := range s.prefixes {
+		for _, p := range s.Prefixes {
 			if p.Contains(f.Addr) {
 				return -1
 			}

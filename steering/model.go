@@ -23,7 +23,8 @@ type App struct {
 	// addresses instead of answering with a stub address.
 	PublisherDNS bool     `json:"publisher_dns,omitempty" yaml:"publisher_dns,omitempty"`
 	Tags         []string `json:"tags,omitempty" yaml:"tags,omitempty"`
-	// Tunnel carries the app: "l7" (default) or "l3e".
+	// Tunnel carries the app: "l7" (default). "l3e" is refused as not
+	// supported yet until the L3E tunnel exists.
 	Tunnel string `json:"tunnel,omitempty" yaml:"tunnel,omitempty"`
 }
 
@@ -61,14 +62,20 @@ type ClientConfig struct {
 	DNSTTL Duration `json:"dns_ttl,omitempty" yaml:"dns_ttl,omitempty"`
 	// ConfigPoll is how often the agent polls the tenant for config; default 5m.
 	ConfigPoll Duration `json:"config_poll,omitempty" yaml:"config_poll,omitempty"`
-	// ProbeInterval is how often publisher RTT is probed; default 5m.
+	// ProbeInterval is how often publisher RTT is probed. Not supported yet:
+	// a config that sets it is refused.
 	ProbeInterval Duration `json:"probe_interval,omitempty" yaml:"probe_interval,omitempty"`
-	// DTLS enables the L3E tunnel.
+	// DTLS enables the L3E tunnel. Not supported yet: a config that sets it
+	// is refused.
 	DTLS bool `json:"dtls,omitempty" yaml:"dtls,omitempty"`
 	// OnPremDetection, when set, names a host that resolves (or answers) only
-	// inside the corporate network; on-premises the agent steers nothing.
+	// inside the corporate network; on-premises the agent steers nothing. Not
+	// supported yet: a config that sets it is refused.
 	OnPremDetection string `json:"onprem_detection,omitempty" yaml:"onprem_detection,omitempty"`
-	PreLogon        bool   `json:"prelogon,omitempty" yaml:"prelogon,omitempty"`
+	// PreLogon would turn pre-logon on from the tenant. Not supported yet: a
+	// config that sets it is refused (the prelogonuser= install parameter
+	// turns pre-logon on).
+	PreLogon bool `json:"prelogon,omitempty" yaml:"prelogon,omitempty"`
 	// ReauthInterval (0 = off) and ReauthGrace drive periodic re-authentication.
 	ReauthInterval Duration `json:"reauth_interval,omitempty" yaml:"reauth_interval,omitempty"`
 	ReauthGrace    Duration `json:"reauth_grace,omitempty" yaml:"reauth_grace,omitempty"`

@@ -9,80 +9,89 @@ import (
 	"strings"
 )
 
-// hostKind says what a host pattern is.
-type hostKind uint8
+// HostKind says what an app host (or an exception entry) is.
+type HostKind uint8
 
+// The kinds of host, in the grammar documented on App.Hosts.
 const (
-	hostExact    hostKind = iota // wiki.corp.example
-	hostWildcard                 // *.corp.example
-	hostAddr                     // 10.0.0.1, fd00::1
-	hostPrefix                   // 10.0.0.0/8
-	hostRange                    // 10.0.0.1-10.0.0.9
+	HostName     HostKind = iota // an exact DNS name: wiki.corp.example
+	HostWildcard                 // any name below a domain: *.corp.example
+	HostAddr                     // one address: 10.0.0.1, fd00::1
+	HostCIDR                     // a canonical CIDR: 10.0.0.0/8
+	HostRange                    // an inclusive address range: 10.0.0.1-10.0.0.9
 )
 
-func (k hostKind) String() string {
+func (k HostKind) String() string {
 	return [...]string{"exact name", "wildcard", "address", "CIDR", "range"}[k]
 }
 
-func (k hostKind) withArticle() string {
-	if k == hostExact || k == hostAddr {
+// IsName reports whether hosts of kind k are names (exact or wildcard), which
+// match DNS names, rather than addresses.
+func (k HostKind) IsName() bool { return k == HostName || k == HostWildcard }
+
+func (k HostKind) withArticle() string {
+	if k == HostName || k == HostAddr {
 		return "an " + k.String()
 	}
 	return "a " + k.String()
 }
 
-// hostSpec is a parsed host pattern.
-type hostSpec struct {
-	kind hostKind
-	// name is the normalised name (lower case, no trailing dot); for wildcards
-	// it is the domain below which names match, without "*.".
-	name string
-	// prefixes covers the addresses of address, CIDR and range patterns.
-	prefixes []netip.Prefix
+// Host is one parsed host entry.
+type Host struct {
+	Kind HostKind
+	// Name is the normalised name of a name or wildcard (lower case, no trailing
+	// dot); for a wildcard it is the domain below which names match, without
+	// "*.". It is empty for addresses.
+	Name string
+	// Prefixes covers the addresses of an address, CIDR or range, as minimal
+	// CIDRs; it is empty for names.
+	Prefixes []netip.Prefix
 }
 
-// parseHost parses one host pattern: an exact name, "*.domain", an address, a
-// CIDR or an inclusive range "a-b". Errors are reasons, without the value.
-func parseHost(s string) (hostSpec, error) {
+// ParseHost parses one host entry as App.Hosts, Exceptions.Domains and
+// Exceptions.Addresses write it: an exact name, "*.domain", an address, a
+// canonical CIDR or an inclusive range "a-b". It is the one grammar every part
+// of ztagent reads hosts with. Errors are reasons, without the value.
+func ParseHost(s string) (Host, error) {
 	if s == "" {
-		return hostSpec{}, errors.New("empty host")
+		return Host{}, errors.New("empty host")
 	}
 	if strings.TrimSpace(s) != s {
-		return hostSpec{}, errors.New("leading or trailing space")
+		return Host{}, errors.New("leading or trailing space")
 	}
 	if strings.Contains(s, "/") {
 		p, err := parseCIDR(s)
 		if err != nil {
-			return hostSpec{}, err
+			return Host{}, err
 		}
-		return hostSpec{kind: hostPrefix, prefixes: []netip.Prefix{p}}, nil
+		return Host{Kind: HostCIDR, Prefixes: []netip.Prefix{p}}, nil
 	}
 	if a, b, ok := strings.Cut(s, "-"); ok && looksLikeAddr(a) {
 		lo, hi, err := parseRange(a, b)
 		if err != nil {
-			return hostSpec{}, err
+			return Host{}, err
 		}
-		return hostSpec{kind: hostRange, prefixes: rangePrefixes(lo, hi)}, nil
+		return Host{Kind: HostRange, Prefixes: rangePrefixes(lo, hi)}, nil
 	}
 	if looksLikeAddr(s) {
 		a, err := parseAddr(s)
 		if err != nil {
-			return hostSpec{}, err
+			return Host{}, err
 		}
-		return hostSpec{kind: hostAddr, prefixes: []netip.Prefix{netip.PrefixFrom(a, a.BitLen())}}, nil
+		return Host{Kind: HostAddr, Prefixes: []netip.Prefix{netip.PrefixFrom(a, a.BitLen())}}, nil
 	}
 	if rest, ok := strings.CutPrefix(s, "*."); ok {
 		n, err := parseName(rest)
 		if err != nil {
-			return hostSpec{}, err
+			return Host{}, err
 		}
-		return hostSpec{kind: hostWildcard, name: n}, nil
+		return Host{Kind: HostWildcard, Name: n}, nil
 	}
 	n, err := parseName(s)
 	if err != nil {
-		return hostSpec{}, err
+		return Host{}, err
 	}
-	return hostSpec{kind: hostExact, name: n}, nil
+	return Host{Kind: HostName, Name: n}, nil
 }
 
 // looksLikeAddr reports whether s is meant as an address: it contains a colon
@@ -234,6 +243,20 @@ func (s portSet) overlaps(t portSet) bool {
 	return false
 }
 
+// appPorts are an app's port sets, one per protocol.
+type appPorts struct{ tcp, udp portSet }
+
+// admits reports whether port p over protocol proto is in the app's sets.
+func (a *appPorts) admits(proto Protocol, p uint16) bool {
+	switch proto {
+	case TCP:
+		return a.tcp.contains(p)
+	case UDP:
+		return a.udp.contains(p)
+	}
+	return false
+}
+
 // parsePorts parses a port set: "" (none), "*" (all), or a comma-separated list
 // of ports and inclusive ranges, e.g. "22,80,443,8000-8099". Port 0 is invalid.
 func parsePorts(s string) (portSet, error) {
@@ -250,13 +273,13 @@ func parsePorts(s string) (portSet, error) {
 			return nil, errors.New("empty item in port list")
 		}
 		a, b, isRange := strings.Cut(item, "-")
-		lo, err := parsePort(strings.TrimSpace(a))
+		lo, err := ParsePort(strings.TrimSpace(a))
 		if err != nil {
 			return nil, err
 		}
 		hi := lo
 		if isRange {
-			if hi, err = parsePort(strings.TrimSpace(b)); err != nil {
+			if hi, err = ParsePort(strings.TrimSpace(b)); err != nil {
 				return nil, err
 			}
 			if hi < lo {
@@ -268,7 +291,10 @@ func parsePorts(s string) (portSet, error) {
 	return set.normalize(), nil
 }
 
-func parsePort(s string) (uint16, error) {
+// ParsePort parses one port number, 1-65535, in decimal without a sign: the
+// port grammar of app port sets, also used for the ports of addresses such as
+// the PoP's and the tenant API's.
+func ParsePort(s string) (uint16, error) {
 	n, err := strconv.ParseUint(s, 10, 16)
 	if err != nil || s == "" || s[0] == '+' {
 		return 0, fmt.Errorf("invalid port %q", s)

@@ -10,26 +10,36 @@ import (
 func TestParseHost(t *testing.T) {
 	tests := []struct {
 		in       string
-		kind     hostKind
+		kind     HostKind
 		name     string
 		prefixes string // space-separated
 		err      string
 	}{
-		{in: "wiki.corp.example", kind: hostExact, name: "wiki.corp.example"},
-		{in: "Wiki.Corp.Example.", kind: hostExact, name: "wiki.corp.example"},
-		{in: "intranet", kind: hostExact, name: "intranet"},
-		{in: "_ldap._tcp.corp.example", kind: hostExact, name: "_ldap._tcp.corp.example"},
-		{in: "*.corp.example", kind: hostWildcard, name: "corp.example"},
-		{in: "10.1.2.3", kind: hostAddr, prefixes: "10.1.2.3/32"},
-		{in: "fd00::5", kind: hostAddr, prefixes: "fd00::5/128"},
-		{in: "10.2.0.0/16", kind: hostPrefix, prefixes: "10.2.0.0/16"},
-		{in: "fd00:1::/48", kind: hostPrefix, prefixes: "fd00:1::/48"},
-		{in: "10.1.0.10-10.1.0.90", kind: hostRange, prefixes: "10.1.0.10/31 10.1.0.12/30 10.1.0.16/28 10.1.0.32/27 10.1.0.64/28 10.1.0.80/29 10.1.0.88/31 10.1.0.90/32"},
-		{in: "10.0.0.0-10.0.255.255", kind: hostRange, prefixes: "10.0.0.0/16"},
-		{in: "0.0.0.0-255.255.255.255", kind: hostRange, prefixes: "0.0.0.0/0"},
-		{in: "fd00::-fd00::3", kind: hostRange, prefixes: "fd00::/126"},
-		{in: "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", kind: hostRange, prefixes: "::/0"},
-		{in: "10.0.0.5-10.0.0.5", kind: hostRange, prefixes: "10.0.0.5/32"},
+		{in: "wiki.corp.example", kind: HostName, name: "wiki.corp.example"},
+		{in: "Wiki.Corp.Example.", kind: HostName, name: "wiki.corp.example"},
+		{in: "intranet", kind: HostName, name: "intranet"},
+		{in: "_ldap._tcp.corp.example", kind: HostName, name: "_ldap._tcp.corp.example"},
+		{in: "*.corp.example", kind: HostWildcard, name: "corp.example"},
+		{in: "10.1.2.3", kind: HostAddr, prefixes: "10.1.2.3/32"},
+		{in: "fd00::5", kind: HostAddr, prefixes: "fd00::5/128"},
+		{in: "10.2.0.0/16", kind: HostCIDR, prefixes: "10.2.0.0/16"},
+		{in: "fd00:1::/48", kind: HostCIDR, prefixes: "fd00:1::/48"},
+		{in: "10.1.0.10-10.1.0.90", kind: HostRange, prefixes: "10.1.0.10/31 10.1.0.12/30 10.1.0.16/28 10.1.0.32/27 10.1.0.64/28 10.1.0.80/29 10.1.0.88/31 10.1.0.90/32"},
+		{in: "10.0.0.0-10.0.255.255", kind: HostRange, prefixes: "10.0.0.0/16"},
+		{in: "0.0.0.0-255.255.255.255", kind: HostRange, prefixes: "0.0.0.0/0"},
+		{in: "fd00::-fd00::3", kind: HostRange, prefixes: "fd00::/126"},
+		{in: "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", kind: HostRange, prefixes: "::/0"},
+		{in: "10.0.0.5-10.0.0.5", kind: HostRange, prefixes: "10.0.0.5/32"},
+		// Where the tenant's former parser (enroll/hostmatch.go) differed, the
+		// agent's reading stands: a '-' makes a range only after an address...
+		{in: "x.10-b.corp.test", kind: HostName, name: "x.10-b.corp.test"},
+		{in: "Web-1.Corp.Example", kind: HostName, name: "web-1.corp.example"},
+		// ...an address never becomes a name by a trailing dot, no last label
+		// is numeric, and IPv4-mapped addresses are refused in CIDRs and ranges too.
+		{in: "10.0.0.1.", err: "invalid IP address"},
+		{in: "0a.0.", err: "last label is numeric"},
+		{in: "::ffff:10.0.0.0/104", err: "IPv4-mapped"},
+		{in: "::ffff:10.0.0.1-::ffff:10.0.0.9", err: "IPv4-mapped"},
 		{in: "10.0.0.0/33", err: "prefix length out of range"},
 		{in: "10.0.0.1/8", err: "host bits set (did you mean 10.0.0.0/8?)"},
 		{in: "10.0.0.0/", err: "invalid prefix length"},
@@ -55,7 +65,7 @@ func TestParseHost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := parseHost(tt.in)
+			got, err := ParseHost(tt.in)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("parseHost(%q) error = %v, want %q", tt.in, err, tt.err)
@@ -65,10 +75,10 @@ func TestParseHost(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseHost(%q): %v", tt.in, err)
 			}
-			if got.kind != tt.kind || got.name != tt.name {
-				t.Errorf("parseHost(%q) = %v %q, want %v %q", tt.in, got.kind, got.name, tt.kind, tt.name)
+			if got.Kind != tt.kind || got.Name != tt.name {
+				t.Errorf("parseHost(%q) = %v %q, want %v %q", tt.in, got.Kind, got.Name, tt.kind, tt.name)
 			}
-			if ps := prefixString(got.prefixes); ps != tt.prefixes {
+			if ps := prefixString(got.Prefixes); ps != tt.prefixes {
 				t.Errorf("prefixes = %s, want %s", ps, tt.prefixes)
 			}
 		})
@@ -201,23 +211,23 @@ func FuzzParseHost(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		h, err := parseHost(s)
+		h, err := ParseHost(s)
 		if err != nil {
 			return
 		}
-		switch h.kind {
-		case hostExact, hostWildcard:
-			if h.name == "" || h.name != strings.ToLower(h.name) || len(h.prefixes) != 0 {
+		switch h.Kind {
+		case HostName, HostWildcard:
+			if h.Name == "" || h.Name != strings.ToLower(h.Name) || len(h.Prefixes) != 0 {
 				t.Fatalf("parseHost(%q) = %+v", s, h)
 			}
-			if h2, err := parseHost(h.name); err != nil || h2.name != h.name {
-				t.Fatalf("normalised name %q does not reparse: %v", h.name, err)
+			if h2, err := ParseHost(h.Name); err != nil || h2.Name != h.Name {
+				t.Fatalf("normalised name %q does not reparse: %v", h.Name, err)
 			}
 		default:
-			if len(h.prefixes) == 0 {
+			if len(h.Prefixes) == 0 {
 				t.Fatalf("parseHost(%q): no prefixes", s)
 			}
-			for _, p := range h.prefixes {
+			for _, p := range h.Prefixes {
 				if !p.IsValid() || p.Masked() != p {
 					t.Fatalf("parseHost(%q): bad prefix %s", s, p)
 				}

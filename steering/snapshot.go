@@ -27,19 +27,9 @@ type Snapshot struct {
 }
 
 type compiledApp struct {
-	app      *App
-	tcp, udp portSet
-	action   Action
-}
-
-func (a *compiledApp) admits(p Protocol, port uint16) bool {
-	switch p {
-	case TCP:
-		return a.tcp.contains(port)
-	case UDP:
-		return a.udp.contains(port)
-	}
-	return false
+	app *App
+	appPorts
+	action Action
 }
 
 type pinnedRule struct {
@@ -62,8 +52,6 @@ func Compile(c *Config) (*Snapshot, error) {
 		cfg:      cfg,
 		apps:     make([]compiledApp, len(cfg.Apps)),
 		byID:     make(map[string]int, len(cfg.Apps)),
-		exNames:  newNameTable(),
-		appNames: newNameTable(),
 		pinnedOS: make(map[string][]int32),
 		stub:     ck.stub,
 		warnings: ck.warnings,
@@ -74,7 +62,7 @@ func Compile(c *Config) (*Snapshot, error) {
 		if a.Tunnel == TunnelL3E {
 			act = L3E
 		}
-		s.apps[i] = compiledApp{app: a, tcp: ck.apps[i].tcp, udp: ck.apps[i].udp, action: act}
+		s.apps[i] = compiledApp{app: a, appPorts: ck.apps[i].appPorts, action: act}
 		s.byID[a.ID] = i
 	}
 	n := len(ck.exDomains) + len(ck.exAddrs)
@@ -90,14 +78,14 @@ func Compile(c *Config) (*Snapshot, error) {
 }
 
 // addRules appends one rule per spec and returns their (prefix, rule) pairs.
-func (s *Snapshot) addRules(app int32, path string, raw []string, specs []hostSpec, pr *[2][]prefixRule) {
+func (s *Snapshot) addRules(app int32, path string, raw []string, specs []Host, pr *[2][]prefixRule) {
 	first := int32(len(s.rules))
 	for j, sp := range specs {
 		s.rules = append(s.rules, rule{
-			app: app, next: -1, kind: sp.kind,
+			app: app, next: -1, kind: sp.Kind,
 			text: path + "[" + strconv.Itoa(j) + "] " + strconv.Quote(raw[j]),
 		})
-		for _, p := range sp.prefixes {
+		for _, p := range sp.Prefixes {
 			fam := 0
 			if p.Addr().Is6() {
 				fam = 1
@@ -125,14 +113,14 @@ func (s *Snapshot) buildApps(ck *checked) {
 	pr[0] = make([]prefixRule, 0, cap(s.rules))
 	type named struct {
 		r    int32
-		spec hostSpec
+		spec Host
 	}
 	var names []named
 	for i := range s.cfg.Apps {
 		base := int32(len(s.rules))
 		s.addRules(int32(i), "apps["+strconv.Itoa(i)+"].hosts", s.cfg.Apps[i].Hosts, ck.apps[i].hosts, &pr)
 		for j, sp := range ck.apps[i].hosts {
-			if sp.kind == hostExact || sp.kind == hostWildcard {
+			if sp.Kind.IsName() {
 				names = append(names, named{base + int32(j), sp})
 			}
 		}

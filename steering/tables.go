@@ -12,7 +12,7 @@ import (
 type rule struct {
 	app  int32 // index into Snapshot.apps; -1 for exceptions
 	next int32 // next rule with the same name (name chains only); -1 ends it
-	kind hostKind
+	kind HostKind
 	text string // `apps[2].hosts[0] "*.corp.test"`
 }
 
@@ -20,12 +20,14 @@ type rule struct {
 const maxName = 254
 
 // normName writes the lower-cased form of s without its trailing dot into buf.
-// It reports false for names that are empty or too long to be DNS names.
+// It reports false for names that are empty, too long to be DNS names, or
+// start or end with an empty label; an empty label inside a name is caught by
+// nameTable.lookup, which visits every dot anyway.
 func normName(buf *[maxName]byte, s string) (int, bool) {
 	if n := len(s); n > 0 && s[n-1] == '.' {
 		s = s[:n-1]
 	}
-	if len(s) == 0 || len(s) > 253 {
+	if len(s) == 0 || len(s) > 253 || s[0] == '.' || s[len(s)-1] == '.' {
 		return 0, false
 	}
 	for i := 0; i < len(s); i++ {
@@ -38,7 +40,8 @@ func normName(buf *[maxName]byte, s string) (int, bool) {
 	return len(s), true
 }
 
-// nameTable maps exact names and wildcard domains to rule chains.
+// nameTable maps exact names and wildcard domains to rule chains. The zero
+// value is an empty table; add makes the maps it needs.
 type nameTable struct {
 	exact map[string]int32
 	wild  map[string]int32 // key: the domain below which names match
@@ -59,24 +62,23 @@ func countLabels(name []byte) int {
 	return n
 }
 
-func newNameTable() nameTable {
-	return nameTable{exact: make(map[string]int32), wild: make(map[string]int32)}
-}
-
 // add prepends rule r for s; callers add rules in reverse config order so that
 // chains end up in config order.
-func (t *nameTable) add(rules []rule, r int32, s hostSpec) {
-	m := t.exact
-	if s.kind == hostWildcard {
-		m = t.wild
-		t.wildDepths |= depthBit(countLabels([]byte(s.name)))
+func (t *nameTable) add(rules []rule, r int32, s Host) {
+	m := &t.exact
+	if s.Kind == HostWildcard {
+		m = &t.wild
+		t.wildDepths |= depthBit(countLabels([]byte(s.Name)))
 	} else {
-		t.exactDepths |= depthBit(countLabels([]byte(s.name)))
+		t.exactDepths |= depthBit(countLabels([]byte(s.Name)))
 	}
-	if head, ok := m[s.name]; ok {
+	if *m == nil {
+		*m = make(map[string]int32)
+	}
+	if head, ok := (*m)[s.Name]; ok {
 		rules[r].next = head
 	}
-	m[s.name] = r
+	(*m)[s.Name] = r
 }
 
 // lookup visits the chains that match name from the most specific (exact, then
@@ -96,6 +98,11 @@ func (t *nameTable) lookup(name []byte, rules []rule, ok func(*rule) bool) int32
 	for i := 0; i < len(name); i++ {
 		if name[i] != '.' {
 			continue
+		}
+		if i == 0 || name[i-1] == '.' {
+			// An empty label: no DNS name, so below no wildcard (no key has
+			// one, so no exact name matched either).
+			return -1
 		}
 		labels--
 		if t.wildDepths&depthBit(labels) == 0 {

@@ -28,11 +28,11 @@ func (ck *checked) findTies(c *Config) {
 	for i := range ck.apps {
 		for j, s := range ck.apps[i].hosts {
 			cl := claim{int32(i), int32(j)}
-			switch s.kind {
-			case hostExact, hostWildcard:
+			switch s.Kind {
+			case HostName, HostWildcard:
 				tie(ck, c, names, nameKey(s), cl)
-			case hostAddr, hostPrefix, hostRange:
-				for _, p := range s.prefixes {
+			case HostAddr, HostCIDR, HostRange:
+				for _, p := range s.Prefixes {
 					if tie(ck, c, prefixes, keyOf(p), cl) {
 						break
 					}
@@ -42,7 +42,7 @@ func (ck *checked) findTies(c *Config) {
 	}
 	exNames := make(map[string]int)
 	for i, s := range ck.exDomains {
-		if s.name == "" {
+		if s.Name == "" {
 			continue // invalid, already reported
 		}
 		path := fmt.Sprintf("exceptions.domains[%d]", i)
@@ -55,7 +55,7 @@ func (ck *checked) findTies(c *Config) {
 		exNames[nameKey(s)] = i
 	}
 	for i, s := range ck.exAddrs {
-		for _, p := range s.prefixes {
+		for _, p := range s.Prefixes {
 			if cl, ok := prefixes[keyOf(p)]; ok {
 				ck.shadow(c, fmt.Sprintf("exceptions.addresses[%d]", i), c.Exceptions.Addresses[i], cl.first)
 				break
@@ -64,11 +64,11 @@ func (ck *checked) findTies(c *Config) {
 	}
 }
 
-func nameKey(s hostSpec) string {
-	if s.kind == hostWildcard {
-		return "*." + s.name
+func nameKey(s Host) string {
+	if s.Kind == HostWildcard {
+		return "*." + s.Name
 	}
-	return s.name
+	return s.Name
 }
 
 // tie records cl under key and warns if an earlier claim on the same key is a

@@ -13,8 +13,8 @@ import (
 // field, reused by Compile so nothing is parsed twice.
 type checked struct {
 	apps      []checkedApp
-	exDomains []hostSpec
-	exAddrs   []hostSpec
+	exDomains []Host
+	exAddrs   []Host
 	pinned    []*Pattern
 	stub      netip.Prefix
 	problems  []Problem
@@ -22,8 +22,8 @@ type checked struct {
 }
 
 type checkedApp struct {
-	hosts    []hostSpec
-	tcp, udp portSet
+	hosts []Host
+	appPorts
 }
 
 func (ck *checked) errorf(path, value, format string, args ...any) {
@@ -37,10 +37,12 @@ func (ck *checked) warnf(path, value, format string, args ...any) {
 // check validates c completely, collecting every problem and warning.
 func check(c *Config) (*checked, error) {
 	ck := &checked{}
+	ck.checkNotSupportedYet(c, -1)
 	ck.checkClient(&c.Client)
 	ids := make(map[string]int, len(c.Apps))
 	ck.apps = make([]checkedApp, len(c.Apps))
 	for i := range c.Apps {
+		ck.checkNotSupportedYet(c, i)
 		ck.checkApp(i, &c.Apps[i], ids)
 	}
 	ck.checkExceptions(&c.Exceptions)
@@ -87,10 +89,10 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 		ck.errorf("client.fail_mode", cl.FailMode, `must be "open" or "close"`)
 	}
 	if h := cl.OnPremDetection; h != "" {
-		if s, err := parseHost(h); err != nil {
+		if s, err := ParseHost(h); err != nil {
 			ck.errorf("client.onprem_detection", h, "%v", err)
-		} else if s.kind != hostExact && s.kind != hostAddr {
-			ck.errorf("client.onprem_detection", h, "must be one host name or address, not %s", s.kind.withArticle())
+		} else if s.Kind != HostName && s.Kind != HostAddr {
+			ck.errorf("client.onprem_detection", h, "must be one host name or address, not %s", s.Kind.withArticle())
 		}
 	}
 }
@@ -109,35 +111,8 @@ func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
 			ids[a.ID] = i
 		}
 	}
-	if len(a.Hosts) == 0 {
-		ck.errorf(p+".hosts", "", "at least one host is required")
-	}
 	ca := &ck.apps[i]
-	ca.hosts = make([]hostSpec, len(a.Hosts))
-	for j, h := range a.Hosts {
-		s, err := parseHost(h)
-		if err != nil {
-			ck.errorf(fmt.Sprintf("%s.hosts[%d]", p, j), h, "%v", err)
-			continue
-		}
-		for _, pfx := range s.prefixes {
-			if pfx.Overlaps(ck.stub) {
-				ck.errorf(fmt.Sprintf("%s.hosts[%d]", p, j), h, "overlaps the stub range %s", ck.stub)
-				break
-			}
-		}
-		ca.hosts[j] = s
-	}
-	var err error
-	if ca.tcp, err = parsePorts(a.TCP); err != nil {
-		ck.errorf(p+".tcp", a.TCP, "%v", err)
-	}
-	if ca.udp, err = parsePorts(a.UDP); err != nil {
-		ck.errorf(p+".udp", a.UDP, "%v", err)
-	}
-	if strings.TrimSpace(a.TCP) == "" && strings.TrimSpace(a.UDP) == "" {
-		ck.errorf(p, a.ID, "app has neither tcp nor udp ports")
-	}
+	*ca = ck.checkScope(p, a, ck.stub)
 	switch a.Tunnel {
 	case "", TunnelL7:
 	case TunnelL3E:
@@ -149,6 +124,52 @@ func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
 	}
 	checkNames(ck, p+".publishers", a.Publishers)
 	checkNames(ck, p+".tags", a.Tags)
+}
+
+// checkScope parses what an app covers, its hosts and its ports, reporting
+// problems under the app's path p ("" for paths relative to the app). Hosts
+// must stay out of stub when it is valid.
+func (ck *checked) checkScope(p string, a *App, stub netip.Prefix) checkedApp {
+	if len(a.Hosts) == 0 {
+		ck.errorf(subPath(p, "hosts"), "", "at least one host is required")
+	}
+	ca := checkedApp{hosts: make([]Host, len(a.Hosts))}
+	for j, h := range a.Hosts {
+		s, err := ParseHost(h)
+		if err != nil {
+			ck.errorf(hostPath(p, j), h, "%v", err)
+			continue
+		}
+		for _, pfx := range s.Prefixes {
+			if stub.IsValid() && pfx.Overlaps(stub) {
+				ck.errorf(hostPath(p, j), h, "overlaps the stub range %s", stub)
+				break
+			}
+		}
+		ca.hosts[j] = s
+	}
+	var err error
+	if ca.tcp, err = parsePorts(a.TCP); err != nil {
+		ck.errorf(subPath(p, "tcp"), a.TCP, "%v", err)
+	}
+	if ca.udp, err = parsePorts(a.UDP); err != nil {
+		ck.errorf(subPath(p, "udp"), a.UDP, "%v", err)
+	}
+	if strings.TrimSpace(a.TCP) == "" && strings.TrimSpace(a.UDP) == "" {
+		ck.errorf(p, a.ID, "app has neither tcp nor udp ports")
+	}
+	return ca
+}
+
+// hostPath is the path of host j of the app at p; p may be empty.
+func hostPath(p string, j int) string { return subPath(p, "hosts["+strconv.Itoa(j)+"]") }
+
+// subPath is the path of field under p; p may be empty.
+func subPath(p, field string) string {
+	if p == "" {
+		return field
+	}
+	return p + "." + field
 }
 
 func checkNames(ck *checked, path string, names []string) {
@@ -180,27 +201,27 @@ func validID(s string) bool {
 }
 
 func (ck *checked) checkExceptions(e *Exceptions) {
-	ck.exDomains = make([]hostSpec, len(e.Domains))
+	ck.exDomains = make([]Host, len(e.Domains))
 	for i, d := range e.Domains {
 		p := fmt.Sprintf("exceptions.domains[%d]", i)
-		s, err := parseHost(d)
+		s, err := ParseHost(d)
 		switch {
 		case err != nil:
 			ck.errorf(p, d, "%v", err)
-		case s.kind != hostExact && s.kind != hostWildcard:
-			ck.errorf(p, d, "%s is not a domain (put it in exceptions.addresses)", s.kind.withArticle())
+		case !s.Kind.IsName():
+			ck.errorf(p, d, "%s is not a domain (put it in exceptions.addresses)", s.Kind.withArticle())
 		default:
 			ck.exDomains[i] = s
 		}
 	}
-	ck.exAddrs = make([]hostSpec, len(e.Addresses))
+	ck.exAddrs = make([]Host, len(e.Addresses))
 	for i, a := range e.Addresses {
 		p := fmt.Sprintf("exceptions.addresses[%d]", i)
-		s, err := parseHost(a)
+		s, err := ParseHost(a)
 		switch {
 		case err != nil:
 			ck.errorf(p, a, "%v", err)
-		case s.kind == hostExact || s.kind == hostWildcard:
+		case s.Kind.IsName():
 			ck.errorf(p, a, "a name is not an address (put it in exceptions.domains)")
 		default:
 			ck.exAddrs[i] = s

@@ -84,7 +84,9 @@ type EnrollmentStatus struct {
 
 // ConfigStatus is the config in force.
 type ConfigStatus struct {
-	Source  string    `json:"source"` // "tenant" or "cache"
+	// Source is "tenant", "cache", or "none" when neither gave a config this
+	// agent accepts and it steers nothing (the log says why).
+	Source  string    `json:"source"`
 	ETag    string    `json:"etag"`
 	Fetched time.Time `json:"fetched"`
 }

@@ -16,7 +16,6 @@ func TestExplain(t *testing.T) {
 	snap, err := steering.Compile(&steering.Config{Apps: []steering.App{
 		{ID: "web", Hosts: []string{"web.corp.test"}, TCP: "80"},
 		{ID: "voice", Hosts: []string{"voice.corp.test"}, TCP: "5061", UDP: "5060"},
-		{ID: "legacy", Hosts: []string{"legacy.corp.test", "10.50.0.0/24"}, TCP: "22", Tunnel: "l3e"},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -31,8 +30,6 @@ func TestExplain(t *testing.T) {
 		{"L7 flow", MatchRequest{Host: "web.corp.test", Port: 80, Proto: "tcp"}, "l7", "", "", "L7 tunnel"},
 		{"stub maps back", MatchRequest{Host: "100.64.0.9", Port: 80, Proto: "tcp"}, "l7", "", "", "web"},
 		{"port outside", MatchRequest{Host: "web.corp.test", Port: 81, Proto: "tcp"}, "direct", "", "", "direct"},
-		{"L3E flow", MatchRequest{Host: "10.50.0.7", Port: 22, Proto: "tcp"}, ActionRefuse, "l3e", steering.ReasonL3ENotSupported, "Refused"},
-		{"L3E name", MatchRequest{Host: "legacy.corp.test", Proto: "tcp"}, ActionRefuse, "l3e", steering.ReasonL3ENotSupported, "unencrypted"},
 		{"UDP over L7", MatchRequest{Host: "voice.corp.test", Port: 5060, Proto: "udp"}, ActionRefuse, "l7", steering.ReasonUDPOverL7NotSupported, "Refused"},
 		{"name with UDP ports", MatchRequest{Host: "voice.corp.test", Proto: "tcp"}, "l7", "", "", "Not carried, refused: udp 5060"},
 	}

@@ -20,8 +20,8 @@ func (t *Tenant) AuthorizeDNS(upn, appID, name string) ([]string, error) {
 	if c == nil {
 		return nil, deny(tenantapi.ReasonUnknownApp, "no app %q in tenant %q", appID, t.Name)
 	}
-	name = strings.TrimSuffix(strings.ToLower(name), ".")
-	if !c.app.PublisherDNS || !c.matchHost(name) {
+	if !c.app.PublisherDNS || !c.scope.MatchName(name) {
+		name = strings.TrimSuffix(strings.ToLower(name), ".")
 		return nil, deny(tenantapi.ReasonHostNotInApp, "name %q is not resolved through the publishers of app %q", name, appID)
 	}
 	if !t.allowed(u, appID) {

@@ -38,6 +38,14 @@ type appSet struct {
 
 func (a *appSet) contains(id string) bool { return a.all || a.ids[id] }
 
+// tenantApp is an app of the tenant file with what it covers compiled by the
+// agent's own grammar, for the PoP's checks. scope is nil only in a tenant that
+// failed to load.
+type tenantApp struct {
+	app   *steering.App
+	scope *steering.AppMatcher
+}
+
 type compiledProfile struct {
 	p    *SteeringProfile
 	who  subjects
@@ -174,28 +182,7 @@ func (t *Tenant) profileConfig(cp *compiledProfile) (steering.Config, []int) {
 // refused by an agent. Its problems are mapped back to tenant-file paths; a path
 // this file's checks already reported is not reported twice.
 func (t *Tenant) validateSteering(v *validator) {
-	reported := map[string]bool{}
-	for _, p := range v.problems {
-		reported[p.Path] = true
-	}
-	add := func(err error, mapPath func(string) string) {
-		var ve *steering.ValidationError
-		if !errors.As(err, &ve) {
-			return
-		}
-		for _, p := range ve.Problems {
-			path := mapPath(p.Path)
-			if reported[path] {
-				continue
-			}
-			reported[path] = true
-			if p.Value != "" {
-				v.bad(path, p.Value, p.Reason)
-			} else {
-				v.badf(path, "%s", p.Reason)
-			}
-		}
-	}
+	add := v.addSteering
 	// Every app, including those in no profile, with the default client config.
 	add((&steering.Config{Apps: t.Apps}).Validate(), func(p string) string { return p })
 	for i := range t.profile {
@@ -243,11 +230,10 @@ func (t *Tenant) Authorize(upn, appID, host string, port uint16, proto string) (
 	if c == nil {
 		return nil, deny(tenantapi.ReasonUnknownApp, "no app %q in tenant %q", appID, t.Name)
 	}
-	if !c.matchHost(host) {
+	if !c.scope.MatchHost(host) {
 		return nil, deny(tenantapi.ReasonHostNotInApp, "host %q is not part of app %q", host, appID)
 	}
-	ports, ok := c.ports(proto)
-	if !ok || !ports.contains(port) {
+	if p, err := steering.ParseProtocol(proto); err != nil || !c.scope.Admits(p, port) {
 		return nil, deny(tenantapi.ReasonPortNotInApp, "%s port %d is not part of app %q", proto, port, appID)
 	}
 	if !t.allowed(u, appID) {

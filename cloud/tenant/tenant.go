@@ -57,7 +57,7 @@ type Tenant struct {
 	users map[string]*User // by lower-cased UPN
 	// userKeys indexes users[].user_key by keyHash.
 	userKeys map[string]*User
-	apps     map[string]*compiledApp
+	apps     map[string]*tenantApp
 	pubs     map[string]*Publisher
 	profile  []compiledProfile
 	rules    []compiledRule

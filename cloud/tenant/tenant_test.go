@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -47,14 +48,14 @@ func TestBrokenTenantFiles(t *testing.T) {
 			`line 9: users[1].upn: "ALICE@demo.test": duplicate user`,
 			`line 10: users[2].upn: "bob": not a UPN`,
 			`line 19: apps[1].id: "web": duplicate app id`,
-			`line 21: apps[1].tcp: "80-70": port range "80-70" runs backwards`,
+			`line 21: apps[1].tcp: "80-70": port range "80-70" ends before it starts`,
 			`line 22: apps[1].publishers[0]: "pub2": no such publisher`,
-			`line 24: apps[2].hosts[0]: "10.0.0.0/33": invalid CIDR`,
-			`apps[2].hosts[1]: "10.0.0.5/24": CIDR has host bits set (did you mean 10.0.0.0/24?)`,
-			`apps[2].hosts[2]: "bad..name": invalid DNS name`,
-			`apps[2].hosts[3]: "10.0.0.9-10.0.0.1": address range runs backwards`,
-			`line 25: apps[2].tcp: "0": "0" is not a port`,
-			"line 27: apps[3]: no ports",
+			`line 24: apps[2].hosts[0]: "10.0.0.0/33": prefix length out of range`,
+			`apps[2].hosts[1]: "10.0.0.5/24": host bits set (did you mean 10.0.0.0/24?)`,
+			`apps[2].hosts[2]: "bad..name": empty label`,
+			`apps[2].hosts[3]: "10.0.0.9-10.0.0.1": range end is before its start`,
+			`line 25: apps[2].tcp: "0": port 0 is not a valid port`,
+			`line 27: apps[3]: "noports": app has neither tcp nor udp ports`,
 			`line 33: steering[0].groups[0]: "engeneering": no such group`,
 			`line 34: steering[0].apps[1]: "wiki": no such app`,
 			`line 37: policy[0].users[0]: "carol@demo.test": no such user`,
@@ -64,7 +65,7 @@ func TestBrokenTenantFiles(t *testing.T) {
 			"5 problems",
 			`line 5: unknown key "servername" (did you mean "server_name"?)`,
 			`line 8: unknown key "group" (did you mean "groups"?)`,
-			"line 13: apps[0].hosts: missing",
+			"line 13: apps[0].hosts: at least one host is required",
 			`line 14: unknown key "hosst" (did you mean "hosts"?)`,
 			`line 17: unknown key "polcy" (did you mean "policy"?)`,
 		}},
@@ -74,12 +75,15 @@ func TestBrokenTenantFiles(t *testing.T) {
 			`line 10: "maybe": expected true or false`,
 		}},
 		{"broken-steering.yaml", []string{
-			"5 problems",
+			"8 problems",
 			`line 18: apps[1].hosts[0]: "100.64.1.0/24": overlaps the stub range 100.64.0.0/10`,
-			`line 26: steering[0].exceptions.domains[0]: "10.0.0.1": `,
-			`line 28: steering[0].exceptions.pinned[0].pattern: "bank(.exe": `,
-			`line 30: steering[0].client.stub_range: "10.0.0.0/33": `,
-			`line 31: steering[0].client.fail_mode: "sideways": `,
+			`line 24: apps[2].tunnel: "l3e": the L3E tunnel is not supported yet`,
+			`line 30: steering[0].exceptions.domains[0]: "10.0.0.1": `,
+			`line 32: steering[0].exceptions.pinned[0].pattern: "bank(.exe": `,
+			`line 34: steering[0].client.stub_range: "10.0.0.0/33": `,
+			`line 35: steering[0].client.fail_mode: "sideways": `,
+			`line 36: steering[0].client.dtls: "true": the L3E (DTLS) tunnel is not supported yet`,
+			`line 37: steering[0].client.probe_interval: "1m0s": publisher RTT probing is not supported yet`,
 		}},
 		{"broken-duration.yaml", []string{
 			"2 problems",
@@ -165,6 +169,13 @@ func TestAuthorize(t *testing.T) {
 		{"denied by policy", "alice@demo.test", "secret", "secret.corp.test", 80, "tcp", tenantapi.ReasonDeniedByPolicy},
 		{"unknown app", "alice@demo.test", "wiki", "wiki.corp.test", 80, "tcp", tenantapi.ReasonUnknownApp},
 		{"unknown user", "carol@demo.test", "web", "web.corp.test", 80, "tcp", tenantapi.ReasonUnknownUser},
+		{"protocol in upper case", "alice@demo.test", "web", "web.corp.test", 80, "TCP", ""},
+		// Hosts are read as the agent's matcher reads them (steering.AppMatcher).
+		{"wildcard empty label", "bob@demo.test", "wild", ".apps.corp.test", 80, "tcp", tenantapi.ReasonHostNotInApp},
+		{"wildcard double dot", "bob@demo.test", "wild", "a..apps.corp.test", 80, "tcp", tenantapi.ReasonHostNotInApp},
+		{"name over 253 bytes", "bob@demo.test", "wild", strings.Repeat("a.", 120) + "apps.corp.test", 80, "tcp", tenantapi.ReasonHostNotInApp},
+		{"bracketed address", "alice@demo.test", "ipapp", "[10.20.0.10]", 80, "tcp", tenantapi.ReasonHostNotInApp},
+		{"IPv4-mapped address", "alice@demo.test", "ipapp", "::ffff:10.20.0.10", 80, "tcp", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -183,21 +194,45 @@ func TestAuthorize(t *testing.T) {
 	}
 }
 
-func TestHostMatching(t *testing.T) {
-	c := &compiledApp{names: map[string]bool{}}
-	for _, h := range []string{"10.1.0.0/16", "10.2.0.10-10.2.0.20", "fd00::/64", "2001:db8::1", "*.Example.COM"} {
-		if err := c.addHost(h); err != nil {
-			t.Fatalf("%s: %v", h, err)
-		}
+func TestAuthorizeDNS(t *testing.T) {
+	demo, err := os.ReadFile(demoTenant)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for host, want := range map[string]bool{
-		"10.1.255.255": true, "10.0.255.255": false, "10.2.0.10": true, "10.2.0.20": true,
-		"10.2.0.21": false, "fd00::5": true, "[fd00::5]": true, "fd01::5": false, "2001:db8::1": true,
-		"::ffff:10.1.0.1": true, "fe80::1%eth0": false, "a.example.com": true, "example.com": false,
-	} {
-		if got := c.matchHost(host); got != want {
-			t.Errorf("matchHost(%q) = %v, want %v", host, got, want)
-		}
+	// The publisher-DNS app also has an address host, which a query name must
+	// not match: names resolve through the publisher, addresses need no DNS.
+	data := strings.Replace(string(demo), `hosts: ["*.pdns.corp.test"]`, `hosts: ["*.pdns.corp.test", 10.20.0.0/24]`, 1)
+	tn, err := Parse("pdns.yaml", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, upn, app, qname string
+		reason                string // "" means allowed
+	}{
+		{"below the wildcard", "bob@demo.test", "pdns", "x.pdns.corp.test", ""},
+		{"case and trailing dot", "bob@demo.test", "pdns", "X.PDNS.corp.test.", ""},
+		{"apex", "bob@demo.test", "pdns", "pdns.corp.test", tenantapi.ReasonHostNotInApp},
+		{"empty label", "bob@demo.test", "pdns", ".pdns.corp.test", tenantapi.ReasonHostNotInApp},
+		{"address literal", "bob@demo.test", "pdns", "10.20.0.10", tenantapi.ReasonHostNotInApp},
+		{"app without publisher DNS", "bob@demo.test", "web", "web.corp.test", tenantapi.ReasonHostNotInApp},
+		{"unknown app", "bob@demo.test", "nope", "x.pdns.corp.test", tenantapi.ReasonUnknownApp},
+		{"unknown user", "carol@demo.test", "pdns", "x.pdns.corp.test", tenantapi.ReasonUnknownUser},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pubs, err := tn.AuthorizeDNS(tc.upn, tc.app, tc.qname)
+			if tc.reason == "" {
+				if err != nil || len(pubs) != 1 || pubs[0] != "pub1" {
+					t.Fatalf("got %v, %v; want [pub1]", pubs, err)
+				}
+				return
+			}
+			var d *DenyError
+			if !errors.As(err, &d) || d.Reason != tc.reason {
+				t.Fatalf("got %v, want reason %s", err, tc.reason)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ztagent/ztagent/enroll/tenantapi"
+	"github.com/ztagent/ztagent/steering"
 )
 
 // validator collects every problem of a tenant file, each with its path and,
@@ -17,18 +19,50 @@ import (
 type validator struct {
 	root     *yaml.Node
 	problems []Problem
+	reported map[string]bool // paths with a problem
 }
 
 // bad records a problem with the offending value quoted.
 func (v *validator) bad(path, value, msg string) {
-	v.problems = append(v.problems, Problem{Line: v.line(path), Path: path,
-		Msg: fmt.Sprintf("%q: %s", value, msg)})
+	v.badf(path, "%q: %s", value, msg)
 }
 
 // badf records a problem whose message carries no value (secrets, missing keys).
 func (v *validator) badf(path, format string, args ...any) {
 	v.problems = append(v.problems, Problem{Line: v.line(path), Path: path,
 		Msg: fmt.Sprintf(format, args...)})
+	if v.reported == nil {
+		v.reported = make(map[string]bool)
+	}
+	v.reported[path] = true
+}
+
+// addSteering records the problems of a *steering.ValidationError (the agent's
+// own validation), each at the tenant-file path mapPath gives for its path. A
+// path that already has a problem is not reported twice.
+func (v *validator) addSteering(err error, mapPath func(string) string) {
+	var ve *steering.ValidationError
+	if !errors.As(err, &ve) {
+		return
+	}
+	for _, p := range ve.Problems {
+		path := mapPath(p.Path)
+		switch {
+		case v.reported[path]:
+		case p.Value != "":
+			v.bad(path, p.Value, p.Reason)
+		default:
+			v.badf(path, "%s", p.Reason)
+		}
+	}
+}
+
+// subPath is the path of field under p; field may be empty.
+func subPath(p, field string) string {
+	if field == "" {
+		return p
+	}
+	return p + "." + field
 }
 
 // line finds the line of path ("apps[2].hosts[0]") in the YAML tree, or of its
@@ -113,7 +147,7 @@ func (t *Tenant) checkHeader(v *validator) {
 		v.badf("pop.address", "missing: the host:port agents dial")
 	} else if host, port, err := net.SplitHostPort(t.PoP.Address); err != nil || host == "" {
 		v.bad("pop.address", t.PoP.Address, "must be host:port")
-	} else if _, err := parsePort(port); err != nil {
+	} else if _, err := steering.ParsePort(port); err != nil {
 		v.bad("pop.address", t.PoP.Address, err.Error())
 	} else if t.PoP.ServerName == "" {
 		// The certificate the PoP presents is issued for its address by default.
@@ -171,11 +205,11 @@ func (t *Tenant) compilePublishers(v *validator) {
 }
 
 func (t *Tenant) compileApps(v *validator) {
-	t.apps = make(map[string]*compiledApp, len(t.Apps))
+	t.apps = make(map[string]*tenantApp, len(t.Apps))
 	for i := range t.Apps {
 		a := &t.Apps[i]
 		path := fmt.Sprintf("apps[%d]", i)
-		c := &compiledApp{app: a, names: make(map[string]bool)}
+		c := &tenantApp{app: a}
 		switch {
 		case a.ID == "":
 			v.badf(path+".id", "missing")
@@ -186,24 +220,10 @@ func (t *Tenant) compileApps(v *validator) {
 		default:
 			t.apps[a.ID] = c
 		}
-		if len(a.Hosts) == 0 {
-			v.badf(path+".hosts", "missing: an app needs at least one host")
-		}
-		for j, h := range a.Hosts {
-			if err := c.addHost(h); err != nil {
-				v.bad(fmt.Sprintf("%s.hosts[%d]", path, j), h, err.Error())
-			}
-		}
+		// Hosts and ports are read by the agent's own grammar.
 		var err error
-		if c.tcp, err = parsePortSet(a.TCP); err != nil {
-			v.bad(path+".tcp", a.TCP, err.Error())
-		}
-		if c.udp, err = parsePortSet(a.UDP); err != nil {
-			v.bad(path+".udp", a.UDP, err.Error())
-		}
-		if strings.TrimSpace(a.TCP) == "" && strings.TrimSpace(a.UDP) == "" {
-			v.badf(path, "no ports: set tcp, udp or both")
-		}
+		c.scope, err = steering.CompileApp(a)
+		v.addSteering(err, func(p string) string { return subPath(path, p) })
 		t.checkAppTunnel(v, path, a.Tunnel, a.Publishers)
 	}
 }

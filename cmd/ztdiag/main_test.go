@@ -84,12 +84,11 @@ func TestNoDaemon(t *testing.T) {
 }
 
 // TestMatchRefusesWhatIsNotCarried: offline, against a steering config, a
-// flow steered through the L3E tunnel or UDP through the L7 tunnel is shown
-// as refused, with the reason, not as steered.
+// flow steered as UDP through the L7 tunnel is shown as refused, with the
+// reason, not as steered; a config with an L3E app is refused whole.
 func TestMatchRefusesWhatIsNotCarried(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "steering.json")
 	cfg := `{"apps": [
-		{"id": "legacy", "hosts": ["10.50.0.0/24"], "tcp": "22", "tunnel": "l3e"},
 		{"id": "voice", "hosts": ["voice.corp.test"], "tcp": "5061", "udp": "5060"}
 	]}`
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
@@ -98,7 +97,6 @@ func TestMatchRefusesWhatIsNotCarried(t *testing.T) {
 	cases := []struct {
 		target, action, reason string
 	}{
-		{"10.50.0.7:22", ctlapi.ActionRefuse, steering.ReasonL3ENotSupported},
 		{"voice.corp.test:5060/udp", ctlapi.ActionRefuse, steering.ReasonUDPOverL7NotSupported},
 		{"voice.corp.test:5061", "l7", ""},
 	}
@@ -123,6 +121,19 @@ func TestMatchRefusesWhatIsNotCarried(t *testing.T) {
 				t.Fatalf("text output: %q", out.String())
 			}
 		})
+	}
+}
+
+func TestMatchRefusesL3EConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "steering.json")
+	cfg := `{"apps": [{"id": "legacy", "hosts": ["10.50.0.0/24"], "tcp": "22", "tunnel": "l3e"}]}`
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"match", "--config", file, "10.50.0.7:22"}, &out)
+	if err == nil || !strings.Contains(err.Error(), `apps[0].tunnel: "l3e": `+steering.ReasonL3ENotSupported) {
+		t.Fatalf("match against an L3E config: %v, want the refusal", err)
 	}
 }
 

@@ -11,8 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
+
+	"github.com/ztagent/ztagent/steering"
 )
 
 // What both enrolling clients (the agent and a publisher) do alike: name the
@@ -36,8 +37,8 @@ func BaseURL(h string) (string, error) {
 		return "", fmt.Errorf("%q: no user, query or fragment allowed", h)
 	}
 	if port := u.Port(); port != "" {
-		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-			return "", fmt.Errorf("%q: %q is not a port (1-65535)", h, port)
+		if _, err := steering.ParsePort(port); err != nil {
+			return "", fmt.Errorf("%q: %w", h, err)
 		}
 	}
 	return "https://" + u.Host + strings.TrimSuffix(u.EscapedPath(), "/"), nil
