@@ -31,4 +31,6 @@ const (
 	ReasonInvitationExpired  = "invitation_expired"
 	ReasonBadIdPCode         = "bad_authorization_code"
 	ReasonBadAdminToken      = "bad_admin_token"
+	ReasonConfigTooLarge     = "config_too_large"
+	ReasonDeviceKeyInUse     = "device_key_in_use"
 )

@@ -71,8 +71,8 @@ func SealConfig(token, tenant, deviceID string, plain []byte) (*SealedConfig, er
 		Ciphertext: base64.StdEncoding.EncodeToString(box)}, nil
 }
 
-// maxSealedConfig bounds a sealed config's ciphertext (a config is a few MiB).
-const maxSealedConfig = MaxConfigBody
+// sealTagSize is what AES-GCM adds to the plaintext.
+const sealTagSize = 16
 
 // OpenConfig decrypts and decodes a sealed config. A wrong token is ErrSealOpen;
 // a malformed envelope is another error naming the field.
@@ -84,11 +84,11 @@ func OpenConfig(s *SealedConfig, token, tenant, deviceID string) (*AgentConfig, 
 	if err != nil || len(nonce) != 12 {
 		return nil, errors.New("sealed config has a malformed nonce")
 	}
-	if base64.StdEncoding.DecodedLen(len(s.Ciphertext)) > maxSealedConfig {
-		return nil, errors.New("sealed config is too large")
-	}
 	box, err := base64.StdEncoding.DecodeString(s.Ciphertext)
-	if err != nil || len(box) < 16 {
+	switch {
+	case err == nil && len(box) > MaxConfigBody+sealTagSize:
+		return nil, fmt.Errorf("sealed config is larger than %d bytes", MaxConfigBody)
+	case err != nil || len(box) < sealTagSize:
 		return nil, errors.New("sealed config has a malformed ciphertext")
 	}
 	aead, err := sealAEAD(token)

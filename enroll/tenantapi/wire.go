@@ -8,6 +8,7 @@
 package tenantapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -105,13 +106,77 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// Body limits. A CSR is about 500 bytes of PEM; a config for 10,000 apps is a few
-// MiB.
+// Body limits, each sized from what the other end may legitimately send.
+//
+//   - MaxRequestBody bounds every request the tenant reads. The largest is an
+//     enrollment: a CSR (about 500 bytes of PEM), a device name of at most 128
+//     characters and a few tokens.
+//   - MaxConfigBody bounds an AgentConfig's JSON. The tenant refuses to hand
+//     out a larger one (ReasonConfigTooLarge, naming the user) rather than send
+//     what agents would refuse. A user steered to 10,000 apps of five hosts
+//     each gets about 2.5 MiB (3.3 MiB sealed), so this leaves 6× headroom.
+//   - MaxEnrollAnswer bounds a device enrollment's answer: the config sealed
+//     (base64 of the ciphertext: 4/3 of the config plus the GCM tag) and the
+//     certificate, the CA and names (answerOverhead).
+//   - MaxCertAnswer bounds an answer without a config: renewal, publisher
+//     enrollment.
+//   - MaxErrorBody bounds an error body: one sentence and a reason.
 const (
-	MaxRequestBody = 64 << 10
-	MaxConfigBody  = 16 << 20
-	MaxErrorBody   = 4 << 10
+	MaxRequestBody  = 64 << 10
+	MaxConfigBody   = 16 << 20
+	MaxEnrollAnswer = (MaxConfigBody+sealTagSize+2)/3*4 + answerOverhead
+	MaxCertAnswer   = answerOverhead
+	MaxErrorBody    = 4 << 10
+
+	answerOverhead = 64 << 10
 )
+
+// Errors of DecodeAnswer, for errors.Is.
+var (
+	// ErrAnswerTooLarge: the answer exceeds the limit the caller gave; the
+	// error's text is "the tenant's answer is larger than N bytes".
+	ErrAnswerTooLarge = errors.New("the tenant's answer is too large")
+	// ErrAnswerCut: the connection failed while the answer was being read, or
+	// the answer ends in the middle of its JSON. The tenant may have acted on
+	// the request: retry it unchanged (enrollment is idempotent per device key).
+	ErrAnswerCut = errors.New("the tenant's answer was cut off")
+)
+
+// AnswerTooLargeError is ErrAnswerTooLarge with the limit that was exceeded.
+type AnswerTooLargeError struct{ Limit int64 }
+
+func (e *AnswerTooLargeError) Error() string {
+	return fmt.Sprintf("the tenant's answer is larger than %d bytes", e.Limit)
+}
+
+// Is makes errors.Is(err, ErrAnswerTooLarge) true.
+func (e *AnswerTooLargeError) Is(target error) bool { return target == ErrAnswerTooLarge }
+
+// DecodeAnswer reads an answer of at most limit bytes from r and decodes it
+// into v leniently: unknown fields are ignored, so a newer tenant may add
+// some. It tells the three ways an answer goes wrong apart, because each has
+// its own fix: too large (*AnswerTooLargeError), cut off (wraps ErrAnswerCut
+// and the read error), and malformed (a JSON error: not a tenant API).
+func DecodeAnswer(r io.Reader, limit int64, v any) error {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	switch {
+	case int64(len(data)) > limit:
+		return &AnswerTooLargeError{Limit: limit}
+	case err != nil:
+		return fmt.Errorf("%w after %d bytes: %w", ErrAnswerCut, len(data), err)
+	}
+	err = json.Unmarshal(data, v)
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) && syn.Offset >= int64(len(bytes.TrimRight(data, " \t\r\n"))) && len(data) > 0 {
+		// The JSON stops where the data does: a body cut at a clean end of
+		// the connection (no length framing told the reader).
+		return fmt.Errorf("%w after %d bytes: %w", ErrAnswerCut, len(data), err)
+	}
+	if err != nil {
+		return fmt.Errorf("malformed JSON: %w", err)
+	}
+	return nil
+}
 
 // DecodeStrict decodes exactly one JSON value from r into v, rejecting unknown
 // fields and anything after the value.
