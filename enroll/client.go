@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -232,17 +233,52 @@ func deviceName() string {
 	return h
 }
 
-// postEnroll POSTs an enrollment and decodes a 200 answer; anything else becomes
-// an *Error.
+// An enrollment answer lost on its way back (the connection cut while the
+// answer is read, or before its headers arrive) is asked for again with the
+// same body: the same device key and CSR. The tenant keys its device record by
+// that key, so the retry finds the device the first attempt recorded — and the
+// invitation or sign-in code it consumed — instead of creating a second one.
+// Nothing else is retried: a refusal or a malformed answer would only repeat.
+const (
+	enrollAttempts  = 3
+	enrollRetryWait = 500 * time.Millisecond
+)
+
+// postEnroll POSTs an enrollment and decodes a 200 answer, retrying a lost
+// answer; anything else becomes an *Error.
 func postEnroll(ctx context.Context, url string, roots *x509.CertPool, body any, p Params) (*tenantapi.EnrollResponse, error) {
 	tr := newTransport(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
 	defer tr.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
 	data, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
+	for attempt := 1; ; attempt++ {
+		out, err := postEnrollOnce(ctx, tr, url, data, p)
+		var e *Error
+		if !errors.As(err, &e) || e.Reason != ReasonAnswerLost {
+			return out, err
+		}
+		if attempt == enrollAttempts {
+			e.msg = fmt.Sprintf("the enrollment answer of the tenant API at %s was lost on the way to this device %d times (%v) — check the network and any proxy between this device and host=, then retry",
+				baseOf(url), attempt, urlCause(e.err))
+			return nil, e
+		}
+		select {
+		case <-ctx.Done():
+			return nil, explainTransport(baseOf(url), ctx.Err(), p.CACert)
+		case <-time.After(enrollRetryWait << (attempt - 1)):
+		}
+		// A cut connection is not reused.
+		tr.CloseIdleConnections()
+	}
+}
+
+// postEnrollOnce is one attempt of postEnroll. A lost answer is an *Error
+// with ReasonAnswerLost.
+func postEnrollOnce(ctx context.Context, tr *http.Transport, url string, data []byte, p Params) (*tenantapi.EnrollResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
 	if err != nil {
 		return nil, errorf(ReasonBadParameter, err, "bad tenant API URL %s: %v — check host=", url, err)
@@ -250,6 +286,9 @@ func postEnroll(ctx context.Context, url string, roots *x509.CertPool, body any,
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
+		if lostAnswer(ctx, err) {
+			return nil, errorf(ReasonAnswerLost, err, "the connection to the tenant API closed before its answer")
+		}
 		return nil, explainTransport(baseOf(url), err, p.CACert)
 	}
 	defer resp.Body.Close()
@@ -257,11 +296,36 @@ func postEnroll(ctx context.Context, url string, roots *x509.CertPool, body any,
 		return nil, explainStatus(baseOf(url), resp, p)
 	}
 	var out tenantapi.EnrollResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, tenantapi.MaxRequestBody)).Decode(&out); err != nil {
-		return nil, errorf(ReasonBadResponse, err,
-			"tenant API at %s sent a malformed enrollment answer (%v) — check that host= points at the tenant API", baseOf(url), err)
+	if err := tenantapi.DecodeAnswer(resp.Body, tenantapi.MaxEnrollAnswer, &out); err != nil {
+		return nil, explainAnswer(baseOf(url), "enrollment answer", err)
 	}
 	return &out, nil
+}
+
+// lostAnswer reports whether a request failed after it may have reached the
+// tenant: the connection closed or was reset before the answer's headers.
+// Refusals to connect, TLS and DNS failures and the caller's cancellation are
+// not: the tenant never saw the request, or the caller gave up.
+func lostAnswer(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		strings.Contains(err.Error(), "stream error") // HTTP/2 RST_STREAM
+}
+
+// explainAnswer turns a failure to read a 200 answer (tenantapi.DecodeAnswer)
+// into one sentence; what names the answer ("enrollment answer", "config").
+func explainAnswer(base, what string, err error) *Error {
+	switch {
+	case errors.Is(err, tenantapi.ErrAnswerTooLarge):
+		return errorf(ReasonAnswerTooLarge, err,
+			"the %s of the tenant API at %s is refused: %v — the user's config is too large for one device; report this to the tenant administrator", what, base, err)
+	case errors.Is(err, tenantapi.ErrAnswerCut):
+		return errorf(ReasonAnswerLost, err, "the %s of the tenant API at %s was cut off (%v) — check the network and any proxy between this device and the tenant, then retry", what, base, err)
+	}
+	return errorf(ReasonBadResponse, err,
+		"tenant API at %s sent a malformed %s (%v) — check that host= points at the tenant API, not a proxy or another server", base, what, err)
 }
 
 // checkEnrollResponse checks that the certificate is for our key and chains to

@@ -3,7 +3,6 @@ package enroll
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -96,15 +95,8 @@ func (c *ConfigClient) Fetch(ctx context.Context, etag string) (*tenantapi.Agent
 // that it is for this device's tenant and user.
 func (c *ConfigClient) decode(r io.Reader) (*tenantapi.AgentConfig, error) {
 	var cfg tenantapi.AgentConfig
-	lr := &io.LimitedReader{R: r, N: tenantapi.MaxConfigBody + 1}
-	err := json.NewDecoder(lr).Decode(&cfg)
-	switch {
-	case lr.N <= 0:
-		return nil, errorf(ReasonBadResponse, nil,
-			"tenant API at %s sent a config larger than %d MiB — report this to the tenant administrator", c.id.TenantURL, tenantapi.MaxConfigBody>>20)
-	case err != nil:
-		return nil, errorf(ReasonBadResponse, err,
-			"tenant API at %s sent a malformed config (%v) — report this to the tenant administrator", c.id.TenantURL, err)
+	if err := tenantapi.DecodeAnswer(r, tenantapi.MaxConfigBody, &cfg); err != nil {
+		return nil, explainAnswer(c.id.TenantURL, "config", err)
 	}
 	if cfg.Tenant != c.id.Tenant || !strings.EqualFold(cfg.User, c.id.User) {
 		return nil, errorf(ReasonBadResponse, nil,

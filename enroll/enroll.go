@@ -28,6 +28,8 @@ const (
 	ReasonEncryptionRequired = "encryption_token_required"
 	ReasonBadEncryptionToken = "bad_encryption_token"
 	ReasonEncryptionNotUsed  = "encryption_token_not_used"
+	ReasonAnswerTooLarge     = "answer_too_large"
+	ReasonAnswerLost         = "answer_lost"
 )
 
 // Errors callers test with errors.Is.

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -68,8 +67,10 @@ func Renew(ctx context.Context, id *Identity, log *zap.Logger) (*Identity, error
 		return nil, explainStatus(id.TenantURL, resp, Params{UPN: id.User})
 	}
 	var out tenantapi.EnrollResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, tenantapi.MaxRequestBody)).Decode(&out); err != nil {
-		return nil, errorf(ReasonBadResponse, err, "tenant API at %s sent a malformed renewal answer (%v)", id.TenantURL, err)
+	if err := tenantapi.DecodeAnswer(resp.Body, tenantapi.MaxCertAnswer, &out); err != nil {
+		// A lost renewal answer costs nothing: the current certificate stays
+		// in force and the next attempt renews with a new key.
+		return nil, explainAnswer(id.TenantURL, "renewal answer", err)
 	}
 	cert, roots, err := checkEnrollResponse(id.TenantURL, &out, key)
 	if err != nil {

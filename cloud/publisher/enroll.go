@@ -169,7 +169,11 @@ func postEnroll(ctx context.Context, base string, roots *x509.CertPool, body *te
 		return nil, fmt.Errorf("tenant API at %s refused the enrollment: %.200q (HTTP %d, %s)", base, e.Message, resp.StatusCode, e.Reason)
 	}
 	var out tenantapi.EnrollResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, tenantapi.MaxRequestBody)).Decode(&out); err != nil {
+	switch err := tenantapi.DecodeAnswer(resp.Body, tenantapi.MaxCertAnswer, &out); {
+	case errors.Is(err, tenantapi.ErrAnswerTooLarge), errors.Is(err, tenantapi.ErrAnswerCut):
+		// A publisher's enrollment records nothing: retrying is always safe.
+		return nil, fmt.Errorf("tenant API at %s: %w — retry; if it persists, check that --tenant-url points at the tenant API", base, err)
+	case err != nil:
 		return nil, fmt.Errorf("tenant API at %s sent a malformed enrollment answer (%w) — check that --tenant-url points at the tenant API", base, err)
 	}
 	return &out, nil
