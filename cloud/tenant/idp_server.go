@@ -27,8 +27,11 @@ import (
 //
 // Only loopback redirect URIs over http (127.0.0.1 or [::1], any port) are
 // accepted, as RFC 8252 section 7.3 prescribes; a bad request is shown as an
-// error page, never redirected. Codes live 60 seconds and are consumed by the
-// first exchange attempt, right or wrong.
+// error page, never redirected. Codes live 60 seconds. The first exchange
+// attempt consumes a code: a wrong one deletes it, a right one binds it to the
+// device key of its CSR, so that within those 60 seconds the same exchange —
+// same verifier, same device key — may be repeated by an agent whose answer
+// was lost (devices.go), and no other.
 
 const (
 	idpCodeTTL    = 60 * time.Second
@@ -93,11 +96,12 @@ func isB64URL(s string, min, max int) bool {
 	return true
 }
 
-// idpCode is an issued, not yet exchanged authorization code.
+// idpCode is an issued authorization code.
 type idpCode struct {
 	req     idpRequest
 	upn     string
 	expires time.Time
+	device  string // the device id it was exchanged for; "" until then
 }
 
 // idpCodes holds pending codes by their SHA-256, bounded; expired ones are
@@ -127,14 +131,30 @@ func (c *idpCodes) add(code string, v idpCode, now time.Time) bool {
 	return true
 }
 
-// take removes and returns the code: a code is good for one attempt only.
-func (c *idpCodes) take(code string, now time.Time) (idpCode, bool) {
+// claim exchanges the code for deviceID when ok accepts it: a code not yet
+// exchanged is deleted if ok refuses it and bound to deviceID if ok accepts;
+// a code bound to deviceID may be claimed again (with ok still checked), and a
+// code bound to another device never.
+func (c *idpCodes) claim(code, deviceID string, now time.Time, ok func(idpCode) bool) (idpCode, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := keyHash(code)
-	v, ok := c.codes[h]
-	delete(c.codes, h)
-	return v, ok && now.Before(v.expires)
+	v, found := c.codes[h]
+	switch {
+	case !found:
+		return idpCode{}, false
+	case !now.Before(v.expires):
+		delete(c.codes, h)
+		return idpCode{}, false
+	case v.device != "":
+		return v, v.device == deviceID && ok(v)
+	case !ok(v):
+		delete(c.codes, h)
+		return idpCode{}, false
+	}
+	v.device = deviceID
+	c.codes[h] = v
+	return v, true
 }
 
 var signInPage = template.Must(template.New("signin").Parse(`<!doctype html>
@@ -243,10 +263,10 @@ func (h *tenantHandler) idpToken(w http.ResponseWriter, r *http.Request, t *Tena
 		return
 	}
 	log := h.log.With(zap.String("tenant", t.Name), zap.String("remote", r.RemoteAddr))
-	csrDER, _, e := checkDeviceRequest(req.DeviceName, req.CSR)
+	csrDER, deviceID, e := checkDeviceRequest(req.DeviceName, req.CSR)
 	var user *User
 	if e == nil {
-		user, e = h.redeemCode(&req, t)
+		user, e = h.redeemCode(&req, deviceID, t)
 	}
 	var tok *EnrollToken
 	if e == nil {
@@ -263,19 +283,16 @@ func (h *tenantHandler) idpToken(w http.ResponseWriter, r *http.Request, t *Tena
 		method: "idp"}, log.With(zap.String("upn", user.UPN)))
 }
 
-// redeemCode consumes the code and checks it against the verifier and the
-// request it was issued for.
-func (h *tenantHandler) redeemCode(req *tenantapi.IdPTokenRequest, t *Tenant) (*User, *tenantapi.Error) {
-	bad := &tenantapi.Error{Status: http.StatusBadRequest, Reason: tenantapi.ReasonBadIdPCode,
-		Message: "authorization code is unknown, expired, already used or not for this verifier"}
-	c, ok := h.codes.take(req.Code, h.cfg.Now())
-	switch {
-	case !ok:
-		return nil, bad
-	case req.ClientID != c.req.ClientID || req.RedirectURI != c.req.RedirectURI:
-		return nil, bad
-	case subtle.ConstantTimeCompare([]byte(tenantapi.PKCES256(req.CodeVerifier)), []byte(c.req.Challenge)) != 1:
-		return nil, bad
+// redeemCode consumes the code for deviceID and checks it against the
+// verifier and the request it was issued for.
+func (h *tenantHandler) redeemCode(req *tenantapi.IdPTokenRequest, deviceID string, t *Tenant) (*User, *tenantapi.Error) {
+	c, ok := h.codes.claim(req.Code, deviceID, h.cfg.Now(), func(c idpCode) bool {
+		return req.ClientID == c.req.ClientID && req.RedirectURI == c.req.RedirectURI &&
+			subtle.ConstantTimeCompare([]byte(tenantapi.PKCES256(req.CodeVerifier)), []byte(c.req.Challenge)) == 1
+	})
+	if !ok {
+		return nil, &tenantapi.Error{Status: http.StatusBadRequest, Reason: tenantapi.ReasonBadIdPCode,
+			Message: "authorization code is unknown, expired, already used or not for this verifier"}
 	}
 	user := t.User(c.upn)
 	if user == nil {

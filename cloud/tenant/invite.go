@@ -26,9 +26,12 @@ import (
 // Email invitations. An administrator invites a user by giving them a one-time
 // user key — written in the tenant file (users[].user_key) or issued by the
 // admin API — and the user installs the agent with host= and userkey=. The key
-// enrolls exactly one device: the tenant records its SHA-256 as used in its
-// state directory before it signs the certificate, so neither a retry nor a
-// tenant restart makes it usable again. The state file holds only hashes.
+// enrolls exactly one device: the tenant records its SHA-256 as used, with the
+// device id (the hash of the device's public key), in its state directory
+// before it signs the certificate, so no other device and no tenant restart
+// makes it usable again. The same device key may redeem it again: that is the
+// agent retrying after the answer was lost on the way (devices.go), and it
+// gets the same device. The state file holds only hashes.
 
 const (
 	invitationsFile    = "invitations.json"
@@ -168,7 +171,9 @@ var errInviteState = &tenantapi.Error{Status: http.StatusServiceUnavailable, Rea
 	Message: "tenant's invitation state is unreadable; the administrator must repair it"}
 
 // redeem consumes key for deviceID at now and returns the invited user. It is
-// the only way a key is used, and it persists the use before returning.
+// the only way a key is used, and it persists the use before returning. A key
+// already used by deviceID itself is redeemed again (a retry after a lost
+// answer); used by any other device, it is refused.
 func (s *inviteStore) redeem(t *Tenant, key, deviceID string, now time.Time) (*User, *tenantapi.Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -177,9 +182,17 @@ func (s *inviteStore) redeem(t *Tenant, key, deviceID string, now time.Time) (*U
 	}
 	h := keyHash(key)
 	if i := slices.IndexFunc(s.st.Used, func(u usedInvite) bool { return u.KeyHash == h }); i >= 0 {
-		return nil, &tenantapi.Error{Status: http.StatusConflict, Reason: tenantapi.ReasonInvitationUsed,
-			Message: "this invitation's user key was already used to enroll a device on " +
-				s.st.Used[i].At.UTC().Format(time.DateOnly)}
+		used := s.st.Used[i]
+		if used.Device != deviceID {
+			return nil, &tenantapi.Error{Status: http.StatusConflict, Reason: tenantapi.ReasonInvitationUsed,
+				Message: "this invitation's user key was already used to enroll a device on " +
+					used.At.UTC().Format(time.DateOnly)}
+		}
+		if user := t.User(used.UPN); user != nil {
+			return user, nil
+		}
+		return nil, &tenantapi.Error{Status: http.StatusForbidden, Reason: tenantapi.ReasonUnknownUser,
+			Message: "the invited user is no longer a member of this tenant"}
 	}
 	user := t.userKeys[h]
 	if user == nil {

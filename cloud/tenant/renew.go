@@ -24,6 +24,9 @@ func (h *tenantHandler) renew(w http.ResponseWriter, r *http.Request, t *Tenant)
 		writeError(w, e)
 		return
 	}
+	if err := h.devices.confirm(peer, h.cfg.Now()); err != nil {
+		h.log.Warn("cannot record the device as confirmed", zap.String("device_id", peer.Device), zap.Error(err))
+	}
 	var req tenantapi.RenewRequest
 	if e := decodeRequest(w, r, &req); e != nil {
 		writeError(w, e)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -229,12 +230,26 @@ func checkNoSecrets(t *testing.T, logs *observer.ObservedLogs, extra ...string) 
 
 func newLabWithClock(t *testing.T, tn *Tenant, log *zap.Logger, now func() time.Time) *lab {
 	t.Helper()
+	return newLabWith(t, tn, log, now, labOptions{})
+}
+
+// labOptions change how a lab's server runs.
+type labOptions struct {
+	// wrap stands in front of the handler.
+	wrap func(http.Handler) http.Handler
+	// h2 serves HTTP/2 (httptest serves HTTP/1.1 by default).
+	h2 bool
+}
+
+// newLabWith is newLabWithClock with options.
+func newLabWith(t *testing.T, tn *Tenant, log *zap.Logger, now func() time.Time, o labOptions) *lab {
+	t.Helper()
 	dir := t.TempDir()
 	ca, err := LoadOrCreateCA(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lab{t: t, ca: ca, caFile: filepath.Join(dir, caCertFile), state: t.TempDir()}
+	l := &lab{t: t, ca: ca, caFile: filepath.Join(dir, caCertFile), state: t.TempDir(), opts: o}
 	l.tenant.Store(tn)
 	l.startServer(log, now)
 	return l

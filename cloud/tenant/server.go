@@ -37,7 +37,10 @@ type tenantHandler struct {
 	// limit throttles failed enrollments per client address.
 	limit   *failLimiter
 	invites *inviteStore
+	devices *deviceStore
 	codes   idpCodes
+	// maxConfig is tenantapi.MaxConfigBody; tests lower it.
+	maxConfig int
 }
 
 type route struct {
@@ -66,13 +69,17 @@ func NewHandler(cfg HandlerConfig) http.Handler {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	h := &tenantHandler{cfg: cfg, log: cfg.Log, limit: newFailLimiter(), invites: openInviteStore(cfg.StateDir)}
+	h := &tenantHandler{cfg: cfg, log: cfg.Log, limit: newFailLimiter(), invites: openInviteStore(cfg.StateDir),
+		devices: openDeviceStore(cfg.StateDir, cfg.Now()), maxConfig: tenantapi.MaxConfigBody}
 	switch {
 	case h.invites.loadErr != nil:
 		h.log.Error("invitation state unreadable: invitation enrollment is refused until it is repaired",
 			zap.Error(h.invites.loadErr))
 	case cfg.StateDir == "":
-		h.log.Warn("no tenant state directory: used invitation keys are forgotten on restart")
+		h.log.Warn("no tenant state directory: used invitation keys and device records are forgotten on restart")
+	}
+	if h.devices.loadErr != nil {
+		h.log.Error("device records unreadable: enrollment is refused until they are repaired", zap.Error(h.devices.loadErr))
 	}
 	h.routes = map[string]route{
 		"/v1/enroll/upn":        {http.MethodPost, h.enrollUPN},
@@ -204,76 +211,6 @@ func (h *tenantHandler) enrollUPN(w http.ResponseWriter, r *http.Request, t *Ten
 		deviceName: req.DeviceName, method: "upn"}, log)
 }
 
-// issue is what every device enrollment method hands issueDevice once it has
-// authenticated the request.
-type issue struct {
-	csrDER     []byte
-	user       *User
-	tok        *EnrollToken // the secure-enrollment token set presented, or nil
-	deviceName string
-	method     string // "upn", "invite", "idp": for the log
-}
-
-// issueDevice signs the CSR for the user and answers with the certificate, the
-// tenant CA and the initial config, sealed with the token set's encryption
-// token when it has one.
-func (h *tenantHandler) issueDevice(w http.ResponseWriter, t *Tenant, in issue, log *zap.Logger) {
-	csr, err := ParseCSR(in.csrDER)
-	if err != nil {
-		writeError(w, badRequest(tenantapi.ReasonBadCSR, err.Error()))
-		return
-	}
-	id, err := deviceIDFor(csr)
-	if err != nil {
-		writeError(w, badRequest(tenantapi.ReasonBadCSR, err.Error()))
-		return
-	}
-	der, err := h.cfg.CA.SignDevice(in.csrDER, tenantapi.DeviceIdentity{Tenant: t.Name, DeviceID: id, User: in.user.UPN})
-	if err != nil {
-		writeError(w, badRequest(tenantapi.ReasonBadCSR, err.Error()))
-		return
-	}
-	resp := &tenantapi.EnrollResponse{
-		DeviceID:    id,
-		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		CA:          string(h.cfg.CA.certPEM),
-		Tenant:      t.Name,
-		User:        in.user.UPN,
-	}
-	if err := attachConfig(resp, t, in.tok); err != nil {
-		log.Error("initial config", zap.Error(err))
-		writeError(w, &tenantapi.Error{Status: http.StatusInternalServerError, Reason: tenantapi.ReasonInternal, Message: "internal error"})
-		return
-	}
-	tokName := ""
-	if in.tok != nil {
-		tokName = in.tok.Name
-	}
-	log.Info("device enrolled", zap.String("method", in.method), zap.String("device_id", id),
-		zap.String("device_name", in.deviceName), zap.String("token_set", tokName),
-		zap.Bool("config_sealed", resp.SealedConfig != nil))
-	writeJSON(w, http.StatusOK, resp)
-}
-
-// attachConfig puts the user's initial config into resp, sealed when tok has an
-// encryption token.
-func attachConfig(resp *tenantapi.EnrollResponse, t *Tenant, tok *EnrollToken) error {
-	cfg, err := t.AgentConfig(resp.User)
-	if err != nil {
-		return err
-	}
-	body, err := json.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	if tok == nil || tok.EncryptionToken == "" {
-		resp.Config = body
-		return nil
-	}
-	resp.SealedConfig, err = tenantapi.SealConfig(string(tok.EncryptionToken), resp.Tenant, resp.DeviceID, body)
-	return err
-}
-
 // checkUPNRequest applies, in order, shape, org key, secure enrollment and user
 // membership, and returns the CSR's DER and the token set presented.
 func (h *tenantHandler) checkUPNRequest(req *tenantapi.UPNEnrollRequest, t *Tenant) ([]byte, *EnrollToken, *tenantapi.Error) {
@@ -351,20 +288,12 @@ func (h *tenantHandler) config(w http.ResponseWriter, r *http.Request, t *Tenant
 		writeError(w, e)
 		return
 	}
-	cfg, err := t.AgentConfig(peer.User)
-	if err != nil {
-		var d *DenyError
-		if errors.As(err, &d) {
-			writeError(w, &tenantapi.Error{Status: http.StatusForbidden, Reason: d.Reason, Message: d.Error()})
-			return
-		}
-		writeError(w, &tenantapi.Error{Status: http.StatusInternalServerError, Reason: tenantapi.ReasonInternal, Message: "internal error"})
-		return
+	if err := h.devices.confirm(peer, h.cfg.Now()); err != nil {
+		h.log.Warn("cannot record the device as confirmed", zap.String("device_id", peer.Device), zap.Error(err))
 	}
-	body, err := json.Marshal(cfg)
-	if err != nil {
-		h.log.Error("marshal config", zap.Error(err))
-		writeError(w, &tenantapi.Error{Status: http.StatusInternalServerError, Reason: tenantapi.ReasonInternal, Message: "internal error"})
+	body, e := h.configJSON(t, peer.User)
+	if e != nil {
+		writeError(w, e)
 		return
 	}
 	sum := sha256.Sum256(body)
@@ -410,15 +339,22 @@ func etagMatch(header, etag string) bool {
 	return false
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// writeJSON writes v as the whole answer and reports whether it left this
+// process: a client gone mid-answer is an error here, not a silent loss.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
 	body, err := json.Marshal(v)
 	if err != nil {
 		status, body = http.StatusInternalServerError, []byte(`{"error":"internal error","reason":"internal_error"}`)
 	}
+	body = append(body, '\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	if _, err := w.Write(body); err != nil {
+		return err
+	}
+	return http.NewResponseController(w).Flush()
 }
 
 func writeError(w http.ResponseWriter, e *tenantapi.Error) { writeJSON(w, e.Status, e) }

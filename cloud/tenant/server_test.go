@@ -36,6 +36,8 @@ type lab struct {
 	caFile string
 	state  string // the tenant API's state directory
 	tenant atomic.Pointer[Tenant]
+	opts   labOptions
+	h      *tenantHandler
 }
 
 func newLab(t *testing.T, tn *Tenant, log *zap.Logger) *lab {
@@ -51,8 +53,13 @@ func (l *lab) startServer(log *zap.Logger, now func() time.Time) {
 	if log == nil {
 		log = zaptest.NewLogger(l.t)
 	}
-	h := NewHandler(HandlerConfig{Tenant: l.tenant.Load, CA: l.ca, Log: log, Now: now, StateDir: l.state})
+	l.h = NewHandler(HandlerConfig{Tenant: l.tenant.Load, CA: l.ca, Log: log, Now: now, StateDir: l.state}).(*tenantHandler)
+	var h http.Handler = l.h
+	if l.opts.wrap != nil {
+		h = l.opts.wrap(h)
+	}
 	l.srv = httptest.NewUnstartedServer(h)
+	l.srv.EnableHTTP2 = l.opts.h2
 	l.srv.TLS = tc
 	l.srv.StartTLS()
 	l.t.Cleanup(l.srv.Close)

@@ -3,8 +3,10 @@
 // enrollment, invitations) loaded and validated strictly with every problem's
 // line and path; the tenant CA that signs device, publisher and server
 // certificates; the tenant API (enrollment by UPN, email invitation and its own
-// IdP sign-in page, secure-enrollment tokens, sealed initial config, renewal,
-// config over mutual TLS with ETags, the admin invitation endpoint); and the
+// IdP sign-in page, secure-enrollment tokens, sealed initial config, device
+// records keyed by the device key so that a retried enrollment finds its
+// device, renewal, config over mutual TLS with ETags, the admin invitation
+// endpoint); and the
 // access policy the PoP asks whether a flow or a name is allowed. It speaks the
 // wire of enroll/tenantapi; the agent never links it.
 package tenant
