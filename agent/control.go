@@ -108,8 +108,8 @@ func admin(h http.HandlerFunc) http.HandlerFunc {
 // serveReenroll is `ztdiag -e`. The answer comes once the new enrollment is
 // saved, before the restart.
 func (a *Agent) serveReenroll(w http.ResponseWriter, req *http.Request, r *run) {
-	var body ctlapi.ReenrollRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, req.Body, 64<<10)).Decode(&body); err != nil {
+	body, err := decodeReenroll(http.MaxBytesReader(w, req.Body, 64<<10))
+	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
@@ -149,6 +151,18 @@ func TestReenroll(t *testing.T) {
 	a.start(t)
 	ctx := context.Background()
 	old := a.Status().Enrollment.DeviceID
+
+	// An incomplete request changes nothing: it is not "enroll again".
+	for _, body := range []string{`null`, `{}`, `{"args":null}`, `{"args":[],"force":true}`} {
+		var es ctlapi.EnrollmentStatus
+		if err := a.ctl.Do(ctx, http.MethodPost, ctlapi.PathEnroll, json.RawMessage(body), &es); err == nil ||
+			!strings.Contains(err.Error(), "enroll request") {
+			t.Fatalf("POST %s %s: %v, %+v", ctlapi.PathEnroll, body, err, es)
+		}
+	}
+	if st := a.Status(); st.Enrollment.DeviceID != old {
+		t.Fatalf("an incomplete request re-enrolled: device %s (was %s)", st.Enrollment.DeviceID, old)
+	}
 
 	// A rejected parameter changes nothing.
 	if _, err := a.ctl.Reenroll(ctx, []string{"token=not-the-org-key-012345"}); err == nil {

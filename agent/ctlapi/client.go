@@ -51,7 +51,8 @@ func (c *Client) Reenroll(ctx context.Context, args []string) (EnrollmentStatus,
 	var es EnrollmentStatus
 	slow := *c
 	slow.Timeout = max(c.Timeout, reenrollTimeout)
-	return es, slow.Do(ctx, http.MethodPost, PathEnroll, ReenrollRequest{Args: args}, &es)
+	// Never "args": null — the agent refuses an incomplete request.
+	return es, slow.Do(ctx, http.MethodPost, PathEnroll, ReenrollRequest{Args: append([]string{}, args...)}, &es)
 }
 
 const reenrollTimeout = 5 * time.Minute
