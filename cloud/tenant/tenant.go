@@ -63,6 +63,7 @@ type Tenant struct {
 	pubs     map[string]*Publisher
 	profile  []compiledProfile
 	rules    []compiledRule
+	warnings []Problem
 }
 
 // User is one person who may enroll devices.
@@ -180,6 +181,7 @@ func Parse(name string, data []byte) (*Tenant, error) {
 	if len(problems) > 0 {
 		return nil, &FileError{File: name, Problems: problems}
 	}
+	t.warnings = v.warnings
 	return t, nil
 }
 

@@ -20,6 +20,7 @@ type validator struct {
 	root     *yaml.Node
 	problems []Problem
 	reported map[string]bool // paths with a problem
+	warnings []Problem       // see warnings.go
 }
 
 // bad records a problem with the offending value quoted.
@@ -123,6 +124,7 @@ func (t *Tenant) compile(v *validator) {
 	t.compileSecureEnrollment(v)
 	t.compileInvitations(v)
 	t.validateSteering(v)
+	t.warnUnreachableApps(v)
 }
 
 func (t *Tenant) checkHeader(v *validator) {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ztagent/ztagent/cloud/tenant"
 )
 
 func TestServeRejectsBadInput(t *testing.T) {
@@ -52,5 +54,33 @@ func TestServeRejectsBadInput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCheckWarnsOfACutOffFile: a tenant file cut off before its policy:
+// section is valid, and denies all access: check says so.
+func TestCheckWarnsOfACutOffFile(t *testing.T) {
+	demo, err := os.ReadFile(filepath.Join("..", "..", "testdata", "tenants", "demo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.yaml")
+	if err := os.WriteFile(cut, demo[:strings.Index(string(demo), "\npolicy:")+1], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tn, err := tenant.Load(cut)
+	if err != nil {
+		t.Fatalf("the cut file is valid: %v", err)
+	}
+	var out strings.Builder
+	printCheck(&out, cut, tn)
+	for _, want := range []string{`is valid, with 1 warning(s)`, "warning: policy: no rule: every flow is denied",
+		"was the file cut off before its policy: section?"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check printed %q, want %q", out.String(), want)
+		}
+	}
+	if err := run(context.Background(), []string{"check", "--tenant", cut}); err != nil {
+		t.Errorf("a warning failed the check: %v", err)
 	}
 }

@@ -91,6 +91,7 @@ func serve(ctx context.Context, f serveFlags, roles map[string]bool, log *zap.Lo
 	if err != nil {
 		return err
 	}
+	logWarnings(log, f.tenant, t)
 	current.Store(t)
 	if err := os.MkdirAll(f.state, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
@@ -167,6 +168,7 @@ func reloadOnHUP(ctx context.Context, path string, current *atomic.Pointer[tenan
 				log.Error("tenant reload failed, keeping the running tenant", zap.Error(err))
 				continue
 			}
+			logWarnings(log, path, t)
 			current.Store(t)
 			log.Info("tenant reloaded", zap.String("file", path))
 		}
