@@ -33,6 +33,10 @@ commands:
 
 key=value are the install parameters, e.g.
   host=tenant.example.com token=ORGKEY upn=alice@example.com cacert=/path/ca.pem
+Secrets (token, enrollauthtoken, enrollencryptiontoken, userkey) given so are
+visible to every local user in ps: give them as key=@FILE (a file other users
+cannot read) or in ZTAGENT_TOKEN, ZTAGENT_ENROLLAUTHTOKEN,
+ZTAGENT_ENROLLENCRYPTIONTOKEN, ZTAGENT_USERKEY alongside other parameters.
 
 flags:
 `
@@ -150,14 +154,15 @@ func serviceConfig(o *options) *service.Config {
 
 var version = "dev"
 
-// installParams returns the install parameters: those given now, which are
+// installParams returns the install parameters: those given now (secrets
+// from @FILE or the environment, see enroll.ParseCommandLine), which are
 // validated and persisted in the state directory (so the service started
 // later by the OS uses them), or else those persisted by an earlier install.
 func installParams(stateDir string, args []string) (enroll.Params, error) {
 	if len(args) == 0 {
 		return enroll.LoadParams(stateDir)
 	}
-	p, err := enroll.ParseParams(args)
+	p, err := enroll.ParseCommandLine(args, os.Getenv)
 	if err != nil {
 		return p, err
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -43,5 +45,23 @@ func TestServiceRunsWithInstallFlags(t *testing.T) {
 func TestUnknownCommand(t *testing.T) {
 	if err := run([]string{"start"}); err == nil || !strings.Contains(err.Error(), "start") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestInstallParamsSecretFromFile: token=@FILE persists the secret, not the
+// path, so the service does not depend on the file later.
+func TestInstallParamsSecretFromFile(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(t.TempDir(), "org.key")
+	if err := os.WriteFile(key, []byte("org-key-from-a-file-0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := installParams(dir, []string{"host=tenant.example.com", "token=@" + key}); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(key)
+	back, err := installParams(dir, nil)
+	if err != nil || !back.Token.Equal("org-key-from-a-file-0123") {
+		t.Fatalf("read back %v, %v", back, err)
 	}
 }
