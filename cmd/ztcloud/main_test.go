@@ -84,3 +84,22 @@ func TestCheckWarnsOfACutOffFile(t *testing.T) {
 		t.Errorf("a warning failed the check: %v", err)
 	}
 }
+
+// TestPublisherTokenFile: --token @FILE refuses a file every user can read,
+// before anything else happens; $ZTCLOUD_PUBLISHER_TOKEN may name a file too.
+func TestPublisherTokenFile(t *testing.T) {
+	open := filepath.Join(t.TempDir(), "pub.token")
+	if err := os.WriteFile(open, []byte("pub1-token-0123456789abcdef\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o644)
+	args := []string{"publisher", "--name", "pub1", "--tenant-url", "https://127.0.0.1:1", "--state", t.TempDir()}
+	err := run(context.Background(), append(args, "--token", "@"+open))
+	if err == nil || !strings.Contains(err.Error(), "--token: secret file "+open+" is readable by every user") {
+		t.Fatalf("world-readable --token file: %v", err)
+	}
+	t.Setenv(publisherTokenEnv, "@"+open)
+	if err := run(context.Background(), args); err == nil || !strings.Contains(err.Error(), "$ZTCLOUD_PUBLISHER_TOKEN: secret file") {
+		t.Fatalf("world-readable file in the environment: %v", err)
+	}
+}

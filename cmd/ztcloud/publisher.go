@@ -18,13 +18,17 @@ import (
 	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
+// publisherTokenEnv carries the registration token when --token is not given,
+// out of the process list like --token @FILE (see tenantapi.ReadSecret).
+const publisherTokenEnv = "ZTCLOUD_PUBLISHER_TOKEN"
+
 // cmdPublisher runs a standalone publisher: it enrolls with the tenant API by
 // its registration token (once; the certificate is kept in --state), then dials
 // out to the PoP the tenant names and serves streams until stopped.
 func cmdPublisher(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("ztcloud publisher", flag.ContinueOnError)
 	name := fs.String("name", "", "publisher name, as in the tenant file")
-	token := fs.String("token", "", "publisher registration token (or $ZTCLOUD_PUBLISHER_TOKEN)")
+	token := fs.String("token", "", "publisher registration token, or @FILE to read it from a file other users cannot read (default $"+publisherTokenEnv+", which may be @FILE too); a token given here is visible in ps")
 	tenantURL := fs.String("tenant-url", "", "tenant API URL, e.g. https://tenant.example.com:8444")
 	cacert := fs.String("cacert", "", "tenant CA certificate (PEM) to trust the tenant API and PoP")
 	resolver := fs.String("resolver", "", "corporate DNS resolver ip:port (default: system resolver)")
@@ -34,8 +38,13 @@ func cmdPublisher(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	from := "--token"
 	if *token == "" {
-		*token = os.Getenv("ZTCLOUD_PUBLISHER_TOKEN")
+		*token, from = os.Getenv(publisherTokenEnv), "$"+publisherTokenEnv
+	}
+	tok, err := tenantapi.ReadSecret(*token)
+	if err != nil {
+		return fmt.Errorf("%s: %w", from, err)
 	}
 	if *name == "" || *tenantURL == "" {
 		return errors.New("--name and --tenant-url are required")
@@ -60,7 +69,7 @@ func cmdPublisher(ctx context.Context, args []string) error {
 		StateDir:  *state,
 		TenantURL: *tenantURL,
 		Name:      *name,
-		Token:     tenantapi.Secret(*token),
+		Token:     tok,
 		Roots:     roots,
 		Log:       log,
 	})

@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
 	socket := fs.String("socket", platform.DefaultSocketPath(), "the daemon's control socket")
 	update := fs.Bool("u", false, "fetch the config from the tenant now (same as `update`)")
-	reenroll := fs.Bool("e", false, "enroll again with new install parameters (key=value...), e.g. -e enrollauthtoken=T (root)")
+	reenroll := fs.Bool("e", false, "enroll again with new install parameters (key=value...), e.g. -e enrollauthtoken=@FILE (root)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

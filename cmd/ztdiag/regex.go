@@ -49,6 +49,10 @@ func cmdUpdate(ctx context.Context, c *ctlapi.Client, out io.Writer) error {
 // changes nothing; an accepted one is saved before the answer, and the agent
 // restarts with the new identity.
 func cmdReenroll(ctx context.Context, c *ctlapi.Client, args []string, out io.Writer) error {
+	args, err := readSecretArgs(args)
+	if err != nil {
+		return err
+	}
 	es, err := c.Reenroll(ctx, args)
 	if err != nil {
 		return err
