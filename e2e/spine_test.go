@@ -179,6 +179,36 @@ func TestSpine(t *testing.T) {
 		}
 	})
 
+	t.Run("secrets are read from files, never shown in ps", func(t *testing.T) {
+		for _, proc := range []struct{ name, secret, flag string }{
+			{"agent", "org.key", "token=@"},
+			{"publisher", "publisher.token", "@"},
+		} {
+			pid, err := os.ReadFile(filepath.Join(l.dir, proc.name+".pid"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmdline, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/cmdline")
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(l.dir, "secrets", proc.secret)
+			secret, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := strings.ReplaceAll(string(cmdline), "\x00", " ")
+			if strings.Contains(args, strings.TrimSpace(string(secret))) || !strings.Contains(args, proc.flag+path) {
+				t.Errorf("%s runs as %q: want the secret as %s%s, not its value", proc.name, args, proc.flag, path)
+			}
+			if st, err := os.Stat(path); err != nil {
+				t.Error(err)
+			} else if st.Mode().Perm()&0o077 != 0 {
+				t.Errorf("%s has mode %v: want readable by its owner only", path, st.Mode())
+			}
+		}
+	})
+
 	t.Run("kill -9 then restart repairs and works", func(t *testing.T) {
 		b, err := os.ReadFile(filepath.Join(l.dir, "agent.pid"))
 		if err != nil {

@@ -31,6 +31,14 @@ echo "$page"
 step "a public name goes direct, through the original resolver"
 $C curl -sS --max-time 10 http://www.public.test/ || fail "curl http://www.public.test/"
 
+step "secrets stay out of the process list: the agent and the publisher read them from files"
+ps -o pid=,args= -p "$(cat "$DIR/agent.pid"),$(cat "$DIR/publisher.pid")" | cut -c1-160 || fail "ps"
+args=$(ps -o args= -p "$(cat "$DIR/agent.pid"),$(cat "$DIR/publisher.pid")")
+for secret in "$DIR"/secrets/*; do
+  [[ $args != *"$(<"$secret")"* ]] || fail "the secret of $secret is visible in ps"
+done
+echo "no secret in ps; the files are readable by root only: $(stat -c '%A %n' "$DIR"/secrets/* | tr '\n' ' ')"
+
 step "ztdiag status"
 $C bin/ztdiag --socket "$SOCK" status || fail "ztdiag status"
 

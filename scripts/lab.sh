@@ -11,7 +11,8 @@
 # Usage: lab.sh up|down|agent-start|agent-stop|status
 # Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_DIR (state and
 # logs, default .lab/$ZT_LAB), ZT_BIN (binaries, default bin), ZT_TENANT
-# (tenant file, default testdata/tenants/demo.yaml), ZT_UPN (default alice@demo.test).
+# (tenant file, default testdata/tenants/demo.yaml), ZT_UPN (default alice@demo.test),
+# ZT_ORGKEY and ZT_PUBTOKEN (the tenant file's org key and publisher token).
 set -euo pipefail
 
 P=${ZT_LAB:-zt}
@@ -20,8 +21,13 @@ DIR=${ZT_LAB_DIR:-$ROOT/.lab/$P}
 BIN=${ZT_BIN:-$ROOT/bin}
 TENANT=${ZT_TENANT:-$ROOT/testdata/tenants/demo.yaml}
 UPN=${ZT_UPN:-alice@demo.test}
-ORGKEY=${ZT_ORGKEY:-demo-org-key-8c1f4e27b9d35a60}
-PUBTOKEN=${ZT_PUBTOKEN:-demo-publisher-token-4a9e0c7d21f3}
+# Secrets reach ztagent and ztcloud as @FILE, files only root can read in
+# $DIR/secrets, never on a command line, where every local user would see them
+# in ps. ORGKEY and PUBTOKEN are what the binaries are given: the files.
+ORGKEY_VALUE=${ZT_ORGKEY:-demo-org-key-8c1f4e27b9d35a60}
+PUBTOKEN_VALUE=${ZT_PUBTOKEN:-demo-publisher-token-4a9e0c7d21f3}
+ORGKEY=@$DIR/secrets/org.key
+PUBTOKEN=@$DIR/secrets/publisher.token
 # The lab named "zt" uses the default control socket so that `ztdiag status`
 # works with no flags inside zt-client; other labs (e2e) keep theirs private.
 if [ "$P" = zt ]; then SOCK=${ZT_SOCK:-/run/ztagent/ztagent.sock}; else SOCK=${ZT_SOCK:-$DIR/agent.sock}; fi
@@ -59,11 +65,17 @@ wait_for() {
 
 alive() { kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
 
+# write_secret NAME VALUE writes $DIR/secrets/NAME, readable by root only
+# (printf is a shell builtin: the value is on no command line either).
+write_secret() { (umask 077 && mkdir -p "$DIR/secrets" && printf '%s\n' "$2" >"$DIR/secrets/$1"); }
+
 net_up() {
   [ "$(id -u)" -eq 0 ] || die "the lab needs root (network namespaces)"
   for b in ztagent ztdiag ztcloud labweb; do [ -x "$BIN/$b" ] || die "$BIN/$b missing: run make build"; done
   ip netns list | grep -q "^$CLIENT\b" && die "namespace $CLIENT exists: run '$0 down' first"
   rm -rf "$DIR"; mkdir -p "$DIR"
+  write_secret org.key "$ORGKEY_VALUE"
+  write_secret publisher.token "$PUBTOKEN_VALUE"
   for ns in $CLIENT $CLOUD $CORP; do
     ip netns add "$ns"
     inns "$ns" ip link set lo up
