@@ -93,9 +93,13 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if err != nil {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	switch {
+	case err != nil:
 		return err
+	case len(b) > maxResponse:
+		// Said as such, not as the JSON error a cut answer would give.
+		return fmt.Errorf("the agent's answer to %s is larger than %d bytes", path, maxResponse)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e ErrorResponse
