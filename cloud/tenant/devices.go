@@ -29,18 +29,28 @@ import (
 //
 // Order of an enrollment: authenticate (org key, invitation, sign-in code) →
 // sign the certificate and build the whole answer → record the device
-// (persisted) → write the answer. So every certificate handed out has a record,
-// and nothing is recorded for a request refused or failed before its answer.
+// (persisted) → write the answer. So no certificate leaves unrecorded, and
+// nothing is recorded for a request refused or failed before its answer.
 // A record whose answer never arrived stays pending: it is confirmed when the
-// device first presents its certificate (config fetch or renewal), and a
-// pending record whose certificate has expired — it can never be confirmed —
-// is dropped when the store is next opened.
+// device first presents its certificate (config fetch or renewal), which an
+// agent does at its first config poll (5 minutes by default, 24 hours at
+// most). A record still pending two days later is an enrollment whose agent
+// gave up (or a retry that never came) and is dropped, at the next open or
+// hourly sweep; should that device appear after all, its first request with
+// its certificate records it again.
 //
 // The store is an append-only file of JSON lines, one whole record per line,
 // the last line of an id winning: an enrollment costs one appended line, not a
 // rewrite of every device. Opening it compacts it when old lines dominate.
 
-const devicesFile = "devices.jsonl"
+const (
+	devicesFile = "devices.jsonl"
+	// pendingDeviceTTL is how long a record may stay unconfirmed: twice the
+	// longest config poll an agent may be given (steering's client.config_poll).
+	pendingDeviceTTL = 48 * time.Hour
+	// deviceSweepEvery is how often record drops expired pending records.
+	deviceSweepEvery = time.Hour
+)
 
 // deviceRecord is one device as the tenant knows it.
 type deviceRecord struct {
@@ -64,10 +74,11 @@ type deviceStore struct {
 	path    string // "" = memory only
 	loadErr error  // the file could not be read: refuse, never guess
 	byID    map[string]*deviceRecord
+	swept   time.Time // the last drop of expired pending records
 }
 
 func openDeviceStore(stateDir string, now time.Time) *deviceStore {
-	s := &deviceStore{byID: map[string]*deviceRecord{}}
+	s := &deviceStore{byID: map[string]*deviceRecord{}, swept: now}
 	if stateDir == "" {
 		return s
 	}
@@ -115,11 +126,11 @@ func (s *deviceStore) replay(data []byte) (n int, torn bool, err error) {
 	return n, torn, sc.Err()
 }
 
-// pruneLocked drops pending records whose certificate has expired.
+// pruneLocked drops the records pending for longer than pendingDeviceTTL.
 func (s *deviceStore) pruneLocked(now time.Time) int {
 	n := 0
 	for id, r := range s.byID {
-		if r.Confirmed.IsZero() && now.Sub(r.Issued) > leafLifetime {
+		if r.Confirmed.IsZero() && now.Sub(r.Issued) > pendingDeviceTTL {
 			delete(s.byID, id)
 			n++
 		}
@@ -201,7 +212,21 @@ func (s *deviceStore) record(r deviceRecord) *tenantapi.Error {
 			Message: "tenant could not record the device; retry later"}
 	}
 	s.byID[r.ID] = &next
+	s.sweepLocked(r.Issued)
 	return nil
+}
+
+// sweepLocked drops expired pending records at most every deviceSweepEvery,
+// rewriting the file when it dropped any. A failed rewrite leaves the old
+// file, which says the same but longer: it is tried again at the next sweep.
+func (s *deviceStore) sweepLocked(now time.Time) {
+	if now.Sub(s.swept) < deviceSweepEvery {
+		return
+	}
+	s.swept = now
+	if s.pruneLocked(now) > 0 && s.path != "" {
+		s.compactLocked()
+	}
 }
 
 // confirm marks the device presenting its certificate as confirmed; a device

@@ -227,10 +227,10 @@ func TestDeviceStore(t *testing.T) {
 		t.Fatalf("reloaded %+v", got)
 	}
 
-	// dev2 never confirmed: once its certificate has expired it is dropped.
-	later := openDeviceStore(dir, t0.Add(leafLifetime+time.Hour))
+	// dev2 never confirmed: past pendingDeviceTTL it is dropped.
+	later := openDeviceStore(dir, t0.Add(pendingDeviceTTL+time.Hour))
 	if got := later.list(); len(got) != 2 || got[0].ID != "dev1" || got[1].ID != "dev3" {
-		t.Fatalf("after the pending certificate expired: %+v", got)
+		t.Fatalf("long after a pending enrollment: %+v", got)
 	}
 
 	// A crash in the middle of an append leaves a torn last line: ignored,
@@ -242,14 +242,14 @@ func TestDeviceStore(t *testing.T) {
 	}
 	f.WriteString(`{"device_id":"dev9","up`)
 	f.Close()
-	torn := openDeviceStore(dir, t0.Add(leafLifetime+time.Hour))
+	torn := openDeviceStore(dir, t0.Add(pendingDeviceTTL+time.Hour))
 	if torn.loadErr != nil || len(torn.list()) != 2 {
 		t.Fatalf("torn tail: %v %+v", torn.loadErr, torn.list())
 	}
-	if e := torn.record(rec("dev4", "alice@demo.test", t0.Add(leafLifetime))); e != nil {
+	if e := torn.record(rec("dev4", "alice@demo.test", t0.Add(pendingDeviceTTL))); e != nil {
 		t.Fatal(e)
 	}
-	if again := openDeviceStore(dir, t0.Add(leafLifetime+time.Hour)); again.loadErr != nil || len(again.list()) != 3 {
+	if again := openDeviceStore(dir, t0.Add(pendingDeviceTTL+time.Hour)); again.loadErr != nil || len(again.list()) != 3 {
 		t.Fatalf("after a torn tail and an append: %v %+v", again.loadErr, again.list())
 	}
 
@@ -262,6 +262,47 @@ func TestDeviceStore(t *testing.T) {
 	if e := bad.record(rec("dev5", "alice@demo.test", t0)); e == nil || e.Status != http.StatusServiceUnavailable {
 		t.Fatalf("enrollment with unreadable records: %v", e)
 	}
+}
+
+// TestDeviceStoreSweeps: a running tenant drops records pending for more than
+// pendingDeviceTTL, without a restart; a device met later with its certificate is
+// recorded again.
+func TestDeviceStoreSweeps(t *testing.T) {
+	dir := t.TempDir()
+	t0 := date(2026, 11, 23)
+	s := openDeviceStore(dir, t0)
+	for _, r := range []deviceRecord{
+		{ID: "gave-up", UPN: "alice@demo.test", Method: "upn", Issued: t0},
+		{ID: "late", UPN: "alice@demo.test", Method: "upn", Issued: t0.Add(time.Minute)},
+	} {
+		if e := s.record(r); e != nil {
+			t.Fatal(e)
+		}
+	}
+	if e := s.record(deviceRecord{ID: "next-day", UPN: "bob@demo.test", Method: "upn", Issued: t0.Add(pendingDeviceTTL + 2*time.Hour)}); e != nil {
+		t.Fatal(e)
+	}
+	if got := s.list(); len(got) != 1 || got[0].ID != "next-day" {
+		t.Fatalf("after the sweep: %+v", got)
+	}
+	if back := openDeviceStore(dir, t0.Add(pendingDeviceTTL+2*time.Hour)); len(back.list()) != 1 || countLines(t, filepath.Join(dir, devicesFile)) != 1 {
+		t.Fatalf("the sweep was not written: %+v", back.list())
+	}
+	if err := s.confirm(tenantapi.Peer{Device: "late", User: "alice@demo.test"}, t0.Add(pendingDeviceTTL+3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.list(); len(got) != 2 || findRecord(got, "late").Confirmed.IsZero() {
+		t.Fatalf("a swept device met with its certificate: %+v", got)
+	}
+}
+
+func findRecord(rs []deviceRecord, id string) deviceRecord {
+	for _, r := range rs {
+		if r.ID == id {
+			return r
+		}
+	}
+	return deviceRecord{}
 }
 
 // TestDeviceStoreCompacts: re-answers and confirmations append lines; opening
