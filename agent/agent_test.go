@@ -347,7 +347,10 @@ func TestReauthSignInWithTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.apply(snap)
-	p.reauthTick(p.lastSignIn().Add(2 * time.Minute)) // due and past grace
+	// The last sign-in was two minutes ago: due and past grace by the real
+	// clock too, so the maintenance loop's own ticks agree with this one.
+	p.lastAuth.Store(time.Now().Add(-2 * time.Minute).UnixNano())
+	p.reauthTick(time.Now())
 
 	// The user signs in: the agent restarts as the fresh enrollment, signed in now.
 	deadline := time.Now().Add(15 * time.Second)

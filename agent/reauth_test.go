@@ -131,7 +131,10 @@ func TestReauthSignIn(t *testing.T) {
 	old := a.Status().Enrollment.DeviceID
 	p := partsOf(t, a.Agent)
 	withClient(t, p, func(c *steering.ClientConfig) { c.ReauthInterval = steering.Duration(time.Minute) })
-	p.reauthTick(p.lastSignIn().Add(2 * time.Minute)) // due and past grace
+	// The last sign-in was two minutes ago: due and past grace by the real
+	// clock too, so the maintenance loop's own ticks agree with this one.
+	p.lastAuth.Store(time.Now().Add(-2 * time.Minute).UnixNano())
+	p.reauthTick(time.Now())
 	st := waitStatus(t, a.Agent, "running as the signed-in device", func(st ctlapi.Status) bool {
 		return running(st) && st.Enrollment.DeviceID != old && st.Enrollment.DeviceID != ""
 	})
