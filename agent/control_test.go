@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ztagent/ztagent/agent/agenttest"
 	"github.com/ztagent/ztagent/platform"
 )
 
@@ -34,10 +35,13 @@ func dialCtl(t *testing.T, path string) *ctlConn {
 
 // status sends one keep-alive status call and returns the answer's code and
 // body.
-func (c *ctlConn) status() (int, string, error) {
+func (c *ctlConn) status() (int, string, error) { return c.get("/v1/status") }
+
+// get sends one keep-alive GET and returns the answer's code and body.
+func (c *ctlConn) get(path string) (int, string, error) {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	defer c.SetDeadline(time.Time{})
-	if _, err := io.WriteString(c, "GET /v1/status HTTP/1.1\r\nHost: ztagent\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: ztagent\r\n\r\n"); err != nil {
 		return 0, "", err
 	}
 	resp, err := http.ReadResponse(c.br, nil)
@@ -141,5 +145,40 @@ func TestControlConnectionCaps(t *testing.T) {
 			t.Fatalf("a closed connection's slot was never given back: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestControlLongCalls: the calls that wait by design (a sync waiting for a
+// slow tenant, an enrollment waiting for a sign-in) outlive the read and
+// write timeouts that bound every other call.
+func TestControlLongCalls(t *testing.T) {
+	const timeout, slow = 200 * time.Millisecond, 800 * time.Millisecond
+	a := newFakeAgent(t, "", func(c *Config) {
+		c.Control = ControlLimits{ReadTimeout: timeout, WriteTimeout: timeout}
+	})
+	a.start(t)
+	wait := func(ctx context.Context) error {
+		select {
+		case <-time.After(slow):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	a.cfgs.SetHook(wait)
+	if _, err := a.ctl.Sync(context.Background()); err != nil {
+		t.Fatalf("a sync slower than the timeouts: %v", err)
+	}
+	a.cfgs.SetHook(nil)
+	a.enr.SetHook(func(ctx context.Context, _ agenttest.Call) error { return wait(ctx) })
+	if _, err := a.ctl.Reenroll(context.Background(), nil); err != nil {
+		t.Fatalf("an enrollment slower than the timeouts: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Log("SKIPPED LOUDLY: the profile needs root")
+		return
+	}
+	if code, body, err := dialCtl(t, a.cfg.SocketPath).get("/debug/pprof/profile?seconds=1"); code != http.StatusOK || len(body) == 0 {
+		t.Fatalf("a profile longer than the timeouts: %d, %d bytes, %v", code, len(body), err)
 	}
 }
