@@ -78,8 +78,10 @@ type Config struct {
 	MDM        platform.MDMSource
 	StateDir   string
 	SocketPath string
-	TUNName    string
-	MTU        int
+	// Control bounds the control API's clients; zero fields take defaults.
+	Control ControlLimits
+	TUNName string
+	MTU     int
 	// DNSListen is where the DNS proxy listens; default the agent's TUN
 	// address, port 53.
 	DNSListen string

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -20,7 +19,10 @@ import (
 // wire types). Reads are open to every local user; calls that change the
 // agent need root/administrator, checked from the socket peer's credentials.
 // It lives from Start to Close, across restarts, so `ztdiag status` shows a
-// restart as it happens.
+// restart as it happens. Since any local user may connect, connections are
+// capped per user and in total with a share kept for administrators, none
+// is taken when descriptors run short (platform.LimitControl), and idle or
+// slow clients are timed out (ControlLimits).
 
 type credKey struct{}
 
@@ -36,38 +38,35 @@ func (a *Agent) startControl(r *run) (*controlServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	lim := a.cfg.Control.withDefaults()
+	log := a.log.Named("control")
+	ln = platform.LimitControl(ln, lim.Conns, refuseControl, log)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+ctlapi.PathStatus, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, a.Status())
 	})
 	mux.HandleFunc("POST "+ctlapi.PathMatch, a.serveMatch)
-	mux.HandleFunc("POST "+ctlapi.PathEnroll, admin(func(w http.ResponseWriter, req *http.Request) {
+	mux.HandleFunc("POST "+ctlapi.PathEnroll, admin(waits(fixed(reenrollDeadline), func(w http.ResponseWriter, req *http.Request) {
 		a.serveReenroll(w, req, r)
-	}))
-	mux.HandleFunc("POST "+ctlapi.PathSync, admin(a.serveSync))
+	})))
+	mux.HandleFunc("POST "+ctlapi.PathSync, admin(waits(fixed(syncDeadline), a.serveSync)))
 	// Profiles for diagnosing a live agent (root only):
 	//   curl --unix-socket /run/ztagent/ztagent.sock http://x/debug/pprof/profile?seconds=10
-	mux.HandleFunc("/debug/pprof/", admin(pprof.Index))
-	mux.HandleFunc("/debug/pprof/profile", admin(pprof.Profile))
-	mux.HandleFunc("/debug/pprof/trace", admin(pprof.Trace))
-	c := &controlServer{
-		srv: &http.Server{
-			Handler:           mux,
-			ReadHeaderTimeout: 5 * time.Second,
-			// Handlers' contexts end when Close begins: an enrollment or a
-			// profile in progress gives up, so Close's wait is short.
-			BaseContext: func(net.Listener) context.Context { return r.ctx },
-			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-				cred, err := platform.PeerCred(c)
-				if err != nil {
-					cred = platform.Cred{UID: -1, PID: -1}
-				}
-				return context.WithValue(ctx, credKey{}, cred)
-			},
-		},
-		served: make(chan struct{}),
-		log:    a.log,
+	mux.HandleFunc("/debug/pprof/", admin(waits(profileDeadline, pprof.Index)))
+	mux.HandleFunc("/debug/pprof/profile", admin(waits(profileDeadline, pprof.Profile)))
+	mux.HandleFunc("/debug/pprof/trace", admin(waits(profileDeadline, pprof.Trace)))
+	srv := newControlServer(lim, mux, log)
+	// Handlers' contexts end when Close begins: an enrollment or a profile
+	// in progress gives up, so Close's wait is short.
+	srv.BaseContext = func(net.Listener) context.Context { return r.ctx }
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		cred := platform.Cred{UID: -1, PID: -1}
+		if cc, ok := c.(*platform.ControlConn); ok {
+			cred = cc.Cred
+		}
+		return context.WithValue(ctx, credKey{}, cred)
 	}
+	c := &controlServer{srv: srv, served: make(chan struct{}), log: a.log}
 	go func() {
 		defer close(c.served)
 		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -83,17 +83,23 @@ func (p *parts) stubsChanged() {
 // stubSaver persists assignments soon after they change, coalescing bursts (a
 // page load resolves dozens of names) into one write per second at most, and
 // every few minutes in any case, since refreshed answer times (which decide
-// recycling) do not mark the pool dirty. The final save happens in teardown,
-// after the last flow.
+// recycling) do not mark the pool dirty. A save that fails (a full disk, no
+// descriptor free) is tried again after a pause that doubles from a second to
+// a minute. The final save happens in teardown, after the last flow.
 func (p *parts) stubSaver(ctx context.Context) {
 	periodic := time.NewTicker(5 * time.Minute)
 	defer periodic.Stop()
+	retry := time.NewTimer(0)
+	retry.Stop()
+	defer retry.Stop()
+	var pause time.Duration
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-p.stubDirty:
 		case <-periodic.C:
+		case <-retry.C:
 		}
 		select {
 		case <-ctx.Done():
@@ -101,8 +107,13 @@ func (p *parts) stubSaver(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 		if err := p.saveStubs(); err != nil {
-			p.log.Warn("save stub assignments", zap.Error(err))
+			pause = min(max(2*pause, time.Second), time.Minute)
+			p.log.Warn("save stub assignments; will retry", zap.Duration("in", pause), zap.Error(err))
+			retry.Reset(pause)
+			continue
 		}
+		pause = 0
+		retry.Stop()
 	}
 }
 

@@ -352,7 +352,7 @@ func (s *Server) serveTCPLocked(lns []net.Listener) {
 		}()
 	}
 	for _, ln := range lns {
-		run(&dns.Server{Listener: ln})
+		run(&dns.Server{Listener: &retryListener{Listener: ln, done: s.ctx.Done(), log: s.log, warn: rateLimiter{every: 10 * time.Second}}})
 	}
 	started.Wait()
 }

@@ -16,3 +16,11 @@ var errConnRefused = syscall.Errno(10061) // WSAECONNREFUSED
 func PeerCred(c net.Conn) (Cred, error) {
 	return Cred{UID: -1, PID: -1}, errors.New("peer credentials are not supported on this OS")
 }
+
+// Descriptors are not counted on this OS: no reserve is kept for them.
+func fileLimit() int               { return 0 }
+func countOpenFiles() (int, error) { return 0, errors.ErrUnsupported }
+func connFD(net.Conn) int          { return -1 }
+
+// RaiseFileLimit does nothing on this OS, which has no such limit.
+func RaiseFileLimit() (soft, hard uint64, err error) { return 0, 0, nil }

@@ -32,7 +32,7 @@ import (
 // first (diagLookup), which is far cheaper than reading the tables.
 func NewOwnerLookup(log *zap.Logger) OwnerLookup {
 	p := newProcOwners("/proc", log)
-	p.diag.Store(true)
+	p.diag.enabled = true
 	return p
 }
 
@@ -40,7 +40,7 @@ func NewOwnerLookup(log *zap.Logger) OwnerLookup {
 type procOwners struct {
 	root string
 	log  *zap.Logger
-	diag atomic.Bool // try diagLookup before the tables
+	diag diagState // whether to try diagLookup before the tables
 	// inodes remembers where a socket was found, checked with one readlink
 	// before use; owners remembers a PID's identity for ownerTTL.
 	inodes *ttlCache[uint64, procFD]
@@ -84,18 +84,19 @@ func (p *procOwners) Lookup(proto string, local, remote netip.AddrPort) (Owner, 
 // findSocket scans the tables that can hold the flow's socket: an IPv4 flow
 // may belong to an IPv6 socket (IPv4-mapped, or bound to ::).
 func (p *procOwners) findSocket(proto string, m sockMatcher) (sockRow, bool, error) {
-	if p.diag.Load() {
+	if p.diag.usable() {
 		row, ok, err := diagLookup(m)
 		var se *diagSocketError
 		switch {
 		case errors.As(err, &se):
-			if p.diag.CompareAndSwap(true, false) {
-				p.log.Info("sock_diag unavailable; reading /proc/net tables instead", zap.Error(err))
-			}
+			p.diag.failed(err, p.log)
 		case err != nil:
 			p.log.Debug("sock_diag lookup failed; reading the tables", zap.Error(err))
-		case ok:
-			return row, true, nil
+		default:
+			p.diag.worked(p.log)
+			if ok {
+				return row, true, nil
+			}
 		}
 	}
 	files := []string{proto + "6"}
@@ -496,12 +497,76 @@ func diagLookup(m sockMatcher) (sockRow, bool, error) {
 	return row, true, nil
 }
 
-// diagSocketError means the netlink socket itself was refused (no
-// NETLINK_SOCK_DIAG, a seccomp filter): it will not work next time either.
+// diagSocketError means the netlink socket itself was refused: no
+// NETLINK_SOCK_DIAG or a seccomp filter, which last, or a shortage of
+// descriptors (EMFILE, ENFILE, ENOBUFS), which passes.
 type diagSocketError struct{ err error }
 
 func (e *diagSocketError) Error() string { return "sock_diag socket: " + e.err.Error() }
 func (e *diagSocketError) Unwrap() error { return e.err }
+
+// diagState says whether to try sock_diag. When its socket is refused the
+// tables are read instead, for a backoff that doubles from diagMinBackoff to
+// diagMaxBackoff while it stays refused: EMFILE passes, while a seccomp filter
+// or a kernel without NETLINK_SOCK_DIAG does not, but a retry costs one
+// socket(2) a minute, and nothing is given up for the life of the process.
+type diagState struct {
+	enabled  bool         // false: never (a fake procfs)
+	offUntil atomic.Int64 // unix nanoseconds; 0 when sock_diag works
+	mu       sync.Mutex   // orders failed and worked
+	backoff  time.Duration
+	now      func() time.Time // nil: time.Now
+}
+
+const (
+	diagMinBackoff = time.Second
+	diagMaxBackoff = time.Minute
+)
+
+func (d *diagState) clock() time.Time {
+	if d.now != nil {
+		return d.now()
+	}
+	return time.Now()
+}
+
+// usable reports whether to try sock_diag now. It is on the lookup's path:
+// one atomic load while sock_diag works.
+func (d *diagState) usable() bool {
+	if !d.enabled {
+		return false
+	}
+	off := d.offUntil.Load()
+	return off == 0 || d.clock().UnixNano() >= off
+}
+
+// failed switches sock_diag off for the next backoff.
+func (d *diagState) failed(err error, log *zap.Logger) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.backoff == 0 {
+		d.backoff = diagMinBackoff
+		log.Info("sock_diag unavailable; reading /proc/net tables until it is back", zap.Error(err))
+	} else {
+		d.backoff = min(2*d.backoff, diagMaxBackoff)
+		log.Debug("sock_diag still unavailable", zap.Duration("retry_in", d.backoff), zap.Error(err))
+	}
+	d.offUntil.Store(d.clock().Add(d.backoff).UnixNano())
+}
+
+// worked switches sock_diag back on after a failure.
+func (d *diagState) worked(log *zap.Logger) {
+	if d.offUntil.Load() == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.backoff != 0 {
+		log.Info("sock_diag available again")
+	}
+	d.backoff = 0
+	d.offUntil.Store(0)
+}
 
 // diagQuery sends one request and reads its answer; no socket is ok=false.
 func diagQuery(fd int, udp, v4 bool, src, dst netip.AddrPort, buf []byte) (sockRow, bool, error) {

@@ -447,7 +447,7 @@ func TestProcOwnersReal(t *testing.T) {
 
 	for _, diag := range []bool{false, true} {
 		p := newProcOwners("/proc", zap.NewNop())
-		p.diag.Store(diag)
+		p.diag.enabled = diag
 		for _, tt := range tests {
 			t.Run(fmt.Sprintf("%s/diag=%v", tt.name, diag), func(t *testing.T) {
 				got, err := p.Lookup(tt.proto, tt.local, tt.remote)
@@ -572,4 +572,85 @@ func TestLsofReal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOwnerLookupRecoversFromEMFILE: while the agent is out of descriptors,
+// sock_diag's socket is refused (EMFILE) and lookups fail; once descriptors
+// are free again, lookups work and sock_diag is used again after a backoff,
+// never switched off for the life of the process.
+func TestOwnerLookupRecoversFromEMFILE(t *testing.T) {
+	c, _ := tcpPair(t, "tcp4", "127.0.0.1:0", "127.0.0.1")
+	local, remote := c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	p := NewOwnerLookup(zap.NewNop()).(*procOwners)
+	now := time.Now()
+	p.diag.now = func() time.Time { return now }
+	if _, err := p.Lookup("tcp", local, remote); err != nil {
+		t.Fatal(err)
+	}
+	if err := withoutFreeDescriptors(func() error { _, err := p.Lookup("tcp", local, remote); return err }); !errors.Is(err, unix.EMFILE) {
+		t.Fatalf("lookup out of descriptors: %v, want EMFILE", err)
+	}
+	if p.diag.usable() {
+		t.Fatal("sock_diag was refused, yet it would be tried again at once")
+	}
+	if _, err := p.Lookup("tcp", local, remote); err != nil {
+		t.Fatalf("lookup from the tables once descriptors are free: %v", err)
+	}
+	now = now.Add(diagMinBackoff)
+	if !p.diag.usable() {
+		t.Fatal("sock_diag is still off after its backoff")
+	}
+	if _, err := p.Lookup("tcp", local, remote); err != nil {
+		t.Fatal(err)
+	}
+	if p.diag.offUntil.Load() != 0 || p.diag.backoff != 0 {
+		t.Fatalf("sock_diag worked, but its backoff is still %v", p.diag.backoff)
+	}
+}
+
+// TestDiagBackoff: while sock_diag stays refused, the wait between tries
+// doubles up to diagMaxBackoff; one success resets it.
+func TestDiagBackoff(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	d := &diagState{enabled: true, now: func() time.Time { return now }}
+	want := diagMinBackoff
+	for range 10 {
+		d.failed(unix.EMFILE, zap.NewNop())
+		if d.backoff != want || d.usable() {
+			t.Fatalf("backoff %v (usable %v), want %v", d.backoff, d.usable(), want)
+		}
+		now = now.Add(want)
+		if !d.usable() {
+			t.Fatalf("not usable after its backoff of %v", want)
+		}
+		want = min(2*want, diagMaxBackoff)
+	}
+	d.worked(zap.NewNop())
+	d.failed(unix.EMFILE, zap.NewNop())
+	if d.backoff != diagMinBackoff {
+		t.Fatalf("after a success the backoff starts again at %v, not %v", diagMinBackoff, d.backoff)
+	}
+	if (&diagState{}).usable() {
+		t.Fatal("a lookup without sock_diag would use it")
+	}
+}
+
+// withoutFreeDescriptors runs fn with the soft descriptor limit lowered to
+// the lowest free descriptor, so that whatever fn opens fails with EMFILE.
+func withoutFreeDescriptors(fn func() error) error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	fd, err := unix.Dup(0)
+	if err != nil {
+		return err
+	}
+	unix.Close(fd)
+	low := unix.Rlimit{Cur: uint64(fd), Max: lim.Max}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		return err
+	}
+	defer unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	return fn()
 }

@@ -8,7 +8,7 @@
 # P-cloud does not forward, so the client can reach the corporate network only
 # through the agent → PoP → publisher path.
 #
-# Usage: lab.sh up|down|agent-start|agent-stop|status
+# Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-stop|status
 # Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_DIR (state and
 # logs, default .lab/$ZT_LAB), ZT_BIN (binaries, default bin), ZT_TENANT
 # (tenant file, default testdata/tenants/demo.yaml), ZT_UPN (default alice@demo.test),
@@ -122,15 +122,34 @@ services_up() {
   wait_for "public web" 10 inns "$CLIENT" curl -sf http://10.10.0.1/
 }
 
+# agent_start runs the agent with EXTRA: ztagent flags ("--flag value" or
+# "--flag=value"; every ztagent flag takes a value) and install parameters
+# (key=value, after the lab's own, so they win). The flags go first, since
+# ztagent stops reading flags at the first parameter.
 agent_start() {
-  start agent "$CLIENT" "$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" \
-    host=10.10.0.1:8444 token="$ORGKEY" upn="$UPN" cacert="$DIR/cloud/ca.pem" ${EXTRA[@]+"${EXTRA[@]}"}
+  local extra=(${EXTRA[@]+"${EXTRA[@]}"}) flags=() params=() i=0
+  while [ "$i" -lt "${#extra[@]}" ]; do
+    case ${extra[$i]} in
+      -*=*) flags+=("${extra[$i]}") ;;
+      -*) [ $((i + 1)) -lt "${#extra[@]}" ] || die "ztagent flag ${extra[$i]} needs a value"
+          flags+=("${extra[$i]}" "${extra[$((i + 1))]}"); i=$((i + 1)) ;;
+      *) params+=("${extra[$i]}") ;;
+    esac
+    i=$((i + 1))
+  done
+  start agent "$CLIENT" "$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" ${flags[@]+"${flags[@]}"} \
+    host=10.10.0.1:8444 token="$ORGKEY" upn="$UPN" cacert="$DIR/cloud/ca.pem" ${params[@]+"${params[@]}"}
   wait_for "ztagent" 30 agent_connected
 }
 
+# agent_connected reads the whole status before looking into it: with
+# pipefail, a `grep -q` that stops at the first match would kill ztdiag with
+# SIGPIPE on a status larger than a pipe's buffer, and fail the check.
 agent_connected() {
+  local st
   alive agent || die "ztagent exited: $(tail -5 "$DIR/agent.log")"
-  inns "$CLIENT" "$BIN/ztdiag" --socket "$SOCK" status --json | grep -q '"state": *"connected"'
+  st=$(inns "$CLIENT" "$BIN/ztdiag" --socket "$SOCK" status --json) || return 1
+  grep -q '"state": *"connected"' <<<"$st"
 }
 
 down() {

@@ -129,6 +129,13 @@ func run(args []string) error {
 		svc.Stop() // not running is fine
 		return svc.Uninstall()
 	}
+	// Each flow and DNS query going upstream holds a descriptor: use all
+	// the OS allows.
+	if soft, hard, err := platform.RaiseFileLimit(); err != nil {
+		log.Warn("descriptor limit", zap.Error(err))
+	} else if soft > 0 {
+		log.Info("descriptor limit", zap.Uint64("soft", soft), zap.Uint64("hard", hard))
+	}
 	return svc.Run()
 }
 

@@ -27,6 +27,11 @@ commands:
                                   e.g. -e enrollauthtoken=T [enrollencryptiontoken=K] (root)
 `
 
+// Exit statuses (README, "ztdiag"): 0 done; 1 the command failed (the daemon
+// is not running, refused or answered an error); 2 bad usage or input (an
+// invalid pattern); exitTimeout a pattern match timed out.
+const exitTimeout = 3
+
 // exitError carries a specific exit status (e.g. 2 for an invalid pattern).
 type exitError struct {
 	code int

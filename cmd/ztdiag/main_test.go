@@ -76,6 +76,22 @@ func TestRegexExitCodes(t *testing.T) {
 	}
 }
 
+// TestRegexTimeoutExitStatus: a subject whose match timed out is reported on
+// its line and makes the exit status 3, after every subject is printed.
+func TestRegexTimeoutExitStatus(t *testing.T) {
+	var out bytes.Buffer
+	slow := strings.Repeat("a", 40) + "!"
+	err := run(context.Background(), []string{"regex", `^(a+)+$`, slow, "aaa"}, &out)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitTimeout {
+		t.Fatalf("timed-out match: err %v, want exit status %d", err, exitTimeout)
+	}
+	want := "timeout\t" + slow + "\t(pattern match timed out: the agent takes it as no match)\nmatch\taaa\n"
+	if out.String() != want {
+		t.Fatalf("output %q, want %q", out.String(), want)
+	}
+}
+
 func TestNoDaemon(t *testing.T) {
 	err := run(context.Background(), []string{"--socket", t.TempDir() + "/none.sock", "status"}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "not running") {

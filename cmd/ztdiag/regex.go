@@ -11,7 +11,10 @@ import (
 )
 
 // cmdRegex tests a pinned-app pattern with the agent's own engine and options,
-// so administrators see exactly what the agent will do.
+// so administrators see exactly what the agent will do. Every subject gets its
+// line; a match that timed out (exitTimeout) or a subject that is not UTF-8
+// (exit status 2) is reported after all of them, since the agent takes either
+// as no match and an administrator's script must not read it as a decision.
 func cmdRegex(args []string, out io.Writer) error {
 	if len(args) < 2 {
 		return &exitError{2, errors.New("usage: ztdiag regex PATTERN SUBJECT...")}
@@ -20,16 +23,27 @@ func cmdRegex(args []string, out io.Writer) error {
 	if err != nil {
 		return &exitError{2, fmt.Errorf("invalid pattern: %w", err)}
 	}
+	var timedOut, invalid int
 	for _, subject := range args[1:] {
 		ok, err := p.MatchString(subject)
 		switch {
+		case errors.Is(err, steering.ErrPatternTimeout):
+			timedOut++
+			fmt.Fprintf(out, "timeout\t%s\t(%v: the agent takes it as no match)\n", subject, err)
 		case err != nil:
+			invalid++
 			fmt.Fprintf(out, "error\t%s\t(%v)\n", subject, err)
 		case ok:
 			fmt.Fprintf(out, "match\t%s\n", subject)
 		default:
 			fmt.Fprintf(out, "no-match\t%s\n", subject)
 		}
+	}
+	switch {
+	case timedOut > 0:
+		return &exitError{exitTimeout, fmt.Errorf("%d of %d subjects: match timed out after %v", timedOut, len(args)-1, steering.PatternTimeout)}
+	case invalid > 0:
+		return &exitError{2, fmt.Errorf("%d of %d subjects could not be matched", invalid, len(args)-1)}
 	}
 	return nil
 }
