@@ -48,18 +48,22 @@ func (c *campaign) logPath() string { return filepath.Join(c.l.dir, "agent.log")
 // lastLogLine is the message of the agent's last log line since the last
 // mark ("(none)" when it logged nothing).
 func (c *campaign) lastLogLine() string {
-	b, _ := os.ReadFile(c.logPath())
-	s := string(b)
-	if i := strings.LastIndex(s, campaignMark); i >= 0 {
-		s = s[i:]
-	}
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	for _, line := range slices.Backward(lines) {
+	for _, line := range slices.Backward(c.logSinceMark()) {
 		if msg := logMessage(line); msg != "" {
 			return msg
 		}
 	}
 	return "(none)"
+}
+
+// logSinceMark is the agent's log from the last mark on, line by line.
+func (c *campaign) logSinceMark() []string {
+	b, _ := os.ReadFile(c.logPath())
+	s := string(b)
+	if i := strings.LastIndex(s, campaignMark); i >= 0 {
+		s = s[i:]
+	}
+	return strings.Split(strings.TrimSpace(s), "\n")
 }
 
 // logMessage is the message of a zap console line (time, level, [logger,]
@@ -118,13 +122,8 @@ func (a *agentProc) waitExec() (time.Time, bool) {
 // timestamps (since the last mark). When msg is not there (its wording
 // changed), it is the time until now: an upper bound, said in the test log.
 func (c *campaign) loggedAfter(from time.Time, msg string) time.Duration {
-	b, _ := os.ReadFile(c.logPath())
-	s := string(b)
-	if i := strings.LastIndex(s, campaignMark); i >= 0 {
-		s = s[i:]
-	}
-	for line := range strings.Lines(s) {
-		if logMessage(strings.TrimSpace(line)) != msg {
+	for _, line := range c.logSinceMark() {
+		if logMessage(line) != msg {
 			continue
 		}
 		at, err := time.Parse("2006-01-02T15:04:05.000Z0700", strings.SplitN(line, "\t", 2)[0])
