@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -139,15 +140,17 @@ func (r *linuxRouter) Close() error {
 }
 
 // moveLocked takes the OS from r.have to want. The journal first records
-// everything in either, then the changes are made, then it records want (or
-// goes, when want is empty). A failure or a kill part-way leaves the
-// journal holding at least what is in the OS, which the next move or the
-// next start's repair takes away.
+// everything in either, then the changes are made; after removals it is
+// brought down to want (or goes, when want is empty). A failure or a kill
+// part-way leaves the journal holding at least what is in the OS, which the
+// next move or the next start's repair takes away. Adding only costs one
+// journal write: the union is then want.
 func (r *linuxRouter) moveLocked(want routerState) error {
 	have, err := r.presentLocked(r.have)
 	if err != nil {
 		return err
 	}
+	gone := len(have.Links) != len(r.have.Links) // devices the journal names are gone
 	plan := planRouter(have, want)
 	if len(plan) > 0 {
 		all := unionRouter(have, want)
@@ -162,12 +165,13 @@ func (r *linuxRouter) moveLocked(want routerState) error {
 			}
 		}
 	}
+	removed := slices.ContainsFunc(plan, func(op routerOp) bool { return !op.adds() })
 	switch {
 	case want.empty():
 		if err := r.journal.clear(); err != nil {
 			return err
 		}
-	case len(plan) > 0 || len(have.Links) != len(r.have.Links):
+	case removed || len(plan) == 0 && gone:
 		if err := r.journal.write(want); err != nil {
 			return err
 		}

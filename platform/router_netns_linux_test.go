@@ -156,6 +156,22 @@ func TestRouterNetnsSetAndClose(t *testing.T) {
 		!strings.Contains(got, "10.30.0.0/16 dev zt0") {
 		t.Errorf("after the second Set:\n%s", got)
 	}
+	// The journal holds what is in force, no more: a repair now would not
+	// look for the routes removed.
+	j, err := newJournal(dir, routerJournalName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var journalled routerState
+	if _, err := j.read(&journalled); err != nil {
+		t.Fatal(err)
+	}
+	if ops := opStrings(planRouter(journalled, r.have)); len(ops) != 0 {
+		t.Errorf("journal %+v differs from the state in force %+v: %q", journalled, r.have, ops)
+	}
+	if ops := opStrings(planRouter(r.have, journalled)); len(ops) != 0 {
+		t.Errorf("journal %+v holds more than the state in force %+v: %q", journalled, r.have, ops)
+	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
