@@ -188,18 +188,31 @@ type campaign struct {
 	lastLines map[string]int // the agent's last log line before each kill
 }
 
-// calibrate measures the agent's steps (see timing) in a clean enrollment,
-// stop, start and stop, each stop checked like the rounds'.
+// calibrate measures the agent's steps (see timing) in a clean enrollment
+// and three starts, each followed by a stop checked like the rounds'. It
+// keeps the median of the starts and of the stops: one slow moment of a
+// busy machine must not widen the windows past the steps.
 func (c *campaign) calibrate() {
 	at := c.spawn()
 	c.waitConnected()
 	c.timing.enroll = c.loggedAfter(at, "agent running")
-	c.timing.stop = c.stopClean()
-	at = c.spawn()
-	c.waitConnected()
-	c.timing.start = c.loggedAfter(at, "agent running")
-	c.stopClean()
-	c.t.Logf("calibration: enroll and start %s, start %s, stop %s", c.timing.enroll, c.timing.start, c.timing.stop)
+	stops := []time.Duration{c.stopClean()}
+	var starts []time.Duration
+	for range 3 {
+		at = c.spawn()
+		c.waitConnected()
+		starts = append(starts, c.loggedAfter(at, "agent running"))
+		stops = append(stops, c.stopClean())
+	}
+	c.timing.start, c.timing.stop = median(starts), median(stops)
+	c.t.Logf("calibration: enroll and start %s, start %s (of %v), stop %s (of %v)",
+		c.timing.enroll, c.timing.start, starts, c.timing.stop, stops)
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // delay is where kill i of the round falls after its trigger.
