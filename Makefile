@@ -6,7 +6,7 @@ CMDS := ztagent ztdiag ztcloud
 TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps test unit e2e lint cross demo lab-up lab-down bench fuzz clean
+.PHONY: all build deps test unit e2e soak lint cross demo lab-up lab-down bench fuzz clean
 
 all: build
 
@@ -34,13 +34,24 @@ cross:
 unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
+# unless_root skips the rest of a recipe line loudly without root (it ends
+# with `fi`).
+unless_root = if [ "$$(id -u)" -ne 0 ]; then \
+	  bar=$$(printf '\043%.0s' $$(seq 58)); \
+	  printf '%s\n\043\043 %s\n%s\n' "$$bar" "$@ SKIPPED: the $@ tests need root (network namespaces)" "$$bar"; \
+	else
+
 # e2e: real binaries in network namespaces; needs root, skipped loudly without.
+# It includes the campaign's fast form (8 rounds of random kills).
 e2e: build
-	@if [ "$$(id -u)" -ne 0 ]; then \
-	  echo "##########################################################"; \
-	  echo "## e2e SKIPPED: the e2e tests need root (network namespaces)"; \
-	  echo "##########################################################"; \
-	else ZT_E2E=1 $(GO) test -count=1 -timeout 20m -v ./e2e/; fi
+	@$(unless_root) ZT_E2E=1 $(GO) test -count=1 -timeout 20m -v ./e2e/; fi
+
+# soak: the campaign's long form: SOAK_ROUNDS rounds of the agent killed at
+# random moments (ZT_CAMPAIGN_SEED=<seed> replays a logged schedule).
+SOAK_ROUNDS ?= 50
+soak: build
+	@$(unless_root) ZT_E2E=1 ZT_CAMPAIGN_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 60m -v \
+	  -run '^TestCampaign$$' ./e2e/; fi
 
 test: deps lint cross unit e2e
 

@@ -96,7 +96,7 @@ type Config struct {
 
 	// OS hooks; nil means the real platform implementation.
 	NewTUN    func(name string, mtu int) (tun.Device, error)
-	NewRouter func(*zap.Logger) (platform.Router, error)
+	NewRouter func(stateDir string, log *zap.Logger) (platform.Router, error)
 	NewDNS    func(stateDir string, log *zap.Logger) (platform.DNSConfigurator, error)
 }
 

@@ -170,7 +170,7 @@ func newTestAgent(t *testing.T, cloud *testCloud, stateDir string) *testAgent {
 		SessionPoll: 20 * time.Millisecond,
 		Log:         zaptest.NewLogger(t),
 		NewTUN:      func(string, int) (tun.Device, error) { return tuntest.NewChannelTUN().TUN(), nil },
-		NewRouter: func(*zap.Logger) (platform.Router, error) {
+		NewRouter: func(string, *zap.Logger) (platform.Router, error) {
 			ta.router = &platformtest.Router{} // a fresh one per start, as on a real OS
 			return ta.router, nil
 		},

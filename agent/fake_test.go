@@ -93,7 +93,7 @@ func newFakeAgent(t *testing.T, stateDir string, mod func(*Config)) *fakeAgent {
 			return fa.cfgs.NewSource(id, log)
 		},
 		NewTUN:    func(string, int) (tun.Device, error) { return tuntest.NewChannelTUN().TUN(), nil },
-		NewRouter: func(*zap.Logger) (platform.Router, error) { return &platformtest.Router{}, nil },
+		NewRouter: func(string, *zap.Logger) (platform.Router, error) { return &platformtest.Router{}, nil },
 		NewDNS:    func(string, *zap.Logger) (platform.DNSConfigurator, error) { return fa.dns, nil },
 	}
 	if mod != nil {

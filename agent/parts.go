@@ -190,7 +190,7 @@ func (p *parts) startTUN(snap *steering.Snapshot) (err error) {
 		p.tunName = name
 	}
 	p.tunIP = agentAddr(snap.StubRange())
-	router, err := cfg.NewRouter(p.log)
+	router, err := cfg.NewRouter(cfg.StateDir, p.log)
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,9 @@ func (l *lab) scriptOut(extra map[string]string, args ...string) (string, error)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(l.root, "scripts/lab.sh"), args...)
 	cmd.Env = l.env(extra)
+	// A service the script starts must not hold its output open; if one
+	// does, the script's end still ends the wait.
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -87,6 +90,7 @@ func (l *lab) run(role string, args ...string) (string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.ns(role)}, args...)...)
+	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

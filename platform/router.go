@@ -15,7 +15,10 @@ type RouterConfig struct {
 
 // Router applies a RouterConfig to the OS. Set may be called again with a new
 // config (after a config sync) and changes only the difference. Close removes
-// everything Set added and leaves whatever else the OS had untouched.
+// everything Set added and leaves whatever else the OS had untouched: an entry
+// that was there before Set is never the agent's to remove. Implementations
+// journal each change in the state directory before making it, and NewRouter
+// removes what a run that did not stop cleanly left.
 type Router interface {
 	Set(cfg RouterConfig) error
 	Close() error

@@ -11,6 +11,6 @@ import (
 
 // NewRouter reports that TUN addressing and routes are not implemented on this
 // OS yet (macOS: route(8)/PF_ROUTE, Windows: winipcfg, tracked in an issue).
-func NewRouter(log *zap.Logger) (Router, error) {
+func NewRouter(stateDir string, log *zap.Logger) (Router, error) {
 	return nil, fmt.Errorf("TUN routing is not implemented on %s yet", runtime.GOOS)
 }

@@ -8,7 +8,7 @@
 # P-cloud does not forward, so the client can reach the corporate network only
 # through the agent → PoP → publisher path.
 #
-# Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-stop|status
+# Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-spawn|agent-exec|agent-wait|agent-stop|status
 # Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_DIR (state and
 # logs, default .lab/$ZT_LAB), ZT_BIN (binaries, default bin), ZT_TENANT
 # (tenant file, default testdata/tenants/demo.yaml), ZT_UPN (default alice@demo.test),
@@ -33,14 +33,17 @@ PUBTOKEN=@$DIR/secrets/publisher.token
 if [ "$P" = zt ]; then SOCK=${ZT_SOCK:-/run/ztagent/ztagent.sock}; else SOCK=${ZT_SOCK:-$DIR/agent.sock}; fi
 CLIENT=$P-client CLOUD=$P-cloud CORP=$P-corp
 
-say() { echo "lab[$P]: $*" >&2; }
+# say writes to the script's stderr even inside wait_for, which silences the
+# command it retries (a die there would otherwise exit without a word).
+exec 3>&2
+say() { echo "lab[$P]: $*" >&3; }
 die() { say "error: $*"; exit 1; }
 inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 # start NAME NS CMD... runs CMD in NS in the background, logging to DIR/NAME.log.
 start() {
   local name=$1 ns=$2; shift 2
-  ip netns exec "$ns" setsid "$@" >"$DIR/$name.log" 2>&1 </dev/null &
+  ip netns exec "$ns" setsid "$@" >"$DIR/$name.log" 2>&1 </dev/null 3>&- &
   echo $! >"$DIR/$name.pid"
 }
 
@@ -122,34 +125,52 @@ services_up() {
   wait_for "public web" 10 inns "$CLIENT" curl -sf http://10.10.0.1/
 }
 
-# agent_start runs the agent with EXTRA: ztagent flags ("--flag value" or
-# "--flag=value"; every ztagent flag takes a value) and install parameters
-# (key=value, after the lab's own, so they win). The flags go first, since
-# ztagent stops reading flags at the first parameter.
-agent_start() {
-  local extra=(${EXTRA[@]+"${EXTRA[@]}"}) flags=() params=() i=0
-  while [ "$i" -lt "${#extra[@]}" ]; do
-    case ${extra[$i]} in
-      -*=*) flags+=("${extra[$i]}") ;;
-      -*) [ $((i + 1)) -lt "${#extra[@]}" ] || die "ztagent flag ${extra[$i]} needs a value"
-          flags+=("${extra[$i]}" "${extra[$((i + 1))]}"); i=$((i + 1)) ;;
-      *) params+=("${extra[$i]}") ;;
+# agent_cmd sets AGENT to the agent's command line. Extra arguments are
+# flags (-x, --x, --x=v, and the value after a flag) or install parameters
+# (key=value); flags go before the parameters, where ztagent reads them.
+agent_cmd() {
+  local flags=() params=() a
+  for a in ${EXTRA[@]+"${EXTRA[@]}"}; do
+    case $a in
+      -*) flags+=("$a") ;;
+      *=*) params+=("$a") ;;
+      *) flags+=("$a") ;;
     esac
-    i=$((i + 1))
   done
-  start agent "$CLIENT" "$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" ${flags[@]+"${flags[@]}"} \
-    host=10.10.0.1:8444 token="$ORGKEY" upn="$UPN" cacert="$DIR/cloud/ca.pem" ${params[@]+"${params[@]}"}
+  AGENT=("$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" ${flags[@]+"${flags[@]}"}
+    host=10.10.0.1:8444 token="$ORGKEY" upn="$UPN" cacert="$DIR/cloud/ca.pem" ${params[@]+"${params[@]}"})
+}
+
+# agent_spawn starts the agent in the background without waiting for it.
+agent_spawn() {
+  agent_cmd
+  start agent "$CLIENT" "${AGENT[@]}"
+}
+
+# agent_exec replaces this shell with the agent, logging to DIR/agent.log
+# (appended): the caller owns the process and can time signals to it from
+# its first instruction (the campaign test). agent.pid names it for
+# agent-wait and agent-stop; the caller must reap it.
+agent_exec() {
+  agent_cmd
+  echo $$ >"$DIR/agent.pid"
+  exec >>"$DIR/agent.log" 2>&1 </dev/null 3>&-
+  exec ip netns exec "$CLIENT" "${AGENT[@]}"
+}
+
+agent_start() {
+  agent_spawn
   wait_for "ztagent" 30 agent_connected
 }
 
-# agent_connected reads the whole status before looking into it: with
-# pipefail, a `grep -q` that stops at the first match would kill ztdiag with
-# SIGPIPE on a status larger than a pipe's buffer, and fail the check.
+# agent_connected reads the whole status before matching it: `ztdiag | grep
+# -q` would stop reading at the first match, and under pipefail the SIGPIPE
+# that ztdiag then gets with a large status reads as a failure.
 agent_connected() {
   local st
   alive agent || die "ztagent exited: $(tail -5 "$DIR/agent.log")"
   st=$(inns "$CLIENT" "$BIN/ztdiag" --socket "$SOCK" status --json) || return 1
-  grep -q '"state": *"connected"' <<<"$st"
+  [[ $st =~ \"state\":\ *\"connected\" ]]
 }
 
 down() {
@@ -169,8 +190,13 @@ case ${1:-} in
       say "up: namespaces $CLIENT $CLOUD $CORP; logs in $DIR" ;;
   down) down; say "down" ;;
   agent-start) shift; EXTRA=("$@"); agent_start ;;
+  # agent-spawn starts the agent and returns at once; agent-exec becomes
+  # the agent (see agent_exec); agent-wait waits until it is connected.
+  agent-spawn) shift; EXTRA=("$@"); agent_spawn ;;
+  agent-exec) shift; EXTRA=("$@"); agent_exec ;;
+  agent-wait) wait_for "ztagent" 30 agent_connected ;;
   agent-stop) stop agent ;;
   status) ip netns list | grep "^$P-" || true
           for f in "$DIR"/*.pid; do [ -f "$f" ] && echo "$(basename "$f" .pid): $(kill -0 "$(cat "$f")" 2>/dev/null && echo running || echo dead)"; done ;;
-  *) echo "usage: $0 up|down|agent-start|agent-stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|agent-start|agent-spawn|agent-exec|agent-wait|agent-stop|status" >&2; exit 2 ;;
 esac
