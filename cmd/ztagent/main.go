@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/ztagent/ztagent/agent"
+	"github.com/ztagent/ztagent/cmd/internal/logging"
 	"github.com/ztagent/ztagent/enroll"
 	"github.com/ztagent/ztagent/platform"
 )
@@ -96,7 +97,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(o.level)
+	log, err := logging.New(o.level)
 	if err != nil {
 		return err
 	}
@@ -205,14 +206,4 @@ func (p *program) Start(service.Service) error {
 
 func (p *program) Stop(service.Service) error {
 	return p.agent.Close()
-}
-
-func newLogger(level zapcore.Level) (*zap.Logger, error) {
-	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(level)
-	cfg.Encoding = "console"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	cfg.DisableStacktrace = true
-	cfg.Sampling = nil
-	return cfg.Build()
 }

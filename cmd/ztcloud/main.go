@@ -17,9 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 const usage = `usage: ztcloud COMMAND [flags]
@@ -61,14 +58,4 @@ func run(ctx context.Context, args []string) error {
 		fmt.Fprint(os.Stderr, usage)
 		return fmt.Errorf("unknown command %q", args[0])
 	}
-}
-
-func newLogger(level zapcore.Level) (*zap.Logger, error) {
-	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(level)
-	cfg.Encoding = "console"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	cfg.DisableStacktrace = true
-	cfg.Sampling = nil
-	return cfg.Build()
 }

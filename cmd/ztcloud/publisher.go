@@ -15,6 +15,7 @@ import (
 
 	"github.com/ztagent/ztagent/cloud/publisher"
 	"github.com/ztagent/ztagent/cloud/tenant"
+	"github.com/ztagent/ztagent/cmd/internal/logging"
 	"github.com/ztagent/ztagent/enroll/tenantapi"
 )
 
@@ -49,7 +50,7 @@ func cmdPublisher(ctx context.Context, args []string) error {
 	if *name == "" || *tenantURL == "" {
 		return errors.New("--name and --tenant-url are required")
 	}
-	log, err := newLogger(level)
+	log, err := logging.New(level)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ztagent/ztagent/cloud/pop"
 	"github.com/ztagent/ztagent/cloud/tenant"
+	"github.com/ztagent/ztagent/cmd/internal/logging"
 	"github.com/ztagent/ztagent/enroll/tenantapi"
 	"github.com/ztagent/ztagent/platform/atomicfile"
 	"github.com/ztagent/ztagent/tunnel/l7"
@@ -61,7 +62,7 @@ func cmdServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(f.level)
+	log, err := logging.New(f.level)
 	if err != nil {
 		return err
 	}
