@@ -143,6 +143,10 @@ type FlowStatus struct {
 	Blocked    int64 `json:"blocked"`     // blocked by an exception
 	PacketsIn  int64 `json:"packets_in"`  // packets read from the TUN device
 	PacketsOut int64 `json:"packets_out"` // packets written to it
+	// PingsDropped counts ICMP echo requests into the TUN device, dropped
+	// unanswered: echo is not carried through the tunnel yet, and an answer
+	// from the agent would be a reply no app sent.
+	PingsDropped int64 `json:"pings_dropped"`
 }
 
 // AppStatus is one synced private app.

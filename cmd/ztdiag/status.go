@@ -68,6 +68,9 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 	f := st.Flows
 	fmt.Fprintf(w, "Flows:\t%d steered, %d refused, %d not carried, %d not steered, %d blocked\n",
 		f.Steered, f.Refused, f.NotCarried, f.NotSteered, f.Blocked)
+	if f.PingsDropped > 0 {
+		fmt.Fprintf(w, "Pings:\t%d dropped unanswered (ICMP echo is not carried through the tunnel yet)\n", f.PingsDropped)
+	}
 	w.Flush()
 	fmt.Fprintf(out, "\nSettings:\n")
 	for _, s := range st.Settings {

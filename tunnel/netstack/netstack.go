@@ -126,6 +126,7 @@ type Stats struct {
 	PacketsIn, PacketsOut   int64 // packets read from / written to the TUN
 	DroppedIn, DroppedOut   int64 // malformed or bad-checksum inbound packets; failed writes
 	TUNReadErrs, BadVersion int64 // device read errors (incl. too many segments); non-IP packets
+	EchoDropped             int64 // ICMP echo requests dropped, not answered (see echo.go)
 }
 
 type counters struct {
@@ -133,6 +134,7 @@ type counters struct {
 	tcpRefused, udpRefused, udpExpired      atomic.Int64
 	packetsIn, packetsOut                   atomic.Int64
 	droppedIn, droppedOut, readErrs, badVer atomic.Int64
+	echoDropped                             atomic.Int64
 }
 
 // Stack bridges one TUN device to a gVisor stack.
@@ -340,6 +342,7 @@ func (s *Stack) Stats() Stats {
 		DroppedOut:  c.droppedOut.Load(),
 		TUNReadErrs: c.readErrs.Load(),
 		BadVersion:  c.badVer.Load(),
+		EchoDropped: c.echoDropped.Load(),
 	}
 }
 

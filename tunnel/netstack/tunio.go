@@ -126,6 +126,10 @@ func (s *Stack) injectInbound(g *gro.GRO, b []byte) {
 		s.stats.droppedIn.Add(1)
 		return
 	}
+	if isEchoRequest(b) {
+		s.stats.echoDropped.Add(1)
+		return
+	}
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
 	pkt.NetworkProtocolNumber = proto
 	pkt.RXChecksumValidated = true
