@@ -74,13 +74,19 @@ func TestReauthSuspends(t *testing.T) {
 		c.ReauthInterval = steering.Duration(time.Minute)
 		c.ReauthGrace = steering.Duration(time.Minute)
 	})
-	last := p.lastSignIn()
+	// Time passes by moving the last sign-in into the past, so that the
+	// maintenance loop's own ticks (on the real clock) agree with these.
+	signedIn := func(ago time.Duration) time.Time {
+		p.lastAuth.Store(time.Now().Add(-ago).UnixNano())
+		return time.Now()
+	}
 
-	p.reauthTick(last.Add(30 * time.Second))
-	if got := p.reauthPhase(last.Add(30 * time.Second)); got != ctlapi.ReauthOK || len(prompted) != 0 {
+	now := signedIn(30 * time.Second)
+	p.reauthTick(now)
+	if got := p.reauthPhase(now); got != ctlapi.ReauthOK || len(prompted) != 0 {
 		t.Fatalf("inside the interval: phase %s, sign-in pages opened %d", got, len(prompted))
 	}
-	p.reauthTick(last.Add(90 * time.Second))
+	p.reauthTick(signedIn(90 * time.Second))
 	select {
 	case <-prompted:
 	case <-time.After(10 * time.Second):
@@ -89,7 +95,7 @@ func TestReauthSuspends(t *testing.T) {
 	if st := a.Status(); st.State != ctlapi.StateRunning {
 		t.Fatalf("state during the grace period: %s", st.State)
 	}
-	p.reauthTick(last.Add(121 * time.Second))
+	p.reauthTick(signedIn(121 * time.Second))
 	st := waitStatus(t, a.Agent, "suspended", func(st ctlapi.Status) bool { return st.State == ctlapi.StateSuspended })
 	if st.Error == "" || st.Tunnel.State != "closed" || st.Enrollment.DeviceID == "" {
 		t.Fatalf("suspended status: error %q, tunnel %s, device %q", st.Error, st.Tunnel.State, st.Enrollment.DeviceID)
