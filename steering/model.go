@@ -80,7 +80,9 @@ type ClientConfig struct {
 	ReauthInterval Duration `json:"reauth_interval,omitempty" yaml:"reauth_interval,omitempty"`
 	ReauthGrace    Duration `json:"reauth_grace,omitempty" yaml:"reauth_grace,omitempty"`
 	// FailMode is "open" (default: private names answered from upstream when the
-	// tunnel is down) or "close" (private flows refused while the tunnel is down).
+	// tunnel is down, so the OS's resolvers, public ones included, see them)
+	// or "close" (private names keep their stubs and their flows are refused
+	// while the tunnel is down: nothing leaks, not even the names).
 	FailMode string `json:"fail_mode,omitempty" yaml:"fail_mode,omitempty"`
 }
 
