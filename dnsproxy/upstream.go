@@ -208,13 +208,19 @@ func (u *upSock) closeIfDoneLocked() {
 	}
 }
 
+// readBufs holds the read buffers of upstream sockets, which are replaced
+// often, for the next ones.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, dns.MaxMsgSize); return &b }}
+
 // readUpstream hands each answer arriving on u to the query it answers, and
 // skips packets that answer none (late, or spoofed). When reading fails (the
 // socket closed, or an ICMP error such as port unreachable reported on it),
 // every query still waiting gets the error and the socket is done.
 func (s *Server) readUpstream(u *upSock) {
 	defer s.wg.Done()
-	buf := make([]byte, dns.MaxMsgSize)
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := u.conn.Read(buf)
 		if err != nil {
