@@ -30,6 +30,17 @@ type forwarding struct {
 	maxSize  int    // the largest reply the client takes
 	key      string // cache key; "" if the answer is not to be cached
 	via      Upstream
+	// first, when set, is the outcome of an attempt at upstream first.i of
+	// first.set made before resolve ran (see udpQuery); resolve starts
+	// from it.
+	first *attempt
+}
+
+// attempt is the outcome of asking one upstream over UDP.
+type attempt struct {
+	set *upstreamSet
+	i   int // the upstream's index in set
+	r   result
 }
 
 // acquire takes one of the MaxInFlight slots for a query to the upstreams.
@@ -51,9 +62,7 @@ func (s *Server) acquire() bool {
 func (s *Server) release() { <-s.sem }
 
 // forward asks f.via, or the upstreams if it is nil, and returns the reply
-// for the client: the upstream's answer, or SERVFAIL. Only the upstreams'
-// answers are cached: a publisher's come with routes whose lifetime the agent
-// manages.
+// for the client: the upstream's answer, or SERVFAIL.
 func (s *Server) forward(f *forwarding) []byte {
 	var (
 		ans, tc []byte
@@ -73,6 +82,13 @@ func (s *Server) forward(f *forwarding) []byte {
 		}
 		return f.servFail()
 	}
+	return s.answered(f, ans, tc)
+}
+
+// answered counts and caches the answer to f (carrying the client's ID) and
+// returns the reply for the client. Only the upstreams' answers are cached:
+// a publisher's come with routes whose lifetime the agent manages.
+func (s *Server) answered(f *forwarding, ans, tc []byte) []byte {
 	if f.via != nil {
 		s.counter.delegated.Add(1)
 	} else {
@@ -122,36 +138,33 @@ func fit(ans, tc []byte, maxSize int) []byte {
 // other than SERVFAIL or REFUSED, and returns that answer (with the client's
 // ID) and, if it came over TCP, the truncated UDP answer before it.
 // Upstreams are tried in order, except that those that recently failed to
-// answer at all are tried last (see upstreamSet). If every upstream answers
-// SERVFAIL or REFUSED, the last such answer is returned; if none answers, an
-// error.
+// answer at all are tried last (see upstreamSet), and one already asked
+// (f.first) comes first. If every upstream answers SERVFAIL or
+// REFUSED, the last such answer is returned; if none answers, an error.
 func (s *Server) resolve(f *forwarding) (ans, tc []byte, err error) {
-	ups := s.upstreams.Load()
+	ups, first := s.upstreams.Load(), -1
+	if f.first != nil {
+		ups, first = f.first.set, f.first.i
+	}
 	if len(ups.addrs) == 0 {
 		return nil, nil, errNoUpstreams
 	}
 	var errs []error
-	now := time.Now()
-	for pass := range 2 { // healthy upstreams first, then the others
-		for i, up := range ups.addrs {
-			if ups.down(i, now) != (pass == 1) {
-				continue
+	for _, i := range ups.order(time.Now(), first) {
+		a, t, rcode, err := s.exchange(ups, i, f)
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return nil, nil, s.ctx.Err()
 			}
-			a, t, rcode, err := s.exchange(ups.pools[i], f)
-			if err != nil {
-				if s.ctx.Err() != nil {
-					return nil, nil, s.ctx.Err()
-				}
-				s.counter.upstreamErrors.Add(1)
-				ups.markDown(i, time.Now())
-				errs = append(errs, fmt.Errorf("%v: %w", up, err))
-				continue
-			}
-			ups.markUp(i)
-			ans, tc = withID(a, f.clientID), withID(t, f.clientID)
-			if rcode != dns.RcodeServerFailure && rcode != dns.RcodeRefused {
-				return ans, tc, nil
-			}
+			s.counter.upstreamErrors.Add(1)
+			ups.markDown(i, time.Now())
+			errs = append(errs, fmt.Errorf("%v: %w", ups.addrs[i], err))
+			continue
+		}
+		ups.markUp(i)
+		ans, tc = withID(a, f.clientID), withID(t, f.clientID)
+		if rcode != dns.RcodeServerFailure && rcode != dns.RcodeRefused {
+			return ans, tc, nil
 		}
 	}
 	if ans != nil {
@@ -167,24 +180,35 @@ func withID(m []byte, id uint16) []byte {
 	return m
 }
 
-// exchange asks one upstream over UDP, and again over TCP if the UDP answer
-// is truncated. It returns the answer, the truncated UDP one if the answer
-// came over TCP, and the answer's rcode.
-func (s *Server) exchange(p *udpPool, f *forwarding) (ans, tc []byte, rcode int, err error) {
+// exchange asks upstream i of ups over UDP (or takes the outcome of
+// f.first), and again over TCP if the UDP answer is truncated. It returns the
+// answer, the truncated UDP one if the answer came over TCP, and the answer's
+// rcode.
+func (s *Server) exchange(ups *upstreamSet, i int, f *forwarding) (ans, tc []byte, rcode int, err error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
 	defer cancel()
-	ans, info, err := p.exchange(ctx, f.query, f.qEnd)
+	var r result
+	if f.first != nil {
+		r, f.first = f.first.r, nil
+	} else {
+		w := &waiter{query: f.query, qEnd: f.qEnd, done: make(chan result, 1)}
+		q, err := ups.pools[i].send(w)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		r = q.wait(ctx)
+	}
+	switch {
+	case r.err != nil:
+		return nil, nil, 0, r.err
+	case !r.info.truncated:
+		return r.b, nil, r.info.rcode, nil
+	}
+	full, info, err := exchangeTCP(ctx, ups.addrs[i], f.query, f.qEnd)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	if !info.truncated {
-		return ans, nil, info.rcode, nil
-	}
-	full, info, err := exchangeTCP(ctx, p.addr, f.query, f.qEnd)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	return full, ans, info.rcode, nil
+	return full, r.b, info.rcode, nil
 }
 
 // resolveVia sends f's query to a policy's Upstream (publisher DNS).
@@ -257,6 +281,36 @@ type upstreamSet struct {
 	addrs     []netip.AddrPort
 	pools     []*udpPool
 	downUntil []atomic.Int64 // unix nanoseconds; 0 when healthy
+}
+
+// order is the order in which upstreams are tried: first (if not -1), then
+// the others not marked down, then those marked down, each in order.
+func (u *upstreamSet) order(now time.Time, first int) []int {
+	out := make([]int, 0, len(u.addrs))
+	if first >= 0 {
+		out = append(out, first)
+	}
+	for pass := range 2 {
+		for i := range u.addrs {
+			if i != first && u.down(i, now) == (pass == 1) {
+				out = append(out, i)
+			}
+		}
+	}
+	return out
+}
+
+// first is the upstream tried first, -1 if there is none.
+func (u *upstreamSet) first(now time.Time) int {
+	for i := range u.addrs {
+		if !u.down(i, now) {
+			return i
+		}
+	}
+	if len(u.addrs) > 0 {
+		return 0
+	}
+	return -1
 }
 
 func (u *upstreamSet) down(i int, now time.Time) bool {

@@ -140,19 +140,3 @@ func (s *Server) serveUDPSlow(conn *net.UDPConn, b []byte, from netip.AddrPort, 
 		s.forwardUDP(conn, from, f)
 	}
 }
-
-// forwardUDP forwards f in a goroutine of its own, which answers the client
-// when the upstream has, or answers SERVFAIL at once when MaxInFlight
-// queries are already waiting.
-func (s *Server) forwardUDP(conn *net.UDPConn, to netip.AddrPort, f *forwarding) {
-	if !s.acquire() {
-		conn.WriteToUDPAddrPort(f.servFail(), to)
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer s.release()
-		conn.WriteToUDPAddrPort(s.forward(f), to)
-	}()
-}

@@ -66,7 +66,19 @@ type upSock struct {
 type waiter struct {
 	query []byte // the question, query[headerLen:qEnd], is what answers must match
 	qEnd  int
-	done  chan result // buffered: the reader never blocks on it
+	// Either done receives the result (a goroutine waits on it; buffered,
+	// so that the reader never blocks), or handle is called with it, on the
+	// socket's reader goroutine (or a timer's), and must not block.
+	done   chan result
+	handle func(result)
+}
+
+func (w *waiter) complete(r result) {
+	if w.handle != nil {
+		w.handle(r)
+		return
+	}
+	w.done <- r
 }
 
 type result struct {
@@ -79,30 +91,47 @@ func newUDPPool(s *Server, addr netip.AddrPort) *udpPool {
 	return &udpPool{s: s, addr: addr}
 }
 
-// exchange sends query (whose ID it overwrites) and returns the checked
-// answer, or an error when ctx is done first or the socket fails.
-func (p *udpPool) exchange(ctx context.Context, query []byte, qEnd int) ([]byte, respInfo, error) {
-	w := &waiter{query: query, qEnd: qEnd, done: make(chan result, 1)}
+// sentQuery is a query sent on an upstream socket and not yet answered.
+type sentQuery struct {
+	u  *upSock
+	id uint16
+	w  *waiter
+}
+
+// send sends w's query (whose ID it overwrites) on a socket of the pool.
+func (p *udpPool) send(w *waiter) (*sentQuery, error) {
 	for {
 		u, id, err := p.register(w)
 		if err != nil {
-			return nil, respInfo{}, err
+			return nil, err
 		}
-		binary.BigEndian.PutUint16(query, id)
-		if _, err := u.conn.Write(query); err != nil {
-			u.forget(id)
+		binary.BigEndian.PutUint16(w.query, id)
+		if _, err := u.conn.Write(w.query); err != nil {
+			if !u.forget(id) {
+				// The socket failed meanwhile and has given w its
+				// error, or will: w has its outcome either way.
+				return &sentQuery{u: u, id: id, w: w}, nil
+			}
 			if errors.Is(err, net.ErrClosed) {
 				continue // retired and closed meanwhile: take another
 			}
-			return nil, respInfo{}, err
+			return nil, err
 		}
-		select {
-		case r := <-w.done:
-			return r.b, r.info, r.err
-		case <-ctx.Done():
-			u.forget(id)
-			return nil, respInfo{}, ctx.Err()
+		return &sentQuery{u: u, id: id, w: w}, nil
+	}
+}
+
+// wait returns the checked answer to q, or an error when ctx is done first
+// or the socket fails.
+func (q *sentQuery) wait(ctx context.Context) result {
+	select {
+	case r := <-q.w.done:
+		return r
+	case <-ctx.Done():
+		if q.u.forget(q.id) {
+			return result{err: ctx.Err()}
 		}
+		return <-q.w.done // being delivered at this very moment
 	}
 }
 
@@ -186,11 +215,15 @@ func (u *upSock) add(w *waiter, last bool) (uint16, error) {
 }
 
 // forget removes the query with the given ID, which is no longer waited for.
-func (u *upSock) forget(id uint16) {
+// It reports false if the query was no longer pending: its answer or error
+// is then on its way to the waiter.
+func (u *upSock) forget(id uint16) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	_, pending := u.pending[id]
 	delete(u.pending, id)
 	u.closeIfDoneLocked()
+	return pending
 }
 
 func (u *upSock) retire() {
@@ -251,19 +284,23 @@ func (u *upSock) deliver(m []byte) {
 	u.closeIfDoneLocked()
 	u.mu.Unlock()
 	if err != nil {
-		w.done <- result{err: err}
+		w.complete(result{err: err})
 		return
 	}
-	w.done <- result{b: bytes.Clone(m), info: info}
+	w.complete(result{b: bytes.Clone(m), info: info})
 }
 
 func (u *upSock) fail(err error) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
+	waiters := make([]*waiter, 0, len(u.pending))
 	for id, w := range u.pending {
-		w.done <- result{err: err}
+		waiters = append(waiters, w)
 		delete(u.pending, id)
 	}
 	u.retired = true
 	u.closeIfDoneLocked()
+	u.mu.Unlock()
+	for _, w := range waiters {
+		w.complete(result{err: err})
+	}
 }

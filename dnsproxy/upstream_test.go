@@ -77,7 +77,9 @@ func (u *portUpstream) counts() (ports, ids int) {
 // shared sockets.
 func TestUpstreamSocketsShared(t *testing.T) {
 	up := startPortUpstream(t, 20*time.Millisecond)
-	_, addr := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, CacheSize: -1})
+	// A loaded machine (the race detector, other tests) must not turn into
+	// SERVFAIL from timeouts.
+	_, addr := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, CacheSize: -1, Timeout: 5 * time.Second})
 	const n = 300
 	var wg sync.WaitGroup
 	for i := range n {
@@ -86,7 +88,7 @@ func TestUpstreamSocketsShared(t *testing.T) {
 			defer wg.Done()
 			// A burst this large may overflow the proxy's socket buffer
 			// (under the race detector, say): retry as stub resolvers do.
-			c := &dns.Client{Timeout: time.Second}
+			c := &dns.Client{Timeout: 2 * time.Second}
 			var (
 				resp *dns.Msg
 				err  error
@@ -101,7 +103,7 @@ func TestUpstreamSocketsShared(t *testing.T) {
 				return
 			}
 			if want := net.IPv4(10, byte(i>>16), byte(i>>8), byte(i)).String(); rdata(resp.Answer) != want {
-				t.Errorf("query %d: answer %q, want %q", i, rdata(resp.Answer), want)
+				t.Errorf("query %d: answer %q, want %q (rcode %s)", i, rdata(resp.Answer), want, rcodeName(resp.Rcode))
 			}
 		}()
 	}
@@ -173,4 +175,44 @@ func TestUpstreamSocketsRetired(t *testing.T) {
 	if b.count() != 1 {
 		t.Errorf("kept upstream asked %d times, want 1", b.count())
 	}
+}
+
+// TestAnswerRacingTimeout has the first upstream answer around the moment
+// the proxy gives up on it, so that answers and timeouts race: every client
+// must get exactly one reply, from one upstream or the other.
+func TestAnswerRacingTimeout(t *testing.T) {
+	slow := startPortUpstream(t, 60*time.Millisecond) // 0–60 ms
+	fast := startPortUpstream(t, 0)
+	_, addr := startProxy(t, Config{Upstreams: []netip.AddrPort{slow.addr, fast.addr}, CacheSize: -1, Timeout: 30 * time.Millisecond})
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("udp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			wire, _ := newQuery(fmt.Sprintf("n%d.example.", i), dns.TypeA).Pack()
+			c.Write(wire)
+			buf := make([]byte, 1500)
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			n, err := c.Read(buf)
+			if err != nil {
+				t.Errorf("query %d: %v", i, err)
+				return
+			}
+			resp := new(dns.Msg)
+			if err := resp.Unpack(buf[:n]); err != nil || rdata(resp.Answer) != net.IPv4(10, 0, 0, byte(i)).String() {
+				t.Errorf("query %d: %v %v", i, err, resp)
+			}
+			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if _, err := c.Read(buf); err == nil {
+				t.Errorf("query %d: a second reply", i)
+			}
+		}()
+	}
+	wg.Wait()
 }
