@@ -48,11 +48,16 @@ type lab struct {
 type labOptions struct {
 	popOpenTimeout time.Duration
 	pubDialTimeout time.Duration
-	dnsServer      string // overrides the lab's DNS server
+	dnsServer      string  // overrides the lab's DNS server
+	ca             *testCA // the tenant CA to use instead of a new one
+	noClient       bool    // start no client: l.client is nil
 }
 
 func newLab(t testing.TB, opts labOptions) *lab {
-	l := &lab{t: t, ca: newTestCA(t)}
+	l := &lab{t: t, ca: opts.ca}
+	if l.ca == nil {
+		l.ca = newTestCA(t)
+	}
 	if tt, ok := t.(*testing.T); ok {
 		l.log = zaptest.NewLogger(tt, zaptest.Level(zap.InfoLevel))
 	} else {
@@ -72,6 +77,10 @@ func newLab(t testing.TB, opts labOptions) *lab {
 	t.Cleanup(l.stopPoP)
 
 	l.startPublisher("pub-1", opts.pubDialTimeout)
+	if opts.noClient {
+		eventually(t, "publisher online", func() bool { return l.pop.pick(appEcho, []string{"pub-1"}) != nil })
+		return l
+	}
 	l.client = l7.NewClient(l7.ClientConfig{
 		Addr: l.popAddr, TLS: l.ca.peerTLS(t, "device-1"), Log: l.log,
 		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
