@@ -32,20 +32,22 @@ import (
 // BenchmarkIdleFlows opens 10,000 TCP flows at once from a client OS through
 // the agent's data path (netstack.Stack on a TUN device, then l7.Client) to the
 // PoP, a publisher and an echo target; checks every flow with a one-byte echo;
-// holds them idle; then closes them all. The agent's half runs in this process
-// and everything else (the client OS's TCP stack, the PoP, the publisher, the
-// target) in a child process, joined by a packet socket that stands in for the
-// TUN device, so that this process's memory is the agent's own. Metrics:
+// holds them idle; then closes them all. The agent's half runs in this process;
+// the client OS's TCP stack, the PoP and the publisher in a child process, joined
+// to it by a packet socket that stands in for the TUN device; the target in a
+// second child (each flow costs the cloud two descriptors, the target two more).
+// This process's memory is thus the agent's own. Metrics:
 //
-//	failed, slow     connects that failed (none may), that took over 1 s (a SYN
-//	                 was retransmitted)
+//	failed           connects or echoes that failed (none may)
 //	syn-dropped      SYNs the agent's stack dropped (netstack Stats.SYNDropped)
 //	burst-s          from the first SYN until every connect had ended
+//	connect-p50-ms, connect-max-ms   connect times in the burst
 //	agent-*/flow     what one idle flow holds in the agent, over the agent before
-//	                 the burst: heap in use after GC, goroutine stacks, resident
-//	                 set (/proc/self/statm), goroutines
-//	cloud-*/flow     the same for the child (client stack, PoP, publisher and
-//	                 target together), for comparison
+//	                 the burst: heap in use and goroutine stacks after GC,
+//	                 resident set (/proc/self/statm) after debug.FreeOSMemory,
+//	                 goroutines
+//	burst-peak-rss-MB  the agent's peak resident set during the burst, over before
+//	cloud-*/flow     the same for the client stack, PoP and publisher together
 //	closed-*-MB      what the agent still holds once every flow has closed, after
 //	                 debug.FreeOSMemory, over the agent before the burst
 //
@@ -57,44 +59,61 @@ func BenchmarkIdleFlows(b *testing.B) {
 func benchIdleFlows(b *testing.B, flows int) {
 	for range b.N {
 		r := runIdleFlows(b, flows)
-		b.ReportMetric(float64(r.failed), "failed")
-		b.ReportMetric(float64(r.slow), "slow")
-		b.ReportMetric(float64(r.synDropped), "syn-dropped")
-		b.ReportMetric(r.burst.Seconds(), "burst-s")
-		perFlow := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(flows) }
-		b.ReportMetric(perFlow(r.idle.heap, r.base.heap), "agent-heap-B/flow")
-		b.ReportMetric(perFlow(r.idle.stack, r.base.stack), "agent-stack-B/flow")
-		b.ReportMetric(perFlow(r.idle.rss, r.base.rss), "agent-rss-B/flow")
-		b.ReportMetric(perFlow(uint64(r.idle.goroutines), uint64(r.base.goroutines)), "agent-goroutines/flow")
-		b.ReportMetric(perFlow(r.cloudIdle.heap, r.cloudBase.heap), "cloud-heap-B/flow")
-		b.ReportMetric(perFlow(r.cloudIdle.stack, r.cloudBase.stack), "cloud-stack-B/flow")
-		b.ReportMetric(perFlow(r.cloudIdle.rss, r.cloudBase.rss), "cloud-rss-B/flow")
+		perFlow := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(max(r.open, 1)) }
 		mb := func(a, b uint64) float64 { return (float64(a) - float64(b)) / (1 << 20) }
-		b.ReportMetric(mb(r.closed.heap+r.closed.stack, r.base.heap+r.base.stack), "closed-heap-MB")
-		b.ReportMetric(mb(r.closed.rss, r.base.rss), "closed-rss-MB")
-		b.ReportMetric(0, "ns/op")
+		for _, m := range []struct {
+			v    float64
+			unit string
+		}{
+			{float64(r.failed), "failed"},
+			{float64(r.synDropped), "syn-dropped"},
+			{r.burst.Seconds(), "burst-s"},
+			{float64(r.connectP50.Milliseconds()), "connect-p50-ms"},
+			{float64(r.connectMax.Milliseconds()), "connect-max-ms"},
+			{perFlow(r.idle.heap, r.base.heap), "agent-heap-B/flow"},
+			{perFlow(r.idle.stack, r.base.stack), "agent-stack-B/flow"},
+			{perFlow(r.idleRSS, r.base.rss), "agent-rss-B/flow"},
+			{perFlow(uint64(r.idle.goroutines), uint64(r.base.goroutines)), "agent-goroutines/flow"},
+			{mb(r.burstPeak, r.base.rss), "burst-peak-rss-MB"},
+			{perFlow(r.cloudIdle.heap, r.cloudBase.heap), "cloud-heap-B/flow"},
+			{perFlow(r.cloudIdle.stack, r.cloudBase.stack), "cloud-stack-B/flow"},
+			{perFlow(r.cloudIdle.goroutines, r.cloudBase.goroutines), "cloud-goroutines/flow"},
+			{mb(r.closed.heap+r.closed.stack, r.base.heap+r.base.stack), "closed-heap-MB"},
+			{mb(r.closed.rss, r.base.rss), "closed-rss-MB"},
+			{0, "ns/op"},
+		} {
+			b.ReportMetric(m.v, m.unit)
+		}
 	}
 }
 
 // idleFlowsResult is one round of BenchmarkIdleFlows.
 type idleFlowsResult struct {
-	failed, slow, synDropped int
+	open, failed, synDropped int
 	burst                    time.Duration
+	connectP50, connectMax   time.Duration
+	burstPeak, idleRSS       uint64  // the agent's
 	base, idle, closed       memSnap // the agent's
-	cloudBase, cloudIdle     memSnap // the child's
+	cloudBase, cloudIdle     memSnap // the cloud child's
 }
 
 func runIdleFlows(b *testing.B, flows int) idleFlowsResult {
 	b.StopTimer()
-	ch := startFlowsChild(b)
-	client := l7.NewClient(l7.ClientConfig{Addr: ch.popAddr, TLS: ch.ca.peerTLS(b, "device-1")})
+	target := startTestChild(b, "TestFlowsTarget", nil, nil)
+	var port uint16
+	target.reply("ready %d", &port)
+	dev, cloud := startFlowsCloud(b)
+	var popAddr string
+	cloud.reply("ready %s", &popAddr)
+
+	client := l7.NewClient(l7.ClientConfig{Addr: popAddr, TLS: testCAOf(b, cloud).peerTLS(b, "device-1")})
 	client.Start()
 	defer client.Close()
 	eventually(b, "client connected", func() bool { return client.Status().State == l7.StateConnected })
-	target := l7.Target{Host: "127.0.0.1", Port: ch.targetPort, AppID: appEcho}
-	st, err := netstack.New(ch.dev, netstack.Config{
+	t := l7.Target{Host: "127.0.0.1", Port: port, AppID: appEcho}
+	st, err := netstack.New(dev, netstack.Config{
 		Log: zap.NewNop(),
-		TCP: func(ctx context.Context, _ netstack.Flow) (net.Conn, error) { return client.Open(ctx, target) },
+		TCP: func(ctx context.Context, _ netstack.Flow) (net.Conn, error) { return client.Open(ctx, t) },
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -103,19 +122,22 @@ func runIdleFlows(b *testing.B, flows int) idleFlowsResult {
 
 	var r idleFlowsResult
 	r.base = snapMem(true)
-	r.cloudBase = ch.stats()
+	r.cloudBase = cloud.stats()
+	resetPeakRSS()
 	b.StartTimer()
-	var ok int
-	ch.command(fmt.Sprintf("dial %d", flows), "dialed %d %d %d %d", &ok, &r.failed, &r.slow, &r.burst)
+	cloud.command(fmt.Sprintf("dial %d", flows), "dialed %d %d %d %d %d",
+		&r.open, &r.failed, &r.burst, &r.connectP50, &r.connectMax)
 	b.StopTimer()
+	r.burstPeak = peakRSS()
 	r.synDropped = int(st.Stats().SYNDropped)
-	eventually(b, "every flow relayed", func() bool { return st.Stats().TCPOpen == int64(ok) })
+	eventually(b, "every flow relayed", func() bool { return st.Stats().TCPOpen == int64(r.open) })
 	var pinged, pingFailed int
-	ch.command("ping", "pinged %d %d", &pinged, &pingFailed)
+	cloud.command("ping", "pinged %d %d", &pinged, &pingFailed)
 	r.failed += pingFailed
 	r.idle = snapMem(false)
-	r.cloudIdle = ch.stats()
-	ch.command("close", "closed")
+	r.idleRSS = snapMem(true).rss
+	r.cloudIdle = cloud.stats()
+	cloud.command("close", "closed")
 	eventually(b, "every flow closed", func() bool {
 		return st.Stats().TCPOpen == 0 && client.Status().Streams == 0
 	})
@@ -125,8 +147,7 @@ func runIdleFlows(b *testing.B, flows int) idleFlowsResult {
 
 // memSnap is a process's memory.
 type memSnap struct {
-	heap, stack, rss uint64
-	goroutines       int
+	heap, stack, rss, goroutines uint64
 }
 
 // snapMem collects garbage (and returns it to the OS when free is set) and
@@ -139,7 +160,7 @@ func snapMem(free bool) memSnap {
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return memSnap{heap: ms.HeapInuse, stack: ms.StackInuse, rss: residentBytes(), goroutines: runtime.NumGoroutine()}
+	return memSnap{heap: ms.HeapInuse, stack: ms.StackInuse, rss: residentBytes(), goroutines: uint64(runtime.NumGoroutine())}
 }
 
 // residentBytes is the process's resident set size.
@@ -156,38 +177,47 @@ func residentBytes() uint64 {
 	return pages * uint64(os.Getpagesize())
 }
 
-// flowsChild is the child process of BenchmarkIdleFlows, driven by one-line
-// commands on its stdin that it answers with one "zt: " line on its stdout.
-type flowsChild struct {
-	b          testing.TB
-	ca         *testCA
-	dev        tun.Device // the agent's end of the packet socket
-	popAddr    string
-	targetPort uint16
-	in         io.WriteCloser
-	out        *bufio.Reader
+// resetPeakRSS resets the process's peak resident set size (VmHWM).
+func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSS is the process's peak resident set size since the last reset.
+func peakRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
-const flowsChildEnv = "ZT_FLOWS_CHILD" // the CA file, in the child
+// testChild is this test binary run as a child process for one test function,
+// driven by one-line commands on its stdin that it answers with one "zt: "
+// line on its stdout. Closing its stdin ends it.
+type testChild struct {
+	b   testing.TB
+	in  io.WriteCloser
+	out *bufio.Reader
+	dir string // a directory the parent and the child share
+}
 
-func startFlowsChild(b testing.TB) *flowsChild {
-	ch := &flowsChild{b: b, ca: newTestCA(b)}
-	caPath := filepath.Join(b.TempDir(), "ca.pem")
-	if err := ch.ca.save(caPath); err != nil {
-		b.Fatal(err)
-	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ours, theirs := packetFile(b, fds[0], "tun-agent"), packetFile(b, fds[1], "tun-client")
-	defer theirs.Close()
-	ch.dev = newPacketTUN(ours)
+// childEnv is set, to the shared directory, in a child process.
+const childEnv = "ZT_TEST_CHILD"
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFlowsChild$", "-test.count=1", "-test.timeout=0")
-	cmd.Env = append(os.Environ(), flowsChildEnv+"="+caPath)
-	cmd.ExtraFiles = []*os.File{theirs} // fd 3
+func startTestChild(b testing.TB, test string, extra []*os.File, prepare func(dir string)) *testChild {
+	ch := &testChild{b: b, dir: b.TempDir()}
+	if prepare != nil {
+		prepare(ch.dir)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.timeout=0")
+	cmd.Env = append(os.Environ(), childEnv+"="+ch.dir)
+	cmd.ExtraFiles = extra // from fd 3
 	cmd.Stderr = os.Stderr
+	var err error
 	if ch.in, err = cmd.StdinPipe(); err != nil {
 		b.Fatal(err)
 	}
@@ -200,24 +230,16 @@ func startFlowsChild(b testing.TB) *flowsChild {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		ch.in.Close() // the child tears down and exits
+		ch.in.Close()
 		if err := cmd.Wait(); err != nil {
-			b.Errorf("child: %v", err)
+			b.Errorf("%s: %v", test, err)
 		}
 	})
-	ch.reply("ready %s %d", &ch.popAddr, &ch.targetPort)
 	return ch
 }
 
-func packetFile(b testing.TB, fd int, name string) *os.File {
-	if err := unix.SetNonblock(fd, true); err != nil {
-		b.Fatal(err)
-	}
-	return os.NewFile(uintptr(fd), name)
-}
-
 // command sends a command and scans its answer into args.
-func (ch *flowsChild) command(cmd, format string, args ...any) {
+func (ch *testChild) command(cmd, format string, args ...any) {
 	ch.b.Helper()
 	if _, err := fmt.Fprintln(ch.in, cmd); err != nil {
 		ch.b.Fatalf("child: %s: %v", cmd, err)
@@ -225,7 +247,7 @@ func (ch *flowsChild) command(cmd, format string, args ...any) {
 	ch.reply(format, args...)
 }
 
-func (ch *flowsChild) reply(format string, args ...any) {
+func (ch *testChild) reply(format string, args ...any) {
 	ch.b.Helper()
 	for {
 		line, err := ch.out.ReadString('\n')
@@ -242,26 +264,89 @@ func (ch *flowsChild) reply(format string, args ...any) {
 	}
 }
 
-func (ch *flowsChild) stats() memSnap {
+func (ch *testChild) stats() memSnap {
 	var m memSnap
 	ch.command("stats", "stats %d %d %d %d", &m.heap, &m.stack, &m.rss, &m.goroutines)
 	return m
 }
 
-// TestFlowsChild is the child process of BenchmarkIdleFlows: a client OS's
-// TCP stack behind the packet socket it inherits as fd 3, a PoP, a publisher
-// and an echo target. It skips unless started by the benchmark.
-func TestFlowsChild(t *testing.T) {
-	caPath := os.Getenv(flowsChildEnv)
-	if caPath == "" {
-		t.Skip("the child process of BenchmarkIdleFlows")
+// serveChild answers the parent's commands with do until the parent closes
+// our stdin; "stats" is answered here.
+func serveChild(do func(cmd []string) string) {
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		cmd := strings.Fields(sc.Text())
+		var answer string
+		if len(cmd) > 0 && cmd[0] == "stats" {
+			m := snapMem(false)
+			answer = fmt.Sprintf("stats %d %d %d %d", m.heap, m.stack, m.rss, m.goroutines)
+		} else {
+			answer = do(cmd)
+		}
+		fmt.Printf("zt: %s\n", answer)
 	}
-	ca, err := loadTestCA(caPath)
+}
+
+// childDir is the directory shared with the parent, or "" when the test runs
+// on its own (and skips).
+func childDir(t *testing.T) string {
+	dir := os.Getenv(childEnv)
+	if dir == "" {
+		t.Skip("a child process of BenchmarkIdleFlows")
+	}
+	return dir
+}
+
+// TestFlowsTarget is BenchmarkIdleFlows's target: an echo server.
+func TestFlowsTarget(t *testing.T) {
+	childDir(t)
+	port := startServer(t, smallEcho)
+	fmt.Printf("zt: ready %d\n", port)
+	serveChild(func([]string) string { return "?" })
+}
+
+// startFlowsCloud starts the cloud child and returns the agent's end of the
+// packet socket that joins it to the client OS's stack.
+func startFlowsCloud(b testing.TB) (tun.Device, *testChild) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ours, theirs := packetFile(b, fds[0], "tun-agent"), packetFile(b, fds[1], "tun-client")
+	defer theirs.Close()
+	ch := startTestChild(b, "TestFlowsCloud", []*os.File{theirs}, func(dir string) {
+		if err := newTestCA(b).save(filepath.Join(dir, "ca.pem")); err != nil {
+			b.Fatal(err)
+		}
+	})
+	return newPacketTUN(ours), ch
+}
+
+// testCAOf is the CA the cloud child issues certificates from.
+func testCAOf(b testing.TB, ch *testChild) *testCA {
+	ca, err := loadTestCA(filepath.Join(ch.dir, "ca.pem"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ca
+}
+
+func packetFile(b testing.TB, fd int, name string) *os.File {
+	if err := unix.SetNonblock(fd, true); err != nil {
+		b.Fatal(err)
+	}
+	return os.NewFile(uintptr(fd), name)
+}
+
+// TestFlowsCloud is BenchmarkIdleFlows's cloud: a client OS's TCP stack behind
+// the packet socket it inherits as fd 3, a PoP and a publisher.
+func TestFlowsCloud(t *testing.T) {
+	dir := childDir(t)
+	ca, err := loadTestCA(filepath.Join(dir, "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := newLab(t, labOptions{ca: ca, noClient: true})
-	port := startServer(t, smallEcho)
 	peer, err := netstacktest.NewPeer(netstacktest.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -269,43 +354,39 @@ func TestFlowsChild(t *testing.T) {
 	if err := unix.SetNonblock(3, true); err != nil { // so that the poller serves it
 		t.Fatal(err)
 	}
-	sock := os.NewFile(3, "tun-client")
-	stopBridge := bridgePeer(peer.Device(), sock)
+	stopBridge := bridgePeer(peer.Device(), os.NewFile(3, "tun-client"))
 	defer func() {
 		stopBridge()
 		peer.Close()
 	}()
 
-	say := func(format string, args ...any) { fmt.Printf("zt: "+format+"\n", args...) }
-	say("ready %s %d", l.popAddr, port)
+	fmt.Printf("zt: ready %s\n", l.popAddr)
 	dst := netip.MustParseAddrPort("100.64.0.5:80")
 	var conns []*netstacktest.Conn
-	sc := bufio.NewScanner(os.Stdin)
-	for sc.Scan() {
-		switch cmd := strings.Fields(sc.Text()); cmd[0] {
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	serveChild(func(cmd []string) string {
+		switch cmd[0] {
 		case "dial":
 			n, _ := strconv.Atoi(cmd[1])
-			var failed, slow int
-			var burst time.Duration
-			conns, failed, slow, burst = dialBurst(peer, dst, n)
-			say("dialed %d %d %d %d", len(conns), failed, slow, burst)
+			var b burst
+			conns, b = dialBurst(peer, dst, n)
+			return fmt.Sprintf("dialed %d %d %d %d %d", len(conns), b.failed, b.took, b.p50, b.max)
 		case "ping":
 			failed := pingAll(conns)
-			say("pinged %d %d", len(conns)-failed, failed)
-		case "stats":
-			m := snapMem(false)
-			say("stats %d %d %d %d", m.heap, m.stack, m.rss, m.goroutines)
+			return fmt.Sprintf("pinged %d %d", len(conns)-failed, failed)
 		case "close":
 			for _, c := range conns {
 				c.Close()
 			}
 			conns = nil
-			say("closed")
+			return "closed"
 		}
-	}
-	for _, c := range conns {
-		c.Close()
-	}
+		return "?"
+	})
 }
 
 // bridgePeer carries packets between a peer's device and a packet socket

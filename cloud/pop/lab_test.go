@@ -174,9 +174,9 @@ func (l *lab) waitReady() {
 	})
 }
 
-// rawConn dials the PoP as device-1 with the client's TLS and HTTP/2 settings
-// and returns the connection, for requests the Client never sends; it is
-// closed by the test's cleanup.
+// rawConn dials the PoP as device-1 with the client's TLS and x/net's HTTP/2
+// transport and returns the connection, for requests the Client never sends; it
+// is closed by the test's cleanup.
 func (l *lab) rawConn() *http2.ClientConn {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -185,7 +185,7 @@ func (l *lab) rawConn() *http2.ClientConn {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	cc, err := l7.NewH2Transport().NewClientConn(conn)
+	cc, err := (&http2.Transport{DisableCompression: true}).NewClientConn(conn)
 	if err != nil {
 		conn.Close()
 		l.t.Fatal(err)

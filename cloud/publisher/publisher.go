@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http2"
 
+	"github.com/ztagent/ztagent/tunnel/flowio"
 	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
@@ -190,14 +191,15 @@ func (p *Publisher) serveConnect(w http.ResponseWriter, r *http.Request) {
 // relayTarget copies bytes both ways between a stream and its target connection until
 // both directions are done, and owns the goroutine that carries the upstream one.
 // END_STREAM from the PoP becomes a FIN to the target and the target's FIN ends the
-// stream; a reset on either side resets the other.
+// stream; a reset on either side resets the other. Neither direction holds a
+// buffer while it waits for data.
 func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, conn *net.TCPConn) {
 	var finished atomic.Bool // the downstream direction is over; upstream is abandoned
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := l7.CopyFlush(conn, nil, body)
-		if err != nil && !finished.Load() {
+		readErr, writeErr := flowio.Copy(conn, body, l7.BodyWaiter(body), nil)
+		if (readErr != nil || writeErr != nil) && !finished.Load() {
 			// The PoP reset the stream: reset the target's connection too.
 			conn.SetLinger(0)
 			conn.Close()
@@ -214,7 +216,7 @@ func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, 
 		conn.SetWriteDeadline(time.Now())
 		<-done
 	}()
-	if err := l7.CopyFlush(w, flush, conn); err != nil {
+	if readErr, writeErr := flowio.Copy(w, conn, flowio.Waiter(conn), flush); readErr != nil || writeErr != nil {
 		// The target reset the connection (or the stream is gone): reset the stream.
 		panic(http.ErrAbortHandler)
 	}

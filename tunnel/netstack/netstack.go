@@ -66,7 +66,9 @@ func (f Flow) String() string {
 // method, the client's FIN is carried to it as a half-close; otherwise the
 // upstream sees the close only when both directions are done. If it has
 // SetLinger (like *net.TCPConn), a client reset is passed on as a reset.
-// Closing the conn must unblock its Read, as the net.Conn contract says.
+// Closing the conn must unblock its Read, as the net.Conn contract says. An
+// idle flow holds no copy buffer when the conn can wait for data without one:
+// a socket, or a conn with a WaitRead method (flowio.ReadWaiter).
 type TCPHandler func(ctx context.Context, f Flow) (net.Conn, error)
 
 // DatagramConn is a bidirectional datagram pipe for one UDP flow. Each Write
