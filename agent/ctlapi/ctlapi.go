@@ -141,6 +141,9 @@ type FlowStatus struct {
 	Blocked    int64 `json:"blocked"`     // blocked by an exception
 	PacketsIn  int64 `json:"packets_in"`  // packets read from the TUN device
 	PacketsOut int64 `json:"packets_out"` // packets written to it
+	// SYNDropped counts connection attempts dropped because too many were
+	// being opened at once (the client retransmits its SYN).
+	SYNDropped int64 `json:"syn_dropped"`
 }
 
 // AppStatus is one synced private app.

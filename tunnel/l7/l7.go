@@ -61,7 +61,7 @@ const (
 	connWindow        = 64 << 20
 	dialReadBuffer    = 256 << 10 // under TLS, per dialed connection (agent, publisher)
 	acceptReadBuffer  = 64 << 10  // under TLS, per connection the PoP accepts (many)
-	maxStreamsPerConn = 10000
+	maxStreamsPerConn = 1 << 15
 
 	// Keepalives detect a dead peer on an idle connection (NAT timeouts, a laptop
 	// resuming from sleep): a PING after ReadIdle of silence, and the connection is

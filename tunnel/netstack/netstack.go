@@ -98,10 +98,15 @@ type Config struct {
 	Log *zap.Logger
 	TCP TCPHandler
 	UDP UDPHandler
-	// MaxInFlightSYN bounds the TCP flows whose handler is still running;
-	// further SYNs are dropped (the client retransmits). It bounds UDP flows
-	// being opened the same way (their first datagram is dropped). 0 means
-	// 512.
+	// MaxInFlightSYN bounds the TCP flows whose handler is still running
+	// (a SYN is answered once its handler returns); further SYNs are
+	// dropped, which the client retransmits after a second or more, and
+	// counted in Stats.SYNDropped. It bounds UDP flows being opened the
+	// same way (their first datagram is dropped). A SYN in flight holds a
+	// goroutine and the handler's work, about 10 KiB: the default, 16384,
+	// takes a burst of 10,000 connects at once (a smaller bound admits
+	// only that many per round of synchronized retransmissions) and caps
+	// what a SYN flood can pin at ~160 MiB. 0 means the default.
 	MaxInFlightSYN int
 	// IdleUDP closes a UDP flow after this long without a datagram in either
 	// direction. 0 means 2 minutes.
@@ -111,7 +116,7 @@ type Config struct {
 const (
 	nicID                 = 1
 	minMTU, maxMTU        = 1280, 65535
-	defaultMaxInFlightSYN = 512
+	defaultMaxInFlightSYN = 16384
 	defaultIdleUDP        = 2 * time.Minute
 	// handlerTimeout bounds how long a TCP handler may take: past it a
 	// client has long given up on its SYN retransmissions.
