@@ -42,6 +42,8 @@ type lab struct {
 	dnsAddr string
 
 	openTimeout  time.Duration
+	retryMin     time.Duration // of the client and publishers; 0 is l7's default
+	retryMax     time.Duration
 	rejectedPubs atomic.Int64 // publisher connections refused by the Publisher hook
 }
 
@@ -51,6 +53,7 @@ type labOptions struct {
 	dnsServer      string  // overrides the lab's DNS server
 	ca             *testCA // the tenant CA to use instead of a new one
 	noClient       bool    // start no client: l.client is nil
+	defaultRetry   bool    // reconnect as deployed (l7's default backoff), not at once
 }
 
 func newLab(t testing.TB, opts labOptions) *lab {
@@ -73,6 +76,9 @@ func newLab(t testing.TB, opts labOptions) *lab {
 	}
 	l.popAddr = ln.Addr().String()
 	l.openTimeout = opts.popOpenTimeout
+	if !opts.defaultRetry {
+		l.retryMin, l.retryMax = 5*time.Millisecond, 50*time.Millisecond
+	}
 	l.startPoP(ln)
 	t.Cleanup(l.stopPoP)
 
@@ -83,7 +89,7 @@ func newLab(t testing.TB, opts labOptions) *lab {
 	}
 	l.client = l7.NewClient(l7.ClientConfig{
 		Addr: l.popAddr, TLS: l.ca.peerTLS(t, "device-1"), Log: l.log,
-		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		RetryMin: l.retryMin, RetryMax: l.retryMax,
 	})
 	l.client.Start()
 	t.Cleanup(func() { l.client.Close() })
@@ -145,7 +151,7 @@ func (l *lab) startPublisher(name string, dialTimeout time.Duration) (stop func(
 	pub := publisher.New(publisher.Config{
 		Name: name, PoPAddr: l.popAddr, TLS: l.ca.peerTLS(l.t, name), Resolver: l.dnsAddr,
 		DialTimeout: dialTimeout, Log: l.log,
-		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		RetryMin: l.retryMin, RetryMax: l.retryMax,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

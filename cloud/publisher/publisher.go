@@ -94,7 +94,7 @@ func New(cfg Config) *Publisher {
 }
 
 // Run connects to the PoP and serves it, reconnecting with jittered exponential
-// backoff, until ctx is done; then it closes the connection, waits for every stream
+// backoff (l7.Backoff.Delay), until ctx is done; then it closes the connection, waits for every stream
 // to end and returns ctx's error. Run may be called once.
 func (p *Publisher) Run(ctx context.Context) error {
 	if p.cfg.PoPAddr == "" {
@@ -106,8 +106,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		delay := bo.Next()
-		p.log.Warn("PoP connection down", zap.String("pop", p.cfg.PoPAddr), zap.Error(err), zap.Duration("retry_in", delay))
+		delay := bo.Delay(err)
+		lvl := zap.WarnLevel
+		if bo.Repeated(err) {
+			lvl = zap.DebugLevel
+		}
+		p.log.Log(lvl, "PoP connection down", zap.String("pop", p.cfg.PoPAddr), zap.Error(err), zap.Duration("retry_in", delay))
 		if !l7.SleepCtx(ctx.Done(), delay) {
 			break
 		}

@@ -105,8 +105,8 @@ func NewClient(cfg ClientConfig) *Client {
 }
 
 // Start launches the goroutine that connects to the PoP and reconnects, with
-// jittered exponential backoff, whenever the connection is lost. It is a no-op after
-// the first call or after Close.
+// jittered exponential backoff (see Backoff.Delay), whenever the connection is
+// lost. It is a no-op after the first call or after Close.
 func (c *Client) Start() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -192,8 +192,12 @@ func (c *Client) run() {
 			return
 		}
 		c.setState(StateDown, err)
-		delay := bo.Next()
-		c.log.Warn("tunnel down", zap.String("pop", c.cfg.Addr), zap.Error(err), zap.Duration("retry_in", delay))
+		delay := bo.Delay(err)
+		lvl := zap.WarnLevel
+		if bo.Repeated(err) {
+			lvl = zap.DebugLevel
+		}
+		c.log.Log(lvl, "tunnel down", zap.String("pop", c.cfg.Addr), zap.Error(err), zap.Duration("retry_in", delay))
 		if !SleepCtx(c.ctx.Done(), delay) {
 			return
 		}

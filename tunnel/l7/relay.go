@@ -84,6 +84,8 @@ func (c *CountingConn) Write(p []byte) (int, error) {
 type Backoff struct {
 	min, max time.Duration
 	n        int
+	lastErr  string    // of the last failure Repeated saw
+	lastWarn time.Time // when Repeated last said no
 }
 
 func NewBackoff(lo, hi time.Duration) Backoff {
@@ -109,7 +111,39 @@ func (b *Backoff) Next() time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (b *Backoff) Reset() { b.n = 0 }
+// Reset starts over after a success.
+func (b *Backoff) Reset() { b.n, b.lastErr = 0, "" }
+
+// Repeated reports whether err repeats the failure before it within a minute:
+// an outage retried every half second is worth a warning when it starts, when
+// its reason changes and once a minute, not at every attempt.
+func (b *Backoff) Repeated(err error) bool {
+	msg, now := err.Error(), time.Now()
+	if msg == b.lastErr && now.Sub(b.lastWarn) < time.Minute {
+		return true
+	}
+	b.lastErr, b.lastWarn = msg, now
+	return false
+}
+
+// fastRetry is the mean wait after an attempt that failed fast (see Delay).
+const fastRetry = 500 * time.Millisecond
+
+// Delay returns the wait before the next attempt after one that failed with
+// err. An attempt refused because nothing listens at the PoP's address, or
+// because the network is unreachable, costs a packet or nothing and says
+// nothing about the PoP's load: it is repeated every half second or so
+// (jittered in [¼ s, ¾ s)) without growing the delay, so that a PoP back
+// from an outage, or a laptop back on a network, is used again within a
+// second. Every other failure (a timeout, TLS, the protocol, a lost
+// connection) waits the next exponential delay, so that a PoP that is up but
+// failing is not hammered.
+func (b *Backoff) Delay(err error) time.Duration {
+	if failedFast(err) {
+		return fastRetry/2 + rand.N(fastRetry)
+	}
+	return b.Next()
+}
 
 // SleepCtx waits for d or until done is closed; it reports whether d elapsed.
 func SleepCtx(done <-chan struct{}, d time.Duration) bool {
