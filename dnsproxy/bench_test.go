@@ -40,15 +40,9 @@ func benchUpstream(b *testing.B) netip.AddrPort {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	serveTest(b, nil, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		w.WriteMsg(answerA(r, "udp"))
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	done := make(chan struct{})
-	go func() { defer close(done); srv.ActivateAndServe() }()
-	<-started
-	b.Cleanup(func() { srv.Shutdown(); <-done })
+	})})
 	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
@@ -107,12 +101,13 @@ func BenchmarkCachedAnswer(b *testing.B) {
 	}
 	defer s.Close()
 	req := newQuery("www.example.com.", dns.TypeA)
-	s.cache.put(req, answerA(req, "udp"), time.Now())
+	cachePut(b, s.cache, req, answerA(req, "udp"), time.Now())
 	q, _ := req.Pack()
 	out := make([]byte, 0, 512)
+	names := newNameCache()
 	b.ReportAllocs()
 	for b.Loop() {
-		if r, _ := s.fastAnswer(q, out[:0], netip.AddrPort{}); r == nil {
+		if r, _, _ := s.fastAnswer(q, out[:0], netip.AddrPort{}, names); r == nil {
 			b.Fatal("not answered")
 		}
 	}

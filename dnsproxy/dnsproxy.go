@@ -3,10 +3,31 @@
 // name's stub address, empty NOERROR answers for the other types so that clients
 // fall back to the stub, PTR for stub addresses), sends the names of
 // publisher-DNS apps to the Upstream the policy names (a publisher, through
-// the tunnel), and forwards every other query, unchanged, to the resolvers the
-// system had before the agent took over, with a TTL-honouring cache. Which
-// names are private is decided by a Policy that the agent swaps atomically when
-// its configuration changes; the query path never takes a lock to read it.
+// the tunnel), and forwards every other query to the resolvers the system had
+// before the agent took over, with a TTL-honouring cache. Which names are
+// private is decided by a Policy that the agent swaps atomically when its
+// configuration changes; the query path never takes a lock to read it.
+//
+// Forwarding is transparent: the upstream gets the client's query byte for
+// byte but for the ID (EDNS options, versions and flags included, whether
+// the agent knows them or not), and the client gets the upstream's answer
+// byte for byte but for the ID. Over UDP, a truncated upstream answer is
+// retried over TCP; the client gets the full answer if it fits its buffer,
+// else the upstream's truncated one.
+//
+// The cache serves an answer only to a query the upstream would have been
+// asked identically: the key is every byte of the query but its ID, the name
+// folded to lower case (DNS names are case-insensitive; the client's case is
+// put back in the question). So a query with another EDNS option (client
+// subnet, cookie, NSID…), EDNS version, buffer size or flag (RD, CD, AD, the
+// DO bit) is a different entry, and an answer that depends on any of them is
+// never given for another. Queries with a TSIG or any record but an OPT in
+// the additional section are not cached, nor are truncated answers, rcodes
+// other than NOERROR and NXDOMAIN, and negative answers without a SOA (RFC
+// 2308). A cached answer is the upstream's bytes with the new query's ID and
+// question and TTLs aged by the time it was kept; an answer larger than the
+// client's buffer is served from the cache only as the upstream's truncated
+// one, if it sent one, and otherwise asked again.
 package dnsproxy
 
 import (
@@ -21,7 +42,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
 	"go.uber.org/zap"
 )
 
@@ -149,14 +169,19 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex // guards state, servers, udp, addrs
-	state   state
-	servers []*dns.Server  // TCP, one per listen address
-	udp     []*net.UDPConn // one per listen address
-	addrs   []netip.AddrPort
+	mu    sync.Mutex // guards state, tcpLn, udp, addrs
+	state state
+	tcpLn []net.Listener // one per listen address
+	udp   []*net.UDPConn // one per listen address
+	addrs []netip.AddrPort
+	tcp   tcpConns
 	// wg counts every goroutine of the server: UDP readers, forwarding
-	// goroutines of UDP queries, and the TCP servers.
+	// goroutines of UDP queries, TCP acceptors and connections, and the
+	// readers of upstream sockets.
 	wg sync.WaitGroup
+	// upMu serialises SetUpstreams, which retires the sockets of upstreams
+	// it drops.
+	upMu sync.Mutex
 
 	upLog   rateLimiter
 	counter counters
@@ -240,7 +265,9 @@ func (s *Server) SetPolicy(p Policy) {
 
 // SetUpstreams atomically replaces the upstream resolvers. Invalid entries are
 // dropped and logged. Cached answers are kept: they stay true until their TTL.
-// What was learnt about the old upstreams' health is forgotten.
+// What was learnt about the old upstreams' health is forgotten; the sockets
+// to upstreams that stay are kept, those to the others closed once their
+// queries are answered.
 func (s *Server) SetUpstreams(u []netip.AddrPort) {
 	ok := make([]netip.AddrPort, 0, len(u))
 	for _, a := range u {
@@ -257,7 +284,27 @@ func (s *Server) SetUpstreams(u []netip.AddrPort) {
 		}
 		ok = append(ok, a)
 	}
-	s.upstreams.Store(newUpstreamSet(ok))
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	old := s.upstreams.Load()
+	set := &upstreamSet{addrs: ok, pools: make([]*udpPool, len(ok)), downUntil: make([]atomic.Int64, len(ok))}
+	kept := map[*udpPool]bool{}
+	for i, a := range ok {
+		if j := slices.Index(old.addrsOrNil(), a); j >= 0 && !kept[old.pools[j]] {
+			set.pools[i] = old.pools[j]
+		} else {
+			set.pools[i] = newUDPPool(s, a)
+		}
+		kept[set.pools[i]] = true
+	}
+	s.upstreams.Store(set)
+	if old != nil {
+		for _, p := range old.pools {
+			if !kept[p] {
+				p.retire()
+			}
+		}
+	}
 	s.log.Info("upstream resolvers", zap.Stringers("upstreams", ok))
 }
 
@@ -322,7 +369,10 @@ func (s *Server) Start() error {
 	for _, pc := range pcs {
 		s.serveUDP(pc)
 	}
-	s.serveTCPLocked(lns)
+	for _, ln := range lns {
+		s.serveTCP(ln)
+	}
+	s.tcpLn = lns
 	s.udp = pcs
 	s.addrs = addrs
 	s.state = stateRunning
@@ -330,31 +380,6 @@ func (s *Server) Start() error {
 		s.log.Info("dns proxy listening", zap.Stringer("addr", a))
 	}
 	return nil
-}
-
-// serveTCPLocked starts one dns.Server per listener and waits until each has
-// started, so that Close can always shut them down.
-func (s *Server) serveTCPLocked(lns []net.Listener) {
-	var started sync.WaitGroup
-	run := func(srv *dns.Server) {
-		srv.Handler = s
-		srv.MsgAcceptFunc = acceptQuery
-		srv.MsgInvalidFunc = func([]byte, error) { s.counter.malformed.Add(1) }
-		srv.NotifyStartedFunc = started.Done
-		started.Add(1)
-		s.servers = append(s.servers, srv)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := srv.ActivateAndServe(); err != nil && s.ctx.Err() == nil {
-				s.log.Error("dns listener stopped", zap.Error(err))
-			}
-		}()
-	}
-	for _, ln := range lns {
-		run(&dns.Server{Listener: &retryListener{Listener: ln, done: s.ctx.Done(), log: s.log, warn: rateLimiter{every: 10 * time.Second}}})
-	}
-	started.Wait()
 }
 
 // bindPair binds UDP and TCP on ap. With port 0 it uses the UDP port the
@@ -403,13 +428,15 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.state = stateClosed
-	servers, udp := s.servers, s.udp
-	s.servers, s.udp = nil, nil
+	lns, udp := s.tcpLn, s.udp
+	s.tcpLn, s.udp = nil, nil
 	s.mu.Unlock()
 
-	// Order: cancel first so queries waiting on upstreams return, then close
-	// the UDP sockets (their readers exit) and shut the TCP servers down
-	// (each waits for its handlers), then wait for every goroutine.
+	// Order: cancel first so queries waiting on upstreams return (and the
+	// upstream sockets close, ending their readers), then close the
+	// listeners (UDP readers and TCP acceptors exit), then the TCP
+	// connections (their goroutines exit once their query is answered), then
+	// wait for every goroutine.
 	s.cancel()
 	var errs []error
 	for _, c := range udp {
@@ -417,11 +444,12 @@ func (s *Server) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	for _, srv := range servers {
-		if err := srv.Shutdown(); err != nil {
+	for _, ln := range lns {
+		if err := ln.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	s.tcp.closeAll()
 	s.wg.Wait()
 	return errors.Join(errs...)
 }

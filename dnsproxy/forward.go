@@ -1,15 +1,15 @@
 package dnsproxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,31 +17,30 @@ import (
 	"go.uber.org/zap"
 )
 
-// errMismatch marks an upstream packet that is not the answer to our query.
-var errMismatch = errors.New("response does not match the query")
+// errNoUpstreams is the forwarding error when no resolver is configured.
+var errNoUpstreams = errors.New("no upstream resolvers configured")
 
-// forward answers req from the cache or the upstreams, waiting for the
-// answer (the TCP path; UDP uses the same pieces without blocking its reader).
-func (s *Server) forward(w dns.ResponseWriter, req *dns.Msg, via Upstream) {
-	if (via == nil && s.answerFromCache(w, req)) || !s.acquire(w, req) {
-		return
-	}
-	defer s.release()
-	s.resolveAndWrite(w, req, via)
+// forwarding is a query on its way to an upstream: the client's bytes,
+// forwarded as they are but for the ID.
+type forwarding struct {
+	query    []byte // the client's query, ours: its ID is replaced on the way up
+	clientID uint16
+	qEnd     int // end of the question
+	edns, do bool
+	maxSize  int    // the largest reply the client takes
+	key      string // cache key; "" if the answer is not to be cached
+	via      Upstream
+	// first, when set, is the outcome of an attempt at upstream first.i of
+	// first.set made before resolve ran (see udpQuery); resolve starts
+	// from it.
+	first *attempt
 }
 
-// answerFromCache writes the cached answer to req, if there is one.
-func (s *Server) answerFromCache(w dns.ResponseWriter, req *dns.Msg) bool {
-	if s.cache == nil {
-		return false
-	}
-	resp := s.cache.get(req, time.Now())
-	if resp == nil {
-		return false
-	}
-	s.counter.cacheHits.Add(1)
-	writeSized(w, resp, clientMaxSize(w, req))
-	return true
+// attempt is the outcome of asking one upstream over UDP.
+type attempt struct {
+	set *upstreamSet
+	i   int // the upstream's index in set
+	r   result
 }
 
 // acquire takes one of the MaxInFlight slots for a query to the upstreams.
@@ -50,159 +49,225 @@ func (s *Server) answerFromCache(w dns.ResponseWriter, req *dns.Msg) bool {
 // queued or dropped: the client's stub resolver then fails fast (or tries its
 // next server) instead of waiting out its multi-second timeout, and the proxy
 // keeps no unbounded backlog. Local answers and cache hits never need a slot.
-func (s *Server) acquire(w dns.ResponseWriter, req *dns.Msg) bool {
+func (s *Server) acquire() bool {
 	select {
 	case s.sem <- struct{}{}:
 		return true
 	default:
 		s.counter.saturated.Add(1)
-		w.WriteMsg(errorReply(req, dns.RcodeServerFailure))
 		return false
 	}
 }
 
 func (s *Server) release() { <-s.sem }
 
-// resolveAndWrite asks via, or the upstreams if via is nil, and writes the
-// answer, or SERVFAIL. Only the upstreams' answers are cached: a publisher's
-// come with routes whose lifetime the agent manages.
-func (s *Server) resolveAndWrite(w dns.ResponseWriter, req *dns.Msg, via Upstream) {
+// forward asks f.via, or the upstreams if it is nil, and returns the reply
+// for the client: the upstream's answer, or SERVFAIL.
+func (s *Server) forward(f *forwarding) []byte {
 	var (
-		raw  []byte
-		resp *dns.Msg
-		err  error
+		ans, tc []byte
+		err     error
 	)
-	if via != nil {
-		raw, resp, err = s.resolveVia(via, req)
+	if f.via != nil {
+		ans, err = s.resolveVia(f)
 	} else {
-		raw, resp, err = s.resolve(req)
+		ans, tc, err = s.resolve(f)
 	}
+	binary.BigEndian.PutUint16(f.query, f.clientID)
 	if err != nil {
 		s.counter.servFail.Add(1)
 		if s.upLog.allow() {
-			s.log.Warn("no upstream answered", zap.String("qname", req.Question[0].Name), zap.Error(err))
+			name, _, _ := dns.UnpackDomainName(f.query, headerLen)
+			s.log.Warn("no upstream answered", zap.String("qname", name), zap.Error(err))
 		}
-		w.WriteMsg(errorReply(req, dns.RcodeServerFailure))
-		return
+		return f.servFail()
 	}
-	if via != nil {
+	return s.answered(f, ans, tc)
+}
+
+// answered counts and caches the answer to f (carrying the client's ID) and
+// returns the reply for the client. Only the upstreams' answers are cached:
+// a publisher's come with routes whose lifetime the agent manages.
+func (s *Server) answered(f *forwarding, ans, tc []byte) []byte {
+	if f.via != nil {
 		s.counter.delegated.Add(1)
 	} else {
 		s.counter.forwarded.Add(1)
-		if s.cache != nil {
-			s.cache.put(req, resp, time.Now())
+		if f.key != "" {
+			s.cache.put(f.key, ans, tc, time.Now())
 		}
 	}
-	if len(raw) <= clientMaxSize(w, req) {
-		w.Write(raw) // byte for byte what the upstream sent, with the client's ID
-		return
-	}
-	writeSized(w, resp, clientMaxSize(w, req))
+	return fit(ans, tc, f.maxSize)
 }
 
-// writeSized writes resp, truncated (TC set) if it does not fit the client's
-// UDP buffer, so that the client retries over TCP.
-func writeSized(w dns.ResponseWriter, resp *dns.Msg, maxSize int) {
-	resp.Compress = true
-	if resp.Len() > maxSize {
-		resp.Truncate(maxSize)
-	}
-	w.WriteMsg(resp)
+// servFail is the agent's SERVFAIL reply to f's query.
+func (f *forwarding) servFail() []byte {
+	return appendReply(nil, f.query, f.qEnd, f.edns, f.do, &reply{rcode: dns.RcodeServerFailure})
 }
 
-// clientMaxSize is the largest answer the client accepts: its EDNS0 buffer
-// size (at least 512) over UDP, 64 KiB over TCP.
-func clientMaxSize(w dns.ResponseWriter, req *dns.Msg) int {
-	if _, udp := w.RemoteAddr().(*net.UDPAddr); !udp {
-		return dns.MaxMsgSize
+// fit returns the answer the client can take: ans, or else tc (the
+// upstream's truncated UDP answer, when ans came over TCP), or else ans
+// truncated by the agent with TC set, so that the client retries over TCP.
+// The last happens only for answers from a publisher or an upstream that
+// ignored the buffer size.
+func fit(ans, tc []byte, maxSize int) []byte {
+	if len(ans) <= maxSize {
+		return ans
 	}
-	if opt := req.IsEdns0(); opt != nil && opt.UDPSize() > dns.MinMsgSize {
-		return int(opt.UDPSize())
+	if tc != nil && len(tc) <= maxSize {
+		return tc
 	}
-	return dns.MinMsgSize
+	m := new(dns.Msg)
+	if err := m.Unpack(ans); err == nil {
+		m.Truncate(maxSize)
+		if b, err := m.Pack(); err == nil && len(b) <= maxSize {
+			return b
+		}
+	}
+	// Header and question only, TC set.
+	info, _ := walkResponse(ans)
+	b := bytes.Clone(ans[:max(info.qEnd, headerLen)])
+	b[2] |= flagTC >> 8
+	binary.BigEndian.PutUint16(b[6:], 0)
+	binary.BigEndian.PutUint16(b[8:], 0)
+	binary.BigEndian.PutUint16(b[10:], 0)
+	return b
 }
 
-// resolve sends req to the upstreams until one answers with something other
-// than SERVFAIL or REFUSED, and returns that answer as received (raw) and
-// parsed, both carrying req's ID. Upstreams are tried in order, except that
-// those that recently failed to answer at all are tried last (see
-// upstreamSet). If every upstream answers SERVFAIL or REFUSED, the last such
-// answer is returned; if none answers, an error.
-func (s *Server) resolve(req *dns.Msg) ([]byte, *dns.Msg, error) {
-	ups := s.upstreams.Load()
+// resolve sends f's query to the upstreams until one answers with something
+// other than SERVFAIL or REFUSED, and returns that answer (with the client's
+// ID) and, if it came over TCP, the truncated UDP answer before it.
+// Upstreams are tried in order, except that those that recently failed to
+// answer at all are tried last (see upstreamSet), and one already asked
+// (f.first) comes first. If every upstream answers SERVFAIL or
+// REFUSED, the last such answer is returned; if none answers, an error.
+func (s *Server) resolve(f *forwarding) (ans, tc []byte, err error) {
+	ups, first := s.upstreams.Load(), -1
+	if f.first != nil {
+		ups, first = f.first.set, f.first.i
+	}
 	if len(ups.addrs) == 0 {
-		return nil, nil, errors.New("no upstream resolvers configured")
+		return nil, nil, errNoUpstreams
 	}
-	// The upstream sees a fresh random ID, so that a client's predictable IDs
-	// do not make our upstream queries easier to spoof.
-	clientID := req.Id
-	req.Id = dns.Id()
-	query, err := req.Pack()
-	upID := req.Id
-	req.Id = clientID
-	if err != nil {
-		return nil, nil, fmt.Errorf("packing query: %w", err)
-	}
-	var (
-		lastRaw  []byte
-		lastResp *dns.Msg
-		errs     []error
-	)
-	now := time.Now()
-	for pass := range 2 { // healthy upstreams first, then the others
-		for i, up := range ups.addrs {
-			if ups.down(i, now) != (pass == 1) {
-				continue
+	var errs []error
+	for _, i := range ups.order(time.Now(), first) {
+		a, t, rcode, err := s.exchange(ups, i, f)
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return nil, nil, s.ctx.Err()
 			}
-			raw, resp, err := s.exchange(up, query, upID, req.Question[0])
-			if err != nil {
-				if s.ctx.Err() != nil {
-					return nil, nil, s.ctx.Err()
-				}
-				s.counter.upstreamErrors.Add(1)
-				ups.markDown(i, time.Now())
-				errs = append(errs, fmt.Errorf("%v: %w", up, err))
-				continue
-			}
-			ups.markUp(i)
-			binary.BigEndian.PutUint16(raw, clientID)
-			resp.Id = clientID
-			lastRaw, lastResp = raw, resp
-			if resp.Rcode != dns.RcodeServerFailure && resp.Rcode != dns.RcodeRefused {
-				return raw, resp, nil
-			}
+			s.counter.upstreamErrors.Add(1)
+			ups.markDown(i, time.Now())
+			errs = append(errs, fmt.Errorf("%v: %w", ups.addrs[i], err))
+			continue
+		}
+		ups.markUp(i)
+		ans, tc = withID(a, f.clientID), withID(t, f.clientID)
+		if rcode != dns.RcodeServerFailure && rcode != dns.RcodeRefused {
+			return ans, tc, nil
 		}
 	}
-	if lastResp != nil {
-		return lastRaw, lastResp, nil
+	if ans != nil {
+		return ans, tc, nil
 	}
 	return nil, nil, errors.Join(errs...)
 }
 
-// resolveVia sends req to a policy's Upstream (publisher DNS).
-func (s *Server) resolveVia(u Upstream, req *dns.Msg) ([]byte, *dns.Msg, error) {
-	clientID := req.Id
-	req.Id = 0 // RFC 8484 4.1: ID 0 over DoH
-	query, err := req.Pack()
-	req.Id = clientID
-	if err != nil {
-		return nil, nil, fmt.Errorf("packing query: %w", err)
+func withID(m []byte, id uint16) []byte {
+	if m != nil {
+		binary.BigEndian.PutUint16(m, id)
 	}
+	return m
+}
+
+// exchange asks upstream i of ups over UDP (or takes the outcome of
+// f.first), and again over TCP if the UDP answer is truncated. It returns the
+// answer, the truncated UDP one if the answer came over TCP, and the answer's
+// rcode.
+func (s *Server) exchange(ups *upstreamSet, i int, f *forwarding) (ans, tc []byte, rcode int, err error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
 	defer cancel()
-	raw, err := u.Exchange(ctx, query)
+	var r result
+	if f.first != nil {
+		r, f.first = f.first.r, nil
+	} else {
+		w := &waiter{query: f.query, qEnd: f.qEnd, done: make(chan result, 1)}
+		q, err := ups.pools[i].send(w)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		r = q.wait(ctx)
+	}
+	switch {
+	case r.err != nil:
+		return nil, nil, 0, r.err
+	case !r.info.truncated:
+		return r.b, nil, r.info.rcode, nil
+	}
+	full, info, err := exchangeTCP(ctx, ups.addrs[i], f.query, f.qEnd)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return full, r.b, info.rcode, nil
+}
+
+// resolveVia sends f's query to a policy's Upstream (publisher DNS).
+func (s *Server) resolveVia(f *forwarding) ([]byte, error) {
+	q := bytes.Clone(f.query)        // the Upstream may keep it
+	binary.BigEndian.PutUint16(q, 0) // RFC 8484 4.1: ID 0 over DoH
+	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+	defer cancel()
+	raw, err := f.via.Exchange(ctx, q)
+	if err == nil {
+		_, err = checkAnswer(raw, 0, q, f.qEnd)
+	}
 	if err != nil {
 		s.counter.upstreamErrors.Add(1)
-		return nil, nil, fmt.Errorf("publisher DNS: %w", err)
+		return nil, fmt.Errorf("publisher DNS: %w", err)
 	}
-	resp, err := parseResponse(raw, 0, req.Question[0])
+	return withID(raw, f.clientID), nil
+}
+
+// exchangeTCP asks up over a new TCP connection, with a fresh random ID.
+func exchangeTCP(ctx context.Context, up netip.AddrPort, query []byte, qEnd int) ([]byte, respInfo, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", up.String())
 	if err != nil {
-		s.counter.upstreamErrors.Add(1)
-		return nil, nil, fmt.Errorf("publisher DNS: %w", err)
+		return nil, respInfo{}, err
 	}
-	binary.BigEndian.PutUint16(raw, clientID)
-	resp.Id = clientID
-	return raw, resp, nil
+	defer conn.Close()
+	stop := bindDeadline(ctx, conn)
+	defer stop()
+	id := uint16(rand.Uint32())
+	msg := make([]byte, 2+len(query))
+	binary.BigEndian.PutUint16(msg, uint16(len(query)))
+	copy(msg[2:], query)
+	binary.BigEndian.PutUint16(msg[2:], id)
+	if _, err := conn.Write(msg); err != nil {
+		return nil, respInfo{}, err
+	}
+	var lenBuf [2]byte
+	if _, err := io.ReadFull(conn, lenBuf[:]); err != nil {
+		return nil, respInfo{}, err
+	}
+	raw := make([]byte, binary.BigEndian.Uint16(lenBuf[:]))
+	if _, err := io.ReadFull(conn, raw); err != nil {
+		return nil, respInfo{}, err
+	}
+	info, err := checkAnswer(raw, id, query, qEnd)
+	if err != nil {
+		return nil, respInfo{}, err
+	}
+	return raw, info, nil
+}
+
+// bindDeadline applies ctx's deadline to conn and unblocks conn's I/O when ctx
+// is cancelled early (by Close).
+func bindDeadline(ctx context.Context, conn net.Conn) (stop func() bool) {
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 }
 
 // downFor is how long an upstream that did not answer is tried only after the
@@ -211,14 +276,41 @@ func (s *Server) resolveVia(u Upstream, req *dns.Msg) ([]byte, *dns.Msg, error) 
 const downFor = 30 * time.Second
 
 // upstreamSet is one immutable list of upstreams with the health learnt about
-// them, swapped whole by SetUpstreams.
+// them and the sockets to ask them through, swapped whole by SetUpstreams.
 type upstreamSet struct {
 	addrs     []netip.AddrPort
+	pools     []*udpPool
 	downUntil []atomic.Int64 // unix nanoseconds; 0 when healthy
 }
 
-func newUpstreamSet(addrs []netip.AddrPort) *upstreamSet {
-	return &upstreamSet{addrs: addrs, downUntil: make([]atomic.Int64, len(addrs))}
+// order is the order in which upstreams are tried: first (if not -1), then
+// the others not marked down, then those marked down, each in order.
+func (u *upstreamSet) order(now time.Time, first int) []int {
+	out := make([]int, 0, len(u.addrs))
+	if first >= 0 {
+		out = append(out, first)
+	}
+	for pass := range 2 {
+		for i := range u.addrs {
+			if i != first && u.down(i, now) == (pass == 1) {
+				out = append(out, i)
+			}
+		}
+	}
+	return out
+}
+
+// first is the upstream tried first, -1 if there is none.
+func (u *upstreamSet) first(now time.Time) int {
+	for i := range u.addrs {
+		if !u.down(i, now) {
+			return i
+		}
+	}
+	if len(u.addrs) > 0 {
+		return 0
+	}
+	return -1
 }
 
 func (u *upstreamSet) down(i int, now time.Time) bool {
@@ -235,114 +327,10 @@ func (u *upstreamSet) markUp(i int) {
 	}
 }
 
-// exchange asks one upstream over UDP, and again over TCP if the UDP answer is
-// truncated.
-func (s *Server) exchange(up netip.AddrPort, query []byte, id uint16, q dns.Question) ([]byte, *dns.Msg, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
-	defer cancel()
-	raw, resp, err := exchangeUDP(ctx, up, query, id, q)
-	if err != nil {
-		return nil, nil, err
+// addrsOrNil is u's addresses; nil for a nil set (before the first one).
+func (u *upstreamSet) addrsOrNil() []netip.AddrPort {
+	if u == nil {
+		return nil
 	}
-	if !resp.Truncated {
-		return raw, resp, nil
-	}
-	return exchangeTCP(ctx, up, query, id, q)
-}
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, dns.MaxMsgSize); return &b }}
-
-func exchangeUDP(ctx context.Context, up netip.AddrPort, query []byte, id uint16, q dns.Question) ([]byte, *dns.Msg, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "udp", up.String())
-	if err != nil {
-		return nil, nil, err
-	}
-	defer conn.Close()
-	stop := bindDeadline(ctx, conn)
-	defer stop()
-	if _, err := conn.Write(query); err != nil {
-		return nil, nil, err
-	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	// The socket is connected, so only the upstream's packets arrive; still,
-	// anything that is not the answer to this question is skipped, not
-	// believed.
-	for {
-		n, err := conn.Read(*bp)
-		if err != nil {
-			return nil, nil, err
-		}
-		resp, err := parseResponse((*bp)[:n], id, q)
-		if errors.Is(err, errMismatch) {
-			continue
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		return append([]byte(nil), (*bp)[:n]...), resp, nil
-	}
-}
-
-func exchangeTCP(ctx context.Context, up netip.AddrPort, query []byte, id uint16, q dns.Question) ([]byte, *dns.Msg, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", up.String())
-	if err != nil {
-		return nil, nil, err
-	}
-	defer conn.Close()
-	stop := bindDeadline(ctx, conn)
-	defer stop()
-	msg := make([]byte, 2+len(query))
-	binary.BigEndian.PutUint16(msg, uint16(len(query)))
-	copy(msg[2:], query)
-	if _, err := conn.Write(msg); err != nil {
-		return nil, nil, err
-	}
-	var lenBuf [2]byte
-	if _, err := io.ReadFull(conn, lenBuf[:]); err != nil {
-		return nil, nil, err
-	}
-	raw := make([]byte, binary.BigEndian.Uint16(lenBuf[:]))
-	if _, err := io.ReadFull(conn, raw); err != nil {
-		return nil, nil, err
-	}
-	resp, err := parseResponse(raw, id, q)
-	if err != nil {
-		return nil, nil, err
-	}
-	return raw, resp, nil
-}
-
-// bindDeadline applies ctx's deadline to conn and unblocks conn's I/O when ctx
-// is cancelled early (by Close).
-func bindDeadline(ctx context.Context, conn net.Conn) (stop func() bool) {
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-}
-
-// parseResponse checks that raw answers question q with ID id and parses it.
-func parseResponse(raw []byte, id uint16, q dns.Question) (*dns.Msg, error) {
-	if len(raw) < 12 || binary.BigEndian.Uint16(raw) != id || raw[2]&0x80 == 0 {
-		return nil, errMismatch
-	}
-	resp := new(dns.Msg)
-	if err := resp.Unpack(raw); err != nil {
-		return nil, fmt.Errorf("malformed response: %w", err)
-	}
-	// A FORMERR or NOTIMP answer may legitimately omit the question.
-	if len(resp.Question) == 0 && resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError {
-		return resp, nil
-	}
-	if len(resp.Question) != 1 {
-		return nil, errMismatch
-	}
-	rq := resp.Question[0]
-	if rq.Qtype != q.Qtype || rq.Qclass != q.Qclass || !strings.EqualFold(rq.Name, q.Name) {
-		return nil, errMismatch
-	}
-	return resp, nil
+	return u.addrs
 }

@@ -1,35 +1,14 @@
 package dnsproxy
 
 import (
+	"bytes"
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 )
-
-// recorder is a dns.ResponseWriter that keeps what is written.
-type recorder struct {
-	remote net.Addr
-	msg    *dns.Msg
-	raw    []byte
-}
-
-func (r *recorder) LocalAddr() net.Addr         { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53} }
-func (r *recorder) RemoteAddr() net.Addr        { return r.remote }
-func (r *recorder) WriteMsg(m *dns.Msg) error   { r.msg = m; return nil }
-func (r *recorder) Write(b []byte) (int, error) { r.raw = b; return len(b), nil }
-func (r *recorder) Close() error                { return nil }
-func (r *recorder) TsigStatus() error           { return nil }
-func (r *recorder) TsigTimersOnly(bool)         {}
-func (r *recorder) Hijack()                     {}
-func (r *recorder) Network() string             { return "udp" }
-
-func newRecorder() *recorder {
-	return &recorder{remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}}
-}
 
 // fuzzPolicy owns a few names, IPv4 and IPv6 stubs and one without address.
 func fuzzPolicy() *mapPolicy {
@@ -38,11 +17,10 @@ func fuzzPolicy() *mapPolicy {
 }
 
 // FuzzQuery feeds arbitrary bytes through the paths a UDP query takes: the
-// fast path, and the general one (accept filter, parsing, local answers and,
-// with no upstreams, the forwarding failure path); and through the upstream
-// response parser. Nothing may panic; every reply must pack and carry the
-// query's ID; and whenever the fast path answers, the general path must give
-// the same answer.
+// fast path, and the general one (parsing, local answers, the cache and,
+// with no upstreams, the forwarding failure path). Nothing may panic; every
+// reply must parse and carry the query's ID; and whenever the fast path
+// answers, the general path must give the same answer.
 func FuzzQuery(f *testing.F) {
 	for _, b := range fuzzSeeds(f) {
 		f.Add(b)
@@ -50,67 +28,47 @@ func FuzzQuery(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(make([]byte, 12))
 
-	s, err := New(Config{Listen: []string{"127.0.0.1:0"}, CacheSize: -1, Policy: fuzzPolicy()})
+	s, err := New(Config{Listen: []string{"127.0.0.1:0"}, Policy: fuzzPolicy()})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { s.Close() })
+	cached := newQuery("www.example.com.", dns.TypeA)
+	cachePut(f, s.cache, cached, answerA(cached, "udp"), time.Now())
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) >= 12 {
-			q := dns.Question{Name: "wiki.corp.example.", Qtype: dns.TypeA, Qclass: dns.ClassINET}
-			parseResponse(data, binary.BigEndian.Uint16(data), q)
-		}
-		fast, _ := s.fastAnswer(data, nil, netip.AddrPort{})
+		fast, _, _ := s.fastAnswer(data, nil, netip.AddrPort{}, nil)
 		general := generalAnswer(t, s, data)
 		if fast == nil {
 			return
 		}
 		if general == nil {
-			t.Fatalf("fast path answered a query the general path rejects: %x", data)
+			t.Fatalf("fast path answered a query the general path drops: %x", data)
 		}
 		checkSame(t, data, fast, general)
 	})
 }
 
 // generalAnswer runs data through the general path and returns the reply (nil
-// if data is not accepted as a query).
-func generalAnswer(t *testing.T, s *Server, data []byte) *dns.Msg {
-	req := new(dns.Msg)
-	if len(data) < 12 || req.Unpack(data) != nil {
+// if it is dropped).
+func generalAnswer(t *testing.T, s *Server, data []byte) []byte {
+	out := s.answer(data, netip.MustParseAddrPort("127.0.0.1:40000"), false)
+	if out == nil {
 		return nil
 	}
-	h := dns.Header{Id: req.Id, Bits: binary.BigEndian.Uint16(data[2:]),
-		Qdcount: uint16(len(req.Question)), Ancount: uint16(len(req.Answer)),
-		Nscount: uint16(len(req.Ns)), Arcount: uint16(len(req.Extra))}
-	if acceptQuery(h) != dns.MsgAccept {
-		return nil
+	m := new(dns.Msg)
+	if err := m.Unpack(out); err != nil {
+		t.Fatalf("reply does not parse: %v\nquery %x\nreply %x", err, data, out)
 	}
-	w := newRecorder()
-	s.ServeDNS(w, req)
-	if w.msg == nil {
-		t.Fatal("no reply")
-	}
-	out, err := w.msg.Pack()
-	if err != nil {
-		t.Fatalf("reply does not pack: %v\n%v", err, w.msg)
-	}
-	if binary.BigEndian.Uint16(out) != req.Id {
+	if !bytes.Equal(out[:2], data[:2]) {
 		t.Fatal("reply has another ID")
 	}
-	return w.msg
+	return out
 }
 
-func checkSame(t *testing.T, query, fast []byte, general *dns.Msg) {
+func checkSame(t *testing.T, query, fast, general []byte) {
 	t.Helper()
-	got := new(dns.Msg)
-	if err := got.Unpack(fast); err != nil {
-		t.Fatalf("fast reply does not parse: %v\nquery %x", err, query)
-	}
-	want := new(dns.Msg)
-	b, _ := general.Pack()
-	want.Unpack(b) // normalise through the wire, as the client sees it
-	if got.String() != want.String() {
-		t.Fatalf("query %x\nfast path:\n%v\ngeneral path:\n%v", query, got, want)
+	if !bytes.Equal(fast, general) {
+		t.Fatalf("query %x\nfast path:    %x\ngeneral path: %x", query, fast, general)
 	}
 }
 
@@ -153,7 +111,7 @@ func TestFastPathMatchesGeneral(t *testing.T) {
 	defer s.Close()
 	fastCount := 0
 	for _, q := range fuzzSeeds(t) {
-		fast, _ := s.fastAnswer(q, nil, netip.AddrPort{})
+		fast, _, _ := s.fastAnswer(q, nil, netip.AddrPort{}, nil)
 		if fast == nil {
 			continue
 		}
@@ -176,16 +134,17 @@ func BenchmarkStubAnswer(b *testing.B) {
 	defer s.Close()
 	q, _ := newQuery("wiki.corp.example.", dns.TypeA).Pack()
 	out := make([]byte, 0, 512)
+	names := newNameCache()
 	b.ReportAllocs()
 	for b.Loop() {
-		if r, _ := s.fastAnswer(q, out[:0], netip.AddrPort{}); r == nil {
+		if r, _, _ := s.fastAnswer(q, out[:0], netip.AddrPort{}, names); r == nil {
 			b.Fatal("not answered")
 		}
 	}
 }
 
-// BenchmarkStubAnswerGeneral is the same answer through dns.Msg (the path of
-// TCP queries and of unusual UDP ones), for comparison.
+// BenchmarkStubAnswerGeneral is the same answer on the general path (TCP
+// queries and unusual UDP ones), for comparison.
 func BenchmarkStubAnswerGeneral(b *testing.B) {
 	s, err := New(Config{Listen: []string{"127.0.0.1:0"}, Policy: fuzzPolicy()})
 	if err != nil {
@@ -193,17 +152,87 @@ func BenchmarkStubAnswerGeneral(b *testing.B) {
 	}
 	defer s.Close()
 	q, _ := newQuery("wiki.corp.example.", dns.TypeA).Pack()
-	w := newRecorder()
-	buf := make([]byte, 512)
 	b.ReportAllocs()
 	for b.Loop() {
-		req := new(dns.Msg)
-		if err := req.Unpack(q); err != nil {
-			b.Fatal(err)
-		}
-		s.ServeDNS(w, req)
-		if _, err := w.msg.PackBuffer(buf); err != nil {
-			b.Fatal(err)
+		if s.answer(q, netip.AddrPort{}, false) == nil {
+			b.Fatal("not answered")
 		}
 	}
+}
+
+// FuzzAnswer feeds arbitrary bytes as an upstream's answer to a fixed query
+// through what forwarding does with it: the check against the query, the
+// cache (stored, then served aged) and the fitting to a small client. Nothing
+// may panic; a cached answer must come back as it was stored but for the
+// ID, the question's case and the TTLs; a fitted one must fit.
+func FuzzAnswer(f *testing.F) {
+	req := newQuery("www.example.com.", dns.TypeA)
+	req.SetEdns0(1232, true)
+	qb, qEnd, key := keyFor(f, req)
+	for _, r := range fuzzAnswers(f, req) {
+		b, err := r.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	t0 := time.Unix(1_800_000_000, 0)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < headerLen {
+			checkAnswer(data, 0, qb, qEnd)
+			return
+		}
+		id := binary.BigEndian.Uint16(data)
+		if _, err := checkAnswer(data, id, qb, qEnd); err != nil {
+			return
+		}
+		if got := fit(data, nil, dns.MinMsgSize); len(got) > max(dns.MinMsgSize, len(data)) || len(got) < headerLen {
+			t.Fatalf("fit: %d bytes from %d", len(got), len(data))
+		}
+		c := newCache(4)
+		c.put(string(key), bytes.Clone(data), nil, t0)
+		hit := c.appendHit(nil, qb, qEnd, key, dns.MaxMsgSize, t0.Add(time.Second))
+		if hit == nil {
+			return
+		}
+		info, _ := walkResponse(data)
+		want := bytes.Clone(data)
+		copy(want, qb[:2])
+		copy(want[headerLen:qEnd], qb[headerLen:qEnd])
+		for _, off := range info.ttlOffs {
+			ttl := binary.BigEndian.Uint32(want[off:])
+			binary.BigEndian.PutUint32(want[off:], max(ttl, 1)-1)
+		}
+		if !bytes.Equal(hit, want) {
+			t.Fatalf("cached %x\nserved %x\nwant   %x", data, hit, want)
+		}
+	})
+}
+
+// fuzzAnswers are seed answers to req: positive with DNSSEC records and EDNS
+// options, negative with a SOA, truncated, and an error without question.
+func fuzzAnswers(tb testing.TB, req *dns.Msg) []*dns.Msg {
+	rr := func(s string) dns.RR {
+		r, err := dns.NewRR(s)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return r
+	}
+	pos := answerA(req, "udp")
+	pos.Answer = append(pos.Answer, rr("www.example.com. 300 IN RRSIG A 13 3 300 20261201000000 20261101000000 1234 example.com. AAAA"))
+	pos.Ns = []dns.RR{rr("example.com. 3600 IN NS ns.example.com.")}
+	pos.Extra = []dns.RR{rr("ns.example.com. 3600 IN A 192.0.2.53")}
+	pos.SetEdns0(1232, true)
+	pos.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_NSID{Code: dns.EDNS0NSID, Nsid: "6e73"}, &dns.EDNS0_LOCAL{Code: 65001, Data: []byte{1, 2}}}
+	neg := new(dns.Msg)
+	neg.SetRcode(req, dns.RcodeNameError)
+	neg.Ns = []dns.RR{rr("example.com. 900 IN SOA ns.example.com. h.example.com. 1 2 3 4 300")}
+	tc := new(dns.Msg)
+	tc.SetReply(req)
+	tc.Truncated = true
+	formerr := new(dns.Msg)
+	formerr.SetRcode(req, dns.RcodeFormatError)
+	formerr.Question = nil
+	return []*dns.Msg{pos, neg, tc, formerr}
 }

@@ -71,15 +71,23 @@ func startUpstream(t *testing.T, handle func(req *dns.Msg, network string) *dns.
 			w.WriteMsg(resp)
 		}
 	})
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
+	serveTest(t, nil, &dns.Server{PacketConn: pc, Handler: h}, &dns.Server{Listener: ln, Handler: h})
+	return u
+}
+
+// serveTest runs miekg/dns servers, with their reads decorated by decorate if
+// it is not nil, until the test ends.
+func serveTest(tb testing.TB, decorate dns.DecorateReader, servers ...*dns.Server) {
+	tb.Helper()
+	for _, srv := range servers {
+		srv.DecorateReader = decorate
 		started := make(chan struct{})
 		srv.NotifyStartedFunc = func() { close(started) }
 		done := make(chan struct{})
 		go func() { defer close(done); srv.ActivateAndServe() }()
 		<-started
-		t.Cleanup(func() { srv.Shutdown(); <-done })
+		tb.Cleanup(func() { srv.Shutdown(); <-done })
 	}
-	return u
 }
 
 func (u *upstream) count() int {

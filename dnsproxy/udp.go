@@ -1,14 +1,12 @@
 package dnsproxy
 
 import (
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
 	"runtime"
 	"time"
 
-	"github.com/miekg/dns"
 	"go.uber.org/zap"
 )
 
@@ -16,11 +14,9 @@ import (
 // goroutine and builds a dns.Msg for every packet: reader goroutines take
 // queries from the socket in batches (udp_linux.go), answer private names and
 // cached forwarded names on the fast path (wire.go) with no per-query
-// goroutine and a single allocation, handle other local answers inline, hand
-// each query that must go upstream to a goroutine of its own, bounded by
-// MaxInFlight, and send the batch's fast-path replies together. TCP, where
-// queries are rare and connection handling is the hard part, stays with
-// miekg's server.
+// goroutine and no allocation, handle other local answers inline (serve.go),
+// hand each query that must go upstream to a goroutine of its own, bounded by
+// MaxInFlight, and send the batch's fast-path replies together.
 
 // serveUDP starts the reader goroutines of conn; they exit when conn is closed.
 func (s *Server) serveUDP(conn *net.UDPConn) {
@@ -77,6 +73,7 @@ func (s *Server) udpReader(conn *net.UDPConn, bio batchIO) {
 		pkts[i].buf = make([]byte, readBufSize)
 		pkts[i].out = make([]byte, 0, localUDPSize) // room for most cached answers
 	}
+	names := newNameCache()
 	for {
 		n, err := bio.read(pkts)
 		if err != nil {
@@ -92,10 +89,18 @@ func (s *Server) udpReader(conn *net.UDPConn, bio batchIO) {
 		s.counter.queries.Add(uint64(n))
 		for i := range pkts[:n] {
 			p := &pkts[i]
-			var bypassed bool
-			p.reply, bypassed = s.fastAnswer(p.buf[:p.n], p.out[:0], p.from)
-			if p.reply == nil {
-				s.serveUDPSlow(conn, p.buf[:p.n], p.from, bypassed)
+			b := p.buf[:p.n]
+			var (
+				f        *forwarding
+				bypassed bool
+			)
+			p.reply, f, bypassed = s.fastAnswer(b, p.out[:0], p.from, names)
+			switch {
+			case p.reply != nil:
+			case f != nil:
+				s.forwardUDP(conn, p.from, f)
+			default:
+				s.serveUDPSlow(conn, b, p.from, bypassed)
 			}
 		}
 		bio.write(pkts[:n])
@@ -124,91 +129,14 @@ func (b *singleIO) write(pkts []udpPacket) {
 	}
 }
 
-// serveUDPSlow handles what the fast path does not: the same checks as
-// miekg's server (drop responses and runts, FORMERR or NOTIMP what cannot be
-// a query), then local answers inline (unless the client bypasses the agent)
-// and forwarding in its own goroutine.
+// serveUDPSlow answers, inline, what the fast path does not, and hands
+// queries that must go upstream to forwardUDP.
 func (s *Server) serveUDPSlow(conn *net.UDPConn, b []byte, from netip.AddrPort, bypassed bool) {
-	w := &udpWriter{conn: conn, to: from}
-	if len(b) < headerLen {
-		s.counter.malformed.Add(1)
-		return // answering garbage would make us an amplifier
+	reply, f := s.handle(b, from, false, bypassed)
+	switch {
+	case reply != nil:
+		conn.WriteToUDPAddrPort(reply, from)
+	case f != nil:
+		s.forwardUDP(conn, from, f)
 	}
-	h := dns.Header{
-		Id: binary.BigEndian.Uint16(b), Bits: binary.BigEndian.Uint16(b[2:]),
-		Qdcount: binary.BigEndian.Uint16(b[4:]), Ancount: binary.BigEndian.Uint16(b[6:]),
-		Nscount: binary.BigEndian.Uint16(b[8:]), Arcount: binary.BigEndian.Uint16(b[10:]),
-	}
-	action := acceptQuery(h)
-	req := new(dns.Msg)
-	if action == dns.MsgAccept && req.Unpack(b) != nil {
-		action = dns.MsgReject
-	}
-	switch action {
-	case dns.MsgIgnore:
-		s.counter.malformed.Add(1)
-		return
-	case dns.MsgReject, dns.MsgRejectNotImplemented:
-		s.counter.malformed.Add(1)
-		w.WriteMsg(headerReply(h, action))
-		return
-	}
-	var (
-		resp *dns.Msg
-		via  Upstream
-	)
-	if !bypassed {
-		resp, via = s.answerLocal(req, from)
-	}
-	if resp != nil {
-		w.WriteMsg(resp)
-		return
-	}
-	if (via == nil && s.answerFromCache(w, req)) || !s.acquire(w, req) {
-		return
-	}
-	// Copying is not needed: req was unpacked into fresh memory.
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer s.release()
-		s.resolveAndWrite(w, req, via)
-	}()
 }
-
-// headerReply answers a query that could not be parsed or accepted: FORMERR
-// (or NOTIMP for an unsupported opcode) with the query's ID, opcode and RD.
-func headerReply(h dns.Header, action dns.MsgAcceptAction) *dns.Msg {
-	m := new(dns.Msg)
-	m.Id = h.Id
-	m.Response = true
-	m.Opcode = int(h.Bits>>opcodeShift) & 0xF
-	m.RecursionDesired = h.Bits&flagRD != 0
-	m.Rcode = dns.RcodeFormatError
-	if action == dns.MsgRejectNotImplemented {
-		m.Rcode = dns.RcodeNotImplemented
-	}
-	return m
-}
-
-// udpWriter is the dns.ResponseWriter of one UDP query.
-type udpWriter struct {
-	conn *net.UDPConn
-	to   netip.AddrPort
-}
-
-func (w *udpWriter) LocalAddr() net.Addr  { return w.conn.LocalAddr() }
-func (w *udpWriter) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(w.to) }
-func (w *udpWriter) WriteMsg(m *dns.Msg) error {
-	b, err := m.Pack()
-	if err != nil {
-		return err
-	}
-	_, err = w.conn.WriteToUDPAddrPort(b, w.to)
-	return err
-}
-func (w *udpWriter) Write(b []byte) (int, error) { return w.conn.WriteToUDPAddrPort(b, w.to) }
-func (w *udpWriter) Close() error                { return nil }
-func (w *udpWriter) TsigStatus() error           { return nil }
-func (w *udpWriter) TsigTimersOnly(bool)         {}
-func (w *udpWriter) Hijack()                     {}

@@ -18,12 +18,7 @@ import (
 
 const (
 	headerLen = 12
-	flagAA    = 1 << 10
-	flagRD    = 1 << 8
-	flagRA    = 1 << 7
-	flagCD    = 1 << 4
-	flagDO    = 1 << 15 // in the OPT record's TTL field
-	maxName   = 253     // presentation length, without the trailing dot
+	maxName   = 253 // presentation length, without the trailing dot
 )
 
 // wireQuery is a query parsed in place by parseSimpleQuery.
@@ -119,8 +114,9 @@ func parsePlainName(b []byte, off int, q *wireQuery) (int, bool) {
 }
 
 // parseOPT accepts exactly one EDNS version 0 OPT record owned by the root,
-// ending the message, whose options are only cookies or padding (what stub
-// resolvers and dig send); those need no checking and are not echoed.
+// ending the message, with well-formed options. The options are not looked
+// at: local answers ignore them (RFC 6891 6.1.2), and they are part of the
+// cache key.
 func parseOPT(b []byte, q *wireQuery) bool {
 	// name(1) type(2) class(2) ttl(4) rdlen(2)
 	if len(b) < 11 || b[0] != 0 || binary.BigEndian.Uint16(b[1:]) != dns.TypeOPT {
@@ -137,8 +133,8 @@ func parseOPT(b []byte, q *wireQuery) bool {
 		if len(opts) < 4 {
 			return false
 		}
-		code, l := binary.BigEndian.Uint16(opts), int(binary.BigEndian.Uint16(opts[2:]))
-		if (code != dns.EDNS0COOKIE && code != dns.EDNS0PADDING) || 4+l > len(opts) {
+		l := int(binary.BigEndian.Uint16(opts[2:]))
+		if 4+l > len(opts) {
 			return false
 		}
 		opts = opts[4+l:]
@@ -151,93 +147,63 @@ func parseOPT(b []byte, q *wireQuery) bool {
 
 // fastAnswer appends to out the reply to query b if b is a simple query for
 // a name the policy owns with a valid address, or for a name whose forwarded
-// answer is cached; it returns nil otherwise. bypassed reports that b is a
-// well-formed query for a private name whose client Bypass exempts: it is to
-// be forwarded as it is, and Bypass not asked again.
-func (s *Server) fastAnswer(b, out []byte, client netip.AddrPort) (reply []byte, bypassed bool) {
+// answer is cached. Otherwise it returns a nil reply and, for a simple
+// query for a name that is neither owned nor cached, the forwarding to do.
+// With neither, the query is for the general path; bypassed then reports
+// that it is a well-formed query for a private name whose client Bypass
+// exempts: it is to be forwarded as it is, and Bypass not asked again.
+func (s *Server) fastAnswer(b, out []byte, client netip.AddrPort, names *nameCache) (reply []byte, f *forwarding, bypassed bool) {
 	var q wireQuery
 	if !parseSimpleQuery(b, &q) || q.qtype == dns.TypePTR {
-		return nil, false
+		return nil, nil, false
 	}
-	name := string(q.name[:q.nameLen])
 	if p := s.policy.Load().p; p != nil {
-		if a, owned := p.Lookup(name); owned {
+		if a, owned := p.Lookup(names.intern(q.name[:q.nameLen])); owned {
 			if !a.Addr.IsValid() || a.Upstream != nil {
-				return nil, false
+				return nil, nil, false
 			}
 			if s.bypass != nil && s.bypass(client) {
-				return nil, true
+				return nil, nil, true
 			}
 			s.counter.local.Add(1)
-			return appendAnswer(out, b, &q, a), false
+			r := stubReply(q.qtype, &a)
+			return appendReply(out, b, q.qEnd, q.edns, q.do, &r), nil, false
 		}
 	}
-	if s.cache == nil {
-		return nil, false
+	size := maxSize(q.udpSize, false)
+	var kb [maxKeyLen]byte
+	key, ok := cacheKey(kb[:0], b, q.qEnd)
+	if ok && s.cache != nil {
+		if r := s.cache.appendHit(out, b, q.qEnd, key, size, time.Now()); r != nil {
+			s.counter.cacheHits.Add(1)
+			return r, nil, false
+		}
 	}
-	maxSize := dns.MinMsgSize
-	if q.udpSize > dns.MinMsgSize {
-		maxSize = int(q.udpSize)
-	}
-	if r := s.cache.appendWire(out, b, &q, name, maxSize, time.Now()); r != nil {
-		s.counter.cacheHits.Add(1)
-		return r, false
-	}
-	return nil, false
+	return nil, s.newForwarding(b, q.qEnd, q.edns, q.do, size, key, ok), false
 }
 
-// appendAnswer writes the reply answerName would give: authoritative, RD and
-// CD copied, the stub record when the type asks for the stub's family, an
-// OPT echoing DO when the query had one.
-func appendAnswer(out, b []byte, q *wireQuery, a Answer) []byte {
-	addr := a.Addr.Unmap()
-	var rrType uint16
-	switch {
-	case addr.Is4() && (q.qtype == dns.TypeA || q.qtype == dns.TypeANY):
-		rrType = dns.TypeA
-	case addr.Is6() && (q.qtype == dns.TypeAAAA || q.qtype == dns.TypeANY):
-		rrType = dns.TypeAAAA
+// nameCache hands out the query names of one reader as strings. The Policy
+// may keep the name it is given (a stub assignment does), so each must be a
+// string of its own; giving out the same string for a name seen before spares
+// an allocation per query. A nil nameCache allocates every time.
+type nameCache struct{ m map[string]string }
+
+// maxInterned bounds a nameCache; when full it starts over.
+const maxInterned = 4096
+
+func newNameCache() *nameCache { return &nameCache{m: make(map[string]string)} }
+
+func (c *nameCache) intern(b []byte) string {
+	if c == nil {
+		return string(b)
 	}
-	flags := flagQR | flagAA | flagRA | q.flags&(flagRD|flagCD)
-	var ancount, arcount uint16
-	if rrType != 0 {
-		ancount = 1
+	if s, ok := c.m[string(b)]; ok {
+		return s
 	}
-	if q.edns {
-		arcount = 1
+	if len(c.m) >= maxInterned {
+		clear(c.m)
 	}
-	out = append(out, b[0], b[1])
-	out = binary.BigEndian.AppendUint16(out, flags)
-	out = append(out, 0, 1)
-	out = binary.BigEndian.AppendUint16(out, ancount)
-	out = append(out, 0, 0)
-	out = binary.BigEndian.AppendUint16(out, arcount)
-	out = append(out, b[headerLen:q.qEnd]...) // the question as asked, case kept
-	if rrType != 0 {
-		out = append(out, 0xC0, headerLen) // pointer to the question's name
-		out = binary.BigEndian.AppendUint16(out, rrType)
-		out = binary.BigEndian.AppendUint16(out, dns.ClassINET)
-		out = binary.BigEndian.AppendUint32(out, ttlSeconds(a))
-		if rrType == dns.TypeA {
-			ip := addr.As4()
-			out = append(out, 0, 4)
-			out = append(out, ip[:]...)
-		} else {
-			ip := addr.As16()
-			out = append(out, 0, 16)
-			out = append(out, ip[:]...)
-		}
-	}
-	if q.edns {
-		var optFlags uint32
-		if q.do {
-			optFlags = flagDO
-		}
-		out = append(out, 0) // root
-		out = binary.BigEndian.AppendUint16(out, dns.TypeOPT)
-		out = binary.BigEndian.AppendUint16(out, localUDPSize)
-		out = binary.BigEndian.AppendUint32(out, optFlags)
-		out = append(out, 0, 0)
-	}
-	return out
+	s := string(b)
+	c.m[s] = s
+	return s
 }

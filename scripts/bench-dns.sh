@@ -11,7 +11,10 @@
 # Usage: scripts/bench-dns.sh (root; run `make build` first).
 # Environment: ZT_LAB (default ztdnsb), BENCH_SECONDS (default 10 for (a)),
 # BENCH_QPS (default 2000 for (b)), BENCH_QUERIES (default 10000 per
-# measurement in (b)), BENCH_ROUNDS (default 3).
+# measurement in (b)), BENCH_ROUNDS (default 3), BENCH_PPROF (a directory:
+# CPU profiles of the agent during its runs, agent-stub.pprof for (a) and
+# agent-miss.pprof for the misses of the last round of (b); read them with
+# `go tool pprof bin/ztagent FILE`).
 set -euo pipefail
 
 export ZT_LAB=${ZT_LAB:-ztdnsb}
@@ -21,6 +24,7 @@ SECS=${BENCH_SECONDS:-10}
 QPS=${BENCH_QPS:-2000}
 NQ=${BENCH_QUERIES:-10000}
 ROUNDS=${BENCH_ROUNDS:-3}
+PPROF=${BENCH_PPROF:-}
 CLIENT=$ZT_LAB-client
 LAB="$ROOT/scripts/lab.sh"
 WORK=$(mktemp -d)
@@ -55,8 +59,21 @@ inc dnsmasq --conf-file="$WORK/dnsmasq.conf" --no-resolv --no-hosts --bind-inter
 qps() { # server port → queries/s over SECS seconds, 8 clients, 200 outstanding
   inc dnsperf -s "$1" -p "$2" -d "$WORK/stub.names" -l "$SECS" -c 8 -q 200 | awk '/Queries per second:/ { printf "%.0f\n", $4 }'
 }
+# profile NAME SECONDS: a CPU profile of the agent, in the background, into
+# BENCH_PPROF (nothing without it); profiled waits for it.
+PROF_PID=
+profile() {
+  [ -n "$PPROF" ] || return 0
+  mkdir -p "$PPROF"
+  curl -s --max-time $(($2 + 10)) --unix-socket "$ZT_LAB_DIR/agent.sock" -o "$PPROF/$1.pprof" \
+    "http://agent/debug/pprof/profile?seconds=$2" &
+  PROF_PID=$!
+}
+profiled() { if [ -n "$PROF_PID" ]; then wait "$PROF_PID" || true; fi; PROF_PID=; }
 echo "== (a) stub answers, 1000 names, dnsperf -l $SECS -c 8 -q 200 (UDP)"
+profile agent-stub "$SECS"
 A_AGENT=$(qps "$AGENT" 53)
+profiled
 A_DNSMASQ=$(qps "$AGENT" 5353)
 A_DNSMASQ_LO=$(qps 127.0.0.2 5353)
 echo "agent:   $A_AGENT q/s ($AGENT:53)"
@@ -98,7 +115,9 @@ for r in $(seq "$ROUNDS"); do
   misses >"$WORK/miss.names"
   echo "hit-agent $(lat "$AGENT" "$WORK/hit.names")" >>"$WORK/lat"
   echo "hit-direct $(lat 10.10.0.1 "$WORK/hit.names")" >>"$WORK/lat"
+  [ "$r" = "$ROUNDS" ] && profile agent-miss $((NQ / QPS))
   echo "miss-agent $(lat "$AGENT" "$WORK/miss.names")" >>"$WORK/lat"
+  profiled
   misses >"$WORK/miss.names"
   echo "miss-direct $(lat 10.10.0.1 "$WORK/miss.names")" >>"$WORK/lat"
 done

@@ -147,6 +147,9 @@ type FlowStatus struct {
 	// unanswered: echo is not carried through the tunnel yet, and an answer
 	// from the agent would be a reply no app sent.
 	PingsDropped int64 `json:"pings_dropped"`
+	// SYNDropped counts connection attempts dropped because too many were
+	// being opened at once (the client retransmits its SYN).
+	SYNDropped int64 `json:"syn_dropped"`
 }
 
 // AppStatus is one synced private app.

@@ -185,3 +185,30 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkReconnect stops the PoP for 8 s, long enough for a backoff to grow to
+// several seconds, starts it again on its address and measures, with the client
+// and publisher reconnecting as deployed, how long after it listened the client
+// was connected ("client-ms") and a flow through it worked ("usable-ms": the
+// publisher is back too).
+//
+//	go test -run '^$' -bench Reconnect -benchtime 1x ./cloud/pop/
+func BenchmarkReconnect(b *testing.B) {
+	port := startServer(b, echo)
+	target := l7.Target{Host: "127.0.0.1", Port: port, AppID: appEcho}
+	for range b.N {
+		l := newLab(b, labOptions{defaultRetry: true})
+		client := outage(b, l, 8*time.Second)
+		start := time.Now().Add(-client)
+		eventually(b, "a flow through the PoP", func() bool {
+			c, err := l.client.Open(context.Background(), target)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+		b.ReportMetric(float64(client.Milliseconds()), "client-ms")
+		b.ReportMetric(float64(time.Since(start).Milliseconds()), "usable-ms")
+		b.ReportMetric(0, "ns/op")
+	}
+}

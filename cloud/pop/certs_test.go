@@ -7,8 +7,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -47,6 +50,47 @@ func newTestCA(t testing.TB) *testCA {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+// save writes the CA's certificate and key to path (PEM), for a test's child
+// process to issue certificates from.
+func (ca *testCA) save(path string) error {
+	key, err := x509.MarshalECPrivateKey(ca.key)
+	if err != nil {
+		return err
+	}
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
+	b = append(b, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: key})...)
+	return os.WriteFile(path, b, 0o600)
+}
+
+// loadTestCA reads a CA that save wrote.
+func loadTestCA(path string) (*testCA, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	ca := &testCA{pool: x509.NewCertPool()}
+	for {
+		var blk *pem.Block
+		if blk, b = pem.Decode(b); blk == nil {
+			break
+		}
+		switch blk.Type {
+		case "CERTIFICATE":
+			ca.cert, err = x509.ParseCertificate(blk.Bytes)
+		case "EC PRIVATE KEY":
+			ca.key, err = x509.ParseECPrivateKey(blk.Bytes)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if ca.cert == nil || ca.key == nil {
+		return nil, errors.New(path + ": no certificate and key")
+	}
+	ca.pool.AddCert(ca.cert)
+	return ca, nil
 }
 
 var serial = big.NewInt(100)

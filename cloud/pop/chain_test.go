@@ -319,6 +319,34 @@ func TestReconnect(t *testing.T) {
 	}
 }
 
+// TestReconnectAfterOutage: with the backoff deployed, a PoP that was down long
+// enough for the delays to grow is used again within a second of listening:
+// refused attempts are repeated about every half second, not backed off.
+func TestReconnectAfterOutage(t *testing.T) {
+	l := newLab(t, labOptions{defaultRetry: true})
+	took := outage(t, l, 3*time.Second)
+	t.Logf("connected %v after the PoP listened again", took)
+	if took > 3*time.Second {
+		t.Fatalf("connected %v after the PoP listened again, want about a second at most", took)
+	}
+}
+
+// outage stops the lab's PoP for d, starts it again on its address and returns
+// how long after it listened the client was connected again.
+func outage(t testing.TB, l *lab, d time.Duration) time.Duration {
+	l.stopPoP()
+	eventually(t, "client notices", func() bool { return l.client.Status().State != l7.StateConnected })
+	time.Sleep(d)
+	ln, err := net.Listen("tcp", l.popAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	l.startPoP(ln)
+	eventually(t, "client connected", func() bool { return l.client.Status().State == l7.StateConnected })
+	return time.Since(start)
+}
+
 func TestNotConnected(t *testing.T) {
 	ca := newTestCA(t)
 	cl := l7.NewClient(l7.ClientConfig{Addr: fmt.Sprintf("127.0.0.1:%d", closedPort(t)), TLS: ca.peerTLS(t, "device-1")})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -279,7 +280,7 @@ func TestDoHRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := l7.NewDNSRequest(context.Background(), l.popAddr, appEcho, query)
+			req := newDNSRequest(l.popAddr, appEcho, query)
 			tt.mutate(req)
 			resp, err := l.rawConn().RoundTrip(req)
 			if err != nil {
@@ -290,6 +291,23 @@ func TestDoHRequests(t *testing.T) {
 				t.Fatalf("%s (%s), want %d", resp.Status, resp.Header.Get(l7.HeaderReason), tt.status)
 			}
 		})
+	}
+}
+
+// newDNSRequest is the DoH POST that ResolveDNS sends, as an *http.Request for
+// x/net's transport.
+func newDNSRequest(authority, app string, query []byte) *http.Request {
+	return &http.Request{
+		Method: http.MethodPost,
+		URL:    &url.URL{Scheme: "https", Host: authority, Path: l7.DNSPath},
+		Host:   authority,
+		Header: http.Header{
+			l7.HeaderApp:   {app},
+			"Content-Type": {l7.DNSMediaType},
+			"Accept":       {l7.DNSMediaType},
+		},
+		Body:          nopCloser{bytes.NewReader(query)},
+		ContentLength: int64(len(query)),
 	}
 }
 

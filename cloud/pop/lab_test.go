@@ -42,17 +42,25 @@ type lab struct {
 	dnsAddr string
 
 	openTimeout  time.Duration
+	retryMin     time.Duration // of the client and publishers; 0 is l7's default
+	retryMax     time.Duration
 	rejectedPubs atomic.Int64 // publisher connections refused by the Publisher hook
 }
 
 type labOptions struct {
 	popOpenTimeout time.Duration
 	pubDialTimeout time.Duration
-	dnsServer      string // overrides the lab's DNS server
+	dnsServer      string  // overrides the lab's DNS server
+	ca             *testCA // the tenant CA to use instead of a new one
+	noClient       bool    // start no client: l.client is nil
+	defaultRetry   bool    // reconnect as deployed (l7's default backoff), not at once
 }
 
 func newLab(t testing.TB, opts labOptions) *lab {
-	l := &lab{t: t, ca: newTestCA(t)}
+	l := &lab{t: t, ca: opts.ca}
+	if l.ca == nil {
+		l.ca = newTestCA(t)
+	}
 	if tt, ok := t.(*testing.T); ok {
 		l.log = zaptest.NewLogger(tt, zaptest.Level(zap.InfoLevel))
 	} else {
@@ -68,13 +76,20 @@ func newLab(t testing.TB, opts labOptions) *lab {
 	}
 	l.popAddr = ln.Addr().String()
 	l.openTimeout = opts.popOpenTimeout
+	if !opts.defaultRetry {
+		l.retryMin, l.retryMax = 5*time.Millisecond, 50*time.Millisecond
+	}
 	l.startPoP(ln)
 	t.Cleanup(l.stopPoP)
 
 	l.startPublisher("pub-1", opts.pubDialTimeout)
+	if opts.noClient {
+		eventually(t, "publisher online", func() bool { return l.pop.pick(appEcho, []string{"pub-1"}) != nil })
+		return l
+	}
 	l.client = l7.NewClient(l7.ClientConfig{
 		Addr: l.popAddr, TLS: l.ca.peerTLS(t, "device-1"), Log: l.log,
-		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		RetryMin: l.retryMin, RetryMax: l.retryMax,
 	})
 	l.client.Start()
 	t.Cleanup(func() { l.client.Close() })
@@ -136,7 +151,7 @@ func (l *lab) startPublisher(name string, dialTimeout time.Duration) (stop func(
 	pub := publisher.New(publisher.Config{
 		Name: name, PoPAddr: l.popAddr, TLS: l.ca.peerTLS(l.t, name), Resolver: l.dnsAddr,
 		DialTimeout: dialTimeout, Log: l.log,
-		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		RetryMin: l.retryMin, RetryMax: l.retryMax,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -165,9 +180,9 @@ func (l *lab) waitReady() {
 	})
 }
 
-// rawConn dials the PoP as device-1 with the client's TLS and HTTP/2 settings
-// and returns the connection, for requests the Client never sends; it is
-// closed by the test's cleanup.
+// rawConn dials the PoP as device-1 with the client's TLS and x/net's HTTP/2
+// transport and returns the connection, for requests the Client never sends; it
+// is closed by the test's cleanup.
 func (l *lab) rawConn() *http2.ClientConn {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -176,7 +191,7 @@ func (l *lab) rawConn() *http2.ClientConn {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	cc, err := l7.NewH2Transport().NewClientConn(conn)
+	cc, err := (&http2.Transport{DisableCompression: true}).NewClientConn(conn)
 	if err != nil {
 		conn.Close()
 		l.t.Fatal(err)

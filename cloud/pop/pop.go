@@ -61,7 +61,6 @@ type Server struct {
 	log     *zap.Logger
 	tlsConf *tls.Config
 	h2s     *http2.Server
-	tr      *http2.Transport
 
 	ctx    context.Context // parent of every stream; canceled by Close
 	cancel context.CancelFunc
@@ -78,7 +77,7 @@ type Server struct {
 // pubConn is a publisher's connection, on which the PoP is the HTTP/2 client.
 type pubConn struct {
 	name string
-	cc   *http2.ClientConn
+	cc   *l7.ClientConn
 }
 
 // New returns a PoP that serves nothing until Serve.
@@ -117,7 +116,6 @@ func New(cfg Config) *Server {
 		log:       cfg.Log.Named("pop"),
 		tlsConf:   tc,
 		h2s:       l7.NewH2Server(),
-		tr:        l7.NewH2Transport(),
 		ctx:       ctx,
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
@@ -279,7 +277,7 @@ func (p *Server) servePublisher(c net.Conn, peer *x509.Certificate) {
 	log = log.With(zap.String("publisher", name))
 	var in, out atomic.Uint64
 	conn := l7.NewCountingConn(c, &in, &out)
-	cc, err := p.tr.NewClientConn(conn)
+	cc, err := l7.NewClientConn(conn, log)
 	if err != nil {
 		log.Warn("publisher connection", zap.Error(err))
 		return
@@ -288,7 +286,7 @@ func (p *Server) servePublisher(c net.Conn, peer *x509.Certificate) {
 	p.untrack(func() { p.pubs[name] = append(p.pubs[name], pc) })
 	log.Info("publisher online")
 	select {
-	case <-conn.Dead():
+	case <-cc.Done():
 	case <-p.ctx.Done():
 	}
 	p.untrack(func() { p.removePubLocked(pc) })

@@ -56,11 +56,7 @@ const dohAuthority = "publisher.invalid"
 func (p *Server) forwardDNS(ctx context.Context, pc *pubConn, q l7.DNSQuery) ([]byte, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, p.cfg.OpenTimeout, errOpenTimeout)
 	defer cancel()
-	resp, err := pc.cc.RoundTrip(l7.NewDNSRequest(ctx, dohAuthority, q.AppID, q.Body))
-	var answer []byte
-	if err == nil {
-		answer, err = l7.ReadDNSResponse(resp)
-	}
+	answer, err := pc.cc.ResolveDNS(ctx, dohAuthority, q.AppID, q.Body)
 	if err != nil && errors.Is(context.Cause(ctx), errOpenTimeout) {
 		return nil, errOpenTimeout
 	}

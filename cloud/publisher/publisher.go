@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http2"
 
+	"github.com/ztagent/ztagent/tunnel/flowio"
 	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
@@ -93,7 +94,7 @@ func New(cfg Config) *Publisher {
 }
 
 // Run connects to the PoP and serves it, reconnecting with jittered exponential
-// backoff, until ctx is done; then it closes the connection, waits for every stream
+// backoff (l7.Backoff.Delay), until ctx is done; then it closes the connection, waits for every stream
 // to end and returns ctx's error. Run may be called once.
 func (p *Publisher) Run(ctx context.Context) error {
 	if p.cfg.PoPAddr == "" {
@@ -105,8 +106,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		delay := bo.Next()
-		p.log.Warn("PoP connection down", zap.String("pop", p.cfg.PoPAddr), zap.Error(err), zap.Duration("retry_in", delay))
+		delay := bo.Delay(err)
+		lvl := zap.WarnLevel
+		if bo.Repeated(err) {
+			lvl = zap.DebugLevel
+		}
+		p.log.Log(lvl, "PoP connection down", zap.String("pop", p.cfg.PoPAddr), zap.Error(err), zap.Duration("retry_in", delay))
 		if !l7.SleepCtx(ctx.Done(), delay) {
 			break
 		}
@@ -190,14 +195,15 @@ func (p *Publisher) serveConnect(w http.ResponseWriter, r *http.Request) {
 // relayTarget copies bytes both ways between a stream and its target connection until
 // both directions are done, and owns the goroutine that carries the upstream one.
 // END_STREAM from the PoP becomes a FIN to the target and the target's FIN ends the
-// stream; a reset on either side resets the other.
+// stream; a reset on either side resets the other. Neither direction holds a
+// buffer while it waits for data.
 func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, conn *net.TCPConn) {
 	var finished atomic.Bool // the downstream direction is over; upstream is abandoned
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := l7.CopyFlush(conn, nil, body)
-		if err != nil && !finished.Load() {
+		readErr, writeErr := flowio.Copy(conn, body, l7.BodyWaiter(body), nil)
+		if (readErr != nil || writeErr != nil) && !finished.Load() {
 			// The PoP reset the stream: reset the target's connection too.
 			conn.SetLinger(0)
 			conn.Close()
@@ -214,7 +220,7 @@ func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, 
 		conn.SetWriteDeadline(time.Now())
 		<-done
 	}()
-	if err := l7.CopyFlush(w, flush, conn); err != nil {
+	if readErr, writeErr := flowio.Copy(w, conn, flowio.Waiter(conn), flush); readErr != nil || writeErr != nil {
 		// The target reset the connection (or the stream is gone): reset the stream.
 		panic(http.ErrAbortHandler)
 	}

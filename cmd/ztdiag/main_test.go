@@ -164,12 +164,12 @@ func TestPrintStatusShowsWhatIsNotInForce(t *testing.T) {
 		},
 		Apps: []ctlapi.AppStatus{{ID: "legacy", Hosts: []string{"10.50.0.0/24"}, TCP: "22", Tunnel: "l3e",
 			NotCarried: "all flows: the L3E tunnel is not supported yet"}},
-		Flows: ctlapi.FlowStatus{NotCarried: 3},
+		Flows: ctlapi.FlowStatus{NotCarried: 3, SYNDropped: 2},
 	})
 	for _, want := range []string{
 		"suspended", "private access is off until the user signs in again", "re-authentication is overdue",
 		"PENDING: applies at the next enrollment", "NOT CARRIED, refused: all flows: the L3E tunnel is not supported yet",
-		"3 not carried",
+		"3 not carried", "2 SYNs dropped",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, out.String())

@@ -66,8 +66,8 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 	fmt.Fprintf(w, "TUN:\t%s %s, routes %s\n", st.TUN.Name, st.TUN.Addr, join(st.TUN.Routes))
 	fmt.Fprintf(w, "DNS:\t%s on %s, upstreams %s\n", st.DNS.Mode, join(st.DNS.Listen), join(st.DNS.Upstreams))
 	f := st.Flows
-	fmt.Fprintf(w, "Flows:\t%d steered, %d refused, %d not carried, %d not steered, %d blocked\n",
-		f.Steered, f.Refused, f.NotCarried, f.NotSteered, f.Blocked)
+	fmt.Fprintf(w, "Flows:\t%d steered, %d refused, %d not carried, %d not steered, %d blocked; %d SYNs dropped (too many connects at once)\n",
+		f.Steered, f.Refused, f.NotCarried, f.NotSteered, f.Blocked, f.SYNDropped)
 	if f.PingsDropped > 0 {
 		fmt.Fprintf(w, "Pings:\t%d dropped unanswered (ICMP echo is not carried through the tunnel yet)\n", f.PingsDropped)
 	}

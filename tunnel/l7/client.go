@@ -5,16 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/net/http2"
 )
 
 // ClientConfig configures the agent's end of the tunnel.
@@ -57,7 +53,7 @@ type Status struct {
 
 // tunnelConn is one live connection to the PoP.
 type tunnelConn struct {
-	cc   *http2.ClientConn
+	cc   *ClientConn
 	conn *CountingConn
 }
 
@@ -67,7 +63,6 @@ type Client struct {
 	cfg     ClientConfig
 	log     *zap.Logger
 	tlsConf *tls.Config
-	tr      *http2.Transport
 
 	ctx    context.Context // canceled by Close; parent of the dial
 	cancel context.CancelFunc
@@ -102,7 +97,6 @@ func NewClient(cfg ClientConfig) *Client {
 		cfg:     cfg,
 		log:     cfg.Log.Named("l7client"),
 		tlsConf: tc,
-		tr:      NewH2Transport(),
 		ctx:     ctx,
 		cancel:  cancel,
 		state:   StateConnecting,
@@ -111,8 +105,8 @@ func NewClient(cfg ClientConfig) *Client {
 }
 
 // Start launches the goroutine that connects to the PoP and reconnects, with
-// jittered exponential backoff, whenever the connection is lost. It is a no-op after
-// the first call or after Close.
+// jittered exponential backoff (see Backoff.Delay), whenever the connection is
+// lost. It is a no-op after the first call or after Close.
 func (c *Client) Start() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -187,7 +181,7 @@ func (c *Client) run() {
 			c.setState(StateConnected, nil)
 			c.log.Info("tunnel up", zap.String("pop", c.cfg.Addr))
 			select {
-			case <-tc.conn.dead:
+			case <-tc.cc.Done():
 				err = errors.New("connection to PoP lost")
 			case <-c.ctx.Done():
 			}
@@ -198,8 +192,12 @@ func (c *Client) run() {
 			return
 		}
 		c.setState(StateDown, err)
-		delay := bo.Next()
-		c.log.Warn("tunnel down", zap.String("pop", c.cfg.Addr), zap.Error(err), zap.Duration("retry_in", delay))
+		delay := bo.Delay(err)
+		lvl := zap.WarnLevel
+		if bo.Repeated(err) {
+			lvl = zap.DebugLevel
+		}
+		c.log.Log(lvl, "tunnel down", zap.String("pop", c.cfg.Addr), zap.Error(err), zap.Duration("retry_in", delay))
 		if !SleepCtx(c.ctx.Done(), delay) {
 			return
 		}
@@ -219,9 +217,8 @@ func (c *Client) connect() (*tunnelConn, error) {
 		return nil, fmt.Errorf("dial PoP %s: negotiated protocol %q, want %q", c.cfg.Addr, p, ALPNClient)
 	}
 	conn := NewCountingConn(raw, &c.bytesIn, &c.bytesOut)
-	cc, err := c.tr.NewClientConn(conn)
+	cc, err := NewClientConn(conn, c.log)
 	if err != nil {
-		raw.Close()
 		return nil, fmt.Errorf("start HTTP/2 with PoP %s: %w", c.cfg.Addr, err)
 	}
 	return &tunnelConn{cc: cc, conn: conn}, nil
@@ -239,47 +236,15 @@ func (c *Client) Open(ctx context.Context, t Target) (net.Conn, error) {
 	if tc == nil || !tc.cc.CanTakeNewRequest() {
 		return nil, ErrNotConnected
 	}
-	auth := t.Authority()
-	pr, pw := io.Pipe()
-	// The stream lives beyond Open, so its context is not ctx: ctx only cancels it
-	// while we wait for the PoP's answer.
-	sctx, cancel := context.WithCancel(context.Background())
-	stop := context.AfterFunc(ctx, cancel)
-	req := (&http.Request{
-		Method:        http.MethodConnect,
-		URL:           &url.URL{Host: auth},
-		Host:          auth,
-		Header:        http.Header{HeaderApp: []string{t.AppID}},
-		Body:          pr,
-		ContentLength: -1,
-	}).WithContext(sctx)
-	resp, err := tc.cc.RoundTrip(req)
-	if !stop() {
-		err = ctx.Err()
-	}
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = &RefusedError{Status: resp.StatusCode, Reason: resp.Header.Get(HeaderReason)}
-	}
+	st, err := tc.cc.Connect(ctx, t)
 	if err != nil {
-		if resp != nil {
-			resp.Body.Close()
-		}
-		pw.CloseWithError(err)
-		cancel()
 		return nil, c.requestError(tc, "open "+t.String(), err)
 	}
 	c.streams.Add(1)
-	return &streamConn{
-		body:   resp.Body,
-		pw:     pw,
-		cancel: cancel,
-		local:  tc.conn.LocalAddr(),
-		remote: Addr{Target: t},
-		onClose: func() {
-			c.streams.Add(-1)
-		},
-	}, nil
+	return &streamConn{s: st, local: tc.conn.LocalAddr(), remote: Addr{Target: t}, onClose: c.streamClosed}, nil
 }
+
+func (c *Client) streamClosed() { c.streams.Add(-1) }
 
 // requestError types the failure of a request (what) on tc: refusals and the
 // caller's context pass through, a dead connection is ErrNotConnected.

@@ -1,8 +1,6 @@
 package l7
 
 import (
-	"context"
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -24,15 +22,13 @@ func (a Addr) String() string {
 	return a.Target.Authority()
 }
 
-// streamConn is the agent's view of one CONNECT stream. Reads come from the response
-// body; writes go through a pipe that the HTTP/2 transport drains into DATA frames.
+// streamConn is the agent's view of one CONNECT stream as a net.Conn. An idle
+// one holds no buffer (see Stream), and it can wait for data without one
+// (WaitRead, for flowio.Copy).
 //
-// Deadlines are not supported (the transport offers no way to interrupt a blocked
-// read without destroying the stream); callers end a flow with Close.
+// Deadlines are not supported; callers end a flow with Close.
 type streamConn struct {
-	body          io.ReadCloser
-	pw            *io.PipeWriter
-	cancel        context.CancelFunc
+	s             *Stream
 	local, remote net.Addr
 	onClose       func()
 
@@ -43,29 +39,25 @@ type streamConn struct {
 var _ interface {
 	net.Conn
 	CloseWrite() error
+	WaitRead() error
 } = (*streamConn)(nil)
 
 func (c *streamConn) Read(p []byte) (int, error) {
 	if c.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	n, err := c.body.Read(p)
-	if err != nil && err != io.EOF && c.closed.Load() {
-		err = net.ErrClosed
-	}
-	return n, err
+	return c.s.Read(p)
 }
 
 func (c *streamConn) Write(p []byte) (int, error) {
 	if c.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	n, err := c.pw.Write(p)
-	if err != nil && c.closed.Load() {
-		err = net.ErrClosed
-	}
-	return n, err
+	return c.s.Write(p)
 }
+
+// WaitRead returns once a Read would not block.
+func (c *streamConn) WaitRead() error { return c.s.WaitRead() }
 
 // CloseWrite ends the flow's upstream direction: the PoP and the publisher see
 // END_STREAM and the publisher half-closes its TCP connection to the target.
@@ -73,16 +65,14 @@ func (c *streamConn) CloseWrite() error {
 	if c.closed.Load() {
 		return net.ErrClosed
 	}
-	return c.pw.Close()
+	return c.s.CloseWrite()
 }
 
 // Close resets the stream if it has not ended cleanly in both directions.
 func (c *streamConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
-		c.pw.CloseWithError(net.ErrClosed)
-		c.body.Close()
-		c.cancel()
+		c.s.Close()
 		c.onClose()
 	})
 	return nil

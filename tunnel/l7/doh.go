@@ -9,9 +9,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
+	"strconv"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/http2/hpack"
 )
 
 // DNS-over-HTTPS (RFC 8484) as carried on the tunnel: a POST of one DNS message in
@@ -51,11 +52,7 @@ func (c *Client) ResolveDNS(ctx context.Context, appID string, query []byte) ([]
 		query = bytes.Clone(query)
 		binary.BigEndian.PutUint16(query, 0)
 	}
-	resp, err := tc.cc.RoundTrip(NewDNSRequest(ctx, c.cfg.Addr, appID, query))
-	var answer []byte
-	if err == nil {
-		answer, err = ReadDNSResponse(resp)
-	}
+	answer, err := tc.cc.ResolveDNS(ctx, c.cfg.Addr, appID, query)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -65,32 +62,62 @@ func (c *Client) ResolveDNS(ctx context.Context, appID string, query []byte) ([]
 	return answer, nil
 }
 
-// NewDNSRequest is a DoH POST of query for app to authority.
-func NewDNSRequest(ctx context.Context, authority, app string, query []byte) *http.Request {
-	return (&http.Request{
-		Method: http.MethodPost,
-		URL:    &url.URL{Scheme: "https", Host: authority, Path: DNSPath},
-		Host:   authority,
-		Header: http.Header{
-			HeaderApp:      {app},
-			"Content-Type": {DNSMediaType},
-			"Accept":       {DNSMediaType},
-		},
-		Body:          io.NopCloser(bytes.NewReader(query)),
-		ContentLength: int64(len(query)),
-	}).WithContext(ctx)
+// ResolveDNS sends query (wire format) for app appID to authority as a DoH POST
+// on a new stream and returns the answer, or a *RefusedError. ctx bounds the
+// whole exchange; once it is done the stream is reset.
+func (cc *ClientConn) ResolveDNS(ctx context.Context, authority, appID string, query []byte) ([]byte, error) {
+	s, err := cc.openStream(ctx, []hpack.HeaderField{
+		{Name: ":method", Value: http.MethodPost},
+		{Name: ":scheme", Value: "https"},
+		{Name: ":authority", Value: authority},
+		{Name: ":path", Value: DNSPath},
+		{Name: "zt-app", Value: appID},
+		{Name: "content-type", Value: DNSMediaType},
+		{Name: "accept", Value: DNSMediaType},
+		{Name: "content-length", Value: strconv.Itoa(len(query))},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	defer stop()
+	// A server may answer as soon as it has read the query and reset the rest
+	// of the request (RST_STREAM NO_ERROR) before our END_STREAM: a failed write
+	// matters only if no answer comes.
+	_, werr := s.Write(query)
+	if werr == nil {
+		werr = s.CloseWrite()
+	}
+	status, h, err := s.awaitResponse(ctx)
+	var answer []byte
+	if err == nil {
+		answer, err = readDNSAnswer(status, h, s)
+	} else if werr != nil {
+		err = werr
+	}
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return answer, err
 }
 
-// ReadDNSResponse reads a DoH answer, or turns a refusal into a *RefusedError.
-func ReadDNSResponse(resp *http.Response) ([]byte, error) {
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, &RefusedError{Status: resp.StatusCode, Reason: resp.Header.Get(HeaderReason)}
+// readDNSAnswer reads a DoH answer, or turns a refusal into a *RefusedError.
+func readDNSAnswer(status int, h http.Header, body io.Reader) ([]byte, error) {
+	if status != http.StatusOK {
+		return nil, &RefusedError{Status: status, Reason: h.Get(HeaderReason)}
 	}
-	if !isDNSMediaType(resp.Header.Get("Content-Type")) {
-		return nil, fmt.Errorf("answer of type %q, want %s", resp.Header.Get("Content-Type"), DNSMediaType)
+	if !isDNSMediaType(h.Get("Content-Type")) {
+		return nil, fmt.Errorf("answer of type %q, want %s", h.Get("Content-Type"), DNSMediaType)
 	}
-	answer, err := readDNSBody(resp.Body, resp.ContentLength)
+	n := int64(-1)
+	if v := h.Get("Content-Length"); v != "" {
+		var err error
+		if n, err = strconv.ParseInt(v, 10, 64); err != nil || n < 0 {
+			return nil, fmt.Errorf("answer with content length %q", v)
+		}
+	}
+	answer, err := readDNSBody(body, n)
 	if err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)
 	}

@@ -23,8 +23,8 @@
 //
 // What the ends must agree on lives here once, exported for cloud/pop and
 // cloud/publisher: ALPN names, headers, Target and its parsing, refusals, DoH
-// framing, the HTTP/2 server and transport settings, the copy loop, TLS
-// dialing and accepting, and the reconnect backoff.
+// framing, the HTTP/2 server settings and the client connection (ClientConn),
+// TLS dialing and accepting, and the reconnect backoff.
 package l7
 
 import (
@@ -52,17 +52,16 @@ const (
 // Flow control and buffering. A single stream cannot go faster than window/RTT, so the
 // stream window must cover the bandwidth-delay product of the path (16 MiB is ~1.3 Gbit/s
 // at 100 ms, far more on a LAN). The connection window bounds the memory a peer may
-// make us buffer across all streams. Large frames and copy buffers keep the per-byte
-// cost of framing, TLS records and goroutine hand-offs low.
+// make us buffer across all streams. Large frames keep the per-byte cost of framing,
+// TLS records and goroutine hand-offs low; copies borrow their buffers from
+// tunnel/flowio only while data moves.
 const (
 	maxFrameSize      = 1 << 20
 	streamWindow      = 16 << 20
 	connWindow        = 64 << 20
-	copyBufferSize    = 256 << 10
-	smallCopyBuffer   = 8 << 10   // while a flow is idle or trickling; see CopyFlush
 	dialReadBuffer    = 256 << 10 // under TLS, per dialed connection (agent, publisher)
 	acceptReadBuffer  = 64 << 10  // under TLS, per connection the PoP accepts (many)
-	maxStreamsPerConn = 10000
+	maxStreamsPerConn = 1 << 15
 
 	// Keepalives detect a dead peer on an idle connection (NAT timeouts, a laptop
 	// resuming from sleep): a PING after ReadIdle of silence, and the connection is

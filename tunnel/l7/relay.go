@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,82 +40,15 @@ func ServeConnOpts(ctx context.Context, log *zap.Logger, h http.Handler) *http2.
 	return &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: &http.Server{ErrorLog: errLog}}
 }
 
-// NewH2Transport returns the HTTP/2 client settings shared by the agent (to the PoP)
-// and the PoP (to publishers). The receive windows can only be set through the
-// net/http HTTP2Config of a configured HTTP/1 transport, which is otherwise unused.
-func NewH2Transport() *http2.Transport {
-	t1 := &http.Transport{HTTP2: &http.HTTP2Config{
-		MaxReadFrameSize:              maxFrameSize,
-		MaxReceiveBufferPerConnection: connWindow,
-		MaxReceiveBufferPerStream:     streamWindow,
-		SendPingTimeout:               ReadIdle,
-		PingTimeout:                   pingTimeout,
-	}}
-	t2, err := http2.ConfigureTransports(t1)
-	if err != nil {
-		// Only fails if t1 was already configured for HTTP/2, which it cannot be.
-		panic("l7: configure http2 transport: " + err.Error())
-	}
-	// A tunnelled stream is opaque bytes: never ask for, or undo, a content coding.
-	t2.DisableCompression = true
-	t2.MaxReadFrameSize = maxFrameSize
-	t2.ReadIdleTimeout = ReadIdle
-	t2.PingTimeout = pingTimeout
-	return t2
-}
-
-// Copy buffers come from two pools. A flow starts with a small buffer and moves to a
-// large one when a read fills the small one (bulk data is waiting), and back when
-// reads come up short (the flow is trickling or idle). A copy blocked on an idle flow
-// thus pins 8 KiB, not 256 KiB: a publisher relaying 10,000 idle keep-alive flows
-// would otherwise hold 5 GB.
-var (
-	smallBufPool = sync.Pool{New: func() any { b := make([]byte, smallCopyBuffer); return &b }}
-	largeBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
-)
-
-// CopyFlush copies src to dst until src ends, flushing after every write so that
-// interactive traffic is not held in a buffer. It returns nil when src reached EOF.
-// It does not use io.Copy, whose WriterTo/ReaderFrom fast paths would substitute a
-// 32 KiB buffer for ours.
-func CopyFlush(dst io.Writer, flush func() error, src io.Reader) error {
-	small := smallBufPool.Get().(*[]byte)
-	defer smallBufPool.Put(small)
-	var large *[]byte
-	defer func() {
-		if large != nil {
-			largeBufPool.Put(large)
-		}
-	}()
-	for {
-		buf := *small
-		if large != nil {
-			buf = *large
-		}
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return err
-			}
-			if flush != nil {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-		switch {
-		case large == nil && n == len(buf):
-			large = largeBufPool.Get().(*[]byte)
-		case large != nil && n < len(buf)/4:
-			largeBufPool.Put(large)
-			large = nil
-		}
-		if rerr == io.EOF {
-			return nil
-		}
-		if rerr != nil {
-			return rerr
-		}
+// BodyWaiter returns, for flowio.Copy, a wait for data on body, a request body of
+// the HTTP/2 server: there a zero-length Read blocks until data, the end of the
+// body or an error is waiting, and holds no buffer. (Were that to change, the Read
+// would return at once and Copy would block in its next Read with a buffer: slower
+// to give memory back, never wrong.)
+func BodyWaiter(body io.Reader) func() error {
+	return func() error {
+		_, err := body.Read(nil)
+		return err
 	}
 }
 
@@ -126,26 +58,19 @@ func Flusher(w http.ResponseWriter) func() error {
 	return rc.Flush
 }
 
-// CountingConn counts the bytes that cross a connection and reports, once, the first
-// read error: the HTTP/2 client's read loop is the only reader, so that error is the
-// end of the connection.
+// CountingConn counts the bytes that cross a connection.
 type CountingConn struct {
 	net.Conn
 	in, out *atomic.Uint64
-	dead    chan struct{}
-	once    sync.Once
 }
 
 func NewCountingConn(c net.Conn, in, out *atomic.Uint64) *CountingConn {
-	return &CountingConn{Conn: c, in: in, out: out, dead: make(chan struct{})}
+	return &CountingConn{Conn: c, in: in, out: out}
 }
 
 func (c *CountingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.in.Add(uint64(n))
-	if err != nil {
-		c.once.Do(func() { close(c.dead) })
-	}
 	return n, err
 }
 
@@ -155,13 +80,12 @@ func (c *CountingConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Dead is closed at the connection's first read error.
-func (c *CountingConn) Dead() <-chan struct{} { return c.dead }
-
 // Backoff yields jittered, exponentially growing delays between reconnect attempts.
 type Backoff struct {
 	min, max time.Duration
 	n        int
+	lastErr  string    // of the last failure Repeated saw
+	lastWarn time.Time // when Repeated last said no
 }
 
 func NewBackoff(lo, hi time.Duration) Backoff {
@@ -187,7 +111,39 @@ func (b *Backoff) Next() time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (b *Backoff) Reset() { b.n = 0 }
+// Reset starts over after a success.
+func (b *Backoff) Reset() { b.n, b.lastErr = 0, "" }
+
+// Repeated reports whether err repeats the failure before it within a minute:
+// an outage retried every half second is worth a warning when it starts, when
+// its reason changes and once a minute, not at every attempt.
+func (b *Backoff) Repeated(err error) bool {
+	msg, now := err.Error(), time.Now()
+	if msg == b.lastErr && now.Sub(b.lastWarn) < time.Minute {
+		return true
+	}
+	b.lastErr, b.lastWarn = msg, now
+	return false
+}
+
+// fastRetry is the mean wait after an attempt that failed fast (see Delay).
+const fastRetry = 500 * time.Millisecond
+
+// Delay returns the wait before the next attempt after one that failed with
+// err. An attempt refused because nothing listens at the PoP's address, or
+// because the network is unreachable, costs a packet or nothing and says
+// nothing about the PoP's load: it is repeated every half second or so
+// (jittered in [¼ s, ¾ s)) without growing the delay, so that a PoP back
+// from an outage, or a laptop back on a network, is used again within a
+// second. Every other failure (a timeout, TLS, the protocol, a lost
+// connection) waits the next exponential delay, so that a PoP that is up but
+// failing is not hammered.
+func (b *Backoff) Delay(err error) time.Duration {
+	if failedFast(err) {
+		return fastRetry/2 + rand.N(fastRetry)
+	}
+	return b.Next()
+}
 
 // SleepCtx waits for d or until done is closed; it reports whether d elapsed.
 func SleepCtx(done <-chan struct{}, d time.Duration) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -109,6 +110,42 @@ func TestBackoff(t *testing.T) {
 	}
 	if d := NewBackoff(0, 0); d.min != defaultRetryMin || d.max != defaultRetryMax {
 		t.Errorf("defaults = %v..%v", d.min, d.max)
+	}
+}
+
+// TestBackoffDelay: an attempt refused at once is repeated within a second
+// without growing the delay; other failures back off; a failure that repeats
+// is worth one warning.
+func TestBackoffDelay(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, refused := net.Dial("tcp", addr)
+	if refused == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+	b := NewBackoff(2*time.Second, time.Minute)
+	for range 5 {
+		if d := b.Delay(refused); d < fastRetry/2 || d >= fastRetry*3/2 {
+			t.Fatalf("delay after %v: %v, want in [%v, %v)", refused, d, fastRetry/2, fastRetry*3/2)
+		}
+	}
+	timeout := fmt.Errorf("dial PoP: %w", context.DeadlineExceeded)
+	if d := b.Delay(timeout); d < time.Second || d > 2*time.Second {
+		t.Errorf("first delay after a timeout: %v, want the backoff's first, in [1s, 2s]", d)
+	}
+	if d := b.Delay(timeout); d < 2*time.Second {
+		t.Errorf("second delay after a timeout: %v, want it grown", d)
+	}
+	if b.Repeated(refused) || !b.Repeated(refused) || b.Repeated(timeout) {
+		t.Error("Repeated: want false, true, then false for another error")
+	}
+	b.Reset()
+	if b.Repeated(timeout) {
+		t.Error("Repeated right after Reset")
 	}
 }
 

@@ -17,7 +17,7 @@ func (w *batchWriter) addGSO(pkt *stack.PacketBuffer) {
 	size := pkt.Size()
 	iphLen := int(gso.L3HdrLen)
 	var hdr [header.IPv6MinimumSize + 8 + header.TCPHeaderMaximumSize]byte
-	if iphLen+header.TCPMinimumSize > len(hdr) || size < iphLen+header.TCPMinimumSize || gso.MSS == 0 {
+	if iphLen+header.TCPMinimumSize > len(hdr) || size < iphLen+header.TCPMinimumSize {
 		w.s.stats.droppedOut.Add(1)
 		return
 	}
@@ -31,6 +31,11 @@ func (w *batchWriter) addGSO(pkt *stack.PacketBuffer) {
 	packetReadAt(pkt, hdr[iphLen+header.TCPMinimumSize:hdrLen], iphLen+header.TCPMinimumSize)
 	isV6 := gso.Type == stack.GSOTCPv6
 	mss := int(gso.MSS)
+	if mss == 0 {
+		// gVisor marks a connection's packets for GSO before it knows the
+		// MSS (the SYN-ACK, ACKs while the handshake waits): one segment.
+		mss = max(size-hdrLen, 1)
+	}
 	seq := header.TCP(hdr[iphLen:]).SequenceNumber()
 	flags := header.TCP(hdr[iphLen:]).Flags()
 	var id uint16

@@ -134,6 +134,32 @@ func TestGSOSplit(t *testing.T) {
 	}
 }
 
+// TestGSOWithoutMSS: gVisor marks the packets of a handshake for GSO before
+// it knows the MSS; they go out whole, with their checksum completed, rather
+// than being dropped (which made every connect wait for a retransmission).
+func TestGSOWithoutMSS(t *testing.T) {
+	for _, payload := range [][]byte{nil, []byte("hello")} {
+		dev := &recordTUN{}
+		st := &Stack{dev: dev, log: zap.NewNop(), mtu: testMTU}
+		w := &batchWriter{s: st, bufs: [][]byte{make([]byte, tunOffset+testMTU)}}
+		pkt := gsoSegment(false, payload, header.TCPFlagAck)
+		pkt.GSOOptions.MSS = 0
+		w.add(pkt)
+		pkt.DecRef()
+		w.flush()
+		if len(dev.batches) != 1 || len(dev.batches[0]) != 1 {
+			t.Fatalf("%d-byte payload: batches of %v packets, want [1]", len(payload), batchSizes(dev.batches))
+		}
+		seg := dev.batches[0][0]
+		if !checksumsValid(seg) || !bytes.Equal(header.TCP(seg[header.IPv4MinimumSize:]).Payload(), payload) {
+			t.Errorf("%d-byte payload: sent %x", len(payload), seg)
+		}
+		if n := st.stats.droppedOut.Load(); n != 0 {
+			t.Errorf("%d packets dropped", n)
+		}
+	}
+}
+
 func batchSizes(b [][][]byte) []int {
 	var n []int
 	for _, x := range b {

@@ -66,7 +66,9 @@ func (f Flow) String() string {
 // method, the client's FIN is carried to it as a half-close; otherwise the
 // upstream sees the close only when both directions are done. If it has
 // SetLinger (like *net.TCPConn), a client reset is passed on as a reset.
-// Closing the conn must unblock its Read, as the net.Conn contract says.
+// Closing the conn must unblock its Read, as the net.Conn contract says. An
+// idle flow holds no copy buffer when the conn can wait for data without one:
+// a socket, or a conn with a WaitRead method (flowio.ReadWaiter).
 type TCPHandler func(ctx context.Context, f Flow) (net.Conn, error)
 
 // DatagramConn is a bidirectional datagram pipe for one UDP flow. Each Write
@@ -96,10 +98,15 @@ type Config struct {
 	Log *zap.Logger
 	TCP TCPHandler
 	UDP UDPHandler
-	// MaxInFlightSYN bounds the TCP flows whose handler is still running;
-	// further SYNs are dropped (the client retransmits). It bounds UDP flows
-	// being opened the same way (their first datagram is dropped). 0 means
-	// 512.
+	// MaxInFlightSYN bounds the TCP flows whose handler is still running
+	// (a SYN is answered once its handler returns); further SYNs are
+	// dropped, which the client retransmits after a second or more, and
+	// counted in Stats.SYNDropped. It bounds UDP flows being opened the
+	// same way (their first datagram is dropped). A SYN in flight holds a
+	// goroutine and the handler's work, about 10 KiB: the default, 16384,
+	// takes a burst of 10,000 connects at once (a smaller bound admits
+	// only that many per round of synchronized retransmissions) and caps
+	// what a SYN flood can pin at ~160 MiB. 0 means the default.
 	MaxInFlightSYN int
 	// IdleUDP closes a UDP flow after this long without a datagram in either
 	// direction. 0 means 2 minutes.
@@ -109,7 +116,7 @@ type Config struct {
 const (
 	nicID                 = 1
 	minMTU, maxMTU        = 1280, 65535
-	defaultMaxInFlightSYN = 512
+	defaultMaxInFlightSYN = 16384
 	defaultIdleUDP        = 2 * time.Minute
 	// handlerTimeout bounds how long a TCP handler may take: past it a
 	// client has long given up on its SYN retransmissions.

@@ -3,7 +3,6 @@ package netstack
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -14,13 +13,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/ztagent/ztagent/tunnel/flowio"
 )
-
-// relayBufSize is the copy buffer per direction of a TCP flow: large enough
-// that a bulk transfer costs few upstream writes.
-const relayBufSize = 128 << 10
-
-var relayBufs = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
 
 var errNilConn = errors.New("handler returned neither a connection nor an error")
 
@@ -42,7 +37,6 @@ func (s *Stack) acceptTCP(r *tcp.ForwarderRequest) {
 	}
 	defer s.wg.Done()
 	f := flowOf(ProtoTCP, r.ID())
-	log := s.log.With(zap.Stringer("flow", f))
 
 	ctx, cancel := context.WithTimeout(s.ctx, handlerTimeout)
 	up, err := s.cfg.TCP(ctx, f)
@@ -52,7 +46,7 @@ func (s *Stack) acceptTCP(r *tcp.ForwarderRequest) {
 	}
 	if err != nil {
 		s.stats.tcpRefused.Add(1)
-		log.Debug("flow refused", zap.Error(err))
+		s.log.Debug("flow refused", zap.Stringer("flow", f), zap.Error(err))
 		r.Complete(true) // RST: the client sees "connection refused"
 		return
 	}
@@ -67,12 +61,35 @@ func (s *Stack) acceptTCP(r *tcp.ForwarderRequest) {
 	if terr != nil {
 		r.Complete(true)
 		up.Close()
-		log.Debug("handshake failed", zap.Stringer("err", terr))
+		s.log.Debug("handshake failed", zap.Stringer("flow", f), zap.Stringer("err", terr))
 		return
 	}
 	r.Complete(false)
-	client := gonet.NewTCPConn(&wq, ep)
-	s.relayTCP(log, client, ep, up)
+	s.relayTCP(f, &clientConn{TCPConn: gonet.NewTCPConn(&wq, ep), wq: &wq, ep: ep}, up)
+}
+
+// clientConn is the client's end of a flow: the gVisor endpoint, readable
+// through gonet and waitable without a buffer.
+type clientConn struct {
+	*gonet.TCPConn
+	wq *waiter.Queue
+	ep tcpip.Endpoint
+}
+
+// WaitRead returns once a Read would not block: data, the client's FIN, a
+// reset or the endpoint's closing is waiting (flowio.ReadWaiter).
+func (c *clientConn) WaitRead() error {
+	const mask = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
+	if c.ep.Readiness(mask) != 0 {
+		return nil
+	}
+	e, ch := waiter.NewChannelEntry(mask)
+	c.wq.EventRegister(&e)
+	defer c.wq.EventUnregister(&e)
+	if c.ep.Readiness(mask) == 0 {
+		<-ch
+	}
+	return nil
 }
 
 // beginHandshake registers the waiter queue of a handshake in progress, so
@@ -95,10 +112,12 @@ func (s *Stack) endHandshake(wq *waiter.Queue) {
 
 // relayTCP copies both directions until both have ended. A clean end of one
 // direction is passed on as a half-close; an error on either side resets
-// the other.
-func (s *Stack) relayTCP(log *zap.Logger, client *gonet.TCPConn, ep tcpip.Endpoint, up net.Conn) {
+// the other. An idle flow holds no copy buffer: each direction waits for data
+// without one (flowio.Copy), on the gVisor endpoint and, when the upstream can
+// (a tunnel stream, a socket), on the upstream.
+func (s *Stack) relayTCP(f Flow, client *clientConn, up net.Conn) {
 	rl := &relay{abortFn: func() {
-		ep.Abort()
+		client.ep.Abort()
 		resetConn(up)
 	}}
 	if !s.track(rl) {
@@ -115,13 +134,13 @@ func (s *Stack) relayTCP(log *zap.Logger, client *gonet.TCPConn, ep tcpip.Endpoi
 		go func() {
 			defer s.wg.Done()
 			defer close(done)
-			s.clientToUpstream(log, client, up, rl)
+			s.clientToUpstream(f, client, up, rl)
 		}()
 	} else {
 		rl.abort()
 		close(done)
 	}
-	s.upstreamToClient(log, client, up, rl)
+	s.upstreamToClient(f, client, up, rl)
 	<-done
 	client.Close()
 	up.Close()
@@ -129,60 +148,39 @@ func (s *Stack) relayTCP(log *zap.Logger, client *gonet.TCPConn, ep tcpip.Endpoi
 
 // clientToUpstream carries the client's bytes upstream; the client's FIN
 // becomes CloseWrite on the upstream, and a client reset resets the upstream.
-func (s *Stack) clientToUpstream(log *zap.Logger, client *gonet.TCPConn, up net.Conn, rl *relay) {
-	readErr, writeErr := pipe(up, client)
+func (s *Stack) clientToUpstream(f Flow, client *clientConn, up net.Conn, rl *relay) {
+	readErr, writeErr := flowio.Copy(up, client, client.WaitRead, nil)
 	switch {
 	case writeErr != nil:
-		log.Debug("upstream write failed; resetting client", zap.Error(writeErr))
+		s.log.Debug("upstream write failed; resetting client", zap.Stringer("flow", f), zap.Error(writeErr))
 		rl.abort()
-	case readErr == io.EOF:
+	case readErr == nil:
 		if cw, ok := up.(interface{ CloseWrite() error }); ok {
 			if err := cw.CloseWrite(); err != nil {
 				rl.abort()
 			}
 		}
 	default:
-		log.Debug("client connection ended abnormally", zap.Error(readErr))
+		s.log.Debug("client connection ended abnormally", zap.Stringer("flow", f), zap.Error(readErr))
 		rl.abort()
 	}
 }
 
 // upstreamToClient carries upstream bytes to the client; upstream EOF shuts
 // down the client's write side (FIN), an upstream error resets the client.
-func (s *Stack) upstreamToClient(log *zap.Logger, client *gonet.TCPConn, up net.Conn, rl *relay) {
-	readErr, writeErr := pipe(client, up)
+func (s *Stack) upstreamToClient(f Flow, client *clientConn, up net.Conn, rl *relay) {
+	readErr, writeErr := flowio.Copy(client, up, flowio.Waiter(up), nil)
 	switch {
 	case writeErr != nil:
-		log.Debug("client write failed; resetting upstream", zap.Error(writeErr))
+		s.log.Debug("client write failed; resetting upstream", zap.Stringer("flow", f), zap.Error(writeErr))
 		rl.abort()
-	case readErr == io.EOF:
+	case readErr == nil:
 		if err := client.CloseWrite(); err != nil {
 			rl.abort()
 		}
 	default:
-		log.Debug("upstream ended abnormally; resetting client", zap.Error(readErr))
+		s.log.Debug("upstream ended abnormally; resetting client", zap.Stringer("flow", f), zap.Error(readErr))
 		rl.abort()
-	}
-}
-
-// pipe copies src to dst until src ends, returning io.EOF for a clean end.
-func pipe(dst io.Writer, src io.Reader) (readErr, writeErr error) {
-	bp := relayBufs.Get().(*[]byte)
-	defer relayBufs.Put(bp)
-	buf := *bp
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return nil, werr
-			}
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.EOF
-			}
-			return err, nil
-		}
 	}
 }
 

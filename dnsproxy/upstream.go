@@ -1,0 +1,306 @@
+package dnsproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Forwarded queries reach each upstream through a few long-lived UDP
+// sockets connected to it, shared by the queries in flight: a query takes one
+// at random, picks a random ID free on it, and waits for the socket's reader
+// goroutine to hand it the answer with that ID and its question. Opening a
+// socket per query, as before, cost more than everything else on the
+// forwarding path.
+//
+// Spoofing: the socket being connected, the kernel delivers only the
+// upstream's packets (its address and port). A blind spoofer must then hit
+// one of poolSockets random source ports and the query's random 16-bit ID,
+// and send the exact question; and since a socket is replaced after
+// sockMaxUses queries or sockMaxAge, a port it learns or guesses is soon
+// worth nothing.
+const (
+	poolSockets = 4
+	sockMaxUses = 256
+	sockMaxAge  = time.Minute
+	// sockReadBuffer is the receive buffer asked for each socket.
+	sockReadBuffer = 1 << 20
+)
+
+// errRetired is returned to a query whose socket was retired before it could
+// be sent; the query is then given another socket.
+var errRetired = errors.New("upstream socket retired")
+
+// udpPool is the set of sockets to one upstream.
+type udpPool struct {
+	s    *Server // for its context and WaitGroup
+	addr netip.AddrPort
+
+	mu      sync.Mutex
+	socks   [poolSockets]*upSock
+	retired bool // the upstream is no longer configured
+}
+
+// upSock is one connected socket and the queries waiting on it.
+type upSock struct {
+	conn *net.UDPConn
+	born time.Time
+	stop func() bool // undoes the AfterFunc that closes conn with the server
+
+	mu      sync.Mutex
+	pending map[uint16]*waiter
+	uses    int
+	retired bool // takes no new query; closed once pending is empty
+	closed  bool
+}
+
+// waiter is one query waiting on an upSock.
+type waiter struct {
+	query []byte // the question, query[headerLen:qEnd], is what answers must match
+	qEnd  int
+	// Either done receives the result (a goroutine waits on it; buffered,
+	// so that the reader never blocks), or handle is called with it, on the
+	// socket's reader goroutine (or a timer's), and must not block.
+	done   chan result
+	handle func(result)
+}
+
+func (w *waiter) complete(r result) {
+	if w.handle != nil {
+		w.handle(r)
+		return
+	}
+	w.done <- r
+}
+
+type result struct {
+	b    []byte
+	info respInfo
+	err  error
+}
+
+func newUDPPool(s *Server, addr netip.AddrPort) *udpPool {
+	return &udpPool{s: s, addr: addr}
+}
+
+// sentQuery is a query sent on an upstream socket and not yet answered.
+type sentQuery struct {
+	u  *upSock
+	id uint16
+	w  *waiter
+}
+
+// send sends w's query (whose ID it overwrites) on a socket of the pool.
+func (p *udpPool) send(w *waiter) (*sentQuery, error) {
+	for {
+		u, id, err := p.register(w)
+		if err != nil {
+			return nil, err
+		}
+		binary.BigEndian.PutUint16(w.query, id)
+		if _, err := u.conn.Write(w.query); err != nil {
+			if !u.forget(id) {
+				// The socket failed meanwhile and has given w its
+				// error, or will: w has its outcome either way.
+				return &sentQuery{u: u, id: id, w: w}, nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				continue // retired and closed meanwhile: take another
+			}
+			return nil, err
+		}
+		return &sentQuery{u: u, id: id, w: w}, nil
+	}
+}
+
+// wait returns the checked answer to q, or an error when ctx is done first
+// or the socket fails.
+func (q *sentQuery) wait(ctx context.Context) result {
+	select {
+	case r := <-q.w.done:
+		return r
+	case <-ctx.Done():
+		if q.u.forget(q.id) {
+			return result{err: ctx.Err()}
+		}
+		return <-q.w.done // being delivered at this very moment
+	}
+}
+
+// register puts w on a random socket of the pool, opening one if that slot
+// is empty or its socket retired, and returns the socket and w's ID there.
+func (p *udpPool) register(w *waiter) (*upSock, uint16, error) {
+	i := rand.IntN(poolSockets)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		u := p.socks[i]
+		if u == nil {
+			var err error
+			if u, err = p.open(); err != nil {
+				return nil, 0, err
+			}
+			if !p.retired {
+				p.socks[i] = u
+			}
+		}
+		id, err := u.add(w, p.retired)
+		if err == nil {
+			return u, id, nil
+		}
+		p.socks[i] = nil
+	}
+}
+
+// open connects a new socket to the upstream and starts its reader.
+func (p *udpPool) open() (*upSock, error) {
+	if err := p.s.ctx.Err(); err != nil {
+		return nil, err
+	}
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(p.addr))
+	if err != nil {
+		return nil, err
+	}
+	// Answers to a burst of queries arrive together on few sockets: room
+	// for them, as far as the system allows (net.core.rmem_max on Linux).
+	conn.SetReadBuffer(sockReadBuffer)
+	u := &upSock{conn: conn, born: time.Now(), pending: make(map[uint16]*waiter)}
+	u.stop = context.AfterFunc(p.s.ctx, func() { conn.Close() })
+	p.s.wg.Add(1)
+	go p.s.readUpstream(u)
+	return u, nil
+}
+
+// retire makes the pool's sockets take no new query; each is closed once its
+// queries are answered. Queries that still come (from a forwarding that
+// began before the upstream was removed) get a socket of their own.
+func (p *udpPool) retire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.retired = true
+	for i, u := range p.socks {
+		if u != nil {
+			u.retire()
+			p.socks[i] = nil
+		}
+	}
+}
+
+// add registers w under a random ID free on u. With last, u is retired
+// after this query.
+func (u *upSock) add(w *waiter, last bool) (uint16, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.retired || u.closed {
+		return 0, errRetired
+	}
+	id := uint16(rand.Uint32())
+	for u.pending[id] != nil {
+		id = uint16(rand.Uint32())
+	}
+	u.pending[id] = w
+	u.uses++
+	if last || u.uses >= sockMaxUses || time.Since(u.born) >= sockMaxAge {
+		u.retired = true
+	}
+	return id, nil
+}
+
+// forget removes the query with the given ID, which is no longer waited for.
+// It reports false if the query was no longer pending: its answer or error
+// is then on its way to the waiter.
+func (u *upSock) forget(id uint16) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, pending := u.pending[id]
+	delete(u.pending, id)
+	u.closeIfDoneLocked()
+	return pending
+}
+
+func (u *upSock) retire() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.retired = true
+	u.closeIfDoneLocked()
+}
+
+func (u *upSock) closeIfDoneLocked() {
+	if u.retired && len(u.pending) == 0 && !u.closed {
+		u.closed = true
+		u.stop()
+		u.conn.Close() // the reader then exits
+	}
+}
+
+// readBufs holds the read buffers of upstream sockets, which are replaced
+// often, for the next ones.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, dns.MaxMsgSize); return &b }}
+
+// readUpstream hands each answer arriving on u to the query it answers, and
+// skips packets that answer none (late, or spoofed). When reading fails (the
+// socket closed, or an ICMP error such as port unreachable reported on it),
+// every query still waiting gets the error and the socket is done.
+func (s *Server) readUpstream(u *upSock) {
+	defer s.wg.Done()
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := u.conn.Read(buf)
+		if err != nil {
+			u.fail(err)
+			return
+		}
+		u.deliver(buf[:n])
+	}
+}
+
+func (u *upSock) deliver(m []byte) {
+	if len(m) < headerLen {
+		return
+	}
+	id := binary.BigEndian.Uint16(m)
+	u.mu.Lock()
+	w := u.pending[id]
+	if w == nil {
+		u.mu.Unlock()
+		return
+	}
+	info, err := checkAnswer(m, id, w.query, w.qEnd)
+	if errors.Is(err, errMismatch) {
+		u.mu.Unlock()
+		return
+	}
+	delete(u.pending, id)
+	u.closeIfDoneLocked()
+	u.mu.Unlock()
+	if err != nil {
+		w.complete(result{err: err})
+		return
+	}
+	w.complete(result{b: bytes.Clone(m), info: info})
+}
+
+func (u *upSock) fail(err error) {
+	u.mu.Lock()
+	waiters := make([]*waiter, 0, len(u.pending))
+	for id, w := range u.pending {
+		waiters = append(waiters, w)
+		delete(u.pending, id)
+	}
+	u.retired = true
+	u.closeIfDoneLocked()
+	u.mu.Unlock()
+	for _, w := range waiters {
+		w.complete(result{err: err})
+	}
+}
