@@ -47,6 +47,10 @@ func transparencyCases() []transparencyCase {
 	nsid := &dns.EDNS0_NSID{Code: dns.EDNS0NSID}
 	unknown := &dns.EDNS0_LOCAL{Code: 65001, Data: []byte("agent does not know this")}
 	padding := &dns.EDNS0_PADDING{Padding: make([]byte, 37)}
+	// A client subnet option with an unknown address family: miekg/dns
+	// cannot parse it (the test server answers FORMERR); the agent must
+	// not need to.
+	badSubnet := &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: []byte{0, 9, 24, 0, 198, 51, 100}}
 
 	cases := []transparencyCase{
 		{"A", "udp", q("a.test.", dns.TypeA), true, false},
@@ -85,6 +89,8 @@ func transparencyCases() []transparencyCase {
 		{"unknown option", "udp", q("a.test.", dns.TypeA, edns(1232, false, unknown)), true, false},
 		{"padding", "udp", q("a.test.", dns.TypeA, edns(1232, false, padding)), true, false},
 		{"every option", "udp", q("a.test.", dns.TypeA, edns(4096, true, subnet("192.0.2.0"), cookie("2122232425262728"), nsid, unknown, padding)), true, false},
+		{"option miekg/dns cannot parse", "udp", q("a.test.", dns.TypeA, edns(1232, false, badSubnet)), false, false},
+		{"option miekg/dns cannot parse, over TCP", "tcp", q("a.test.", dns.TypeA, edns(1232, false, badSubnet)), false, false},
 		{"EDNS version 1: BADVERS", "udp", q("a.test.", dns.TypeA, edns(1232, false), version(1)), false, false},
 		{"EDNS version 1 over TCP", "tcp", q("a.test.", dns.TypeA, edns(1232, false), version(1)), false, false},
 		{"options over TCP", "tcp", q("a.test.", dns.TypeA, edns(1232, true, subnet("198.51.100.0"), nsid, unknown)), true, false},

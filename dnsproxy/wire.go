@@ -10,11 +10,11 @@ import (
 
 // The fast path answers the common query — one question, a plain name, class
 // IN, at most an EDNS0 OPT record — for a private name, or for a forwarded
-// name whose answer is cached, straight from the wire bytes into a reply
-// buffer, without building dns.Msg values. Anything else takes the general
-// path (answerLocal, then the cache and the upstreams), which gives the same
-// answers; TestFastPathMatchesGeneral, TestCacheWireMatchesGet and FuzzQuery
-// hold the two to that.
+// name whose answer is cached, straight from the wire bytes into the reply
+// buffer, with no allocation; for a forwarded name not cached it prepares the
+// forwarding. Anything else takes the general path (serve.go: answerLocal,
+// then the cache and the upstreams), which gives the same answers;
+// TestFastPathMatchesGeneral and FuzzQuery hold the two to that.
 
 const (
 	headerLen = 12
