@@ -474,7 +474,7 @@ func refresh(avail, unsent *int64, n int) int64 {
 // fails the connection if it is not answered within keepalive.timeout.
 func (cc *ClientConn) healthCheck() {
 	cc.mu.Lock()
-	if cc.closing || cc.err != nil {
+	if cc.closing || cc.err != nil || cc.pingAck != nil { // closed, dead, or a check is on
 		cc.mu.Unlock()
 		return
 	}
