@@ -2,6 +2,7 @@ package dnsproxy
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -18,17 +19,20 @@ const maxKeyLen = 512
 // cache keeps forwarded answers, as the upstream sent them, until their TTL
 // runs out. What it may serve is set by its key: every byte of the query but
 // the ID, with the name in lower case (see the package documentation). It
-// is bounded: when full, an expired entry is evicted if one is found quickly,
-// else an arbitrary one (Go's map order is randomised, which makes this
-// random eviction — cheap and good enough for a resolver cache, where hot
-// names are re-added at once).
+// is bounded: when full, an expired entry is evicted if one of a few picked
+// at random is, else a random one — cheap, and good enough for a resolver
+// cache, where hot names are re-added at once.
 type cache struct {
 	max int
 	mu  sync.RWMutex // readers (the query path) do not wait for one another
 	m   map[string]*cacheEntry
+	// keys are m's keys, in no order, for picking entries at random in
+	// constant time (iterating a large map from a random start is not).
+	keys []string
 }
 
 type cacheEntry struct {
+	idx     int // the key's index in keys
 	stored  time.Time
 	expires time.Time
 	// full is the upstream's answer; tc, when full came over TCP after a
@@ -75,10 +79,24 @@ func (c *cache) lookup(key []byte, now time.Time) *cacheEntry {
 	}
 	c.mu.Lock()
 	if c.m[string(key)] == e { // not replaced meanwhile
-		delete(c.m, string(key))
+		c.removeLocked(e)
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+// removeLocked removes e from the cache, moving the last key into its place
+// in keys.
+func (c *cache) removeLocked(e *cacheEntry) {
+	last := len(c.keys) - 1
+	delete(c.m, c.keys[e.idx])
+	if e.idx != last {
+		moved := c.keys[last]
+		c.keys[e.idx] = moved
+		c.m[moved].idx = e.idx
+	}
+	c.keys[last] = ""
+	c.keys = c.keys[:last]
 }
 
 // put stores full, the upstream's answer to the query with the given key,
@@ -105,9 +123,16 @@ func (c *cache) put(key string, full, tc []byte, now time.Time) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, exists := c.m[key]; !exists && len(c.m) >= c.max {
+	if old, exists := c.m[key]; exists {
+		e.idx = old.idx
+		c.m[key] = e
+		return
+	}
+	if len(c.m) >= c.max {
 		c.evictLocked(now)
 	}
+	e.idx = len(c.keys)
+	c.keys = append(c.keys, key)
 	c.m[key] = e
 }
 
@@ -146,16 +171,14 @@ func (c *cache) appendHit(out, b []byte, qEnd int, key []byte, maxSize int, now 
 
 func (c *cache) evictLocked(now time.Time) {
 	const probes = 8
-	n := 0
-	var victim string
-	for k, e := range c.m {
-		victim = k
-		if !now.Before(e.expires) || n == probes {
+	var victim *cacheEntry
+	for range probes {
+		victim = c.m[c.keys[rand.IntN(len(c.keys))]]
+		if !now.Before(victim.expires) {
 			break
 		}
-		n++
 	}
-	delete(c.m, victim)
+	c.removeLocked(victim)
 }
 
 func (c *cache) len() int {

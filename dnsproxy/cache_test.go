@@ -230,15 +230,32 @@ func TestCacheNotForTSIG(t *testing.T) {
 	}
 }
 
+// TestCacheBounded fills a small cache with more names than it holds, some
+// expiring on the way, and checks the bound and that the key index stays
+// consistent with the map.
 func TestCacheBounded(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	c := newCache(5)
-	for i := range 50 {
-		q := newQuery(fmt.Sprintf("n%d.example.", i), dns.TypeA)
-		cachePut(t, c, q, answerA(q, "udp"), t0)
+	for i := range 200 {
+		now := t0.Add(time.Duration(i) * time.Second)
+		q := newQuery(fmt.Sprintf("n%d.example.", i%60), dns.TypeA)
+		r := answerA(q, "udp")
+		r.Answer[0].Header().Ttl = uint32(1 + i%7)
+		cachePut(t, c, q, r, now)
+		cacheGet(t, c, newQuery(fmt.Sprintf("n%d.example.", (i*7)%60), dns.TypeA), now) // expires some
 		if c.len() > 5 {
 			t.Fatalf("%d entries, bound is 5", c.len())
 		}
+		c.mu.RLock()
+		if len(c.keys) != len(c.m) {
+			t.Fatalf("%d keys for %d entries", len(c.keys), len(c.m))
+		}
+		for i, k := range c.keys {
+			if e := c.m[k]; e == nil || e.idx != i {
+				t.Fatalf("key %d (%x) does not index its entry", i, k)
+			}
+		}
+		c.mu.RUnlock()
 	}
 }
 

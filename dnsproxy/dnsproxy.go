@@ -178,7 +178,8 @@ type Server struct {
 	// wg counts every goroutine of the server: UDP readers, forwarding
 	// goroutines of UDP queries, TCP acceptors and connections, and the
 	// readers of upstream sockets.
-	wg sync.WaitGroup
+	wg       sync.WaitGroup
+	inflight inflight // UDP queries waiting for an upstream (udpforward.go)
 	// upMu serialises SetUpstreams, which retires the sockets of upstreams
 	// it drops.
 	upMu sync.Mutex

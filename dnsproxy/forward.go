@@ -87,7 +87,9 @@ func (s *Server) forward(f *forwarding) []byte {
 
 // answered counts and caches the answer to f (carrying the client's ID) and
 // returns the reply for the client. Only the upstreams' answers are cached:
-// a publisher's come with routes whose lifetime the agent manages.
+// a publisher's come with routes whose lifetime the agent manages. The
+// answer is cached before the client has it, so that the client's next,
+// identical query is a hit.
 func (s *Server) answered(f *forwarding, ans, tc []byte) []byte {
 	if f.via != nil {
 		s.counter.delegated.Add(1)

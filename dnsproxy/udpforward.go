@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -16,22 +17,23 @@ import (
 // context. On an idle machine every hand-over between goroutines can cost
 // the wake-up of a sleeping thread, tens of µs on a virtual machine, and
 // those hand-overs were most of what forwarding added to the upstream's
-// latency. Whatever is not the common case — no answer in time, a truncated
-// answer, SERVFAIL or REFUSED, a failed socket — goes on in a goroutine
-// that runs resolve from there, as TCP queries do.
+// latency. Nor is there a timer per query (setting one can wake a thread
+// too): one sweeper goroutine expires the queries that wait too long (see
+// inflight). Whatever is not the common case — no answer in time, a
+// truncated answer, SERVFAIL or REFUSED, a failed socket — goes on in a
+// goroutine that runs resolve from there, as TCP queries do.
 
 // udpQuery is one UDP query forwarded that way.
 type udpQuery struct {
-	s    *Server
-	f    *forwarding
-	conn *net.UDPConn
-	to   netip.AddrPort
-	ups  *upstreamSet
-	i    int // the upstream asked, in ups
-
-	mu    sync.Mutex // guards sent and timer, set while sending
-	sent  *sentQuery
-	timer *time.Timer
+	s        *Server
+	f        *forwarding
+	conn     *net.UDPConn
+	to       netip.AddrPort
+	ups      *upstreamSet
+	i        int // the upstream asked, in ups
+	deadline time.Time
+	sent     *sentQuery  // set before the query is tracked
+	done     atomic.Bool // answered, or the socket failed: the sweeper drops it
 }
 
 // forwardUDP forwards f and answers the client on conn, or answers SERVFAIL
@@ -47,21 +49,15 @@ func (s *Server) forwardUDP(conn *net.UDPConn, to netip.AddrPort, f *forwarding)
 		s.goForward(conn, to, f)
 		return
 	}
-	q := &udpQuery{s: s, f: f, conn: conn, to: to, ups: ups, i: i}
-	w := &waiter{query: f.query, qEnd: f.qEnd, handle: q.handle}
-	// The lock makes handle, which may run as soon as the query is sent,
-	// wait until sent and timer are set.
-	q.mu.Lock()
-	sent, err := ups.pools[i].send(w)
+	q := &udpQuery{s: s, f: f, conn: conn, to: to, ups: ups, i: i, deadline: time.Now().Add(s.timeout)}
+	sent, err := ups.pools[i].send(&waiter{query: f.query, qEnd: f.qEnd, handle: q.handle})
 	if err != nil {
-		q.mu.Unlock()
 		f.first = &attempt{set: ups, i: i, r: result{err: err}}
 		s.goForward(conn, to, f)
 		return
 	}
 	q.sent = sent
-	q.timer = time.AfterFunc(s.timeout, q.expire)
-	q.mu.Unlock()
+	s.inflight.track(s, q)
 }
 
 // goForward forwards f in a goroutine of its own, which answers the client
@@ -78,10 +74,7 @@ func (s *Server) goForward(conn *net.UDPConn, to netip.AddrPort, f *forwarding) 
 // handle takes the upstream's answer (or the socket's failure): a final
 // answer goes to the client at once, anything else to resolve.
 func (q *udpQuery) handle(r result) {
-	q.mu.Lock()
-	timer := q.timer
-	q.mu.Unlock()
-	timer.Stop()
+	q.done.Store(true)
 	if r.err != nil || r.info.truncated || r.info.rcode == dns.RcodeServerFailure || r.info.rcode == dns.RcodeRefused {
 		q.f.first = &attempt{set: q.ups, i: q.i, r: r}
 		q.s.goForward(q.conn, q.to, q.f)
@@ -95,14 +88,100 @@ func (q *udpQuery) handle(r result) {
 // expire gives up waiting for the upstream, unless its answer is being
 // handled.
 func (q *udpQuery) expire() {
-	q.mu.Lock()
-	sent := q.sent
-	q.mu.Unlock()
-	// A query still pending means that its socket's reader, which is
-	// counted in the server's WaitGroup, has not exited: goForward may add
-	// to the WaitGroup even while Close waits on it.
-	if sent.u.forget(sent.id) {
+	if q.sent.u.forget(q.sent.id) {
 		q.f.first = &attempt{set: q.ups, i: q.i, r: result{err: context.DeadlineExceeded}}
 		q.s.goForward(q.conn, q.to, q.f)
+	}
+}
+
+// inflight holds the queries sent by forwardUDP, in the order they were
+// sent, until they are answered or expire. All have the same timeout, so
+// that order is their deadlines' order: a sweeper goroutine, running while
+// there are queries to watch, takes the expired ones from the front a few
+// times per timeout.
+type inflight struct {
+	mu      sync.Mutex
+	queue   []*udpQuery
+	running bool // a sweeper is running
+}
+
+// sweepIdle is how long the sweeper stays after the last query is gone, so
+// that steady traffic does not start one per query.
+const sweepIdle = time.Minute
+
+// track adds q, starting a sweeper if none runs.
+func (in *inflight) track(s *Server, q *udpQuery) {
+	in.mu.Lock()
+	in.queue = append(in.queue, q)
+	start := !in.running
+	in.running = true
+	in.mu.Unlock()
+	if start {
+		s.wg.Add(1)
+		go s.sweep()
+	}
+}
+
+// due removes from the front the queries answered and those past their
+// deadline, returning the latter; empty reports that none is left.
+func (in *inflight) due(now time.Time) (expired []*udpQuery, empty bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for len(in.queue) > 0 {
+		q := in.queue[0]
+		if !q.done.Load() {
+			if now.Before(q.deadline) {
+				break
+			}
+			expired = append(expired, q)
+		}
+		in.queue[0] = nil
+		in.queue = in.queue[1:]
+	}
+	return expired, len(in.queue) == 0
+}
+
+// stop ends the sweeper if no query is left (one may have come meanwhile).
+func (in *inflight) stop(force bool) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if force || len(in.queue) == 0 {
+		in.running = false
+		return true
+	}
+	return false
+}
+
+// sweep expires the tracked queries whose deadline has passed, checking
+// every quarter of the timeout (at most every 100 ms), until the server
+// closes or nothing has been tracked for sweepIdle. A query's wait is thus
+// its timeout plus at most one check interval. Expiring needs no goroutine
+// for queries that are answered (a socket's reader answers them): a
+// query still pending means its socket's reader, counted in the WaitGroup,
+// has not exited, so expire's goForward may add to the WaitGroup even while
+// Close waits on it.
+func (s *Server) sweep() {
+	defer s.wg.Done()
+	every := min(s.timeout/4, 100*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var idle time.Duration
+	for {
+		select {
+		case <-s.ctx.Done():
+			s.inflight.stop(true)
+			return
+		case now := <-t.C:
+			expired, empty := s.inflight.due(now)
+			for _, q := range expired {
+				q.expire()
+			}
+			if idle += every; !empty {
+				idle = 0
+			}
+			if idle >= sweepIdle && s.inflight.stop(false) {
+				return
+			}
+		}
 	}
 }

@@ -7,7 +7,9 @@
 #   (b) forwarded names: p50/p99 latency added by the agent over querying the
 #       upstream (the lab's "public" dnsmasq at 10.10.0.1) directly, for cache
 #       hits (one name, repeated) and misses (a unique random name per query),
-#       at a fixed, unsaturating rate so that latency is not queueing.
+#       at a fixed, unsaturating rate so that latency is not queueing; and,
+#       for reference, what dnsmasq adds as a forwarder without a cache (on
+#       the agent's address, port 5354) for the misses.
 # Usage: scripts/bench-dns.sh (root; run `make build` first).
 # Environment: ZT_LAB (default ztdnsb), BENCH_SECONDS (default 10 for (a)),
 # BENCH_QPS (default 2000 for (b)), BENCH_QUERIES (default 10000 per
@@ -32,6 +34,7 @@ inc() { ip netns exec "$CLIENT" "$@"; }
 
 cleanup() {
   [ -f "$WORK/dnsmasq.pid" ] && kill "$(cat "$WORK/dnsmasq.pid")" 2>/dev/null || true
+  [ -f "$WORK/dnsmasq-fwd.pid" ] && kill "$(cat "$WORK/dnsmasq-fwd.pid")" 2>/dev/null || true
   "$LAB" down >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -82,8 +85,8 @@ awk -v a="$A_AGENT" -v d="$A_DNSMASQ" 'BEGIN { printf "ratio agent/dnsmasq: %.2f
 
 # (b) Latency percentiles from dnsperf -v (one line per query, latency in
 # seconds last), at QPS queries/s.
-lat() { # server datafile → "p50 p99" in microseconds
-  inc dnsperf -s "$1" -d "$2" -n 1 -Q "$QPS" -q 50 -v |
+lat() { # server datafile [port] → "p50 p99" in microseconds
+  inc dnsperf -s "$1" -p "${3:-53}" -d "$2" -n 1 -Q "$QPS" -q 50 -v |
     awk '$1 == ">" { print $NF * 1e6 }' | sort -n |
     awk '{ v[NR] = $1 } END { if (NR == 0) { print "- -"; exit } i50 = int(NR * 0.50); i99 = int(NR * 0.99);
       if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1; printf "%.0f %.0f %d\n", v[i50], v[i99], NR }'
@@ -104,10 +107,15 @@ for i in $(seq "$NQ"); do echo "www.public.test A"; done >"$WORK/hit.names"
 # Unique names per query, fresh for every measurement, so that neither the
 # agent's cache nor anything else has seen them.
 misses() { od -An -vtx8 -N$((NQ * 8)) /dev/urandom | tr -s ' ' '\n' | sed '/^$/d' | awk '{ print "m" $1 ".bench.public.test A" }'; }
-# Fill the cache for the hits with the query dnsperf sends (no EDNS: the
-# cache keeps answers to queries with and without EDNS apart).
-inc dig +short +noedns @"$AGENT" www.public.test >/dev/null
-# The four measurements are interleaved over ROUNDS rounds and the median of
+# Fill the cache for the hits with dnsperf's own query: the cache keeps
+# answers to queries that differ in anything but the ID apart (dig's, with
+# the AD bit, would be another entry).
+head -1 "$WORK/hit.names" >"$WORK/fill.names"
+inc dnsperf -s "$AGENT" -d "$WORK/fill.names" -n 1 >/dev/null
+# The reference forwarder: the same upstream, no cache, on the agent's address.
+inc dnsmasq --no-resolv --no-hosts --bind-interfaces --listen-address="$AGENT" --port=5354 \
+  --server=10.10.0.1 --cache-size=0 --pid-file="$WORK/dnsmasq-fwd.pid"
+# The measurements are interleaved over ROUNDS rounds and the median of
 # each figure is kept: on a shared machine one round can catch a pause.
 echo "== (b) forwarded names, $NQ queries at $QPS q/s per measurement, $ROUNDS rounds, latency in µs"
 : >"$WORK/lat"
@@ -120,14 +128,17 @@ for r in $(seq "$ROUNDS"); do
   profiled
   misses >"$WORK/miss.names"
   echo "miss-direct $(lat 10.10.0.1 "$WORK/miss.names")" >>"$WORK/lat"
+  misses >"$WORK/miss.names"
+  echo "miss-dnsmasq $(lat "$AGENT" "$WORK/miss.names" 5354)" >>"$WORK/lat"
 done
 median() { # key column → median over rounds
   awk -v k="$1" -v c="$2" '$1 == k { print $c }' "$WORK/lat" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 printf '%-22s %8s %8s   %s\n' "" p50 p99 "(per round p50/p99)"
-for k in hit-agent hit-direct miss-agent miss-direct; do
+for k in hit-agent hit-direct miss-agent miss-direct miss-dnsmasq; do
   printf '%-22s %8s %8s   %s\n' "$k" "$(median $k 2)" "$(median $k 3)" \
     "$(awk -v k="$k" '$1 == k { printf "%s/%s ", $2, $3 }' "$WORK/lat")"
 done
 echo "added by the agent (µs, medians): hit p50 $(($(median hit-agent 2) - $(median hit-direct 2))) p99 $(($(median hit-agent 3) - $(median hit-direct 3)));" \
   "miss p50 $(($(median miss-agent 2) - $(median miss-direct 2))) p99 $(($(median miss-agent 3) - $(median miss-direct 3)))"
+echo "added by dnsmasq forwarding (reference): miss p50 $(($(median miss-dnsmasq 2) - $(median miss-direct 2))) p99 $(($(median miss-dnsmasq 3) - $(median miss-direct 3)))"
