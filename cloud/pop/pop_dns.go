@@ -21,31 +21,15 @@ func (p *Server) serveDNS(w http.ResponseWriter, r *http.Request, peer *x509.Cer
 	}
 	log = log.With(zap.String("qname", q.QName), zap.String("app", q.AppID))
 	allowed, err := p.cfg.AuthorizeDNS(peer, q.AppID, q.QName)
-	if err != nil {
-		log.Debug("DNS query denied", zap.Error(err))
-		l7.Refuse(w, http.StatusForbidden, err.Error())
-		return
-	}
-	pc := p.pick(q.AppID, allowed)
+	pc := p.choose(w, "DNS query", q.AppID, allowed, err, log)
 	if pc == nil {
-		log.Debug("no publisher online", zap.Strings("publishers", allowed))
-		l7.Refuse(w, http.StatusServiceUnavailable, "no publisher of app "+q.AppID+" is online")
 		return
 	}
 	answer, err := p.forwardDNS(r.Context(), pc, q)
-	var re *l7.RefusedError
-	switch {
-	case errors.As(err, &re):
-		// The publisher's refusal (resolver down, timed out) is the client's.
-		l7.Refuse(w, re.Status, re.Reason)
-	case errors.Is(err, errOpenTimeout):
-		l7.Refuse(w, http.StatusGatewayTimeout, "publisher "+pc.name+": "+err.Error())
-	case err != nil:
-		log.Debug("publisher DNS query failed", zap.String("publisher", pc.name), zap.Error(err))
-		l7.Refuse(w, http.StatusBadGateway, "publisher "+pc.name+" unreachable")
-	default:
-		l7.WriteDNSAnswer(w, answer)
+	if refusedUpstream(w, "DNS query", pc, err, log) {
+		return
 	}
+	l7.WriteDNSAnswer(w, answer)
 }
 
 // dohAuthority is the :authority of the PoP's requests to publishers, which

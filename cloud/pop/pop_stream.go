@@ -25,31 +25,12 @@ func (p *Server) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509
 	}
 	log = log.With(zap.String("target", t.Authority()), zap.String("app", t.AppID))
 	allowed, err := p.cfg.Authorize(peer, t)
-	if err != nil {
-		log.Debug("stream denied", zap.Error(err))
-		l7.Refuse(w, http.StatusForbidden, err.Error())
-		return
-	}
-	pc := p.pick(t.AppID, allowed)
+	pc := p.choose(w, "stream", t.AppID, allowed, err, log)
 	if pc == nil {
-		log.Debug("no publisher online", zap.Strings("publishers", allowed))
-		l7.Refuse(w, http.StatusServiceUnavailable, "no publisher of app "+t.AppID+" is online")
 		return
 	}
 	up, err := p.openUpstream(r.Context(), pc, t)
-	var re *l7.RefusedError
-	switch {
-	case errors.As(err, &re):
-		// The publisher's refusal (unknown host, connection refused, timeout) is the
-		// client's refusal, reason and all.
-		l7.Refuse(w, re.Status, re.Reason)
-		return
-	case errors.Is(err, errOpenTimeout):
-		l7.Refuse(w, http.StatusGatewayTimeout, "publisher "+pc.name+": "+err.Error())
-		return
-	case err != nil:
-		log.Debug("publisher stream failed", zap.String("publisher", pc.name), zap.Error(err))
-		l7.Refuse(w, http.StatusBadGateway, "publisher "+pc.name+" unreachable")
+	if refusedUpstream(w, "stream", pc, err, log) {
 		return
 	}
 	defer up.Close()
@@ -110,4 +91,41 @@ func relay(w http.ResponseWriter, flush func() error, body io.ReadCloser, up *l7
 	// Returning ends the client's stream with END_STREAM; if the client has not
 	// finished sending, the server follows with RST_STREAM(NO_ERROR) (RFC 9113
 	// §8.1).
+}
+
+// choose picks an online publisher of app among those the policy allowed (the
+// stream's or DNS query's authorisation, whose error is authErr). When the
+// policy refused or no publisher is online, it has answered w and returns nil.
+func (p *Server) choose(w http.ResponseWriter, what, app string, allowed []string, authErr error, log *zap.Logger) *pubConn {
+	if authErr != nil {
+		log.Debug(what+" denied", zap.Error(authErr))
+		l7.Refuse(w, http.StatusForbidden, authErr.Error())
+		return nil
+	}
+	pc := p.pick(app, allowed)
+	if pc == nil {
+		log.Debug("no publisher online", zap.Strings("publishers", allowed))
+		l7.Refuse(w, http.StatusServiceUnavailable, "no publisher of app "+app+" is online")
+	}
+	return pc
+}
+
+// refusedUpstream answers w when err, from asking publisher pc for a stream or
+// a DNS answer, failed, and reports whether it did. The publisher's own
+// refusal (unknown host, connection refused, resolver down, timeout) is the
+// client's, reason and all.
+func refusedUpstream(w http.ResponseWriter, what string, pc *pubConn, err error, log *zap.Logger) bool {
+	var re *l7.RefusedError
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &re):
+		l7.Refuse(w, re.Status, re.Reason)
+	case errors.Is(err, errOpenTimeout):
+		l7.Refuse(w, http.StatusGatewayTimeout, "publisher "+pc.name+": "+err.Error())
+	default:
+		log.Debug("publisher "+what+" failed", zap.String("publisher", pc.name), zap.Error(err))
+		l7.Refuse(w, http.StatusBadGateway, "publisher "+pc.name+" unreachable")
+	}
+	return true
 }
