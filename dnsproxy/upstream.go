@@ -105,8 +105,7 @@ func (p *udpPool) send(w *waiter) (*sentQuery, error) {
 		if err != nil {
 			return nil, err
 		}
-		binary.BigEndian.PutUint16(w.query, id)
-		if _, err := u.conn.Write(w.query); err != nil {
+		if err := u.write(w.query, id); err != nil {
 			if !u.forget(id) {
 				// The socket failed meanwhile and has given w its
 				// error, or will: w has its outcome either way.
@@ -119,6 +118,22 @@ func (p *udpPool) send(w *waiter) (*sentQuery, error) {
 		}
 		return &sentQuery{u: u, id: id, w: w}, nil
 	}
+}
+
+// packetBufs hold the packets written to upstream sockets.
+var packetBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// write sends query with the upstream ID id. It sends a copy: once a query
+// is registered, a failing socket may complete its waiter, and the next
+// attempt then rewrites the query's ID while this write may still read it.
+func (u *upSock) write(query []byte, id uint16) error {
+	bp := packetBufs.Get().(*[]byte)
+	b := append((*bp)[:0], query...)
+	binary.BigEndian.PutUint16(b, id)
+	_, err := u.conn.Write(b)
+	*bp = b
+	packetBufs.Put(bp)
+	return err
 }
 
 // wait returns the checked answer to q, or an error when ctx is done first
