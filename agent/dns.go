@@ -30,12 +30,20 @@ func (dp dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
 		// stub they reach the agent and are refused with the reason.
 		return p.stubAnswer(snap, name)
 	}
-	if !p.tunnelUp() && snap.Config().Client.FailMode != steering.FailClose {
-		// Fail-open: while the tunnel is down private names resolve through
-		// the OS's resolvers, so whatever is reachable directly (on the
-		// corporate network, say) still works. Fail-close keeps answering
-		// stubs, whose flows are then reset at once rather than leak.
-		return dnsproxy.Answer{}, false
+	if !p.tunnelUp() {
+		switch snap.Config().Client.FailMode {
+		case steering.FailOpen:
+			// While the tunnel is down private names resolve through the
+			// OS's resolvers, so whatever is reachable directly (on the
+			// corporate network, say) still works.
+			return dnsproxy.Answer{}, false
+		case steering.FailLocal:
+			// The same, but only through resolvers on the local network:
+			// a public resolver never sees the name.
+			return dnsproxy.Answer{Local: true}, true
+		}
+		// Fail-close keeps answering stubs, whose flows are then reset at
+		// once rather than leak.
 	}
 	if d.App.PublisherDNS {
 		// The real address, from a publisher's corporate resolver.

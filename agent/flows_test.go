@@ -30,6 +30,29 @@ func TestStubsForUncarriedApps(t *testing.T) {
 	}
 }
 
+// TestFailModes: with the tunnel down, what an L7 app's name gets depends on
+// client.fail_mode.
+func TestFailModes(t *testing.T) {
+	for _, tc := range []struct {
+		mode                  string
+		owned, local, hasAddr bool
+	}{
+		{steering.FailOpen, false, false, false}, // the OS's resolvers, whichever
+		{steering.FailLocal, true, true, false},  // only those on the local network
+		{steering.FailClose, true, false, true},  // its stub, whose flows are refused
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			a := newFakeAgent(t, "", nil)
+			a.cfgs.Set(fakeConfig(fakeApps(), steering.ClientConfig{FailMode: tc.mode}))
+			a.start(t)
+			ans, owned := dnsPolicy{partsOf(t, a.Agent)}.Lookup("web.corp.test")
+			if owned != tc.owned || ans.Local != tc.local || ans.Addr.IsValid() != tc.hasAddr || ans.Upstream != nil {
+				t.Fatalf("answer %+v, owned %v", ans, owned)
+			}
+		})
+	}
+}
+
 // TestRefusedFlows sends flows the config steers but the agent cannot carry
 // through a TUN device whose far side is a userspace client: each is
 // refused (TCP reset, ICMP destination unreachable), never sent direct, and

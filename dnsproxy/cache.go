@@ -16,6 +16,14 @@ const maxCacheTTL = time.Hour
 // time.
 const maxKeyLen = 512
 
+// The first byte of a cache key says which upstreams the answer came from, so
+// that an answer from any upstream never answers a query that may only go to
+// the local network's (Answer.Local), nor the reverse.
+const (
+	keyAll   = 'A'
+	keyLocal = 'L'
+)
+
 // cache keeps forwarded answers, as the upstream sent them, until their TTL
 // runs out. What it may serve is set by its key: every byte of the query but
 // the ID, with the name in lower case (see the package documentation). It

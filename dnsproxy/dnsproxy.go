@@ -57,6 +57,13 @@ type Answer struct {
 	// ("publisher DNS"): queries of every type for the name are sent to it
 	// and its answer is returned as it is. Addr and TTL are then unused.
 	Upstream Upstream
+	// Local, when set (and Upstream nil), forwards the name's queries as
+	// for a name the agent does not own, but only to the upstreams on the
+	// local network (see LocalResolver), never to the others; with none,
+	// the query is answered SERVFAIL. Addr and TTL are then unused. This is
+	// fail mode "local": while the tunnel is down, a private name stays off
+	// resolvers beyond the network the device sits on.
+	Local bool
 }
 
 // Upstream resolves queries somewhere other than the OS's resolvers: for
@@ -163,6 +170,7 @@ type Server struct {
 	cache     *cache // nil when disabled
 	policy    atomic.Pointer[policyBox]
 	upstreams atomic.Pointer[upstreamSet]
+	local     atomic.Pointer[upstreamSet] // the upstreams on the local network: Answer.Local
 
 	// ctx is cancelled by Close so that queries waiting on an upstream return
 	// at once and the listeners' goroutines can be waited for.
@@ -299,6 +307,7 @@ func (s *Server) SetUpstreams(u []netip.AddrPort) {
 		kept[set.pools[i]] = true
 	}
 	s.upstreams.Store(set)
+	s.local.Store(set.localOnly())
 	if old != nil {
 		for _, p := range old.pools {
 			if !kept[p] {

@@ -20,6 +20,18 @@ import (
 // errNoUpstreams is the forwarding error when no resolver is configured.
 var errNoUpstreams = errors.New("no upstream resolvers configured")
 
+// errNoLocalUpstreams is the forwarding error of a query that may only go to
+// the local network's resolvers (Answer.Local) when none is configured.
+var errNoLocalUpstreams = errors.New("no upstream resolver on the local network")
+
+// upstreamsFor returns the upstreams f may be sent to.
+func (s *Server) upstreamsFor(f *forwarding) *upstreamSet {
+	if f.local {
+		return s.local.Load()
+	}
+	return s.upstreams.Load()
+}
+
 // forwarding is a query on its way to an upstream: the client's bytes,
 // forwarded as they are but for the ID.
 type forwarding struct {
@@ -30,6 +42,7 @@ type forwarding struct {
 	maxSize  int    // the largest reply the client takes
 	key      string // cache key; "" if the answer is not to be cached
 	via      Upstream
+	local    bool // only to the local network's upstreams (Answer.Local)
 	// first, when set, is the outcome of an attempt at upstream first.i of
 	// first.set made before resolve ran (see udpQuery); resolve starts
 	// from it.
@@ -144,11 +157,14 @@ func fit(ans, tc []byte, maxSize int) []byte {
 // (f.first) comes first. If every upstream answers SERVFAIL or
 // REFUSED, the last such answer is returned; if none answers, an error.
 func (s *Server) resolve(f *forwarding) (ans, tc []byte, err error) {
-	ups, first := s.upstreams.Load(), -1
+	ups, first := s.upstreamsFor(f), -1
 	if f.first != nil {
 		ups, first = f.first.set, f.first.i
 	}
 	if len(ups.addrs) == 0 {
+		if f.local {
+			return nil, nil, errNoLocalUpstreams
+		}
 		return nil, nil, errNoUpstreams
 	}
 	var errs []error

@@ -29,21 +29,25 @@ func (s *Server) handle(b []byte, client netip.AddrPort, tcp, bypassed bool) ([]
 		s.counter.malformed.Add(1)
 		return appendReply(nil, b, q.qEnd, false, false, &reply{rcode: dns.RcodeFormatError}), nil
 	}
-	var via Upstream
+	var route Answer // where to forward: Upstream, Local, or neither for any upstream
 	if !bypassed {
 		var r []byte
-		if r, via = s.answerLocal(b, &q, client); r != nil {
+		if r, route = s.answerLocal(b, &q, client); r != nil {
 			return r, nil
 		}
 	}
 	size := maxSize(q.udpSize, tcp)
 	var (
-		kb  [maxKeyLen]byte
+		kb  [1 + maxKeyLen]byte
 		key []byte
 	)
-	cacheable := via == nil && q.onlyOPT
+	cacheable := route.Upstream == nil && q.onlyOPT
 	if cacheable {
-		key, cacheable = cacheKey(kb[:0], b, q.qEnd)
+		first := byte(keyAll)
+		if route.Local {
+			first = keyLocal
+		}
+		key, cacheable = cacheKey(append(kb[:0], first), b, q.qEnd)
 	}
 	if cacheable && s.cache != nil {
 		if hit := s.cache.appendHit(nil, b, q.qEnd, key, size, time.Now()); hit != nil {
@@ -52,7 +56,7 @@ func (s *Server) handle(b []byte, client netip.AddrPort, tcp, bypassed bool) ([]
 		}
 	}
 	f := s.newForwarding(b, q.qEnd, q.edns, q.do, size, key, cacheable)
-	f.via = via
+	f.via, f.local = route.Upstream, route.Local
 	return nil, f
 }
 
@@ -75,27 +79,28 @@ func (s *Server) newForwarding(b []byte, qEnd int, edns, do bool, size int, key 
 
 // answerLocal returns the reply to q (raw bytes b) when the agent answers it
 // itself: a private name, or PTR for a stub address. Otherwise it returns a
-// nil reply and the Upstream to forward q to: the one the policy gives the
-// name, or nil for the OS's resolvers.
-func (s *Server) answerLocal(b []byte, q *parsedQuery, client netip.AddrPort) ([]byte, Upstream) {
+// nil reply and where to forward q: to the Upstream the policy gives the
+// name, to the local network's upstreams (Local), or, with neither set, to
+// the OS's resolvers.
+func (s *Server) answerLocal(b []byte, q *parsedQuery, client netip.AddrPort) ([]byte, Answer) {
 	p := s.policy.Load().p
 	if p == nil || q.qclass != dns.ClassINET {
-		return nil, nil
+		return nil, Answer{}
 	}
 	var r reply
 	if q.qtype == dns.TypePTR {
 		ptr, ok := reversePTR(p, q.name)
 		if !ok {
-			return nil, nil
+			return nil, Answer{}
 		}
 		r = reply{aa: true, rrType: dns.TypePTR, ttl: ptrTTL, ptr: ptr}
 	} else {
 		a, owned := s.lookup(p, q.name, client)
 		switch {
 		case !owned:
-			return nil, nil
-		case a.Upstream != nil:
-			return nil, a.Upstream
+			return nil, Answer{}
+		case a.Upstream != nil || a.Local:
+			return nil, Answer{Upstream: a.Upstream, Local: a.Upstream == nil}
 		case !a.Addr.IsValid():
 			// Private, but without an address now (the stub range is
 			// exhausted, say).
@@ -111,7 +116,7 @@ func (s *Server) answerLocal(b []byte, q *parsedQuery, client netip.AddrPort) ([
 		r = reply{rcode: dns.RcodeBadVers}
 	}
 	s.counter.local.Add(1)
-	return appendReply(nil, b, q.qEnd, q.edns, q.do, &r), nil
+	return appendReply(nil, b, q.qEnd, q.edns, q.do, &r), Answer{}
 }
 
 // lookup asks the policy about a question name, and reports it not owned

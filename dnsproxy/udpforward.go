@@ -43,7 +43,7 @@ func (s *Server) forwardUDP(conn *net.UDPConn, to netip.AddrPort, f *forwarding)
 		conn.WriteToUDPAddrPort(f.servFail(), to)
 		return
 	}
-	ups := s.upstreams.Load()
+	ups := s.upstreamsFor(f)
 	i := ups.first(time.Now())
 	if f.via != nil || i < 0 {
 		s.goForward(conn, to, f)

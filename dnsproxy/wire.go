@@ -171,8 +171,8 @@ func (s *Server) fastAnswer(b, out []byte, client netip.AddrPort, names *nameCac
 		}
 	}
 	size := maxSize(q.udpSize, false)
-	var kb [maxKeyLen]byte
-	key, ok := cacheKey(kb[:0], b, q.qEnd)
+	var kb [1 + maxKeyLen]byte
+	key, ok := cacheKey(append(kb[:0], keyAll), b, q.qEnd)
 	if ok && s.cache != nil {
 		if r := s.cache.appendHit(out, b, q.qEnd, key, size, time.Now()); r != nil {
 			s.counter.cacheHits.Add(1)

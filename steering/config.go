@@ -27,6 +27,7 @@ const (
 
 	FailOpen  = "open"
 	FailClose = "close"
+	FailLocal = "local"
 
 	PinnedBypass = "bypass"
 	PinnedBlock  = "block"

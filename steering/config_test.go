@@ -98,7 +98,7 @@ func TestValidateReportsEverything(t *testing.T) {
 		`client.onprem_detection: "*.corp.test": on-premises detection is not supported yet`,
 		`client.stub_range: "100.64.0.0/31": stub range must have between 2 and 24 host bits`,
 		`client.dns_ttl: "1ms": must be between 1s and 24h0m0s (or unset for the default)`,
-		`client.fail_mode: "maybe": must be "open" or "close"`,
+		`client.fail_mode: "maybe": must be "open", "close" or "local"`,
 		`client.onprem_detection: "*.corp.test": must be one host name or address, not a wildcard`,
 		`apps[1].id: "ok": duplicate of apps[0].id`,
 		`apps[1].hosts[0]: "10.0.0.0/33": prefix length out of range`,

@@ -80,9 +80,12 @@ type ClientConfig struct {
 	ReauthInterval Duration `json:"reauth_interval,omitempty" yaml:"reauth_interval,omitempty"`
 	ReauthGrace    Duration `json:"reauth_grace,omitempty" yaml:"reauth_grace,omitempty"`
 	// FailMode is "open" (default: private names answered from upstream when the
-	// tunnel is down, so the OS's resolvers, public ones included, see them)
-	// or "close" (private names keep their stubs and their flows are refused
-	// while the tunnel is down: nothing leaks, not even the names).
+	// tunnel is down, so the OS's resolvers, public ones included, see them),
+	// "close" (private names keep their stubs and their flows are refused
+	// while the tunnel is down: nothing leaks, not even the names) or "local"
+	// (while the tunnel is down private names go only to the OS's resolvers
+	// on the local network — loopback, private and link-local addresses — so
+	// an app reachable there still works, and fail when there is none).
 	FailMode string `json:"fail_mode,omitempty" yaml:"fail_mode,omitempty"`
 }
 

@@ -85,8 +85,8 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 	if cl.ReauthGrace != 0 && cl.ReauthInterval == 0 {
 		ck.warnf("client.reauth_grace", cl.ReauthGrace.String(), "has no effect while reauth_interval is unset")
 	}
-	if cl.FailMode != "" && cl.FailMode != FailOpen && cl.FailMode != FailClose {
-		ck.errorf("client.fail_mode", cl.FailMode, `must be "open" or "close"`)
+	if cl.FailMode != "" && cl.FailMode != FailOpen && cl.FailMode != FailClose && cl.FailMode != FailLocal {
+		ck.errorf("client.fail_mode", cl.FailMode, `must be "open", "close" or "local"`)
 	}
 	if h := cl.OnPremDetection; h != "" {
 		if s, err := ParseHost(h); err != nil {
