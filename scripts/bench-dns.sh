@@ -7,13 +7,14 @@
 #   (b) forwarded names: p50/p99 latency added by the agent over querying the
 #       upstream (the lab's "public" dnsmasq at 10.10.0.1) directly, for cache
 #       hits (one name, repeated) and misses (a unique random name per query),
-#       at a fixed, unsaturating rate so that latency is not queueing; and,
-#       for reference, what dnsmasq adds as a forwarder without a cache (on
-#       the agent's address, port 5354) for the misses.
+#       at a fixed, unsaturating rate so that latency is not queueing, the
+#       servers queried interleaved by e2e/dnslat; and, for reference, what
+#       dnsmasq adds as a forwarder without a cache (on the agent's address,
+#       port 5354) for the misses.
 # Usage: scripts/bench-dns.sh (root; run `make build` first).
 # Environment: ZT_LAB (default ztdnsb), BENCH_SECONDS (default 10 for (a)),
-# BENCH_QPS (default 2000 for (b)), BENCH_QUERIES (default 10000 per
-# measurement in (b)), BENCH_ROUNDS (default 3), BENCH_PPROF (a directory:
+# BENCH_QPS (default 3000 for (b), in total across the servers measured
+# together), BENCH_QUERIES (default 10000 per server in (b)), BENCH_ROUNDS (default 3), BENCH_PPROF (a directory:
 # CPU profiles of the agent during its runs, agent-stub.pprof for (a) and
 # agent-miss.pprof for the misses of the last round of (b); read them with
 # `go tool pprof bin/ztagent FILE`).
@@ -23,12 +24,13 @@ export ZT_LAB=${ZT_LAB:-ztdnsb}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export ZT_LAB_DIR=${ZT_LAB_DIR:-$ROOT/.lab/$ZT_LAB}
 SECS=${BENCH_SECONDS:-10}
-QPS=${BENCH_QPS:-2000}
+QPS=${BENCH_QPS:-3000}
 NQ=${BENCH_QUERIES:-10000}
 ROUNDS=${BENCH_ROUNDS:-3}
 PPROF=${BENCH_PPROF:-}
 CLIENT=$ZT_LAB-client
 LAB="$ROOT/scripts/lab.sh"
+BIN=${ZT_BIN:-$ROOT/bin}
 WORK=$(mktemp -d)
 inc() { ip netns exec "$CLIENT" "$@"; }
 
@@ -83,14 +85,6 @@ echo "agent:   $A_AGENT q/s ($AGENT:53)"
 echo "dnsmasq: $A_DNSMASQ q/s ($AGENT:5353; on 127.0.0.2:5353: $A_DNSMASQ_LO q/s)"
 awk -v a="$A_AGENT" -v d="$A_DNSMASQ" 'BEGIN { printf "ratio agent/dnsmasq: %.2f\n", a / d }'
 
-# (b) Latency percentiles from dnsperf -v (one line per query, latency in
-# seconds last), at QPS queries/s.
-lat() { # server datafile [port] → "p50 p99" in microseconds
-  inc dnsperf -s "$1" -p "${3:-53}" -d "$2" -n 1 -Q "$QPS" -q 50 -v |
-    awk '$1 == ">" { print $NF * 1e6 }' | sort -n |
-    awk '{ v[NR] = $1 } END { if (NR == 0) { print "- -"; exit } i50 = int(NR * 0.50); i99 = int(NR * 0.99);
-      if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1; printf "%.0f %.0f %d\n", v[i50], v[i99], NR }'
-}
 # The lab's "public" dnsmasq answers with TTL 0 (dnsmasq's default
 # --local-ttl), which no cache may keep: every "hit" below would be a miss. For
 # the bench it is restarted, with the lab's flags, answering with a TTL; the lab
@@ -103,41 +97,34 @@ ip netns exec "$CLOUD" setsid dnsmasq --keep-in-foreground --no-resolv --no-host
   --pid-file="$ZT_LAB_DIR/dnsmasq-public.pid2" >"$ZT_LAB_DIR/dns-public.log" 2>&1 </dev/null &
 echo $! >"$ZT_LAB_DIR/dns-public.pid"
 until inc dig +short +time=1 +tries=1 @10.10.0.1 www.public.test >/dev/null; do sleep 0.1; done
-for i in $(seq "$NQ"); do echo "www.public.test A"; done >"$WORK/hit.names"
-# Unique names per query, fresh for every measurement, so that neither the
-# agent's cache nor anything else has seen them.
-misses() { od -An -vtx8 -N$((NQ * 8)) /dev/urandom | tr -s ' ' '\n' | sed '/^$/d' | awk '{ print "m" $1 ".bench.public.test A" }'; }
-# Fill the cache for the hits with dnsperf's own query: the cache keeps
-# answers to queries that differ in anything but the ID apart (dig's, with
-# the AD bit, would be another entry).
-head -1 "$WORK/hit.names" >"$WORK/fill.names"
-inc dnsperf -s "$AGENT" -d "$WORK/fill.names" -n 1 >/dev/null
+# Fill the cache for the hits with dnslat's own query: the cache keeps
+# answers to queries that differ in anything but the ID apart.
+inc "$BIN/dnslat" -n 1 -qps 10 -name www.public.test agent="$AGENT:53" >/dev/null
 # The reference forwarder: the same upstream, no cache, on the agent's address.
 inc dnsmasq --no-resolv --no-hosts --bind-interfaces --listen-address="$AGENT" --port=5354 \
   --server=10.10.0.1 --cache-size=0 --pid-file="$WORK/dnsmasq-fwd.pid"
-# The measurements are interleaved over ROUNDS rounds and the median of
-# each figure is kept: on a shared machine one round can catch a pause.
-echo "== (b) forwarded names, $NQ queries at $QPS q/s per measurement, $ROUNDS rounds, latency in µs"
+# Each round measures the servers interleaved (e2e/dnslat: one query to each
+# in turn, at QPS in total), so that the machine's pauses fall on all alike;
+# the median of each figure over the rounds is kept. Misses are unique random
+# names that neither the agent's cache nor anything else has seen.
+echo "== (b) forwarded names, $NQ queries per server at $QPS q/s in total, interleaved, $ROUNDS rounds, latency in µs"
 : >"$WORK/lat"
 for r in $(seq "$ROUNDS"); do
-  misses >"$WORK/miss.names"
-  echo "hit-agent $(lat "$AGENT" "$WORK/hit.names")" >>"$WORK/lat"
-  echo "hit-direct $(lat 10.10.0.1 "$WORK/hit.names")" >>"$WORK/lat"
-  [ "$r" = "$ROUNDS" ] && profile agent-miss $((NQ / QPS))
-  echo "miss-agent $(lat "$AGENT" "$WORK/miss.names")" >>"$WORK/lat"
+  inc "$BIN/dnslat" -n "$NQ" -qps "$QPS" -name www.public.test hit-agent="$AGENT:53" hit-direct=10.10.0.1:53 |
+    awk 'NR > 1 { print $1, $4, $6, $2, $3 }' >>"$WORK/lat"
+  [ "$r" = "$ROUNDS" ] && profile agent-miss $((3 * NQ / QPS))
+  inc "$BIN/dnslat" -n "$NQ" -qps "$QPS" -name '*.bench.public.test' \
+    miss-agent="$AGENT:53" miss-direct=10.10.0.1:53 miss-dnsmasq="$AGENT:5354" |
+    awk 'NR > 1 { print $1, $4, $6, $2, $3 }' >>"$WORK/lat"
   profiled
-  misses >"$WORK/miss.names"
-  echo "miss-direct $(lat 10.10.0.1 "$WORK/miss.names")" >>"$WORK/lat"
-  misses >"$WORK/miss.names"
-  echo "miss-dnsmasq $(lat "$AGENT" "$WORK/miss.names" 5354)" >>"$WORK/lat"
 done
 median() { # key column → median over rounds
   awk -v k="$1" -v c="$2" '$1 == k { print $c }' "$WORK/lat" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
-printf '%-22s %8s %8s   %s\n' "" p50 p99 "(per round p50/p99)"
+printf '%-22s %8s %8s   %s\n' "" p50 p99 "(per round p50/p99, lost)"
 for k in hit-agent hit-direct miss-agent miss-direct miss-dnsmasq; do
   printf '%-22s %8s %8s   %s\n' "$k" "$(median $k 2)" "$(median $k 3)" \
-    "$(awk -v k="$k" '$1 == k { printf "%s/%s ", $2, $3 }' "$WORK/lat")"
+    "$(awk -v k="$k" '$1 == k { printf "%s/%s %s  ", $2, $3, $5 }' "$WORK/lat")"
 done
 echo "added by the agent (µs, medians): hit p50 $(($(median hit-agent 2) - $(median hit-direct 2))) p99 $(($(median hit-agent 3) - $(median hit-direct 3)));" \
   "miss p50 $(($(median miss-agent 2) - $(median miss-direct 2))) p99 $(($(median miss-agent 3) - $(median miss-direct 3)))"
