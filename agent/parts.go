@@ -65,6 +65,7 @@ type parts struct {
 	// (netip.AddrPort → bypassEntry); a concurrent map, no lock of ours.
 	bypassCache sync.Map
 	flows       flowCounters
+	echo        echoer // ICMP echo through the tunnel, started with it
 }
 
 // routeState is the OS router; mu orders the route updates that config
@@ -202,10 +203,11 @@ func (p *parts) startTUN(snap *steering.Snapshot) (err error) {
 	p.push("routes", router.Close)
 
 	p.stack, err = netstack.New(dev, netstack.Config{
-		MTU: cfg.MTU,
-		Log: p.log,
-		TCP: p.handleTCP,
-		UDP: p.handleUDP,
+		MTU:  cfg.MTU,
+		Log:  p.log,
+		TCP:  p.handleTCP,
+		UDP:  p.handleUDP,
+		Echo: p.handleEcho,
 	})
 	if err != nil {
 		return fmt.Errorf("userspace network stack: %w", err)
@@ -260,6 +262,8 @@ func (p *parts) startTunnel() error {
 	})
 	p.l7.Start()
 	p.push("L7 tunnel", p.l7.Close)
+	p.echo.start(p.l7)
+	p.push("ICMP echo", p.echo.close)
 	return nil
 }
 
