@@ -71,6 +71,7 @@ func TestPing(t *testing.T) {
 		if n != 3 {
 			t.Fatalf("ping web.corp.test: %d replies, want 3:\n%s", n, out)
 		}
+		t.Logf("ping web.corp.test:\n%s", out)
 		if !strings.Contains(out, "from 100.64.") {
 			t.Fatalf("replies do not come from the stub address:\n%s", out)
 		}
