@@ -41,12 +41,18 @@ func TestEcho(t *testing.T) {
 	l := newLab(t, labOptions{})
 	ctx := context.Background()
 	data := bytes.Repeat([]byte("ztagent"), 200)
-	for _, host := range []string{"echo.corp.test", "127.0.0.1"} {
-		rep, err := l.client.Echo(ctx, l7.EchoRequest{Host: host, AppID: appEcho, Data: data})
+	for _, tc := range []struct{ host, addr string }{
+		{"echo.corp.test", "127.0.0.1"},
+		{"127.0.0.1", "127.0.0.1"},
+		{"::1", "::1"}, // an IPv6 literal travels in brackets
+	} {
+		host := tc.host
+		v6 := netip.MustParseAddr(tc.addr).Is6()
+		rep, err := l.client.Echo(ctx, l7.EchoRequest{Host: host, AppID: appEcho, IPv6: v6, Data: data})
 		if err != nil {
 			t.Fatalf("echo %s: %v", host, err)
 		}
-		if !bytes.Equal(rep.Data, data) || rep.Addr != netip.MustParseAddr("127.0.0.1") || rep.RTT <= 0 {
+		if !bytes.Equal(rep.Data, data) || rep.Addr != netip.MustParseAddr(tc.addr) || rep.RTT <= 0 {
 			t.Fatalf("echo %s: %d bytes from %s in %v", host, len(rep.Data), rep.Addr, rep.RTT)
 		}
 	}
