@@ -152,9 +152,10 @@ func (p *parts) push(name string, fn func() error) {
 
 // teardown stops the goroutines, then runs the closers in reverse order of
 // bring-up: the system resolver is restored first, so the OS stops sending
-// queries to a proxy that is about to go; then the DNS proxy, the tunnel, the
-// userspace stack with the TUN device (whose routes the kernel drops with it),
-// what routes remain, and the stub state (saved last, after the last flow).
+// queries to a proxy that is about to go; then the DNS proxy, the pings in
+// flight (which end with ctx), the tunnel, the userspace stack with the TUN
+// device (whose routes the kernel drops with it), what routes remain, and the
+// stub state (saved last, after the last flow).
 func (p *parts) teardown() error {
 	p.stop()
 	p.wg.Wait()
