@@ -134,20 +134,13 @@ func (p *parts) decide(f netstack.Flow, proto steering.Protocol) (d steering.Dec
 	dst := f.Dst.Addr().Unmap()
 	flow := steering.Flow{Addr: dst, Proto: proto, Port: f.Dst.Port(), OS: runtime.GOOS}
 	host = dst.String()
-	switch {
-	case snap.StubRange().Contains(dst):
-		name, ok := p.stubs.Lookup(dst)
-		if !ok {
-			return steering.Decision{Action: steering.Direct, Reason: errUnknownStub.Error()}, "", true
-		}
-		p.stubs.Touch(dst, time.Now())
-		flow.FQDN, host, stub = name, name, true
-	default:
-		// A real address a publisher resolved: steer it by its name.
-		if name, ok := p.pub.name(dst); ok {
-			p.pub.touch(dst, time.Now().Add(pubAddrLife))
-			flow.FQDN, host = name, name
-		}
+	stub = snap.StubRange().Contains(dst)
+	name, known := p.nameOf(snap, dst)
+	if !known {
+		return steering.Decision{Action: steering.Direct, Reason: errUnknownStub.Error()}, "", true
+	}
+	if name != "" {
+		flow.FQDN, host = name, name
 	}
 	d = snap.MatchFlow(flow)
 	// Pinned-app exceptions apply only to flows that would be steered, so
@@ -157,6 +150,25 @@ func (p *parts) decide(f netstack.Flow, proto steering.Protocol) (d steering.Dec
 		d = snap.MatchFlow(flow)
 	}
 	return d, host, stub
+}
+
+// nameOf returns the name behind dst, a flow's or an echo's destination, and
+// marks it in use: a stub's name (known is false for a stub that stands for
+// no name), or the name a publisher resolved to a real address ("" for other
+// real addresses, which are steered by address).
+func (p *parts) nameOf(snap *steering.Snapshot, dst netip.Addr) (name string, known bool) {
+	if snap.StubRange().Contains(dst) {
+		name, ok := p.stubs.Lookup(dst)
+		if ok {
+			p.stubs.Touch(dst, time.Now())
+		}
+		return name, ok
+	}
+	if name, ok := p.pub.name(dst); ok {
+		p.pub.touch(dst, time.Now().Add(pubAddrLife))
+		return name, true
+	}
+	return "", true
 }
 
 // setOwner fills in the identity of the process that owns a flow, for the

@@ -65,6 +65,7 @@ type parts struct {
 	// (netip.AddrPort → bypassEntry); a concurrent map, no lock of ours.
 	bypassCache sync.Map
 	flows       flowCounters
+	echo        echoer // ICMP echo through the tunnel, started with it
 }
 
 // routeState is the OS router; mu orders the route updates that config
@@ -151,9 +152,10 @@ func (p *parts) push(name string, fn func() error) {
 
 // teardown stops the goroutines, then runs the closers in reverse order of
 // bring-up: the system resolver is restored first, so the OS stops sending
-// queries to a proxy that is about to go; then the DNS proxy, the tunnel, the
-// userspace stack with the TUN device (whose routes the kernel drops with it),
-// what routes remain, and the stub state (saved last, after the last flow).
+// queries to a proxy that is about to go; then the DNS proxy, the pings in
+// flight (which end with ctx), the tunnel, the userspace stack with the TUN
+// device (whose routes the kernel drops with it), what routes remain, and the
+// stub state (saved last, after the last flow).
 func (p *parts) teardown() error {
 	p.stop()
 	p.wg.Wait()
@@ -202,10 +204,11 @@ func (p *parts) startTUN(snap *steering.Snapshot) (err error) {
 	p.push("routes", router.Close)
 
 	p.stack, err = netstack.New(dev, netstack.Config{
-		MTU: cfg.MTU,
-		Log: p.log,
-		TCP: p.handleTCP,
-		UDP: p.handleUDP,
+		MTU:  cfg.MTU,
+		Log:  p.log,
+		TCP:  p.handleTCP,
+		UDP:  p.handleUDP,
+		Echo: p.handleEcho,
 	})
 	if err != nil {
 		return fmt.Errorf("userspace network stack: %w", err)
@@ -260,6 +263,8 @@ func (p *parts) startTunnel() error {
 	})
 	p.l7.Start()
 	p.push("L7 tunnel", p.l7.Close)
+	p.echo.start(p.l7)
+	p.push("ICMP echo", p.echo.close)
 	return nil
 }
 

@@ -12,6 +12,7 @@ need=(
   iperf3:iperf3
   dnsperf:dnsperf
   pgrep:procps
+  ping:iputils-ping
 )
 missing=()
 for pair in "${need[@]}"; do

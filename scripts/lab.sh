@@ -96,6 +96,9 @@ net_up() {
   for ns in $CLIENT $CLOUD $CORP; do inns "$ns" ip link set eth0 up; done
   inns "$CLOUD" ip link set eth1 up
   inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=0
+  # The publisher pings apps' hosts for clients with unprivileged ICMP
+  # sockets; the kernel allows them to the groups in this range (IPv6 too).
+  inns "$CORP" sysctl -qw net.ipv4.ping_group_range="0 2147483647"
   inns "$CLIENT" ip route add default via 10.10.0.1
   inns "$CORP" ip route add 10.10.0.0/24 via 10.20.0.1
   # Each namespace gets its own resolv.conf: without it, `ip netns exec` shows

@@ -143,13 +143,26 @@ type FlowStatus struct {
 	Blocked    int64 `json:"blocked"`     // blocked by an exception
 	PacketsIn  int64 `json:"packets_in"`  // packets read from the TUN device
 	PacketsOut int64 `json:"packets_out"` // packets written to it
-	// PingsDropped counts ICMP echo requests into the TUN device, dropped
-	// unanswered: echo is not carried through the tunnel yet, and an answer
-	// from the agent would be a reply no app sent.
+	// PingsDropped counts ICMP echo requests into the TUN device that the
+	// agent could not read (fragmented, bad checksum), dropped unanswered.
 	PingsDropped int64 `json:"pings_dropped"`
+	// Pings counts the echo requests the agent read, by outcome.
+	Pings PingStatus `json:"pings"`
 	// SYNDropped counts connection attempts dropped because too many were
 	// being opened at once (the client retransmits its SYN).
 	SYNDropped int64 `json:"syn_dropped"`
+}
+
+// PingStatus counts ICMP echo requests (ping) to stub and app addresses. A
+// reply comes only from the real host, through a publisher; the agent never
+// answers one itself.
+type PingStatus struct {
+	Carried    int64 `json:"carried"`     // sent through the tunnel to a publisher
+	Answered   int64 `json:"answered"`    // the host's real reply came back and was passed on
+	Unanswered int64 `json:"unanswered"`  // no reply in time, or the tunnel was down: none given
+	Refused    int64 `json:"refused"`     // denied by policy or an exception, or the host unreachable: ICMP unreachable given
+	Limited    int64 `json:"limited"`     // over the rate or in-flight limit (or before the tunnel started): dropped
+	NotSteered int64 `json:"not_steered"` // to an address no app steers through the L7 tunnel: dropped
 }
 
 // AppStatus is one synced private app.

@@ -122,9 +122,10 @@ func (l *lab) authorizeDNS(peer *x509.Certificate, appID, qname string) ([]strin
 
 func (l *lab) startPoP(ln net.Listener) {
 	l.pop = New(Config{
-		TLS:          l.ca.serverTLS(l.t),
-		Authorize:    l.authorize,
-		AuthorizeDNS: l.authorizeDNS,
+		TLS:           l.ca.serverTLS(l.t),
+		Authorize:     l.authorize,
+		AuthorizeDNS:  l.authorizeDNS,
+		AuthorizeEcho: l.authorizeEcho,
 		Publisher: func(peer *x509.Certificate) (string, bool) {
 			if !strings.HasPrefix(peer.Subject.CommonName, "pub-") {
 				l.rejectedPubs.Add(1)

@@ -1,7 +1,7 @@
 // Package pop is the reference cloud's PoP, the L7 broker and policy
 // enforcement point. Devices and publishers dial one TLS 1.3 listener, both
 // with certificates from the tenant CA, told apart by ALPN. For every CONNECT
-// stream and DNS-over-HTTPS query a device sends, the PoP asks its Authorize
+// stream, DNS-over-HTTPS query and ICMP echo a device sends, the PoP asks its Authorize
 // hooks (the tenant's policy), picks an online publisher of the app
 // round-robin, opens the matching stream on that publisher's connection (on
 // which the PoP is the HTTP/2 client) and relays bytes, half-closes and resets
@@ -43,6 +43,12 @@ type Config struct {
 	// through the publishers of app appID, and names them. An error refuses the
 	// query with 403 and the error's text as the reason. Nil denies every query.
 	AuthorizeDNS func(peer *x509.Certificate, appID, qname string) (publishers []string, err error)
+	// AuthorizeEcho decides whether the device with certificate peer may ping
+	// host (a name or an address literal, as the client sent it) through the
+	// publishers of app appID, and names them. An echo has no port: the
+	// reference policy lets a user who may reach the app ping its hosts. An
+	// error refuses the echo with 403. Nil denies every echo.
+	AuthorizeEcho func(peer *x509.Certificate, appID, host string) (publishers []string, err error)
 	// Publisher identifies a publisher's connection by its certificate.
 	Publisher func(peer *x509.Certificate) (name string, ok bool)
 	Log       *zap.Logger
@@ -98,6 +104,11 @@ func New(cfg Config) *Server {
 	if cfg.AuthorizeDNS == nil {
 		cfg.AuthorizeDNS = func(*x509.Certificate, string, string) ([]string, error) {
 			return nil, errors.New("no DNS policy")
+		}
+	}
+	if cfg.AuthorizeEcho == nil {
+		cfg.AuthorizeEcho = func(*x509.Certificate, string, string) ([]string, error) {
+			return nil, errors.New("no echo policy")
 		}
 	}
 	if cfg.Publisher == nil {
@@ -254,13 +265,15 @@ func (p *Server) serveClient(c net.Conn, peer *x509.Certificate) {
 }
 
 // dispatch routes a client's stream: CONNECT is a TCP flow, POST /dns-query a
-// publisher-side DNS query. Datagram flows (extended CONNECT) will be routed here too.
+// publisher-side DNS query, POST /icmp-echo a ping. Datagram flows (extended CONNECT) will be routed here too.
 func (p *Server) dispatch(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
 	switch {
 	case l7.IsConnect(r):
 		p.serveConnect(w, r, peer, log)
 	case l7.IsDNSQuery(r):
 		p.serveDNS(w, r, peer, log)
+	case l7.IsEchoRequest(r):
+		p.serveEcho(w, r, peer, log)
 	default:
 		l7.Refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
 	}

@@ -3,8 +3,9 @@
 // its key and certificate in a state directory), dials out to the PoP, so that
 // the corporate network needs no inbound port, and serves the PoP's streams on
 // that connection as the HTTP/2 server: it resolves each target with the
-// corporate resolver, connects and relays, and answers publisher-side DNS
-// queries with that resolver's answers. The agent never links it.
+// corporate resolver, connects and relays, answers publisher-side DNS
+// queries with that resolver's answers, and pings hosts for clients' ICMP
+// echoes. The agent never links it.
 package publisher
 
 import (
@@ -58,6 +59,7 @@ type Publisher struct {
 	h2s      *http2.Server
 	resolver *net.Resolver // also the dialer's
 	dialer   net.Dialer
+	pinger   *pinger
 
 	wg       sync.WaitGroup // handlers
 	mu       sync.Mutex
@@ -81,6 +83,7 @@ func New(cfg Config) *Publisher {
 		resolver: net.DefaultResolver,
 		dialer:   net.Dialer{KeepAlive: l7.ReadIdle, Resolver: net.DefaultResolver},
 	}
+	p.pinger = newPinger(p.log)
 	if cfg.Resolver != "" {
 		p.resolver = &net.Resolver{
 			PreferGo: true, // the only resolver that honours Dial on every OS
@@ -160,6 +163,8 @@ func (p *Publisher) handle(w http.ResponseWriter, r *http.Request) {
 		p.serveConnect(w, r)
 	case l7.IsDNSQuery(r):
 		p.serveDNS(w, r)
+	case l7.IsEchoRequest(r):
+		p.serveEcho(w, r)
 	default:
 		l7.Refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
 	}

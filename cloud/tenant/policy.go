@@ -222,6 +222,17 @@ func (t *Tenant) AgentConfig(upn string) (*tenantapi.AgentConfig, error) {
 // refusal is a *DenyError (errors.Is ErrDenied) whose message is safe to show the
 // user.
 func (t *Tenant) Authorize(upn, appID, host string, port uint16, proto string) ([]string, error) {
+	return t.authorizeHost(upn, appID, host, func(c *tenantApp) error {
+		if p, err := steering.ParseProtocol(proto); err != nil || !c.scope.Admits(p, port) {
+			return deny(tenantapi.ReasonPortNotInApp, "%s port %d is not part of app %q", proto, port, appID)
+		}
+		return nil
+	})
+}
+
+// authorizeHost is Authorize with the port check left to admits (nil admits
+// every flow to the host).
+func (t *Tenant) authorizeHost(upn, appID, host string, admits func(*tenantApp) error) ([]string, error) {
 	u := t.User(upn)
 	if u == nil {
 		return nil, deny(tenantapi.ReasonUnknownUser, "user %q is not a member of tenant %q", upn, t.Name)
@@ -233,8 +244,10 @@ func (t *Tenant) Authorize(upn, appID, host string, port uint16, proto string) (
 	if !c.scope.MatchHost(host) {
 		return nil, deny(tenantapi.ReasonHostNotInApp, "host %q is not part of app %q", host, appID)
 	}
-	if p, err := steering.ParseProtocol(proto); err != nil || !c.scope.Admits(p, port) {
-		return nil, deny(tenantapi.ReasonPortNotInApp, "%s port %d is not part of app %q", proto, port, appID)
+	if admits != nil {
+		if err := admits(c); err != nil {
+			return nil, err
+		}
 	}
 	if !t.allowed(u, appID) {
 		return nil, deny(tenantapi.ReasonDeniedByPolicy, "access policy does not allow %s to reach app %q", u.UPN, appID)

@@ -247,6 +247,16 @@ func popRole(f serveFlags, ca *tenant.CA, names []string, current func() *tenant
 			}
 			return current().AuthorizeDNS(p.User, appID, qname)
 		},
+		AuthorizeEcho: func(peer *x509.Certificate, appID, host string) ([]string, error) {
+			p, err := tenantapi.PeerIdentity(peer)
+			if err != nil {
+				return nil, err
+			}
+			if p.Kind != tenantapi.KindDevice {
+				return nil, errors.New("only devices may ping")
+			}
+			return current().AuthorizeEcho(p.User, appID, host)
+		},
 		Publisher: func(peer *x509.Certificate) (string, bool) {
 			p, err := tenantapi.PeerIdentity(peer)
 			if err != nil || p.Kind != tenantapi.KindPublisher {

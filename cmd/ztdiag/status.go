@@ -68,9 +68,9 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 	f := st.Flows
 	fmt.Fprintf(w, "Flows:\t%d steered, %d refused, %d not carried, %d not steered, %d blocked; %d SYNs dropped (too many connects at once)\n",
 		f.Steered, f.Refused, f.NotCarried, f.NotSteered, f.Blocked, f.SYNDropped)
-	if f.PingsDropped > 0 {
-		fmt.Fprintf(w, "Pings:\t%d dropped unanswered (ICMP echo is not carried through the tunnel yet)\n", f.PingsDropped)
-	}
+	pg := f.Pings
+	fmt.Fprintf(w, "Pings:\t%d carried, %d answered by the host, %d unanswered, %d refused, %d limited, %d not steered, %d unreadable\n",
+		pg.Carried, pg.Answered, pg.Unanswered, pg.Refused, pg.Limited, pg.NotSteered, f.PingsDropped)
 	w.Flush()
 	fmt.Fprintf(out, "\nSettings:\n")
 	for _, s := range st.Settings {

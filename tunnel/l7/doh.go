@@ -66,7 +66,8 @@ func (c *Client) ResolveDNS(ctx context.Context, appID string, query []byte) ([]
 // on a new stream and returns the answer, or a *RefusedError. ctx bounds the
 // whole exchange; once it is done the stream is reset.
 func (cc *ClientConn) ResolveDNS(ctx context.Context, authority, appID string, query []byte) ([]byte, error) {
-	s, err := cc.openStream(ctx, []hpack.HeaderField{
+	var answer []byte
+	err := cc.post(ctx, []hpack.HeaderField{
 		{Name: ":method", Value: http.MethodPost},
 		{Name: ":scheme", Value: "https"},
 		{Name: ":authority", Value: authority},
@@ -75,31 +76,42 @@ func (cc *ClientConn) ResolveDNS(ctx context.Context, authority, appID string, q
 		{Name: "content-type", Value: DNSMediaType},
 		{Name: "accept", Value: DNSMediaType},
 		{Name: "content-length", Value: strconv.Itoa(len(query))},
+	}, query, func(status int, h http.Header, body io.Reader) (err error) {
+		answer, err = readDNSAnswer(status, h, body)
+		return err
 	})
+	return answer, err
+}
+
+// post sends a request with a small body on a new stream and hands the
+// response to read. ctx bounds the whole exchange; once it is done the stream
+// is reset.
+func (cc *ClientConn) post(ctx context.Context, fields []hpack.HeaderField, body []byte,
+	read func(status int, h http.Header, body io.Reader) error) error {
+	s, err := cc.openStream(ctx, fields)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer s.Close()
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
-	// A server may answer as soon as it has read the query and reset the rest
-	// of the request (RST_STREAM NO_ERROR) before our END_STREAM: a failed write
+	// A server may answer as soon as it has read the request and reset the
+	// rest of it (RST_STREAM NO_ERROR) before our END_STREAM: a failed write
 	// matters only if no answer comes.
-	_, werr := s.Write(query)
+	_, werr := s.Write(body)
 	if werr == nil {
 		werr = s.CloseWrite()
 	}
 	status, h, err := s.awaitResponse(ctx)
-	var answer []byte
 	if err == nil {
-		answer, err = readDNSAnswer(status, h, s)
+		err = read(status, h, s)
 	} else if werr != nil {
 		err = werr
 	}
 	if err != nil && ctx.Err() != nil {
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
-	return answer, err
+	return err
 }
 
 // readDNSAnswer reads a DoH answer, or turns a refusal into a *RefusedError.
@@ -110,12 +122,9 @@ func readDNSAnswer(status int, h http.Header, body io.Reader) ([]byte, error) {
 	if !isDNSMediaType(h.Get("Content-Type")) {
 		return nil, fmt.Errorf("answer of type %q, want %s", h.Get("Content-Type"), DNSMediaType)
 	}
-	n := int64(-1)
-	if v := h.Get("Content-Length"); v != "" {
-		var err error
-		if n, err = strconv.ParseInt(v, 10, 64); err != nil || n < 0 {
-			return nil, fmt.Errorf("answer with content length %q", v)
-		}
+	n, err := contentLength(h)
+	if err != nil {
+		return nil, err
 	}
 	answer, err := readDNSBody(body, n)
 	if err != nil {
@@ -130,8 +139,14 @@ func readDNSAnswer(status int, h http.Header, body io.Reader) ([]byte, error) {
 // readDNSBody reads one DNS message of declared length n (-1 if unknown),
 // refusing to buffer more than the largest one.
 func readDNSBody(r io.Reader, n int64) ([]byte, error) {
-	if n > MaxDNSMessage {
-		return nil, errDNSTooLarge
+	return readBody(r, n, MaxDNSMessage, errDNSTooLarge)
+}
+
+// readBody reads a body of declared length n (-1 if unknown), failing with
+// tooLarge rather than buffer more than limit bytes.
+func readBody(r io.Reader, n int64, limit int, tooLarge error) ([]byte, error) {
+	if n > int64(limit) {
+		return nil, tooLarge
 	}
 	if n >= 0 {
 		// Exactly n bytes: HTTP/2 fails a body whose DATA disagrees with its
@@ -142,12 +157,12 @@ func readDNSBody(r io.Reader, n int64) ([]byte, error) {
 		}
 		return b, nil
 	}
-	b, err := io.ReadAll(io.LimitReader(r, MaxDNSMessage+1))
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > MaxDNSMessage {
-		return nil, errDNSTooLarge
+	if len(b) > limit {
+		return nil, tooLarge
 	}
 	return b, nil
 }

@@ -21,9 +21,24 @@
 // ID, so that the addresses the agent routes are the corporate network's own.
 // Refusals are the same statuses as for streams.
 //
+// ICMP echo (ping) to an app's host travels one echo per stream: the Client
+// POSTs the echo's data (without identifier and sequence number, which stay
+// with the agent) to /icmp-echo, with the host as :authority (a name, or an
+// address literal, IPv6 in brackets; no port), the Zt-App header and
+// Zt-Echo-Family (4 or 6, the family the client pinged with). The PoP
+// authorizes the host for the device and app (an echo has no port: a user who
+// may reach the app may ping its hosts) and forwards the same request to a
+// publisher of the app, which resolves the host, sends a real echo with the
+// data to it from its own ICMP socket, and answers 200 with the reply's data
+// as the body, the address it pinged in Zt-Echo-Addr and its own round trip
+// in Zt-Echo-Rtt (microseconds), only once the real reply has come. No reply
+// within its timeout is 504, a host that cannot be resolved or reached 502,
+// too many echoes in flight at the publisher 429; the agent never answers an
+// echo the publisher did not.
+//
 // What the ends must agree on lives here once, exported for cloud/pop and
 // cloud/publisher: ALPN names, headers, Target and its parsing, refusals, DoH
-// framing, the HTTP/2 server settings and the client connection (ClientConn),
+// framing, echo framing, the HTTP/2 server settings and the client connection (ClientConn),
 // TLS dialing and accepting, and the reconnect backoff.
 package l7
 

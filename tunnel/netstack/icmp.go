@@ -45,33 +45,44 @@ func quoteOf(pkt *stack.PacketBuffer) []byte {
 	return append([]byte(nil), b[:min(len(b), limit)]...)
 }
 
+// unreachCode is the kind of ICMP destination unreachable a refusal sends.
+type unreachCode uint8
+
+const (
+	portUnreachable unreachCode = iota
+	adminProhibited
+	hostUnreachable
+)
+
 // refusal maps a handler's error to the ICMP answer it asks for.
-func refusal(err error) (prohibited, ok bool) {
+func refusal(err error) (unreachCode, bool) {
 	switch {
 	case errors.Is(err, ErrProhibited):
-		return true, true
+		return adminProhibited, true
 	case errors.Is(err, ErrPortUnreachable):
-		return false, true
+		return portUnreachable, true
+	case errors.Is(err, ErrHostUnreachable):
+		return hostUnreachable, true
 	}
-	return false, false
+	return 0, false
 }
 
-// unreachable builds the ICMP destination unreachable (port unreachable, or
-// administratively prohibited) that answers the packet quote starts with,
-// sent from its destination to its source. It reports false for packets no
-// ICMP error may answer (RFC 1122 3.2.2): to or from a multicast or
-// broadcast address, from an unspecified one, or a non-initial fragment.
-func unreachable(quote []byte, prohibited bool) ([]byte, bool) {
+// unreachable builds the ICMP destination unreachable (port or host
+// unreachable, or administratively prohibited) that answers the packet quote
+// starts with, sent from its destination to its source. It reports false for
+// packets no ICMP error may answer (RFC 1122 3.2.2): to or from a multicast
+// or broadcast address, from an unspecified one, or a non-initial fragment.
+func unreachable(quote []byte, code unreachCode) ([]byte, bool) {
 	switch header.IPVersion(quote) {
 	case header.IPv4Version:
-		return unreachableV4(quote, prohibited)
+		return unreachableV4(quote, code)
 	case header.IPv6Version:
-		return unreachableV6(quote, prohibited)
+		return unreachableV6(quote, code)
 	}
 	return nil, false
 }
 
-func unreachableV4(quote []byte, prohibited bool) ([]byte, bool) {
+func unreachableV4(quote []byte, code unreachCode) ([]byte, bool) {
 	in := header.IPv4(quote)
 	if len(quote) < header.IPv4MinimumSize || len(quote) < int(in.HeaderLength()) {
 		return nil, false
@@ -80,10 +91,8 @@ func unreachableV4(quote []byte, prohibited bool) ([]byte, bool) {
 	if in.FragmentOffset() != 0 || !unicastV4(src) || !unicastV4(dst) {
 		return nil, false
 	}
-	code := header.ICMPv4PortUnreachable
-	if prohibited {
-		code = header.ICMPv4AdminProhibited
-	}
+	icmpCode := [...]header.ICMPv4Code{portUnreachable: header.ICMPv4PortUnreachable,
+		adminProhibited: header.ICMPv4AdminProhibited, hostUnreachable: header.ICMPv4HostUnreachable}[code]
 	b := make([]byte, header.IPv4MinimumSize+header.ICMPv4MinimumSize+len(quote))
 	ip := header.IPv4(b)
 	ip.Encode(&header.IPv4Fields{
@@ -96,7 +105,7 @@ func unreachableV4(quote []byte, prohibited bool) ([]byte, bool) {
 	ip.SetChecksum(^ip.CalculateChecksum())
 	icmp := header.ICMPv4(b[header.IPv4MinimumSize:])
 	icmp.SetType(header.ICMPv4DstUnreachable)
-	icmp.SetCode(code)
+	icmp.SetCode(icmpCode)
 	copy(icmp[header.ICMPv4MinimumSize:], quote)
 	icmp.SetChecksum(header.ICMPv4Checksum(icmp[:header.ICMPv4MinimumSize], checksum.Checksum(quote, 0)))
 	return b, true
@@ -107,7 +116,7 @@ func unicastV4(a tcpip.Address) bool {
 	return !a.Unspecified() && b[0] < 224 && a != header.IPv4Broadcast
 }
 
-func unreachableV6(quote []byte, prohibited bool) ([]byte, bool) {
+func unreachableV6(quote []byte, code unreachCode) ([]byte, bool) {
 	if len(quote) < header.IPv6MinimumSize {
 		return nil, false
 	}
@@ -116,10 +125,8 @@ func unreachableV6(quote []byte, prohibited bool) ([]byte, bool) {
 	if src.Unspecified() || header.IsV6MulticastAddress(src) || header.IsV6MulticastAddress(dst) {
 		return nil, false
 	}
-	code := header.ICMPv6PortUnreachable
-	if prohibited {
-		code = header.ICMPv6Prohibited
-	}
+	icmpCode := [...]header.ICMPv6Code{portUnreachable: header.ICMPv6PortUnreachable,
+		adminProhibited: header.ICMPv6Prohibited, hostUnreachable: header.ICMPv6AddressUnreachable}[code]
 	n := header.ICMPv6DstUnreachableMinimumSize + len(quote)
 	b := make([]byte, header.IPv6MinimumSize+n)
 	header.IPv6(b).Encode(&header.IPv6Fields{
@@ -131,7 +138,7 @@ func unreachableV6(quote []byte, prohibited bool) ([]byte, bool) {
 	})
 	icmp := header.ICMPv6(b[header.IPv6MinimumSize:])
 	icmp.SetType(header.ICMPv6DstUnreachable)
-	icmp.SetCode(code)
+	icmp.SetCode(icmpCode)
 	copy(icmp[header.ICMPv6DstUnreachableMinimumSize:], quote)
 	icmp.SetChecksum(header.ICMPv6Checksum(header.ICMPv6ChecksumParams{
 		Header:      icmp[:header.ICMPv6DstUnreachableMinimumSize],

@@ -205,7 +205,7 @@ func TestUnreachableNeverAnswers(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, got := unreachable(tc.pkt, true); got != tc.want {
+			if _, got := unreachable(tc.pkt, adminProhibited); got != tc.want {
 				t.Fatalf("answered = %v, want %v", got, tc.want)
 			}
 		})

@@ -12,6 +12,9 @@
 // UDP flows (one per 4-tuple, closed after an idle timeout) go to a UDPHandler,
 // which may refuse one with an ICMP destination unreachable that this
 // package builds (gVisor's stack sends such errors only for its own reasons).
+// ICMP echo requests never reach gVisor, which would answer them itself: they
+// go to an EchoHandler, which answers with the real host's reply or not at
+// all.
 package netstack
 
 import (
@@ -98,6 +101,8 @@ type Config struct {
 	Log *zap.Logger
 	TCP TCPHandler
 	UDP UDPHandler
+	// Echo receives the ICMP echo requests (see echo.go); nil drops them.
+	Echo EchoHandler
 	// MaxInFlightSYN bounds the TCP flows whose handler is still running
 	// (a SYN is answered once its handler returns); further SYNs are
 	// dropped, which the client retransmits after a second or more, and
@@ -133,7 +138,7 @@ type Stats struct {
 	PacketsIn, PacketsOut   int64 // packets read from / written to the TUN
 	DroppedIn, DroppedOut   int64 // malformed or bad-checksum inbound packets; failed writes
 	TUNReadErrs, BadVersion int64 // device read errors (incl. too many segments); non-IP packets
-	EchoDropped             int64 // ICMP echo requests dropped, not answered (see echo.go)
+	EchoDropped             int64 // ICMP echo requests dropped unanswered here: no handler, malformed, fragmented (see echo.go)
 }
 
 type counters struct {

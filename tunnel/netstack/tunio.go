@@ -127,7 +127,7 @@ func (s *Stack) injectInbound(g *gro.GRO, b []byte) {
 		return
 	}
 	if isEchoRequest(b) {
-		s.stats.echoDropped.Add(1)
+		s.handleEcho(b)
 		return
 	}
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})

@@ -72,8 +72,8 @@ func (s *Stack) serveUDP(f Flow, client *gonet.UDPConn, quote []byte) {
 		s.stats.udpRefused.Add(1)
 		log.Debug("flow refused", zap.Error(err))
 		client.Close()
-		if prohibited, ok := refusal(err); ok {
-			if b, ok := unreachable(quote, prohibited); ok {
+		if code, ok := refusal(err); ok {
+			if b, ok := unreachable(quote, code); ok {
 				s.sendICMP(b)
 			}
 		}
