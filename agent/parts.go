@@ -206,6 +206,8 @@ func (p *parts) startTUN(snap *steering.Snapshot) (err error) {
 		Log: p.log,
 		TCP: p.handleTCP,
 		UDP: p.handleUDP,
+		// Changed by apply with the config.
+		IdleUDP: snap.Config().Client.UDPIdleTimeout.D(),
 	})
 	if err != nil {
 		return fmt.Errorf("userspace network stack: %w", err)

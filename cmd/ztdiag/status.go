@@ -68,6 +68,8 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 	f := st.Flows
 	fmt.Fprintf(w, "Flows:\t%d steered, %d refused, %d not carried, %d not steered, %d blocked; %d SYNs dropped (too many connects at once)\n",
 		f.Steered, f.Refused, f.NotCarried, f.NotSteered, f.Blocked, f.SYNDropped)
+	fmt.Fprintf(w, "UDP flows:\t%d open, %d closed idle, %d evicted (flow table full); %d datagrams dropped\n",
+		f.UDPOpen, f.UDPExpired, f.UDPEvicted, f.UDPDropped)
 	if f.PingsDropped > 0 {
 		fmt.Fprintf(w, "Pings:\t%d dropped unanswered (ICMP echo is not carried through the tunnel yet)\n", f.PingsDropped)
 	}
