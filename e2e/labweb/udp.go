@@ -98,7 +98,6 @@ func probeUDP(addr string, size, count int) error {
 	return nil
 }
 
-
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
