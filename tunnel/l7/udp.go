@@ -234,24 +234,55 @@ func (c *DatagramConn) WaitRead() error {
 // Write sends p as one datagram. A datagram above MaxDatagram is dropped with
 // ErrDatagramTooLarge and the flow goes on.
 func (c *DatagramConn) Write(p []byte) (int, error) {
-	bp := capsuleBufs.Get().(*[]byte)
-	defer capsuleBufs.Put(bp)
-	b, err := AppendDatagram((*bp)[:0], p)
-	if err != nil {
+	if len(p) > MaxDatagram {
 		c.dropped.Add(1)
-		return 0, err
+		return 0, ErrDatagramTooLarge
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if _, err := c.w.Write(b); err != nil {
+	if _, err := c.WriteBatch([][]byte{p}); err != nil {
 		return 0, err
-	}
-	if c.flush != nil {
-		if err := c.flush(); err != nil {
-			return 0, err
-		}
 	}
 	return len(p), nil
+}
+
+// WriteBatch sends each of ps as one datagram, several capsules to a write
+// (one DATA frame, one flush), and returns how many it sent or dropped as
+// too large (counted in Dropped).
+func (c *DatagramConn) WriteBatch(ps [][]byte) (int, error) {
+	bp := capsuleBufs.Get().(*[]byte)
+	defer capsuleBufs.Put(bp)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	b, first := (*bp)[:0], 0 // first: the first datagram in b
+	for i, p := range ps {
+		if len(p) > MaxDatagram {
+			c.dropped.Add(1)
+			continue
+		}
+		if len(b)+maxCapsuleHeader+len(p) > cap(b) {
+			if err := c.writeLocked(b); err != nil {
+				return first, err
+			}
+			b, first = b[:0], i
+		}
+		b, _ = AppendDatagram(b, p)
+	}
+	if err := c.writeLocked(b); err != nil {
+		return first, err
+	}
+	return len(ps), nil
+}
+
+func (c *DatagramConn) writeLocked(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if _, err := c.w.Write(b); err != nil {
+		return err
+	}
+	if c.flush != nil {
+		return c.flush()
+	}
+	return nil
 }
 
 // Dropped counts the datagrams dropped as too large, both ways.

@@ -18,6 +18,11 @@ import (
 // maxDatagram is the largest UDP payload relayed.
 const maxDatagram = 1<<16 - 1
 
+// udpReceiveBuffer is a UDP flow's queue of datagrams from the client,
+// about 4 ms at 2 Gbit/s (gVisor's default, 212 KiB, is under 10 ms at
+// 200 Mbit/s).
+const udpReceiveBuffer = 1 << 20
+
 // datagramBufs hold one datagram, lent only while it moves: an idle flow
 // holds none.
 var datagramBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagram); return &b }}
@@ -55,6 +60,9 @@ func (s *Stack) acceptUDP(r *udp.ForwarderRequest, quote []byte) {
 		s.log.Debug("create UDP endpoint", zap.Stringer("flow", f), zap.Stringer("err", err))
 		return
 	}
+	// The queue absorbs the upstream's stalls (a busy machine, a TLS write)
+	// at the client's rate; it holds memory only while datagrams wait.
+	ep.SocketOptions().SetReceiveBufferSize(udpReceiveBuffer, false)
 	go s.serveUDP(f, &udpClient{UDPConn: gonet.NewUDPConn(wq, ep), wq: wq, ep: ep}, quote)
 }
 
@@ -175,9 +183,13 @@ func (c *udpClient) wait(deadline time.Time, evicted <-chan struct{}) bool {
 
 // udpClientToUpstream relays client datagrams upstream until the flow has
 // been idle for the idle timeout (no datagram either way), is evicted, or
-// the client's end fails. A datagram the upstream refuses is dropped and
-// counted; a broken upstream ends the other direction, which aborts the flow.
+// the client's end fails. Datagrams queued together go upstream together
+// when the upstream takes batches (a tunnel stream: one frame for them). A
+// datagram the upstream refuses is dropped and counted; a broken upstream
+// ends the other direction, which aborts the flow.
 func (s *Stack) udpClientToUpstream(log *zap.Logger, client *udpClient, up DatagramConn, e *udpEntry) (end int) {
+	bw, _ := up.(datagramBatcher)
+	var batch [maxUDPBatch][]byte
 	for {
 		select {
 		case <-e.evicted:
@@ -191,20 +203,68 @@ func (s *Stack) udpClientToUpstream(log *zap.Logger, client *udpClient, up Datag
 		if !client.wait(deadline, e.evicted) {
 			continue // re-check: the other direction may have been active
 		}
-		bp := datagramBufs.Get().(*[]byte)
-		n, err := client.Read(*bp)
-		if err == nil {
+		bp := batchBufs.Get().(*[]byte)
+		n, err := client.readBatch(*bp, batch[:], bw != nil)
+		if n > 0 {
 			e.last.Store(time.Now().UnixNano())
-			if _, werr := up.Write((*bp)[:n]); werr != nil {
-				s.stats.udpDropped.Add(1)
-				log.Debug("upstream write failed", zap.Error(werr))
+			if dropped := writeDatagrams(up, bw, batch[:n], log); dropped > 0 {
+				s.stats.udpDropped.Add(int64(dropped))
 			}
 		}
-		datagramBufs.Put(bp)
+		batchBufs.Put(bp)
 		if err != nil {
 			return udpFailed
 		}
 	}
+}
+
+// datagramBatcher is a DatagramConn that takes several datagrams at once.
+type datagramBatcher interface {
+	WriteBatch(ps [][]byte) (int, error)
+}
+
+// maxUDPBatch bounds the datagrams relayed upstream at once.
+const maxUDPBatch = 64
+
+// batchBufs hold the datagrams of one batch, lent only while they move.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 4*maxDatagram); return &b }}
+
+// readBatch reads one datagram into buf, and with more, every further one
+// already queued while buf has room for one more of any size, into batch. It
+// returns how many it read.
+func (c *udpClient) readBatch(buf []byte, batch [][]byte, more bool) (int, error) {
+	n := 0
+	for n < len(batch) && len(buf) >= maxDatagram {
+		m, err := c.Read(buf[:maxDatagram])
+		if err != nil {
+			return n, err
+		}
+		batch[n], buf = buf[:m:m], buf[m:]
+		n++
+		if !more || c.ep.Readiness(waiter.ReadableEvents) == 0 {
+			break
+		}
+	}
+	return n, nil
+}
+
+// writeDatagrams sends ps upstream, as a batch when bw is not nil, and
+// returns how many were dropped.
+func writeDatagrams(up DatagramConn, bw datagramBatcher, ps [][]byte, log *zap.Logger) (dropped int) {
+	if bw != nil {
+		n, err := bw.WriteBatch(ps)
+		if err != nil {
+			log.Debug("upstream write failed", zap.Error(err))
+		}
+		return len(ps) - n
+	}
+	for _, p := range ps {
+		if _, err := up.Write(p); err != nil {
+			dropped++
+			log.Debug("upstream write failed", zap.Error(err))
+		}
+	}
+	return dropped
 }
 
 // udpUpstreamToClient relays upstream datagrams to the client. It waits for
