@@ -168,6 +168,9 @@ type Stack struct {
 	udpPending   chan struct{} // semaphore: UDP flows whose handler runs
 	udpFlows     udpTable      // UDP flows relayed, bounded
 	idleUDPNanos atomic.Int64  // the UDP idle timeout (SetIdleUDP)
+	// idleChanged is closed (and replaced) when SetIdleUDP changes the
+	// timeout, so that idle flows re-check theirs.
+	idleChanged atomic.Pointer[chan struct{}]
 	lastWErr     atomic.Int64  // unix nanos of the last logged write error
 	lastEvictLog atomic.Int64  // unix nanos of the last logged eviction
 
@@ -215,6 +218,8 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		udpFlows:   udpTable{max: cfg.MaxUDPFlows},
 	}
 	s.idleUDPNanos.Store(int64(cfg.IdleUDP))
+	changed := make(chan struct{})
+	s.idleChanged.Store(&changed)
 	gso := stack.GSONotSupported
 	if enableGSO {
 		gso = stack.HostGSOSupported
@@ -372,12 +377,16 @@ func (s *Stack) Stats() Stats {
 }
 
 // SetIdleUDP sets the UDP idle timeout (0 or less: the default) for every
-// flow, open ones included.
+// flow, open ones included: idle flows re-check theirs at once.
 func (s *Stack) SetIdleUDP(d time.Duration) {
 	if d <= 0 {
 		d = defaultIdleUDP
 	}
-	s.idleUDPNanos.Store(int64(d))
+	if s.idleUDPNanos.Swap(int64(d)) == int64(d) {
+		return
+	}
+	changed := make(chan struct{})
+	close(*s.idleChanged.Swap(&changed))
 }
 
 func (s *Stack) idleUDP() time.Duration { return time.Duration(s.idleUDPNanos.Load()) }

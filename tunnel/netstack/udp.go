@@ -158,8 +158,8 @@ type udpClient struct {
 }
 
 // wait returns true once a datagram (or the endpoint's end) is waiting, or
-// false at deadline or when evicted is closed.
-func (c *udpClient) wait(deadline time.Time, evicted <-chan struct{}) bool {
+// false at deadline or when evicted or changed is closed.
+func (c *udpClient) wait(deadline time.Time, evicted, changed <-chan struct{}) bool {
 	const mask = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
 	if c.ep.Readiness(mask) != 0 {
 		return true
@@ -177,6 +177,7 @@ func (c *udpClient) wait(deadline time.Time, evicted <-chan struct{}) bool {
 		return true
 	case <-t.C:
 	case <-evicted:
+	case <-changed:
 	}
 	return false
 }
@@ -196,11 +197,12 @@ func (s *Stack) udpClientToUpstream(log *zap.Logger, client *udpClient, up Datag
 			return udpEvicted
 		default:
 		}
+		changed := *s.idleChanged.Load()
 		deadline := time.Unix(0, e.last.Load()).Add(s.idleUDP())
 		if !time.Now().Before(deadline) {
 			return udpExpired
 		}
-		if !client.wait(deadline, e.evicted) {
+		if !client.wait(deadline, e.evicted, changed) {
 			continue // re-check: the other direction may have been active
 		}
 		bp := batchBufs.Get().(*[]byte)
