@@ -68,14 +68,18 @@ apps:
     hosts: [10.30.0.0/24]
     tcp: "22,443"
     publishers: [pub1]
+  - id: echo
+    hosts: [echo.corp.test]
+    udp: "1-65535"
+    publishers: [pub1]
 steering:
   - name: all
     users: ["*"]
-    apps: [web, net]
+    apps: [web, net, echo]
 policy:
   - name: all
     users: ["*"]
-    apps: [web, net]
+    apps: [web, net, echo]
     action: allow
 `
 
@@ -84,6 +88,8 @@ type testCloud struct {
 	api    *httptest.Server
 	pop    *pop.Server
 	caFile string
+	ca     *tenant.CA
+	popLn  net.Listener
 }
 
 func startCloud(t *testing.T) *testCloud {
@@ -116,10 +122,13 @@ func startCloud(t *testing.T) *testCloud {
 			if err != nil {
 				return nil, err
 			}
-			return tn.Authorize(p.User, tg.AppID, tg.Host, tg.Port, "tcp")
+			return tn.Authorize(p.User, tg.AppID, tg.Host, tg.Port, tg.Proto.String())
 		},
-		Publisher: func(*x509.Certificate) (string, bool) { return "", false },
-		Log:       zap.NewNop(),
+		Publisher: func(peer *x509.Certificate) (string, bool) {
+			p, err := tenantapi.PeerIdentity(peer)
+			return p.Publisher, err == nil && p.Kind == tenantapi.KindPublisher
+		},
+		Log: zap.NewNop(),
 	})
 	go popSrv.Serve(popLn)
 	t.Cleanup(func() { popSrv.Close() })
@@ -134,7 +143,7 @@ func startCloud(t *testing.T) *testCloud {
 	api.TLS = tlsConf
 	api.StartTLS()
 	t.Cleanup(api.Close)
-	return &testCloud{api: api, pop: popSrv, caFile: filepath.Join(dir, "ca.pem")}
+	return &testCloud{api: api, pop: popSrv, caFile: filepath.Join(dir, "ca.pem"), ca: ca, popLn: popLn}
 }
 
 type testAgent struct {
@@ -197,7 +206,7 @@ func TestAgentLifecycle(t *testing.T) {
 	if st.State != ctlapi.StateRunning || st.Enrollment.User != "alice@test.example" || st.Config.Source != "tenant" {
 		t.Fatalf("status: %+v", st)
 	}
-	if len(st.Apps) != 2 {
+	if len(st.Apps) != 3 {
 		t.Fatalf("apps: %+v", st.Apps)
 	}
 	rc, _ := a.router.Current()

@@ -3,7 +3,6 @@ package agent
 import (
 	"net/netip"
 	"runtime"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -23,9 +22,9 @@ func (dp dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
 	if !d.Steered() || d.App == nil {
 		return dnsproxy.Answer{}, false
 	}
-	if d.Action == steering.L3E || strings.TrimSpace(d.App.TCP) == "" {
-		// The agent cannot carry any flow of the app yet (L3E, or UDP
-		// only). Its name gets a stub all the same, whatever the fail mode:
+	if d.Action == steering.L3E {
+		// The agent cannot carry any flow of the app yet (L3E). Its name
+		// gets a stub all the same, whatever the fail mode:
 		// resolved by the OS, its flows would go direct, unencrypted; to a
 		// stub they reach the agent and are refused with the reason.
 		return p.stubAnswer(snap, name)

@@ -37,8 +37,7 @@ type fakeAgent struct {
 const fakeOrgKey = "fake-org-key-0123456789"
 
 // fakeApps are the apps of fakeConfig: web (L7, TCP), net (L7, TCP by
-// prefix), voice (L7 with UDP ports, which the agent cannot carry) and
-// dns (UDP only: nothing of it can be carried yet). The tenant's validation
+// prefix), voice (L7, TCP and UDP ports) and dns (UDP only). The tenant's validation
 // refuses L3E apps until the L3E tunnel exists, so none is here.
 func fakeApps() []steering.App {
 	return []steering.App{

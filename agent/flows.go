@@ -54,12 +54,7 @@ func (p *parts) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error
 		defer cancel()
 		c, err := p.l7.Open(ctx, l7.Target{Host: host, Port: f.Dst.Port(), AppID: d.App.ID})
 		if err != nil {
-			p.flows.refused.Add(1)
-			if p.a.State() == ctlapi.StateSuspended {
-				err = errSuspended
-			}
-			log.Info("flow refused", zap.String("app", d.App.ID), zap.Error(err))
-			return nil, err
+			return nil, p.openRefused(log, d.App.ID, err)
 		}
 		p.flows.steered.Add(1)
 		log.Debug("flow steered", zap.String("app", d.App.ID))
@@ -85,9 +80,10 @@ func (p *parts) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error
 	}
 }
 
-// handleUDP decides a new UDP flow as handleTCP does a TCP one. No tunnel
-// carries UDP yet: a steered flow is refused with ICMP "administratively
-// prohibited", and the reason is logged and counted.
+// handleUDP decides a new UDP flow (one per 4-tuple) as handleTCP does a TCP
+// one, and carries a steered one through the tunnel as a connect-udp stream.
+// A flow the tunnel cannot open is refused with ICMP "administratively
+// prohibited"; the netstack closes the flow after client.udp_idle_timeout.
 func (p *parts) handleUDP(ctx context.Context, f netstack.Flow) (netstack.DatagramConn, error) {
 	d, host, stub := p.decide(f, steering.UDP)
 	log := p.log.With(zap.Stringer("dst", f.Dst), zap.String("host", host), zap.String("proto", "udp"))
@@ -97,6 +93,16 @@ func (p *parts) handleUDP(ctx context.Context, f netstack.Flow) (netstack.Datagr
 		return nil, fmt.Errorf("%w: %s", netstack.ErrProhibited, why)
 	}
 	switch d.Action {
+	case steering.L7:
+		ctx, cancel := context.WithTimeout(ctx, openTimeout)
+		defer cancel()
+		c, err := p.l7.OpenUDP(ctx, l7.Target{Host: host, Port: f.Dst.Port(), AppID: d.App.ID, Proto: l7.ProtoUDP})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", netstack.ErrProhibited, p.openRefused(log, d.App.ID, err))
+		}
+		p.flows.steered.Add(1)
+		log.Debug("flow steered", zap.String("app", d.App.ID))
+		return c, nil
 	case steering.Block:
 		p.flows.blocked.Add(1)
 		log.Info("flow blocked", zap.String("rule", d.Rule))
@@ -113,6 +119,17 @@ func (p *parts) handleUDP(ctx context.Context, f netstack.Flow) (netstack.Datagr
 		}
 		return c, nil
 	}
+}
+
+// openRefused counts and logs a steered flow the tunnel did not open, and
+// returns the error to refuse it with.
+func (p *parts) openRefused(log *zap.Logger, app string, err error) error {
+	p.flows.refused.Add(1)
+	if p.a.State() == ctlapi.StateSuspended {
+		err = errSuspended
+	}
+	log.Info("flow refused", zap.String("app", app), zap.Error(err))
+	return err
 }
 
 // directOK says whether an unsteered flow can go direct: not to a stub

@@ -14,19 +14,22 @@ import (
 	"github.com/ztagent/ztagent/tunnel/netstack/netstacktest"
 )
 
-// TestStubsForUncarriedApps: the name of an app the agent cannot carry gets a
-// stub whatever the fail mode, so its flows reach the agent and are refused
-// instead of going direct.
-func TestStubsForUncarriedApps(t *testing.T) {
+// TestUDPOnlyAppFailMode: UDP is carried, so the name of a UDP-only app
+// follows the fail mode as every L7 app's does (fail-open: the OS's answer
+// while the tunnel is down; fail-close: a stub).
+func TestUDPOnlyAppFailMode(t *testing.T) {
 	a := newFakeAgent(t, "", nil)
 	a.start(t)
 	p := partsOf(t, a.Agent) // fail-open, tunnel down
 	pol := dnsPolicy{p}
-	if ans, owned := pol.Lookup("dns.corp.test"); !owned || !ans.Addr.IsValid() {
-		t.Fatalf("UDP-only app name: %+v, owned %v; want a stub", ans, owned)
+	for _, name := range []string{"dns.corp.test", "web.corp.test"} {
+		if _, owned := pol.Lookup(name); owned {
+			t.Fatalf("fail-open: %s answered with a stub while the tunnel is down", name)
+		}
 	}
-	if _, owned := pol.Lookup("web.corp.test"); owned {
-		t.Fatal("fail-open: an L7 app name answered with a stub while the tunnel is down")
+	withClient(t, p, func(c *steering.ClientConfig) { c.FailMode = steering.FailClose })
+	if ans, owned := pol.Lookup("dns.corp.test"); !owned || !ans.Addr.IsValid() {
+		t.Fatalf("fail-close: UDP-only app name: %+v, owned %v; want a stub", ans, owned)
 	}
 }
 
@@ -53,10 +56,10 @@ func TestFailModes(t *testing.T) {
 	}
 }
 
-// TestRefusedFlows sends flows the config steers but the agent cannot carry
-// through a TUN device whose far side is a userspace client: each is
-// refused (TCP reset, ICMP destination unreachable), never sent direct, and
-// counted; status and match say why.
+// TestRefusedFlows sends UDP flows the config steers through a TUN device
+// whose far side is a userspace client while the tunnel is down: each is
+// refused with ICMP destination unreachable, never sent direct, and
+// counted; status and match show them steered through the L7 tunnel.
 func TestRefusedFlows(t *testing.T) {
 	peer, err := netstacktest.NewPeer(netstacktest.Options{})
 	if err != nil {
@@ -70,6 +73,7 @@ func TestRefusedFlows(t *testing.T) {
 	p := partsOf(t, a.Agent)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	withClient(t, p, func(c *steering.ClientConfig) { c.FailMode = steering.FailClose }) // stubs while down
 	dnsStub, _ := dnsPolicy{p}.Lookup("dns.corp.test")
 
 	icmp := func() uint64 { return peer.Stack().Stats().ICMP.V4.PacketsReceived.DstUnreachable.Value() }
@@ -92,17 +96,13 @@ func TestRefusedFlows(t *testing.T) {
 		c.Close()
 	}
 	st := a.Status()
-	if f := st.Flows; f.NotCarried != 3 || f.NotSteered != 1 || f.Steered != 0 {
-		t.Fatalf("flows %+v; want 3 not carried (UDP), 1 not steered", f)
+	if f := st.Flows; f.Refused != 3 || f.NotSteered != 1 || f.Steered != 0 || f.NotCarried != 0 {
+		t.Fatalf("flows %+v; want 3 refused (tunnel down), 1 not steered", f)
 	}
-	notCarried := map[string]string{}
 	for _, app := range st.Apps {
-		notCarried[app.ID] = app.NotCarried
-	}
-	if !strings.Contains(notCarried["dns"], "udp 53: "+steering.ReasonUDPOverL7NotSupported) ||
-		!strings.Contains(notCarried["voice"], "udp 5060: "+steering.ReasonUDPOverL7NotSupported) ||
-		notCarried["web"] != "" || notCarried["net"] != "" {
-		t.Fatalf("apps not carried: %q", notCarried)
+		if app.NotCarried != "" {
+			t.Fatalf("app %s not carried: %q", app.ID, app.NotCarried)
+		}
 	}
 
 	for _, tc := range []struct {
@@ -110,9 +110,10 @@ func TestRefusedFlows(t *testing.T) {
 		action, why  string
 		steeringWant string
 	}{
-		{ctlapi.MatchRequest{Host: "10.50.0.7", Port: 53, Proto: "udp"}, ctlapi.ActionRefuse, steering.ReasonUDPOverL7NotSupported, "l7"},
+		{ctlapi.MatchRequest{Host: "10.50.0.7", Port: 53, Proto: "udp"}, "l7", "", ""},
 		{ctlapi.MatchRequest{Host: "10.50.0.7", Port: 22, Proto: "tcp"}, "direct", "", ""},
-		{ctlapi.MatchRequest{Host: "10.40.0.7", Port: 5060, Proto: "udp"}, ctlapi.ActionRefuse, steering.ReasonUDPOverL7NotSupported, "l7"},
+		{ctlapi.MatchRequest{Host: "10.40.0.7", Port: 5060, Proto: "udp"}, "l7", "", ""},
+		{ctlapi.MatchRequest{Host: "10.40.0.7", Port: 5061, Proto: "udp"}, "direct", "", ""},
 		{ctlapi.MatchRequest{Host: "10.40.0.7", Port: 5061, Proto: "tcp"}, "l7", "", ""},
 		{ctlapi.MatchRequest{Host: "web.corp.test", Port: 80, Proto: "tcp"}, "l7", "", ""},
 	} {
@@ -127,7 +128,7 @@ func TestRefusedFlows(t *testing.T) {
 			t.Errorf("match %+v explains %q, without why", tc.req, got.Explain)
 		}
 	}
-	if got, _ := a.ctl.Match(ctx, ctlapi.MatchRequest{Host: "voice.corp.test", Proto: "tcp"}); !strings.Contains(got.Explain, steering.ReasonUDPOverL7NotSupported) {
-		t.Errorf("a name whose UDP ports are not carried: %q", got.Explain)
+	if got, _ := a.ctl.Match(ctx, ctlapi.MatchRequest{Host: "voice.corp.test", Proto: "tcp"}); strings.Contains(got.Explain, "Not carried") {
+		t.Errorf("a name with UDP ports: %q", got.Explain)
 	}
 }

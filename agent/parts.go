@@ -209,6 +209,8 @@ func (p *parts) startTUN(snap *steering.Snapshot) (err error) {
 		TCP:  p.handleTCP,
 		UDP:  p.handleUDP,
 		Echo: p.handleEcho,
+		// Changed by apply with the config.
+		IdleUDP: snap.Config().Client.UDPIdleTimeout.D(),
 	})
 	if err != nil {
 		return fmt.Errorf("userspace network stack: %w", err)

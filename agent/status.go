@@ -40,7 +40,8 @@ func (p *parts) status(st *ctlapi.Status) {
 		Steered: p.flows.steered.Load(), Refused: p.flows.refused.Load(), NotCarried: p.flows.notCarried.Load(),
 		NotSteered: p.flows.notSteered.Load(), Blocked: p.flows.blocked.Load(),
 		PacketsIn: ns.PacketsIn, PacketsOut: ns.PacketsOut, PingsDropped: ns.EchoDropped, SYNDropped: ns.SYNDropped,
-		Pings: p.echo.status(),
+		Pings:   p.echo.status(),
+		UDPOpen: ns.UDPOpen, UDPExpired: ns.UDPExpired, UDPEvicted: ns.UDPEvicted, UDPDropped: ns.UDPDropped,
 	}
 	st.Reauth = ctlapi.ReauthStatus{Phase: p.reauthPhase(time.Now()), LastSignIn: p.lastSignIn()}
 	if iv := snap.Config().Client.ReauthInterval.D(); iv > 0 {

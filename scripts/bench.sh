@@ -3,7 +3,8 @@
 # client namespace to the corporate namespace, first on the direct routed path
 # (the cloud namespace forwarding, no agent), then through agent → PoP →
 # publisher, in the same run. Prints the ratio and the CPU seconds per GB
-# spent by the agent, the PoP and the publisher together.
+# spent by the agent, the PoP and the publisher together; then iperf3 -u at
+# 200 Mbit/s through the tunnel both ways, with its loss.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ZT_LAB=${ZT_LAB:-ztbench}
@@ -51,4 +52,17 @@ cpu = (t1 - t0) / hz
 print(f"ratio tunnel/direct: {tunnel/direct:.3f}")
 print(f"CPU seconds per GB (agent+PoP+publisher): {cpu/(nbytes/1e9):.2f} ({cpu:.1f} s for {nbytes/1e9:.2f} GB)")
 PY
+
+# UDP through the tunnel: iperf3 -u at a fixed rate (UDP_RATE, default 200M)
+# with 1,400-byte datagrams, up and down (-R); the loss is the receiver's.
+echo "== UDP through ztagent -> PoP -> publisher: iperf3 -u -b ${UDP_RATE:-200M} -l 1400"
+for flag in "" -R; do
+  $C iperf3 -J -u -b "${UDP_RATE:-200M}" -l 1400 -t "$SECS" $flag -c iperf.corp.test | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+if "error" in r: sys.exit("iperf3: " + r["error"])
+s = r["end"]["sum"]
+print("udp %s: %.0f Mbit/s, lost %d of %d datagrams (%.3f%%), jitter %.3f ms" % (
+    sys.argv[1], s["bits_per_second"] / 1e6, s["lost_packets"], s["packets"], s["lost_percent"], s["jitter_ms"]))' "${flag:-up}"
+done
 kill "$(cat "$DIR/iperf3.pid2")" 2>/dev/null || true

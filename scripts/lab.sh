@@ -3,7 +3,8 @@
 #
 #   P-client (10.10.0.2)  ──veth──  P-cloud (10.10.0.1 | 10.20.0.1)  ──veth──  P-corp (10.20.0.10, .11)
 #   ztagent, curl, dig               ztcloud tenant API :8444, PoP :8443        ztcloud publisher
-#                                    "public" DNS (dnsmasq) :53, web :80         corp DNS (dnsmasq) :53, web :80 :8080
+#                                    "public" DNS (dnsmasq) :53, web :80         corp DNS (dnsmasq) :53 (dns.corp.test),
+#                                                                                web :80 :8080, UDP echo :7
 #
 # P-cloud does not forward, so the client can reach the corporate network only
 # through the agent → PoP → publisher path.
@@ -118,7 +119,8 @@ services_up() {
     --listen-address=10.20.0.10 --address=/corp.test/10.20.0.10 --address=/pdns.corp.test/10.20.0.11 \
     --pid-file="$DIR/dnsmasq-corp.pid2"
   start web-public "$CLOUD" "$BIN/labweb" --name public --listen 10.10.0.1:80
-  start web-corp "$CORP" "$BIN/labweb" --name corp --listen 10.20.0.10:80 --listen 10.20.0.10:8080 --listen 10.20.0.11:80
+  start web-corp "$CORP" "$BIN/labweb" --name corp --listen 10.20.0.10:80 --listen 10.20.0.10:8080 --listen 10.20.0.11:80 \
+    --udp-echo 10.20.0.10:7
   start ztcloud "$CLOUD" "$BIN/ztcloud" serve --roles tenant,pop --tenant "$TENANT" --state "$DIR/cloud" \
     --api 10.10.0.1:8444 --pop 10.10.0.1:8443 --names 10.10.0.1
   wait_for "ztcloud tenant API" 20 test -s "$DIR/cloud/ca.pem"

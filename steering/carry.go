@@ -1,28 +1,23 @@
 package steering
 
-import "strings"
-
 // What the agent can carry. The config may steer flows through the L3E tunnel
-// or UDP through the L7 tunnel before the agent can do either; such a flow
-// must be refused (RST, ICMP unreachable), never sent direct: private traffic
-// must not leave the device unencrypted because the agent lacks a feature.
+// before the agent has one; such a flow must be refused (RST, ICMP
+// unreachable), never sent direct: private traffic must not leave the device
+// unencrypted because the agent lacks a feature. (TCP and UDP through the L7
+// tunnel are carried.)
 // These functions are pure so that the data path, `ztdiag status` and
 // `ztdiag match` (live or against a file) say the same thing.
 
 // Why a steered flow is not carried.
 const (
-	ReasonL3ENotSupported       = "the L3E tunnel is not supported yet"
-	ReasonUDPOverL7NotSupported = "UDP through the L7 tunnel is not supported yet"
+	ReasonL3ENotSupported = "the L3E tunnel is not supported yet"
 )
 
 // NotCarried returns why the agent cannot carry a flow of proto that d
 // steers, or "" when it can (or d does not steer the flow).
 func NotCarried(d Decision, proto Protocol) string {
-	switch {
-	case d.Action == L3E:
+	if d.Action == L3E {
 		return ReasonL3ENotSupported
-	case d.Action == L7 && proto == UDP:
-		return ReasonUDPOverL7NotSupported
 	}
 	return ""
 }
@@ -30,11 +25,8 @@ func NotCarried(d Decision, proto Protocol) string {
 // AppNotCarried says which of app's flows the agent refuses because it cannot
 // carry them yet, and why; "" when it carries them all.
 func AppNotCarried(app *App) string {
-	switch {
-	case app.Tunnel == TunnelL3E:
+	if app.Tunnel == TunnelL3E {
 		return "all flows: " + ReasonL3ENotSupported
-	case strings.TrimSpace(app.UDP) != "":
-		return "udp " + app.UDP + ": " + ReasonUDPOverL7NotSupported
 	}
 	return ""
 }

@@ -18,6 +18,14 @@ var (
 	DefaultStubRange  = netip.MustParsePrefix("100.64.0.0/10")
 	DefaultDNSTTL     = 30 * time.Second
 	DefaultConfigPoll = 5 * time.Minute
+	DefaultUDPIdle    = 2 * time.Minute
+)
+
+// Bounds of client.udp_idle_timeout. A publisher keeps a UDP flow at most a
+// little longer than MaxUDPIdle (cloud/publisher.DefaultUDPIdle).
+const (
+	MinUDPIdle = 10 * time.Second
+	MaxUDPIdle = time.Hour
 )
 
 // Values of the enumerated string fields.
@@ -188,6 +196,7 @@ func (c *Config) withDefaults() *Config {
 	}
 	setDefault(&cl.DNSTTL, DefaultDNSTTL)
 	setDefault(&cl.ConfigPoll, DefaultConfigPoll)
+	setDefault(&cl.UDPIdleTimeout, DefaultUDPIdle)
 	if cl.FailMode == "" {
 		cl.FailMode = FailOpen
 	}

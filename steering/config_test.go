@@ -78,6 +78,7 @@ func TestValidateReportsEverything(t *testing.T) {
 			{ID: "ok", Hosts: []string{"10.0.0.0/33", "b.test", "100.64.1.1"}, TCP: "0", UDP: "x", Tunnel: "l4"},
 			{ID: "bad id!", Hosts: nil},
 			{ID: "l3", Hosts: []string{"c.test"}, TCP: "22", Tunnel: "l3e", PublisherDNS: true, Publishers: []string{" p"}},
+			{ID: "udp-no-ports", Hosts: []string{"d.test"}, UDP: " "},
 		},
 		Exceptions: Exceptions{
 			Domains:   []string{"10.0.0.1", "ok.test"},
@@ -87,7 +88,7 @@ func TestValidateReportsEverything(t *testing.T) {
 				{Name: "x", OS: "linux", Field: "path", Pattern: ""},
 			},
 		},
-		Client: ClientConfig{StubRange: "100.64.0.0/31", DNSTTL: Duration(time.Millisecond), FailMode: "maybe", OnPremDetection: "*.corp.test"},
+		Client: ClientConfig{StubRange: "100.64.0.0/31", DNSTTL: Duration(time.Millisecond), UDPIdleTimeout: Duration(5 * time.Second), FailMode: "maybe", OnPremDetection: "*.corp.test"},
 	}
 	err := c.Validate()
 	var ve *ValidationError
@@ -98,6 +99,7 @@ func TestValidateReportsEverything(t *testing.T) {
 		`client.onprem_detection: "*.corp.test": on-premises detection is not supported yet`,
 		`client.stub_range: "100.64.0.0/31": stub range must have between 2 and 24 host bits`,
 		`client.dns_ttl: "1ms": must be between 1s and 24h0m0s (or unset for the default)`,
+		`client.udp_idle_timeout: "5s": must be between 10s and 1h0m0s (or unset for the default)`,
 		`client.fail_mode: "maybe": must be "open", "close" or "local"`,
 		`client.onprem_detection: "*.corp.test": must be one host name or address, not a wildcard`,
 		`apps[1].id: "ok": duplicate of apps[0].id`,
@@ -112,6 +114,8 @@ func TestValidateReportsEverything(t *testing.T) {
 		`apps[3].tunnel: "l3e": the L3E tunnel is not supported yet`,
 		`apps[3].publisher_dns: "true": publisher DNS needs the l7 tunnel`,
 		`apps[3].publishers[0]: " p": must be non-empty without surrounding spaces`,
+		`apps[4].udp: " ": empty port set: leave udp out for an app that does not use it`,
+		`apps[4]: "udp-no-ports": app has neither tcp nor udp ports`,
 		`exceptions.domains[0]: "10.0.0.1": an address is not a domain`,
 		`exceptions.addresses[0]: "a.test": a name is not an address`,
 		`exceptions.addresses[1]: "10.0.0.1-10.0.0.0": range end is before its start`,
@@ -133,7 +137,7 @@ func TestValidateReportsEverything(t *testing.T) {
 			t.Errorf("problem %d = %s\n              want %s…", i, got, w)
 		}
 	}
-	if !strings.HasPrefix(err.Error(), "invalid config: 26 problems:\n  client.onprem_detection") {
+	if !strings.HasPrefix(err.Error(), "invalid config: 29 problems:\n  client.onprem_detection") {
 		t.Errorf("Error() = %q", err.Error())
 	}
 }

@@ -79,6 +79,9 @@ type ClientConfig struct {
 	// ReauthInterval (0 = off) and ReauthGrace drive periodic re-authentication.
 	ReauthInterval Duration `json:"reauth_interval,omitempty" yaml:"reauth_interval,omitempty"`
 	ReauthGrace    Duration `json:"reauth_grace,omitempty" yaml:"reauth_grace,omitempty"`
+	// UDPIdleTimeout closes a tunnelled UDP flow (one per 4-tuple) after
+	// this long without a datagram either way; default 2m.
+	UDPIdleTimeout Duration `json:"udp_idle_timeout,omitempty" yaml:"udp_idle_timeout,omitempty"`
 	// FailMode is "open" (default: private names answered from upstream when the
 	// tunnel is down, so the OS's resolvers, public ones included, see them),
 	// "close" (private names keep their stubs and their flows are refused

@@ -76,6 +76,7 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 		{"client.probe_interval", cl.ProbeInterval, 10 * time.Second, 24 * time.Hour},
 		{"client.reauth_interval", cl.ReauthInterval, time.Minute, 365 * 24 * time.Hour},
 		{"client.reauth_grace", cl.ReauthGrace, time.Second, 30 * 24 * time.Hour},
+		{"client.udp_idle_timeout", cl.UDPIdleTimeout, MinUDPIdle, MaxUDPIdle},
 	}
 	for _, d := range durs {
 		if d.d != 0 && (d.d.D() < d.min || d.d.D() > d.max) {
@@ -154,6 +155,11 @@ func (ck *checked) checkScope(p string, a *App, stub netip.Prefix) checkedApp {
 	}
 	if ca.udp, err = parsePorts(a.UDP); err != nil {
 		ck.errorf(subPath(p, "udp"), a.UDP, "%v", err)
+	}
+	for _, ps := range []struct{ name, set string }{{"tcp", a.TCP}, {"udp", a.UDP}} {
+		if ps.set != "" && strings.TrimSpace(ps.set) == "" {
+			ck.errorf(subPath(p, ps.name), ps.set, "empty port set: leave %s out for an app that does not use it", ps.name)
+		}
 	}
 	if strings.TrimSpace(a.TCP) == "" && strings.TrimSpace(a.UDP) == "" {
 		ck.errorf(p, a.ID, "app has neither tcp nor udp ports")

@@ -151,6 +151,15 @@ type FlowStatus struct {
 	// SYNDropped counts connection attempts dropped because too many were
 	// being opened at once (the client retransmits its SYN).
 	SYNDropped int64 `json:"syn_dropped"`
+	// UDP flows (one per 4-tuple): open now; closed after
+	// client.udp_idle_timeout without a datagram; closed because the flow
+	// table was full (the flow idle longest makes room for a new one).
+	UDPOpen    int64 `json:"udp_open"`
+	UDPExpired int64 `json:"udp_expired"`
+	UDPEvicted int64 `json:"udp_evicted"`
+	// UDPDropped counts datagrams of open UDP flows dropped because a side
+	// refused them (larger than it can send, say).
+	UDPDropped int64 `json:"udp_dropped"`
 }
 
 // PingStatus counts ICMP echo requests (ping) to stub and app addresses. A

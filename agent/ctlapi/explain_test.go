@@ -30,8 +30,8 @@ func TestExplain(t *testing.T) {
 		{"L7 flow", MatchRequest{Host: "web.corp.test", Port: 80, Proto: "tcp"}, "l7", "", "", "L7 tunnel"},
 		{"stub maps back", MatchRequest{Host: "100.64.0.9", Port: 80, Proto: "tcp"}, "l7", "", "", "web"},
 		{"port outside", MatchRequest{Host: "web.corp.test", Port: 81, Proto: "tcp"}, "direct", "", "", "direct"},
-		{"UDP over L7", MatchRequest{Host: "voice.corp.test", Port: 5060, Proto: "udp"}, ActionRefuse, "l7", steering.ReasonUDPOverL7NotSupported, "Refused"},
-		{"name with UDP ports", MatchRequest{Host: "voice.corp.test", Proto: "tcp"}, "l7", "", "", "Not carried, refused: udp 5060"},
+		{"UDP over L7", MatchRequest{Host: "voice.corp.test", Port: 5060, Proto: "udp"}, "l7", "", "", "L7 tunnel"},
+		{"UDP port outside", MatchRequest{Host: "voice.corp.test", Port: 5061, Proto: "udp"}, "direct", "", "", "direct"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

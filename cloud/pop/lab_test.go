@@ -27,6 +27,7 @@ const (
 	appDenied  = "denied"  // policy refuses it
 	appOffline = "offline" // served by a publisher that never connects
 	appHA      = "ha"      // served by pub-1 and pub-2
+	appTCPOnly = "tcponly" // served by pub-1, TCP only
 )
 
 // lab is a tenant on loopback: a PoP, a publisher, a client, a DNS server for the
@@ -42,6 +43,7 @@ type lab struct {
 	dnsAddr string
 
 	openTimeout  time.Duration
+	pubUDPIdle   time.Duration
 	retryMin     time.Duration // of the client and publishers; 0 is l7's default
 	retryMax     time.Duration
 	rejectedPubs atomic.Int64 // publisher connections refused by the Publisher hook
@@ -54,6 +56,7 @@ type labOptions struct {
 	ca             *testCA // the tenant CA to use instead of a new one
 	noClient       bool    // start no client: l.client is nil
 	defaultRetry   bool    // reconnect as deployed (l7's default backoff), not at once
+	pubUDPIdle     time.Duration
 }
 
 func newLab(t testing.TB, opts labOptions) *lab {
@@ -75,7 +78,7 @@ func newLab(t testing.TB, opts labOptions) *lab {
 		t.Fatal(err)
 	}
 	l.popAddr = ln.Addr().String()
-	l.openTimeout = opts.popOpenTimeout
+	l.openTimeout, l.pubUDPIdle = opts.popOpenTimeout, opts.pubUDPIdle
 	if !opts.defaultRetry {
 		l.retryMin, l.retryMax = 5*time.Millisecond, 50*time.Millisecond
 	}
@@ -108,6 +111,11 @@ func (l *lab) authorize(peer *x509.Certificate, t l7.Target) ([]string, error) {
 		return []string{"pub-offline"}, nil
 	case appHA:
 		return []string{"pub-1", "pub-2"}, nil
+	case appTCPOnly:
+		if t.Proto != l7.ProtoTCP {
+			return nil, errors.New(t.Proto.String() + " port is not part of app " + t.AppID)
+		}
+		return []string{"pub-1"}, nil
 	}
 	return nil, errors.New("user is not allowed to reach app " + t.AppID)
 }
@@ -151,7 +159,7 @@ func (l *lab) stopPoP() {
 func (l *lab) startPublisher(name string, dialTimeout time.Duration) (stop func()) {
 	pub := publisher.New(publisher.Config{
 		Name: name, PoPAddr: l.popAddr, TLS: l.ca.peerTLS(l.t, name), Resolver: l.dnsAddr,
-		DialTimeout: dialTimeout, Log: l.log,
+		DialTimeout: dialTimeout, UDPIdle: l.pubUDPIdle, Log: l.log,
 		RetryMin: l.retryMin, RetryMax: l.retryMax,
 	})
 	ctx, cancel := context.WithCancel(context.Background())

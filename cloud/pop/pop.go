@@ -264,11 +264,12 @@ func (p *Server) serveClient(c net.Conn, peer *x509.Certificate) {
 	log.Debug("client disconnected")
 }
 
-// dispatch routes a client's stream: CONNECT is a TCP flow, POST /dns-query a
-// publisher-side DNS query, POST /icmp-echo a ping. Datagram flows (extended CONNECT) will be routed here too.
+// dispatch routes a client's stream: CONNECT is a TCP flow, extended CONNECT
+// with connect-udp a UDP flow, POST /dns-query a publisher-side DNS query,
+// POST /icmp-echo a ping.
 func (p *Server) dispatch(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
 	switch {
-	case l7.IsConnect(r):
+	case l7.IsConnect(r), l7.IsConnectUDP(r):
 		p.serveConnect(w, r, peer, log)
 	case l7.IsDNSQuery(r):
 		p.serveDNS(w, r, peer, log)

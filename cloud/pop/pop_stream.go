@@ -15,8 +15,9 @@ import (
 
 var errOpenTimeout = errors.New("publisher did not answer in time")
 
-// serveConnect authorizes a client's CONNECT, opens the matching stream on a
-// publisher and relays until both ends are done.
+// serveConnect authorizes a client's CONNECT (or connect-udp), opens the
+// matching stream on a publisher and relays until both ends are done. A UDP
+// flow's capsules are relayed as bytes: the ends frame them.
 func (p *Server) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
 	t, err := l7.ParseTarget(r)
 	if err != nil {
@@ -38,21 +39,19 @@ func (p *Server) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509
 	// stream too, wherever the relay is blocked.
 	stop := context.AfterFunc(r.Context(), func() { up.Close() })
 	defer stop()
-	w.WriteHeader(http.StatusOK)
-	flush := l7.Flusher(w)
-	if err := flush(); err != nil {
+	if err := l7.Accept(w, t); err != nil {
 		return
 	}
 	log.Debug("stream open", zap.String("publisher", pc.name))
-	relay(w, flush, r.Body, up)
+	relay(w, l7.Flusher(w), r.Body, up)
 }
 
-// openUpstream opens a CONNECT stream to t on a publisher's connection and waits
+// openUpstream opens t's stream (CONNECT or connect-udp) on a publisher's connection and waits
 // for its answer, at most OpenTimeout or until ctx (the client's stream) ends.
 func (p *Server) openUpstream(ctx context.Context, pc *pubConn, t l7.Target) (*l7.Stream, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, p.cfg.OpenTimeout, errOpenTimeout)
 	defer cancel()
-	s, err := pc.cc.Connect(ctx, t)
+	s, err := pc.cc.OpenFlow(ctx, dohAuthority, t)
 	if err != nil && errors.Is(context.Cause(ctx), errOpenTimeout) {
 		return nil, errOpenTimeout
 	}

@@ -45,7 +45,10 @@ type Config struct {
 	// DialTimeout bounds resolving and connecting to a target, a DNS query's
 	// exchange with the resolver, and dialing the PoP (default 10s).
 	DialTimeout time.Duration
-	Log         *zap.Logger
+	// UDPIdle closes a UDP flow after this long without a datagram either
+	// way (default DefaultUDPIdle, see publisher_udp.go).
+	UDPIdle time.Duration
+	Log     *zap.Logger
 	// RetryMin and RetryMax bound the jittered exponential delay between attempts
 	// to reach the PoP (defaults 500ms and 30s).
 	RetryMin, RetryMax time.Duration
@@ -161,6 +164,8 @@ func (p *Publisher) handle(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case l7.IsConnect(r):
 		p.serveConnect(w, r)
+	case l7.IsConnectUDP(r):
+		p.serveUDP(w, r)
 	case l7.IsDNSQuery(r):
 		p.serveDNS(w, r)
 	case l7.IsEchoRequest(r):
@@ -236,6 +241,16 @@ func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, 
 // among them. On failure it returns the status to refuse the stream with: 504 when
 // time ran out, 502 otherwise.
 func (p *Publisher) dial(ctx context.Context, t l7.Target) (*net.TCPConn, int, error) {
+	c, status, err := p.dialNet(ctx, "tcp", t)
+	if err != nil {
+		return nil, status, err
+	}
+	return c.(*net.TCPConn), status, nil
+}
+
+// dialNet is dial for network "tcp" or "udp" (a connected socket to the first
+// address the name resolves to).
+func (p *Publisher) dialNet(ctx context.Context, network string, t l7.Target) (net.Conn, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 	defer cancel()
 	host := t.Host
@@ -244,9 +259,9 @@ func (p *Publisher) dial(ctx context.Context, t l7.Target) (*net.TCPConn, int, e
 		// to the one we were given.
 		host += "."
 	}
-	c, err := p.dialer.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(t.Port))))
+	c, err := p.dialer.DialContext(ctx, network, net.JoinHostPort(host, strconv.Itoa(int(t.Port))))
 	if err == nil {
-		return c.(*net.TCPConn), http.StatusOK, nil
+		return c, http.StatusOK, nil
 	}
 	if dnsErr := (*net.DNSError)(nil); errors.As(err, &dnsErr) {
 		return nil, failStatus(ctx), fmt.Errorf("resolve %s: %s", t.Host, reason(err))

@@ -235,7 +235,7 @@ func popRole(f serveFlags, ca *tenant.CA, names []string, current func() *tenant
 			if p.Kind != tenantapi.KindDevice {
 				return nil, errors.New("only devices may open streams")
 			}
-			return current().Authorize(p.User, t.AppID, t.Host, t.Port, "tcp")
+			return current().Authorize(p.User, t.AppID, t.Host, t.Port, t.Proto.String())
 		},
 		AuthorizeDNS: func(peer *x509.Certificate, appID, qname string) ([]string, error) {
 			p, err := tenantapi.PeerIdentity(peer)

@@ -113,7 +113,7 @@ func TestMatchRefusesWhatIsNotCarried(t *testing.T) {
 	cases := []struct {
 		target, action, reason string
 	}{
-		{"voice.corp.test:5060/udp", ctlapi.ActionRefuse, steering.ReasonUDPOverL7NotSupported},
+		{"voice.corp.test:5060/udp", "l7", ""},
 		{"voice.corp.test:5061", "l7", ""},
 	}
 	for _, tc := range cases {

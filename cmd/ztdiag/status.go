@@ -71,6 +71,8 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 	pg := f.Pings
 	fmt.Fprintf(w, "Pings:\t%d carried, %d answered by the host, %d unanswered, %d refused, %d limited, %d not steered, %d unreadable\n",
 		pg.Carried, pg.Answered, pg.Unanswered, pg.Refused, pg.Limited, pg.NotSteered, f.PingsDropped)
+	fmt.Fprintf(w, "UDP flows:\t%d open, %d closed idle, %d evicted (flow table full); %d datagrams dropped\n",
+		f.UDPOpen, f.UDPExpired, f.UDPEvicted, f.UDPDropped)
 	w.Flush()
 	fmt.Fprintf(out, "\nSettings:\n")
 	for _, s := range st.Settings {

@@ -27,21 +27,36 @@ func (l *listenFlags) String() string     { return strings.Join(*l, ",") }
 func (l *listenFlags) Set(s string) error { *l = append(*l, s); return nil }
 
 func main() {
-	var listen listenFlags
+	var listen, udpEcho listenFlags
 	name := flag.String("name", "labweb", "name printed in every page")
 	flag.Var(&listen, "listen", "address to listen on (repeatable)")
+	flag.Var(&udpEcho, "udp-echo", "address to echo UDP datagrams on (repeatable)")
+	probe := flag.String("udp-probe", "", "instead of serving: send datagrams to this UDP echo and check them")
+	size := flag.Int("size", 1400, "with -udp-probe: datagram size (0: ask the echo who we are)")
+	count := flag.Int("count", 20, "with -udp-probe: datagrams to send")
 	flag.Parse()
+	if *probe != "" {
+		if err := probeUDP(*probe, *size, *count); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if len(listen) == 0 {
 		listen = listenFlags{"127.0.0.1:8080"}
 	}
-	if err := run(*name, listen); err != nil {
+	if err := run(*name, listen, udpEcho); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(name string, listen []string) error {
+func run(name string, listen, udpEcho []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	for _, addr := range udpEcho {
+		if err := serveUDPEcho(ctx, addr); err != nil {
+			return err
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		local := r.Context().Value(http.LocalAddrContextKey).(net.Addr)

@@ -62,6 +62,7 @@ type ClientConn struct {
 	health    *time.Timer    // fires after keepalive.idle without a frame
 	healthWG  sync.WaitGroup // health checks in progress
 	readDone  chan struct{}  // closed when the read loop has ended
+	settingsc chan struct{}  // closed when the peer's first SETTINGS arrived
 }
 
 // peerSettings are what the peer's SETTINGS allow us.
@@ -69,6 +70,8 @@ type peerSettings struct {
 	maxFrame      uint32
 	maxStreams    uint32
 	initialWindow int64
+	// extendedConnect: SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441), for UDP.
+	extendedConnect bool
 }
 
 const (
@@ -117,6 +120,7 @@ func newClientConn(c net.Conn, log *zap.Logger, ka keepalive) (*ClientConn, erro
 		recvAvail:  connWindow,
 		keepalive:  ka,
 		readDone:   make(chan struct{}),
+		settingsc:  make(chan struct{}),
 	}
 	cc.wcond.L = &cc.mu
 	cc.fr = http2.NewFramer(cc.bw, c)
@@ -291,9 +295,16 @@ func (cc *ClientConn) onSettings(f *http2.SettingsFrame) error {
 			}
 		case http2.SettingHeaderTableSize:
 			cc.tableSize, cc.tableChange = s.Val, true
+		case http2.SettingEnableConnectProtocol:
+			cc.peer.extendedConnect = s.Val == 1
 		}
 		return nil
 	})
+	select {
+	case <-cc.settingsc:
+	default:
+		close(cc.settingsc)
+	}
 	cc.wcond.Broadcast()
 	cc.mu.Unlock()
 	if err != nil {

@@ -13,6 +13,22 @@
 // while its request is still being read, so when a target half-closes first the
 // flow ends in both directions.
 //
+// UDP flows are HTTP/2 extended CONNECT streams (RFC 8441) with :protocol
+// connect-udp (RFC 9298): :scheme https, :authority the server's (the PoP's
+// address; "publisher.invalid" from the PoP to a publisher), :path
+// /.well-known/masque/udp/{host}/{port}/ with the host percent-encoded outside
+// RFC 3986's unreserved characters, "capsule-protocol: ?1" and the Zt-App
+// header. A 2xx answer (with "capsule-protocol: ?1") opens the flow; refusals
+// are those of TCP. Both directions then carry RFC 9297 capsules: each
+// datagram is one DATAGRAM capsule (type 0x00, length, context ID 0, the UDP
+// payload of at most MaxDatagram bytes), so datagram boundaries are kept;
+// other capsule types and context IDs are skipped. The PoP relays the capsule
+// stream byte for byte; the publisher sends each datagram on a connected UDP
+// socket to the target. A flow ends when the agent resets its stream (the
+// flow went idle) or a side's stream ends. Extended CONNECT is used only after
+// the peer's SETTINGS_ENABLE_CONNECT_PROTOCOL; x/net's server announces it
+// only under GODEBUG=http2xconnect=1, which cloud/xconnect sets.
+//
 // Names of publisher-DNS apps are resolved on the same connection with
 // DNS-over-HTTPS (RFC 8484): the Client POSTs the query (wire format, ID 0) to
 // /dns-query with the Zt-App header; the PoP authorizes its one question for the
@@ -38,7 +54,8 @@
 //
 // What the ends must agree on lives here once, exported for cloud/pop and
 // cloud/publisher: ALPN names, headers, Target and its parsing, refusals, DoH
-// framing, echo framing, the HTTP/2 server settings and the client connection (ClientConn),
+// framing, echo framing, the capsule codec and datagram conns, the HTTP/2
+// server settings and the client connection (ClientConn),
 // TLS dialing and accepting, and the reconnect backoff.
 package l7
 
@@ -92,11 +109,32 @@ const (
 )
 
 // Target is the destination of one flow: the host as the application named it (an
-// FQDN or a literal address), the port, and the private app the flow matched.
+// FQDN or a literal address), the port, the private app the flow matched, and the
+// transport (TCP, the zero value, or UDP).
 type Target struct {
 	Host  string
 	Port  uint16
 	AppID string
+	Proto Proto
+}
+
+// Proto is the transport protocol of a flow.
+type Proto uint8
+
+const (
+	ProtoTCP Proto = iota // a CONNECT stream
+	ProtoUDP              // a connect-udp stream of DATAGRAM capsules (udp.go)
+)
+
+// String returns "tcp" or "udp", the names the tenant's policy takes.
+func (p Proto) String() string {
+	switch p {
+	case ProtoTCP:
+		return "tcp"
+	case ProtoUDP:
+		return "udp"
+	}
+	return "proto(" + strconv.Itoa(int(p)) + ")"
 }
 
 // Authority returns the CONNECT :authority for t ("host:port", IPv6 in brackets).
@@ -105,10 +143,14 @@ func (t Target) Authority() string {
 }
 
 func (t Target) String() string {
-	if t.AppID == "" {
-		return t.Authority()
+	s := t.Authority()
+	if t.Proto != ProtoTCP {
+		s += "/" + t.Proto.String()
 	}
-	return t.Authority() + " (app " + t.AppID + ")"
+	if t.AppID != "" {
+		s += " (app " + t.AppID + ")"
+	}
+	return s
 }
 
 // ErrNotConnected is returned by Client.Open and Client.ResolveDNS while the tunnel
@@ -145,8 +187,12 @@ func (e *RefusedError) Error() string {
 // Is reports whether target is ErrRefused.
 func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 
-// ParseTarget reads the target of a CONNECT request on the serving side.
+// ParseTarget reads the target of a CONNECT or connect-udp request on the
+// serving side.
 func ParseTarget(r *http.Request) (Target, error) {
+	if IsConnectUDP(r) {
+		return parseUDPTarget(r)
+	}
 	host, port, err := net.SplitHostPort(r.Host)
 	if err != nil {
 		return Target{}, fmt.Errorf("bad authority %q: %w", r.Host, err)

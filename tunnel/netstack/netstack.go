@@ -114,8 +114,12 @@ type Config struct {
 	// what a SYN flood can pin at ~160 MiB. 0 means the default.
 	MaxInFlightSYN int
 	// IdleUDP closes a UDP flow after this long without a datagram in either
-	// direction. 0 means 2 minutes.
+	// direction. 0 means 2 minutes. SetIdleUDP changes it.
 	IdleUDP time.Duration
+	// MaxUDPFlows bounds the UDP flows (4-tuples) relayed at once; a new
+	// flow beyond it evicts the one idle longest, counted in
+	// Stats.UDPEvicted. 0 means 8192.
+	MaxUDPFlows int
 }
 
 const (
@@ -123,6 +127,7 @@ const (
 	minMTU, maxMTU        = 1280, 65535
 	defaultMaxInFlightSYN = 16384
 	defaultIdleUDP        = 2 * time.Minute
+	defaultMaxUDPFlows    = 8192
 	// handlerTimeout bounds how long a TCP handler may take: past it a
 	// client has long given up on its SYN retransmissions.
 	handlerTimeout = 30 * time.Second
@@ -134,6 +139,8 @@ type Stats struct {
 	TCPTotal, UDPTotal      int64 // flows accepted by a handler
 	TCPRefused, UDPRefused  int64 // handler errors; for UDP also flows dropped at the open limit
 	UDPExpired              int64 // UDP flows closed by the idle timeout
+	UDPEvicted              int64 // UDP flows closed for room at MaxUDPFlows
+	UDPDropped              int64 // datagrams of open flows dropped: one side refused them (too large, …)
 	SYNDropped              int64 // SYNs dropped because MaxInFlightSYN was reached
 	PacketsIn, PacketsOut   int64 // packets read from / written to the TUN
 	DroppedIn, DroppedOut   int64 // malformed or bad-checksum inbound packets; failed writes
@@ -144,6 +151,7 @@ type Stats struct {
 type counters struct {
 	tcpOpen, udpOpen, tcpTotal, udpTotal    atomic.Int64
 	tcpRefused, udpRefused, udpExpired      atomic.Int64
+	udpEvicted, udpDropped                  atomic.Int64
 	packetsIn, packetsOut                   atomic.Int64
 	droppedIn, droppedOut, readErrs, badVer atomic.Int64
 	echoDropped                             atomic.Int64
@@ -162,8 +170,14 @@ type Stack struct {
 	cancel context.CancelFunc
 	stats  counters
 
-	udpPending chan struct{} // semaphore: UDP flows whose handler runs
-	lastWErr   atomic.Int64  // unix nanos of the last logged write error
+	udpPending   chan struct{} // semaphore: UDP flows whose handler runs
+	udpFlows     udpTable      // UDP flows relayed, bounded
+	idleUDPNanos atomic.Int64  // the UDP idle timeout (SetIdleUDP)
+	// idleChanged is closed (and replaced) when SetIdleUDP changes the
+	// timeout, so that idle flows re-check theirs.
+	idleChanged  atomic.Pointer[chan struct{}]
+	lastWErr     atomic.Int64 // unix nanos of the last logged write error
+	lastEvictLog atomic.Int64 // unix nanos of the last logged eviction
 
 	mu     sync.Mutex
 	closed bool
@@ -206,7 +220,11 @@ func New(dev tun.Device, cfg Config) (*Stack, error) {
 		handshakes: make(map[*waiter.Queue]struct{}),
 
 		udpPending: make(chan struct{}, cfg.MaxInFlightSYN),
+		udpFlows:   udpTable{max: cfg.MaxUDPFlows},
 	}
+	s.idleUDPNanos.Store(int64(cfg.IdleUDP))
+	changed := make(chan struct{})
+	s.idleChanged.Store(&changed)
 	gso := stack.GSONotSupported
 	if enableGSO {
 		gso = stack.HostGSOSupported
@@ -248,6 +266,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.IdleUDP <= 0 {
 		cfg.IdleUDP = defaultIdleUDP
+	}
+	if cfg.MaxUDPFlows <= 0 {
+		cfg.MaxUDPFlows = defaultMaxUDPFlows
 	}
 	return cfg
 }
@@ -347,6 +368,8 @@ func (s *Stack) Stats() Stats {
 		TCPRefused:  c.tcpRefused.Load(),
 		UDPRefused:  c.udpRefused.Load(),
 		UDPExpired:  c.udpExpired.Load(),
+		UDPEvicted:  c.udpEvicted.Load(),
+		UDPDropped:  c.udpDropped.Load(),
 		SYNDropped:  int64(s.ip.Stats().TCP.ForwardMaxInFlightDrop.Value()),
 		PacketsIn:   c.packetsIn.Load(),
 		PacketsOut:  c.packetsOut.Load(),
@@ -357,6 +380,21 @@ func (s *Stack) Stats() Stats {
 		EchoDropped: c.echoDropped.Load(),
 	}
 }
+
+// SetIdleUDP sets the UDP idle timeout (0 or less: the default) for every
+// flow, open ones included: idle flows re-check theirs at once.
+func (s *Stack) SetIdleUDP(d time.Duration) {
+	if d <= 0 {
+		d = defaultIdleUDP
+	}
+	if s.idleUDPNanos.Swap(int64(d)) == int64(d) {
+		return
+	}
+	changed := make(chan struct{})
+	close(*s.idleChanged.Swap(&changed))
+}
+
+func (s *Stack) idleUDP() time.Duration { return time.Duration(s.idleUDPNanos.Load()) }
 
 // startFlow registers a goroutine that serves a flow. It reports false once
 // Close has begun, so that Close's wait covers every goroutine it admits.
