@@ -2,8 +2,9 @@
 // enforcement point. Devices and publishers dial one TLS 1.3 listener, both
 // with certificates from the tenant CA, told apart by ALPN. For every CONNECT
 // stream and DNS-over-HTTPS query a device sends, the PoP asks its Authorize
-// hooks (the tenant's policy), picks an online publisher of the app
-// round-robin, opens the matching stream on that publisher's connection (on
+// hooks (the tenant's policy), picks a publisher of the app (the first online
+// one of those the device selected by RTT, else any online one round-robin),
+// opens the matching stream on that publisher's connection (on
 // which the PoP is the HTTP/2 client) and relays bytes, half-closes and resets
 // end to end. Refusals are tunnel/l7's statuses and Zt-Reason header. The
 // agent never links it.
@@ -43,6 +44,10 @@ type Config struct {
 	// through the publishers of app appID, and names them. An error refuses the
 	// query with 403 and the error's text as the reason. Nil denies every query.
 	AuthorizeDNS func(peer *x509.Certificate, appID, qname string) (publishers []string, err error)
+	// AuthorizeApp decides whether the device with certificate peer may use app
+	// appID at all, and names its publishers: a device may probe only those. An
+	// error refuses the probe with 403. Nil denies every probe.
+	AuthorizeApp func(peer *x509.Certificate, appID string) (publishers []string, err error)
 	// Publisher identifies a publisher's connection by its certificate.
 	Publisher func(peer *x509.Certificate) (name string, ok bool)
 	Log       *zap.Logger
@@ -72,6 +77,9 @@ type Server struct {
 	conns     map[net.Conn]struct{}
 	pubs      map[string][]*pubConn // by name, oldest first
 	rr        map[string]uint64     // round-robin position per app
+	pubsGone  chan struct{}         // closed and replaced when a publisher connection ends
+
+	probeFailures atomic.Uint64
 }
 
 // pubConn is a publisher's connection, on which the PoP is the HTTP/2 client.
@@ -100,6 +108,11 @@ func New(cfg Config) *Server {
 			return nil, errors.New("no DNS policy")
 		}
 	}
+	if cfg.AuthorizeApp == nil {
+		cfg.AuthorizeApp = func(*x509.Certificate, string) ([]string, error) {
+			return nil, errors.New("no app policy")
+		}
+	}
 	if cfg.Publisher == nil {
 		cfg.Publisher = func(*x509.Certificate) (string, bool) { return "", false }
 	}
@@ -122,6 +135,7 @@ func New(cfg Config) *Server {
 		conns:     make(map[net.Conn]struct{}),
 		pubs:      make(map[string][]*pubConn),
 		rr:        make(map[string]uint64),
+		pubsGone:  make(chan struct{}),
 	}
 }
 
@@ -242,7 +256,7 @@ func (p *Server) serveConn(c net.Conn) {
 func (p *Server) serveClient(c net.Conn, peer *x509.Certificate) {
 	log := p.log.With(zap.String("peer", peer.Subject.CommonName), zap.Stringer("remote", c.RemoteAddr()))
 	log.Debug("client connected")
-	p.h2s.ServeConn(c, l7.ServeConnOpts(p.ctx, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.h2s.ServeConn(c, l7.ServeConnOpts(withDevice(p.ctx, &device{}), log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A handler may start after Close began waiting; it must not run then.
 		if !p.track(func() { p.wg.Add(1) }) {
 			return
@@ -261,6 +275,10 @@ func (p *Server) dispatch(w http.ResponseWriter, r *http.Request, peer *x509.Cer
 		p.serveConnect(w, r, peer, log)
 	case l7.IsDNSQuery(r):
 		p.serveDNS(w, r, peer, log)
+	case l7.IsProbe(r):
+		p.serveProbe(w, r, peer, log)
+	case l7.IsSelection(r):
+		p.serveSelection(w, r, log)
 	default:
 		l7.Refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
 	}
@@ -295,6 +313,7 @@ func (p *Server) servePublisher(c net.Conn, peer *x509.Certificate) {
 }
 
 func (p *Server) removePubLocked(pc *pubConn) {
+	defer p.publisherGoneLocked()
 	cs := p.pubs[pc.name]
 	for i, c := range cs {
 		if c == pc {
@@ -324,12 +343,8 @@ func (p *Server) pick(app string, allowed []string) *pubConn {
 	defer p.mu.Unlock()
 	online := make([]*pubConn, 0, len(allowed))
 	for _, name := range allowed {
-		cs := p.pubs[name]
-		for i := len(cs) - 1; i >= 0; i-- {
-			if cs[i].cc.CanTakeNewRequest() {
-				online = append(online, cs[i])
-				break
-			}
+		if pc := p.onlineLocked(name); pc != nil {
+			online = append(online, pc)
 		}
 	}
 	if len(online) == 0 {

@@ -212,7 +212,7 @@ func (t *Tenant) AgentConfig(upn string) (*tenantapi.AgentConfig, error) {
 		return nil, deny(tenantapi.ReasonUnknownUser, "user %q is not a member of tenant %q", upn, t.Name)
 	}
 	cfg, _ := t.steeringFor(u)
-	return &tenantapi.AgentConfig{Tenant: t.Name, User: u.UPN, PoP: t.PoP, Steering: cfg}, nil
+	return &tenantapi.AgentConfig{Tenant: t.Name, User: u.UPN, PoP: t.PoP, PoPs: slices.Clone(t.PoPs), Steering: cfg}, nil
 }
 
 // Authorize decides whether upn may open a flow to host:port over proto ("tcp"
@@ -241,6 +241,24 @@ func (t *Tenant) Authorize(upn, appID, host string, port uint16, proto string) (
 	}
 	if len(c.app.Publishers) == 0 {
 		return nil, deny(tenantapi.ReasonNoPublisher, "app %q has no publisher", appID)
+	}
+	return slices.Clone(c.app.Publishers), nil
+}
+
+// AppPublishers decides whether upn may use app appID at all (the user and
+// the app exist and the access policy allows it) and returns its publishers,
+// for the PoP's check of a probe. Refusals are as for Authorize.
+func (t *Tenant) AppPublishers(upn, appID string) ([]string, error) {
+	u := t.User(upn)
+	if u == nil {
+		return nil, deny(tenantapi.ReasonUnknownUser, "user %q is not a member of tenant %q", upn, t.Name)
+	}
+	c := t.apps[appID]
+	if c == nil {
+		return nil, deny(tenantapi.ReasonUnknownApp, "no app %q in tenant %q", appID, t.Name)
+	}
+	if !t.allowed(u, appID) {
+		return nil, deny(tenantapi.ReasonDeniedByPolicy, "access policy does not allow %s to reach app %q", u.UPN, appID)
 	}
 	return slices.Clone(c.app.Publishers), nil
 }
