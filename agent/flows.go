@@ -55,6 +55,7 @@ func (p *parts) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error
 		c, err := p.l7.Open(ctx, l7.Target{Host: host, Port: f.Dst.Port(), AppID: d.App.ID})
 		if err != nil {
 			p.flows.refused.Add(1)
+			p.sel.staleOnRefusal(err)
 			if p.a.State() == ctlapi.StateSuspended {
 				err = errSuspended
 			}
