@@ -89,9 +89,9 @@ func (p *parts) selectLoop(ctx context.Context) {
 		case <-p.sel.stale:
 		default:
 		}
-		sel := p.probeRound(ctx)
+		sel, watch := p.probeRound(ctx)
 		sctx, cancel := context.WithTimeout(ctx, probeWait)
-		ss, err := p.l7.SyncSelection(sctx, sel)
+		ss, err := p.l7.SyncSelection(sctx, sel, watch)
 		cancel()
 		var staleC <-chan struct{}
 		if err != nil {
@@ -126,8 +126,10 @@ func (p *parts) probeInterval() time.Duration {
 
 // probeRound measures every publisher of the L7 apps once (each through the
 // first app that lists it: the PoP lets a device probe only publishers of
-// apps it may use), records the round for status and returns the selection.
-func (p *parts) probeRound(ctx context.Context) l7.Selection {
+// apps it may use), records the round for status and returns the selection
+// and the publishers that were not online (for the PoP to watch: their
+// arrival makes the selection stale).
+func (p *parts) probeRound(ctx context.Context) (l7.Selection, []string) {
 	apps := selectableApps(p.snap.Load().Config())
 	via := map[string]string{} // publisher → the app it is probed through
 	for _, a := range apps {
@@ -151,9 +153,16 @@ func (p *parts) probeRound(ctx context.Context) l7.Selection {
 		}
 		round.apps[a.ID] = publisherStatuses(rtts, a.Publishers, chosen)
 	}
+	var watch []string
+	for pub, r := range rtts {
+		if r.offline {
+			watch = append(watch, pub)
+		}
+	}
+	slices.Sort(watch)
 	p.sel.last.Store(round)
-	p.log.Debug("publisher selection", zap.Any("selection", sel))
-	return sel
+	p.log.Debug("publisher selection", zap.Any("selection", sel), zap.Strings("offline", watch))
+	return sel, watch
 }
 
 // selectableApps returns the apps whose flows go through the L7 tunnel and
@@ -172,7 +181,8 @@ func selectableApps(cfg *steering.Config) []*steering.App {
 // probeResult is one publisher's measurement in a round.
 type probeResult struct {
 	steering.PublisherRTT
-	err string
+	err     string
+	offline bool // the PoP said it is not online (rather than failing it)
 }
 
 // probeAll probes each publisher of via (publisher → app), probeParallel at
@@ -213,6 +223,8 @@ func (p *parts) probePublisher(ctx context.Context, app, pub string) probeResult
 			// logger holds repeats back); the count is in status.
 			p.log.Warn("publisher probe failed: unreachable until the next round",
 				zap.String("publisher", pub), zap.String("app", app), zap.Error(err))
+			var re *l7.RefusedError
+			r.offline = errors.As(err, &re) && re.Status == http.StatusServiceUnavailable
 			r.Reachable, r.err = false, err.Error()
 			return r
 		}

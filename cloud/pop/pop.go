@@ -77,7 +77,8 @@ type Server struct {
 	conns     map[net.Conn]struct{}
 	pubs      map[string][]*pubConn // by name, oldest first
 	rr        map[string]uint64     // round-robin position per app
-	pubsGone  chan struct{}         // closed and replaced when a publisher connection ends
+	// pubsChanged is closed and replaced when a publisher connection starts or ends.
+	pubsChanged chan struct{}
 
 	probeFailures atomic.Uint64
 }
@@ -125,17 +126,17 @@ func New(cfg Config) *Server {
 	tc.ClientAuth = tls.RequireAndVerifyClientCert
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg:       cfg,
-		log:       cfg.Log.Named("pop"),
-		tlsConf:   tc,
-		h2s:       l7.NewH2Server(),
-		ctx:       ctx,
-		cancel:    cancel,
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[net.Conn]struct{}),
-		pubs:      make(map[string][]*pubConn),
-		rr:        make(map[string]uint64),
-		pubsGone:  make(chan struct{}),
+		cfg:         cfg,
+		log:         cfg.Log.Named("pop"),
+		tlsConf:     tc,
+		h2s:         l7.NewH2Server(),
+		ctx:         ctx,
+		cancel:      cancel,
+		listeners:   make(map[net.Listener]struct{}),
+		conns:       make(map[net.Conn]struct{}),
+		pubs:        make(map[string][]*pubConn),
+		rr:          make(map[string]uint64),
+		pubsChanged: make(chan struct{}),
 	}
 }
 
@@ -301,7 +302,7 @@ func (p *Server) servePublisher(c net.Conn, peer *x509.Certificate) {
 		return
 	}
 	pc := &pubConn{name: name, cc: cc}
-	p.untrack(func() { p.pubs[name] = append(p.pubs[name], pc) })
+	p.untrack(func() { p.pubs[name] = append(p.pubs[name], pc); p.publishersChangedLocked() })
 	log.Info("publisher online")
 	select {
 	case <-cc.Done():
@@ -313,7 +314,7 @@ func (p *Server) servePublisher(c net.Conn, peer *x509.Certificate) {
 }
 
 func (p *Server) removePubLocked(pc *pubConn) {
-	defer p.publisherGoneLocked()
+	defer p.publishersChangedLocked()
 	cs := p.pubs[pc.name]
 	for i, c := range cs {
 		if c == pc {

@@ -72,48 +72,56 @@ func (p *Server) onlineLocked(name string) *pubConn {
 	return nil
 }
 
-// firstOffline returns the first publisher of sel with no usable connection,
-// or "", and the channel closed at the next publisher's departure.
-func (p *Server) firstOffline(sel l7.Selection) (string, <-chan struct{}) {
+// changed returns the first publisher of sel with no usable connection (online
+// false) or the first of watch with one (online true), or "", and the channel
+// closed at the next publisher's arrival or departure.
+func (p *Server) changed(sel l7.Selection, watch []string) (name string, online bool, wake <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, app := range slices.Sorted(maps.Keys(sel)) {
 		for _, name := range sel[app] {
 			if p.onlineLocked(name) == nil {
-				return name, p.pubsGone
+				return name, false, p.pubsChanged
 			}
 		}
 	}
-	return "", p.pubsGone
+	for _, name := range watch {
+		if p.onlineLocked(name) != nil {
+			return name, true, p.pubsChanged
+		}
+	}
+	return "", false, p.pubsChanged
 }
 
-// publisherGoneLocked wakes every selection watching for a departure.
-func (p *Server) publisherGoneLocked() {
-	close(p.pubsGone)
-	p.pubsGone = make(chan struct{})
+// publishersChangedLocked wakes every selection watching for a publisher's
+// arrival or departure.
+func (p *Server) publishersChangedLocked() {
+	close(p.pubsChanged)
+	p.pubsChanged = make(chan struct{})
 }
 
 // serveSelection keeps a device's selection for its connection and holds the
-// response open until a selected publisher goes offline, which it says in one
-// line before ending the stream (see tunnel/l7's PathSelection).
+// response open until a selected publisher goes offline or a watched one comes
+// online, which it says in one line before ending the stream (see tunnel/l7's
+// PathSelection).
 func (p *Server) serveSelection(w http.ResponseWriter, r *http.Request, log *zap.Logger) {
 	d, _ := r.Context().Value(deviceKey{}).(*device)
-	sel, err := l7.ReadSelection(r)
+	sel, watch, err := l7.ReadSelection(r)
 	if err != nil {
 		l7.Refuse(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	d.sel.Store(&sel)
-	log.Debug("selection", zap.Any("publishers", sel))
+	log.Debug("selection", zap.Any("publishers", sel), zap.Strings("watch", watch))
 	w.WriteHeader(http.StatusOK)
 	flush := l7.Flusher(w)
 	if flush() != nil {
 		return
 	}
 	for {
-		gone, wake := p.firstOffline(sel)
-		if gone != "" {
-			if l7.WriteStale(w, gone) == nil {
+		name, online, wake := p.changed(sel, watch)
+		if name != "" {
+			if l7.WriteStale(w, name, online) == nil {
 				flush()
 			}
 			return

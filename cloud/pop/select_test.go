@@ -85,7 +85,7 @@ func syncSelection(t *testing.T, l *lab, sel l7.Selection) *l7.SelectionSync {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ss, err := l.client.SyncSelection(ctx, sel)
+	ss, err := l.client.SyncSelection(ctx, sel, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

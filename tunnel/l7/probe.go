@@ -26,11 +26,13 @@ import (
 // is 504, and a publisher that is not online is 503.
 //
 // The agent then POSTs its selection to PathSelection as JSON
-// ({"apps":{"<app>":["<nearest publisher>", …]}}, nearest first). The PoP
-// keeps it for the connection, answers 200 and keeps the response open: when
-// a selected publisher goes offline it writes one line "stale <publisher>" and
-// ends the stream, which tells the agent to measure again. The next POST
-// replaces the selection.
+// ({"apps":{"<app>":["<nearest publisher>", …]},"watch":["<publisher>", …]}:
+// per app the publishers to use, nearest first, and the publishers that were
+// not online when measured). The PoP keeps it for the connection, answers 200
+// and keeps the response open: when a selected publisher goes offline it
+// writes one line "stale <publisher>", when a watched one comes online
+// "online <publisher>", and ends the stream, which tells the agent to measure
+// again. The next POST replaces the selection.
 const (
 	PathProbe       = "/probe"
 	PathSelection   = "/selection"
@@ -50,7 +52,8 @@ var ErrBadProbeAnswer = errors.New("l7: probe answered with garbage")
 type Selection map[string][]string
 
 type selectionWire struct {
-	Apps Selection `json:"apps"`
+	Apps  Selection `json:"apps"`
+	Watch []string  `json:"watch,omitempty"`
 }
 
 // Probe asks the PoP to forward a probe to publisher (a publisher of app) and
@@ -134,31 +137,37 @@ func IsSelection(r *http.Request) bool {
 	return r.Method == http.MethodPost && r.URL != nil && r.URL.Path == PathSelection
 }
 
-// ReadSelection reads a selection request's body (at most 1 MiB of JSON).
-func ReadSelection(r *http.Request) (Selection, error) {
+// ReadSelection reads a selection request's body (at most 1 MiB of JSON):
+// the selection and the publishers to watch for.
+func ReadSelection(r *http.Request) (sel Selection, watch []string, err error) {
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxSelectionBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("read selection: %w", err)
+		return nil, nil, fmt.Errorf("read selection: %w", err)
 	}
 	if len(b) > maxSelectionBody {
-		return nil, errors.New("selection larger than 1 MiB")
+		return nil, nil, errors.New("selection larger than 1 MiB")
 	}
 	var w selectionWire
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {
-		return nil, fmt.Errorf("malformed selection: %w", err)
+		return nil, nil, fmt.Errorf("malformed selection: %w", err)
 	}
 	if w.Apps == nil {
 		w.Apps = Selection{}
 	}
-	return w.Apps, nil
+	return w.Apps, w.Watch, nil
 }
 
 // WriteStale tells the agent, on its selection's open response, that
-// publisher (a selected one) went offline.
-func WriteStale(w io.Writer, publisher string) error {
-	_, err := io.WriteString(w, "stale "+sanitizeReason(publisher)+"\n")
+// publisher went offline (online false: a selected one) or came online (a
+// watched one).
+func WriteStale(w io.Writer, publisher string, online bool) error {
+	what := "stale "
+	if online {
+		what = "online "
+	}
+	_, err := io.WriteString(w, what+sanitizeReason(publisher)+"\n")
 	return err
 }
 
@@ -185,22 +194,23 @@ func (ss *SelectionSync) Close() {
 }
 
 // SyncSelection sends sel to the PoP, replacing what it held for this
-// connection, and watches for the PoP's stale notice. ctx bounds only the
-// wait for the PoP's acceptance.
-func (c *Client) SyncSelection(ctx context.Context, sel Selection) (*SelectionSync, error) {
+// connection, and watches for the PoP's notice that a selected publisher went
+// offline or one of watch came online. ctx bounds only the wait for the PoP's
+// acceptance.
+func (c *Client) SyncSelection(ctx context.Context, sel Selection, watch []string) (*SelectionSync, error) {
 	tc := c.cur.Load()
 	if tc == nil || !tc.cc.CanTakeNewRequest() {
 		return nil, ErrNotConnected
 	}
-	ss, err := tc.cc.syncSelection(ctx, sel)
+	ss, err := tc.cc.syncSelection(ctx, selectionWire{Apps: sel, Watch: watch})
 	if err != nil {
 		return nil, c.requestError(tc, "sync selection", err)
 	}
 	return ss, nil
 }
 
-func (cc *ClientConn) syncSelection(ctx context.Context, sel Selection) (*SelectionSync, error) {
-	body, err := json.Marshal(selectionWire{Apps: sel})
+func (cc *ClientConn) syncSelection(ctx context.Context, sel selectionWire) (*SelectionSync, error) {
+	body, err := json.Marshal(sel)
 	if err != nil {
 		return nil, err
 	}
@@ -246,6 +256,8 @@ func (ss *SelectionSync) watch() {
 	switch {
 	case strings.HasPrefix(line, "stale "):
 		ss.reason = "publisher " + strings.TrimSpace(strings.TrimPrefix(line, "stale ")) + " went offline"
+	case strings.HasPrefix(line, "online "):
+		ss.reason = "publisher " + strings.TrimSpace(strings.TrimPrefix(line, "online ")) + " came online"
 	case err != nil:
 		ss.reason = "selection stream ended: " + err.Error()
 	default:

@@ -1,0 +1,122 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/agent/ctlapi"
+	"github.com/ztagent/ztagent/cloud/publisher"
+	"github.com/ztagent/ztagent/internal/delayrelay"
+)
+
+// selectTenantYAML is tenantYAML with app web served by two publishers.
+var selectTenantYAML = strings.NewReplacer(
+	"publishers:\n  - name: pub1\n    token: test-publisher-token-0123456789\n",
+	"publishers:\n  - name: pub1\n    token: test-publisher-token-0123456789\n  - name: pub2\n    token: test-publisher-token-abcdefghij\n",
+	"    tcp: \"80\"\n    publishers: [pub1]\n",
+	"    tcp: \"80\"\n    publishers: [pub1, pub2]\n",
+).Replace(tenantYAML)
+
+// runPublisher connects publisher name of the cloud's tenant to addr (the PoP
+// or a relay in front of it) until the returned stop or the test's end.
+func runPublisher(t *testing.T, cloud *testCloud, name, addr string) (stop func()) {
+	t.Helper()
+	cert, err := cloud.ca.IssuePublisher(cloud.tenant.Name, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := publisher.New(publisher.Config{
+		Name: name, PoPAddr: addr,
+		TLS:      &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: cloud.ca.Pool(), ServerName: "pop.test"},
+		Log:      zap.NewNop(),
+		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pub.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Errorf("publisher %s: %v", name, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// publishersOf returns app's publishers as status shows them.
+func publishersOf(st ctlapi.Status, app string) map[string]ctlapi.PublisherStatus {
+	out := map[string]ctlapi.PublisherStatus{}
+	for _, a := range st.Apps {
+		if a.ID == app {
+			for _, p := range a.Publishers {
+				out[p.Name] = p
+			}
+		}
+	}
+	return out
+}
+
+// TestPublisherSelection: the agent measures both publishers of web through
+// the PoP, selects the near one (pub2 is 30 ms away each way, behind a delay
+// relay) and shows it in status; when the near one goes offline, the PoP's
+// stale notice makes it measure again at once and select the far one.
+func TestPublisherSelection(t *testing.T) {
+	cloud := startCloudWith(t, selectTenantYAML)
+	relay, err := delayrelay.Listen("127.0.0.1:0", cloud.popAddr, 30*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	stop1 := runPublisher(t, cloud, "pub1", cloud.popAddr)
+	runPublisher(t, cloud, "pub2", relay.Addr().String())
+
+	a := newTestAgent(t, cloud, shortTempDir(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+
+	st := waitStatus(t, a.Agent, "both publishers measured", func(st ctlapi.Status) bool {
+		ps := publishersOf(st, "web")
+		return ps["pub1"].RTT > 0 && ps["pub2"].RTT > 0
+	})
+	ps := publishersOf(st, "web")
+	if !ps["pub1"].Selected || ps["pub2"].Selected {
+		t.Fatalf("selection %+v: want pub1 only", ps)
+	}
+	if ps["pub2"].RTT < 60*time.Millisecond || ps["pub2"].Bucket != "50-100ms" {
+		t.Errorf("pub2 measured %v (%s), want 60-100ms", ps["pub2"].RTT, ps["pub2"].Bucket)
+	}
+	if ps["pub1"].Bucket != "<5ms" {
+		t.Errorf("pub1 measured %v (%s), want <5ms", ps["pub1"].RTT, ps["pub1"].Bucket)
+	}
+	if st.Selection.Interval != "5m0s" || st.Selection.Probed.IsZero() {
+		t.Errorf("selection status %+v", st.Selection)
+	}
+
+	stop1()
+	start := time.Now()
+	st = waitStatus(t, a.Agent, "pub2 selected after pub1 left", func(st ctlapi.Status) bool {
+		return publishersOf(st, "web")["pub2"].Selected
+	})
+	t.Logf("pub2 selected %v after pub1 stopped", time.Since(start))
+	if p1 := publishersOf(st, "web")["pub1"]; p1.Selected || p1.Error == "" {
+		t.Errorf("pub1 after it left: %+v", p1)
+	}
+	if st.Selection.ProbeFailures == 0 {
+		t.Error("the refused probe of pub1 was not counted")
+	}
+}
