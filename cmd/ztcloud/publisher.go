@@ -34,6 +34,7 @@ func cmdPublisher(ctx context.Context, args []string) error {
 	cacert := fs.String("cacert", "", "tenant CA certificate (PEM) to trust the tenant API and PoP")
 	resolver := fs.String("resolver", "", "corporate DNS resolver ip:port (default: system resolver)")
 	state := fs.String("state", "/var/lib/ztcloud-publisher", "state directory for the publisher's key and certificate")
+	popAddr := fs.String("pop", "", "PoP host:port to dial instead of the one the tenant names (another PoP of the tenant, or a relay in front of it); the TLS name stays the tenant's")
 	level := zapcore.InfoLevel
 	fs.Var(&level, "log-level", "log level")
 	if err := fs.Parse(args); err != nil {
@@ -77,14 +78,18 @@ func cmdPublisher(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	dial := pub.PoP.Address
+	if *popAddr != "" {
+		dial = *popAddr
+	}
 	p := publisher.New(publisher.Config{
 		Name:     *name,
-		PoPAddr:  pub.PoP.Address,
+		PoPAddr:  dial,
 		TLS:      publisherTLS(pub.Cert, pub.Roots, pub.PoP.ServerName),
 		Resolver: *resolver,
 		Log:      log.Named("publisher"),
 	})
-	log.Info("publisher running", zap.String("name", *name), zap.String("pop", pub.PoP.Address))
+	log.Info("publisher running", zap.String("name", *name), zap.String("pop", dial))
 	return p.Run(ctx)
 }
 
