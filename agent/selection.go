@@ -47,7 +47,7 @@ const (
 type selector struct {
 	stale    chan struct{} // cap 1: measure again at once
 	last     atomic.Pointer[selectionRound]
-	failures atomic.Int64 // probes that failed (refused, garbage, no answer)
+	failures atomic.Int64 // probes that failed (garbage, no answer, refused but for "not online")
 }
 
 // selectionRound is one round's outcome, read-only once stored.
@@ -218,14 +218,19 @@ func (p *parts) probePublisher(ctx context.Context, app, pub string) probeResult
 			if ctx.Err() != nil {
 				return r
 			}
+			var re *l7.RefusedError
+			r.offline = errors.As(err, &re) && re.Status == http.StatusServiceUnavailable
+			r.Reachable, r.err = false, err.Error()
+			if r.offline {
+				// Not a failure: the PoP watches for it to come back.
+				p.log.Debug("publisher not online", zap.String("publisher", pub), zap.String("app", app))
+				return r
+			}
 			p.sel.failures.Add(1)
 			// One line per minute whatever the publisher (the binaries'
 			// logger holds repeats back); the count is in status.
 			p.log.Warn("publisher probe failed: unreachable until the next round",
 				zap.String("publisher", pub), zap.String("app", app), zap.Error(err))
-			var re *l7.RefusedError
-			r.offline = errors.As(err, &re) && re.Status == http.StatusServiceUnavailable
-			r.Reachable, r.err = false, err.Error()
 			return r
 		}
 		if i == 0 || rtt < r.RTT {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/cloud/publisher"
 	"github.com/ztagent/ztagent/internal/delayrelay"
+	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 // selectTenantYAML is tenantYAML with app web served by two publishers.
@@ -116,7 +120,59 @@ func TestPublisherSelection(t *testing.T) {
 	if p1 := publishersOf(st, "web")["pub1"]; p1.Selected || p1.Error == "" {
 		t.Errorf("pub1 after it left: %+v", p1)
 	}
+	if n := st.Selection.ProbeFailures; n != 0 {
+		t.Errorf("%d probe failures counted; an offline publisher is not a failure", n)
+	}
+}
+
+// TestProbeGarbage: a publisher that answers probes with garbage is
+// unreachable for the round, counted, and never selected; the other one is.
+func TestProbeGarbage(t *testing.T) {
+	cloud := startCloudWith(t, selectTenantYAML)
+	runPublisher(t, cloud, "pub1", cloud.popAddr)
+	garbagePublisher(t, cloud, "pub2")
+	a := newTestAgent(t, cloud, shortTempDir(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	st := waitStatus(t, a.Agent, "pub2's garbage seen", func(st ctlapi.Status) bool {
+		return strings.Contains(publishersOf(st, "web")["pub2"].Error, "garbage")
+	})
+	ps := publishersOf(st, "web")
+	if !ps["pub1"].Selected || ps["pub2"].Selected || ps["pub2"].Bucket != "" {
+		t.Errorf("selection %+v: want pub1 only, pub2 unreachable", ps)
+	}
 	if st.Selection.ProbeFailures == 0 {
-		t.Error("the refused probe of pub1 was not counted")
+		t.Error("pub2's garbage is not counted")
+	}
+}
+
+// garbagePublisher connects to the cloud's PoP as publisher name and answers
+// every request 200 with a body: not a probe's answer.
+func garbagePublisher(t *testing.T, cloud *testCloud, name string) {
+	cert, err := cloud.ca.IssuePublisher(cloud.tenant.Name, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	conf := l7.ClientTLS(&tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: cloud.ca.Pool(), ServerName: "pop.test"},
+		cloud.popAddr, l7.ALPNPublisher)
+	conn, err := l7.DialTLS(ctx, nil, cloud.popAddr, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l7.NewH2Server().ServeConn(conn, l7.ServeConnOpts(ctx, zap.NewNop(), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, "garbage")
+		})))
+	}()
+	t.Cleanup(func() { cancel(); conn.Close(); <-done })
+	for !slices.Contains(cloud.pop.Online(), name) {
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -111,8 +111,8 @@ func TestSelection(t *testing.T) {
 			t.Errorf("new flows reached the far publisher after %v, want <= 2 s", took)
 		}
 		st := waitAgent(t, l, "pub2 selected", func(st ctlapi.Status) bool { return appPublishers(st, "ha")["pub2"].Selected })
-		if st.Selection.ProbeFailures == 0 {
-			t.Error("pub1's failed probe is not counted")
+		if p1 := appPublishers(st, "ha")["pub1"]; p1.Selected || !strings.Contains(p1.Error, "not online") {
+			t.Errorf("pub1 after it stopped: %+v", p1)
 		}
 	})
 

@@ -121,8 +121,8 @@ type PoPStatus struct {
 type SelectionStatus struct {
 	Probed   time.Time `json:"probed"`   // when the last round ended; zero before the first
 	Interval string    `json:"interval"` // client.probe_interval in force
-	// ProbeFailures counts probes refused, answered with garbage or not
-	// answered in time, since the start.
+	// ProbeFailures counts probes answered with garbage, not answered in
+	// time or refused (but for "publisher not online"), since the start.
 	ProbeFailures int64 `json:"probe_failures"`
 }
 

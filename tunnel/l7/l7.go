@@ -21,6 +21,14 @@
 // ID, so that the addresses the agent routes are the corporate network's own.
 // Refusals are the same statuses as for streams.
 //
+// Publisher selection uses the same connection (probe.go): the agent measures
+// its RTT through the PoP to a publisher with GET /probe, which the PoP
+// forwards to that publisher, and sends the publishers it selected per app
+// (the lowest RTT bucket, steering.RTTBuckets) with POST /selection, whose
+// response the PoP holds open to say when the selection goes stale. A Client
+// may be given several PoPs (pops.go): each connection attempt races a
+// handshake to all of them and keeps the first to complete.
+//
 // What the ends must agree on lives here once, exported for cloud/pop and
 // cloud/publisher: ALPN names, headers, Target and its parsing, refusals, DoH
 // framing, the HTTP/2 server settings and the client connection (ClientConn),
