@@ -85,13 +85,7 @@ func TestPublisherSelection(t *testing.T) {
 	stop1 := runPublisher(t, cloud, "pub1", cloud.popAddr)
 	runPublisher(t, cloud, "pub2", relay.Addr().String())
 
-	a := newTestAgent(t, cloud, shortTempDir(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
+	a := startTestAgent(t, cloud)
 
 	st := waitStatus(t, a.Agent, "both publishers measured", func(st ctlapi.Status) bool {
 		ps := publishersOf(st, "web")
@@ -131,13 +125,7 @@ func TestProbeGarbage(t *testing.T) {
 	cloud := startCloudWith(t, selectTenantYAML)
 	runPublisher(t, cloud, "pub1", cloud.popAddr)
 	garbagePublisher(t, cloud, "pub2")
-	a := newTestAgent(t, cloud, shortTempDir(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
+	a := startTestAgent(t, cloud)
 	st := waitStatus(t, a.Agent, "pub2's garbage seen", func(st ctlapi.Status) bool {
 		return strings.Contains(publishersOf(st, "web")["pub2"].Error, "garbage")
 	})
@@ -175,4 +163,17 @@ func garbagePublisher(t *testing.T, cloud *testCloud, name string) {
 	for !slices.Contains(cloud.pop.Online(), name) {
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// startTestAgent starts an agent of cloud until the test's end.
+func startTestAgent(t *testing.T, cloud *testCloud) *testAgent {
+	t.Helper()
+	a := newTestAgent(t, cloud, shortTempDir(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
 }

@@ -245,24 +245,6 @@ func (t *Tenant) Authorize(upn, appID, host string, port uint16, proto string) (
 	return slices.Clone(c.app.Publishers), nil
 }
 
-// AppPublishers decides whether upn may use app appID at all (the user and
-// the app exist and the access policy allows it) and returns its publishers,
-// for the PoP's check of a probe. Refusals are as for Authorize.
-func (t *Tenant) AppPublishers(upn, appID string) ([]string, error) {
-	u := t.User(upn)
-	if u == nil {
-		return nil, deny(tenantapi.ReasonUnknownUser, "user %q is not a member of tenant %q", upn, t.Name)
-	}
-	c := t.apps[appID]
-	if c == nil {
-		return nil, deny(tenantapi.ReasonUnknownApp, "no app %q in tenant %q", appID, t.Name)
-	}
-	if !t.allowed(u, appID) {
-		return nil, deny(tenantapi.ReasonDeniedByPolicy, "access policy does not allow %s to reach app %q", u.UPN, appID)
-	}
-	return slices.Clone(c.app.Publishers), nil
-}
-
 // allowed applies the ordered policy: the first rule matching user and app
 // decides; none matching is a deny.
 func (t *Tenant) allowed(u *User, appID string) bool {
