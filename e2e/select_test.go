@@ -40,8 +40,9 @@ func TestSelection(t *testing.T) {
 	}
 	l.background("dns-pub2", "corp", "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
 		"--listen-address=10.20.0.11", "--address=/corp.test/10.20.0.11", "--pid-file="+filepath.Join(l.dir, "dnsmasq-pub2.pid2"))
-	// The tenant's second PoP; each publisher connects to both PoPs (one
-	// process per PoP), pub2 through a delay relay each.
+	// The tenant's second PoP. pub1 (the lab's) dials both PoPs, as its
+	// enrollment named them; pub2 runs one process per PoP, each through a
+	// delay relay (--pop).
 	pop2 := l.background("pop2", "cloud", l.bin("ztcloud"), "serve", "--roles", "pop", "--tenant", tenantFile,
 		"--state", filepath.Join(l.dir, "cloud"), "--pop", "10.10.0.1:8445", "--names", "10.10.0.1")
 	pub2 := func(name, relay, pop string) {
@@ -51,11 +52,6 @@ func TestSelection(t *testing.T) {
 			"--state", filepath.Join(l.dir, "publisher2"), "--pop", relay)
 	}
 	pub2("publisher2", "10.20.0.10:9443", "10.10.0.1:8443")
-	waitFile(t, filepath.Join(l.dir, "publisher", "publisher.json")) // the lab's pub1 enrolled
-	pub1b := l.background("publisher1b", "corp", l.bin("ztcloud"), "publisher", "--name", "pub1",
-		"--token", "@"+filepath.Join(l.dir, "secrets", "publisher.token"),
-		"--tenant-url", "https://10.10.0.1:8444", "--cacert", ca, "--resolver", "10.20.0.10:53",
-		"--state", filepath.Join(l.dir, "publisher"), "--pop", "10.10.0.1:8445")
 	// After pub2's first run has enrolled it (its state directory holds the
 	// certificate), its second process only loads it.
 	waitFile(t, filepath.Join(l.dir, "publisher2", "publisher.json"))
@@ -77,6 +73,9 @@ func TestSelection(t *testing.T) {
 		if ps["pub2"].RTT < 40*time.Millisecond {
 			t.Errorf("pub2 behind +40 ms measured %v", ps["pub2"].RTT)
 		}
+		if b, _ := os.ReadFile(filepath.Join(l.dir, "pop2.log")); !strings.Contains(string(b), `"publisher": "pub1"`) {
+			t.Errorf("pub1 never connected to the second PoP:\n%s", b)
+		}
 		for range 5 {
 			page := l.must("client", "curl", "-sS", "--max-time", "10", "http://ha.corp.test/")
 			wantPage(t, page, "hello from corp web", "local=10.20.0.10:80")
@@ -93,7 +92,6 @@ func TestSelection(t *testing.T) {
 	t.Run("near publisher stops: new flows go to the far one within 2 s", func(t *testing.T) {
 		start := time.Now()
 		l.stopLabProcess("publisher")
-		pub1b.Process.Signal(syscall.SIGTERM)
 		var took time.Duration
 		for {
 			page, code := l.run("client", "curl", "-sS", "--max-time", "2", "http://ha.corp.test/")

@@ -24,9 +24,13 @@ type PoPInfo struct {
 }
 
 // DialList returns the PoPs an agent may dial: PoPs, or PoP alone.
-func (c *AgentConfig) DialList() []PoPInfo {
-	if len(c.PoPs) > 0 {
-		return c.PoPs
+func (c *AgentConfig) DialList() []PoPInfo { return PoPList(c.PoP, c.PoPs) }
+
+// PoPList is the PoPs to dial of a tenant that names pop and pops: pops when
+// it lists any (the tenant has several), else pop alone.
+func PoPList(pop PoPInfo, pops []PoPInfo) []PoPInfo {
+	if len(pops) > 0 {
+		return pops
 	}
-	return []PoPInfo{c.PoP}
+	return []PoPInfo{pop}
 }
