@@ -125,18 +125,16 @@ func (p *parts) probeInterval() time.Duration {
 }
 
 // probeRound measures every publisher of the L7 apps once (each through the
-// first app that lists it: the PoP lets a device probe only publishers of
-// apps it may use), records the round for status and returns the selection
+// first app that lists it and that the PoP lets this device use: it lets a
+// device probe only publishers of apps the policy allows it), records the round for status and returns the selection
 // and the publishers that were not online (for the PoP to watch: their
 // arrival makes the selection stale).
 func (p *parts) probeRound(ctx context.Context) (l7.Selection, []string) {
 	apps := selectableApps(p.snap.Load().Config())
-	via := map[string]string{} // publisher → the app it is probed through
+	via := map[string][]string{} // publisher → the apps it may be probed through, in config order
 	for _, a := range apps {
 		for _, pub := range a.Publishers {
-			if _, ok := via[pub]; !ok {
-				via[pub] = a.ID
-			}
+			via[pub] = append(via[pub], a.ID)
 		}
 	}
 	rtts := p.probeAll(ctx, via)
@@ -185,18 +183,18 @@ type probeResult struct {
 	offline bool // the PoP said it is not online (rather than failing it)
 }
 
-// probeAll probes each publisher of via (publisher → app), probeParallel at
+// probeAll probes each publisher of via (publisher → apps), probeParallel at
 // a time.
-func (p *parts) probeAll(ctx context.Context, via map[string]string) map[string]probeResult {
+func (p *parts) probeAll(ctx context.Context, via map[string][]string) map[string]probeResult {
 	var mu sync.Mutex
 	out := make(map[string]probeResult, len(via))
 	sem := make(chan struct{}, probeParallel)
 	var wg sync.WaitGroup
-	for pub, app := range via {
+	for pub, apps := range via {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			r := p.probePublisher(ctx, app, pub)
+			r := p.probePublisher(ctx, apps, pub)
 			mu.Lock()
 			out[pub] = r
 			mu.Unlock()
@@ -206,39 +204,52 @@ func (p *parts) probeAll(ctx context.Context, via map[string]string) map[string]
 	return out
 }
 
-// probePublisher takes probeSamples samples of pub's RTT and keeps the least.
-// The first failure ends the round for pub: it is unreachable until the next.
-func (p *parts) probePublisher(ctx context.Context, app, pub string) probeResult {
+// probePublisher takes probeSamples samples of pub's RTT and keeps the least,
+// through the first of apps the policy lets this device use (a 403 tries the
+// next). The first other failure ends the round for pub: it is unreachable
+// until the next.
+func (p *parts) probePublisher(ctx context.Context, apps []string, pub string) probeResult {
 	r := probeResult{PublisherRTT: steering.PublisherRTT{Publisher: pub}}
-	for i := range probeSamples {
+	for n := 0; n < probeSamples; {
 		pctx, cancel := context.WithTimeout(ctx, probeWait)
-		rtt, err := p.l7.Probe(pctx, app, pub)
+		rtt, err := p.l7.Probe(pctx, apps[0], pub)
 		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return r
+		var re *l7.RefusedError
+		switch {
+		case err != nil && errors.As(err, &re) && re.Status == http.StatusForbidden && len(apps) > 1:
+			apps = apps[1:]
+		case err != nil:
+			if ctx.Err() == nil {
+				p.probeFailed(&r, apps[0], err)
 			}
-			var re *l7.RefusedError
-			r.offline = errors.As(err, &re) && re.Status == http.StatusServiceUnavailable
-			r.Reachable, r.err = false, err.Error()
-			if r.offline {
-				// Not a failure: the PoP watches for it to come back.
-				p.log.Debug("publisher not online", zap.String("publisher", pub), zap.String("app", app))
-				return r
-			}
-			p.sel.failures.Add(1)
-			// One line per minute whatever the publisher (the binaries'
-			// logger holds repeats back); the count is in status.
-			p.log.Warn("publisher probe failed: unreachable until the next round",
-				zap.String("publisher", pub), zap.String("app", app), zap.Error(err))
 			return r
+		default:
+			if n == 0 || rtt < r.RTT {
+				r.RTT = rtt
+			}
+			r.Reachable = true
+			n++
 		}
-		if i == 0 || rtt < r.RTT {
-			r.RTT = rtt
-		}
-		r.Reachable = true
 	}
 	return r
+}
+
+// probeFailed marks r unreachable for the round; unless the PoP said the
+// publisher is not online (which it then watches for), the failure is counted
+// and logged.
+func (p *parts) probeFailed(r *probeResult, app string, err error) {
+	var re *l7.RefusedError
+	r.offline = errors.As(err, &re) && re.Status == http.StatusServiceUnavailable
+	r.Reachable, r.err = false, err.Error()
+	if r.offline {
+		p.log.Debug("publisher not online", zap.String("publisher", r.Publisher), zap.String("app", app))
+		return
+	}
+	p.sel.failures.Add(1)
+	// One line per minute whatever the publisher (the binaries' logger holds
+	// repeats back); the count is in status.
+	p.log.Warn("publisher probe failed: unreachable until the next round",
+		zap.String("publisher", r.Publisher), zap.String("app", app), zap.Error(err))
 }
 
 func publisherStatuses(rtts map[string]probeResult, pubs, chosen []string) []ctlapi.PublisherStatus {

@@ -20,13 +20,16 @@ import (
 	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
-// selectTenantYAML is tenantYAML with app web served by two publishers.
-var selectTenantYAML = strings.NewReplacer(
+// selectTenantYAML is tenantYAML with app web served by two publishers, and
+// before it an app "closed" served by pub1 that alice is steered to but the
+// policy denies her (so pub1 must be probed through web).
+var selectTenantYAML = strings.Replace(strings.NewReplacer(
 	"publishers:\n  - name: pub1\n    token: test-publisher-token-0123456789\n",
 	"publishers:\n  - name: pub1\n    token: test-publisher-token-0123456789\n  - name: pub2\n    token: test-publisher-token-abcdefghij\n",
-	"    tcp: \"80\"\n    publishers: [pub1]\n",
-	"    tcp: \"80\"\n    publishers: [pub1, pub2]\n",
-).Replace(tenantYAML)
+	"apps:\n  - id: web\n    hosts: [web.corp.test]\n    tcp: \"80\"\n    publishers: [pub1]\n",
+	"apps:\n  - id: closed\n    hosts: [closed.corp.test]\n    tcp: \"80\"\n    publishers: [pub1]\n"+
+		"  - id: web\n    hosts: [web.corp.test]\n    tcp: \"80\"\n    publishers: [pub1, pub2]\n",
+).Replace(tenantYAML), "apps: [web, net]", "apps: [closed, web, net]", 1)
 
 // runPublisher connects publisher name of the cloud's tenant to addr (the PoP
 // or a relay in front of it) until the returned stop or the test's end.
@@ -100,6 +103,9 @@ func TestPublisherSelection(t *testing.T) {
 	}
 	if ps["pub1"].Bucket != "<5ms" {
 		t.Errorf("pub1 measured %v (%s), want <5ms", ps["pub1"].RTT, ps["pub1"].Bucket)
+	}
+	if c := publishersOf(st, "closed")["pub1"]; c.RTT == 0 || !c.Selected || st.Selection.ProbeFailures != 0 {
+		t.Errorf("pub1 of the denied app: %+v, %d probe failures; want it measured through web", c, st.Selection.ProbeFailures)
 	}
 	if st.Selection.Interval != "5m0s" || st.Selection.Probed.IsZero() {
 		t.Errorf("selection status %+v", st.Selection)
