@@ -77,8 +77,7 @@ type Server struct {
 	conns     map[net.Conn]struct{}
 	pubs      map[string][]*pubConn // by name, oldest first
 	rr        map[string]uint64     // round-robin position per app
-	// pubsChanged is closed and replaced when a publisher connection starts or ends.
-	pubsChanged chan struct{}
+	pubWake   chan struct{}         // closed and replaced when a publisher connection starts or ends
 
 	probeFailures atomic.Uint64
 }
@@ -126,17 +125,17 @@ func New(cfg Config) *Server {
 	tc.ClientAuth = tls.RequireAndVerifyClientCert
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg:         cfg,
-		log:         cfg.Log.Named("pop"),
-		tlsConf:     tc,
-		h2s:         l7.NewH2Server(),
-		ctx:         ctx,
-		cancel:      cancel,
-		listeners:   make(map[net.Listener]struct{}),
-		conns:       make(map[net.Conn]struct{}),
-		pubs:        make(map[string][]*pubConn),
-		rr:          make(map[string]uint64),
-		pubsChanged: make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Log.Named("pop"),
+		tlsConf:   tc,
+		h2s:       l7.NewH2Server(),
+		ctx:       ctx,
+		cancel:    cancel,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[net.Conn]struct{}),
+		pubs:      make(map[string][]*pubConn),
+		rr:        make(map[string]uint64),
+		pubWake:   make(chan struct{}),
 	}
 }
 

@@ -81,23 +81,23 @@ func (p *Server) changed(sel l7.Selection, watch []string) (name string, online 
 	for _, app := range slices.Sorted(maps.Keys(sel)) {
 		for _, name := range sel[app] {
 			if p.onlineLocked(name) == nil {
-				return name, false, p.pubsChanged
+				return name, false, p.pubWake
 			}
 		}
 	}
 	for _, name := range watch {
 		if p.onlineLocked(name) != nil {
-			return name, true, p.pubsChanged
+			return name, true, p.pubWake
 		}
 	}
-	return "", false, p.pubsChanged
+	return "", false, p.pubWake
 }
 
 // publishersChangedLocked wakes every selection watching for a publisher's
 // arrival or departure.
 func (p *Server) publishersChangedLocked() {
-	close(p.pubsChanged)
-	p.pubsChanged = make(chan struct{})
+	close(p.pubWake)
+	p.pubWake = make(chan struct{})
 }
 
 // serveSelection keeps a device's selection for its connection and holds the

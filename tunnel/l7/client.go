@@ -63,15 +63,15 @@ type tunnelConn struct {
 // Client keeps one TLS connection to the PoP up and opens a CONNECT stream on it for
 // every flow.
 type Client struct {
-	cfg ClientConfig
-	log *zap.Logger
+	cfg     ClientConfig
+	log     *zap.Logger
+	popList *pops // where to dial
 
 	ctx    context.Context // canceled by Close; parent of the dial
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the run goroutine
 
-	cur  atomic.Pointer[tunnelConn] // nil unless connected
-	pops *pops                      // where to dial
+	cur atomic.Pointer[tunnelConn] // nil unless connected
 
 	mu      sync.Mutex
 	started bool
@@ -96,13 +96,13 @@ func NewClient(cfg ClientConfig) *Client {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Client{
-		cfg:    cfg,
-		log:    cfg.Log.Named("l7client"),
-		ctx:    ctx,
-		cancel: cancel,
-		pops:   newPoPs(cfg),
-		state:  StateConnecting,
-		since:  time.Now(),
+		cfg:     cfg,
+		log:     cfg.Log.Named("l7client"),
+		popList: newPoPs(cfg),
+		ctx:     ctx,
+		cancel:  cancel,
+		state:   StateConnecting,
+		since:   time.Now(),
 	}
 }
 
@@ -145,7 +145,7 @@ func (c *Client) Status() Status {
 	defer c.mu.Unlock()
 	return Status{
 		State:     c.state,
-		Addr:      c.pops.current(),
+		Addr:      c.popList.current(),
 		Since:     c.since,
 		LastError: c.lastErr,
 		Streams:   int(c.streams.Load()),
@@ -181,8 +181,8 @@ func (c *Client) run() {
 			bo.Reset()
 			c.cur.Store(tc)
 			c.setState(StateConnected, nil)
-			c.pops.connected()
-			c.log.Info("tunnel up", zap.String("pop", c.pops.current()))
+			c.popList.connected()
+			c.log.Info("tunnel up", zap.String("pop", c.popList.current()))
 			select {
 			case <-tc.cc.Done():
 				err = errors.New("connection to PoP lost")
@@ -200,7 +200,7 @@ func (c *Client) run() {
 		if bo.Repeated(err) {
 			lvl = zap.DebugLevel
 		}
-		c.log.Log(lvl, "tunnel down", zap.String("pop", c.pops.current()), zap.Error(err), zap.Duration("retry_in", delay))
+		c.log.Log(lvl, "tunnel down", zap.String("pop", c.popList.current()), zap.Error(err), zap.Duration("retry_in", delay))
 		if !SleepCtx(c.ctx.Done(), delay) {
 			return
 		}

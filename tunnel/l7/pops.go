@@ -105,9 +105,9 @@ func (ps *pops) connected() {
 // error.
 func (c *Client) WaitConnected(ctx context.Context) error {
 	for {
-		c.pops.mu.Lock()
-		up := c.pops.up
-		c.pops.mu.Unlock()
+		c.popList.mu.Lock()
+		up := c.popList.up
+		c.popList.mu.Unlock()
 		// Checked after taking the channel: a connection made since closes it.
 		if c.Connected() {
 			return nil
@@ -122,7 +122,7 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 
 // PoPs returns what the client knows of each PoP it may dial.
 func (c *Client) PoPs() []PoPStatus {
-	ps := c.pops
+	ps := c.popList
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	out := make([]PoPStatus, len(ps.stats))
@@ -144,7 +144,7 @@ type dialResult struct {
 // DialTimeout and returns the connection and the PoP's address; errors name
 // the PoPs.
 func (c *Client) dialPoP() (*tls.Conn, string, error) {
-	ps := c.pops
+	ps := c.popList
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
 	results := make(chan dialResult, len(ps.list))
 	for i, e := range ps.list {
