@@ -80,9 +80,15 @@ func TestSelection(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, pop := range []string{"10.10.0.1:8443", "10.10.0.1:8445"} {
-			conns := l.must("corp", "ss", "-tnpH", "state", "established", "dst", pop)
-			if !strings.Contains(conns, "pid="+strings.TrimSpace(string(pid))+",") {
-				t.Errorf("pub1 (pid %s) has no connection to PoP %s:\n%s", strings.TrimSpace(string(pid)), pop, conns)
+			// The second PoP may have come up after pub1's first try.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				conns := l.must("corp", "ss", "-tnpH", "state", "established", "dst", pop)
+				if strings.Contains(conns, "pid="+strings.TrimSpace(string(pid))+",") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("pub1 (pid %s) has no connection to PoP %s:\n%s", strings.TrimSpace(string(pid)), pop, conns)
+				}
 			}
 		}
 		for range 5 {
