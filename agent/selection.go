@@ -40,6 +40,8 @@ const (
 	// flapping publisher or a burst of refusals cannot make the agent probe
 	// in a loop.
 	reprobeGap = time.Second
+	// syncRetry bounds the wait after the PoP refused a selection.
+	syncRetry = 30 * time.Second
 )
 
 // selector is the state of publisher selection: the stale signal and the
@@ -94,12 +96,17 @@ func (p *parts) selectLoop(ctx context.Context) {
 		ss, err := p.l7.SyncSelection(sctx, sel, watch)
 		cancel()
 		var staleC <-chan struct{}
-		if err != nil {
+		wait := p.probeInterval()
+		switch {
+		case errors.Is(err, l7.ErrNotConnected):
+			continue // measure again through the next connection
+		case err != nil:
 			p.log.Warn("send publisher selection to the PoP", zap.Error(err))
-		} else {
+			wait = min(wait, syncRetry)
+		default:
 			staleC = ss.Stale()
 		}
-		timer := time.NewTimer(p.probeInterval())
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 		case <-staleC:
@@ -126,9 +133,9 @@ func (p *parts) probeInterval() time.Duration {
 
 // probeRound measures every publisher of the L7 apps once (each through the
 // first app that lists it and that the PoP lets this device use: it lets a
-// device probe only publishers of apps the policy allows it), records the round for status and returns the selection
-// and the publishers that were not online (for the PoP to watch: their
-// arrival makes the selection stale).
+// device probe only publishers of apps the policy allows it), records the
+// round for status and returns the selection and the publishers that were not
+// online (for the PoP to watch: their arrival makes the selection stale).
 func (p *parts) probeRound(ctx context.Context) (l7.Selection, []string) {
 	apps := selectableApps(p.snap.Load().Config())
 	via := map[string][]string{} // publisher → the apps it may be probed through, in config order
