@@ -15,7 +15,7 @@ deps:
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb ./e2e/dnslat
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb ./e2e/dnslat ./e2e/delayrelay
 
 # lint: formatting and vet for the host.
 lint:

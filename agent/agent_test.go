@@ -85,14 +85,24 @@ policy:
 
 // testCloud is an in-process tenant API and PoP on loopback.
 type testCloud struct {
-	api    *httptest.Server
-	pop    *pop.Server
-	caFile string
-	ca     *tenant.CA
-	popLn  net.Listener
+	api     *httptest.Server
+	pop     *pop.Server
+	caFile  string
+	ca      *tenant.CA
+	tenant  *tenant.Tenant
+	popLn   net.Listener
+	popAddr string
 }
 
 func startCloud(t *testing.T) *testCloud {
+	t.Helper()
+	return startCloudWith(t, tenantYAML)
+}
+
+// startCloudWith starts a cloud whose tenant file is yamlFmt with the org
+// key, the PoP's address and the password hash filled in. Publishers of the
+// tenant may connect to its PoP.
+func startCloudWith(t *testing.T, yamlFmt string) *testCloud {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := tenant.LoadOrCreateCA(dir)
@@ -107,7 +117,7 @@ func startCloud(t *testing.T) *testCloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn, err := tenant.Parse("test.yaml", []byte(fmt.Sprintf(tenantYAML, testOrgKey, popLn.Addr(), hash)))
+	tn, err := tenant.Parse("test.yaml", []byte(fmt.Sprintf(yamlFmt, testOrgKey, popLn.Addr(), hash)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,9 +134,19 @@ func startCloud(t *testing.T) *testCloud {
 			}
 			return tn.Authorize(p.User, tg.AppID, tg.Host, tg.Port, tg.Proto.String())
 		},
+		AuthorizeApp: func(peer *x509.Certificate, appID string) ([]string, error) {
+			p, err := tenantapi.PeerIdentity(peer)
+			if err != nil {
+				return nil, err
+			}
+			return tn.AppPublishers(p.User, appID)
+		},
 		Publisher: func(peer *x509.Certificate) (string, bool) {
 			p, err := tenantapi.PeerIdentity(peer)
-			return p.Publisher, err == nil && p.Kind == tenantapi.KindPublisher
+			if err != nil || p.Kind != tenantapi.KindPublisher {
+				return "", false
+			}
+			return p.Publisher, tn.Publisher(p.Publisher) != nil
 		},
 		Log: zap.NewNop(),
 	})
@@ -143,7 +163,7 @@ func startCloud(t *testing.T) *testCloud {
 	api.TLS = tlsConf
 	api.StartTLS()
 	t.Cleanup(api.Close)
-	return &testCloud{api: api, pop: popSrv, caFile: filepath.Join(dir, "ca.pem"), ca: ca, popLn: popLn}
+	return &testCloud{api: api, pop: popSrv, caFile: filepath.Join(dir, "ca.pem"), ca: ca, tenant: tn, popLn: popLn, popAddr: popLn.Addr().String()}
 }
 
 type testAgent struct {

@@ -125,6 +125,7 @@ func (p *parts) handleUDP(ctx context.Context, f netstack.Flow) (netstack.Datagr
 // returns the error to refuse it with.
 func (p *parts) openRefused(log *zap.Logger, app string, err error) error {
 	p.flows.refused.Add(1)
+	p.sel.staleOnRefusal(err)
 	if p.a.State() == ctlapi.StateSuspended {
 		err = errSuspended
 	}

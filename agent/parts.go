@@ -60,6 +60,7 @@ type parts struct {
 	upstreams atomic.Pointer[[]netip.AddrPort] // the OS's own resolvers; written by maintain
 	stack     *netstack.Stack
 	l7        *l7.Client
+	sel       selector // publisher selection by RTT
 	pub       pubAddrs
 	// bypassCache holds recent pinned-app decisions per DNS client socket
 	// (netip.AddrPort → bypassEntry); a concurrent map, no lock of ours.
@@ -85,7 +86,8 @@ type closer struct {
 // stack as soon as the part exists; on error it tears down what it built.
 // ctx bounds the start.
 func (a *Agent) bringUp(ctx context.Context, r *run, gen uint64) (*parts, error) {
-	p := &parts{a: a, log: a.log, gen: gen, reqs: r.reqs, syncNow: make(chan chan error), stubDirty: make(chan struct{}, 1)}
+	p := &parts{a: a, log: a.log, gen: gen, reqs: r.reqs, syncNow: make(chan chan error), stubDirty: make(chan struct{}, 1),
+		sel: selector{stale: make(chan struct{}, 1)}}
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	if err := p.up(ctx); err != nil {
 		if terr := p.teardown(); terr != nil {
@@ -137,6 +139,7 @@ func (p *parts) up(ctx context.Context) error {
 	p.goWG(p.watchSessions)
 	p.goWG(p.maintain)
 	p.goWG(p.pubSweeper)
+	p.goWG(p.selectLoop)
 	return nil
 }
 
@@ -256,8 +259,12 @@ func (p *parts) startTunnel() error {
 	tlsConf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		return &p.ident.Load().id.Cert, nil
 	}
+	var pops []l7.PoP
+	for _, pp := range sc.cfg.DialList() {
+		pops = append(pops, l7.PoP{Addr: pp.Address, ServerName: pp.ServerName})
+	}
 	p.l7 = l7.NewClient(l7.ClientConfig{
-		Addr: sc.cfg.PoP.Address,
+		PoPs: pops,
 		TLS:  tlsConf,
 		Log:  p.log,
 		// The PoP may sit inside an app prefix: never tunnel the tunnel.

@@ -131,6 +131,7 @@ type pubResolver struct {
 func (r pubResolver) Exchange(ctx context.Context, query []byte) ([]byte, error) {
 	resp, err := r.p.l7.ResolveDNS(ctx, r.appID, query)
 	if err != nil {
+		r.p.sel.staleOnRefusal(err)
 		return nil, err
 	}
 	var m dns.Msg

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/steering"
+	"github.com/ztagent/ztagent/tunnel/l7"
 )
 
 // Status reports the agent's state. It is safe to call at any time; the
@@ -31,7 +32,8 @@ func (p *parts) status(st *ctlapi.Status) {
 	st.Settings = pendingSettings(settings, p.who.enrollParams(eff), p.enrolledWith)
 	st.Config = p.configStatus()
 	ts := p.l7.Status()
-	st.Tunnel = ctlapi.TunnelStatus{State: string(ts.State), PoP: ts.Addr, Since: ts.Since, LastError: ts.LastError, Streams: ts.Streams}
+	st.Tunnel = ctlapi.TunnelStatus{State: string(ts.State), PoP: ts.Addr, Since: ts.Since, LastError: ts.LastError, Streams: ts.Streams,
+		PoPs: popStatuses(p.l7.PoPs())}
 	snap := p.snap.Load()
 	st.TUN = ctlapi.TUNStatus{Name: p.tunName, Addr: p.tunIP, Routes: p.routerConfig(snap).Routes}
 	st.DNS = ctlapi.DNSStatus{Mode: p.dnsCfg.Mode(), Listen: p.dns.Addrs(), Upstreams: *p.upstreams.Load()}
@@ -47,7 +49,12 @@ func (p *parts) status(st *ctlapi.Status) {
 	if iv := snap.Config().Client.ReauthInterval.D(); iv > 0 {
 		st.Reauth.Due = st.Reauth.LastSignIn.Add(iv)
 	}
+	var pubs map[string][]ctlapi.PublisherStatus
+	st.Selection, pubs = p.selectionStatus()
 	st.Apps = appStatuses(snap)
+	for i := range st.Apps {
+		st.Apps[i].Publishers = pubs[st.Apps[i].ID]
+	}
 	for _, e := range p.stubs.Entries() {
 		st.Stubs = append(st.Stubs, ctlapi.StubStatus{FQDN: e.FQDN, Addr: e.Addr})
 	}
@@ -67,5 +74,13 @@ func appStatuses(snap *steering.Snapshot) []ctlapi.AppStatus {
 			Tunnel: app.Tunnel, NotCarried: steering.AppNotCarried(app)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func popStatuses(pops []l7.PoPStatus) []ctlapi.PoPStatus {
+	out := make([]ctlapi.PoPStatus, 0, len(pops))
+	for _, pp := range pops {
+		out = append(out, ctlapi.PoPStatus{Addr: pp.Addr, Connect: pp.Connect, Error: pp.LastError, Measured: pp.Measured, InUse: pp.InUse})
+	}
 	return out
 }

@@ -18,8 +18,9 @@ import (
 type lab struct {
 	t      *testing.T
 	prefix string
-	root   string // repository root
-	dir    string // state and logs
+	root   string            // repository root
+	dir    string            // state and logs
+	labEnv map[string]string // lab.sh's environment beyond the prefix and directory
 }
 
 func requireE2E(t *testing.T) {
@@ -36,12 +37,18 @@ func requireE2E(t *testing.T) {
 // registers their teardown, which runs even when the test fails.
 func newLab(t *testing.T) *lab {
 	t.Helper()
+	return newLabEnv(t, nil)
+}
+
+// newLabEnv is newLab with more of lab.sh's environment (e.g. ZT_TENANT).
+func newLabEnv(t *testing.T, env map[string]string) *lab {
+	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
 	prefix := fmt.Sprintf("zte%d", os.Getpid()%100000)
-	l := &lab{t: t, prefix: prefix, root: root, dir: filepath.Join(root, ".lab", prefix)}
+	l := &lab{t: t, prefix: prefix, root: root, dir: filepath.Join(root, ".lab", prefix), labEnv: env}
 	os.RemoveAll(l.dir)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -57,6 +64,9 @@ func newLab(t *testing.T) *lab {
 
 func (l *lab) env(extra map[string]string) []string {
 	env := append(os.Environ(), "ZT_LAB="+l.prefix, "ZT_LAB_DIR="+l.dir)
+	for k, v := range l.labEnv {
+		env = append(env, k+"="+v)
+	}
 	for k, v := range extra {
 		env = append(env, k+"="+v)
 	}

@@ -265,10 +265,16 @@ func wantPage(t *testing.T, page string, parts ...string) {
 // flows reads the agent's flow counters.
 func flows(t *testing.T, l *lab) ctlapi.FlowStatus {
 	t.Helper()
+	return agentStatus(t, l).Flows
+}
+
+// agentStatus reads the agent's status.
+func agentStatus(t *testing.T, l *lab) ctlapi.Status {
+	t.Helper()
 	var st ctlapi.Status
 	out := l.must("client", l.bin("ztdiag"), "--socket", l.sock(), "status", "--json")
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
-	return st.Flows
+	return st
 }

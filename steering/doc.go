@@ -71,7 +71,7 @@
 // 1-65535, app hosts must stay out of the stub range, and an app needs at
 // least one of tcp and udp. A setting the model can express but this version
 // cannot honour (notSupportedYet: the l3e tunnel, client.dtls,
-// client.onprem_detection, client.probe_interval, client.prelogon) is refused
+// client.onprem_detection, client.prelogon) is refused
 // with its path, its value and "not supported yet".
 //
 // # Stub addresses
@@ -83,4 +83,12 @@
 // MarshalState/RestoreState, and is recycled only when the pool is exhausted,
 // and then only once its DNS TTL has expired and it has carried no flow for the
 // configured idle time.
+//
+// # Publisher selection
+//
+// The agent measures the RTT through the PoP to each publisher of its apps and
+// groups the results in buckets (RTTBuckets): <5 ms, 5–10, 10–20, 20–50,
+// 50–100, 100–200, 200–500 and ≥500 ms. SelectPublishers keeps, per app, the
+// reachable publishers of the lowest non-empty bucket, nearest first; the PoP
+// uses the first of them that is online.
 package steering

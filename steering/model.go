@@ -62,8 +62,9 @@ type ClientConfig struct {
 	DNSTTL Duration `json:"dns_ttl,omitempty" yaml:"dns_ttl,omitempty"`
 	// ConfigPoll is how often the agent polls the tenant for config; default 5m.
 	ConfigPoll Duration `json:"config_poll,omitempty" yaml:"config_poll,omitempty"`
-	// ProbeInterval is how often publisher RTT is probed. Not supported yet:
-	// a config that sets it is refused.
+	// ProbeInterval is how often the agent measures the RTT through the PoP to
+	// the publishers of its apps and re-selects the nearest; default 5m
+	// (DefaultProbeInterval).
 	ProbeInterval Duration `json:"probe_interval,omitempty" yaml:"probe_interval,omitempty"`
 	// DTLS enables the L3E tunnel. Not supported yet: a config that sets it
 	// is refused.

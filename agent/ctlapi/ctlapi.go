@@ -54,8 +54,11 @@ type Status struct {
 	DNS      DNSStatus    `json:"dns"`
 	Reauth   ReauthStatus `json:"reauth"`
 	Flows    FlowStatus   `json:"flows"`
-	Apps     []AppStatus  `json:"apps"`
-	Stubs    []StubStatus `json:"stubs"`
+	// Selection is publisher selection by RTT; each app's publishers are in
+	// Apps.
+	Selection SelectionStatus `json:"selection"`
+	Apps      []AppStatus     `json:"apps"`
+	Stubs     []StubStatus    `json:"stubs"`
 }
 
 // Setting is one effective install setting.
@@ -98,6 +101,40 @@ type TunnelStatus struct {
 	Since     time.Time `json:"since"`
 	LastError string    `json:"last_error,omitempty"`
 	Streams   int       `json:"streams"`
+	// PoPs are the PoPs the agent may use, with the time its last connect
+	// to each took; one of them is in use while connected.
+	PoPs []PoPStatus `json:"pops,omitempty"`
+}
+
+// PoPStatus is one PoP the agent may use.
+type PoPStatus struct {
+	Addr string `json:"addr"`
+	// Connect is how long the last TCP connect and TLS handshake took (about
+	// two round trips); 0 when it failed (Error) or was not tried yet.
+	Connect  time.Duration `json:"connect_ns"`
+	Error    string        `json:"error,omitempty"`
+	Measured time.Time     `json:"measured"`
+	InUse    bool          `json:"in_use"`
+}
+
+// SelectionStatus is publisher selection by RTT.
+type SelectionStatus struct {
+	Probed   time.Time `json:"probed"`   // when the last round ended; zero before the first
+	Interval string    `json:"interval"` // client.probe_interval in force
+	// ProbeFailures counts probes answered with garbage, not answered in
+	// time or refused (but for "publisher not online"), since the start.
+	ProbeFailures int64 `json:"probe_failures"`
+}
+
+// PublisherStatus is one publisher of an app, as the last probe round saw it.
+type PublisherStatus struct {
+	Name string        `json:"name"`
+	RTT  time.Duration `json:"rtt_ns"` // through the PoP; 0 when unreachable
+	// Bucket is the RTT bucket (steering.RTTBuckets), e.g. "5-10ms"; ""
+	// when unreachable.
+	Bucket   string `json:"bucket,omitempty"`
+	Selected bool   `json:"selected"` // the PoP uses it (the first online selected one)
+	Error    string `json:"error,omitempty"`
 }
 
 // TUNStatus is the TUN device and its routes.
@@ -185,6 +222,9 @@ type AppStatus struct {
 	// NotCarried says which of the app's flows the agent refuses because it
 	// cannot carry them yet, and why; "" when every flow is carried.
 	NotCarried string `json:"not_carried,omitempty"`
+	// Publishers are the app's publishers with their RTT, nearest selected
+	// first; empty before the first probe round.
+	Publishers []PublisherStatus `json:"publishers,omitempty"`
 }
 
 // StubStatus is one FQDN → stub address assignment.

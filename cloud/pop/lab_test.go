@@ -46,7 +46,9 @@ type lab struct {
 	pubUDPIdle   time.Duration
 	retryMin     time.Duration // of the client and publishers; 0 is l7's default
 	retryMax     time.Duration
-	rejectedPubs atomic.Int64 // publisher connections refused by the Publisher hook
+	pubDNS       map[string]string   // a publisher's resolver, when not dnsAddr
+	extraApps    map[string][]string // more apps the policy allows, with their publishers
+	rejectedPubs atomic.Int64        // publisher connections refused by the Publisher hook
 }
 
 type labOptions struct {
@@ -104,6 +106,9 @@ func (l *lab) authorize(peer *x509.Certificate, t l7.Target) ([]string, error) {
 	if peer.Subject.CommonName != "device-1" {
 		return nil, errors.New("unknown device")
 	}
+	if pubs, ok := l.extraApps[t.AppID]; ok {
+		return pubs, nil
+	}
 	switch t.AppID {
 	case appEcho:
 		return []string{"pub-1"}, nil
@@ -134,6 +139,9 @@ func (l *lab) startPoP(ln net.Listener) {
 		Authorize:     l.authorize,
 		AuthorizeDNS:  l.authorizeDNS,
 		AuthorizeEcho: l.authorizeEcho,
+		AuthorizeApp: func(peer *x509.Certificate, appID string) ([]string, error) {
+			return l.authorize(peer, l7.Target{AppID: appID})
+		},
 		Publisher: func(peer *x509.Certificate) (string, bool) {
 			if !strings.HasPrefix(peer.Subject.CommonName, "pub-") {
 				l.rejectedPubs.Add(1)
@@ -157,8 +165,12 @@ func (l *lab) stopPoP() {
 
 // startPublisher runs a publisher until the returned stop (or the test's cleanup).
 func (l *lab) startPublisher(name string, dialTimeout time.Duration) (stop func()) {
+	resolver := l.dnsAddr
+	if r, ok := l.pubDNS[name]; ok {
+		resolver = r
+	}
 	pub := publisher.New(publisher.Config{
-		Name: name, PoPAddr: l.popAddr, TLS: l.ca.peerTLS(l.t, name), Resolver: l.dnsAddr,
+		Name: name, PoPAddr: l.popAddr, TLS: l.ca.peerTLS(l.t, name), Resolver: resolver,
 		DialTimeout: dialTimeout, UDPIdle: l.pubUDPIdle, Log: l.log,
 		RetryMin: l.retryMin, RetryMax: l.retryMax,
 	})

@@ -1,9 +1,10 @@
 // Package pop is the reference cloud's PoP, the L7 broker and policy
 // enforcement point. Devices and publishers dial one TLS 1.3 listener, both
 // with certificates from the tenant CA, told apart by ALPN. For every CONNECT
-// stream, DNS-over-HTTPS query and ICMP echo a device sends, the PoP asks its Authorize
-// hooks (the tenant's policy), picks an online publisher of the app
-// round-robin, opens the matching stream on that publisher's connection (on
+// stream, DNS-over-HTTPS query and ICMP echo a device sends, the PoP asks its
+// Authorize hooks (the tenant's policy), picks a publisher of the app (the
+// first online one of those the device selected by RTT, else any online one
+// round-robin), opens the matching stream on that publisher's connection (on
 // which the PoP is the HTTP/2 client) and relays bytes, half-closes and resets
 // end to end. Refusals are tunnel/l7's statuses and Zt-Reason header. The
 // agent never links it.
@@ -49,6 +50,10 @@ type Config struct {
 	// reference policy lets a user who may reach the app ping its hosts. An
 	// error refuses the echo with 403. Nil denies every echo.
 	AuthorizeEcho func(peer *x509.Certificate, appID, host string) (publishers []string, err error)
+	// AuthorizeApp decides whether the device with certificate peer may use app
+	// appID at all, and names its publishers: a device may probe only those. An
+	// error refuses the probe with 403. Nil denies every probe.
+	AuthorizeApp func(peer *x509.Certificate, appID string) (publishers []string, err error)
 	// Publisher identifies a publisher's connection by its certificate.
 	Publisher func(peer *x509.Certificate) (name string, ok bool)
 	Log       *zap.Logger
@@ -78,6 +83,9 @@ type Server struct {
 	conns     map[net.Conn]struct{}
 	pubs      map[string][]*pubConn // by name, oldest first
 	rr        map[string]uint64     // round-robin position per app
+	pubWake   chan struct{}         // closed and replaced when a publisher connection starts or ends
+
+	probeFailures atomic.Uint64
 }
 
 // pubConn is a publisher's connection, on which the PoP is the HTTP/2 client.
@@ -111,6 +119,11 @@ func New(cfg Config) *Server {
 			return nil, errors.New("no echo policy")
 		}
 	}
+	if cfg.AuthorizeApp == nil {
+		cfg.AuthorizeApp = func(*x509.Certificate, string) ([]string, error) {
+			return nil, errors.New("no app policy")
+		}
+	}
 	if cfg.Publisher == nil {
 		cfg.Publisher = func(*x509.Certificate) (string, bool) { return "", false }
 	}
@@ -133,6 +146,7 @@ func New(cfg Config) *Server {
 		conns:     make(map[net.Conn]struct{}),
 		pubs:      make(map[string][]*pubConn),
 		rr:        make(map[string]uint64),
+		pubWake:   make(chan struct{}),
 	}
 }
 
@@ -253,7 +267,7 @@ func (p *Server) serveConn(c net.Conn) {
 func (p *Server) serveClient(c net.Conn, peer *x509.Certificate) {
 	log := p.log.With(zap.String("peer", peer.Subject.CommonName), zap.Stringer("remote", c.RemoteAddr()))
 	log.Debug("client connected")
-	p.h2s.ServeConn(c, l7.ServeConnOpts(p.ctx, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.h2s.ServeConn(c, l7.ServeConnOpts(withDevice(p.ctx, &device{}), log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A handler may start after Close began waiting; it must not run then.
 		if !p.track(func() { p.wg.Add(1) }) {
 			return
@@ -275,6 +289,10 @@ func (p *Server) dispatch(w http.ResponseWriter, r *http.Request, peer *x509.Cer
 		p.serveDNS(w, r, peer, log)
 	case l7.IsEchoRequest(r):
 		p.serveEcho(w, r, peer, log)
+	case l7.IsProbe(r):
+		p.serveProbe(w, r, peer, log)
+	case l7.IsSelection(r):
+		p.serveSelection(w, r, log)
 	default:
 		l7.Refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
 	}
@@ -297,7 +315,7 @@ func (p *Server) servePublisher(c net.Conn, peer *x509.Certificate) {
 		return
 	}
 	pc := &pubConn{name: name, cc: cc}
-	p.untrack(func() { p.pubs[name] = append(p.pubs[name], pc) })
+	p.untrack(func() { p.pubs[name] = append(p.pubs[name], pc); p.publishersChangedLocked() })
 	log.Info("publisher online")
 	select {
 	case <-cc.Done():
@@ -309,6 +327,7 @@ func (p *Server) servePublisher(c net.Conn, peer *x509.Certificate) {
 }
 
 func (p *Server) removePubLocked(pc *pubConn) {
+	defer p.publishersChangedLocked()
 	cs := p.pubs[pc.name]
 	for i, c := range cs {
 		if c == pc {
@@ -338,12 +357,8 @@ func (p *Server) pick(app string, allowed []string) *pubConn {
 	defer p.mu.Unlock()
 	online := make([]*pubConn, 0, len(allowed))
 	for _, name := range allowed {
-		cs := p.pubs[name]
-		for i := len(cs) - 1; i >= 0; i-- {
-			if cs[i].cc.CanTakeNewRequest() {
-				online = append(online, cs[i])
-				break
-			}
+		if pc := p.onlineLocked(name); pc != nil {
+			online = append(online, pc)
 		}
 	}
 	if len(online) == 0 {

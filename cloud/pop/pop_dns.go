@@ -21,7 +21,7 @@ func (p *Server) serveDNS(w http.ResponseWriter, r *http.Request, peer *x509.Cer
 	}
 	log = log.With(zap.String("qname", q.QName), zap.String("app", q.AppID))
 	allowed, err := p.cfg.AuthorizeDNS(peer, q.AppID, q.QName)
-	pc := p.choose(w, "DNS query", q.AppID, allowed, err, log)
+	pc := p.choose(r.Context(), w, "DNS query", q.AppID, allowed, err, log)
 	if pc == nil {
 		return
 	}

@@ -22,7 +22,7 @@ func (p *Server) serveEcho(w http.ResponseWriter, r *http.Request, peer *x509.Ce
 	}
 	log = log.With(zap.String("echo", req.Host), zap.String("app", req.AppID))
 	allowed, err := p.cfg.AuthorizeEcho(peer, req.AppID, req.Host)
-	pc := p.choose(w, "echo", req.AppID, allowed, err, log)
+	pc := p.choose(r.Context(), w, "echo", req.AppID, allowed, err, log)
 	if pc == nil {
 		return
 	}

@@ -26,7 +26,7 @@ func (p *Server) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509
 	}
 	log = log.With(zap.String("target", t.Authority()), zap.String("app", t.AppID))
 	allowed, err := p.cfg.Authorize(peer, t)
-	pc := p.choose(w, "stream", t.AppID, allowed, err, log)
+	pc := p.choose(r.Context(), w, "stream", t.AppID, allowed, err, log)
 	if pc == nil {
 		return
 	}
@@ -93,15 +93,16 @@ func relay(w http.ResponseWriter, flush func() error, body io.ReadCloser, up *l7
 }
 
 // choose picks an online publisher of app among those the policy allowed (the
-// stream's or DNS query's authorisation, whose error is authErr). When the
-// policy refused or no publisher is online, it has answered w and returns nil.
-func (p *Server) choose(w http.ResponseWriter, what, app string, allowed []string, authErr error, log *zap.Logger) *pubConn {
+// stream's or DNS query's authorisation, whose error is authErr), preferring
+// the selection of the device of ctx (pickFor). When the policy refused or no
+// publisher is online, it has answered w and returns nil.
+func (p *Server) choose(ctx context.Context, w http.ResponseWriter, what, app string, allowed []string, authErr error, log *zap.Logger) *pubConn {
 	if authErr != nil {
 		log.Debug(what+" denied", zap.Error(authErr))
 		l7.Refuse(w, http.StatusForbidden, authErr.Error())
 		return nil
 	}
-	pc := p.pick(app, allowed)
+	pc := p.pickFor(ctx, app, allowed)
 	if pc == nil {
 		log.Debug("no publisher online", zap.Strings("publishers", allowed))
 		l7.Refuse(w, http.StatusServiceUnavailable, "no publisher of app "+app+" is online")

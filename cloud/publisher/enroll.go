@@ -36,11 +36,13 @@ type Enrollment struct {
 }
 
 // Identity is a publisher's identity: its certificate, the tenant CA
-// (which verifies the PoP) and where the PoP is.
+// (which verifies the PoP) and where the PoP is (PoPs, when the tenant has
+// several, as they were at enrollment: the publisher dials every one).
 type Identity struct {
 	Tenant string
 	Name   string
 	PoP    tenantapi.PoPInfo
+	PoPs   []tenantapi.PoPInfo
 	Cert   tls.Certificate
 	Roots  *x509.CertPool
 
@@ -65,13 +67,14 @@ func renewDue(leaf *x509.Certificate) bool {
 }
 
 type publisherJSON struct {
-	Version     int               `json:"version"`
-	Tenant      string            `json:"tenant"`
-	Name        string            `json:"name"`
-	PoP         tenantapi.PoPInfo `json:"pop"`
-	Key         string            `json:"key"`
-	Certificate string            `json:"certificate"`
-	CA          string            `json:"ca"`
+	Version     int                 `json:"version"`
+	Tenant      string              `json:"tenant"`
+	Name        string              `json:"name"`
+	PoP         tenantapi.PoPInfo   `json:"pop"`
+	PoPs        []tenantapi.PoPInfo `json:"pops,omitempty"`
+	Key         string              `json:"key"`
+	Certificate string              `json:"certificate"`
+	CA          string              `json:"ca"`
 }
 
 // LoadOrEnroll returns the publisher stored in pe.StateDir when it is
@@ -132,7 +135,7 @@ func Enroll(ctx context.Context, pe Enrollment, log *zap.Logger) (*Identity, err
 	}
 	log.Info("publisher enrolled", zap.String("tenant", peer.Tenant), zap.String("publisher", pe.Name),
 		zap.String("pop", resp.PoP.Address))
-	return &Identity{Tenant: peer.Tenant, Name: pe.Name, PoP: *resp.PoP, Cert: cert, Roots: roots,
+	return &Identity{Tenant: peer.Tenant, Name: pe.Name, PoP: *resp.PoP, PoPs: resp.PoPs, Cert: cert, Roots: roots,
 		caPEM: []byte(resp.CA)}, nil
 }
 
@@ -184,7 +187,7 @@ func (p *Identity) save(dir string) error {
 	if err != nil {
 		return fmt.Errorf("save publisher identity: %w", err)
 	}
-	data, err := json.MarshalIndent(publisherJSON{Version: publisherVersion, Tenant: p.Tenant, Name: p.Name, PoP: p.PoP,
+	data, err := json.MarshalIndent(publisherJSON{Version: publisherVersion, Tenant: p.Tenant, Name: p.Name, PoP: p.PoP, PoPs: p.PoPs,
 		Key:         string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})),
 		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.Cert.Certificate[0]})),
 		CA:          string(p.caPEM)}, "", "  ")
@@ -220,6 +223,9 @@ func loadPublisher(path string) (*Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: tenant CA: %w", path, err)
 	}
-	return &Identity{Tenant: j.Tenant, Name: j.Name, PoP: j.PoP, Cert: cert, Roots: roots,
+	return &Identity{Tenant: j.Tenant, Name: j.Name, PoP: j.PoP, PoPs: j.PoPs, Cert: cert, Roots: roots,
 		caPEM: []byte(j.CA)}, nil
 }
+
+// DialList returns the PoPs the publisher dials: PoPs, or PoP alone.
+func (p *Identity) DialList() []tenantapi.PoPInfo { return tenantapi.PoPList(p.PoP, p.PoPs) }

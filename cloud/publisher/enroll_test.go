@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,7 +18,13 @@ import (
 // startTenant serves the demo tenant's API on an httptest TLS server.
 func startTenant(t *testing.T) (*httptest.Server, *tenant.CA) {
 	t.Helper()
-	tn, err := tenant.Load("../../testdata/tenants/demo.yaml")
+	return startTenantFile(t, "../../testdata/tenants/demo.yaml")
+}
+
+// startTenantFile serves the API of the tenant in file.
+func startTenantFile(t *testing.T, file string) (*httptest.Server, *tenant.CA) {
+	t.Helper()
+	tn, err := tenant.Load(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +71,26 @@ func TestLoadOrEnrollPublisher(t *testing.T) {
 	pe.Name = "pub2"
 	if _, err := LoadOrEnroll(context.Background(), pe); err == nil {
 		t.Error("stored pub1 identity served for pub2")
+	}
+}
+
+// TestPublisherPoPs: a publisher of a tenant with several PoPs learns them
+// all at enrollment and keeps them with its identity.
+func TestPublisherPoPs(t *testing.T) {
+	srv, ca := startTenantFile(t, "../../testdata/tenants/select.yaml")
+	dir := t.TempDir()
+	pe := Enrollment{StateDir: dir, TenantURL: srv.URL, Roots: ca.Pool(), Name: "pub2",
+		Token: "demo-publisher2-token-6b0d2e8f43a1", Log: zaptest.NewLogger(t)}
+	want := []tenantapi.PoPInfo{{Address: "10.10.0.1:8443", ServerName: "pop.demo.test"}, {Address: "10.10.0.1:8445", ServerName: "pop.demo.test"}}
+	for _, what := range []string{"enrolled", "loaded"} {
+		p, err := LoadOrEnroll(context.Background(), pe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.DialList(); !slices.Equal(got, want) {
+			t.Errorf("%s: dials %v, want %v", what, got, want)
+		}
+		srv.Close() // the second round loads the stored identity
 	}
 }
 

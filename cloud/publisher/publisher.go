@@ -170,6 +170,9 @@ func (p *Publisher) handle(w http.ResponseWriter, r *http.Request) {
 		p.serveDNS(w, r)
 	case l7.IsEchoRequest(r):
 		p.serveEcho(w, r)
+	case l7.IsProbe(r):
+		// The agent measures its RTT to this publisher through the PoP.
+		l7.AnswerProbe(w)
 	default:
 		l7.Refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
 	}

@@ -212,7 +212,7 @@ func (t *Tenant) AgentConfig(upn string) (*tenantapi.AgentConfig, error) {
 		return nil, deny(tenantapi.ReasonUnknownUser, "user %q is not a member of tenant %q", upn, t.Name)
 	}
 	cfg, _ := t.steeringFor(u)
-	return &tenantapi.AgentConfig{Tenant: t.Name, User: u.UPN, PoP: t.PoP, Steering: cfg}, nil
+	return &tenantapi.AgentConfig{Tenant: t.Name, User: u.UPN, PoP: t.PoP, PoPs: slices.Clone(t.PoPs), Steering: cfg}, nil
 }
 
 // Authorize decides whether upn may open a flow to host:port over proto ("tcp"

@@ -278,6 +278,7 @@ func (h *tenantHandler) enrollPublisher(w http.ResponseWriter, r *http.Request, 
 		Tenant:      t.Name,
 		Publisher:   p.Name,
 		PoP:         &t.PoP,
+		PoPs:        t.PoPs,
 	})
 }
 

@@ -38,6 +38,10 @@ type Tenant struct {
 	// APIURL is the tenant API's public URL, as agents are told to reach it.
 	APIURL string            `yaml:"api_url,omitempty"`
 	PoP    tenantapi.PoPInfo `yaml:"pop"`
+	// PoPs, when set, lists every PoP agents may use: each agent measures its
+	// RTT to them and connects to the nearest, failing over to the next. PoP
+	// (where publishers dial) defaults to the first of them.
+	PoPs []tenantapi.PoPInfo `yaml:"pops,omitempty"`
 
 	Users      []User         `yaml:"users"`
 	Publishers []Publisher    `yaml:"publishers"`

@@ -145,15 +145,28 @@ func (t *Tenant) checkHeader(v *validator) {
 			v.bad("api_url", t.APIURL, "must be an https:// URL with a host and no query")
 		}
 	}
-	if t.PoP.Address == "" {
-		v.badf("pop.address", "missing: the host:port agents dial")
-	} else if host, port, err := net.SplitHostPort(t.PoP.Address); err != nil || host == "" {
-		v.bad("pop.address", t.PoP.Address, "must be host:port")
+	for i := range t.PoPs {
+		validatePoP(v, fmt.Sprintf("pops[%d]", i), &t.PoPs[i])
+	}
+	if t.PoP.Address == "" && len(t.PoPs) > 0 {
+		t.PoP = t.PoPs[0]
+	} else {
+		validatePoP(v, "pop", &t.PoP)
+	}
+}
+
+// validatePoP checks a PoP's address (path is its place in the file) and
+// defaults its server name to the address's host.
+func validatePoP(v *validator, path string, p *tenantapi.PoPInfo) {
+	if p.Address == "" {
+		v.badf(path+".address", "missing: the host:port agents dial")
+	} else if host, port, err := net.SplitHostPort(p.Address); err != nil || host == "" {
+		v.bad(path+".address", p.Address, "must be host:port")
 	} else if _, err := steering.ParsePort(port); err != nil {
-		v.bad("pop.address", t.PoP.Address, err.Error())
-	} else if t.PoP.ServerName == "" {
+		v.bad(path+".address", p.Address, err.Error())
+	} else if p.ServerName == "" {
 		// The certificate the PoP presents is issued for its address by default.
-		t.PoP.ServerName = host
+		p.ServerName = host
 	}
 }
 

@@ -34,6 +34,7 @@ func cmdPublisher(ctx context.Context, args []string) error {
 	cacert := fs.String("cacert", "", "tenant CA certificate (PEM) to trust the tenant API and PoP")
 	resolver := fs.String("resolver", "", "corporate DNS resolver ip:port (default: system resolver)")
 	state := fs.String("state", "/var/lib/ztcloud-publisher", "state directory for the publisher's key and certificate")
+	popAddr := fs.String("pop", "", "PoP host:port to dial instead of those the tenant names (e.g. a relay in front of one); the TLS name stays the tenant's")
 	level := zapcore.InfoLevel
 	fs.Var(&level, "log-level", "log level")
 	if err := fs.Parse(args); err != nil {
@@ -77,15 +78,42 @@ func cmdPublisher(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	p := publisher.New(publisher.Config{
-		Name:     *name,
-		PoPAddr:  pub.PoP.Address,
-		TLS:      publisherTLS(pub.Cert, pub.Roots, pub.PoP.ServerName),
-		Resolver: *resolver,
-		Log:      log.Named("publisher"),
-	})
-	log.Info("publisher running", zap.String("name", *name), zap.String("pop", pub.PoP.Address))
-	return p.Run(ctx)
+	// One connection to every PoP of the tenant: a device may use any of them.
+	pops := pub.DialList()
+	if *popAddr != "" {
+		pops = []tenantapi.PoPInfo{{Address: *popAddr, ServerName: pub.PoP.ServerName}}
+	}
+	var runs []func(context.Context) error
+	for _, pp := range pops {
+		p := publisher.New(publisher.Config{
+			Name:     *name,
+			PoPAddr:  pp.Address,
+			TLS:      publisherTLS(pub.Cert, pub.Roots, pp.ServerName),
+			Resolver: *resolver,
+			Log:      log.Named("publisher"),
+		})
+		log.Info("publisher running", zap.String("name", *name), zap.String("pop", pp.Address))
+		runs = append(runs, p.Run)
+	}
+	return runAll(ctx, runs)
+}
+
+// runAll runs every run until ctx is done and all have returned; it returns
+// the first error of one that failed while ctx was live.
+func runAll(ctx context.Context, runs []func(context.Context) error) error {
+	var wg sync.WaitGroup
+	errc := make(chan error, len(runs))
+	for _, run := range runs {
+		wg.Go(func() { errc <- run(ctx) })
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func publisherTLS(cert tls.Certificate, roots *x509.CertPool, serverName string) *tls.Config {
@@ -101,33 +129,23 @@ func publisherTLS(cert tls.Certificate, roots *x509.CertPool, serverName string)
 // with certificates signed directly by the CA: the all-in-one small setup.
 func inProcessPublishers(f serveFlags, ca *tenant.CA, t *tenant.Tenant, log *zap.Logger) func(context.Context) error {
 	return func(ctx context.Context) error {
-		var wg sync.WaitGroup
-		errc := make(chan error, len(t.Publishers))
+		var runs []func(context.Context) error
 		for _, p := range t.Publishers {
 			cert, err := ca.IssuePublisher(t.Name, p.Name)
 			if err != nil {
 				return err
 			}
-			pub := publisher.New(publisher.Config{
-				Name:     p.Name,
-				PoPAddr:  t.PoP.Address,
-				TLS:      publisherTLS(cert, ca.Pool(), t.PoP.ServerName),
-				Resolver: f.resolver,
-				Log:      log.Named("publisher").With(zap.String("name", p.Name)),
-			})
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errc <- pub.Run(ctx)
-			}()
-		}
-		wg.Wait()
-		close(errc)
-		for err := range errc {
-			if err != nil && ctx.Err() == nil {
-				return err
+			for _, pp := range tenantapi.PoPList(t.PoP, t.PoPs) {
+				pub := publisher.New(publisher.Config{
+					Name:     p.Name,
+					PoPAddr:  pp.Address,
+					TLS:      publisherTLS(cert, ca.Pool(), pp.ServerName),
+					Resolver: f.resolver,
+					Log:      log.Named("publisher").With(zap.String("name", p.Name)),
+				})
+				runs = append(runs, pub.Run)
 			}
 		}
-		return nil
+		return runAll(ctx, runs)
 	}
 }

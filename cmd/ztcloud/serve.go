@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -209,8 +210,11 @@ func tenantRole(f serveFlags, ca *tenant.CA, names []string, current func() *ten
 func popRole(f serveFlags, ca *tenant.CA, names []string, current func() *tenant.Tenant, log *zap.Logger) (func(context.Context) error, error) {
 	// Agents and publishers verify the PoP by the server name the tenant file
 	// gives them, so the certificate must carry it.
-	if sn := current().PoP.ServerName; sn != "" {
-		names = append(names[:len(names):len(names)], sn)
+	names = names[:len(names):len(names)]
+	for _, pp := range append([]tenantapi.PoPInfo{current().PoP}, current().PoPs...) {
+		if pp.ServerName != "" && !slices.Contains(names, pp.ServerName) {
+			names = append(names, pp.ServerName)
+		}
 	}
 	cert, err := ca.IssueServer(names)
 	if err != nil {
@@ -256,6 +260,16 @@ func popRole(f serveFlags, ca *tenant.CA, names []string, current func() *tenant
 				return nil, errors.New("only devices may ping")
 			}
 			return current().AuthorizeEcho(p.User, appID, host)
+		},
+		AuthorizeApp: func(peer *x509.Certificate, appID string) ([]string, error) {
+			p, err := tenantapi.PeerIdentity(peer)
+			if err != nil {
+				return nil, err
+			}
+			if p.Kind != tenantapi.KindDevice {
+				return nil, errors.New("only devices may probe publishers")
+			}
+			return current().AppPublishers(p.User, appID)
 		},
 		Publisher: func(peer *x509.Certificate) (string, bool) {
 			p, err := tenantapi.PeerIdentity(peer)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/steering"
@@ -170,6 +171,33 @@ func TestPrintStatusShowsWhatIsNotInForce(t *testing.T) {
 		"suspended", "private access is off until the user signs in again", "re-authentication is overdue",
 		"PENDING: applies at the next enrollment", "NOT CARRIED, refused: all flows: the L3E tunnel is not supported yet",
 		"3 not carried", "2 SYNs dropped",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestPrintStatusShowsSelection(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, ctlapi.Status{
+		State: ctlapi.StateRunning,
+		Tunnel: ctlapi.TunnelStatus{State: "connected", PoP: "10.0.0.2:443", PoPs: []ctlapi.PoPStatus{
+			{Addr: "10.0.0.1:443", Error: "connection refused"},
+			{Addr: "10.0.0.2:443", Connect: 3 * time.Millisecond, InUse: true},
+		}},
+		Selection: ctlapi.SelectionStatus{Interval: "5m0s", ProbeFailures: 2},
+		Apps: []ctlapi.AppStatus{{ID: "web", Hosts: []string{"web.corp.test"}, TCP: "80", Publishers: []ctlapi.PublisherStatus{
+			{Name: "near", RTT: 1200 * time.Microsecond, Bucket: "<5ms", Selected: true},
+			{Name: "far", RTT: 41 * time.Millisecond, Bucket: "20-50ms"},
+			{Name: "gone", Error: "publisher gone is not online"},
+		}}},
+	})
+	for _, want := range []string{
+		"PoP 10.0.0.1:443  unreachable: connection refused", "PoP 10.0.0.2:443  connect 3.0ms  IN USE",
+		"every 5m0s; 2 probes failed",
+		"publisher near  rtt 1.2ms (bucket <5ms)  SELECTED", "publisher far   rtt 41.0ms (bucket 20-50ms)\n",
+		"publisher gone  unreachable: publisher gone is not online",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, out.String())

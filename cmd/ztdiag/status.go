@@ -63,6 +63,9 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 	if t.LastError != "" {
 		fmt.Fprintf(w, "Tunnel error:\t%s\n", t.LastError)
 	}
+	printPoPs(w, t.PoPs)
+	sel := st.Selection
+	fmt.Fprintf(w, "Publishers:\tmeasured %s, every %s; %d probes failed\n", ago(sel.Probed), sel.Interval, sel.ProbeFailures)
 	fmt.Fprintf(w, "TUN:\t%s %s, routes %s\n", st.TUN.Name, st.TUN.Addr, join(st.TUN.Routes))
 	fmt.Fprintf(w, "DNS:\t%s on %s, upstreams %s\n", st.DNS.Mode, join(st.DNS.Listen), join(st.DNS.Upstreams))
 	f := st.Flows
@@ -99,6 +102,7 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 		if a.NotCarried != "" {
 			fmt.Fprintf(w, "  \tNOT CARRIED, refused: %s\n", a.NotCarried)
 		}
+		printPublishers(w, a.Publishers)
 	}
 	w.Flush()
 	fmt.Fprintf(out, "\nStub addresses (%d):\n", len(st.Stubs))

@@ -48,6 +48,9 @@ type EnrollResponse struct {
 	Publisher   string `json:"publisher,omitempty"`
 	// PoP is where a publisher dials; devices learn it from their config.
 	PoP *PoPInfo `json:"pop,omitempty"`
+	// PoPs, when the tenant has several, are every PoP a publisher dials
+	// (PoP is one of them, for older publishers).
+	PoPs []PoPInfo `json:"pops,omitempty"`
 	// A device enrollment carries the initial config, in the clear (inside TLS)
 	// or, when the token set has an encryption token, sealed (see seal.go).
 	Config       json.RawMessage `json:"config,omitempty"`

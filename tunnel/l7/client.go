@@ -17,6 +17,9 @@ import (
 type ClientConfig struct {
 	// Addr is the PoP's "host:port".
 	Addr string
+	// PoPs, when set, replaces Addr with several PoPs: the client connects
+	// to the one with the lowest RTT and fails over to the next (see pops.go).
+	PoPs []PoP
 	// TLS holds the device certificate, the tenant's RootCAs and the PoP's
 	// ServerName. NextProtos and MinVersion are overridden (h2, TLS 1.3).
 	TLS *tls.Config
@@ -62,7 +65,7 @@ type tunnelConn struct {
 type Client struct {
 	cfg     ClientConfig
 	log     *zap.Logger
-	tlsConf *tls.Config
+	popList *pops // where to dial
 
 	ctx    context.Context // canceled by Close; parent of the dial
 	cancel context.CancelFunc
@@ -91,12 +94,11 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
-	tc := ClientTLS(cfg.TLS, cfg.Addr, ALPNClient)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Client{
 		cfg:     cfg,
 		log:     cfg.Log.Named("l7client"),
-		tlsConf: tc,
+		popList: newPoPs(cfg),
 		ctx:     ctx,
 		cancel:  cancel,
 		state:   StateConnecting,
@@ -143,7 +145,7 @@ func (c *Client) Status() Status {
 	defer c.mu.Unlock()
 	return Status{
 		State:     c.state,
-		Addr:      c.cfg.Addr,
+		Addr:      c.popList.current(),
 		Since:     c.since,
 		LastError: c.lastErr,
 		Streams:   int(c.streams.Load()),
@@ -179,7 +181,8 @@ func (c *Client) run() {
 			bo.Reset()
 			c.cur.Store(tc)
 			c.setState(StateConnected, nil)
-			c.log.Info("tunnel up", zap.String("pop", c.cfg.Addr))
+			c.popList.connected()
+			c.log.Info("tunnel up", zap.String("pop", c.popList.current()))
 			select {
 			case <-tc.cc.Done():
 				err = errors.New("connection to PoP lost")
@@ -197,7 +200,7 @@ func (c *Client) run() {
 		if bo.Repeated(err) {
 			lvl = zap.DebugLevel
 		}
-		c.log.Log(lvl, "tunnel down", zap.String("pop", c.cfg.Addr), zap.Error(err), zap.Duration("retry_in", delay))
+		c.log.Log(lvl, "tunnel down", zap.String("pop", c.popList.current()), zap.Error(err), zap.Duration("retry_in", delay))
 		if !SleepCtx(c.ctx.Done(), delay) {
 			return
 		}
@@ -206,20 +209,18 @@ func (c *Client) run() {
 
 // connect dials the PoP and starts HTTP/2 on the connection.
 func (c *Client) connect() (*tunnelConn, error) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
-	defer cancel()
-	raw, err := DialTLS(ctx, c.cfg.Dial, c.cfg.Addr, c.tlsConf)
+	raw, addr, err := c.dialPoP()
 	if err != nil {
-		return nil, fmt.Errorf("dial PoP %s: %w", c.cfg.Addr, err)
+		return nil, err
 	}
 	if p := raw.ConnectionState().NegotiatedProtocol; p != ALPNClient {
 		raw.Close()
-		return nil, fmt.Errorf("dial PoP %s: negotiated protocol %q, want %q", c.cfg.Addr, p, ALPNClient)
+		return nil, fmt.Errorf("dial PoP %s: negotiated protocol %q, want %q", addr, p, ALPNClient)
 	}
 	conn := NewCountingConn(raw, &c.bytesIn, &c.bytesOut)
 	cc, err := NewClientConn(conn, c.log)
 	if err != nil {
-		return nil, fmt.Errorf("start HTTP/2 with PoP %s: %w", c.cfg.Addr, err)
+		return nil, fmt.Errorf("start HTTP/2 with PoP %s: %w", addr, err)
 	}
 	return &tunnelConn{cc: cc, conn: conn}, nil
 }

@@ -52,7 +52,7 @@ func (c *Client) ResolveDNS(ctx context.Context, appID string, query []byte) ([]
 		query = bytes.Clone(query)
 		binary.BigEndian.PutUint16(query, 0)
 	}
-	answer, err := tc.cc.ResolveDNS(ctx, c.cfg.Addr, appID, query)
+	answer, err := tc.cc.ResolveDNS(ctx, c.popList.current(), appID, query)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

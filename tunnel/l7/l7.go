@@ -52,6 +52,14 @@
 // too many echoes in flight at the publisher 429; the agent never answers an
 // echo the publisher did not.
 //
+// Publisher selection uses the same connection (probe.go): the agent measures
+// its RTT through the PoP to a publisher with GET /probe, which the PoP
+// forwards to that publisher, and sends the publishers it selected per app
+// (the lowest RTT bucket, steering.RTTBuckets) with POST /selection, whose
+// response the PoP holds open to say when the selection goes stale. A Client
+// may be given several PoPs (pops.go): each connection attempt races a
+// handshake to all of them and keeps the first to complete.
+//
 // What the ends must agree on lives here once, exported for cloud/pop and
 // cloud/publisher: ALPN names, headers, Target and its parsing, refusals, DoH
 // framing, echo framing, the capsule codec and datagram conns, the HTTP/2
