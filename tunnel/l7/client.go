@@ -53,8 +53,10 @@ type Status struct {
 
 // tunnelConn is one live connection to the PoP.
 type tunnelConn struct {
-	cc   *ClientConn
-	conn *CountingConn
+	cc       *ClientConn
+	conn     *CountingConn
+	since    time.Time   // when it was connected
+	checking atomic.Bool // a Check's PING is under way
 }
 
 // Client keeps one TLS connection to the PoP up and opens a CONNECT stream on it for
@@ -69,6 +71,9 @@ type Client struct {
 	wg     sync.WaitGroup // the run goroutine
 
 	cur atomic.Pointer[tunnelConn] // nil unless connected
+	// reconnect and check carry Reconnect's and Check's requests to the run
+	// loop (one pending each: requests coalesce).
+	reconnect, check chan string
 
 	mu      sync.Mutex
 	started bool
@@ -94,13 +99,15 @@ func NewClient(cfg ClientConfig) *Client {
 	tc := ClientTLS(cfg.TLS, cfg.Addr, ALPNClient)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Client{
-		cfg:     cfg,
-		log:     cfg.Log.Named("l7client"),
-		tlsConf: tc,
-		ctx:     ctx,
-		cancel:  cancel,
-		state:   StateConnecting,
-		since:   time.Now(),
+		cfg:       cfg,
+		log:       cfg.Log.Named("l7client"),
+		tlsConf:   tc,
+		ctx:       ctx,
+		cancel:    cancel,
+		reconnect: make(chan string, 1),
+		check:     make(chan string, 1),
+		state:     StateConnecting,
+		since:     time.Now(),
 	}
 }
 
@@ -169,25 +176,33 @@ func (c *Client) setState(state string, err error) {
 // asks on every private-name query.
 func (c *Client) Connected() bool { return c.connected.Load() }
 
-// run owns the connection: connect, serve until it dies, wait, repeat.
+// run owns the connections: connect, serve until the connection is lost,
+// wait, repeat. A connection the PoP sends GOAWAY on is replaced at once (see
+// serve); Reconnect and Check cut a wait short.
 func (c *Client) run() {
 	defer c.wg.Done()
+	var bg sync.WaitGroup // connections draining, checks under way
+	defer bg.Wait()
 	bo := NewBackoff(c.cfg.RetryMin, c.cfg.RetryMax)
+	quickGoAway := false // the last connection got GOAWAY soon after it was made
 	for {
+		c.takeRequests() // this attempt answers them
 		tc, err := c.connect()
 		if err == nil {
 			bo.Reset()
-			c.cur.Store(tc)
-			c.setState(StateConnected, nil)
-			c.log.Info("tunnel up", zap.String("pop", c.cfg.Addr))
-			select {
-			case <-tc.cc.Done():
-				err = errors.New("connection to PoP lost")
-			case <-c.ctx.Done():
+			err = c.serve(tc, &bg)
+			if errors.Is(err, errGoAway) {
+				// The PoP is going away: connect again now, unless GOAWAY
+				// twice in a row came at once (a PoP turning every
+				// connection away gets the backoff, not a loop).
+				quick := time.Since(tc.since) < minGoAwayLife
+				if !quick || !quickGoAway {
+					quickGoAway = quick
+					continue
+				}
 			}
-			c.cur.Store(nil)
-			tc.cc.Close()
 		}
+		quickGoAway = false
 		if c.ctx.Err() != nil {
 			return
 		}
@@ -198,7 +213,7 @@ func (c *Client) run() {
 			lvl = zap.DebugLevel
 		}
 		c.log.Log(lvl, "tunnel down", zap.String("pop", c.cfg.Addr), zap.Error(err), zap.Duration("retry_in", delay))
-		if !SleepCtx(c.ctx.Done(), delay) {
+		if !c.wait(delay) {
 			return
 		}
 	}
@@ -221,7 +236,7 @@ func (c *Client) connect() (*tunnelConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start HTTP/2 with PoP %s: %w", c.cfg.Addr, err)
 	}
-	return &tunnelConn{cc: cc, conn: conn}, nil
+	return &tunnelConn{cc: cc, conn: conn, since: time.Now()}, nil
 }
 
 // Open opens a stream to t and blocks until the PoP answered. On success the

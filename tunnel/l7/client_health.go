@@ -1,0 +1,171 @@
+package l7
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// How the client recovers quickly. A PoP that sends GOAWAY (it is shutting
+// down, or draining for a restart) is replaced at once by a new connection,
+// while the streams it accepted finish on the old one. A change of the
+// device's network (Reconnect) opens a new connection before the old one is
+// let go, so a path that still works loses no flow and a dead one is left at
+// once. A wake from sleep (Check) pings the connection with a short timeout
+// instead of waiting for the keepalive (ReadIdle, then pingTimeout): 25 s on a
+// path that died silently while the device slept.
+
+const (
+	// CheckTimeout is how long the PoP has to answer the PING of a Check, and
+	// of the check of a connection that Reconnect replaced.
+	CheckTimeout = 2 * time.Second
+	// minGoAwayLife: a connection that gets GOAWAY sooner than this after it
+	// was made, right after another such, is replaced after the backoff
+	// delay rather than at once.
+	minGoAwayLife = time.Second
+)
+
+var errLost = errors.New("connection to PoP lost")
+
+// Reconnect opens a new connection to the PoP now, because the path to it may
+// have changed (a network change): new flows move to the new connection as
+// soon as it is up, streams open on the old one finish there unless it does
+// not answer a PING within CheckTimeout. If the new connection cannot be made,
+// the old one stays if it answers. While the tunnel is down, it retries at
+// once. Requests made while one is pending coalesce; why is logged.
+func (c *Client) Reconnect(why string) { request(c.reconnect, why) }
+
+// Check pings the PoP on the current connection, and drops the connection if
+// no answer comes within CheckTimeout (then the tunnel reconnects), because
+// the path may have died unnoticed (a wake from sleep). While the tunnel is
+// down, it retries at once. Requests coalesce; why is logged.
+func (c *Client) Check(why string) { request(c.check, why) }
+
+func request(ch chan string, why string) {
+	select {
+	case ch <- why:
+	default: // one is pending already
+	}
+}
+
+// takeRequests drops pending requests: the connection about to be made
+// answers them.
+func (c *Client) takeRequests() {
+	for _, ch := range []chan string{c.reconnect, c.check} {
+		select {
+		case <-ch:
+		default:
+		}
+	}
+}
+
+// wait waits d before the next attempt; a Reconnect or Check ends it early. It
+// reports false when the client is closed.
+func (c *Client) wait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case why := <-c.reconnect:
+		c.log.Info("retrying now", zap.String("why", why))
+	case why := <-c.check:
+		c.log.Info("retrying now", zap.String("why", why))
+	case <-c.ctx.Done():
+		return false
+	}
+	return true
+}
+
+// install makes tc the connection new streams open on.
+func (c *Client) install(tc *tunnelConn) {
+	c.cur.Store(tc)
+	c.setState(StateConnected, nil)
+	c.log.Info("tunnel up", zap.String("pop", c.cfg.Addr), zap.Stringer("local", tc.conn.LocalAddr()))
+}
+
+// serve runs the current connection, starting with tc, until it is lost
+// (errLost), the PoP sends GOAWAY (errGoAway; the connection drains in bg) or
+// the client is closed (nil). Requests to reconnect or check are served here.
+func (c *Client) serve(tc *tunnelConn, bg *sync.WaitGroup) error {
+	c.install(tc)
+	for {
+		select {
+		case <-tc.cc.Done():
+			c.cur.Store(nil)
+			tc.cc.Close()
+			return errLost
+		case <-tc.cc.GoingAway():
+			c.cur.Store(nil)
+			c.log.Info("PoP is going away: reconnecting; open streams finish on the old connection", zap.String("pop", c.cfg.Addr))
+			c.retire(tc, bg, false)
+			return errGoAway
+		case why := <-c.reconnect:
+			tc = c.replace(tc, bg, why)
+		case why := <-c.check:
+			c.log.Info("checking the connection to the PoP", zap.String("why", why))
+			c.checkConn(tc, bg)
+		case <-c.ctx.Done():
+			c.cur.Store(nil)
+			tc.cc.Close()
+			return nil
+		}
+	}
+}
+
+// replace makes a new connection while tc keeps serving, then retires tc and
+// returns the new one. If no new connection can be made, tc is checked and
+// returned: if it is dead, serve finds out.
+func (c *Client) replace(tc *tunnelConn, bg *sync.WaitGroup, why string) *tunnelConn {
+	c.log.Info("reconnecting", zap.String("why", why))
+	next, err := c.connect()
+	if err != nil {
+		c.log.Warn("reconnect failed: checking the current connection", zap.String("pop", c.cfg.Addr), zap.Error(err))
+		c.checkConn(tc, bg)
+		return tc
+	}
+	c.install(next)
+	c.retire(tc, bg, true)
+	return next
+}
+
+// checkConn pings tc with CheckTimeout in bg, unless a check is under way.
+func (c *Client) checkConn(tc *tunnelConn, bg *sync.WaitGroup) {
+	if !tc.checking.CompareAndSwap(false, true) {
+		return
+	}
+	bg.Go(func() {
+		defer tc.checking.Store(false)
+		if err := tc.cc.Ping(CheckTimeout); err != nil {
+			c.log.Info("connection to PoP failed its check", zap.Error(err))
+		}
+	})
+}
+
+// retire lets tc's open streams finish and closes it when they have, when it
+// dies, or when the client is closed; no new stream opens on it. With check,
+// tc must first answer a PING within CheckTimeout (a network change may have
+// killed its path, and its streams with it).
+func (c *Client) retire(tc *tunnelConn, bg *sync.WaitGroup, check bool) {
+	drained := tc.cc.Drain()
+	bg.Go(func() {
+		defer tc.cc.Close()
+		select {
+		case <-drained:
+			return
+		default:
+		}
+		if check {
+			if err := tc.cc.Ping(CheckTimeout); err != nil {
+				c.log.Info("previous connection to PoP is dead: its streams end", zap.Error(err))
+				return
+			}
+		}
+		select {
+		case <-drained:
+		case <-tc.cc.Done():
+		case <-c.ctx.Done():
+		}
+	})
+}
