@@ -74,6 +74,9 @@ type Client struct {
 	// reconnect and check carry Reconnect's and Check's requests to the run
 	// loop (one pending each: requests coalesce).
 	reconnect, check chan string
+	// replacing is closed when the connection a Reconnect asked for is up
+	// (or could not be made); nil when none is pending.
+	replacing atomic.Pointer[chan struct{}]
 
 	mu      sync.Mutex
 	started bool
@@ -140,6 +143,7 @@ func (c *Client) Close() error {
 	// current connection (resetting its streams) before it exits.
 	c.cancel()
 	c.wg.Wait()
+	c.endReplacing()
 	c.setState(StateClosed, nil)
 	return nil
 }
@@ -247,7 +251,7 @@ func (c *Client) Open(ctx context.Context, t Target) (net.Conn, error) {
 	if t.Host == "" || t.Port == 0 {
 		return nil, fmt.Errorf("l7: open %q: %w", t.Authority(), ErrBadTarget)
 	}
-	tc := c.cur.Load()
+	tc := c.current(ctx)
 	if tc == nil || !tc.cc.CanTakeNewRequest() {
 		return nil, ErrNotConnected
 	}

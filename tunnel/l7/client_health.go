@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -21,6 +22,9 @@ const (
 	// CheckTimeout is how long the PoP has to answer the PING of a Check, and
 	// of the check of a connection that Reconnect replaced.
 	CheckTimeout = 2 * time.Second
+	// replaceWait bounds how long a new stream waits for the connection a
+	// Reconnect is making before it takes the old one.
+	replaceWait = time.Second
 	// minGoAwayLife: a connection that gets GOAWAY sooner than this after it
 	// was made, right after another such, is replaced after the backoff
 	// delay rather than at once.
@@ -35,7 +39,19 @@ var errLost = errors.New("connection to PoP lost")
 // not answer a PING within CheckTimeout. If the new connection cannot be made,
 // the old one stays if it answers. While the tunnel is down, it retries at
 // once. Requests made while one is pending coalesce; why is logged.
-func (c *Client) Reconnect(why string) { request(c.reconnect, why) }
+func (c *Client) Reconnect(why string) {
+	// From now until the new connection is up, new streams wait for it.
+	done := make(chan struct{})
+	c.replacing.CompareAndSwap(nil, &done)
+	request(c.reconnect, why)
+}
+
+// endReplacing lets the streams waiting for a Reconnect go on.
+func (c *Client) endReplacing() {
+	if p := c.replacing.Swap(nil); p != nil {
+		close(*p)
+	}
+}
 
 // Check pings the PoP on the current connection, and drops the connection if
 // no answer comes within CheckTimeout (then the tunnel reconnects), because
@@ -59,6 +75,7 @@ func (c *Client) takeRequests() {
 		default:
 		}
 	}
+	c.endReplacing()
 }
 
 // wait waits d before the next attempt; a Reconnect or Check ends it early. It
@@ -69,6 +86,7 @@ func (c *Client) wait(d time.Duration) bool {
 	select {
 	case <-t.C:
 	case why := <-c.reconnect:
+		c.endReplacing() // no connection to replace: streams fail at once
 		c.log.Info("retrying now", zap.String("why", why))
 	case why := <-c.check:
 		c.log.Info("retrying now", zap.String("why", why))
@@ -76,6 +94,23 @@ func (c *Client) wait(d time.Duration) bool {
 		return false
 	}
 	return true
+}
+
+// current returns the connection new streams open on, nil when down. From a
+// Reconnect until its new connection is up, it waits for that (up to
+// replaceWait and within ctx): the old one may be on a path that is gone,
+// where a stream would hang until the old connection's check fails.
+func (c *Client) current(ctx context.Context) *tunnelConn {
+	if p := c.replacing.Load(); p != nil {
+		t := time.NewTimer(replaceWait)
+		defer t.Stop()
+		select {
+		case <-*p:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return c.cur.Load()
 }
 
 // install makes tc the connection new streams open on.
@@ -119,6 +154,7 @@ func (c *Client) serve(tc *tunnelConn, bg *sync.WaitGroup) error {
 // returned: if it is dead, serve finds out.
 func (c *Client) replace(tc *tunnelConn, bg *sync.WaitGroup, why string) *tunnelConn {
 	c.log.Info("reconnecting", zap.String("why", why))
+	defer c.endReplacing()
 	next, err := c.connect()
 	if err != nil {
 		c.log.Warn("reconnect failed: checking the current connection", zap.String("pop", c.cfg.Addr), zap.Error(err))
