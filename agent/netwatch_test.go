@@ -1,8 +1,14 @@
 package agent
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/platform/platformtest"
 )
 
 func TestWakeDetector(t *testing.T) {
@@ -33,5 +39,38 @@ func TestWakeDetector(t *testing.T) {
 	}
 	if gap, woke := w.tick(start.Add(wakeTick + 20*time.Second)); !woke || gap < 15*time.Second {
 		t.Errorf("a tick 20 s late: gap %v, woke %v; want a wake", gap, woke)
+	}
+}
+
+// TestNetworkChangeReconnects: a change the monitor reports makes the tunnel
+// connect again.
+func TestNetworkChangeReconnects(t *testing.T) {
+	cloud := startCloud(t)
+	a := newTestAgent(t, cloud, shortTempDir(t))
+	mon := platformtest.NewNetMonitor()
+	a.cfg.NewNetMonitor = func([]string, *zap.Logger) (platform.NetMonitor, error) { return mon, nil }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	p := partsOf(t, a.Agent)
+	waitFor(t, "tunnel up", func() bool { return p.tunnelUp() })
+	n := p.l7.Status().Connects
+	mon.Change()
+	waitFor(t, "a new connection", func() bool { return p.l7.Status().Connects == n+1 && p.tunnelUp() })
+	a.Close()
+	if !mon.Closed() {
+		t.Error("the network monitor was not closed with the agent")
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
 	}
 }

@@ -227,14 +227,7 @@ func resolvServer(t *testing.T, path string) string {
 // be gone.
 func killAgent(t *testing.T, l *lab) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(l.dir, "agent.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := agentPID(t, l)
 	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) != "ztagent" {
 		t.Fatalf("pid %d is %q, not ztagent", pid, comm)
 	}

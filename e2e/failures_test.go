@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,19 +176,6 @@ func tunnelState(t *testing.T, l *lab) string {
 func popListening(l *lab) bool {
 	out, code := l.run("cloud", "ss", "-Hltn", "sport = :8443")
 	return code == 0 && strings.Contains(out, ":8443")
-}
-
-func agentPID(t *testing.T, l *lab) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(l.dir, "agent.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid
 }
 
 // tunnelPort returns the client's port of the agent's one connection to the

@@ -49,6 +49,7 @@ type Status struct {
 	Streams   int       `json:"streams"`   // streams open now
 	BytesIn   uint64    `json:"bytes_in"`  // bytes received on the TLS connection, all connections
 	BytesOut  uint64    `json:"bytes_out"` // bytes sent
+	Connects  uint64    `json:"connects"`  // connections made since Start
 }
 
 // tunnelConn is one live connection to the PoP.
@@ -89,6 +90,7 @@ type Client struct {
 
 	streams           atomic.Int64
 	bytesIn, bytesOut atomic.Uint64
+	connects          atomic.Uint64
 }
 
 // NewClient returns a client that does nothing until Start.
@@ -160,6 +162,7 @@ func (c *Client) Status() Status {
 		Streams:   int(c.streams.Load()),
 		BytesIn:   c.bytesIn.Load(),
 		BytesOut:  c.bytesOut.Load(),
+		Connects:  c.connects.Load(),
 	}
 }
 

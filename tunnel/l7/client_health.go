@@ -115,6 +115,7 @@ func (c *Client) current(ctx context.Context) *tunnelConn {
 
 // install makes tc the connection new streams open on.
 func (c *Client) install(tc *tunnelConn) {
+	c.connects.Add(1)
 	c.cur.Store(tc)
 	c.setState(StateConnected, nil)
 	c.log.Info("tunnel up", zap.String("pop", c.cfg.Addr), zap.Stringer("local", tc.conn.LocalAddr()))
