@@ -23,7 +23,9 @@ import (
 //
 //   - the PoP restarted: tunnel back ≤ 2 s after it listens again, and DNS
 //     answers never fail meanwhile;
-//   - the publisher restarted: new flows work ≤ 2 s after it started;
+//   - the publisher restarted: new flows work ≤ 2 s after it started; and
+//     the same when the old one hangs instead (SIGSTOP) with its connection
+//     still open, so the new connection must win over the old;
 //   - the agent stopped (SIGSTOP) and continued, as a laptop sleeps and wakes,
 //     with the old connection's path dead (the PoP's packets to it are
 //     dropped, as by a NAT that forgot it): flows work ≤ 5 s after it
@@ -69,6 +71,26 @@ func TestFailures(t *testing.T) {
 		}
 	})
 
+	t.Run("publisher replaced while the old one hangs", func(t *testing.T) {
+		// The old publisher stops answering without closing its connection
+		// (a frozen host): the PoP has not noticed when the new one dials in.
+		old := pidOf(t, l, "publisher")
+		if err := syscall.Kill(old, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			syscall.Kill(old, syscall.SIGKILL)
+			syscall.Kill(old, syscall.SIGCONT)
+		}()
+		start := time.Now()
+		l.script("publisher-start")
+		took := time.Since(start) + poll(t, l, "a flow through the new publisher", 10*time.Second, func() bool { return flowWorks(l) })
+		t.Logf("publisher replaced while the old one hangs: new flows work %v after the new one started", ms(took))
+		if took > 2*time.Second {
+			t.Errorf("new flows work %v after the new publisher started, want ≤ 2 s", took)
+		}
+	})
+
 	t.Run("agent stopped and continued (sleep and wake)", func(t *testing.T) {
 		stopFor := 20 * time.Second
 		if s := os.Getenv("ZT_WAKE_STOP"); s != "" {
@@ -78,7 +100,7 @@ func TestFailures(t *testing.T) {
 			}
 			stopFor = d
 		}
-		pid := agentPID(t, l)
+		pid := pidOf(t, l, "agent")
 		port := tunnelPort(t, l)
 		// The PoP's packets to the old connection are dropped from now on: on
 		// waking, the agent hears nothing on it, not even a reset.

@@ -150,7 +150,13 @@ func (l *lab) clientNetState() netState {
 // agentPID reads the pid of the agent the lab started.
 func agentPID(t *testing.T, l *lab) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(l.dir, "agent.pid"))
+	return pidOf(t, l, "agent")
+}
+
+// pidOf reads the pid of a process the lab started (agent, publisher, ...).
+func pidOf(t *testing.T, l *lab, name string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(l.dir, name+".pid"))
 	if err != nil {
 		t.Fatal(err)
 	}

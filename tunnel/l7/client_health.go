@@ -40,6 +40,9 @@ var errLost = errors.New("connection to PoP lost")
 // the old one stays if it answers. While the tunnel is down, it retries at
 // once. Requests made while one is pending coalesce; why is logged.
 func (c *Client) Reconnect(why string) {
+	if c.ctx.Err() != nil {
+		return // closed
+	}
 	// From now until the new connection is up, new streams wait for it.
 	done := make(chan struct{})
 	c.replacing.CompareAndSwap(nil, &done)
@@ -101,7 +104,7 @@ func (c *Client) wait(d time.Duration) bool {
 // replaceWait and within ctx): the old one may be on a path that is gone,
 // where a stream would hang until the old connection's check fails.
 func (c *Client) current(ctx context.Context) *tunnelConn {
-	if p := c.replacing.Load(); p != nil {
+	if p := c.replacing.Load(); p != nil && c.ctx.Err() == nil {
 		t := time.NewTimer(replaceWait)
 		defer t.Stop()
 		select {
