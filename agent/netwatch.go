@@ -13,10 +13,11 @@ import (
 // The agent's part in short failures: when the network changes (the default
 // route moves to another uplink, an address goes away) the L7 tunnel
 // reconnects at once, make-before-break, instead of finding the old path dead
-// at the next keepalive; after a sleep (or a pause) it checks the tunnel with
-// a short PING instead of waiting for the keepalive's 15 s of silence and 10 s
-// of PING timeout. Either way what else follows the network (the OS's
-// resolvers) is read again.
+// at the next keepalive; so it does after a sleep (or a pause), when the old
+// path may have died unseen (a NAT that forgot it): the old connection is
+// checked with a PING answered within l7.CheckTimeout, not the keepalive's
+// 15 s of silence and 10 s of PING timeout. Either way what else follows the
+// network (the OS's resolvers) is read again.
 
 const (
 	// wakeTick is how often the wake detector looks at the clocks, and
@@ -42,8 +43,8 @@ func (p *parts) startNetMonitor() {
 	p.push("network monitor", mon.Close)
 }
 
-// watchNetwork reconnects the tunnel on a network change and checks it after
-// a wake, until ctx ends.
+// watchNetwork reconnects the tunnel on a network change and after a wake,
+// until ctx ends.
 func (p *parts) watchNetwork(ctx context.Context) {
 	var changes <-chan struct{}
 	if p.netmon != nil {
@@ -61,8 +62,8 @@ func (p *parts) watchNetwork(ctx context.Context) {
 			p.networkChanged()
 		case now := <-t.C:
 			if gap, woke := w.tick(now); woke {
-				p.log.Info("woke up: checking the tunnel", zap.Duration("gap", gap))
-				p.l7.Check("woke up after " + gap.Round(time.Second).String())
+				p.log.Info("woke up: reconnecting the tunnel", zap.Duration("gap", gap))
+				p.l7.Reconnect("woke up after " + gap.Round(time.Second).String())
 				p.networkChanged()
 			}
 		}

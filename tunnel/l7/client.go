@@ -57,7 +57,7 @@ type tunnelConn struct {
 	cc       *ClientConn
 	conn     *CountingConn
 	since    time.Time   // when it was connected
-	checking atomic.Bool // a Check's PING is under way
+	checking atomic.Bool // a check's PING is under way
 }
 
 // Client keeps one TLS connection to the PoP up and opens a CONNECT stream on it for
@@ -72,9 +72,9 @@ type Client struct {
 	wg     sync.WaitGroup // the run goroutine
 
 	cur atomic.Pointer[tunnelConn] // nil unless connected
-	// reconnect and check carry Reconnect's and Check's requests to the run
-	// loop (one pending each: requests coalesce).
-	reconnect, check chan string
+	// reconnect carries Reconnect's requests to the run loop (one pending:
+	// requests coalesce).
+	reconnect chan string
 	// replacing is closed when the connection a Reconnect asked for is up
 	// (or could not be made); nil when none is pending.
 	replacing atomic.Pointer[chan struct{}]
@@ -110,7 +110,6 @@ func NewClient(cfg ClientConfig) *Client {
 		ctx:       ctx,
 		cancel:    cancel,
 		reconnect: make(chan string, 1),
-		check:     make(chan string, 1),
 		state:     StateConnecting,
 		since:     time.Now(),
 	}
@@ -185,7 +184,7 @@ func (c *Client) Connected() bool { return c.connected.Load() }
 
 // run owns the connections: connect, serve until the connection is lost,
 // wait, repeat. A connection the PoP sends GOAWAY on is replaced at once (see
-// serve); Reconnect and Check cut a wait short.
+// serve); Reconnect cuts a wait short.
 func (c *Client) run() {
 	defer c.wg.Done()
 	var bg sync.WaitGroup // connections draining, checks under way

@@ -12,15 +12,15 @@ import (
 // How the client recovers quickly. A PoP that sends GOAWAY (it is shutting
 // down, or draining for a restart) is replaced at once by a new connection,
 // while the streams it accepted finish on the old one. A change of the
-// device's network (Reconnect) opens a new connection before the old one is
-// let go, so a path that still works loses no flow and a dead one is left at
-// once. A wake from sleep (Check) pings the connection with a short timeout
-// instead of waiting for the keepalive (ReadIdle, then pingTimeout): 25 s on a
-// path that died silently while the device slept.
+// device's network, or a wake from sleep (Reconnect), opens a new connection
+// before the old one is let go, and checks the old one with a PING answered
+// within CheckTimeout, instead of waiting for the keepalive (ReadIdle, then
+// pingTimeout: 25 s on a path that died silently while the device slept): a
+// path that still works loses no flow, a dead one is left at once.
 
 const (
-	// CheckTimeout is how long the PoP has to answer the PING of a Check, and
-	// of the check of a connection that Reconnect replaced.
+	// CheckTimeout is how long the PoP has to answer the PING that checks a
+	// connection Reconnect replaced (or could not replace).
 	CheckTimeout = 2 * time.Second
 	// replaceWait bounds how long a new stream waits for the connection a
 	// Reconnect is making before it takes the old one.
@@ -34,7 +34,8 @@ const (
 var errLost = errors.New("connection to PoP lost")
 
 // Reconnect opens a new connection to the PoP now, because the path to it may
-// have changed (a network change): new flows move to the new connection as
+// have changed or died unnoticed (a network change, a wake from sleep): new
+// flows move to the new connection as
 // soon as it is up, streams open on the old one finish there unless it does
 // not answer a PING within CheckTimeout. If the new connection cannot be made,
 // the old one stays if it answers. While the tunnel is down, it retries at
@@ -46,7 +47,10 @@ func (c *Client) Reconnect(why string) {
 	// From now until the new connection is up, new streams wait for it.
 	done := make(chan struct{})
 	c.replacing.CompareAndSwap(nil, &done)
-	request(c.reconnect, why)
+	select {
+	case c.reconnect <- why:
+	default: // one is pending already
+	}
 }
 
 // endReplacing lets the streams waiting for a Reconnect go on.
@@ -56,32 +60,17 @@ func (c *Client) endReplacing() {
 	}
 }
 
-// Check pings the PoP on the current connection, and drops the connection if
-// no answer comes within CheckTimeout (then the tunnel reconnects), because
-// the path may have died unnoticed (a wake from sleep). While the tunnel is
-// down, it retries at once. Requests coalesce; why is logged.
-func (c *Client) Check(why string) { request(c.check, why) }
-
-func request(ch chan string, why string) {
-	select {
-	case ch <- why:
-	default: // one is pending already
-	}
-}
-
 // takeRequests drops pending requests: the connection about to be made
 // answers them.
 func (c *Client) takeRequests() {
-	for _, ch := range []chan string{c.reconnect, c.check} {
-		select {
-		case <-ch:
-		default:
-		}
+	select {
+	case <-c.reconnect:
+	default:
 	}
 	c.endReplacing()
 }
 
-// wait waits d before the next attempt; a Reconnect or Check ends it early. It
+// wait waits d before the next attempt; a Reconnect ends it early. It
 // reports false when the client is closed.
 func (c *Client) wait(d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -90,8 +79,6 @@ func (c *Client) wait(d time.Duration) bool {
 	case <-t.C:
 	case why := <-c.reconnect:
 		c.endReplacing() // no connection to replace: streams fail at once
-		c.log.Info("retrying now", zap.String("why", why))
-	case why := <-c.check:
 		c.log.Info("retrying now", zap.String("why", why))
 	case <-c.ctx.Done():
 		return false
@@ -126,7 +113,7 @@ func (c *Client) install(tc *tunnelConn) {
 
 // serve runs the current connection, starting with tc, until it is lost
 // (errLost), the PoP sends GOAWAY (errGoAway; the connection drains in bg) or
-// the client is closed (nil). Requests to reconnect or check are served here.
+// the client is closed (nil). Requests to reconnect are served here.
 func (c *Client) serve(tc *tunnelConn, bg *sync.WaitGroup) error {
 	c.install(tc)
 	for {
@@ -142,9 +129,6 @@ func (c *Client) serve(tc *tunnelConn, bg *sync.WaitGroup) error {
 			return errGoAway
 		case why := <-c.reconnect:
 			tc = c.replace(tc, bg, why)
-		case why := <-c.check:
-			c.log.Info("checking the connection to the PoP", zap.String("why", why))
-			c.checkConn(tc, bg)
 		case <-c.ctx.Done():
 			c.cur.Store(nil)
 			tc.cc.Close()
