@@ -120,9 +120,11 @@ func TestFailures(t *testing.T) {
 		if took > 5*time.Second {
 			t.Errorf("flows work %v after the agent continued, want ≤ 5 s", took)
 		}
-		if p := tunnelPort(t, l); p == port {
-			t.Errorf("the tunnel still uses port %d: the dead connection was not replaced", port)
-		}
+		// The dead connection is closed once its check fails.
+		poll(t, l, "the dead connection closed", 10*time.Second, func() bool {
+			out, _ := l.run("client", "ss", "-Htn", "state", "established", "( dport = :8443 )")
+			return !strings.Contains(out, ":"+strconv.Itoa(port)+" ")
+		})
 	})
 
 	t.Run("default route moved to a second uplink", func(t *testing.T) {

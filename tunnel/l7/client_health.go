@@ -22,6 +22,10 @@ const (
 	// CheckTimeout is how long the PoP has to answer the PING that checks a
 	// connection Reconnect replaced (or could not replace).
 	CheckTimeout = 2 * time.Second
+	// staleSilence is how long a connection may go without a frame before a
+	// new stream takes it for dead: the keepalive PINGs after ReadIdle of
+	// silence, and the answer takes a round trip.
+	staleSilence = ReadIdle + CheckTimeout
 	// replaceWait bounds how long a new stream waits for the connection a
 	// Reconnect is making before it takes the old one.
 	replaceWait = time.Second
@@ -89,14 +93,23 @@ func (c *Client) wait(d time.Duration) bool {
 // current returns the connection new streams open on, nil when down. From a
 // Reconnect until its new connection is up, it waits for that (up to
 // replaceWait and within ctx): the old one may be on a path that is gone,
-// where a stream would hang until the old connection's check fails.
+// where a stream would hang until the old connection's check fails. A
+// connection silent for longer than its keepalive allows is such a one: the
+// agent was stopped or the machine slept, and the first stream after the
+// wake may come before the agent's clocks have noticed it.
 func (c *Client) current(ctx context.Context) *tunnelConn {
+	if tc := c.cur.Load(); tc != nil {
+		if d := tc.cc.Silence(); d > staleSilence {
+			c.Reconnect("connection silent for " + d.Round(time.Second).String())
+		}
+	}
 	if p := c.replacing.Load(); p != nil && c.ctx.Err() == nil {
 		t := time.NewTimer(replaceWait)
 		defer t.Stop()
 		select {
 		case <-*p:
 		case <-t.C:
+			c.log.Info("new connection not up yet: opening on the current one")
 		case <-ctx.Done():
 		}
 	}
@@ -143,12 +156,14 @@ func (c *Client) serve(tc *tunnelConn, bg *sync.WaitGroup) error {
 func (c *Client) replace(tc *tunnelConn, bg *sync.WaitGroup, why string) *tunnelConn {
 	c.log.Info("reconnecting", zap.String("why", why))
 	defer c.endReplacing()
+	start := time.Now()
 	next, err := c.connect()
 	if err != nil {
 		c.log.Warn("reconnect failed: checking the current connection", zap.String("pop", c.cfg.Addr), zap.Error(err))
 		c.checkConn(tc, bg)
 		return tc
 	}
+	c.log.Info("reconnected", zap.String("why", why), zap.Duration("took", time.Since(start)))
 	c.install(next)
 	c.retire(tc, bg, true)
 	return next

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -62,6 +63,9 @@ type ClientConn struct {
 	tableChange bool
 
 	keepalive keepalive
+	// lastFrame is when the last frame arrived, by the wall clock (unix
+	// nanoseconds), which unlike the monotonic one goes on during a sleep.
+	lastFrame atomic.Int64
 	health    *time.Timer    // fires after keepalive.idle without a frame
 	healthWG  sync.WaitGroup // health checks in progress
 	readDone  chan struct{}  // closed when the read loop has ended
@@ -150,6 +154,7 @@ func newClientConn(c net.Conn, log *zap.Logger, ka keepalive) (*ClientConn, erro
 		c.Close()
 		return nil, fmt.Errorf("l7: start HTTP/2: %w", err)
 	}
+	cc.lastFrame.Store(time.Now().UnixNano())
 	cc.health = time.AfterFunc(ka.idle, cc.healthCheck)
 	go cc.readLoop()
 	return cc, nil
@@ -162,6 +167,14 @@ const tlsRecordSize = 16 << 10
 // Done is closed when the connection is dead (lost, refused by the peer's
 // protocol, or closed).
 func (cc *ClientConn) Done() <-chan struct{} { return cc.readDone }
+
+// Silence is how long ago the last frame arrived. On a live connection it
+// stays under ReadIdle and a round trip: the keepalive's PING is answered.
+// Longer means the keepalive could not run (the process was stopped, the
+// machine slept) or goes unanswered.
+func (cc *ClientConn) Silence() time.Duration {
+	return time.Duration(time.Now().UnixNano() - cc.lastFrame.Load())
+}
 
 // GoingAway is closed when the peer sent GOAWAY: the streams it accepted go
 // on, new ones must open on another connection.
@@ -264,6 +277,7 @@ func (cc *ClientConn) readFrames() error {
 			return err
 		}
 		cc.health.Reset(cc.keepalive.idle)
+		cc.lastFrame.Store(time.Now().UnixNano())
 		switch f := f.(type) {
 		case *http2.DataFrame:
 			err = cc.onData(f)
