@@ -47,11 +47,12 @@ e2e: build
 	@$(unless_root) ZT_E2E=1 $(GO) test -count=1 -timeout 20m -v ./e2e/; fi
 
 # soak: the campaign's long form: SOAK_ROUNDS rounds of the agent killed at
-# random moments (ZT_CAMPAIGN_SEED=<seed> replays a logged schedule).
+# random moments (ZT_CAMPAIGN_SEED=<seed> replays a logged schedule); and the
+# failure timings with the agent stopped a full minute (20 s under e2e).
 SOAK_ROUNDS ?= 50
 soak: build
-	@$(unless_root) ZT_E2E=1 ZT_CAMPAIGN_ROUNDS=$(SOAK_ROUNDS) $(GO) test -count=1 -timeout 60m -v \
-	  -run '^TestCampaign$$' ./e2e/; fi
+	@$(unless_root) ZT_E2E=1 ZT_CAMPAIGN_ROUNDS=$(SOAK_ROUNDS) ZT_WAKE_STOP=60s $(GO) test -count=1 -timeout 60m -v \
+	  -run '^(TestCampaign|TestFailures)$$' ./e2e/; fi
 
 test: deps lint cross unit e2e
 

@@ -98,6 +98,9 @@ type Config struct {
 	NewTUN    func(name string, mtu int) (tun.Device, error)
 	NewRouter func(stateDir string, log *zap.Logger) (platform.Router, error)
 	NewDNS    func(stateDir string, log *zap.Logger) (platform.DNSConfigurator, error)
+	// NewNetMonitor reports network changes outside the interfaces in
+	// ignore (the agent's TUN device).
+	NewNetMonitor func(ignore []string, log *zap.Logger) (platform.NetMonitor, error)
 }
 
 // Agent is the daemon. Create it with New, then Start and Close.
@@ -169,6 +172,9 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.NewDNS == nil {
 		cfg.NewDNS = platform.NewDNSConfigurator
+	}
+	if cfg.NewNetMonitor == nil {
+		cfg.NewNetMonitor = platform.NewNetMonitor
 	}
 	if cfg.Enroller == nil {
 		cfg.Enroller = TenantEnroller{Log: cfg.Log}

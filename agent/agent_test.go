@@ -203,7 +203,8 @@ func newTestAgent(t *testing.T, cloud *testCloud, stateDir string) *testAgent {
 			ta.router = &platformtest.Router{} // a fresh one per start, as on a real OS
 			return ta.router, nil
 		},
-		NewDNS: func(string, *zap.Logger) (platform.DNSConfigurator, error) { return ta.dns, nil },
+		NewDNS:        func(string, *zap.Logger) (platform.DNSConfigurator, error) { return ta.dns, nil },
+		NewNetMonitor: func([]string, *zap.Logger) (platform.NetMonitor, error) { return platformtest.NewNetMonitor(), nil },
 	})
 	return ta
 }

@@ -91,9 +91,10 @@ func newFakeAgent(t *testing.T, stateDir string, mod func(*Config)) *fakeAgent {
 		NewConfigSource: func(id *enroll.Identity, log *zap.Logger) (ConfigSource, error) {
 			return fa.cfgs.NewSource(id, log)
 		},
-		NewTUN:    func(string, int) (tun.Device, error) { return tuntest.NewChannelTUN().TUN(), nil },
-		NewRouter: func(string, *zap.Logger) (platform.Router, error) { return &platformtest.Router{}, nil },
-		NewDNS:    func(string, *zap.Logger) (platform.DNSConfigurator, error) { return fa.dns, nil },
+		NewTUN:        func(string, int) (tun.Device, error) { return tuntest.NewChannelTUN().TUN(), nil },
+		NewRouter:     func(string, *zap.Logger) (platform.Router, error) { return &platformtest.Router{}, nil },
+		NewDNS:        func(string, *zap.Logger) (platform.DNSConfigurator, error) { return fa.dns, nil },
+		NewNetMonitor: func([]string, *zap.Logger) (platform.NetMonitor, error) { return platformtest.NewNetMonitor(), nil },
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -94,6 +94,8 @@ func (p *parts) maintain(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-p.netChanged:
+			p.refreshUpstreams()
 		case now := <-t.C:
 			p.a.refreshSettings()
 			p.refreshUpstreams()

@@ -60,8 +60,12 @@ type parts struct {
 	upstreams atomic.Pointer[[]netip.AddrPort] // the OS's own resolvers; written by maintain
 	stack     *netstack.Stack
 	l7        *l7.Client
-	sel       selector // publisher selection by RTT
-	pub       pubAddrs
+	sel       selector            // publisher selection by RTT
+	netmon    platform.NetMonitor // nil without one (see startNetMonitor)
+	// netChanged asks maintain to read the OS's resolvers again (a network
+	// change or a wake).
+	netChanged chan struct{}
+	pub        pubAddrs
 	// bypassCache holds recent pinned-app decisions per DNS client socket
 	// (netip.AddrPort → bypassEntry); a concurrent map, no lock of ours.
 	bypassCache sync.Map
@@ -87,7 +91,7 @@ type closer struct {
 // ctx bounds the start.
 func (a *Agent) bringUp(ctx context.Context, r *run, gen uint64) (*parts, error) {
 	p := &parts{a: a, log: a.log, gen: gen, reqs: r.reqs, syncNow: make(chan chan error), stubDirty: make(chan struct{}, 1),
-		sel: selector{stale: make(chan struct{}, 1)}}
+		sel: selector{stale: make(chan struct{}, 1)}, netChanged: make(chan struct{}, 1)}
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	if err := p.up(ctx); err != nil {
 		if terr := p.teardown(); terr != nil {
@@ -127,6 +131,7 @@ func (p *parts) up(ctx context.Context) error {
 	if err := p.startTunnel(); err != nil {
 		return err
 	}
+	p.startNetMonitor()
 	if err := p.startDNS(upstreams); err != nil {
 		return err
 	}
@@ -140,6 +145,7 @@ func (p *parts) up(ctx context.Context) error {
 	p.goWG(p.maintain)
 	p.goWG(p.pubSweeper)
 	p.goWG(p.selectLoop)
+	p.goWG(p.watchNetwork)
 	return nil
 }
 

@@ -34,28 +34,11 @@ var (
 // query took: status, answer count and records without TTLs.
 func digResult(t *testing.T, out string) (status string, answers int, records []string) {
 	t.Helper()
-	m := digStatus.FindStringSubmatch(out)
-	n := digAnswers.FindStringSubmatch(out)
-	if m == nil || n == nil {
+	status, answers, records = digResultQuiet(out)
+	if status == noAnswer {
 		t.Fatalf("not a dig answer:\n%s", out)
 	}
-	answers, _ = strconv.Atoi(n[1])
-	inAnswer := false
-	for line := range strings.Lines(out) {
-		line = strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(line, ";; ANSWER SECTION"):
-			inAnswer = true
-		case line == "" || strings.HasPrefix(line, ";"):
-			inAnswer = false
-		case inAnswer:
-			f := strings.Fields(line)
-			if len(f) > 2 {
-				records = append(records, f[0]+" "+strings.Join(f[2:], " ")) // without the TTL
-			}
-		}
-	}
-	return m[1], answers, records
+	return status, answers, records
 }
 
 // TestDNS checks the DNS rules of issue 5 with real dig in one lab: the
@@ -244,14 +227,7 @@ func resolvServer(t *testing.T, path string) string {
 // be gone.
 func killAgent(t *testing.T, l *lab) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(l.dir, "agent.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := agentPID(t, l)
 	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) != "ztagent" {
 		t.Fatalf("pid %d is %q, not ztagent", pid, comm)
 	}

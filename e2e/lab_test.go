@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +155,24 @@ func (l *lab) clientNetState() netState {
 		routes: l.must("client", "ip", "route", "show", "table", "all") + l.must("client", "ip", "-6", "route", "show", "table", "all"),
 		rules:  l.must("client", "ip", "rule", "show") + l.must("client", "ip", "-6", "rule", "show"),
 	}
+}
+
+// agentPID reads the pid of the agent the lab started.
+func agentPID(t *testing.T, l *lab) int {
+	t.Helper()
+	return pidOf(t, l, "agent")
+}
+
+// pidOf reads the pid of a process the lab started (agent, publisher, ...).
+func pidOf(t *testing.T, l *lab, name string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(l.dir, name+".pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -210,14 +209,7 @@ func TestSpine(t *testing.T) {
 	})
 
 	t.Run("kill -9 then restart repairs and works", func(t *testing.T) {
-		b, err := os.ReadFile(filepath.Join(l.dir, "agent.pid"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil {
-			t.Fatal(err)
-		}
+		pid := agentPID(t, l)
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}

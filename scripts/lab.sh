@@ -9,7 +9,8 @@
 # P-cloud does not forward, so the client can reach the corporate network only
 # through the agent → PoP → publisher path.
 #
-# Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-spawn|agent-exec|agent-wait|agent-stop|status
+# Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-spawn|agent-exec|agent-wait|agent-stop|
+#   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|status
 # Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_DIR (state and
 # logs, default .lab/$ZT_LAB), ZT_BIN (binaries, default bin), ZT_TENANT
 # (tenant file, default testdata/tenants/demo.yaml), ZT_UPN (default alice@demo.test),
@@ -121,13 +122,35 @@ services_up() {
   start web-public "$CLOUD" "$BIN/labweb" --name public --listen 10.10.0.1:80
   start web-corp "$CORP" "$BIN/labweb" --name corp --listen 10.20.0.10:80 --listen 10.20.0.10:8080 --listen 10.20.0.11:80 \
     --udp-echo 10.20.0.10:7
-  start ztcloud "$CLOUD" "$BIN/ztcloud" serve --roles tenant,pop --tenant "$TENANT" --state "$DIR/cloud" \
-    --api 10.10.0.1:8444 --pop 10.10.0.1:8443 --names 10.10.0.1
+  cloud_start
   wait_for "ztcloud tenant API" 20 test -s "$DIR/cloud/ca.pem"
   wait_for "ztcloud tenant API" 20 inns "$CLIENT" curl -sf --cacert "$DIR/cloud/ca.pem" https://10.10.0.1:8444/v1/health
+  publisher_start
+  wait_for "public web" 10 inns "$CLIENT" curl -sf http://10.10.0.1/
+}
+
+# cloud_start and publisher_start start ztcloud (tenant API and PoP) and the
+# publisher without waiting; cloud-stop/cloud-start and
+# publisher-stop/publisher-start restart them (the e2e failure tests). The
+# PoP drains for up to 5 s on SIGTERM, within stop's 10 s.
+cloud_start() {
+  start ztcloud "$CLOUD" "$BIN/ztcloud" serve --roles tenant,pop --tenant "$TENANT" --state "$DIR/cloud" \
+    --api 10.10.0.1:8444 --pop 10.10.0.1:8443 --names 10.10.0.1 --drain-timeout 5s
+}
+
+publisher_start() {
   start publisher "$CORP" "$BIN/ztcloud" publisher --name pub1 --token "$PUBTOKEN" \
     --tenant-url https://10.10.0.1:8444 --cacert "$DIR/cloud/ca.pem" --resolver 10.20.0.10:53 --state "$DIR/publisher"
-  wait_for "public web" 10 inns "$CLIENT" curl -sf http://10.10.0.1/
+}
+
+# second_uplink gives the client a second way to the cloud, for moving its
+# default route: P-client eth1 (10.30.0.2) ── P-cloud eth2 (10.30.0.1).
+second_uplink() {
+  ip link add eth1 netns "$CLIENT" type veth peer name eth2 netns "$CLOUD"
+  inns "$CLIENT" ip addr add 10.30.0.2/24 dev eth1
+  inns "$CLOUD" ip addr add 10.30.0.1/24 dev eth2
+  inns "$CLIENT" ip link set eth1 up
+  inns "$CLOUD" ip link set eth2 up
 }
 
 # agent_cmd sets AGENT to the agent's command line. Extra arguments are
@@ -201,7 +224,12 @@ case ${1:-} in
   agent-exec) shift; EXTRA=("$@"); agent_exec ;;
   agent-wait) wait_for "ztagent" 30 agent_connected ;;
   agent-stop) stop agent ;;
+  cloud-stop) stop ztcloud ;;
+  cloud-start) cloud_start ;;
+  publisher-stop) stop publisher ;;
+  publisher-start) publisher_start ;;
+  second-uplink) second_uplink ;;
   status) ip netns list | grep "^$P-" || true
           for f in "$DIR"/*.pid; do [ -f "$f" ] && echo "$(basename "$f" .pid): $(kill -0 "$(cat "$f")" 2>/dev/null && echo running || echo dead)"; done ;;
-  *) echo "usage: $0 up|down|agent-start|agent-spawn|agent-exec|agent-wait|agent-stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|agent-start|agent-spawn|agent-exec|agent-wait|agent-stop|cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|status" >&2; exit 2 ;;
 esac

@@ -152,8 +152,9 @@ func (l *lab) startPoP(ln net.Listener) {
 		Log:         l.log,
 		OpenTimeout: l.openTimeout,
 	})
-	l.popDone = make(chan error, 1)
-	go func() { l.popDone <- l.pop.Serve(ln) }()
+	pop, done := l.pop, make(chan error, 1)
+	l.popDone = done
+	go func() { done <- pop.Serve(ln) }()
 }
 
 func (l *lab) stopPoP() {

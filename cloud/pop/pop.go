@@ -72,13 +72,20 @@ type Server struct {
 	log     *zap.Logger
 	tlsConf *tls.Config
 	h2s     *http2.Server
+	// h1 exists for its Shutdown, which sends GOAWAY on every client
+	// connection h2s serves (http2.ConfigureServer links them).
+	h1 *http.Server
 
 	ctx    context.Context // parent of every stream; canceled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // connection goroutines, handlers and their relays
+	// clients counts the client connections being served (within wg), for
+	// Shutdown to wait for.
+	clients sync.WaitGroup
 
 	mu        sync.Mutex
 	closed    bool
+	draining  bool // Shutdown began: no new client connection is served
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	pubs      map[string][]*pubConn // by name, oldest first
@@ -135,11 +142,17 @@ func New(cfg Config) *Server {
 	tc.MinVersion = tls.VersionTLS13
 	tc.ClientAuth = tls.RequireAndVerifyClientCert
 	ctx, cancel := context.WithCancel(context.Background())
+	h2s, h1 := l7.NewH2Server(), &http.Server{}
+	if err := http2.ConfigureServer(h1, h2s); err != nil {
+		// Only for TLS settings, and h1 has none.
+		panic("pop: " + err.Error())
+	}
 	return &Server{
 		cfg:       cfg,
 		log:       cfg.Log.Named("pop"),
 		tlsConf:   tc,
-		h2s:       l7.NewH2Server(),
+		h2s:       h2s,
+		h1:        h1,
 		ctx:       ctx,
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
@@ -151,7 +164,7 @@ func New(cfg Config) *Server {
 }
 
 // Serve accepts connections on ln (a plain TCP listener; the PoP does TLS) until ln
-// fails or the PoP is closed, when it returns ErrClosed.
+// fails or the PoP is closed or shut down, when it returns ErrClosed.
 func (p *Server) Serve(ln net.Listener) error {
 	if !p.track(func() { p.listeners[ln] = struct{}{} }) {
 		ln.Close()
@@ -230,10 +243,11 @@ func (p *Server) untrack(del func()) {
 	del()
 }
 
+// isClosed reports whether Close or Shutdown began.
 func (p *Server) isClosed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.closed
+	return p.closed || p.draining
 }
 
 // serveConn authenticates a connection and serves it as a client or a publisher.
@@ -254,6 +268,12 @@ func (p *Server) serveConn(c net.Conn) {
 	peer := st.PeerCertificates[0] // RequireAndVerifyClientCert guarantees one
 	switch st.NegotiatedProtocol {
 	case l7.ALPNClient:
+		// A client connected as Shutdown began is let go at once: it
+		// reconnects, to the PoP that replaces this one.
+		if !p.trackClient() {
+			return
+		}
+		defer p.clients.Done()
 		p.serveClient(tc, peer)
 	case l7.ALPNPublisher:
 		p.servePublisher(tc, peer)

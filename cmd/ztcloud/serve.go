@@ -38,6 +38,7 @@ type serveFlags struct {
 	pop      string
 	names    string
 	resolver string
+	drain    time.Duration
 	level    zapcore.Level
 }
 
@@ -51,6 +52,8 @@ func cmdServe(ctx context.Context, args []string) error {
 	fs.StringVar(&f.pop, "pop", ":8443", "PoP listen address")
 	fs.StringVar(&f.names, "names", "localhost", "comma-separated DNS names and IPs for the server certificates")
 	fs.StringVar(&f.resolver, "resolver", "", "DNS resolver for the in-process publisher (ip:port; default: system)")
+	fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second,
+		"on SIGTERM, how long the PoP waits for open streams after telling clients to reconnect (GOAWAY)")
 	f.level = zapcore.InfoLevel
 	fs.Var(&f.level, "log-level", "log level")
 	if err := fs.Parse(args); err != nil {
@@ -282,13 +285,21 @@ func popRole(f serveFlags, ca *tenant.CA, names []string, current func() *tenant
 	})
 	log.Info("PoP listening", zap.Stringer("addr", ln.Addr()))
 	return func(ctx context.Context) error {
+		shut := make(chan struct{})
 		go func() {
+			defer close(shut)
 			<-ctx.Done()
-			broker.Close()
+			// Clients move their new flows elsewhere at once; open streams
+			// get up to the drain timeout to finish.
+			dctx, cancel := context.WithTimeout(context.Background(), f.drain)
+			defer cancel()
+			broker.Shutdown(dctx)
 		}()
 		if err := broker.Serve(ln); err != nil && ctx.Err() == nil {
+			broker.Close() // the shutdown above finds it closed
 			return err
 		}
+		<-shut // Serve returns as the drain begins
 		return nil
 	}, nil
 }

@@ -52,12 +52,16 @@ type Status struct {
 	Streams   int       `json:"streams"`   // streams open now
 	BytesIn   uint64    `json:"bytes_in"`  // bytes received on the TLS connection, all connections
 	BytesOut  uint64    `json:"bytes_out"` // bytes sent
+	Connects  uint64    `json:"connects"`  // connections made since Start
 }
 
 // tunnelConn is one live connection to the PoP.
 type tunnelConn struct {
-	cc   *ClientConn
-	conn *CountingConn
+	cc       *ClientConn
+	conn     *CountingConn
+	addr     string      // the PoP's
+	since    time.Time   // when it was connected
+	checking atomic.Bool // a check's PING is under way
 }
 
 // Client keeps one TLS connection to the PoP up and opens a CONNECT stream on it for
@@ -72,6 +76,12 @@ type Client struct {
 	wg     sync.WaitGroup // the run goroutine
 
 	cur atomic.Pointer[tunnelConn] // nil unless connected
+	// reconnect carries Reconnect's requests to the run loop (one pending:
+	// requests coalesce).
+	reconnect chan string
+	// replacing is closed when the connection a Reconnect asked for is up
+	// (or could not be made); nil when none is pending.
+	replacing atomic.Pointer[chan struct{}]
 
 	mu      sync.Mutex
 	started bool
@@ -84,6 +94,7 @@ type Client struct {
 
 	streams           atomic.Int64
 	bytesIn, bytesOut atomic.Uint64
+	connects          atomic.Uint64
 }
 
 // NewClient returns a client that does nothing until Start.
@@ -96,13 +107,14 @@ func NewClient(cfg ClientConfig) *Client {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Client{
-		cfg:     cfg,
-		log:     cfg.Log.Named("l7client"),
-		popList: newPoPs(cfg),
-		ctx:     ctx,
-		cancel:  cancel,
-		state:   StateConnecting,
-		since:   time.Now(),
+		cfg:       cfg,
+		log:       cfg.Log.Named("l7client"),
+		popList:   newPoPs(cfg),
+		ctx:       ctx,
+		cancel:    cancel,
+		reconnect: make(chan string, 1),
+		state:     StateConnecting,
+		since:     time.Now(),
 	}
 }
 
@@ -135,6 +147,7 @@ func (c *Client) Close() error {
 	// current connection (resetting its streams) before it exits.
 	c.cancel()
 	c.wg.Wait()
+	c.endReplacing()
 	c.setState(StateClosed, nil)
 	return nil
 }
@@ -151,6 +164,7 @@ func (c *Client) Status() Status {
 		Streams:   int(c.streams.Load()),
 		BytesIn:   c.bytesIn.Load(),
 		BytesOut:  c.bytesOut.Load(),
+		Connects:  c.connects.Load(),
 	}
 }
 
@@ -171,26 +185,33 @@ func (c *Client) setState(state string, err error) {
 // asks on every private-name query.
 func (c *Client) Connected() bool { return c.connected.Load() }
 
-// run owns the connection: connect, serve until it dies, wait, repeat.
+// run owns the connections: connect, serve until the connection is lost,
+// wait, repeat. A connection the PoP sends GOAWAY on is replaced at once (see
+// serve); Reconnect cuts a wait short.
 func (c *Client) run() {
 	defer c.wg.Done()
+	var bg sync.WaitGroup // connections draining, checks under way
+	defer bg.Wait()
 	bo := NewBackoff(c.cfg.RetryMin, c.cfg.RetryMax)
+	quickGoAway := false // the last connection got GOAWAY soon after it was made
 	for {
+		c.takeRequests() // this attempt answers them
 		tc, err := c.connect()
 		if err == nil {
 			bo.Reset()
-			c.cur.Store(tc)
-			c.setState(StateConnected, nil)
-			c.popList.connected()
-			c.log.Info("tunnel up", zap.String("pop", c.popList.current()))
-			select {
-			case <-tc.cc.Done():
-				err = errors.New("connection to PoP lost")
-			case <-c.ctx.Done():
+			err = c.serve(tc, &bg)
+			if errors.Is(err, errGoAway) {
+				// The PoP is going away: connect again now, unless GOAWAY
+				// twice in a row came at once (a PoP turning every
+				// connection away gets the backoff, not a loop).
+				quick := time.Since(tc.since) < minGoAwayLife
+				if !quick || !quickGoAway {
+					quickGoAway = quick
+					continue
+				}
 			}
-			c.cur.Store(nil)
-			tc.cc.Close()
 		}
+		quickGoAway = false
 		if c.ctx.Err() != nil {
 			return
 		}
@@ -201,7 +222,7 @@ func (c *Client) run() {
 			lvl = zap.DebugLevel
 		}
 		c.log.Log(lvl, "tunnel down", zap.String("pop", c.popList.current()), zap.Error(err), zap.Duration("retry_in", delay))
-		if !SleepCtx(c.ctx.Done(), delay) {
+		if !c.wait(delay) {
 			return
 		}
 	}
@@ -222,7 +243,7 @@ func (c *Client) connect() (*tunnelConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start HTTP/2 with PoP %s: %w", addr, err)
 	}
-	return &tunnelConn{cc: cc, conn: conn}, nil
+	return &tunnelConn{cc: cc, conn: conn, addr: addr, since: time.Now()}, nil
 }
 
 // Open opens a stream to t and blocks until the PoP answered. On success the
@@ -233,7 +254,7 @@ func (c *Client) Open(ctx context.Context, t Target) (net.Conn, error) {
 	if t.Host == "" || t.Port == 0 {
 		return nil, fmt.Errorf("l7: open %q: %w", t.Authority(), ErrBadTarget)
 	}
-	tc := c.cur.Load()
+	tc := c.current(ctx)
 	if tc == nil || !tc.cc.CanTakeNewRequest() {
 		return nil, ErrNotConnected
 	}

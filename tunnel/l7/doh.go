@@ -44,7 +44,7 @@ func (c *Client) ResolveDNS(ctx context.Context, appID string, query []byte) ([]
 	if len(query) < DNSHeaderLen || len(query) > MaxDNSMessage {
 		return nil, fmt.Errorf("l7: resolve for app %s: %d-byte query: %w", appID, len(query), ErrBadQuery)
 	}
-	tc := c.cur.Load()
+	tc := c.current(ctx)
 	if tc == nil || !tc.cc.CanTakeNewRequest() {
 		return nil, ErrNotConnected
 	}

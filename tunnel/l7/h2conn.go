@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -51,14 +52,20 @@ type ClientConn struct {
 	recvAvail   int64 // what we let the peer send on the connection
 	recvUnsent  int64 // read (or discarded) but not yet returned to the peer
 	goAway      bool
-	err         error // why the connection is dead; nil while it lives
-	closing     bool  // Close began: no more health checks
+	goAwayCh    chan struct{} // closed when goAway is set
+	draining    bool          // Drain was called: no new streams
+	drained     chan struct{} // closed once draining and no stream is open
+	err         error         // why the connection is dead; nil while it lives
+	closing     bool          // Close began: no more health checks
 	pingData    [8]byte
 	pingAck     chan struct{} // closed when the outstanding PING is answered
 	tableSize   uint32        // the peer's HEADER_TABLE_SIZE, applied to henc under wmu
 	tableChange bool
 
 	keepalive keepalive
+	// lastFrame is when the last frame arrived, by the wall clock (unix
+	// nanoseconds), which unlike the monotonic one goes on during a sleep.
+	lastFrame atomic.Int64
 	health    *time.Timer    // fires after keepalive.idle without a frame
 	healthWG  sync.WaitGroup // health checks in progress
 	readDone  chan struct{}  // closed when the read loop has ended
@@ -121,6 +128,8 @@ func newClientConn(c net.Conn, log *zap.Logger, ka keepalive) (*ClientConn, erro
 		keepalive:  ka,
 		readDone:   make(chan struct{}),
 		settingsc:  make(chan struct{}),
+		goAwayCh:   make(chan struct{}),
+		drained:    make(chan struct{}),
 	}
 	cc.wcond.L = &cc.mu
 	cc.fr = http2.NewFramer(cc.bw, c)
@@ -149,6 +158,7 @@ func newClientConn(c net.Conn, log *zap.Logger, ka keepalive) (*ClientConn, erro
 		c.Close()
 		return nil, fmt.Errorf("l7: start HTTP/2: %w", err)
 	}
+	cc.lastFrame.Store(time.Now().UnixNano())
 	cc.health = time.AfterFunc(ka.idle, cc.healthCheck)
 	go cc.readLoop()
 	return cc, nil
@@ -162,12 +172,49 @@ const tlsRecordSize = 16 << 10
 // protocol, or closed).
 func (cc *ClientConn) Done() <-chan struct{} { return cc.readDone }
 
+// Silence is how long ago the last frame arrived. On a live connection it
+// stays under ReadIdle and a round trip: the keepalive's PING is answered.
+// Longer means the keepalive could not run (the process was stopped, the
+// machine slept) or goes unanswered.
+func (cc *ClientConn) Silence() time.Duration {
+	return time.Duration(time.Now().UnixNano() - cc.lastFrame.Load())
+}
+
+// GoingAway is closed when the peer sent GOAWAY: the streams it accepted go
+// on, new ones must open on another connection.
+func (cc *ClientConn) GoingAway() <-chan struct{} { return cc.goAwayCh }
+
 // CanTakeNewRequest reports whether new streams may be opened: the connection
-// lives, the peer has not sent GOAWAY and stream IDs are left.
+// lives, the peer has not sent GOAWAY, Drain was not called and stream IDs
+// are left.
 func (cc *ClientConn) CanTakeNewRequest() bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	return cc.err == nil && !cc.goAway && cc.nextID < maxStreamID
+	return cc.newStreamErrLocked() == nil
+}
+
+// Drain stops new streams on the connection and returns a channel that is
+// closed once no stream is open on it. Streams already open go on; the
+// caller closes the connection when the channel is closed (or Done is).
+func (cc *ClientConn) Drain() <-chan struct{} {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.draining = true
+	cc.checkDrainedLocked()
+	return cc.drained
+}
+
+// checkDrainedLocked closes drained when the last stream of a draining
+// connection is gone; it runs wherever active goes down.
+func (cc *ClientConn) checkDrainedLocked() {
+	if !cc.draining || cc.active > 0 {
+		return
+	}
+	select {
+	case <-cc.drained:
+	default:
+		close(cc.drained)
+	}
 }
 
 // Close closes the connection: open streams fail with ErrConnClosed. It returns
@@ -199,6 +246,7 @@ func (cc *ClientConn) fail(err error) {
 		s.failLocked(err, err)
 	}
 	cc.active = 0
+	cc.checkDrainedLocked()
 	cc.wcond.Broadcast()
 	cc.mu.Unlock()
 	cc.conn.Close()
@@ -233,6 +281,7 @@ func (cc *ClientConn) readFrames() error {
 			return err
 		}
 		cc.health.Reset(cc.keepalive.idle)
+		cc.lastFrame.Store(time.Now().UnixNano())
 		switch f := f.(type) {
 		case *http2.DataFrame:
 			err = cc.onData(f)
@@ -371,7 +420,10 @@ func (cc *ClientConn) onGoAway(f *http2.GoAwayFrame) {
 	}
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	cc.goAway = true
+	if !cc.goAway {
+		cc.goAway = true
+		close(cc.goAwayCh)
+	}
 	for id, s := range cc.streams {
 		if id > f.LastStreamID {
 			s.failLocked(errGoAway, errGoAway)
@@ -423,6 +475,7 @@ func (cc *ClientConn) forgetLocked(s *Stream) {
 	}
 	delete(cc.streams, s.id)
 	cc.active--
+	cc.checkDrainedLocked()
 	cc.wcond.Broadcast()
 }
 
@@ -484,30 +537,54 @@ func refresh(avail, unsent *int64, n int) int64 {
 // healthCheck runs after keepalive.idle without a frame: it sends a PING and
 // fails the connection if it is not answered within keepalive.timeout.
 func (cc *ClientConn) healthCheck() {
+	cc.Ping(cc.keepalive.timeout)
+}
+
+// Ping checks that the peer answers: it sends a PING (or joins the one
+// outstanding) and waits up to timeout for the answer. Without one the
+// connection is failed, its streams end with an error, and Ping returns the
+// error; so does a connection that is already dead. The agent pings with a
+// short timeout when it has reason to doubt the path (a wake from sleep),
+// rather than wait for the keepalive.
+func (cc *ClientConn) Ping(timeout time.Duration) error {
 	cc.mu.Lock()
-	if cc.closing || cc.err != nil || cc.pingAck != nil { // closed, dead, or a check is on
+	if cc.closing || cc.err != nil {
+		err := cc.err
 		cc.mu.Unlock()
-		return
+		if err == nil {
+			err = ErrConnClosed
+		}
+		return err
 	}
 	cc.healthWG.Add(1)
 	defer cc.healthWG.Done()
-	rand.Read(cc.pingData[:])
-	data, ack := cc.pingData, make(chan struct{})
-	cc.pingAck = ack
+	ack, send := cc.pingAck, cc.pingAck == nil
+	if send {
+		rand.Read(cc.pingData[:])
+		ack = make(chan struct{})
+		cc.pingAck = ack
+	}
+	data := cc.pingData
 	cc.mu.Unlock()
 
 	// The timer, not this goroutine, fails the connection: a write stuck on a
 	// dead peer is unblocked only by closing the connection.
-	deadline := time.AfterFunc(cc.keepalive.timeout, func() { cc.fail(errPing) })
+	deadline := time.AfterFunc(timeout, func() { cc.fail(errPing) })
 	defer deadline.Stop()
-	cc.wmu.Lock()
-	err := cc.flushFrame(cc.fr.WritePing(false, data))
-	cc.wmu.Unlock()
-	if err != nil {
-		return
+	if send {
+		cc.wmu.Lock()
+		err := cc.flushFrame(cc.fr.WritePing(false, data))
+		cc.wmu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 	select {
 	case <-ack:
+		return nil
 	case <-cc.readDone:
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		return cc.err
 	}
 }

@@ -361,3 +361,64 @@ func TestKeepalive(t *testing.T) {
 		t.Fatalf("Connect on the dead connection: %v, want errPing", err)
 	}
 }
+
+// TestPing: a Ping the peer answers returns nil; one it does not fails the
+// connection within the timeout. Silence counts from the last frame.
+func TestPing(t *testing.T) {
+	cc, p := newFakePeer(t, keepalive{idle: time.Hour, timeout: time.Hour})
+	answered := make(chan error, 1)
+	go func() { answered <- cc.Ping(5 * time.Second) }()
+	ping := p.next(http2.FramePing).(*http2.PingFrame)
+	p.fr.WritePing(true, ping.Data)
+	if err := <-answered; err != nil {
+		t.Fatalf("Ping answered: %v", err)
+	}
+	if d := cc.Silence(); d > time.Second {
+		t.Errorf("Silence %v right after a frame", d)
+	}
+	start := time.Now()
+	if err := cc.Ping(50 * time.Millisecond); !errors.Is(err, errPing) {
+		t.Fatalf("Ping unanswered: %v, want errPing", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("unanswered Ping took %v", took)
+	}
+	<-cc.Done()
+}
+
+// TestDrain: after GOAWAY a connection takes no new stream; Drain's channel
+// is closed when the last open stream ends, not before.
+func TestDrain(t *testing.T) {
+	cc, p := newFakePeer(t, keepalive{idle: time.Hour, timeout: time.Hour})
+	opened := make(chan *Stream, 1)
+	go func() {
+		s, err := cc.Connect(context.Background(), echoTarget)
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- s
+	}()
+	p.next(http2.FrameHeaders)
+	var enc bytes.Buffer
+	hpack.NewEncoder(&enc).WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: enc.Bytes(), EndHeaders: true})
+	s := <-opened
+	p.fr.WriteGoAway(1, http2.ErrCodeNo, nil)
+	select {
+	case <-cc.GoingAway():
+	case <-time.After(10 * time.Second):
+		t.Fatal("GoingAway not closed after GOAWAY")
+	}
+	drained := cc.Drain()
+	select {
+	case <-drained:
+		t.Fatal("drained with a stream open")
+	case <-time.After(50 * time.Millisecond):
+	}
+	s.Close()
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not drained after the last stream closed")
+	}
+}

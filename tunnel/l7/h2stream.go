@@ -85,6 +85,7 @@ func (cc *ClientConn) openStream(ctx context.Context, fields []hpack.HeaderField
 	if err := cc.newStreamErrLocked(); err != nil {
 		if cc.err == nil { // fail already reset the count
 			cc.active--
+			cc.checkDrainedLocked()
 		}
 		cc.mu.Unlock()
 		return nil, err
@@ -105,7 +106,7 @@ func (cc *ClientConn) newStreamErrLocked() error {
 	switch {
 	case cc.err != nil:
 		return cc.err
-	case cc.goAway, cc.nextID >= maxStreamID:
+	case cc.goAway, cc.draining, cc.nextID >= maxStreamID:
 		return errGoAway
 	}
 	return nil

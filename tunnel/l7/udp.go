@@ -160,7 +160,7 @@ func (c *Client) OpenUDP(ctx context.Context, t Target) (*DatagramConn, error) {
 	if tc == nil || !tc.cc.CanTakeNewRequest() {
 		return nil, ErrNotConnected
 	}
-	st, err := tc.cc.ConnectUDP(ctx, c.cfg.Addr, t)
+	st, err := tc.cc.ConnectUDP(ctx, tc.addr, t)
 	if err != nil {
 		return nil, c.requestError(tc, "open "+t.String(), err)
 	}

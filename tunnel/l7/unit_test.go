@@ -158,3 +158,30 @@ func TestOpenBadTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestReconnectWhileDown: with no connection to replace, Reconnect makes no
+// stream wait: Open fails at once, before and after Close.
+func TestReconnectWhileDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: the client stays down
+	c := NewClient(ClientConfig{Addr: addr, RetryMin: time.Hour, RetryMax: time.Hour})
+	c.Start()
+	for _, when := range []string{"down", "closed"} {
+		if when == "closed" {
+			c.Close()
+		}
+		c.Reconnect("test")
+		start := time.Now()
+		_, err := c.Open(context.Background(), Target{Host: "a.test", Port: 1})
+		if !errors.Is(err, ErrNotConnected) {
+			t.Errorf("%s: Open: %v, want ErrNotConnected", when, err)
+		}
+		if took := time.Since(start); took > replaceWait/2 {
+			t.Errorf("%s: Open took %v after a Reconnect, want at once", when, took)
+		}
+	}
+}
