@@ -12,6 +12,7 @@ need=(
   iperf3:iperf3
   dnsperf:dnsperf
   pgrep:procps
+  wg:wireguard-tools
 )
 missing=()
 for pair in "${need[@]}"; do
