@@ -148,6 +148,9 @@ func (s *Stack) writeLoop(batch int) {
 		slot = tunOffset + max(coalesceSlot, s.mtu)
 	}
 	w := &batchWriter{s: s, bufs: make([][]byte, batch), out: make([][]byte, 0, batch)}
+	if w.raw = rawGSOFile(s.dev, batch); w.raw != nil {
+		w.gsoBuf = make([]byte, tunOffset+gsoMaxSize)
+	}
 	for i := range w.bufs {
 		w.bufs[i] = make([]byte, slot)
 	}
@@ -171,12 +174,18 @@ type batchWriter struct {
 	bufs   [][]byte // backing buffers, one per batch slot
 	out    [][]byte // packets of the current batch, sliced from bufs
 	failed bool     // the device reported closed; discard from now on
+	// raw is the TUN's file when GSO segments are written to it whole
+	// (writeGSO), with gsoBuf to build them in; nil otherwise.
+	raw    *os.File
+	gsoBuf []byte
 }
 
 // add copies pkt into the batch, splitting it if it is a GSO segment.
 func (w *batchWriter) add(pkt *stack.PacketBuffer) {
 	if pkt.GSOOptions.Type != stack.GSONone {
-		w.addGSO(pkt)
+		if w.raw == nil || !w.writeGSO(pkt) {
+			w.addGSO(pkt)
+		}
 		return
 	}
 	if len(w.out) == len(w.bufs) {
