@@ -5,6 +5,7 @@ package netstack
 import (
 	"os"
 
+	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/tun"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
@@ -14,3 +15,8 @@ import (
 func rawGSOFile(tun.Device, int) *os.File { return nil }
 
 func (w *batchWriter) writeGSO(*stack.PacketBuffer) bool { return false }
+
+// rawTUNReader is nil where the TUN takes no virtio-net headers.
+func rawTUNReader(tun.Device, int, *zap.Logger) *os.File { return nil }
+
+func (s *Stack) readRaw(*os.File) {}

@@ -56,9 +56,15 @@ func (s *Stack) eventLoop(events <-chan tun.Event) {
 
 // readLoop reads batches from the TUN and feeds them to the stack through
 // GRO, which merges consecutive segments of a TCP flow so that gVisor's TCP
-// processes a few large segments instead of many small ones.
+// processes a few large segments instead of many small ones. A Linux TUN
+// with virtio-net headers is read directly instead (readRaw), its large
+// segments whole.
 func (s *Stack) readLoop(batch int) {
 	defer s.ioWG.Done()
+	if f := rawTUNReader(s.dev, batch, s.log); f != nil {
+		s.readRaw(f)
+		return
+	}
 	bufSize := tunOffset + s.mtu
 	if batch == 1 {
 		bufSize = tunOffset + gsoMaxSize // a device without offloads may exceed our MTU
