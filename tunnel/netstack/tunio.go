@@ -119,6 +119,17 @@ const maxReadFailures = 16
 
 // injectInbound verifies one packet and enqueues it on g.
 func (s *Stack) injectInbound(g *gro.GRO, b []byte) {
+	if pkt := s.inboundPacket(b, false); pkt != nil {
+		g.Enqueue(pkt)
+		pkt.DecRef()
+	}
+}
+
+// inboundPacket checks one packet read from the TUN (its checksums too,
+// unless valid says they need no check) and returns it as a packet buffer
+// for gVisor, or nil when it is dropped (and counted). Every way of reading
+// the TUN passes its packets through here.
+func (s *Stack) inboundPacket(b []byte, valid bool) *stack.PacketBuffer {
 	var proto = header.IPv4ProtocolNumber
 	switch header.IPVersion(b) {
 	case header.IPv4Version:
@@ -126,21 +137,20 @@ func (s *Stack) injectInbound(g *gro.GRO, b []byte) {
 		proto = header.IPv6ProtocolNumber
 	default:
 		s.stats.badVer.Add(1)
-		return
+		return nil
 	}
-	if !checksumsValid(b) {
+	if !valid && !checksumsValid(b) {
 		s.stats.droppedIn.Add(1)
-		return
+		return nil
 	}
 	if isEchoRequest(b) {
 		s.stats.echoDropped.Add(1)
-		return
+		return nil
 	}
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
 	pkt.NetworkProtocolNumber = proto
 	pkt.RXChecksumValidated = true
-	g.Enqueue(pkt)
-	pkt.DecRef()
+	return pkt
 }
 
 // writeLoop moves packets from the stack's queue to the TUN in batches of up

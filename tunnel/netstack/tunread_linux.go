@@ -8,8 +8,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
-	"gvisor.dev/gvisor/pkg/buffer"
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -83,16 +81,6 @@ func (s *Stack) injectRaw(d stack.NetworkDispatcher, b []byte) {
 		return
 	}
 	flags, gsoType, p := b[0], b[1], b[virtioNetHdrLen:]
-	var proto tcpip.NetworkProtocolNumber
-	switch header.IPVersion(p) {
-	case header.IPv4Version:
-		proto = header.IPv4ProtocolNumber
-	case header.IPv6Version:
-		proto = header.IPv6ProtocolNumber
-	default:
-		s.stats.badVer.Add(1)
-		return
-	}
 	valid := false
 	switch gsoType {
 	case unix.VIRTIO_NET_HDR_GSO_NONE:
@@ -107,19 +95,10 @@ func (s *Stack) injectRaw(d stack.NetworkDispatcher, b []byte) {
 		s.stats.droppedIn.Add(1)
 		return
 	}
-	if !valid && !checksumsValid(p) {
-		s.stats.droppedIn.Add(1)
-		return
+	if pkt := s.inboundPacket(p, valid); pkt != nil {
+		d.DeliverNetworkPacket(pkt.NetworkProtocolNumber, pkt)
+		pkt.DecRef()
 	}
-	if isEchoRequest(p) {
-		s.stats.echoDropped.Add(1)
-		return
-	}
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
-	pkt.NetworkProtocolNumber = proto
-	pkt.RXChecksumValidated = true
-	d.DeliverNetworkPacket(proto, pkt)
-	pkt.DecRef()
 }
 
 // fixLargeSegment sets the IP length fields of a large TCP segment (TSO) to
