@@ -10,7 +10,8 @@
 # Prints Gbit/s for each, the ratios agent/wireguard and agent/direct, and CPU
 # seconds per GB for the agent alone, for agent + PoP + publisher, and for both
 # wireguard-go ends; then the time to first byte of a new flow (connect to the
-# first byte a server writes on accept) through the agent and direct.
+# first byte a server writes on accept) direct, through wireguard-go and
+# through the agent.
 # Environment: BENCH_SECS (iperf3 seconds, default 10), BENCH_TTFB_N
 # (connections, default 200), BENCH_PERF (a directory: `perf record` of the
 # agent, the PoP and the publisher during the agent's runs, read with
@@ -88,6 +89,7 @@ inns "$CLIENT" ip link set "$WGC" up
 inns "$CLIENT" ip route add 10.20.0.10/32 dev "$WGC"
 inns "$CORP" ip route add 10.99.0.0/24 via 10.20.0.1
 inns "$CLIENT" bin/ttfb measure -n 1 10.20.0.10:5202 >/dev/null  # the handshake
+ttfb_wg=$(inns "$CLIENT" bin/ttfb measure -n "$TTFB_N" 10.20.0.10:5202)
 measure wg-up "$wgc $wgs" "" -c 10.20.0.10
 measure wg-down "$wgc $wgs" "" -c 10.20.0.10 -R
 kill "$wgc" "$wgs"; wait "$wgc" "$wgs" 2>/dev/null || true
@@ -119,13 +121,13 @@ ip netns exec "$CORP" bin/ttfb serve 10.20.0.10:5201 >"$DIR/ttfb.log" 2>&1 & bgp
 for _ in $(seq 50); do inns "$CORP" ss -ltn | grep -q ':5201 ' && break; sleep 0.1; done
 ttfb_agent=$(inns "$CLIENT" bin/ttfb measure -n "$TTFB_N" iperf.corp.test:5201)
 
-python3 - "$HZ" "$ttfb_direct" "$ttfb_agent" "${R[direct-up]}" "${R[direct-down]}" \
+python3 - "$HZ" "$ttfb_direct" "$ttfb_wg" "$ttfb_agent" "${R[direct-up]}" "${R[direct-down]}" \
   "${R[wg-up]}" "${R[wg-down]}" "${R[agent-up]}" "${R[agent-down]}" <<'PY'
 import sys
 hz = float(sys.argv[1])
-ttfb_direct, ttfb_agent = (list(map(float, a.split())) for a in sys.argv[2:4])
+ttfb_direct, ttfb_wg, ttfb_agent = (list(map(float, a.split())) for a in sys.argv[2:5])
 names = ["direct-up", "direct-down", "wg-up", "wg-down", "agent-up", "agent-down"]
-r = {n: list(map(float, a.split())) for n, a in zip(names, sys.argv[4:])}
+r = {n: list(map(float, a.split())) for n, a in zip(names, sys.argv[5:])}
 def cpu_gb(n, i):  # CPU seconds per GB of the i-th process set
     gbit, nbytes, c1, c2 = r[n]
     return [c1, c2, c1 + c2][i] / hz / (nbytes / 1e9)
@@ -139,7 +141,8 @@ for label, n, i in (("agent alone", "agent", 0), ("agent+PoP+publisher", "agent"
                     ("PoP+publisher", "agent", 1), ("wireguard-go (both)", "wg", 0)):
     print("%-19s %6.2f %6.2f" % (label, cpu_gb(n + "-up", i), cpu_gb(n + "-down", i)))
 print("\ntime to first byte of a new flow, µs: median / p90 / min")
-print("direct %s\nagent  %s  (median %.2fx direct)" % (
-    " / ".join("%.0f" % x for x in ttfb_direct), " / ".join("%.0f" % x for x in ttfb_agent),
-    ttfb_agent[0] / ttfb_direct[0]))
+us = lambda t: " / ".join("%.0f" % x for x in t)
+print("direct    %s" % us(ttfb_direct))
+print("wireguard %s" % us(ttfb_wg))
+print("agent     %s  (median %.2fx direct)" % (us(ttfb_agent), ttfb_agent[0] / ttfb_direct[0]))
 PY
