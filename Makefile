@@ -15,7 +15,7 @@ deps:
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb ./e2e/dnslat ./e2e/delayrelay
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb ./e2e/dnslat ./e2e/delayrelay ./e2e/ttfb
 
 # lint: formatting and vet for the host.
 lint:
@@ -66,8 +66,9 @@ lab-down:
 	@scripts/lab.sh down
 
 # bench: Go benchmarks (each against a reference in the same run), then the
-# namespace benchmarks (iperf3 through the tunnel vs the direct path; dnsperf
-# against dnsmasq and the direct upstream). Root for the namespace half. Among
+# namespace benchmarks (iperf3 through the tunnel vs wireguard-go and the
+# direct path, and the time to first byte of a new flow; dnsperf against
+# dnsmasq and the direct upstream). Root for the namespace half. Among
 # the Go benchmarks, cloud/pop's IdleFlows holds 10,000 flows (memory per idle
 # flow, failed connects, dropped SYNs, memory after close; its two child
 # processes need ~10,100 descriptors each) and Reconnect waits out an 8 s PoP

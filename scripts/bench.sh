@@ -1,63 +1,127 @@
 #!/usr/bin/env bash
 # make bench, the namespace half: iperf3 single-stream throughput from the
-# client namespace to the corporate namespace, first on the direct routed path
-# (the cloud namespace forwarding, no agent), then through agent → PoP →
-# publisher, in the same run. Prints the ratio and the CPU seconds per GB
-# spent by the agent, the PoP and the publisher together; then iperf3 -u at
-# 200 Mbit/s through the tunnel both ways, with its loss.
+# client namespace to the corporate namespace, up (-c) and down (-R), on three
+# paths in the same run and the same namespaces:
+#   direct     the cloud namespace routes client <-> corp (no tunnel);
+#   wireguard  wireguard-go in the client and the cloud namespaces (built from
+#              the module in go.mod, configured with wg), the cloud namespace
+#              forwarding to corp: the same hops as the L7 path;
+#   agent      ztagent -> PoP (cloud) -> publisher (corp).
+# Prints Gbit/s for each, the ratios agent/wireguard and agent/direct, and CPU
+# seconds per GB for the agent alone, for agent + PoP + publisher, and for both
+# wireguard-go ends; then the time to first byte of a new flow (connect to the
+# first byte a server writes on accept) direct, through wireguard-go and
+# through the agent.
+# Environment: BENCH_SECS (iperf3 seconds, default 10), BENCH_TTFB_N
+# (connections, default 200), BENCH_PERF (a directory: `perf record` of the
+# agent, the PoP and the publisher during the agent's runs, read with
+# `perf report -i FILE`).
+# Then iperf3 -u at 200 Mbit/s through the tunnel, both ways, with its loss.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ZT_LAB=${ZT_LAB:-ztbench}
 DIR=$PWD/.lab/$ZT_LAB
 SECS=${BENCH_SECS:-10}
+TTFB_N=${BENCH_TTFB_N:-200}
+PERF=${BENCH_PERF:-}
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (network namespaces)" >&2; exit 1; }
-trap 'scripts/lab.sh down >/dev/null 2>&1 || true' EXIT
-ZT_LAB_NOAGENT=1 scripts/lab.sh up
-C="ip netns exec $ZT_LAB-client"
-ip netns exec "$ZT_LAB-corp" iperf3 -s -D -B 10.20.0.10 --pidfile "$DIR/iperf3.pid2"
-for _ in $(seq 50); do ip netns exec "$ZT_LAB-corp" ss -ltn | grep -q ':5201 ' && break; sleep 0.1; done
+command -v wg >/dev/null || { echo "bench: wg missing (make deps installs wireguard-tools)" >&2; exit 1; }
+go build -trimpath -o bin/wireguard-go golang.zx2c4.com/wireguard
+[ -x bin/ttfb ] || go build -trimpath -o bin/ttfb ./e2e/ttfb
 
-# gbits JSON: single-stream receiver throughput in Gbit/s.
-gbits() { python3 -c '
+CLIENT=$ZT_LAB-client CLOUD=$ZT_LAB-cloud CORP=$ZT_LAB-corp
+WGC=${ZT_LAB:0:8}-wgc WGS=${ZT_LAB:0:8}-wgs  # interface names (15 bytes at most)
+bgpids=()
+cleanup() {
+  for p in ${bgpids[@]+"${bgpids[@]}"}; do kill "$p" 2>/dev/null || true; done
+  scripts/lab.sh down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+ZT_LAB_NOAGENT=1 scripts/lab.sh up
+inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+inns "$CORP" iperf3 -s -D -B 10.20.0.10 --pidfile "$DIR/iperf3.pid2"
+ip netns exec "$CORP" bin/ttfb serve 10.20.0.10:5202 >"$DIR/ttfb.log" 2>&1 & bgpids+=($!)
+for _ in $(seq 50); do inns "$CORP" ss -ltn | grep -q ':5201 ' && break; sleep 0.1; done
+
+# iperf ARGS...: one iperf3 run from the client; prints "Gbit/s bytes".
+iperf() { inns "$CLIENT" iperf3 -J -t "$SECS" "$@" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 if "error" in r: sys.exit("iperf3: " + r["error"])
-print("%.3f" % (r["end"]["sum_received"]["bits_per_second"] / 1e9))'; }
-bytes_rx() { python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])'; }
+s = r["end"]["sum_received"]
+print("%.3f %d" % (s["bits_per_second"] / 1e9, s["bytes"]))'; }
 # cpu_ticks PID...: user+system clock ticks used so far.
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }
+HZ=$(getconf CLK_TCK)
+# measure NAME "PIDS" "PIDS2" ARGS...: an iperf3 run with the CPU of two sets
+# of processes; sets R[NAME]="Gbit/s bytes cpu1 cpu2" (CPU in seconds).
+declare -A R
+measure() {
+  local name=$1 p1=$2 p2=$3; shift 3
+  local a0 b0 out
+  a0=$(cpu_ticks $p1); b0=$(cpu_ticks $p2)
+  out=$(iperf "$@")
+  R[$name]="$out $(( $(cpu_ticks $p1) - a0 )) $(( $(cpu_ticks $p2) - b0 ))"
+  echo "$name: ${out%% *} Gbit/s"
+}
+# real_pids PIDFILE...: setsid leaves the real processes as children of `ip
+# netns exec`; find them.
+real_pids() { for f in "$@"; do local p; p=$(cat "$f"); pgrep -P "$p" || echo "$p"; done; }
 
 echo "== direct: client -> corp, routed through the cloud namespace"
-ip netns exec "$ZT_LAB-cloud" sysctl -qw net.ipv4.ip_forward=1
-direct=$($C iperf3 -J -t "$SECS" -c 10.20.0.10 | gbits)
-ip netns exec "$ZT_LAB-cloud" sysctl -qw net.ipv4.ip_forward=0
-echo "direct: $direct Gbit/s"
+inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=1
+measure direct-up "" "" -c 10.20.0.10
+measure direct-down "" "" -c 10.20.0.10 -R
+ttfb_direct=$(inns "$CLIENT" bin/ttfb measure -n "$TTFB_N" 10.20.0.10:5202)
 
-echo "== through ztagent -> PoP -> publisher (iperf.corp.test:5201, by name)"
+echo "== wireguard-go: client <-> cloud, the cloud namespace forwarding to corp"
+umask 077; wg genkey >"$DIR/wgc.key"; wg genkey >"$DIR/wgs.key"; umask 022
+ip netns exec "$CLIENT" bin/wireguard-go -f "$WGC" >"$DIR/wgc.log" 2>&1 & wgc=$!; bgpids+=($wgc)
+ip netns exec "$CLOUD" bin/wireguard-go -f "$WGS" >"$DIR/wgs.log" 2>&1 & wgs=$!; bgpids+=($wgs)
+for _ in $(seq 50); do [ -S "/var/run/wireguard/$WGC.sock" ] && [ -S "/var/run/wireguard/$WGS.sock" ] && break; sleep 0.1; done
+inns "$CLOUD" wg set "$WGS" private-key "$DIR/wgs.key" listen-port 51820 \
+  peer "$(wg pubkey <"$DIR/wgc.key")" allowed-ips 10.99.0.2/32
+inns "$CLIENT" wg set "$WGC" private-key "$DIR/wgc.key" \
+  peer "$(wg pubkey <"$DIR/wgs.key")" endpoint 10.10.0.1:51820 allowed-ips 10.99.0.1/32,10.20.0.0/24
+inns "$CLOUD" ip addr add 10.99.0.1/24 dev "$WGS"
+inns "$CLOUD" ip link set "$WGS" up
+inns "$CLIENT" ip addr add 10.99.0.2/24 dev "$WGC"
+inns "$CLIENT" ip link set "$WGC" up
+inns "$CLIENT" ip route add 10.20.0.10/32 dev "$WGC"
+inns "$CORP" ip route add 10.99.0.0/24 via 10.20.0.1
+inns "$CLIENT" bin/ttfb measure -n 1 10.20.0.10:5202 >/dev/null  # the handshake
+ttfb_wg=$(inns "$CLIENT" bin/ttfb measure -n "$TTFB_N" 10.20.0.10:5202)
+measure wg-up "$wgc $wgs" "" -c 10.20.0.10
+measure wg-down "$wgc $wgs" "" -c 10.20.0.10 -R
+kill "$wgc" "$wgs"; wait "$wgc" "$wgs" 2>/dev/null || true
+inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=0
+
+echo "== agent: ztagent -> PoP -> publisher (iperf.corp.test:5201, by name)"
 scripts/lab.sh agent-start
-pids=$(cat "$DIR/agent.pid" "$DIR/ztcloud.pid" "$DIR/publisher.pid")
-# setsid leaves the real processes as children of `ip netns exec`; find them.
-procs=$(for p in $pids; do pgrep -P "$p" || echo "$p"; done)
-t0=$(cpu_ticks $procs)
-json=$($C iperf3 -J -t "$SECS" -c iperf.corp.test)
-t1=$(cpu_ticks $procs)
-tunnel=$(echo "$json" | gbits)
-bytes=$(echo "$json" | bytes_rx)
-hz=$(getconf CLK_TCK)
-echo "tunnel: $tunnel Gbit/s"
-python3 - "$direct" "$tunnel" "$t0" "$t1" "$hz" "$bytes" <<'PY'
-import sys
-direct, tunnel, t0, t1, hz, nbytes = map(float, sys.argv[1:])
-cpu = (t1 - t0) / hz
-print(f"ratio tunnel/direct: {tunnel/direct:.3f}")
-print(f"CPU seconds per GB (agent+PoP+publisher): {cpu/(nbytes/1e9):.2f} ({cpu:.1f} s for {nbytes/1e9:.2f} GB)")
-PY
+agent=$(real_pids "$DIR/agent.pid")
+cloud=$(real_pids "$DIR/ztcloud.pid" "$DIR/publisher.pid")
+# perf_start NAME records the three processes for the run that follows
+# (perf_wait waits for the recording to end).
+perfpid=
+perf_start() {
+  [ -n "$PERF" ] || return 0
+  mkdir -p "$PERF"
+  perf record -q -g -o "$PERF/$1.perf" -p "$(echo $agent $cloud | tr ' ' ,)" -- sleep "$SECS" >/dev/null 2>&1 &
+  perfpid=$!
+}
+perf_wait() { [ -z "$perfpid" ] || wait "$perfpid" || true; perfpid=; }
+perf_start agent-up
+measure agent-up "$agent" "$cloud" -c iperf.corp.test
+perf_wait
+perf_start agent-down
+measure agent-down "$agent" "$cloud" -c iperf.corp.test -R
+perf_wait
 
 # UDP through the tunnel: iperf3 -u at a fixed rate (UDP_RATE, default 200M)
 # with 1,400-byte datagrams, up and down (-R); the loss is the receiver's.
 echo "== UDP through ztagent -> PoP -> publisher: iperf3 -u -b ${UDP_RATE:-200M} -l 1400"
 for flag in "" -R; do
-  $C iperf3 -J -u -b "${UDP_RATE:-200M}" -l 1400 -t "$SECS" $flag -c iperf.corp.test | python3 -c '
+  inns "$CLIENT" iperf3 -J -u -b "${UDP_RATE:-200M}" -l 1400 -t "$SECS" $flag -c iperf.corp.test | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 if "error" in r: sys.exit("iperf3: " + r["error"])
@@ -66,3 +130,33 @@ print("udp %s: %.0f Mbit/s, lost %d of %d datagrams (%.3f%%), jitter %.3f ms" % 
     sys.argv[1], s["bits_per_second"] / 1e6, s["lost_packets"], s["packets"], s["lost_percent"], s["jitter_ms"]))' "${flag:-up}"
 done
 kill "$(cat "$DIR/iperf3.pid2")" 2>/dev/null || true
+for _ in $(seq 50); do inns "$CORP" ss -ltn | grep -q ':5201 ' || break; sleep 0.1; done
+ip netns exec "$CORP" bin/ttfb serve 10.20.0.10:5201 >"$DIR/ttfb.log" 2>&1 & bgpids+=($!)
+for _ in $(seq 50); do inns "$CORP" ss -ltn | grep -q ':5201 ' && break; sleep 0.1; done
+ttfb_agent=$(inns "$CLIENT" bin/ttfb measure -n "$TTFB_N" iperf.corp.test:5201)
+
+python3 - "$HZ" "$ttfb_direct" "$ttfb_wg" "$ttfb_agent" "${R[direct-up]}" "${R[direct-down]}" \
+  "${R[wg-up]}" "${R[wg-down]}" "${R[agent-up]}" "${R[agent-down]}" <<'PY'
+import sys
+hz = float(sys.argv[1])
+ttfb_direct, ttfb_wg, ttfb_agent = (list(map(float, a.split())) for a in sys.argv[2:5])
+names = ["direct-up", "direct-down", "wg-up", "wg-down", "agent-up", "agent-down"]
+r = {n: list(map(float, a.split())) for n, a in zip(names, sys.argv[5:])}
+def cpu_gb(n, i):  # CPU seconds per GB of the i-th process set
+    gbit, nbytes, c1, c2 = r[n]
+    return [c1, c2, c1 + c2][i] / hz / (nbytes / 1e9)
+print("\n%-6s %8s %10s %8s %10s %10s" % ("", "direct", "wireguard", "agent", "agent/wg", "agent/dir"))
+for d in ("up", "down"):
+    g = {p: r[p + "-" + d][0] for p in ("direct", "wg", "agent")}
+    print("%-6s %8.2f %10.2f %8.2f %10.2f %10.2f  Gbit/s" % (
+        d, g["direct"], g["wg"], g["agent"], g["agent"] / g["wg"], g["agent"] / g["direct"]))
+print("\nCPU seconds per GB  %6s %6s" % ("up", "down"))
+for label, n, i in (("agent alone", "agent", 0), ("agent+PoP+publisher", "agent", 2),
+                    ("PoP+publisher", "agent", 1), ("wireguard-go (both)", "wg", 0)):
+    print("%-19s %6.2f %6.2f" % (label, cpu_gb(n + "-up", i), cpu_gb(n + "-down", i)))
+print("\ntime to first byte of a new flow, µs: median / p90 / min")
+us = lambda t: " / ".join("%.0f" % x for x in t)
+print("direct    %s" % us(ttfb_direct))
+print("wireguard %s" % us(ttfb_wg))
+print("agent     %s  (median %.2fx direct)" % (us(ttfb_agent), ttfb_agent[0] / ttfb_direct[0]))
+PY

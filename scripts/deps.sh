@@ -13,6 +13,7 @@ need=(
   dnsperf:dnsperf
   pgrep:procps
   ping:iputils-ping
+  wg:wireguard-tools
 )
 missing=()
 for pair in "${need[@]}"; do

@@ -34,6 +34,17 @@ var (
 	largePool = sync.Pool{New: func() any { b := make([]byte, LargeBuffer); return &b }}
 )
 
+// BufferedReader is a reader that holds what it received in buffers of its
+// own (a tunnel stream): Copy has it write them to the destination directly,
+// with no copy into a buffer of Copy's.
+type BufferedReader interface {
+	// WriteBufferedTo writes what is buffered to w and releases it; it
+	// blocks until something is buffered or the input has ended. With
+	// nothing left it returns the end of the input as readErr (io.EOF for
+	// a clean end); a failed write of w is writeErr.
+	WriteBufferedTo(w io.Writer) (n int, readErr, writeErr error)
+}
+
 // Waiter returns a function that waits until a Read of r would not block,
 // without a buffer: r's own WaitRead, or, for a socket on a system that
 // allows it, a wait for the socket to be readable. It returns nil when r
@@ -52,6 +63,9 @@ func Waiter(r io.Reader) func() error {
 // read error otherwise, or the error of a write or flush as writeErr. It does not use io.Copy, whose
 // WriterTo and ReaderFrom fast paths would bring buffers of their own.
 func Copy(dst io.Writer, src io.Reader, wait func() error, flush func() error) (readErr, writeErr error) {
+	if br, ok := src.(BufferedReader); ok {
+		return copyBuffered(dst, br, flush)
+	}
 	large := false
 	for {
 		if wait != nil {
@@ -83,6 +97,24 @@ func Copy(dst io.Writer, src io.Reader, wait func() error, flush func() error) (
 		}
 		if err != nil {
 			return endOf(err), nil
+		}
+	}
+}
+
+// copyBuffered is Copy from a BufferedReader, which waits for data itself.
+func copyBuffered(dst io.Writer, src BufferedReader, flush func() error) (readErr, writeErr error) {
+	for {
+		n, rerr, werr := src.WriteBufferedTo(dst)
+		if werr != nil {
+			return nil, werr
+		}
+		if n > 0 && flush != nil {
+			if ferr := flush(); ferr != nil {
+				return nil, ferr
+			}
+		}
+		if rerr != nil {
+			return endOf(rerr), nil
 		}
 	}
 }

@@ -134,3 +134,39 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 	}
 	return a, b
 }
+
+// buffered is a BufferedReader that hands out one chunk per call.
+type buffered struct {
+	chunks [][]byte
+	end    error
+}
+
+func (b *buffered) Read([]byte) (int, error) { panic("Copy read a BufferedReader") }
+
+func (b *buffered) WriteBufferedTo(w io.Writer) (int, error, error) {
+	if len(b.chunks) == 0 {
+		return 0, b.end, nil
+	}
+	n, err := w.Write(b.chunks[0])
+	b.chunks = b.chunks[1:]
+	return n, nil, err
+}
+
+// TestCopyBuffered: a BufferedReader writes its own buffers; each write is
+// flushed, a clean end is a nil readErr, other ends and write errors come back.
+func TestCopyBuffered(t *testing.T) {
+	var dst bytes.Buffer
+	flushes := 0
+	flush := func() error { flushes++; return nil }
+	readErr, writeErr := Copy(&dst, &buffered{chunks: [][]byte{[]byte("ab"), []byte("c")}, end: io.EOF}, nil, flush)
+	if readErr != nil || writeErr != nil || dst.String() != "abc" || flushes != 2 {
+		t.Errorf("got %q, %d flushes, %v, %v; want abc, 2 flushes, no errors", dst.String(), flushes, readErr, writeErr)
+	}
+	reset := errors.New("reset")
+	if readErr, _ := Copy(io.Discard, &buffered{end: reset}, nil, nil); readErr != reset {
+		t.Errorf("readErr %v, want %v", readErr, reset)
+	}
+	if _, writeErr := Copy(failWriter{}, &buffered{chunks: [][]byte{[]byte("x")}}, nil, nil); writeErr == nil {
+		t.Error("a failed write was not reported")
+	}
+}

@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -40,6 +41,7 @@ var _ interface {
 	net.Conn
 	CloseWrite() error
 	WaitRead() error
+	WriteBufferedTo(io.Writer) (int, error, error)
 } = (*streamConn)(nil)
 
 func (c *streamConn) Read(p []byte) (int, error) {
@@ -54,6 +56,14 @@ func (c *streamConn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	return c.s.Write(p)
+}
+
+// WriteBufferedTo writes what the stream received to w (flowio.BufferedReader).
+func (c *streamConn) WriteBufferedTo(w io.Writer) (int, error, error) {
+	if c.closed.Load() {
+		return 0, net.ErrClosed, nil
+	}
+	return c.s.WriteBufferedTo(w)
 }
 
 // WaitRead returns once a Read would not block.

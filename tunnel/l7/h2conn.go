@@ -271,7 +271,11 @@ func (cc *ClientConn) readLoop() {
 
 func (cc *ClientConn) readFrames() error {
 	for {
-		f, err := cc.fr.ReadFrame()
+		fh, err := cc.fr.ReadFrameHeader()
+		var f http2.Frame
+		if err == nil && (fh.Type != http2.FrameData || fh.StreamID == 0) {
+			f, err = cc.fr.ReadFrameForHeader(fh)
+		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -283,8 +287,8 @@ func (cc *ClientConn) readFrames() error {
 		cc.health.Reset(cc.keepalive.idle)
 		cc.lastFrame.Store(time.Now().UnixNano())
 		switch f := f.(type) {
-		case *http2.DataFrame:
-			err = cc.onData(f)
+		case nil:
+			err = cc.onData(fh) // DATA is read here, not by the Framer
 		case *http2.MetaHeadersFrame:
 			err = cc.onHeaders(f)
 		case *http2.RSTStreamFrame:

@@ -207,47 +207,6 @@ func (cc *ClientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
-func (cc *ClientConn) onData(f *http2.DataFrame) error {
-	n := int64(f.Length) // flow control counts padding too
-	data := f.Data()
-	cc.mu.Lock()
-	if n > cc.recvAvail {
-		cc.mu.Unlock()
-		return http2.ConnectionError(http2.ErrCodeFlowControl)
-	}
-	cc.recvAvail -= n
-	s, err := cc.streamLocked(f.StreamID)
-	switch {
-	case err != nil:
-		cc.mu.Unlock()
-		return err
-	case s == nil || s.status == 0 || s.readEOF || s.readErr != nil:
-		// A stream we reset or forgot: its bytes go back to the connection.
-		// DATA before the response, or after its end, is the peer's error.
-		cc.mu.Unlock()
-		cc.returnWindow(nil, int(n))
-		if s != nil {
-			return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeStreamClosed}
-		}
-		return nil
-	case n > s.recvAvail:
-		cc.mu.Unlock()
-		cc.returnWindow(nil, int(n))
-		return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeFlowControl}
-	}
-	s.recvAvail -= n
-	s.rbuf.write(data)
-	if len(data) > 0 {
-		s.rcond.Broadcast()
-	}
-	if f.StreamEnded() {
-		s.endReadLocked()
-	}
-	cc.mu.Unlock()
-	cc.returnWindow(s, int(n)-len(data)) // padding is consumed at once
-	return nil
-}
-
 // endReadLocked records END_STREAM from the peer.
 func (s *Stream) endReadLocked() {
 	s.readEOF = true
@@ -292,6 +251,40 @@ func (s *Stream) Read(p []byte) (int, error) {
 		err = io.EOF
 	}
 	return 0, err
+}
+
+// WriteBufferedTo writes the data received so far to w, from the chunks it
+// arrived in, once some is waiting (flowio.BufferedReader). With none left it
+// returns the stream's end (io.EOF) or error as readErr.
+func (s *Stream) WriteBufferedTo(w io.Writer) (n int, readErr, writeErr error) {
+	cc := s.cc
+	cc.mu.Lock()
+	s.waitLocked()
+	if s.rbuf.n == 0 {
+		err := s.readErr
+		cc.mu.Unlock()
+		if err == nil {
+			err = io.EOF
+		}
+		return 0, err, nil
+	}
+	data := s.rbuf
+	s.rbuf = chunks{}
+	cc.mu.Unlock()
+	for i, b := range data.bufs {
+		if writeErr == nil {
+			p := b
+			if i == 0 {
+				p = b[data.r:]
+			}
+			var m int
+			m, writeErr = w.Write(p)
+			n += m
+		}
+		putChunk(b)
+	}
+	cc.returnWindow(s, data.n)
+	return n, nil, writeErr
 }
 
 // WaitRead returns once a Read would not block (flowio.ReadWaiter); the Read
@@ -412,95 +405,4 @@ func (cc *ClientConn) Connect(ctx context.Context, t Target) (*Stream, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// chunks is a stream's received data: pooled chunks, each released as soon as
-// it has been read, so that a drained stream holds none.
-type chunks struct {
-	bufs [][]byte
-	r, w int // read offset in bufs[0]; write offset in the last chunk
-	n    int // bytes buffered
-}
-
-var chunkPools = [...]sync.Pool{
-	{New: func() any { return new([1 << 10]byte) }},
-	{New: func() any { return new([4 << 10]byte) }},
-	{New: func() any { return new([16 << 10]byte) }},
-	{New: func() any { return new([64 << 10]byte) }},
-}
-
-// getChunk returns a chunk sized for n bytes to come.
-func getChunk(n int) []byte {
-	switch {
-	case n <= 1<<10:
-		return chunkPools[0].Get().(*[1 << 10]byte)[:]
-	case n <= 4<<10:
-		return chunkPools[1].Get().(*[4 << 10]byte)[:]
-	case n <= 16<<10:
-		return chunkPools[2].Get().(*[16 << 10]byte)[:]
-	default:
-		return chunkPools[3].Get().(*[64 << 10]byte)[:]
-	}
-}
-
-func putChunk(b []byte) {
-	switch len(b) {
-	case 1 << 10:
-		chunkPools[0].Put((*[1 << 10]byte)(b))
-	case 4 << 10:
-		chunkPools[1].Put((*[4 << 10]byte)(b))
-	case 16 << 10:
-		chunkPools[2].Put((*[16 << 10]byte)(b))
-	case 64 << 10:
-		chunkPools[3].Put((*[64 << 10]byte)(b))
-	}
-}
-
-func (c *chunks) write(p []byte) {
-	for len(p) > 0 {
-		if len(c.bufs) == 0 || c.w == len(c.bufs[len(c.bufs)-1]) {
-			c.bufs = append(c.bufs, getChunk(len(p)))
-			c.w = 0
-		}
-		m := copy(c.bufs[len(c.bufs)-1][c.w:], p)
-		c.w += m
-		c.n += m
-		p = p[m:]
-	}
-}
-
-func (c *chunks) read(p []byte) int {
-	n := 0
-	for len(p) > 0 && c.n > 0 {
-		first := c.bufs[0]
-		end := len(first)
-		if len(c.bufs) == 1 {
-			end = c.w
-		}
-		m := copy(p, first[c.r:end])
-		c.r += m
-		c.n -= m
-		n += m
-		p = p[m:]
-		if c.r == end {
-			putChunk(first)
-			c.bufs[0] = nil
-			c.bufs = c.bufs[1:]
-			c.r = 0
-		}
-	}
-	if c.n == 0 {
-		c.bufs, c.r, c.w = nil, 0, 0
-	}
-	return n
-}
-
-// discard releases every chunk and returns how many bytes were dropped.
-func (c *chunks) discard() int {
-	n := c.n
-	for _, b := range c.bufs {
-		putChunk(b)
-	}
-	*c = chunks{}
-	return n
 }

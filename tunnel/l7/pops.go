@@ -135,7 +135,7 @@ func (c *Client) PoPs() []PoPStatus {
 
 type dialResult struct {
 	i    int
-	conn *tls.Conn
+	conn *TLSConn
 	took time.Duration
 	err  error
 }
@@ -143,7 +143,7 @@ type dialResult struct {
 // dialPoP connects to the nearest PoP that answers (see pops) within
 // DialTimeout and returns the connection and the PoP's address; errors name
 // the PoPs.
-func (c *Client) dialPoP() (*tls.Conn, string, error) {
+func (c *Client) dialPoP() (*TLSConn, string, error) {
 	ps := c.popList
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
 	results := make(chan dialResult, len(ps.list))

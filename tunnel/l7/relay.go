@@ -180,7 +180,7 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // DialTLS dials addr (with dial, or a plain dialer when nil) and completes a TLS
 // handshake within ctx. The ends that dial (agent, publisher) hold one
 // connection each, so they get a large read buffer.
-func DialTLS(ctx context.Context, dial DialFunc, addr string, conf *tls.Config) (*tls.Conn, error) {
+func DialTLS(ctx context.Context, dial DialFunc, addr string, conf *tls.Config) (*TLSConn, error) {
 	if dial == nil {
 		d := net.Dialer{KeepAlive: ReadIdle}
 		dial = d.DialContext
@@ -189,7 +189,7 @@ func DialTLS(ctx context.Context, dial DialFunc, addr string, conf *tls.Config) 
 	if err != nil {
 		return nil, err
 	}
-	tc := tls.Client(newReadBufConn(raw, dialReadBuffer), conf)
+	tc := newTLSConn(newReadBufConn(raw, dialReadBuffer), func(c net.Conn) *tls.Conn { return tls.Client(c, conf) })
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, err
@@ -199,8 +199,8 @@ func DialTLS(ctx context.Context, dial DialFunc, addr string, conf *tls.Config) 
 
 // ServerTLS is the accepting end's TLS over c. The end that accepts (the PoP)
 // holds many connections, so it gets a smaller read buffer than the ends that dial.
-func ServerTLS(c net.Conn, conf *tls.Config) *tls.Conn {
-	return tls.Server(newReadBufConn(c, acceptReadBuffer), conf)
+func ServerTLS(c net.Conn, conf *tls.Config) *TLSConn {
+	return newTLSConn(newReadBufConn(c, acceptReadBuffer), func(c net.Conn) *tls.Conn { return tls.Server(c, conf) })
 }
 
 // ClientTLS clones conf for dialing addr with ALPN proto and TLS 1.3 or later.

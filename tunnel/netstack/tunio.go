@@ -56,9 +56,15 @@ func (s *Stack) eventLoop(events <-chan tun.Event) {
 
 // readLoop reads batches from the TUN and feeds them to the stack through
 // GRO, which merges consecutive segments of a TCP flow so that gVisor's TCP
-// processes a few large segments instead of many small ones.
+// processes a few large segments instead of many small ones. A Linux TUN
+// with virtio-net headers is read directly instead (readRaw), its large
+// segments whole.
 func (s *Stack) readLoop(batch int) {
 	defer s.ioWG.Done()
+	if f := rawTUNReader(s.dev, batch, s.log); f != nil {
+		s.readRaw(f)
+		return
+	}
 	bufSize := tunOffset + s.mtu
 	if batch == 1 {
 		bufSize = tunOffset + gsoMaxSize // a device without offloads may exceed our MTU
@@ -113,6 +119,17 @@ const maxReadFailures = 16
 
 // injectInbound verifies one packet and enqueues it on g.
 func (s *Stack) injectInbound(g *gro.GRO, b []byte) {
+	if pkt := s.inboundPacket(b, false); pkt != nil {
+		g.Enqueue(pkt)
+		pkt.DecRef()
+	}
+}
+
+// inboundPacket checks one packet read from the TUN (its checksums too,
+// unless valid says they need no check) and returns it as a packet buffer
+// for gVisor, or nil when it is dropped (and counted). Every way of reading
+// the TUN passes its packets through here.
+func (s *Stack) inboundPacket(b []byte, valid bool) *stack.PacketBuffer {
 	var proto = header.IPv4ProtocolNumber
 	switch header.IPVersion(b) {
 	case header.IPv4Version:
@@ -120,21 +137,20 @@ func (s *Stack) injectInbound(g *gro.GRO, b []byte) {
 		proto = header.IPv6ProtocolNumber
 	default:
 		s.stats.badVer.Add(1)
-		return
+		return nil
 	}
-	if !checksumsValid(b) {
+	if !valid && !checksumsValid(b) {
 		s.stats.droppedIn.Add(1)
-		return
+		return nil
 	}
 	if isEchoRequest(b) {
 		s.handleEcho(b)
-		return
+		return nil
 	}
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
 	pkt.NetworkProtocolNumber = proto
 	pkt.RXChecksumValidated = true
-	g.Enqueue(pkt)
-	pkt.DecRef()
+	return pkt
 }
 
 // writeLoop moves packets from the stack's queue to the TUN in batches of up
@@ -148,6 +164,9 @@ func (s *Stack) writeLoop(batch int) {
 		slot = tunOffset + max(coalesceSlot, s.mtu)
 	}
 	w := &batchWriter{s: s, bufs: make([][]byte, batch), out: make([][]byte, 0, batch)}
+	if w.raw = rawGSOFile(s.dev, batch); w.raw != nil {
+		w.gsoBuf = make([]byte, tunOffset+gsoMaxSize)
+	}
 	for i := range w.bufs {
 		w.bufs[i] = make([]byte, slot)
 	}
@@ -171,12 +190,18 @@ type batchWriter struct {
 	bufs   [][]byte // backing buffers, one per batch slot
 	out    [][]byte // packets of the current batch, sliced from bufs
 	failed bool     // the device reported closed; discard from now on
+	// raw is the TUN's file when GSO segments are written to it whole
+	// (writeGSO), with gsoBuf to build them in; nil otherwise.
+	raw    *os.File
+	gsoBuf []byte
 }
 
 // add copies pkt into the batch, splitting it if it is a GSO segment.
 func (w *batchWriter) add(pkt *stack.PacketBuffer) {
 	if pkt.GSOOptions.Type != stack.GSONone {
-		w.addGSO(pkt)
+		if w.raw == nil || !w.writeGSO(pkt) {
+			w.addGSO(pkt)
+		}
 		return
 	}
 	if len(w.out) == len(w.bufs) {
