@@ -128,7 +128,7 @@ func startCloud(t *testing.T) *testCloud {
 			p, err := tenantapi.PeerIdentity(peer)
 			return p.Publisher, err == nil && p.Kind == tenantapi.KindPublisher
 		},
-		Log:       zap.NewNop(),
+		Log: zap.NewNop(),
 	})
 	go popSrv.Serve(popLn)
 	t.Cleanup(func() { popSrv.Close() })

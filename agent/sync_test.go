@@ -79,7 +79,7 @@ func TestRefusedCachedConfig(t *testing.T) {
 	if err := partsOf(t, b.Agent).syncOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := b.Status(); st.Config.Source != sourceTenant || len(st.Apps) != 2 {
+	if st := b.Status(); st.Config.Source != sourceTenant || len(st.Apps) != 3 {
 		t.Fatalf("after sync: source %q, apps %v", st.Config.Source, st.Apps)
 	}
 	if !partsOf(t, b.Agent).snap.Load().MatchName("web.corp.test").Steered() {

@@ -170,9 +170,9 @@ type Stack struct {
 	idleUDPNanos atomic.Int64  // the UDP idle timeout (SetIdleUDP)
 	// idleChanged is closed (and replaced) when SetIdleUDP changes the
 	// timeout, so that idle flows re-check theirs.
-	idleChanged atomic.Pointer[chan struct{}]
-	lastWErr     atomic.Int64  // unix nanos of the last logged write error
-	lastEvictLog atomic.Int64  // unix nanos of the last logged eviction
+	idleChanged  atomic.Pointer[chan struct{}]
+	lastWErr     atomic.Int64 // unix nanos of the last logged write error
+	lastEvictLog atomic.Int64 // unix nanos of the last logged eviction
 
 	mu     sync.Mutex
 	closed bool
