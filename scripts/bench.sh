@@ -53,11 +53,12 @@ print(f"ratio tunnel/direct: {tunnel/direct:.3f}")
 print(f"CPU seconds per GB (agent+PoP+publisher): {cpu/(nbytes/1e9):.2f} ({cpu:.1f} s for {nbytes/1e9:.2f} GB)")
 PY
 
-# UDP through the tunnel: iperf3 -u at a fixed rate (UDP_RATE, default 200M)
-# with 1,400-byte datagrams, up and down (-R); the loss is the receiver's.
-echo "== UDP through ztagent -> PoP -> publisher: iperf3 -u -b ${UDP_RATE:-200M} -l 1400"
+# UDP through the tunnel: iperf3 -u at a fixed rate (UDP_RATE, default 200M),
+# up and down (-R); the loss is the receiver's. iperf3 sizes its datagrams
+# to the TUN's MTU (UDP_LEN sets a size: 1400 is fragmented in two).
+echo "== UDP through ztagent -> PoP -> publisher: iperf3 -u -b ${UDP_RATE:-200M} ${UDP_LEN:+-l $UDP_LEN}"
 for flag in "" -R; do
-  $C iperf3 -J -u -b "${UDP_RATE:-200M}" -l 1400 -t "$SECS" $flag -c iperf.corp.test | python3 -c '
+  $C iperf3 -J -u -b "${UDP_RATE:-200M}" ${UDP_LEN:+-l "$UDP_LEN"} -t "$SECS" $flag -c iperf.corp.test | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 if "error" in r: sys.exit("iperf3: " + r["error"])
