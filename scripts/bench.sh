@@ -117,11 +117,12 @@ perf_start agent-down
 measure agent-down "$agent" "$cloud" -c iperf.corp.test -R
 perf_wait
 
-# UDP through the tunnel: iperf3 -u at a fixed rate (UDP_RATE, default 200M)
-# with 1,400-byte datagrams, up and down (-R); the loss is the receiver's.
-echo "== UDP through ztagent -> PoP -> publisher: iperf3 -u -b ${UDP_RATE:-200M} -l 1400"
+# UDP through the tunnel: iperf3 -u at a fixed rate (UDP_RATE, default 200M),
+# up and down (-R); the loss is the receiver's. iperf3 sizes its datagrams
+# to the TUN's MTU (UDP_LEN sets a size: 1400 is fragmented in two).
+echo "== UDP through ztagent -> PoP -> publisher: iperf3 -u -b ${UDP_RATE:-200M} ${UDP_LEN:+-l $UDP_LEN}"
 for flag in "" -R; do
-  inns "$CLIENT" iperf3 -J -u -b "${UDP_RATE:-200M}" -l 1400 -t "$SECS" $flag -c iperf.corp.test | python3 -c '
+  inns "$CLIENT" iperf3 -J -u -b "${UDP_RATE:-200M}" ${UDP_LEN:+-l "$UDP_LEN"} -t "$SECS" $flag -c iperf.corp.test | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 if "error" in r: sys.exit("iperf3: " + r["error"])

@@ -60,32 +60,82 @@ func AppendDatagram(b, p []byte) ([]byte, error) {
 	return append(b, p...), nil
 }
 
-// capsuleReader reads capsules from a byte stream.
+// capsuleReader reads capsules from a byte stream through a buffer it
+// borrows while bytes wait in it and gives back once they are read, so that
+// a burst of small capsules costs one Read of the stream (on the server side
+// each Read is a hand-off to the connection's goroutine) and an idle flow
+// holds no buffer.
 type capsuleReader struct {
-	r   io.Reader
-	buf [8]byte
-	// left is what remains of the capsule being read: the value bytes not
-	// yet consumed.
-	left uint64
+	r    io.Reader
+	bp   *[]byte // borrowed from readBufs while b holds bytes
+	b    []byte  // read from r, not yet consumed
+	hdr  [8]byte
+	left uint64 // what remains of the capsule being read: value bytes not yet consumed
+}
+
+// readBufs lend capsuleReaders their buffers.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+// buffered reports whether bytes wait in the reader.
+func (cr *capsuleReader) buffered() bool { return len(cr.b) > 0 }
+
+// fill reads what the stream has into an empty buffer.
+func (cr *capsuleReader) fill() error {
+	if cr.bp == nil {
+		cr.bp = readBufs.Get().(*[]byte)
+	}
+	n, err := cr.r.Read(*cr.bp)
+	cr.b = (*cr.bp)[:n]
+	if n == 0 {
+		cr.release()
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return err
+	}
+	return nil
+}
+
+// release gives the buffer back once it is drained.
+func (cr *capsuleReader) release() {
+	if len(cr.b) == 0 && cr.bp != nil {
+		readBufs.Put(cr.bp)
+		cr.bp, cr.b = nil, nil
+	}
+}
+
+// readFull fills p from the buffer and the stream.
+func (cr *capsuleReader) readFull(p []byte) error {
+	for len(p) > 0 {
+		if len(cr.b) == 0 {
+			if err := cr.fill(); err != nil {
+				return err
+			}
+		}
+		n := copy(p, cr.b)
+		cr.b, p = cr.b[n:], p[n:]
+	}
+	cr.release()
+	return nil
 }
 
 // readVarint reads one varint. atStart says it begins a capsule, where the
 // end of the stream is a clean io.EOF.
 func (cr *capsuleReader) readVarint(atStart bool) (uint64, error) {
-	if _, err := io.ReadFull(cr.r, cr.buf[:1]); err != nil {
-		if !atStart && err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	if err := cr.readFull(cr.hdr[:1]); err != nil {
+		if !atStart {
+			err = unexpected(err)
 		}
 		return 0, err
 	}
-	n := 1 << (cr.buf[0] >> 6)
+	n := 1 << (cr.hdr[0] >> 6)
 	if n > 1 {
-		if _, err := io.ReadFull(cr.r, cr.buf[1:n]); err != nil {
+		if err := cr.readFull(cr.hdr[1:n]); err != nil {
 			return 0, unexpected(err)
 		}
 	}
-	v := uint64(cr.buf[0] & 0x3f)
-	for _, c := range cr.buf[1:n] {
+	v := uint64(cr.hdr[0] & 0x3f)
+	for _, c := range cr.hdr[1:n] {
 		v = v<<8 | uint64(c)
 	}
 	return v, nil
@@ -100,14 +150,16 @@ func unexpected(err error) error {
 
 // skip discards the rest of the current capsule.
 func (cr *capsuleReader) skip() error {
-	if cr.left == 0 {
-		return nil
+	for cr.left > 0 {
+		if len(cr.b) == 0 {
+			if err := cr.fill(); err != nil {
+				return unexpected(err)
+			}
+		}
+		n := min(cr.left, uint64(len(cr.b)))
+		cr.b, cr.left = cr.b[n:], cr.left-n
 	}
-	n, err := io.CopyN(io.Discard, cr.r, int64(min(cr.left, maxVarint)))
-	cr.left -= uint64(n)
-	if err != nil {
-		return unexpected(err)
-	}
+	cr.release()
 	return nil
 }
 
@@ -140,7 +192,7 @@ func (cr *capsuleReader) readDatagram(p []byte, dropped *uint64) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		idLen := uint64(1) << (cr.buf[0] >> 6)
+		idLen := uint64(1) << (cr.hdr[0] >> 6)
 		if idLen > length {
 			return 0, fmt.Errorf("%w: context ID longer than its capsule", ErrMalformedCapsule)
 		}
@@ -155,7 +207,7 @@ func (cr *capsuleReader) readDatagram(p []byte, dropped *uint64) (int, error) {
 			continue
 		}
 		n := int(min(cr.left, uint64(len(p))))
-		if _, err := io.ReadFull(cr.r, p[:n]); err != nil {
+		if err := cr.readFull(p[:n]); err != nil {
 			return 0, unexpected(err)
 		}
 		cr.left -= uint64(n)

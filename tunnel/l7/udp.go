@@ -225,7 +225,10 @@ func (c *DatagramConn) Read(p []byte) (int, error) {
 // WaitRead returns once a Read would not block on the stream's first byte
 // (flowio.ReadWaiter): an idle flow waits without a buffer.
 func (c *DatagramConn) WaitRead() error {
-	if c.wait == nil {
+	c.rmu.Lock()
+	buffered := c.cr.buffered()
+	c.rmu.Unlock()
+	if c.wait == nil || buffered {
 		return nil
 	}
 	return c.wait()

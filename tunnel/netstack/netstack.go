@@ -9,7 +9,8 @@
 // refused, the client's SYN is answered with a RST, so applications see
 // "connection refused" at once instead of a connection that hangs. Accepted
 // flows are relayed byte for byte with half-close and resets carried across.
-// UDP flows (one per 4-tuple, closed after an idle timeout) go to a UDPHandler,
+// UDP flows (one per 4-tuple, closed after an idle timeout, at most
+// MaxUDPFlows at once, the one idle longest closed to make room) go to a UDPHandler,
 // which may refuse one with an ICMP destination unreachable that this
 // package builds (gVisor's stack sends such errors only for its own reasons).
 // ICMP echo requests never reach gVisor, which would answer them itself: they
