@@ -462,12 +462,17 @@ func (cc *ClientConn) resetStream(id uint32, code http2.ErrCode, err error) {
 	s := cc.streams[id]
 	if s != nil {
 		s.failLocked(err, err)
-		cc.forgetLocked(s)
 	}
 	cc.mu.Unlock()
 	cc.wmu.Lock()
 	cc.flushFrame(cc.fr.WriteRSTStream(id, code))
 	cc.wmu.Unlock()
+	if s != nil {
+		// Only now is the slot free (see Stream.Close).
+		cc.mu.Lock()
+		cc.forgetLocked(s)
+		cc.mu.Unlock()
+	}
 }
 
 // forgetLocked removes a stream that is over in both directions (or reset)

@@ -372,16 +372,21 @@ func (s *Stream) Close() error {
 	cc := s.cc
 	cc.mu.Lock()
 	open := cc.streams[s.id] == s
-	cc.forgetLocked(s)
 	s.failLocked(net.ErrClosed, net.ErrClosed)
-	discarded := s.rbuf.discard()
 	cc.mu.Unlock()
-	cc.returnWindow(nil, discarded)
 	if open {
+		// The RST_STREAM goes out before the stream's slot is freed: a
+		// stream waiting for the slot must not reach the peer first, over
+		// its MAX_CONCURRENT_STREAMS (which it answers PROTOCOL_ERROR).
 		cc.wmu.Lock()
 		cc.flushFrame(cc.fr.WriteRSTStream(s.id, http2.ErrCodeCancel))
 		cc.wmu.Unlock()
 	}
+	cc.mu.Lock()
+	cc.forgetLocked(s)
+	discarded := s.rbuf.discard() // with what arrived meanwhile
+	cc.mu.Unlock()
+	cc.returnWindow(nil, discarded)
 	return nil
 }
 
