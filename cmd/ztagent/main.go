@@ -158,12 +158,15 @@ func run(args []string) error {
 	return svc.Run()
 }
 
+// serviceName is the service's name in every service manager.
+const serviceName = "ztagent"
+
 // serviceConfig registers `ztagent run` with the flags given at install; the
 // parameters themselves are read back from the state directory.
 func serviceConfig(o *options) *service.Config {
 	return &service.Config{
-		Name:        "ztagent",
-		DisplayName: "ztagent",
+		Name:        serviceName,
+		DisplayName: serviceName,
 		Description: "Zero-trust network access agent",
 		Arguments: []string{"run", "--state-dir", o.stateDir, "--socket", o.socket,
 			"--tun", o.tunName, "--mtu", fmt.Sprint(o.mtu), "--log-level", o.level.String()},

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/kardianos/service"
 	"go.uber.org/zap"
@@ -33,6 +35,11 @@ func installService(svc service.Service) error {
 func uninstallService(svc service.Service) error {
 	svc.Stop() // not running, or not registered, is fine
 	err := svc.Uninstall()
+	if service.Platform() == "unix-systemv" {
+		// kardianos/service links the init script into /etc/rc?.d at
+		// install but leaves the links at uninstall.
+		removeSysVLinks("/", serviceName)
+	}
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -40,6 +47,18 @@ func uninstallService(svc service.Service) error {
 		return nil
 	}
 	return err
+}
+
+// removeSysVLinks removes the /etc/rc?.d links under root to the init
+// script of name, and no other file.
+func removeSysVLinks(root, name string) {
+	script := "/etc/init.d/" + name
+	links, _ := filepath.Glob(filepath.Join(root, "etc", "rc[0-6S].d", "[SK][0-9][0-9]"+name))
+	for _, l := range links {
+		if target, err := os.Readlink(l); err == nil && target == script {
+			os.Remove(l)
+		}
+	}
 }
 
 // restoreResolver puts the OS resolver back as it was before the agent
