@@ -46,6 +46,11 @@ unless_root = if [ "$$(id -u)" -ne 0 ]; then \
 e2e: build
 	@$(unless_root) ZT_E2E=1 $(GO) test -count=1 -timeout 20m -v ./e2e/; fi
 
+# package-e2e: only the installed-package tests (also part of e2e): the deb
+# and rpm installed into an overlay copy of the root inside the lab.
+package-e2e: build
+	@$(unless_root) ZT_E2E=1 $(GO) test -count=1 -timeout 10m -v -run '^TestPackage' ./e2e/; fi
+
 # soak: the campaign's long form: SOAK_ROUNDS rounds of the agent killed at
 # random moments (ZT_CAMPAIGN_SEED=<seed> replays a logged schedule).
 SOAK_ROUNDS ?= 50

@@ -239,11 +239,16 @@ func TestPackageDeb(t *testing.T) {
 			t.Errorf("the service was not restarted with the new binary (pid %q, was %q)", now, pid)
 		}
 		f.reachApp()
-		// The post-install step again: nothing changes.
-		f.r.must(nil, "/var/lib/dpkg/info/ztagent.postinst configure "+pkgVersions[1])
+		// The conffile way, and the post-install step run again: the same
+		// parameters in /etc/default/ztagent, then dpkg-reconfigure.
+		conf := f.r.readFile("/etc/default/ztagent") + "host=10.10.0.1:8444\ntoken=" + f.orgKey +
+			"\nupn=alice@demo.test\ncacert=/etc/lab-ca.pem\n"
+		f.r.writeFile("/etc/default/ztagent", []byte(conf), 0o600)
+		f.r.must(nil, "dpkg-reconfigure -fnoninteractive ztagent")
 		if st := f.waitConnected(); st.Enrollment.DeviceID != first.Enrollment.DeviceID {
 			t.Errorf("reconfigure re-enrolled")
 		}
+		f.reachApp()
 	})
 
 	t.Run("remove after a crash", func(t *testing.T) {
