@@ -95,3 +95,30 @@ func TestNoParamsKeepsSaved(t *testing.T) {
 		t.Fatalf("%v, %v", p, err)
 	}
 }
+
+// FuzzParamsFile: any file is read without panicking, and an error never
+// holds what follows a '=' (a value may be a secret).
+func FuzzParamsFile(f *testing.F) {
+	f.Add("host=h.example.com\ntoken='s3cret-value'\n# c\n\nupn=a@b.c\n")
+	f.Add("hots=s3cret-value\n")
+	f.Add("s3cret-value\n")
+	f.Add("installmode=s3cret-value\n")
+	f.Fuzz(func(t *testing.T, body string) {
+		p := filepath.Join(t.TempDir(), "p")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		kv, err := readParamsFile(p)
+		if err != nil {
+			if strings.Contains(body, "=s3cret-value") && strings.Contains(err.Error(), "s3cret-value") {
+				t.Fatalf("error shows a value: %v", err)
+			}
+			return
+		}
+		for _, e := range kv {
+			if e[1] == "" || strings.ContainsRune(e[0], '=') {
+				t.Fatalf("entry %q", e)
+			}
+		}
+	})
+}
