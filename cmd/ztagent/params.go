@@ -49,6 +49,7 @@ func (s paramSources) gather(args []string) ([]string, error) {
 			delete(vals, k) // ParseCommandLine takes it from the environment
 		}
 	}
+	given := map[string]bool{}
 	for i, a := range args {
 		k, v, ok := strings.Cut(a, "=")
 		key := strings.ToLower(strings.TrimSpace(k))
@@ -56,6 +57,10 @@ func (s paramSources) gather(args []string) ([]string, error) {
 			// Not echoed: it may be a secret typed without its key.
 			return nil, fmt.Errorf("parameter %d is not key=value", i+1)
 		}
+		if given[key] {
+			return nil, fmt.Errorf("parameter %s= given twice", key)
+		}
+		given[key] = true
 		if s.ignoreEmpty && strings.TrimSpace(v) == "" {
 			continue
 		}
@@ -81,6 +86,7 @@ func readParamsFile(path string) ([][2]string, error) {
 	}
 	defer f.Close()
 	var out [][2]string
+	seen := map[string]int{}
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -96,6 +102,10 @@ func readParamsFile(path string) ([][2]string, error) {
 			return nil, fmt.Errorf("%s:%d: unknown parameter %q (valid keys: %s)", path, n,
 				truncate(k), strings.Join(enroll.ValidParamKeys(), ", "))
 		}
+		if first, dup := seen[key]; dup {
+			return nil, fmt.Errorf("%s:%d: %s= given twice (first on line %d)", path, n, key, first)
+		}
+		seen[key] = n
 		v = unquote(strings.TrimSpace(v))
 		if v != "" {
 			out = append(out, [2]string{key, v})

@@ -50,6 +50,7 @@ func TestParamsFileErrors(t *testing.T) {
 		{"unknown key", "host=h.example.com\nhots=x\n", ":2: unknown parameter \"hots\""},
 		{"not key=value", "host=h.example.com\nsecret-without-key\n", ":2: not key=value"},
 		{"bad value", "installmode=saml\n", "installmode="},
+		{"twice", "host=a.example.com\n#\nHOST=b.example.com\n", ":3: host= given twice (first on line 1)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,6 +66,15 @@ func TestParamsFileErrors(t *testing.T) {
 	}
 	if _, err := installParams(t.TempDir(), nil, paramSources{files: []string{"/nonexistent/p"}, getenv: noSources.getenv}); err == nil {
 		t.Fatal("missing file accepted")
+	}
+}
+
+// TestCommandLineTwice: within the command line a key is given once, as
+// before there were files.
+func TestCommandLineTwice(t *testing.T) {
+	_, err := installParams(t.TempDir(), []string{"host=a.example.com", "HOST=b.example.com"}, noSources)
+	if err == nil || !strings.Contains(err.Error(), "host= given twice") {
+		t.Fatalf("err = %v", err)
 	}
 }
 
