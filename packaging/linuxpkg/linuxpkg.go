@@ -126,7 +126,6 @@ func packageInfo(o Options, dir string) (*nfpm.Info, error) {
 		Maintainer:  "ztagent developers <ztagent@users.noreply.github.com>",
 		Vendor:      "ztagent",
 		Homepage:    "https://github.com/ztagent/ztagent",
-		License:     "Apache-2.0",
 		Description: "Zero-trust network access agent\n ztagent enrolls the device with its organisation, steers the flows of\n private applications through an encrypted tunnel and leaves the rest direct.",
 		MTime:       mtime,
 		Overridables: nfpm.Overridables{
