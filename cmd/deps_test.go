@@ -133,7 +133,7 @@ func except(f func(string) bool, allowed ...string) func(string) bool {
 
 // TestBinaryDependencies: what each binary links. The daemon links no server
 // code; ztdiag links neither the daemon nor gVisor; ztcloud links none of the
-// agent's OS integration.
+// agent's OS integration; none links the packaging tools.
 func TestBinaryDependencies(t *testing.T) {
 	rules := []struct {
 		name, binary string
@@ -151,6 +151,16 @@ func TestBinaryDependencies(t *testing.T) {
 		{"ztcloud/no platform", "cmd/ztcloud", "platform/ (but atomicfile)", except(under("platform"), "platform/atomicfile")},
 		{"ztcloud/no agent side", "cmd/ztcloud", "the agent's packages", anyOf(under("agent", "dnsproxy", "tunnel/netstack"),
 			except(under("enroll"), "enroll/tenantapi"))},
+	}
+	// The packaging tools (nfpm, packaging/) build the installers; no
+	// shipped binary links them.
+	for _, bin := range []string{"ztagent", "ztdiag", "ztcloud"} {
+		rules = append(rules, struct {
+			name, binary string
+			what         string
+			bad          func(string) bool
+		}{bin + "/no packaging", "cmd/" + bin, "the packaging tools (nfpm, packaging/)",
+			anyOf(prefixed("github.com/goreleaser"), under("packaging"))})
 	}
 	for _, goos := range goosList {
 		g := loadGraph(t, goos)

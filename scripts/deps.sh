@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the lab, the e2e tests and the benchmarks use.
+# Installs the Debian packages the lab, the e2e tests, the benchmarks and the
+# packaging use.
 # Idempotent and quiet when everything is there; needs root to install.
 set -euo pipefail
 
@@ -14,6 +15,16 @@ need=(
   pgrep:procps
   ping:iputils-ping
   wg:wireguard-tools
+  # packaging (make package) and the tests that read the packages back
+  wixl:wixl
+  msiinfo:msitools
+  bsdtar:libarchive-tools
+  7zz:7zip
+  cpio:cpio
+  rpm:rpm
+  dpkg-deb:dpkg
+  file:file
+  osslsigncode:osslsigncode
 )
 missing=()
 for pair in "${need[@]}"; do

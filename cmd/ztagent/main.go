@@ -29,7 +29,8 @@ commands:
   run        run the daemon (in the foreground, or as the service)
   install    validate and persist the install parameters, register the service
              and start it (root/administrator)
-  uninstall  stop and unregister the service (state is kept)
+  uninstall  stop and unregister the service and put the OS resolver back
+             (state is kept)
   version    print the version
 
 key=value are the install parameters, e.g.
@@ -37,7 +38,11 @@ key=value are the install parameters, e.g.
 Secrets (token, enrollauthtoken, enrollencryptiontoken, userkey) given so are
 visible to every local user in ps: give them as key=@FILE (a file other users
 cannot read) or in ZTAGENT_TOKEN, ZTAGENT_ENROLLAUTHTOKEN,
-ZTAGENT_ENROLLENCRYPTIONTOKEN, ZTAGENT_USERKEY alongside other parameters.
+ZTAGENT_ENROLLENCRYPTIONTOKEN, ZTAGENT_USERKEY alongside other parameters,
+or in a file given with --params-file (key=value lines, the same names).
+Precedence: the command line, then the environment, then the files.
+Installing again replaces the service registration and restarts it; with no
+parameters at all, the ones saved by the last install are kept.
 
 flags:
 `
@@ -55,6 +60,8 @@ type options struct {
 	mtu                                int
 	level                              zapcore.Level
 	params                             []string
+	paramFiles                         []string
+	ignoreEmpty                        bool
 }
 
 func parse(cmd string, args []string) (*options, error) {
@@ -67,6 +74,9 @@ func parse(cmd string, args []string) (*options, error) {
 	fs.IntVar(&o.mtu, "mtu", 1420, "TUN MTU")
 	fs.StringVar(&o.mdmPath, "mdm", "", "MDM settings file (default: the OS's managed-configuration location)")
 	fs.Var(&o.level, "log-level", "log level: debug, info, warn, error")
+	fs.Func("params-file", "read install parameters from this file of key=value lines (repeatable; a later file wins)",
+		func(v string) error { o.paramFiles = append(o.paramFiles, v); return nil })
+	fs.BoolVar(&o.ignoreEmpty, "ignore-empty", false, "ignore key= parameters with an empty value (installers that pass every property)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -93,9 +103,15 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	params, err := installParams(o.stateDir, o.params)
-	if err != nil {
-		return err
+	// Uninstalling needs no parameters: a bad saved file must not keep a
+	// package from being removed.
+	var params enroll.Params
+	if cmd != "uninstall" {
+		params, err = installParams(o.stateDir, o.params, paramSources{
+			files: o.paramFiles, ignoreEmpty: o.ignoreEmpty, getenv: os.Getenv})
+		if err != nil {
+			return err
+		}
 	}
 	log, err := logging.New(o.level)
 	if err != nil {
@@ -121,14 +137,16 @@ func run(args []string) error {
 	}
 	switch cmd {
 	case "install":
-		if err := svc.Install(); err != nil {
-			return fmt.Errorf("register the service: %w", err)
+		if err := installService(svc); err != nil {
+			return err
 		}
-		fmt.Printf("ztagent service installed (%s); install parameters saved in %s\n", service.Platform(), o.stateDir)
-		return svc.Start()
+		fmt.Printf("ztagent service installed and started (%s); install parameters saved in %s\n", service.Platform(), o.stateDir)
+		return nil
 	case "uninstall":
-		svc.Stop() // not running is fine
-		return svc.Uninstall()
+		if err := uninstallService(svc); err != nil {
+			return fmt.Errorf("unregister the service: %w", err)
+		}
+		return restoreResolver(o.stateDir, log)
 	}
 	// Each flow and DNS query going upstream holds a descriptor: use all
 	// the OS allows.
@@ -140,12 +158,15 @@ func run(args []string) error {
 	return svc.Run()
 }
 
+// serviceName is the service's name in every service manager.
+const serviceName = "ztagent"
+
 // serviceConfig registers `ztagent run` with the flags given at install; the
 // parameters themselves are read back from the state directory.
 func serviceConfig(o *options) *service.Config {
 	return &service.Config{
-		Name:        "ztagent",
-		DisplayName: "ztagent",
+		Name:        serviceName,
+		DisplayName: serviceName,
 		Description: "Zero-trust network access agent",
 		Arguments: []string{"run", "--state-dir", o.stateDir, "--socket", o.socket,
 			"--tun", o.tunName, "--mtu", fmt.Sprint(o.mtu), "--log-level", o.level.String()},
@@ -162,15 +183,20 @@ func serviceConfig(o *options) *service.Config {
 
 var version = "dev"
 
-// installParams returns the install parameters: those given now (secrets
-// from @FILE or the environment, see enroll.ParseCommandLine), which are
-// validated and persisted in the state directory (so the service started
-// later by the OS uses them), or else those persisted by an earlier install.
-func installParams(stateDir string, args []string) (enroll.Params, error) {
+// installParams returns the install parameters: those given now (on the
+// command line, secrets from @FILE or the environment, see
+// enroll.ParseCommandLine, and in the files of src), which are validated and
+// persisted in the state directory (so the service started later by the OS
+// uses them), or else those persisted by an earlier install.
+func installParams(stateDir string, args []string, src paramSources) (enroll.Params, error) {
+	args, err := src.gather(args)
+	if err != nil {
+		return enroll.Params{}, err
+	}
 	if len(args) == 0 {
 		return enroll.LoadParams(stateDir)
 	}
-	p, err := enroll.ParseCommandLine(args, os.Getenv)
+	p, err := enroll.ParseCommandLine(args, src.getenv)
 	if err != nil {
 		return p, err
 	}

@@ -8,21 +8,24 @@ import (
 	"testing"
 )
 
+// noSources: the command line alone, with an empty environment.
+var noSources = paramSources{getenv: func(string) string { return "" }}
+
 func TestInstallParamsPersist(t *testing.T) {
 	dir := t.TempDir()
-	p, err := installParams(dir, []string{"host=tenant.example.com", "token=org-key-0123456789abcdef", "upn=alice@example.com"})
+	p, err := installParams(dir, []string{"host=tenant.example.com", "token=org-key-0123456789abcdef", "upn=alice@example.com"}, noSources)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The service runs with no parameters and reads them back.
-	back, err := installParams(dir, nil)
+	back, err := installParams(dir, nil, noSources)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if back.Host != p.Host || back.UPN != p.UPN || !back.Token.Equal("org-key-0123456789abcdef") {
 		t.Fatalf("read back %v, want %v", back, p)
 	}
-	if _, err := installParams(t.TempDir(), []string{"hots=x"}); err == nil || !strings.Contains(err.Error(), "hots") {
+	if _, err := installParams(t.TempDir(), []string{"hots=x"}, noSources); err == nil || !strings.Contains(err.Error(), "hots") {
 		t.Fatalf("unknown key: %v", err)
 	}
 }
@@ -56,11 +59,11 @@ func TestInstallParamsSecretFromFile(t *testing.T) {
 	if err := os.WriteFile(key, []byte("org-key-from-a-file-0123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := installParams(dir, []string{"host=tenant.example.com", "token=@" + key}); err != nil {
+	if _, err := installParams(dir, []string{"host=tenant.example.com", "token=@" + key}, noSources); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(key)
-	back, err := installParams(dir, nil)
+	back, err := installParams(dir, nil, noSources)
 	if err != nil || !back.Token.Equal("org-key-from-a-file-0123") {
 		t.Fatalf("read back %v, %v", back, err)
 	}
