@@ -171,28 +171,25 @@ func (c *Client) OpenUDP(ctx context.Context, t Target) (*DatagramConn, error) {
 // streamDatagrams is the client end of a connect-udp stream; onClose runs
 // once, after the stream's reset.
 func streamDatagrams(s *Stream, onClose func()) *DatagramConn {
-	dc := &DatagramConn{r: s, w: s, wait: s.WaitRead, close: func() error {
+	return &DatagramConn{cr: capsuleReader{r: s}, w: s, wait: s.WaitRead, close: func() error {
 		s.Close()
 		onClose()
 		return nil
 	}}
-	dc.cr.r = s
-	return dc
 }
 
 // DatagramConn is one UDP flow over a stream of DATAGRAM capsules: the agent's
 // (from Client.OpenUDP) or the publisher's (ServerDatagrams). Read returns one
 // datagram (truncated to the buffer), Write sends one; each may be called by
-// one goroutine at a time, concurrently with the other. Deadlines are not
-// supported; Close ends the flow and unblocks Read.
+// one goroutine at a time, concurrently with the other (WaitRead on Read's).
+// Deadlines are not supported; Close ends the flow and unblocks Read.
 type DatagramConn struct {
-	r     io.Reader
 	w     io.Writer
 	flush func() error // nil: none
 	wait  func() error // nil: none
 	close func() error
 
-	rmu     sync.Mutex
+	rmu     sync.Mutex // Read and WaitRead
 	cr      capsuleReader
 	dropped atomic.Uint64
 
@@ -204,9 +201,7 @@ type DatagramConn struct {
 // ServerDatagrams is the serving end of a connect-udp request the handler
 // accepted (see Accept): datagrams from the request body, to the response.
 func ServerDatagrams(w http.ResponseWriter, body io.ReadCloser) *DatagramConn {
-	dc := &DatagramConn{r: body, w: w, flush: Flusher(w), wait: BodyWaiter(body), close: body.Close}
-	dc.cr.r = body
-	return dc
+	return &DatagramConn{cr: capsuleReader{r: body}, w: w, flush: Flusher(w), wait: BodyWaiter(body), close: body.Close}
 }
 
 // Read reads the next datagram into p. It returns io.EOF when the peer ended
