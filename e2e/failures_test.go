@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,9 +63,7 @@ func TestFailures(t *testing.T) {
 	t.Run("publisher restarted", func(t *testing.T) {
 		l.script("publisher-stop")
 		poll(t, l, "flows refused without the publisher", 10*time.Second, func() bool { return !flowWorks(l) })
-		start := time.Now()
-		l.script("publisher-start")
-		took := time.Since(start) + poll(t, l, "a flow through the new publisher", 10*time.Second, func() bool { return flowWorks(l) })
+		took := restartPublisher(t, l)
 		t.Logf("publisher restarted: new flows work %v after it started", ms(took))
 		if took > 2*time.Second {
 			t.Errorf("new flows work %v after the publisher started, want ≤ 2 s", took)
@@ -82,9 +81,7 @@ func TestFailures(t *testing.T) {
 			syscall.Kill(old, syscall.SIGKILL)
 			syscall.Kill(old, syscall.SIGCONT)
 		}()
-		start := time.Now()
-		l.script("publisher-start")
-		took := time.Since(start) + poll(t, l, "a flow through the new publisher", 10*time.Second, func() bool { return flowWorks(l) })
+		took := restartPublisher(t, l)
 		t.Logf("publisher replaced while the old one hangs: new flows work %v after the new one started", ms(took))
 		if took > 2*time.Second {
 			t.Errorf("new flows work %v after the new publisher started, want ≤ 2 s", took)
@@ -150,6 +147,22 @@ func TestFailures(t *testing.T) {
 			t.Errorf("tunnel back %v and flows working %v after the default route moved, want both ≤ 3 s", back, usable)
 		}
 	})
+}
+
+// restartPublisher starts the publisher and returns how long after it
+// started a new flow worked. Flows are tried once it has connected to the
+// PoP (its own log says so; lab.sh starts each log afresh): one opened before
+// may go to the old publisher, and hang if that one does.
+func restartPublisher(t *testing.T, l *lab) time.Duration {
+	t.Helper()
+	start := time.Now()
+	l.script("publisher-start")
+	poll(t, l, "the new publisher connected to the PoP", 10*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(l.dir, "publisher.log"))
+		return strings.Contains(string(b), "connected to PoP")
+	})
+	poll(t, l, "a flow through the new publisher", 10*time.Second, func() bool { return flowWorks(l) })
+	return time.Since(start)
 }
 
 // poll calls cond every 20 ms until it holds and returns how long that took;

@@ -335,8 +335,21 @@ func (p *Server) servePublisher(c net.Conn, peer *x509.Certificate) {
 		return
 	}
 	pc := &pubConn{name: name, cc: cc}
-	p.untrack(func() { p.pubs[name] = append(p.pubs[name], pc); p.publishersChangedLocked() })
+	var older []*pubConn
+	p.untrack(func() {
+		older = slices.Clone(p.pubs[name])
+		p.pubs[name] = append(p.pubs[name], pc)
+		p.publishersChangedLocked()
+	})
 	log.Info("publisher online")
+	// New streams take this connection (see pick). A publisher that dials in
+	// again may have left one whose path died unseen (a frozen host, a NAT
+	// that forgot it): it must answer a PING now, not at its keepalive.
+	for _, o := range older {
+		if err := o.cc.Ping(l7.CheckTimeout); err != nil {
+			log.Info("publisher's previous connection is dead", zap.Error(err))
+		}
+	}
 	select {
 	case <-cc.Done():
 	case <-p.ctx.Done():

@@ -170,3 +170,31 @@ func (p *proxy) freeze() {
 		pc.frozen.Store(true)
 	}
 }
+
+// TestPublisherReconnectDropsDeadConnection: when a publisher dials in
+// again, its previous connection, whose path died silently, is dropped within
+// CheckTimeout, not at its keepalive; new streams use the new one meanwhile.
+func TestPublisherReconnectDropsDeadConnection(t *testing.T) {
+	l := newLab(t, labOptions{noClient: true}) // pub-1 connected directly
+	px := newProxy(t, l.popAddr)
+	direct := l.popAddr
+	l.popAddr = px.ln.Addr().String()
+	l.startPublisher("pub-1", 0) // pub-1 again, through the proxy
+	l.popAddr = direct
+	eventually(t, "two connections of pub-1", func() bool { return pubConns(l, "pub-1") == 2 })
+	px.freeze()
+
+	l.startPublisher("pub-1", 0) // and again, directly
+	eventually(t, "three connections of pub-1", func() bool { return pubConns(l, "pub-1") == 3 })
+	start := time.Now()
+	eventually(t, "the dead connection dropped", func() bool { return pubConns(l, "pub-1") == 2 })
+	if took := time.Since(start); took > l7.CheckTimeout+time.Second {
+		t.Errorf("dead publisher connection dropped %v after the new one came, want about CheckTimeout", took)
+	}
+}
+
+func pubConns(l *lab, name string) int {
+	l.pop.mu.Lock()
+	defer l.pop.mu.Unlock()
+	return len(l.pop.pubs[name])
+}
