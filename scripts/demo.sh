@@ -28,6 +28,14 @@ page=$($C curl -sS --max-time 10 http://web.corp.test/) || fail "curl http://web
 echo "$page"
 [[ $page == *"hello from corp web"* ]] || fail "unexpected page"
 
+step "UDP through the tunnel: the corporate resolver answers dig @dns.corp.test (a UDP app)"
+ans=$($C dig +short +time=3 +tries=2 @dns.corp.test anything.corp.test) || fail "dig @dns.corp.test"
+echo "$ans"
+[[ $ans == 10.20.0.10 ]] || fail "dig @dns.corp.test answered '$ans', want the corporate 10.20.0.10"
+
+step "ping web.corp.test: real echo replies from the corporate host, through the publisher"
+$C ping -c 3 -i 0.2 -W 3 web.corp.test || fail "ping web.corp.test"
+
 step "a public name goes direct, through the original resolver"
 $C curl -sS --max-time 10 http://www.public.test/ || fail "curl http://www.public.test/"
 
