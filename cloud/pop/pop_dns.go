@@ -3,7 +3,6 @@ package pop
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -38,11 +37,7 @@ const dohAuthority = "publisher.invalid"
 
 // forwardDNS sends q to a publisher and reads its answer, within OpenTimeout.
 func (p *Server) forwardDNS(ctx context.Context, pc *pubConn, q l7.DNSQuery) ([]byte, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, p.cfg.OpenTimeout, errOpenTimeout)
-	defer cancel()
-	answer, err := pc.cc.ResolveDNS(ctx, dohAuthority, q.AppID, q.Body)
-	if err != nil && errors.Is(context.Cause(ctx), errOpenTimeout) {
-		return nil, errOpenTimeout
-	}
-	return answer, err
+	return askPublisher(ctx, p.cfg.OpenTimeout, func(ctx context.Context) ([]byte, error) {
+		return pc.cc.ResolveDNS(ctx, dohAuthority, q.AppID, q.Body)
+	})
 }

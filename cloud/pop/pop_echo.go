@@ -3,7 +3,6 @@ package pop
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -36,11 +35,7 @@ func (p *Server) serveEcho(w http.ResponseWriter, r *http.Request, peer *x509.Ce
 // forwardEcho sends req to a publisher and waits for its answer, within
 // OpenTimeout.
 func (p *Server) forwardEcho(ctx context.Context, pc *pubConn, req l7.EchoRequest) (l7.EchoReply, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, p.cfg.OpenTimeout, errOpenTimeout)
-	defer cancel()
-	rep, err := pc.cc.Echo(ctx, req)
-	if err != nil && errors.Is(context.Cause(ctx), errOpenTimeout) {
-		return l7.EchoReply{}, errOpenTimeout
-	}
-	return rep, err
+	return askPublisher(ctx, p.cfg.OpenTimeout, func(ctx context.Context) (l7.EchoReply, error) {
+		return pc.cc.Echo(ctx, req)
+	})
 }

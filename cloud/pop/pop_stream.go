@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -49,13 +50,23 @@ func (p *Server) serveConnect(w http.ResponseWriter, r *http.Request, peer *x509
 // openUpstream opens t's stream (CONNECT or connect-udp) on a publisher's connection and waits
 // for its answer, at most OpenTimeout or until ctx (the client's stream) ends.
 func (p *Server) openUpstream(ctx context.Context, pc *pubConn, t l7.Target) (*l7.Stream, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, p.cfg.OpenTimeout, errOpenTimeout)
+	return askPublisher(ctx, p.cfg.OpenTimeout, func(ctx context.Context) (*l7.Stream, error) {
+		return pc.cc.OpenFlow(ctx, dohAuthority, t)
+	})
+}
+
+// askPublisher runs ask, a request to a publisher, within timeout or until
+// ctx (the client's request) ends, and reports errOpenTimeout when it was
+// the publisher that did not answer in time.
+func askPublisher[T any](ctx context.Context, timeout time.Duration, ask func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errOpenTimeout)
 	defer cancel()
-	s, err := pc.cc.OpenFlow(ctx, dohAuthority, t)
+	v, err := ask(ctx)
 	if err != nil && errors.Is(context.Cause(ctx), errOpenTimeout) {
-		return nil, errOpenTimeout
+		var zero T
+		return zero, errOpenTimeout
 	}
-	return s, err
+	return v, err
 }
 
 // relay copies the client's bytes to the publisher on a goroutine of its own and

@@ -5,5 +5,5 @@ package tenant
 // access policy allows the user to reach the app. An echo has no port, so the
 // app's ports play no part: a user who may reach an app may ping its hosts.
 func (t *Tenant) AuthorizeEcho(upn, appID, host string) ([]string, error) {
-	return t.authorizeHost(upn, appID, host, nil)
+	return t.authorize(upn, appID, func(c *tenantApp) error { return hostInApp(c, host, appID) })
 }

@@ -222,7 +222,10 @@ func (t *Tenant) AgentConfig(upn string) (*tenantapi.AgentConfig, error) {
 // refusal is a *DenyError (errors.Is ErrDenied) whose message is safe to show the
 // user.
 func (t *Tenant) Authorize(upn, appID, host string, port uint16, proto string) ([]string, error) {
-	return t.authorizeHost(upn, appID, host, func(c *tenantApp) error {
+	return t.authorize(upn, appID, func(c *tenantApp) error {
+		if err := hostInApp(c, host, appID); err != nil {
+			return err
+		}
 		if p, err := steering.ParseProtocol(proto); err != nil || !c.scope.Admits(p, port) {
 			return deny(tenantapi.ReasonPortNotInApp, "%s port %d is not part of app %q", proto, port, appID)
 		}
@@ -230,9 +233,19 @@ func (t *Tenant) Authorize(upn, appID, host string, port uint16, proto string) (
 	})
 }
 
-// authorizeHost is Authorize with the port check left to admits (nil admits
-// every flow to the host).
-func (t *Tenant) authorizeHost(upn, appID, host string, admits func(*tenantApp) error) ([]string, error) {
+// hostInApp refuses a host outside app c.
+func hostInApp(c *tenantApp, host, appID string) error {
+	if !c.scope.MatchHost(host) {
+		return deny(tenantapi.ReasonHostNotInApp, "host %q is not part of app %q", host, appID)
+	}
+	return nil
+}
+
+// authorize is every decision of the PoP's: that the user and the app exist,
+// what admits says of the request against the app (nil admits anything),
+// that the access policy allows the user the app, and that the app has
+// publishers, whom it returns.
+func (t *Tenant) authorize(upn, appID string, admits func(*tenantApp) error) ([]string, error) {
 	u := t.User(upn)
 	if u == nil {
 		return nil, deny(tenantapi.ReasonUnknownUser, "user %q is not a member of tenant %q", upn, t.Name)
@@ -240,9 +253,6 @@ func (t *Tenant) authorizeHost(upn, appID, host string, admits func(*tenantApp) 
 	c := t.apps[appID]
 	if c == nil {
 		return nil, deny(tenantapi.ReasonUnknownApp, "no app %q in tenant %q", appID, t.Name)
-	}
-	if !c.scope.MatchHost(host) {
-		return nil, deny(tenantapi.ReasonHostNotInApp, "host %q is not part of app %q", host, appID)
 	}
 	if admits != nil {
 		if err := admits(c); err != nil {
