@@ -252,7 +252,7 @@ func (c *resolveCache) storeLocked(k rrKey, e rrEntry) {
 func (c *resolveCache) query(ctx context.Context, k rrKey) (rrEntry, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(k.name, k.qtype)
-	m.SetEdns0(dns.DefaultMsgSize, false)
+	m.SetEdns0(1232, false) // the DNS flag day 2020 size: no IP fragments
 	var r *dns.Msg
 	var err error
 	for {
