@@ -249,6 +249,9 @@ func (c *resolveCache) storeLocked(k rrKey, e rrEntry) {
 
 // query asks the resolver, over UDP and again over TCP if the answer is
 // truncated, resending over UDP after each queryAttempt without an answer.
+// The exchange honours ctx's deadline; a lookup canceled before it (the PoP
+// reset the stream) ends with the current attempt, at most queryAttempt later,
+// and its waiters then ask again.
 func (c *resolveCache) query(ctx context.Context, k rrKey) (rrEntry, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(k.name, k.qtype)
