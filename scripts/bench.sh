@@ -15,7 +15,8 @@
 # Environment: BENCH_SECS (iperf3 seconds, default 10), BENCH_TTFB_N
 # (connections, default 200), BENCH_PERF (a directory: `perf record` of the
 # agent, the PoP and the publisher during the agent's runs, read with
-# `perf report -i FILE`).
+# `perf report -i FILE`), BENCH_ONLY=ttfb (only the time to first byte: no
+# iperf3 runs).
 # Then iperf3 -u at 200 Mbit/s through the tunnel, both ways, with its loss.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,11 @@ DIR=$PWD/.lab/$ZT_LAB
 SECS=${BENCH_SECS:-10}
 TTFB_N=${BENCH_TTFB_N:-200}
 PERF=${BENCH_PERF:-}
+ONLY=${BENCH_ONLY:-}
+case $ONLY in
+  "" | ttfb) ;;
+  *) echo "bench: BENCH_ONLY=$ONLY not supported (only ttfb)" >&2; exit 2 ;;
+esac
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (network namespaces)" >&2; exit 1; }
 command -v wg >/dev/null || { echo "bench: wg missing (make deps installs wireguard-tools)" >&2; exit 1; }
 go build -trimpath -o bin/wireguard-go golang.zx2c4.com/wireguard
@@ -39,9 +45,11 @@ cleanup() {
 trap cleanup EXIT
 ZT_LAB_NOAGENT=1 scripts/lab.sh up
 inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-inns "$CORP" iperf3 -s -D -B 10.20.0.10 --pidfile "$DIR/iperf3.pid2"
 ip netns exec "$CORP" bin/ttfb serve 10.20.0.10:5202 >"$DIR/ttfb.log" 2>&1 & bgpids+=($!)
-for _ in $(seq 50); do inns "$CORP" ss -ltn | grep -q ':5201 ' && break; sleep 0.1; done
+if [ -z "$ONLY" ]; then
+  inns "$CORP" iperf3 -s -D -B 10.20.0.10 --pidfile "$DIR/iperf3.pid2"
+  for _ in $(seq 50); do inns "$CORP" ss -ltn | grep -q ':5201 ' && break; sleep 0.1; done
+fi
 
 # iperf ARGS...: one iperf3 run from the client; prints "Gbit/s bytes".
 iperf() { inns "$CLIENT" iperf3 -J -t "$SECS" "$@" | python3 -c '
@@ -57,6 +65,7 @@ HZ=$(getconf CLK_TCK)
 # of processes; sets R[NAME]="Gbit/s bytes cpu1 cpu2" (CPU in seconds).
 declare -A R
 measure() {
+  [ -z "$ONLY" ] || return 0
   local name=$1 p1=$2 p2=$3; shift 3
   local a0 b0 out
   a0=$(cpu_ticks $p1); b0=$(cpu_ticks $p2)
@@ -120,8 +129,8 @@ perf_wait
 # UDP through the tunnel: iperf3 -u at a fixed rate (UDP_RATE, default 200M),
 # up and down (-R); the loss is the receiver's. iperf3 sizes its datagrams
 # to the TUN's MTU (UDP_LEN sets a size: 1400 is fragmented in two).
-echo "== UDP through ztagent -> PoP -> publisher: iperf3 -u -b ${UDP_RATE:-200M} ${UDP_LEN:+-l $UDP_LEN}"
-for flag in "" -R; do
+[ -n "$ONLY" ] || echo "== UDP through ztagent -> PoP -> publisher: iperf3 -u -b ${UDP_RATE:-200M} ${UDP_LEN:+-l $UDP_LEN}"
+[ -n "$ONLY" ] || for flag in "" -R; do
   inns "$CLIENT" iperf3 -J -u -b "${UDP_RATE:-200M}" ${UDP_LEN:+-l "$UDP_LEN"} -t "$SECS" $flag -c iperf.corp.test | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
@@ -136,25 +145,26 @@ ip netns exec "$CORP" bin/ttfb serve 10.20.0.10:5201 >"$DIR/ttfb.log" 2>&1 & bgp
 for _ in $(seq 50); do inns "$CORP" ss -ltn | grep -q ':5201 ' && break; sleep 0.1; done
 ttfb_agent=$(inns "$CLIENT" bin/ttfb measure -n "$TTFB_N" iperf.corp.test:5201)
 
-python3 - "$HZ" "$ttfb_direct" "$ttfb_wg" "$ttfb_agent" "${R[direct-up]}" "${R[direct-down]}" \
-  "${R[wg-up]}" "${R[wg-down]}" "${R[agent-up]}" "${R[agent-down]}" <<'PY'
+python3 - "$HZ" "$ttfb_direct" "$ttfb_wg" "$ttfb_agent" "${R[direct-up]:-}" "${R[direct-down]:-}" \
+  "${R[wg-up]:-}" "${R[wg-down]:-}" "${R[agent-up]:-}" "${R[agent-down]:-}" <<'PY'
 import sys
 hz = float(sys.argv[1])
 ttfb_direct, ttfb_wg, ttfb_agent = (list(map(float, a.split())) for a in sys.argv[2:5])
 names = ["direct-up", "direct-down", "wg-up", "wg-down", "agent-up", "agent-down"]
-r = {n: list(map(float, a.split())) for n, a in zip(names, sys.argv[5:])}
+r = {n: list(map(float, a.split())) for n, a in zip(names, sys.argv[5:]) if a}
 def cpu_gb(n, i):  # CPU seconds per GB of the i-th process set
     gbit, nbytes, c1, c2 = r[n]
     return [c1, c2, c1 + c2][i] / hz / (nbytes / 1e9)
-print("\n%-6s %8s %10s %8s %10s %10s" % ("", "direct", "wireguard", "agent", "agent/wg", "agent/dir"))
-for d in ("up", "down"):
-    g = {p: r[p + "-" + d][0] for p in ("direct", "wg", "agent")}
-    print("%-6s %8.2f %10.2f %8.2f %10.2f %10.2f  Gbit/s" % (
-        d, g["direct"], g["wg"], g["agent"], g["agent"] / g["wg"], g["agent"] / g["direct"]))
-print("\nCPU seconds per GB  %6s %6s" % ("up", "down"))
-for label, n, i in (("agent alone", "agent", 0), ("agent+PoP+publisher", "agent", 2),
-                    ("PoP+publisher", "agent", 1), ("wireguard-go (both)", "wg", 0)):
-    print("%-19s %6.2f %6.2f" % (label, cpu_gb(n + "-up", i), cpu_gb(n + "-down", i)))
+if r:  # not with BENCH_ONLY=ttfb
+    print("\n%-6s %8s %10s %8s %10s %10s" % ("", "direct", "wireguard", "agent", "agent/wg", "agent/dir"))
+    for d in ("up", "down"):
+        g = {p: r[p + "-" + d][0] for p in ("direct", "wg", "agent")}
+        print("%-6s %8.2f %10.2f %8.2f %10.2f %10.2f  Gbit/s" % (
+            d, g["direct"], g["wg"], g["agent"], g["agent"] / g["wg"], g["agent"] / g["direct"]))
+    print("\nCPU seconds per GB  %6s %6s" % ("up", "down"))
+    for label, n, i in (("agent alone", "agent", 0), ("agent+PoP+publisher", "agent", 2),
+                        ("PoP+publisher", "agent", 1), ("wireguard-go (both)", "wg", 0)):
+        print("%-19s %6.2f %6.2f" % (label, cpu_gb(n + "-up", i), cpu_gb(n + "-down", i)))
 print("\ntime to first byte of a new flow, µs: median / p90 / min")
 us = lambda t: " / ".join("%.0f" % x for x in t)
 print("direct    %s" % us(ttfb_direct))

@@ -116,9 +116,13 @@ services_up() {
   # "Public" DNS and web in the cloud namespace; corporate DNS and web in corp.
   start dns-public "$CLOUD" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
     --listen-address=10.10.0.1 --address=/public.test/10.10.0.1 --pid-file="$DIR/dnsmasq-public.pid2"
+  # The corporate DNS answers as a real one does: with a TTL (dnsmasq's local
+  # answers have 0 by default), and, for the corp names it has no IPv6 address
+  # of, NODATA to AAAA (--local; since dnsmasq 2.86, --address alone sends
+  # those upstream, which --no-resolv turns into REFUSED).
   start dns-corp "$CORP" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
     --listen-address=10.20.0.10 --address=/corp.test/10.20.0.10 --address=/pdns.corp.test/10.20.0.11 \
-    --pid-file="$DIR/dnsmasq-corp.pid2"
+    --local=/corp.test/ --local-ttl=60 --pid-file="$DIR/dnsmasq-corp.pid2"
   start web-public "$CLOUD" "$BIN/labweb" --name public --listen 10.10.0.1:80
   start web-corp "$CORP" "$BIN/labweb" --name corp --listen 10.20.0.10:80 --listen 10.20.0.10:8080 --listen 10.20.0.11:80 \
     --udp-echo 10.20.0.10:7

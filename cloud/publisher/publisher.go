@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +62,7 @@ type Publisher struct {
 	resolver *net.Resolver // also the dialer's
 	dialer   net.Dialer
 	pinger   *pinger
+	names    *resolveCache // the names of targets, with cfg.Resolver; nil for the system's resolver
 
 	wg       sync.WaitGroup // handlers
 	mu       sync.Mutex
@@ -88,13 +88,7 @@ func New(cfg Config) *Publisher {
 	}
 	p.pinger = newPinger(p.log)
 	if cfg.Resolver != "" {
-		p.resolver = &net.Resolver{
-			PreferGo: true, // the only resolver that honours Dial on every OS
-			Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return dialResolver(ctx, network, cfg.Resolver)
-			},
-		}
-		p.dialer.Resolver = p.resolver
+		p.names = newResolveCache(cfg.Resolver)
 	}
 	return p
 }
@@ -239,10 +233,10 @@ func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, 
 	}
 }
 
-// dial resolves t with the publisher's resolver and connects, trying IPv6 and IPv4
-// addresses in parallel as net.Dialer does (RFC 6555) and splitting DialTimeout
-// among them. On failure it returns the status to refuse the stream with: 504 when
-// time ran out, 502 otherwise.
+// dial resolves t (resolve) and connects, trying IPv6 and IPv4 addresses in
+// parallel as net.Dialer does (RFC 6555) and splitting DialTimeout among them.
+// On failure it returns the status to refuse the stream with: 504 when time
+// ran out, 502 otherwise.
 func (p *Publisher) dial(ctx context.Context, t l7.Target) (*net.TCPConn, int, error) {
 	c, status, err := p.dialNet(ctx, "tcp", t)
 	if err != nil {
@@ -256,20 +250,24 @@ func (p *Publisher) dial(ctx context.Context, t l7.Target) (*net.TCPConn, int, e
 func (p *Publisher) dialNet(ctx context.Context, network string, t l7.Target) (net.Conn, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 	defer cancel()
-	host := t.Host
-	if _, err := netip.ParseAddr(host); err != nil && p.cfg.Resolver != "" && !strings.HasSuffix(host, ".") {
-		// Root the name: the host's search domains belong to its own resolver, not
-		// to the one we were given.
-		host += "."
-	}
-	c, err := p.dialer.DialContext(ctx, network, net.JoinHostPort(host, strconv.Itoa(int(t.Port))))
-	if err == nil {
-		return c, http.StatusOK, nil
-	}
-	if dnsErr := (*net.DNSError)(nil); errors.As(err, &dnsErr) {
+	addrs, err := p.resolve(ctx, p.rooted(t.Host))
+	if err != nil {
 		return nil, failStatus(ctx), fmt.Errorf("resolve %s: %s", t.Host, reason(err))
 	}
-	return nil, failStatus(ctx), fmt.Errorf("connect %s: %s", t.Authority(), reason(err))
+	c, err := p.dialAddrs(ctx, network, addrs, t.Port)
+	if err != nil {
+		return nil, failStatus(ctx), fmt.Errorf("connect %s: %s", t.Authority(), reason(err))
+	}
+	return c, http.StatusOK, nil
+}
+
+// rooted roots a name for the configured resolver: the host's search domains
+// belong to its own resolver, not to the one we were given.
+func (p *Publisher) rooted(host string) string {
+	if _, err := netip.ParseAddr(host); err == nil || p.cfg.Resolver == "" || strings.HasSuffix(host, ".") {
+		return host
+	}
+	return host + "."
 }
 
 func failStatus(ctx context.Context) int {
@@ -304,41 +302,4 @@ func reason(err error) string {
 		return "no address"
 	}
 	return err.Error()
-}
-
-// dialResolver connects to the configured DNS server. The connection is closed when
-// ctx ends: the Go resolver cancels a lookup whose callers all gave up but would
-// otherwise keep waiting on the socket for its own timeout (5s per attempt).
-func dialResolver(ctx context.Context, network, addr string) (net.Conn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	// The resolver frames DNS by datagram only on a net.PacketConn; keep it one.
-	if uc, ok := c.(*net.UDPConn); ok {
-		return &resolverPacketConn{UDPConn: uc, stop: stop}, nil
-	}
-	return &resolverConn{Conn: c, stop: stop}, nil
-}
-
-type resolverConn struct {
-	net.Conn
-	stop func() bool
-}
-
-func (c *resolverConn) Close() error {
-	c.stop()
-	return c.Conn.Close()
-}
-
-type resolverPacketConn struct {
-	*net.UDPConn
-	stop func() bool
-}
-
-func (c *resolverPacketConn) Close() error {
-	c.stop()
-	return c.UDPConn.Close()
 }

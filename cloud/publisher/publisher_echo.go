@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -140,28 +139,18 @@ func (p *Publisher) serveEcho(w http.ResponseWriter, r *http.Request) {
 // echoAddr resolves the host of req with the publisher's resolver, preferring
 // an address of the family the client pinged with.
 func (p *Publisher) echoAddr(ctx context.Context, req l7.EchoRequest) (netip.Addr, error) {
-	if a, err := netip.ParseAddr(req.Host); err == nil {
-		return a.Unmap(), nil
-	}
-	host := req.Host
-	if p.cfg.Resolver != "" && !strings.HasSuffix(host, ".") {
-		host += "." // as dial does: the host's search domains are not ours
-	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
 	defer cancel()
-	addrs, err := p.resolver.LookupNetIP(ctx, "ip", host)
+	addrs, err := p.resolve(ctx, p.rooted(req.Host))
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	if len(addrs) == 0 {
-		return netip.Addr{}, errors.New("no address")
-	}
 	for _, a := range addrs {
-		if a = a.Unmap(); a.Is6() == req.IPv6 {
+		if a.Is6() == req.IPv6 {
 			return a, nil
 		}
 	}
-	return addrs[0].Unmap(), nil
+	return addrs[0], nil
 }
 
 // ping sends one echo with data to dst and waits for its reply, within
