@@ -279,7 +279,7 @@ func (cc *ClientConn) readLoop() {
 	if errors.As(err, &ce) {
 		// Tell the peer why, unless a write is in progress (it may be stuck).
 		if cc.wmu.TryLock() {
-			cc.flushFrame(cc.fr.WriteGoAway(0, http2.ErrCode(ce), nil))
+			cc.flushFrame(cc.fr.WriteGoAway(cc.lastPeerStream(), http2.ErrCode(ce), nil))
 			cc.wmu.Unlock()
 		}
 	}

@@ -135,6 +135,17 @@ func (cc *ClientConn) goAwayServer() {
 	}()
 }
 
+// lastPeerStream is the last stream the peer opened, for GOAWAY: on a client,
+// none (we refuse push).
+func (cc *ClientConn) lastPeerStream() uint32 {
+	if cc.srv == nil {
+		return 0
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.srv.lastID
+}
+
 // readPreface reads the client's connection preface, on a server.
 func (cc *ClientConn) readPreface() error {
 	if cc.srv == nil {
