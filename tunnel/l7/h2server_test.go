@@ -264,7 +264,9 @@ var connectFields = []string{":method", "CONNECT", ":authority", "example.test:4
 func TestServerSettings(t *testing.T) {
 	p := newRawPeer(t, echoHandler)
 	p.start()
-	f := p.await("SETTINGS", func(f frameInfo) bool { return f.typ == http2.FrameSettings && f.settings != nil && len(f.settings) > 0 })
+	f := p.await("SETTINGS", func(f frameInfo) bool {
+		return f.typ == http2.FrameSettings && f.settings != nil && len(f.settings) > 0
+	})
 	want := map[http2.SettingID]uint32{
 		http2.SettingEnableConnectProtocol: 1, http2.SettingMaxConcurrentStreams: maxStreamsPerConn,
 		http2.SettingMaxFrameSize: maxFrameSize, http2.SettingInitialWindowSize: streamWindow,
