@@ -161,9 +161,9 @@ func garbagePublisher(t *testing.T, cloud *testCloud, name string) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l7.NewH2Server().ServeConn(conn, l7.ServeConnOpts(ctx, zap.NewNop(), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		new(l7.Server).ServeConn(ctx, conn, zap.NewNop(), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			io.WriteString(w, "garbage")
-		})))
+		}))
 	}()
 	t.Cleanup(func() { cancel(); conn.Close(); <-done })
 	for !slices.Contains(cloud.pop.Online(), name) {

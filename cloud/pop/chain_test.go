@@ -109,6 +109,40 @@ func TestHalfClose(t *testing.T) {
 	}
 }
 
+// TestTargetHalfCloses is the other way round: the target sends its answer and
+// its FIN first, then reads on. The client must read the answer to its end and
+// keep writing through both hops, and the target must receive every byte.
+func TestTargetHalfCloses(t *testing.T) {
+	l := newLab(t, labOptions{})
+	const size = 4 << 20
+	got := make(chan []byte, 1)
+	port := startServer(t, func(c *net.TCPConn) {
+		io.WriteString(c, "hello")
+		if err := c.CloseWrite(); err != nil {
+			got <- nil
+			return
+		}
+		b, _ := io.ReadAll(c)
+		got <- b
+	})
+	c := open(t, l, l7.Target{Host: "127.0.0.1", Port: port, AppID: appEcho})
+	resp, err := io.ReadAll(c)
+	if err != nil || string(resp) != "hello" {
+		t.Fatalf("read %q, %v; want hello and the end", resp, err)
+	}
+	data := make([]byte, size)
+	rand.Read(data)
+	if _, err := c.Write(data); err != nil {
+		t.Fatalf("write after the target's FIN: %v", err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, data) {
+		t.Fatalf("target received %d bytes, not the %d written", len(b), size)
+	}
+}
+
 func TestRefused(t *testing.T) {
 	l := newLab(t, labOptions{})
 	echoPort := startServer(t, echo)

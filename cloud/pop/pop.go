@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/net/http2"
 
 	"github.com/ztagent/ztagent/tunnel/l7"
 )
@@ -71,10 +70,8 @@ type Server struct {
 	cfg     Config
 	log     *zap.Logger
 	tlsConf *tls.Config
-	h2s     *http2.Server
-	// h1 exists for its Shutdown, which sends GOAWAY on every client
-	// connection h2s serves (http2.ConfigureServer links them).
-	h1 *http.Server
+	// h2s serves the client connections; its Shutdown sends them GOAWAY.
+	h2s l7.Server
 
 	ctx    context.Context // parent of every stream; canceled by Close
 	cancel context.CancelFunc
@@ -142,17 +139,10 @@ func New(cfg Config) *Server {
 	tc.MinVersion = tls.VersionTLS13
 	tc.ClientAuth = tls.RequireAndVerifyClientCert
 	ctx, cancel := context.WithCancel(context.Background())
-	h2s, h1 := l7.NewH2Server(), &http.Server{}
-	if err := http2.ConfigureServer(h1, h2s); err != nil {
-		// Only for TLS settings, and h1 has none.
-		panic("pop: " + err.Error())
-	}
 	return &Server{
 		cfg:       cfg,
 		log:       cfg.Log.Named("pop"),
 		tlsConf:   tc,
-		h2s:       h2s,
-		h1:        h1,
 		ctx:       ctx,
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
@@ -287,14 +277,14 @@ func (p *Server) serveConn(c net.Conn) {
 func (p *Server) serveClient(c net.Conn, peer *x509.Certificate) {
 	log := p.log.With(zap.String("peer", peer.Subject.CommonName), zap.Stringer("remote", c.RemoteAddr()))
 	log.Debug("client connected")
-	p.h2s.ServeConn(c, l7.ServeConnOpts(withDevice(p.ctx, &device{}), log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.h2s.ServeConn(withDevice(p.ctx, &device{}), c, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A handler may start after Close began waiting; it must not run then.
 		if !p.track(func() { p.wg.Add(1) }) {
 			return
 		}
 		defer p.wg.Done()
 		p.dispatch(w, r, peer, log)
-	})))
+	}))
 	log.Debug("client disconnected")
 }
 

@@ -72,7 +72,9 @@ func askPublisher[T any](ctx context.Context, timeout time.Duration, ask func(co
 // relay copies the client's bytes to the publisher on a goroutine of its own and
 // the publisher's to the client on the handler's. Each end of input is passed on
 // as END_STREAM and each error as a reset, so half-closes and resets travel end
-// to end. Neither direction holds a buffer while it waits for data.
+// to end: when the publisher ends first, the client's response ends and its
+// bytes go on to the publisher until the client ends too. Neither direction
+// holds a buffer while it waits for data.
 func relay(w http.ResponseWriter, flush func() error, body io.ReadCloser, up *l7.Stream) {
 	done := make(chan struct{})
 	go func() {
@@ -86,9 +88,7 @@ func relay(w http.ResponseWriter, flush func() error, body io.ReadCloser, up *l7
 	}()
 	defer func() {
 		// A request body may not be read after the handler returns: stop the
-		// upstream copy, wherever it is blocked, and wait for it. When the
-		// publisher ended first this resets its stream's other direction, as
-		// net/http cannot keep reading a request after its handler returns.
+		// upstream copy, wherever it is blocked, and wait for it.
 		body.Close()
 		up.Close()
 		<-done
@@ -98,9 +98,11 @@ func relay(w http.ResponseWriter, flush func() error, body io.ReadCloser, up *l7
 		// client's stream rather than ending it cleanly.
 		panic(http.ErrAbortHandler)
 	}
-	// Returning ends the client's stream with END_STREAM; if the client has not
-	// finished sending, the server follows with RST_STREAM(NO_ERROR) (RFC 9113
-	// §8.1).
+	// The publisher is done sending: end the client's response, and carry
+	// the client's bytes until it is done too (or either side resets).
+	if l7.CloseResponse(w) == nil {
+		<-done
+	}
 }
 
 // choose picks an online publisher of app among those the policy allowed (the

@@ -239,7 +239,7 @@ func (l *lab) fakePublisher(name string, h http.HandlerFunc) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l7.NewH2Server().ServeConn(conn, l7.ServeConnOpts(ctx, l.log, h))
+		new(l7.Server).ServeConn(ctx, conn, l.log, h)
 	}()
 	l.t.Cleanup(func() { cancel(); conn.Close(); <-done })
 	eventually(l.t, name+" online", func() bool { return slices.Contains(l.pop.Online(), name) })

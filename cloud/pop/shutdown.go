@@ -31,11 +31,8 @@ func (p *Server) Shutdown(ctx context.Context) error {
 	for _, ln := range lns {
 		ln.Close()
 	}
-	// h1 has no connection of its own: its Shutdown returns at once, having
-	// started the graceful shutdown of every connection h2s serves.
-	if err := p.h1.Shutdown(ctx); err != nil {
-		p.log.Warn("graceful shutdown", zap.Error(err))
-	}
+	// Every client connection gets GOAWAY, and closes once its streams end.
+	p.h2s.Shutdown()
 	drained := make(chan struct{})
 	go func() {
 		p.clients.Wait()

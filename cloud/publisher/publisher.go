@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/net/http2"
 
 	"github.com/ztagent/ztagent/tunnel/flowio"
 	"github.com/ztagent/ztagent/tunnel/l7"
@@ -58,7 +57,7 @@ type Publisher struct {
 	cfg      Config
 	log      *zap.Logger
 	tlsConf  *tls.Config
-	h2s      *http2.Server
+	h2s      l7.Server
 	resolver *net.Resolver // also the dialer's
 	dialer   net.Dialer
 	pinger   *pinger
@@ -82,7 +81,6 @@ func New(cfg Config) *Publisher {
 		cfg:      cfg,
 		log:      cfg.Log.Named("publisher").With(zap.String("publisher", cfg.Name)),
 		tlsConf:  tc,
-		h2s:      l7.NewH2Server(),
 		resolver: net.DefaultResolver,
 		dialer:   net.Dialer{KeepAlive: l7.ReadIdle, Resolver: net.DefaultResolver},
 	}
@@ -140,7 +138,7 @@ func (p *Publisher) serveOnce(ctx context.Context, bo *l7.Backoff) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	p.log.Info("connected to PoP", zap.String("pop", p.cfg.PoPAddr))
-	p.h2s.ServeConn(conn, l7.ServeConnOpts(ctx, p.log, http.HandlerFunc(p.handle)))
+	p.h2s.ServeConn(ctx, conn, p.log, http.HandlerFunc(p.handle))
 	return errors.New("connection lost")
 }
 
@@ -202,10 +200,11 @@ func (p *Publisher) serveConnect(w http.ResponseWriter, r *http.Request) {
 // relayTarget copies bytes both ways between a stream and its target connection until
 // both directions are done, and owns the goroutine that carries the upstream one.
 // END_STREAM from the PoP becomes a FIN to the target and the target's FIN ends the
-// stream; a reset on either side resets the other. Neither direction holds a
-// buffer while it waits for data.
+// stream (END_STREAM) while the PoP's bytes go on to the target: a half-close
+// travels either way. A reset on either side resets the other. Neither direction
+// holds a buffer while it waits for data.
 func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, conn *net.TCPConn) {
-	var finished atomic.Bool // the downstream direction is over; upstream is abandoned
+	var finished atomic.Bool // the downstream direction failed; upstream is abandoned
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -219,9 +218,8 @@ func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, 
 		conn.CloseWrite()
 	}()
 	defer func() {
-		// A request body may not be read after the handler returns, and net/http
-		// cannot keep reading it once the response is over (the stream is reset
-		// with NO_ERROR): stop the upstream copy, wherever it is blocked, and wait.
+		// A request body may not be read after the handler returns: stop the
+		// upstream copy, wherever it is blocked, and wait.
 		finished.Store(true)
 		body.Close()
 		conn.SetWriteDeadline(time.Now())
@@ -230,6 +228,11 @@ func relayTarget(w http.ResponseWriter, flush func() error, body io.ReadCloser, 
 	if readErr, writeErr := flowio.Copy(w, conn, flowio.Waiter(conn), flush); readErr != nil || writeErr != nil {
 		// The target reset the connection (or the stream is gone): reset the stream.
 		panic(http.ErrAbortHandler)
+	}
+	// The target half-closed: end the response, and carry the PoP's bytes to
+	// the target until the PoP ends too (or either side resets).
+	if l7.CloseResponse(w) == nil {
+		<-done
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 
 	"github.com/ztagent/ztagent/tunnel/flowio"
 	"github.com/ztagent/ztagent/tunnel/l7"
-	_ "github.com/ztagent/ztagent/tunnel/l7/xconnect" // connect-udp needs extended CONNECT
 )
 
 // DefaultUDPIdle is how long a publisher keeps a UDP flow without a datagram.

@@ -15,7 +15,7 @@ import (
 // in brackets), app, family and data, and the reply comes back whole; a
 // refusal is a *RefusedError.
 func TestEchoRoundTrip(t *testing.T) {
-	cc := h2Server(t, NewH2Server(), func(w http.ResponseWriter, r *http.Request) {
+	cc := h2Server(t, xnetServer(), func(w http.ResponseWriter, r *http.Request) {
 		if !IsEchoRequest(r) {
 			Refuse(w, http.StatusMethodNotAllowed, "not an echo")
 			return

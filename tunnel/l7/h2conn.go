@@ -70,6 +70,10 @@ type ClientConn struct {
 	healthWG  sync.WaitGroup // health checks in progress
 	readDone  chan struct{}  // closed when the read loop has ended
 	settingsc chan struct{}  // closed when the peer's first SETTINGS arrived
+
+	// srv is the server end's state; nil on a client. The same connection
+	// code serves both ends: only who opens streams differs (h2server.go).
+	srv *serverSide
 }
 
 // peerSettings are what the peer's SETTINGS allow us.
@@ -113,6 +117,11 @@ func NewClientConn(c net.Conn, log *zap.Logger) (*ClientConn, error) {
 type keepalive struct{ idle, timeout time.Duration }
 
 func newClientConn(c net.Conn, log *zap.Logger, ka keepalive) (*ClientConn, error) {
+	return newConn(c, log, ka, nil)
+}
+
+// newConn starts HTTP/2 on c: as the client with srv nil, else as the server.
+func newConn(c net.Conn, log *zap.Logger, ka keepalive, srv *serverSide) (*ClientConn, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -130,6 +139,7 @@ func newClientConn(c net.Conn, log *zap.Logger, ka keepalive) (*ClientConn, erro
 		settingsc:  make(chan struct{}),
 		goAwayCh:   make(chan struct{}),
 		drained:    make(chan struct{}),
+		srv:        srv,
 	}
 	cc.wcond.L = &cc.mu
 	cc.fr = http2.NewFramer(cc.bw, c)
@@ -139,14 +149,19 @@ func newClientConn(c net.Conn, log *zap.Logger, ka keepalive) (*ClientConn, erro
 	cc.fr.MaxHeaderListSize = maxHeaderList
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 
-	_, err := cc.bw.WriteString(http2.ClientPreface)
-	if err == nil {
-		err = cc.fr.WriteSettings(
-			http2.Setting{ID: http2.SettingEnablePush, Val: 0},
-			http2.Setting{ID: http2.SettingInitialWindowSize, Val: streamWindow},
-			http2.Setting{ID: http2.SettingMaxFrameSize, Val: maxFrameSize},
-			http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: maxHeaderList},
-		)
+	var err error
+	if srv == nil {
+		_, err = cc.bw.WriteString(http2.ClientPreface)
+		if err == nil {
+			err = cc.fr.WriteSettings(
+				http2.Setting{ID: http2.SettingEnablePush, Val: 0},
+				http2.Setting{ID: http2.SettingInitialWindowSize, Val: streamWindow},
+				http2.Setting{ID: http2.SettingMaxFrameSize, Val: maxFrameSize},
+				http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: maxHeaderList},
+			)
+		}
+	} else {
+		err = cc.fr.WriteSettings(serverSettings...)
 	}
 	if err == nil {
 		err = cc.fr.WriteWindowUpdate(0, connWindow-defaultInitialWindow)
@@ -255,13 +270,16 @@ func (cc *ClientConn) fail(err error) {
 // readLoop reads and dispatches frames until the connection fails.
 func (cc *ClientConn) readLoop() {
 	defer close(cc.readDone)
-	err := cc.readFrames()
+	err := cc.readPreface()
+	if err == nil {
+		err = cc.readFrames()
+	}
 	cc.health.Stop() // we alone reset it
 	var ce http2.ConnectionError
 	if errors.As(err, &ce) {
 		// Tell the peer why, unless a write is in progress (it may be stuck).
 		if cc.wmu.TryLock() {
-			cc.flushFrame(cc.fr.WriteGoAway(0, http2.ErrCode(ce), nil))
+			cc.flushFrame(cc.fr.WriteGoAway(cc.lastPeerStream(), http2.ErrCode(ce), nil))
 			cc.wmu.Unlock()
 		}
 	}
@@ -286,6 +304,9 @@ func (cc *ClientConn) readFrames() error {
 		}
 		cc.health.Reset(cc.keepalive.idle)
 		cc.lastFrame.Store(time.Now().UnixNano())
+		if err := cc.checkFirstFrame(fh); err != nil {
+			return err
+		}
 		switch f := f.(type) {
 		case nil:
 			err = cc.onData(fh) // DATA is read here, not by the Framer
@@ -318,6 +339,12 @@ func (cc *ClientConn) readFrames() error {
 func (cc *ClientConn) streamLocked(id uint32) (*Stream, error) {
 	if s := cc.streams[id]; s != nil {
 		return s, nil
+	}
+	if cc.srv != nil {
+		if id > cc.srv.lastID || id%2 == 0 {
+			return nil, http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		return nil, nil
 	}
 	if id >= cc.nextID || id%2 == 0 {
 		return nil, http2.ConnectionError(http2.ErrCodeProtocol)
@@ -429,7 +456,7 @@ func (cc *ClientConn) onGoAway(f *http2.GoAwayFrame) {
 		close(cc.goAwayCh)
 	}
 	for id, s := range cc.streams {
-		if id > f.LastStreamID {
+		if id > f.LastStreamID && cc.srv == nil { // a server's streams are the peer's
 			s.failLocked(errGoAway, errGoAway)
 			cc.forgetLocked(s)
 		}

@@ -23,9 +23,35 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// xnetServer returns x/net's HTTP/2 server with the settings of the wire, the
+// reference the client is checked against.
+func xnetServer() *http2.Server {
+	return &http2.Server{
+		MaxConcurrentStreams:         maxStreamsPerConn,
+		MaxReadFrameSize:             maxFrameSize,
+		MaxUploadBufferPerConnection: connWindow,
+		MaxUploadBufferPerStream:     streamWindow,
+	}
+}
+
 // h2Server serves h on loopback connections with x/net's HTTP/2 server (no TLS)
 // and returns a ClientConn to it; both are closed by the test's cleanup.
 func h2Server(t *testing.T, srv *http2.Server, h http.HandlerFunc) *ClientConn {
+	t.Helper()
+	return serveLoopback(t, func(c net.Conn) { srv.ServeConn(c, &http2.ServeConnOpts{Handler: h}) })
+}
+
+// l7Server is h2Server with Server.
+func l7Server(t *testing.T, h http.HandlerFunc) *ClientConn {
+	t.Helper()
+	var srv Server
+	log := zaptest.NewLogger(t)
+	return serveLoopback(t, func(c net.Conn) { srv.ServeConn(context.Background(), c, log, h) })
+}
+
+// serveLoopback serves loopback connections with serve and returns a
+// ClientConn to one; both are closed by the test's cleanup.
+func serveLoopback(t *testing.T, serve func(net.Conn)) *ClientConn {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,7 +69,7 @@ func h2Server(t *testing.T, srv *http2.Server, h http.HandlerFunc) *ClientConn {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				srv.ServeConn(c, &http2.ServeConnOpts{Handler: h})
+				serve(c)
 				c.Close()
 			}()
 		}
@@ -90,7 +116,7 @@ func echoHandler(w http.ResponseWriter, r *http.Request) {
 var echoTarget = Target{Host: "echo.test", Port: 7, AppID: "echo"}
 
 func TestStreamEcho(t *testing.T) {
-	cc := h2Server(t, NewH2Server(), echoHandler)
+	cc := h2Server(t, xnetServer(), echoHandler)
 	s, err := cc.Connect(context.Background(), echoTarget)
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +147,7 @@ func TestStreamEcho(t *testing.T) {
 }
 
 func TestStreamRefused(t *testing.T) {
-	cc := h2Server(t, NewH2Server(), echoHandler)
+	cc := h2Server(t, xnetServer(), echoHandler)
 	denied := echoTarget
 	denied.AppID = "denied"
 	_, err := cc.Connect(context.Background(), denied)
@@ -135,7 +161,7 @@ func TestStreamRefused(t *testing.T) {
 // once against a server with small windows, so that both ends wait for
 // WINDOW_UPDATEs, and checks every byte.
 func TestStreamFlowControl(t *testing.T) {
-	srv := NewH2Server()
+	srv := xnetServer()
 	srv.MaxUploadBufferPerStream = 64 << 10
 	srv.MaxUploadBufferPerConnection = 128 << 10
 	srv.MaxReadFrameSize = 16 << 10
@@ -188,7 +214,7 @@ func echoThrough(cc *ClientConn, size int, fill byte) error {
 // TestStreamSlots: past the server's MAX_CONCURRENT_STREAMS a new stream waits
 // for a slot, within its context.
 func TestStreamSlots(t *testing.T) {
-	srv := NewH2Server()
+	srv := xnetServer()
 	srv.MaxConcurrentStreams = 1
 	cc := h2Server(t, srv, echoHandler)
 	first, err := cc.Connect(context.Background(), echoTarget)
@@ -217,7 +243,7 @@ func TestStreamSlots(t *testing.T) {
 // TestStreamReset: a handler that aborts resets the stream: the client reads
 // an error, not EOF.
 func TestStreamReset(t *testing.T) {
-	cc := h2Server(t, NewH2Server(), func(w http.ResponseWriter, r *http.Request) {
+	cc := h2Server(t, xnetServer(), func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		Flusher(w)()
 		r.Body.Read(make([]byte, 1))

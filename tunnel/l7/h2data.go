@@ -54,7 +54,18 @@ func (cc *ClientConn) onData(fh http2.FrameHeader) error {
 		cc.mu.Unlock()
 		data.discard()
 		return err
-	case s == nil || s.status == 0 || s.readEOF || s.readErr != nil:
+	case s != nil && s.bodyClosed && !s.readEOF:
+		// A server's handler closed the request body: drop what follows.
+		cc.mu.Unlock()
+		data.discard()
+		cc.returnWindow(nil, int(n))
+		if fh.Flags.Has(http2.FlagDataEndStream) {
+			cc.mu.Lock()
+			s.endReadLocked()
+			cc.mu.Unlock()
+		}
+		return nil
+	case s == nil || !s.peerHead || s.readEOF || s.readErr != nil:
 		// A stream we reset or forgot: its bytes go back to the connection.
 		// DATA before the response, or after its end, is the peer's error.
 		cc.mu.Unlock()

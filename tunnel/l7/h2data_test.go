@@ -110,7 +110,7 @@ func TestDataBadPadding(t *testing.T) {
 // data sent, then io.EOF; the window is given back, so more than a stream
 // window passes.
 func TestWriteBufferedTo(t *testing.T) {
-	cc := h2Server(t, NewH2Server(), echoHandler)
+	cc := h2Server(t, xnetServer(), echoHandler)
 	s, err := cc.Connect(context.Background(), echoTarget)
 	if err != nil {
 		t.Fatal(err)

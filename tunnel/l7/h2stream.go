@@ -32,10 +32,13 @@ type Stream struct {
 	recvUnsent int64
 	rbuf       chunks
 	readEOF    bool  // END_STREAM received
+	bodyClosed bool  // on a server, the handler closed the request body: later DATA is dropped
 	readErr    error // reads fail with it once what was received is read
 	wroteEnd   bool  // END_STREAM sent
 	writeErr   error
 	status     int         // of the response; 0 until its headers arrive
+	peerHead   bool        // the peer's header block (response, or request on a server) arrived
+	cancel     func()      // on a server, cancels the request's context; nil on a client
 	header     http.Header // of the response, until the opener takes it
 	respDone   bool        // respc is closed
 	respc      chan struct{}
@@ -168,6 +171,9 @@ func (s *Stream) awaitResponse(ctx context.Context) (int, http.Header, error) {
 }
 
 func (cc *ClientConn) onHeaders(f *http2.MetaHeadersFrame) error {
+	if cc.srv != nil {
+		return cc.onRequest(f)
+	}
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	s, err := cc.streamLocked(f.StreamID)
@@ -194,6 +200,7 @@ func (cc *ClientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil // informational: the final answer follows
 	}
 	s.status = status
+	s.peerHead = true
 	fields := f.RegularFields()
 	s.header = make(http.Header, len(fields))
 	for _, hf := range fields {
@@ -228,6 +235,9 @@ func (s *Stream) failLocked(readErr, writeErr error) {
 	if !s.respDone {
 		s.respDone = true
 		close(s.respc)
+	}
+	if s.cancel != nil {
+		s.cancel()
 	}
 	s.rcond.Broadcast()
 	s.cc.wcond.Broadcast()
@@ -369,6 +379,11 @@ func (s *Stream) CloseWrite() error {
 // directions. Reads and writes then fail with net.ErrClosed; unread data is
 // discarded. It is idempotent.
 func (s *Stream) Close() error {
+	return s.reset(http2.ErrCodeCancel)
+}
+
+// reset is Close with RST_STREAM(code).
+func (s *Stream) reset(code http2.ErrCode) error {
 	cc := s.cc
 	cc.mu.Lock()
 	open := cc.streams[s.id] == s
@@ -379,7 +394,7 @@ func (s *Stream) Close() error {
 		// stream waiting for the slot must not reach the peer first, over
 		// its MAX_CONCURRENT_STREAMS (which it answers PROTOCOL_ERROR).
 		cc.wmu.Lock()
-		cc.flushFrame(cc.fr.WriteRSTStream(s.id, http2.ErrCodeCancel))
+		cc.flushFrame(cc.fr.WriteRSTStream(s.id, code))
 		cc.wmu.Unlock()
 	}
 	cc.mu.Lock()

@@ -26,8 +26,7 @@
 // stream byte for byte; the publisher sends each datagram on a connected UDP
 // socket to the target. A flow ends when the agent resets its stream (the
 // flow went idle) or a side's stream ends. Extended CONNECT is used only after
-// the peer's SETTINGS_ENABLE_CONNECT_PROTOCOL; x/net's server announces it
-// only under GODEBUG=http2xconnect=1, which cloud/xconnect sets.
+// the peer's SETTINGS_ENABLE_CONNECT_PROTOCOL, which Server announces.
 //
 // Names of publisher-DNS apps are resolved on the same connection with
 // DNS-over-HTTPS (RFC 8484): the Client POSTs the query (wire format, ID 0) to

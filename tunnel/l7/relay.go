@@ -10,41 +10,11 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
-
-	"go.uber.org/zap"
-	"golang.org/x/net/http2"
 )
 
-// NewH2Server returns the HTTP/2 server settings shared by the PoP (for clients) and
-// the publisher (for the PoP).
-func NewH2Server() *http2.Server {
-	return &http2.Server{
-		MaxConcurrentStreams:         maxStreamsPerConn,
-		MaxReadFrameSize:             maxFrameSize,
-		MaxUploadBufferPerConnection: connWindow,
-		MaxUploadBufferPerStream:     streamWindow,
-		ReadIdleTimeout:              ReadIdle,
-		PingTimeout:                  pingTimeout,
-	}
-}
-
-// ServeConnOpts returns the options for serving one HTTP/2 connection: contexts of
-// its streams derive from ctx, and the library's own complaints (bad prefaces, protocol
-// errors from a peer) go to log at debug level instead of the global logger.
-func ServeConnOpts(ctx context.Context, log *zap.Logger, h http.Handler) *http2.ServeConnOpts {
-	errLog, err := zap.NewStdLogAt(log, zap.DebugLevel)
-	if err != nil {
-		// Only for a level zap does not know.
-		panic("l7: " + err.Error())
-	}
-	return &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: &http.Server{ErrorLog: errLog}}
-}
-
 // BodyWaiter returns, for flowio.Copy, a wait for data on body, a request body of
-// the HTTP/2 server: there a zero-length Read blocks until data, the end of the
-// body or an error is waiting, and holds no buffer. (Were that to change, the Read
-// would return at once and Copy would block in its next Read with a buffer: slower
-// to give memory back, never wrong.)
+// Server: there a zero-length Read blocks until data, the end of the body or an
+// error is waiting, and holds no buffer.
 func BodyWaiter(body io.Reader) func() error {
 	return func() error {
 		_, err := body.Read(nil)

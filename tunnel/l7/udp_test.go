@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
-
-	_ "github.com/ztagent/ztagent/tunnel/l7/xconnect" // extended CONNECT in x/net's server
 )
 
 func TestUDPPath(t *testing.T) {
@@ -92,7 +90,7 @@ func udpEchoHandler(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestDatagramEcho(t *testing.T) {
-	cc := h2Server(t, NewH2Server(), udpEchoHandler)
+	cc := l7Server(t, udpEchoHandler)
 	s, err := cc.ConnectUDP(context.Background(), "pop.test", Target{Host: "echo.test", Port: 7, AppID: "echo"})
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +121,7 @@ func TestDatagramEcho(t *testing.T) {
 }
 
 func TestDatagramRefused(t *testing.T) {
-	cc := h2Server(t, NewH2Server(), udpEchoHandler)
+	cc := l7Server(t, udpEchoHandler)
 	_, err := cc.ConnectUDP(context.Background(), "pop.test", Target{Host: "echo.test", Port: 7, AppID: "denied"})
 	var re *RefusedError
 	if !errors.As(err, &re) || re.Status != http.StatusForbidden || re.Reason != "not for you" {
