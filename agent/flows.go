@@ -43,7 +43,7 @@ const openTimeout = 15 * time.Second
 func (p *parts) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error) {
 	d, host, stub := p.decide(f, steering.TCP)
 	log := p.log.With(zap.Stringer("dst", f.Dst), zap.String("host", host))
-	if why := steering.NotCarried(d, steering.TCP); why != "" {
+	if why := steering.NotCarried(d); why != "" {
 		p.flows.notCarried.Add(1)
 		log.Info("flow refused: not carried", zap.String("app", d.App.ID), zap.String("reason", why))
 		return nil, errors.New(why)
@@ -87,7 +87,7 @@ func (p *parts) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error
 func (p *parts) handleUDP(ctx context.Context, f netstack.Flow) (netstack.DatagramConn, error) {
 	d, host, stub := p.decide(f, steering.UDP)
 	log := p.log.With(zap.Stringer("dst", f.Dst), zap.String("host", host), zap.String("proto", "udp"))
-	if why := steering.NotCarried(d, steering.UDP); why != "" {
+	if why := steering.NotCarried(d); why != "" {
 		p.flows.notCarried.Add(1)
 		log.Info("flow refused: not carried", zap.String("app", d.App.ID), zap.String("reason", why))
 		return nil, fmt.Errorf("%w: %s", netstack.ErrProhibited, why)

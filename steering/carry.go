@@ -13,9 +13,9 @@ const (
 	ReasonL3ENotSupported = "the L3E tunnel is not supported yet"
 )
 
-// NotCarried returns why the agent cannot carry a flow of proto that d
-// steers, or "" when it can (or d does not steer the flow).
-func NotCarried(d Decision, proto Protocol) string {
+// NotCarried returns why the agent cannot carry a flow that d steers, or ""
+// when it can (or d does not steer the flow).
+func NotCarried(d Decision) string {
 	if d.Action == L3E {
 		return ReasonL3ENotSupported
 	}

@@ -42,7 +42,7 @@ func Explain(snap *steering.Snapshot, stubs StubNames, req MatchRequest) MatchRe
 	if d.App != nil {
 		resp.App = d.App.ID
 	}
-	switch why := steering.NotCarried(d, proto); {
+	switch why := steering.NotCarried(d); {
 	case why != "" && (!nameOnly || d.Action == steering.L3E):
 		resp.Steering, resp.Action, resp.Reason = resp.Action, ActionRefuse, why
 		resp.Explain = "Refused: " + why + ", and the agent refuses a steered flow rather than send it unencrypted. " +
