@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -198,6 +199,11 @@ func (p *parts) syncOnce(ctx context.Context) error {
 	p.synced.Store(&syncState{cfg: cfg, etag: etag, source: sourceTenant, fetched: time.Now()})
 	p.saveConfig(cfg, etag)
 	p.log.Info("config updated", zap.String("etag", etag), zap.Int("apps", len(cfg.Steering.Apps)))
+	if !slices.Equal(cur.cfg.DialList(), cfg.DialList()) {
+		// The tunnel was built for the PoPs it dials: a new list is in force
+		// only once the parts are built again, from the config just saved.
+		submit(p.reqs, request{kind: reqRestart, gen: p.gen, why: "the tenant's PoP list changed"}, p.ctx.Done())
+	}
 	return nil
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
+	"github.com/ztagent/ztagent/enroll/tenantapi"
+	"github.com/ztagent/ztagent/steering"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -157,4 +159,32 @@ func restartAPI(t *testing.T, cloud *testCloud, addr string) {
 	srv.TLS = cloud.api.TLS
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
+}
+
+// TestPoPListChangeRestarts: a synced config that names other PoPs is put in
+// force by building the parts again, since the tunnel dials the PoPs it was
+// built with.
+func TestPoPListChangeRestarts(t *testing.T) {
+	a := newFakeAgent(t, "", nil)
+	a.start(t)
+	old := partsOf(t, a.Agent)
+	cfg := fakeConfig(fakeApps(), steering.ClientConfig{})
+	cfg.PoPs = []tenantapi.PoPInfo{{Address: "127.0.0.1:2", ServerName: "pop2.test"}, cfg.PoP}
+	a.cfgs.Set(cfg)
+	if err := old.syncOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if p := partsOfOrNil(a.Agent); p != nil && p != old {
+			if got := p.synced.Load().cfg.DialList(); len(got) != 2 {
+				t.Fatalf("PoPs after the restart: %v", got)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no restart after the PoP list changed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
