@@ -485,21 +485,19 @@ func (cc *ClientConn) onReset(f *http2.RSTStreamFrame) {
 // resetStream ends stream id with RST_STREAM(code); its reads and writes fail
 // with err.
 func (cc *ClientConn) resetStream(id uint32, code http2.ErrCode, err error) {
+	// Forgotten before the RST is written, unlike in Stream.Close: the
+	// stream's own end (a server handler returning) must find it gone and
+	// send nothing of its own ahead of this code.
 	cc.mu.Lock()
 	s := cc.streams[id]
 	if s != nil {
 		s.failLocked(err, err)
+		cc.forgetLocked(s)
 	}
 	cc.mu.Unlock()
 	cc.wmu.Lock()
 	cc.flushFrame(cc.fr.WriteRSTStream(id, code))
 	cc.wmu.Unlock()
-	if s != nil {
-		// Only now is the slot free (see Stream.Close).
-		cc.mu.Lock()
-		cc.forgetLocked(s)
-		cc.mu.Unlock()
-	}
 }
 
 // forgetLocked removes a stream that is over in both directions (or reset)
