@@ -15,7 +15,7 @@ deps:
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb ./e2e/dnslat ./e2e/delayrelay ./e2e/ttfb
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb ./e2e/dnslat ./e2e/dnsfloor ./e2e/delayrelay ./e2e/ttfb
 
 # lint: formatting and vet for the host.
 lint:
