@@ -112,7 +112,7 @@ func (c *Client) Register(ctx context.Context, addrs []netip.Addr) error {
 	replace.Insert(append([]dns.RR{c.ownerRR()}, rrs...))
 	err = c.send(ctx, "register", replace)
 	if errors.As(err, &rc) && rc.Rcode == dns.RcodeNXRrset {
-		return fmt.Errorf("ddns: register %s: %w (%w)", c.cfg.Name, ErrNameTaken, err)
+		return fmt.Errorf("%w: %w", err, ErrNameTaken)
 	}
 	return err
 }
