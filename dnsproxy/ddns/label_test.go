@@ -1,8 +1,11 @@
 package ddns
 
 import (
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/miekg/dns"
 )
 
 func TestLabel(t *testing.T) {
@@ -64,4 +67,30 @@ func TestHostName(t *testing.T) {
 	if !strings.HasSuffix(name, ".corp.test.") || strings.Count(name, ".") != 3 {
 		t.Fatalf("HostName = %q, want <label>.corp.test.", name)
 	}
+}
+
+var validLabel = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$`)
+
+// FuzzLabel: whatever the host name, the label is empty or a valid
+// hostname label, and NameFor either fails or gives a valid domain name.
+func FuzzLabel(f *testing.F) {
+	for _, s := range []string{"laptop1", "Alice's-MacBook-Pro.local", "Jörg’s MacBook", strings.Repeat("x-", 40), "", "\x00\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		label := Label(host)
+		if !validLabel.MatchString(label) || strings.Contains(label, "--") {
+			t.Fatalf("Label(%q) = %q", host, label)
+		}
+		name, err := NameFor(host, "corp.test")
+		if err != nil {
+			if label != "" {
+				t.Fatalf("NameFor(%q): %v with label %q", host, err, label)
+			}
+			return
+		}
+		if _, ok := dns.IsDomainName(name); !ok || name != label+".corp.test." {
+			t.Fatalf("NameFor(%q) = %q", host, name)
+		}
+	})
 }
