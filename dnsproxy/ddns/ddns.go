@@ -13,8 +13,9 @@
 // replace the A and AAAA sets. So one laptop never deletes another's name, nor
 // a static record an administrator put there: the server answers NXRRSET and
 // the client reports ErrNameTaken. Removal carries the same prerequisite.
-// Wildcard records do not count as "in use" (RFC 2136 §3.2.5 compares names
-// literally), so a zone with a catch-all `*` still accepts registrations.
+// Prerequisites compare names literally, without wildcard expansion, so a
+// zone with a catch-all `*` record still accepts registrations (e2e TestDDNS
+// checks this against BIND9).
 //
 // Every update is signed; a success is believed only when the answer carries
 // a TSIG that verifies with the same key, while a failure (REFUSED, NOTAUTH
