@@ -3,6 +3,7 @@ package ddns
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"time"
 
@@ -18,6 +19,7 @@ const removeTimeout = 5 * time.Second
 // cancellation removes the records and returns. A failed registration
 // (unreachable server, a refusal with its rcode, ErrNameTaken) is logged and
 // retried with doubling delays from 1 s up to 5 min or Refresh if shorter.
+// Every wait is shortened by a random quarter at most (jitter).
 //
 // Run returns an error only when addrs cannot be registered at all, or the
 // removal's error. It skips the removal when the server never answered, so
@@ -47,7 +49,7 @@ func (c *Client) Run(ctx context.Context, addrs []netip.Addr) error {
 			log.Debug("dynamic DNS name refreshed")
 			delay = c.retryMin
 		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(jitter(wait))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -58,6 +60,12 @@ func (c *Client) Run(ctx context.Context, addrs []netip.Addr) error {
 		case <-t.C:
 		}
 	}
+}
+
+// jitter spreads d over [0.75d, d], so that the devices of a tenant that
+// lost their DNS server together do not all come back to it in step.
+func jitter(d time.Duration) time.Duration {
+	return d - rand.N(d/4+1)
 }
 
 func (c *Client) removeOnStop(log *zap.Logger) error {

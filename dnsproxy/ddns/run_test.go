@@ -95,3 +95,18 @@ func TestRunRetryBounds(t *testing.T) {
 		t.Fatalf("retry %v..%v, want 1s..30s (capped by the refresh)", c.retryMin, c.retryMax)
 	}
 }
+
+func TestJitterStaysInRange(t *testing.T) {
+	const d = 4 * time.Second
+	seen := map[bool]bool{}
+	for range 1000 {
+		j := jitter(d)
+		if j < 3*time.Second || j > d {
+			t.Fatalf("jitter(%v) = %v, want within [3s, 4s]", d, j)
+		}
+		seen[j == d] = true
+	}
+	if !seen[false] {
+		t.Fatal("jitter never shortened the wait")
+	}
+}
