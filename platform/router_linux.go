@@ -26,14 +26,8 @@ import (
 // it is made. The TUN's addresses and routes die with the device when the
 // agent does, but the rules outlive it: the next start removes what the
 // journal records, and only that.
-const (
-	routeTable   = 122
-	rulePriority = 5270
-)
-
-// routeProto marks our routes so an administrator can list them with
-// `ip route show table 122 proto 0x7a`.
-const routeProto = netlink.RouteProtocol(0x7a)
+//
+// routeTable, rulePriority and routeProto are in router_plan.go.
 
 // NewRouter returns the Linux router, which talks rtnetlink directly. It
 // first removes what a run that did not stop cleanly left, as its journal in
@@ -368,21 +362,4 @@ func ruleSpecOf(rule netlink.Rule) (ruleSpec, bool) {
 	}
 	return ruleSpec{Family: rule.Family, Priority: rule.Priority, Table: rule.Table,
 		Mark: rule.Mark, Mask: *rule.Mask, Invert: rule.Invert}, true
-}
-
-// prefixOf converts a netlink prefix; a nil one (a default route) is not
-// one the agent adds.
-func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	addr, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, bits := n.Mask.Size()
-	if addr.Is4In6() && bits == 128 {
-		ones -= 96
-	}
-	return netip.PrefixFrom(addr.Unmap(), ones), true
 }
