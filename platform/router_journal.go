@@ -31,7 +31,8 @@ type routeOS interface {
 // brings (or brought) the device up.
 type compileFunc func(cfg RouterConfig, dev linkSpec, broughtUp bool) routerState
 
-// journalledRouter is a Router over a routeOS (Windows, macOS): every change
+// journalledRouter is a Router over a routeOS (netlink, IP Helper,
+// ifconfig/route): every change
 // is journalled before it is made, and a new router first removes what the
 // journal of a run that did not stop cleanly records, and only that.
 type journalledRouter struct {
@@ -39,6 +40,9 @@ type journalledRouter struct {
 	compile compileFunc
 	log     *zap.Logger
 	journal journal
+	// apply makes one change (sys.apply); tests replace it to stop
+	// part-way, as a kill would.
+	apply func(op routerOp) error
 
 	mu      sync.Mutex
 	have    routerState     // as journalled: a superset of what the agent's changes left in the OS
@@ -54,7 +58,8 @@ func newJournalledRouter(sys routeOS, compile compileFunc, stateDir string, log 
 	if err != nil {
 		return nil, err
 	}
-	r := &journalledRouter{sys: sys, compile: compile, log: log.Named("router"), journal: j, foreign: map[string]bool{}}
+	r := &journalledRouter{sys: sys, compile: compile, log: log.Named("router"), journal: j, apply: sys.apply,
+		foreign: map[string]bool{}}
 	if err := r.repair(); err != nil {
 		return nil, err
 	}
@@ -121,9 +126,12 @@ func (r *journalledRouter) Close() error {
 	return r.moveLocked(routerState{})
 }
 
-// moveLocked takes the OS from r.have to want, as linuxRouter.moveLocked
-// does: the journal first records everything in either, then the changes
-// are made, then it is brought down to want (or goes, when want is empty).
+// moveLocked takes the OS from r.have to want. The journal first records
+// everything in either, then the changes are made; after removals it is
+// brought down to want (or goes, when want is empty). A failure or a kill
+// part-way leaves the journal holding at least what is in the OS, which the
+// next move or the next start's repair takes away. Adding only costs one
+// journal write: the union is then want.
 func (r *journalledRouter) moveLocked(want routerState) error {
 	have, err := r.presentLocked(r.have)
 	if err != nil {
@@ -138,7 +146,7 @@ func (r *journalledRouter) moveLocked(want routerState) error {
 		}
 		r.have = all
 		for _, op := range plan {
-			if err := r.sys.apply(op); err != nil {
+			if err := r.apply(op); err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}
 		}
