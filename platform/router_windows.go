@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/windows"
@@ -118,7 +119,9 @@ func (w winRouteOS) apply(op routerOp) error {
 	}
 	switch op.Kind {
 	case opAddrAdd:
-		err = luid.AddIPAddress(op.Addr)
+		if err = luid.AddIPAddress(op.Addr); err == nil || errors.Is(err, windows.ERROR_OBJECT_ALREADY_EXISTS) {
+			waitPreferred(luid, op.Addr.Addr())
+		}
 	case opAddrDel:
 		err = luid.DeleteIPAddress(op.Addr)
 	case opRouteAdd:
@@ -138,6 +141,21 @@ func (w winRouteOS) apply(op routerOp) error {
 		return nil
 	}
 	return err
+}
+
+// addrSettle is how long waitPreferred waits for a new address.
+const addrSettle = 5 * time.Second
+
+// waitPreferred waits (up to addrSettle) until the address is usable
+// (duplicate address detection done), so that the agent's DNS proxy can bind
+// to it at once; a bind before then fails with WSAEADDRNOTAVAIL.
+func waitPreferred(luid winipcfg.LUID, addr netip.Addr) {
+	for deadline := time.Now().Add(addrSettle); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		row, err := luid.IPAddress(addr)
+		if err != nil || row.DadState == winipcfg.DadStatePreferred {
+			return
+		}
+	}
 }
 
 // setMetric sets the adapter's interface metric for both families (a family
