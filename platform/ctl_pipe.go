@@ -14,6 +14,18 @@ import (
 // DefaultPipeName is the Windows control channel.
 const DefaultPipeName = `\\.\pipe\ztagent`
 
+// checkPipeName refuses a control channel path that is not a local named
+// pipe: on Windows --socket names a pipe, not a file.
+func checkPipeName(path string) error {
+	const prefix = `\\.\pipe\`
+	if len(path) <= len(prefix) || !strings.EqualFold(path[:len(prefix)], prefix) ||
+		strings.ContainsAny(path[len(prefix):], `\/`) {
+		return fmt.Errorf("control channel %q: on Windows it is a named pipe, %sNAME (default %s)",
+			path, prefix, DefaultPipeName)
+	}
+	return nil
+}
+
 // Access rights of a pipe (winnt.h). For a pipe FILE_APPEND_DATA is
 // FILE_CREATE_PIPE_INSTANCE: whoever has it can create an instance of the
 // pipe and pose as the agent.

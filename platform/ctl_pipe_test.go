@@ -105,3 +105,13 @@ func TestSIDRID(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckPipeName(t *testing.T) {
+	for path, ok := range map[string]bool{DefaultPipeName: true, `\\.\PIPE\ztagent-smoke`: true,
+		`C:\ProgramData\ztagent\ztagent.sock`: false, `\\.\pipe\`: false, `\\host\pipe\ztagent`: false,
+		`\\.\pipe\a\b`: false, "": false} {
+		if err := checkPipeName(path); (err == nil) != ok {
+			t.Errorf("%q: %v", path, err)
+		}
+	}
+}

@@ -22,6 +22,9 @@ var errConnRefused = windows.ERROR_PIPE_BUSY
 // ListenControl listens on the control pipe at path. A pipe another live
 // agent serves is an error, so two daemons never fight over one machine.
 func ListenControl(path string) (net.Listener, error) {
+	if err := checkPipeName(path); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	c, err := winio.DialPipeAccess(ctx, path, pipeClientAccess)
 	cancel()
@@ -41,6 +44,9 @@ func ListenControl(path string) (net.Listener, error) {
 
 // DialControl connects to the daemon's control pipe.
 func DialControl(ctx context.Context, path string) (net.Conn, error) {
+	if err := checkPipeName(path); err != nil {
+		return nil, err
+	}
 	c, err := winio.DialPipeAccess(ctx, path, pipeClientAccess)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
