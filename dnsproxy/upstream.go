@@ -21,6 +21,12 @@ import (
 // socket per query, as before, cost more than everything else on the
 // forwarding path.
 //
+// Replacing a socket costs a few system calls and a goroutine: a query that
+// had to wait for them landed in the forwarding latency's worst percentile
+// (1 in sockMaxUses queries). So each pool keeps a spare socket, opened in the
+// background, that the next query finding its slot empty takes at once; the
+// spare's replacement is opened in the background in turn.
+//
 // Spoofing: the socket being connected, the kernel delivers only the
 // upstream's packets (its address and port). A blind spoofer must then hit
 // one of poolSockets random source ports and the query's random 16-bit ID,
@@ -46,7 +52,9 @@ type udpPool struct {
 
 	mu      sync.Mutex
 	socks   [poolSockets]*upSock
-	retired bool // the upstream is no longer configured
+	spare   *upSock // opened ahead, taken by the next slot to fill
+	filling bool    // a goroutine is opening the spare
+	retired bool    // the upstream is no longer configured
 }
 
 // upSock is one connected socket and the queries waiting on it.
@@ -160,7 +168,7 @@ func (p *udpPool) register(w *waiter) (*upSock, uint16, error) {
 		u := p.socks[i]
 		if u == nil {
 			var err error
-			if u, err = p.open(); err != nil {
+			if u, err = p.takeSpareLocked(); err != nil {
 				return nil, 0, err
 			}
 			if !p.retired {
@@ -173,6 +181,48 @@ func (p *udpPool) register(w *waiter) (*upSock, uint16, error) {
 		}
 		p.socks[i] = nil
 	}
+}
+
+// takeSpareLocked returns the spare socket, or a new one when there is none
+// yet, and has the next spare opened in the background. The spare's age
+// counts from now: its time waiting was no use to anyone.
+func (p *udpPool) takeSpareLocked() (*upSock, error) {
+	u := p.spare
+	p.spare = nil
+	if u != nil {
+		u.mu.Lock()
+		u.born = time.Now()
+		u.mu.Unlock()
+	} else {
+		var err error
+		if u, err = p.open(); err != nil {
+			return nil, err
+		}
+	}
+	if !p.retired && !p.filling {
+		p.filling = true
+		p.s.wg.Add(1)
+		go p.fillSpare()
+	}
+	return u, nil
+}
+
+// fillSpare opens the pool's next spare socket. Failing, it leaves none: the
+// query that needs a socket then opens one itself and gets the error.
+func (p *udpPool) fillSpare() {
+	defer p.s.wg.Done()
+	u, err := p.open()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.filling = false
+	if err != nil {
+		return
+	}
+	if p.retired || p.spare != nil {
+		u.retire()
+		return
+	}
+	p.spare = u
 }
 
 // open connects a new socket to the upstream and starts its reader.
@@ -201,6 +251,10 @@ func (p *udpPool) retire() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.retired = true
+	if p.spare != nil {
+		p.spare.retire()
+		p.spare = nil
+	}
 	for i, u := range p.socks {
 		if u != nil {
 			u.retire()

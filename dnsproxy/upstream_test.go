@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -215,4 +216,52 @@ func TestAnswerRacingTimeout(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestUpstreamSpareSocket checks that a pool keeps a socket opened ahead and
+// that a slot to fill takes it rather than opening one on the query's path.
+func TestUpstreamSpareSocket(t *testing.T) {
+	up := startPortUpstream(t, 0)
+	s, addr := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, CacheSize: -1})
+	query(t, "udp", addr, newQuery("n1.example.", dns.TypeA))
+	p := s.upstreams.Load().pools[0]
+	spare := func() *upSock {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.spare
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for spare() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no spare socket opened after the first query")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	want := spare()
+	// Every slot emptied: the next query must take the spare.
+	p.mu.Lock()
+	for i, u := range p.socks {
+		if u != nil {
+			u.retire()
+			p.socks[i] = nil
+		}
+	}
+	p.mu.Unlock()
+	query(t, "udp", addr, newQuery("n2.example.", dns.TypeA))
+	p.mu.Lock()
+	taken := slices.Contains(p.socks[:], want)
+	p.mu.Unlock()
+	if !taken {
+		t.Fatal("a query filling an empty slot did not take the spare socket")
+	}
+	for spare() == nil || spare() == want {
+		if time.Now().After(deadline) {
+			t.Fatal("the spare socket was not replaced after it was taken")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.SetUpstreams(nil)
+	if u := spare(); u != nil {
+		t.Error("a retired pool kept its spare socket")
+	}
 }
