@@ -238,15 +238,11 @@ func withoutSteering(cfg *tenantapi.AgentConfig) *tenantapi.AgentConfig {
 
 // forgetInitialConfig drops the config delivered with the enrollment from the
 // identity once it is in force and cached, so that it is not kept for the
-// agent's life; the identity is replaced, not changed, as renewal does.
+// agent's life (the config source holds the identity too). Only bring-up
+// reads the field, before anything that could copy the identity (renewal)
+// runs, so it is cleared in place.
 func (p *parts) forgetInitialConfig() {
-	cur := p.ident.Load()
-	if cur.id.InitialConfig == nil {
-		return
-	}
-	next := *cur.id
-	next.InitialConfig = nil
-	p.ident.CompareAndSwap(cur, &identity{id: &next, cs: cur.cs})
+	p.ident.Load().id.InitialConfig = nil
 }
 
 // releaseMemory returns to the OS what compiling a config left behind: a
