@@ -98,7 +98,11 @@ func run(c *config, t *totals) error {
 		if err != nil {
 			return err
 		}
-		socks[i] = &sock{c: c, t: t, conn: conn.(*net.UDPConn), id: i, out: make(map[uint16]pending)}
+		uc := conn.(*net.UDPConn)
+		// Answers must not be lost at the load's own sockets, so that a
+		// drop counted in the namespace is the agent's.
+		uc.SetReadBuffer(4 << 20)
+		socks[i] = &sock{c: c, t: t, conn: uc, id: i, out: make(map[uint16]pending)}
 	}
 	var wg sync.WaitGroup
 	for _, s := range socks {
