@@ -15,7 +15,7 @@ deps:
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb ./e2e/dnslat ./e2e/dnsfloor ./e2e/delayrelay ./e2e/ttfb
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb ./e2e/dnslat ./e2e/dnsfloor ./e2e/delayrelay ./e2e/ttfb ./e2e/dnssoak
 
 # lint: formatting and vet for the host.
 lint:
@@ -52,12 +52,15 @@ package-e2e: build
 	@$(unless_root) ZT_E2E=1 $(GO) test -count=1 -timeout 10m -v -run '^TestPackage' ./e2e/; fi
 
 # soak: the campaign's long form: SOAK_ROUNDS rounds of the agent killed at
-# random moments (ZT_CAMPAIGN_SEED=<seed> replays a logged schedule); and the
-# failure timings with the agent stopped a full minute (20 s under e2e).
+# random moments (ZT_CAMPAIGN_SEED=<seed> replays a logged schedule); the
+# failure timings with the agent stopped a full minute (20 s under e2e);
+# the DNS soak for 10 minutes at 20,000 queries/s (20 s at 5,000 under e2e);
+# and the agent offline for 5 minutes (30 s under e2e).
 SOAK_ROUNDS ?= 50
 soak: build
-	@$(unless_root) ZT_E2E=1 ZT_CAMPAIGN_ROUNDS=$(SOAK_ROUNDS) ZT_WAKE_STOP=60s $(GO) test -count=1 -timeout 60m -v \
-	  -run '^(TestCampaign|TestFailures)$$' ./e2e/; fi
+	@$(unless_root) ZT_E2E=1 ZT_CAMPAIGN_ROUNDS=$(SOAK_ROUNDS) ZT_WAKE_STOP=60s ZT_DNS_SOAK=10m ZT_DNS_SOAK_QPS=20000 ZT_OFFLINE=5m \
+	  $(GO) test -count=1 -timeout 80m -v \
+	  -run '^(TestCampaign|TestFailures|TestDNSSoak|TestOfflineCost)$$' ./e2e/; fi
 
 test: deps lint cross unit e2e
 

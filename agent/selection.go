@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,16 +148,30 @@ func (p *parts) probeRound(ctx context.Context) (l7.Selection, []string) {
 	rtts := p.probeAll(ctx, via)
 	round := &selectionRound{at: time.Now(), apps: map[string][]ctlapi.PublisherStatus{}}
 	sel := l7.Selection{}
+	// Apps with the same publishers (often all of a tenant's) share one
+	// choice and one status: the choice depends on the publishers alone, and
+	// 10,000 apps need not hold 10,000 copies (~3 MB). Both are only read.
+	type choice struct {
+		chosen []string
+		status []ctlapi.PublisherStatus
+	}
+	memo := map[string]choice{}
 	for _, a := range apps {
-		var in []steering.PublisherRTT
-		for _, pub := range a.Publishers {
-			in = append(in, rtts[pub].PublisherRTT)
+		key := strings.Join(a.Publishers, "\x00")
+		c, ok := memo[key]
+		if !ok {
+			in := make([]steering.PublisherRTT, 0, len(a.Publishers))
+			for _, pub := range a.Publishers {
+				in = append(in, rtts[pub].PublisherRTT)
+			}
+			c.chosen = steering.SelectPublishers(in)
+			c.status = publisherStatuses(rtts, a.Publishers, c.chosen)
+			memo[key] = c
 		}
-		chosen := steering.SelectPublishers(in)
-		if len(chosen) > 0 {
-			sel[a.ID] = chosen
+		if len(c.chosen) > 0 {
+			sel[a.ID] = c.chosen
 		}
-		round.apps[a.ID] = publisherStatuses(rtts, a.Publishers, chosen)
+		round.apps[a.ID] = c.status
 	}
 	var watch []string
 	for pub, r := range rtts {

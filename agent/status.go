@@ -33,7 +33,7 @@ func (p *parts) status(st *ctlapi.Status) {
 	st.Config = p.configStatus()
 	ts := p.l7.Status()
 	st.Tunnel = ctlapi.TunnelStatus{State: string(ts.State), PoP: ts.Addr, Since: ts.Since, LastError: ts.LastError, Streams: ts.Streams,
-		PoPs: popStatuses(p.l7.PoPs())}
+		Attempts: ts.Attempts, PoPs: popStatuses(p.l7.PoPs())}
 	snap := p.snap.Load()
 	st.TUN = ctlapi.TUNStatus{Name: p.tunName, Addr: p.tunIP, Routes: p.routerConfig(snap).Routes}
 	st.DNS = ctlapi.DNSStatus{Mode: p.dnsCfg.Mode(), Listen: p.dns.Addrs(), Upstreams: *p.upstreams.Load()}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 
 // syncState is the config in force and where it came from.
 type syncState struct {
+	// cfg is the config without its steering part (see withoutSteering);
+	// the snapshot in force holds that.
 	cfg     *tenantapi.AgentConfig
 	etag    string
 	source  string // sourceTenant, sourceCache or sourceNone
@@ -67,8 +70,10 @@ func (p *parts) initialConfig(ctx context.Context) (*steering.Snapshot, error) {
 	if err == nil {
 		snap, cerr := steering.Compile(&cfg.Steering)
 		if cerr == nil {
-			p.synced.Store(&syncState{cfg: cfg, etag: etag, source: sourceTenant, fetched: time.Now()})
 			p.saveConfig(cfg, etag)
+			p.synced.Store(&syncState{cfg: withoutSteering(cfg), etag: etag, source: sourceTenant, fetched: time.Now()})
+			p.forgetInitialConfig()
+			releaseMemory()
 			return snap, nil
 		}
 		p.log.Error("the tenant sent a config this agent refuses; trying the cached one", zap.Error(cerr))
@@ -79,7 +84,8 @@ func (p *parts) initialConfig(ctx context.Context) (*steering.Snapshot, error) {
 		snap, cerr := steering.Compile(&cached.Config.Steering)
 		if cerr == nil {
 			p.log.Warn("starting with the cached config", zap.NamedError("tenant", err), zap.Time("fetched", cached.Fetched))
-			p.synced.Store(&syncState{cfg: cached.Config, etag: cached.ETag, source: sourceCache, fetched: cached.Fetched})
+			p.synced.Store(&syncState{cfg: withoutSteering(cached.Config), etag: cached.ETag, source: sourceCache, fetched: cached.Fetched})
+			releaseMemory()
 			return snap, nil
 		}
 		p.log.Error("the cached config is refused by this version of the agent",
@@ -196,8 +202,9 @@ func (p *parts) syncOnce(ctx context.Context) error {
 		return fmt.Errorf("tenant sent an invalid config, keeping the current one: %w", err)
 	}
 	p.apply(snap)
-	p.synced.Store(&syncState{cfg: cfg, etag: etag, source: sourceTenant, fetched: time.Now()})
 	p.saveConfig(cfg, etag)
+	p.synced.Store(&syncState{cfg: withoutSteering(cfg), etag: etag, source: sourceTenant, fetched: time.Now()})
+	releaseMemory()
 	p.log.Info("config updated", zap.String("etag", etag), zap.Int("apps", len(cfg.Steering.Apps)))
 	if !slices.Equal(cur.cfg.DialList(), cfg.DialList()) {
 		// The tunnel was built for the PoPs it dials: a new list is in force
@@ -218,3 +225,28 @@ func (p *parts) apply(snap *steering.Snapshot) {
 		p.log.Warn("update the system resolver", zap.Error(err))
 	}
 }
+
+// withoutSteering returns a copy of cfg without its steering config: once
+// compiled, the snapshot holds its own copy (Snapshot.Config), and keeping
+// the decoded one as well would cost a large tenant's apps twice (about 5 MB
+// live heap at 10,000 apps).
+func withoutSteering(cfg *tenantapi.AgentConfig) *tenantapi.AgentConfig {
+	c := *cfg
+	c.Steering = steering.Config{}
+	return &c
+}
+
+// forgetInitialConfig drops the config delivered with the enrollment from the
+// identity once it is in force and cached, so that it is not kept for the
+// agent's life (the config source holds the identity too). Only bring-up
+// reads the field, before anything that could copy the identity (renewal)
+// runs, so it is cleared in place.
+func (p *parts) forgetInitialConfig() {
+	p.ident.Load().id.InitialConfig = nil
+}
+
+// releaseMemory returns to the OS what compiling a config left behind: a
+// config changes seldom, and without this a large one's compile garbage would
+// stay in the agent's resident set until the runtime's background scavenger
+// got to it.
+func releaseMemory() { debug.FreeOSMemory() }

@@ -42,6 +42,9 @@ func TestLocalAnswers(t *testing.T) {
 		{"PTR of other address forwarded", "9.0.64.100.in-addr.arpa.", dns.TypePTR, dns.RcodeSuccess, "", false, false},
 		{"public A forwarded", "www.example.com.", dns.TypeA, dns.RcodeSuccess, "192.0.2.1", false, false},
 		{"parent of private forwarded", "corp.example.", dns.TypeA, dns.RcodeSuccess, "192.0.2.1", false, false},
+		{"DoH canary is NXDOMAIN", "use-application-dns.net.", dns.TypeA, dns.RcodeNameError, "", true, false},
+		{"DoH canary AAAA upper case", "Use-Application-DNS.net.", dns.TypeAAAA, dns.RcodeNameError, "", true, false},
+		{"below the canary forwarded", "x.use-application-dns.net.", dns.TypeA, dns.RcodeSuccess, "192.0.2.1", false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,6 +68,27 @@ func TestLocalAnswers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCanaryEveryClient: the DoH canary is NXDOMAIN without a policy and for
+// a client that bypasses the agent too, since a browser's DoH would hide
+// private names from the agent whichever process asks first.
+func TestCanaryEveryClient(t *testing.T) {
+	up := startUpstream(t, answerA)
+	_, addr := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, CacheSize: -1,
+		Bypass: func(netip.AddrPort) bool { return true }})
+	for _, network := range []string{"udp", "tcp"} {
+		m := newQuery("use-application-dns.net.", dns.TypeA)
+		m.SetEdns0(1232, true)
+		resp := query(t, network, addr, m)
+		if resp.Rcode != dns.RcodeNameError || len(resp.Answer) != 0 || resp.IsEdns0() == nil {
+			t.Errorf("%s: %s with %d answers (EDNS %v), want NXDOMAIN, no answer, EDNS echoed",
+				network, rcodeName(resp.Rcode), len(resp.Answer), resp.IsEdns0() != nil)
+		}
+	}
+	if n := up.count(); n != 0 {
+		t.Errorf("the canary was forwarded %d times", n)
 	}
 }
 

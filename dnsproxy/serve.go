@@ -29,6 +29,9 @@ func (s *Server) handle(b []byte, client netip.AddrPort, tcp, bypassed bool) ([]
 		s.counter.malformed.Add(1)
 		return appendReply(nil, b, q.qEnd, false, false, &reply{rcode: dns.RcodeFormatError}), nil
 	}
+	if r := s.canaryReply(b, &q); r != nil {
+		return r, nil
+	}
 	var route Answer // where to forward: Upstream, Local, or neither for any upstream
 	if !bypassed {
 		var r []byte

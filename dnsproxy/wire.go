@@ -154,8 +154,8 @@ func parseOPT(b []byte, q *wireQuery) bool {
 // exempts: it is to be forwarded as it is, and Bypass not asked again.
 func (s *Server) fastAnswer(b, out []byte, client netip.AddrPort, names *nameCache) (reply []byte, f *forwarding, bypassed bool) {
 	var q wireQuery
-	if !parseSimpleQuery(b, &q) || q.qtype == dns.TypePTR {
-		return nil, nil, false
+	if !parseSimpleQuery(b, &q) || q.qtype == dns.TypePTR || string(q.name[:q.nameLen]) == canaryName {
+		return nil, nil, false // the general path answers these
 	}
 	if p := s.policy.Load().p; p != nil {
 		if a, owned := p.Lookup(names.intern(q.name[:q.nameLen])); owned {

@@ -129,7 +129,8 @@ net_up() {
 services_up() {
   # "Public" DNS and web in the cloud namespace; corporate DNS and web in corp.
   start dns-public "$CLOUD" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
-    --listen-address=10.10.0.1 --address=/public.test/10.10.0.1 --pid-file="$DIR/dnsmasq-public.pid2"
+    --listen-address=10.10.0.1 --address=/public.test/10.10.0.1 --address=/nx.test/ \
+    --pid-file="$DIR/dnsmasq-public.pid2"  # --address=/nx.test/: NXDOMAIN for the DNS soak
   # The corporate DNS: named holds corp.test (see the header); dnsmasq, the
   # address the corporate hosts use, forwards it there without a cache.
   named_start

@@ -46,13 +46,23 @@ var (
 //   - under (?i), letters whose case variants .NET does not unify by
 //     lower-casing (s S ſ, σ Σ ς, µ μ Μ, …) match all their variants, as in
 //     PCRE2, and \p{…} ignores (?i) as PCRE2 says it does;
+//   - inside a class, \E and \Q\E are nothing (they neither end nor start a
+//     range) and a quoted '-' is a literal, as in PCRE2;
+//   - (?x) drops white space (Unicode Pattern_White_Space) and # comments up
+//     to a line feed; conditionals (?(N)…|…), (?(<name>)…), (?('name')…),
+//     (?(name)…) and (?(?=…)…) on groups opened before them are passed on;
+//     branch reset (?|…) numbers groups explicitly ((?<1>…)); \K (which moves
+//     only the reported start) is dropped; a quantified lookaround is obeyed
+//     once, at most once or never, as PCRE2 reads {1}, {0,1} and {0};
 //   - rejected: {,n} and quantifiers with spaces (read differently by PCRE2
-//     versions), conditionals, recursion and subroutine calls, backtracking
-//     verbs and (*…) options, callouts, branch reset (?|…), \K, \N, \X, \C,
-//     \u \U \l \L, negated class escapes and negated POSIX classes inside a
-//     class, \p inside a class under (?i), Unicode script properties, flags
-//     other than i, m, s, numbered back-references in patterns with named
-//     groups (.NET numbers those last), and back-references above \9.
+//     versions), recursion, DEFINE and relative conditions, conditions on a
+//     group opened later, recursion and subroutine calls, backtracking verbs
+//     and (*…) options, callouts, named groups with branch reset, \K inside
+//     a lookaround, \N, \X, \C, \u \U \l \L, negated class escapes and
+//     negated POSIX classes inside a class, \p inside a class under (?i),
+//     Unicode script and special properties, flags other than i, m, s, x,
+//     numbered back-references in patterns with named groups (.NET numbers
+//     those last), and back-references above \9.
 //
 // testdata/regex/pcre2.tsv holds PCRE2's own answers (libpcre2-8, PCRE2_UTF)
 // for every pattern and subject there; the tests hold this type to them.
@@ -85,9 +95,15 @@ func CompilePattern(expr string) (*Pattern, error) {
 	if !utf8.ValidString(expr) {
 		return nil, &PatternError{Offset: invalidUTF8At(expr), Reason: "pattern is not valid UTF-8"}
 	}
-	tr := translator{src: expr, groups: []groupState{{}}, names: make(map[string]int)}
+	// Branch reset gives groups of different branches one number; .NET does
+	// that for groups numbered explicitly, (?<1>…).
+	numbered := strings.Contains(expr, "(?|")
+	tr := translator{src: expr, groups: []groupState{{}}, names: make(map[string]int), numbered: numbered}
 	if err := tr.run(); err != nil {
 		return nil, err
+	}
+	if numbered && len(tr.names) > 0 {
+		return nil, &PatternError{Offset: strings.Index(expr, "(?|"), Reason: "named groups in a pattern with a branch reset group (?|…) are not supported"}
 	}
 	re, err := regexp2.Compile(string(tr.out), regexp2.None)
 	if err != nil {

@@ -44,8 +44,14 @@ type groupState struct {
 	srcOff   int  // where it is in the pattern
 	outerM   bool // the (?m) state outside the group
 	outerI   bool // the (?i) state outside the group
+	outerX   bool // the (?x) state outside the group
 	assert   bool // lookaround: not quantifiable
 	behind   bool // lookbehind
+	cond     bool // conditional group (?(…)…|…)
+	alts     int  // '|' seen at this group's level
+	reset    bool // branch reset group (?|…)
+	base     int  // branch reset: the group count where each alternative starts
+	max      int  // branch reset: the highest group count an alternative reached
 }
 
 type ref struct {
@@ -56,18 +62,21 @@ type ref struct {
 
 // translator rewrites a PCRE2 pattern into regexp2's dialect (see Pattern).
 type translator struct {
-	src       string
-	pos       int
-	out       []byte
-	atom      int // start in out of the last quantifiable item, -1 for none
-	groups    []groupState
-	multiline bool
-	caseless  bool
-	quote     bool // inside \Q…\E
-	behind    int  // open lookbehind groups
-	ncap      int
-	names     map[string]int
-	refs      []ref
+	src        string
+	pos        int
+	out        []byte
+	atom       int  // start in out of the last quantifiable item, -1 for none
+	assertAtom bool // the last item is a lookaround, which PCRE2 lets be quantified
+	groups     []groupState
+	multiline  bool
+	caseless   bool
+	extended   bool // (?x): white space and # comments are not part of the pattern
+	numbered   bool // emit capturing groups as (?<N>…), for branch reset
+	quote      bool // inside \Q…\E
+	behind     int  // open lookbehind groups
+	ncap       int
+	names      map[string]int
+	refs       []ref
 }
 
 func (t *translator) fail(off int, format string, args ...any) error {
@@ -75,7 +84,7 @@ func (t *translator) fail(off int, format string, args ...any) error {
 }
 
 func (t *translator) emitAtom(s string) {
-	t.atom = len(t.out)
+	t.atom, t.assertAtom = len(t.out), false
 	t.out = append(t.out, s...)
 }
 
@@ -91,6 +100,9 @@ func (t *translator) run() error {
 			t.quoted()
 			continue
 		}
+		if t.extended && t.skipExtended() {
+			continue
+		}
 		var err error
 		switch c := t.src[t.pos]; c {
 		case '\\':
@@ -102,8 +114,7 @@ func (t *translator) run() error {
 		case ')':
 			err = t.close()
 		case '|':
-			t.pos++
-			t.emitAssert("|")
+			err = t.alternative()
 		case '^':
 			t.pos++
 			if t.multiline {
@@ -221,6 +232,20 @@ func (t *translator) quantifier() error {
 	}
 	if t.atom < 0 {
 		return t.fail(start, "quantifier does not follow a repeatable item")
+	}
+	if t.assertAtom {
+		q = t.quantifiedAssertion(q)
+	}
+	if t.extended { // PCRE2 skips white space before a + or ? modifier too
+		for t.pos < len(t.src) && t.skipExtended() {
+		}
+	}
+	if q == "" { // an assertion obeyed once: a modifier changes nothing
+		if t.pos < len(t.src) && (t.src[t.pos] == '+' || t.src[t.pos] == '?') {
+			t.pos++
+		}
+		t.atom = -1
+		return nil
 	}
 	if t.behind > 0 && (q == "*" || q == "+" || strings.HasSuffix(q, ",}")) {
 		return t.fail(start, "unbounded repetition inside a lookbehind (PCRE2 requires a bounded length)")

@@ -13,21 +13,41 @@ type classItem struct {
 	set    string // class-body text when !isChar; "" for no item (\E, \Q)
 }
 
+// Range states of a class, as PCRE2 keeps them: a character that may start a
+// range (rangeOK), after an unquoted, unescaped '-' that follows one
+// (rangeStarted), or neither (rangeNo).
+const (
+	rangeNo = iota
+	rangeOK
+	rangeStarted
+)
+
 // class translates a bracketed character class. Every single character is
 // re-spelled (so a literal '[' or '-' can never turn into .NET class
-// subtraction) and sets are expanded to PCRE2's ASCII meaning.
+// subtraction) and sets are expanded to PCRE2's ASCII meaning. \E and \Q\E
+// are nothing to PCRE2 inside a class, so they neither end a range nor start
+// one: [a\E-\Ec] is [a-c], and a quoted '-' is a literal.
 func (t *translator) class() error {
 	start := t.pos
-	t.pos++
-	var body strings.Builder
-	neg := false
-	if t.pos < len(t.src) && t.src[t.pos] == '^' {
-		neg = true
-		t.pos++
+	rest := t.src[start+1:]
+	switch {
+	case strings.HasPrefix(rest, "[:<:]]"): // POSIX libraries' start of word
+		t.pos += 7
+		t.emitAssert(`(?-i:(?<![A-Za-z0-9_])(?=[A-Za-z0-9_]))`)
+		return nil
+	case strings.HasPrefix(rest, "[:>:]]"): // and end of word
+		t.pos += 7
+		t.emitAssert(`(?-i:(?<=[A-Za-z0-9_])(?![A-Za-z0-9_]))`)
+		return nil
+	case rest != "" && strings.IndexByte(":.=", rest[0]) >= 0 && posixEnd(rest) > 0:
+		return t.fail(start, "POSIX class syntax outside a character class (PCRE2 refuses it; write [[:name:]])")
 	}
-	first := true
-	var ranges []portRange32 // single characters and ranges, for (?i)
-	for {
+	t.pos++
+	neg := t.classStart()
+	var body strings.Builder
+	var ranges []portRange32 // single characters and ranges, for (?i) and the body
+	state, loOff := rangeNo, 0
+	for first := true; ; first = false {
 		if t.pos >= len(t.src) {
 			return t.fail(start, "missing terminating ] for character class")
 		}
@@ -35,34 +55,43 @@ func (t *translator) class() error {
 			t.pos++
 			break
 		}
-		first = false
+		if !t.quote && t.src[t.pos] == '-' && state == rangeOK {
+			t.pos++
+			state = rangeStarted
+			continue
+		}
 		itemOff := t.pos
 		it, err := t.classItem()
 		if err != nil {
 			return err
 		}
-		dash := !t.quote && t.pos+1 < len(t.src) && t.src[t.pos] == '-' && t.src[t.pos+1] != ']'
-		if !it.isChar {
-			if dash && it.set != "" {
-				return t.fail(itemOff, "invalid range in character class")
+		switch {
+		case it.isChar && state == rangeStarted:
+			lo := &ranges[len(ranges)-1]
+			if it.r < lo.lo {
+				return t.fail(loOff, "range out of order in character class")
 			}
-			if t.caseless && strings.Contains(it.set, `\p`) || t.caseless && strings.Contains(it.set, `\P`) {
-				return t.fail(itemOff, `\p inside a character class under (?i) is not supported (the engines case-fold it differently)`)
+			lo.hi = it.r
+			state = rangeNo
+		case it.isChar:
+			ranges = append(ranges, portRange32{it.r, it.r})
+			state, loOff = rangeOK, itemOff
+		case it.set != "":
+			if err := t.classSet(it.set, itemOff, state); err != nil {
+				return err
 			}
 			body.WriteString(it.set)
-			continue
+			state = rangeNo
 		}
-		if !dash {
-			body.WriteString(classChar(it.r))
-			ranges = append(ranges, portRange32{it.r, it.r})
-			continue
+	}
+	if state == rangeStarted { // [a-] : the '-' is a literal
+		ranges = append(ranges, portRange32{'-', '-'})
+	}
+	for _, r := range ranges {
+		body.WriteString(classChar(r.lo))
+		if r.hi != r.lo {
+			body.WriteString("-" + classChar(r.hi))
 		}
-		hi, err := t.rangeEnd(it.r, itemOff)
-		if err != nil {
-			return err
-		}
-		body.WriteString(classChar(it.r) + "-" + classChar(hi))
-		ranges = append(ranges, portRange32{it.r, hi})
 	}
 	if t.caseless {
 		body.WriteString(foldExtras(ranges))
@@ -78,21 +107,40 @@ func (t *translator) class() error {
 	return nil
 }
 
-// rangeEnd reads the end of a range whose '-' is at t.pos.
-func (t *translator) rangeEnd(lo rune, loOff int) (rune, error) {
-	t.pos++ // the '-'
-	hiOff := t.pos
-	hi, err := t.classItem()
-	if err != nil {
-		return 0, err
+// classStart reads what PCRE2 skips at the start of a class, in any order:
+// \E, \Q\E and one '^' (negation). It reports the negation.
+func (t *translator) classStart() bool {
+	neg := false
+	for {
+		rest := t.src[t.pos:]
+		switch {
+		case strings.HasPrefix(rest, `\E`):
+			t.pos += 2
+		case strings.HasPrefix(rest, `\Q\E`):
+			t.pos += 4
+		case !neg && strings.HasPrefix(rest, "^"):
+			t.pos++
+			neg = true
+		default:
+			return neg
+		}
 	}
-	if !hi.isChar {
-		return 0, t.fail(hiOff, "invalid range in character class")
+}
+
+// classSet checks a set item (\d, [:alpha:], \p{L}) at off: it cannot end a
+// range, PCRE2 refuses a '-' right after it unless the class ends there, and
+// under (?i) the engines case-fold \p differently.
+func (t *translator) classSet(set string, off, state int) error {
+	if state == rangeStarted {
+		return t.fail(off, "invalid range in character class")
 	}
-	if hi.r < lo {
-		return 0, t.fail(loOff, "range out of order in character class")
+	if t.pos+1 < len(t.src) && t.src[t.pos] == '-' && t.src[t.pos+1] != ']' {
+		return t.fail(off, "invalid range in character class")
 	}
-	return hi.r, nil
+	if t.caseless && (strings.Contains(set, `\p`) || strings.Contains(set, `\P`)) {
+		return t.fail(off, `\p inside a character class under (?i) is not supported (the engines case-fold it differently)`)
+	}
+	return nil
 }
 
 func classChar(r rune) string {
@@ -130,17 +178,17 @@ func (t *translator) classRune() classItem {
 // is a literal.
 func (t *translator) posixClass() (classItem, error) {
 	rest := t.src[t.pos:]
-	if len(rest) > 1 && (rest[1] == '.' || rest[1] == '=') && strings.Contains(rest[2:], string(rest[1])+"]") {
-		return classItem{}, t.fail(t.pos, "POSIX collating elements are not supported")
-	}
-	if !strings.HasPrefix(rest, "[:") {
+	if len(rest) < 3 || strings.IndexByte(":.=", rest[1]) < 0 {
 		return t.classRune(), nil
 	}
-	end := strings.Index(rest[2:], ":]")
+	end := posixEnd(rest[1:])
 	if end < 0 {
 		return t.classRune(), nil
 	}
-	name := rest[2 : 2+end]
+	if rest[1] != ':' {
+		return classItem{}, t.fail(t.pos, "POSIX collating elements are not supported")
+	}
+	name := rest[2 : 1+end]
 	if strings.HasPrefix(name, "^") {
 		return classItem{}, t.fail(t.pos, "negated POSIX class [:%s:] is not supported", name)
 	}
@@ -148,8 +196,27 @@ func (t *translator) posixClass() (classItem, error) {
 	if !ok {
 		return classItem{}, t.fail(t.pos, "unknown POSIX class name %q", name)
 	}
-	t.pos += 2 + end + 2
+	t.pos += 1 + end + 2
 	return classItem{set: set}, nil
+}
+
+// posixEnd is PCRE2's check_posix_syntax: s starts with the terminator
+// (':', '.' or '='), and a POSIX item ends at terminator + ']' before any
+// unescaped ']' or '[' + terminator. It returns the offset in s of that
+// terminator, or -1.
+func posixEnd(s string) int {
+	term := s[0]
+	for i := 1; len(s)-i >= 2; i++ {
+		switch {
+		case s[i] == '\\' && (s[i+1] == ']' || s[i+1] == '\\'):
+			i++
+		case s[i] == '[' && s[i+1] == term, s[i] == ']':
+			return -1
+		case s[i] == term && s[i+1] == ']':
+			return i
+		}
+	}
+	return -1
 }
 
 func (t *translator) classEscape() (classItem, error) {

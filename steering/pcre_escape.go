@@ -53,6 +53,15 @@ func (t *translator) escape() error {
 		t.quote = true
 	case 'E':
 		// An \E without \Q is ignored by PCRE2.
+	case 'K':
+		// \K moves the start of the reported match, which a verdict does
+		// not show; PCRE2 refuses it inside a lookaround.
+		for _, g := range t.groups {
+			if g.assert {
+				return t.fail(start, `\K inside a lookaround is not supported (PCRE2 refuses it)`)
+			}
+		}
+		t.emitAssert("")
 	case 'g':
 		return t.gRef(start)
 	case 'k':
@@ -93,8 +102,6 @@ func (t *translator) backref(n, off int) {
 
 func unsupportedEscape(c byte) string {
 	switch c {
-	case 'K':
-		return `\K (reset match start) is not supported`
 	case 'N':
 		return `\N is not supported`
 	case 'X':

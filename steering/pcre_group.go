@@ -1,6 +1,9 @@
 package steering
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // open handles '(' and every (?…) and (*…) construct.
 func (t *translator) open() error {
@@ -28,9 +31,11 @@ func (t *translator) open() error {
 	case has("(?:"), has("(?>"):
 		t.push(rest[:3], start, false)
 	case has("(?|"):
-		return t.fail(start, "branch reset groups (?|…) are not supported")
+		t.push("(?:", start, false) // "(?|" is as long as "(?:"
+		g := &t.groups[len(t.groups)-1]
+		g.reset, g.base, g.max = true, t.ncap, t.ncap
 	case has("(?("):
-		return t.fail(start, "conditional groups (?(…)…) are not supported")
+		return t.conditional(start)
 	case has("(?C"):
 		return t.fail(start, "callouts (?C…) are not supported")
 	case has("(?P<"):
@@ -53,7 +58,12 @@ func (t *translator) open() error {
 		return t.flags(start)
 	default:
 		t.ncap++
-		t.push("(", start, false)
+		if t.numbered {
+			t.push("(", start, false)
+			t.out = append(t.out, "?<"+strconv.Itoa(t.ncap)+">"...)
+		} else {
+			t.push("(", start, false)
+		}
 	}
 	return nil
 }
@@ -63,7 +73,7 @@ func isFlagStart(s string) bool {
 }
 
 func (t *translator) push(prefix string, srcOff int, assert bool) {
-	t.groups = append(t.groups, groupState{outStart: len(t.out), srcOff: srcOff, outerM: t.multiline, outerI: t.caseless, assert: assert})
+	t.groups = append(t.groups, groupState{outStart: len(t.out), srcOff: srcOff, outerM: t.multiline, outerI: t.caseless, outerX: t.extended, assert: assert})
 	t.out = append(t.out, prefix...)
 	t.pos += len(prefix)
 	t.atom = -1
@@ -77,14 +87,14 @@ func (t *translator) close() error {
 	t.groups = t.groups[:len(t.groups)-1]
 	t.pos++
 	t.out = append(t.out, ')')
-	t.multiline, t.caseless = g.outerM, g.outerI
+	t.multiline, t.caseless, t.extended = g.outerM, g.outerI, g.outerX
 	if g.behind {
 		t.behind--
 	}
-	t.atom = g.outStart
-	if g.assert {
-		t.atom = -1 // PCRE2 and .NET disagree on quantified assertions
+	if g.reset {
+		t.ncap = max(t.ncap, g.max)
 	}
+	t.atom, t.assertAtom = g.outStart, g.assert
 	return nil
 }
 
@@ -98,7 +108,7 @@ func (t *translator) namedGroup(start, skip int, term byte) error {
 	}
 	t.names[name] = start
 	t.ncap++
-	t.groups = append(t.groups, groupState{outStart: len(t.out), srcOff: start, outerM: t.multiline, outerI: t.caseless})
+	t.groups = append(t.groups, groupState{outStart: len(t.out), srcOff: start, outerM: t.multiline, outerI: t.caseless, outerX: t.extended})
 	t.out = append(t.out, "(?<"+name+">"...)
 	t.pos = n
 	t.atom = -1
@@ -137,8 +147,8 @@ func validGroupName(s string) bool {
 func (t *translator) flags(start int) error {
 	i := start + 2
 	on := true
-	m, ci := t.multiline, t.caseless
-	seenMinus := false
+	m, ci, x := t.multiline, t.caseless, t.extended
+	seenMinus, xs := false, 0
 	for ; i < len(t.src); i++ {
 		c := t.src[i]
 		switch c {
@@ -153,20 +163,27 @@ func (t *translator) flags(start int) error {
 			}
 			seenMinus, on = true, false
 		case ')', ':':
-			spec := t.src[start+2 : i]
+			// .NET has an x flag of its own; the translation has no white
+			// space to ignore, so x is dropped.
+			spec := strings.TrimSuffix(strings.ReplaceAll(t.src[start+2:i], "x", ""), "-")
 			if c == ')' {
-				t.out = append(t.out, "(?"+spec+")"...)
-				t.multiline, t.caseless = m, ci
+				if spec != "" {
+					t.out = append(t.out, "(?"+spec+")"...)
+				}
+				t.multiline, t.caseless, t.extended = m, ci, x
 				t.pos = i + 1
 				t.atom = -1
 				return nil
 			}
 			t.push("(?"+spec+":", start, false)
-			t.pos = i + 1
-			t.multiline, t.caseless = m, ci
+			t.pos = i + 1 // push counted the dropped x as well
+			t.multiline, t.caseless, t.extended = m, ci, x
 			return nil
 		case 'x':
-			return t.fail(i, "extended mode (?x) is not supported")
+			if xs++; xs > 1 {
+				return t.fail(i, "extra-extended mode (?xx) is not supported")
+			}
+			x = on
 		case 'n':
 			return t.fail(i, "no-auto-capture (?n) is not supported")
 		case 'U':

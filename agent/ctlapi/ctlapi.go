@@ -101,6 +101,9 @@ type TunnelStatus struct {
 	Since     time.Time `json:"since"`
 	LastError string    `json:"last_error,omitempty"`
 	Streams   int       `json:"streams"`
+	// Attempts counts connection attempts since the agent started, made or
+	// failed: while offline it grows with the backoff.
+	Attempts uint64 `json:"attempts"`
 	// PoPs are the PoPs the agent may use, with the time its last connect
 	// to each took; one of them is in use while connected.
 	PoPs []PoPStatus `json:"pops,omitempty"`

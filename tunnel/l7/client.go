@@ -53,6 +53,7 @@ type Status struct {
 	BytesIn   uint64    `json:"bytes_in"`  // bytes received on the TLS connection, all connections
 	BytesOut  uint64    `json:"bytes_out"` // bytes sent
 	Connects  uint64    `json:"connects"`  // connections made since Start
+	Attempts  uint64    `json:"attempts"`  // connection attempts since Start, made or failed
 }
 
 // tunnelConn is one live connection to the PoP.
@@ -95,6 +96,7 @@ type Client struct {
 	streams           atomic.Int64
 	bytesIn, bytesOut atomic.Uint64
 	connects          atomic.Uint64
+	attempts          atomic.Uint64
 }
 
 // NewClient returns a client that does nothing until Start.
@@ -165,6 +167,7 @@ func (c *Client) Status() Status {
 		BytesIn:   c.bytesIn.Load(),
 		BytesOut:  c.bytesOut.Load(),
 		Connects:  c.connects.Load(),
+		Attempts:  c.attempts.Load(),
 	}
 }
 
@@ -196,6 +199,7 @@ func (c *Client) run() {
 	quickGoAway := false // the last connection got GOAWAY soon after it was made
 	for {
 		c.takeRequests() // this attempt answers them
+		c.attempts.Add(1)
 		tc, err := c.connect()
 		if err == nil {
 			bo.Reset()

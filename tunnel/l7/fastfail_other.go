@@ -2,5 +2,5 @@
 
 package l7
 
-// failedFast cannot tell a fast failure here: every failure backs off.
-func failedFast(error) bool { return false }
+// refused cannot tell a refused dial here: every failure takes the backoff.
+func refused(error) bool { return false }

@@ -7,9 +7,6 @@ import (
 	"syscall"
 )
 
-// failedFast reports whether a dial failed at once: connection refused, or
-// no route to the network or host.
-func failedFast(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENETUNREACH) ||
-		errors.Is(err, syscall.EHOSTUNREACH)
-}
+// refused reports whether a dial was refused: the PoP's host answered, but
+// nothing listens on its port.
+func refused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }

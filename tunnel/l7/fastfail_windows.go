@@ -6,9 +6,6 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// failedFast reports whether a dial failed at once: connection refused, or
-// no route to the network or host.
-func failedFast(err error) bool {
-	return errors.Is(err, windows.WSAECONNREFUSED) || errors.Is(err, windows.WSAENETUNREACH) ||
-		errors.Is(err, windows.WSAEHOSTUNREACH)
-}
+// refused reports whether a dial was refused: the PoP's host answered, but
+// nothing listens on its port.
+func refused(err error) bool { return errors.Is(err, windows.WSAECONNREFUSED) }

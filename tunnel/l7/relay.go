@@ -54,6 +54,7 @@ func (c *CountingConn) Write(p []byte) (int, error) {
 type Backoff struct {
 	min, max time.Duration
 	n        int
+	refused  int       // attempts refused since the last Reset
 	lastErr  string    // of the last failure Repeated saw
 	lastWarn time.Time // when Repeated last said no
 }
@@ -82,7 +83,7 @@ func (b *Backoff) Next() time.Duration {
 }
 
 // Reset starts over after a success.
-func (b *Backoff) Reset() { b.n, b.lastErr = 0, "" }
+func (b *Backoff) Reset() { b.n, b.refused, b.lastErr = 0, 0, "" }
 
 // Repeated reports whether err repeats the failure before it within a minute:
 // an outage retried every half second is worth a warning when it starts, when
@@ -96,21 +97,27 @@ func (b *Backoff) Repeated(err error) bool {
 	return false
 }
 
-// fastRetry is the mean wait after an attempt that failed fast (see Delay).
-const fastRetry = 500 * time.Millisecond
+// refusedRetry and refusedRetryMax bound the delay after a refused attempt
+// (see Delay).
+const (
+	refusedRetry    = 500 * time.Millisecond
+	refusedRetryMax = 1500 * time.Millisecond
+)
 
 // Delay returns the wait before the next attempt after one that failed with
-// err. An attempt refused because nothing listens at the PoP's address, or
-// because the network is unreachable, costs a packet or nothing and says
-// nothing about the PoP's load: it is repeated every half second or so
-// (jittered in [¼ s, ¾ s)) without growing the delay, so that a PoP back
-// from an outage, or a laptop back on a network, is used again within a
-// second. Every other failure (a timeout, TLS, the protocol, a lost
-// connection) waits the next exponential delay, so that a PoP that is up but
-// failing is not hammered.
+// err, jittered in [d/2, d]. An attempt refused because nothing listens at the
+// PoP's address costs a packet and says nothing about the PoP's load: d
+// doubles from ½ s but only up to 1.5 s, so that a PoP back from a restart is
+// used again within 1.5 s. Every other failure (no network, a timeout, TLS,
+// the protocol, a lost connection) waits the next exponential delay, up to
+// the maximum (30 s by default): a PoP that is up but failing is not
+// hammered, and an agent without a network sleeps, since a network change
+// reconnects it at once (the agent's network watch calls Reconnect).
 func (b *Backoff) Delay(err error) time.Duration {
-	if failedFast(err) {
-		return fastRetry/2 + rand.N(fastRetry)
+	if refused(err) {
+		d := min(refusedRetry<<min(b.refused, 8), refusedRetryMax)
+		b.refused++
+		return d/2 + rand.N(d/2+1)
 	}
 	return b.Next()
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -113,9 +115,10 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-// TestBackoffDelay: an attempt refused at once is repeated within a second
-// without growing the delay; other failures back off; a failure that repeats
-// is worth one warning.
+// TestBackoffDelay: an attempt refused at once is repeated after ½ s, then
+// 1 s, then at most every 1.5 s (jittered); other failures, an unreachable
+// network among them, back off exponentially; a failure that repeats is worth
+// one warning.
 func TestBackoffDelay(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -128,10 +131,20 @@ func TestBackoffDelay(t *testing.T) {
 		t.Fatal("dial to a closed port succeeded")
 	}
 	b := NewBackoff(2*time.Second, time.Minute)
-	for range 5 {
-		if d := b.Delay(refused); d < fastRetry/2 || d >= fastRetry*3/2 {
-			t.Fatalf("delay after %v: %v, want in [%v, %v)", refused, d, fastRetry/2, fastRetry*3/2)
+	for i, ceiling := range []time.Duration{500, 1000, 1500, 1500, 1500} {
+		ceiling *= time.Millisecond
+		if d := b.Delay(refused); d < ceiling/2 || d > ceiling {
+			t.Fatalf("delay %d after %v: %v, want in [%v, %v]", i, refused, d, ceiling/2, ceiling)
 		}
+	}
+	unreachable := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}
+	u := NewBackoff(500*time.Millisecond, 30*time.Second)
+	var total time.Duration
+	for range 10 {
+		total += u.Delay(unreachable)
+	}
+	if total < 60*time.Second {
+		t.Errorf("10 delays after %v add up to %v, want them grown towards 30 s", unreachable, total)
 	}
 	timeout := fmt.Errorf("dial PoP: %w", context.DeadlineExceeded)
 	if d := b.Delay(timeout); d < time.Second || d > 2*time.Second {

@@ -44,14 +44,14 @@ func (w *batchWriter) addGSO(pkt *stack.PacketBuffer) {
 	}
 	for off, i := hdrLen, 0; off < size || (off == size && i == 0); off, i = off+mss, i+1 {
 		chunk := min(mss, size-off)
-		if hdrLen+chunk > len(w.bufs[0])-tunOffset {
+		if hdrLen+chunk > w.size-tunOffset {
 			w.s.stats.droppedOut.Add(1)
 			return
 		}
 		if len(w.out) == len(w.bufs) {
 			w.flush()
 		}
-		buf := w.bufs[len(w.out)][tunOffset:]
+		buf := w.buf(len(w.out))[tunOffset:]
 		seg := buf[:hdrLen+chunk]
 		copy(seg, hdr[:hdrLen])
 		packetReadAt(pkt, seg[hdrLen:], off)

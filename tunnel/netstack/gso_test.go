@@ -85,7 +85,7 @@ func TestGSOSplit(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		dev := &recordTUN{}
 		st := &Stack{dev: dev, log: zap.NewNop(), mtu: testMTU}
-		w := &batchWriter{s: st, bufs: make([][]byte, dev.BatchSize())}
+		w := &batchWriter{s: st, bufs: make([][]byte, dev.BatchSize()), size: tunOffset + testMTU}
 		for i := range w.bufs {
 			w.bufs[i] = make([]byte, tunOffset+testMTU)
 		}
@@ -141,7 +141,7 @@ func TestGSOWithoutMSS(t *testing.T) {
 	for _, payload := range [][]byte{nil, []byte("hello")} {
 		dev := &recordTUN{}
 		st := &Stack{dev: dev, log: zap.NewNop(), mtu: testMTU}
-		w := &batchWriter{s: st, bufs: [][]byte{make([]byte, tunOffset+testMTU)}}
+		w := &batchWriter{s: st, bufs: [][]byte{make([]byte, tunOffset+testMTU)}, size: tunOffset + testMTU}
 		pkt := gsoSegment(false, payload, header.TCPFlagAck)
 		pkt.GSOOptions.MSS = 0
 		w.add(pkt)

@@ -163,12 +163,9 @@ func (s *Stack) writeLoop(batch int) {
 	if batch > 1 {
 		slot = tunOffset + max(coalesceSlot, s.mtu)
 	}
-	w := &batchWriter{s: s, bufs: make([][]byte, batch), out: make([][]byte, 0, batch)}
+	w := &batchWriter{s: s, bufs: make([][]byte, batch), size: slot, out: make([][]byte, 0, batch)}
 	if w.raw = rawGSOFile(s.dev, batch); w.raw != nil {
 		w.gsoBuf = make([]byte, tunOffset+gsoMaxSize)
-	}
-	for i := range w.bufs {
-		w.bufs[i] = make([]byte, slot)
 	}
 	for {
 		pkt := s.link.next()
@@ -187,7 +184,8 @@ func (s *Stack) writeLoop(batch int) {
 // batchWriter accumulates outbound packets in preallocated buffers.
 type batchWriter struct {
 	s      *Stack
-	bufs   [][]byte // backing buffers, one per batch slot
+	bufs   [][]byte // backing buffers, one per batch slot, made on first use (see buf)
+	size   int      // of each backing buffer
 	out    [][]byte // packets of the current batch, sliced from bufs
 	failed bool     // the device reported closed; discard from now on
 	// raw is the TUN's file when GSO segments are written to it whole
@@ -207,13 +205,24 @@ func (w *batchWriter) add(pkt *stack.PacketBuffer) {
 	if len(w.out) == len(w.bufs) {
 		w.flush()
 	}
-	buf := w.bufs[len(w.out)]
+	buf := w.buf(len(w.out))
 	n := copyPacket(buf[tunOffset:cap(buf)], pkt)
 	if n < 0 {
 		w.s.stats.droppedOut.Add(1)
 		return
 	}
 	w.out = append(w.out, buf[:tunOffset+n])
+}
+
+// buf returns batch slot i's buffer, making it on first use: an idle agent
+// fills only the first few of its 128 slots of 32 KB, and 4 MB it never uses
+// would still count as live heap (raising the GC's goal, and so the resident
+// set, by as much).
+func (w *batchWriter) buf(i int) []byte {
+	if w.bufs[i] == nil {
+		w.bufs[i] = make([]byte, w.size)
+	}
+	return w.bufs[i]
 }
 
 // flush writes the batch to the device.

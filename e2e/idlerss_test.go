@@ -1,0 +1,95 @@
+//go:build linux
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestIdleRSS10k measures the idle agent, connected, with 10,000 apps of
+// 50,000 host patterns (like the steering benchmark's: two names, a wildcard,
+// a CIDR and a range each, in 172.16.0.0/12 and fd00::/8, away from the lab's
+// own networks) added to the demo tenant, and keeps a heap profile of it in
+// .lab/heap-10k.pprof.
+func TestIdleRSS10k(t *testing.T) {
+	requireE2E(t)
+	tenant := filepath.Join(t.TempDir(), "tenant-10k.yaml")
+	if err := os.WriteFile(tenant, []byte(tenant10k(t, 10000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := newLabEnv(t, map[string]string{"ZT_TENANT": tenant})
+	l.script("agent-start") // returns once the tunnel is up
+	t.Cleanup(func() { l.script("agent-stop") })
+	pid := agentPID(t, l)
+	// Idle: nothing asks the agent anything (a status of 10,000 apps is
+	// megabytes of JSON, whose garbage would be measured too).
+	time.Sleep(30 * time.Second)
+	s, err := sampleAgent(pid, l.sock())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("idle with 10,000 apps: RSS %.1f MB, %d goroutines", float64(s.rssKB)/1024, s.goroutines)
+	// Kept beside the labs' directories: the next test's lab replaces this one's.
+	saveProfile(t, l.sock(), "/debug/pprof/heap", filepath.Join(l.root, ".lab", "heap-10k.pprof"))
+	if stats, err := ctlGet(l.sock(), "/debug/pprof/heap?debug=1"); err == nil {
+		for _, line := range strings.Split(string(stats), "\n") {
+			if strings.HasPrefix(line, "# HeapInuse") || strings.HasPrefix(line, "# HeapIdle") ||
+				strings.HasPrefix(line, "# HeapReleased") || strings.HasPrefix(line, "# Sys ") || strings.HasPrefix(line, "# NextGC") {
+				t.Log(line)
+			}
+		}
+	}
+	// The goal is 25 MB (issue 15); this agent is not there yet (README,
+	// "Idle and offline cost"), so the test guards what it reaches.
+	if limit := 100 * 1024; s.rssKB > limit {
+		t.Errorf("idle RSS with 10,000 apps %d kB, want ≤ %d kB", s.rssKB, limit)
+	}
+}
+
+// tenant10k is the demo tenant with n more apps, steered to and allowed for
+// everyone in the engineering profile.
+func tenant10k(t *testing.T, n int) string {
+	t.Helper()
+	b, err := os.ReadFile("../testdata/tenants/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var apps, ids strings.Builder
+	for i := range n {
+		a, c := 16+i/4096, (i/16)%256
+		host := fmt.Sprintf("172.%d.%d.%d", a, c, (i%16)*16)
+		cidr := host + "/29"
+		if i%10 == 0 {
+			cidr = fmt.Sprintf("fd00:%x:%x::/48", i/256, i%256)
+		}
+		fmt.Fprintf(&apps, "  - id: app-%05d\n    hosts: [svc%d.dept%d.corp.example, api-%d.internal.example, \"*.app%d.corp.example\", \"%s\", %s-172.%d.%d.%d]\n    tcp: \"443\"\n    publishers: [pub1]\n",
+			i, i, i%97, i, i, cidr, fmt.Sprintf("172.%d.%d.%d", a, c, (i%16)*16+8), a, c, (i%16)*16+12)
+		fmt.Fprintf(&ids, ", app-%05d", i)
+	}
+	s := string(b)
+	s = strings.Replace(s, "apps:\n", "apps:\n"+apps.String(), 1)
+	s = strings.Replace(s, "apps: [web, wild, ipapp, iperf, pdns, corpdns, udpecho, secret]",
+		"apps: [web, wild, ipapp, iperf, pdns, corpdns, udpecho, secret"+ids.String()+"]", 1)
+	s = strings.Replace(s, "    apps: [web, wild, ipapp, iperf, pdns, corpdns, udpecho]\n    action: allow",
+		"    apps: [web, wild, ipapp, iperf, pdns, corpdns, udpecho"+ids.String()+"]\n    action: allow", 1)
+	return s
+}
+
+// saveProfile writes a pprof profile from the agent's control socket to file.
+func saveProfile(t *testing.T, sock, path, file string) {
+	t.Helper()
+	body, err := ctlGet(sock, path)
+	if err != nil {
+		t.Logf("profile %s: %v", path, err)
+		return
+	}
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("heap profile of the agent in %s", file)
+}

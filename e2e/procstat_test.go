@@ -1,0 +1,121 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// procSample is what a running agent costs at one moment.
+type procSample struct {
+	at         time.Duration // since sampling began
+	rssKB      int
+	goroutines int
+	cpu        time.Duration // user + system, since the process began
+}
+
+// sampleAgent reads the agent's RSS and CPU time from /proc and its goroutine
+// count from its control socket's pprof (root only).
+func sampleAgent(pid int, sock string) (procSample, error) {
+	var s procSample
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			s.rssKB, _ = strconv.Atoi(f[1])
+		}
+	}
+	if s.cpu, err = procCPU(pid); err != nil {
+		return s, err
+	}
+	s.goroutines, err = agentGoroutines(sock)
+	return s, err
+}
+
+// procCPU is the user and system CPU time of a process.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command (which may hold spaces) in parentheses.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	const clockTick = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clockTick, nil
+}
+
+// agentGoroutines reads "goroutine profile: total N" from the control socket.
+func agentGoroutines(sock string) (int, error) {
+	body, err := ctlGet(sock, "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(body), "\n")
+	var n int
+	if _, err := fmt.Sscanf(line, "goroutine profile: total %d", &n); err != nil {
+		return 0, fmt.Errorf("goroutine profile: %q: %w", line, err)
+	}
+	return n, nil
+}
+
+// ctlGet fetches path from the agent's control socket (root only for pprof).
+func ctlGet(sock, path string) ([]byte, error) {
+	c := http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://x" + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
+}
+
+// flatAfter checks that RSS and goroutines do not grow after warm: the most
+// seen after warm may pass the most seen before it by rssSlack (a fraction)
+// plus 2 MB, and by goroutineSlack goroutines.
+func flatAfter(t *testing.T, samples []procSample, warm time.Duration, rssSlack float64, goroutineSlack int) {
+	t.Helper()
+	var before, after procSample
+	for _, s := range samples {
+		m := &after
+		if s.at <= warm {
+			m = &before
+		}
+		m.rssKB, m.goroutines = max(m.rssKB, s.rssKB), max(m.goroutines, s.goroutines)
+	}
+	t.Logf("most before %v: RSS %.1f MB, %d goroutines; after: RSS %.1f MB, %d goroutines",
+		warm, float64(before.rssKB)/1024, before.goroutines, float64(after.rssKB)/1024, after.goroutines)
+	if before.rssKB == 0 || after.rssKB == 0 {
+		t.Fatalf("too few samples (%d) to compare before and after %v", len(samples), warm)
+	}
+	if float64(after.rssKB) > float64(before.rssKB)*(1+rssSlack)+2048 {
+		t.Errorf("RSS grew after %v: %d kB, at most %d kB before", warm, after.rssKB, before.rssKB)
+	}
+	if after.goroutines > before.goroutines+goroutineSlack {
+		t.Errorf("goroutines grew after %v: %d, at most %d before", warm, after.goroutines, before.goroutines)
+	}
+}
