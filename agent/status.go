@@ -55,6 +55,7 @@ func (p *parts) status(st *ctlapi.Status) {
 	for i := range st.Apps {
 		st.Apps[i].Publishers = pubs[st.Apps[i].ID]
 	}
+	st.Network = p.onprem.status()
 	for _, e := range p.stubs.Entries() {
 		st.Stubs = append(st.Stubs, ctlapi.StubStatus{FQDN: e.FQDN, Addr: e.Addr})
 	}

@@ -200,6 +200,11 @@ func (c *Config) withDefaults() *Config {
 	if cl.FailMode == "" {
 		cl.FailMode = FailOpen
 	}
+	if o := cl.OnPremDetection; o != nil {
+		cp := *o
+		setDefault(&cp.Interval, DefaultOnPremInterval)
+		cl.OnPremDetection = &cp
+	}
 	return out
 }
 

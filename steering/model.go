@@ -69,10 +69,9 @@ type ClientConfig struct {
 	// DTLS enables the L3E tunnel. Not supported yet: a config that sets it
 	// is refused.
 	DTLS bool `json:"dtls,omitempty" yaml:"dtls,omitempty"`
-	// OnPremDetection, when set, names a host that resolves (or answers) only
-	// inside the corporate network; on-premises the agent steers nothing. Not
-	// supported yet: a config that sets it is refused.
-	OnPremDetection string `json:"onprem_detection,omitempty" yaml:"onprem_detection,omitempty"`
+	// OnPremDetection, when set, says how the agent knows it sits on the
+	// corporate network; on premises private-app steering stands aside.
+	OnPremDetection *OnPremDetection `json:"onprem_detection,omitempty" yaml:"onprem_detection,omitempty"`
 	// PreLogon would turn pre-logon on from the tenant. Not supported yet: a
 	// config that sets it is refused (the prelogonuser= install parameter
 	// turns pre-logon on).

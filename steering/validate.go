@@ -89,12 +89,8 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 	if cl.FailMode != "" && cl.FailMode != FailOpen && cl.FailMode != FailClose && cl.FailMode != FailLocal {
 		ck.errorf("client.fail_mode", cl.FailMode, `must be "open", "close" or "local"`)
 	}
-	if h := cl.OnPremDetection; h != "" {
-		if s, err := ParseHost(h); err != nil {
-			ck.errorf("client.onprem_detection", h, "%v", err)
-		} else if s.Kind != HostName && s.Kind != HostAddr {
-			ck.errorf("client.onprem_detection", h, "must be one host name or address, not %s", s.Kind.withArticle())
-		}
+	if cl.OnPremDetection != nil {
+		ck.checkOnPrem(cl.OnPremDetection)
 	}
 }
 

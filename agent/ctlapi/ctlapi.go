@@ -59,6 +59,20 @@ type Status struct {
 	Selection SelectionStatus `json:"selection"`
 	Apps      []AppStatus     `json:"apps"`
 	Stubs     []StubStatus    `json:"stubs"`
+	// Network is what the agent found out about the network it is on.
+	Network NetworkStatus `json:"network"`
+}
+
+// NetworkStatus is the outcome of on-premises detection
+// (client.onprem_detection).
+type NetworkStatus struct {
+	// OnPrem: the corporate network was found, so private-app steering
+	// stands aside (private names resolve through the OS's resolvers, flows
+	// go direct).
+	OnPrem bool `json:"onprem"`
+	// OnPremReason says what the last check found; "" when detection is off.
+	OnPremReason  string    `json:"onprem_reason,omitempty"`
+	OnPremChecked time.Time `json:"onprem_checked,omitempty"`
 }
 
 // Setting is one effective install setting.

@@ -1,0 +1,86 @@
+package steering
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestOnPremValidation(t *testing.T) {
+	const fp = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+	tests := []struct {
+		name string
+		o    OnPremDetection
+		want []string // problems, in order; none means accepted
+	}{
+		{"dns", OnPremDetection{DNS: &OnPremDNS{Name: "onprem.corp.test", Address: "10.1.2.3"}}, nil},
+		{"dns v6", OnPremDetection{DNS: &OnPremDNS{Name: "onprem.corp.test", Address: "fd00::1"}, Interval: Duration(time.Minute)}, nil},
+		{"beacon", OnPremDetection{Beacon: &OnPremBeacon{URL: "https://beacon.corp.test:8443/b", SHA256: fp}}, nil},
+		{"beacon plain hex", OnPremDetection{Beacon: &OnPremBeacon{URL: "https://10.1.2.3/", SHA256: strings.ReplaceAll(strings.ToLower(fp), ":", "")}}, nil},
+		{"neither", OnPremDetection{}, []string{`client.onprem_detection: one of dns or beacon is required`}},
+		{"both", OnPremDetection{DNS: &OnPremDNS{Name: "a.test", Address: "10.0.0.1"}, Beacon: &OnPremBeacon{URL: "https://b.test/", SHA256: fp}},
+			[]string{`client.onprem_detection: dns or beacon, not both`}},
+		{"bad dns", OnPremDetection{DNS: &OnPremDNS{Name: "10.0.0.0/8", Address: "corp"}}, []string{
+			`client.onprem_detection.dns.name: "10.0.0.0/8": must be one host name, not a CIDR`,
+			`client.onprem_detection.dns.address: "corp": must be an IPv4 or IPv6 address`}},
+		{"empty dns", OnPremDetection{DNS: &OnPremDNS{}}, []string{
+			`client.onprem_detection.dns.name: `,
+			`client.onprem_detection.dns.address: must be an IPv4 or IPv6 address`}},
+		{"http beacon", OnPremDetection{Beacon: &OnPremBeacon{URL: "http://b.test/", SHA256: fp[:10]}}, []string{
+			`client.onprem_detection.beacon.url: "http://b.test/": the beacon must be an https URL`,
+			`client.onprem_detection.beacon.sha256: "AB:CD:EF:0": not a hex SHA-256 fingerprint`}},
+		{"short fingerprint", OnPremDetection{Beacon: &OnPremBeacon{URL: "https://u:p@b.test/", SHA256: "abcd"}}, []string{
+			`client.onprem_detection.beacon.url: "https://u:p@b.test/": the URL must not carry user information`,
+			`client.onprem_detection.beacon.sha256: "abcd": a SHA-256 fingerprint has 32 bytes`}},
+		{"interval", OnPremDetection{DNS: &OnPremDNS{Name: "a.test", Address: "10.0.0.1"}, Interval: Duration(time.Second)}, []string{
+			`client.onprem_detection.interval: "1s": must be between 5s and 1h0m0s (or unset for the default)`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Config{Client: ClientConfig{OnPremDetection: &tt.o}}
+			ck, err := check(&c)
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if len(ck.problems) != len(tt.want) {
+				t.Fatalf("problems = %v, want %d", ck.problems, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if got := ck.problems[i].String(); !strings.HasPrefix(got, w) {
+					t.Errorf("problem %d = %s, want %s…", i, got, w)
+				}
+			}
+		})
+	}
+}
+
+func TestOnPremDefaults(t *testing.T) {
+	in := &Config{Client: ClientConfig{OnPremDetection: &OnPremDetection{DNS: &OnPremDNS{Name: "a.test", Address: "10.0.0.1"}}}}
+	snap, err := Compile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.Config().Client.OnPremDetection.Interval.D(); got != DefaultOnPremInterval {
+		t.Errorf("interval = %v, want %v", got, DefaultOnPremInterval)
+	}
+	if in.Client.OnPremDetection.Interval != 0 {
+		t.Error("Compile changed its input")
+	}
+}
+
+func TestParseConfigOnPremYAML(t *testing.T) {
+	c, err := ParseConfigYAML([]byte("apps: []\nclient:\n  onprem_detection:\n    beacon:\n      url: https://b.test/\n      sha256: " +
+		strings.Repeat("ab", 32) + "\n    interval: 30s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Client.OnPremDetection.Beacon; b == nil || b.URL != "https://b.test/" {
+		t.Fatalf("beacon = %+v", b)
+	}
+	if _, err := ParseConfigYAML([]byte("apps: []\nclient:\n  onprem_detection: onprem.corp.test\n")); err == nil {
+		t.Fatal("the old string form was accepted")
+	}
+}
