@@ -10,7 +10,7 @@
 # through the agent → PoP → publisher path.
 #
 # Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-spawn|agent-exec|agent-wait|agent-stop|
-#   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|status
+#   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|status
 # Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_DIR (state and
 # logs, default .lab/$ZT_LAB), ZT_BIN (binaries, default bin), ZT_TENANT
 # (tenant file, default testdata/tenants/demo.yaml), ZT_UPN (default alice@demo.test),
@@ -157,6 +157,18 @@ second_uplink() {
   inns "$CLOUD" ip link set eth2 up
 }
 
+# corp_uplink puts the client on the corporate network as well (on-premises
+# detection): P-client eth2 (10.40.0.2) ── P-corp eth1 (10.40.0.1), with the
+# corporate prefix routed that way; corp-uplink-down takes it away again.
+corp_uplink() {
+  ip link add eth2 netns "$CLIENT" type veth peer name eth1 netns "$CORP"
+  inns "$CLIENT" ip addr add 10.40.0.2/24 dev eth2
+  inns "$CORP" ip addr add 10.40.0.1/24 dev eth1
+  inns "$CORP" ip link set eth1 up
+  inns "$CLIENT" ip link set eth2 up
+  inns "$CLIENT" ip route add 10.20.0.0/24 via 10.40.0.1 dev eth2
+}
+
 # agent_cmd sets AGENT to the agent's command line. Extra arguments are
 # flags (-x, --x, --x=v, and the value after a flag) or install parameters
 # (key=value); flags go before the parameters, where ztagent reads them.
@@ -233,7 +245,9 @@ case ${1:-} in
   publisher-stop) stop publisher ;;
   publisher-start) publisher_start ;;
   second-uplink) second_uplink ;;
+  corp-uplink) corp_uplink ;;
+  corp-uplink-down) ip -n "$CLIENT" link del eth2 ;;
   status) ip netns list | grep "^$P-" || true
           for f in "$DIR"/*.pid; do [ -f "$f" ] && echo "$(basename "$f" .pid): $(kill -0 "$(cat "$f")" 2>/dev/null && echo running || echo dead)"; done ;;
-  *) echo "usage: $0 up|down|agent-start|agent-spawn|agent-exec|agent-wait|agent-stop|cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|agent-start|agent-spawn|agent-exec|agent-wait|agent-stop|cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|status" >&2; exit 2 ;;
 esac
