@@ -97,6 +97,7 @@ func (p *parts) maintain(ctx context.Context) {
 		case <-p.netChanged:
 			p.refreshUpstreams()
 			p.onprem.recheck() // with the resolvers of the new network
+			p.captive.recheck()
 		case now := <-t.C:
 			p.a.refreshSettings()
 			p.refreshUpstreams()

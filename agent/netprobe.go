@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"time"
 
@@ -73,10 +74,6 @@ func (n netProber) onPremBeacon(ctx context.Context, b *steering.OnPremBeacon) (
 	if err != nil {
 		return false, fmt.Sprintf("beacon %s: %v", b.URL, err)
 	}
-	port := u.Port()
-	if port == "" {
-		port = "443"
-	}
 	tlsConf := &tls.Config{
 		ServerName: u.Hostname(),
 		// The pin is the trust: the beacon's certificate is usually
@@ -93,6 +90,24 @@ func (n netProber) onPremBeacon(ctx context.Context, b *steering.OnPremBeacon) (
 			return nil
 		},
 	}
+	if _, err := n.get(ctx, b.URL, addr, u.Port(), "443", tlsConf); err != nil {
+		if errors.Is(err, errNotPinned) {
+			return false, fmt.Sprintf("beacon %s (%s) presented another certificate: %v", b.URL, addr, err)
+		}
+		return false, fmt.Sprintf("beacon %s (%s): %v", b.URL, addr, err)
+	}
+	return true, fmt.Sprintf("beacon %s (%s) presented the pinned certificate", b.URL, addr)
+}
+
+var errNotPinned = errors.New("not the pinned certificate")
+
+// get sends one GET for rawURL to addr (port, or def when ""), on a socket
+// that bypasses the agent's routes, without following redirects or keeping
+// the connection, and returns the answer with its body closed.
+func (n netProber) get(ctx context.Context, rawURL string, addr netip.Addr, port, def string, tlsConf *tls.Config) (*http.Response, error) {
+	if port == "" {
+		port = def
+	}
 	dialer := platform.BypassDialer(n.timeout)
 	client := &http.Client{
 		Timeout: n.timeout,
@@ -106,22 +121,17 @@ func (n netProber) onPremBeacon(ctx context.Context, b *steering.OnPremBeacon) (
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.URL, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		return false, fmt.Sprintf("beacon %s: %v", b.URL, err)
+		return nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		if errors.Is(err, errNotPinned) {
-			return false, fmt.Sprintf("beacon %s (%s) presented another certificate: %v", b.URL, addr, err)
-		}
-		return false, fmt.Sprintf("beacon %s (%s): %v", b.URL, addr, err)
+		return nil, err
 	}
 	resp.Body.Close()
-	return true, fmt.Sprintf("beacon %s (%s) presented the pinned certificate", b.URL, addr)
+	return resp, nil
 }
-
-var errNotPinned = errors.New("not the pinned certificate")
 
 // addrOf returns host's address: host itself when it is one, else the
 // first the OS's resolvers give.
@@ -181,4 +191,30 @@ func (n netProber) resolve(ctx context.Context, name string, v6 bool) ([]netip.A
 		return addrs, up, nil
 	}
 	return nil, netip.AddrPort{}, errors.Join(errs...)
+}
+
+// captive asks rawURL, which answers 204 No Content on an open network:
+// any other answer is a captive portal's. A check that gets no answer finds
+// no portal (the network is down, or the name is unknown).
+func (n netProber) captive(ctx context.Context, rawURL string) (bool, string) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false, fmt.Sprintf("captive check %s: %v", rawURL, err)
+	}
+	addr, err := n.addrOf(ctx, u.Hostname())
+	if err != nil {
+		return false, fmt.Sprintf("captive check %s: %v", rawURL, err)
+	}
+	resp, err := n.get(ctx, rawURL, addr, u.Port(), "80", nil)
+	if err != nil {
+		return false, fmt.Sprintf("captive check %s (%s): %v", rawURL, addr, err)
+	}
+	if resp.StatusCode == http.StatusNoContent {
+		return false, fmt.Sprintf("captive check %s (%s) answered 204", rawURL, addr)
+	}
+	why := fmt.Sprintf("captive check %s (%s) answered %s", rawURL, addr, resp.Status)
+	if loc := resp.Header.Get("Location"); loc != "" {
+		why += " to " + loc
+	}
+	return true, why
 }

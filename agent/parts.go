@@ -72,6 +72,7 @@ type parts struct {
 	flows       flowCounters
 	echo        echoer // ICMP echo through the tunnel, started with it
 	onprem      *onPremDetector
+	captive     *captiveDetector
 }
 
 // routeState is the OS router; mu orders the route updates that config
@@ -96,6 +97,7 @@ func (a *Agent) bringUp(ctx context.Context, r *run, gen uint64) (*parts, error)
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	probe := netProber{upstreams: p.upstreamList, timeout: probeTimeout}
 	p.onprem = newOnPremDetector(probe.onPrem, a.log.Named("onprem"), p.onPremChanged)
+	p.captive = newCaptiveDetector(probe.captive, a.log.Named("captive"), func() { p.l7.Reconnect("captive portal opened") })
 	if err := p.up(ctx); err != nil {
 		if terr := p.teardown(); terr != nil {
 			a.log.Warn("teardown after a failed start", zap.Error(terr))
@@ -150,6 +152,7 @@ func (p *parts) up(ctx context.Context) error {
 	p.goWG(p.selectLoop)
 	p.goWG(p.watchNetwork)
 	p.goWG(func(ctx context.Context) { p.onprem.run(ctx, p.onPremConfig) })
+	p.goWG(func(ctx context.Context) { p.captive.run(ctx, p.captiveURL, p.tunnelUp) })
 	return nil
 }
 
@@ -282,7 +285,7 @@ func (p *parts) startTunnel() error {
 		TLS:  tlsConf,
 		Log:  p.log,
 		// The PoP may sit inside an app prefix: never tunnel the tunnel.
-		Dial: platform.DialBypass,
+		Dial: p.dialPoP,
 	})
 	p.l7.Start()
 	p.push("L7 tunnel", p.l7.Close)

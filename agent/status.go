@@ -56,6 +56,7 @@ func (p *parts) status(st *ctlapi.Status) {
 		st.Apps[i].Publishers = pubs[st.Apps[i].ID]
 	}
 	st.Network = p.onprem.status()
+	p.captive.status(&st.Network)
 	for _, e := range p.stubs.Entries() {
 		st.Stubs = append(st.Stubs, ctlapi.StubStatus{FQDN: e.FQDN, Addr: e.Addr})
 	}

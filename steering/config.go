@@ -200,6 +200,9 @@ func (c *Config) withDefaults() *Config {
 	if cl.FailMode == "" {
 		cl.FailMode = FailOpen
 	}
+	if cl.CaptiveCheck == "" {
+		cl.CaptiveCheck = DefaultCaptiveCheck
+	}
 	if o := cl.OnPremDetection; o != nil {
 		cp := *o
 		setDefault(&cp.Interval, DefaultOnPremInterval)

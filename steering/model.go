@@ -72,6 +72,11 @@ type ClientConfig struct {
 	// OnPremDetection, when set, says how the agent knows it sits on the
 	// corporate network; on premises private-app steering stands aside.
 	OnPremDetection *OnPremDetection `json:"onprem_detection,omitempty" yaml:"onprem_detection,omitempty"`
+	// CaptiveCheck is the http URL that must answer 204 No Content when
+	// nothing stands between the machine and the internet; any other answer
+	// means a captive portal. Default DefaultCaptiveCheck; "off" turns the
+	// check off.
+	CaptiveCheck string `json:"captive_check,omitempty" yaml:"captive_check,omitempty"`
 	// PreLogon would turn pre-logon on from the tenant. Not supported yet: a
 	// config that sets it is refused (the prelogonuser= install parameter
 	// turns pre-logon on).

@@ -80,6 +80,32 @@ func ParseBeaconURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
+// DefaultCaptiveCheck is client.captive_check when unset: the URL Android
+// and Chrome OS check, answered 204 everywhere but behind a portal.
+const DefaultCaptiveCheck = "http://connectivitycheck.gstatic.com/generate_204"
+
+// CaptiveCheckOff is the client.captive_check that turns the check off.
+const CaptiveCheckOff = "off"
+
+// checkCaptive validates client.captive_check: an http URL (a portal can
+// only answer for plain HTTP) with a host and no user information, or "off".
+func (ck *checked) checkCaptive(s string) {
+	if s == "" || s == CaptiveCheckOff {
+		return
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		ck.errorf("client.captive_check", s, "not a URL")
+	case u.Scheme != "http":
+		ck.errorf("client.captive_check", s, `must be an http URL (a portal cannot answer for https) or "off"`)
+	case u.Hostname() == "":
+		ck.errorf("client.captive_check", s, "the URL has no host")
+	case u.User != nil:
+		ck.errorf("client.captive_check", s, "the URL must not carry user information")
+	}
+}
+
 // checkOnPrem validates client.onprem_detection.
 func (ck *checked) checkOnPrem(o *OnPremDetection) {
 	const p = "client.onprem_detection"

@@ -84,3 +84,31 @@ func TestParseConfigOnPremYAML(t *testing.T) {
 		t.Fatal("the old string form was accepted")
 	}
 }
+
+func TestCaptiveCheckValidation(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"off", ""},
+		{"http://check.public.test/generate_204", ""},
+		{"https://check.public.test/generate_204", `client.captive_check: "https://check.public.test/generate_204": must be an http URL`},
+		{"http:///x", `client.captive_check: "http:///x": the URL has no host`},
+		{"http://u@h.test/", `client.captive_check: "http://u@h.test/": the URL must not carry user information`},
+		{"%zz", `client.captive_check: "%zz": not a URL`},
+	}
+	for _, tt := range tests {
+		err := (&Config{Client: ClientConfig{CaptiveCheck: tt.in}}).Validate()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%q: %v", tt.in, err)
+		case tt.want != "" && (err == nil || !strings.HasPrefix(err.Error(), "invalid config: "+tt.want)):
+			t.Errorf("%q: %v, want %s", tt.in, err, tt.want)
+		}
+	}
+	snap, err := Compile(&Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.Config().Client.CaptiveCheck; got != DefaultCaptiveCheck {
+		t.Errorf("default captive check %q", got)
+	}
+}

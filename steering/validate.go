@@ -92,6 +92,7 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 	if cl.OnPremDetection != nil {
 		ck.checkOnPrem(cl.OnPremDetection)
 	}
+	ck.checkCaptive(cl.CaptiveCheck)
 }
 
 func (ck *checked) checkApp(i int, a *App, ids map[string]int) {

@@ -73,6 +73,12 @@ type NetworkStatus struct {
 	// OnPremReason says what the last check found; "" when detection is off.
 	OnPremReason  string    `json:"onprem_reason,omitempty"`
 	OnPremChecked time.Time `json:"onprem_checked,omitempty"`
+	// Captive: a captive portal stands between the machine and the PoP
+	// (client.captive_check did not answer 204); the tunnel waits for it.
+	Captive bool `json:"captive"`
+	// CaptiveReason says what the last check found; it is checked while
+	// the tunnel is down.
+	CaptiveReason string `json:"captive_reason,omitempty"`
 }
 
 // Setting is one effective install setting.
