@@ -38,6 +38,7 @@ func main() {
 	flag.Var(&tlsListen, "tls-listen", "address to serve HTTPS on with -tls-cert and -tls-key (repeatable)")
 	tlsCert := flag.String("tls-cert", "", "PEM certificate for -tls-listen")
 	tlsKey := flag.String("tls-key", "", "PEM key for -tls-listen")
+	redirect := flag.String("redirect", "", "answer every request with 302 Found to this URL (a captive portal)")
 	flag.Parse()
 	if *probe != "" {
 		if err := probeUDP(*probe, *size, *count); err != nil {
@@ -56,12 +57,12 @@ func main() {
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
-	if err := run(*name, listen, udpEcho, tlsListen, tlsConf); err != nil {
+	if err := run(*name, listen, udpEcho, tlsListen, tlsConf, *redirect); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(name string, listen, udpEcho, tlsListen []string, tlsConf *tls.Config) error {
+func run(name string, listen, udpEcho, tlsListen []string, tlsConf *tls.Config, redirect string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	for _, addr := range udpEcho {
@@ -84,6 +85,12 @@ func run(name string, listen, udpEcho, tlsListen []string, tlsConf *tls.Config) 
 		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 		io.CopyN(w, zeroReader{}, n)
 	})
+	// /generate_204 is the captive-portal check of an open network.
+	mux.HandleFunc("/generate_204", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	var handler http.Handler = mux
+	if redirect != "" {
+		handler = http.RedirectHandler(redirect, http.StatusFound)
+	}
 	errc := make(chan error, len(listen)+len(tlsListen))
 	var servers []*http.Server
 	for i, addr := range append(listen, tlsListen...) {
@@ -94,7 +101,7 @@ func run(name string, listen, udpEcho, tlsListen []string, tlsConf *tls.Config) 
 		if i >= len(listen) {
 			ln = tls.NewListener(ln, tlsConf)
 		}
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, srv)
 		go func() { errc <- srv.Serve(ln) }()
 	}
