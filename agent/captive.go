@@ -82,10 +82,7 @@ func (d *captiveDetector) captive() bool { return d.state.Load().captive }
 
 // recheck asks run for a check now (a network change); requests coalesce.
 func (d *captiveDetector) recheck() {
-	select {
-	case d.kick <- struct{}{}:
-	default:
-	}
+	poke(d.kick)
 }
 
 // set records a verdict and acts on a change.

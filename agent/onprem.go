@@ -32,13 +32,13 @@ type location struct {
 // network, and why. It must return within a few seconds (probeTimeout).
 type onPremProbe func(ctx context.Context, o *steering.OnPremDetection) (onPrem bool, reason string)
 
-// onPremDetector holds the last outcome; only onPremLoop calls check, the
+// onPremDetector holds the last outcome; only run calls check, the
 // data path reads onPrem without a lock.
 type onPremDetector struct {
 	probe onPremProbe
 	log   *zap.Logger
 	loc   atomic.Pointer[location]
-	// changed is called, on onPremLoop's goroutine, after the outcome
+	// changed is called, on run's goroutine, after the outcome
 	// flipped.
 	changed func(onPrem bool)
 	kick    chan struct{}
@@ -53,10 +53,15 @@ func newOnPremDetector(probe onPremProbe, log *zap.Logger, changed func(bool)) *
 // onPrem reports whether the last check found the corporate network.
 func (d *onPremDetector) onPrem() bool { return d.loc.Load().onPrem }
 
-// recheck asks onPremLoop for a check now; requests coalesce.
+// recheck asks run for a check now; requests coalesce.
 func (d *onPremDetector) recheck() {
+	poke(d.kick)
+}
+
+// poke sends on a channel of one slot unless a value waits there already.
+func poke(ch chan<- struct{}) {
 	select {
-	case d.kick <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
