@@ -98,6 +98,7 @@ func (p *parts) maintain(ctx context.Context) {
 			p.refreshUpstreams()
 			p.onprem.recheck() // with the resolvers of the new network
 			p.captive.recheck()
+			p.recheckStubRange()
 		case now := <-t.C:
 			p.a.refreshSettings()
 			p.refreshUpstreams()

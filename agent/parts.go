@@ -73,6 +73,9 @@ type parts struct {
 	echo        echoer // ICMP echo through the tunnel, started with it
 	onprem      *onPremDetector
 	captive     *captiveDetector
+	// stubChoice is the stub range chosen at start (see chooseStubRange);
+	// read-only after bring-up.
+	stubChoice stubChoice
 }
 
 // routeState is the OS router; mu orders the route updates that config
@@ -114,6 +117,9 @@ func (p *parts) up(ctx context.Context) error {
 	snap, err := p.initialConfig(ctx)
 	if err != nil {
 		return err
+	}
+	if snap, err = p.chooseStubRange(snap); err != nil {
+		return fmt.Errorf("stub range: %w", err)
 	}
 	p.snap.Store(snap)
 	if err := p.initStubs(snap); err != nil {

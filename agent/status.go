@@ -57,6 +57,7 @@ func (p *parts) status(st *ctlapi.Status) {
 	}
 	st.Network = p.onprem.status()
 	p.captive.status(&st.Network)
+	st.Network.StubRange, st.Network.StubRangeReason = snap.StubRange().String(), p.stubChoice.why
 	for _, e := range p.stubs.Entries() {
 		st.Stubs = append(st.Stubs, ctlapi.StubStatus{FQDN: e.FQDN, Addr: e.Addr})
 	}

@@ -191,7 +191,7 @@ func (p *parts) syncOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	snap, err := steering.Compile(&cfg.Steering)
+	snap, err := p.compile(&cfg.Steering)
 	if err != nil {
 		return fmt.Errorf("tenant sent an invalid config, keeping the current one: %w", err)
 	}

@@ -176,6 +176,7 @@ func (c *Config) withDefaults() *Config {
 		},
 		Client: c.Client,
 	}
+	out.Client.StubRangeFallbacks = slicesClone(c.Client.StubRangeFallbacks)
 	for i, a := range c.Apps {
 		a.Hosts = slicesClone(a.Hosts)
 		a.Publishers = slicesClone(a.Publishers)

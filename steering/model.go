@@ -58,6 +58,10 @@ type PinnedApp struct {
 type ClientConfig struct {
 	// StubRange is the prefix stub addresses come from; default 100.64.0.0/10.
 	StubRange string `json:"stub_range,omitempty" yaml:"stub_range,omitempty"`
+	// StubRangeFallbacks are the prefixes the agent takes stub addresses
+	// from, in order, when StubRange is already routed to another interface
+	// (another VPN owns it).
+	StubRangeFallbacks []string `json:"stub_range_fallbacks,omitempty" yaml:"stub_range_fallbacks,omitempty"`
 	// DNSTTL is the TTL of stub answers; default 30s.
 	DNSTTL Duration `json:"dns_ttl,omitempty" yaml:"dns_ttl,omitempty"`
 	// ConfigPoll is how often the agent polls the tenant for config; default 5m.

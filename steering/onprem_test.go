@@ -1,6 +1,8 @@
 package steering
 
 import (
+	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -111,4 +113,50 @@ func TestCaptiveCheckValidation(t *testing.T) {
 	if got := snap.Config().Client.CaptiveCheck; got != DefaultCaptiveCheck {
 		t.Errorf("default captive check %q", got)
 	}
+}
+
+func TestStubRangeFallbacks(t *testing.T) {
+	c := &Config{
+		Apps:   []App{{ID: "a", Hosts: []string{"198.18.1.0/24"}, TCP: "80"}},
+		Client: ClientConfig{StubRangeFallbacks: []string{"198.18.0.0/15", "100.100.0.0/16", "10.0.0.0/33", "10.0.0.0/31"}},
+	}
+	err := c.Validate()
+	want := []string{
+		`client.stub_range_fallbacks[1]: "100.100.0.0/16": overlaps the stub range 100.64.0.0/10`,
+		`client.stub_range_fallbacks[2]: "10.0.0.0/33": prefix length out of range`,
+		`client.stub_range_fallbacks[3]: "10.0.0.0/31": stub range must have between 2 and 24 host bits`,
+		`apps[0].hosts[0]: "198.18.1.0/24": overlaps the fallback stub range 198.18.0.0/15`,
+	}
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != len(want) {
+		t.Fatalf("Validate = %v", err)
+	}
+	for i, w := range want {
+		if got := ve.Problems[i].String(); !strings.HasPrefix(got, w) {
+			t.Errorf("problem %d = %s, want %s…", i, got, w)
+		}
+	}
+	c.Apps[0].Hosts = []string{"10.1.0.0/16"}
+	c.Client.StubRangeFallbacks = []string{"198.18.0.0/15", "fd7a::/104"}
+	snap, err := Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := snap.StubRangeFallbacks()
+	if len(fb) != 2 || fb[0].String() != "198.18.0.0/15" || len(other(t, c, fb[0]).StubRangeFallbacks()) != 0 {
+		t.Fatalf("fallbacks %v", fb)
+	}
+	o := other(t, c, fb[0])
+	if o.StubRange() != fb[0] || snap.StubRange() != DefaultStubRange || c.Client.StubRange != "" {
+		t.Errorf("WithStubRange: %v, original %v, input %q", o.StubRange(), snap.StubRange(), c.Client.StubRange)
+	}
+}
+
+func other(t *testing.T, c *Config, stub netip.Prefix) *Snapshot {
+	t.Helper()
+	snap, err := Compile(WithStubRange(c, stub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
 }

@@ -79,6 +79,11 @@ type NetworkStatus struct {
 	// CaptiveReason says what the last check found; it is checked while
 	// the tunnel is down.
 	CaptiveReason string `json:"captive_reason,omitempty"`
+	// StubRange is the prefix stub addresses come from; StubRangeReason,
+	// when set, why it is not the configured one (another interface routes
+	// that: client.stub_range_fallbacks).
+	StubRange       string `json:"stub_range,omitempty"`
+	StubRangeReason string `json:"stub_range_reason,omitempty"`
 }
 
 // Setting is one effective install setting.
