@@ -10,7 +10,7 @@
 # through the agent → PoP → publisher path.
 #
 # Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-spawn|agent-exec|agent-wait|agent-stop|
-#   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|status
+#   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|other-vpn|status
 # Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_DIR (state and
 # logs, default .lab/$ZT_LAB), ZT_BIN (binaries, default bin), ZT_TENANT
 # (tenant file, default testdata/tenants/demo.yaml), ZT_UPN (default alice@demo.test),
@@ -214,6 +214,22 @@ hotel_open() {
     --listen-address=10.60.0.1 --server=10.10.0.1 --pid-file="$DIR/dnsmasq-hotel.pid2"
 }
 
+# other_vpn brings up another VPN in the client before the agent starts: it
+# owns 100.64.0.0/10 (a dummy device, othervpn) and is the client's resolver
+# (100.100.100.100: its names under othervpn.test, the rest forwarded to the
+# cloud's resolver).
+other_vpn() {
+  inns "$CLIENT" ip link add othervpn type dummy
+  inns "$CLIENT" ip link set othervpn up
+  inns "$CLIENT" ip addr add 100.100.100.100/32 dev othervpn
+  inns "$CLIENT" ip route add 100.64.0.0/10 dev othervpn
+  start dns-othervpn "$CLIENT" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
+    --listen-address=100.100.100.100 --address=/othervpn.test/100.64.7.7 --server=10.10.0.1 \
+    --pid-file="$DIR/dnsmasq-othervpn.pid2"
+  wait_for "the other VPN's DNS" 10 inns "$CLIENT" dig +short +time=1 +tries=1 @100.100.100.100 a.othervpn.test
+  printf 'nameserver 100.100.100.100\n' >"/etc/netns/$CLIENT/resolv.conf"
+}
+
 # agent_cmd sets AGENT to the agent's command line. Extra arguments are
 # flags (-x, --x, --x=v, and the value after a flag) or install parameters
 # (key=value); flags go before the parameters, where ztagent reads them.
@@ -263,7 +279,7 @@ agent_connected() {
 }
 
 down() {
-  for name in agent publisher ztcloud web-corp web-public dns-corp dns-public hotel-web hotel-dns; do stop "$name"; done
+  for name in agent publisher ztcloud web-corp web-public dns-corp dns-public hotel-web hotel-dns dns-othervpn; do stop "$name"; done
   for ns in $CLIENT $CLOUD $CORP $HOTEL; do
     ip netns del "$ns" 2>/dev/null || true
     rm -rf "/etc/netns/$ns"
@@ -294,7 +310,8 @@ case ${1:-} in
   corp-uplink-down) ip -n "$CLIENT" link del eth2 ;;
   hotel) hotel ;;
   hotel-open) hotel_open ;;
+  other-vpn) other_vpn ;;
   status) ip netns list | grep "^$P-" || true
           for f in "$DIR"/*.pid; do [ -f "$f" ] && echo "$(basename "$f" .pid): $(kill -0 "$(cat "$f")" 2>/dev/null && echo running || echo dead)"; done ;;
-  *) echo "usage: $0 up|down|agent-start|agent-spawn|agent-exec|agent-wait|agent-stop|cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|agent-start|agent-spawn|agent-exec|agent-wait|agent-stop|cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|other-vpn|status" >&2; exit 2 ;;
 esac
