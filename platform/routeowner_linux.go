@@ -10,11 +10,20 @@ import (
 // routeOwner reads the main table (the agent's own routes live in
 // routeTable). A default route is no owner: it claims every prefix.
 func routeOwner(p netip.Prefix, exclude string) (string, error) {
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		return "", fmt.Errorf("netlink: %w", err)
+	}
+	defer nl.Close()
+	return routeOwnerWith(nl, p, exclude)
+}
+
+func routeOwnerWith(nl *netlink.Handle, p netip.Prefix, exclude string) (string, error) {
 	family := netlink.FAMILY_V4
 	if p.Addr().Is6() {
 		family = netlink.FAMILY_V6
 	}
-	routes, err := netlink.RouteList(nil, family)
+	routes, err := nl.RouteList(nil, family)
 	if err != nil {
 		return "", fmt.Errorf("list routes: %w", err)
 	}
@@ -30,7 +39,7 @@ func routeOwner(p netip.Prefix, exclude string) (string, error) {
 		if !ok || !netip.PrefixFrom(addr.Unmap(), ones).Overlaps(p) {
 			continue
 		}
-		link, err := netlink.LinkByIndex(rt.LinkIndex)
+		link, err := nl.LinkByIndex(rt.LinkIndex)
 		if err != nil {
 			continue // gone meanwhile
 		}

@@ -215,11 +215,13 @@ hotel_open() {
 }
 
 # other_vpn brings up another VPN in the client before the agent starts: it
-# owns 100.64.0.0/10 (a dummy device, othervpn) and is the client's resolver
+# owns 100.64.0.0/10 (othervpn, one end of a veth pair: the kernel here may
+# have no dummy devices) and is the client's resolver
 # (100.100.100.100: its names under othervpn.test, the rest forwarded to the
 # cloud's resolver).
 other_vpn() {
-  inns "$CLIENT" ip link add othervpn type dummy
+  inns "$CLIENT" ip link add othervpn type veth peer name othervpnp
+  inns "$CLIENT" ip link set othervpnp up
   inns "$CLIENT" ip link set othervpn up
   inns "$CLIENT" ip addr add 100.100.100.100/32 dev othervpn
   inns "$CLIENT" ip route add 100.64.0.0/10 dev othervpn
