@@ -15,7 +15,7 @@ deps:
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb ./e2e/dnslat ./e2e/delayrelay ./e2e/ttfb
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb ./e2e/dnslat ./e2e/dnsfloor ./e2e/delayrelay ./e2e/ttfb
 
 # lint: formatting and vet for the host.
 lint:
@@ -98,6 +98,11 @@ fuzz:
 # cert.p12 -readpass pass.txt -t http://timestamp.example.com`): the Windows
 # binaries are then signed before they go into the MSI, and the MSI after.
 # Unset (the default), nothing is signed.
+# WINTUN is the path of wintun.dll (amd64, signed, from the wintun.net
+# release zip's bin/amd64/), shipped in the MSI next to ztagent.exe. Unset,
+# the MSI is named …-nowintun.msi and its agent cannot start until the DLL is
+# put there by hand.
+WINTUN ?=
 VERSION ?= 0.1.0
 DIST ?= dist
 OSSLSIGN ?=
@@ -114,7 +119,7 @@ package:
 	done; \
 	build windows amd64; \
 	for exe in $(DIST)/build/windows-amd64/*.exe; do $(call osslsign,$$exe); done; \
-	msi=$$($(DIST)/build/mkpkg -format msi -arch amd64 -version $(VERSION) -bin $(DIST)/build/windows-amd64 -out $(DIST)); \
+	msi=$$($(DIST)/build/mkpkg -format msi -arch amd64 -version $(VERSION) -bin $(DIST)/build/windows-amd64 -out $(DIST) -wintun "$(WINTUN)"); \
 	echo "$$msi"; $(call osslsign,$$msi); \
 	rm -rf $(DIST)/build; ls -l $(DIST)
 

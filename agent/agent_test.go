@@ -192,7 +192,7 @@ func newTestAgent(t *testing.T, cloud *testCloud, stateDir string) *testAgent {
 	ta.Agent = New(Config{
 		Params:      params,
 		StateDir:    stateDir,
-		SocketPath:  filepath.Join(stateDir, "ctl.sock"),
+		SocketPath:  platformtest.ControlPath(stateDir),
 		DNSListen:   "127.0.0.1:0",
 		MDM:         ta.mdm,
 		Sessions:    ta.sess,

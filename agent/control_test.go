@@ -25,7 +25,7 @@ type ctlConn struct {
 
 func dialCtl(t *testing.T, path string) *ctlConn {
 	t.Helper()
-	c, err := net.Dial("unix", path)
+	c, err := platform.DialControl(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

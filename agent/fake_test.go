@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"net/netip"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -81,7 +80,7 @@ func newFakeAgent(t *testing.T, stateDir string, mod func(*Config)) *fakeAgent {
 	cfg := Config{
 		Params:      params,
 		StateDir:    stateDir,
-		SocketPath:  filepath.Join(stateDir, "ctl.sock"),
+		SocketPath:  platformtest.ControlPath(stateDir),
 		DNSListen:   "127.0.0.1:0",
 		MDM:         fa.mdm,
 		Sessions:    fa.sess,

@@ -14,6 +14,8 @@ const BypassMark = 0x7a
 // BypassDialer returns a dialer whose connections leave by the OS's own routes,
 // never through the agent's TUN device, even to a destination inside an app
 // prefix. The agent uses it for the tenant, the PoP and unsteered flows.
+// Linux marks the socket (BypassMark); Windows and macOS bind it to the
+// interface of the default route (IP_UNICAST_IF, IP_BOUND_IF).
 func BypassDialer(timeout time.Duration) *net.Dialer {
 	return &net.Dialer{Timeout: timeout, Control: bypassControl}
 }

@@ -1,4 +1,4 @@
-//go:build !linux && !darwin
+//go:build !linux && !darwin && !windows
 
 package platform
 
@@ -8,7 +8,7 @@ import (
 	"syscall"
 )
 
-var errConnRefused = syscall.Errno(10061) // WSAECONNREFUSED
+var errConnRefused = syscall.ECONNREFUSED
 
 // PeerCred is not available for AF_UNIX sockets on this OS yet: every peer is
 // treated as unprivileged, so mutating control calls are refused rather than

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
-	"sync"
 
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
@@ -26,14 +24,8 @@ import (
 // it is made. The TUN's addresses and routes die with the device when the
 // agent does, but the rules outlive it: the next start removes what the
 // journal records, and only that.
-const (
-	routeTable   = 122
-	rulePriority = 5270
-)
-
-// routeProto marks our routes so an administrator can list them with
-// `ip route show table 122 proto 0x7a`.
-const routeProto = netlink.RouteProtocol(0x7a)
+//
+// routeTable, rulePriority and routeProto are in router_plan.go.
 
 // NewRouter returns the Linux router, which talks rtnetlink directly. It
 // first removes what a run that did not stop cleanly left, as its journal in
@@ -42,170 +34,42 @@ func NewRouter(stateDir string, log *zap.Logger) (Router, error) {
 	return newLinuxRouter(&netlink.Handle{}, stateDir, log)
 }
 
-// linuxRouter applies RouterConfigs through nl (a zero Handle: the
+// newLinuxRouter is the journalled router over nl (a zero Handle: the
 // process's network namespace; tests pass one in a namespace of their own).
-type linuxRouter struct {
-	nl      *netlink.Handle
-	log     *zap.Logger
-	journal journal
-	// apply makes one change; tests replace it to stop part-way, as a kill
-	// would.
-	apply func(op routerOp, links map[int]netlink.Link) error
-
-	mu      sync.Mutex
-	have    routerState     // as journalled: a superset of what the agent's changes left in the OS
-	foreign map[string]bool // someone else's entries already logged
-	closed  bool
+func newLinuxRouter(nl *netlink.Handle, stateDir string, log *zap.Logger) (*journalledRouter, error) {
+	return newJournalledRouter(netlinkOS{nl: nl}, func(cfg RouterConfig, dev linkSpec, broughtUp bool) routerState {
+		return compileRouter(cfg, dev.Index, broughtUp)
+	}, stateDir, log)
 }
 
-func newLinuxRouter(nl *netlink.Handle, stateDir string, log *zap.Logger) (*linuxRouter, error) {
-	if log == nil {
-		log = zap.NewNop()
-	}
-	j, err := newJournal(stateDir, routerJournalName)
+// netlinkOS is the rtnetlink half of the Linux router.
+type netlinkOS struct {
+	nl *netlink.Handle
+}
+
+func (o netlinkOS) device(name string) (linkSpec, bool, error) {
+	link, err := o.nl.LinkByName(name)
 	if err != nil {
-		return nil, err
-	}
-	r := &linuxRouter{nl: nl, log: log.Named("router"), journal: j, foreign: map[string]bool{}}
-	r.apply = r.applyOp
-	if err := r.repair(); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-// repair removes what the journal records, on the devices that are still
-// the ones the agent changed.
-func (r *linuxRouter) repair() error {
-	var left routerState
-	found, err := r.journal.read(&left)
-	if err != nil || !found {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.have = left
-	if err := r.moveLocked(routerState{}); err != nil {
-		return fmt.Errorf("remove the routing an earlier run left (journal %s): %w", r.journal.path, err)
-	}
-	r.log.Info("removed the routing an earlier run left", zap.String("journal", r.journal.path))
-	return nil
-}
-
-// Set implements Router.
-func (r *linuxRouter) Set(cfg RouterConfig) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return errors.New("router closed")
-	}
-	link, err := r.nl.LinkByName(cfg.Interface)
-	if err != nil {
-		return fmt.Errorf("find interface %s: %w", cfg.Interface, err)
+		return linkSpec{}, false, err
 	}
 	attrs := link.Attrs()
-	dev := linkSpec{Name: attrs.Name, Index: attrs.Index}
-	broughtUp := attrs.Flags&net.FlagUp == 0 || r.have.link(dev).Up
-	want := compileRouter(cfg, attrs.Index, broughtUp)
-	sys, err := r.readOS(want)
-	if err != nil {
-		return err
-	}
-	want, foreign := claimRouter(r.have, want, sys)
-	for _, f := range foreign {
-		if !r.foreign[f] {
-			r.foreign[f] = true
-			r.log.Warn("already in the system and not the agent's: left alone", zap.String("entry", f))
-		}
-	}
-	if err := r.moveLocked(want); err != nil {
-		return err
-	}
-	r.log.Info("routes set", zap.String("dev", cfg.Interface),
-		zap.Stringers("addrs", cfg.Addrs), zap.Stringers("routes", cfg.Routes))
-	return nil
+	return linkSpec{Name: attrs.Name, Index: attrs.Index}, attrs.Flags&net.FlagUp != 0, nil
 }
 
-// Close implements Router: it removes what Set added. When the TUN device
-// is already gone the kernel has dropped its routes and addresses with it,
-// which is not an error.
-func (r *linuxRouter) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil
-	}
-	r.closed = true
-	return r.moveLocked(routerState{})
+func (o netlinkOS) present(l linkSpec) (bool, error) {
+	link, err := o.linkOf(l)
+	return link != nil, err
 }
 
-// moveLocked takes the OS from r.have to want. The journal first records
-// everything in either, then the changes are made; after removals it is
-// brought down to want (or goes, when want is empty). A failure or a kill
-// part-way leaves the journal holding at least what is in the OS, which the
-// next move or the next start's repair takes away. Adding only costs one
-// journal write: the union is then want.
-func (r *linuxRouter) moveLocked(want routerState) error {
-	have, err := r.presentLocked(r.have)
-	if err != nil {
-		return err
-	}
-	gone := len(have.Links) != len(r.have.Links) // devices the journal names are gone
-	plan := planRouter(have, want)
-	if len(plan) > 0 {
-		all := unionRouter(have, want)
-		if err := r.journal.write(all); err != nil {
-			return err
-		}
-		r.have = all
-		links := map[int]netlink.Link{}
-		for _, op := range plan {
-			if err := r.apply(op, links); err != nil {
-				return fmt.Errorf("%s: %w", op, err)
-			}
-		}
-	}
-	removed := slices.ContainsFunc(plan, func(op routerOp) bool { return !op.adds() })
-	switch {
-	case want.empty():
-		if err := r.journal.clear(); err != nil {
-			return err
-		}
-	case removed || len(plan) == 0 && gone:
-		if err := r.journal.write(want); err != nil {
-			return err
-		}
-	}
-	r.have = want
-	return nil
-}
+func (o netlinkOS) read(want routerState) (osRouting, error) { return o.readOS(want) }
 
-// presentLocked returns s without the devices that are gone or now carry
-// another name: what the agent added to them went with them.
-func (r *linuxRouter) presentLocked(s routerState) (routerState, error) {
-	var lookupErr error
-	out := s.keepLinks(func(l linkSpec) bool {
-		link, err := r.nl.LinkByIndex(l.Index)
-		if err != nil {
-			var nf netlink.LinkNotFoundError
-			if !errors.As(err, &nf) && !errors.Is(err, unix.ENODEV) {
-				lookupErr = errors.Join(lookupErr, fmt.Errorf("find interface %s (#%d): %w", l.Name, l.Index, err))
-				return true
-			}
-			return false
-		}
-		return link.Attrs().Name == l.Name
-	})
-	return out, lookupErr
-}
-
-// applyOp makes one change. Adding what is there already, or removing what
+// apply makes one change. Adding what is there already, or removing what
 // is gone already, succeeds: a change may be repeated after a kill.
-func (r *linuxRouter) applyOp(op routerOp, links map[int]netlink.Link) error {
+func (o netlinkOS) apply(op routerOp) error {
 	var link netlink.Link
 	if op.Kind != opRuleAdd && op.Kind != opRuleDel {
 		var err error
-		if link, err = r.linkOf(op.Link, links); err != nil {
+		if link, err = o.linkOf(op.Link); err != nil {
 			return err
 		}
 		if link == nil {
@@ -218,21 +82,21 @@ func (r *linuxRouter) applyOp(op routerOp, links map[int]netlink.Link) error {
 	var err error
 	switch op.Kind {
 	case opAddrAdd:
-		err = r.nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(op.Addr)})
+		err = o.nl.AddrAdd(link, &netlink.Addr{IPNet: ipNet(op.Addr)})
 	case opAddrDel:
-		err = r.nl.AddrDel(link, &netlink.Addr{IPNet: ipNet(op.Addr)})
+		err = o.nl.AddrDel(link, &netlink.Addr{IPNet: ipNet(op.Addr)})
 	case opLinkUp:
-		err = r.nl.LinkSetUp(link)
+		err = o.nl.LinkSetUp(link)
 	case opLinkDown:
-		err = r.nl.LinkSetDown(link)
+		err = o.nl.LinkSetDown(link)
 	case opRuleAdd:
-		err = r.nl.RuleAdd(netlinkRule(op.Rule))
+		err = o.nl.RuleAdd(netlinkRule(op.Rule))
 	case opRuleDel:
-		err = r.nl.RuleDel(netlinkRule(op.Rule))
+		err = o.nl.RuleDel(netlinkRule(op.Rule))
 	case opRouteAdd:
-		err = r.nl.RouteAdd(netlinkRoute(op.Link.Index, op.Route))
+		err = o.nl.RouteAdd(netlinkRoute(op.Link.Index, op.Route))
 	case opRouteDel:
-		err = r.nl.RouteDel(netlinkRoute(op.Link.Index, op.Route))
+		err = o.nl.RouteDel(netlinkRoute(op.Link.Index, op.Route))
 	}
 	if op.adds() && errors.Is(err, unix.EEXIST) {
 		return nil
@@ -244,13 +108,9 @@ func (r *linuxRouter) applyOp(op routerOp, links map[int]netlink.Link) error {
 	return err
 }
 
-// linkOf returns the device l names (index and name), nil when it is gone;
-// links caches the answers for one move.
-func (r *linuxRouter) linkOf(l linkSpec, links map[int]netlink.Link) (netlink.Link, error) {
-	if link, ok := links[l.Index]; ok {
-		return link, nil
-	}
-	link, err := r.nl.LinkByIndex(l.Index)
+// linkOf returns the device l names (index and name), nil when it is gone.
+func (o netlinkOS) linkOf(l linkSpec) (netlink.Link, error) {
+	link, err := o.nl.LinkByIndex(l.Index)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if !errors.As(err, &nf) && !errors.Is(err, unix.ENODEV) {
@@ -260,7 +120,6 @@ func (r *linuxRouter) linkOf(l linkSpec, links map[int]netlink.Link) (netlink.Li
 	} else if link.Attrs().Name != l.Name {
 		link = nil // another device now has the index
 	}
-	links[l.Index] = link
 	return link, nil
 }
 
@@ -296,10 +155,10 @@ func ipNet(p netip.Prefix) *net.IPNet {
 // readOS reads what the OS has that want could collide with: the rules
 // exactly like want's, the addresses of want's devices, and every route in
 // want's tables.
-func (r *linuxRouter) readOS(want routerState) (osRouting, error) {
+func (o netlinkOS) readOS(want routerState) (osRouting, error) {
 	var sys osRouting
 	for _, family := range []int{unix.AF_INET, unix.AF_INET6} {
-		rules, err := retryDump(func() ([]netlink.Rule, error) { return r.nl.RuleList(family) })
+		rules, err := retryDump(func() ([]netlink.Rule, error) { return o.nl.RuleList(family) })
 		if err != nil {
 			return sys, fmt.Errorf("list routing rules: %w", err)
 		}
@@ -311,11 +170,11 @@ func (r *linuxRouter) readOS(want routerState) (osRouting, error) {
 	}
 	tables := map[int]bool{}
 	for _, l := range want.Links {
-		link, err := r.nl.LinkByIndex(l.Index)
+		link, err := o.nl.LinkByIndex(l.Index)
 		if err != nil {
 			return sys, fmt.Errorf("find interface %s: %w", l.Name, err)
 		}
-		addrs, err := retryDump(func() ([]netlink.Addr, error) { return r.nl.AddrList(link, netlink.FAMILY_ALL) })
+		addrs, err := retryDump(func() ([]netlink.Addr, error) { return o.nl.AddrList(link, netlink.FAMILY_ALL) })
 		if err != nil {
 			return sys, fmt.Errorf("list the addresses of %s: %w", l.Name, err)
 		}
@@ -330,7 +189,7 @@ func (r *linuxRouter) readOS(want routerState) (osRouting, error) {
 	}
 	for table := range tables {
 		routes, err := retryDump(func() ([]netlink.Route, error) {
-			return r.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+			return o.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
 		})
 		if err != nil {
 			return sys, fmt.Errorf("list the routes of table %d: %w", table, err)
@@ -368,21 +227,4 @@ func ruleSpecOf(rule netlink.Rule) (ruleSpec, bool) {
 	}
 	return ruleSpec{Family: rule.Family, Priority: rule.Priority, Table: rule.Table,
 		Mark: rule.Mark, Mask: *rule.Mask, Invert: rule.Invert}, true
-}
-
-// prefixOf converts a netlink prefix; a nil one (a default route) is not
-// one the agent adds.
-func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	addr, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, bits := n.Mask.Size()
-	if addr.Is4In6() && bits == 128 {
-		ones -= 96
-	}
-	return netip.PrefixFrom(addr.Unmap(), ones), true
 }

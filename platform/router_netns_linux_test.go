@@ -114,7 +114,7 @@ func (n *testNetns) routing() string {
 	return n.ip("rule", "show") + n.ip("-6", "rule", "show") + strings.Join(table, "")
 }
 
-func (n *testNetns) router(dir string) *linuxRouter {
+func (n *testNetns) router(dir string) *journalledRouter {
 	n.t.Helper()
 	r, err := newLinuxRouter(n.nl, dir, zaptest.NewLogger(n.t))
 	if err != nil {
@@ -190,15 +190,15 @@ var errRouterKilled = errors.New("killed")
 
 // killRouterAfter makes r stop after k changes, as a kill would: the router is
 // then dropped without Close.
-func killRouterAfter(r *linuxRouter, k int) *int {
+func killRouterAfter(r *journalledRouter, k int) *int {
 	done := 0
 	apply := r.apply
-	r.apply = func(op routerOp, links map[int]netlink.Link) error {
+	r.apply = func(op routerOp) error {
 		if done == k {
 			return errRouterKilled
 		}
 		done++
-		return apply(op, links)
+		return apply(op)
 	}
 	return &done
 }

@@ -22,11 +22,11 @@ func DefaultStateDir() string {
 	}
 }
 
-// DefaultSocketPath is the daemon's control socket.
+// DefaultSocketPath is the daemon's control socket (on Windows a named pipe).
 func DefaultSocketPath() string {
 	switch runtime.GOOS {
 	case "windows":
-		return filepath.Join(DefaultStateDir(), "ztagent.sock")
+		return DefaultPipeName
 	case "darwin":
 		return "/var/run/ztagent.sock"
 	default:

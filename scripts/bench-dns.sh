@@ -9,8 +9,10 @@
 #       hits (one name, repeated) and misses (a unique random name per query),
 #       at a fixed, unsaturating rate so that latency is not queueing, the
 #       servers queried interleaved by e2e/dnslat; and, for reference, what
-#       dnsmasq adds as a forwarder without a cache (on the agent's address,
-#       port 5354) for the misses.
+#       two other forwarders add to the misses on the agent's address: dnsmasq
+#       without a cache (port 5354), and e2e/dnsfloor (port 5355), the least a
+#       forwarder can do (one socket each way, an ID map, nothing else), which
+#       shows what the machine and Go's runtime cost any forwarder.
 # Usage: scripts/bench-dns.sh (root; run `make build` first).
 # Environment: ZT_LAB (default ztdnsb), BENCH_SECONDS (default 10 for (a)),
 # BENCH_QPS (default 3000 for (b), in total across the servers measured
@@ -37,6 +39,7 @@ inc() { ip netns exec "$CLIENT" "$@"; }
 cleanup() {
   [ -f "$WORK/dnsmasq.pid" ] && kill "$(cat "$WORK/dnsmasq.pid")" 2>/dev/null || true
   [ -f "$WORK/dnsmasq-fwd.pid" ] && kill "$(cat "$WORK/dnsmasq-fwd.pid")" 2>/dev/null || true
+  [ -f "$WORK/dnsfloor.pid" ] && kill "$(cat "$WORK/dnsfloor.pid")" 2>/dev/null || true
   "$LAB" down >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -103,6 +106,10 @@ inc "$BIN/dnslat" -n 1 -qps 10 -name www.public.test agent="$AGENT:53" >/dev/nul
 # The reference forwarder: the same upstream, no cache, on the agent's address.
 inc dnsmasq --no-resolv --no-hosts --bind-interfaces --listen-address="$AGENT" --port=5354 \
   --server=10.10.0.1 --cache-size=0 --pid-file="$WORK/dnsmasq-fwd.pid"
+# The floor: the least any forwarder adds on this machine.
+ip netns exec "$CLIENT" "$BIN/dnsfloor" -listen "$AGENT:5355" -upstream 10.10.0.1:53 >"$WORK/dnsfloor.log" 2>&1 &
+echo $! >"$WORK/dnsfloor.pid"
+until inc dig +short +time=1 +tries=1 -p 5355 @"$AGENT" www.public.test >/dev/null; do sleep 0.1; done
 # Each round measures the servers interleaved (e2e/dnslat: one query to each
 # in turn, at QPS in total), so that the machine's pauses fall on all alike;
 # the median of each figure over the rounds is kept. Misses are unique random
@@ -114,7 +121,7 @@ for r in $(seq "$ROUNDS"); do
     awk 'NR > 1 { print $1, $4, $6, $2, $3 }' >>"$WORK/lat"
   [ "$r" = "$ROUNDS" ] && profile agent-miss $((3 * NQ / QPS))
   inc "$BIN/dnslat" -n "$NQ" -qps "$QPS" -name '*.bench.public.test' \
-    miss-agent="$AGENT:53" miss-direct=10.10.0.1:53 miss-dnsmasq="$AGENT:5354" |
+    miss-agent="$AGENT:53" miss-direct=10.10.0.1:53 miss-dnsmasq="$AGENT:5354" miss-floor="$AGENT:5355" |
     awk 'NR > 1 { print $1, $4, $6, $2, $3 }' >>"$WORK/lat"
   profiled
 done
@@ -122,10 +129,11 @@ median() { # key column → median over rounds
   awk -v k="$1" -v c="$2" '$1 == k { print $c }' "$WORK/lat" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 printf '%-22s %8s %8s   %s\n' "" p50 p99 "(per round p50/p99, lost)"
-for k in hit-agent hit-direct miss-agent miss-direct miss-dnsmasq; do
+for k in hit-agent hit-direct miss-agent miss-direct miss-dnsmasq miss-floor; do
   printf '%-22s %8s %8s   %s\n' "$k" "$(median $k 2)" "$(median $k 3)" \
     "$(awk -v k="$k" '$1 == k { printf "%s/%s %s  ", $2, $3, $5 }' "$WORK/lat")"
 done
 echo "added by the agent (µs, medians): hit p50 $(($(median hit-agent 2) - $(median hit-direct 2))) p99 $(($(median hit-agent 3) - $(median hit-direct 3)));" \
   "miss p50 $(($(median miss-agent 2) - $(median miss-direct 2))) p99 $(($(median miss-agent 3) - $(median miss-direct 3)))"
 echo "added by dnsmasq forwarding (reference): miss p50 $(($(median miss-dnsmasq 2) - $(median miss-direct 2))) p99 $(($(median miss-dnsmasq 3) - $(median miss-direct 3)))"
+echo "added by the floor forwarder (reference): miss p50 $(($(median miss-floor 2) - $(median miss-direct 2))) p99 $(($(median miss-floor 3) - $(median miss-direct 3)))"

@@ -10,6 +10,9 @@ need=(
   curl:curl
   dig:dnsutils
   dnsmasq:dnsmasq-base
+  # the lab's corporate DNS for dynamic updates (RFC 2136); the lab runs its
+  # own named in a namespace with its own config, never the system service
+  named:bind9
   iperf3:iperf3
   dnsperf:dnsperf
   pgrep:procps

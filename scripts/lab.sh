@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # The ztagent lab: three network namespaces on this machine.
 #
-#   P-client (10.10.0.2)  ──veth──  P-cloud (10.10.0.1 | 10.20.0.1)  ──veth──  P-corp (10.20.0.10, .11)
+#   P-client (10.10.0.2)  ──veth──  P-cloud (10.10.0.1 | 10.20.0.1)  ──veth──  P-corp (10.20.0.10, .11, .12)
 #   ztagent, curl, dig               ztcloud tenant API :8444, PoP :8443        ztcloud publisher
-#                                    "public" DNS (dnsmasq) :53, web :80         corp DNS (dnsmasq) :53 (dns.corp.test),
+#                                    "public" DNS (dnsmasq) :53, web :80         corp DNS (dnsmasq) 10.20.0.10:53 (dns.corp.test)
+#                                                                                  └─ forwards corp.test to ─┐
+#                                                                                corp-dns (BIND9 named) 10.20.0.12:53,
+#                                                                                  primary for corp.test, dynamic updates
 #                                                                                web :80 :8080, UDP echo :7
 #
 # P-cloud does not forward, so the client can reach the corporate network only
 # through the agent → PoP → publisher path.
+#
+# corp.test lives in named (corp-dns.corp.test, 10.20.0.12), which accepts RFC
+# 2136 updates signed with the TSIG key ztagent-ddns. (hmac-sha256) and keeps
+# its zone and journal in $DIR/named. Its static records are what dnsmasq
+# answered alone before: corp.test and *.corp.test → 10.20.0.10, pdns.corp.test
+# and *.pdns.corp.test → 10.20.0.11, TTL 60, NODATA for other types; so every
+# name resolves as it did, and a laptop's registered name resolves through
+# either server. dnsmasq forwards corp.test to named without caching, so a
+# registration or removal is seen at once through 10.20.0.10 too.
 #
 # Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-spawn|agent-exec|agent-wait|agent-stop|
 #   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|other-vpn|status
@@ -77,6 +89,7 @@ write_secret() { (umask 077 && mkdir -p "$DIR/secrets" && printf '%s\n' "$2" >"$
 net_up() {
   [ "$(id -u)" -eq 0 ] || die "the lab needs root (network namespaces)"
   for b in ztagent ztdiag ztcloud labweb; do [ -x "$BIN/$b" ] || die "$BIN/$b missing: run make build"; done
+  [ -x /usr/sbin/named ] || die "/usr/sbin/named missing: run make deps (Debian package bind9)"
   ip netns list | grep -q "^$CLIENT\b" && die "namespace $CLIENT exists: run '$0 down' first"
   rm -rf "$DIR"; mkdir -p "$DIR"
   write_secret org.key "$ORGKEY_VALUE"
@@ -95,6 +108,7 @@ net_up() {
   inns "$CLOUD" ip addr add 10.20.0.1/24 dev eth1
   inns "$CORP" ip addr add 10.20.0.10/24 dev eth0
   inns "$CORP" ip addr add 10.20.0.11/24 dev eth0  # the publisher-DNS app's server
+  inns "$CORP" ip addr add 10.20.0.12/24 dev eth0  # corp-dns: BIND9, dynamic updates
   for ns in $CLIENT $CLOUD $CORP; do inns "$ns" ip link set eth0 up; done
   inns "$CLOUD" ip link set eth1 up
   inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=0
@@ -116,13 +130,12 @@ services_up() {
   # "Public" DNS and web in the cloud namespace; corporate DNS and web in corp.
   start dns-public "$CLOUD" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
     --listen-address=10.10.0.1 --address=/public.test/10.10.0.1 --pid-file="$DIR/dnsmasq-public.pid2"
-  # The corporate DNS answers as a real one does: with a TTL (dnsmasq's local
-  # answers have 0 by default), and, for the corp names it has no IPv6 address
-  # of, NODATA to AAAA (--local; since dnsmasq 2.86, --address alone sends
-  # those upstream, which --no-resolv turns into REFUSED).
+  # The corporate DNS: named holds corp.test (see the header); dnsmasq, the
+  # address the corporate hosts use, forwards it there without a cache.
+  named_start
+  wait_for "named (corp-dns)" 20 named_serving
   start dns-corp "$CORP" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
-    --listen-address=10.20.0.10 --address=/corp.test/10.20.0.10 --address=/pdns.corp.test/10.20.0.11 \
-    --local=/corp.test/ --local-ttl=60 --pid-file="$DIR/dnsmasq-corp.pid2"
+    --listen-address=10.20.0.10 --server=/corp.test/10.20.0.12 --cache-size=0 --pid-file="$DIR/dnsmasq-corp.pid2"
   start web-public "$CLOUD" "$BIN/labweb" --name public --listen 10.10.0.1:80
   start web-corp "$CORP" "$BIN/labweb" --name corp --listen 10.20.0.10:80 --listen 10.20.0.10:8080 --listen 10.20.0.11:80 \
     --udp-echo 10.20.0.10:7
@@ -131,6 +144,58 @@ services_up() {
   wait_for "ztcloud tenant API" 20 inns "$CLIENT" curl -sf --cacert "$DIR/cloud/ca.pem" https://10.10.0.1:8444/v1/health
   publisher_start
   wait_for "public web" 10 inns "$CLIENT" curl -sf http://10.10.0.1/
+}
+
+# The TSIG key corp-dns accepts updates with; the gateway's L3E template
+# pushes the same one.
+DDNS_KEY_NAME=ztagent-ddns.
+DDNS_KEY_SECRET=dNtRwXD+n6KEQ8egiN9ytSBpETkvZc41RdcYLo2Qx8M=
+
+# named_start starts BIND9 in the corporate namespace as corp-dns
+# (10.20.0.12), primary for corp.test with dynamic updates. Everything it
+# reads and writes is under $DIR/named: config, zone, journal, pid; it runs
+# in the foreground (-g, logging to named.log), as root, never as the system
+# service and never reading /etc/bind (rndc is off: empty controls).
+named_start() {
+  local d=$DIR/named
+  mkdir -p "$d"
+  (umask 077 && cat >"$d/named.conf") <<EOF
+key "$DDNS_KEY_NAME" { algorithm hmac-sha256; secret "$DDNS_KEY_SECRET"; };
+controls { };
+options {
+  directory "$d";
+  pid-file "$d/named.pid";
+  session-keyfile "$d/session.key";
+  managed-keys-directory "$d";
+  listen-on port 53 { 10.20.0.12; };
+  listen-on-v6 { none; };
+  recursion no;
+  dnssec-validation no;
+  notify no;
+};
+zone "corp.test" {
+  type primary;
+  file "corp.test.zone";
+  allow-update { key "$DDNS_KEY_NAME"; };
+};
+EOF
+  cat >"$d/corp.test.zone" <<'EOF'
+$TTL 60
+@          IN SOA  corp-dns.corp.test. hostmaster.corp.test. 1 3600 600 86400 5
+@          IN NS   corp-dns.corp.test.
+@          IN A    10.20.0.10
+*          IN A    10.20.0.10
+corp-dns   IN A    10.20.0.12
+pdns       IN A    10.20.0.11
+*.pdns     IN A    10.20.0.11
+EOF
+  start named "$CORP" /usr/sbin/named -g -4 -n 1 -c "$d/named.conf"
+}
+
+# named_serving is true once named answers with the zone it loaded.
+named_serving() {
+  alive named || die "named exited: $(tail -5 "$DIR/named.log")"
+  [[ $(inns "$CORP" dig +short +time=1 +tries=1 @10.20.0.12 corp.test SOA) == corp-dns.corp.test.* ]]
 }
 
 # cloud_start and publisher_start start ztcloud (tenant API and PoP) and the
@@ -281,7 +346,7 @@ agent_connected() {
 }
 
 down() {
-  for name in agent publisher ztcloud web-corp web-public dns-corp dns-public hotel-web hotel-dns dns-othervpn; do stop "$name"; done
+  for name in agent publisher ztcloud web-corp web-public dns-corp named dns-public hotel-web hotel-dns dns-othervpn; do stop "$name"; done
   for ns in $CLIENT $CLOUD $CORP $HOTEL; do
     ip netns del "$ns" 2>/dev/null || true
     rm -rf "/etc/netns/$ns"

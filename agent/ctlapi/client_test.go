@@ -4,22 +4,19 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/ztagent/ztagent/platform"
+	"github.com/ztagent/ztagent/platform/platformtest"
 )
 
 // TestClientSaysAnswerTooLarge: an answer past the client's limit is reported
 // as too large, not as the malformed JSON a cut would leave.
 func TestClientSaysAnswerTooLarge(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("the control channel is a named pipe on Windows")
-	}
-	sock := filepath.Join(t.TempDir(), "ctl.sock")
-	ln, err := net.Listen("unix", sock)
+	sock := platformtest.ControlPath(t.TempDir())
+	ln, err := platform.ListenControl(sock)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,7 +146,7 @@ func run(args []string) error {
 		if err := uninstallService(svc); err != nil {
 			return fmt.Errorf("unregister the service: %w", err)
 		}
-		return restoreResolver(o.stateDir, log)
+		return errors.Join(restoreResolver(o.stateDir, log), restoreRoutes(o.stateDir, log))
 	}
 	// Each flow and DNS query going upstream holds a descriptor: use all
 	// the OS allows.
@@ -177,6 +177,13 @@ func serviceConfig(o *options) *service.Config {
 			// launchd
 			"KeepAlive": true,
 			"RunAtLoad": true,
+			// Windows SCM: start at boot, restart 5s after a crash; a
+			// crash within a minute of the last is left stopped (no
+			// loop), as the SCM counts failures per reset period.
+			"StartType":              "automatic",
+			"OnFailure":              "restart",
+			"OnFailureDelayDuration": "5s",
+			"OnFailureResetPeriod":   60,
 		},
 	}
 }

@@ -75,3 +75,14 @@ func restoreResolver(stateDir string, log *zap.Logger) error {
 	}
 	return nil
 }
+
+// restoreRoutes removes the routes and addresses a crashed or killed agent
+// left, as its journal in the state directory records them (NewRouter
+// repairs; nothing is added).
+func restoreRoutes(stateDir string, log *zap.Logger) error {
+	r, err := platform.NewRouter(stateDir, log)
+	if err != nil {
+		return fmt.Errorf("remove the agent's routes: %w", err)
+	}
+	return r.Close()
+}

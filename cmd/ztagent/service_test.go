@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestRemoveSysVLinks: the links kardianos/service makes for System V init
@@ -33,5 +34,21 @@ func TestRemoveSysVLinks(t *testing.T) {
 		if _, err := os.Lstat(p); err != nil {
 			t.Errorf("%s removed: %v", p, err)
 		}
+	}
+}
+
+// The options reach every service manager's kardianos/service backend under
+// the names it reads: a misspelt key would be silently ignored.
+func TestServiceConfigRestarts(t *testing.T) {
+	o := &options{stateDir: "/s", socket: "/c", tunName: "zt0", mtu: 1280}
+	opt := serviceConfig(o).Option
+	for key, want := range map[string]any{"Restart": "always", "KeepAlive": true, "RunAtLoad": true,
+		"StartType": "automatic", "OnFailure": "restart", "OnFailureDelayDuration": "5s", "OnFailureResetPeriod": 60} {
+		if got, ok := opt[key]; !ok || got != want {
+			t.Errorf("option %s = %v, want %v", key, got, want)
+		}
+	}
+	if d, err := time.ParseDuration(opt["OnFailureDelayDuration"].(string)); err != nil || d <= 0 {
+		t.Errorf("OnFailureDelayDuration %v: %v", opt["OnFailureDelayDuration"], err)
 	}
 }

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strings"
+
+	"github.com/ztagent/ztagent/platform"
 )
 
 // Secrets on a command line — the org key, the enrollment tokens, an
@@ -52,7 +53,7 @@ func ReadSecretFile(path string) (Secret, error) {
 	if err != nil {
 		return "", fmt.Errorf("secret file: %w", err)
 	}
-	if runtime.GOOS != "windows" && st.Mode().Perm()&0o004 != 0 {
+	if platform.EveryoneCanRead(st) {
 		return "", fmt.Errorf("secret file %s is readable by every user (mode %04o): chmod o-r %s (e.g. 600), or anyone on this machine can read the secret",
 			path, st.Mode().Perm(), path)
 	}

@@ -1,6 +1,7 @@
 // Package msi builds ztagent's Windows installer on Linux with wixl and
-// msibuild (Debian's msitools). The MSI installs ztagent.exe and ztdiag.exe
-// under Program Files and runs `ztagent install` in a deferred, elevated
+// msibuild (Debian's msitools). The MSI installs ztagent.exe, ztdiag.exe and
+// wintun.dll (the TUN driver's library, which golang.zx2c4.com/wireguard/tun
+// loads from the executable's directory) under Program Files and runs `ztagent install` in a deferred, elevated
 // custom action with the silent parameters an administrator types for the
 // seed's client (msiexec /i ztagent.msi host=… token=… /qn), so that the
 // service is registered exactly as a manual install registers it.
@@ -35,6 +36,7 @@ const (
 	UpgradeCode = "6f1d2b3c-4a5e-4f60-8a7b-9c0d1e2f3a4b"
 	agentGUID   = "0d4b8f2e-7c1a-4e5b-9a36-2f8e1c7d5b40"
 	diagGUID    = "0d4b8f2e-7c1a-4e5b-9a36-2f8e1c7d5b41"
+	wintunGUID  = "0d4b8f2e-7c1a-4e5b-9a36-2f8e1c7d5b42"
 )
 
 // Custom action type bits (Windows Installer "Custom Action Return
@@ -58,6 +60,12 @@ type Options struct {
 	Arch    string // amd64 only
 	BinDir  string // holds ztagent.exe and ztdiag.exe
 	OutDir  string
+	// Wintun is the path of wintun.dll for amd64, from the signed release
+	// at https://www.wintun.net (it is not built here and cannot be
+	// downloaded by the build). Empty builds an MSI without it, named
+	// …-nowintun.msi: its agent cannot start until wintun.dll is put next
+	// to ztagent.exe.
+	Wintun string
 }
 
 // Properties are the MSI's public properties for the install parameters:
@@ -81,7 +89,8 @@ func InstallCommand() string {
 	return strings.Join(args, " ")
 }
 
-// Build writes ztagent-VERSION-x64.msi into o.OutDir and returns its path.
+// Build writes ztagent-VERSION-x64.msi (…-nowintun.msi without o.Wintun)
+// into o.OutDir and returns its path.
 func Build(o Options) (string, error) {
 	if o.Arch != "amd64" {
 		return "", fmt.Errorf("msi: only windows/amd64 is packaged, not %s", o.Arch)
@@ -95,7 +104,16 @@ func Build(o Options) (string, error) {
 			return "", fmt.Errorf("msi: %w", err)
 		}
 	}
-	wxs, err := source(version)
+	name := fmt.Sprintf("ztagent-%s-x64.msi", version)
+	wintun := ""
+	if o.Wintun == "" {
+		name = fmt.Sprintf("ztagent-%s-x64-nowintun.msi", version)
+	} else {
+		if wintun, err = checkWintun(o.Wintun); err != nil {
+			return "", err
+		}
+	}
+	wxs, err := source(version, wintun)
 	if err != nil {
 		return "", err
 	}
@@ -111,13 +129,34 @@ func Build(o Options) (string, error) {
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return "", err
 	}
-	out, err := filepath.Abs(filepath.Join(o.OutDir, fmt.Sprintf("ztagent-%s-x64.msi", version)))
+	out, err := filepath.Abs(filepath.Join(o.OutDir, name))
 	if err != nil {
 		return "", err
 	}
 	os.Remove(out) // wixl and msibuild would edit an old one
-	// wixl finds the files relative to its working directory.
-	if err := tool(o.BinDir, "wixl", "-a", "x64", "-o", out, src); err != nil {
+	// wixl finds the files relative to its working directory (it cannot
+	// open an absolute Source): a staging directory links them together.
+	stage := filepath.Join(tmp, "files")
+	if err := os.Mkdir(stage, 0o755); err != nil {
+		return "", err
+	}
+	files := map[string]string{
+		"ztagent.exe": filepath.Join(o.BinDir, "ztagent.exe"),
+		"ztdiag.exe":  filepath.Join(o.BinDir, "ztdiag.exe"),
+	}
+	if wintun != "" {
+		files["wintun.dll"] = wintun
+	}
+	for name, from := range files {
+		abs, err := filepath.Abs(from)
+		if err != nil {
+			return "", err
+		}
+		if err := os.Symlink(abs, filepath.Join(stage, name)); err != nil {
+			return "", err
+		}
+	}
+	if err := tool(stage, "wixl", "-a", "x64", "-o", out, src); err != nil {
 		return "", err
 	}
 	if err := tool("", "msibuild", append([]string{out}, fixups()...)...); err != nil {
@@ -127,8 +166,27 @@ func Build(o Options) (string, error) {
 	return out, nil
 }
 
-// source renders the WiX source.
-func source(version string) ([]byte, error) {
+// checkWintun returns the absolute path of the wintun.dll at path after
+// checking that it is a Windows DLL (an "MZ" executable), so that a wrong
+// file is not shipped under its name.
+func checkWintun(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(abs)
+	if err != nil {
+		return "", fmt.Errorf("msi: wintun.dll: %w", err)
+	}
+	if !bytes.HasPrefix(b, []byte("MZ")) {
+		return "", fmt.Errorf("msi: %s is not a Windows DLL (take bin/amd64/wintun.dll from the wintun.net release)", path)
+	}
+	return abs, nil
+}
+
+// source renders the WiX source; wintun is the absolute path of wintun.dll,
+// or "" to leave it out.
+func source(version, wintun string) ([]byte, error) {
 	var hidden []string
 	for _, k := range enroll.SecretParamKeys() {
 		hidden = append(hidden, strings.ToUpper(k))
@@ -142,6 +200,7 @@ func source(version string) ([]byte, error) {
 		"Version": version, "UpgradeCode": UpgradeCode, "AgentGUID": agentGUID, "DiagGUID": diagGUID,
 		"Hidden": strings.Join(hidden, ";"), "InstallCommand": esc(InstallCommand()),
 		"InstallSeq": InstallSeq, "UninstallSeq": UninstallSeq,
+		"Wintun": wintun != "", "WintunGUID": wintunGUID,
 	}
 	t, err := template.New("wxs").Parse(wxsTemplate)
 	if err != nil {

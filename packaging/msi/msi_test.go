@@ -47,7 +47,12 @@ func build(t *testing.T) (msiPath string, bins map[string][]byte) {
 			t.Fatal(err)
 		}
 	}
-	path, err := Build(Options{Version: "1.2.3", Arch: "amd64", BinDir: dir, OutDir: t.TempDir()})
+	wintun := filepath.Join(t.TempDir(), "wintun.dll")
+	bins["wintun.dll"] = []byte("MZ wintun stand-in")
+	if err := os.WriteFile(wintun, bins["wintun.dll"], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path, err := Build(Options{Version: "1.2.3", Arch: "amd64", BinDir: dir, OutDir: t.TempDir(), Wintun: wintun})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +60,34 @@ func build(t *testing.T) (msiPath string, bins map[string][]byte) {
 		t.Errorf("file name %s", filepath.Base(path))
 	}
 	return path, bins
+}
+
+// TestMSIWithoutWintun: an MSI built without wintun.dll says so in its name
+// and holds no such file; a file that is not a DLL is refused.
+func TestMSIWithoutWintun(t *testing.T) {
+	need(t, "wixl", "msibuild", "msiinfo")
+	dir := t.TempDir()
+	for _, name := range []string{"ztagent.exe", "ztdiag.exe"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("MZ stand-in"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path, err := Build(Options{Version: "1.2.3", Arch: "amd64", BinDir: dir, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(path) != "ztagent-1.2.3-x64-nowintun.msi" {
+		t.Errorf("file name %s, want it to say nowintun", filepath.Base(path))
+	}
+	if _, ok := table(t, path, "File")["wintun.dll"]; ok {
+		t.Error("wintun.dll in the File table of an MSI built without it")
+	}
+	notDLL := filepath.Join(t.TempDir(), "wintun.dll")
+	os.WriteFile(notDLL, []byte("<html>not found</html>"), 0o644)
+	if _, err := Build(Options{Version: "1.2.3", Arch: "amd64", BinDir: dir, OutDir: t.TempDir(), Wintun: notDLL}); err == nil ||
+		!strings.Contains(err.Error(), "not a Windows DLL") {
+		t.Errorf("a wintun.dll that is not a DLL: err %v", err)
+	}
 }
 
 // TestMSITables reads the built MSI back with msiinfo: the properties, the

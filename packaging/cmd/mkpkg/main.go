@@ -32,6 +32,7 @@ func run(args []string) error {
 	version := fs.String("version", "", "package version (semantic, e.g. 0.3.1)")
 	bin := fs.String("bin", "", "directory holding the binaries for the target")
 	out := fs.String("out", "dist", "output directory")
+	wintun := fs.String("wintun", "", "msi: path of wintun.dll (amd64, from wintun.net); without it the MSI is named …-nowintun.msi")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,7 +41,7 @@ func run(args []string) error {
 		return errors.New("-format, -version and -bin are required")
 	}
 	for _, f := range strings.Split(*formats, ",") {
-		path, err := build(f, *arch, *version, *bin, *out)
+		path, err := build(f, *arch, *version, *bin, *out, *wintun)
 		if err != nil {
 			return err
 		}
@@ -49,12 +50,12 @@ func run(args []string) error {
 	return nil
 }
 
-func build(format, arch, version, bin, out string) (string, error) {
+func build(format, arch, version, bin, out, wintun string) (string, error) {
 	switch format {
 	case "deb", "rpm":
 		return linuxpkg.Build(format, linuxpkg.Options{Version: version, Arch: arch, BinDir: bin, OutDir: out})
 	case "msi":
-		return msi.Build(msi.Options{Version: version, Arch: arch, BinDir: bin, OutDir: out})
+		return msi.Build(msi.Options{Version: version, Arch: arch, BinDir: bin, OutDir: out, Wintun: wintun})
 	case "pkg":
 		return macpkg.Build(macpkg.Options{Version: version, Arch: arch, BinDir: bin, OutDir: out})
 	}

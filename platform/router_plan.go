@@ -1,18 +1,35 @@
 package platform
 
 import (
+	"cmp"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
-
-	"golang.org/x/sys/unix"
 )
 
-// The router's pure half: what the agent wants in the OS routing (compile),
-// which of it someone else already has there (claim), and the ordered
-// changes from what the journal says the agent added to what it wants
-// (plan). The netlink half in router_linux.go reads the OS and applies the
-// changes; this half is tested without root.
+// The router's pure half, the same on every OS: what the agent wants in the
+// OS routing (compile), which of it someone else already has there (claim),
+// and the ordered changes from what the journal says the agent added to what
+// it wants (plan). The OS halves (router_linux.go: netlink; router_windows.go:
+// winipcfg; router_darwin.go: ifconfig/route) read the OS and apply the
+// changes; this half is tested on any OS, without root.
+
+// Linux: the agent's routes live in table routeTable, looked up by a rule of
+// priority rulePriority for every packet without the bypass mark; routeProto
+// marks them (`ip route show table 122 proto 0x7a`).
+const (
+	routeTable   = 122
+	rulePriority = 5270
+	routeProto   = 0x7a
+)
+
+// Address families as the journal records them: Linux's values, whatever
+// the OS (only Linux journals rules, which carry one).
+const (
+	afInet  = 2
+	afInet6 = 10
+)
 
 // routerJournalName is the router's journal file in the state directory.
 const routerJournalName = "routes.journal"
@@ -29,7 +46,7 @@ type routerState struct {
 
 // ruleSpec is a policy routing rule with no selector but the firewall mark.
 type ruleSpec struct {
-	Family   int    `json:"family"` // unix.AF_INET or unix.AF_INET6
+	Family   int    `json:"family"` // afInet or afInet6
 	Priority int    `json:"priority"`
 	Table    int    `json:"table"`
 	Mark     uint32 `json:"fwmark"`
@@ -45,7 +62,10 @@ type linkSpec struct {
 	Name  string `json:"name"`
 	Index int    `json:"index"`
 	// Up is true when the agent brought the device up (it was down).
-	Up     bool           `json:"up,omitempty"`
+	Up bool `json:"up,omitempty"`
+	// Metric, when not 0, is the interface metric the agent set (Windows);
+	// taking it back turns the automatic metric on again.
+	Metric int            `json:"metric,omitempty"`
 	Addrs  []netip.Prefix `json:"addrs,omitempty"`
 	Routes []routeSpec    `json:"routes,omitempty"`
 }
@@ -61,7 +81,7 @@ type routeSpec struct {
 // looks up the agent's table.
 func bypassRules() []ruleSpec {
 	var rules []ruleSpec
-	for _, family := range []int{unix.AF_INET, unix.AF_INET6} {
+	for _, family := range []int{afInet, afInet6} {
 		rules = append(rules, ruleSpec{Family: family, Priority: rulePriority, Table: routeTable,
 			Mark: BypassMark, Mask: 0xffffffff, Invert: true})
 	}
@@ -78,12 +98,25 @@ func compileRouter(cfg RouterConfig, idx int, broughtUp bool) routerState {
 		}
 	}
 	for _, p := range cfg.Routes {
-		r := routeSpec{Dst: p.Masked(), Table: routeTable, Proto: int(routeProto)}
+		r := routeSpec{Dst: p.Masked(), Table: routeTable, Proto: routeProto}
 		if !slices.Contains(l.Routes, r) {
 			l.Routes = append(l.Routes, r)
 		}
 	}
 	return routerState{Version: 1, Rules: bypassRules(), Links: []linkSpec{l}}
+}
+
+// compileMain is the state cfg asks for on the device dev where the agent's
+// routes go in the main table (Windows, macOS: the agent's own connections
+// are bound to the physical interface instead of marked, so no rule is
+// needed). metric, when not 0, is the interface metric to set.
+func compileMain(cfg RouterConfig, dev linkSpec, broughtUp bool, metric int) routerState {
+	l := linkSpec{Name: dev.Name, Index: dev.Index, Up: broughtUp, Metric: metric}
+	l.Addrs = appendMissing(nil, cfg.Addrs)
+	for _, p := range cfg.Routes {
+		l.Routes = appendMissing(l.Routes, []routeSpec{{Dst: p.Masked()}})
+	}
+	return routerState{Version: 1, Links: []linkSpec{l}}
 }
 
 // link returns the entry for the same device as l (index and name), or an
@@ -103,7 +136,7 @@ func (s routerState) empty() bool {
 		return false
 	}
 	for _, l := range s.Links {
-		if l.Up || len(l.Addrs) > 0 || len(l.Routes) > 0 {
+		if l.Up || l.Metric != 0 || len(l.Addrs) > 0 || len(l.Routes) > 0 {
 			return false
 		}
 	}
@@ -144,7 +177,7 @@ func (s routerState) hasLink(l linkSpec) bool {
 }
 
 func mergeLink(a, b linkSpec) linkSpec {
-	return linkSpec{Name: a.Name, Index: a.Index, Up: a.Up || b.Up,
+	return linkSpec{Name: a.Name, Index: a.Index, Up: a.Up || b.Up, Metric: cmp.Or(b.Metric, a.Metric),
 		Addrs:  appendMissing(slices.Clone(a.Addrs), b.Addrs),
 		Routes: appendMissing(slices.Clone(a.Routes), b.Routes)}
 }
@@ -241,6 +274,8 @@ type routerOp struct {
 	Addr  netip.Prefix
 	Route routeSpec
 	Rule  ruleSpec
+	// Metric is the interface metric opMetricSet sets.
+	Metric int
 }
 
 type opKind int
@@ -254,11 +289,14 @@ const (
 	opRuleDel
 	opRouteAdd
 	opRouteDel
+	opMetricSet
+	opMetricAuto
 )
 
 // adds reports whether op adds to the OS (rather than removing).
 func (op routerOp) adds() bool {
-	return op.Kind == opAddrAdd || op.Kind == opLinkUp || op.Kind == opRuleAdd || op.Kind == opRouteAdd
+	return op.Kind == opAddrAdd || op.Kind == opLinkUp || op.Kind == opRuleAdd || op.Kind == opRouteAdd ||
+		op.Kind == opMetricSet
 }
 
 // String is op as the ip(8) command that does the same.
@@ -276,6 +314,10 @@ func (op routerOp) String() string {
 		return "ip link set " + op.Link.Name + " down"
 	case opRuleAdd, opRuleDel:
 		return fmt.Sprintf("ip%s rule %s %s", familyFlag(op.Rule.Family), verb, op.Rule)
+	case opMetricSet:
+		return fmt.Sprintf("set the interface metric of %s to %d", op.Link.Name, op.Metric)
+	case opMetricAuto:
+		return fmt.Sprintf("set the interface metric of %s to automatic", op.Link.Name)
 	default:
 		return fmt.Sprintf("ip%s route %s %s dev %s table %d proto %d", familyFlag(familyOf(op.Route.Dst)),
 			verb, op.Route.Dst, op.Link.Name, op.Route.Table, op.Route.Proto)
@@ -292,7 +334,7 @@ func (r ruleSpec) String() string {
 }
 
 func familyFlag(family int) string {
-	if family == unix.AF_INET6 {
+	if family == afInet6 {
 		return " -6"
 	}
 	return ""
@@ -300,9 +342,9 @@ func familyFlag(family int) string {
 
 func familyOf(p netip.Prefix) int {
 	if p.Addr().Is6() {
-		return unix.AF_INET6
+		return afInet6
 	}
-	return unix.AF_INET
+	return afInet
 }
 
 // planRouter is the ordered list of changes that takes the OS from have to
@@ -321,6 +363,9 @@ func planRouter(have, want routerState) []routerOp {
 		if w.Up && !h.Up {
 			ops = append(ops, routerOp{Kind: opLinkUp, Link: w})
 		}
+		if w.Metric != 0 && w.Metric != h.Metric {
+			ops = append(ops, routerOp{Kind: opMetricSet, Link: w, Metric: w.Metric})
+		}
 	}
 	for _, r := range missing(want.Rules, have.Rules) {
 		ops = append(ops, routerOp{Kind: opRuleAdd, Rule: r})
@@ -338,6 +383,9 @@ func planRouter(have, want routerState) []routerOp {
 		for _, a := range missing(h.Addrs, w.Addrs) {
 			ops = append(ops, routerOp{Kind: opAddrDel, Link: h, Addr: a})
 		}
+		if h.Metric != 0 && w.Metric == 0 {
+			ops = append(ops, routerOp{Kind: opMetricAuto, Link: h})
+		}
 		if h.Up && !w.Up {
 			ops = append(ops, routerOp{Kind: opLinkDown, Link: h})
 		}
@@ -349,4 +397,21 @@ func planRouter(have, want routerState) []routerOp {
 		ops[i].Link = linkSpec{Name: ops[i].Link.Name, Index: ops[i].Link.Index}
 	}
 	return ops
+}
+
+// prefixOf converts a prefix the OS reports; a nil one (a default route
+// from netlink) is not one the agent adds.
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	addr, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, bits := n.Mask.Size()
+	if addr.Is4In6() && bits == 128 {
+		ones -= 96
+	}
+	return netip.PrefixFrom(addr.Unmap(), ones), true
 }
