@@ -101,6 +101,9 @@ type Config struct {
 	// NewNetMonitor reports network changes outside the interfaces in
 	// ignore (the agent's TUN device).
 	NewNetMonitor func(ignore []string, log *zap.Logger) (platform.NetMonitor, error)
+	// RouteOwner names another interface routing a prefix (another VPN
+	// owning the stub range); nil means the OS's routing table.
+	RouteOwner func(p netip.Prefix, exclude string) (string, error)
 }
 
 // Agent is the daemon. Create it with New, then Start and Close.
@@ -175,6 +178,9 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.NewNetMonitor == nil {
 		cfg.NewNetMonitor = platform.NewNetMonitor
+	}
+	if cfg.RouteOwner == nil {
+		cfg.RouteOwner = platform.RouteOwner
 	}
 	if cfg.Enroller == nil {
 		cfg.Enroller = TenantEnroller{Log: cfg.Log}

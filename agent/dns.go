@@ -17,6 +17,10 @@ type dnsPolicy struct{ p *parts }
 
 func (dp dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
 	p := dp.p
+	if p.onprem.onPrem() {
+		// On premises the corporate DNS, among the OS's resolvers, answers.
+		return dnsproxy.Answer{}, false
+	}
 	snap := p.snap.Load()
 	d := snap.MatchName(name)
 	if !d.Steered() || d.App == nil {

@@ -160,6 +160,12 @@ func (p *parts) decide(f netstack.Flow, proto steering.Protocol) (d steering.Dec
 	if name != "" {
 		flow.FQDN, host = name, name
 	}
+	if !stub && p.onprem.onPrem() {
+		// A flow that was routed in before the routes left on coming on
+		// premises. A stub's flow is still carried: its address means
+		// nothing on the corporate network.
+		return steering.Decision{Action: steering.Direct, Reason: "on premises"}, host, false
+	}
 	d = snap.MatchFlow(flow)
 	// Pinned-app exceptions apply only to flows that would be steered, so
 	// only those pay for finding the flow's owner.

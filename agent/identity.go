@@ -96,6 +96,9 @@ func (p *parts) maintain(ctx context.Context) {
 			return
 		case <-p.netChanged:
 			p.refreshUpstreams()
+			p.onprem.recheck() // with the resolvers of the new network
+			p.captive.recheck()
+			p.recheckStubRange()
 		case now := <-t.C:
 			p.a.refreshSettings()
 			p.refreshUpstreams()

@@ -71,6 +71,11 @@ type parts struct {
 	bypassCache sync.Map
 	flows       flowCounters
 	echo        echoer // ICMP echo through the tunnel, started with it
+	onprem      *onPremDetector
+	captive     *captiveDetector
+	// stubChoice is the stub range chosen at start (see chooseStubRange);
+	// read-only after bring-up.
+	stubChoice stubChoice
 }
 
 // routeState is the OS router; mu orders the route updates that config
@@ -93,6 +98,9 @@ func (a *Agent) bringUp(ctx context.Context, r *run, gen uint64) (*parts, error)
 	p := &parts{a: a, log: a.log, gen: gen, reqs: r.reqs, syncNow: make(chan chan error), stubDirty: make(chan struct{}, 1),
 		sel: selector{stale: make(chan struct{}, 1)}, netChanged: make(chan struct{}, 1)}
 	p.ctx, p.stop = context.WithCancel(context.Background())
+	probe := netProber{upstreams: p.upstreamList, timeout: probeTimeout}
+	p.onprem = newOnPremDetector(probe.onPrem, a.log.Named("onprem"), p.onPremChanged)
+	p.captive = newCaptiveDetector(probe.captive, a.log.Named("captive"), func() { p.l7.Reconnect("captive portal opened") })
 	if err := p.up(ctx); err != nil {
 		if terr := p.teardown(); terr != nil {
 			a.log.Warn("teardown after a failed start", zap.Error(terr))
@@ -109,6 +117,9 @@ func (p *parts) up(ctx context.Context) error {
 	snap, err := p.initialConfig(ctx)
 	if err != nil {
 		return err
+	}
+	if snap, err = p.chooseStubRange(snap); err != nil {
+		return fmt.Errorf("stub range: %w", err)
 	}
 	p.snap.Store(snap)
 	if err := p.initStubs(snap); err != nil {
@@ -146,6 +157,8 @@ func (p *parts) up(ctx context.Context) error {
 	p.goWG(p.pubSweeper)
 	p.goWG(p.selectLoop)
 	p.goWG(p.watchNetwork)
+	p.goWG(func(ctx context.Context) { p.onprem.run(ctx, p.onPremConfig) })
+	p.goWG(func(ctx context.Context) { p.captive.run(ctx, p.captiveURL, p.tunnelUp) })
 	return nil
 }
 
@@ -234,8 +247,12 @@ func (p *parts) routerConfig(snap *steering.Snapshot) platform.RouterConfig {
 	if p.tunIP.Is6() {
 		bits = 128
 	}
-	routes := append([]netip.Prefix{snap.StubRange()}, snap.Prefixes()...)
-	routes = append(routes, p.pub.prefixes()...)
+	routes := []netip.Prefix{snap.StubRange()}
+	if !p.onprem.onPrem() {
+		// On premises app prefixes are reached direct.
+		routes = append(routes, snap.Prefixes()...)
+		routes = append(routes, p.pub.prefixes()...)
+	}
 	return platform.RouterConfig{
 		Interface: p.tunName,
 		Addrs:     []netip.Prefix{netip.PrefixFrom(p.tunIP, bits)},
@@ -274,7 +291,7 @@ func (p *parts) startTunnel() error {
 		TLS:  tlsConf,
 		Log:  p.log,
 		// The PoP may sit inside an app prefix: never tunnel the tunnel.
-		Dial: platform.DialBypass,
+		Dial: p.dialPoP,
 	})
 	p.l7.Start()
 	p.push("L7 tunnel", p.l7.Close)
@@ -304,6 +321,15 @@ func (p *parts) startDNS(upstreams []netip.AddrPort) error {
 	p.dns = srv
 	p.upstreams.Store(&upstreams)
 	p.push("DNS proxy", srv.Close)
+	return nil
+}
+
+// upstreamList returns the OS's own resolvers (none before the DNS proxy
+// started).
+func (p *parts) upstreamList() []netip.AddrPort {
+	if ups := p.upstreams.Load(); ups != nil {
+		return *ups
+	}
 	return nil
 }
 

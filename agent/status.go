@@ -55,6 +55,9 @@ func (p *parts) status(st *ctlapi.Status) {
 	for i := range st.Apps {
 		st.Apps[i].Publishers = pubs[st.Apps[i].ID]
 	}
+	st.Network = p.onprem.status()
+	p.captive.status(&st.Network)
+	st.Network.StubRange, st.Network.StubRangeReason = snap.StubRange().String(), p.stubChoice.why
 	for _, e := range p.stubs.Entries() {
 		st.Stubs = append(st.Stubs, ctlapi.StubStatus{FQDN: e.FQDN, Addr: e.Addr})
 	}

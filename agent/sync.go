@@ -197,7 +197,7 @@ func (p *parts) syncOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	snap, err := steering.Compile(&cfg.Steering)
+	snap, err := p.compile(&cfg.Steering)
 	if err != nil {
 		return fmt.Errorf("tenant sent an invalid config, keeping the current one: %w", err)
 	}
@@ -219,7 +219,8 @@ func (p *parts) syncOnce(ctx context.Context) error {
 func (p *parts) apply(snap *steering.Snapshot) {
 	p.snap.Store(snap)
 	p.stack.SetIdleUDP(snap.Config().Client.UDPIdleTimeout.D())
-	p.sel.markStale() // apps or their publishers may have changed
+	p.sel.markStale()  // apps or their publishers may have changed
+	p.onprem.recheck() // detection may have changed
 	p.updateRoutes()
 	if err := p.dnsCfg.Set(p.dnsConfig()); err != nil {
 		p.log.Warn("update the system resolver", zap.Error(err))

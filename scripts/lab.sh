@@ -22,7 +22,7 @@
 # registration or removal is seen at once through 10.20.0.10 too.
 #
 # Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-spawn|agent-exec|agent-wait|agent-stop|
-#   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|status
+#   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|other-vpn|status
 # Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_DIR (state and
 # logs, default .lab/$ZT_LAB), ZT_BIN (binaries, default bin), ZT_TENANT
 # (tenant file, default testdata/tenants/demo.yaml), ZT_UPN (default alice@demo.test),
@@ -45,7 +45,7 @@ PUBTOKEN=@$DIR/secrets/publisher.token
 # The lab named "zt" uses the default control socket so that `ztdiag status`
 # works with no flags inside zt-client; other labs (e2e) keep theirs private.
 if [ "$P" = zt ]; then SOCK=${ZT_SOCK:-/run/ztagent/ztagent.sock}; else SOCK=${ZT_SOCK:-$DIR/agent.sock}; fi
-CLIENT=$P-client CLOUD=$P-cloud CORP=$P-corp
+CLIENT=$P-client CLOUD=$P-cloud CORP=$P-corp HOTEL=$P-hotel
 
 # say writes to the script's stderr even inside wait_for, which silences the
 # command it retries (a die there would otherwise exit without a word).
@@ -223,6 +223,81 @@ second_uplink() {
   inns "$CLOUD" ip link set eth2 up
 }
 
+# corp_uplink puts the client on the corporate network as well (on-premises
+# detection): P-client eth2 (10.40.0.2) ── P-corp eth1 (10.40.0.1), with the
+# corporate prefix routed that way; corp-uplink-down takes it away again.
+corp_uplink() {
+  ip link add eth2 netns "$CLIENT" type veth peer name eth1 netns "$CORP"
+  inns "$CLIENT" ip addr add 10.40.0.2/24 dev eth2
+  inns "$CORP" ip addr add 10.40.0.1/24 dev eth1
+  inns "$CORP" ip link set eth1 up
+  inns "$CLIENT" ip link set eth2 up
+  inns "$CLIENT" ip route add 10.20.0.0/24 via 10.40.0.1 dev eth2
+}
+
+# hotel moves the client onto a hotel's network behind a captive portal, as
+# joining its Wi-Fi does: P-client eth3 (10.60.0.2) ── P-hotel eth0 (10.60.0.1),
+# P-hotel eth1 (10.70.0.2) ── P-cloud eth3 (10.70.0.1). The client loses its
+# first uplink's address, its default route and resolver become the hotel's.
+# Until hotel-open the hotel's DNS answers every name with the portal's
+# address, its web server answers every request with a redirect to the login
+# page, and it forwards nothing (prohibited: the PoP is refused at once).
+hotel() {
+  ip netns add "$HOTEL"
+  inns "$HOTEL" ip link set lo up
+  ip link add eth3 netns "$CLIENT" type veth peer name eth0 netns "$HOTEL"
+  ip link add eth1 netns "$HOTEL" type veth peer name eth3 netns "$CLOUD"
+  inns "$HOTEL" ip addr add 10.60.0.1/24 dev eth0
+  inns "$HOTEL" ip addr add 10.70.0.2/24 dev eth1
+  inns "$CLOUD" ip addr add 10.70.0.1/24 dev eth3
+  inns "$HOTEL" ip link set eth0 up
+  inns "$HOTEL" ip link set eth1 up
+  inns "$CLOUD" ip link set eth3 up
+  inns "$CLOUD" ip route add 10.60.0.0/24 via 10.70.0.2
+  inns "$HOTEL" ip route add default via 10.70.0.1
+  inns "$HOTEL" sysctl -qw net.ipv4.ip_forward=1
+  inns "$HOTEL" ip rule add priority 5 iif eth0 prohibit
+  mkdir -p "/etc/netns/$HOTEL"
+  printf 'nameserver 10.70.0.1\n' >"/etc/netns/$HOTEL/resolv.conf"
+  start hotel-dns "$HOTEL" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
+    --listen-address=10.60.0.1 --address=/#/10.60.0.1 --pid-file="$DIR/dnsmasq-hotel.pid2"
+  start hotel-web "$HOTEL" "$BIN/labweb" --name hotel --listen 10.60.0.1:80 --redirect http://login.hotel.test/login
+  wait_for "hotel portal" 10 inns "$HOTEL" curl -s -o /dev/null http://10.60.0.1/
+  inns "$CLIENT" ip link set eth3 up
+  inns "$CLIENT" ip addr add 10.60.0.2/24 dev eth3
+  inns "$CLIENT" ip addr del 10.10.0.2/24 dev eth0
+  inns "$CLIENT" ip route replace default via 10.60.0.1 dev eth3
+  # As DHCP would: in place (the file is bind-mounted, see DESIGN.md).
+  printf 'nameserver 10.60.0.1\n' >"/etc/netns/$CLIENT/resolv.conf"
+}
+
+# hotel_open is the user signing in to the portal: the hotel forwards, and
+# its DNS passes questions on to the cloud's resolver.
+hotel_open() {
+  inns "$HOTEL" ip rule del priority 5
+  stop hotel-dns
+  start hotel-dns "$HOTEL" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
+    --listen-address=10.60.0.1 --server=10.10.0.1 --pid-file="$DIR/dnsmasq-hotel.pid2"
+}
+
+# other_vpn brings up another VPN in the client before the agent starts: it
+# owns 100.64.0.0/10 (othervpn, one end of a veth pair: the kernel here may
+# have no dummy devices) and is the client's resolver
+# (100.100.100.100: its names under othervpn.test, the rest forwarded to the
+# cloud's resolver).
+other_vpn() {
+  inns "$CLIENT" ip link add othervpn type veth peer name othervpnp
+  inns "$CLIENT" ip link set othervpnp up
+  inns "$CLIENT" ip link set othervpn up
+  inns "$CLIENT" ip addr add 100.100.100.100/32 dev othervpn
+  inns "$CLIENT" ip route add 100.64.0.0/10 dev othervpn
+  start dns-othervpn "$CLIENT" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
+    --listen-address=100.100.100.100 --address=/othervpn.test/100.64.7.7 --server=10.10.0.1 \
+    --pid-file="$DIR/dnsmasq-othervpn.pid2"
+  wait_for "the other VPN's DNS" 10 inns "$CLIENT" dig +short +time=1 +tries=1 @100.100.100.100 a.othervpn.test
+  printf 'nameserver 100.100.100.100\n' >"/etc/netns/$CLIENT/resolv.conf"
+}
+
 # agent_cmd sets AGENT to the agent's command line. Extra arguments are
 # flags (-x, --x, --x=v, and the value after a flag) or install parameters
 # (key=value); flags go before the parameters, where ztagent reads them.
@@ -272,8 +347,8 @@ agent_connected() {
 }
 
 down() {
-  for name in agent publisher ztcloud web-corp web-public dns-corp named dns-public; do stop "$name"; done
-  for ns in $CLIENT $CLOUD $CORP; do
+  for name in agent publisher ztcloud web-corp web-public dns-corp named dns-public hotel-web hotel-dns dns-othervpn; do stop "$name"; done
+  for ns in $CLIENT $CLOUD $CORP $HOTEL; do
     ip netns del "$ns" 2>/dev/null || true
     rm -rf "/etc/netns/$ns"
   done
@@ -299,7 +374,12 @@ case ${1:-} in
   publisher-stop) stop publisher ;;
   publisher-start) publisher_start ;;
   second-uplink) second_uplink ;;
+  corp-uplink) corp_uplink ;;
+  corp-uplink-down) ip -n "$CLIENT" link del eth2 ;;
+  hotel) hotel ;;
+  hotel-open) hotel_open ;;
+  other-vpn) other_vpn ;;
   status) ip netns list | grep "^$P-" || true
           for f in "$DIR"/*.pid; do [ -f "$f" ] && echo "$(basename "$f" .pid): $(kill -0 "$(cat "$f")" 2>/dev/null && echo running || echo dead)"; done ;;
-  *) echo "usage: $0 up|down|agent-start|agent-spawn|agent-exec|agent-wait|agent-stop|cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|agent-start|agent-spawn|agent-exec|agent-wait|agent-stop|cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|other-vpn|status" >&2; exit 2 ;;
 esac

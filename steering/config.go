@@ -176,6 +176,7 @@ func (c *Config) withDefaults() *Config {
 		},
 		Client: c.Client,
 	}
+	out.Client.StubRangeFallbacks = slicesClone(c.Client.StubRangeFallbacks)
 	for i, a := range c.Apps {
 		a.Hosts = slicesClone(a.Hosts)
 		a.Publishers = slicesClone(a.Publishers)
@@ -199,6 +200,14 @@ func (c *Config) withDefaults() *Config {
 	setDefault(&cl.UDPIdleTimeout, DefaultUDPIdle)
 	if cl.FailMode == "" {
 		cl.FailMode = FailOpen
+	}
+	if cl.CaptiveCheck == "" {
+		cl.CaptiveCheck = DefaultCaptiveCheck
+	}
+	if o := cl.OnPremDetection; o != nil {
+		cp := *o
+		setDefault(&cp.Interval, DefaultOnPremInterval)
+		cl.OnPremDetection = &cp
 	}
 	return out
 }

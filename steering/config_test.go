@@ -88,7 +88,8 @@ func TestValidateReportsEverything(t *testing.T) {
 				{Name: "x", OS: "linux", Field: "path", Pattern: ""},
 			},
 		},
-		Client: ClientConfig{StubRange: "100.64.0.0/31", DNSTTL: Duration(time.Millisecond), UDPIdleTimeout: Duration(5 * time.Second), FailMode: "maybe", OnPremDetection: "*.corp.test"},
+		Client: ClientConfig{StubRange: "100.64.0.0/31", DNSTTL: Duration(time.Millisecond), UDPIdleTimeout: Duration(5 * time.Second), FailMode: "maybe",
+			OnPremDetection: &OnPremDetection{DNS: &OnPremDNS{Name: "*.corp.test", Address: "x"}}},
 	}
 	err := c.Validate()
 	var ve *ValidationError
@@ -96,12 +97,12 @@ func TestValidateReportsEverything(t *testing.T) {
 		t.Fatalf("Validate = %v", err)
 	}
 	want := []string{
-		`client.onprem_detection: "*.corp.test": on-premises detection is not supported yet`,
 		`client.stub_range: "100.64.0.0/31": stub range must have between 2 and 24 host bits`,
 		`client.dns_ttl: "1ms": must be between 1s and 24h0m0s (or unset for the default)`,
 		`client.udp_idle_timeout: "5s": must be between 10s and 1h0m0s (or unset for the default)`,
 		`client.fail_mode: "maybe": must be "open", "close" or "local"`,
-		`client.onprem_detection: "*.corp.test": must be one host name or address, not a wildcard`,
+		`client.onprem_detection.dns.name: "*.corp.test": must be one host name, not a wildcard`,
+		`client.onprem_detection.dns.address: "x": must be an IPv4 or IPv6 address`,
 		`apps[1].id: "ok": duplicate of apps[0].id`,
 		`apps[1].hosts[0]: "10.0.0.0/33": prefix length out of range`,
 		`apps[1].hosts[2]: "100.64.1.1": overlaps the stub range 100.64.0.0/10`,
@@ -137,7 +138,7 @@ func TestValidateReportsEverything(t *testing.T) {
 			t.Errorf("problem %d = %s\n              want %s…", i, got, w)
 		}
 	}
-	if !strings.HasPrefix(err.Error(), "invalid config: 29 problems:\n  client.onprem_detection") {
+	if !strings.HasPrefix(err.Error(), "invalid config: 29 problems:\n  client.stub_range") {
 		t.Errorf("Error() = %q", err.Error())
 	}
 }
@@ -254,8 +255,6 @@ func TestNotSupportedYet(t *testing.T) {
 	}{
 		{"l3e app", Config{Apps: []App{app("a", "l7"), app("b", "l3e")}}, `apps[1].tunnel: "l3e": the L3E tunnel is not supported yet`},
 		{"dtls", Config{Client: ClientConfig{DTLS: true}}, `client.dtls: "true": the L3E (DTLS) tunnel is not supported yet`},
-		{"on-premises detection", Config{Client: ClientConfig{OnPremDetection: "onprem.corp.test"}},
-			`client.onprem_detection: "onprem.corp.test": on-premises detection is not supported yet`},
 		{"prelogon", Config{Client: ClientConfig{PreLogon: true}},
 			`client.prelogon: "true": pre-logon set by the tenant (the prelogonuser= install parameter does it) is not supported yet`},
 		{"l7 and udp ports", Config{Apps: []App{app("a", ""), app("b", "l7")}}, ""},

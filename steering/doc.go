@@ -71,7 +71,7 @@
 // 1-65535, app hosts must stay out of the stub range, and an app needs at
 // least one of tcp and udp. A setting the model can express but this version
 // cannot honour (notSupportedYet: the l3e tunnel, client.dtls,
-// client.onprem_detection, client.prelogon) is refused
+// client.prelogon) is refused
 // with its path, its value and "not supported yet".
 //
 // # Stub addresses

@@ -58,6 +58,10 @@ type PinnedApp struct {
 type ClientConfig struct {
 	// StubRange is the prefix stub addresses come from; default 100.64.0.0/10.
 	StubRange string `json:"stub_range,omitempty" yaml:"stub_range,omitempty"`
+	// StubRangeFallbacks are the prefixes the agent takes stub addresses
+	// from, in order, when StubRange is already routed to another interface
+	// (another VPN owns it).
+	StubRangeFallbacks []string `json:"stub_range_fallbacks,omitempty" yaml:"stub_range_fallbacks,omitempty"`
 	// DNSTTL is the TTL of stub answers; default 30s.
 	DNSTTL Duration `json:"dns_ttl,omitempty" yaml:"dns_ttl,omitempty"`
 	// ConfigPoll is how often the agent polls the tenant for config; default 5m.
@@ -69,10 +73,14 @@ type ClientConfig struct {
 	// DTLS enables the L3E tunnel. Not supported yet: a config that sets it
 	// is refused.
 	DTLS bool `json:"dtls,omitempty" yaml:"dtls,omitempty"`
-	// OnPremDetection, when set, names a host that resolves (or answers) only
-	// inside the corporate network; on-premises the agent steers nothing. Not
-	// supported yet: a config that sets it is refused.
-	OnPremDetection string `json:"onprem_detection,omitempty" yaml:"onprem_detection,omitempty"`
+	// OnPremDetection, when set, says how the agent knows it sits on the
+	// corporate network; on premises private-app steering stands aside.
+	OnPremDetection *OnPremDetection `json:"onprem_detection,omitempty" yaml:"onprem_detection,omitempty"`
+	// CaptiveCheck is the http URL that must answer 204 No Content when
+	// nothing stands between the machine and the internet; any other answer
+	// means a captive portal. Default DefaultCaptiveCheck; "off" turns the
+	// check off.
+	CaptiveCheck string `json:"captive_check,omitempty" yaml:"captive_check,omitempty"`
 	// PreLogon would turn pre-logon on from the tenant. Not supported yet: a
 	// config that sets it is refused (the prelogonuser= install parameter
 	// turns pre-logon on).

@@ -23,6 +23,7 @@ type Snapshot struct {
 	cache    pinnedCache
 	routes   []netip.Prefix
 	stub     netip.Prefix
+	fallbck  []netip.Prefix // client.stub_range_fallbacks
 	warnings []Problem
 }
 
@@ -54,6 +55,7 @@ func Compile(c *Config) (*Snapshot, error) {
 		byID:     make(map[string]int, len(cfg.Apps)),
 		pinnedOS: make(map[string][]int32),
 		stub:     ck.stub,
+		fallbck:  ck.fallbacks,
 		warnings: ck.warnings,
 	}
 	for i := range cfg.Apps {
@@ -159,6 +161,20 @@ func (s *Snapshot) Warnings() []Problem { return slices.Clone(s.warnings) }
 
 // StubRange returns the prefix stub addresses come from.
 func (s *Snapshot) StubRange() netip.Prefix { return s.stub }
+
+// StubRangeFallbacks returns the prefixes to take stub addresses from, in
+// order, when the stub range is routed elsewhere.
+func (s *Snapshot) StubRangeFallbacks() []netip.Prefix { return slices.Clone(s.fallbck) }
+
+// WithStubRange returns c with its stub range replaced by stub (the
+// fallback the agent chose) and no fallbacks left, for Compile. c is not
+// modified.
+func WithStubRange(c *Config, stub netip.Prefix) *Config {
+	cp := *c
+	cp.Client.StubRange = stub.String()
+	cp.Client.StubRangeFallbacks = nil
+	return &cp
+}
 
 // App returns the app with the given id, or nil.
 func (s *Snapshot) App(id string) *App {

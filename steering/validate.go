@@ -17,6 +17,7 @@ type checked struct {
 	exAddrs   []Host
 	pinned    []*Pattern
 	stub      netip.Prefix
+	fallbacks []netip.Prefix // client.stub_range_fallbacks
 	problems  []Problem
 	warnings  []Problem
 }
@@ -56,14 +57,18 @@ func check(c *Config) (*checked, error) {
 func (ck *checked) checkClient(cl *ClientConfig) {
 	ck.stub = DefaultStubRange
 	if cl.StubRange != "" {
-		p, err := parseCIDR(cl.StubRange)
-		switch {
-		case err != nil:
-			ck.errorf("client.stub_range", cl.StubRange, "%v", err)
-		case p.Addr().BitLen()-p.Bits() < 2 || p.Addr().BitLen()-p.Bits() > maxStubHostBits:
-			ck.errorf("client.stub_range", cl.StubRange, "stub range must have between 2 and %d host bits", maxStubHostBits)
-		default:
+		if p, ok := ck.stubPrefix("client.stub_range", cl.StubRange); ok {
 			ck.stub = p
+		}
+	}
+	ck.fallbacks = make([]netip.Prefix, 0, len(cl.StubRangeFallbacks))
+	for i, s := range cl.StubRangeFallbacks {
+		path := "client.stub_range_fallbacks[" + strconv.Itoa(i) + "]"
+		if p, ok := ck.stubPrefix(path, s); ok {
+			if p.Overlaps(ck.stub) {
+				ck.errorf(path, s, "overlaps the stub range %s", ck.stub)
+			}
+			ck.fallbacks = append(ck.fallbacks, p)
 		}
 	}
 	durs := []struct {
@@ -89,13 +94,24 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 	if cl.FailMode != "" && cl.FailMode != FailOpen && cl.FailMode != FailClose && cl.FailMode != FailLocal {
 		ck.errorf("client.fail_mode", cl.FailMode, `must be "open", "close" or "local"`)
 	}
-	if h := cl.OnPremDetection; h != "" {
-		if s, err := ParseHost(h); err != nil {
-			ck.errorf("client.onprem_detection", h, "%v", err)
-		} else if s.Kind != HostName && s.Kind != HostAddr {
-			ck.errorf("client.onprem_detection", h, "must be one host name or address, not %s", s.Kind.withArticle())
-		}
+	if cl.OnPremDetection != nil {
+		ck.checkOnPrem(cl.OnPremDetection)
 	}
+	ck.checkCaptive(cl.CaptiveCheck)
+}
+
+// stubPrefix parses a stub range at path.
+func (ck *checked) stubPrefix(path, s string) (netip.Prefix, bool) {
+	p, err := parseCIDR(s)
+	switch {
+	case err != nil:
+		ck.errorf(path, s, "%v", err)
+	case p.Addr().BitLen()-p.Bits() < 2 || p.Addr().BitLen()-p.Bits() > maxStubHostBits:
+		ck.errorf(path, s, "stub range must have between 2 and %d host bits", maxStubHostBits)
+	default:
+		return p, true
+	}
+	return netip.Prefix{}, false
 }
 
 func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
@@ -141,10 +157,17 @@ func (ck *checked) checkScope(p string, a *App, stub netip.Prefix) checkedApp {
 			ck.errorf(hostPath(p, j), h, "%v", err)
 			continue
 		}
+	overlap:
 		for _, pfx := range s.Prefixes {
 			if stub.IsValid() && pfx.Overlaps(stub) {
 				ck.errorf(hostPath(p, j), h, "overlaps the stub range %s", stub)
 				break
+			}
+			for _, fb := range ck.fallbacks {
+				if pfx.Overlaps(fb) {
+					ck.errorf(hostPath(p, j), h, "overlaps the fallback stub range %s", fb)
+					break overlap
+				}
 			}
 		}
 		ca.hosts[j] = s

@@ -59,6 +59,31 @@ type Status struct {
 	Selection SelectionStatus `json:"selection"`
 	Apps      []AppStatus     `json:"apps"`
 	Stubs     []StubStatus    `json:"stubs"`
+	// Network is what the agent found out about the network it is on.
+	Network NetworkStatus `json:"network"`
+}
+
+// NetworkStatus is the outcome of on-premises detection
+// (client.onprem_detection).
+type NetworkStatus struct {
+	// OnPrem: the corporate network was found, so private-app steering
+	// stands aside (private names resolve through the OS's resolvers, flows
+	// go direct).
+	OnPrem bool `json:"onprem"`
+	// OnPremReason says what the last check found; "" when detection is off.
+	OnPremReason  string    `json:"onprem_reason,omitempty"`
+	OnPremChecked time.Time `json:"onprem_checked,omitempty"`
+	// Captive: a captive portal stands between the machine and the PoP
+	// (client.captive_check did not answer 204); the tunnel waits for it.
+	Captive bool `json:"captive"`
+	// CaptiveReason says what the last check found; it is checked while
+	// the tunnel is down.
+	CaptiveReason string `json:"captive_reason,omitempty"`
+	// StubRange is the prefix stub addresses come from; StubRangeReason,
+	// when set, why it is not the configured one (another interface routes
+	// that: client.stub_range_fallbacks).
+	StubRange       string `json:"stub_range,omitempty"`
+	StubRangeReason string `json:"stub_range_reason,omitempty"`
 }
 
 // Setting is one effective install setting.

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,13 +28,17 @@ func (l *listenFlags) String() string     { return strings.Join(*l, ",") }
 func (l *listenFlags) Set(s string) error { *l = append(*l, s); return nil }
 
 func main() {
-	var listen, udpEcho listenFlags
+	var listen, udpEcho, tlsListen listenFlags
 	name := flag.String("name", "labweb", "name printed in every page")
 	flag.Var(&listen, "listen", "address to listen on (repeatable)")
 	flag.Var(&udpEcho, "udp-echo", "address to echo UDP datagrams on (repeatable)")
 	probe := flag.String("udp-probe", "", "instead of serving: send datagrams to this UDP echo and check them")
 	size := flag.Int("size", 1400, "with -udp-probe: datagram size (0: ask the echo who we are)")
 	count := flag.Int("count", 20, "with -udp-probe: datagrams to send")
+	flag.Var(&tlsListen, "tls-listen", "address to serve HTTPS on with -tls-cert and -tls-key (repeatable)")
+	tlsCert := flag.String("tls-cert", "", "PEM certificate for -tls-listen")
+	tlsKey := flag.String("tls-key", "", "PEM key for -tls-listen")
+	redirect := flag.String("redirect", "", "answer every request with 302 Found to this URL (a captive portal)")
 	flag.Parse()
 	if *probe != "" {
 		if err := probeUDP(*probe, *size, *count); err != nil {
@@ -41,15 +46,23 @@ func main() {
 		}
 		return
 	}
-	if len(listen) == 0 {
+	if len(listen) == 0 && len(tlsListen) == 0 {
 		listen = listenFlags{"127.0.0.1:8080"}
 	}
-	if err := run(*name, listen, udpEcho); err != nil {
+	var tlsConf *tls.Config
+	if len(tlsListen) > 0 {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			log.Fatal(err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	if err := run(*name, listen, udpEcho, tlsListen, tlsConf, *redirect); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(name string, listen, udpEcho []string) error {
+func run(name string, listen, udpEcho, tlsListen []string, tlsConf *tls.Config, redirect string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	for _, addr := range udpEcho {
@@ -72,14 +85,23 @@ func run(name string, listen, udpEcho []string) error {
 		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 		io.CopyN(w, zeroReader{}, n)
 	})
-	errc := make(chan error, len(listen))
+	// /generate_204 is the captive-portal check of an open network.
+	mux.HandleFunc("/generate_204", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	var handler http.Handler = mux
+	if redirect != "" {
+		handler = http.RedirectHandler(redirect, http.StatusFound)
+	}
+	errc := make(chan error, len(listen)+len(tlsListen))
 	var servers []*http.Server
-	for _, addr := range listen {
+	for i, addr := range append(listen, tlsListen...) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return err
 		}
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		if i >= len(listen) {
+			ln = tls.NewListener(ln, tlsConf)
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, srv)
 		go func() { errc <- srv.Serve(ln) }()
 	}
