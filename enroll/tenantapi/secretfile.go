@@ -6,8 +6,6 @@ import (
 	"io"
 	"os"
 	"strings"
-
-	"github.com/ztagent/ztagent/platform"
 )
 
 // Secrets on a command line — the org key, the enrollment tokens, an
@@ -53,7 +51,7 @@ func ReadSecretFile(path string) (Secret, error) {
 	if err != nil {
 		return "", fmt.Errorf("secret file: %w", err)
 	}
-	if platform.EveryoneCanRead(st) {
+	if everyoneCanRead(st) {
 		return "", fmt.Errorf("secret file %s is readable by every user (mode %04o): chmod o-r %s (e.g. 600), or anyone on this machine can read the secret",
 			path, st.Mode().Perm(), path)
 	}
