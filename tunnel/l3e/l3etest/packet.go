@@ -62,3 +62,16 @@ func sum(b []byte, acc uint32) uint16 {
 	}
 	return uint16(acc)
 }
+
+// FixTCPChecksum sets the TCP checksum of an IPv4 packet.
+func FixTCPChecksum(pkt []byte) {
+	ihl := int(pkt[0]&0x0f) * 4
+	l4 := pkt[ihl:]
+	l4[16], l4[17] = 0, 0
+	var pseudo [12]byte
+	copy(pseudo[:], pkt[12:20])
+	pseudo[9] = 6
+	binary.BigEndian.PutUint16(pseudo[10:], uint16(len(l4)))
+	acc := uint32(sum(pseudo[:], 0))
+	binary.BigEndian.PutUint16(l4[16:], ^sum(l4, acc))
+}
