@@ -51,16 +51,16 @@ type Route struct {
 // DDNS are the RFC 2136 parameters the agent hands to its dynamic-DNS client.
 type DDNS struct {
 	// Server is host:port of the corporate DNS server taking updates.
-	Server string `json:"server"`
+	Server string `json:"server" yaml:"server"`
 	// Zone is the zone updated, fully qualified ("corp.test.").
-	Zone string `json:"zone"`
+	Zone string `json:"zone" yaml:"zone"`
 	// KeyName and Algorithm name the TSIG key ("hmac-sha256" only).
-	KeyName   string `json:"key_name"`
-	Algorithm string `json:"algorithm"`
+	KeyName   string `json:"key_name" yaml:"key_name"`
+	Algorithm string `json:"algorithm" yaml:"algorithm"`
 	// Secret is the TSIG secret, base64.
-	Secret Secret `json:"secret"`
+	Secret Secret `json:"secret" yaml:"secret"`
 	// TTL of the registered record, seconds.
-	TTL int `json:"ttl"`
+	TTL int `json:"ttl" yaml:"ttl"`
 }
 
 // Secret is a credential that never reaches a log line.
@@ -157,7 +157,7 @@ func (t *Template) Validate() error {
 	}
 	ps = append(ps, validateRoutes(t.Routes)...)
 	if t.DDNS != nil {
-		ps = append(ps, t.DDNS.validate("ddns")...)
+		ps = append(ps, t.DDNS.Problems("ddns")...)
 	}
 	if len(ps) > 0 {
 		return &TemplateError{Problems: ps}
@@ -194,7 +194,8 @@ func validateRoutes(routes []Route) []Problem {
 	return ps
 }
 
-func (d *DDNS) validate(path string) []Problem {
+// Problems lists what is wrong with d, each path below path.
+func (d *DDNS) Problems(path string) []Problem {
 	var ps []Problem
 	bad := func(field, format string, args ...any) {
 		ps = append(ps, Problem{path + "." + field, fmt.Sprintf(format, args...)})
