@@ -205,4 +205,3 @@ type atomicAddr struct {
 
 func (a *atomicAddr) set(x net.Addr) { a.mu.Lock(); a.a = x; a.mu.Unlock() }
 func (a *atomicAddr) get() net.Addr  { a.mu.Lock(); defer a.mu.Unlock(); return a.a }
-
