@@ -70,7 +70,8 @@ type parts struct {
 	// (netip.AddrPort → bypassEntry); a concurrent map, no lock of ours.
 	bypassCache sync.Map
 	flows       flowCounters
-	echo        echoer // ICMP echo through the tunnel, started with it
+	echo        echoer   // ICMP echo through the tunnel, started with it
+	l3e         *l3ePart // nil unless client.dtls; read-only after bring-up
 }
 
 // routeState is the OS router; mu orders the route updates that config
@@ -139,6 +140,9 @@ func (p *parts) up(ctx context.Context) error {
 		return fmt.Errorf("point the system resolver at ztagent (%s): %w", p.dnsCfg.Mode(), err)
 	}
 	p.push("system DNS", p.dnsCfg.Restore)
+	if err := p.startL3E(); err != nil {
+		return err
+	}
 
 	p.goWG(p.syncLoop)
 	p.goWG(p.watchSessions)
@@ -308,9 +312,13 @@ func (p *parts) startDNS(upstreams []netip.AddrPort) error {
 }
 
 func (p *parts) dnsConfig() platform.DNSConfig {
+	domains := privateDomains(p.snap.Load().Config())
+	if s := p.l3eSuffix(); s != "" {
+		domains = append(domains, s)
+	}
 	return platform.DNSConfig{
 		Servers:   []netip.Addr{p.tunIP},
-		Domains:   privateDomains(p.snap.Load().Config()),
+		Domains:   domains,
 		Interface: p.tunName,
 	}
 }

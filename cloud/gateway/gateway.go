@@ -72,9 +72,8 @@ type Device struct {
 	Template l3e.Template
 }
 
-// DefaultMTU leaves room on a 1500-byte path for IPv6, UDP, the DTLS record
-// header, the AES-GCM nonce and tag and the message type.
-const DefaultMTU = 1500 - 40 - 8 - 13 - 8 - 16 - 1 - 34
+// DefaultMTU is the inner MTU pushed unless Config.MTU says otherwise.
+const DefaultMTU = l3e.DefaultMTU
 
 // maxHandshakes bounds the handshakes in progress at once.
 const maxHandshakes = 64

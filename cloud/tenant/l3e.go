@@ -72,7 +72,34 @@ func (t *Tenant) L3EDevice(p tenantapi.Peer) (l3e.Template, error) {
 			tp.Routes = append(tp.Routes, c.routes...)
 		}
 	}
+	tp.Routes = withDNS(tp.Routes, tp.DNS)
 	return tp, nil
+}
+
+// withDNS lets the device reach the pushed DNS servers on port 53: a route
+// holding a server gets 53 added to its ports, a server outside every route
+// gets a route of its own (routes never overlap).
+func withDNS(routes []l3e.Route, servers []netip.Addr) []l3e.Route {
+	for _, s := range servers {
+		i := slices.IndexFunc(routes, func(r l3e.Route) bool { return r.Prefix.Contains(s) })
+		if i < 0 {
+			routes = append(routes, l3e.Route{App: "dns", Prefix: netip.PrefixFrom(s, s.BitLen()), TCP: "53", UDP: "53"})
+			continue
+		}
+		r := &routes[i]
+		r.TCP, r.UDP = addPort53(r.TCP), addPort53(r.UDP)
+	}
+	return routes
+}
+
+func addPort53(set string) string {
+	if ps, _ := l3e.ParsePorts(set); ps.Contains(53) {
+		return set
+	}
+	if set == "" {
+		return "53"
+	}
+	return set + ",53"
 }
 
 // l3eApp is an app with tunnel: l3e compiled to routes.
@@ -103,6 +130,9 @@ func (t *Tenant) compileL3E(v *validator) {
 			}
 			l.dns = append(l.dns, a)
 		}
+		if l.Gateway.Address == "" || l.Gateway.ServerName == "" {
+			v.badf("l3e.gateway", "missing: devices dial the gateway at address (host:port) and check server_name")
+		}
 		tp := l3e.Template{V: l3e.TemplateVersion, Address: netip.MustParsePrefix("192.0.2.1/24"),
 			MTU: 1280, KeepaliveSeconds: 10, Suffix: l.Suffix, DDNS: l.DDNS}
 		if err := tp.Validate(); err != nil {
@@ -112,6 +142,11 @@ func (t *Tenant) compileL3E(v *validator) {
 					v.badf("l3e."+p.Path, "%s", p.Msg)
 				}
 			}
+		}
+	}
+	for i, sp := range t.Steering {
+		if sp.Client.DTLS && t.L3E == nil {
+			v.bad(fmt.Sprintf("steering[%d].client.dtls", i), "true", "the L3E tunnel needs the tenant's l3e section (gateway, pool, dns, suffix)")
 		}
 	}
 	type owned struct {

@@ -21,6 +21,7 @@ apps:
   - {id: rdp, hosts: [10.20.0.0/24], tcp: "3389,5900", tunnel: l3e}
   - {id: voip, hosts: [10.77.0.0/24], udp: "*", tcp: "5060", tunnel: l3e}
 l3e:
+  gateway: {address: "10.10.0.1:443", server_name: gateway.demo.test}
   pool: 10.77.0.0/24
   dns: [10.20.0.12]
   suffix: corp.test
@@ -28,7 +29,7 @@ l3e:
          secret: dNtRwXD+n6KEQ8egiN9ytSBpETkvZc41RdcYLo2Qx8M=, ttl: 60}
   revoked_devices: [stolen-laptop]
 steering:
-  - {name: all, users: ["*"], apps: ["*"]}
+  - {name: all, users: ["*"], apps: ["*"], client: {dtls: true}}
 policy:
   - {name: helpdesk, groups: [helpdesk], apps: [rdp, voip, web]}
   - {name: others, users: ["*"], apps: [voip, web]}
@@ -49,11 +50,15 @@ func TestL3EDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tp.Routes) != 2 || tp.Routes[0].App != "rdp" || tp.Routes[1].UDP != "*" || tp.Suffix != "corp.test" ||
+	// The DNS server lies in the rdp app's prefix: port 53 is added to it.
+	if len(tp.Routes) != 2 || tp.Routes[0].App != "rdp" || tp.Routes[0].UDP != "53" || tp.Routes[0].TCP != "3389,5900,53" ||
+		tp.Routes[1].UDP != "*" || tp.Suffix != "corp.test" ||
 		tp.DDNS == nil || tp.DDNS.Zone != "corp.test." {
 		t.Fatalf("alice's template %+v", tp)
 	}
-	if tp, _ := tn.L3EDevice(dev("laptop2", "bob@demo.test")); len(tp.Routes) != 1 || tp.Routes[0].App != "voip" {
+	// Bob may not use rdp: the DNS server gets a route of its own.
+	if tp, _ := tn.L3EDevice(dev("laptop2", "bob@demo.test")); len(tp.Routes) != 2 || tp.Routes[0].App != "voip" ||
+		tp.Routes[1].Prefix != netip.MustParsePrefix("10.20.0.12/32") {
 		t.Fatalf("bob's routes %+v", tp.Routes)
 	}
 	for _, p := range []tenantapi.Peer{dev("stolen-laptop", "alice@demo.test"), dev("x", "mallory@demo.test"),
@@ -64,7 +69,8 @@ func TestL3EDevice(t *testing.T) {
 	}
 	// The agent config leaves the L3E apps out: the agent learns them from the gateway.
 	cfg, err := tn.AgentConfig("alice@demo.test")
-	if err != nil || len(cfg.Steering.Apps) != 1 || cfg.Steering.Apps[0].ID != "web" {
+	if err != nil || len(cfg.Steering.Apps) != 1 || cfg.Steering.Apps[0].ID != "web" ||
+		cfg.Gateway == nil || cfg.Gateway.ServerName != "gateway.demo.test" {
 		t.Fatalf("agent config apps %+v, %v", cfg.Steering.Apps, err)
 	}
 }

@@ -224,7 +224,12 @@ func (t *Tenant) AgentConfig(upn string) (*tenantapi.AgentConfig, error) {
 		return nil, deny(tenantapi.ReasonUnknownUser, "user %q is not a member of tenant %q", upn, t.Name)
 	}
 	cfg, _ := t.steeringFor(u)
-	return &tenantapi.AgentConfig{Tenant: t.Name, User: u.UPN, PoP: t.PoP, PoPs: slices.Clone(t.PoPs), Steering: cfg}, nil
+	ac := &tenantapi.AgentConfig{Tenant: t.Name, User: u.UPN, PoP: t.PoP, PoPs: slices.Clone(t.PoPs), Steering: cfg}
+	if cfg.Client.DTLS && t.L3E != nil {
+		gw := t.L3E.Gateway
+		ac.Gateway = &gw
+	}
+	return ac, nil
 }
 
 // Authorize decides whether upn may open a flow to host:port over proto ("tcp"

@@ -83,7 +83,7 @@ func TestBrokenTenantFiles(t *testing.T) {
 			`line 32: steering[0].exceptions.pinned[0].pattern: "bank(.exe": `,
 			`line 34: steering[0].client.stub_range: "10.0.0.0/33": `,
 			`line 35: steering[0].client.fail_mode: "sideways": `,
-			`line 36: steering[0].client.dtls: "true": the L3E (DTLS) tunnel is not supported yet`,
+			`line 36: steering[0].client.dtls: "true": the L3E tunnel needs the tenant's l3e section`,
 			`line 37: steering[0].client.probe_interval: "1s": must be between 10s and 24h0m0s`,
 		}},
 		{"broken-duration.yaml", []string{

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -20,7 +18,6 @@ import (
 	"github.com/ztagent/ztagent/cloud/gateway"
 	"github.com/ztagent/ztagent/cloud/tenant"
 	"github.com/ztagent/ztagent/enroll/tenantapi"
-	"github.com/ztagent/ztagent/platform"
 )
 
 type gatewayFlags struct {
@@ -32,15 +29,16 @@ type gatewayFlags struct {
 func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.addr, "gateway", ":443", "L3E gateway UDP listen address")
 	fs.StringVar(&g.tun, "gateway-tun", "ztgw0",
-		`the gateway's TUN toward the corporate network ("none": forward only between devices)`)
+		`the gateway's TUN toward the corporate network ("none": forward only between devices); `+
+			`give it the pool's first address and bring it up (ip addr add 10.77.0.1/24 dev ztgw0; ip link set ztgw0 up)`)
 	fs.StringVar(&g.status, "gateway-status", "",
 		"address of an HTTP listener serving the gateway's counters as JSON at /status (default: off)")
 }
 
 // gatewayRole builds the L3E gateway from the tenant file's l3e section. Its
-// TUN carries the gateway's own pool address and the route to the pool, so
-// the corporate network reaches devices through it once it routes the pool
-// to this host.
+// TUN is created here; the operator gives it the pool's first address and
+// brings it up (the lab script does), so the corporate network reaches
+// devices through it once it routes the pool to this host.
 func gatewayRole(f serveFlags, ca *tenant.CA, names []string, current func() *tenant.Tenant, log *zap.Logger) (func(context.Context) error, error) {
 	l := current().L3E
 	if l == nil {
@@ -65,16 +63,14 @@ func gatewayRole(f serveFlags, ca *tenant.CA, names []string, current func() *te
 			tp, err := current().L3EDevice(p)
 			return gateway.Device{ID: p.Device, User: p.User, Template: tp}, err
 		}}
-	var router platform.Router
 	if f.gateway.tun != "none" {
-		if cfg.TUN, router, err = gatewayTUN(f, l.PoolPrefix(), glog); err != nil {
-			return nil, err
+		if cfg.TUN, err = tun.CreateTUN(f.gateway.tun, gateway.DefaultMTU); err != nil {
+			return nil, fmt.Errorf("gateway: TUN %s: %w", f.gateway.tun, err)
 		}
 	}
 	g, err := gateway.New(cfg)
 	if err != nil {
 		if cfg.TUN != nil {
-			router.Close()
 			cfg.TUN.Close()
 		}
 		return nil, err
@@ -82,9 +78,6 @@ func gatewayRole(f serveFlags, ca *tenant.CA, names []string, current func() *te
 	glog.Info("L3E gateway listening", zap.Stringer("addr", g.Addr()), zap.Stringer("pool", l.PoolPrefix()),
 		zap.String("tun", f.gateway.tun))
 	return func(ctx context.Context) error {
-		if router != nil {
-			defer router.Close()
-		}
 		stop, err := serveGatewayStatus(f.gateway.status, g, glog)
 		if err != nil {
 			return err
@@ -94,28 +87,6 @@ func gatewayRole(f serveFlags, ca *tenant.CA, names []string, current func() *te
 		glog.Info("L3E gateway stopped", zap.Any("stats", g.Stats()))
 		return err
 	}, nil
-}
-
-// gatewayTUN creates the gateway's TUN with its pool address and the route to
-// the pool; the router's journal in the state directory repairs a crash.
-func gatewayTUN(f serveFlags, pool netip.Prefix, log *zap.Logger) (tun.Device, platform.Router, error) {
-	dev, err := platform.CreateTUN(f.gateway.tun, gateway.DefaultMTU)
-	if err != nil {
-		return nil, nil, fmt.Errorf("gateway: %w", err)
-	}
-	name, err := dev.Name()
-	if err == nil {
-		var r platform.Router
-		if r, err = platform.NewRouter(filepath.Join(f.state, "gateway"), log); err == nil {
-			own := netip.PrefixFrom(pool.Addr().Next(), pool.Addr().BitLen())
-			if err = r.Set(platform.RouterConfig{Interface: name, Addrs: []netip.Prefix{own}, Routes: []netip.Prefix{pool}}); err == nil {
-				return dev, r, nil
-			}
-			r.Close()
-		}
-	}
-	dev.Close()
-	return nil, nil, fmt.Errorf("gateway: TUN %s: %w", f.gateway.tun, err)
 }
 
 // serveGatewayStatus serves g's counters at addr until stop is called.

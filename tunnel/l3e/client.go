@@ -26,7 +26,10 @@ type ClientConfig struct {
 	ServerName string
 	RootCAs    *x509.CertPool
 	// Certificate is the device certificate and key the tenant issued.
-	Certificate tls.Certificate
+	// GetCertificate, when set, is asked at every handshake instead, so that a
+	// renewed certificate is used from the next association on.
+	Certificate    tls.Certificate
+	GetCertificate func() (*tls.Certificate, error)
 	// TUN is the L3E TUN. The client reads and writes it for as long as Run
 	// runs (across reconnects) and closes it when Run returns.
 	TUN tun.Device
@@ -79,8 +82,9 @@ type Client struct {
 
 // NewClient checks cfg.
 func NewClient(cfg ClientConfig) (*Client, error) {
-	if cfg.Gateway == "" || cfg.TUN == nil || cfg.RootCAs == nil || len(cfg.Certificate.Certificate) == 0 {
-		return nil, errors.New("l3e: Gateway, TUN, RootCAs and Certificate are required")
+	if cfg.Gateway == "" || cfg.TUN == nil || cfg.RootCAs == nil ||
+		(len(cfg.Certificate.Certificate) == 0 && cfg.GetCertificate == nil) {
+		return nil, errors.New("l3e: Gateway, TUN, RootCAs and Certificate (or GetCertificate) are required")
 	}
 	cfg.RekeyAfter = orDefault(cfg.RekeyAfter, time.Hour)
 	cfg.RekeyRecords = orDefault(cfg.RekeyRecords, 1<<24)
@@ -96,6 +100,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, log: cfg.Log, state: StateStopped}
 	c.conf = ClientDTLSConfig(cfg.Certificate, cfg.RootCAs, cfg.ServerName)
+	if get := cfg.GetCertificate; get != nil {
+		c.conf.Certificates = nil
+		c.conf.GetClientCertificate = func(*dtls.CertificateRequestInfo) (*tls.Certificate, error) { return get() }
+	}
 	c.conf.LoggerFactory = LoggerFactory(c.log, &c.stats.records)
 	return c, nil
 }

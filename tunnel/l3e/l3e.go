@@ -57,6 +57,11 @@ const (
 	templateHeader = 1 + 4 + 1 + 1
 	// KeepaliveLen is the size of a keepalive or its reply.
 	KeepaliveLen = 1 + 8
+	// DefaultMTU is the inner MTU that fits a 1500-byte path: IPv6 (40), UDP
+	// (8), the DTLS record header (13), the AES-GCM explicit nonce (8) and
+	// tag (16), the message type (1), and 34 bytes to spare for tunnels on
+	// the way (PPPoE, another VPN).
+	DefaultMTU = 1500 - 40 - 8 - 13 - 8 - 16 - 1 - 34
 )
 
 // Errors a receiver tests for.
