@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,7 +107,9 @@ func (p *parts) onL3ETemplate(lp *l3ePart, t *l3e.Template) {
 	rc := platform.RouterConfig{Interface: lp.tunName, Addrs: []netip.Prefix{netip.PrefixFrom(a, a.BitLen())},
 		Routes: []netip.Prefix{t.Address.Masked()}}
 	for _, r := range t.Routes {
-		rc.Routes = append(rc.Routes, r.Prefix)
+		if !slices.Contains(rc.Routes, r.Prefix) {
+			rc.Routes = append(rc.Routes, r.Prefix)
+		}
 	}
 	if err := lp.router.Set(rc); err != nil {
 		p.log.Error("L3E routes", zap.Error(err))
