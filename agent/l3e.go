@@ -118,9 +118,18 @@ func (p *parts) onL3ETemplate(lp *l3ePart, t *l3e.Template) {
 	lp.tmpl.Store(t)
 	p.log.Info("L3E template applied", zap.Stringer("address", t.Address), zap.Int("routes", len(t.Routes)),
 		zap.String("suffix", t.Suffix))
-	if err := p.dnsCfg.Set(p.dnsConfig()); err != nil {
+	if err := p.setDNS(); err != nil {
 		p.log.Warn("L3E: point the corporate suffix at ztagent", zap.Error(err))
 	}
+}
+
+// setDNS points the OS resolver at the agent for the current apps and L3E
+// suffix. Config syncs and L3E templates call it from their goroutines: the
+// lock makes the last Set reflect the latest of both.
+func (p *parts) setDNS() error {
+	p.dnsMu.Lock()
+	defer p.dnsMu.Unlock()
+	return p.dnsCfg.Set(p.dnsConfig())
 }
 
 // l3eSuffix returns the corporate suffix the L3E template names, "" without one.

@@ -70,8 +70,9 @@ type parts struct {
 	// (netip.AddrPort → bypassEntry); a concurrent map, no lock of ours.
 	bypassCache sync.Map
 	flows       flowCounters
-	echo        echoer   // ICMP echo through the tunnel, started with it
-	l3e         *l3ePart // nil unless client.dtls; read-only after bring-up
+	echo        echoer     // ICMP echo through the tunnel, started with it
+	l3e         *l3ePart   // nil unless client.dtls; read-only after bring-up
+	dnsMu       sync.Mutex // orders setDNS calls
 }
 
 // routeState is the OS router; mu orders the route updates that config

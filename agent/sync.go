@@ -225,7 +225,7 @@ func (p *parts) apply(snap *steering.Snapshot) {
 	p.stack.SetIdleUDP(snap.Config().Client.UDPIdleTimeout.D())
 	p.sel.markStale() // apps or their publishers may have changed
 	p.updateRoutes()
-	if err := p.dnsCfg.Set(p.dnsConfig()); err != nil {
+	if err := p.setDNS(); err != nil {
 		p.log.Warn("update the system resolver", zap.Error(err))
 	}
 }

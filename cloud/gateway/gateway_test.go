@@ -216,12 +216,15 @@ func TestServerToClientAndBack(t *testing.T) {
 	// A spoofed source address is dropped by the client first.
 	d.tun.Outbound <- l3etest.Packet(netip.MustParseAddrPort("10.77.0.9:3389"), helpdesk, l3e.ProtoTCP, nil)
 	expectNone(t, l.corp.Inbound)
-	if s := l.gw.Stats(); s.Drops["policy"] != 1 || s.Associations != 1 || s.FromCorp != 1 || s.FromDevices != 1 {
-		t.Fatalf("gateway stats %+v", s)
-	}
-	if s := d.c.Status(); s.State != l3e.StateUp || s.PacketsIn != 1 || s.PacketsOut != 1 || s.Drops["policy"] != 1 {
-		t.Fatalf("client status %+v", s)
-	}
+	// Counters move once a write has returned, which may be after delivery.
+	eventually(t, "gateway stats", func() any { return l.gw.Stats() }, func() bool {
+		s := l.gw.Stats()
+		return s.Drops["policy"] == 1 && s.Associations == 1 && s.FromCorp == 1 && s.FromDevices == 1
+	})
+	eventually(t, "client status", func() any { return d.c.Status() }, func() bool {
+		s := d.c.Status()
+		return s.State == l3e.StateUp && s.PacketsIn == 1 && s.PacketsOut == 1 && s.Drops["policy"] == 1
+	})
 }
 
 func TestClientToClient(t *testing.T) {
@@ -241,9 +244,7 @@ func TestClientToClient(t *testing.T) {
 	// TCP between devices is not in the routes.
 	a.tun.Outbound <- l3etest.Packet(netip.AddrPortFrom(aa, 40000), netip.AddrPortFrom(ba, 5060), l3e.ProtoTCP, nil)
 	expectNone(t, b.tun.Inbound)
-	if s := l.gw.Stats(); s.ToDevices != 2 {
-		t.Fatalf("gateway stats %+v", s)
-	}
+	eventually(t, "gateway stats", func() any { return l.gw.Stats() }, func() bool { return l.gw.Stats().ToDevices == 2 })
 }
 
 // A device keeps its address across reconnects and gateway restarts, and
@@ -265,6 +266,16 @@ func TestAddressStableAndReconnect(t *testing.T) {
 	waitState(t, d.c, l3e.StateUp)
 	if d.c.Status().Losses == 0 {
 		t.Fatal("loss not counted")
+	}
+}
+
+// eventually waits up to 5 s for ok, then fails showing what.
+func eventually(t *testing.T, name string, what func() any, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %+v", name, what())
+		}
 	}
 }
 
@@ -314,7 +325,8 @@ func TestRekey(t *testing.T) {
 		sent.Add(1)
 		time.Sleep(20 * time.Millisecond)
 	}
-	if s := d.c.Status(); s.Losses != 0 || s.PacketsIn != uint64(sent.Load()) {
-		t.Fatalf("client status %+v after %d packets", s, sent.Load())
-	}
+	eventually(t, "client status", func() any { return d.c.Status() }, func() bool {
+		s := d.c.Status()
+		return s.Losses == 0 && s.PacketsIn == uint64(sent.Load())
+	})
 }
