@@ -64,15 +64,22 @@ func (g *Gateway) handshake(ctx context.Context, raw net.Conn) *assoc {
 		conn.Close()
 		return nil
 	}
-	// Registered before the template goes out, so that whatever the device
-	// sends once it has its template finds its way back.
+	// Routes in force, then registered, then the template sent: whatever
+	// the device sends once it has its template finds its way back, and
+	// nothing meets the association without its routes.
+	recs, err := a.prepare(d.Template)
+	if err != nil {
+		a.log.Warn("L3E template refused", zap.Error(err))
+		a.close("template: " + err.Error())
+		return nil
+	}
 	g.register(a)
 	if ctx.Err() != nil { // Run's teardown may have missed it
 		a.close("gateway shutting down")
 	}
-	if err := a.push(d.Template); err != nil {
-		a.log.Warn("L3E template not pushed", zap.Error(err))
-		a.close("template: " + err.Error())
+	if err := a.send(recs); err != nil {
+		a.log.Warn("L3E template not sent", zap.Error(err))
+		a.close("")
 		g.unregister(a)
 		return nil
 	}
@@ -104,38 +111,52 @@ func (g *Gateway) admit(conn *dtls.Conn) (*assoc, Device, error) {
 	return a, d, nil
 }
 
-// push completes t for this association, installs its routes and sends it
-// when it differs from the last one sent.
+// push installs t for this association and sends it when it differs from
+// the last one sent.
 func (a *assoc) push(t l3e.Template) error {
+	recs, err := a.prepare(t)
+	if err != nil {
+		return err
+	}
+	return a.send(recs)
+}
+
+// prepare completes t for this association and installs its routes; it
+// returns the records that carry it, none when it is the one in force.
+func (a *assoc) prepare(t l3e.Template) ([][]byte, error) {
 	t.V = l3e.TemplateVersion
 	t.Address = netip.PrefixFrom(a.addr, a.g.cfg.Pool.Bits())
 	t.MTU = a.g.cfg.MTU
 	t.KeepaliveSeconds = max(1, int(a.g.cfg.Keepalive/time.Second))
 	data, err := t.Encode()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f, err := l3e.NewFilter(t.Routes)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	a.tmu.Lock()
 	defer a.tmu.Unlock()
 	if bytes.Equal(data, a.tmpl) {
-		return nil
+		return nil, nil
 	}
 	a.gen++
 	recs, err := l3e.AppendChunks(nil, a.gen, data)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	a.filter.Store(f)
+	a.tmpl = data
+	return recs, nil
+}
+
+func (a *assoc) send(recs [][]byte) error {
 	for _, r := range recs {
 		if _, err := a.conn.Write(r); err != nil {
 			return err
 		}
 	}
-	a.tmpl = data
 	return nil
 }
 
