@@ -34,7 +34,17 @@ func main() {
 	probe := flag.String("udp-probe", "", "instead of serving: send datagrams to this UDP echo and check them")
 	size := flag.Int("size", 1400, "with -udp-probe: datagram size (0: ask the echo who we are)")
 	count := flag.Int("count", 20, "with -udp-probe: datagrams to send")
+	rtpPeer := flag.String("rtp", "", "instead of serving: an RTP-like stream from -rtp-local to this peer, and the peer's back")
+	rtpLocal := flag.String("rtp-local", "", "with -rtp: the local address to send from and receive on")
+	rate := flag.Int("rate", 50, "with -rtp: datagrams per second")
+	dur := flag.Duration("duration", 10*time.Second, "with -rtp: how long to send")
 	flag.Parse()
+	if *rtpPeer != "" {
+		if err := rtpStream(*rtpLocal, *rtpPeer, *rate, *size, *dur); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if *probe != "" {
 		if err := probeUDP(*probe, *size, *count); err != nil {
 			log.Fatal(err)
