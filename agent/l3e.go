@@ -116,6 +116,8 @@ func (p *parts) onL3ETemplate(lp *l3ePart, t *l3e.Template) {
 		return
 	}
 	lp.tmpl.Store(t)
+	// t.DDNS, t.Address and the host name are what the RFC 2136 client
+	// (dnsproxy/ddns, issue 12 item 3) registers from here.
 	p.log.Info("L3E template applied", zap.Stringer("address", t.Address), zap.Int("routes", len(t.Routes)),
 		zap.String("suffix", t.Suffix))
 	if err := p.setDNS(); err != nil {

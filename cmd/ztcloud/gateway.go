@@ -83,10 +83,39 @@ func gatewayRole(f serveFlags, ca *tenant.CA, names []string, current func() *te
 			return err
 		}
 		defer stop()
+		lctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { // ends with lctx, before the function returns
+			defer close(done)
+			logGatewayStats(lctx, g, glog)
+		}()
 		err = g.Run(ctx)
+		cancel()
+		<-done
 		glog.Info("L3E gateway stopped", zap.Any("stats", g.Stats()))
 		return err
 	}, nil
+}
+
+// logGatewayStats logs the gateway's counters every minute in which they
+// changed, until ctx is done.
+func logGatewayStats(ctx context.Context, g *gateway.Gateway, log *zap.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	var last []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := g.Stats()
+		now, _ := json.Marshal(st)
+		if string(now) != string(last) {
+			log.Info("L3E gateway counters", zap.Any("stats", st))
+			last = now
+		}
+	}
 }
 
 // serveGatewayStatus serves g's counters at addr until stop is called.
