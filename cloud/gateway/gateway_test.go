@@ -41,6 +41,7 @@ type lab struct {
 	corp    *tuntest.ChannelTUN
 	gw      *Gateway
 	revoked sync.Map // device id → true
+	routes  atomic.Pointer[[]l3e.Route] // when set, replaces routes
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -95,8 +96,12 @@ func (l *lab) admit(peer *x509.Certificate) (Device, error) {
 	if _, ok := l.revoked.Load(p.Device); ok {
 		return Device{}, errors.New("device revoked")
 	}
+	rs := routes
+	if r := l.routes.Load(); r != nil {
+		rs = *r
+	}
 	return Device{ID: p.Device, User: p.User, Template: l3e.Template{
-		DNS: []netip.Addr{netip.MustParseAddr("10.20.0.12")}, Suffix: "corp.test", Routes: routes}}, nil
+		DNS: []netip.Addr{netip.MustParseAddr("10.20.0.12")}, Suffix: "corp.test", Routes: rs}}, nil
 }
 
 // device is one agent's L3E client with its channel TUN.
@@ -329,4 +334,23 @@ func TestRekey(t *testing.T) {
 		s := d.c.Status()
 		return s.Losses == 0 && s.PacketsIn == uint64(sent.Load())
 	})
+}
+
+// A changed template (the tenant reloaded: other routes) reaches a connected
+// device at the next recheck, and is in force at once on both ends.
+func TestTemplateChange(t *testing.T) {
+	l := newLab(t, t.TempDir(), "127.0.0.1:0")
+	defer l.stop()
+	d := l.device("laptop1", nil)
+	me := d.template(t).Address.Addr()
+	ssh := []l3e.Route{{App: "ssh", Prefix: netip.MustParsePrefix("10.20.0.0/24"), TCP: "22"}}
+	l.routes.Store(&ssh)
+	if tp := d.template(t); len(tp.Routes) != 1 || tp.Routes[0].TCP != "22" {
+		t.Fatalf("new template %+v", tp)
+	}
+	l.corp.Outbound <- l3etest.Packet(helpdesk, netip.AddrPortFrom(me, 3389), l3e.ProtoTCP, nil)
+	expectNone(t, d.tun.Inbound)
+	syn := l3etest.Packet(helpdesk, netip.AddrPortFrom(me, 22), l3e.ProtoTCP, nil)
+	l.corp.Outbound <- syn
+	expect(t, d.tun.Inbound, clamped(syn, DefaultMTU))
 }
