@@ -40,7 +40,7 @@ type lab struct {
 	state   string
 	corp    *tuntest.ChannelTUN
 	gw      *Gateway
-	revoked sync.Map // device id → true
+	revoked sync.Map                    // device id → true
 	routes  atomic.Pointer[[]l3e.Route] // when set, replaces routes
 	cancel  context.CancelFunc
 	done    chan struct{}
