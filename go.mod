@@ -9,6 +9,8 @@ require (
 	github.com/goreleaser/nfpm/v2 v2.45.2
 	github.com/kardianos/service v1.3.0
 	github.com/miekg/dns v1.1.73
+	github.com/pion/dtls/v2 v2.2.12
+	github.com/pion/logging v0.2.2
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
 	go.uber.org/goleak v1.3.0
@@ -51,6 +53,7 @@ require (
 	github.com/klauspost/pgzip v1.2.6 // indirect
 	github.com/mitchellh/copystructure v1.2.0 // indirect
 	github.com/mitchellh/reflectwalk v1.0.2 // indirect
+	github.com/pion/transport/v2 v2.2.4 // indirect
 	github.com/pjbgf/sha1cd v0.3.2 // indirect
 	github.com/sergi/go-diff v1.3.2-0.20230802210424-5b0b94c5c0d3 // indirect
 	github.com/shopspring/decimal v1.4.0 // indirect

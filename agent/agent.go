@@ -82,6 +82,9 @@ type Config struct {
 	Control ControlLimits
 	TUNName string
 	MTU     int
+	// L3ETUNName is the L3E tunnel's TUN (default the platform's, see
+	// platform.DefaultL3ETUNName).
+	L3ETUNName string
 	// DNSListen is where the DNS proxy listens; default the agent's TUN
 	// address, port 53.
 	DNSListen string
@@ -151,6 +154,9 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.MTU == 0 {
 		cfg.MTU = 1420
+	}
+	if cfg.L3ETUNName == "" {
+		cfg.L3ETUNName = platform.DefaultL3ETUNName()
 	}
 	if cfg.NewTUN == nil {
 		cfg.NewTUN = platform.CreateTUN

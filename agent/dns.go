@@ -24,6 +24,11 @@ func (dp dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
 	snap := p.snap.Load()
 	d := snap.MatchName(name)
 	if !d.Steered() || d.App == nil {
+		if p.l3eOwns(name) {
+			// The corporate suffix of the L3E template: its DNS servers,
+			// through the L3E tunnel (a name the agent steers wins).
+			return dnsproxy.Answer{Upstream: l3eResolver{p.l3e}}, true
+		}
 		return dnsproxy.Answer{}, false
 	}
 	if d.Action == steering.L3E {

@@ -76,6 +76,8 @@ type parts struct {
 	// stubChoice is the stub range chosen at start (see chooseStubRange);
 	// read-only after bring-up.
 	stubChoice stubChoice
+	l3e        *l3ePart   // nil unless client.dtls; read-only after bring-up
+	dnsMu      sync.Mutex // orders setDNS calls
 }
 
 // routeState is the OS router; mu orders the route updates that config
@@ -150,6 +152,9 @@ func (p *parts) up(ctx context.Context) error {
 		return fmt.Errorf("point the system resolver at ztagent (%s): %w", p.dnsCfg.Mode(), err)
 	}
 	p.push("system DNS", p.dnsCfg.Restore)
+	if err := p.startL3E(); err != nil {
+		return err
+	}
 
 	p.goWG(p.syncLoop)
 	p.goWG(p.watchSessions)
@@ -334,9 +339,13 @@ func (p *parts) upstreamList() []netip.AddrPort {
 }
 
 func (p *parts) dnsConfig() platform.DNSConfig {
+	domains := privateDomains(p.snap.Load().Config())
+	if s := p.l3eSuffix(); s != "" {
+		domains = append(domains, s)
+	}
 	return platform.DNSConfig{
 		Servers:   []netip.Addr{p.tunIP},
-		Domains:   privateDomains(p.snap.Load().Config()),
+		Domains:   domains,
 		Interface: p.tunName,
 	}
 }

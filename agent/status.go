@@ -45,6 +45,7 @@ func (p *parts) status(st *ctlapi.Status) {
 		Pings:   p.echo.status(),
 		UDPOpen: ns.UDPOpen, UDPExpired: ns.UDPExpired, UDPEvicted: ns.UDPEvicted, UDPDropped: ns.UDPDropped,
 	}
+	st.L3E = p.l3eStatus()
 	st.Reauth = ctlapi.ReauthStatus{Phase: p.reauthPhase(time.Now()), LastSignIn: p.lastSignIn()}
 	if iv := snap.Config().Client.ReauthInterval.D(); iv > 0 {
 		st.Reauth.Due = st.Reauth.LastSignIn.Add(iv)

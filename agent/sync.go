@@ -210,8 +210,19 @@ func (p *parts) syncOnce(ctx context.Context) error {
 		// The tunnel was built for the PoPs it dials: a new list is in force
 		// only once the parts are built again, from the config just saved.
 		submit(p.reqs, request{kind: reqRestart, gen: p.gen, why: "the tenant's PoP list changed"}, p.ctx.Done())
+	} else if l3eWanted(cur.cfg) != l3eWanted(cfg) {
+		// The same for the L3E tunnel: turned on, off, or another gateway.
+		submit(p.reqs, request{kind: reqRestart, gen: p.gen, why: "the tenant's L3E gateway changed"}, p.ctx.Done())
 	}
 	return nil
+}
+
+// l3eWanted is the gateway cfg has the agent dial, none when L3E is off.
+func l3eWanted(cfg *tenantapi.AgentConfig) tenantapi.PoPInfo {
+	if cfg.Gateway == nil || !cfg.Steering.Client.DTLS {
+		return tenantapi.PoPInfo{}
+	}
+	return *cfg.Gateway
 }
 
 // apply swaps in a new snapshot, then updates the routes and the OS resolver's
@@ -222,7 +233,7 @@ func (p *parts) apply(snap *steering.Snapshot) {
 	p.sel.markStale()  // apps or their publishers may have changed
 	p.onprem.recheck() // detection may have changed
 	p.updateRoutes()
-	if err := p.dnsCfg.Set(p.dnsConfig()); err != nil {
+	if err := p.setDNS(); err != nil {
 		p.log.Warn("update the system resolver", zap.Error(err))
 	}
 }

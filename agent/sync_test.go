@@ -32,7 +32,6 @@ func TestRefusedCachedConfig(t *testing.T) {
 	file := filepath.Join(state, configFile)
 	refused := rewriteCachedConfig(t, file, func(c *cachedConfig) {
 		c.Config.Steering.Apps[0].Tunnel = "l3e"
-		c.Config.Steering.Client.DTLS = true
 	})
 
 	// The tenant is out of reach (its API refuses connections): only the
@@ -64,7 +63,6 @@ func TestRefusedCachedConfig(t *testing.T) {
 	for _, want := range []string{
 		"the cached config is refused by this version of the agent",
 		`apps[0].tunnel: "l3e": the L3E tunnel is not supported yet`,
-		`client.dtls: "true": the L3E (DTLS) tunnel is not supported yet`,
 		file,
 		"steering nothing until the tenant sends one",
 	} {

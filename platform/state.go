@@ -34,6 +34,18 @@ func DefaultSocketPath() string {
 	}
 }
 
+// DefaultL3ETUNName is the L3E tunnel's TUN device name the agent asks for.
+func DefaultL3ETUNName() string {
+	switch runtime.GOOS {
+	case "darwin":
+		return "utun"
+	case "windows":
+		return "ztagent-l3e"
+	default:
+		return "zt1"
+	}
+}
+
 // DefaultTUNName is the TUN device name the agent asks for.
 func DefaultTUNName() string {
 	switch runtime.GOOS {

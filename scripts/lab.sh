@@ -22,7 +22,8 @@
 # registration or removal is seen at once through 10.20.0.10 too.
 #
 # Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-spawn|agent-exec|agent-wait|agent-stop|
-#   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|other-vpn|status
+#   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|other-vpn|
+#   gateway-start|gateway-stop|status
 # Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_DIR (state and
 # logs, default .lab/$ZT_LAB), ZT_BIN (binaries, default bin), ZT_TENANT
 # (tenant file, default testdata/tenants/demo.yaml), ZT_UPN (default alice@demo.test),
@@ -213,6 +214,37 @@ publisher_start() {
     --tenant-url https://10.10.0.1:8444 --cacert "$DIR/cloud/ca.pem" --resolver 10.20.0.10:53 --state "$DIR/publisher"
 }
 
+# gateway_start starts the L3E gateway (a tenant file with an l3e section,
+# e.g. testdata/tenants/l3e.yaml) in P-cloud on UDP 10.10.0.1:443, with its
+# TUN ztgw0 holding the pool's first address, and makes P-cloud forward only
+# what the gateway needs: packets from ztgw0 go where the main table says,
+# any other forwarded packet may only go into the pool (ztgw0), so the client
+# still cannot reach the corporate network (nor it the client) but through
+# a tunnel. Locally made packets (iif lo) keep the main table. P-corp routes
+# the pool via P-cloud. Status counters: curl 127.0.0.1:8445/status in P-cloud.
+gateway_start() {
+  local pool=10.77.0.0/24 gw=10.77.0.1/24
+  start gateway "$CLOUD" "$BIN/ztcloud" gateway --tenant "$TENANT" --state "$DIR/cloud" \
+    --gateway 10.10.0.1:443 --gateway-tun ztgw0 --gateway-status 127.0.0.1:8445 --names 10.10.0.1
+  wait_for "L3E gateway TUN" 20 inns "$CLOUD" ip link show ztgw0
+  inns "$CLOUD" ip addr add "$gw" dev ztgw0
+  inns "$CLOUD" ip link set ztgw0 up
+  inns "$CLOUD" ip route replace "$pool" dev ztgw0 table 100
+  inns "$CLOUD" ip rule add prio 100 iif lo lookup main
+  inns "$CLOUD" ip rule add prio 101 iif ztgw0 lookup main
+  inns "$CLOUD" ip rule add prio 102 lookup 100
+  inns "$CLOUD" ip rule add prio 103 unreachable
+  inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=1
+  inns "$CORP" ip route replace "$pool" via 10.20.0.1
+  wait_for "L3E gateway" 20 inns "$CLOUD" curl -sf http://127.0.0.1:8445/status
+}
+
+gateway_stop() {
+  stop gateway
+  inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=0 2>/dev/null || true
+  for prio in 100 101 102 103; do inns "$CLOUD" ip rule del prio "$prio" 2>/dev/null || true; done
+}
+
 # second_uplink gives the client a second way to the cloud, for moving its
 # default route: P-client eth1 (10.30.0.2) ── P-cloud eth2 (10.30.0.1).
 second_uplink() {
@@ -347,7 +379,7 @@ agent_connected() {
 }
 
 down() {
-  for name in agent publisher ztcloud web-corp web-public dns-corp named dns-public hotel-web hotel-dns dns-othervpn; do stop "$name"; done
+  for name in agent gateway publisher ztcloud web-corp web-public dns-corp named dns-public hotel-web hotel-dns dns-othervpn; do stop "$name"; done
   for ns in $CLIENT $CLOUD $CORP $HOTEL; do
     ip netns del "$ns" 2>/dev/null || true
     rm -rf "/etc/netns/$ns"
@@ -379,7 +411,9 @@ case ${1:-} in
   hotel) hotel ;;
   hotel-open) hotel_open ;;
   other-vpn) other_vpn ;;
+  gateway-start) gateway_start ;;
+  gateway-stop) gateway_stop ;;
   status) ip netns list | grep "^$P-" || true
           for f in "$DIR"/*.pid; do [ -f "$f" ] && echo "$(basename "$f" .pid): $(kill -0 "$(cat "$f")" 2>/dev/null && echo running || echo dead)"; done ;;
-  *) echo "usage: $0 up|down|agent-start|agent-spawn|agent-exec|agent-wait|agent-stop|cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|other-vpn|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|agent-start|agent-spawn|agent-exec|agent-wait|agent-stop|cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|other-vpn|gateway-start|gateway-stop|status" >&2; exit 2 ;;
 esac

@@ -70,8 +70,9 @@ type ClientConfig struct {
 	// the publishers of its apps and re-selects the nearest; default 5m
 	// (DefaultProbeInterval).
 	ProbeInterval Duration `json:"probe_interval,omitempty" yaml:"probe_interval,omitempty"`
-	// DTLS enables the L3E tunnel. Not supported yet: a config that sets it
-	// is refused.
+	// DTLS enables the L3E tunnel: the agent dials the gateway the tenant
+	// names (AgentConfig.Gateway) and brings up a second TUN with the address,
+	// routes and DNS the gateway pushes.
 	DTLS bool `json:"dtls,omitempty" yaml:"dtls,omitempty"`
 	// OnPremDetection, when set, says how the agent knows it sits on the
 	// corporate network; on premises private-app steering stands aside.

@@ -20,7 +20,6 @@ var notSupportedYet = []struct {
 	what string
 }{
 	{"apps[].tunnel", func(c *Config, i int) string { return equalOrEmpty(c.Apps[i].Tunnel, TunnelL3E) }, "the L3E tunnel"},
-	{"client.dtls", func(c *Config, _ int) string { return trueOrEmpty(c.Client.DTLS) }, "the L3E (DTLS) tunnel"},
 	{"client.prelogon", func(c *Config, _ int) string { return trueOrEmpty(c.Client.PreLogon) },
 		"pre-logon set by the tenant (the prelogonuser= install parameter does it)"},
 }

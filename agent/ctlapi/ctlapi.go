@@ -50,10 +50,12 @@ type Status struct {
 	Settings []Setting    `json:"settings"`
 	Config   ConfigStatus `json:"config"`
 	Tunnel   TunnelStatus `json:"tunnel"`
-	TUN      TUNStatus    `json:"tun"`
-	DNS      DNSStatus    `json:"dns"`
-	Reauth   ReauthStatus `json:"reauth"`
-	Flows    FlowStatus   `json:"flows"`
+	// L3E is the L3E tunnel; nil when the config does not turn it on.
+	L3E    *L3EStatus   `json:"l3e,omitempty"`
+	TUN    TUNStatus    `json:"tun"`
+	DNS    DNSStatus    `json:"dns"`
+	Reauth ReauthStatus `json:"reauth"`
+	Flows  FlowStatus   `json:"flows"`
 	// Selection is publisher selection by RTT; each app's publishers are in
 	// Apps.
 	Selection SelectionStatus `json:"selection"`
@@ -299,4 +301,42 @@ type ReenrollRequest struct {
 // ErrorResponse is the body of every answer that is not 200 OK.
 type ErrorResponse struct {
 	Error string `json:"error"`
+}
+
+// L3EStatus is the L3E tunnel: its association with the gateway, the
+// template in force and the counters.
+type L3EStatus struct {
+	State     string       `json:"state"` // connecting, up, backoff, stopped
+	Gateway   string       `json:"gateway"`
+	Since     time.Time    `json:"since"`
+	LastError string       `json:"last_error,omitempty"`
+	TUN       string       `json:"tun"`
+	Address   netip.Prefix `json:"address,omitzero"`
+	MTU       int          `json:"mtu,omitempty"`
+	DNS       []netip.Addr `json:"dns,omitempty"`
+	Suffix    string       `json:"suffix,omitempty"`
+	Routes    []L3ERoute   `json:"routes,omitempty"`
+	// DDNS is where the device's name is registered ("server zone Z").
+	DDNS string `json:"ddns,omitempty"`
+
+	PacketsIn        uint64            `json:"packets_in"`
+	PacketsOut       uint64            `json:"packets_out"`
+	BytesIn          uint64            `json:"bytes_in"`
+	BytesOut         uint64            `json:"bytes_out"`
+	Rekeys           uint64            `json:"rekeys"`
+	Losses           uint64            `json:"losses"`
+	TemplatesRefused uint64            `json:"templates_refused"`
+	Drops            map[string]uint64 `json:"drops,omitempty"`
+	Truncated        uint64            `json:"truncated"`
+	Replayed         uint64            `json:"replayed"`
+	Forged           uint64            `json:"forged"`
+}
+
+// L3ERoute is one route the gateway pushed.
+type L3ERoute struct {
+	App    string       `json:"app,omitempty"`
+	Prefix netip.Prefix `json:"prefix"`
+	TCP    string       `json:"tcp,omitempty"`
+	UDP    string       `json:"udp,omitempty"`
+	ICMP   bool         `json:"icmp,omitempty"`
 }

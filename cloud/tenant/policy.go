@@ -166,7 +166,8 @@ func (t *Tenant) profileConfig(cp *compiledProfile) (steering.Config, []int) {
 	cfg.Exceptions.Pinned = slices.Clone(cfg.Exceptions.Pinned)
 	var idx []int
 	for i, a := range t.Apps {
-		if cp.apps.contains(a.ID) {
+		// L3E apps reach the device through the gateway's template (see L3E).
+		if cp.apps.contains(a.ID) && a.Tunnel != steering.TunnelL3E {
 			a.Hosts = slices.Clone(a.Hosts)
 			a.Publishers = slices.Clone(a.Publishers)
 			a.Tags = slices.Clone(a.Tags)
@@ -184,23 +185,34 @@ func (t *Tenant) profileConfig(cp *compiledProfile) (steering.Config, []int) {
 func (t *Tenant) validateSteering(v *validator) {
 	add := v.addSteering
 	// Every app, including those in no profile, with the default client config.
-	add((&steering.Config{Apps: t.Apps}).Validate(), func(p string) string { return p })
+	var l7 []steering.App
+	var l7idx []int
+	for i, a := range t.Apps {
+		if a.Tunnel != steering.TunnelL3E {
+			l7, l7idx = append(l7, a), append(l7idx, i)
+		}
+	}
+	add((&steering.Config{Apps: l7}).Validate(), func(p string) string { return appPath(p, l7idx, "") })
 	for i := range t.profile {
 		cfg, idx := t.profileConfig(&t.profile[i])
 		prefix := fmt.Sprintf("steering[%d].", i)
-		add(cfg.Validate(), func(p string) string {
-			rest, ok := strings.CutPrefix(p, "apps[")
-			if !ok {
-				return prefix + p
-			}
-			n, tail, _ := strings.Cut(rest, "]")
-			k, err := strconv.Atoi(n)
-			if err != nil || k < 0 || k >= len(idx) {
-				return prefix + p
-			}
-			return fmt.Sprintf("apps[%d]%s", idx[k], tail)
-		})
+		add(cfg.Validate(), func(p string) string { return appPath(p, idx, prefix) })
 	}
+}
+
+// appPath maps a path of a steering config whose apps are the tenant file's
+// apps idx back to the tenant file; paths outside apps get prefix.
+func appPath(p string, idx []int, prefix string) string {
+	rest, ok := strings.CutPrefix(p, "apps[")
+	if !ok {
+		return prefix + p
+	}
+	n, tail, _ := strings.Cut(rest, "]")
+	k, err := strconv.Atoi(n)
+	if err != nil || k < 0 || k >= len(idx) {
+		return prefix + p
+	}
+	return fmt.Sprintf("apps[%d]%s", idx[k], tail)
 }
 
 // AgentConfig returns the config for upn's agent: only the apps the user is
@@ -212,7 +224,12 @@ func (t *Tenant) AgentConfig(upn string) (*tenantapi.AgentConfig, error) {
 		return nil, deny(tenantapi.ReasonUnknownUser, "user %q is not a member of tenant %q", upn, t.Name)
 	}
 	cfg, _ := t.steeringFor(u)
-	return &tenantapi.AgentConfig{Tenant: t.Name, User: u.UPN, PoP: t.PoP, PoPs: slices.Clone(t.PoPs), Steering: cfg}, nil
+	ac := &tenantapi.AgentConfig{Tenant: t.Name, User: u.UPN, PoP: t.PoP, PoPs: slices.Clone(t.PoPs), Steering: cfg}
+	if cfg.Client.DTLS && t.L3E != nil {
+		gw := t.L3E.Gateway
+		ac.Gateway = &gw
+	}
+	return ac, nil
 }
 
 // Authorize decides whether upn may open a flow to host:port over proto ("tcp"

@@ -54,6 +54,8 @@ type Tenant struct {
 	Policy []PolicyRule `yaml:"policy"`
 	// SecureEnrollment, when present, holds the secure-enrollment token sets.
 	SecureEnrollment *SecureEnrollment `yaml:"secure_enrollment,omitempty"`
+	// L3E, when present, configures the SASE gateway (ztcloud's gateway role).
+	L3E *L3E `yaml:"l3e,omitempty"`
 	// AdminToken, when set, enables the admin API (POST /v1/admin/invitations)
 	// for callers presenting it as a bearer token.
 	AdminToken tenantapi.Secret `yaml:"admin_token,omitempty"`
@@ -65,6 +67,7 @@ type Tenant struct {
 	userKeys map[string]*User
 	apps     map[string]*tenantApp
 	pubs     map[string]*Publisher
+	l3eApps  []l3eApp
 	profile  []compiledProfile
 	rules    []compiledRule
 	warnings []Problem

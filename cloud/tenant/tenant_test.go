@@ -75,14 +75,15 @@ func TestBrokenTenantFiles(t *testing.T) {
 			`line 10: "maybe": expected true or false`,
 		}},
 		{"broken-steering.yaml", []string{
-			"8 problems",
+			"9 problems",
 			`line 18: apps[1].hosts[0]: "100.64.1.0/24": overlaps the stub range 100.64.0.0/10`,
-			`line 24: apps[2].tunnel: "l3e": the L3E tunnel is not supported yet`,
+			`line 22: apps[2].hosts[0]: "voip.corp.test": an L3E app takes addresses, ranges and CIDRs, not names`,
+			`line 24: apps[2].tunnel: "l3e": an L3E app needs the tenant's l3e section`,
 			`line 30: steering[0].exceptions.domains[0]: "10.0.0.1": `,
 			`line 32: steering[0].exceptions.pinned[0].pattern: "bank(.exe": `,
 			`line 34: steering[0].client.stub_range: "10.0.0.0/33": `,
 			`line 35: steering[0].client.fail_mode: "sideways": `,
-			`line 36: steering[0].client.dtls: "true": the L3E (DTLS) tunnel is not supported yet`,
+			`line 36: steering[0].client.dtls: "true": the L3E tunnel needs the tenant's l3e section`,
 			`line 37: steering[0].client.probe_interval: "1s": must be between 10s and 24h0m0s`,
 		}},
 		{"broken-duration.yaml", []string{

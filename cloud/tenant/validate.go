@@ -119,6 +119,7 @@ func (t *Tenant) compile(v *validator) {
 	t.compileUsers(v)
 	t.compilePublishers(v)
 	t.compileApps(v)
+	t.compileL3E(v)
 	t.compileProfiles(v)
 	t.compileRules(v)
 	t.compileSecureEnrollment(v)

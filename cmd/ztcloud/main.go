@@ -1,11 +1,12 @@
 // Command ztcloud is the reference cloud side of ztagent: the tenant API
 // (enrollment, config), the PoP (the L7 broker that checks policy and stitches
-// client streams to publishers) and the publisher (which dials out to the PoP
+// client streams to publishers), the L3E gateway (DTLS, whole IP packets both
+// ways between devices and the corporate network) and the publisher (which dials out to the PoP
 // and connects to applications in the corporate network). Each role runs in its
 // own process, or several in one for small setups and the demo.
 //
 //	ztcloud serve --roles tenant,pop[,publisher] --tenant FILE --state DIR ...
-//	ztcloud tenant|pop --tenant FILE --state DIR ...   (one role per process)
+//	ztcloud tenant|pop|gateway --tenant FILE --state DIR ...   (one role per process)
 //	ztcloud publisher --name N --token T --tenant-url URL --cacert FILE ...
 //	ztcloud check --tenant FILE
 package main
@@ -25,6 +26,7 @@ commands:
   serve      run the tenant API, the PoP and optionally a publisher (--roles)
   tenant     run only the tenant API (serve --roles tenant)
   pop        run only the PoP (serve --roles pop)
+  gateway    run only the L3E gateway (serve --roles gateway)
   publisher  run a publisher that enrolls with the tenant API and dials out to the PoP
   check      validate a tenant file and print every problem in it
 `
@@ -47,7 +49,7 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return cmdServe(ctx, args[1:])
-	case "tenant", "pop":
+	case "tenant", "pop", "gateway":
 		// One role per process: `ztcloud pop ...` is `ztcloud serve --roles pop ...`.
 		return cmdServe(ctx, append([]string{"--roles", args[0]}, args[1:]...))
 	case "publisher":

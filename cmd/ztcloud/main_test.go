@@ -28,7 +28,8 @@ func TestServeRejectsBadInput(t *testing.T) {
 		{"missing tenant file", []string{"serve", "--tenant", "/nonexistent/t.yaml"}, []string{"/nonexistent/t.yaml"}},
 		{"API port in use", []string{"serve", "--tenant", demo, "--api", busy.Addr().String(), "--pop", "127.0.0.1:0"}, []string{busy.Addr().String(), "already in use"}},
 		{"PoP port in use", []string{"serve", "--tenant", demo, "--api", "127.0.0.1:0", "--pop", busy.Addr().String()}, []string{"PoP", "already in use"}},
-		{"unknown role", []string{"serve", "--tenant", demo, "--roles", "tenant,gateway"}, []string{"gateway"}},
+		{"unknown role", []string{"serve", "--tenant", demo, "--roles", "tenant,gw"}, []string{`"gw"`}},
+		{"gateway without l3e", []string{"gateway", "--tenant", demo, "--gateway", "127.0.0.1:0"}, []string{"l3e section"}},
 		{"check broken", []string{"check", "--tenant", broken}, []string{"broken-values.yaml"}},
 	}
 	for _, tc := range cases {

@@ -33,6 +33,7 @@ import (
 type serveFlags struct {
 	roles    string
 	tenant   string
+	gateway  gatewayFlags
 	state    string
 	api      string
 	pop      string
@@ -45,7 +46,7 @@ type serveFlags struct {
 func cmdServe(ctx context.Context, args []string) error {
 	var f serveFlags
 	fs := flag.NewFlagSet("ztcloud serve", flag.ContinueOnError)
-	fs.StringVar(&f.roles, "roles", "tenant,pop", "comma-separated roles: tenant, pop, publisher")
+	fs.StringVar(&f.roles, "roles", "tenant,pop", "comma-separated roles: tenant, pop, publisher, gateway")
 	fs.StringVar(&f.tenant, "tenant", "", "tenant file (YAML)")
 	fs.StringVar(&f.state, "state", "/var/lib/ztcloud", "state directory (the tenant CA lives here)")
 	fs.StringVar(&f.api, "api", ":8444", "tenant API listen address")
@@ -54,6 +55,7 @@ func cmdServe(ctx context.Context, args []string) error {
 	fs.StringVar(&f.resolver, "resolver", "", "DNS resolver for the in-process publisher (ip:port; default: system)")
 	fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second,
 		"on SIGTERM, how long the PoP waits for open streams after telling clients to reconnect (GOAWAY)")
+	f.gateway.register(fs)
 	f.level = zapcore.InfoLevel
 	fs.Var(&f.level, "log-level", "log level")
 	if err := fs.Parse(args); err != nil {
@@ -79,10 +81,10 @@ func parseRoles(s string) (map[string]bool, error) {
 	for _, r := range strings.Split(s, ",") {
 		r = strings.TrimSpace(r)
 		switch r {
-		case "tenant", "pop", "publisher":
+		case "tenant", "pop", "publisher", "gateway":
 			roles[r] = true
 		default:
-			return nil, fmt.Errorf("--roles: unknown role %q (want tenant, pop, publisher)", r)
+			return nil, fmt.Errorf("--roles: unknown role %q (want tenant, pop, publisher, gateway)", r)
 		}
 	}
 	return roles, nil
@@ -128,6 +130,13 @@ func serve(ctx context.Context, f serveFlags, roles map[string]bool, log *zap.Lo
 	}
 	if roles["publisher"] {
 		servers = append(servers, inProcessPublishers(f, ca, current.Load(), log))
+	}
+	if roles["gateway"] {
+		run, err := gatewayRole(f, ca, names, current.Load, log)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, run)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)

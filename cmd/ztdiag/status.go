@@ -64,6 +64,7 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 		fmt.Fprintf(w, "Tunnel error:\t%s\n", t.LastError)
 	}
 	printPoPs(w, t.PoPs)
+	printL3E(w, st.L3E)
 	sel := st.Selection
 	fmt.Fprintf(w, "Publishers:\tmeasured %s, every %s; %d probes failed\n", ago(sel.Probed), sel.Interval, sel.ProbeFailures)
 	fmt.Fprintf(w, "TUN:\t%s %s, routes %s\n", st.TUN.Name, st.TUN.Addr, join(st.TUN.Routes))

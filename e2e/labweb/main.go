@@ -39,7 +39,17 @@ func main() {
 	tlsCert := flag.String("tls-cert", "", "PEM certificate for -tls-listen")
 	tlsKey := flag.String("tls-key", "", "PEM key for -tls-listen")
 	redirect := flag.String("redirect", "", "answer every request with 302 Found to this URL (a captive portal)")
+	rtpPeer := flag.String("rtp", "", "instead of serving: an RTP-like stream from -rtp-local to this peer, and the peer's back")
+	rtpLocal := flag.String("rtp-local", "", "with -rtp: the local address to send from and receive on")
+	rate := flag.Int("rate", 50, "with -rtp: datagrams per second")
+	dur := flag.Duration("duration", 10*time.Second, "with -rtp: how long to send")
 	flag.Parse()
+	if *rtpPeer != "" {
+		if err := rtpStream(*rtpLocal, *rtpPeer, *rate, *size, *dur); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if *probe != "" {
 		if err := probeUDP(*probe, *size, *count); err != nil {
 			log.Fatal(err)

@@ -13,6 +13,9 @@ type AgentConfig struct {
 	// RTT and fails over to the next.
 	PoPs     []PoPInfo       `json:"pops,omitempty"`
 	Steering steering.Config `json:"steering"`
+	// Gateway, when set, is the L3E gateway (DTLS, UDP) the agent dials:
+	// the tenant names it to users whose steering sets client.dtls.
+	Gateway *PoPInfo `json:"gateway,omitempty"`
 }
 
 // PoPInfo says where the agent dials the L7 tunnel.

@@ -1,0 +1,90 @@
+package l3e
+
+import (
+	"context"
+	"errors"
+
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// readTUN sends what the device's stack routes into the L3E TUN to the
+// association in use, until the TUN is closed.
+func (c *Client) readTUN(ctx context.Context) {
+	dev := c.cfg.TUN
+	n := max(1, dev.BatchSize())
+	bufs := make([][]byte, n)
+	sizes := make([]int, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, bufSize)
+	}
+	for {
+		count, err := dev.Read(bufs, sizes, tunOffset)
+		for i := range count {
+			c.fromTUN(bufs[i][tunOffset-1 : tunOffset+sizes[i]])
+		}
+		if ctx.Err() != nil || (err != nil && !errors.Is(err, tun.ErrTooManySegments)) {
+			return
+		}
+	}
+}
+
+// fromTUN sends rec (a free byte, then the packet) through the association
+// in use, if the routes allow it.
+func (c *Client) fromTUN(rec []byte) {
+	s := c.cur.Load()
+	if s == nil {
+		c.stats.add(dropNoTunnel)
+		return
+	}
+	st := s.tmpl.Load() // never nil: installed associations have one
+	pkt := rec[1:]
+	fl, err := Classify(pkt)
+	switch {
+	case err != nil:
+		c.stats.add(dropMalformed)
+		return
+	case fl.Src != st.t.Address.Addr() || !st.filter.Outbound(&fl):
+		c.stats.add(dropPolicy)
+		return
+	}
+	ClampMSS(pkt, st.t.MTU)
+	rec[0] = TypePacket
+	if _, err := s.conn.Write(rec); err != nil {
+		c.stats.add(dropSend)
+		return
+	}
+	s.records.Add(1)
+	c.stats.packetsOut.Add(1)
+	c.stats.bytesOut.Add(uint64(len(pkt)))
+}
+
+// toTUN writes the packet buf[tunOffset:][:n] from the gateway to the TUN, if
+// it is for the device and the routes allow it.
+func (c *Client) toTUN(s *session, buf []byte, n int) {
+	st := s.tmpl.Load()
+	if cur := c.cur.Load(); st == nil && cur != nil {
+		// A new association (re-key) receives before its template: the
+		// gateway moved traffic to it first. The one in use has the same.
+		st = cur.tmpl.Load()
+	}
+	pkt := buf[tunOffset : tunOffset+n]
+	fl, err := Classify(pkt)
+	switch {
+	case st == nil:
+		c.stats.add(dropNoTunnel)
+		return
+	case err != nil:
+		c.stats.add(dropMalformed)
+		return
+	case fl.Dst != st.t.Address.Addr() || !st.filter.Inbound(&fl):
+		c.stats.add(dropPolicy)
+		return
+	}
+	ClampMSS(pkt, st.t.MTU)
+	if _, err := c.cfg.TUN.Write([][]byte{buf[:tunOffset+n]}, tunOffset); err != nil {
+		c.stats.add(dropTUN)
+		return
+	}
+	c.stats.packetsIn.Add(1)
+	c.stats.bytesIn.Add(uint64(n))
+}

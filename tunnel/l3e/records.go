@@ -1,0 +1,74 @@
+package l3e
+
+import (
+	"encoding/binary"
+	"net"
+	"sync/atomic"
+
+	"github.com/pion/dtls/v2"
+)
+
+// CipherSuites are the only suites either end offers or accepts: AES-GCM with
+// ECDHE (the tenant CA issues ECDSA P-256 certificates; the RSA ones are for
+// foreign peers whose gateway certificate is RSA).
+var CipherSuites = []dtls.CipherSuiteID{
+	dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	dtls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	dtls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+}
+
+// RecordStats counts the records pion drops without a word. Truncated
+// datagrams (a record header or length running past the datagram) are read
+// from the raw datagrams by CountRecords, since pion discards them before any
+// log line; replayed records (pion's sliding window, checked before
+// decryption) and records that fail authentication are counted from pion's own
+// debug messages by LoggerFactory, so they are exactly pion's decisions.
+type RecordStats struct {
+	Datagrams atomic.Uint64
+	Truncated atomic.Uint64
+	Replayed  atomic.Uint64
+	Forged    atomic.Uint64
+}
+
+// CountRecords returns c counting its datagrams and the truncated ones in s.
+// c must deliver one datagram per Read (a UDP socket, or pion's per-peer
+// connections of a UDP listener).
+func CountRecords(c net.Conn, s *RecordStats) net.Conn {
+	return &countingConn{Conn: c, stats: s}
+}
+
+type countingConn struct {
+	net.Conn
+	stats *RecordStats
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.stats.Datagrams.Add(1)
+		if truncated(p[:n]) {
+			c.stats.Truncated.Add(1)
+		}
+	}
+	return n, err
+}
+
+// recordHeader is content type, version, epoch, sequence number and length.
+const recordHeader = 13
+
+// truncated reports whether a datagram's records run past its end, which
+// makes pion discard the whole datagram.
+func truncated(d []byte) bool {
+	for len(d) > 0 {
+		if len(d) <= recordHeader {
+			return true
+		}
+		n := recordHeader + int(binary.BigEndian.Uint16(d[11:]))
+		if n > len(d) {
+			return true
+		}
+		d = d[n:]
+	}
+	return false
+}

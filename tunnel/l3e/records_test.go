@@ -1,0 +1,45 @@
+package l3e
+
+import (
+	"encoding/binary"
+	"testing"
+)
+
+func record(epoch uint16, seq uint64, body int) []byte {
+	r := make([]byte, recordHeader+body)
+	r[0], r[1], r[2] = 23, 0xfe, 0xfd
+	binary.BigEndian.PutUint16(r[3:], epoch)
+	binary.BigEndian.PutUint16(r[5:], uint16(seq>>32))
+	binary.BigEndian.PutUint32(r[7:], uint32(seq))
+	binary.BigEndian.PutUint16(r[11:], uint16(body))
+	return r
+}
+
+func TestTruncated(t *testing.T) {
+	tests := []struct {
+		name string
+		d    []byte
+		want bool
+	}{
+		{"one record", record(1, 1, 10), false},
+		{"two records", append(record(1, 1, 10), record(1, 2, 3)...), false},
+		{"short body", record(1, 1, 10)[:20], true},
+		{"second header cut", append(record(1, 1, 10), record(1, 2, 3)[:8]...), true},
+		{"header only", record(1, 1, 0), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := truncated(tc.d); got != tc.want {
+				t.Fatalf("truncated = %v", got)
+			}
+		})
+	}
+}
+
+func FuzzRecords(f *testing.F) {
+	f.Add(append(record(1, 1, 3), record(1, 1, 3)...))
+	f.Add(record(0, 0, 0)[:5])
+	f.Fuzz(func(t *testing.T, d []byte) {
+		_ = truncated(d)
+	})
+}
