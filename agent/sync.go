@@ -195,6 +195,7 @@ func (p *parts) syncOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("tenant sent an invalid config, keeping the current one: %w", err)
 	}
+	old := p.snap.Load()
 	p.apply(snap)
 	p.synced.Store(&syncState{cfg: cfg, etag: etag, source: sourceTenant, fetched: time.Now()})
 	p.saveConfig(cfg, etag)
@@ -203,6 +204,11 @@ func (p *parts) syncOnce(ctx context.Context) error {
 		// The tunnel was built for the PoPs it dials: a new list is in force
 		// only once the parts are built again, from the config just saved.
 		submit(p.reqs, request{kind: reqRestart, gen: p.gen, why: "the tenant's PoP list changed"}, p.ctx.Done())
+	}
+	if old.StubRange() != snap.StubRange() || old.StubRange6() != snap.StubRange6() {
+		// The stub pools, the TUN's addresses and the DNS proxy's address
+		// come from the stub ranges.
+		submit(p.reqs, request{kind: reqRestart, gen: p.gen, why: "the tenant's stub ranges changed"}, p.ctx.Done())
 	}
 	return nil
 }

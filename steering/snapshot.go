@@ -23,6 +23,7 @@ type Snapshot struct {
 	cache    pinnedCache
 	routes   []netip.Prefix
 	stub     netip.Prefix
+	stub6    netip.Prefix
 	warnings []Problem
 }
 
@@ -54,6 +55,7 @@ func Compile(c *Config) (*Snapshot, error) {
 		byID:     make(map[string]int, len(cfg.Apps)),
 		pinnedOS: make(map[string][]int32),
 		stub:     ck.stub,
+		stub6:    ck.stub6,
 		warnings: ck.warnings,
 	}
 	for i := range cfg.Apps {

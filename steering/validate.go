@@ -17,6 +17,7 @@ type checked struct {
 	exAddrs   []Host
 	pinned    []*Pattern
 	stub      netip.Prefix
+	stub6     netip.Prefix // invalid when off
 	problems  []Problem
 	warnings  []Problem
 }
@@ -66,6 +67,7 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 			ck.stub = p
 		}
 	}
+	ck.checkStub6(cl)
 	durs := []struct {
 		name     string
 		d        Duration
@@ -113,7 +115,7 @@ func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
 		}
 	}
 	ca := &ck.apps[i]
-	*ca = ck.checkScope(p, a, ck.stub)
+	*ca = ck.checkScope(p, a, ck.stub, ck.stub6)
 	switch a.Tunnel {
 	case "", TunnelL7:
 	case TunnelL3E:
@@ -129,8 +131,8 @@ func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
 
 // checkScope parses what an app covers, its hosts and its ports, reporting
 // problems under the app's path p ("" for paths relative to the app). Hosts
-// must stay out of stub when it is valid.
-func (ck *checked) checkScope(p string, a *App, stub netip.Prefix) checkedApp {
+// must stay out of the stub ranges that are valid.
+func (ck *checked) checkScope(p string, a *App, stubs ...netip.Prefix) checkedApp {
 	if len(a.Hosts) == 0 {
 		ck.errorf(subPath(p, "hosts"), "", "at least one host is required")
 	}
@@ -141,11 +143,8 @@ func (ck *checked) checkScope(p string, a *App, stub netip.Prefix) checkedApp {
 			ck.errorf(hostPath(p, j), h, "%v", err)
 			continue
 		}
-		for _, pfx := range s.Prefixes {
-			if stub.IsValid() && pfx.Overlaps(stub) {
-				ck.errorf(hostPath(p, j), h, "overlaps the stub range %s", stub)
-				break
-			}
+		if stub, ok := overlapsAny(s.Prefixes, stubs); ok {
+			ck.errorf(hostPath(p, j), h, "overlaps the stub range %s", stub)
 		}
 		ca.hosts[j] = s
 	}
@@ -267,4 +266,16 @@ func (ck *checked) checkPinned(i int, pa *PinnedApp) {
 		return
 	}
 	ck.pinned[i] = re
+}
+
+// overlapsAny returns the first valid stub range that one of ps overlaps.
+func overlapsAny(ps, stubs []netip.Prefix) (netip.Prefix, bool) {
+	for _, stub := range stubs {
+		for _, pfx := range ps {
+			if stub.IsValid() && pfx.Overlaps(stub) {
+				return stub, true
+			}
+		}
+	}
+	return netip.Prefix{}, false
 }
