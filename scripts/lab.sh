@@ -9,8 +9,14 @@
 #                                                                                  primary for corp.test, dynamic updates
 #                                                                                web :80 :8080, UDP echo :7
 #
-# P-cloud does not forward, so the client can reach the corporate network only
-# through the agent → PoP → publisher path.
+# P-cloud does not forward IPv4, so the client can reach the corporate network
+# over IPv4 only through the agent → PoP → publisher path.
+#
+# IPv6 runs beside IPv4 (the IPv6 e2e tests): P-client fd00:10::2, P-cloud
+# fd00:10::1 | fd00:20::1, P-corp fd00:20::10 (the web server, also the ipapp
+# app's IPv6 address) and fd00:20::20 (a web server no app covers). P-cloud
+# forwards IPv6, so a packet the agent leaked to a corporate IPv6 address would
+# arrive; its Ip6OutForwDatagrams counts every such packet.
 #
 # corp.test lives in named (corp-dns.corp.test, 10.20.0.12), which accepts RFC
 # 2136 updates signed with the TSIG key ztagent-ddns. (hmac-sha256) and keeps
@@ -109,14 +115,21 @@ net_up() {
   inns "$CORP" ip addr add 10.20.0.10/24 dev eth0
   inns "$CORP" ip addr add 10.20.0.11/24 dev eth0  # the publisher-DNS app's server
   inns "$CORP" ip addr add 10.20.0.12/24 dev eth0  # corp-dns: BIND9, dynamic updates
+  inns "$CLIENT" ip addr add fd00:10::2/64 dev eth0
+  inns "$CLOUD" ip addr add fd00:10::1/64 dev eth0
+  inns "$CLOUD" ip addr add fd00:20::1/64 dev eth1
+  inns "$CORP" ip addr add fd00:20::10/64 dev eth0
+  inns "$CORP" ip addr add fd00:20::20/64 dev eth0
   for ns in $CLIENT $CLOUD $CORP; do inns "$ns" ip link set eth0 up; done
   inns "$CLOUD" ip link set eth1 up
-  inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=0
+  inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=1
   # The publisher pings apps' hosts for clients with unprivileged ICMP
   # sockets; the kernel allows them to the groups in this range (IPv6 too).
   inns "$CORP" sysctl -qw net.ipv4.ping_group_range="0 2147483647"
   inns "$CLIENT" ip route add default via 10.10.0.1
   inns "$CORP" ip route add 10.10.0.0/24 via 10.20.0.1
+  inns "$CLIENT" ip -6 route add default via fd00:10::1
+  inns "$CORP" ip -6 route add fd00:10::/64 via fd00:20::1
   # Each namespace gets its own resolv.conf: without it, `ip netns exec` shows
   # the host's file, and the agent would rewrite the host's resolver.
   for ns in $CLIENT $CLOUD $CORP; do mkdir -p "/etc/netns/$ns"; done
@@ -138,7 +151,7 @@ services_up() {
     --listen-address=10.20.0.10 --server=/corp.test/10.20.0.12 --cache-size=0 --pid-file="$DIR/dnsmasq-corp.pid2"
   start web-public "$CLOUD" "$BIN/labweb" --name public --listen 10.10.0.1:80
   start web-corp "$CORP" "$BIN/labweb" --name corp --listen 10.20.0.10:80 --listen 10.20.0.10:8080 --listen 10.20.0.11:80 \
-    --udp-echo 10.20.0.10:7
+    --listen '[fd00:20::10]:80' --listen '[fd00:20::20]:80' --udp-echo 10.20.0.10:7
   cloud_start
   wait_for "ztcloud tenant API" 20 test -s "$DIR/cloud/ca.pem"
   wait_for "ztcloud tenant API" 20 inns "$CLIENT" curl -sf --cacert "$DIR/cloud/ca.pem" https://10.10.0.1:8444/v1/health
