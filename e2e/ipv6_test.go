@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -102,6 +104,82 @@ func TestIPv6(t *testing.T) {
 		wantPage(t, page, "hello from corp web", "remote=["+clientV6+"]")
 		if n := ip6Forwarded(t, l, "cloud") - fwd; n == 0 {
 			t.Fatal("a direct IPv6 flow was not counted: the no-leak count would miss a leak")
+		}
+	})
+
+	t.Run("stop leaves the client namespace as it was", func(t *testing.T) {
+		l.script("agent-stop")
+		stopped = true
+		if after := l.clientNetState(); after != before {
+			t.Fatalf("client namespace changed:\nbefore %+v\nafter  %+v", before, after)
+		}
+	})
+}
+
+// TestIPv6Only runs the agent on a client with IPv6 only: no IPv4 address on
+// its uplink (so no IPv4 default route either), the tenant API and the PoP
+// reached over IPv6. Private names still resolve (A and AAAA stubs from the
+// agent's own DNS on its TUN) and IPv6 flows go through the tunnel.
+func TestIPv6Only(t *testing.T) {
+	requireE2E(t)
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, err := os.ReadFile(filepath.Join(root, "testdata/tenants/demo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const v4PoP = "  address: 10.10.0.1:8443\n"
+	if !strings.Contains(string(demo), v4PoP) {
+		t.Fatalf("demo.yaml no longer names the PoP as %q", v4PoP)
+	}
+	tenant := filepath.Join(t.TempDir(), "ipv6only.yaml")
+	v6 := strings.Replace(string(demo), v4PoP, "  address: \"[fd00:10::1]:8443\"\n", 1)
+	if err := os.WriteFile(tenant, []byte(v6), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := newLabEnv(t, map[string]string{
+		"ZT_TENANT": tenant, "ZT_LAB_API": ":8444", "ZT_LAB_POP": ":8443", "ZT_LAB_HOST": "[fd00:10::1]:8444",
+	})
+	l.must("client", "ip", "addr", "del", "10.10.0.2/24", "dev", "eth0")
+	if out, code := l.run("client", "curl", "-4", "-sS", "--max-time", "3", "http://10.10.0.1/"); code == 0 {
+		t.Fatalf("the client still reaches the cloud over IPv4:\n%s", out)
+	}
+	before := l.clientNetState()
+	l.script("agent-start")
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			l.script("agent-stop")
+		}
+	})
+
+	t.Run("the tunnel runs over IPv6", func(t *testing.T) {
+		st := agentStatus(t, l)
+		if st.State != "connected" || st.Tunnel.PoP != "[fd00:10::1]:8443" {
+			t.Fatalf("state %s, tunnel %+v; want connected to [fd00:10::1]:8443", st.State, st.Tunnel)
+		}
+	})
+
+	t.Run("private name over IPv6: AAAA stub, curl -6 through the tunnel", func(t *testing.T) {
+		out := strings.Fields(l.must("client", "dig", "+short", "+time=3", "+tries=1", "web.corp.test", "AAAA"))
+		if len(out) != 1 {
+			t.Fatalf("dig AAAA web.corp.test: %q, want one address", out)
+		}
+		if a, err := netip.ParseAddr(out[0]); err != nil || !netip.MustParsePrefix(stubRange).Contains(a) {
+			t.Fatalf("AAAA web.corp.test = %q, want an address in %s", out[0], stubRange)
+		}
+		page := l.must("client", "curl", "-6", "-sS", "--max-time", "10", "http://web.corp.test/")
+		wantPage(t, page, "hello from corp web", "host=web.corp.test")
+	})
+
+	t.Run("an app's IPv6 address through the tunnel, no packet over the uplink", func(t *testing.T) {
+		fwd := ip6Forwarded(t, l, "cloud")
+		page := l.must("client", "curl", "-sS", "--max-time", "10", "http://["+appV6+"]/")
+		wantPage(t, page, "hello from corp web", "local=["+appV6+"]:80")
+		if n := ip6Forwarded(t, l, "cloud") - fwd; n != 0 {
+			t.Fatalf("%d IPv6 packets between the client and the corporate network went over the uplink, want 0", n)
 		}
 	})
 

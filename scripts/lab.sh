@@ -29,7 +29,8 @@
 #
 # Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-spawn|agent-exec|agent-wait|agent-stop|
 #   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|status
-# Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_DIR (state and
+# Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_API, ZT_LAB_POP,
+# ZT_LAB_HOST (ztcloud's listen addresses and the agent's host=, see below), ZT_LAB_DIR (state and
 # logs, default .lab/$ZT_LAB), ZT_BIN (binaries, default bin), ZT_TENANT
 # (tenant file, default testdata/tenants/demo.yaml), ZT_UPN (default alice@demo.test),
 # ZT_ORGKEY and ZT_PUBTOKEN (the tenant file's org key and publisher token).
@@ -52,6 +53,10 @@ PUBTOKEN=@$DIR/secrets/publisher.token
 # works with no flags inside zt-client; other labs (e2e) keep theirs private.
 if [ "$P" = zt ]; then SOCK=${ZT_SOCK:-/run/ztagent/ztagent.sock}; else SOCK=${ZT_SOCK:-$DIR/agent.sock}; fi
 CLIENT=$P-client CLOUD=$P-cloud CORP=$P-corp
+# Where ztcloud listens and which tenant API address the agent enrolls with;
+# an IPv6-only client (e2e TestIPv6Only) uses ":8444", ":8443" (every
+# address, IPv6 too) and "[fd00:10::1]:8444".
+API_LISTEN=${ZT_LAB_API:-10.10.0.1:8444} POP_LISTEN=${ZT_LAB_POP:-10.10.0.1:8443} API_HOST=${ZT_LAB_HOST:-10.10.0.1:8444}
 
 # say writes to the script's stderr even inside wait_for, which silences the
 # command it retries (a die there would otherwise exit without a word).
@@ -217,7 +222,7 @@ named_serving() {
 # PoP drains for up to 5 s on SIGTERM, within stop's 10 s.
 cloud_start() {
   start ztcloud "$CLOUD" "$BIN/ztcloud" serve --roles tenant,pop --tenant "$TENANT" --state "$DIR/cloud" \
-    --api 10.10.0.1:8444 --pop 10.10.0.1:8443 --names 10.10.0.1 --drain-timeout 5s
+    --api "$API_LISTEN" --pop "$POP_LISTEN" --names 10.10.0.1,fd00:10::1 --drain-timeout 5s
 }
 
 publisher_start() {
@@ -248,7 +253,7 @@ agent_cmd() {
     esac
   done
   AGENT=("$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" ${flags[@]+"${flags[@]}"}
-    host=10.10.0.1:8444 token="$ORGKEY" upn="$UPN" cacert="$DIR/cloud/ca.pem" ${params[@]+"${params[@]}"})
+    host="$API_HOST" token="$ORGKEY" upn="$UPN" cacert="$DIR/cloud/ca.pem" ${params[@]+"${params[@]}"})
 }
 
 # agent_spawn starts the agent in the background without waiting for it.
