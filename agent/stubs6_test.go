@@ -39,6 +39,9 @@ func TestStubs6(t *testing.T) {
 	if !slices.Contains(rc.Addrs, agent6) || !slices.Contains(rc.Routes, steering.DefaultStubRange6) {
 		t.Errorf("router config %+v lacks %s or the route %s", rc, agent6, steering.DefaultStubRange6)
 	}
+	if st := a.Status(); st.TUN.Addr6 != agent6.Addr() {
+		t.Errorf("status TUN addr6 %s, want %s", st.TUN.Addr6, agent6.Addr())
+	}
 	d, host, stub := p.decide(flowTo(ans.Addr6, 80), steering.TCP)
 	if d.Action != steering.L7 || host != "web.corp.test" || !stub {
 		t.Errorf("flow to %s: %v %q stub=%v; want l7 to web.corp.test", ans.Addr6, d.Action, host, stub)
