@@ -157,7 +157,7 @@ func TestIPv6Only(t *testing.T) {
 
 	t.Run("the tunnel runs over IPv6", func(t *testing.T) {
 		st := agentStatus(t, l)
-		if st.State != "connected" || st.Tunnel.PoP != "[fd00:10::1]:8443" {
+		if st.Tunnel.State != "connected" || st.Tunnel.PoP != "[fd00:10::1]:8443" {
 			t.Fatalf("state %s, tunnel %+v; want connected to [fd00:10::1]:8443", st.State, st.Tunnel)
 		}
 	})
