@@ -60,14 +60,23 @@ func (dp dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
 	return p.stubAnswer(snap, name)
 }
 
-// stubAnswer answers name with its stub address.
+// stubAnswer answers name with its stub addresses: one from the stub range
+// and one from the IPv6 stub range when there is one. An exhausted IPv6
+// range leaves the name without an AAAA answer rather than failing it.
 func (p *parts) stubAnswer(snap *steering.Snapshot, name string) (dnsproxy.Answer, bool) {
-	addr, err := p.stubs.Assign(name, time.Now())
+	now := time.Now()
+	addr, err := p.stubs.v4.Assign(name, now)
 	if err != nil {
 		p.log.Warn("no stub address", zap.String("name", name), zap.Error(err))
 		return dnsproxy.Answer{}, false
 	}
-	return dnsproxy.Answer{Addr: addr, TTL: snap.Config().Client.DNSTTL.D()}, true
+	a := dnsproxy.Answer{Addr: addr, TTL: snap.Config().Client.DNSTTL.D()}
+	if v6 := p.stubs.v6; v6 != nil {
+		if a.Addr6, err = v6.Assign(name, now); err != nil {
+			p.log.Warn("no IPv6 stub address", zap.String("name", name), zap.Error(err))
+		}
+	}
+	return a, true
 }
 
 // tunnelUp reports whether the L7 tunnel is connected.

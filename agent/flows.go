@@ -152,7 +152,7 @@ func (p *parts) decide(f netstack.Flow, proto steering.Protocol) (d steering.Dec
 	dst := f.Dst.Addr().Unmap()
 	flow := steering.Flow{Addr: dst, Proto: proto, Port: f.Dst.Port(), OS: runtime.GOOS}
 	host = dst.String()
-	stub = snap.StubRange().Contains(dst)
+	stub = p.stubs.Contains(dst)
 	name, known := p.nameOf(snap, dst)
 	if !known {
 		return steering.Decision{Action: steering.Direct, Reason: errUnknownStub.Error()}, "", true
@@ -181,7 +181,7 @@ func (p *parts) decide(f netstack.Flow, proto steering.Protocol) (d steering.Dec
 // no name), or the name a publisher resolved to a real address ("" for other
 // real addresses, which are steered by address).
 func (p *parts) nameOf(snap *steering.Snapshot, dst netip.Addr) (name string, known bool) {
-	if snap.StubRange().Contains(dst) {
+	if p.stubs.Contains(dst) {
 		name, ok := p.stubs.Lookup(dst)
 		if ok {
 			p.stubs.Touch(dst, time.Now())

@@ -49,7 +49,7 @@ type parts struct {
 	snap      atomic.Pointer[steering.Snapshot]
 	synced    atomic.Pointer[syncState]
 	syncNow   chan chan error // the control API asks syncLoop for a sync
-	stubs     *steering.StubPool
+	stubs     *stubPools
 	stubDirty chan struct{}
 
 	tunName   string
@@ -223,7 +223,7 @@ func (p *parts) startTUN(snap *steering.Snapshot) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := router.Set(p.routerConfig(snap)); err != nil {
+	if err := p.setFirstRoutes(router, snap); err != nil {
 		router.Close()
 		return err
 	}
@@ -247,12 +247,29 @@ func (p *parts) startTUN(snap *steering.Snapshot) (err error) {
 	return nil
 }
 
-func (p *parts) routerConfig(snap *steering.Snapshot) platform.RouterConfig {
-	bits := 32
-	if p.tunIP.Is6() {
-		bits = 128
+// setFirstRoutes addresses and routes the TUN device. An OS that refuses
+// the IPv6 stub range's address or route (IPv6 switched off) gets the rest
+// without it: the IPv6 stub pool goes, and private names get no AAAA answer,
+// as without an IPv6 stub range.
+func (p *parts) setFirstRoutes(router platform.Router, snap *steering.Snapshot) error {
+	err := router.Set(p.routerConfig(snap))
+	if err == nil || p.stubs.v6 == nil {
+		return err
 	}
+	p.log.Warn("the OS refused the IPv6 stub range; private names get no AAAA answer",
+		zap.Stringer("stub_range6", p.stubs.v6.Prefix()), zap.Error(err))
+	p.stubs.v6 = nil
+	return router.Set(p.routerConfig(snap))
+}
+
+func (p *parts) routerConfig(snap *steering.Snapshot) platform.RouterConfig {
+	addrs := []netip.Prefix{netip.PrefixFrom(p.tunIP, p.tunIP.BitLen())}
 	routes := []netip.Prefix{snap.StubRange()}
+	if v6 := p.stubs.v6; v6 != nil {
+		a6 := agentAddr(v6.Prefix())
+		addrs = append(addrs, netip.PrefixFrom(a6, a6.BitLen()))
+		routes = append(routes, v6.Prefix())
+	}
 	if !p.onprem.onPrem() {
 		// On premises app prefixes are reached direct.
 		routes = append(routes, snap.Prefixes()...)
@@ -260,7 +277,7 @@ func (p *parts) routerConfig(snap *steering.Snapshot) platform.RouterConfig {
 	}
 	return platform.RouterConfig{
 		Interface: p.tunName,
-		Addrs:     []netip.Prefix{netip.PrefixFrom(p.tunIP, bits)},
+		Addrs:     addrs,
 		Routes:    routes,
 	}
 }

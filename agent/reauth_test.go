@@ -110,7 +110,7 @@ func TestReauthSuspends(t *testing.T) {
 	if _, owned := (dnsPolicy{p}).Lookup("web.corp.test"); owned {
 		t.Fatal("private names still answered with stubs while suspended (fail-open)")
 	}
-	addr, err := p.stubs.Assign("web.corp.test", time.Now())
+	addr, err := p.stubs.v4.Assign("web.corp.test", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,9 @@ func (p *parts) status(st *ctlapi.Status) {
 		Attempts: ts.Attempts, PoPs: popStatuses(p.l7.PoPs())}
 	snap := p.snap.Load()
 	st.TUN = ctlapi.TUNStatus{Name: p.tunName, Addr: p.tunIP, Routes: p.routerConfig(snap).Routes}
+	if v6 := p.stubs.v6; v6 != nil {
+		st.TUN.Addr6 = agentAddr(v6.Prefix())
+	}
 	st.DNS = ctlapi.DNSStatus{Mode: p.dnsCfg.Mode(), Listen: p.dns.Addrs(), Upstreams: *p.upstreams.Load()}
 	ns := p.stack.Stats()
 	st.Flows = ctlapi.FlowStatus{

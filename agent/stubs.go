@@ -15,16 +15,38 @@ import (
 	"github.com/ztagent/ztagent/steering"
 )
 
-const stubsFile = "stubs.json"
+// The stub assignments of the stub range and of the IPv6 stub range, each in
+// its own file (a state directory of an agent without IPv6 stubs keeps only
+// the first, as before).
+const (
+	stubsFile  = "stubs.json"
+	stubs6File = "stubs6.json"
+)
 
-// initStubs creates the stub pool and restores the assignments of the last run,
-// so names that the OS or browsers cached keep working after a restart.
+// initStubs creates the stub pools (the IPv6 one when the config has an IPv6
+// stub range) and restores the assignments of the last run, so names that
+// the OS or browsers cached keep working after a restart.
 func (p *parts) initStubs(snap *steering.Snapshot) error {
-	stub := snap.StubRange()
+	v4, err := p.newStubPool(snap, snap.StubRange(), stubsFile)
+	if err != nil {
+		return err
+	}
+	p.stubs = &stubPools{v4: v4}
+	if r6 := snap.StubRange6(); r6.IsValid() {
+		if p.stubs.v6, err = p.newStubPool(snap, r6, stubs6File); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newStubPool creates the pool of the stub range stub and restores its
+// assignments from the state file name.
+func (p *parts) newStubPool(snap *steering.Snapshot, stub netip.Prefix, name string) (*steering.StubPool, error) {
 	// Never hand out the agent's own address, an app's real addresses, or an
 	// address of this machine's interfaces (a CGNAT carrier or another VPN
-	// may use 100.64/10 too).
-	reserved := append([]netip.Prefix{netip.PrefixFrom(agentAddr(stub), 32)}, snap.Prefixes()...)
+	// may use 100.64/10 too). The pool ignores those of the other family.
+	reserved := append([]netip.Prefix{netip.PrefixFrom(agentAddr(stub), agentAddr(stub).BitLen())}, snap.Prefixes()...)
 	reserved = append(reserved, localPrefixes(p.log)...)
 	pool, err := steering.NewStubPool(steering.StubPoolConfig{
 		Prefix:   stub,
@@ -34,19 +56,18 @@ func (p *parts) initStubs(snap *steering.Snapshot) error {
 		OnChange: p.stubsChanged,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	b, err := os.ReadFile(filepath.Join(p.who.dir, stubsFile))
+	b, err := os.ReadFile(filepath.Join(p.who.dir, name))
 	switch {
 	case err == nil:
 		if err := pool.RestoreState(b); err != nil {
-			p.log.Warn("stub assignments unreadable, starting afresh", zap.Error(err))
+			p.log.Warn("stub assignments unreadable, starting afresh", zap.String("file", name), zap.Error(err))
 		}
 	case !errors.Is(err, os.ErrNotExist):
-		p.log.Warn("read stub assignments", zap.Error(err))
+		p.log.Warn("read stub assignments", zap.String("file", name), zap.Error(err))
 	}
-	p.stubs = pool
-	return nil
+	return pool, nil
 }
 
 // localPrefixes lists the prefixes of this machine's interface addresses.
@@ -118,9 +139,19 @@ func (p *parts) stubSaver(ctx context.Context) {
 }
 
 func (p *parts) saveStubs() error {
-	b, err := p.stubs.MarshalState()
+	if err := p.saveStubPool(p.stubs.v4, stubsFile); err != nil {
+		return err
+	}
+	if v6 := p.stubs.v6; v6 != nil {
+		return p.saveStubPool(v6, stubs6File)
+	}
+	return nil
+}
+
+func (p *parts) saveStubPool(pool *steering.StubPool, name string) error {
+	b, err := pool.MarshalState()
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(p.who.dir, stubsFile), b, 0o600)
+	return atomicfile.Write(filepath.Join(p.who.dir, name), b, 0o600)
 }

@@ -20,7 +20,7 @@ func TestStubSaveRetried(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(file, "blocker"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.stubs.Assign("web.corp.test", time.Now()); err != nil {
+	if _, err := p.stubs.v4.Assign("web.corp.test", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond) // the save after the change has failed

@@ -201,6 +201,7 @@ func (p *parts) syncOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("tenant sent an invalid config, keeping the current one: %w", err)
 	}
+	old := p.snap.Load()
 	p.apply(snap)
 	p.saveConfig(cfg, etag)
 	p.synced.Store(&syncState{cfg: withoutSteering(cfg), etag: etag, source: sourceTenant, fetched: time.Now()})
@@ -213,6 +214,11 @@ func (p *parts) syncOnce(ctx context.Context) error {
 	} else if l3eWanted(cur.cfg) != l3eWanted(cfg) {
 		// The same for the L3E tunnel: turned on, off, or another gateway.
 		submit(p.reqs, request{kind: reqRestart, gen: p.gen, why: "the tenant's L3E gateway changed"}, p.ctx.Done())
+	}
+	if old.StubRange() != snap.StubRange() || old.StubRange6() != snap.StubRange6() {
+		// The stub pools, the TUN's addresses and the DNS proxy's address
+		// come from the stub ranges.
+		submit(p.reqs, request{kind: reqRestart, gen: p.gen, why: "the tenant's stub ranges changed"}, p.ctx.Done())
 	}
 	return nil
 }

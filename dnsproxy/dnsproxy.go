@@ -51,6 +51,10 @@ type Answer struct {
 	// but has no address now (for example the stub range is exhausted); such
 	// queries are answered SERVFAIL.
 	Addr netip.Addr
+	// Addr6, when valid, is the name's IPv6 stub address, the answer to
+	// AAAA (and Addr that to A); invalid, AAAA gets no answer unless Addr
+	// is itself IPv6.
+	Addr6 netip.Addr
 	// TTL of the answer; it is rounded down to whole seconds.
 	TTL time.Duration
 	// Upstream, when non-nil, resolves the name instead of a stub address

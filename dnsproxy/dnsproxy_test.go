@@ -15,7 +15,8 @@ func TestLocalAnswers(t *testing.T) {
 	pol := newMapPolicy(30*time.Second,
 		"wiki.corp.example", "100.64.0.1",
 		"v6.corp.example", "fd7a:115c:a1e0::1",
-		"full.corp.example", "")
+		"full.corp.example", "",
+		"dual.corp.example", "100.64.0.2,fd7a:7a61:6774::2")
 	_, addr := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, Policy: pol, CacheSize: -1})
 
 	tests := []struct {
@@ -36,6 +37,11 @@ func TestLocalAnswers(t *testing.T) {
 		{"MX private is NODATA", "wiki.corp.example.", dns.TypeMX, dns.RcodeSuccess, "", true, true},
 		{"AAAA of IPv6 stub", "v6.corp.example.", dns.TypeAAAA, dns.RcodeSuccess, "fd7a:115c:a1e0::1", true, true},
 		{"A of IPv6 stub is NODATA", "v6.corp.example.", dns.TypeA, dns.RcodeSuccess, "", true, true},
+		{"A of dual-stack stub", "dual.corp.example.", dns.TypeA, dns.RcodeSuccess, "100.64.0.2", true, true},
+		{"AAAA of dual-stack stub", "dual.corp.example.", dns.TypeAAAA, dns.RcodeSuccess, "fd7a:7a61:6774::2", true, true},
+		{"ANY of dual-stack stub", "dual.corp.example.", dns.TypeANY, dns.RcodeSuccess, "100.64.0.2", true, true},
+		{"HTTPS of dual-stack stub is NODATA", "dual.corp.example.", dns.TypeHTTPS, dns.RcodeSuccess, "", true, true},
+		{"PTR of dual-stack IPv6 stub", mustReverse(t, "fd7a:7a61:6774::2"), dns.TypePTR, dns.RcodeSuccess, "dual.corp.example.", true, true},
 		{"private without address", "full.corp.example.", dns.TypeA, dns.RcodeServerFailure, "", true, false},
 		{"PTR of stub", "1.0.64.100.in-addr.arpa.", dns.TypePTR, dns.RcodeSuccess, "wiki.corp.example.", true, true},
 		{"PTR of IPv6 stub", mustReverse(t, "fd7a:115c:a1e0::1"), dns.TypePTR, dns.RcodeSuccess, "v6.corp.example.", true, true},

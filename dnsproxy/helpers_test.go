@@ -24,13 +24,20 @@ type mapPolicy struct {
 func newMapPolicy(ttl time.Duration, pairs ...string) *mapPolicy {
 	p := &mapPolicy{names: map[string]Answer{}, addrs: map[netip.Addr]string{}}
 	for i := 0; i+1 < len(pairs); i += 2 {
-		var a netip.Addr
-		if pairs[i+1] != "" {
-			a = netip.MustParseAddr(pairs[i+1])
+		// "a" or "a,a6": the stub, and the IPv6 stub.
+		var a, a6 netip.Addr
+		s, s6, _ := strings.Cut(pairs[i+1], ",")
+		if s != "" {
+			a = netip.MustParseAddr(s)
 		}
-		p.names[pairs[i]] = Answer{Addr: a, TTL: ttl}
-		if a.IsValid() {
-			p.addrs[a] = pairs[i]
+		if s6 != "" {
+			a6 = netip.MustParseAddr(s6)
+		}
+		p.names[pairs[i]] = Answer{Addr: a, Addr6: a6, TTL: ttl}
+		for _, x := range []netip.Addr{a, a6} {
+			if x.IsValid() {
+				p.addrs[x] = pairs[i]
+			}
 		}
 	}
 	return p

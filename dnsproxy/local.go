@@ -103,12 +103,15 @@ func appendRecord(out []byte, r *reply) []byte {
 }
 
 // stubReply is the reply for a private name with a stub address: the stub
-// when the question asks for its family (A, or AAAA for an IPv6 stub, and
-// ANY), and NOERROR with no answer for every other type, so that clients use
+// when the question asks for its family (A, or AAAA for an IPv6 stub —
+// Addr6, or Addr when that is IPv6 — and ANY, answered with Addr), and NOERROR with no answer for every other type, so that clients use
 // the stub and browsers do not reach around it through HTTPS/SVCB or IPv6.
 func stubReply(qtype uint16, a *Answer) reply {
 	r := reply{aa: true, ttl: ttlSeconds(a.TTL)}
 	addr := a.Addr.Unmap()
+	if qtype == dns.TypeAAAA && a.Addr6.Is6() && !a.Addr6.Is4In6() {
+		addr = a.Addr6
+	}
 	switch {
 	case addr.Is4() && (qtype == dns.TypeA || qtype == dns.TypeANY):
 		r.rrType, r.addr = dns.TypeA, addr

@@ -62,6 +62,7 @@ func TestDNS(t *testing.T) {
 		}
 	})
 	stubs := netip.MustParsePrefix("100.64.0.0/10")
+	stubs6 := netip.MustParsePrefix("fd7a:7a61:6774::/104")
 
 	t.Run("A of a private name is its stub, with a short TTL", func(t *testing.T) {
 		out := digFull(t, l, "web.corp.test", "A")
@@ -79,8 +80,20 @@ func TestDNS(t *testing.T) {
 		}
 	})
 
+	t.Run("AAAA of a private name is its IPv6 stub", func(t *testing.T) {
+		out := digFull(t, l, "web.corp.test", "AAAA")
+		status, n, recs := digResult(t, out)
+		if status != "NOERROR" || n != 1 {
+			t.Fatalf("status %s, %d answers:\n%s", status, n, out)
+		}
+		f := strings.Fields(recs[0])
+		if a, err := netip.ParseAddr(f[len(f)-1]); err != nil || !stubs6.Contains(a) {
+			t.Fatalf("answer %q is not in the IPv6 stub range %s", recs[0], stubs6)
+		}
+	})
+
 	t.Run("other types of a private name: NOERROR, no answer", func(t *testing.T) {
-		for _, typ := range []string{"AAAA", "HTTPS", "SVCB", "MX", "TXT"} {
+		for _, typ := range []string{"HTTPS", "SVCB", "MX", "TXT"} {
 			out := digFull(t, l, "web.corp.test", typ)
 			if status, n, _ := digResult(t, out); status != "NOERROR" || n != 0 {
 				t.Errorf("%s: status %s, %d answers; want NOERROR and none:\n%s", typ, status, n, out)

@@ -54,6 +54,12 @@ func TestPlanRouter(t *testing.T) {
 			Addrs: zt0.Addrs, Routes: routerPrefixes("100.64.0.0/10", "fd7a::/48")}, 7, true), []string{
 			"ip -6 route add fd7a::/48 dev zt0 table 122 proto 122",
 			"ip route del 10.20.0.0/24 dev zt0 table 122 proto 122"}},
+		{"dual stack: the IPv6 stub address and range, an app's IPv6 prefix", first, compileRouter(RouterConfig{Interface: "zt0",
+			Addrs:  routerPrefixes("100.64.0.1/32", "fd7a:7a61:6774::1/128"),
+			Routes: routerPrefixes("100.64.0.0/10", "fd7a:7a61:6774::/104", "10.20.0.0/24", "fd00:20::/64")}, 7, true), []string{
+			"ip address add fd7a:7a61:6774::1/128 dev zt0",
+			"ip -6 route add fd7a:7a61:6774::/104 dev zt0 table 122 proto 122",
+			"ip -6 route add fd00:20::/64 dev zt0 table 122 proto 122"}},
 		{"undo: routes, addresses, link, then rules", first, routerState{}, slices.Concat([]string{
 			"ip route del 100.64.0.0/10 dev zt0 table 122 proto 122",
 			"ip route del 10.20.0.0/24 dev zt0 table 122 proto 122",

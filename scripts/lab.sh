@@ -9,8 +9,14 @@
 #                                                                                  primary for corp.test, dynamic updates
 #                                                                                web :80 :8080, UDP echo :7
 #
-# P-cloud does not forward, so the client can reach the corporate network only
-# through the agent → PoP → publisher path.
+# P-cloud does not forward IPv4, so the client can reach the corporate network
+# over IPv4 only through the agent → PoP → publisher path.
+#
+# IPv6 runs beside IPv4 (the IPv6 e2e tests): P-client fd00:10::2, P-cloud
+# fd00:10::1 | fd00:20::1, P-corp fd00:20::10 (the web server, also the ipapp
+# app's IPv6 address) and fd00:20::20 (a web server no app covers). P-cloud
+# forwards IPv6, so a packet the agent leaked to a corporate IPv6 address would
+# arrive; its Ip6OutForwDatagrams counts every such packet.
 #
 # corp.test lives in named (corp-dns.corp.test, 10.20.0.12), which accepts RFC
 # 2136 updates signed with the TSIG key ztagent-ddns. (hmac-sha256) and keeps
@@ -24,7 +30,8 @@
 # Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-spawn|agent-exec|agent-wait|agent-stop|
 #   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|other-vpn|
 #   gateway-start|gateway-stop|status
-# Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_DIR (state and
+# Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_API, ZT_LAB_POP,
+# ZT_LAB_HOST (ztcloud's listen addresses and the agent's host=, see below), ZT_LAB_DIR (state and
 # logs, default .lab/$ZT_LAB), ZT_BIN (binaries, default bin), ZT_TENANT
 # (tenant file, default testdata/tenants/demo.yaml), ZT_UPN (default alice@demo.test),
 # ZT_ORGKEY and ZT_PUBTOKEN (the tenant file's org key and publisher token).
@@ -47,6 +54,10 @@ PUBTOKEN=@$DIR/secrets/publisher.token
 # works with no flags inside zt-client; other labs (e2e) keep theirs private.
 if [ "$P" = zt ]; then SOCK=${ZT_SOCK:-/run/ztagent/ztagent.sock}; else SOCK=${ZT_SOCK:-$DIR/agent.sock}; fi
 CLIENT=$P-client CLOUD=$P-cloud CORP=$P-corp HOTEL=$P-hotel
+# Where ztcloud listens and which tenant API address the agent enrolls with;
+# an IPv6-only client (e2e TestIPv6Only) uses ":8444", ":8443" (every
+# address, IPv6 too) and "[fd00:10::1]:8444".
+API_LISTEN=${ZT_LAB_API:-10.10.0.1:8444} POP_LISTEN=${ZT_LAB_POP:-10.10.0.1:8443} API_HOST=${ZT_LAB_HOST:-10.10.0.1:8444}
 
 # say writes to the script's stderr even inside wait_for, which silences the
 # command it retries (a die there would otherwise exit without a word).
@@ -110,14 +121,21 @@ net_up() {
   inns "$CORP" ip addr add 10.20.0.10/24 dev eth0
   inns "$CORP" ip addr add 10.20.0.11/24 dev eth0  # the publisher-DNS app's server
   inns "$CORP" ip addr add 10.20.0.12/24 dev eth0  # corp-dns: BIND9, dynamic updates
+  inns "$CLIENT" ip addr add fd00:10::2/64 dev eth0
+  inns "$CLOUD" ip addr add fd00:10::1/64 dev eth0
+  inns "$CLOUD" ip addr add fd00:20::1/64 dev eth1
+  inns "$CORP" ip addr add fd00:20::10/64 dev eth0
+  inns "$CORP" ip addr add fd00:20::20/64 dev eth0
   for ns in $CLIENT $CLOUD $CORP; do inns "$ns" ip link set eth0 up; done
   inns "$CLOUD" ip link set eth1 up
-  inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=0
+  inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=1
   # The publisher pings apps' hosts for clients with unprivileged ICMP
   # sockets; the kernel allows them to the groups in this range (IPv6 too).
   inns "$CORP" sysctl -qw net.ipv4.ping_group_range="0 2147483647"
   inns "$CLIENT" ip route add default via 10.10.0.1
   inns "$CORP" ip route add 10.10.0.0/24 via 10.20.0.1
+  inns "$CLIENT" ip -6 route add default via fd00:10::1
+  inns "$CORP" ip -6 route add fd00:10::/64 via fd00:20::1
   # Each namespace gets its own resolv.conf: without it, `ip netns exec` shows
   # the host's file, and the agent would rewrite the host's resolver.
   for ns in $CLIENT $CLOUD $CORP; do mkdir -p "/etc/netns/$ns"; done
@@ -140,7 +158,7 @@ services_up() {
     --listen-address=10.20.0.10 --server=/corp.test/10.20.0.12 --cache-size=0 --pid-file="$DIR/dnsmasq-corp.pid2"
   start web-public "$CLOUD" "$BIN/labweb" --name public --listen 10.10.0.1:80
   start web-corp "$CORP" "$BIN/labweb" --name corp --listen 10.20.0.10:80 --listen 10.20.0.10:8080 --listen 10.20.0.11:80 \
-    --udp-echo 10.20.0.10:7
+    --listen '[fd00:20::10]:80' --listen '[fd00:20::20]:80' --udp-echo 10.20.0.10:7
   cloud_start
   wait_for "ztcloud tenant API" 20 test -s "$DIR/cloud/ca.pem"
   wait_for "ztcloud tenant API" 20 inns "$CLIENT" curl -sf --cacert "$DIR/cloud/ca.pem" https://10.10.0.1:8444/v1/health
@@ -206,7 +224,7 @@ named_serving() {
 # PoP drains for up to 5 s on SIGTERM, within stop's 10 s.
 cloud_start() {
   start ztcloud "$CLOUD" "$BIN/ztcloud" serve --roles tenant,pop --tenant "$TENANT" --state "$DIR/cloud" \
-    --api 10.10.0.1:8444 --pop 10.10.0.1:8443 --names 10.10.0.1 --drain-timeout 5s
+    --api "$API_LISTEN" --pop "$POP_LISTEN" --names 10.10.0.1,fd00:10::1 --drain-timeout 5s
 }
 
 publisher_start() {
@@ -343,7 +361,7 @@ agent_cmd() {
     esac
   done
   AGENT=("$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" ${flags[@]+"${flags[@]}"}
-    host=10.10.0.1:8444 token="$ORGKEY" upn="$UPN" cacert="$DIR/cloud/ca.pem" ${params[@]+"${params[@]}"})
+    host="$API_HOST" token="$ORGKEY" upn="$UPN" cacert="$DIR/cloud/ca.pem" ${params[@]+"${params[@]}"})
 }
 
 # agent_spawn starts the agent in the background without waiting for it.

@@ -25,7 +25,7 @@ type AppMatcher struct {
 // of an app (its id, its tunnel, the stub range) by Config.Validate.
 func CompileApp(a *App) (*AppMatcher, error) {
 	ck := &checked{}
-	ca := ck.checkScope("", a, netip.Prefix{})
+	ca := ck.checkScope("", a)
 	if len(ck.problems) > 0 {
 		return nil, &ValidationError{Problems: ck.problems}
 	}

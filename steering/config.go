@@ -15,7 +15,10 @@ import (
 
 // Defaults applied by Compile to fields a config leaves empty.
 var (
-	DefaultStubRange  = netip.MustParsePrefix("100.64.0.0/10")
+	DefaultStubRange = netip.MustParsePrefix("100.64.0.0/10")
+	// DefaultStubRange6 is the IPv6 stub range: a unique local prefix
+	// (RFC 4193), 24 host bits like the largest IPv4 pool.
+	DefaultStubRange6 = netip.MustParsePrefix("fd7a:7a61:6774::/104")
 	DefaultDNSTTL     = 30 * time.Second
 	DefaultConfigPoll = 5 * time.Minute
 	DefaultUDPIdle    = 2 * time.Minute
@@ -194,6 +197,13 @@ func (c *Config) withDefaults() *Config {
 	cl := &out.Client
 	if cl.StubRange == "" {
 		cl.StubRange = DefaultStubRange.String()
+	}
+	if cl.StubRange6 == "" {
+		// An IPv6 stub_range serves AAAA itself; beside an IPv4 one, the
+		// IPv6 stubs come from the default ULA prefix.
+		if p, err := parseCIDR(cl.StubRange); err == nil && p.Addr().Is4() {
+			cl.StubRange6 = DefaultStubRange6.String()
+		}
 	}
 	setDefault(&cl.DNSTTL, DefaultDNSTTL)
 	setDefault(&cl.ConfigPoll, DefaultConfigPoll)

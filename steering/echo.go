@@ -20,7 +20,7 @@ const (
 // the name, then the address, decides, whatever the app's ports.
 func (s *Snapshot) MatchEcho(addr netip.Addr, fqdn string) Decision {
 	a := addr.Unmap()
-	real := a.IsValid() && !s.stub.Contains(a)
+	real := a.IsValid() && !s.IsStub(a)
 	var fam int
 	var key u128
 	if real {

@@ -74,7 +74,7 @@ func (s *Snapshot) matchFlow(f *Flow) Decision {
 	switch {
 	case !a.IsValid():
 		return Decision{Reason: reasonNoAddr}
-	case s.stub.Contains(a):
+	case s.IsStub(a):
 		return Decision{Reason: reasonStubUnknown}
 	}
 	fam, key := famKey(a)
@@ -114,7 +114,7 @@ func (s *Snapshot) matchNamedFlow(f *Flow) Decision {
 		}
 	}
 	a := f.Addr.Unmap()
-	stub := a.IsValid() && s.stub.Contains(a)
+	stub := a.IsValid() && s.IsStub(a)
 	real := a.IsValid() && !stub
 	var fam int
 	var key u128

@@ -62,6 +62,12 @@ type ClientConfig struct {
 	// from, in order, when StubRange is already routed to another interface
 	// (another VPN owns it).
 	StubRangeFallbacks []string `json:"stub_range_fallbacks,omitempty" yaml:"stub_range_fallbacks,omitempty"`
+	// StubRange6 is the IPv6 prefix that AAAA answers for private names come
+	// from, beside the A answers from StubRange; default fd7a:7a61:6774::/104
+	// (a ULA prefix), "off" for none (AAAA queries of private names are then
+	// answered NOERROR with no answer). It must be IPv6 with 2 to 24 host
+	// bits; when StubRange is itself IPv6 it must be empty or "off".
+	StubRange6 string `json:"stub_range6,omitempty" yaml:"stub_range6,omitempty"`
 	// DNSTTL is the TTL of stub answers; default 30s.
 	DNSTTL Duration `json:"dns_ttl,omitempty" yaml:"dns_ttl,omitempty"`
 	// ConfigPoll is how often the agent polls the tenant for config; default 5m.

@@ -24,6 +24,7 @@ type Snapshot struct {
 	routes   []netip.Prefix
 	stub     netip.Prefix
 	fallbck  []netip.Prefix // client.stub_range_fallbacks
+	stub6    netip.Prefix
 	warnings []Problem
 }
 
@@ -56,6 +57,7 @@ func Compile(c *Config) (*Snapshot, error) {
 		pinnedOS: make(map[string][]int32),
 		stub:     ck.stub,
 		fallbck:  ck.fallbacks,
+		stub6:    ck.stub6,
 		warnings: ck.warnings,
 	}
 	for i := range cfg.Apps {

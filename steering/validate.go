@@ -18,6 +18,7 @@ type checked struct {
 	pinned    []*Pattern
 	stub      netip.Prefix
 	fallbacks []netip.Prefix // client.stub_range_fallbacks
+	stub6     netip.Prefix   // invalid when off
 	problems  []Problem
 	warnings  []Problem
 }
@@ -71,6 +72,7 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 			ck.fallbacks = append(ck.fallbacks, p)
 		}
 	}
+	ck.checkStub6(cl)
 	durs := []struct {
 		name     string
 		d        Duration
@@ -129,7 +131,7 @@ func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
 		}
 	}
 	ca := &ck.apps[i]
-	*ca = ck.checkScope(p, a, ck.stub)
+	*ca = ck.checkScope(p, a, ck.stub, ck.stub6)
 	switch a.Tunnel {
 	case "", TunnelL7:
 	case TunnelL3E:
@@ -145,8 +147,8 @@ func (ck *checked) checkApp(i int, a *App, ids map[string]int) {
 
 // checkScope parses what an app covers, its hosts and its ports, reporting
 // problems under the app's path p ("" for paths relative to the app). Hosts
-// must stay out of stub when it is valid.
-func (ck *checked) checkScope(p string, a *App, stub netip.Prefix) checkedApp {
+// must stay out of the stub ranges that are valid.
+func (ck *checked) checkScope(p string, a *App, stubs ...netip.Prefix) checkedApp {
 	if len(a.Hosts) == 0 {
 		ck.errorf(subPath(p, "hosts"), "", "at least one host is required")
 	}
@@ -157,18 +159,10 @@ func (ck *checked) checkScope(p string, a *App, stub netip.Prefix) checkedApp {
 			ck.errorf(hostPath(p, j), h, "%v", err)
 			continue
 		}
-	overlap:
-		for _, pfx := range s.Prefixes {
-			if stub.IsValid() && pfx.Overlaps(stub) {
-				ck.errorf(hostPath(p, j), h, "overlaps the stub range %s", stub)
-				break
-			}
-			for _, fb := range ck.fallbacks {
-				if pfx.Overlaps(fb) {
-					ck.errorf(hostPath(p, j), h, "overlaps the fallback stub range %s", fb)
-					break overlap
-				}
-			}
+		if stub, ok := overlapsAny(s.Prefixes, stubs); ok {
+			ck.errorf(hostPath(p, j), h, "overlaps the stub range %s", stub)
+		} else if fb, ok := overlapsAny(s.Prefixes, ck.fallbacks); ok {
+			ck.errorf(hostPath(p, j), h, "overlaps the fallback stub range %s", fb)
 		}
 		ca.hosts[j] = s
 	}
@@ -290,4 +284,16 @@ func (ck *checked) checkPinned(i int, pa *PinnedApp) {
 		return
 	}
 	ck.pinned[i] = re
+}
+
+// overlapsAny returns the first valid stub range that one of ps overlaps.
+func overlapsAny(ps, stubs []netip.Prefix) (netip.Prefix, bool) {
+	for _, stub := range stubs {
+		for _, pfx := range ps {
+			if stub.IsValid() && pfx.Overlaps(stub) {
+				return stub, true
+			}
+		}
+	}
+	return netip.Prefix{}, false
 }

@@ -169,8 +169,11 @@ type PublisherStatus struct {
 
 // TUNStatus is the TUN device and its routes.
 type TUNStatus struct {
-	Name   string         `json:"name"`
-	Addr   netip.Addr     `json:"addr"`
+	Name string     `json:"name"`
+	Addr netip.Addr `json:"addr"`
+	// Addr6 is the TUN's address in the IPv6 stub range; absent when there
+	// are no IPv6 stubs (stub_range6 off, or the OS refused IPv6).
+	Addr6  netip.Addr     `json:"addr6,omitzero"`
 	Routes []netip.Prefix `json:"routes"`
 }
 

@@ -25,7 +25,7 @@ func Explain(snap *steering.Snapshot, stubs StubNames, req MatchRequest) MatchRe
 	f := steering.Flow{Proto: proto, Port: req.Port, OS: req.OS, Process: req.Process, Path: req.Path, AppID: req.AppID}
 	if addr, err := netip.ParseAddr(req.Host); err == nil {
 		f.Addr = addr.Unmap()
-		if stubs != nil && snap.StubRange().Contains(f.Addr) {
+		if stubs != nil && snap.IsStub(f.Addr) {
 			f.FQDN, _ = stubs.Lookup(f.Addr)
 		}
 	} else {
