@@ -2,7 +2,11 @@
 
 package platform
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/ztagent/ztagent/internal/pathmtu"
+)
 
 // CanBypass reports whether unsteered flows can be sent direct on this OS.
 // Elsewhere the agent's routes are not installed yet, so its own sockets need
@@ -10,4 +14,7 @@ import "syscall"
 // macOS (IP_BOUND_IF) and Windows (IP_UNICAST_IF) land.
 const CanBypass = false
 
-func bypassControl(network, address string, c syscall.RawConn) error { return nil }
+// bypassControl clamps a TCP socket's MSS where pathmtu can.
+func bypassControl(network, address string, c syscall.RawConn) error {
+	return pathmtu.Control(network, address, c)
+}
