@@ -13,7 +13,8 @@ import (
 // "fragmentation needed" (lab.sh, ZT_LAB_PATH_MTU). A plain TCP download
 // across it stalls; through the agent, whose TLS connection to the PoP is
 // clamped to a 1280-byte path, a 20 MB download and 1,400-byte datagrams
-// pass, and the TUN MTU follows the 1500-byte uplink.
+// pass, and the TUN MTU follows the 1500-byte uplink; then again with the
+// client's own uplink at 1280.
 func TestPathMTUBlackHole(t *testing.T) {
 	requireE2E(t)
 	l := newLabEnv(t, map[string]string{"ZT_LAB_PATH_MTU": "1280"})
@@ -41,18 +42,40 @@ func TestPathMTUBlackHole(t *testing.T) {
 		}
 	})
 
-	t.Run("20 MB download", func(t *testing.T) {
-		out := l.must("client", "curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}", "--max-time", "60",
-			"http://web.corp.test/bytes?n=20000000")
-		if strings.TrimSpace(out) != "20000000" {
-			t.Fatalf("downloaded %s bytes, want 20000000", out)
-		}
-	})
+	t.Run("20 MB download", func(t *testing.T) { download20MB(t, l) })
 
-	t.Run("1400-byte datagrams both ways", func(t *testing.T) {
-		out := l.must("client", l.bin("labweb"), "-udp-probe", "echo.corp.test:7", "-size", "1400", "-count", "200")
-		if !strings.Contains(out, "ok: 200 datagrams of 1400 bytes") {
-			t.Fatalf("probe: %s", out)
+	t.Run("1400-byte datagrams both ways", func(t *testing.T) { udpProbe1400(t, l) })
+
+	// The client's own uplink at 1280: the agent, restarted, gives the TUN
+	// 1280, and 1,400-byte datagrams cross it as IP fragments (the kernel
+	// fragments them into the TUN, the userspace stack reassembles them, and
+	// back), whole at each end.
+	l.script("agent-stop")
+	l.must("client", "ip", "link", "set", "eth0", "mtu", "1280")
+	l.script("agent-start")
+
+	t.Run("uplink at 1280: TUN MTU 1280", func(t *testing.T) {
+		if out := l.must("client", "ip", "-o", "link", "show", "zt0"); !strings.Contains(out, " mtu 1280 ") {
+			t.Fatalf("zt0: %s, want mtu 1280 (the client's uplink)", out)
 		}
 	})
+	t.Run("uplink at 1280: 20 MB download", func(t *testing.T) { download20MB(t, l) })
+	t.Run("uplink at 1280: 1400-byte datagrams both ways", func(t *testing.T) { udpProbe1400(t, l) })
+}
+
+func download20MB(t *testing.T, l *lab) {
+	t.Helper()
+	out := l.must("client", "curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}", "--max-time", "60",
+		"http://web.corp.test/bytes?n=20000000")
+	if strings.TrimSpace(out) != "20000000" {
+		t.Fatalf("downloaded %s bytes, want 20000000", out)
+	}
+}
+
+func udpProbe1400(t *testing.T, l *lab) {
+	t.Helper()
+	out := l.must("client", l.bin("labweb"), "-udp-probe", "echo.corp.test:7", "-size", "1400", "-count", "200")
+	if !strings.Contains(out, "ok: 200 datagrams of 1400 bytes") {
+		t.Fatalf("probe: %s", out)
+	}
 }

@@ -133,7 +133,10 @@ net_up() {
 # bridge drops a frame larger than the port's MTU, either way, without a word:
 # it is no router, so no ICMP "fragmentation needed" ever comes back and path
 # MTU discovery cannot learn of the hop, as behind a router whose ICMP is
-# filtered.
+# filtered. A veth hands TCP's large GSO packets across whole, and the
+# bridge lets them pass unchecked; a NIC would cut them into frames of the
+# interface's MTU (TSO), so both ends send one segment per packet
+# (gso_max_segs 1), frames of 1500 bytes, as on a wire.
 uplink_link() {
   if [ -z "${ZT_LAB_PATH_MTU:-}" ]; then
     ip link add eth0 netns "$CLIENT" type veth peer name eth0 netns "$CLOUD"
@@ -146,6 +149,8 @@ uplink_link() {
   inns "$MID" ip link set c0 master br0
   inns "$MID" ip link set p0 master br0 mtu "$ZT_LAB_PATH_MTU"
   for l in c0 p0 br0; do inns "$MID" ip link set "$l" up; done
+  inns "$CLIENT" ip link set eth0 gso_max_segs 1
+  inns "$CLOUD" ip link set eth0 gso_max_segs 1
 }
 
 services_up() {
