@@ -51,6 +51,9 @@ func TestTUNMTUFollowsUplink(t *testing.T) {
 			if got := p.stack.MTU(); got != tc.want {
 				t.Errorf("userspace stack MTU %d, want %d", got, tc.want)
 			}
+			if got := fa.Status().TUN.MTU; got != tc.want {
+				t.Errorf("status shows TUN MTU %d, want %d", got, tc.want)
+			}
 			if tc.flag == 0 && (len(asked) != 1 || asked[0] != "127.0.0.1:1") {
 				t.Errorf("uplink asked for %q, want the PoP's 127.0.0.1:1", asked)
 			}

@@ -35,7 +35,7 @@ func (p *parts) status(st *ctlapi.Status) {
 	st.Tunnel = ctlapi.TunnelStatus{State: string(ts.State), PoP: ts.Addr, Since: ts.Since, LastError: ts.LastError, Streams: ts.Streams,
 		PoPs: popStatuses(p.l7.PoPs())}
 	snap := p.snap.Load()
-	st.TUN = ctlapi.TUNStatus{Name: p.tunName, Addr: p.tunIP, Routes: p.routerConfig(snap).Routes}
+	st.TUN = ctlapi.TUNStatus{Name: p.tunName, Addr: p.tunIP, Routes: p.routerConfig(snap).Routes, MTU: p.stack.MTU()}
 	st.DNS = ctlapi.DNSStatus{Mode: p.dnsCfg.Mode(), Listen: p.dns.Addrs(), Upstreams: *p.upstreams.Load()}
 	ns := p.stack.Stats()
 	st.Flows = ctlapi.FlowStatus{

@@ -142,6 +142,8 @@ type TUNStatus struct {
 	Name   string         `json:"name"`
 	Addr   netip.Addr     `json:"addr"`
 	Routes []netip.Prefix `json:"routes"`
+	// MTU is the device's: the uplink's to the PoP, or the --mtu flag's.
+	MTU int `json:"mtu,omitempty"`
 }
 
 // DNSStatus is the DNS proxy and the OS resolver configuration.
