@@ -81,7 +81,8 @@ type Config struct {
 	// Control bounds the control API's clients; zero fields take defaults.
 	Control ControlLimits
 	TUNName string
-	MTU     int
+	// MTU is the TUN device's MTU; 0 follows the uplink to the PoP.
+	MTU int
 	// L3ETUNName is the L3E tunnel's TUN (default the platform's, see
 	// platform.DefaultL3ETUNName).
 	L3ETUNName string
@@ -98,7 +99,9 @@ type Config struct {
 	NewConfigSource func(id *enroll.Identity, log *zap.Logger) (ConfigSource, error)
 
 	// OS hooks; nil means the real platform implementation.
-	NewTUN    func(name string, mtu int) (tun.Device, error)
+	NewTUN func(name string, mtu int) (tun.Device, error)
+	// UplinkMTU returns the MTU of the uplink to a host:port.
+	UplinkMTU func(ctx context.Context, address string) (int, error)
 	NewRouter func(stateDir string, log *zap.Logger) (platform.Router, error)
 	NewDNS    func(stateDir string, log *zap.Logger) (platform.DNSConfigurator, error)
 	// NewNetMonitor reports network changes outside the interfaces in
@@ -152,14 +155,14 @@ func New(cfg Config) *Agent {
 	if cfg.TUNName == "" {
 		cfg.TUNName = platform.DefaultTUNName()
 	}
-	if cfg.MTU == 0 {
-		cfg.MTU = 1420
-	}
 	if cfg.L3ETUNName == "" {
 		cfg.L3ETUNName = platform.DefaultL3ETUNName()
 	}
 	if cfg.NewTUN == nil {
 		cfg.NewTUN = platform.CreateTUN
+	}
+	if cfg.UplinkMTU == nil {
+		cfg.UplinkMTU = platform.UplinkMTU
 	}
 	if cfg.NewRouter == nil {
 		cfg.NewRouter = platform.NewRouter

@@ -138,7 +138,7 @@ func (p *parts) up(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read the system's DNS servers: %w", err)
 	}
-	if err := p.startTUN(snap); err != nil {
+	if err := p.startTUN(ctx, snap); err != nil {
 		return err
 	}
 	if err := p.startTunnel(); err != nil {
@@ -202,9 +202,10 @@ func (p *parts) teardown() error {
 // userspace stack on it. The stack owns the device from then on and closes it
 // (closing is the only way to interrupt a blocked read); until then, every
 // failure closes it here.
-func (p *parts) startTUN(snap *steering.Snapshot) (err error) {
+func (p *parts) startTUN(ctx context.Context, snap *steering.Snapshot) (err error) {
 	cfg := &p.a.cfg
-	dev, err := cfg.NewTUN(cfg.TUNName, cfg.MTU)
+	mtu := p.tunMTU(ctx)
+	dev, err := cfg.NewTUN(cfg.TUNName, mtu)
 	if err != nil {
 		return err
 	}
@@ -231,7 +232,7 @@ func (p *parts) startTUN(snap *steering.Snapshot) (err error) {
 	p.push("routes", router.Close)
 
 	p.stack, err = netstack.New(dev, netstack.Config{
-		MTU:  cfg.MTU,
+		MTU:  mtu,
 		Log:  p.log,
 		TCP:  p.handleTCP,
 		UDP:  p.handleUDP,

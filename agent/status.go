@@ -35,7 +35,7 @@ func (p *parts) status(st *ctlapi.Status) {
 	st.Tunnel = ctlapi.TunnelStatus{State: string(ts.State), PoP: ts.Addr, Since: ts.Since, LastError: ts.LastError, Streams: ts.Streams,
 		Attempts: ts.Attempts, PoPs: popStatuses(p.l7.PoPs())}
 	snap := p.snap.Load()
-	st.TUN = ctlapi.TUNStatus{Name: p.tunName, Addr: p.tunIP, Routes: p.routerConfig(snap).Routes}
+	st.TUN = ctlapi.TUNStatus{Name: p.tunName, Addr: p.tunIP, Routes: p.routerConfig(snap).Routes, MTU: p.stack.MTU()}
 	if v6 := p.stubs.v6; v6 != nil {
 		st.TUN.Addr6 = agentAddr(v6.Prefix())
 	}

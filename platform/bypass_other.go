@@ -2,11 +2,18 @@
 
 package platform
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/ztagent/ztagent/internal/pathmtu"
+)
 
 // CanBypass reports whether unsteered flows can be sent direct on this OS.
 // Elsewhere the agent's routes are not installed (NewRouter fails), so its own
 // sockets need no mark; unsteered flows inside app prefixes are reset.
 const CanBypass = false
 
-func bypassControl(network, address string, c syscall.RawConn) error { return nil }
+// bypassControl clamps a TCP socket's MSS where pathmtu can.
+func bypassControl(network, address string, c syscall.RawConn) error {
+	return pathmtu.Control(network, address, c)
+}

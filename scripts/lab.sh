@@ -34,7 +34,8 @@
 # ZT_LAB_HOST (ztcloud's listen addresses and the agent's host=, see below), ZT_LAB_DIR (state and
 # logs, default .lab/$ZT_LAB), ZT_BIN (binaries, default bin), ZT_TENANT
 # (tenant file, default testdata/tenants/demo.yaml), ZT_UPN (default alice@demo.test),
-# ZT_ORGKEY and ZT_PUBTOKEN (the tenant file's org key and publisher token).
+# ZT_ORGKEY and ZT_PUBTOKEN (the tenant file's org key and publisher token),
+# ZT_LAB_PATH_MTU (an MTU black hole between client and cloud: see uplink_link).
 set -euo pipefail
 
 P=${ZT_LAB:-zt}
@@ -53,7 +54,7 @@ PUBTOKEN=@$DIR/secrets/publisher.token
 # The lab named "zt" uses the default control socket so that `ztdiag status`
 # works with no flags inside zt-client; other labs (e2e) keep theirs private.
 if [ "$P" = zt ]; then SOCK=${ZT_SOCK:-/run/ztagent/ztagent.sock}; else SOCK=${ZT_SOCK:-$DIR/agent.sock}; fi
-CLIENT=$P-client CLOUD=$P-cloud CORP=$P-corp HOTEL=$P-hotel
+CLIENT=$P-client CLOUD=$P-cloud CORP=$P-corp HOTEL=$P-hotel MID=$P-mid
 # Where ztcloud listens and which tenant API address the agent enrolls with;
 # an IPv6-only client (e2e TestIPv6Only) uses ":8444", ":8443" (every
 # address, IPv6 too) and "[fd00:10::1]:8444".
@@ -113,7 +114,7 @@ net_up() {
     # before/after snapshot of the namespace does not depend on timing.
     inns "$ns" sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0
   done
-  ip link add eth0 netns "$CLIENT" type veth peer name eth0 netns "$CLOUD"
+  uplink_link
   ip link add eth0 netns "$CORP" type veth peer name eth1 netns "$CLOUD"
   inns "$CLIENT" ip addr add 10.10.0.2/24 dev eth0
   inns "$CLOUD" ip addr add 10.10.0.1/24 dev eth0
@@ -143,6 +144,32 @@ net_up() {
   printf 'nameserver 10.10.0.1\n' >"/etc/netns/$CLOUD/resolv.conf"
   printf 'nameserver 10.20.0.10\n' >"/etc/netns/$CORP/resolv.conf"
   cp "/etc/netns/$CLIENT/resolv.conf" "$DIR/client-resolv.conf.orig"
+}
+
+# uplink_link joins P-client eth0 and P-cloud eth0. With ZT_LAB_PATH_MTU set
+# it puts an MTU black hole between them: a bridge in P-mid whose port
+# towards the cloud has that MTU, while both ends' interfaces keep 1500. A
+# bridge drops a frame larger than the port's MTU, either way, without a word:
+# it is no router, so no ICMP "fragmentation needed" ever comes back and path
+# MTU discovery cannot learn of the hop, as behind a router whose ICMP is
+# filtered. A veth hands TCP's large GSO packets across whole, and the
+# bridge lets them pass unchecked; a NIC would cut them into frames of the
+# interface's MTU (TSO), so both ends send one segment per packet
+# (gso_max_segs 1), frames of 1500 bytes, as on a wire.
+uplink_link() {
+  if [ -z "${ZT_LAB_PATH_MTU:-}" ]; then
+    ip link add eth0 netns "$CLIENT" type veth peer name eth0 netns "$CLOUD"
+    return
+  fi
+  ip netns add "$MID"
+  ip link add eth0 netns "$CLIENT" type veth peer name c0 netns "$MID"
+  ip link add eth0 netns "$CLOUD" type veth peer name p0 netns "$MID"
+  inns "$MID" ip link add br0 type bridge
+  inns "$MID" ip link set c0 master br0
+  inns "$MID" ip link set p0 master br0 mtu "$ZT_LAB_PATH_MTU"
+  for l in c0 p0 br0; do inns "$MID" ip link set "$l" up; done
+  inns "$CLIENT" ip link set eth0 gso_max_segs 1
+  inns "$CLOUD" ip link set eth0 gso_max_segs 1
 }
 
 services_up() {
@@ -398,7 +425,7 @@ agent_connected() {
 
 down() {
   for name in agent gateway publisher ztcloud web-corp web-public dns-corp named dns-public hotel-web hotel-dns dns-othervpn; do stop "$name"; done
-  for ns in $CLIENT $CLOUD $CORP $HOTEL; do
+  for ns in $CLIENT $CLOUD $CORP $HOTEL $MID; do
     ip netns del "$ns" 2>/dev/null || true
     rm -rf "/etc/netns/$ns"
   done

@@ -175,6 +175,8 @@ type TUNStatus struct {
 	// are no IPv6 stubs (stub_range6 off, or the OS refused IPv6).
 	Addr6  netip.Addr     `json:"addr6,omitzero"`
 	Routes []netip.Prefix `json:"routes"`
+	// MTU is the device's: the uplink's to the PoP, or the --mtu flag's.
+	MTU int `json:"mtu,omitempty"`
 }
 
 // DNSStatus is the DNS proxy and the OS resolver configuration.

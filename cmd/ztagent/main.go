@@ -71,7 +71,7 @@ func parse(cmd string, args []string) (*options, error) {
 	fs.StringVar(&o.stateDir, "state-dir", platform.DefaultStateDir(), "state directory")
 	fs.StringVar(&o.socket, "socket", platform.DefaultSocketPath(), "control socket path")
 	fs.StringVar(&o.tunName, "tun", platform.DefaultTUNName(), "TUN device name")
-	fs.IntVar(&o.mtu, "mtu", 1420, "TUN MTU")
+	fs.IntVar(&o.mtu, "mtu", 0, "TUN MTU, 1280-65535; 0 follows the uplink to the PoP")
 	fs.StringVar(&o.mdmPath, "mdm", "", "MDM settings file (default: the OS's managed-configuration location)")
 	fs.Var(&o.level, "log-level", "log level: debug, info, warn, error")
 	fs.Func("params-file", "read install parameters from this file of key=value lines (repeatable; a later file wins)",
@@ -79,6 +79,9 @@ func parse(cmd string, args []string) (*options, error) {
 	fs.BoolVar(&o.ignoreEmpty, "ignore-empty", false, "ignore key= parameters with an empty value (installers that pass every property)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.mtu != 0 && (o.mtu < 1280 || o.mtu > 65535) {
+		return nil, fmt.Errorf("--mtu %d: want 1280 to 65535, or 0 to follow the uplink", o.mtu)
 	}
 	o.params = fs.Args()
 	return o, nil

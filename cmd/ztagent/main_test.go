@@ -36,7 +36,7 @@ func TestServiceRunsWithInstallFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := serviceConfig(o).Arguments
-	want := []string{"run", "--state-dir", "/tmp/zt", "--socket", o.socket, "--tun", "zt9", "--mtu", "1420", "--log-level", "debug"}
+	want := []string{"run", "--state-dir", "/tmp/zt", "--socket", o.socket, "--tun", "zt9", "--mtu", "0", "--log-level", "debug"}
 	if !slices.Equal(args, want) {
 		t.Fatalf("service arguments %q, want %q", args, want)
 	}
@@ -66,5 +66,27 @@ func TestInstallParamsSecretFromFile(t *testing.T) {
 	back, err := installParams(dir, nil, noSources)
 	if err != nil || !back.Token.Equal("org-key-from-a-file-0123") {
 		t.Fatalf("read back %v, %v", back, err)
+	}
+}
+
+func TestMTUFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		arg  string
+		ok   bool
+	}{
+		{"follow the uplink", "0", true},
+		{"IPv6 minimum", "1280", true},
+		{"largest", "65535", true},
+		{"below the IPv6 minimum", "1200", false},
+		{"above an IP packet", "65536", false},
+		{"negative", "-1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse("run", []string{"--mtu", tc.arg})
+			if (err == nil) != tc.ok {
+				t.Fatalf("--mtu %s: err %v, want ok %v", tc.arg, err, tc.ok)
+			}
+		})
 	}
 }

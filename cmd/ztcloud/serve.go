@@ -26,6 +26,7 @@ import (
 	"github.com/ztagent/ztagent/cloud/tenant"
 	"github.com/ztagent/ztagent/cmd/internal/logging"
 	"github.com/ztagent/ztagent/enroll/tenantapi"
+	"github.com/ztagent/ztagent/internal/pathmtu"
 	"github.com/ztagent/ztagent/platform/atomicfile"
 	"github.com/ztagent/ztagent/tunnel/l7"
 )
@@ -314,8 +315,11 @@ func popRole(f serveFlags, ca *tenant.CA, names []string, current func() *tenant
 }
 
 // listen binds addr, turning "address in use" into an actionable sentence.
+// Accepted connections have their MSS clamped to a path of pathmtu.SafeMTU,
+// so that an MTU black hole between a client and the cloud cannot stall them.
 func listen(role, addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+	lc := net.ListenConfig{Control: pathmtu.Control}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("%s: %s is already in use by another program: stop it or choose another address", role, addr)

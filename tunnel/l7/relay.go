@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/ztagent/ztagent/internal/pathmtu"
 )
 
 // BodyWaiter returns, for flowio.Copy, a wait for data on body, a request body of
@@ -154,12 +156,13 @@ func (c *readBufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // connection around its own TUN device.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// DialTLS dials addr (with dial, or a plain dialer when nil) and completes a TLS
-// handshake within ctx. The ends that dial (agent, publisher) hold one
-// connection each, so they get a large read buffer.
+// DialTLS dials addr (with dial, or when nil a plain dialer that clamps the
+// MSS to a path of pathmtu.SafeMTU) and completes a TLS handshake within ctx.
+// The ends that dial (agent, publisher) hold one connection each, so they get
+// a large read buffer.
 func DialTLS(ctx context.Context, dial DialFunc, addr string, conf *tls.Config) (*TLSConn, error) {
 	if dial == nil {
-		d := net.Dialer{KeepAlive: ReadIdle}
+		d := net.Dialer{KeepAlive: ReadIdle, Control: pathmtu.Control}
 		dial = d.DialContext
 	}
 	raw, err := dial(ctx, "tcp", addr)

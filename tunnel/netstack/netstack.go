@@ -382,6 +382,10 @@ func (s *Stack) Stats() Stats {
 	}
 }
 
+// MTU returns the MTU of the stack's interface: the configured one, or the
+// device's as it last changed.
+func (s *Stack) MTU() int { return int(s.link.MTU()) }
+
 // SetIdleUDP sets the UDP idle timeout (0 or less: the default) for every
 // flow, open ones included: idle flows re-check theirs at once.
 func (s *Stack) SetIdleUDP(d time.Duration) {
