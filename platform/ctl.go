@@ -44,13 +44,17 @@ func ListenControl(path string) (net.Listener, error) {
 	return ln, nil
 }
 
+// ErrNotRunning is DialControl's error when no agent listens on the
+// control socket (none there, or the connection refused).
+var ErrNotRunning = errors.New("ztagent is not running")
+
 // DialControl connects to the daemon's control socket.
 func DialControl(ctx context.Context, path string) (net.Conn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errConnRefused) {
-			return nil, fmt.Errorf("ztagent is not running (no control socket at %s)", path)
+			return nil, fmt.Errorf("%w (no control socket at %s)", ErrNotRunning, path)
 		}
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("cannot open control socket %s: permission denied", path)

@@ -57,6 +57,23 @@ func (c *Client) Reenroll(ctx context.Context, args []string) (EnrollmentStatus,
 
 const reenrollTimeout = 5 * time.Minute
 
+// APIError is the daemon's answer other than 200 OK: its HTTP status and
+// message. Status is http.StatusForbidden for a call that needs
+// root/administrator (Forbidden).
+type APIError struct {
+	Status  int
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// Forbidden reports whether err is the daemon refusing a call the caller
+// may not make.
+func Forbidden(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Status == http.StatusForbidden
+}
+
 // Do sends in (nil for no body) as JSON and decodes the answer into out. An
 // answer other than 200 OK is an error carrying the daemon's message.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
@@ -102,11 +119,12 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("the agent's answer to %s is larger than %d bytes", path, maxResponse)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e ErrorResponse
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
+		e := &APIError{Status: resp.StatusCode, Message: fmt.Sprintf("daemon answered %s", resp.Status)}
+		var er ErrorResponse
+		if json.Unmarshal(b, &er) == nil && er.Error != "" {
+			e.Message = er.Error
 		}
-		return fmt.Errorf("daemon answered %s", resp.Status)
+		return e
 	}
 	return json.Unmarshal(b, out)
 }

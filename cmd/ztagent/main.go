@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/ztagent/ztagent/agent"
+	"github.com/ztagent/ztagent/cmd/internal/cli"
 	"github.com/ztagent/ztagent/cmd/internal/logging"
 	"github.com/ztagent/ztagent/enroll"
 	"github.com/ztagent/ztagent/platform"
@@ -32,6 +33,7 @@ commands:
   uninstall  stop and unregister the service and put the OS resolver back
              (state is kept)
   version    print the version
+  help       this help (also --help; COMMAND --help for a command)
 
 key=value are the install parameters, e.g.
   host=tenant.example.com token=ORGKEY upn=alice@example.com cacert=/path/ca.pem
@@ -44,14 +46,13 @@ Precedence: the command line, then the environment, then the files.
 Installing again replaces the service registration and restarts it; with no
 parameters at all, the ones saved by the last install are kept.
 
+exit status: 0 done, 1 failed, 2 bad usage or input.
+
 flags:
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "ztagent:", err)
-		os.Exit(1)
-	}
+	cli.Exit("ztagent", run(os.Args[1:]))
 }
 
 // options are the flags every command shares.
@@ -67,7 +68,6 @@ type options struct {
 func parse(cmd string, args []string) (*options, error) {
 	o := &options{level: zapcore.InfoLevel}
 	fs := flag.NewFlagSet("ztagent "+cmd, flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
 	fs.StringVar(&o.stateDir, "state-dir", platform.DefaultStateDir(), "state directory")
 	fs.StringVar(&o.socket, "socket", platform.DefaultSocketPath(), "control socket path")
 	fs.StringVar(&o.tunName, "tun", platform.DefaultTUNName(), "TUN device name")
@@ -77,7 +77,7 @@ func parse(cmd string, args []string) (*options, error) {
 	fs.Func("params-file", "read install parameters from this file of key=value lines (repeatable; a later file wins)",
 		func(v string) error { o.paramFiles = append(o.paramFiles, v); return nil })
 	fs.BoolVar(&o.ignoreEmpty, "ignore-empty", false, "ignore key= parameters with an empty value (installers that pass every property)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, usage, os.Stdout); err != nil {
 		return nil, err
 	}
 	o.params = fs.Args()
@@ -87,17 +87,20 @@ func parse(cmd string, args []string) (*options, error) {
 func run(args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, usage)
-		return errors.New("expected a command: run, install, uninstall")
+		return cli.Usage(errors.New("expected a command: run, install, uninstall"))
 	}
 	cmd := args[0]
 	switch cmd {
-	case "version", "--version":
+	case "version", "--version", "-v":
 		fmt.Println("ztagent", version)
 		return nil
+	case "help", "--help", "-help", "-h":
+		_, err := parse("", []string{"--help"})
+		return err
 	case "run", "install", "uninstall":
 	default:
 		fmt.Fprint(os.Stderr, usage)
-		return fmt.Errorf("unknown command %q", cmd)
+		return cli.Usagef("unknown command %q", cmd)
 	}
 	o, err := parse(cmd, args[1:])
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ztagent/ztagent/cmd/internal/cli"
 )
 
 // noSources: the command line alone, with an empty environment.
@@ -66,5 +68,33 @@ func TestInstallParamsSecretFromFile(t *testing.T) {
 	back, err := installParams(dir, nil, noSources)
 	if err != nil || !back.Token.Equal("org-key-from-a-file-0123") {
 		t.Fatalf("read back %v, %v", back, err)
+	}
+}
+
+// TestHelpAndUsageStatus: help, for the binary and each command, is not an
+// error (exit status 0); an unknown command or flag is a usage error (2).
+func TestHelpAndUsageStatus(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"--help"}, cli.ExitOK},
+		{[]string{"-h"}, cli.ExitOK},
+		{[]string{"help"}, cli.ExitOK},
+		{[]string{"run", "--help"}, cli.ExitOK},
+		{[]string{"install", "-h"}, cli.ExitOK},
+		{[]string{"uninstall", "--help"}, cli.ExitOK},
+		{[]string{"version"}, cli.ExitOK},
+		{nil, cli.ExitUsage},
+		{[]string{"start"}, cli.ExitUsage},
+		{[]string{"run", "--bogus"}, cli.ExitUsage},
+		{[]string{"run", "--mtu", "x"}, cli.ExitUsage},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			if got := cli.Code(run(tc.args)); got != tc.code {
+				t.Fatalf("ztagent %q: exit status %d, want %d", tc.args, got, tc.code)
+			}
+		})
 	}
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -11,24 +9,30 @@ import (
 	"time"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
+	"github.com/ztagent/ztagent/cmd/internal/cli"
 )
 
-func cmdStatus(ctx context.Context, c *ctlapi.Client, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("ztdiag status", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	st, err := c.Status(ctx)
+const statusUsage = `usage: ztdiag status [--json]
+enrollment, settings, config, tunnel, TUN, DNS, flows, apps and stub addresses
+flags:
+`
+
+func cmdStatus(ctx context.Context, e *env, args []string) error {
+	fs, err := e.flags("status", statusUsage, args, nil)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+	if fs.NArg() > 0 {
+		return cli.Usagef("status takes no arguments: %q", fs.Args())
 	}
-	printStatus(out, st)
+	st, err := e.c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(st)
+	}
+	printStatus(e.out, st)
 	return nil
 }
 

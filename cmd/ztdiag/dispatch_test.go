@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ztagent/ztagent/agent/ctlapi"
+	"github.com/ztagent/ztagent/cmd/internal/cli"
+)
+
+// fakeDaemon serves the control API on a unix socket: status answers st,
+// the calls that change the agent are refused as to a non-administrator,
+// and every other path answers with handlers[path].
+func fakeDaemon(t *testing.T, st ctlapi.Status, handlers map[string]http.HandlerFunc) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "ctl.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+ctlapi.PathStatus, func(w http.ResponseWriter, _ *http.Request) {
+		json.NewEncoder(w).Encode(st)
+	})
+	forbid := func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		json.NewEncoder(w).Encode(ctlapi.ErrorResponse{Error: "this command needs root or administrator rights"})
+	}
+	mux.HandleFunc("POST "+ctlapi.PathSync, forbid)
+	mux.HandleFunc("POST "+ctlapi.PathEnroll, forbid)
+	for path, h := range handlers {
+		mux.HandleFunc(path, h)
+	}
+	srv := &http.Server{Handler: mux}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return sock
+}
+
+var connected = ctlapi.Status{
+	State:      ctlapi.StateRunning,
+	Enrollment: ctlapi.EnrollmentStatus{Tenant: "demo", User: "alice@demo.test", TenantURL: "https://tenant.demo.test", DeviceID: "dev-1"},
+	Config:     ctlapi.ConfigStatus{Source: "tenant", ETag: "e1"},
+	Tunnel:     ctlapi.TunnelStatus{State: "connected", PoP: "10.0.0.2:443"},
+	Apps:       []ctlapi.AppStatus{{ID: "web"}},
+}
+
+// TestDispatch runs ztdiag's command line as main does and checks the exit
+// status and what is printed, for every command's help and the documented
+// statuses: 0 done, 1 failed, 2 usage, 3 not running, 4 not permitted.
+func TestDispatch(t *testing.T) {
+	sock := fakeDaemon(t, connected, nil)
+	none := filepath.Join(t.TempDir(), "none.sock")
+	cases := []struct {
+		name string
+		args []string
+		code int
+		out  string // in what is printed on standard output
+	}{
+		{"help", []string{"--help"}, cli.ExitOK, "nsdiag's flags"},
+		{"-h", []string{"-h"}, cli.ExitOK, "exit status: 0 done"},
+		{"help command", []string{"help"}, cli.ExitOK, "usage: ztdiag"},
+		{"status help", []string{"status", "--help"}, cli.ExitOK, "usage: ztdiag status"},
+		{"match help", []string{"match", "--help"}, cli.ExitOK, "-config"},
+		{"regex help", []string{"regex", "--help"}, cli.ExitOK, "usage: ztdiag regex"},
+		{"update help", []string{"update", "--help"}, cli.ExitOK, "usage: ztdiag update"},
+		{"version help", []string{"version", "--help"}, cli.ExitOK, "usage: ztdiag -v"},
+		{"-e help", []string{"-e", "--help"}, cli.ExitOK, "usage: ztdiag -e"},
+		{"-f help", []string{"-f", "--help"}, cli.ExitOK, "usage: ztdiag -f"},
+		{"-n help", []string{"-n", "-h"}, cli.ExitOK, "usage: ztdiag -n"},
+		{"-x help", []string{"-x", "--help"}, cli.ExitOK, "usage: ztdiag regex"},
+		{"no command", nil, cli.ExitUsage, ""},
+		{"unknown command", []string{"restart"}, cli.ExitUsage, ""},
+		{"unknown flag", []string{"--bogus"}, cli.ExitUsage, ""},
+		{"unknown subcommand flag", []string{"status", "--bogus"}, cli.ExitUsage, ""},
+		{"two nsdiag flags", []string{"-f", "-n"}, cli.ExitUsage, ""},
+		{"-x too few", []string{"-x", "abc"}, cli.ExitUsage, ""},
+		{"not running", []string{"--socket", none, "status"}, cli.ExitNotRunning, ""},
+		{"-f not running", []string{"--socket", none, "-f"}, cli.ExitNotRunning, ""},
+		{"not permitted", []string{"--socket", sock, "-u"}, cli.ExitNotPermitted, ""},
+		{"update not permitted", []string{"--socket", sock, "update"}, cli.ExitNotPermitted, ""},
+		{"-e not permitted", []string{"--socket", sock, "-e"}, cli.ExitNotPermitted, ""},
+		{"status", []string{"--socket", sock, "status"}, cli.ExitOK, "Tunnel:      connected to 10.0.0.2:443"},
+		{"-f", []string{"--socket", sock, "-f"}, cli.ExitOK, "Tunnel status:: connected.\nClient status:: Enabled.\n"},
+		{"-f onprem", []string{"--socket", sock, "-f"}, cli.ExitOK, "OnPremDetection:: Not supported yet (not in force)."},
+		{"-f --json", []string{"--socket", sock, "--json", "-f"}, cli.ExitOK, `"key": "Email",` + "\n" + `    "value": "alice@demo.test"`},
+		{"-n", []string{"--socket", sock, "-n"}, cli.ExitOK, "NPA status is Connected.\n"},
+		{"-n --json", []string{"--socket", sock, "-n", "--json"}, cli.ExitOK, `"npa_status": "Connected"`},
+		{"-x", []string{"-x", "^z", "zoom", "chrome"}, cli.ExitOK, "match\tzoom\nno-match\tchrome\n"},
+		{"-x --json", []string{"--json", "-x", "^z", "zoom"}, cli.ExitOK, `"result": "match"`},
+		{"-v", []string{"-v"}, cli.ExitOK, "ztdiag dev"},
+		{"version --json", []string{"version", "--json"}, cli.ExitOK, `"version": "dev"`},
+		{"-t not yet", []string{"-t", "disable"}, cli.ExitFailure, ""},
+		{"-g not yet", []string{"-g", "upload"}, cli.ExitFailure, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := exitStatus(run(context.Background(), tc.args, &out))
+			if got := cli.Code(err); got != tc.code {
+				t.Fatalf("ztdiag %q: exit status %d (%v), want %d", tc.args, got, err, tc.code)
+			}
+			if !strings.Contains(out.String(), tc.out) {
+				t.Fatalf("ztdiag %q printed %q, want %q in it", tc.args, out.String(), tc.out)
+			}
+		})
+	}
+}
+
+// TestNotYetFlagsSaySo: each flag not done yet is refused by name, "not
+// supported yet", never run as something else.
+func TestNotYetFlagsSaySo(t *testing.T) {
+	for _, f := range notYet {
+		err := run(context.Background(), []string{"-" + f.name, "x"}, &bytes.Buffer{})
+		if cli.Code(err) != cli.ExitFailure || !strings.Contains(err.Error(), "-"+f.name+" is not supported yet") {
+			t.Errorf("-%s: %v", f.name, err)
+		}
+	}
+}
+
+func TestNPAState(t *testing.T) {
+	cases := []struct {
+		name string
+		st   ctlapi.Status
+		want string
+	}{
+		{"connected", connected, "Connected"},
+		{"tunnel down", ctlapi.Status{State: ctlapi.StateRunning, Tunnel: ctlapi.TunnelStatus{State: "down"}}, "Disconnected"},
+		{"connecting", ctlapi.Status{State: ctlapi.StateRunning, Tunnel: ctlapi.TunnelStatus{State: "connecting"}}, "Connecting"},
+		{"suspended", ctlapi.Status{State: ctlapi.StateSuspended, Tunnel: ctlapi.TunnelStatus{State: "connected"}}, "Disabled (re-authentication overdue)"},
+		{"starting", ctlapi.Status{State: ctlapi.StateStarting}, "Disconnected"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := npaState(tc.st); got != tc.want {
+				t.Fatalf("npaState = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
