@@ -86,6 +86,10 @@ type Config struct {
 	// address, port 53.
 	DNSListen string
 	Log       *zap.Logger
+	// Logs changes the log's level and file size while the agent runs
+	// (`ztdiag -l`, `-m`) and names its files (the bundle's recent logs);
+	// nil: neither can change, and the bundle has no logs.
+	Logs LogControl
 
 	// Enroller enrolls the device and renews its certificate; nil means the
 	// tenant API (package enroll). Tests pass a fake (agent/agenttest).

@@ -17,6 +17,7 @@ func (a *Agent) Status() ctlapi.Status {
 	st := ctlapi.Status{State: a.state, Since: a.since, Error: a.why}
 	p := a.parts
 	a.mu.Unlock()
+	st.Log = a.logStatus()
 	if p == nil || (st.State != ctlapi.StateRunning && st.State != ctlapi.StateSuspended) {
 		return st
 	}

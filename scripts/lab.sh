@@ -169,7 +169,7 @@ agent_cmd() {
       *) flags+=("$a") ;;
     esac
   done
-  AGENT=("$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" ${flags[@]+"${flags[@]}"}
+  AGENT=("$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" --log-dir "$DIR/agent-logs" ${flags[@]+"${flags[@]}"}
     host=10.10.0.1:8444 token="$ORGKEY" upn="$UPN" cacert="$DIR/cloud/ca.pem" ${params[@]+"${params[@]}"})
 }
 

@@ -43,6 +43,18 @@ func (c *Client) Sync(ctx context.Context) (ConfigStatus, error) {
 	return cs, c.Do(ctx, http.MethodPost, PathSync, nil, &cs)
 }
 
+// Log returns the agent's log level and file.
+func (c *Client) Log(ctx context.Context) (LogStatus, error) {
+	var ls LogStatus
+	return ls, c.Do(ctx, http.MethodGet, PathLog, nil, &ls)
+}
+
+// SetLog changes the agent's log level or file size at once.
+func (c *Client) SetLog(ctx context.Context, req LogRequest) (LogStatus, error) {
+	var ls LogStatus
+	return ls, c.Do(ctx, http.MethodPost, PathLog, req, &ls)
+}
+
 // Reenroll makes the agent enroll again with the install parameters updated
 // by args. The answer comes once the new enrollment is saved; the agent then
 // restarts with it. An enrollment may wait for a sign-in in the browser, so

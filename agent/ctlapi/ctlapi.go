@@ -19,6 +19,7 @@ const (
 	PathMatch  = "/v1/match"  // POST MatchRequest: MatchResponse
 	PathEnroll = "/v1/enroll" // POST ReenrollRequest: EnrollmentStatus (root)
 	PathSync   = "/v1/sync"   // POST: ConfigStatus (root)
+	PathLog    = "/v1/log"    // GET: LogStatus; POST LogRequest: LogStatus (root)
 )
 
 // State is where the agent is in its lifecycle.
@@ -59,6 +60,9 @@ type Status struct {
 	Selection SelectionStatus `json:"selection"`
 	Apps      []AppStatus     `json:"apps"`
 	Stubs     []StubStatus    `json:"stubs"`
+	// Log is the agent's log: level and file; nil when the agent was
+	// started without log control (tests).
+	Log *LogStatus `json:"log,omitempty"`
 }
 
 // Setting is one effective install setting.
@@ -271,4 +275,24 @@ type ReenrollRequest struct {
 // ErrorResponse is the body of every answer that is not 200 OK.
 type ErrorResponse struct {
 	Error string `json:"error"`
+}
+
+// LogStatus is the agent's log (`ztdiag -l`, `-m`).
+type LogStatus struct {
+	Level string `json:"level"`
+	// File is the current log file, "" when the agent writes none (it
+	// logs to standard error only); MaxMB is its size at which it rotates,
+	// Keep how many rotated files are kept. A change by LogRequest lasts
+	// until the agent restarts.
+	File  string `json:"file,omitempty"`
+	MaxMB int    `json:"max_mb,omitempty"`
+	Keep  int    `json:"keep,omitempty"`
+}
+
+// LogRequest changes the agent's log at once: the level (debug, info,
+// warn, error) and the log file's size in megabytes; an empty or zero
+// field is left as it is.
+type LogRequest struct {
+	Level string `json:"level,omitempty"`
+	MaxMB int    `json:"max_mb,omitempty"`
 }

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/kardianos/service"
@@ -60,6 +61,8 @@ type options struct {
 	stateDir, socket, tunName, mdmPath string
 	mtu                                int
 	level                              zapcore.Level
+	logDir                             string
+	logMaxMB, logKeep                  int
 	params                             []string
 	paramFiles                         []string
 	ignoreEmpty                        bool
@@ -74,11 +77,17 @@ func parse(cmd string, args []string) (*options, error) {
 	fs.IntVar(&o.mtu, "mtu", 1420, "TUN MTU")
 	fs.StringVar(&o.mdmPath, "mdm", "", "MDM settings file (default: the OS's managed-configuration location)")
 	fs.Var(&o.level, "log-level", "log level: debug, info, warn, error")
+	fs.StringVar(&o.logDir, "log-dir", platform.DefaultLogDir(), `log file directory ("" for none: standard error only); default $ZTAGENT_LOG_DIR or the OS's`)
+	fs.IntVar(&o.logMaxMB, "log-max-mb", logging.DefaultMaxMB, "log file size at which it rotates, in MB")
+	fs.IntVar(&o.logKeep, "log-keep", logging.DefaultKeep, "rotated log files kept")
 	fs.Func("params-file", "read install parameters from this file of key=value lines (repeatable; a later file wins)",
 		func(v string) error { o.paramFiles = append(o.paramFiles, v); return nil })
 	fs.BoolVar(&o.ignoreEmpty, "ignore-empty", false, "ignore key= parameters with an empty value (installers that pass every property)")
 	if err := cli.Parse(fs, args, usage, os.Stdout); err != nil {
 		return nil, err
+	}
+	if o.logMaxMB < 1 || o.logKeep < 0 {
+		return nil, cli.Usagef("--log-max-mb %d, --log-keep %d: want at least 1 MB and 0 or more files", o.logMaxMB, o.logKeep)
 	}
 	o.params = fs.Args()
 	return o, nil
@@ -116,11 +125,9 @@ func run(args []string) error {
 			return err
 		}
 	}
-	log, err := logging.New(o.level)
-	if err != nil {
-		return err
-	}
-	defer log.Sync()
+	logs := openLogs(cmd, o)
+	defer logs.Close()
+	log := logs.Logger
 
 	prog := &program{
 		log: log,
@@ -131,6 +138,7 @@ func run(args []string) error {
 			TUNName:    o.tunName,
 			MTU:        o.mtu,
 			Log:        log,
+			Logs:       logs,
 			MDM:        mdmSource(o.mdmPath),
 		}),
 	}
@@ -172,7 +180,8 @@ func serviceConfig(o *options) *service.Config {
 		DisplayName: serviceName,
 		Description: "Zero-trust network access agent",
 		Arguments: []string{"run", "--state-dir", o.stateDir, "--socket", o.socket,
-			"--tun", o.tunName, "--mtu", fmt.Sprint(o.mtu), "--log-level", o.level.String()},
+			"--tun", o.tunName, "--mtu", fmt.Sprint(o.mtu), "--log-level", o.level.String(),
+			"--log-dir", o.logDir, "--log-max-mb", fmt.Sprint(o.logMaxMB), "--log-keep", fmt.Sprint(o.logKeep)},
 		Option: service.KeyValue{
 			// systemd: restart after a crash; the agent repairs DNS at start.
 			"Restart":           "always",
@@ -185,6 +194,21 @@ func serviceConfig(o *options) *service.Config {
 }
 
 var version = "dev"
+
+// openLogs returns the logger: the daemon's (run) writes to its log file
+// too; install and uninstall only to standard error. A log file that cannot
+// be opened is said on standard error, and the daemon runs without it.
+func openLogs(cmd string, o *options) *logging.Logs {
+	lo := logging.Options{Level: o.level, MaxMB: o.logMaxMB, Keep: o.logKeep}
+	if cmd == "run" && o.logDir != "" {
+		lo.File = filepath.Join(o.logDir, "ztagent.log")
+	}
+	logs, err := logging.Open(lo)
+	if err != nil {
+		logs.Logger.Warn("log file not opened: logging to standard error only", zap.Error(err))
+	}
+	return logs
+}
 
 // installParams returns the install parameters: those given now (on the
 // command line, secrets from @FILE or the environment, see

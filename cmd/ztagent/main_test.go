@@ -38,7 +38,8 @@ func TestServiceRunsWithInstallFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := serviceConfig(o).Arguments
-	want := []string{"run", "--state-dir", "/tmp/zt", "--socket", o.socket, "--tun", "zt9", "--mtu", "1420", "--log-level", "debug"}
+	want := []string{"run", "--state-dir", "/tmp/zt", "--socket", o.socket, "--tun", "zt9", "--mtu", "1420", "--log-level", "debug",
+		"--log-dir", o.logDir, "--log-max-mb", "10", "--log-keep", "5"}
 	if !slices.Equal(args, want) {
 		t.Fatalf("service arguments %q, want %q", args, want)
 	}
@@ -89,6 +90,8 @@ func TestHelpAndUsageStatus(t *testing.T) {
 		{[]string{"start"}, cli.ExitUsage},
 		{[]string{"run", "--bogus"}, cli.ExitUsage},
 		{[]string{"run", "--mtu", "x"}, cli.ExitUsage},
+		{[]string{"run", "--log-max-mb", "0"}, cli.ExitUsage},
+		{[]string{"run", "--log-keep", "-1"}, cli.ExitUsage},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

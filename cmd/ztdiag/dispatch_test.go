@@ -34,6 +34,9 @@ func fakeDaemon(t *testing.T, st ctlapi.Status, handlers map[string]http.Handler
 	}
 	mux.HandleFunc("POST "+ctlapi.PathSync, forbid)
 	mux.HandleFunc("POST "+ctlapi.PathEnroll, forbid)
+	if handlers["POST "+ctlapi.PathLog] == nil {
+		mux.HandleFunc("POST "+ctlapi.PathLog, forbid)
+	}
 	for path, h := range handlers {
 		mux.HandleFunc(path, h)
 	}
@@ -57,6 +60,11 @@ var connected = ctlapi.Status{
 // statuses: 0 done, 1 failed, 2 usage, 3 not running, 4 not permitted.
 func TestDispatch(t *testing.T) {
 	sock := fakeDaemon(t, connected, nil)
+	root := fakeDaemon(t, connected, map[string]http.HandlerFunc{"POST " + ctlapi.PathLog: func(w http.ResponseWriter, r *http.Request) {
+		var req ctlapi.LogRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		json.NewEncoder(w).Encode(ctlapi.LogStatus{Level: req.Level, File: "/l/ztagent.log", MaxMB: req.MaxMB, Keep: 5})
+	}})
 	none := filepath.Join(t.TempDir(), "none.sock")
 	cases := []struct {
 		name string
@@ -97,6 +105,10 @@ func TestDispatch(t *testing.T) {
 		{"-x --json", []string{"--json", "-x", "^z", "zoom"}, cli.ExitOK, `"result": "match"`},
 		{"-v", []string{"-v"}, cli.ExitOK, "ztdiag dev"},
 		{"version --json", []string{"version", "--json"}, cli.ExitOK, `"version": "dev"`},
+		{"-l not permitted", []string{"--socket", sock, "-l", "debug"}, cli.ExitNotPermitted, ""},
+		{"-l", []string{"--socket", root, "-l", "debug", "-m", "3"}, cli.ExitOK, "Log level:: debug.\nLog file:: /l/ztagent.log, rotated at 3 MB, 5 kept.\n"},
+		{"-m bad", []string{"--socket", sock, "-m", "-2"}, cli.ExitUsage, ""},
+		{"-l -f", []string{"--socket", sock, "-l", "debug", "-f"}, cli.ExitUsage, ""},
 		{"-t not yet", []string{"-t", "disable"}, cli.ExitFailure, ""},
 		{"-g not yet", []string{"-g", "upload"}, cli.ExitFailure, ""},
 	}

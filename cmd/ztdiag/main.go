@@ -30,8 +30,10 @@ nsdiag's flags:
   -f   status as "Key:: Value." lines     -n   private-access status
   -u   fetch the config now (root)        -x PATTERN SUBJECT...  same as regex
   -e [key=value...]   enroll again, with new install parameters if given (root)
+  -l LEVEL  the agent's log level, at once: debug, info, warn, error (root)
+  -m MB     the agent's log file size at which it rotates (root)
   -v   version                            -h   this help
-  not supported yet (refused, exit status 1): -l, -m, -o, -t, -r, -c, -p, -g
+  not supported yet (refused, exit status 1): -o, -t, -r, -c, -p, -g
 exit status: 0 done, 1 failed, 2 bad usage or input, 3 the agent is not running,
 4 not permitted (needs root/administrator), 5 a regex match timed out
 flags:
@@ -87,6 +89,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	for _, f := range flags {
 		fs.BoolFunc(f.name, f.help, func(string) error { f.set = true; return nil })
 	}
+	var logReq ctlapi.LogRequest
+	fs.Func("l", "LEVEL: change the agent's log level at once: debug, info, warn, error (root)", func(v string) error {
+		logReq.Level = v
+		return nil
+	})
+	fs.IntVar(&logReq.MaxMB, "m", 0, "MB: the agent's log file size at which it rotates (root)")
 	notYet := notYetFlags(fs)
 	// -h is defined here, not by the flag package, so that `ztdiag -f -h`
 	// is -f's help.
@@ -104,6 +112,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	e.c = &ctlapi.Client{Socket: *socket}
+	if logReq != (ctlapi.LogRequest{}) {
+		flags = append(flags, &nsdiagFlag{name: "l/-m", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdSetLog(ctx, e, logReq, args)
+		}})
+	}
 	var chosen []*nsdiagFlag
 	for _, f := range flags {
 		if f.set {

@@ -67,7 +67,18 @@ func statusLines(st ctlapi.Status) []keyValue {
 		{"Config Updated", updated},
 		{"DNS", orDash(st.DNS.Mode)},
 		{"Tamper Protection", "Not supported yet (not in force)"},
+		{"Log Level", logLevel(st.Log)},
 	}
+}
+
+func logLevel(ls *ctlapi.LogStatus) string {
+	switch {
+	case ls == nil:
+		return "-"
+	case ls.File == "":
+		return ls.Level + " (standard error only)"
+	}
+	return fmt.Sprintf("%s (%s, rotated at %d MB, %d kept)", ls.Level, ls.File, ls.MaxMB, ls.Keep)
 }
 
 // tunnelState is the tunnel's state, or the agent's when it is not running.

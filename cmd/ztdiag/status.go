@@ -54,6 +54,7 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 		fmt.Fprintf(w, "User:\t%s\n", e.User)
 	}
 	fmt.Fprintf(w, "Device:\t%s\n", e.DeviceID)
+	fmt.Fprintf(w, "Log:\t%s\n", logLevel(st.Log))
 	etag := st.Config.ETag
 	if etag == "" {
 		etag = "- (the enrollment's initial config)"
