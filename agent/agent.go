@@ -90,6 +90,8 @@ type Config struct {
 	// (`ztdiag -l`, `-m`) and names its files (the bundle's recent logs);
 	// nil: neither can change, and the bundle has no logs.
 	Logs LogControl
+	// Version is the agent's version, for the diagnostics bundle.
+	Version string
 
 	// Enroller enrolls the device and renews its certificate; nil means the
 	// tenant API (package enroll). Tests pass a fake (agent/agenttest).

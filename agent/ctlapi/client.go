@@ -55,6 +55,12 @@ func (c *Client) SetLog(ctx context.Context, req LogRequest) (LogStatus, error) 
 	return ls, c.Do(ctx, http.MethodPost, PathLog, req, &ls)
 }
 
+// Bundle returns the diagnostics bundle, gathered by the agent.
+func (c *Client) Bundle(ctx context.Context, req BundleRequest) (Bundle, error) {
+	var b Bundle
+	return b, c.Do(ctx, http.MethodPost, PathBundle, req, &b)
+}
+
 // Reenroll makes the agent enroll again with the install parameters updated
 // by args. The answer comes once the new enrollment is saved; the agent then
 // restarts with it. An enrollment may wait for a sign-in in the browser, so

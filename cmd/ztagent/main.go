@@ -139,6 +139,7 @@ func run(args []string) error {
 			MTU:        o.mtu,
 			Log:        log,
 			Logs:       logs,
+			Version:    version,
 			MDM:        mdmSource(o.mdmPath),
 		}),
 	}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,8 +36,10 @@ func fakeDaemon(t *testing.T, st ctlapi.Status, handlers map[string]http.Handler
 	}
 	mux.HandleFunc("POST "+ctlapi.PathSync, forbid)
 	mux.HandleFunc("POST "+ctlapi.PathEnroll, forbid)
-	if handlers["POST "+ctlapi.PathLog] == nil {
-		mux.HandleFunc("POST "+ctlapi.PathLog, forbid)
+	for _, path := range []string{ctlapi.PathLog, ctlapi.PathBundle} {
+		if handlers["POST "+path] == nil {
+			mux.HandleFunc("POST "+path, forbid)
+		}
 	}
 	for path, h := range handlers {
 		mux.HandleFunc(path, h)
@@ -155,5 +159,53 @@ func TestNPAState(t *testing.T) {
 				t.Fatalf("npaState = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestBundleWritten: -o asks the agent for the bundle (anonymized with
+// --anonymize) and writes it as a zip, 0600; refused to a non-administrator
+// with exit status 4, and no file is left.
+func TestBundleWritten(t *testing.T) {
+	var asked ctlapi.BundleRequest
+	root := fakeDaemon(t, connected, map[string]http.HandlerFunc{"POST " + ctlapi.PathBundle: func(w http.ResponseWriter, r *http.Request) {
+		json.NewDecoder(r.Body).Decode(&asked)
+		json.NewEncoder(w).Encode(ctlapi.Bundle{Files: []ctlapi.BundleFile{
+			{Name: "status.json", Data: "{}\n"}, {Name: "logs/ztagent.log", Data: "line\n"}}})
+	}})
+	file := filepath.Join(t.TempDir(), "diag.zip")
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--socket", root, "-o", file, "--anonymize"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !asked.Anonymize || !strings.Contains(out.String(), "diagnostics bundle written: "+file+" (2 files") {
+		t.Fatalf("asked %+v; printed %q", asked, out.String())
+	}
+	zr, err := zip.OpenReader(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	var names []string
+	for _, f := range zr.File {
+		names = append(names, f.Name)
+	}
+	if strings.Join(names, " ") != "status.json logs/ztagent.log ztdiag.txt" {
+		t.Fatalf("zip holds %q", names)
+	}
+	if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("bundle mode %v", fi.Mode().Perm())
+	}
+
+	sock := fakeDaemon(t, connected, nil)
+	other := filepath.Join(t.TempDir(), "no.zip")
+	err = exitStatus(run(context.Background(), []string{"--socket", sock, "-o", other}, &out))
+	if cli.Code(err) != cli.ExitNotPermitted {
+		t.Fatalf("-o as a user: %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(other)); len(entries) != 0 {
+		t.Fatalf("a refused bundle left %d files", len(entries))
+	}
+	if err := run(context.Background(), []string{"--anonymize", "-f"}, &out); cli.Code(err) != cli.ExitUsage {
+		t.Fatalf("--anonymize without -o: %v", err)
 	}
 }

@@ -32,8 +32,9 @@ nsdiag's flags:
   -e [key=value...]   enroll again, with new install parameters if given (root)
   -l LEVEL  the agent's log level, at once: debug, info, warn, error (root)
   -m MB     the agent's log file size at which it rotates (root)
+  -o FILE [--anonymize]  diagnostics bundle (zip), secrets never in it (root)
   -v   version                            -h   this help
-  not supported yet (refused, exit status 1): -o, -t, -r, -c, -p, -g
+  not supported yet (refused, exit status 1): -t, -r, -c, -p, -g
 exit status: 0 done, 1 failed, 2 bad usage or input, 3 the agent is not running,
 4 not permitted (needs root/administrator), 5 a regex match timed out
 flags:
@@ -95,6 +96,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return nil
 	})
 	fs.IntVar(&logReq.MaxMB, "m", 0, "MB: the agent's log file size at which it rotates (root)")
+	var bundleFile string
+	var anonymize bool
+	fs.StringVar(&bundleFile, "o", "", "FILE: write the diagnostics bundle (zip) there (root)")
+	fs.BoolVar(&anonymize, "anonymize", false, "with -o: hide user names, host names and private addresses")
 	notYet := notYetFlags(fs)
 	// -h is defined here, not by the flag package, so that `ztdiag -f -h`
 	// is -f's help.
@@ -116,6 +121,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		flags = append(flags, &nsdiagFlag{name: "l/-m", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
 			return cmdSetLog(ctx, e, logReq, args)
 		}})
+	}
+	if bundleFile != "" {
+		flags = append(flags, &nsdiagFlag{name: "o", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdBundle(ctx, e, bundleFile, anonymize, args)
+		}})
+	} else if anonymize {
+		return cli.Usagef("--anonymize goes with -o FILE")
 	}
 	var chosen []*nsdiagFlag
 	for _, f := range flags {
