@@ -108,6 +108,9 @@ func TestNoSecretInLogsOrOutput(t *testing.T) {
 				t.Errorf("the bundle lacks %s", name)
 			}
 		}
+		if !anonymize && !strings.Contains(files["status.json"], "alice@secure.test") {
+			t.Error("the bundle's status.json does not name the user: the anonymized check would prove nothing")
+		}
 		for name, data := range files {
 			searched[fmt.Sprintf("bundle (anonymized %v) %s", anonymize, name)] = data
 			if anonymize && (strings.Contains(data, "alice") || strings.Contains(data, "web.corp.test") || strings.Contains(data, "10.10.0.2")) {
