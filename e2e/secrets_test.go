@@ -91,6 +91,13 @@ func TestNoSecretInLogsOrOutput(t *testing.T) {
 	}
 	l.must("client", "curl", "-sS", "--max-time", "10", "http://web.corp.test/")
 	checkLogControl(t, l)
+	// -r: a request timed as the agent steers it.
+	out, code := ztdiag("-r", "http://web.corp.test/")
+	printed.WriteString(out)
+	if code != 0 || !strings.Contains(out, "Steering:: L7 tunnel (app web).") || !strings.Contains(out, "Status:: 200 OK.") ||
+		!strings.Contains(out, "Remote address:: 100.64.") {
+		t.Errorf("ztdiag -r http://web.corp.test/: exit %d\n%s", code, out)
+	}
 
 	searched := map[string]string{"ztdiag output": printed.String()}
 	for _, anonymize := range []bool{false, true} {

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"time"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/cmd/internal/cli"
@@ -33,8 +34,9 @@ nsdiag's flags:
   -l LEVEL  the agent's log level, at once: debug, info, warn, error (root)
   -m MB     the agent's log file size at which it rotates (root)
   -o FILE [--anonymize]  diagnostics bundle (zip), secrets never in it (root)
+  -r URL    timing of a request from this machine, as the agent steers it
   -v   version                            -h   this help
-  not supported yet (refused, exit status 1): -t, -r, -c, -p, -g
+  not supported yet (refused, exit status 1): -t, -c, -p, -g
 exit status: 0 done, 1 failed, 2 bad usage or input, 3 the agent is not running,
 4 not permitted (needs root/administrator), 5 a regex match timed out
 flags:
@@ -100,6 +102,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var anonymize bool
 	fs.StringVar(&bundleFile, "o", "", "FILE: write the diagnostics bundle (zip) there (root)")
 	fs.BoolVar(&anonymize, "anonymize", false, "with -o: hide user names, host names and private addresses")
+	var requestURL string
+	fs.StringVar(&requestURL, "r", "", "URL: timing of a GET of URL from this machine, as the agent steers it")
+	var ro requestOptions
+	fs.DurationVar(&ro.timeout, "timeout", 30*time.Second, "with -r: give up after this long")
+	fs.BoolVar(&ro.insecure, "insecure", false, "with -r: do not verify the server's certificate")
 	notYet := notYetFlags(fs)
 	// -h is defined here, not by the flag package, so that `ztdiag -f -h`
 	// is -f's help.
@@ -128,6 +135,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}})
 	} else if anonymize {
 		return cli.Usagef("--anonymize goes with -o FILE")
+	}
+	if requestURL != "" {
+		flags = append(flags, &nsdiagFlag{name: "r", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdRequest(ctx, e, requestURL, ro, args)
+		}})
 	}
 	var chosen []*nsdiagFlag
 	for _, f := range flags {

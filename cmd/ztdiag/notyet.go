@@ -12,7 +12,6 @@ import (
 // status 1: never taken for something else, never pretended.
 var notYet = []struct{ name, value, help string }{
 	{"t", "enable|disable", "turn steering on or off (tamper protection)"},
-	{"r", "URL", "timing of a request through the agent"},
 	{"c", "start|stop", "capture of the tunnel-side packets"},
 	{"p", "start|stop", "capture on the uplink"},
 	{"g", "upload|download", "speed test through the tunnel"},
