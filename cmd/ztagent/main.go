@@ -182,7 +182,9 @@ func serviceConfig(o *options) *service.Config {
 		Description: "Zero-trust network access agent",
 		Arguments: []string{"run", "--state-dir", o.stateDir, "--socket", o.socket,
 			"--tun", o.tunName, "--mtu", fmt.Sprint(o.mtu), "--log-level", o.level.String(),
-			"--log-dir", o.logDir, "--log-max-mb", fmt.Sprint(o.logMaxMB), "--log-keep", fmt.Sprint(o.logKeep)},
+			// --log-dir=DIR, one argument: an empty DIR (no log file) must
+			// not vanish from the service's command line.
+			"--log-dir=" + o.logDir, "--log-max-mb", fmt.Sprint(o.logMaxMB), "--log-keep", fmt.Sprint(o.logKeep)},
 		Option: service.KeyValue{
 			// systemd: restart after a crash; the agent repairs DNS at start.
 			"Restart":           "always",

@@ -39,7 +39,7 @@ func TestServiceRunsWithInstallFlags(t *testing.T) {
 	}
 	args := serviceConfig(o).Arguments
 	want := []string{"run", "--state-dir", "/tmp/zt", "--socket", o.socket, "--tun", "zt9", "--mtu", "1420", "--log-level", "debug",
-		"--log-dir", o.logDir, "--log-max-mb", "10", "--log-keep", "5"}
+		"--log-dir=" + o.logDir, "--log-max-mb", "10", "--log-keep", "5"}
 	if !slices.Equal(args, want) {
 		t.Fatalf("service arguments %q, want %q", args, want)
 	}
