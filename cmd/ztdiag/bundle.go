@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
-	"github.com/ztagent/ztagent/cmd/internal/cli"
 )
 
 const bundleUsage = `usage: ztdiag -o FILE [--anonymize] [--json]
@@ -23,12 +22,8 @@ flags:
 
 // cmdBundle is nsdiag's -o.
 func cmdBundle(ctx context.Context, e *env, file string, anonymize bool, args []string) error {
-	fs, err := e.flags("-o", bundleUsage, args, nil)
-	if err != nil {
+	if err := e.noArgs("-o", bundleUsage, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("-o takes one file: %q", fs.Args())
 	}
 	b, err := e.c.Bundle(ctx, ctlapi.BundleRequest{Anonymize: anonymize})
 	if err != nil {

@@ -32,6 +32,16 @@ func (e *env) flags(name, usage string, args []string, define func(fs *flag.Flag
 	return fs, cli.Parse(fs, args, usage, e.out)
 }
 
+// noArgs parses a command's flags (--json alone) from args, which must
+// hold nothing else.
+func (e *env) noArgs(name, usage string, args []string) error {
+	fs, err := e.flags(name, usage, args, nil)
+	if err == nil && fs.NArg() > 0 {
+		err = cli.Usagef("%s takes no other arguments: %q", name, fs.Args())
+	}
+	return err
+}
+
 // printJSON writes v as indented JSON.
 func (e *env) printJSON(v any) error {
 	enc := json.NewEncoder(e.out)

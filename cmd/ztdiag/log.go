@@ -16,12 +16,8 @@ flags:
 
 // cmdSetLog is nsdiag's -l and -m.
 func cmdSetLog(ctx context.Context, e *env, req ctlapi.LogRequest, args []string) error {
-	fs, err := e.flags("-l", logUsage, args, nil)
-	if err != nil {
+	if err := e.noArgs("-l", logUsage, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("-l and -m take one value each: %q", fs.Args())
 	}
 	if req.MaxMB < 0 {
 		return cli.Usagef("-m %d: want at least 1 MB", req.MaxMB)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
-	"github.com/ztagent/ztagent/cmd/internal/cli"
 )
 
 // keyValue is one line of `ztdiag -f`, "Key:: Value.".
@@ -21,12 +20,8 @@ type keyValue struct {
 // order and with the names administrators grep for. What the agent does not
 // do is shown as such, never as if it were in force.
 func cmdStatusLines(ctx context.Context, e *env, args []string) error {
-	fs, err := e.flags("-f", "usage: ztdiag -f [--json]\nstatus as \"Key:: Value.\" lines\nflags:\n", args, nil)
-	if err != nil {
+	if err := e.noArgs("-f", "usage: ztdiag -f [--json]\nstatus as \"Key:: Value.\" lines\nflags:\n", args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("-f takes no arguments: %q", fs.Args())
 	}
 	st, err := e.c.Status(ctx)
 	if err != nil {
@@ -119,12 +114,8 @@ func npaState(st ctlapi.Status) string {
 
 // cmdNPA is nsdiag's -n.
 func cmdNPA(ctx context.Context, e *env, args []string) error {
-	fs, err := e.flags("-n", "usage: ztdiag -n [--json]\nprivate-access status\nflags:\n", args, nil)
-	if err != nil {
+	if err := e.noArgs("-n", "usage: ztdiag -n [--json]\nprivate-access status\nflags:\n", args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("-n takes no arguments: %q", fs.Args())
 	}
 	st, err := e.c.Status(ctx)
 	if err != nil {
@@ -140,12 +131,8 @@ func cmdNPA(ctx context.Context, e *env, args []string) error {
 
 // cmdVersion is -v: ztdiag's version, and the agent's when it runs.
 func cmdVersion(_ context.Context, e *env, args []string) error {
-	fs, err := e.flags("-v", "usage: ztdiag -v [--json]\nprint the version\nflags:\n", args, nil)
-	if err != nil {
+	if err := e.noArgs("-v", "usage: ztdiag -v [--json]\nprint the version\nflags:\n", args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("-v takes no arguments: %q", fs.Args())
 	}
 	if e.json {
 		return e.printJSON(map[string]string{"version": version, "os": runtime.GOOS, "arch": runtime.GOARCH})

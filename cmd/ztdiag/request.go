@@ -59,12 +59,8 @@ type requestOptions struct {
 // cmdRequest is nsdiag's -r.
 func cmdRequest(ctx context.Context, e *env, rawURL string, o requestOptions, args []string) error {
 	timeout, insecure := o.timeout, o.insecure
-	fs, err := e.flags("-r", requestUsage, args, nil)
-	if err != nil {
+	if err := e.noArgs("-r", requestUsage, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("-r takes one URL: %q", fs.Args())
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
-	"github.com/ztagent/ztagent/cmd/internal/cli"
 )
 
 const statusUsage = `usage: ztdiag status [--json]
@@ -18,12 +17,8 @@ flags:
 `
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {
-	fs, err := e.flags("status", statusUsage, args, nil)
-	if err != nil {
+	if err := e.noArgs("status", statusUsage, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("status takes no arguments: %q", fs.Args())
 	}
 	st, err := e.c.Status(ctx)
 	if err != nil {

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-
-	"github.com/ztagent/ztagent/cmd/internal/cli"
 )
 
 const updateUsage = `usage: ztdiag update [--json]   (or ztdiag -u)
@@ -13,12 +11,8 @@ flags:
 `
 
 func cmdUpdate(ctx context.Context, e *env, args []string) error {
-	fs, err := e.flags("update", updateUsage, args, nil)
-	if err != nil {
+	if err := e.noArgs("update", updateUsage, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("update takes no arguments: %q", fs.Args())
 	}
 	cs, err := e.c.Sync(ctx)
 	if err != nil {
