@@ -124,7 +124,8 @@ type Agent struct {
 	cfg      Config
 	log      *zap.Logger
 	mdm      *platform.MDMPoller
-	settings settingsState // the install parameters and effective settings; its own lock
+	settings settingsState  // the install parameters and effective settings; its own lock
+	steering steeringSwitch // `ztdiag -t`: steering turned off by an administrator; its own lock
 
 	// mu is the state lock: it guards the fields below, and is held only to
 	// read or change them, never across a lifecycle step.
@@ -191,6 +192,7 @@ func New(cfg Config) *Agent {
 	a := &Agent{cfg: cfg, log: cfg.Log, state: ctlapi.StateStopped, since: time.Now(),
 		mdm: platform.NewMDMPoller(cfg.MDM)}
 	a.settings.install = cfg.Params
+	a.steering.load(cfg.StateDir, cfg.Log)
 	return a
 }
 

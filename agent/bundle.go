@@ -88,7 +88,12 @@ func (a *Agent) bundle(anonymize bool) ctlapi.Bundle {
 	}
 	b.Files = append(b.Files, a.bundleLogs()...)
 	install, eff, _ := a.settings.get()
-	b.Redact(secretValues(install, eff))
+	secrets := secretValues(install, eff)
+	if p, _ := a.current(); p != nil {
+		// The tenant's tamper-protection password hash is in the config.
+		secrets = append(secrets, p.tenantSnap.Load().Config().Client.TamperPassword)
+	}
+	b.Redact(secrets)
 	if anonymize {
 		an := ctlapi.NewAnonymizer()
 		an.Add("host", host)

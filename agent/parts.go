@@ -46,11 +46,14 @@ type parts struct {
 	lastAuth     atomic.Int64 // last sign-in, unix nanoseconds
 	prompting    atomic.Bool  // a re-authentication sign-in is open in the browser
 
-	snap      atomic.Pointer[steering.Snapshot]
-	synced    atomic.Pointer[syncState]
-	syncNow   chan chan error // the control API asks syncLoop for a sync
-	stubs     *steering.StubPool
-	stubDirty chan struct{}
+	// snap is the snapshot in force; tenantSnap the tenant's, which differs
+	// while an administrator has turned steering off (steeringSwitch).
+	snap       atomic.Pointer[steering.Snapshot]
+	tenantSnap atomic.Pointer[steering.Snapshot]
+	synced     atomic.Pointer[syncState]
+	syncNow    chan chan error // the control API asks syncLoop for a sync
+	stubs      *steering.StubPool
+	stubDirty  chan struct{}
 
 	tunName   string
 	tunIP     netip.Addr
@@ -110,7 +113,7 @@ func (p *parts) up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.snap.Store(snap)
+	snap = p.a.steering.put(p, snap)
 	if err := p.initStubs(snap); err != nil {
 		return err
 	}

@@ -36,6 +36,8 @@ func (p *parts) status(st *ctlapi.Status) {
 	st.Tunnel = ctlapi.TunnelStatus{State: string(ts.State), PoP: ts.Addr, Since: ts.Since, LastError: ts.LastError, Streams: ts.Streams,
 		PoPs: popStatuses(p.l7.PoPs())}
 	snap := p.snap.Load()
+	sw := p.a.steering.status(p.tenantSnap.Load())
+	st.Steering = &sw
 	st.TUN = ctlapi.TUNStatus{Name: p.tunName, Addr: p.tunIP, Routes: p.routerConfig(snap).Routes}
 	st.DNS = ctlapi.DNSStatus{Mode: p.dnsCfg.Mode(), Listen: p.dns.Addrs(), Upstreams: *p.upstreams.Load()}
 	ns := p.stack.Stats()

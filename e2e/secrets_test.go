@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ztagent/ztagent/steering"
 )
 
 // plantedSecrets are the secure tenant's secrets (testdata/tenants/secure.yaml)
@@ -24,10 +26,12 @@ var plantedSecrets = map[string]string{
 	"wrong user key":        "planted-user-key-0f9e8d7c6b5a",
 	"publisher token":       "secure-publisher-token-51e0b8a3",
 	"admin token":           "secure-admin-token-8d1f6e0b27c4",
+	"tamper password":       "planted-tamper-password-5e1d",
 }
 
-// secureTenant writes the secure tenant file with the lab's addresses.
-func secureTenant(t *testing.T) string {
+// secureTenant writes the secure tenant file with the lab's addresses and
+// the planted tamper password's hash; it returns the file and the hash.
+func secureTenant(t *testing.T) (string, string) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "testdata", "tenants", "secure.yaml"))
 	if err != nil {
@@ -35,11 +39,20 @@ func secureTenant(t *testing.T) string {
 	}
 	s := strings.Replace(string(b), "api_url: https://tenant.secure.test:8444", "api_url: https://10.10.0.1:8444", 1)
 	s = strings.Replace(s, "  address: pop.secure.test:8443", "  address: 10.10.0.1:8443", 1)
+	hash, err := steering.HashTamperPassword(plantedSecrets["tamper password"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	profile := "steering:\n  - name: everyone\n    users: [\"*\"]\n    apps: [web]\n"
+	if !strings.Contains(s, profile) {
+		t.Fatal("secure.yaml's steering profile changed: update the test")
+	}
+	s = strings.Replace(s, profile, profile+"    client:\n      tamper_password: "+hash+"\n", 1)
 	file := filepath.Join(t.TempDir(), "secure.yaml")
 	if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return file
+	return file, hash
 }
 
 // TestNoSecretInLogsOrOutput runs the agent at debug level against the
@@ -50,8 +63,13 @@ func secureTenant(t *testing.T) string {
 // everything ztdiag printed, errors included.
 func TestNoSecretInLogsOrOutput(t *testing.T) {
 	requireE2E(t)
+	tenantFile, tamperHash := secureTenant(t)
+	secrets := map[string]string{"tamper password hash": tamperHash}
+	for what, s := range plantedSecrets {
+		secrets[what] = s
+	}
 	l := newLabEnv(t, map[string]string{
-		"ZT_TENANT":   secureTenant(t),
+		"ZT_TENANT":   tenantFile,
 		"ZT_UPN":      "alice@secure.test",
 		"ZT_ORGKEY":   plantedSecrets["org key"],
 		"ZT_PUBTOKEN": plantedSecrets["publisher token"],
@@ -91,6 +109,25 @@ func TestNoSecretInLogsOrOutput(t *testing.T) {
 	}
 	l.must("client", "curl", "-sS", "--max-time", "10", "http://web.corp.test/")
 	checkLogControl(t, l)
+	// -t: turning steering off needs the tenant's password.
+	for _, pw := range []string{"", "wrong-tamper-password-0000"} {
+		if code := record("-t", "disable", "--password", pw); code != 4 {
+			t.Errorf("-t disable --password %q: exit %d, want 4", pw, code)
+		}
+	}
+	if code := record("-t", "disable", "--password", plantedSecrets["tamper password"]); code != 0 {
+		t.Fatalf("-t disable with the password: exit %d", code)
+	}
+	if out, _ := ztdiag("-f"); !strings.Contains(out, "Client status:: Disabled (steering turned off") ||
+		!strings.Contains(out, "Tamper Protection:: On: turning steering off needs") {
+		t.Errorf("-f with steering off:\n%s", out)
+	}
+	if out, _ := ztdiag("match", "web.corp.test:80"); !strings.HasPrefix(out, "BYPASS") {
+		t.Errorf("steering off, web.corp.test is still steered:\n%s", out)
+	}
+	if code := record("-t", "enable"); code != 0 {
+		t.Fatalf("-t enable: exit %d", code)
+	}
 	// -r: a request timed as the agent steers it.
 	out, code := ztdiag("-r", "http://web.corp.test/")
 	printed.WriteString(out)
@@ -141,7 +178,7 @@ func TestNoSecretInLogsOrOutput(t *testing.T) {
 		t.Fatal("the agent's log file has no debug line: the test did not run at debug level")
 	}
 	for where, text := range searched {
-		for what, secret := range plantedSecrets {
+		for what, secret := range secrets {
 			if strings.Contains(text, secret) {
 				i := strings.Index(text, secret)
 				t.Errorf("%s holds the %s: …%s…", where, what, text[max(0, i-200):min(len(text), i+len(secret)+50)])

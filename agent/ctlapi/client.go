@@ -61,6 +61,12 @@ func (c *Client) Bundle(ctx context.Context, req BundleRequest) (Bundle, error) 
 	return b, c.Do(ctx, http.MethodPost, PathBundle, req, &b)
 }
 
+// SetSteering turns steering on or off (`ztdiag -t`).
+func (c *Client) SetSteering(ctx context.Context, req SteeringRequest) (SteeringStatus, error) {
+	var st SteeringStatus
+	return st, c.Do(ctx, http.MethodPost, PathSteering, req, &st)
+}
+
 // Reenroll makes the agent enroll again with the install parameters updated
 // by args. The answer comes once the new enrollment is saved; the agent then
 // restarts with it. An enrollment may wait for a sign-in in the browser, so

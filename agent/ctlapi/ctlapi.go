@@ -20,6 +20,9 @@ const (
 	PathEnroll = "/v1/enroll" // POST ReenrollRequest: EnrollmentStatus (root)
 	PathSync   = "/v1/sync"   // POST: ConfigStatus (root)
 	PathLog    = "/v1/log"    // GET: LogStatus; POST LogRequest: LogStatus (root)
+	// POST SteeringRequest: SteeringStatus (root; the tenant's password to
+	// turn steering off when it sets one)
+	PathSteering = "/v1/steering"
 )
 
 // State is where the agent is in its lifecycle.
@@ -63,6 +66,9 @@ type Status struct {
 	// Log is the agent's log: level and file; nil when the agent was
 	// started without log control (tests).
 	Log *LogStatus `json:"log,omitempty"`
+	// Steering is the steering switch (`ztdiag -t`) and its rule; nil
+	// unless the agent is running or suspended.
+	Steering *SteeringStatus `json:"steering,omitempty"`
 }
 
 // Setting is one effective install setting.
@@ -295,4 +301,22 @@ type LogStatus struct {
 type LogRequest struct {
 	Level string `json:"level,omitempty"`
 	MaxMB int    `json:"max_mb,omitempty"`
+}
+
+// SteeringStatus is the steering switch: on, or turned off by an
+// administrator (`ztdiag -t disable`), and the rule for turning it off.
+type SteeringStatus struct {
+	On    bool      `json:"on"`
+	Since time.Time `json:"since,omitempty"` // when it was turned off; zero while on
+	Rule  string    `json:"rule"`
+	// Password says the tenant sets a tamper-protection password, which
+	// turning steering off needs.
+	Password bool `json:"password"`
+}
+
+// SteeringRequest turns steering on or off; Password is the tenant's
+// tamper-protection password, needed to turn it off when the tenant sets one.
+type SteeringRequest struct {
+	On       bool   `json:"on"`
+	Password string `json:"password,omitempty"`
 }

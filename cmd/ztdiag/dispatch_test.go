@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/cmd/internal/cli"
+	"github.com/ztagent/ztagent/steering"
 )
 
 // fakeDaemon serves the control API on a unix socket: status answers st,
@@ -36,7 +38,7 @@ func fakeDaemon(t *testing.T, st ctlapi.Status, handlers map[string]http.Handler
 	}
 	mux.HandleFunc("POST "+ctlapi.PathSync, forbid)
 	mux.HandleFunc("POST "+ctlapi.PathEnroll, forbid)
-	for _, path := range []string{ctlapi.PathLog, ctlapi.PathBundle} {
+	for _, path := range []string{ctlapi.PathLog, ctlapi.PathBundle, ctlapi.PathSteering} {
 		if handlers["POST "+path] == nil {
 			mux.HandleFunc("POST "+path, forbid)
 		}
@@ -113,7 +115,9 @@ func TestDispatch(t *testing.T) {
 		{"-l", []string{"--socket", root, "-l", "debug", "-m", "3"}, cli.ExitOK, "Log level:: debug.\nLog file:: /l/ztagent.log, rotated at 3 MB, 5 kept.\n"},
 		{"-m bad", []string{"--socket", sock, "-m", "-2"}, cli.ExitUsage, ""},
 		{"-l -f", []string{"--socket", sock, "-l", "debug", "-f"}, cli.ExitUsage, ""},
-		{"-t not yet", []string{"-t", "disable"}, cli.ExitFailure, ""},
+		{"-t not permitted", []string{"--socket", sock, "-t", "disable", "--password", "x"}, cli.ExitNotPermitted, ""},
+		{"-t bad", []string{"--socket", sock, "-t", "off"}, cli.ExitUsage, ""},
+		{"-t help", []string{"-t", "disable", "--help"}, cli.ExitOK, "usage: ztdiag -t"},
 		{"-g not yet", []string{"-g", "upload"}, cli.ExitFailure, ""},
 	}
 	for _, tc := range cases {
@@ -207,5 +211,22 @@ func TestBundleWritten(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"--anonymize", "-f"}, &out); cli.Code(err) != cli.ExitUsage {
 		t.Fatalf("--anonymize without -o: %v", err)
+	}
+}
+
+func TestTamperHash(t *testing.T) {
+	defer func(r io.Reader) { stdin = r }(stdin)
+	stdin = strings.NewReader("open sesame\n")
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"tamper-hash"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	h := strings.TrimSpace(out.String())
+	if err := steering.CheckTamperPassword(h, "open sesame"); err != nil || strings.Contains(h, "sesame") {
+		t.Fatalf("hash %q: %v", h, err)
+	}
+	stdin = strings.NewReader("short\n")
+	if err := run(context.Background(), []string{"tamper-hash"}, &out); cli.Code(err) != cli.ExitUsage {
+		t.Fatalf("short password: %v", err)
 	}
 }

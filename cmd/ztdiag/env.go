@@ -14,6 +14,7 @@ import (
 // and whether to print JSON (--json before the command, or the command's own).
 type env struct {
 	c    *ctlapi.Client
+	in   io.Reader
 	out  io.Writer
 	json bool
 }

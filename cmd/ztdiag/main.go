@@ -26,6 +26,7 @@ commands:
   regex PATTERN SUBJECT...        (or -x) test a pinned-app pattern with the agent's engine
   update                          (or -u) fetch the config from the tenant now (root)
   version                         (or -v)
+  tamper-hash < FILE              the client.tamper_password value for a password
   COMMAND --help                  a command's own flags
 nsdiag's flags:
   -f   status as "Key:: Value." lines     -n   private-access status
@@ -35,14 +36,18 @@ nsdiag's flags:
   -m MB     the agent's log file size at which it rotates (root)
   -o FILE [--anonymize]  diagnostics bundle (zip), secrets never in it (root)
   -r URL    timing of a request from this machine, as the agent steers it
+  -t enable|disable [--password P]  turn steering on or off (root; the tenant's password when it sets one)
   -v   version                            -h   this help
-  not supported yet (refused, exit status 1): -t, -c, -p, -g
+  not supported yet (refused, exit status 1): -c, -p, -g
 exit status: 0 done, 1 failed, 2 bad usage or input, 3 the agent is not running,
 4 not permitted (needs root/administrator), 5 a regex match timed out
 flags:
 `
 
 var version = "dev"
+
+// stdin is where commands read standard input (tests replace it).
+var stdin io.Reader = os.Stdin
 
 func main() {
 	cli.Exit("ztdiag", exitStatus(run(context.Background(), os.Args[1:], os.Stdout)))
@@ -67,6 +72,8 @@ var commands = map[string]command{
 	"regex":   cmdRegex,
 	"update":  cmdUpdate,
 	"version": cmdVersion,
+	// tamper-hash hashes a tamper-protection password for the tenant file.
+	"tamper-hash": cmdTamperHash,
 }
 
 // nsdiagFlag is one of nsdiag's flags: set when given, and the command it runs.
@@ -79,7 +86,7 @@ type nsdiagFlag struct {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("ztdiag", flag.ContinueOnError)
 	socket := fs.String("socket", platform.DefaultSocketPath(), "the daemon's control socket")
-	e := &env{out: out}
+	e := &env{in: stdin, out: out}
 	fs.BoolVar(&e.json, "json", false, "print JSON (every command)")
 	flags := []*nsdiagFlag{
 		{name: "f", help: `status as "Key:: Value." lines`, cmd: cmdStatusLines},
@@ -107,6 +114,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var ro requestOptions
 	fs.DurationVar(&ro.timeout, "timeout", 30*time.Second, "with -r: give up after this long")
 	fs.BoolVar(&ro.insecure, "insecure", false, "with -r: do not verify the server's certificate")
+	var steeringArg, password string
+	fs.StringVar(&steeringArg, "t", "", "enable|disable: turn steering on or off (root; --password when the tenant sets one)")
+	fs.StringVar(&password, "password", "", "with -t disable: the tenant's tamper-protection password (or @FILE)")
 	notYet := notYetFlags(fs)
 	// -h is defined here, not by the flag package, so that `ztdiag -f -h`
 	// is -f's help.
@@ -139,6 +149,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if requestURL != "" {
 		flags = append(flags, &nsdiagFlag{name: "r", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
 			return cmdRequest(ctx, e, requestURL, ro, args)
+		}})
+	}
+	if steeringArg != "" {
+		flags = append(flags, &nsdiagFlag{name: "t", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdSteering(ctx, e, steeringArg, password, args)
 		}})
 	}
 	var chosen []*nsdiagFlag

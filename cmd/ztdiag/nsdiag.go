@@ -61,9 +61,19 @@ func statusLines(st ctlapi.Status) []keyValue {
 		{"Steering Config", steer},
 		{"Config Updated", updated},
 		{"DNS", orDash(st.DNS.Mode)},
-		{"Tamper Protection", "Not supported yet (not in force)"},
+		{"Tamper Protection", tamperRule(st.Steering)},
 		{"Log Level", logLevel(st.Log)},
 	}
+}
+
+func tamperRule(sw *ctlapi.SteeringStatus) string {
+	if sw == nil {
+		return "-"
+	}
+	if sw.Password {
+		return "On: " + sw.Rule
+	}
+	return "Off: " + sw.Rule
 }
 
 func logLevel(ls *ctlapi.LogStatus) string {
@@ -85,6 +95,9 @@ func tunnelState(st ctlapi.Status) string {
 }
 
 func clientState(st ctlapi.Status) string {
+	if sw := st.Steering; sw != nil && !sw.On {
+		return "Disabled (steering turned off by an administrator " + ago(sw.Since) + ")"
+	}
 	switch st.State {
 	case ctlapi.StateRunning:
 		return "Enabled"
@@ -102,6 +115,8 @@ func clientState(st ctlapi.Status) string {
 // the agent runs and its tunnel is up.
 func npaState(st ctlapi.Status) string {
 	switch {
+	case st.Steering != nil && !st.Steering.On:
+		return "Disabled (steering is off)"
 	case st.State == ctlapi.StateSuspended:
 		return "Disabled (re-authentication overdue)"
 	case st.State == ctlapi.StateRunning && st.Tunnel.State == "connected":

@@ -50,6 +50,13 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 	}
 	fmt.Fprintf(w, "Device:\t%s\n", e.DeviceID)
 	fmt.Fprintf(w, "Log:\t%s\n", logLevel(st.Log))
+	if sw := st.Steering; sw != nil {
+		state := "on"
+		if !sw.On {
+			state = "OFF, turned off by an administrator " + ago(sw.Since)
+		}
+		fmt.Fprintf(w, "Steering:\t%s; %s\n", state, sw.Rule)
+	}
 	etag := st.Config.ETag
 	if etag == "" {
 		etag = "- (the enrollment's initial config)"
