@@ -50,10 +50,12 @@ type parts struct {
 	// while an administrator has turned steering off (steeringSwitch).
 	snap       atomic.Pointer[steering.Snapshot]
 	tenantSnap atomic.Pointer[steering.Snapshot]
-	synced     atomic.Pointer[syncState]
-	syncNow    chan chan error // the control API asks syncLoop for a sync
-	stubs      *steering.StubPool
-	stubDirty  chan struct{}
+	// applyMu orders applied(): the sync loop and `ztdiag -t` both call it.
+	applyMu   sync.Mutex
+	synced    atomic.Pointer[syncState]
+	syncNow   chan chan error // the control API asks syncLoop for a sync
+	stubs     *steering.StubPool
+	stubDirty chan struct{}
 
 	tunName   string
 	tunIP     netip.Addr

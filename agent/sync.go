@@ -218,6 +218,8 @@ func (p *parts) apply(snap *steering.Snapshot) {
 // applied brings the routes, the resolver and the stack in line with the
 // snapshot in force.
 func (p *parts) applied() {
+	p.applyMu.Lock()
+	defer p.applyMu.Unlock()
 	snap := p.snap.Load()
 	p.stack.SetIdleUDP(snap.Config().Client.UDPIdleTimeout.D())
 	p.sel.markStale() // apps or their publishers may have changed
