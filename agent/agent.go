@@ -90,6 +90,12 @@ type Config struct {
 	// address, port 53.
 	DNSListen string
 	Log       *zap.Logger
+	// Logs changes the log's level and file size while the agent runs
+	// (`ztdiag -l`, `-m`) and names its files (the bundle's recent logs);
+	// nil: neither can change, and the bundle has no logs.
+	Logs LogControl
+	// Version is the agent's version, for the diagnostics bundle.
+	Version string
 
 	// Enroller enrolls the device and renews its certificate; nil means the
 	// tenant API (package enroll). Tests pass a fake (agent/agenttest).
@@ -127,7 +133,8 @@ type Agent struct {
 	cfg      Config
 	log      *zap.Logger
 	mdm      *platform.MDMPoller
-	settings settingsState // the install parameters and effective settings; its own lock
+	settings settingsState  // the install parameters and effective settings; its own lock
+	steering steeringSwitch // `ztdiag -t`: steering turned off by an administrator; its own lock
 
 	// mu is the state lock: it guards the fields below, and is held only to
 	// read or change them, never across a lifecycle step.
@@ -200,6 +207,7 @@ func New(cfg Config) *Agent {
 	a := &Agent{cfg: cfg, log: cfg.Log, state: ctlapi.StateStopped, since: time.Now(),
 		mdm: platform.NewMDMPoller(cfg.MDM)}
 	a.settings.install = cfg.Params
+	a.steering.load(cfg.StateDir, cfg.Log)
 	return a
 }
 

@@ -402,6 +402,12 @@ func TestReauthSignInWithTenant(t *testing.T) {
 // signInBrowser is a browser written in Go: it loads the tenant's sign-in page,
 // submits the form and follows the redirect to the agent's loopback listener.
 func signInBrowser(t *testing.T, cloud *testCloud, upn, password string) func(string) error {
+	return signInBrowserSeeing(t, cloud, upn, password, nil)
+}
+
+// signInBrowserSeeing is signInBrowser that shows seen every redirect it
+// follows (the one to the agent's loopback listener carries the IdP code).
+func signInBrowserSeeing(t *testing.T, cloud *testCloud, upn, password string, seen func(*url.URL)) func(string) error {
 	pem, err := os.ReadFile(cloud.caFile)
 	if err != nil {
 		t.Fatal(err)
@@ -409,6 +415,12 @@ func signInBrowser(t *testing.T, cloud *testCloud, upn, password string) func(st
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	if seen != nil {
+		client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			seen(req.URL)
+			return nil
+		}
+	}
 	t.Cleanup(client.CloseIdleConnections)
 	hidden := regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`)
 	return func(raw string) error {

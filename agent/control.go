@@ -50,6 +50,10 @@ func (a *Agent) startControl(r *run) (*controlServer, error) {
 		a.serveReenroll(w, req, r)
 	})))
 	mux.HandleFunc("POST "+ctlapi.PathSync, admin(waits(fixed(syncDeadline), a.serveSync)))
+	mux.HandleFunc("GET "+ctlapi.PathLog, a.serveLog)
+	mux.HandleFunc("POST "+ctlapi.PathLog, admin(a.serveSetLog))
+	mux.HandleFunc("POST "+ctlapi.PathBundle, admin(a.serveBundle))
+	mux.HandleFunc("POST "+ctlapi.PathSteering, admin(a.serveSteering))
 	// Profiles for diagnosing a live agent (root only):
 	//   curl --unix-socket /run/ztagent/ztagent.sock http://x/debug/pprof/profile?seconds=10
 	mux.HandleFunc("/debug/pprof/", admin(waits(profileDeadline, pprof.Index)))

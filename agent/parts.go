@@ -46,7 +46,12 @@ type parts struct {
 	lastAuth     atomic.Int64 // last sign-in, unix nanoseconds
 	prompting    atomic.Bool  // a re-authentication sign-in is open in the browser
 
-	snap      atomic.Pointer[steering.Snapshot]
+	// snap is the snapshot in force; tenantSnap the tenant's, which differs
+	// while an administrator has turned steering off (steeringSwitch).
+	snap       atomic.Pointer[steering.Snapshot]
+	tenantSnap atomic.Pointer[steering.Snapshot]
+	// applyMu orders applied(): the sync loop and `ztdiag -t` both call it.
+	applyMu   sync.Mutex
 	synced    atomic.Pointer[syncState]
 	syncNow   chan chan error // the control API asks syncLoop for a sync
 	stubs     *stubPools
@@ -123,7 +128,7 @@ func (p *parts) up(ctx context.Context) error {
 	if snap, err = p.chooseStubRange(snap); err != nil {
 		return fmt.Errorf("stub range: %w", err)
 	}
-	p.snap.Store(snap)
+	snap = p.a.steering.put(p, snap)
 	if err := p.initStubs(snap); err != nil {
 		return err
 	}

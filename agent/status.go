@@ -17,6 +17,7 @@ func (a *Agent) Status() ctlapi.Status {
 	st := ctlapi.Status{State: a.state, Since: a.since, Error: a.why}
 	p := a.parts
 	a.mu.Unlock()
+	st.Log = a.logStatus()
 	if p == nil || (st.State != ctlapi.StateRunning && st.State != ctlapi.StateSuspended) {
 		return st
 	}
@@ -35,6 +36,8 @@ func (p *parts) status(st *ctlapi.Status) {
 	st.Tunnel = ctlapi.TunnelStatus{State: string(ts.State), PoP: ts.Addr, Since: ts.Since, LastError: ts.LastError, Streams: ts.Streams,
 		Attempts: ts.Attempts, PoPs: popStatuses(p.l7.PoPs())}
 	snap := p.snap.Load()
+	sw := p.a.steering.status(p.tenantSnap.Load())
+	st.Steering = &sw
 	st.TUN = ctlapi.TUNStatus{Name: p.tunName, Addr: p.tunIP, Routes: p.routerConfig(snap).Routes, MTU: p.stack.MTU()}
 	if v6 := p.stubs.v6; v6 != nil {
 		st.TUN.Addr6 = agentAddr(v6.Prefix())

@@ -231,10 +231,20 @@ func l3eWanted(cfg *tenantapi.AgentConfig) tenantapi.PoPInfo {
 	return *cfg.Gateway
 }
 
-// apply swaps in a new snapshot, then updates the routes and the OS resolver's
-// routing domains for changed apps.
+// apply swaps in a new snapshot (or, while steering is turned off, keeps it
+// for when it is turned on: steeringSwitch.put), then updates the routes and
+// the OS resolver's routing domains for changed apps.
 func (p *parts) apply(snap *steering.Snapshot) {
-	p.snap.Store(snap)
+	p.a.steering.put(p, snap)
+	p.applied()
+}
+
+// applied brings the routes, the resolver and the stack in line with the
+// snapshot in force.
+func (p *parts) applied() {
+	p.applyMu.Lock()
+	defer p.applyMu.Unlock()
+	snap := p.snap.Load()
 	p.stack.SetIdleUDP(snap.Config().Client.UDPIdleTimeout.D())
 	p.sel.markStale()  // apps or their publishers may have changed
 	p.onprem.recheck() // detection may have changed

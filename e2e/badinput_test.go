@@ -19,7 +19,7 @@ func TestBadInput(t *testing.T) {
 	agent := func(t *testing.T, params ...string) (string, int) {
 		state := t.TempDir()
 		args := append([]string{"timeout", "90", l.bin("ztagent"), "run",
-			"--state-dir", state, "--socket", filepath.Join(state, "sock")}, params...)
+			"--state-dir", state, "--socket", filepath.Join(state, "sock"), "--log-dir", filepath.Join(state, "logs")}, params...)
 		return l.run("client", args...)
 	}
 	cases := []struct {
@@ -64,7 +64,7 @@ func TestBadInput(t *testing.T) {
 		l.script("agent-start")
 		defer l.script("agent-stop")
 		out, code := l.run("client", "timeout", "30", l.bin("ztagent"), "run", "--state-dir", t.TempDir(),
-			"--socket", l.sock(), "host=10.10.0.1:8444", "token=x", "upn=alice@demo.test")
+			"--socket", l.sock(), "--log-dir", t.TempDir(), "host=10.10.0.1:8444", "token=x", "upn=alice@demo.test")
 		if code == 0 || code == 124 || !strings.Contains(out, "another ztagent is running") {
 			t.Fatalf("exit %d, want 'another ztagent is running':\n%s", code, out)
 		}

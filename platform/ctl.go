@@ -1,5 +1,7 @@
 package platform
 
+import "errors"
+
 // Cred is the identity of the process on the other end of a control connection.
 type Cred struct {
 	// UID is the user's ID; on Windows the relative ID (the last part) of
@@ -10,3 +12,7 @@ type Cred struct {
 	// member of Administrators).
 	Admin bool
 }
+
+// ErrNotRunning is DialControl's error when no agent listens on the
+// control channel (none there, or the connection refused).
+var ErrNotRunning = errors.New("ztagent is not running")

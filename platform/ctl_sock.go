@@ -44,7 +44,7 @@ func DialControl(ctx context.Context, path string) (net.Conn, error) {
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errConnRefused) {
-			return nil, fmt.Errorf("ztagent is not running (no control socket at %s)", path)
+			return nil, fmt.Errorf("%w (no control socket at %s)", ErrNotRunning, path)
 		}
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("cannot open control socket %s: permission denied", path)

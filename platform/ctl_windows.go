@@ -50,7 +50,7 @@ func DialControl(ctx context.Context, path string) (net.Conn, error) {
 	c, err := winio.DialPipeAccess(ctx, path, pipeClientAccess)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("ztagent is not running (no control pipe %s)", path)
+			return nil, fmt.Errorf("%w (no control pipe %s)", ErrNotRunning, path)
 		}
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("cannot open control pipe %s: permission denied", path)

@@ -387,7 +387,7 @@ agent_cmd() {
       *) flags+=("$a") ;;
     esac
   done
-  AGENT=("$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" ${flags[@]+"${flags[@]}"}
+  AGENT=("$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" --log-dir "$DIR/agent-logs" ${flags[@]+"${flags[@]}"}
     host="$API_HOST" token="$ORGKEY" upn="$UPN" cacert="$DIR/cloud/ca.pem" ${params[@]+"${params[@]}"})
 }
 

@@ -106,6 +106,9 @@ type ClientConfig struct {
 	// on the local network — loopback, private and link-local addresses — so
 	// an app reachable there still works, and fail when there is none).
 	FailMode string `json:"fail_mode,omitempty" yaml:"fail_mode,omitempty"`
+	// TamperPassword, when set, is the hash of the password an
+	// administrator must give to turn steering off (tamper.go).
+	TamperPassword string `json:"tamper_password,omitempty" yaml:"tamper_password,omitempty"`
 }
 
 // Config is one complete steering configuration for one user on one device: the

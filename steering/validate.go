@@ -96,6 +96,11 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 	if cl.FailMode != "" && cl.FailMode != FailOpen && cl.FailMode != FailClose && cl.FailMode != FailLocal {
 		ck.errorf("client.fail_mode", cl.FailMode, `must be "open", "close" or "local"`)
 	}
+	if h := cl.TamperPassword; h != "" {
+		if _, err := parseTamperHash(h); err != nil {
+			ck.errorf("client.tamper_password", "(hash)", "%v", err)
+		}
+	}
 	if cl.OnPremDetection != nil {
 		ck.checkOnPrem(cl.OnPremDetection)
 	}

@@ -43,6 +43,30 @@ func (c *Client) Sync(ctx context.Context) (ConfigStatus, error) {
 	return cs, c.Do(ctx, http.MethodPost, PathSync, nil, &cs)
 }
 
+// Log returns the agent's log level and file.
+func (c *Client) Log(ctx context.Context) (LogStatus, error) {
+	var ls LogStatus
+	return ls, c.Do(ctx, http.MethodGet, PathLog, nil, &ls)
+}
+
+// SetLog changes the agent's log level or file size at once.
+func (c *Client) SetLog(ctx context.Context, req LogRequest) (LogStatus, error) {
+	var ls LogStatus
+	return ls, c.Do(ctx, http.MethodPost, PathLog, req, &ls)
+}
+
+// Bundle returns the diagnostics bundle, gathered by the agent.
+func (c *Client) Bundle(ctx context.Context, req BundleRequest) (Bundle, error) {
+	var b Bundle
+	return b, c.Do(ctx, http.MethodPost, PathBundle, req, &b)
+}
+
+// SetSteering turns steering on or off (`ztdiag -t`).
+func (c *Client) SetSteering(ctx context.Context, req SteeringRequest) (SteeringStatus, error) {
+	var st SteeringStatus
+	return st, c.Do(ctx, http.MethodPost, PathSteering, req, &st)
+}
+
 // Reenroll makes the agent enroll again with the install parameters updated
 // by args. The answer comes once the new enrollment is saved; the agent then
 // restarts with it. An enrollment may wait for a sign-in in the browser, so
@@ -56,6 +80,23 @@ func (c *Client) Reenroll(ctx context.Context, args []string) (EnrollmentStatus,
 }
 
 const reenrollTimeout = 5 * time.Minute
+
+// APIError is the daemon's answer other than 200 OK: its HTTP status and
+// message. Status is http.StatusForbidden for a call that needs
+// root/administrator (Forbidden).
+type APIError struct {
+	Status  int
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// Forbidden reports whether err is the daemon refusing a call the caller
+// may not make.
+func Forbidden(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Status == http.StatusForbidden
+}
 
 // Do sends in (nil for no body) as JSON and decodes the answer into out. An
 // answer other than 200 OK is an error carrying the daemon's message.
@@ -102,11 +143,12 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("the agent's answer to %s is larger than %d bytes", path, maxResponse)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e ErrorResponse
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
+		e := &APIError{Status: resp.StatusCode, Message: fmt.Sprintf("daemon answered %s", resp.Status)}
+		var er ErrorResponse
+		if json.Unmarshal(b, &er) == nil && er.Error != "" {
+			e.Message = er.Error
 		}
-		return fmt.Errorf("daemon answered %s", resp.Status)
+		return e
 	}
 	return json.Unmarshal(b, out)
 }

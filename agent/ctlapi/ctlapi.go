@@ -19,6 +19,10 @@ const (
 	PathMatch  = "/v1/match"  // POST MatchRequest: MatchResponse
 	PathEnroll = "/v1/enroll" // POST ReenrollRequest: EnrollmentStatus (root)
 	PathSync   = "/v1/sync"   // POST: ConfigStatus (root)
+	PathLog    = "/v1/log"    // GET: LogStatus; POST LogRequest: LogStatus (root)
+	// POST SteeringRequest: SteeringStatus (root; the tenant's password to
+	// turn steering off when it sets one)
+	PathSteering = "/v1/steering"
 )
 
 // State is where the agent is in its lifecycle.
@@ -61,6 +65,12 @@ type Status struct {
 	Selection SelectionStatus `json:"selection"`
 	Apps      []AppStatus     `json:"apps"`
 	Stubs     []StubStatus    `json:"stubs"`
+	// Log is the agent's log: level and file; nil when the agent was
+	// started without log control (tests).
+	Log *LogStatus `json:"log,omitempty"`
+	// Steering is the steering switch (`ztdiag -t`) and its rule; nil
+	// unless the agent is running or suspended.
+	Steering *SteeringStatus `json:"steering,omitempty"`
 	// Network is what the agent found out about the network it is on.
 	Network NetworkStatus `json:"network"`
 }
@@ -344,4 +354,42 @@ type L3ERoute struct {
 	TCP    string       `json:"tcp,omitempty"`
 	UDP    string       `json:"udp,omitempty"`
 	ICMP   bool         `json:"icmp,omitempty"`
+}
+
+// LogStatus is the agent's log (`ztdiag -l`, `-m`).
+type LogStatus struct {
+	Level string `json:"level"`
+	// File is the current log file, "" when the agent writes none (it
+	// logs to standard error only); MaxMB is its size at which it rotates,
+	// Keep how many rotated files are kept. A change by LogRequest lasts
+	// until the agent restarts.
+	File  string `json:"file,omitempty"`
+	MaxMB int    `json:"max_mb,omitempty"`
+	Keep  int    `json:"keep,omitempty"`
+}
+
+// LogRequest changes the agent's log at once: the level (debug, info,
+// warn, error) and the log file's size in megabytes; an empty or zero
+// field is left as it is.
+type LogRequest struct {
+	Level string `json:"level,omitempty"`
+	MaxMB int    `json:"max_mb,omitempty"`
+}
+
+// SteeringStatus is the steering switch: on, or turned off by an
+// administrator (`ztdiag -t disable`), and the rule for turning it off.
+type SteeringStatus struct {
+	On    bool      `json:"on"`
+	Since time.Time `json:"since,omitempty"` // when it was turned off; zero while on
+	Rule  string    `json:"rule"`
+	// Password says the tenant sets a tamper-protection password, which
+	// turning steering off needs.
+	Password bool `json:"password"`
+}
+
+// SteeringRequest turns steering on or off; Password is the tenant's
+// tamper-protection password, needed to turn it off when the tenant sets one.
+type SteeringRequest struct {
+	On       bool   `json:"on"`
+	Password string `json:"password,omitempty"`
 }

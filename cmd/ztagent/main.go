@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/kardianos/service"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/ztagent/ztagent/agent"
+	"github.com/ztagent/ztagent/cmd/internal/cli"
 	"github.com/ztagent/ztagent/cmd/internal/logging"
 	"github.com/ztagent/ztagent/enroll"
 	"github.com/ztagent/ztagent/platform"
@@ -32,6 +34,7 @@ commands:
   uninstall  stop and unregister the service and put the OS resolver back
              (state is kept)
   version    print the version
+  help       this help (also --help; COMMAND --help for a command)
 
 key=value are the install parameters, e.g.
   host=tenant.example.com token=ORGKEY upn=alice@example.com cacert=/path/ca.pem
@@ -44,14 +47,13 @@ Precedence: the command line, then the environment, then the files.
 Installing again replaces the service registration and restarts it; with no
 parameters at all, the ones saved by the last install are kept.
 
+exit status: 0 done, 1 failed, 2 bad usage or input.
+
 flags:
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "ztagent:", err)
-		os.Exit(1)
-	}
+	cli.Exit("ztagent", run(os.Args[1:]))
 }
 
 // options are the flags every command shares.
@@ -59,6 +61,8 @@ type options struct {
 	stateDir, socket, tunName, mdmPath string
 	mtu                                int
 	level                              zapcore.Level
+	logDir                             string
+	logMaxMB, logKeep                  int
 	params                             []string
 	paramFiles                         []string
 	ignoreEmpty                        bool
@@ -67,21 +71,26 @@ type options struct {
 func parse(cmd string, args []string) (*options, error) {
 	o := &options{level: zapcore.InfoLevel}
 	fs := flag.NewFlagSet("ztagent "+cmd, flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
 	fs.StringVar(&o.stateDir, "state-dir", platform.DefaultStateDir(), "state directory")
 	fs.StringVar(&o.socket, "socket", platform.DefaultSocketPath(), "control socket path")
 	fs.StringVar(&o.tunName, "tun", platform.DefaultTUNName(), "TUN device name")
 	fs.IntVar(&o.mtu, "mtu", 0, "TUN MTU, 1280-65535; 0 follows the uplink to the PoP")
 	fs.StringVar(&o.mdmPath, "mdm", "", "MDM settings file (default: the OS's managed-configuration location)")
 	fs.Var(&o.level, "log-level", "log level: debug, info, warn, error")
+	fs.StringVar(&o.logDir, "log-dir", platform.DefaultLogDir(), `log file directory ("" for none: standard error only); default $ZTAGENT_LOG_DIR or the OS's`)
+	fs.IntVar(&o.logMaxMB, "log-max-mb", logging.DefaultMaxMB, "log file size at which it rotates, in MB")
+	fs.IntVar(&o.logKeep, "log-keep", logging.DefaultKeep, "rotated log files kept")
 	fs.Func("params-file", "read install parameters from this file of key=value lines (repeatable; a later file wins)",
 		func(v string) error { o.paramFiles = append(o.paramFiles, v); return nil })
 	fs.BoolVar(&o.ignoreEmpty, "ignore-empty", false, "ignore key= parameters with an empty value (installers that pass every property)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, usage, os.Stdout); err != nil {
 		return nil, err
 	}
 	if o.mtu != 0 && (o.mtu < 1280 || o.mtu > 65535) {
-		return nil, fmt.Errorf("--mtu %d: want 1280 to 65535, or 0 to follow the uplink", o.mtu)
+		return nil, cli.Usagef("--mtu %d: want 1280 to 65535, or 0 to follow the uplink", o.mtu)
+	}
+	if o.logMaxMB < 1 || o.logKeep < 0 {
+		return nil, cli.Usagef("--log-max-mb %d, --log-keep %d: want at least 1 MB and 0 or more files", o.logMaxMB, o.logKeep)
 	}
 	o.params = fs.Args()
 	return o, nil
@@ -90,17 +99,20 @@ func parse(cmd string, args []string) (*options, error) {
 func run(args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, usage)
-		return errors.New("expected a command: run, install, uninstall")
+		return cli.Usage(errors.New("expected a command: run, install, uninstall"))
 	}
 	cmd := args[0]
 	switch cmd {
-	case "version", "--version":
+	case "version", "--version", "-v":
 		fmt.Println("ztagent", version)
 		return nil
+	case "help", "--help", "-help", "-h":
+		_, err := parse("", []string{"--help"})
+		return err
 	case "run", "install", "uninstall":
 	default:
 		fmt.Fprint(os.Stderr, usage)
-		return fmt.Errorf("unknown command %q", cmd)
+		return cli.Usagef("unknown command %q", cmd)
 	}
 	o, err := parse(cmd, args[1:])
 	if err != nil {
@@ -116,11 +128,9 @@ func run(args []string) error {
 			return err
 		}
 	}
-	log, err := logging.New(o.level)
-	if err != nil {
-		return err
-	}
-	defer log.Sync()
+	logs := openLogs(cmd, o)
+	defer logs.Close()
+	log := logs.Logger
 
 	prog := &program{
 		log: log,
@@ -131,6 +141,8 @@ func run(args []string) error {
 			TUNName:    o.tunName,
 			MTU:        o.mtu,
 			Log:        log,
+			Logs:       logs,
+			Version:    version,
 			MDM:        mdmSource(o.mdmPath),
 		}),
 	}
@@ -172,7 +184,10 @@ func serviceConfig(o *options) *service.Config {
 		DisplayName: serviceName,
 		Description: "Zero-trust network access agent",
 		Arguments: []string{"run", "--state-dir", o.stateDir, "--socket", o.socket,
-			"--tun", o.tunName, "--mtu", fmt.Sprint(o.mtu), "--log-level", o.level.String()},
+			"--tun", o.tunName, "--mtu", fmt.Sprint(o.mtu), "--log-level", o.level.String(),
+			// --log-dir=DIR, one argument: an empty DIR (no log file) must
+			// not vanish from the service's command line.
+			"--log-dir=" + o.logDir, "--log-max-mb", fmt.Sprint(o.logMaxMB), "--log-keep", fmt.Sprint(o.logKeep)},
 		Option: service.KeyValue{
 			// systemd: restart after a crash; the agent repairs DNS at start.
 			"Restart":           "always",
@@ -192,6 +207,21 @@ func serviceConfig(o *options) *service.Config {
 }
 
 var version = "dev"
+
+// openLogs returns the logger: the daemon's (run) writes to its log file
+// too; install and uninstall only to standard error. A log file that cannot
+// be opened is said on standard error, and the daemon runs without it.
+func openLogs(cmd string, o *options) *logging.Logs {
+	lo := logging.Options{Level: o.level, MaxMB: o.logMaxMB, Keep: o.logKeep}
+	if cmd == "run" && o.logDir != "" {
+		lo.File = filepath.Join(o.logDir, "ztagent.log")
+	}
+	logs, err := logging.Open(lo)
+	if err != nil {
+		logs.Logger.Warn("log file not opened: logging to standard error only", zap.Error(err))
+	}
+	return logs
+}
 
 // installParams returns the install parameters: those given now (on the
 // command line, secrets from @FILE or the environment, see

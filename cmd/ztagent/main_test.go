@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ztagent/ztagent/cmd/internal/cli"
 )
 
 // noSources: the command line alone, with an empty environment.
@@ -36,7 +38,8 @@ func TestServiceRunsWithInstallFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := serviceConfig(o).Arguments
-	want := []string{"run", "--state-dir", "/tmp/zt", "--socket", o.socket, "--tun", "zt9", "--mtu", "0", "--log-level", "debug"}
+	want := []string{"run", "--state-dir", "/tmp/zt", "--socket", o.socket, "--tun", "zt9", "--mtu", "0", "--log-level", "debug",
+		"--log-dir=" + o.logDir, "--log-max-mb", "10", "--log-keep", "5"}
 	if !slices.Equal(args, want) {
 		t.Fatalf("service arguments %q, want %q", args, want)
 	}
@@ -86,6 +89,36 @@ func TestMTUFlag(t *testing.T) {
 			_, err := parse("run", []string{"--mtu", tc.arg})
 			if (err == nil) != tc.ok {
 				t.Fatalf("--mtu %s: err %v, want ok %v", tc.arg, err, tc.ok)
+			}
+		})
+	}
+}
+
+// TestHelpAndUsageStatus: help, for the binary and each command, is not an
+// error (exit status 0); an unknown command or flag is a usage error (2).
+func TestHelpAndUsageStatus(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"--help"}, cli.ExitOK},
+		{[]string{"-h"}, cli.ExitOK},
+		{[]string{"help"}, cli.ExitOK},
+		{[]string{"run", "--help"}, cli.ExitOK},
+		{[]string{"install", "-h"}, cli.ExitOK},
+		{[]string{"uninstall", "--help"}, cli.ExitOK},
+		{[]string{"version"}, cli.ExitOK},
+		{nil, cli.ExitUsage},
+		{[]string{"start"}, cli.ExitUsage},
+		{[]string{"run", "--bogus"}, cli.ExitUsage},
+		{[]string{"run", "--mtu", "x"}, cli.ExitUsage},
+		{[]string{"run", "--log-max-mb", "0"}, cli.ExitUsage},
+		{[]string{"run", "--log-keep", "-1"}, cli.ExitUsage},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			if got := cli.Code(run(tc.args)); got != tc.code {
+				t.Fatalf("ztagent %q: exit status %d, want %d", tc.args, got, tc.code)
 			}
 		})
 	}

@@ -1,89 +1,188 @@
 // Command ztdiag is ztagent's diagnostic and management tool, in the manner of
-// nsdiag: it talks to the running daemon over its local control socket, and
-// some subcommands (match --config, regex) work offline with no daemon.
+// nsdiag: the same flags with the same letters, and long command names. It
+// talks to the running daemon over its local control socket; some commands
+// (match --config, regex, -x, -v) work offline with no daemon.
 package main
 
 import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
+	"github.com/ztagent/ztagent/cmd/internal/cli"
 	"github.com/ztagent/ztagent/platform"
 )
 
-const usage = `usage: ztdiag [--socket PATH] COMMAND [args]
-
+const usage = `usage: ztdiag [--socket PATH] [--json] COMMAND [args]
+       ztdiag [--socket PATH] [--json] -FLAG [args]
 commands:
-  status [--json]                 enrollment, tunnel, DNS, apps and stub addresses
+  status                          enrollment, tunnel, DNS, apps and stub addresses
   match [flags] HOST[:PORT][/tcp|/udp]
                                   what happens to a flow or name, and why
-  regex PATTERN SUBJECT...        test a pinned-app pattern with the agent's engine
-  update (or -u)                  fetch the config from the tenant now (root)
-  -e [key=value...]               enroll again, with new install parameters if given,
-                                  e.g. -e enrollauthtoken=T [enrollencryptiontoken=K] (root)
+  regex PATTERN SUBJECT...        (or -x) test a pinned-app pattern with the agent's engine
+  update                          (or -u) fetch the config from the tenant now (root)
+  version                         (or -v)
+  tamper-hash < FILE              the client.tamper_password value for a password
+  COMMAND --help                  a command's own flags
+nsdiag's flags:
+  -f   status as "Key:: Value." lines     -n   private-access status
+  -u   fetch the config now (root)        -x PATTERN SUBJECT...  same as regex
+  -e [key=value...]   enroll again, with new install parameters if given (root)
+  -l LEVEL  the agent's log level, at once: debug, info, warn, error (root)
+  -m MB     the agent's log file size at which it rotates (root)
+  -o FILE [--anonymize]  diagnostics bundle (zip), secrets never in it (root)
+  -r URL    timing of a request from this machine, as the agent steers it
+  -t enable|disable [--password P]  turn steering on or off (root; the tenant's password when it sets one)
+  -v   version                            -h   this help
+  not supported yet (refused, exit status 1): -c, -p, -g
+exit status: 0 done, 1 failed, 2 bad usage or input, 3 the agent is not running,
+4 not permitted (needs root/administrator), 5 a regex match timed out
+flags:
 `
 
-// Exit statuses (README, "ztdiag"): 0 done; 1 the command failed (the daemon
-// is not running, refused or answered an error); 2 bad usage or input (an
-// invalid pattern); exitTimeout a pattern match timed out.
-const exitTimeout = 3
+var version = "dev"
 
-// exitError carries a specific exit status (e.g. 2 for an invalid pattern).
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
+// stdin is where commands read standard input (tests replace it).
+var stdin io.Reader = os.Stdin
 
 func main() {
-	err := run(context.Background(), os.Args[1:], os.Stdout)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ztdiag:", err)
-		var ee *exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
-		}
-		os.Exit(1)
+	cli.Exit("ztdiag", exitStatus(run(context.Background(), os.Args[1:], os.Stdout)))
+}
+
+// exitStatus gives the daemon's refusals their exit status: 3 when it is not
+// running, 4 when it refused a call that needs root/administrator.
+func exitStatus(err error) error {
+	switch {
+	case errors.Is(err, platform.ErrNotRunning):
+		return &cli.Error{Code: cli.ExitNotRunning, Err: err}
+	case ctlapi.Forbidden(err):
+		return &cli.Error{Code: cli.ExitNotPermitted, Err: err}
 	}
+	return err
+}
+
+// commands are the long command names.
+var commands = map[string]command{
+	"status":  cmdStatus,
+	"match":   cmdMatch,
+	"regex":   cmdRegex,
+	"update":  cmdUpdate,
+	"version": cmdVersion,
+	// tamper-hash hashes a tamper-protection password for the tenant file.
+	"tamper-hash": cmdTamperHash,
+}
+
+// nsdiagFlag is one of nsdiag's flags: set when given, and the command it runs.
+type nsdiagFlag struct {
+	name, help string
+	cmd        command
+	set        bool
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("ztdiag", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, usage); fs.PrintDefaults() }
 	socket := fs.String("socket", platform.DefaultSocketPath(), "the daemon's control socket")
-	update := fs.Bool("u", false, "fetch the config from the tenant now (same as `update`)")
-	reenroll := fs.Bool("e", false, "enroll again with new install parameters (key=value...), e.g. -e enrollauthtoken=@FILE (root)")
-	if err := fs.Parse(args); err != nil {
+	e := &env{in: stdin, out: out}
+	fs.BoolVar(&e.json, "json", false, "print JSON (every command)")
+	flags := []*nsdiagFlag{
+		{name: "f", help: `status as "Key:: Value." lines`, cmd: cmdStatusLines},
+		{name: "n", help: "private-access status (NPA status is Connected.)", cmd: cmdNPA},
+		{name: "u", help: "fetch the config from the tenant now (same as `update`)", cmd: cmdUpdate},
+		{name: "x", help: "PATTERN SUBJECT...: test a pattern (same as `regex`)", cmd: cmdRegex},
+		{name: "e", help: "enroll again with new install parameters (key=value...), e.g. -e enrollauthtoken=@FILE (root)", cmd: cmdReenroll},
+		{name: "v", help: "print the version", cmd: cmdVersion},
+	}
+	for _, f := range flags {
+		fs.BoolFunc(f.name, f.help, func(string) error { f.set = true; return nil })
+	}
+	var logReq ctlapi.LogRequest
+	fs.Func("l", "LEVEL: change the agent's log level at once: debug, info, warn, error (root)", func(v string) error {
+		logReq.Level = v
+		return nil
+	})
+	fs.IntVar(&logReq.MaxMB, "m", 0, "MB: the agent's log file size at which it rotates (root)")
+	var bundleFile string
+	var anonymize bool
+	fs.StringVar(&bundleFile, "o", "", "FILE: write the diagnostics bundle (zip) there (root)")
+	fs.BoolVar(&anonymize, "anonymize", false, "with -o: hide user names, host names and private addresses")
+	var requestURL string
+	fs.StringVar(&requestURL, "r", "", "URL: timing of a GET of URL from this machine, as the agent steers it")
+	var ro requestOptions
+	fs.DurationVar(&ro.timeout, "timeout", 30*time.Second, "with -r: give up after this long")
+	fs.BoolVar(&ro.insecure, "insecure", false, "with -r: do not verify the server's certificate")
+	var steeringArg, password string
+	fs.StringVar(&steeringArg, "t", "", "enable|disable: turn steering on or off (root; --password when the tenant sets one)")
+	fs.StringVar(&password, "password", "", "with -t disable: the tenant's tamper-protection password (or @FILE)")
+	notYet := notYetFlags(fs)
+	// -h is defined here, not by the flag package, so that `ztdiag -f -h`
+	// is -f's help.
+	var help bool
+	fs.BoolVar(&help, "h", false, "this help (after a flag: that flag's help)")
+	fs.BoolVar(&help, "help", false, "this help")
+	if err := cli.Parse(fs, args, usage, out); err != nil {
 		return err
 	}
-	c := &ctlapi.Client{Socket: *socket}
-	if *update {
-		return cmdUpdate(ctx, c, out)
+	helpArgs := fs.Args()
+	if help {
+		helpArgs = []string{"--help"}
 	}
-	if *reenroll {
-		return cmdReenroll(ctx, c, fs.Args(), out)
+	if err := notYet(); err != nil {
+		return err
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return &exitError{2, errors.New("no command given")}
+	e.c = &ctlapi.Client{Socket: *socket}
+	if logReq != (ctlapi.LogRequest{}) {
+		flags = append(flags, &nsdiagFlag{name: "l/-m", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdSetLog(ctx, e, logReq, args)
+		}})
 	}
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	switch cmd {
-	case "status":
-		return cmdStatus(ctx, c, rest, out)
-	case "match":
-		return cmdMatch(ctx, c, rest, out)
-	case "regex":
-		return cmdRegex(rest, out)
-	case "update":
-		return cmdUpdate(ctx, c, out)
-	default:
-		fs.Usage()
-		return &exitError{2, fmt.Errorf("unknown command %q", cmd)}
+	if bundleFile != "" {
+		flags = append(flags, &nsdiagFlag{name: "o", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdBundle(ctx, e, bundleFile, anonymize, args)
+		}})
+	} else if anonymize {
+		return cli.Usagef("--anonymize goes with -o FILE")
 	}
+	if requestURL != "" {
+		flags = append(flags, &nsdiagFlag{name: "r", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdRequest(ctx, e, requestURL, ro, args)
+		}})
+	}
+	if steeringArg != "" {
+		flags = append(flags, &nsdiagFlag{name: "t", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdSteering(ctx, e, steeringArg, password, args)
+		}})
+	}
+	var chosen []*nsdiagFlag
+	for _, f := range flags {
+		if f.set {
+			chosen = append(chosen, f)
+		}
+	}
+	switch {
+	case len(chosen) > 1:
+		return cli.Usagef("give one of -%s and -%s, not both", chosen[0].name, chosen[1].name)
+	case len(chosen) == 1:
+		return chosen[0].cmd(ctx, e, helpArgs)
+	case help:
+		cli.PrintUsage(out, fs, usage)
+		return nil
+	case fs.NArg() == 0:
+		cli.PrintUsage(os.Stderr, fs, usage)
+		return cli.Usagef("no command given")
+	}
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	if name == "help" {
+		cli.PrintUsage(out, fs, usage)
+		return nil
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		cli.PrintUsage(os.Stderr, fs, usage)
+		return cli.Usagef("unknown command %q", name)
+	}
+	return cmd(ctx, e, rest)
 }

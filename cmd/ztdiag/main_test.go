@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
+	"github.com/ztagent/ztagent/cmd/internal/cli"
 	"github.com/ztagent/ztagent/steering"
 )
 
@@ -71,8 +72,8 @@ func TestRegexExitCodes(t *testing.T) {
 		t.Fatalf("output %q", out.String())
 	}
 	err := run(context.Background(), []string{"regex", `(abc`, "x"}, &out)
-	var ee *exitError
-	if !errors.As(err, &ee) || ee.code != 2 {
+	var ee *cli.Error
+	if !errors.As(err, &ee) || ee.Code != 2 {
 		t.Fatalf("invalid pattern: err %v, want exit status 2", err)
 	}
 }
@@ -83,9 +84,9 @@ func TestRegexTimeoutExitStatus(t *testing.T) {
 	var out bytes.Buffer
 	slow := strings.Repeat("a", 40) + "!"
 	err := run(context.Background(), []string{"regex", `^(a+)+$`, slow, "aaa"}, &out)
-	var ee *exitError
-	if !errors.As(err, &ee) || ee.code != exitTimeout {
-		t.Fatalf("timed-out match: err %v, want exit status %d", err, exitTimeout)
+	var ee *cli.Error
+	if !errors.As(err, &ee) || ee.Code != cli.ExitTimeout {
+		t.Fatalf("timed-out match: err %v, want exit status %d", err, cli.ExitTimeout)
 	}
 	want := "timeout\t" + slow + "\t(pattern match timed out: the agent takes it as no match)\nmatch\taaa\n"
 	if out.String() != want {

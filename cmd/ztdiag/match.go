@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"runtime"
@@ -15,46 +13,50 @@ import (
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/cloud/tenant"
+	"github.com/ztagent/ztagent/cmd/internal/cli"
 	"github.com/ztagent/ztagent/steering"
 )
 
-func cmdMatch(ctx context.Context, c *ctlapi.Client, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("ztdiag match", flag.ContinueOnError)
-	cfgFile := fs.String("config", "", "decide against this file (a tenant file with --user, or a steering config) instead of the daemon's live config")
-	user := fs.String("user", "", "user whose config to use from a tenant file")
-	osName := fs.String("os", runtime.GOOS, "OS of the flow's owner, for pinned-app exceptions")
-	process := fs.String("process", "", "process name owning the flow")
-	path := fs.String("path", "", "executable path owning the flow")
-	appID := fs.String("appid", "", "app id (bundle or package id) owning the flow")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+const matchUsage = `usage: ztdiag match [flags] HOST[:PORT][/tcp|/udp]
+what the agent does with a flow or name, and why
+flags:
+`
+
+func cmdMatch(ctx context.Context, e *env, args []string) error {
+	var cfgFile, user, osName, process, path, appID string
+	fs, err := e.flags("match", matchUsage, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&cfgFile, "config", "", "decide against this file (a tenant file with --user, or a steering config) instead of the daemon's live config")
+		fs.StringVar(&user, "user", "", "user whose config to use from a tenant file")
+		fs.StringVar(&osName, "os", runtime.GOOS, "OS of the flow's owner, for pinned-app exceptions")
+		fs.StringVar(&process, "process", "", "process name owning the flow")
+		fs.StringVar(&path, "path", "", "executable path owning the flow")
+		fs.StringVar(&appID, "appid", "", "app id (bundle or package id) owning the flow")
+	})
+	if err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return &exitError{2, errors.New("usage: ztdiag match [flags] HOST[:PORT][/tcp|/udp]")}
+		return cli.Usage(errors.New("usage: ztdiag match [flags] HOST[:PORT][/tcp|/udp]"))
 	}
 	req, err := parseTarget(fs.Arg(0))
 	if err != nil {
-		return &exitError{2, err}
+		return cli.Usage(err)
 	}
-	req.OS, req.Process, req.Path, req.AppID = *osName, *process, *path, *appID
-
+	req.OS, req.Process, req.Path, req.AppID = osName, process, path, appID
 	var resp ctlapi.MatchResponse
-	if *cfgFile != "" {
-		snap, err := loadSnapshot(*cfgFile, *user)
+	if cfgFile != "" {
+		snap, err := loadSnapshot(cfgFile, user)
 		if err != nil {
 			return err
 		}
 		resp = ctlapi.Explain(snap, nil, req)
-	} else if resp, err = c.Match(ctx, req); err != nil {
+	} else if resp, err = e.c.Match(ctx, req); err != nil {
 		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(resp)
+	if e.json {
+		return e.printJSON(resp)
 	}
-	fmt.Fprintf(out, "%s\n%s\n", actionTitle(resp.Action), resp.Explain)
+	fmt.Fprintf(e.out, "%s\n%s\n", actionTitle(resp.Action), resp.Explain)
 	return nil
 }
 
@@ -91,7 +93,7 @@ func loadSnapshot(file, user string) (*steering.Snapshot, error) {
 			return nil, err
 		}
 		if user == "" {
-			return nil, &exitError{2, errors.New("--user is needed with a tenant file")}
+			return nil, cli.Usage(errors.New("--user is needed with a tenant file"))
 		}
 		ac, err := t.AgentConfig(user)
 		if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/ztagent/ztagent/cmd/internal/cli"
 	"strings"
 
 	"github.com/ztagent/ztagent/enroll/tenantapi"
@@ -25,7 +26,7 @@ func readSecretArgs(args []string) ([]string, error) {
 		}
 		s, err := tenantapi.ReadSecret(strings.TrimSpace(v))
 		if err != nil {
-			return nil, &exitError{2, fmt.Errorf("parameter %s=: %w", key, err)}
+			return nil, cli.Usage(fmt.Errorf("parameter %s=: %w", key, err))
 		}
 		out[i] = key + "=" + string(s)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"github.com/ztagent/ztagent/cmd/internal/cli"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,8 +38,8 @@ func TestReadSecretArgs(t *testing.T) {
 		t.Fatalf("got %q, %v", got, err)
 	}
 	_, err = readSecretArgs([]string{"EnrollAuthToken=@" + open})
-	var ee *exitError
-	if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), "readable by every user") || strings.Contains(err.Error(), "everyone-reads") {
+	var ee *cli.Error
+	if !errors.As(err, &ee) || ee.Code != 2 || !strings.Contains(err.Error(), "readable by every user") || strings.Contains(err.Error(), "everyone-reads") {
 		t.Fatalf("world-readable file: %v", err)
 	}
 }

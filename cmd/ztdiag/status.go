@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -13,22 +11,23 @@ import (
 	"github.com/ztagent/ztagent/agent/ctlapi"
 )
 
-func cmdStatus(ctx context.Context, c *ctlapi.Client, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("ztdiag status", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+const statusUsage = `usage: ztdiag status [--json]
+enrollment, settings, config, tunnel, TUN, DNS, flows, apps and stub addresses
+flags:
+`
+
+func cmdStatus(ctx context.Context, e *env, args []string) error {
+	if err := e.noArgs("status", statusUsage, args); err != nil {
 		return err
 	}
-	st, err := c.Status(ctx)
+	st, err := e.c.Status(ctx)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+	if e.json {
+		return e.printJSON(st)
 	}
-	printStatus(out, st)
+	printStatus(e.out, st)
 	return nil
 }
 
@@ -50,6 +49,14 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 		fmt.Fprintf(w, "User:\t%s\n", e.User)
 	}
 	fmt.Fprintf(w, "Device:\t%s\n", e.DeviceID)
+	fmt.Fprintf(w, "Log:\t%s\n", logLevel(st.Log))
+	if sw := st.Steering; sw != nil {
+		state := "on"
+		if !sw.On {
+			state = "OFF, turned off by an administrator " + ago(sw.Since)
+		}
+		fmt.Fprintf(w, "Steering:\t%s; %s\n", state, sw.Rule)
+	}
 	etag := st.Config.ETag
 	if etag == "" {
 		etag = "- (the enrollment's initial config)"

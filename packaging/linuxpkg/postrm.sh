@@ -8,7 +8,7 @@
 set -e
 
 purge() {
-  rm -rf /var/lib/ztagent /etc/ztagent /run/ztagent
+  rm -rf /var/lib/ztagent /etc/ztagent /run/ztagent /var/log/ztagent
   rm -f /etc/default/ztagent /var/log/ztagent.log /var/log/ztagent.err /var/run/ztagent.pid
 }
 

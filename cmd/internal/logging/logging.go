@@ -1,5 +1,8 @@
 // Package logging builds the logger the ztagent and ztcloud binaries share:
-// zap's console encoder at a chosen level, with repeated lines rate-limited.
+// zap's console encoder at a chosen level, with repeated lines rate-limited,
+// to standard error (the journal under systemd) and, for the agent, to a
+// log file that rotates by size (Rotator). The level and the file's size
+// change while the agent runs (`ztdiag -l`, `-m`), through Logs.
 // A line that repeats (the same level, logger and message) is written once per
 // window; the ones held back are counted, and the next line written for that
 // key carries the count as "repeated". A malformed app name that warns on
@@ -9,6 +12,8 @@
 package logging
 
 import (
+	"errors"
+	"os"
 	"sync"
 	"time"
 
@@ -24,17 +29,105 @@ const Window = time.Minute
 // some are (a flood of distinct messages is not a repeat).
 const maxKeys = 4096
 
-// New returns the binaries' logger at level.
+// New returns the binaries' logger at level, to standard error.
 func New(level zapcore.Level) (*zap.Logger, error) {
-	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(level)
-	cfg.Encoding = "console"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	cfg.DisableStacktrace = true
-	cfg.Sampling = nil
-	return cfg.Build(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
-		return RateLimit(c, Window, time.Now)
-	}))
+	logs, err := Open(Options{Level: level})
+	return logs.Logger, err
+}
+
+// Options say how the agent logs.
+type Options struct {
+	Level zapcore.Level
+	// File is the log file, written besides standard error; "" for none.
+	File string
+	// MaxMB is the file's size at which it rotates; Keep is how many
+	// rotated files are kept.
+	MaxMB, Keep int
+}
+
+// Default log file size and rotated files kept.
+const (
+	DefaultMaxMB = 10
+	DefaultKeep  = 5
+)
+
+// Logs is the agent's logger, with its level and log file, which may
+// change while it runs.
+type Logs struct {
+	Logger *zap.Logger
+	level  zap.AtomicLevel
+	file   *Rotator // nil: standard error only
+}
+
+// Open returns the logger o describes. When the log file cannot be opened
+// (no rights to the directory, say), it returns a logger to standard error
+// alone, with the error, so that the caller can say so and go on.
+func Open(o Options) (*Logs, error) {
+	l := &Logs{level: zap.NewAtomicLevelAt(o.Level)}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	stderr := zapcore.Lock(os.Stderr)
+	cores := []zapcore.Core{zapcore.NewCore(zapcore.NewConsoleEncoder(enc), stderr, l.level)}
+	var err error
+	if o.File != "" {
+		if l.file, err = OpenRotator(o.File, o.MaxMB, o.Keep); err == nil {
+			cores = append(cores, zapcore.NewCore(zapcore.NewConsoleEncoder(enc), l.file, l.level))
+		}
+	}
+	core := RateLimit(zapcore.NewTee(cores...), Window, time.Now)
+	l.Logger = zap.New(core, zap.AddCaller(), zap.ErrorOutput(stderr))
+	return l, err
+}
+
+// Level is the level in force.
+func (l *Logs) Level() zapcore.Level { return l.level.Level() }
+
+// SetLevel changes the level at once, for every logger derived from Logger.
+func (l *Logs) SetLevel(level zapcore.Level) { l.level.SetLevel(level) }
+
+// ErrNoFile is the error of changing the log file's size when the agent
+// logs to standard error only.
+var ErrNoFile = errors.New("the agent writes no log file (see its --log-dir)")
+
+// File is the current log file, "" when there is none.
+func (l *Logs) File() string {
+	if l.file == nil {
+		return ""
+	}
+	return l.file.Path()
+}
+
+// Limits are the log file's size in megabytes and the rotated files kept.
+func (l *Logs) Limits() (maxMB, keep int) {
+	if l.file == nil {
+		return 0, 0
+	}
+	return l.file.Limits()
+}
+
+// SetMaxSize changes the log file's size, at once.
+func (l *Logs) SetMaxSize(mb int) error {
+	if l.file == nil {
+		return ErrNoFile
+	}
+	return l.file.SetMaxSize(mb)
+}
+
+// Files are the log files, the current one first.
+func (l *Logs) Files() []string {
+	if l.file == nil {
+		return nil
+	}
+	return l.file.Files()
+}
+
+// Close flushes the logger and closes the file.
+func (l *Logs) Close() error {
+	l.Logger.Sync()
+	if l.file == nil {
+		return nil
+	}
+	return l.file.Close()
 }
 
 // RateLimit wraps core so that each key (level, logger name, message) is
