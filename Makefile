@@ -44,7 +44,7 @@ unless_root = if [ "$$(id -u)" -ne 0 ]; then \
 # e2e: real binaries in network namespaces; needs root, skipped loudly without.
 # It includes the campaign's fast form (8 rounds of random kills).
 e2e: build
-	@$(unless_root) ZT_E2E=1 $(GO) test -count=1 -timeout 20m -v ./e2e/; fi
+	@$(unless_root) ZT_E2E=1 $(GO) test -count=1 -timeout 45m -v ./e2e/; fi
 
 # package-e2e: only the installed-package tests (also part of e2e): the deb
 # and rpm installed into an overlay copy of the root inside the lab.

@@ -81,7 +81,13 @@ func (a *Agent) bundle(anonymize bool) ctlapi.Bundle {
 	add("resolver.json", resolver)
 	if p, _ := a.current(); p != nil {
 		if sc := p.synced.Load(); sc != nil {
-			add("config.json", map[string]any{"source": sc.source, "etag": sc.etag, "fetched": sc.fetched, "config": sc.cfg})
+			// The synced config is kept without its steering part, which
+			// the tenant's snapshot holds (before the steering switch).
+			cfg := *sc.cfg
+			if snap := p.tenantSnap.Load(); snap != nil {
+				cfg.Steering = *snap.Config()
+			}
+			add("config.json", map[string]any{"source": sc.source, "etag": sc.etag, "fetched": sc.fetched, "config": &cfg})
 		}
 	} else {
 		add("config.json", "the agent is not running: no config in force")

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
+	"github.com/ztagent/ztagent/dnsproxy/ddns"
 	"github.com/ztagent/ztagent/platform"
 	"github.com/ztagent/ztagent/tunnel/l3e"
 )
@@ -30,9 +31,26 @@ type l3ePart struct {
 	client  *l3e.Client
 	tunName string
 	tmpl    atomic.Pointer[l3e.Template]
-	// mu orders the router updates of successive templates.
+	// mu orders the router updates of successive templates, and guards
+	// the name registration.
 	mu     sync.Mutex
 	router platform.Router
+	cancel context.CancelFunc
+	done   chan struct{}
+	// name is the device's registration in corporate DNS (the template's
+	// ddns block); nil when there is none. unnamed: the tunnel is being
+	// closed, no template registers a name any more.
+	name    *nameReg
+	unnamed bool
+	named   atomic.Pointer[nameReg] // name, for the status (which never waits on mu)
+}
+
+// nameReg is one RFC 2136 registration, kept by ddns.Client.Run until
+// cancel: the name and address of one template.
+type nameReg struct {
+	client *ddns.Client
+	cfg    ddns.Config
+	addr   netip.Addr
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -95,6 +113,15 @@ func (p *parts) startL3E() error {
 		<-lp.done
 		return nil
 	})
+	// Before that, while the tunnel is up: the name is removed from the
+	// corporate DNS (the update goes through the tunnel).
+	p.push("L3E DNS name", func() error {
+		lp.mu.Lock()
+		defer lp.mu.Unlock()
+		lp.unnamed = true
+		lp.stopNaming()
+		return nil
+	})
 	return nil
 }
 
@@ -116,12 +143,69 @@ func (p *parts) onL3ETemplate(lp *l3ePart, t *l3e.Template) {
 		return
 	}
 	lp.tmpl.Store(t)
-	// t.DDNS, t.Address and the host name are what the RFC 2136 client
-	// (dnsproxy/ddns, issue 12 item 3) registers from here.
+	p.nameDevice(lp, t)
 	p.log.Info("L3E template applied", zap.Stringer("address", t.Address), zap.Int("routes", len(t.Routes)),
 		zap.String("suffix", t.Suffix))
 	if err := p.setDNS(); err != nil {
 		p.log.Warn("L3E: point the corporate suffix at ztagent", zap.Error(err))
+	}
+}
+
+// nameDevice keeps the device's name registered in the corporate DNS as the
+// template says (its ddns block): <host name>.<suffix> → the VPN address,
+// signed with the template's TSIG key and owned by the device ID, so that no
+// other device's name is touched. A template with the same name and address
+// (a reconnect) leaves the registration running; a changed one replaces it;
+// one without a ddns block removes it. Called with lp.mu held.
+func (p *parts) nameDevice(lp *l3ePart, t *l3e.Template) {
+	if lp.unnamed {
+		return
+	}
+	d := t.DDNS
+	if d == nil {
+		lp.stopNaming()
+		return
+	}
+	suffix := t.Suffix
+	if suffix == "" {
+		suffix = d.Zone
+	}
+	name, err := ddns.HostName(suffix)
+	if err != nil {
+		p.log.Warn("L3E: no name to register in the corporate DNS", zap.Error(err))
+		lp.stopNaming()
+		return
+	}
+	cfg := ddns.Config{Server: d.Server, Zone: d.Zone, Name: name, KeyName: d.KeyName, Algorithm: d.Algorithm,
+		Secret: ddns.Secret(d.Secret), Owner: p.ident.Load().id.DeviceID, TTL: time.Duration(d.TTL) * time.Second}
+	addr := t.Address.Addr()
+	if r := lp.name; r != nil && r.cfg == cfg && r.addr == addr {
+		return
+	}
+	lp.stopNaming()
+	c, err := ddns.New(cfg, p.log.Named("ddns"))
+	if err != nil {
+		p.log.Warn("L3E: the template's dynamic DNS settings cannot be used", zap.Error(err))
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &nameReg{client: c, cfg: cfg, addr: addr, cancel: cancel, done: make(chan struct{})}
+	go func() { // owned by lp: stopNaming waits for it
+		defer close(r.done)
+		c.Run(ctx, []netip.Addr{addr}) // logs its own failures
+	}()
+	lp.name = r
+	lp.named.Store(r)
+}
+
+// stopNaming ends the registration, removing the name (Run bounds that to a
+// few seconds). Called with lp.mu held.
+func (lp *l3ePart) stopNaming() {
+	if r := lp.name; r != nil {
+		lp.named.Store(nil)
+		r.cancel()
+		<-r.done
+		lp.name = nil
 	}
 }
 
@@ -209,8 +293,12 @@ func (p *parts) l3eStatus() *ctlapi.L3EStatus {
 	for _, r := range s.Routes {
 		st.Routes = append(st.Routes, ctlapi.L3ERoute{App: r.App, Prefix: r.Prefix, TCP: r.TCP, UDP: r.UDP, ICMP: r.ICMP})
 	}
-	if t := p.l3e.tmpl.Load(); t != nil && t.DDNS != nil {
-		st.DDNS = t.DDNS.Server + " zone " + t.DDNS.Zone
+	if r := p.l3e.named.Load(); r != nil {
+		state := "registering (see the log)"
+		if r.client.Registered() {
+			state = "registered"
+		}
+		st.DDNS = r.cfg.Name + " → " + r.addr.String() + " at " + r.cfg.Server + ": " + state
 	}
 	return st
 }

@@ -241,14 +241,14 @@ func TestOnPremAgent(t *testing.T) {
 	if !strings.Contains(st.Network.OnPremReason, "onprem.corp.test is 10.1.2.3") {
 		t.Errorf("reason %q", st.Network.OnPremReason)
 	}
-	if n := routes(); n != 1 || owned() {
-		t.Fatalf("on premises: %d routes (want the stub range only), private name owned %v", n, owned())
+	if n := routes(); n != 2 || owned() {
+		t.Fatalf("on premises: %d routes (want the two stub ranges only), private name owned %v", n, owned())
 	}
 
 	r.set("onprem.corp.test", "")
 	mon.Change()
 	waitStatus(t, fa.Agent, "off premises", func(st ctlapi.Status) bool { return !st.Network.OnPrem })
-	if n := routes(); n != 1+len(p.snap.Load().Prefixes()) || !owned() {
+	if n := routes(); n != 2+len(p.snap.Load().Prefixes()) || !owned() {
 		t.Fatalf("off premises: %d routes, private name owned %v", n, owned())
 	}
 }

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -22,7 +21,7 @@ import (
 // TestL3EClientToClient: two laptops, each with its agent, call each other
 // through the gateway by VPN address: an RTP-like UDP stream of 50 datagrams
 // a second each way for 10 s (loss and jitter logged, loss must stay under
-// 1%), and a TCP connection on the softphones' port 5060.
+// 1%), and a TCP connection on the softphones' port 5060 by name.
 func TestL3EClientToClient(t *testing.T) {
 	requireE2E(t)
 	tenant, err := filepath.Abs("../testdata/tenants/l3e.yaml")
@@ -34,7 +33,10 @@ func TestL3EClientToClient(t *testing.T) {
 	l.script("agent-start")
 	l.secondLaptop()
 	sock2 := filepath.Join(l.dir, "agent2.sock")
-	l.background("agent2", "client2", l.bin("ztagent"), "run", "--state-dir", filepath.Join(l.dir, "agent2"),
+	// laptop2's agent has its own host name (a UTS namespace of its own),
+	// which it registers in the corporate DNS.
+	l.background("agent2", "client2", "unshare", "--uts", "--", "sh", "-c", `hostname "$0" && exec "$@"`, "laptop2",
+		l.bin("ztagent"), "run", "--state-dir", filepath.Join(l.dir, "agent2"),
 		"--socket", sock2, "host=10.10.0.1:8444", "token=@"+filepath.Join(l.dir, "secrets", "org.key"),
 		"upn=bob@demo.test", "cacert="+filepath.Join(l.dir, "cloud", "ca.pem"))
 	a := waitL3E(t, l, "client", l.sock())
@@ -72,10 +74,12 @@ func TestL3EClientToClient(t *testing.T) {
 		}
 	}
 
-	// TCP between the laptops on the softphones' port.
+	// TCP between the laptops on the softphones' port, by name: laptop1's
+	// agent asks the corporate DNS (through L3E) for the name laptop2's
+	// agent registered.
 	l.background("laptop2-sip", "client2", l.bin("labweb"), "--name", "laptop2",
 		"--listen", netip.AddrPortFrom(b, 5060).String())
-	url := fmt.Sprintf("http://%s/", netip.AddrPortFrom(b, 5060))
+	url := "http://laptop2.corp.test:5060/"
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		out, code := l.run("client", "curl", "-sf", "--max-time", "5", url)
 		if code == 0 && strings.Contains(out, "laptop2") {

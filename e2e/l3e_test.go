@@ -90,4 +90,33 @@ func TestL3E(t *testing.T) {
 	if out, code := l.run("corp", "ping", "-c", "1", "-W", "2", "10.10.0.2"); code == 0 {
 		t.Fatalf("corp reached the client's own address directly:\n%s", out)
 	}
+
+	// Use case 1: the laptop's name in the corporate DNS (RFC 2136 to BIND9,
+	// through the tunnel), and use case 2 by that name: the help desk
+	// reaches the laptop as laptop1.corp.test through the corporate
+	// resolver.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out := strings.TrimSpace(l.must("corp", "dig", "+short", "+time=2", "+tries=1", "@10.20.0.12", "laptop1.corp.test", "A"))
+		if out == me.String() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("laptop1.corp.test at corp-dns: %q, want %s (agent: %q)", out, me, agentStatus(t, l).L3E.DDNS)
+		}
+	}
+	if d := agentStatus(t, l).L3E.DDNS; !strings.Contains(d, "laptop1.corp.test") || !strings.HasSuffix(d, ": registered") {
+		t.Errorf("status L3E DDNS %q", d)
+	}
+	if out := l.must("corp", "curl", "-sf", "--max-time", "5", "http://laptop1.corp.test:7001/"); !strings.Contains(out, "laptop") {
+		t.Fatalf("corp → http://laptop1.corp.test:7001/: %s", out)
+	}
+	// A clean stop removes the name (the wildcard answers again, and the
+	// owner record is gone).
+	l.script("agent-stop")
+	if out := strings.TrimSpace(l.must("corp", "dig", "+short", "+time=2", "+tries=1", "@10.20.0.12", "laptop1.corp.test", "TXT")); out != "" {
+		t.Errorf("after the agent stopped, laptop1.corp.test still has TXT %s", out)
+	}
+	if out := strings.TrimSpace(l.must("corp", "dig", "+short", "+time=2", "+tries=1", "@10.20.0.12", "laptop1.corp.test", "A")); out != "10.20.0.10" {
+		t.Errorf("after the agent stopped, laptop1.corp.test is %q, want the wildcard's 10.20.0.10", out)
+	}
 }

@@ -387,7 +387,11 @@ agent_cmd() {
       *) flags+=("$a") ;;
     esac
   done
-  AGENT=("$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" --log-dir "$DIR/agent-logs" ${flags[@]+"${flags[@]}"}
+  # The laptop has a host name of its own (ZT_HOSTNAME, default laptop1), in
+  # a UTS namespace of the agent's, never the host's: what the agent
+  # registers in the corporate DNS over L3E.
+  AGENT=(unshare --uts -- sh -c 'hostname "$0" && exec "$@"' "${ZT_HOSTNAME:-laptop1}"
+    "$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" --log-dir "$DIR/agent-logs" ${flags[@]+"${flags[@]}"}
     host="$API_HOST" token="$ORGKEY" upn="$UPN" cacert="$DIR/cloud/ca.pem" ${params[@]+"${params[@]}"})
 }
 

@@ -331,7 +331,8 @@ type L3EStatus struct {
 	DNS       []netip.Addr `json:"dns,omitempty"`
 	Suffix    string       `json:"suffix,omitempty"`
 	Routes    []L3ERoute   `json:"routes,omitempty"`
-	// DDNS is where the device's name is registered ("server zone Z").
+	// DDNS is the device's name in the corporate DNS, its address, the
+	// server and whether it is registered; "" when the template asks none.
 	DDNS string `json:"ddns,omitempty"`
 
 	PacketsIn        uint64            `json:"packets_in"`

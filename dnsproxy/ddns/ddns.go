@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -83,7 +84,14 @@ type Client struct {
 	// Run's retry delays after a failure: doubling from retryMin up to
 	// retryMax (tests shorten them).
 	retryMin, retryMax time.Duration
+	// registered: Run's last registration succeeded and it has not
+	// removed the name since.
+	registered atomic.Bool
 }
+
+// Registered reports whether Run's last attempt registered the name (and
+// Run has not removed it since): what a status shows.
+func (c *Client) Registered() bool { return c.registered.Load() }
 
 // New checks cfg and returns a Client for it. Every problem is named with
 // its field.

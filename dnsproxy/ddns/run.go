@@ -36,6 +36,9 @@ func (c *Client) Run(ctx context.Context, addrs []netip.Addr) error {
 		err := c.Register(ctx, addrs)
 		var rc *RcodeError
 		answered = answered || err == nil || errors.As(err, &rc)
+		if ctx.Err() == nil {
+			c.registered.Store(err == nil)
+		}
 		wait := c.cfg.Refresh
 		switch {
 		case ctx.Err() != nil:
@@ -69,6 +72,7 @@ func jitter(d time.Duration) time.Duration {
 }
 
 func (c *Client) removeOnStop(log *zap.Logger) error {
+	c.registered.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
 	defer cancel()
 	if err := c.Remove(ctx); err != nil {

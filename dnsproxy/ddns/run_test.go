@@ -42,8 +42,12 @@ func TestRun(t *testing.T) {
 	if e := logs.FilterMessage("dynamic DNS registration failed").All()[0].ContextMap()["error"]; e != "ddns: register laptop1.corp.test.: server answered REFUSED" {
 		t.Fatalf("logged error %q", e)
 	}
+	if c.Registered() {
+		t.Fatal("Registered while the server refuses")
+	}
 	s.set(func(s *testServer) { s.refuse = 0 })
 	eventually(t, "registered", func() bool { return len(s.records(name, dns.TypeA)) == 1 })
+	eventually(t, "Registered", c.Registered)
 
 	// Refreshed: an administrator's deletion is undone.
 	s.set(func(s *testServer) { delete(s.rrs, name) })
@@ -53,6 +57,9 @@ func TestRun(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	if c.Registered() {
+		t.Fatal("Registered after Run removed the name")
 	}
 	for _, typ := range []uint16{dns.TypeA, dns.TypeTXT} {
 		if r := s.records(name, typ); len(r) != 0 {
