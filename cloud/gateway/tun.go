@@ -3,34 +3,18 @@ package gateway
 import (
 	"errors"
 
-	"golang.zx2c4.com/wireguard/tun"
-
 	"github.com/ztagent/ztagent/tunnel/l3e"
 )
 
 var errNoCert = errors.New("no client certificate")
 
 // readTUN forwards the packets the corporate network sends to VPN addresses
-// to the devices that own them, until the TUN is closed.
+// to the devices that own them, until the TUN is closed (by Run's teardown).
 func (g *Gateway) readTUN() {
-	dev := g.cfg.TUN
-	n := max(1, dev.BatchSize())
-	bufs := make([][]byte, n)
-	sizes := make([]int, n)
-	for i := range bufs {
-		bufs[i] = make([]byte, bufSize)
-	}
-	for {
-		count, err := dev.Read(bufs, sizes, tunOffset)
-		for i := range count {
-			g.fromTUN(bufs[i][tunOffset-1 : tunOffset+sizes[i]])
-		}
-		// Too many segments loses part of one GRO batch; anything else
-		// means the TUN is gone (closed by Run's teardown).
-		if err != nil && !errors.Is(err, tun.ErrTooManySegments) {
-			return
-		}
-	}
+	l3e.ReadTUN(g.cfg.TUN, func(rec []byte) bool {
+		g.fromTUN(rec)
+		return true
+	})
 }
 
 // fromTUN sends rec (a free byte, then the packet) to the device that owns

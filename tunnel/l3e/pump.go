@@ -8,9 +8,20 @@ import (
 )
 
 // readTUN sends what the device's stack routes into the L3E TUN to the
-// association in use, until the TUN is closed.
+// association in use, until the TUN is closed or ctx ends.
 func (c *Client) readTUN(ctx context.Context) {
-	dev := c.cfg.TUN
+	ReadTUN(c.cfg.TUN, func(rec []byte) bool {
+		c.fromTUN(rec)
+		return ctx.Err() == nil
+	})
+}
+
+// ReadTUN reads dev's packets in batches and hands each to handle as a
+// record: one free byte (for the record type), then the packet; handle may
+// keep nothing of it and returns false to stop. ReadTUN returns when dev
+// fails, which means it was closed: too many segments loses part of one GRO
+// batch and goes on. The gateway's and the client's TUNs are read this way.
+func ReadTUN(dev tun.Device, handle func(rec []byte) bool) {
 	n := max(1, dev.BatchSize())
 	bufs := make([][]byte, n)
 	sizes := make([]int, n)
@@ -20,9 +31,11 @@ func (c *Client) readTUN(ctx context.Context) {
 	for {
 		count, err := dev.Read(bufs, sizes, tunOffset)
 		for i := range count {
-			c.fromTUN(bufs[i][tunOffset-1 : tunOffset+sizes[i]])
+			if !handle(bufs[i][tunOffset-1 : tunOffset+sizes[i]]) {
+				return
+			}
 		}
-		if ctx.Err() != nil || (err != nil && !errors.Is(err, tun.ErrTooManySegments)) {
+		if err != nil && !errors.Is(err, tun.ErrTooManySegments) {
 			return
 		}
 	}
