@@ -36,7 +36,7 @@ func TestL3EClientToClient(t *testing.T) {
 	// laptop2's agent has its own host name (a UTS namespace of its own),
 	// which it registers in the corporate DNS.
 	l.background("agent2", "client2", "unshare", "--uts", "--", "sh", "-c", `hostname "$0" && exec "$@"`, "laptop2",
-		l.bin("ztagent"), "run", "--state-dir", filepath.Join(l.dir, "agent2"),
+		l.bin("ztagent"), "run", "--state-dir", filepath.Join(l.dir, "agent2"), "--log-dir", filepath.Join(l.dir, "agent2-logs"),
 		"--socket", sock2, "host=10.10.0.1:8444", "token=@"+filepath.Join(l.dir, "secrets", "org.key"),
 		"upn=bob@demo.test", "cacert="+filepath.Join(l.dir, "cloud", "ca.pem"))
 	a := waitL3E(t, l, "client", l.sock())

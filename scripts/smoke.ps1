@@ -96,7 +96,7 @@ Wait-For 'web server' 10 { curl.exe -sf http://127.0.0.1:8080/ | Out-Null; $LAST
 Say 'start the agent in the foreground'
 $stop = Join-Path $Dir 'agent.stop'
 $agent = Start-Bg fg "$Bin\fg.exe" @('-log', (Join-Path $Dir 'agent.log'), '-stop', $stop, '--',
-    "$Bin\ztagent.exe", 'run', '--state-dir', (Join-Path $Dir 'agent'), '--socket', $Pipe, '--log-level', 'debug',
+    "$Bin\ztagent.exe", 'run', '--state-dir', (Join-Path $Dir 'agent'), '--socket', $Pipe, '--log-dir', (Join-Path $Dir 'agent-logs'), '--log-level', 'debug',
     'host=127.0.0.1:8444', "token=@$Dir\secrets\org.key", 'upn=alice@smoke.test', "cacert=$CA")
 Wait-For 'ztagent' 60 { ((& "$Bin\ztdiag.exe" --socket $Pipe status --json) -join "`n") -match '"state":\s*"connected"' }
 & "$Bin\ztdiag.exe" --socket $Pipe status

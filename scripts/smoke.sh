@@ -94,7 +94,7 @@ start publisher "$BIN/ztcloud" publisher --name pub1 --token "@$DIR/secrets/publ
 wait_for "web server" 10 curl -sf http://127.0.0.1:8080/
 
 say "start the agent in the foreground"
-start agent $SUDO "$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" --log-level debug \
+start agent $SUDO "$BIN/ztagent" run --state-dir "$DIR/agent" --socket "$SOCK" --log-dir "$DIR/agent-logs" --log-level debug \
   host=127.0.0.1:8444 token="@$DIR/secrets/org.key" upn=alice@smoke.test cacert="$DIR/cloud/ca.pem"
 wait_for "ztagent" 60 agent_connected
 "$BIN/ztdiag" --socket "$SOCK" status || fail "ztdiag status"
