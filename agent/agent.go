@@ -135,6 +135,7 @@ type Agent struct {
 	mdm      *platform.MDMPoller
 	settings settingsState  // the install parameters and effective settings; its own lock
 	steering steeringSwitch // `ztdiag -t`: steering turned off by an administrator; its own lock
+	capture  captureState   // `ztdiag -c`: the TUN capture; its own lock
 
 	// mu is the state lock: it guards the fields below, and is held only to
 	// read or change them, never across a lifecycle step.

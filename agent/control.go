@@ -54,6 +54,7 @@ func (a *Agent) startControl(r *run) (*controlServer, error) {
 	mux.HandleFunc("POST "+ctlapi.PathLog, admin(a.serveSetLog))
 	mux.HandleFunc("POST "+ctlapi.PathBundle, admin(a.serveBundle))
 	mux.HandleFunc("POST "+ctlapi.PathSteering, admin(a.serveSteering))
+	mux.HandleFunc("POST "+ctlapi.PathCapture, admin(a.serveCapture))
 	// Profiles for diagnosing a live agent (root only):
 	//   curl --unix-socket /run/ztagent/ztagent.sock http://x/debug/pprof/profile?seconds=10
 	mux.HandleFunc("/debug/pprof/", admin(waits(profileDeadline, pprof.Index)))

@@ -358,6 +358,7 @@ func (a *Agent) persist(ad *adoption) error {
 func (a *Agent) shutdown(r *run) error {
 	err := a.stopParts()
 	a.stopControl(r)
+	a.capture.stopCapture() // errNoCapture when none runs
 	a.finish(r)
 	a.log.Info("agent stopped")
 	return err

@@ -73,6 +73,9 @@ type Status struct {
 	Steering *SteeringStatus `json:"steering,omitempty"`
 	// Network is what the agent found out about the network it is on.
 	Network NetworkStatus `json:"network"`
+	// Capture is the TUN capture that runs (`ztdiag -c`), or the last one;
+	// nil when none was started since the agent started.
+	Capture *CaptureStatus `json:"capture,omitempty"`
 }
 
 // NetworkStatus is the outcome of on-premises detection

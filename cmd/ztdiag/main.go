@@ -37,8 +37,9 @@ nsdiag's flags:
   -o FILE [--anonymize]  diagnostics bundle (zip), secrets never in it (root)
   -r URL    timing of a request from this machine, as the agent steers it
   -t enable|disable [--password P]  turn steering on or off (root; the tenant's password when it sets one)
+  -c start [-o FILE.pcap] [-s SNAPLEN] | -c stop  capture the TUN's packets (pcap, root)
   -v   version                            -h   this help
-  not supported yet (refused, exit status 1): -c, -p, -g
+  not supported yet (refused, exit status 1): -p, -g
 exit status: 0 done, 1 failed, 2 bad usage or input, 3 the agent is not running,
 4 not permitted (needs root/administrator), 5 a regex match timed out
 flags:
@@ -107,7 +108,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&logReq.MaxMB, "m", 0, "MB: the agent's log file size at which it rotates (root)")
 	var bundleFile string
 	var anonymize bool
-	fs.StringVar(&bundleFile, "o", "", "FILE: write the diagnostics bundle (zip) there (root)")
+	fs.StringVar(&bundleFile, "o", "", "FILE: write the diagnostics bundle (zip) there (root); with -c start, the capture file")
 	fs.BoolVar(&anonymize, "anonymize", false, "with -o: hide user names, host names and private addresses")
 	var requestURL string
 	fs.StringVar(&requestURL, "r", "", "URL: timing of a GET of URL from this machine, as the agent steers it")
@@ -117,6 +118,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var steeringArg, password string
 	fs.StringVar(&steeringArg, "t", "", "enable|disable: turn steering on or off (root; --password when the tenant sets one)")
 	fs.StringVar(&password, "password", "", "with -t disable: the tenant's tamper-protection password (or @FILE)")
+	var captureArg string
+	var co captureOptions
+	fs.StringVar(&captureArg, "c", "", "start|stop: capture the TUN's packets into a pcap file (root; -o FILE, -s SNAPLEN)")
+	fs.IntVar(&co.snaplen, "s", 0, "with -c start: cut each captured packet to this many bytes (default 65535)")
 	notYet := notYetFlags(fs)
 	// -h is defined here, not by the flag package, so that `ztdiag -f -h`
 	// is -f's help.
@@ -138,6 +143,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		flags = append(flags, &nsdiagFlag{name: "l/-m", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
 			return cmdSetLog(ctx, e, logReq, args)
 		}})
+	}
+	if captureArg != "" {
+		co.file, bundleFile = bundleFile, ""
+		if anonymize {
+			return cli.Usagef("--anonymize goes with -o FILE alone, not with -c")
+		}
+		flags = append(flags, &nsdiagFlag{name: "c", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdCapture(ctx, e, captureArg, co, args)
+		}})
+	} else if co.snaplen != 0 {
+		return cli.Usagef("-s SNAPLEN goes with -c start")
 	}
 	if bundleFile != "" {
 		flags = append(flags, &nsdiagFlag{name: "o", set: true, cmd: func(ctx context.Context, e *env, args []string) error {

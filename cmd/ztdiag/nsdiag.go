@@ -64,7 +64,15 @@ func statusLines(st ctlapi.Status) []keyValue {
 		{"DNS", orDash(st.DNS.Mode)},
 		{"Tamper Protection", tamperRule(st.Steering)},
 		{"Log Level", logLevel(st.Log)},
+		{"Capture", captureState(st.Capture)},
 	}
+}
+
+func captureState(c *ctlapi.CaptureStatus) string {
+	if c == nil {
+		return "None"
+	}
+	return captureLine(*c)
 }
 
 // onPremState is on-premises detection's verdict and its reason; the reason

@@ -57,6 +57,9 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 		}
 		fmt.Fprintf(w, "Steering:\t%s; %s\n", state, sw.Rule)
 	}
+	if c := st.Capture; c != nil {
+		fmt.Fprintf(w, "Capture:\t%s\n", captureLine(*c))
+	}
 	etag := st.Config.ETag
 	if etag == "" {
 		etag = "- (the enrollment's initial config)"
