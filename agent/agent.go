@@ -208,6 +208,7 @@ func New(cfg Config) *Agent {
 	a := &Agent{cfg: cfg, log: cfg.Log, state: ctlapi.StateStopped, since: time.Now(),
 		mdm: platform.NewMDMPoller(cfg.MDM)}
 	a.settings.install = cfg.Params
+	a.steering.onExpire = a.steeringExpired
 	a.steering.load(cfg.StateDir, cfg.Log)
 	return a
 }
@@ -228,6 +229,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.run = r
 	a.setStateLocked(ctlapi.StateStarting, "")
 	a.mu.Unlock()
+	a.steering.arm()
 	started := make(chan error, 1)
 	go a.supervise(ctx, r, started) // r.done closes when it exits; Close waits for it
 	return <-started

@@ -359,6 +359,7 @@ func (a *Agent) shutdown(r *run) error {
 	err := a.stopParts()
 	a.stopControl(r)
 	a.capture.stopCapture() // errNoCapture when none runs
+	a.steering.stop()
 	a.finish(r)
 	a.log.Info("agent stopped")
 	return err

@@ -27,6 +27,8 @@ commands:
   update                          (or -u) fetch the config from the tenant now (root)
   version                         (or -v)
   tamper-hash < FILE              the client.tamper_password value for a password
+  tamper-key -o KEYFILE           a key pair for one-time override codes (client.tamper_override_key)
+  tamper-code --key KEYFILE --device ID --for 4h   issue an override code
   COMMAND --help                  a command's own flags
 nsdiag's flags:
   -f   status as "Key:: Value." lines     -n   private-access status
@@ -36,7 +38,8 @@ nsdiag's flags:
   -m MB     the agent's log file size at which it rotates (root)
   -o FILE [--anonymize]  diagnostics bundle (zip), secrets never in it (root)
   -r URL    timing of a request from this machine, as the agent steers it
-  -t enable|disable [--password P]  turn steering on or off (root; the tenant's password when it sets one)
+  -t enable|disable [--password P|--code C]  turn steering on or off (root; the tenant's password
+       or a one-time override code when it sets them; with a code, off until the code expires)
   -c start [-o FILE.pcap] [-s SNAPLEN] | -c stop  capture the TUN's packets (pcap, root)
   -v   version                            -h   this help
   not supported yet (refused, exit status 1): -p, -g
@@ -75,6 +78,10 @@ var commands = map[string]command{
 	"version": cmdVersion,
 	// tamper-hash hashes a tamper-protection password for the tenant file.
 	"tamper-hash": cmdTamperHash,
+	// tamper-key and tamper-code make the tenant's override-code key and
+	// issue codes with it.
+	"tamper-key":  cmdTamperKey,
+	"tamper-code": cmdTamperCode,
 }
 
 // nsdiagFlag is one of nsdiag's flags: set when given, and the command it runs.
@@ -115,9 +122,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var ro requestOptions
 	fs.DurationVar(&ro.timeout, "timeout", 30*time.Second, "with -r: give up after this long")
 	fs.BoolVar(&ro.insecure, "insecure", false, "with -r: do not verify the server's certificate")
-	var steeringArg, password string
+	var steeringArg, password, code string
 	fs.StringVar(&steeringArg, "t", "", "enable|disable: turn steering on or off (root; --password when the tenant sets one)")
 	fs.StringVar(&password, "password", "", "with -t disable: the tenant's tamper-protection password (or @FILE)")
+	fs.StringVar(&code, "code", "", "with -t disable: a one-time override code the tenant issued for this device (or @FILE)")
 	var captureArg string
 	var co captureOptions
 	fs.StringVar(&captureArg, "c", "", "start|stop: capture the TUN's packets into a pcap file (root; -o FILE, -s SNAPLEN)")
@@ -169,7 +177,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if steeringArg != "" {
 		flags = append(flags, &nsdiagFlag{name: "t", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
-			return cmdSteering(ctx, e, steeringArg, password, args)
+			return cmdSteering(ctx, e, steeringArg, steeringSecrets{password: password, code: code}, args)
 		}})
 	}
 	var chosen []*nsdiagFlag

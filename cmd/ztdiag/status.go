@@ -53,7 +53,7 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 	if sw := st.Steering; sw != nil {
 		state := "on"
 		if !sw.On {
-			state = "OFF, turned off by an administrator " + ago(sw.Since)
+			state = "OFF, turned off by an administrator " + ago(sw.Since) + offUntil(sw)
 		}
 		fmt.Fprintf(w, "Steering:\t%s; %s\n", state, sw.Rule)
 	}
