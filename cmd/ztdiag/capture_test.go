@@ -58,3 +58,32 @@ func TestCaptureFlags(t *testing.T) {
 		t.Fatalf("-c as a user: %v", err)
 	}
 }
+
+// TestSpeedFlags: -g sends the direction, the size and the app, and prints
+// the rate; misuse is exit status 2.
+func TestSpeedFlags(t *testing.T) {
+	var asked ctlapi.SpeedRequest
+	sock := fakeDaemon(t, connected, map[string]http.HandlerFunc{"POST " + ctlapi.PathSpeed: func(w http.ResponseWriter, r *http.Request) {
+		json.NewDecoder(r.Body).Decode(&asked)
+		json.NewEncoder(w).Encode(ctlapi.SpeedResult{Direction: asked.Direction, App: "web", Publisher: "pub-1", PoP: "10.0.0.2:443",
+			Bytes: asked.Bytes, Duration: time.Second, Mbps: float64(asked.Bytes) * 8 / 1e6})
+	}})
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--socket", sock, "-g", "download", "-s", "2M", "--app", "web"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if asked != (ctlapi.SpeedRequest{Direction: "download", Bytes: 2 << 20, App: "web"}) || !strings.Contains(out.String(), "Speed Test:: download 2097152 bytes in 1.000 s: 16.8 Mbit/s") {
+		t.Fatalf("asked %+v; printed %q", asked, out.String())
+	}
+	if err := run(context.Background(), []string{"--socket", sock, "-g", "upload"}, &out); err != nil || asked.Bytes != defaultSpeedBytes {
+		t.Fatalf("-g upload: %v, asked %+v", err, asked)
+	}
+	for _, args := range [][]string{
+		{"-g", "sideways"}, {"-g", "upload", "-s", "2T"}, {"-g", "upload", "-s", "0"}, {"-g", "upload", "-s", "2G"},
+		{"-s", "10M", "-f"}, {"--app", "web", "-f"}, {"-c", "start", "-s", "10M"},
+	} {
+		if err := run(context.Background(), append([]string{"--socket", sock}, args...), &out); cli.Code(err) != cli.ExitUsage {
+			t.Errorf("ztdiag %q: %v, want exit status 2", args, err)
+		}
+	}
+}

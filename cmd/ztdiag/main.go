@@ -10,6 +10,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
@@ -41,8 +42,9 @@ nsdiag's flags:
   -t enable|disable [--password P|--code C]  turn steering on or off (root; the tenant's password
        or a one-time override code when it sets them; with a code, off until the code expires)
   -c start [-o FILE.pcap] [-s SNAPLEN] | -c stop  capture the TUN's packets (pcap, root)
+  -g upload|download [-s SIZE] [--app ID]  speed test through the tunnel to a publisher (root)
   -v   version                            -h   this help
-  not supported yet (refused, exit status 1): -p, -g
+  not supported yet (refused, exit status 1): -p
 exit status: 0 done, 1 failed, 2 bad usage or input, 3 the agent is not running,
 4 not permitted (needs root/administrator), 5 a regex match timed out
 flags:
@@ -129,7 +131,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var captureArg string
 	var co captureOptions
 	fs.StringVar(&captureArg, "c", "", "start|stop: capture the TUN's packets into a pcap file (root; -o FILE, -s SNAPLEN)")
-	fs.IntVar(&co.snaplen, "s", 0, "with -c start: cut each captured packet to this many bytes (default 65535)")
+	var sizeArg, speedArg, speedApp string
+	fs.StringVar(&sizeArg, "s", "", "with -c start: SNAPLEN, cut each captured packet to this many bytes (default 65535); with -g: SIZE, bytes to move (e.g. 10M; default 10M)")
+	fs.StringVar(&speedArg, "g", "", "upload|download: speed test through the tunnel to a publisher (root; -s SIZE, --app ID)")
+	fs.StringVar(&speedApp, "app", "", "with -g: the app whose selected publisher is tested (default: the first with one online)")
 	notYet := notYetFlags(fs)
 	// -h is defined here, not by the flag package, so that `ztdiag -f -h`
 	// is -f's help.
@@ -160,8 +165,24 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		flags = append(flags, &nsdiagFlag{name: "c", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
 			return cmdCapture(ctx, e, captureArg, co, args)
 		}})
-	} else if co.snaplen != 0 {
-		return cli.Usagef("-s SNAPLEN goes with -c start")
+		if sizeArg != "" {
+			n, err := strconv.Atoi(sizeArg)
+			if err != nil || n <= 0 {
+				return cli.Usagef("-s %q: want a snapshot length in bytes", sizeArg)
+			}
+			co.snaplen = n
+		}
+	}
+	if speedArg != "" {
+		flags = append(flags, &nsdiagFlag{name: "g", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdSpeed(ctx, e, speedArg, sizeArg, speedApp, args)
+		}})
+	}
+	switch {
+	case sizeArg != "" && captureArg == "" && speedArg == "":
+		return cli.Usagef("-s goes with -c start (SNAPLEN) or -g (SIZE)")
+	case speedApp != "" && speedArg == "":
+		return cli.Usagef("--app goes with -g")
 	}
 	if bundleFile != "" {
 		flags = append(flags, &nsdiagFlag{name: "o", set: true, cmd: func(ctx context.Context, e *env, args []string) error {

@@ -12,7 +12,6 @@ import (
 // status 1: never taken for something else, never pretended.
 var notYet = []struct{ name, value, help string }{
 	{"p", "start|stop", "capture on the uplink"},
-	{"g", "upload|download", "speed test through the tunnel"},
 }
 
 // notYetFlags defines the flags of notYet in fs; the function returned
