@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCapture: ztdiag -c start captures a flow to an app through the TUN
@@ -45,5 +46,29 @@ func TestCapture(t *testing.T) {
 	t.Logf("tcpdump -r (first lines):\n%.1500s", dump)
 	if n := strings.Count(string(dump), ".80: Flags [S]"); n < 1 || !strings.Contains(string(dump), ".80 > ") {
 		t.Fatalf("the capture lacks the flow to web.corp.test:80 both ways:\n%s", dump)
+	}
+}
+
+// TestSpeedTest: ztdiag -g moves its bytes through the lab's PoP to a
+// publisher, both ways, and says how fast.
+func TestSpeedTest(t *testing.T) {
+	requireE2E(t)
+	l := newLab(t)
+	l.script("agent-start")
+	t.Cleanup(func() { l.script("agent-stop") })
+	for _, dir := range []string{"download", "upload"} {
+		var out string
+		var code int
+		// The first probe round selects the publishers soon after start.
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			out, code = l.run("client", l.bin("ztdiag"), "--socket", l.sock(), "-g", dir, "-s", "20M")
+			if code == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if code != 0 || !strings.Contains(out, "Speed Test:: "+dir+" 20971520 bytes in ") {
+			t.Fatalf("-g %s: exit %d:\n%s", dir, code, out)
+		}
+		t.Logf("%s", strings.TrimSpace(out))
 	}
 }
