@@ -9,8 +9,10 @@ package netstack
 // How segmentation offloads look to a Tap: a large TCP segment the kernel
 // hands over whole (TSO, Linux with virtio-net headers) is one packet
 // larger than the MTU, with its IP lengths set to its whole size; a large
-// segment written whole (writeGSO) is one packet too, its TCP checksum
-// left to the kernel (the pseudo-header's sum: readers call it incorrect).
+// segment written whole (writeGSO) is one packet too. Where the kernel
+// completes the checksum (CHECKSUM_PARTIAL: packets from local sockets,
+// segments written whole), the packet holds the partial one, which readers
+// call incorrect, as on any interface with checksum offload.
 // Segments the writer cuts (addGSO) are seen one by one, before the device
 // may merge them again on their way into the kernel.
 type Tap func(out bool, p []byte)
