@@ -33,6 +33,9 @@ const (
 	defaultSnaplen  = 65535
 	captureMaxBytes = 100 << 20
 	captureQueue    = 4096
+	// captureQueueBytes bounds the bytes queued for the writer (large
+	// segments are up to 64 KiB each).
+	captureQueueBytes = 8 << 20
 )
 
 // captureState is the capture that runs or ran last, and the stack of the
@@ -46,8 +49,9 @@ type captureState struct {
 }
 
 type capturedPacket struct {
-	at time.Time
-	p  []byte
+	at      time.Time
+	p       []byte // cut to the snapshot length
+	origLen int
 }
 
 // capture is one capture. st's fixed fields are set before it starts; the
@@ -63,6 +67,7 @@ type capture struct {
 	over             atomic.Bool // the writer has ended: the tap discards
 	packets, dropped atomic.Int64
 	size             atomic.Int64
+	queued           atomic.Int64 // bytes in q
 	ended            time.Time
 	ending           string
 }
@@ -147,10 +152,16 @@ func (c *capture) tap(_ bool, p []byte) {
 	if c.over.Load() {
 		return
 	}
-	cp := capturedPacket{at: time.Now(), p: make([]byte, len(p), len(p))}
+	n := min(len(p), c.st.Snaplen)
+	if c.queued.Load()+int64(n) > captureQueueBytes {
+		c.dropped.Add(1)
+		return
+	}
+	cp := capturedPacket{at: time.Now(), p: make([]byte, n), origLen: len(p)}
 	copy(cp.p, p)
 	select {
 	case c.q <- cp:
+		c.queued.Add(int64(n))
 	default:
 		c.dropped.Add(1)
 	}
@@ -177,10 +188,11 @@ func (c *capture) loop() string {
 		case <-c.stop:
 			return "stopped"
 		case cp := <-c.q:
-			if c.size.Load()+pcap.RecordHeaderLen+int64(min(len(cp.p), c.st.Snaplen)) > c.st.MaxBytes {
+			c.queued.Add(-int64(len(cp.p)))
+			if c.size.Load()+pcap.RecordHeaderLen+int64(len(cp.p)) > c.st.MaxBytes {
 				return fmt.Sprintf("the size cap (%d MB) was reached", c.st.MaxBytes>>20)
 			}
-			n, err := c.pw.WritePacket(cp.at, cp.p)
+			n, err := c.pw.WriteCut(cp.at, cp.p, cp.origLen)
 			c.size.Add(int64(n))
 			if err != nil {
 				return "write error: " + err.Error()

@@ -61,13 +61,19 @@ func NewWriter(w io.Writer, snaplen int) (*Writer, error) {
 // WritePacket writes one packet captured at ts and returns the bytes it
 // added to the file.
 func (w *Writer) WritePacket(ts time.Time, p []byte) (int, error) {
+	return w.WriteCut(ts, p, len(p))
+}
+
+// WriteCut writes the first bytes p of a packet that was origLen bytes long
+// (a capturer that cut it to the snapshot length already).
+func (w *Writer) WriteCut(ts time.Time, p []byte, origLen int) (int, error) {
 	caplen := min(len(p), w.snaplen)
 	le := binary.LittleEndian
 	us := ts.UnixMicro()
 	le.PutUint32(w.rec[0:], uint32(us/1e6))
 	le.PutUint32(w.rec[4:], uint32(us%1e6))
 	le.PutUint32(w.rec[8:], uint32(caplen))
-	le.PutUint32(w.rec[12:], uint32(len(p)))
+	le.PutUint32(w.rec[12:], uint32(max(origLen, caplen)))
 	if _, err := w.w.Write(w.rec[:]); err != nil {
 		return 0, err
 	}

@@ -82,6 +82,18 @@ func TestWriterLayout(t *testing.T) {
 	}
 }
 
+func TestWriteCut(t *testing.T) {
+	var b bytes.Buffer
+	w, _ := NewWriter(&b, 100)
+	if _, err := w.WriteCut(time.Now(), make([]byte, 40), 1500); err != nil {
+		t.Fatal(err)
+	}
+	le := binary.LittleEndian
+	if caplen, orig := le.Uint32(b.Bytes()[32:]), le.Uint32(b.Bytes()[36:]); caplen != 40 || orig != 1500 {
+		t.Fatalf("caplen %d, len %d; want 40, 1500", caplen, orig)
+	}
+}
+
 func TestNewWriterSnaplen(t *testing.T) {
 	for _, n := range []int{0, -1, MaxSnaplen + 1} {
 		if _, err := NewWriter(&bytes.Buffer{}, n); !errors.Is(err, ErrSnaplen) {
