@@ -135,6 +135,7 @@ type Agent struct {
 	mdm      *platform.MDMPoller
 	settings settingsState  // the install parameters and effective settings; its own lock
 	steering steeringSwitch // `ztdiag -t`: steering turned off by an administrator; its own lock
+	capture  captureState   // `ztdiag -c`: the TUN capture; its own lock
 
 	// mu is the state lock: it guards the fields below, and is held only to
 	// read or change them, never across a lifecycle step.
@@ -207,6 +208,7 @@ func New(cfg Config) *Agent {
 	a := &Agent{cfg: cfg, log: cfg.Log, state: ctlapi.StateStopped, since: time.Now(),
 		mdm: platform.NewMDMPoller(cfg.MDM)}
 	a.settings.install = cfg.Params
+	a.steering.onExpire = a.steeringExpired
 	a.steering.load(cfg.StateDir, cfg.Log)
 	return a
 }
@@ -227,6 +229,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.run = r
 	a.setStateLocked(ctlapi.StateStarting, "")
 	a.mu.Unlock()
+	a.steering.arm()
 	started := make(chan error, 1)
 	go a.supervise(ctx, r, started) // r.done closes when it exits; Close waits for it
 	return <-started

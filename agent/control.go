@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -54,6 +55,8 @@ func (a *Agent) startControl(r *run) (*controlServer, error) {
 	mux.HandleFunc("POST "+ctlapi.PathLog, admin(a.serveSetLog))
 	mux.HandleFunc("POST "+ctlapi.PathBundle, admin(a.serveBundle))
 	mux.HandleFunc("POST "+ctlapi.PathSteering, admin(a.serveSteering))
+	mux.HandleFunc("POST "+ctlapi.PathCapture, admin(a.serveCapture))
+	mux.HandleFunc("POST "+ctlapi.PathSpeed, admin(waits(fixed(speedTestTimeout+time.Minute), a.serveSpeed)))
 	// Profiles for diagnosing a live agent (root only):
 	//   curl --unix-socket /run/ztagent/ztagent.sock http://x/debug/pprof/profile?seconds=10
 	mux.HandleFunc("/debug/pprof/", admin(waits(profileDeadline, pprof.Index)))

@@ -250,6 +250,7 @@ func (p *parts) startTUN(ctx context.Context, snap *steering.Snapshot) (err erro
 	}
 	owned = true
 	p.push("userspace stack and TUN device", p.stack.Close)
+	p.a.capture.attach(p.stack)
 	return nil
 }
 

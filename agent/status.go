@@ -18,6 +18,7 @@ func (a *Agent) Status() ctlapi.Status {
 	p := a.parts
 	a.mu.Unlock()
 	st.Log = a.logStatus()
+	st.Capture = a.capture.status()
 	if p == nil || (st.State != ctlapi.StateRunning && st.State != ctlapi.StateSuspended) {
 		return st
 	}

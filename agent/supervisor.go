@@ -356,8 +356,10 @@ func (a *Agent) persist(ad *adoption) error {
 // shutdown is Close's work on the supervisor: the parts, then the control
 // API.
 func (a *Agent) shutdown(r *run) error {
+	a.steering.stop() // no override code's expiry applies to parts going away
 	err := a.stopParts()
 	a.stopControl(r)
+	a.capture.stopCapture() // errNoCapture when none runs
 	a.finish(r)
 	a.log.Info("agent stopped")
 	return err

@@ -28,6 +28,8 @@ need=(
   dpkg-deb:dpkg
   file:file
   osslsigncode:osslsigncode
+  # ztdiag -c captures are read back by tcpdump -r in a test
+  tcpdump:tcpdump
 )
 missing=()
 for pair in "${need[@]}"; do

@@ -109,6 +109,10 @@ type ClientConfig struct {
 	// TamperPassword, when set, is the hash of the password an
 	// administrator must give to turn steering off (tamper.go).
 	TamperPassword string `json:"tamper_password,omitempty" yaml:"tamper_password,omitempty"`
+	// TamperOverrideKey, when set, is the public key that signs one-time
+	// override codes, each turning steering off on one device until its
+	// expiry (override.go).
+	TamperOverrideKey string `json:"tamper_override_key,omitempty" yaml:"tamper_override_key,omitempty"`
 }
 
 // Config is one complete steering configuration for one user on one device: the

@@ -101,6 +101,11 @@ func (ck *checked) checkClient(cl *ClientConfig) {
 			ck.errorf("client.tamper_password", "(hash)", "%v", err)
 		}
 	}
+	if k := cl.TamperOverrideKey; k != "" {
+		if _, err := parseOverrideKey(k); err != nil {
+			ck.errorf("client.tamper_override_key", k, "%v", err)
+		}
+	}
 	if cl.OnPremDetection != nil {
 		ck.checkOnPrem(cl.OnPremDetection)
 	}

@@ -73,6 +73,9 @@ type Status struct {
 	Steering *SteeringStatus `json:"steering,omitempty"`
 	// Network is what the agent found out about the network it is on.
 	Network NetworkStatus `json:"network"`
+	// Capture is the TUN capture that runs (`ztdiag -c`), or the last one;
+	// nil when none was started since the agent started.
+	Capture *CaptureStatus `json:"capture,omitempty"`
 }
 
 // NetworkStatus is the outcome of on-premises detection
@@ -382,15 +385,24 @@ type LogRequest struct {
 type SteeringStatus struct {
 	On    bool      `json:"on"`
 	Since time.Time `json:"since,omitempty"` // when it was turned off; zero while on
+	// Until is when the override code it was turned off with expires and
+	// the agent turns it on again; zero while on or off until enabled.
+	Until time.Time `json:"until,omitzero"`
 	Rule  string    `json:"rule"`
 	// Password says the tenant sets a tamper-protection password, which
 	// turning steering off needs.
 	Password bool `json:"password"`
+	// Codes says the tenant issues one-time override codes
+	// (client.tamper_override_key), with which steering is off until the
+	// code expires.
+	Codes bool `json:"codes,omitempty"`
 }
 
 // SteeringRequest turns steering on or off; Password is the tenant's
-// tamper-protection password, needed to turn it off when the tenant sets one.
+// tamper-protection password, needed to turn it off when the tenant sets one;
+// Code, instead, a one-time override code the tenant issued for this device.
 type SteeringRequest struct {
 	On       bool   `json:"on"`
 	Password string `json:"password,omitempty"`
+	Code     string `json:"code,omitempty"`
 }

@@ -303,6 +303,8 @@ func (p *Server) dispatch(w http.ResponseWriter, r *http.Request, peer *x509.Cer
 		p.serveProbe(w, r, peer, log)
 	case l7.IsSelection(r):
 		p.serveSelection(w, r, log)
+	case l7.IsSpeed(r):
+		p.serveSpeed(w, r, peer, log)
 	default:
 		l7.Refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
 	}

@@ -144,19 +144,8 @@ func (p *Server) serveProbe(w http.ResponseWriter, r *http.Request, peer *x509.C
 		l7.Refuse(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	allowed, err := p.cfg.AuthorizeApp(peer, app)
-	if err == nil && !slices.Contains(allowed, pub) {
-		err = errors.New("publisher " + pub + " does not serve app " + app)
-	}
-	if err != nil {
-		l7.Refuse(w, http.StatusForbidden, err.Error())
-		return
-	}
-	p.mu.Lock()
-	pc := p.onlineLocked(pub)
-	p.mu.Unlock()
+	pc := p.publisherFor(w, peer, app, pub)
 	if pc == nil {
-		l7.Refuse(w, http.StatusServiceUnavailable, "publisher "+pub+" is not online")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), l7.ProbeTimeout)
@@ -176,6 +165,57 @@ func (p *Server) serveProbe(w http.ResponseWriter, r *http.Request, peer *x509.C
 		log.Warn("publisher answered a probe with garbage", zap.String("publisher", pub), zap.Error(err))
 		l7.Refuse(w, http.StatusBadGateway, "publisher "+pub+" answered the probe with garbage")
 	}
+}
+
+// publisherFor returns the connection of publisher pub for a device's probe
+// or speed test of app: the device may use app, pub serves it and is
+// online. Otherwise it has answered w and returns nil.
+func (p *Server) publisherFor(w http.ResponseWriter, peer *x509.Certificate, app, pub string) *pubConn {
+	allowed, err := p.cfg.AuthorizeApp(peer, app)
+	if err == nil && !slices.Contains(allowed, pub) {
+		err = errors.New("publisher " + pub + " does not serve app " + app)
+	}
+	if err != nil {
+		l7.Refuse(w, http.StatusForbidden, err.Error())
+		return nil
+	}
+	p.mu.Lock()
+	pc := p.onlineLocked(pub)
+	p.mu.Unlock()
+	if pc == nil {
+		l7.Refuse(w, http.StatusServiceUnavailable, "publisher "+pub+" is not online")
+	}
+	return pc
+}
+
+// serveSpeed forwards a device's speed test to the publisher it names and
+// relays it both ways (see tunnel/l7's PathSpeed).
+func (p *Server) serveSpeed(w http.ResponseWriter, r *http.Request, peer *x509.Certificate, log *zap.Logger) {
+	app, pub, dir, n, err := l7.ParseSpeed(r)
+	if err != nil {
+		l7.Refuse(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	pc := p.publisherFor(w, peer, app, pub)
+	if pc == nil {
+		return
+	}
+	up, err := askPublisher(r.Context(), p.cfg.OpenTimeout, func(ctx context.Context) (*l7.Stream, error) {
+		return pc.cc.OpenSpeed(ctx, dohAuthority, app, pub, dir, n)
+	})
+	if refusedUpstream(w, "speed test", pc, err, log) {
+		return
+	}
+	defer up.Close()
+	stop := context.AfterFunc(r.Context(), func() { up.Close() })
+	defer stop()
+	w.WriteHeader(http.StatusOK)
+	flush := l7.Flusher(w)
+	if flush() != nil {
+		return
+	}
+	log.Debug("speed test", zap.String("publisher", pub), zap.String("direction", dir), zap.Int64("bytes", n))
+	relay(w, flush, r.Body, up)
 }
 
 // ProbeFailures counts the probes a publisher answered with garbage or not in

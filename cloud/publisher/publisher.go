@@ -165,6 +165,9 @@ func (p *Publisher) handle(w http.ResponseWriter, r *http.Request) {
 	case l7.IsProbe(r):
 		// The agent measures its RTT to this publisher through the PoP.
 		l7.AnswerProbe(w)
+	case l7.IsSpeed(r):
+		// A speed test: bytes to or from the agent, no target.
+		l7.ServeSpeed(w, r)
 	default:
 		l7.Refuse(w, http.StatusMethodNotAllowed, "unsupported request "+r.Method)
 	}

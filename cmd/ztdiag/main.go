@@ -10,6 +10,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
@@ -27,6 +28,8 @@ commands:
   update                          (or -u) fetch the config from the tenant now (root)
   version                         (or -v)
   tamper-hash < FILE              the client.tamper_password value for a password
+  tamper-key -o KEYFILE           a key pair for one-time override codes (client.tamper_override_key)
+  tamper-code --key KEYFILE --device ID --for 4h   issue an override code
   COMMAND --help                  a command's own flags
 nsdiag's flags:
   -f   status as "Key:: Value." lines     -n   private-access status
@@ -36,9 +39,12 @@ nsdiag's flags:
   -m MB     the agent's log file size at which it rotates (root)
   -o FILE [--anonymize]  diagnostics bundle (zip), secrets never in it (root)
   -r URL    timing of a request from this machine, as the agent steers it
-  -t enable|disable [--password P]  turn steering on or off (root; the tenant's password when it sets one)
+  -t enable|disable [--password P|--code C]  turn steering on or off (root; the tenant's password
+       or a one-time override code when it sets them; with a code, off until the code expires)
+  -c start [-o FILE.pcap] [-s SNAPLEN] | -c stop  capture the TUN's packets (pcap, root)
+  -g upload|download [-s SIZE] [--app ID]  speed test through the tunnel to a publisher (root)
   -v   version                            -h   this help
-  not supported yet (refused, exit status 1): -c, -p, -g
+  not supported yet (refused, exit status 1): -p
 exit status: 0 done, 1 failed, 2 bad usage or input, 3 the agent is not running,
 4 not permitted (needs root/administrator), 5 a regex match timed out
 flags:
@@ -74,6 +80,10 @@ var commands = map[string]command{
 	"version": cmdVersion,
 	// tamper-hash hashes a tamper-protection password for the tenant file.
 	"tamper-hash": cmdTamperHash,
+	// tamper-key and tamper-code make the tenant's override-code key and
+	// issue codes with it.
+	"tamper-key":  cmdTamperKey,
+	"tamper-code": cmdTamperCode,
 }
 
 // nsdiagFlag is one of nsdiag's flags: set when given, and the command it runs.
@@ -107,16 +117,24 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&logReq.MaxMB, "m", 0, "MB: the agent's log file size at which it rotates (root)")
 	var bundleFile string
 	var anonymize bool
-	fs.StringVar(&bundleFile, "o", "", "FILE: write the diagnostics bundle (zip) there (root)")
+	fs.StringVar(&bundleFile, "o", "", "FILE: write the diagnostics bundle (zip) there (root); with -c start, the capture file")
 	fs.BoolVar(&anonymize, "anonymize", false, "with -o: hide user names, host names and private addresses")
 	var requestURL string
 	fs.StringVar(&requestURL, "r", "", "URL: timing of a GET of URL from this machine, as the agent steers it")
 	var ro requestOptions
 	fs.DurationVar(&ro.timeout, "timeout", 30*time.Second, "with -r: give up after this long")
 	fs.BoolVar(&ro.insecure, "insecure", false, "with -r: do not verify the server's certificate")
-	var steeringArg, password string
+	var steeringArg, password, code string
 	fs.StringVar(&steeringArg, "t", "", "enable|disable: turn steering on or off (root; --password when the tenant sets one)")
 	fs.StringVar(&password, "password", "", "with -t disable: the tenant's tamper-protection password (or @FILE)")
+	fs.StringVar(&code, "code", "", "with -t disable: a one-time override code the tenant issued for this device (or @FILE)")
+	var captureArg string
+	var co captureOptions
+	fs.StringVar(&captureArg, "c", "", "start|stop: capture the TUN's packets into a pcap file (root; -o FILE, -s SNAPLEN)")
+	var sizeArg, speedArg, speedApp string
+	fs.StringVar(&sizeArg, "s", "", "with -c start: SNAPLEN, cut each captured packet to this many bytes (default 65535); with -g: SIZE, bytes to move (e.g. 10M; default 10M)")
+	fs.StringVar(&speedArg, "g", "", "upload|download: speed test through the tunnel to a publisher (root; -s SIZE, --app ID)")
+	fs.StringVar(&speedApp, "app", "", "with -g: the app whose selected publisher is tested (default: the first with one online)")
 	notYet := notYetFlags(fs)
 	// -h is defined here, not by the flag package, so that `ztdiag -f -h`
 	// is -f's help.
@@ -139,6 +157,33 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return cmdSetLog(ctx, e, logReq, args)
 		}})
 	}
+	if captureArg != "" {
+		co.file, bundleFile = bundleFile, ""
+		if anonymize {
+			return cli.Usagef("--anonymize goes with -o FILE alone, not with -c")
+		}
+		flags = append(flags, &nsdiagFlag{name: "c", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdCapture(ctx, e, captureArg, co, args)
+		}})
+		if sizeArg != "" {
+			n, err := strconv.Atoi(sizeArg)
+			if err != nil || n <= 0 {
+				return cli.Usagef("-s %q: want a snapshot length in bytes", sizeArg)
+			}
+			co.snaplen = n
+		}
+	}
+	if speedArg != "" {
+		flags = append(flags, &nsdiagFlag{name: "g", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdSpeed(ctx, e, speedArg, sizeArg, speedApp, args)
+		}})
+	}
+	switch {
+	case sizeArg != "" && captureArg == "" && speedArg == "":
+		return cli.Usagef("-s goes with -c start (SNAPLEN) or -g (SIZE)")
+	case speedApp != "" && speedArg == "":
+		return cli.Usagef("--app goes with -g")
+	}
 	if bundleFile != "" {
 		flags = append(flags, &nsdiagFlag{name: "o", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
 			return cmdBundle(ctx, e, bundleFile, anonymize, args)
@@ -153,7 +198,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if steeringArg != "" {
 		flags = append(flags, &nsdiagFlag{name: "t", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
-			return cmdSteering(ctx, e, steeringArg, password, args)
+			return cmdSteering(ctx, e, steeringArg, steeringSecrets{password: password, code: code}, args)
 		}})
 	}
 	var chosen []*nsdiagFlag

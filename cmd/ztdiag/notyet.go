@@ -11,9 +11,7 @@ import (
 // parser so that it is refused by name, "not supported yet", with exit
 // status 1: never taken for something else, never pretended.
 var notYet = []struct{ name, value, help string }{
-	{"c", "start|stop", "capture of the tunnel-side packets"},
 	{"p", "start|stop", "capture on the uplink"},
-	{"g", "upload|download", "speed test through the tunnel"},
 }
 
 // notYetFlags defines the flags of notYet in fs; the function returned

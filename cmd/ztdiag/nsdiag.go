@@ -64,7 +64,15 @@ func statusLines(st ctlapi.Status) []keyValue {
 		{"DNS", orDash(st.DNS.Mode)},
 		{"Tamper Protection", tamperRule(st.Steering)},
 		{"Log Level", logLevel(st.Log)},
+		{"Capture", captureState(st.Capture)},
 	}
+}
+
+func captureState(c *ctlapi.CaptureStatus) string {
+	if c == nil {
+		return "None"
+	}
+	return captureLine(*c)
 }
 
 // onPremState is on-premises detection's verdict and its reason; the reason
@@ -100,10 +108,19 @@ func tamperRule(sw *ctlapi.SteeringStatus) string {
 	if sw == nil {
 		return "-"
 	}
-	if sw.Password {
+	if sw.Password || sw.Codes {
 		return "On: " + sw.Rule
 	}
 	return "Off: " + sw.Rule
+}
+
+// offUntil says when steering turned off with an override code comes on
+// again; "" when it is off until enabled.
+func offUntil(sw *ctlapi.SteeringStatus) string {
+	if sw.Until.IsZero() {
+		return ""
+	}
+	return ", until " + sw.Until.Local().Format(time.RFC3339) + " when the override code expires"
 }
 
 func logLevel(ls *ctlapi.LogStatus) string {
@@ -126,7 +143,7 @@ func tunnelState(st ctlapi.Status) string {
 
 func clientState(st ctlapi.Status) string {
 	if sw := st.Steering; sw != nil && !sw.On {
-		return "Disabled (steering turned off by an administrator " + ago(sw.Since) + ")"
+		return "Disabled (steering turned off by an administrator " + ago(sw.Since) + offUntil(sw) + ")"
 	}
 	switch st.State {
 	case ctlapi.StateRunning:

@@ -53,9 +53,12 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 	if sw := st.Steering; sw != nil {
 		state := "on"
 		if !sw.On {
-			state = "OFF, turned off by an administrator " + ago(sw.Since)
+			state = "OFF, turned off by an administrator " + ago(sw.Since) + offUntil(sw)
 		}
 		fmt.Fprintf(w, "Steering:\t%s; %s\n", state, sw.Rule)
+	}
+	if c := st.Capture; c != nil {
+		fmt.Fprintf(w, "Capture:\t%s\n", captureLine(*c))
 	}
 	etag := st.Config.ETag
 	if etag == "" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/cmd/internal/cli"
@@ -14,16 +15,23 @@ import (
 	"github.com/ztagent/ztagent/steering"
 )
 
-const steeringUsage = `usage: ztdiag -t enable|disable [--password P|@FILE] [--json]
+const steeringUsage = `usage: ztdiag -t enable|disable [--password P|@FILE | --code C|@FILE] [--json]
 turn steering on or off (root). Off, the agent steers nothing: every flow goes
 direct and every name to the OS's resolvers, until it is turned on again (also
 across restarts). When the tenant sets a tamper-protection password
-(client.tamper_password), turning it off needs it.
+(client.tamper_password), turning it off needs it; when it issues one-time
+override codes (client.tamper_override_key), a code issued for this device
+does too, and steering is off until the code expires, when the agent turns
+it on again by itself.
 flags:
 `
 
+// steeringSecrets are what -t disable may need: the tenant's password or an
+// override code, each given as is or as @FILE.
+type steeringSecrets struct{ password, code string }
+
 // cmdSteering is nsdiag's -t.
-func cmdSteering(ctx context.Context, e *env, arg, password string, args []string) error {
+func cmdSteering(ctx context.Context, e *env, arg string, sec steeringSecrets, args []string) error {
 	if err := e.noArgs("-t", steeringUsage, args); err != nil {
 		return err
 	}
@@ -35,14 +43,24 @@ func cmdSteering(ctx context.Context, e *env, arg, password string, args []strin
 	default:
 		return cli.Usagef("-t %q: want enable or disable", arg)
 	}
-	if strings.HasPrefix(password, "@") {
-		s, err := tenantapi.ReadSecret(password)
-		if err != nil {
-			return cli.Usage(fmt.Errorf("--password: %w", err))
-		}
-		password = string(s)
+	if sec.password != "" && sec.code != "" {
+		return cli.Usagef("give --password or --code, not both")
 	}
-	st, err := e.c.SetSteering(ctx, ctlapi.SteeringRequest{On: on, Password: password})
+	req := ctlapi.SteeringRequest{On: on}
+	for _, s := range []struct {
+		flag, v string
+		to      *string
+	}{{"--password", sec.password, &req.Password}, {"--code", sec.code, &req.Code}} {
+		*s.to = s.v
+		if strings.HasPrefix(s.v, "@") {
+			b, err := tenantapi.ReadSecret(s.v)
+			if err != nil {
+				return cli.Usage(fmt.Errorf("%s: %w", s.flag, err))
+			}
+			*s.to = string(b)
+		}
+	}
+	st, err := e.c.SetSteering(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -50,7 +68,10 @@ func cmdSteering(ctx context.Context, e *env, arg, password string, args []strin
 		return e.printJSON(st)
 	}
 	state := "on"
-	if !st.On {
+	switch {
+	case !st.On && !st.Until.IsZero():
+		state = "off until " + st.Until.Local().Format(time.RFC3339) + " (the override code's expiry), then on again"
+	case !st.On:
 		state = "off"
 	}
 	fmt.Fprintf(e.out, "Steering:: %s.\nTamper Protection:: %s.\n", state, tamperRule(&st))

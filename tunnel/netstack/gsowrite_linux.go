@@ -76,6 +76,9 @@ func (w *batchWriter) writeGSO(pkt *stack.PacketBuffer) bool {
 		w.s.stats.droppedOut.Add(1)
 		return true
 	}
+	if tap := w.s.tapped(); tap != nil {
+		tap(true, p)
+	}
 	if _, err := w.raw.Write(buf); err != nil {
 		w.s.stats.droppedOut.Add(1)
 		if errors.Is(err, os.ErrClosed) {

@@ -177,8 +177,9 @@ type Stack struct {
 	// idleChanged is closed (and replaced) when SetIdleUDP changes the
 	// timeout, so that idle flows re-check theirs.
 	idleChanged  atomic.Pointer[chan struct{}]
-	lastWErr     atomic.Int64 // unix nanos of the last logged write error
-	lastEvictLog atomic.Int64 // unix nanos of the last logged eviction
+	lastWErr     atomic.Int64        // unix nanos of the last logged write error
+	lastEvictLog atomic.Int64        // unix nanos of the last logged eviction
+	tap          atomic.Pointer[Tap] // sees the TUN's packets (SetTap); nil when none
 
 	mu     sync.Mutex
 	closed bool

@@ -83,6 +83,11 @@ func (s *Stack) readLoop(batch int) {
 		n, err := s.dev.Read(bufs, sizes, tunOffset)
 		if n > 0 {
 			s.stats.packetsIn.Add(int64(n))
+			if tap := s.tapped(); tap != nil {
+				for i := range n {
+					tap(false, bufs[i][tunOffset:tunOffset+sizes[i]])
+				}
+			}
 			if d := s.link.dispatcherOrNil(); d != nil {
 				g.Dispatcher = d
 				for i := range n {
@@ -231,6 +236,12 @@ func (w *batchWriter) flush() {
 		return
 	}
 	n := len(w.out)
+	if tap := w.s.tapped(); tap != nil && !w.failed {
+		// Before the write: the device may merge packets in their buffers.
+		for _, b := range w.out {
+			tap(true, b[tunOffset:])
+		}
+	}
 	if !w.failed {
 		_, err := w.s.dev.Write(w.out, tunOffset)
 		switch {

@@ -95,6 +95,9 @@ func (s *Stack) injectRaw(d stack.NetworkDispatcher, b []byte) {
 		s.stats.droppedIn.Add(1)
 		return
 	}
+	if tap := s.tapped(); tap != nil {
+		tap(false, p)
+	}
 	if pkt := s.inboundPacket(p, valid); pkt != nil {
 		d.DeliverNetworkPacket(pkt.NetworkProtocolNumber, pkt)
 		pkt.DecRef()

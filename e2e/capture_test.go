@@ -1,0 +1,76 @@
+//go:build linux
+
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCapture: ztdiag -c start captures a flow to an app through the TUN
+// into a root-owned 0600 pcap file that tcpdump reads; -c stop ends it.
+func TestCapture(t *testing.T) {
+	requireE2E(t)
+	tcpdump, err := exec.LookPath("tcpdump")
+	if err != nil {
+		t.Skip("SKIPPED LOUDLY: tcpdump is not installed (scripts/deps.sh installs it)")
+	}
+	l := newLab(t)
+	l.script("agent-start")
+	t.Cleanup(func() { l.script("agent-stop") })
+	ztdiag := func(args ...string) string {
+		return l.must("client", append([]string{l.bin("ztdiag"), "--socket", l.sock()}, args...)...)
+	}
+	file := filepath.Join(l.dir, "tun.pcap")
+	if out := ztdiag("-c", "start", "-o", file, "-s", "128"); !strings.Contains(out, "Capture:: Running since") {
+		t.Fatalf("-c start: %s", out)
+	}
+	if out := ztdiag("-f"); !strings.Contains(out, "Capture:: Running since") || !strings.Contains(out, file) {
+		t.Fatalf("-f while capturing:\n%s", out)
+	}
+	l.must("client", "curl", "-sS", "--max-time", "10", "http://web.corp.test/")
+	out := ztdiag("-c", "stop")
+	if !strings.Contains(out, "Capture:: Ended (stopped)") {
+		t.Fatalf("-c stop: %s", out)
+	}
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("capture file: %v %v, want mode 0600", fi, err)
+	}
+	dump, err := exec.Command(tcpdump, "-n", "-r", file, "tcp port 80").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump -r: %v\n%s", err, dump)
+	}
+	t.Logf("tcpdump -r (first lines):\n%.1500s", dump)
+	if n := strings.Count(string(dump), ".80: Flags [S]"); n < 1 || !strings.Contains(string(dump), ".80 > ") {
+		t.Fatalf("the capture lacks the flow to web.corp.test:80 both ways:\n%s", dump)
+	}
+}
+
+// TestSpeedTest: ztdiag -g moves its bytes through the lab's PoP to a
+// publisher, both ways, and says how fast.
+func TestSpeedTest(t *testing.T) {
+	requireE2E(t)
+	l := newLab(t)
+	l.script("agent-start")
+	t.Cleanup(func() { l.script("agent-stop") })
+	for _, dir := range []string{"download", "upload"} {
+		var out string
+		var code int
+		// The first probe round selects the publishers soon after start.
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			out, code = l.run("client", l.bin("ztdiag"), "--socket", l.sock(), "-g", dir, "-s", "20M")
+			if code == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if code != 0 || !strings.Contains(out, "Speed Test:: "+dir+" 20971520 bytes in ") {
+			t.Fatalf("-g %s: exit %d:\n%s", dir, code, out)
+		}
+		t.Logf("%s", strings.TrimSpace(out))
+	}
+}
