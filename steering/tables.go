@@ -2,6 +2,7 @@ package steering
 
 import (
 	"cmp"
+	"math/bits"
 	"net/netip"
 	"slices"
 )
@@ -12,9 +13,19 @@ import (
 type rule struct {
 	app  int32 // index into Snapshot.apps; -1 for exceptions
 	next int32 // next rule with the same name (name chains only); -1 ends it
+	host int32 // index of the host in its list (the app's hosts or list)
+	list ruleList
 	kind HostKind
-	text string // `apps[2].hosts[0] "*.corp.test"`
 }
+
+// ruleList says which config list a rule's host comes from, for its text.
+type ruleList uint8
+
+const (
+	listAppHosts ruleList = iota
+	listExDomains
+	listExAddrs
+)
 
 // maxName is the longest name the matcher looks at (253 plus a trailing dot).
 const maxName = 254
@@ -175,6 +186,9 @@ func buildAddrTable(in []prefixRule) addrTable {
 	t.owner[0] = -1
 	t.addNodes(in)
 	t.sweep()
+	// The segments were appended to a guess at their number: keep only what
+	// is used (the table lives as long as its snapshot).
+	t.starts, t.owner = slices.Clone(t.starts), slices.Clone(t.owner)
 	return t
 }
 
@@ -263,7 +277,9 @@ func (t *addrTable) index(lo, hi u128) {
 	cp := x.leadingZeros()
 	t.coverBits = cp
 	t.coverLo = lo.andNot(hostMask(cp))
-	t.ibits = uint(min(maxIndexBits, 128-cp))
+	// About one bucket per segment: more buckets than segments would make
+	// few lookups shorter and cost 4 bytes each.
+	t.ibits = uint(min(maxIndexBits, 128-cp, bits.Len(uint(len(t.starts)))))
 	shift := uint(128-cp) - t.ibits
 	nb := 1 << t.ibits
 	t.buckets = make([]int32, nb+1)
