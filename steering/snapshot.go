@@ -16,7 +16,7 @@ type Snapshot struct {
 	apps     []compiledApp
 	byID     []int32 // indices into apps, sorted by app ID (IDs are unique)
 	rules    []rule
-	texts    []atomic.Pointer[string] // rule texts, made on first use (ruleText)
+	texts    []atomic.Pointer[textChunk] // rule texts by rule index / textChunkLen, made on first use (ruleText)
 	exNames  nameTable
 	appNames nameTable
 	exAddrs  [2]addrTable // [0] IPv4, [1] IPv6
@@ -80,7 +80,7 @@ func Compile(c *Config) (*Snapshot, error) {
 	s.buildExceptions(ck)
 	s.buildApps(ck)
 	s.buildPinned(ck)
-	s.texts = make([]atomic.Pointer[string], len(s.rules))
+	s.texts = make([]atomic.Pointer[textChunk], (len(s.rules)+textChunkLen-1)/textChunkLen)
 	s.cache.init()
 	return s, nil
 }
@@ -143,7 +143,15 @@ func (s *Snapshot) buildApps(ck *checked) {
 // 50,000 rules' texts would be megabytes that most lookups never need, and a
 // rule's second use does not allocate.
 func (s *Snapshot) ruleText(r int32) string {
-	if t := s.texts[r].Load(); t != nil {
+	c := s.texts[r/textChunkLen].Load()
+	if c == nil {
+		c = new(textChunk)
+		if !s.texts[r/textChunkLen].CompareAndSwap(nil, c) {
+			c = s.texts[r/textChunkLen].Load()
+		}
+	}
+	slot := &c[r%textChunkLen]
+	if t := slot.Load(); t != nil {
 		return *t
 	}
 	ru := &s.rules[r]
@@ -157,9 +165,16 @@ func (s *Snapshot) ruleText(r int32) string {
 		path, raw = "apps["+strconv.Itoa(int(ru.app))+"].hosts", s.cfg.Apps[ru.app].Hosts[ru.host]
 	}
 	t := path + "[" + strconv.Itoa(int(ru.host)) + "] " + strconv.Quote(raw)
-	s.texts[r].Store(&t)
+	slot.Store(&t)
 	return t
 }
+
+// textChunkLen is the number of rule texts in one chunk: chunks are made when
+// one of their rules first decides, so a snapshot whose rules are mostly
+// unused holds few.
+const textChunkLen = 256
+
+type textChunk [textChunkLen]atomic.Pointer[string]
 
 func (s *Snapshot) buildPinned(ck *checked) {
 	for i := range s.cfg.Exceptions.Pinned {
