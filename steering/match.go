@@ -260,11 +260,11 @@ func routePrefixes(apps, ex *[2]addrTable) []netip.Prefix {
 	for fam := range apps {
 		in := make([]netip.Prefix, 0, len(apps[fam].nodes))
 		var minus []netip.Prefix
-		for _, n := range apps[fam].nodes {
-			in = append(in, n.prefix)
+		for i := range apps[fam].nodes {
+			in = append(in, apps[fam].nodes[i].prefix())
 		}
-		for _, n := range ex[fam].nodes {
-			minus = append(minus, n.prefix)
+		for i := range ex[fam].nodes {
+			minus = append(minus, ex[fam].nodes[i].prefix())
 		}
 		out = append(out, subtractPrefixes(in, minus)...)
 	}

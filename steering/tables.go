@@ -163,9 +163,17 @@ type addrTable struct {
 const maxIndexBits = 16
 
 type addrNode struct {
-	prefix netip.Prefix
+	key    pkey  // the prefix, in the 128-bit space (netip.Prefix is twice the size)
 	parent int32 // enclosing node, -1 for none
 	head   int32 // first link (rule) for this prefix, in config order
+}
+
+// prefix returns the node's prefix as the config's family has it.
+func (n *addrNode) prefix() netip.Prefix {
+	if is4 := n.key.bits >= 96 && n.key.addr.hi == 0 && n.key.addr.lo>>32 == 0xffff; is4 {
+		return netip.PrefixFrom(n.key.addr.addr(true), int(n.key.bits)-96)
+	}
+	return netip.PrefixFrom(n.key.addr.addr(false), int(n.key.bits))
 }
 
 // addrLink chains the rules of one prefix. Address rules need their own chains
@@ -205,7 +213,7 @@ func (t *addrTable) addNodes(in []prefixRule) {
 		if !ok {
 			n = int32(len(t.nodes))
 			idx[k] = n
-			t.nodes = append(t.nodes, addrNode{prefix: pr.p, parent: -1, head: -1})
+			t.nodes = append(t.nodes, addrNode{key: k, parent: -1, head: -1})
 		}
 		t.links = append(t.links, addrLink{rule: pr.r, next: t.nodes[n].head})
 		t.nodes[n].head = int32(len(t.links) - 1)
@@ -223,8 +231,8 @@ func (t *addrTable) sweep() {
 	}
 	order := make([]bound, len(t.nodes))
 	for i, nd := range t.nodes {
-		lo, hi, b := prefixBounds(nd.prefix)
-		order[i] = bound{lo, hi, b, int32(i)}
+		lo, b := nd.key.addr, int(nd.key.bits)
+		order[i] = bound{lo, lo.or(hostMask(b)), b, int32(i)}
 	}
 	slices.SortFunc(order, func(a, b bound) int {
 		if a.lo != b.lo {
