@@ -3,6 +3,7 @@ package agent
 import (
 	"runtime/debug"
 	"runtime/metrics"
+	"sync/atomic"
 )
 
 // trimMin is the least heap memory held beyond the live heap that is worth a
@@ -18,9 +19,18 @@ var trimSamples = []string{
 	"/gc/heap/live:bytes",
 }
 
+// trimBase is the memory of heap objects right after the last trim: what was
+// live then. Memory is the process's, so this is too.
+var trimBase atomic.Uint64
+
 // trimMemory returns to the OS the heap memory the agent holds beyond its live
 // heap, when that is more than trimMin and a quarter of the live heap, and
-// reports whether it did. The runtime lets the heap grow to twice the live
+// reports whether it did. What it holds is the free heap memory not returned
+// yet, plus the objects beyond the live heap of the last collection, or beyond
+// what was live after the last trim when that is less: a large answer (the
+// status of 10,000 apps is megabytes of JSON) that was still being written at
+// the last collection counts as live for it, and without another collection
+// its garbage would stay resident. The runtime lets the heap grow to twice the live
 // heap (GOGC=100) and keeps what it grew to resident: an agent that compiled
 // a large config and set its routes once idles at twice the memory it uses
 // (81 MB with 10,000 apps, of a ~30 MB live heap). Reading the figures is
@@ -39,6 +49,9 @@ func trimMemory() bool {
 		}
 	}
 	free, objects, live := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
+	if base := trimBase.Load(); base > 0 && base < live {
+		live = base
+	}
 	held := free
 	if objects > live {
 		held += objects - live
@@ -47,5 +60,7 @@ func trimMemory() bool {
 		return false
 	}
 	debug.FreeOSMemory()
+	metrics.Read(s[1:2])
+	trimBase.Store(s[1].Value.Uint64())
 	return true
 }

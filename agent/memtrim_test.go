@@ -44,3 +44,25 @@ func TestTrimMemory(t *testing.T) {
 		t.Fatal("a trim with nothing to return forced a collection")
 	}
 }
+
+// TestTrimMemoryLiveAtLastGC checks that memory that was live at the last
+// collection and is garbage now (a large answer written during it) is
+// returned too.
+func TestTrimMemoryLiveAtLastGC(t *testing.T) {
+	trimMemory()
+	for range 64 {
+		sink = append(sink, make([]byte, 256<<10))
+	}
+	runtime.GC() // 16 MB live at this collection
+	sink = nil   // and garbage from here on, with no collection to see it
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if !trimMemory() {
+		t.Fatal("trimMemory kept 16 MB that were live at the last collection and are garbage now")
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if after.NumForcedGC == before.NumForcedGC || after.HeapAlloc > before.HeapAlloc-8<<20 {
+		t.Fatalf("no collection returned the garbage: heap %d → %d bytes", before.HeapAlloc, after.HeapAlloc)
+	}
+}
