@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync/atomic"
@@ -34,7 +35,7 @@ var trimBase atomic.Uint64
 // heap (GOGC=100) and keeps what it grew to resident: an agent that compiled
 // a large config and set its routes once idles at twice the memory it uses
 // (81 MB with 10,000 apps, of a ~30 MB live heap). Reading the figures is
-// cheap (no collection, no stop); the forced collection costs a few
+// cheap (no collection, no stop); the forced collections cost a few
 // milliseconds of CPU at 10,000 apps and happens only when garbage or free
 // memory has piled up, so an idle agent that trimmed once does not again.
 func trimMemory() bool {
@@ -59,6 +60,10 @@ func trimMemory() bool {
 	if held < trimMin || held < live/4 {
 		return false
 	}
+	// Two collections: what sync.Pools hold (encoding/json keeps its last
+	// encoder's buffer, megabytes after a large status) survives the first
+	// in the pools' victim caches.
+	runtime.GC()
 	debug.FreeOSMemory()
 	metrics.Read(s[1:2])
 	trimBase.Store(s[1].Value.Uint64())
