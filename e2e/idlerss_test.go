@@ -11,9 +11,10 @@ import (
 	"time"
 )
 
-// rssLimitKB is what TestIdleRSS10k allows: what the agent reaches, with a
-// margin for this shared machine (README, "Idle and offline cost").
-const rssLimitKB = 100 * 1024
+// rssLimitKB is what TestIdleRSS10k allows: what the agent reaches (36.7 MB
+// on 2026-11-30, 82.4 MB before that day's changes), with a margin for this
+// shared machine (README, "Idle and offline cost").
+const rssLimitKB = 45 * 1024
 
 // TestIdleRSS10k measures the idle agent, connected, with 10,000 apps of
 // 50,000 host patterns (like the steering benchmark's: two names, a wildcard,
