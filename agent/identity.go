@@ -104,6 +104,7 @@ func (p *parts) maintain(ctx context.Context) {
 			p.refreshUpstreams()
 			p.reauthTick(now)
 			p.sweepBypassCache(now)
+			trimMemory()
 			if p.ident.Load().id.NeedsRenewal(now) {
 				if err := p.renew(ctx); err != nil {
 					p.log.Warn("certificate renewal failed; will retry", zap.Error(err))

@@ -55,9 +55,16 @@ type selector struct {
 
 // selectionRound is one round's outcome, read-only once stored.
 type selectionRound struct {
-	at   time.Time
-	apps map[string][]ctlapi.PublisherStatus // by app ID
+	at time.Time
+	// byPubs holds the publishers' status by the apps' publisher lists
+	// (pubsKey): apps with the same publishers share one, and a tenant of
+	// 10,000 apps usually has a handful of lists, so the round is not a map
+	// of 10,000 apps kept for the agent's life (~2.6 MB).
+	byPubs map[string][]ctlapi.PublisherStatus
 }
+
+// pubsKey is the key of an app's publisher list.
+func pubsKey(a *steering.App) string { return strings.Join(a.Publishers, "\x00") }
 
 // markStale asks for a new round; cheap, and safe from any goroutine.
 func (s *selector) markStale() {
@@ -96,6 +103,9 @@ func (p *parts) selectLoop(ctx context.Context) {
 		sctx, cancel := context.WithTimeout(ctx, probeWait)
 		ss, err := p.l7.SyncSelection(sctx, sel, watch)
 		cancel()
+		// A round at 10,000 apps leaves megabytes of garbage (its maps, the
+		// JSON sent), and the first one ends the bring-up's burst.
+		trimMemory()
 		var staleC <-chan struct{}
 		wait := p.probeInterval()
 		switch {
@@ -146,32 +156,27 @@ func (p *parts) probeRound(ctx context.Context) (l7.Selection, []string) {
 		}
 	}
 	rtts := p.probeAll(ctx, via)
-	round := &selectionRound{at: time.Now(), apps: map[string][]ctlapi.PublisherStatus{}}
+	round := &selectionRound{at: time.Now(), byPubs: map[string][]ctlapi.PublisherStatus{}}
 	sel := l7.Selection{}
 	// Apps with the same publishers (often all of a tenant's) share one
 	// choice and one status: the choice depends on the publishers alone, and
 	// 10,000 apps need not hold 10,000 copies (~3 MB). Both are only read.
-	type choice struct {
-		chosen []string
-		status []ctlapi.PublisherStatus
-	}
-	memo := map[string]choice{}
+	chosen := map[string][]string{}
 	for _, a := range apps {
-		key := strings.Join(a.Publishers, "\x00")
-		c, ok := memo[key]
+		key := pubsKey(a)
+		c, ok := chosen[key]
 		if !ok {
 			in := make([]steering.PublisherRTT, 0, len(a.Publishers))
 			for _, pub := range a.Publishers {
 				in = append(in, rtts[pub].PublisherRTT)
 			}
-			c.chosen = steering.SelectPublishers(in)
-			c.status = publisherStatuses(rtts, a.Publishers, c.chosen)
-			memo[key] = c
+			c = steering.SelectPublishers(in)
+			chosen[key] = c
+			round.byPubs[key] = publisherStatuses(rtts, a.Publishers, c)
 		}
-		if len(c.chosen) > 0 {
-			sel[a.ID] = c.chosen
+		if len(c) > 0 {
+			sel[a.ID] = c
 		}
-		round.apps[a.ID] = c.status
 	}
 	var watch []string
 	for pub, r := range rtts {
@@ -296,5 +301,12 @@ func (p *parts) selectionStatus() (ctlapi.SelectionStatus, map[string][]ctlapi.P
 		return st, nil
 	}
 	st.Probed = r.at
-	return st, r.apps
+	apps := selectableApps(p.snap.Load().Config())
+	out := make(map[string][]ctlapi.PublisherStatus, len(apps))
+	for _, a := range apps {
+		if ps, ok := r.byPubs[pubsKey(a)]; ok {
+			out[a.ID] = ps
+		}
+	}
+	return st, out
 }

@@ -11,6 +11,11 @@ import (
 	"time"
 )
 
+// rssLimitKB is what TestIdleRSS10k allows: what the agent reaches (36.7 MB
+// on 2026-11-30, 82.4 MB before that day's changes), with a margin for this
+// shared machine (README, "Idle and offline cost").
+const rssLimitKB = 45 * 1024
+
 // TestIdleRSS10k measures the idle agent, connected, with 10,000 apps of
 // 50,000 host patterns (like the steering benchmark's: two names, a wildcard,
 // a CIDR and a range each, in 172.16.0.0/12 and fd00::/8, away from the lab's
@@ -23,9 +28,22 @@ func TestIdleRSS10k(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := newLabEnv(t, map[string]string{"ZT_TENANT": tenant})
-	l.script("agent-start") // returns once the tunnel is up
+	// ZT_AGENT_GOMEMLIMIT gives the agent alone a soft memory limit (Go's
+	// GOMEMLIMIT), to measure that trade-off (README).
+	var env map[string]string
+	if v := os.Getenv("ZT_AGENT_GOMEMLIMIT"); v != "" {
+		env = map[string]string{"GOMEMLIMIT": v}
+		t.Logf("agent with GOMEMLIMIT=%s", v)
+	}
+	if out, err := l.scriptOut(env, "agent-start"); err != nil { // returns once the tunnel is up
+		t.Fatalf("lab.sh agent-start: %v\n%s", err, out)
+	}
 	t.Cleanup(func() { l.script("agent-stop") })
 	pid := agentPID(t, l)
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Idle: nothing asks the agent anything (a status of 10,000 apps is
 	// megabytes of JSON, whose garbage would be measured too).
 	time.Sleep(30 * time.Second)
@@ -33,7 +51,8 @@ func TestIdleRSS10k(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("idle with 10,000 apps: RSS %.1f MB, %d goroutines", float64(s.rssKB)/1024, s.goroutines)
+	t.Logf("idle with 10,000 apps: RSS %.1f MB (%s), %d goroutines, %.2f s CPU in the 30 s idle",
+		float64(s.rssKB)/1024, rssParts(pid), s.goroutines, (s.cpu - cpu0).Seconds())
 	// Kept beside the labs' directories: the next test's lab replaces this one's.
 	saveProfile(t, l.sock(), "/debug/pprof/heap", filepath.Join(l.root, ".lab", "heap-10k.pprof"))
 	if stats, err := ctlGet(l.sock(), "/debug/pprof/heap?debug=1"); err == nil {
@@ -46,9 +65,25 @@ func TestIdleRSS10k(t *testing.T) {
 	}
 	// The goal is 25 MB (issue 15); this agent is not there yet (README,
 	// "Idle and offline cost"), so the test guards what it reaches.
-	if limit := 100 * 1024; s.rssKB > limit {
+	if limit := rssLimitKB; s.rssKB > limit {
 		t.Errorf("idle RSS with 10,000 apps %d kB, want ≤ %d kB", s.rssKB, limit)
 	}
+}
+
+// rssParts returns the anonymous and file-backed parts of a process's RSS
+// (the heap and the runtime's memory, against the binary's mapped pages).
+func rssParts(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "RssAnon:") || strings.HasPrefix(line, "RssFile:") {
+			parts = append(parts, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // tenant10k is the demo tenant with n more apps, steered to and allowed for

@@ -31,7 +31,7 @@ func (s *Snapshot) MatchEcho(addr netip.Addr, fqdn string) Decision {
 	if n, ok := normName(&buf, fqdn); fqdn != "" && ok {
 		name = buf[:n]
 		if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
-			return Decision{Action: Direct, Rule: s.rules[r].text, Reason: reasonExDomain}
+			return Decision{Action: Direct, Rule: s.ruleText(r), Reason: reasonExDomain}
 		}
 	}
 	if real {

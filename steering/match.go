@@ -36,7 +36,7 @@ func (s *Snapshot) MatchName(fqdn string) Decision {
 	}
 	name := buf[:n]
 	if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
-		return Decision{Action: Direct, Rule: s.rules[r].text, Reason: reasonExDomain}
+		return Decision{Action: Direct, Rule: s.ruleText(r), Reason: reasonExDomain}
 	}
 	if r := s.appNames.lookup(name, s.rules, nil); r >= 0 {
 		reason := reasonNameExact
@@ -50,7 +50,7 @@ func (s *Snapshot) MatchName(fqdn string) Decision {
 
 func (s *Snapshot) appDecision(r int32, reason string) Decision {
 	a := &s.apps[s.rules[r].app]
-	return Decision{Action: a.action, App: a.app, Rule: s.rules[r].text, Reason: reason}
+	return Decision{Action: a.action, App: a.app, Rule: s.ruleText(r), Reason: reason}
 }
 
 // MatchFlow decides a flow: exceptions first (the flow's name, then its
@@ -101,7 +101,7 @@ func (s *Snapshot) addrException(fam int, key u128) (Decision, bool) {
 	if n < 0 {
 		return Decision{}, false
 	}
-	return Decision{Action: Direct, Rule: s.rules[ex.links[ex.nodes[n].head].rule].text, Reason: reasonExAddr}, true
+	return Decision{Action: Direct, Rule: s.ruleText(ex.links[ex.nodes[n].head].rule), Reason: reasonExAddr}, true
 }
 
 // matchNamedFlow decides a flow that carries a name; see MatchFlow.
@@ -123,7 +123,7 @@ func (s *Snapshot) matchNamedFlow(f *Flow) Decision {
 	}
 	if name != nil {
 		if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
-			return Decision{Action: Direct, Rule: s.rules[r].text, Reason: reasonExDomain}
+			return Decision{Action: Direct, Rule: s.ruleText(r), Reason: reasonExDomain}
 		}
 	}
 	if real {
@@ -158,11 +158,7 @@ func (s *Snapshot) matchNamedFlow(f *Flow) Decision {
 // When none does, it returns the explanation and false.
 func (s *Snapshot) appByName(name []byte, proto Protocol, port uint16) (Decision, bool) {
 	apps := s.apps
-	var seen *rule // most specific rule for the name, whatever its ports
 	r := s.appNames.lookup(name, s.rules, func(r *rule) bool {
-		if seen == nil {
-			seen = r
-		}
 		return apps[r.app].admits(proto, port)
 	})
 	if r >= 0 {
@@ -172,8 +168,9 @@ func (s *Snapshot) appByName(name []byte, proto Protocol, port uint16) (Decision
 		}
 		return s.appDecision(r, reason), true
 	}
-	if seen != nil {
-		return Decision{Rule: seen.text, Reason: reasonNamePorts}, false
+	// The most specific rule for the name, whatever its ports.
+	if seen := s.appNames.lookup(name, s.rules, nil); seen >= 0 {
+		return Decision{Rule: s.ruleText(seen), Reason: reasonNamePorts}, false
 	}
 	return Decision{Reason: reasonNoName}, false
 }
@@ -194,7 +191,7 @@ func (s *Snapshot) appByAddr(fam int, key u128, proto Protocol, port uint16) (De
 			}
 		}
 	}
-	return Decision{Rule: s.rules[t.links[t.nodes[n].head].rule].text, Reason: reasonAddrPorts}, false
+	return Decision{Rule: s.ruleText(t.links[t.nodes[n].head].rule), Reason: reasonAddrPorts}, false
 }
 
 // applyPinned overrides a steered decision when the flow's owner matches a
@@ -258,16 +255,16 @@ func (s *Snapshot) pinnedResult(f *Flow, idx []int32) pinnedRes {
 
 // routePrefixes returns the apps' prefixes minus the address exceptions, as
 // minimal CIDRs, IPv4 first.
-func routePrefixes(apps [2][]prefixRule, ex [2]addrTable) []netip.Prefix {
+func routePrefixes(apps, ex *[2]addrTable) []netip.Prefix {
 	var out []netip.Prefix
 	for fam := range apps {
-		in := make([]netip.Prefix, 0, len(apps[fam]))
+		in := make([]netip.Prefix, 0, len(apps[fam].nodes))
 		var minus []netip.Prefix
-		for _, pr := range apps[fam] {
-			in = append(in, pr.p)
+		for i := range apps[fam].nodes {
+			in = append(in, apps[fam].nodes[i].prefix())
 		}
-		for _, n := range ex[fam].nodes {
-			minus = append(minus, n.prefix)
+		for i := range ex[fam].nodes {
+			minus = append(minus, ex[fam].nodes[i].prefix())
 		}
 		out = append(out, subtractPrefixes(in, minus)...)
 	}

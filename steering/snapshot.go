@@ -1,10 +1,12 @@
 package steering
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
+	"sync/atomic"
 )
 
 // Snapshot is a compiled, immutable config: the matcher every lookup uses. It is
@@ -12,8 +14,9 @@ import (
 type Snapshot struct {
 	cfg      *Config
 	apps     []compiledApp
-	byID     map[string]int
+	byID     []int32 // indices into apps, sorted by app ID (IDs are unique)
 	rules    []rule
+	texts    []atomic.Pointer[textChunk] // rule texts by rule index / textChunkLen, made on first use (ruleText)
 	exNames  nameTable
 	appNames nameTable
 	exAddrs  [2]addrTable // [0] IPv4, [1] IPv6
@@ -21,7 +24,6 @@ type Snapshot struct {
 	pinned   []pinnedRule
 	pinnedOS map[string][]int32 // OS → indices into pinned, config order
 	cache    pinnedCache
-	routes   []netip.Prefix
 	stub     netip.Prefix
 	fallbck  []netip.Prefix // client.stub_range_fallbacks
 	stub6    netip.Prefix
@@ -53,7 +55,7 @@ func Compile(c *Config) (*Snapshot, error) {
 	s := &Snapshot{
 		cfg:      cfg,
 		apps:     make([]compiledApp, len(cfg.Apps)),
-		byID:     make(map[string]int, len(cfg.Apps)),
+		byID:     make([]int32, len(cfg.Apps)),
 		pinnedOS: make(map[string][]int32),
 		stub:     ck.stub,
 		fallbck:  ck.fallbacks,
@@ -67,8 +69,9 @@ func Compile(c *Config) (*Snapshot, error) {
 			act = L3E
 		}
 		s.apps[i] = compiledApp{app: a, appPorts: ck.apps[i].appPorts, action: act}
-		s.byID[a.ID] = i
+		s.byID[i] = int32(i)
 	}
+	slices.SortFunc(s.byID, func(x, y int32) int { return cmp.Compare(cfg.Apps[x].ID, cfg.Apps[y].ID) })
 	n := len(ck.exDomains) + len(ck.exAddrs)
 	for i := range ck.apps {
 		n += len(ck.apps[i].hosts)
@@ -77,18 +80,16 @@ func Compile(c *Config) (*Snapshot, error) {
 	s.buildExceptions(ck)
 	s.buildApps(ck)
 	s.buildPinned(ck)
+	s.texts = make([]atomic.Pointer[textChunk], (len(s.rules)+textChunkLen-1)/textChunkLen)
 	s.cache.init()
 	return s, nil
 }
 
 // addRules appends one rule per spec and returns their (prefix, rule) pairs.
-func (s *Snapshot) addRules(app int32, path string, raw []string, specs []Host, pr *[2][]prefixRule) {
+func (s *Snapshot) addRules(app int32, list ruleList, specs []Host, pr *[2][]prefixRule) {
 	first := int32(len(s.rules))
 	for j, sp := range specs {
-		s.rules = append(s.rules, rule{
-			app: app, next: -1, kind: sp.Kind,
-			text: path + "[" + strconv.Itoa(j) + "] " + strconv.Quote(raw[j]),
-		})
+		s.rules = append(s.rules, rule{app: app, next: -1, host: int32(j), list: list, kind: sp.Kind})
 		for _, p := range sp.Prefixes {
 			fam := 0
 			if p.Addr().Is6() {
@@ -102,11 +103,11 @@ func (s *Snapshot) addRules(app int32, path string, raw []string, specs []Host, 
 func (s *Snapshot) buildExceptions(ck *checked) {
 	var pr [2][]prefixRule
 	base := int32(len(s.rules))
-	s.addRules(-1, "exceptions.domains", s.cfg.Exceptions.Domains, ck.exDomains, &pr)
+	s.addRules(-1, listExDomains, ck.exDomains, &pr)
 	for j := len(ck.exDomains) - 1; j >= 0; j-- {
 		s.exNames.add(s.rules, base+int32(j), ck.exDomains[j])
 	}
-	s.addRules(-1, "exceptions.addresses", s.cfg.Exceptions.Addresses, ck.exAddrs, &pr)
+	s.addRules(-1, listExAddrs, ck.exAddrs, &pr)
 	for f := range pr {
 		s.exAddrs[f] = buildAddrTable(pr[f])
 	}
@@ -122,7 +123,7 @@ func (s *Snapshot) buildApps(ck *checked) {
 	var names []named
 	for i := range s.cfg.Apps {
 		base := int32(len(s.rules))
-		s.addRules(int32(i), "apps["+strconv.Itoa(i)+"].hosts", s.cfg.Apps[i].Hosts, ck.apps[i].hosts, &pr)
+		s.addRules(int32(i), listAppHosts, ck.apps[i].hosts, &pr)
 		for j, sp := range ck.apps[i].hosts {
 			if sp.Kind.IsName() {
 				names = append(names, named{base + int32(j), sp})
@@ -135,8 +136,45 @@ func (s *Snapshot) buildApps(ck *checked) {
 	for f := range pr {
 		s.appAddrs[f] = buildAddrTable(pr[f])
 	}
-	s.routes = routePrefixes(pr, s.exAddrs)
 }
+
+// ruleText returns rule r as the config element it comes from, e.g.
+// `apps[2].hosts[0] "*.corp.test"`. The texts are made on first use and kept:
+// 50,000 rules' texts would be megabytes that most lookups never need, and a
+// rule's second use does not allocate.
+func (s *Snapshot) ruleText(r int32) string {
+	c := s.texts[r/textChunkLen].Load()
+	if c == nil {
+		c = new(textChunk)
+		if !s.texts[r/textChunkLen].CompareAndSwap(nil, c) {
+			c = s.texts[r/textChunkLen].Load()
+		}
+	}
+	slot := &c[r%textChunkLen]
+	if t := slot.Load(); t != nil {
+		return *t
+	}
+	ru := &s.rules[r]
+	var path, raw string
+	switch ru.list {
+	case listExDomains:
+		path, raw = "exceptions.domains", s.cfg.Exceptions.Domains[ru.host]
+	case listExAddrs:
+		path, raw = "exceptions.addresses", s.cfg.Exceptions.Addresses[ru.host]
+	default:
+		path, raw = "apps["+strconv.Itoa(int(ru.app))+"].hosts", s.cfg.Apps[ru.app].Hosts[ru.host]
+	}
+	t := path + "[" + strconv.Itoa(int(ru.host)) + "] " + strconv.Quote(raw)
+	slot.Store(&t)
+	return t
+}
+
+// textChunkLen is the number of rule texts in one chunk: chunks are made when
+// one of their rules first decides, so a snapshot whose rules are mostly
+// unused holds few.
+const textChunkLen = 256
+
+type textChunk [textChunkLen]atomic.Pointer[string]
 
 func (s *Snapshot) buildPinned(ck *checked) {
 	for i := range s.cfg.Exceptions.Pinned {
@@ -180,13 +218,17 @@ func WithStubRange(c *Config, stub netip.Prefix) *Config {
 
 // App returns the app with the given id, or nil.
 func (s *Snapshot) App(id string) *App {
-	if i, ok := s.byID[id]; ok {
-		return &s.cfg.Apps[i]
+	k, ok := slices.BinarySearchFunc(s.byID, id, func(i int32, id string) int { return cmp.Compare(s.cfg.Apps[i].ID, id) })
+	if !ok {
+		return nil
 	}
-	return nil
+	return &s.cfg.Apps[s.byID[k]]
 }
 
 // Prefixes returns the real prefixes of the apps' address, CIDR and range hosts,
 // minus the address exceptions, as minimal sorted CIDRs: the routes the agent
-// points into the TUN (the stub range is separate, see StubRange).
-func (s *Snapshot) Prefixes() []netip.Prefix { return slices.Clone(s.routes) }
+// points into the TUN (the stub range is separate, see StubRange). They are
+// computed on each call (a few milliseconds at 10,000 apps) rather than kept:
+// the agent asks when it sets its routes, and they are tens of thousands of
+// prefixes.
+func (s *Snapshot) Prefixes() []netip.Prefix { return routePrefixes(&s.appAddrs, &s.exAddrs) }

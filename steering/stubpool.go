@@ -95,6 +95,9 @@ func NewStubPool(cfg StubPoolConfig) (*StubPool, error) {
 	}
 	sp.index = make([]atomic.Pointer[stubChunk], (sp.size+(1<<chunkBits)-1)>>chunkBits)
 	sp.reserve(cfg.Reserved)
+	// Only the reserved offsets inside the pool are needed from here on; the
+	// list can be every app prefix (tens of thousands at 10,000 apps).
+	sp.cfg.Reserved = nil
 	return sp, nil
 }
 

@@ -2,6 +2,7 @@ package steering
 
 import (
 	"cmp"
+	"math/bits"
 	"net/netip"
 	"slices"
 )
@@ -12,9 +13,19 @@ import (
 type rule struct {
 	app  int32 // index into Snapshot.apps; -1 for exceptions
 	next int32 // next rule with the same name (name chains only); -1 ends it
+	host int32 // index of the host in its list (the app's hosts or list)
+	list ruleList
 	kind HostKind
-	text string // `apps[2].hosts[0] "*.corp.test"`
 }
+
+// ruleList says which config list a rule's host comes from, for its text.
+type ruleList uint8
+
+const (
+	listAppHosts ruleList = iota
+	listExDomains
+	listExAddrs
+)
 
 // maxName is the longest name the matcher looks at (253 plus a trailing dot).
 const maxName = 254
@@ -152,9 +163,17 @@ type addrTable struct {
 const maxIndexBits = 16
 
 type addrNode struct {
-	prefix netip.Prefix
+	key    pkey  // the prefix, in the 128-bit space (netip.Prefix is twice the size)
 	parent int32 // enclosing node, -1 for none
 	head   int32 // first link (rule) for this prefix, in config order
+}
+
+// prefix returns the node's prefix as the config's family has it.
+func (n *addrNode) prefix() netip.Prefix {
+	if is4 := n.key.bits >= 96 && n.key.addr.hi == 0 && n.key.addr.lo>>32 == 0xffff; is4 {
+		return netip.PrefixFrom(n.key.addr.addr(true), int(n.key.bits)-96)
+	}
+	return netip.PrefixFrom(n.key.addr.addr(false), int(n.key.bits))
 }
 
 // addrLink chains the rules of one prefix. Address rules need their own chains
@@ -175,6 +194,9 @@ func buildAddrTable(in []prefixRule) addrTable {
 	t.owner[0] = -1
 	t.addNodes(in)
 	t.sweep()
+	// The segments were appended to a guess at their number: keep only what
+	// is used (the table lives as long as its snapshot).
+	t.starts, t.owner = slices.Clone(t.starts), slices.Clone(t.owner)
 	return t
 }
 
@@ -191,7 +213,7 @@ func (t *addrTable) addNodes(in []prefixRule) {
 		if !ok {
 			n = int32(len(t.nodes))
 			idx[k] = n
-			t.nodes = append(t.nodes, addrNode{prefix: pr.p, parent: -1, head: -1})
+			t.nodes = append(t.nodes, addrNode{key: k, parent: -1, head: -1})
 		}
 		t.links = append(t.links, addrLink{rule: pr.r, next: t.nodes[n].head})
 		t.nodes[n].head = int32(len(t.links) - 1)
@@ -209,8 +231,8 @@ func (t *addrTable) sweep() {
 	}
 	order := make([]bound, len(t.nodes))
 	for i, nd := range t.nodes {
-		lo, hi, b := prefixBounds(nd.prefix)
-		order[i] = bound{lo, hi, b, int32(i)}
+		lo, b := nd.key.addr, int(nd.key.bits)
+		order[i] = bound{lo, lo.or(hostMask(b)), b, int32(i)}
 	}
 	slices.SortFunc(order, func(a, b bound) int {
 		if a.lo != b.lo {
@@ -263,7 +285,9 @@ func (t *addrTable) index(lo, hi u128) {
 	cp := x.leadingZeros()
 	t.coverBits = cp
 	t.coverLo = lo.andNot(hostMask(cp))
-	t.ibits = uint(min(maxIndexBits, 128-cp))
+	// About one bucket per segment: more buckets than segments would make
+	// few lookups shorter and cost 4 bytes each.
+	t.ibits = uint(min(maxIndexBits, 128-cp, bits.Len(uint(len(t.starts)))))
 	shift := uint(128-cp) - t.ibits
 	nb := 1 << t.ibits
 	t.buckets = make([]int32, nb+1)
