@@ -90,6 +90,7 @@ type Gateway struct {
 	amu    sync.Mutex                            // serialises writers of assocs
 	assocs atomic.Pointer[map[netip.Addr]*assoc] // by VPN address; readers never lock
 	hsem   chan struct{}                         // handshake slots
+	tunw   *l3e.TUNWriter                        // to cfg.TUN; nil without one
 	wg     sync.WaitGroup                        // handshakes and associations
 }
 
@@ -169,6 +170,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer cancel()
 	var loops sync.WaitGroup
 	if g.cfg.TUN != nil {
+		g.tunw = l3e.NewTUNWriter(g.cfg.TUN, func(n int) { g.stats.drops[dropTUN].Add(uint64(n)) })
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
@@ -182,14 +184,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}()
 	err := g.accept(ctx)
 	// Order: stop accepting (done), cancel handshakes, say bye to and close
-	// every association, wait for their goroutines, then close the TUN, which
-	// ends its reader.
+	// every association, wait for their goroutines, then stop the TUN writer
+	// and close the TUN, which ends its reader.
 	cancel()
 	for _, a := range *g.assocs.Load() {
 		a.close("gateway shutting down")
 	}
 	g.wg.Wait()
 	if g.cfg.TUN != nil {
+		g.tunw.Close()
 		g.cfg.TUN.Close()
 	}
 	loops.Wait()

@@ -70,6 +70,8 @@ type Client struct {
 	// cur is the association packets from the TUN go to (nil: none).
 	cur   atomic.Pointer[session]
 	stats clientCounters
+	// tunw writes the packets from the gateway to the TUN while Run runs.
+	tunw *TUNWriter
 
 	mu      sync.Mutex // guards state below
 	state   string
@@ -145,6 +147,7 @@ func (c *Client) setState(state string, err error) {
 func (c *Client) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	c.tunw = NewTUNWriter(c.cfg.TUN, func(n int) { c.stats.drops[dropTUN].Add(uint64(n)) })
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -153,11 +156,13 @@ func (c *Client) Run(ctx context.Context) error {
 	}()
 	c.loop(ctx)
 	// Order: the current association says bye and closes (its reader exits),
-	// then the TUN is closed, which ends the TUN reader.
+	// then the TUN writer stops and the TUN is closed, which ends the TUN
+	// reader.
 	if s := c.cur.Swap(nil); s != nil {
 		s.close("agent stopping")
 		s.wait()
 	}
+	c.tunw.Close()
 	cancel()
 	c.cfg.TUN.Close()
 	wg.Wait()

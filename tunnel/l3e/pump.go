@@ -94,10 +94,7 @@ func (c *Client) toTUN(s *session, buf []byte, n int) {
 		return
 	}
 	ClampMSS(pkt, st.t.MTU)
-	if _, err := c.cfg.TUN.Write([][]byte{buf[:tunOffset+n]}, tunOffset); err != nil {
-		c.stats.add(dropTUN)
-		return
-	}
+	c.tunw.Write(pkt)
 	c.stats.packetsIn.Add(1)
 	c.stats.bytesIn.Add(uint64(n))
 }
