@@ -73,6 +73,9 @@ perf_start() {
   perfpid=$!
 }
 perf_wait() { [ -z "$perfpid" ] || wait "$perfpid" || true; perfpid=; }
+# udp_errs NS: the datagrams a full socket receive buffer dropped in NS so far.
+udp_errs() { inns "$1" cat /proc/net/snmp | awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else print $c }'; }
+e0=$(udp_errs "$CLIENT") e1=$(udp_errs "$CLOUD")
 perf_start l3e-up
 measure l3e-up "$agent" "$gateway" -c 10.20.0.10 -p $PORT
 perf_wait
@@ -83,6 +86,7 @@ inns "$CLOUD" curl -sf http://127.0.0.1:8445/status | python3 -c '
 import json, sys
 d = {k: v for k, v in (json.load(sys.stdin).get("drops") or {}).items() if v}
 print("gateway drops:", d or "none")'
+echo "datagrams dropped at a full UDP receive buffer in the L3E runs: client $(( $(udp_errs "$CLIENT") - e0 )), cloud $(( $(udp_errs "$CLOUD") - e1 ))"
 kill "$(cat "$DIR/iperf3-l3e.pid")" 2>/dev/null || true
 
 python3 - "$HZ" "${R[direct-up]}" "${R[direct-down]}" "${R[wg-up]}" "${R[wg-down]}" \
