@@ -134,7 +134,8 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	lc := udp.ListenConfig{AcceptFilter: isClientHello}
+	lc := udp.ListenConfig{AcceptFilter: isClientHello,
+		ReadBufferSize: l3e.SocketBuffer, WriteBufferSize: l3e.SocketBuffer}
 	if g.ln, err = lc.Listen("udp", laddr); err != nil {
 		return nil, fmt.Errorf("gateway: listen on %s: %w", cfg.Addr, err)
 	}

@@ -14,6 +14,11 @@ const (
 	sockBatch = 32
 	// datagramSize is the largest datagram read: pion reads no larger one.
 	datagramSize = 8192
+	// SocketBuffer is the receive and send buffer both ends ask for (the
+	// kernel caps it at net.core.rmem_max and wmem_max): with the default
+	// 208 KiB a burst of a fast sender overflows it while pion decrypts,
+	// and TCP inside backs off at every loss.
+	SocketBuffer = 4 << 20
 )
 
 // batchRW is ipv4.PacketConn or ipv6.PacketConn (their Message is the same
@@ -49,6 +54,8 @@ func NewBatchConn(c net.Conn) net.Conn {
 	if !ok {
 		return c
 	}
+	u.SetReadBuffer(SocketBuffer) // best effort: capped by the system
+	u.SetWriteBuffer(SocketBuffer)
 	b := &BatchConn{Conn: c, rmsgs: make([]ipv4.Message, sockBatch), wmsgs: make([]ipv4.Message, sockBatch)}
 	if a, ok := u.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
 		b.pc = ipv6.NewPacketConn(u)
