@@ -78,6 +78,16 @@ const DefaultMTU = l3e.DefaultMTU
 // maxHandshakes bounds the handshakes in progress at once.
 const maxHandshakes = 64
 
+// sockBatch is the most datagrams one recvmmsg or sendmmsg moves. pion's
+// listener queues what associations write and sends a full batch at once, a
+// partial one when writeFlush has passed since the last send (its timer
+// ticks every writeFlush/2, busy or not): records to devices wait at most
+// that long.
+const (
+	sockBatch  = 32
+	writeFlush = 100 * time.Microsecond
+)
+
 // Gateway is a running gateway. Build it with New, run it with Run.
 type Gateway struct {
 	cfg   Config
@@ -135,7 +145,10 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	lc := udp.ListenConfig{AcceptFilter: isClientHello,
-		ReadBufferSize: l3e.SocketBuffer, WriteBufferSize: l3e.SocketBuffer}
+		ReadBufferSize: l3e.SocketBuffer, WriteBufferSize: l3e.SocketBuffer,
+		// recvmmsg and sendmmsg: see sockBatch.
+		Batch: udp.BatchIOConfig{Enable: true, ReadBatchSize: sockBatch,
+			WriteBatchSize: sockBatch, WriteBatchInterval: writeFlush}}
 	if g.ln, err = lc.Listen("udp", laddr); err != nil {
 		return nil, fmt.Errorf("gateway: listen on %s: %w", cfg.Addr, err)
 	}
