@@ -85,6 +85,7 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./steering/ ./tunnel/... ./dnsproxy/ ./enroll/... ./cloud/...
 	@scripts/bench.sh
 	@scripts/bench-dns.sh
+	@scripts/bench-l3e.sh
 
 FUZZTIME ?= 20s
 fuzz:

@@ -36,7 +36,6 @@ go build -trimpath -o bin/wireguard-go golang.zx2c4.com/wireguard
 [ -x bin/ttfb ] || go build -trimpath -o bin/ttfb ./e2e/ttfb
 
 CLIENT=$ZT_LAB-client CLOUD=$ZT_LAB-cloud CORP=$ZT_LAB-corp
-WGC=${ZT_LAB:0:8}-wgc WGS=${ZT_LAB:0:8}-wgs  # interface names (15 bytes at most)
 bgpids=()
 cleanup() {
   for p in ${bgpids[@]+"${bgpids[@]}"}; do kill "$p" 2>/dev/null || true; done
@@ -44,38 +43,12 @@ cleanup() {
 }
 trap cleanup EXIT
 ZT_LAB_NOAGENT=1 scripts/lab.sh up
-inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+. scripts/bench-lib.sh
 ip netns exec "$CORP" bin/ttfb serve 10.20.0.10:5202 >"$DIR/ttfb.log" 2>&1 & bgpids+=($!)
 if [ -z "$ONLY" ]; then
   inns "$CORP" iperf3 -s -D -B 10.20.0.10 --pidfile "$DIR/iperf3.pid2"
   for _ in $(seq 50); do inns "$CORP" ss -ltn | grep -q ':5201 ' && break; sleep 0.1; done
 fi
-
-# iperf ARGS...: one iperf3 run from the client; prints "Gbit/s bytes".
-iperf() { inns "$CLIENT" iperf3 -J -t "$SECS" "$@" | python3 -c '
-import json, sys
-r = json.load(sys.stdin)
-if "error" in r: sys.exit("iperf3: " + r["error"])
-s = r["end"]["sum_received"]
-print("%.3f %d" % (s["bits_per_second"] / 1e9, s["bytes"]))'; }
-# cpu_ticks PID...: user+system clock ticks used so far.
-cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }
-HZ=$(getconf CLK_TCK)
-# measure NAME "PIDS" "PIDS2" ARGS...: an iperf3 run with the CPU of two sets
-# of processes; sets R[NAME]="Gbit/s bytes cpu1 cpu2" (CPU in seconds).
-declare -A R
-measure() {
-  [ -z "$ONLY" ] || return 0
-  local name=$1 p1=$2 p2=$3; shift 3
-  local a0 b0 out
-  a0=$(cpu_ticks $p1); b0=$(cpu_ticks $p2)
-  out=$(iperf "$@")
-  R[$name]="$out $(( $(cpu_ticks $p1) - a0 )) $(( $(cpu_ticks $p2) - b0 ))"
-  echo "$name: ${out%% *} Gbit/s"
-}
-# real_pids PIDFILE...: setsid leaves the real processes as children of `ip
-# netns exec`; find them.
-real_pids() { for f in "$@"; do local p; p=$(cat "$f"); pgrep -P "$p" || echo "$p"; done; }
 
 echo "== direct: client -> corp, routed through the cloud namespace"
 inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=1
@@ -84,25 +57,12 @@ measure direct-down "" "" -c 10.20.0.10 -R
 ttfb_direct=$(inns "$CLIENT" bin/ttfb measure -n "$TTFB_N" 10.20.0.10:5202)
 
 echo "== wireguard-go: client <-> cloud, the cloud namespace forwarding to corp"
-umask 077; wg genkey >"$DIR/wgc.key"; wg genkey >"$DIR/wgs.key"; umask 022
-ip netns exec "$CLIENT" bin/wireguard-go -f "$WGC" >"$DIR/wgc.log" 2>&1 & wgc=$!; bgpids+=($wgc)
-ip netns exec "$CLOUD" bin/wireguard-go -f "$WGS" >"$DIR/wgs.log" 2>&1 & wgs=$!; bgpids+=($wgs)
-for _ in $(seq 50); do [ -S "/var/run/wireguard/$WGC.sock" ] && [ -S "/var/run/wireguard/$WGS.sock" ] && break; sleep 0.1; done
-inns "$CLOUD" wg set "$WGS" private-key "$DIR/wgs.key" listen-port 51820 \
-  peer "$(wg pubkey <"$DIR/wgc.key")" allowed-ips 10.99.0.2/32
-inns "$CLIENT" wg set "$WGC" private-key "$DIR/wgc.key" \
-  peer "$(wg pubkey <"$DIR/wgs.key")" endpoint 10.10.0.1:51820 allowed-ips 10.99.0.1/32,10.20.0.0/24
-inns "$CLOUD" ip addr add 10.99.0.1/24 dev "$WGS"
-inns "$CLOUD" ip link set "$WGS" up
-inns "$CLIENT" ip addr add 10.99.0.2/24 dev "$WGC"
-inns "$CLIENT" ip link set "$WGC" up
-inns "$CLIENT" ip route add 10.20.0.10/32 dev "$WGC"
-inns "$CORP" ip route add 10.99.0.0/24 via 10.20.0.1
+wg_start
 inns "$CLIENT" bin/ttfb measure -n 1 10.20.0.10:5202 >/dev/null  # the handshake
 ttfb_wg=$(inns "$CLIENT" bin/ttfb measure -n "$TTFB_N" 10.20.0.10:5202)
 measure wg-up "$wgc $wgs" "" -c 10.20.0.10
 measure wg-down "$wgc $wgs" "" -c 10.20.0.10 -R
-kill "$wgc" "$wgs"; wait "$wgc" "$wgs" 2>/dev/null || true
+wg_stop
 inns "$CLOUD" sysctl -qw net.ipv4.ip_forward=0
 
 echo "== agent: ztagent -> PoP -> publisher (iperf.corp.test:5201, by name)"

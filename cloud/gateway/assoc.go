@@ -256,13 +256,11 @@ func (g *Gateway) fromDevice(a *assoc, buf []byte, n int) {
 		}
 		return
 	}
-	if g.cfg.TUN == nil {
+	if g.tunw == nil {
 		g.stats.add(dropNoRoute)
 		return
 	}
-	if _, err := g.cfg.TUN.Write([][]byte{buf[:tunOffset+n]}, tunOffset); err != nil {
-		g.stats.add(dropTUN)
-	}
+	g.tunw.Write(pkt)
 }
 
 // toDevice sends rec (type byte and packet) to b.

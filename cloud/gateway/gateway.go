@@ -78,6 +78,16 @@ const DefaultMTU = l3e.DefaultMTU
 // maxHandshakes bounds the handshakes in progress at once.
 const maxHandshakes = 64
 
+// sockBatch is the most datagrams one recvmmsg or sendmmsg moves. pion's
+// listener queues what associations write and sends a full batch at once, a
+// partial one when writeFlush has passed since the last send (its timer
+// ticks every writeFlush/2, busy or not): records to devices wait at most
+// that long.
+const (
+	sockBatch  = 32
+	writeFlush = 100 * time.Microsecond
+)
+
 // Gateway is a running gateway. Build it with New, run it with Run.
 type Gateway struct {
 	cfg   Config
@@ -90,6 +100,7 @@ type Gateway struct {
 	amu    sync.Mutex                            // serialises writers of assocs
 	assocs atomic.Pointer[map[netip.Addr]*assoc] // by VPN address; readers never lock
 	hsem   chan struct{}                         // handshake slots
+	tunw   *l3e.TUNWriter                        // to cfg.TUN; nil without one
 	wg     sync.WaitGroup                        // handshakes and associations
 }
 
@@ -133,7 +144,11 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	lc := udp.ListenConfig{AcceptFilter: isClientHello}
+	lc := udp.ListenConfig{AcceptFilter: isClientHello,
+		ReadBufferSize: l3e.SocketBuffer, WriteBufferSize: l3e.SocketBuffer,
+		// recvmmsg and sendmmsg: see sockBatch.
+		Batch: udp.BatchIOConfig{Enable: true, ReadBatchSize: sockBatch,
+			WriteBatchSize: sockBatch, WriteBatchInterval: writeFlush}}
 	if g.ln, err = lc.Listen("udp", laddr); err != nil {
 		return nil, fmt.Errorf("gateway: listen on %s: %w", cfg.Addr, err)
 	}
@@ -169,6 +184,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer cancel()
 	var loops sync.WaitGroup
 	if g.cfg.TUN != nil {
+		g.tunw = l3e.NewTUNWriter(g.cfg.TUN, func(n int) { g.stats.drops[dropTUN].Add(uint64(n)) })
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
@@ -182,14 +198,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}()
 	err := g.accept(ctx)
 	// Order: stop accepting (done), cancel handshakes, say bye to and close
-	// every association, wait for their goroutines, then close the TUN, which
-	// ends its reader.
+	// every association, wait for their goroutines, then stop the TUN writer
+	// and close the TUN, which ends its reader.
 	cancel()
 	for _, a := range *g.assocs.Load() {
 		a.close("gateway shutting down")
 	}
 	g.wg.Wait()
 	if g.cfg.TUN != nil {
+		g.tunw.Close()
 		g.cfg.TUN.Close()
 	}
 	loops.Wait()

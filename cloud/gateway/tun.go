@@ -14,7 +14,7 @@ func (g *Gateway) readTUN() {
 	l3e.ReadTUN(g.cfg.TUN, func(rec []byte) bool {
 		g.fromTUN(rec)
 		return true
-	})
+	}, nil)
 }
 
 // fromTUN sends rec (a free byte, then the packet) to the device that owns

@@ -70,6 +70,11 @@ type Client struct {
 	// cur is the association packets from the TUN go to (nil: none).
 	cur   atomic.Pointer[session]
 	stats clientCounters
+	// tunw writes the packets from the gateway to the TUN while Run runs.
+	tunw *TUNWriter
+	// held is the socket the TUN reader's batch is queued on (only that
+	// goroutine touches it).
+	held *BatchConn
 
 	mu      sync.Mutex // guards state below
 	state   string
@@ -145,6 +150,7 @@ func (c *Client) setState(state string, err error) {
 func (c *Client) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	c.tunw = NewTUNWriter(c.cfg.TUN, func(n int) { c.stats.drops[dropTUN].Add(uint64(n)) })
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -153,11 +159,13 @@ func (c *Client) Run(ctx context.Context) error {
 	}()
 	c.loop(ctx)
 	// Order: the current association says bye and closes (its reader exits),
-	// then the TUN is closed, which ends the TUN reader.
+	// then the TUN writer stops and the TUN is closed, which ends the TUN
+	// reader.
 	if s := c.cur.Swap(nil); s != nil {
 		s.close("agent stopping")
 		s.wait()
 	}
+	c.tunw.Close()
 	cancel()
 	c.cfg.TUN.Close()
 	wg.Wait()
@@ -259,11 +267,11 @@ func jitter(d time.Duration) time.Duration {
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	hctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
 	defer cancel()
-	conn, err := c.handshake(hctx)
+	conn, bc, err := c.handshake(hctx)
 	if err != nil {
 		return nil, err
 	}
-	s := newSession(c, conn)
+	s := newSession(c, conn, bc)
 	select {
 	case <-s.ready:
 		return s, nil
@@ -276,18 +284,21 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	}
 }
 
-// handshake dials the gateway and completes a DTLS handshake.
-func (c *Client) handshake(ctx context.Context) (*dtls.Conn, error) {
+// handshake dials the gateway and completes a DTLS handshake. The socket is
+// a BatchConn (nil when Dial gave something else than a UDP socket).
+func (c *Client) handshake(ctx context.Context) (*dtls.Conn, *BatchConn, error) {
 	raw, err := c.cfg.Dial(ctx, "udp", c.cfg.Gateway)
 	if err != nil {
-		return nil, fmt.Errorf("l3e: dial %s: %w", c.cfg.Gateway, err)
+		return nil, nil, fmt.Errorf("l3e: dial %s: %w", c.cfg.Gateway, err)
 	}
-	conn, err := dtls.ClientWithContext(ctx, CountRecords(raw, &c.stats.records), c.conf)
+	bconn := NewBatchConn(raw)
+	bc, _ := bconn.(*BatchConn)
+	conn, err := dtls.ClientWithContext(ctx, CountRecords(bconn, &c.stats.records), c.conf)
 	if err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("l3e: handshake with %s: %w", c.cfg.Gateway, err)
+		return nil, nil, fmt.Errorf("l3e: handshake with %s: %w", c.cfg.Gateway, err)
 	}
-	return conn, nil
+	return conn, bc, nil
 }
 
 // Handshake dials addr and completes a DTLS handshake with the device's

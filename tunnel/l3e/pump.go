@@ -13,15 +13,27 @@ func (c *Client) readTUN(ctx context.Context) {
 	ReadTUN(c.cfg.TUN, func(rec []byte) bool {
 		c.fromTUN(rec)
 		return ctx.Err() == nil
-	})
+	}, c.flushHeld)
+}
+
+// flushHeld sends what the association written to during the last TUN batch
+// has queued (one sendmmsg), at the end of each batch.
+func (c *Client) flushHeld() {
+	if c.held != nil {
+		if err := c.held.Flush(); err != nil {
+			c.stats.add(dropSend)
+		}
+		c.held = nil
+	}
 }
 
 // ReadTUN reads dev's packets in batches and hands each to handle as a
 // record: one free byte (for the record type), then the packet; handle may
-// keep nothing of it and returns false to stop. ReadTUN returns when dev
+// keep nothing of it and returns false to stop. batchDone (if not nil) is
+// called after the last packet of each batch. ReadTUN returns when dev
 // fails, which means it was closed: too many segments loses part of one GRO
 // batch and goes on. The gateway's and the client's TUNs are read this way.
-func ReadTUN(dev tun.Device, handle func(rec []byte) bool) {
+func ReadTUN(dev tun.Device, handle func(rec []byte) bool, batchDone func()) {
 	n := max(1, dev.BatchSize())
 	bufs := make([][]byte, n)
 	sizes := make([]int, n)
@@ -34,6 +46,9 @@ func ReadTUN(dev tun.Device, handle func(rec []byte) bool) {
 			if !handle(bufs[i][tunOffset-1 : tunOffset+sizes[i]]) {
 				return
 			}
+		}
+		if batchDone != nil {
+			batchDone()
 		}
 		if err != nil && !errors.Is(err, tun.ErrTooManySegments) {
 			return
@@ -62,6 +77,11 @@ func (c *Client) fromTUN(rec []byte) {
 	}
 	ClampMSS(pkt, st.t.MTU)
 	rec[0] = TypePacket
+	if s.bc != nil && c.held != s.bc {
+		c.flushHeld()
+		s.bc.Hold()
+		c.held = s.bc
+	}
 	if _, err := s.conn.Write(rec); err != nil {
 		c.stats.add(dropSend)
 		return
@@ -94,10 +114,7 @@ func (c *Client) toTUN(s *session, buf []byte, n int) {
 		return
 	}
 	ClampMSS(pkt, st.t.MTU)
-	if _, err := c.cfg.TUN.Write([][]byte{buf[:tunOffset+n]}, tunOffset); err != nil {
-		c.stats.add(dropTUN)
-		return
-	}
+	c.tunw.Write(pkt)
 	c.stats.packetsIn.Add(1)
 	c.stats.bytesIn.Add(uint64(n))
 }

@@ -25,6 +25,7 @@ const defaultKeepalive = 10 * time.Second
 type session struct {
 	c       *Client
 	conn    *dtls.Conn
+	bc      *BatchConn // conn's socket (nil: not a UDP socket)
 	start   time.Time
 	ready   chan struct{} // closed at the first valid template
 	done    chan struct{} // closed when the reader has exited
@@ -47,8 +48,8 @@ type sessionTemplate struct {
 	raw    []byte
 }
 
-func newSession(c *Client, conn *dtls.Conn) *session {
-	s := &session{c: c, conn: conn, start: time.Now(), ready: make(chan struct{}), done: make(chan struct{})}
+func newSession(c *Client, conn *dtls.Conn, bc *BatchConn) *session {
+	s := &session{c: c, conn: conn, bc: bc, start: time.Now(), ready: make(chan struct{}), done: make(chan struct{})}
 	s.last.Store(time.Now().UnixNano())
 	go func() { // owned by s: s.wait waits for it
 		defer close(s.done)
