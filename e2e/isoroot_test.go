@@ -189,14 +189,20 @@ func (r *isoRoot) must(env []string, command string) string {
 }
 
 // changed lists the paths in the upper layer whose name contains s: what
-// the test left in the copy.
+// the test left in the copy. A whiteout (a character device 0/0: the copy
+// deleted a file or directory the host has, e.g. a /var/log/ztagent of the
+// host's own) is not something left.
 func (r *isoRoot) changed(s string) []string {
 	var found []string
 	up := r.upper()
-	filepath.Walk(up, func(p string, _ os.FileInfo, err error) error {
-		if err == nil && strings.Contains(filepath.Base(p), s) {
-			found = append(found, strings.TrimPrefix(p, up))
+	filepath.Walk(up, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !strings.Contains(filepath.Base(p), s) {
+			return nil
 		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode()&os.ModeCharDevice != 0 && st.Rdev == 0 {
+			return nil
+		}
+		found = append(found, strings.TrimPrefix(p, up))
 		return nil
 	})
 	return found
