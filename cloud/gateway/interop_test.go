@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -79,7 +78,7 @@ func runSClient(t *testing.T, args []string, done func() bool) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out l3etest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -96,23 +95,6 @@ func runSClient(t *testing.T, args []string, done func() bool) string {
 		t.Fatalf("openssl %s: condition not met:\n%s", strings.Join(args, " "), out.String())
 	}
 	return out.String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A relay between device and gateway replays every datagram the device sends

@@ -1,7 +1,6 @@
 package l3e
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,9 +15,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/ztagent/ztagent/tunnel/l3e/l3etest"
 )
 
 // testPKI is a CA with one server and one client certificate.
@@ -81,7 +81,7 @@ func TestOpenSSLServer(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "openssl", "s_server", "-dtls1_2", "-accept", "127.0.0.1:"+port,
 		"-cert", filepath.Join(dir, "srv.pem"), "-key", filepath.Join(dir, "srv.key"),
 		"-CAfile", filepath.Join(dir, "ca.pem"), "-Verify", "1", "-verify_return_error")
-	var out lockedBuffer
+	var out l3etest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	stdin, err := cmd.StdinPipe() // s_server stops at the end of its input
 	if err != nil {
@@ -130,21 +130,4 @@ func freeUDPPort(t *testing.T) string {
 	defer pc.Close()
 	_, port, _ := net.SplitHostPort(pc.LocalAddr().String())
 	return port
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
