@@ -10,8 +10,9 @@ import (
 // route of the main table changed (the default route moving to another
 // uplink, a VPN adding routes), on an interface other than the ones it was
 // told to ignore (the agent's own TUN device, whose routes the agent changes
-// itself). The Linux monitor subscribes to netlink route and address
-// notifications, so a change is known at once; Windows and macOS poll.
+// itself). Each OS's monitor subscribes to the OS's notifications (netlink
+// on Linux, the routing socket on macOS, the IP Helper's change callbacks on
+// Windows), so a change is known at once (notifyMonitor).
 type NetMonitor interface {
 	// Changes receives a value after the network changed. A burst (an
 	// interface coming up with its addresses and routes) is reported once,
@@ -31,7 +32,6 @@ const (
 )
 
 // ErrNetMonitorUnsupported is returned by NewNetMonitor on an OS whose
-// monitor is not written (neither Linux, nor Windows or macOS, which poll:
-// netmon_poll.go). The agent then notices a network change by its
-// keepalives alone.
+// monitor is not written (neither Linux, Windows nor macOS). The agent then
+// notices a network change by its keepalives alone.
 var ErrNetMonitorUnsupported = errors.New("network change monitoring is not implemented on this OS yet")

@@ -5,142 +5,26 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
-// netlinkMonitor is the Linux NetMonitor. Netlink notifications only say
-// that something changed; after a burst settles the monitor reads the
-// addresses and the main routing table and reports a change only if what
-// matters differs from the last report (netState), so the agent's own route
-// updates on its TUN device, address lifetimes being refreshed and the like
-// cost nothing.
-type netlinkMonitor struct {
-	ignore  map[string]bool
-	log     *zap.Logger
-	changes chan struct{}
-	stop    chan struct{}
-	done    chan struct{} // closed when run has exited
-}
-
-// NewNetMonitor subscribes to the kernel's route and address notifications.
-// Changes on the interfaces named in ignore are not reported.
+// NewNetMonitor subscribes to the kernel's route and address notifications
+// (a notifyMonitor over netlink). Changes on the interfaces named in ignore
+// are not reported.
 func NewNetMonitor(ignore []string, log *zap.Logger) (NetMonitor, error) {
-	if log == nil {
-		log = zap.NewNop()
-	}
-	m := &netlinkMonitor{
-		ignore:  make(map[string]bool),
-		log:     log.Named("netmon"),
-		changes: make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-	}
+	skip := make(map[string]bool)
 	for _, name := range ignore {
-		m.ignore[name] = true
+		skip[name] = true
 	}
-	sub, err := subscribeNet()
-	if err != nil {
-		return nil, err
-	}
-	last, err := m.state()
-	if err != nil {
-		sub.close()
-		return nil, err
-	}
-	go m.run(sub, last)
-	return m, nil
+	return newNotifyMonitor(func() (string, error) { return readNetlinkState(skip) }, subscribeNet, log)
 }
 
-func (m *netlinkMonitor) Changes() <-chan struct{} { return m.changes }
-
-func (m *netlinkMonitor) Close() error {
-	select {
-	case <-m.stop:
-	default:
-		close(m.stop)
-	}
-	<-m.done
-	return nil
-}
-
-// run waits for notifications, lets each burst settle, and reports a change
-// when the network state differs from the last one reported.
-func (m *netlinkMonitor) run(sub *netSub, last string) {
-	defer close(m.done)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var burst time.Time // when the burst being settled began; zero when none
-	notified := func() {
-		now := time.Now()
-		if burst.IsZero() {
-			burst = now
-		}
-		timer.Reset(min(NetSettle, burst.Add(netSettleMax).Sub(now)))
-	}
-	for {
-		select {
-		case <-m.stop:
-			timer.Stop()
-			if sub != nil {
-				sub.close()
-			}
-			return
-		case _, ok := <-sub.routeCh():
-			if !ok {
-				sub = m.resubscribe(sub)
-			}
-			notified()
-		case _, ok := <-sub.addrCh():
-			if !ok {
-				sub = m.resubscribe(sub)
-			}
-			notified()
-		case <-timer.C:
-			burst = time.Time{}
-			if sub == nil { // resubscribing failed: try again
-				sub = m.resubscribe(nil)
-				notified()
-			}
-			cur, err := m.state()
-			if err != nil {
-				m.log.Warn("read the network configuration", zap.Error(err))
-				continue
-			}
-			if cur == last {
-				continue
-			}
-			m.log.Info("network changed", zap.String("now", cur))
-			last = cur
-			select {
-			case m.changes <- struct{}{}:
-			default: // one is waiting already
-			}
-		}
-	}
-}
-
-// resubscribe replaces a subscription the kernel ended (its socket overflowed
-// during a flood of changes: some were lost, so the state is read again). On
-// failure it returns nil, and run tries again when the timer fires.
-func (m *netlinkMonitor) resubscribe(old *netSub) *netSub {
-	if old != nil {
-		old.close()
-		m.log.Warn("netlink subscription lost; subscribing again")
-	}
-	sub, err := subscribeNet()
-	if err != nil {
-		m.log.Warn("netlink subscription", zap.Error(err))
-		return nil
-	}
-	return sub
-}
-
-// state reads what netState compares.
-func (m *netlinkMonitor) state() (string, error) {
+// readNetlinkState reads what netState compares: the addresses and the main
+// routing table.
+func readNetlinkState(ignore map[string]bool) (string, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return "", fmt.Errorf("list interfaces: %w", err)
@@ -157,7 +41,7 @@ func (m *netlinkMonitor) state() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("list routes: %w", err)
 	}
-	return netState(names, addrs, routes, m.ignore), nil
+	return netState(names, addrs, routes, ignore), nil
 }
 
 // netState describes, one sorted line each, the global addresses and the
@@ -201,68 +85,91 @@ func isDefault(n *net.IPNet) bool {
 	return ones == 0
 }
 
-// netSub is one subscription to route and address notifications.
+// netSub is one subscription to route and address notifications: netlink's
+// goroutines feed routes and addrs; forward turns them into Events.
 type netSub struct {
 	routes chan netlink.RouteUpdate
 	addrs  chan netlink.AddrUpdate
 	done   chan struct{}
+	events notifyChan
+	exited chan struct{} // closed when forward has returned
 }
 
 // subscribeBuffer is the receive buffer asked for on each netlink socket:
 // the agent itself may add thousands of routes at once (the kernel caps it
-// at net.core.rmem_max; an overflow ends the subscription and run renews it).
+// at net.core.rmem_max; an overflow ends the subscription and the monitor
+// renews it).
 const subscribeBuffer = 1 << 20
 
-func subscribeNet() (*netSub, error) {
+func subscribeNet() (netNotifier, error) {
 	s := &netSub{
 		routes: make(chan netlink.RouteUpdate, 64),
 		addrs:  make(chan netlink.AddrUpdate, 64),
 		done:   make(chan struct{}),
+		events: newNotifyChan(),
+		exited: make(chan struct{}),
 	}
 	if err := netlink.RouteSubscribeWithOptions(s.routes, s.done, netlink.RouteSubscribeOptions{ReceiveBufferSize: subscribeBuffer}); err != nil {
 		close(s.done)
 		return nil, fmt.Errorf("subscribe to route changes: %w", err)
 	}
 	if err := netlink.AddrSubscribeWithOptions(s.addrs, s.done, netlink.AddrSubscribeOptions{ReceiveBufferSize: subscribeBuffer}); err != nil {
-		s.addrs = nil
-		s.close()
+		close(s.done)
+		drain(s.routes)
 		return nil, fmt.Errorf("subscribe to address changes: %w", err)
 	}
+	go s.forward()
 	return s, nil
 }
 
-// routeCh and addrCh are the channels to select on; nil (never ready) for a
-// nil subscription.
-func (s *netSub) routeCh() <-chan netlink.RouteUpdate {
-	if s == nil {
-		return nil
-	}
-	return s.routes
-}
+func (s *netSub) Events() <-chan struct{} { return s.events }
 
-func (s *netSub) addrCh() <-chan netlink.AddrUpdate {
-	if s == nil {
-		return nil
-	}
-	return s.addrs
-}
-
-// close ends the subscription: it closes the sockets and drains the
-// channels until netlink's goroutines, which may be blocked sending on them,
-// have closed them.
-func (s *netSub) close() {
-	close(s.done)
+// forward notifies for each update until netlink's goroutines have closed
+// both channels (the subscription lost, or closed); Events is closed when
+// the first of them goes.
+func (s *netSub) forward() {
+	defer close(s.exited)
 	routes, addrs := s.routes, s.addrs
+	lost := func() {
+		if routes != nil && addrs != nil { // the first to go
+			close(s.events)
+		}
+	}
 	for routes != nil || addrs != nil {
 		select {
 		case _, ok := <-routes:
 			if !ok {
+				lost()
 				routes = nil
+				continue
 			}
 		case _, ok := <-addrs:
 			if !ok {
+				lost()
 				addrs = nil
+				continue
 			}
 		}
+		if routes != nil && addrs != nil {
+			s.events.notify()
+		}
+	}
+}
+
+// Close ends the subscription: it closes the sockets and waits until
+// netlink's goroutines, which forward keeps draining, have closed their
+// channels.
+func (s *netSub) Close() {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+	<-s.exited
+}
+
+// drain reads a channel until its sender closes it.
+func drain[T any](c <-chan T) {
+	for range c {
 	}
 }

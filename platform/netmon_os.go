@@ -8,13 +8,16 @@ import (
 	"go.uber.org/zap"
 )
 
-// NewNetMonitor polls the network state (pollMonitor). Changes on the
-// interfaces named in ignore are not reported.
+// NewNetMonitor subscribes to the OS's network notifications
+// (subscribeNet: the routing socket on macOS, the IP Helper's change
+// callbacks on Windows) and reads the interfaces and default routes after
+// each burst (a notifyMonitor). Changes on the interfaces named in ignore
+// are not reported.
 func NewNetMonitor(ignore []string, log *zap.Logger) (NetMonitor, error) {
-	return newPollMonitor(func() (string, error) { return readNetState(ignore) }, netPoll, log)
+	return newNotifyMonitor(func() (string, error) { return readNetState(ignore) }, subscribeNet, log)
 }
 
-// readNetState reads pollState's input: the interfaces and their
+// readNetState reads ifaceState's input: the interfaces and their
 // addresses, and the default routes as the bypass finds them.
 func readNetState(ignore []string) (string, error) {
 	sys, err := net.Interfaces()
@@ -45,5 +48,5 @@ func readNetState(ignore []string) (string, error) {
 		}
 		def[fam], _ = primaryInterface(routes)
 	}
-	return pollState(ifs, ignore, def[0], def[1]), nil
+	return ifaceState(ifs, ignore, def[0], def[1]), nil
 }
