@@ -18,5 +18,9 @@ func CreateTUN(name string, mtu int) (tun.Device, error) {
 		}
 		return nil, fmt.Errorf("create TUN %q: %w", name, err)
 	}
+	if err := setTUNMTU(dev, mtu); err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("set the MTU of TUN %q to %d: %w", name, mtu, err)
+	}
 	return dev, nil
 }
