@@ -65,6 +65,7 @@ type capture struct {
 	pw               *pcap.Writer
 	q                chan capturedPacket
 	stop, done       chan struct{}
+	stopOnce         sync.Once
 	abort            chan string // the capture's source failed: why
 	over             atomic.Bool // the writer has ended: the tap discards
 	packets, dropped atomic.Int64
@@ -242,20 +243,25 @@ func (s *captureState) stopCapture() (ctlapi.CaptureStatus, error) {
 		s.stack.SetTap(nil)
 	}
 	s.mu.Unlock()
-	select {
-	case <-c.stop:
-	default:
-		close(c.stop)
-	}
+	return c.end(), nil
+}
+
+// end stops c and waits for its file to be written and closed.
+func (c *capture) end() ctlapi.CaptureStatus {
+	c.stopOnce.Do(func() { close(c.stop) })
 	<-c.done
-	return c.status(), nil
+	return c.status()
 }
 
 // status is the capture that runs or ran last; nil when none was started.
 func (s *captureState) status() *ctlapi.CaptureStatus {
 	s.mu.Lock()
-	c := s.cur
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	return statusOf(s.cur)
+}
+
+// statusOf is c's status; nil for no capture.
+func statusOf(c *capture) *ctlapi.CaptureStatus {
 	if c == nil {
 		return nil
 	}

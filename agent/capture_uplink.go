@@ -115,25 +115,14 @@ func (s *uplinkCaptureState) stopCapture() (ctlapi.CaptureStatus, error) {
 	if c == nil || c.over.Load() {
 		return ctlapi.CaptureStatus{}, errNoCapture
 	}
-	select {
-	case <-c.stop:
-	default:
-		close(c.stop)
-	}
-	<-c.done
-	return c.status(), nil
+	return c.end(), nil
 }
 
 // status is the capture that runs or ran last; nil when none was started.
 func (s *uplinkCaptureState) status() *ctlapi.CaptureStatus {
 	s.mu.Lock()
-	c := s.cur
-	s.mu.Unlock()
-	if c == nil {
-		return nil
-	}
-	st := c.status()
-	return &st
+	defer s.mu.Unlock()
+	return statusOf(s.cur)
 }
 
 // serveUplinkCapture is `ztdiag -p start|stop` (root).

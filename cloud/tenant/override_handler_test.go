@@ -45,15 +45,7 @@ func overrideTenant(t *testing.T) (*Tenant, string) {
 // issueOverride calls POST /v1/admin/override-codes.
 func (l *lab) issueOverride(bearer, body string) (int, tenantapi.OverrideCodeResponse, string) {
 	l.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, l.srv.URL+"/v1/admin/override-codes", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := l.srv.Client().Do(req)
-	if err != nil {
-		l.t.Fatal(err)
-	}
+	resp := l.adminPost("/v1/admin/override-codes", bearer, body)
 	defer resp.Body.Close()
 	var out tenantapi.OverrideCodeResponse
 	var e tenantapi.Error
