@@ -133,9 +133,10 @@ type Agent struct {
 	cfg      Config
 	log      *zap.Logger
 	mdm      *platform.MDMPoller
-	settings settingsState  // the install parameters and effective settings; its own lock
-	steering steeringSwitch // `ztdiag -t`: steering turned off by an administrator; its own lock
-	capture  captureState   // `ztdiag -c`: the TUN capture; its own lock
+	settings settingsState      // the install parameters and effective settings; its own lock
+	steering steeringSwitch     // `ztdiag -t`: steering turned off by an administrator; its own lock
+	capture  captureState       // `ztdiag -c`: the TUN capture; its own lock
+	uplink   uplinkCaptureState // `ztdiag -p`: the uplink capture; its own lock
 
 	// mu is the state lock: it guards the fields below, and is held only to
 	// read or change them, never across a lifecycle step.

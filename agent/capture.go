@@ -17,6 +17,7 @@ import (
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/internal/pcap"
+	"github.com/ztagent/ztagent/platform"
 	"github.com/ztagent/ztagent/tunnel/netstack"
 )
 
@@ -64,6 +65,8 @@ type capture struct {
 	pw               *pcap.Writer
 	q                chan capturedPacket
 	stop, done       chan struct{}
+	stopOnce         sync.Once
+	abort            chan string // the capture's source failed: why
 	over             atomic.Bool // the writer has ended: the tap discards
 	packets, dropped atomic.Int64
 	size             atomic.Int64
@@ -94,12 +97,12 @@ func (s *captureState) start(req ctlapi.CaptureRequest, stateDir string, log *za
 	if s.cur != nil && !s.cur.over.Load() {
 		return ctlapi.CaptureStatus{}, errCaptureRunning
 	}
-	c, err := newCapture(req, stateDir, cmp.Or(s.maxBytes, captureMaxBytes))
+	c, err := newCapture(req, stateDir, "tun", cmp.Or(s.maxBytes, captureMaxBytes))
 	if err != nil {
 		return ctlapi.CaptureStatus{}, err
 	}
 	s.cur = c
-	go c.write(s, log) // owned by c: stop and the agent's Close wait on c.done
+	go c.write(func() { s.detach(c) }, log, "TUN") // owned by c: stop and the agent's Close wait on c.done
 	if s.stack != nil {
 		s.stack.SetTap(c.tap)
 	}
@@ -107,7 +110,9 @@ func (s *captureState) start(req ctlapi.CaptureRequest, stateDir string, log *za
 	return c.status(), nil
 }
 
-func newCapture(req ctlapi.CaptureRequest, stateDir string, maxBytes int64) (*capture, error) {
+// newCapture creates the capture's file: req.File, or in the state
+// directory's captures/, named after prefix and the time.
+func newCapture(req ctlapi.CaptureRequest, stateDir, prefix string, maxBytes int64) (*capture, error) {
 	snaplen := req.Snaplen
 	if snaplen == 0 {
 		snaplen = defaultSnaplen
@@ -117,7 +122,7 @@ func newCapture(req ctlapi.CaptureRequest, stateDir string, maxBytes int64) (*ca
 	}
 	file := req.File
 	if file == "" {
-		file = filepath.Join(stateDir, "captures", "tun-"+time.Now().UTC().Format("20060102-150405")+".pcap")
+		file = filepath.Join(stateDir, "captures", prefix+"-"+time.Now().UTC().Format("20060102-150405")+".pcap")
 		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 			return nil, err
 		}
@@ -141,14 +146,17 @@ func newCapture(req ctlapi.CaptureRequest, stateDir string, maxBytes int64) (*ca
 		st: ctlapi.CaptureStatus{Running: true, File: file, Snaplen: snaplen, MaxBytes: maxBytes, Started: time.Now()},
 		f:  f, bw: bw, pw: pw,
 		q:    make(chan capturedPacket, captureQueue),
-		stop: make(chan struct{}), done: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{}), abort: make(chan string, 1),
 	}
 	c.size.Store(pcap.FileHeaderLen)
 	return c, nil
 }
 
 // tap is the stack's Tap: a copy of p (cut to the snaplen) to the queue.
-func (c *capture) tap(_ bool, p []byte) {
+func (c *capture) tap(_ bool, p []byte) { c.tapCut(p, len(p)) }
+
+// tapCut queues a copy of p, the first bytes of a packet of origLen.
+func (c *capture) tapCut(p []byte, origLen int) {
 	if c.over.Load() {
 		return
 	}
@@ -157,7 +165,7 @@ func (c *capture) tap(_ bool, p []byte) {
 		c.dropped.Add(1)
 		return
 	}
-	cp := capturedPacket{at: time.Now(), p: make([]byte, n), origLen: len(p)}
+	cp := capturedPacket{at: time.Now(), p: make([]byte, n), origLen: max(origLen, n)}
 	copy(cp.p, p)
 	select {
 	case c.q <- cp:
@@ -167,18 +175,27 @@ func (c *capture) tap(_ bool, p []byte) {
 	}
 }
 
-// write writes queued packets to the file until stop, the cap or an error.
-func (c *capture) write(s *captureState, log *zap.Logger) {
+// fail ends the capture because its source failed.
+func (c *capture) fail(why string) {
+	select {
+	case c.abort <- why:
+	default:
+	}
+}
+
+// write writes queued packets to the file until stop, the cap or an error;
+// then the capture is over and onEnd detaches its source.
+func (c *capture) write(onEnd func(), log *zap.Logger, what string) {
 	defer close(c.done)
 	ending := c.loop()
 	c.over.Store(true)
-	s.detach(c)
+	onEnd()
 	err := errors.Join(c.bw.Flush(), c.f.Close())
 	if err != nil && ending == "stopped" {
 		ending = "write error: " + err.Error()
 	}
 	c.ended, c.ending = time.Now(), ending
-	log.Info("TUN capture ended", zap.String("file", c.st.File), zap.String("why", ending),
+	log.Info(what+" capture ended", zap.String("file", c.st.File), zap.String("why", ending),
 		zap.Int64("packets", c.packets.Load()), zap.Int64("dropped", c.dropped.Load()))
 }
 
@@ -187,6 +204,8 @@ func (c *capture) loop() string {
 		select {
 		case <-c.stop:
 			return "stopped"
+		case why := <-c.abort:
+			return why
 		case cp := <-c.q:
 			c.queued.Add(-int64(len(cp.p)))
 			if c.size.Load()+pcap.RecordHeaderLen+int64(len(cp.p)) > c.st.MaxBytes {
@@ -224,20 +243,25 @@ func (s *captureState) stopCapture() (ctlapi.CaptureStatus, error) {
 		s.stack.SetTap(nil)
 	}
 	s.mu.Unlock()
-	select {
-	case <-c.stop:
-	default:
-		close(c.stop)
-	}
+	return c.end(), nil
+}
+
+// end stops c and waits for its file to be written and closed.
+func (c *capture) end() ctlapi.CaptureStatus {
+	c.stopOnce.Do(func() { close(c.stop) })
 	<-c.done
-	return c.status(), nil
+	return c.status()
 }
 
 // status is the capture that runs or ran last; nil when none was started.
 func (s *captureState) status() *ctlapi.CaptureStatus {
 	s.mu.Lock()
-	c := s.cur
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	return statusOf(s.cur)
+}
+
+// statusOf is c's status; nil for no capture.
+func statusOf(c *capture) *ctlapi.CaptureStatus {
 	if c == nil {
 		return nil
 	}
@@ -258,6 +282,14 @@ func (c *capture) status() ctlapi.CaptureStatus {
 
 // serveCapture is `ztdiag -c start|stop` (root).
 func (a *Agent) serveCapture(w http.ResponseWriter, req *http.Request) {
+	serveCaptureAction(w, req, func(cr ctlapi.CaptureRequest) (ctlapi.CaptureStatus, error) {
+		return a.capture.start(cr, a.cfg.StateDir, a.log.Named("capture"))
+	}, a.capture.stopCapture)
+}
+
+// serveCaptureAction decodes a capture request and starts or stops.
+func serveCaptureAction(w http.ResponseWriter, req *http.Request,
+	start func(ctlapi.CaptureRequest) (ctlapi.CaptureStatus, error), stop func() (ctlapi.CaptureStatus, error)) {
 	var cr ctlapi.CaptureRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, req.Body, 4<<10)).Decode(&cr); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("capture request: %w", err))
@@ -267,17 +299,19 @@ func (a *Agent) serveCapture(w http.ResponseWriter, req *http.Request) {
 	var err error
 	switch cr.Action {
 	case ctlapi.CaptureStart:
-		st, err = a.capture.start(cr, a.cfg.StateDir, a.log.Named("capture"))
+		st, err = start(cr)
 	case ctlapi.CaptureStop:
-		st, err = a.capture.stopCapture()
+		st, err = stop()
 	default:
 		err = fmt.Errorf("capture action %q: want start or stop", cr.Action)
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	switch {
-	case errors.Is(err, errCaptureRunning), errors.Is(err, errNoCapture):
+	case errors.Is(err, errCaptureRunning), errors.Is(err, errUplinkRunning), errors.Is(err, errNoCapture):
 		writeError(w, http.StatusConflict, err)
+	case errors.Is(err, platform.ErrUplinkCaptureUnsupported):
+		writeError(w, http.StatusNotImplemented, err)
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, err)
 	default:

@@ -56,6 +56,7 @@ func (a *Agent) startControl(r *run) (*controlServer, error) {
 	mux.HandleFunc("POST "+ctlapi.PathBundle, admin(a.serveBundle))
 	mux.HandleFunc("POST "+ctlapi.PathSteering, admin(a.serveSteering))
 	mux.HandleFunc("POST "+ctlapi.PathCapture, admin(a.serveCapture))
+	mux.HandleFunc("POST "+ctlapi.PathUplinkCapture, admin(a.serveUplinkCapture))
 	mux.HandleFunc("POST "+ctlapi.PathSpeed, admin(waits(fixed(speedTestTimeout+time.Minute), a.serveSpeed)))
 	// Profiles for diagnosing a live agent (root only):
 	//   curl --unix-socket /run/ztagent/ztagent.sock http://x/debug/pprof/profile?seconds=10

@@ -76,7 +76,7 @@ func (p *parts) handleTCP(ctx context.Context, f netstack.Flow) (net.Conn, error
 		}
 		ctx, cancel := context.WithTimeout(ctx, openTimeout)
 		defer cancel()
-		return platform.DialBypass(ctx, "tcp", f.Dst.String())
+		return platform.DialDirect(ctx, "tcp", f.Dst.String())
 	}
 }
 
@@ -113,7 +113,7 @@ func (p *parts) handleUDP(ctx context.Context, f netstack.Flow) (netstack.Datagr
 		if err := directOK(host, stub); err != nil {
 			return nil, fmt.Errorf("%w: %w", netstack.ErrPortUnreachable, err)
 		}
-		c, err := platform.DialBypass(ctx, "udp", f.Dst.String())
+		c, err := platform.DialDirect(ctx, "udp", f.Dst.String())
 		if err != nil {
 			return nil, err
 		}

@@ -127,6 +127,7 @@ func (p *parts) refreshUpstreams() {
 	if slices.Equal(ups, cur) || len(ups) == 0 {
 		return
 	}
+	noteUpstreams(ups)
 	p.dns.SetUpstreams(ups)
 	p.log.Info("upstream resolvers changed", zap.Stringers("from", cur), zap.Stringers("to", ups))
 	p.upstreams.Store(&ups)

@@ -143,6 +143,7 @@ func (p *parts) up(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read the system's DNS servers: %w", err)
 	}
+	noteUpstreams(upstreams)
 	if err := p.startTUN(ctx, snap); err != nil {
 		return err
 	}

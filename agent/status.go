@@ -19,6 +19,7 @@ func (a *Agent) Status() ctlapi.Status {
 	a.mu.Unlock()
 	st.Log = a.logStatus()
 	st.Capture = a.capture.status()
+	st.UplinkCapture = a.uplink.status()
 	if p == nil || (st.State != ctlapi.StateRunning && st.State != ctlapi.StateSuspended) {
 		return st
 	}

@@ -360,6 +360,7 @@ func (a *Agent) shutdown(r *run) error {
 	err := a.stopParts()
 	a.stopControl(r)
 	a.capture.stopCapture() // errNoCapture when none runs
+	a.uplink.stopCapture()
 	a.finish(r)
 	a.log.Info("agent stopped")
 	return err

@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -15,9 +16,22 @@ const BypassMark = 0x7a
 // never through the agent's TUN device, even to a destination inside an app
 // prefix. The agent uses it for the tenant, the PoP and unsteered flows.
 // Linux marks the socket (BypassMark); Windows and macOS bind it to the
-// interface of the default route (IP_UNICAST_IF, IP_BOUND_IF).
+// interface of the default route (IP_UNICAST_IF, IP_BOUND_IF). Its sockets
+// are the agent's own: their remote ends join OwnEndpoints, what the uplink
+// capture records.
 func BypassDialer(timeout time.Duration) *net.Dialer {
-	return &net.Dialer{Timeout: timeout, Control: bypassControl}
+	return &net.Dialer{Timeout: timeout, Control: func(network, address string, c syscall.RawConn) error {
+		noteOwnDial(network, address)
+		return bypassControl(network, address, c)
+	}}
+}
+
+// DialDirect dials address as BypassDialer does, for a flow of another
+// application that the agent sends direct: its remote end does not join
+// OwnEndpoints.
+func DialDirect(ctx context.Context, network, address string) (net.Conn, error) {
+	d := net.Dialer{Control: bypassControl}
+	return d.DialContext(ctx, network, address)
 }
 
 // DialBypass dials address with BypassDialer.

@@ -13,7 +13,7 @@ import (
 // chooses the route and source address without sending anything, and finds
 // the interface holding that source address.
 func UplinkMTU(ctx context.Context, address string) (int, error) {
-	c, err := BypassDialer(0).DialContext(ctx, "udp", address)
+	c, err := DialDirect(ctx, "udp", address) // sends nothing: not one of the agent's endpoints
 	if err != nil {
 		return 0, fmt.Errorf("uplink to %s: %w", address, err)
 	}

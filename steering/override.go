@@ -62,12 +62,31 @@ func parseOverrideKey(s string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(key), nil
 }
 
+// TamperOverridePublicKey is the client.tamper_override_key value of the
+// private key NewTamperOverrideKey made.
+func TamperOverridePublicKey(private string) (string, error) {
+	seed, err := overrideSeed(private)
+	if err != nil {
+		return "", err
+	}
+	pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	return overrideKeyPrefix + base64.RawStdEncoding.EncodeToString(pub), nil
+}
+
+func overrideSeed(private string) ([]byte, error) {
+	seed, err := base64.RawStdEncoding.DecodeString(strings.TrimSpace(private))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, errors.New("the private key must be a 32-byte seed in unpadded base64")
+	}
+	return seed, nil
+}
+
 // IssueTamperOverride returns the code that turns steering off on the
 // device deviceID until expiry; private is NewTamperOverrideKey's.
 func IssueTamperOverride(private, deviceID string, expiry time.Time) (string, error) {
-	seed, err := base64.RawStdEncoding.DecodeString(strings.TrimSpace(private))
-	if err != nil || len(seed) != ed25519.SeedSize {
-		return "", errors.New("the private key must be a 32-byte seed in unpadded base64")
+	seed, err := overrideSeed(private)
+	if err != nil {
+		return "", err
 	}
 	if deviceID == "" {
 		return "", errors.New("a code needs the device ID")

@@ -10,6 +10,12 @@ import (
 // reads from and writes to its TUN device, into a pcap file.
 const PathCapture = "/v1/capture" // POST CaptureRequest: CaptureStatus (root); also in Status.Capture
 
+// PathUplinkCapture is `ztdiag -p start|stop`: a capture of the agent's own
+// connections on the uplink (the PoPs, the L3E gateway, the tenant API, the
+// DNS upstreams, the probes), into a pcap file. The same request and status
+// as PathCapture.
+const PathUplinkCapture = "/v1/capture/uplink" // POST CaptureRequest: CaptureStatus (root); also in Status.UplinkCapture
+
 // Capture actions.
 const (
 	CaptureStart = "start"
@@ -30,7 +36,9 @@ type CaptureRequest struct {
 type CaptureStatus struct {
 	Running bool   `json:"running"`
 	File    string `json:"file"`
-	Snaplen int    `json:"snaplen"`
+	// Interface is where an uplink capture reads ("any": every interface).
+	Interface string `json:"interface,omitempty"`
+	Snaplen   int    `json:"snaplen"`
 	// MaxBytes is the file's size cap: the capture ends when the next
 	// packet would pass it.
 	MaxBytes int64     `json:"max_bytes"`
@@ -48,4 +56,10 @@ type CaptureStatus struct {
 func (c *Client) Capture(ctx context.Context, req CaptureRequest) (CaptureStatus, error) {
 	var cs CaptureStatus
 	return cs, c.Do(ctx, http.MethodPost, PathCapture, req, &cs)
+}
+
+// UplinkCapture starts or stops the uplink capture (root).
+func (c *Client) UplinkCapture(ctx context.Context, req CaptureRequest) (CaptureStatus, error) {
+	var cs CaptureStatus
+	return cs, c.Do(ctx, http.MethodPost, PathUplinkCapture, req, &cs)
 }

@@ -76,6 +76,9 @@ type Status struct {
 	// Capture is the TUN capture that runs (`ztdiag -c`), or the last one;
 	// nil when none was started since the agent started.
 	Capture *CaptureStatus `json:"capture,omitempty"`
+	// UplinkCapture is the uplink capture that runs (`ztdiag -p`), or the
+	// last one; nil when none was started.
+	UplinkCapture *CaptureStatus `json:"uplink_capture,omitempty"`
 }
 
 // NetworkStatus is the outcome of on-premises detection

@@ -266,6 +266,17 @@ func (s *deviceStore) listLocked() []deviceRecord {
 	return out
 }
 
+// get returns a copy of the device's record.
+func (s *deviceStore) get(id string) (deviceRecord, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.byID[id]
+	if !ok {
+		return deviceRecord{}, false
+	}
+	return *r, true
+}
+
 // list returns copies of the records, oldest enrollment first.
 func (s *deviceStore) list() []deviceRecord {
 	s.mu.Lock()

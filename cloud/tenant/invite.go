@@ -21,6 +21,7 @@ import (
 
 	"github.com/ztagent/ztagent/enroll/tenantapi"
 	"github.com/ztagent/ztagent/platform/atomicfile"
+	"github.com/ztagent/ztagent/steering"
 )
 
 // Email invitations. An administrator invites a user by giving them a one-time
@@ -75,6 +76,16 @@ func (t *Tenant) compileInvitations(v *validator) {
 	}
 	if t.AdminToken != "" && len(t.AdminToken) < minSecretLen {
 		v.badf("admin_token", "too short: use at least %d random characters", minSecretLen)
+	}
+	if t.TamperOverridePrivateKey != "" {
+		pub, err := steering.TamperOverridePublicKey(string(t.TamperOverridePrivateKey))
+		if err != nil {
+			v.badf("tamper_override_private_key", "%v, as `ztdiag tamper-key` writes it", err)
+		}
+		t.overridePub = pub
+		if err == nil && !slices.ContainsFunc(t.Steering, func(p SteeringProfile) bool { return p.Client.TamperOverrideKey == pub }) {
+			v.warnf("tamper_override_private_key", "no steering profile sets its public key (%s) as client.tamper_override_key: no device takes its codes", pub)
+		}
 	}
 }
 

@@ -62,16 +62,16 @@ func checkDeviceRequest(name, csrPEM string) ([]byte, string, *tenantapi.Error) 
 	return der, id, nil
 }
 
-// adminInvite issues an invitation. It requires the tenant file's admin_token
-// as a bearer token; without one configured the admin API does not exist.
-func (h *tenantHandler) adminInvite(w http.ResponseWriter, r *http.Request, t *Tenant) {
+// admin lets a call of the admin API through, or answers it: throttled,
+// disabled (no admin_token), or without the bearer token.
+func (h *tenantHandler) admin(w http.ResponseWriter, r *http.Request, t *Tenant) bool {
 	if h.throttled(w, r) {
-		return
+		return false
 	}
 	if t.AdminToken == "" {
 		writeError(w, &tenantapi.Error{Status: http.StatusNotFound, Reason: tenantapi.ReasonNotFound,
 			Message: "admin API is disabled: set admin_token in the tenant file"})
-		return
+		return false
 	}
 	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || !t.AdminToken.Equal(bearer) {
@@ -79,6 +79,15 @@ func (h *tenantHandler) adminInvite(w http.ResponseWriter, r *http.Request, t *T
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ztagent admin"`)
 		writeError(w, &tenantapi.Error{Status: http.StatusUnauthorized, Reason: tenantapi.ReasonBadAdminToken,
 			Message: "admin API needs Authorization: Bearer <admin_token>"})
+		return false
+	}
+	return true
+}
+
+// adminInvite issues an invitation. It requires the tenant file's admin_token
+// as a bearer token; without one configured the admin API does not exist.
+func (h *tenantHandler) adminInvite(w http.ResponseWriter, r *http.Request, t *Tenant) {
+	if !h.admin(w, r, t) {
 		return
 	}
 	var req tenantapi.InviteRequest

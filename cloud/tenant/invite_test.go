@@ -43,10 +43,11 @@ func inviteTenant(t *testing.T) *Tenant {
 	return tn
 }
 
-// issueInvite calls the admin API and returns the status and the answer.
-func (l *lab) issueInvite(bearer, body string) (int, tenantapi.InviteResponse) {
+// adminPost posts body to the admin API's path with the bearer token (none
+// when empty); the caller closes the answer's body.
+func (l *lab) adminPost(path, bearer, body string) *http.Response {
 	l.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, l.srv.URL+"/v1/admin/invitations", strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, l.srv.URL+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
@@ -55,6 +56,13 @@ func (l *lab) issueInvite(bearer, body string) (int, tenantapi.InviteResponse) {
 	if err != nil {
 		l.t.Fatal(err)
 	}
+	return resp
+}
+
+// issueInvite calls the admin API and returns the status and the answer.
+func (l *lab) issueInvite(bearer, body string) (int, tenantapi.InviteResponse) {
+	l.t.Helper()
+	resp := l.adminPost("/v1/admin/invitations", bearer, body)
 	defer resp.Body.Close()
 	var out tenantapi.InviteResponse
 	json.NewDecoder(resp.Body).Decode(&out)

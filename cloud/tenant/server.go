@@ -53,6 +53,7 @@ type route struct {
 //	POST /v1/enroll/upn         device enrollment by UPN and org key
 //	POST /v1/enroll/invite      device enrollment by one-time user key (email invitation)
 //	POST /v1/admin/invitations  issue an invitation (bearer admin_token)
+//	POST /v1/admin/override-codes  issue a one-time tamper override code for a device (bearer admin_token)
 //	GET|POST /v1/idp/authorize  IdP sign-in page (see idp_server.go)
 //	POST /v1/idp/token          IdP enrollment: code + PKCE verifier + CSR
 //	POST /v1/renew              new device certificate, over mutual TLS with the current one
@@ -82,13 +83,14 @@ func NewHandler(cfg HandlerConfig) http.Handler {
 		h.log.Error("device records unreadable: enrollment is refused until they are repaired", zap.Error(h.devices.loadErr))
 	}
 	h.routes = map[string]route{
-		"/v1/enroll/upn":        {http.MethodPost, h.enrollUPN},
-		"/v1/enroll/invite":     {http.MethodPost, h.enrollInvite},
-		"/v1/admin/invitations": {http.MethodPost, h.adminInvite},
-		"/v1/idp/token":         {http.MethodPost, h.idpToken},
-		"/v1/renew":             {http.MethodPost, h.renew},
-		"/v1/publishers/enroll": {http.MethodPost, h.enrollPublisher},
-		"/v1/config":            {http.MethodGet, h.config},
+		"/v1/enroll/upn":           {http.MethodPost, h.enrollUPN},
+		"/v1/enroll/invite":        {http.MethodPost, h.enrollInvite},
+		"/v1/admin/invitations":    {http.MethodPost, h.adminInvite},
+		"/v1/admin/override-codes": {http.MethodPost, h.adminOverrideCode},
+		"/v1/idp/token":            {http.MethodPost, h.idpToken},
+		"/v1/renew":                {http.MethodPost, h.renew},
+		"/v1/publishers/enroll":    {http.MethodPost, h.enrollPublisher},
+		"/v1/config":               {http.MethodGet, h.config},
 	}
 	return h
 }

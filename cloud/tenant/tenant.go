@@ -59,10 +59,16 @@ type Tenant struct {
 	// AdminToken, when set, enables the admin API (POST /v1/admin/invitations)
 	// for callers presenting it as a bearer token.
 	AdminToken tenantapi.Secret `yaml:"admin_token,omitempty"`
+	// TamperOverridePrivateKey, when set with AdminToken, lets the admin API
+	// issue one-time tamper override codes (POST /v1/admin/override-codes)
+	// for devices whose steering profile's client.tamper_override_key is its
+	// public key: the private key `ztdiag tamper-key` wrote.
+	TamperOverridePrivateKey tenantapi.Secret `yaml:"tamper_override_private_key,omitempty"`
 
 	// Derived at load time; read-only afterwards.
-	file  string
-	users map[string]*User // by lower-cased UPN
+	file        string
+	overridePub string           // TamperOverridePrivateKey's client.tamper_override_key
+	users       map[string]*User // by lower-cased UPN
 	// userKeys indexes users[].user_key by keyHash.
 	userKeys map[string]*User
 	apps     map[string]*tenantApp

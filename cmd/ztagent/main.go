@@ -209,16 +209,26 @@ func serviceConfig(o *options) *service.Config {
 var version = "dev"
 
 // openLogs returns the logger: the daemon's (run) writes to its log file
-// too; install and uninstall only to standard error. A log file that cannot
+// and the system log (the Windows event log, the macOS unified log) too; install and uninstall only to standard error. A log file that cannot
 // be opened is said on standard error, and the daemon runs without it.
 func openLogs(cmd string, o *options) *logging.Logs {
 	lo := logging.Options{Level: o.level, MaxMB: o.logMaxMB, Keep: o.logKeep}
 	if cmd == "run" && o.logDir != "" {
 		lo.File = filepath.Join(o.logDir, "ztagent.log")
 	}
+	var sysErr error
+	if cmd == "run" {
+		var sys platform.SystemLog
+		if sys, sysErr = platform.OpenSystemLog(serviceName); sys != nil {
+			lo.System = sys
+		}
+	}
 	logs, err := logging.Open(lo)
 	if err != nil {
 		logs.Logger.Warn("log file not opened: logging to standard error only", zap.Error(err))
+	}
+	if sysErr != nil {
+		logs.Logger.Warn("system log not opened", zap.Error(sysErr))
 	}
 	return logs
 }

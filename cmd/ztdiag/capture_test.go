@@ -87,3 +87,49 @@ func TestSpeedFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestUplinkCaptureFlags: -p start and stop go to the uplink capture, not
+// the TUN's, with -o and -s as -c's; the status line names the interface;
+// -c with -p, and misuse, are exit status 2; an agent on an OS without the
+// capture is exit status 1 with its reason.
+func TestUplinkCaptureFlags(t *testing.T) {
+	var asked []ctlapi.CaptureRequest
+	sock := fakeDaemon(t, connected, map[string]http.HandlerFunc{"POST " + ctlapi.PathUplinkCapture: func(w http.ResponseWriter, r *http.Request) {
+		var req ctlapi.CaptureRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		asked = append(asked, req)
+		json.NewEncoder(w).Encode(ctlapi.CaptureStatus{Running: req.Action == "start", File: req.File, Interface: "any", Snaplen: 128,
+			MaxBytes: 100 << 20, Started: time.Now(), Ending: "stopped", Packets: 3, Bytes: 400})
+	}})
+	wd, _ := os.Getwd()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--socket", sock, "-p", "start", "-o", "u.pcap", "-s", "128"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), []string{"--socket", sock, "--json", "-p", "stop"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := []ctlapi.CaptureRequest{{Action: "start", File: filepath.Join(wd, "u.pcap"), Snaplen: 128}, {Action: "stop"}}
+	if len(asked) != 2 || asked[0] != want[0] || asked[1] != want[1] {
+		t.Fatalf("asked %+v, want %+v", asked, want)
+	}
+	if s := out.String(); !strings.Contains(s, "Uplink Capture:: Running since") || !strings.Contains(s, "(snaplen 128, cap 100 MB; on any; 3 packets") ||
+		!strings.Contains(s, `"interface": "any"`) {
+		t.Fatalf("printed %q", s)
+	}
+	for _, args := range [][]string{
+		{"-p", "pause"}, {"-p", "stop", "-s", "96"}, {"-p", "start", "-c", "start"}, {"-p", "start", "--anonymize"}, {"-p", "start", "x"},
+	} {
+		if err := run(context.Background(), append([]string{"--socket", sock}, args...), &out); cli.Code(err) != cli.ExitUsage {
+			t.Errorf("ztdiag %q: %v, want exit status 2", args, err)
+		}
+	}
+	other := fakeDaemon(t, connected, map[string]http.HandlerFunc{"POST " + ctlapi.PathUplinkCapture: func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNotImplemented)
+		json.NewEncoder(w).Encode(ctlapi.ErrorResponse{Error: "uplink capture is not supported on this OS: use pktmon"})
+	}})
+	err := exitStatus(run(context.Background(), []string{"--socket", other, "-p", "start"}, &out))
+	if cli.Code(err) != cli.ExitFailure || !strings.Contains(err.Error(), "not supported on this OS") {
+		t.Fatalf("-p on an OS without it: %v", err)
+	}
+}

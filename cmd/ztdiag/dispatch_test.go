@@ -118,7 +118,7 @@ func TestDispatch(t *testing.T) {
 		{"-t not permitted", []string{"--socket", sock, "-t", "disable", "--password", "x"}, cli.ExitNotPermitted, ""},
 		{"-t bad", []string{"--socket", sock, "-t", "off"}, cli.ExitUsage, ""},
 		{"-t help", []string{"-t", "disable", "--help"}, cli.ExitOK, "usage: ztdiag -t"},
-		{"-p not yet", []string{"-p", "start"}, cli.ExitFailure, ""},
+		{"-p bad action", []string{"-p", "pause"}, cli.ExitUsage, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -42,9 +42,9 @@ nsdiag's flags:
   -t enable|disable [--password P|--code C]  turn steering on or off (root; the tenant's password
        or a one-time override code when it sets them; with a code, off until the code expires)
   -c start [-o FILE.pcap] [-s SNAPLEN] | -c stop  capture the TUN's packets (pcap, root)
+  -p start [-o FILE.pcap] [-s SNAPLEN] | -p stop  capture the agent's own connections on the uplink (pcap, root)
   -g upload|download [-s SIZE] [--app ID]  speed test through the tunnel to a publisher (root)
   -v   version                            -h   this help
-  not supported yet (refused, exit status 1): -p
 exit status: 0 done, 1 failed, 2 bad usage or input, 3 the agent is not running,
 4 not permitted (needs root/administrator), 5 a regex match timed out
 flags:
@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&logReq.MaxMB, "m", 0, "MB: the agent's log file size at which it rotates (root)")
 	var bundleFile string
 	var anonymize bool
-	fs.StringVar(&bundleFile, "o", "", "FILE: write the diagnostics bundle (zip) there (root); with -c start, the capture file")
+	fs.StringVar(&bundleFile, "o", "", "FILE: write the diagnostics bundle (zip) there (root); with -c or -p start, the capture file")
 	fs.BoolVar(&anonymize, "anonymize", false, "with -o: hide user names, host names and private addresses")
 	var requestURL string
 	fs.StringVar(&requestURL, "r", "", "URL: timing of a GET of URL from this machine, as the agent steers it")
@@ -128,11 +128,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&steeringArg, "t", "", "enable|disable: turn steering on or off (root; --password when the tenant sets one)")
 	fs.StringVar(&password, "password", "", "with -t disable: the tenant's tamper-protection password (or @FILE)")
 	fs.StringVar(&code, "code", "", "with -t disable: a one-time override code the tenant issued for this device (or @FILE)")
-	var captureArg string
+	var captureArg, uplinkArg string
 	var co captureOptions
 	fs.StringVar(&captureArg, "c", "", "start|stop: capture the TUN's packets into a pcap file (root; -o FILE, -s SNAPLEN)")
+	fs.StringVar(&uplinkArg, "p", "", "start|stop: capture the agent's own connections on the uplink into a pcap file (root; -o FILE, -s SNAPLEN)")
 	var sizeArg, speedArg, speedApp string
-	fs.StringVar(&sizeArg, "s", "", "with -c start: SNAPLEN, cut each captured packet to this many bytes (default 65535); with -g: SIZE, bytes to move (e.g. 10M; default 10M)")
+	fs.StringVar(&sizeArg, "s", "", "with -c or -p start: SNAPLEN, cut each captured packet to this many bytes (default 65535); with -g: SIZE, bytes to move (e.g. 10M; default 10M)")
 	fs.StringVar(&speedArg, "g", "", "upload|download: speed test through the tunnel to a publisher (root; -s SIZE, --app ID)")
 	fs.StringVar(&speedApp, "app", "", "with -g: the app whose selected publisher is tested (default: the first with one online)")
 	notYet := notYetFlags(fs)
@@ -157,13 +158,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return cmdSetLog(ctx, e, logReq, args)
 		}})
 	}
-	if captureArg != "" {
+	if captureArg != "" && uplinkArg != "" {
+		return cli.Usagef("give one of -c and -p, not both")
+	}
+	if captureArg != "" || uplinkArg != "" {
+		name, action := "c", captureArg
+		if uplinkArg != "" {
+			name, action, co.uplink = "p", uplinkArg, true
+		}
 		co.file, bundleFile = bundleFile, ""
 		if anonymize {
-			return cli.Usagef("--anonymize goes with -o FILE alone, not with -c")
+			return cli.Usagef("--anonymize goes with -o FILE alone, not with -%s", name)
 		}
-		flags = append(flags, &nsdiagFlag{name: "c", set: true, cmd: func(ctx context.Context, e *env, args []string) error {
-			return cmdCapture(ctx, e, captureArg, co, args)
+		flags = append(flags, &nsdiagFlag{name: name, set: true, cmd: func(ctx context.Context, e *env, args []string) error {
+			return cmdCapture(ctx, e, action, co, args)
 		}})
 		if sizeArg != "" {
 			n, err := strconv.Atoi(sizeArg)
@@ -179,8 +187,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}})
 	}
 	switch {
-	case sizeArg != "" && captureArg == "" && speedArg == "":
-		return cli.Usagef("-s goes with -c start (SNAPLEN) or -g (SIZE)")
+	case sizeArg != "" && captureArg == "" && uplinkArg == "" && speedArg == "":
+		return cli.Usagef("-s goes with -c or -p start (SNAPLEN) or -g (SIZE)")
 	case speedApp != "" && speedArg == "":
 		return cli.Usagef("--app goes with -g")
 	}

@@ -10,9 +10,7 @@ import (
 // notYet are nsdiag's flags ztdiag does not do yet. Each is accepted by the
 // parser so that it is refused by name, "not supported yet", with exit
 // status 1: never taken for something else, never pretended.
-var notYet = []struct{ name, value, help string }{
-	{"p", "start|stop", "capture on the uplink"},
-}
+var notYet = []struct{ name, value, help string }{}
 
 // notYetFlags defines the flags of notYet in fs; the function returned
 // refuses the first one given.

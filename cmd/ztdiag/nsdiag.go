@@ -65,6 +65,7 @@ func statusLines(st ctlapi.Status) []keyValue {
 		{"Tamper Protection", tamperRule(st.Steering)},
 		{"Log Level", logLevel(st.Log)},
 		{"Capture", captureState(st.Capture)},
+		{"Uplink Capture", captureState(st.UplinkCapture)},
 	}
 }
 

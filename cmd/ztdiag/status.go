@@ -60,6 +60,9 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 	if c := st.Capture; c != nil {
 		fmt.Fprintf(w, "Capture:\t%s\n", captureLine(*c))
 	}
+	if c := st.UplinkCapture; c != nil {
+		fmt.Fprintf(w, "Uplink capture:\t%s\n", captureLine(*c))
+	}
 	etag := st.Config.ETag
 	if etag == "" {
 		etag = "- (the enrollment's initial config)"

@@ -31,6 +31,8 @@ const (
 	ReasonInvitationExpired  = "invitation_expired"
 	ReasonBadIdPCode         = "bad_authorization_code"
 	ReasonBadAdminToken      = "bad_admin_token"
+	ReasonUnknownDevice      = "unknown_device"
+	ReasonNoOverrideKey      = "no_override_key"
 	ReasonConfigTooLarge     = "config_too_large"
 	ReasonDeviceKeyInUse     = "device_key_in_use"
 )

@@ -100,6 +100,29 @@ func (r InviteResponse) String() string {
 		r.Expires.UTC().Format(time.DateOnly) + ")"
 }
 
+// OverrideCodeRequest is POST /v1/admin/override-codes: a one-time tamper
+// override code for the device, valid for ValidFor (a Go duration, "4h";
+// at most 7 days).
+type OverrideCodeRequest struct {
+	DeviceID string `json:"device_id"`
+	ValidFor string `json:"valid_for"`
+}
+
+// OverrideCodeResponse answers it: the code to give the device's
+// administrator (ztdiag -t disable --code C).
+type OverrideCodeResponse struct {
+	DeviceID string    `json:"device_id"`
+	UPN      string    `json:"upn"`
+	Code     string    `json:"code"`
+	Expires  time.Time `json:"expires"`
+}
+
+// String redacts the code, for logs.
+func (r OverrideCodeResponse) String() string {
+	return "override code for " + r.DeviceID + " (" + r.UPN + ", code " + Secret(r.Code).String() + ", expires " +
+		r.Expires.UTC().Format(time.RFC3339) + ")"
+}
+
 // Error is every non-2xx body: {"error": sentence, "reason": code}.
 type Error struct {
 	Status  int    `json:"-"`

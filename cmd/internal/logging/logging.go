@@ -1,8 +1,10 @@
 // Package logging builds the logger the ztagent and ztcloud binaries share:
 // zap's console encoder at a chosen level, with repeated lines rate-limited,
 // to standard error (the journal under systemd) and, for the agent, to a
-// log file that rotates by size (Rotator). The level and the file's size
-// change while the agent runs (`ztdiag -l`, `-m`), through Logs.
+// log file that rotates by size (Rotator) and to the system log where the
+// platform has one (SystemLog: the Windows event log, the macOS unified
+// log), at info and above. The level and the file's size change while the
+// agent runs (`ztdiag -l`, `-m`), through Logs.
 // A line that repeats (the same level, logger and message) is written once per
 // window; the ones held back are counted, and the next line written for that
 // key carries the count as "repeated". A malformed app name that warns on
@@ -43,6 +45,9 @@ type Options struct {
 	// MaxMB is the file's size at which it rotates; Keep is how many
 	// rotated files are kept.
 	MaxMB, Keep int
+	// System, when set, is the system log, which gets the lines at info
+	// and above (NewSystemCore); Close closes it.
+	System SystemLog
 }
 
 // Default log file size and rotated files kept.
@@ -56,16 +61,16 @@ const (
 type Logs struct {
 	Logger *zap.Logger
 	level  zap.AtomicLevel
-	file   *Rotator // nil: standard error only
+	file   *Rotator  // nil: standard error only
+	system SystemLog // nil: none
 }
 
 // Open returns the logger o describes. When the log file cannot be opened
 // (no rights to the directory, say), it returns a logger to standard error
 // alone, with the error, so that the caller can say so and go on.
 func Open(o Options) (*Logs, error) {
-	l := &Logs{level: zap.NewAtomicLevelAt(o.Level)}
-	enc := zap.NewProductionEncoderConfig()
-	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	l := &Logs{level: zap.NewAtomicLevelAt(o.Level), system: o.System}
+	enc := encoderConfig()
 	stderr := zapcore.Lock(os.Stderr)
 	cores := []zapcore.Core{zapcore.NewCore(zapcore.NewConsoleEncoder(enc), stderr, l.level)}
 	var err error
@@ -74,9 +79,20 @@ func Open(o Options) (*Logs, error) {
 			cores = append(cores, zapcore.NewCore(zapcore.NewConsoleEncoder(enc), l.file, l.level))
 		}
 	}
+	if o.System != nil {
+		cores = append(cores, NewSystemCore(o.System, l.level))
+	}
 	core := RateLimit(zapcore.NewTee(cores...), Window, time.Now)
 	l.Logger = zap.New(core, zap.AddCaller(), zap.ErrorOutput(stderr))
 	return l, err
+}
+
+// encoderConfig is how every line is encoded: zap's production keys, ISO
+// 8601 times.
+func encoderConfig() zapcore.EncoderConfig {
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	return enc
 }
 
 // Level is the level in force.
@@ -121,13 +137,17 @@ func (l *Logs) Files() []string {
 	return l.file.Files()
 }
 
-// Close flushes the logger and closes the file.
+// Close flushes the logger and closes the file and the system log.
 func (l *Logs) Close() error {
 	l.Logger.Sync()
-	if l.file == nil {
-		return nil
+	var errs []error
+	if l.system != nil {
+		errs = append(errs, l.system.Close())
 	}
-	return l.file.Close()
+	if l.file != nil {
+		errs = append(errs, l.file.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // RateLimit wraps core so that each key (level, logger name, message) is
