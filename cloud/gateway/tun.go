@@ -11,8 +11,8 @@ var errNoCert = errors.New("no client certificate")
 // readTUN forwards the packets the corporate network sends to VPN addresses
 // to the devices that own them, until the TUN is closed (by Run's teardown).
 func (g *Gateway) readTUN() {
-	l3e.ReadTUN(g.cfg.TUN, func(rec []byte) bool {
-		g.fromTUN(rec)
+	l3e.ReadTUN(g.cfg.TUN, func(buf []byte, n int) bool {
+		g.fromTUN(buf[l3e.TUNOffset-1 : l3e.TUNOffset+n])
 		return true
 	}, nil)
 }

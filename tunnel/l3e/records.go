@@ -2,10 +2,13 @@ package l3e
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync/atomic"
 
 	"github.com/pion/dtls/v2"
+
+	"github.com/ztagent/ztagent/tunnel/l3e/record"
 )
 
 // CipherSuites are the only suites either end offers or accepts: AES-GCM with
@@ -18,17 +21,34 @@ var CipherSuites = []dtls.CipherSuiteID{
 	dtls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 }
 
-// RecordStats counts the records pion drops without a word. Truncated
-// datagrams (a record header or length running past the datagram) are read
-// from the raw datagrams by CountRecords, since pion discards them before any
-// log line; replayed records (pion's sliding window, checked before
-// decryption) and records that fail authentication are counted from pion's own
-// debug messages by LoggerFactory, so they are exactly pion's decisions.
+// RecordStats counts the records dropped without a word. Our record layer
+// (tunnel/l3e/record) says why it refuses one (Count). Of the datagrams for
+// pion, the truncated ones (a record header or length running past the
+// datagram) are counted from the raw datagrams, since pion discards them
+// before any log line; replayed records (pion's sliding window, checked
+// before decryption) and records that fail authentication are counted from
+// pion's own debug messages by LoggerFactory, so they are exactly pion's
+// decisions.
 type RecordStats struct {
-	Datagrams atomic.Uint64
-	Truncated atomic.Uint64
-	Replayed  atomic.Uint64
-	Forged    atomic.Uint64
+	Datagrams  atomic.Uint64
+	Truncated  atomic.Uint64 // truncated, or not one whole record
+	Replayed   atomic.Uint64
+	Forged     atomic.Uint64
+	WrongEpoch atomic.Uint64
+}
+
+// Count counts a record the record layer refused with err.
+func (s *RecordStats) Count(err error) {
+	switch {
+	case errors.Is(err, record.ErrReplayed):
+		s.Replayed.Add(1)
+	case errors.Is(err, record.ErrForged):
+		s.Forged.Add(1)
+	case errors.Is(err, record.ErrWrongEpoch):
+		s.WrongEpoch.Add(1)
+	default:
+		s.Truncated.Add(1)
+	}
 }
 
 // CountRecords returns c counting its datagrams and the truncated ones in s.

@@ -82,13 +82,13 @@ func Peek(d []byte) (h Header, ok bool) {
 		Len: int(binary.BigEndian.Uint16(d[11:]))}, true
 }
 
-// Ours reports whether datagram d is one application data record of epoch
-// written by our layer (its sequence number at or above SeqBase): those are
-// for an Opener, everything else for pion.
-func Ours(d []byte, epoch uint16) bool {
+// Ours reports whether datagram d starts with an application data record
+// our layer wrote (its sequence number at or above SeqBase): those are for
+// an Opener, which refuses what is not one whole record of its epoch,
+// everything else is for pion.
+func Ours(d []byte) bool {
 	h, ok := Peek(d)
-	return ok && h.Type == TypeApplicationData && h.Epoch == epoch && h.Seq >= SeqBase &&
-		HeaderLen+h.Len == len(d)
+	return ok && h.Type == TypeApplicationData && h.Seq >= SeqBase
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {

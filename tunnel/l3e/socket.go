@@ -1,0 +1,151 @@
+package l3e
+
+import (
+	"net"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// Sizes of the socket batches.
+const (
+	// SockBatch is the most datagrams one recvmmsg or sendmmsg moves.
+	SockBatch = 32
+	// DatagramSize is the largest datagram read: a record of the largest
+	// MTU a template may push (9000) and pion's handshake flights fit.
+	DatagramSize = 1 << 14
+	// SocketBuffer is the receive and send buffer both ends ask for (the
+	// kernel caps it at net.core.rmem_max and wmem_max): with the default
+	// 208 KiB a burst of a fast sender overflows it while the receiver
+	// decrypts, and TCP inside backs off at every loss.
+	SocketBuffer = 4 << 20
+)
+
+// Message is one datagram of a batch (the same type for IPv4 and IPv6).
+type Message = ipv4.Message
+
+// batchRW is ipv4.PacketConn or ipv6.PacketConn: recvmmsg and sendmmsg on
+// Linux, one datagram a call elsewhere.
+type batchRW interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// Socket is a UDP socket read and written in batches: the client's
+// connected one, the gateway's listening one. Another net.Conn (a test's,
+// a platform's) is read and written one datagram per call.
+type Socket struct {
+	conn net.Conn
+	pc   batchRW // nil: not a *net.UDPConn
+}
+
+// NewSocket wraps c and asks for SocketBuffer buffers.
+func NewSocket(c net.Conn) *Socket {
+	s := &Socket{conn: c}
+	u, ok := c.(*net.UDPConn)
+	if !ok {
+		return s
+	}
+	u.SetReadBuffer(SocketBuffer) // best effort: capped by the system
+	u.SetWriteBuffer(SocketBuffer)
+	if a, ok := u.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		s.pc = ipv6.NewPacketConn(u)
+	} else {
+		s.pc = ipv4.NewPacketConn(u)
+	}
+	return s
+}
+
+// Conn is the socket as a net.Conn.
+func (s *Socket) Conn() net.Conn { return s.conn }
+
+// NewMessages returns n messages with a DatagramSize buffer each, to read into.
+func NewMessages(n int) []Message {
+	ms := make([]Message, n)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, DatagramSize)}
+	}
+	return ms
+}
+
+// ReadBatch reads datagrams into ms (each with one buffer): their lengths
+// in N and, on an unconnected socket, their sources in Addr.
+func (s *Socket) ReadBatch(ms []Message) (int, error) {
+	if s.pc != nil {
+		return s.pc.ReadBatch(ms, 0)
+	}
+	n, err := s.conn.Read(ms[0].Buffers[0])
+	if err != nil {
+		return 0, err
+	}
+	ms[0].N, ms[0].Addr = n, nil
+	return 1, nil
+}
+
+// WriteBatch sends all of ms (each with one buffer; Addr set on an
+// unconnected socket), in as few system calls as the kernel allows.
+func (s *Socket) WriteBatch(ms []Message) error {
+	if s.pc == nil {
+		for i := range ms {
+			if _, err := s.conn.Write(ms[i].Buffers[0]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for sent := 0; sent < len(ms); {
+		n, err := s.pc.WriteBatch(ms[sent:], 0)
+		if err != nil {
+			return err
+		}
+		sent += n
+	}
+	return nil
+}
+
+// Close closes the socket, which ends a ReadBatch in progress.
+func (s *Socket) Close() error { return s.conn.Close() }
+
+// SendQueue collects records for one WriteBatch. It refers to the records'
+// buffers, which must stay as they are until Flush. One goroutine uses it.
+type SendQueue struct {
+	ms []Message
+	n  int
+}
+
+// NewSendQueue holds up to SockBatch records.
+func NewSendQueue() *SendQueue {
+	q := &SendQueue{ms: make([]Message, SockBatch)}
+	for i := range q.ms {
+		q.ms[i].Buffers = [][]byte{nil}
+	}
+	return q
+}
+
+// Add queues rec for to (nil on a connected socket), sending the queue
+// first on s when it is full.
+func (q *SendQueue) Add(s *Socket, rec []byte, to net.Addr) error {
+	var err error
+	if q.n == len(q.ms) {
+		err = q.Flush(s)
+	}
+	q.ms[q.n].Buffers[0], q.ms[q.n].Addr = rec, to
+	q.n++
+	return err
+}
+
+// Len is how many records wait.
+func (q *SendQueue) Len() int { return q.n }
+
+// Flush sends what is queued on s.
+func (q *SendQueue) Flush(s *Socket) error {
+	if q.n == 0 {
+		return nil
+	}
+	err := s.WriteBatch(q.ms[:q.n])
+	for i := range q.ms[:q.n] {
+		q.ms[i].Buffers[0], q.ms[i].Addr = nil, nil
+	}
+	q.n = 0
+	return err
+}
