@@ -3,7 +3,6 @@ package l3e
 import (
 	"encoding/binary"
 	"errors"
-	"net"
 	"sync/atomic"
 
 	"github.com/pion/dtls/v2"
@@ -51,35 +50,12 @@ func (s *RecordStats) Count(err error) {
 	}
 }
 
-// CountRecords returns c counting its datagrams and the truncated ones in s.
-// c must deliver one datagram per Read (a UDP socket, or pion's per-peer
-// connections of a UDP listener).
-func CountRecords(c net.Conn, s *RecordStats) net.Conn {
-	return &countingConn{Conn: c, stats: s}
-}
-
-type countingConn struct {
-	net.Conn
-	stats *RecordStats
-}
-
-func (c *countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.stats.Datagrams.Add(1)
-		if truncated(p[:n]) {
-			c.stats.Truncated.Add(1)
-		}
-	}
-	return n, err
-}
-
 // recordHeader is content type, version, epoch, sequence number and length.
 const recordHeader = 13
 
-// truncated reports whether a datagram's records run past its end, which
+// Truncated reports whether a datagram's records run past its end, which
 // makes pion discard the whole datagram.
-func truncated(d []byte) bool {
+func Truncated(d []byte) bool {
 	for len(d) > 0 {
 		if len(d) <= recordHeader {
 			return true

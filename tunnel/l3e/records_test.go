@@ -29,7 +29,7 @@ func TestTruncated(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := truncated(tc.d); got != tc.want {
+			if got := Truncated(tc.d); got != tc.want {
 				t.Fatalf("truncated = %v", got)
 			}
 		})
@@ -40,6 +40,6 @@ func FuzzRecords(f *testing.F) {
 	f.Add(append(rawRecord(1, 1, 3), rawRecord(1, 1, 3)...))
 	f.Add(rawRecord(0, 0, 0)[:5])
 	f.Fuzz(func(t *testing.T, d []byte) {
-		_ = truncated(d)
+		_ = Truncated(d)
 	})
 }

@@ -238,7 +238,7 @@ func (s *session) datagram(d []byte, pending [][]byte) [][]byte {
 	st := &s.c.stats.records
 	st.Datagrams.Add(1)
 	if !record.Ours(d) {
-		if truncated(d) {
+		if Truncated(d) {
 			st.Truncated.Add(1)
 		}
 		s.feed.Feed(d)
