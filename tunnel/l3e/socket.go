@@ -2,6 +2,7 @@ package l3e
 
 import (
 	"net"
+	"sync/atomic"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -37,6 +38,10 @@ type batchRW interface {
 type Socket struct {
 	conn net.Conn
 	pc   batchRW // nil: not a *net.UDPConn
+	// gso: the kernel takes several records of one size to one address in
+	// one buffer and segments them (UDP GSO): one trip down the stack for
+	// the lot. Cleared when the path refuses it.
+	gso atomic.Bool
 }
 
 // NewSocket wraps c and asks for SocketBuffer buffers.
@@ -53,6 +58,7 @@ func NewSocket(c net.Conn) *Socket {
 	} else {
 		s.pc = ipv4.NewPacketConn(u)
 	}
+	s.gso.Store(gsoSupported(u))
 	return s
 }
 
@@ -106,18 +112,30 @@ func (s *Socket) WriteBatch(ms []Message) error {
 // Close closes the socket, which ends a ReadBatch in progress.
 func (s *Socket) Close() error { return s.conn.Close() }
 
+// Limits of one GSO message (the kernel's UDP_MAX_SEGMENTS, and an IPv4
+// datagram's payload with room to spare).
+const (
+	gsoSegments = 64
+	gsoBytes    = 65000
+)
+
 // SendQueue collects records for one WriteBatch. It refers to the records'
 // buffers, which must stay as they are until Flush. One goroutine uses it.
 type SendQueue struct {
 	ms []Message
 	n  int
+	// out are the coalesced messages of a Flush on a GSO socket, bufs
+	// their buffers (allocated when first needed).
+	out  []Message
+	bufs [][]byte
 }
 
 // NewSendQueue holds up to SockBatch records.
 func NewSendQueue() *SendQueue {
-	q := &SendQueue{ms: make([]Message, SockBatch)}
+	q := &SendQueue{ms: make([]Message, SockBatch), out: make([]Message, SockBatch), bufs: make([][]byte, SockBatch)}
 	for i := range q.ms {
 		q.ms[i].Buffers = [][]byte{nil}
+		q.out[i].Buffers = [][]byte{nil}
 	}
 	return q
 }
@@ -142,10 +160,65 @@ func (q *SendQueue) Flush(s *Socket) error {
 	if q.n == 0 {
 		return nil
 	}
-	err := s.WriteBatch(q.ms[:q.n])
+	var err error
+	if q.n > 1 && s.gso.Load() {
+		err = s.WriteBatch(q.out[:q.coalesce()])
+		if err != nil && gsoRefused(err) {
+			s.gso.Store(false)
+			err = s.WriteBatch(q.ms[:q.n])
+		}
+	} else {
+		err = s.WriteBatch(q.ms[:q.n])
+	}
 	for i := range q.ms[:q.n] {
 		q.ms[i].Buffers[0], q.ms[i].Addr = nil, nil
+		q.out[i].Buffers[0], q.out[i].Addr = nil, nil
 	}
 	q.n = 0
 	return err
+}
+
+// coalesce joins runs of queued records to one address into q.out: all of
+// a run but its last of the same size, the last no larger (the kernel cuts
+// the buffer at that size). It returns how many messages it made.
+func (q *SendQueue) coalesce() int {
+	k, size, count, ended := -1, 0, 0, false
+	for i := range q.ms[:q.n] {
+		rec, to := q.ms[i].Buffers[0], q.ms[i].Addr
+		if k >= 0 && to == q.out[k].Addr && len(rec) <= size && !ended && count < gsoSegments &&
+			len(q.out[k].Buffers[0])+len(rec) <= gsoBytes {
+			if count == 1 { // the run's first record, copied now that there is a run
+				q.out[k].Buffers[0] = append(q.buf(k), q.out[k].Buffers[0]...)
+			}
+			q.out[k].Buffers[0] = append(q.out[k].Buffers[0], rec...)
+			count++
+			ended = len(rec) < size
+			continue
+		}
+		q.segment(k, size, count)
+		k++
+		q.out[k].Buffers[0], q.out[k].Addr = rec, to
+		size, count, ended = len(rec), 1, false
+	}
+	q.segment(k, size, count)
+	return k + 1
+}
+
+// buf is the empty buffer of out message k.
+func (q *SendQueue) buf(k int) []byte {
+	if q.bufs[k] == nil {
+		q.bufs[k] = make([]byte, 0, gsoBytes)
+	}
+	return q.bufs[k][:0]
+}
+
+// segment sets the GSO segment size of out message k when it holds a run.
+func (q *SendQueue) segment(k, size, count int) {
+	switch {
+	case k < 0:
+	case count > 1:
+		q.out[k].OOB = gsoControl(q.out[k].OOB, size)
+	default:
+		q.out[k].OOB = q.out[k].OOB[:0]
+	}
 }

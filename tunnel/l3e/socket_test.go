@@ -26,6 +26,7 @@ func TestSocketBatches(t *testing.T) {
 	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
 	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
 
+	t.Logf("UDP GSO: %v", s.gso.Load())
 	const n = 3 * SockBatch / 2
 	q := NewSendQueue()
 	for i := range n {
