@@ -28,7 +28,7 @@ type remote struct {
 // handshake record, so stray datagrams make no state). The records it
 // forwards from device to device leave in one sendmmsg per batch.
 func (g *Gateway) receive(ctx context.Context) error {
-	ms := l3e.NewMessages(l3e.SockBatch)
+	ms := g.sock.NewMessages(l3e.SockBatch)
 	q := l3e.NewSendQueue()
 	for {
 		n, err := g.sock.ReadBatch(ms)
@@ -43,7 +43,9 @@ func (g *Gateway) receive(ctx context.Context) error {
 			if !ok {
 				continue
 			}
-			g.datagram(ctx, from, ms[i].Buffers[0], ms[i].N, q)
+			g.sock.Segments(&ms[i], func(buf []byte, off, end int) {
+				g.datagram(ctx, from, buf[off:], end-off, q)
+			})
 		}
 		g.flush(q)
 	}

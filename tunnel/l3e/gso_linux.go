@@ -42,3 +42,34 @@ func gsoControl(oob []byte, size int) []byte {
 // gsoRefused reports whether err says the path cannot segment (a device
 // without checksum offload): the socket then sends one datagram a record.
 func gsoRefused(err error) bool { return errors.Is(err, unix.EIO) }
+
+// groEnable asks the kernel to hand u's datagrams of one flow over coalesced
+// (UDP_GRO, Linux 5.0): a GSO batch from the peer then arrives as it left.
+func groEnable(u *net.UDPConn) bool {
+	rc, err := u.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	rc.Control(func(fd uintptr) {
+		ok = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil
+	})
+	return ok
+}
+
+// groSize reads the segment size of a coalesced datagram from its control
+// messages; 0 when it is not coalesced.
+func groSize(oob []byte) int {
+	for len(oob) >= unix.CmsgLen(0) {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.CmsgLen(0) || l > len(oob) {
+			return 0
+		}
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
+			return int(*(*int32)(unsafe.Pointer(&oob[unix.CmsgLen(0)])))
+		}
+		oob = oob[min(len(oob), unix.CmsgSpace(l-unix.CmsgLen(0))):]
+	}
+	return 0
+}

@@ -10,3 +10,7 @@ func gsoSupported(*net.UDPConn) bool { return false }
 func gsoControl(oob []byte, _ int) []byte { return oob }
 
 func gsoRefused(error) bool { return false }
+
+func groEnable(*net.UDPConn) bool { return false }
+
+func groSize([]byte) int { return 0 }

@@ -210,7 +210,7 @@ func (s *session) tick(now time.Time) {
 // socket is closed: records of ours are opened in place and handled, the
 // rest go to pion.
 func (s *session) read() {
-	ms := NewMessages(SockBatch)
+	ms := s.sock.NewMessages(SockBatch)
 	var pending [][]byte
 	for {
 		n, err := s.sock.ReadBatch(ms)
@@ -227,7 +227,9 @@ func (s *session) read() {
 			return
 		}
 		for i := range n {
-			pending = s.datagram(ms[i].Buffers[0][:ms[i].N], pending)
+			s.sock.Segments(&ms[i], func(buf []byte, off, end int) {
+				pending = s.datagram(buf[off:end], pending)
+			})
 		}
 	}
 }

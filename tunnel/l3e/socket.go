@@ -42,6 +42,9 @@ type Socket struct {
 	// one buffer and segments them (UDP GSO): one trip down the stack for
 	// the lot. Cleared when the path refuses it.
 	gso atomic.Bool
+	// gro: the kernel hands a run of one peer's datagrams over in one
+	// buffer (UDP GRO); ReadBatch's callers cut it (Segments).
+	gro bool
 }
 
 // NewSocket wraps c and asks for SocketBuffer buffers.
@@ -59,19 +62,44 @@ func NewSocket(c net.Conn) *Socket {
 		s.pc = ipv4.NewPacketConn(u)
 	}
 	s.gso.Store(gsoSupported(u))
+	s.gro = groEnable(u)
 	return s
 }
 
 // Conn is the socket as a net.Conn.
 func (s *Socket) Conn() net.Conn { return s.conn }
 
-// NewMessages returns n messages with a DatagramSize buffer each, to read into.
-func NewMessages(n int) []Message {
+// NewMessages returns n messages to read into: buffers for a datagram of
+// DatagramSize, or for a coalesced run when the socket receives with GRO.
+func (s *Socket) NewMessages(n int) []Message {
+	size := DatagramSize
+	if s.gro {
+		size = 1 << 16
+	}
 	ms := make([]Message, n)
 	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, DatagramSize)}
+		ms[i].Buffers = [][]byte{make([]byte, size)}
+		if s.gro {
+			ms[i].OOB = make([]byte, 64)
+		}
 	}
 	return ms
+}
+
+// Segments calls fn with each datagram m holds (several when the kernel
+// coalesced them): the datagram is buf[off:end], the room before it free
+// and buf the message's whole buffer.
+func (s *Socket) Segments(m *Message, fn func(buf []byte, off, end int)) {
+	buf := m.Buffers[0]
+	size := m.N
+	if s.gro && m.NN > 0 {
+		if g := groSize(m.OOB[:m.NN]); g > 0 {
+			size = g
+		}
+	}
+	for off := 0; off < m.N; off += size {
+		fn(buf, off, min(off+size, m.N))
+	}
 }
 
 // ReadBatch reads datagrams into ms (each with one buffer): their lengths

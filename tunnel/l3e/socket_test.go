@@ -10,7 +10,8 @@ import (
 )
 
 // Records queued on a SendQueue leave in order, a full queue on its own and
-// the rest at Flush, and ReadBatch reads them back in order.
+// the rest at Flush (runs of one size coalesced on Linux: UDP GSO), and
+// ReadBatch and Segments read them back in order (coalesced again: GRO).
 func TestSocketBatches(t *testing.T) {
 	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -26,7 +27,7 @@ func TestSocketBatches(t *testing.T) {
 	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
 	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
 
-	t.Logf("UDP GSO: %v", s.gso.Load())
+	t.Logf("UDP GSO: %v, GRO: %v", s.gso.Load(), ps.gro)
 	const n = 3 * SockBatch / 2
 	q := NewSendQueue()
 	for i := range n {
@@ -40,7 +41,7 @@ func TestSocketBatches(t *testing.T) {
 	if err := q.Flush(s); err != nil {
 		t.Fatal(err)
 	}
-	ms := NewMessages(SockBatch)
+	ms := ps.NewMessages(SockBatch)
 	var from net.Addr
 	for got := 0; got < n; {
 		k, err := ps.ReadBatch(ms)
@@ -48,11 +49,13 @@ func TestSocketBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range k {
-			if m, want := string(ms[i].Buffers[0][:ms[i].N]), fmt.Sprintf("up %d", got); m != want {
-				t.Fatalf("peer got %q, want %q", m, want)
-			}
+			ps.Segments(&ms[i], func(buf []byte, off, end int) {
+				if m, want := string(buf[off:end]), fmt.Sprintf("up %d", got); m != want {
+					t.Fatalf("peer got %q, want %q", m, want)
+				}
+				got++
+			})
 			from = ms[i].Addr
-			got++
 		}
 	}
 	// Back to the sender's address, on the unconnected socket.
@@ -68,10 +71,12 @@ func TestSocketBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range k {
-			if m, want := string(ms[i].Buffers[0][:ms[i].N]), fmt.Sprintf("down %d", got); m != want {
-				t.Fatalf("got %q, want %q", m, want)
-			}
-			got++
+			s.Segments(&ms[i], func(buf []byte, off, end int) {
+				if m, want := string(buf[off:end]), fmt.Sprintf("down %d", got); m != want {
+					t.Fatalf("got %q, want %q", m, want)
+				}
+				got++
+			})
 		}
 	}
 }
