@@ -171,6 +171,10 @@ type Opener struct {
 	iv    [4]byte
 	epoch uint16
 	win   Window
+	// nonce and aad are scratch: slices of the Opener's own arrays do not
+	// make an allocation per record through the AEAD interface.
+	nonce [12]byte
+	aad   [13]byte
 }
 
 // NewOpener opens records of epoch sealed with key and the implicit iv.
@@ -204,11 +208,10 @@ func (o *Opener) Open(d []byte) ([]byte, error) {
 		return nil, ErrReplayed
 	}
 	n := h.Len - NonceLen - TagLen
-	var nonce [12]byte
-	copy(nonce[:], o.iv[:])
-	copy(nonce[4:], d[HeaderLen:Prefix])
-	aad := additionalData(d[3:11], n)
-	p, err := o.aead.Open(d[Prefix:Prefix], nonce[:], d[Prefix:], aad[:])
+	copy(o.nonce[:], o.iv[:])
+	copy(o.nonce[4:], d[HeaderLen:Prefix])
+	o.aad = additionalData(d[3:11], n)
+	p, err := o.aead.Open(d[Prefix:Prefix], o.nonce[:], d[Prefix:], o.aad[:])
 	if err != nil {
 		return nil, ErrForged
 	}
