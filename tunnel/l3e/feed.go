@@ -85,10 +85,6 @@ func (f *FeedConn) Close() error {
 	return nil
 }
 
-// Done is closed once the conn is closed (pion closes it when the
-// association ends).
-func (f *FeedConn) Done() <-chan struct{} { return f.closed }
-
 func (f *FeedConn) LocalAddr() net.Addr  { return f.local }
 func (f *FeedConn) RemoteAddr() net.Addr { return f.remote }
 

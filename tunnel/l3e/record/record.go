@@ -146,9 +146,6 @@ func (s *Sealer) Seal(b []byte, n int) ([]byte, error) {
 	return b, nil
 }
 
-// Next is the sequence number of the next record.
-func (s *Sealer) Next() uint64 { return s.seq.Load() }
-
 func putEpochSeq(b []byte, epoch uint16, seq uint64) {
 	binary.BigEndian.PutUint16(b, epoch)
 	binary.BigEndian.PutUint16(b[2:], uint16(seq>>32))
