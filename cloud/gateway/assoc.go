@@ -14,26 +14,25 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ztagent/ztagent/tunnel/l3e"
+	"github.com/ztagent/ztagent/tunnel/l3e/record"
 )
 
-// tunOffset is where a packet starts in the gateway's buffers: the TUN needs
-// headroom before it (wireguard-go's tun writes a virtio header there), and
-// the byte just before the packet holds the message type, so a packet read
-// from the TUN is sent, and one received is written, without a copy.
-const tunOffset = 16
-
-// bufSize holds the largest record plus the headroom.
-const bufSize = tunOffset + 1<<16
-
-// assoc is one device's DTLS association.
+// assoc is one device's DTLS association: pion made the handshake and keeps
+// its alerts; our record layer (keys, seal, open) carries the messages.
 type assoc struct {
 	g      *Gateway
+	r      *remote
 	conn   *dtls.Conn
+	keys   record.Keys
+	seal   *record.Sealer
+	open   *record.Opener // only the receive loop uses it
 	peer   *x509.Certificate
 	dev    string
 	addr   netip.Addr
 	log    *zap.Logger
 	filter atomic.Pointer[l3e.Filter]
+	last   atomic.Int64 // unix nanoseconds of the last record received
+	closed atomic.Bool
 	// tmpl is the last template pushed and gen its generation; only
 	// the handshake and recheck touch them, under tmu.
 	tmu  sync.Mutex
@@ -46,27 +45,26 @@ type assoc struct {
 // handshake runs the DTLS handshake with one new peer and, when it is admitted,
 // registers its association and pushes the template. It returns nil when the
 // peer was refused.
-func (g *Gateway) handshake(ctx context.Context, raw net.Conn) *assoc {
+func (g *Gateway) handshake(ctx context.Context, r *remote) *assoc {
 	hctx, cancel := context.WithTimeout(ctx, g.cfg.HandshakeTimeout)
 	defer cancel()
-	conn, err := dtls.ServerWithContext(hctx, l3e.CountRecords(raw, &g.stats.records), g.conf)
+	conn, err := dtls.ServerWithContext(hctx, r.feed, g.conf)
 	if err != nil {
 		g.stats.add(dropHandshake)
-		g.log.Info("L3E handshake failed", zap.Stringer("peer", raw.RemoteAddr()), zap.Error(err))
-		raw.Close()
+		g.log.Info("L3E handshake failed", zap.Stringer("peer", r.addr), zap.Error(err))
 		return nil
 	}
-	a, d, err := g.admit(conn)
+	a, d, err := g.admit(conn, r)
 	if err != nil {
 		g.stats.add(dropRefused)
-		g.log.Info("L3E device refused", zap.Stringer("peer", raw.RemoteAddr()), zap.Error(err))
+		g.log.Info("L3E device refused", zap.Stringer("peer", r.addr), zap.Error(err))
 		conn.Write(l3e.Bye(err.Error()))
 		conn.Close()
 		return nil
 	}
-	// Routes in force, then registered, then the template sent: whatever
-	// the device sends once it has its template finds its way back, and
-	// nothing meets the association without its routes.
+	// Routes in force, then registered and keyed, then the template sent:
+	// whatever the device sends once it has its template finds its way
+	// back, and nothing meets the association without its routes.
 	recs, err := a.prepare(d.Template)
 	if err != nil {
 		a.log.Warn("L3E template refused", zap.Error(err))
@@ -74,6 +72,7 @@ func (g *Gateway) handshake(ctx context.Context, raw net.Conn) *assoc {
 		return nil
 	}
 	g.register(a)
+	g.established(r, a)
 	if ctx.Err() != nil { // Run's teardown may have missed it
 		a.close("gateway shutting down")
 	}
@@ -84,12 +83,13 @@ func (g *Gateway) handshake(ctx context.Context, raw net.Conn) *assoc {
 		return nil
 	}
 	g.stats.handshakes.Add(1)
-	a.log.Info("L3E association up", zap.Stringer("peer", raw.RemoteAddr()))
+	a.log.Info("L3E association up", zap.Stringer("peer", r.addr))
 	return a
 }
 
-// admit identifies the device of a new association and gives it its address.
-func (g *Gateway) admit(conn *dtls.Conn) (*assoc, Device, error) {
+// admit identifies the device of a new association, takes its keys and
+// gives it its address.
+func (g *Gateway) admit(conn *dtls.Conn, r *remote) (*assoc, Device, error) {
 	certs := conn.ConnectionState().PeerCertificates
 	if len(certs) == 0 {
 		return nil, Device{}, errNoCert
@@ -106,8 +106,18 @@ func (g *Gateway) admit(conn *dtls.Conn) (*assoc, Device, error) {
 	if err != nil {
 		return nil, Device{}, err
 	}
-	a := &assoc{g: g, conn: conn, peer: peer, dev: d.ID, addr: addr,
+	a := &assoc{g: g, r: r, conn: conn, peer: peer, dev: d.ID, addr: addr,
 		log: g.log.With(zap.String("device", d.ID), zap.String("user", d.User), zap.Stringer("vpn", addr))}
+	a.last.Store(time.Now().UnixNano())
+	if a.keys, err = record.KeysOf(conn); err != nil {
+		return nil, Device{}, err
+	}
+	if a.seal, err = a.keys.Sealer(); err != nil {
+		return nil, Device{}, err
+	}
+	if a.open, err = a.keys.Opener(); err != nil {
+		return nil, Device{}, err
+	}
 	return a, d, nil
 }
 
@@ -151,13 +161,26 @@ func (a *assoc) prepare(t l3e.Template) ([][]byte, error) {
 	return recs, nil
 }
 
-func (a *assoc) send(recs [][]byte) error {
-	for _, r := range recs {
-		if _, err := a.conn.Write(r); err != nil {
+// send sends each message in a record of its own.
+func (a *assoc) send(msgs [][]byte) error {
+	for _, m := range msgs {
+		if err := a.sendMsg(m); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sendMsg seals msg (a control message) into a record and sends it.
+func (a *assoc) sendMsg(msg []byte) error {
+	b := make([]byte, record.Prefix+len(msg), record.Overhead+len(msg))
+	copy(b[record.Prefix:], msg)
+	rec, err := a.seal.Seal(b, len(msg))
+	if err != nil {
+		return err
+	}
+	_, err = a.g.sock.Conn().(*net.UDPConn).WriteTo(rec, a.r.udp)
+	return err
 }
 
 // recheck admits the device again: refused, it is told why and dropped;
@@ -175,62 +198,64 @@ func (a *assoc) recheck() {
 	}
 }
 
-// close says bye and closes the association; serve then returns.
+// close says bye (when reason is set) and closes the association; serve
+// then returns.
 func (a *assoc) close(reason string) {
 	a.closeOnce.Do(func() {
-		a.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		a.conn.Write(l3e.Bye(reason))
-		// A zero deadline ends the timer goroutine pion keeps per deadline.
-		a.conn.SetWriteDeadline(time.Time{})
-		a.conn.Close()
+		a.closed.Store(true)
+		if reason != "" {
+			a.sendMsg(l3e.Bye(reason))
+		}
+		a.conn.Close() // pion's close_notify; closes the FeedConn
 	})
 }
 
-// serve reads the device's records until the association ends.
+// serve delivers what pion decrypts (a foreign peer's records, or records
+// that overtook the keying) until the association ends.
 func (a *assoc) serve() {
 	defer a.g.unregister(a)
 	defer a.close("")
-	defer a.conn.SetReadDeadline(time.Time{})
-	buf := make([]byte, bufSize)
-	// A device silent for two to three keepalive intervals is gone. The
-	// deadline is moved once an interval, not per record: pion starts a
-	// goroutine for every deadline set.
-	ka := a.g.cfg.Keepalive
-	var armed time.Time
+	buf := make([]byte, record.Prefix+l3e.DatagramSize+record.TagLen)
 	for {
-		if now := time.Now(); now.Sub(armed) >= ka {
-			a.conn.SetReadDeadline(now.Add(2 * ka))
-			armed = now
-		}
-		n, err := a.conn.Read(buf[tunOffset-1:])
+		n, err := a.conn.Read(buf[record.Prefix : record.Prefix+l3e.DatagramSize])
 		if err != nil {
 			a.log.Info("L3E association down", zap.Error(err))
 			return
 		}
-		rec := buf[tunOffset-1 : tunOffset-1+n]
-		switch rec[0] {
-		case l3e.TypePacket:
-			a.g.fromDevice(a, buf, n-1)
-		case l3e.TypeKeepalive:
-			if r, err := l3e.KeepaliveReply(rec); err == nil {
-				a.conn.Write(r)
-			} else {
-				a.g.stats.add(dropMalformed)
-			}
-		case l3e.TypeKeepaliveReply:
-		case l3e.TypeBye:
-			a.log.Info("L3E device said bye", zap.ByteString("reason", rec[1:]))
-			return
-		default:
-			a.g.stats.add(dropMalformed)
+		a.last.Store(time.Now().UnixNano())
+		if n > 0 {
+			a.handle(buf, n, nil)
 		}
 	}
 }
 
-// fromDevice forwards the packet buf[tunOffset:tunOffset+n] that a sent: to
+// handle acts on the message room[record.Prefix:][:n] (type byte first); a
+// packet for another device is sealed in room and queued on q (sent at once
+// when q is nil).
+func (a *assoc) handle(room []byte, n int, q *l3e.SendQueue) {
+	msg := room[record.Prefix : record.Prefix+n]
+	switch msg[0] {
+	case l3e.TypePacket:
+		a.g.fromDevice(a, room, n, q)
+	case l3e.TypeKeepalive:
+		if r, err := l3e.KeepaliveReply(msg); err == nil {
+			a.sendMsg(r)
+		} else {
+			a.g.stats.add(dropMalformed)
+		}
+	case l3e.TypeKeepaliveReply:
+	case l3e.TypeBye:
+		a.log.Info("L3E device said bye", zap.ByteString("reason", msg[1:]))
+		a.close("")
+	default:
+		a.g.stats.add(dropMalformed)
+	}
+}
+
+// fromDevice forwards the packet in room (see handle) that a sent: to
 // another device of the pool, or to the corporate network.
-func (g *Gateway) fromDevice(a *assoc, buf []byte, n int) {
-	pkt := buf[tunOffset : tunOffset+n]
+func (g *Gateway) fromDevice(a *assoc, room []byte, n int, q *l3e.SendQueue) {
+	pkt := room[record.Prefix+1 : record.Prefix+n]
 	fl, err := l3e.Classify(pkt)
 	switch {
 	case err != nil:
@@ -252,7 +277,7 @@ func (g *Gateway) fromDevice(a *assoc, buf []byte, n int) {
 		case !b.filter.Load().Inbound(&fl):
 			g.stats.add(dropPolicy)
 		default:
-			g.toDevice(b, buf[tunOffset-1:tunOffset+n])
+			g.toDevice(b, room, n, q)
 		}
 		return
 	}
@@ -263,10 +288,22 @@ func (g *Gateway) fromDevice(a *assoc, buf []byte, n int) {
 	g.tunw.Write(pkt)
 }
 
-// toDevice sends rec (type byte and packet) to b.
-func (g *Gateway) toDevice(b *assoc, rec []byte) {
-	rec[0] = l3e.TypePacket
-	if _, err := b.conn.Write(rec); err != nil {
+// toDevice seals the packet message room[record.Prefix:][:n] for b in place
+// and queues it on q, or sends it at once when q is nil.
+func (g *Gateway) toDevice(b *assoc, room []byte, n int, q *l3e.SendQueue) {
+	room[record.Prefix] = l3e.TypePacket
+	rec, err := b.seal.Seal(room, n)
+	if err == nil {
+		if q != nil {
+			if err = q.Add(g.sock, rec, b.r.udp); err != nil {
+				g.stats.drops[dropSend].Add(l3e.SockBatch)
+				err = nil
+			}
+		} else {
+			_, err = g.sock.Conn().(*net.UDPConn).WriteTo(rec, b.r.udp)
+		}
+	}
+	if err != nil {
 		g.stats.add(dropSend)
 		return
 	}

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v2"
-	"github.com/pion/transport/v2/udp"
 	"go.uber.org/zap"
 	"golang.zx2c4.com/wireguard/tun"
 
@@ -75,26 +74,21 @@ type Device struct {
 // DefaultMTU is the inner MTU pushed unless Config.MTU says otherwise.
 const DefaultMTU = l3e.DefaultMTU
 
-// maxHandshakes bounds the handshakes in progress at once.
+// maxHandshakes bounds the handshakes in progress at once; each lasts at
+// most Config.HandshakeTimeout.
 const maxHandshakes = 64
 
-// sockBatch is the most datagrams one recvmmsg takes. Sending is not
-// batched: pion's listener would hold a partial batch until a timer flushes
-// it, and that timer ticks every half interval, busy or idle (20,000 wake-ups
-// a second at the 100 µs that batching needs), while a held record is
-// jitter on a voice call (0.06 → 0.6 ms in TestL3EClientToClient). So a
-// batch of one record goes out at once, and the timer, which then never has
-// anything to flush, ticks twice a second.
-const (
-	sockBatch  = 32
-	writeFlush = time.Second
-)
-
 // Gateway is a running gateway. Build it with New, run it with Run.
+//
+// It owns its UDP socket: one receive loop (recvmmsg) opens the records of
+// established associations in place and forwards their packets (to the TUN,
+// or sealed in place for another device, one sendmmsg per batch); every
+// other datagram goes to the remote address's FeedConn, on which pion runs
+// the handshake and keeps its retransmissions and alerts.
 type Gateway struct {
 	cfg   Config
 	log   *zap.Logger
-	ln    net.Listener
+	sock  *l3e.Socket
 	conf  *dtls.Config
 	pool  *pool
 	stats counters
@@ -103,7 +97,11 @@ type Gateway struct {
 	assocs atomic.Pointer[map[netip.Addr]*assoc] // by VPN address; readers never lock
 	hsem   chan struct{}                         // handshake slots
 	tunw   *l3e.TUNWriter                        // to cfg.TUN; nil without one
-	wg     sync.WaitGroup                        // handshakes and associations
+
+	rmu     sync.Mutex // guards remotes, stopped and wg.Add
+	remotes map[netip.AddrPort]*remote
+	stopped bool
+	wg      sync.WaitGroup // handshakes and associations
 }
 
 // New checks cfg, opens the address pool and binds the UDP socket.
@@ -146,14 +144,12 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	lc := udp.ListenConfig{AcceptFilter: isClientHello,
-		ReadBufferSize: l3e.SocketBuffer, WriteBufferSize: l3e.SocketBuffer,
-		// recvmmsg, and every record sent at once: see sockBatch.
-		Batch: udp.BatchIOConfig{Enable: true, ReadBatchSize: sockBatch,
-			WriteBatchSize: 1, WriteBatchInterval: writeFlush}}
-	if g.ln, err = lc.Listen("udp", laddr); err != nil {
+	u, err := net.ListenUDP("udp", laddr)
+	if err != nil {
 		return nil, fmt.Errorf("gateway: listen on %s: %w", cfg.Addr, err)
 	}
+	g.sock = l3e.NewSocket(u)
+	g.remotes = map[netip.AddrPort]*remote{}
 	return g, nil
 }
 
@@ -172,7 +168,7 @@ func isClientHello(d []byte) bool {
 }
 
 // Addr is the bound UDP address.
-func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
+func (g *Gateway) Addr() net.Addr { return g.sock.Conn().LocalAddr() }
 
 // GatewayAddr is the gateway's own address in the pool, for its TUN.
 func (g *Gateway) GatewayAddr() netip.Prefix {
@@ -193,72 +189,65 @@ func (g *Gateway) Run(ctx context.Context) error {
 			g.readTUN()
 		}()
 	}
-	loops.Add(1)
+	loops.Add(2)
 	go func() {
 		defer loops.Done()
 		g.recheckLoop(ctx)
 	}()
-	err := g.accept(ctx)
-	// Order: stop accepting (done), cancel handshakes, say bye to and close
-	// every association, wait for their goroutines, then stop the TUN writer
-	// and close the TUN, which ends its reader.
+	failed := make(chan error, 1)
+	go func() {
+		defer loops.Done()
+		failed <- g.receive(ctx)
+	}()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-failed:
+	}
+	// Order: no new handshakes, cancel those in progress, say bye to and
+	// close every association, wait for their goroutines, close the socket
+	// (which ends the receive loop), then stop the TUN writer and close the
+	// TUN, which ends its reader.
+	g.rmu.Lock()
+	g.stopped = true
+	g.rmu.Unlock()
 	cancel()
 	for _, a := range *g.assocs.Load() {
 		a.close("gateway shutting down")
 	}
 	g.wg.Wait()
+	g.sock.Close()
 	if g.cfg.TUN != nil {
 		g.tunw.Close()
 		g.cfg.TUN.Close()
 	}
 	loops.Wait()
-	if ctx.Err() != nil {
-		return nil
-	}
 	return err
 }
 
-// accept takes new peers until ctx is done or the listener fails.
-func (g *Gateway) accept(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { g.ln.Close() })
-	defer stop()
-	defer g.ln.Close()
-	for {
-		raw, err := g.ln.Accept()
-		if err != nil {
-			return fmt.Errorf("gateway: accept: %w", err)
-		}
-		select {
-		case g.hsem <- struct{}{}:
-		default:
-			g.stats.add(dropBusy)
-			raw.Close()
-			continue
-		}
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			a := g.handshake(ctx, raw)
-			<-g.hsem
-			if a != nil {
-				a.serve()
-			}
-		}()
-	}
-}
-
 // recheckLoop admits every association again, so a revoked device or a
-// changed template is in force within RecheckEvery.
+// changed template is in force within RecheckEvery, and drops those whose
+// device has been silent for three keepalive intervals.
 func (g *Gateway) recheckLoop(ctx context.Context) {
-	t := time.NewTicker(g.cfg.RecheckEvery)
+	t := time.NewTicker(min(g.cfg.RecheckEvery, g.cfg.Keepalive))
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
+			recheck := now.Sub(last) >= g.cfg.RecheckEvery
+			if recheck {
+				last = now
+			}
 			for _, a := range *g.assocs.Load() {
-				a.recheck()
+				if silent := now.Sub(time.Unix(0, a.last.Load())); silent > 3*g.cfg.Keepalive {
+					a.log.Info("L3E device silent", zap.Duration("for", silent.Round(time.Second)))
+					a.close("silent for " + silent.Round(time.Second).String())
+				} else if recheck {
+					a.recheck()
+				}
 			}
 		}
 	}

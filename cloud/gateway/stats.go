@@ -46,11 +46,13 @@ type Stats struct {
 	// Drops by reason: policy, spoofed, no_route, malformed, tun_write, send,
 	// handshake, refused, busy.
 	Drops map[string]uint64 `json:"drops"`
-	// Datagrams received; truncated, replayed and forged records pion dropped.
-	Datagrams uint64 `json:"datagrams"`
-	Truncated uint64 `json:"truncated"`
-	Replayed  uint64 `json:"replayed"`
-	Forged    uint64 `json:"forged"`
+	// Datagrams received; truncated, replayed, forged and wrong-epoch
+	// records dropped (by the record layer or by pion).
+	Datagrams  uint64 `json:"datagrams"`
+	Truncated  uint64 `json:"truncated"`
+	Replayed   uint64 `json:"replayed"`
+	Forged     uint64 `json:"forged"`
+	WrongEpoch uint64 `json:"wrong_epoch"`
 }
 
 // Stats returns the counters now.
@@ -63,6 +65,7 @@ func (g *Gateway) Stats() Stats {
 		Drops:     map[string]uint64{},
 		Datagrams: c.records.Datagrams.Load(), Truncated: c.records.Truncated.Load(),
 		Replayed: c.records.Replayed.Load(), Forged: c.records.Forged.Load(),
+		WrongEpoch: c.records.WrongEpoch.Load(),
 	}
 	for i := range c.drops {
 		s.Drops[dropNames[i]] = c.drops[i].Load()

@@ -4,23 +4,26 @@ import (
 	"errors"
 
 	"github.com/ztagent/ztagent/tunnel/l3e"
+	"github.com/ztagent/ztagent/tunnel/l3e/record"
 )
 
 var errNoCert = errors.New("no client certificate")
 
 // readTUN forwards the packets the corporate network sends to VPN addresses
-// to the devices that own them, until the TUN is closed (by Run's teardown).
+// to the devices that own them, until the TUN is closed (by Run's teardown):
+// sealed in place, the records of one TUN batch leave in one sendmmsg.
 func (g *Gateway) readTUN() {
-	l3e.ReadTUN(g.cfg.TUN, func(rec []byte) bool {
-		g.fromTUN(rec)
+	q := l3e.NewSendQueue()
+	l3e.ReadTUN(g.cfg.TUN, func(buf []byte, n int) bool {
+		g.fromTUN(buf[l3e.TUNOffset-1-record.Prefix:], n, q)
 		return true
-	}, nil)
+	}, func() { g.flush(q) })
 }
 
-// fromTUN sends rec (a free byte, then the packet) to the device that owns
-// the packet's destination, if that device's routes allow it.
-func (g *Gateway) fromTUN(rec []byte) {
-	fl, err := l3e.Classify(rec[1:])
+// fromTUN sends the packet room[record.Prefix+1:][:n] to the device that
+// owns its destination, if that device's routes allow it.
+func (g *Gateway) fromTUN(room []byte, n int, q *l3e.SendQueue) {
+	fl, err := l3e.Classify(room[record.Prefix+1 : record.Prefix+1+n])
 	if err != nil {
 		g.stats.add(dropMalformed)
 		return
@@ -33,6 +36,6 @@ func (g *Gateway) fromTUN(rec []byte) {
 		g.stats.add(dropPolicy)
 	default:
 		g.stats.fromCorp.Add(1)
-		g.toDevice(a, rec)
+		g.toDevice(a, room, 1+n, q)
 	}
 }

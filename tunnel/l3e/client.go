@@ -72,9 +72,10 @@ type Client struct {
 	stats clientCounters
 	// tunw writes the packets from the gateway to the TUN while Run runs.
 	tunw *TUNWriter
-	// held is the socket the TUN reader's batch is queued on (only that
-	// goroutine touches it).
-	held *BatchConn
+	// queue holds the records of the TUN batch being read and qsock is the
+	// socket they go to (only the TUN reader touches them).
+	queue *SendQueue
+	qsock *Socket
 
 	mu      sync.Mutex // guards state below
 	state   string
@@ -103,7 +104,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		var d net.Dialer
 		cfg.Dial = d.DialContext
 	}
-	c := &Client{cfg: cfg, log: cfg.Log, state: StateStopped}
+	c := &Client{cfg: cfg, log: cfg.Log, state: StateStopped, queue: NewSendQueue()}
 	c.conf = ClientDTLSConfig(cfg.Certificate, cfg.RootCAs, cfg.ServerName)
 	if get := cfg.GetCertificate; get != nil {
 		c.conf.Certificates = nil
@@ -212,10 +213,14 @@ func (c *Client) install(s *session) (old *session) {
 // rekeyDrain is how long a replaced association keeps receiving.
 const rekeyDrain = 500 * time.Millisecond
 
+// tickEvery is how often the association in use is looked at: keepalive
+// due, gateway silent, re-key due.
+const tickEvery = 250 * time.Millisecond
+
 // hold watches the association in use until it is lost (return, to reconnect)
 // or due for a re-key, which makes the new association before breaking the old.
 func (c *Client) hold(ctx context.Context, s *session) {
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
 	for {
 		select {
@@ -227,7 +232,8 @@ func (c *Client) hold(ctx context.Context, s *session) {
 			c.stats.losses.Add(1)
 			c.log.Warn("L3E association lost", zap.Error(s.err()))
 			return
-		case <-tick.C:
+		case now := <-tick.C:
+			s.tick(now)
 		}
 		if time.Since(s.start) < c.cfg.RekeyAfter && s.records.Load() < c.cfg.RekeyRecords {
 			continue
@@ -267,11 +273,22 @@ func jitter(d time.Duration) time.Duration {
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	hctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
 	defer cancel()
-	conn, bc, err := c.handshake(hctx)
+	raw, err := c.cfg.Dial(hctx, "udp", c.cfg.Gateway)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("l3e: dial %s: %w", c.cfg.Gateway, err)
 	}
-	s := newSession(c, conn, bc)
+	s := newSession(c, raw)
+	conn, err := dtls.ClientWithContext(hctx, s.feed, c.conf)
+	if err != nil {
+		s.exited() // pion's reader never ran
+	} else {
+		err = s.established(conn)
+	}
+	if err != nil {
+		s.fail(err)
+		s.wait()
+		return nil, fmt.Errorf("l3e: handshake with %s: %w", c.cfg.Gateway, err)
+	}
 	select {
 	case <-s.ready:
 		return s, nil
@@ -282,39 +299,6 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		s.wait()
 		return nil, fmt.Errorf("l3e: no template from %s: %w", c.cfg.Gateway, hctx.Err())
 	}
-}
-
-// handshake dials the gateway and completes a DTLS handshake. The socket is
-// a BatchConn (nil when Dial gave something else than a UDP socket).
-func (c *Client) handshake(ctx context.Context) (*dtls.Conn, *BatchConn, error) {
-	raw, err := c.cfg.Dial(ctx, "udp", c.cfg.Gateway)
-	if err != nil {
-		return nil, nil, fmt.Errorf("l3e: dial %s: %w", c.cfg.Gateway, err)
-	}
-	bconn := NewBatchConn(raw)
-	bc, _ := bconn.(*BatchConn)
-	conn, err := dtls.ClientWithContext(ctx, CountRecords(bconn, &c.stats.records), c.conf)
-	if err != nil {
-		raw.Close()
-		return nil, nil, fmt.Errorf("l3e: handshake with %s: %w", c.cfg.Gateway, err)
-	}
-	return conn, bc, nil
-}
-
-// Handshake dials addr and completes a DTLS handshake with the device's
-// configuration, nothing more: for checks against a foreign DTLS peer.
-func Handshake(ctx context.Context, addr string, conf *dtls.Config) (*dtls.Conn, error) {
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "udp", addr)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := dtls.ClientWithContext(ctx, raw, conf)
-	if err != nil {
-		raw.Close()
-		return nil, err
-	}
-	return conn, nil
 }
 
 // applyTemplate installs a newly received template for the association s.

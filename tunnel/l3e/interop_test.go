@@ -18,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/dtls/v2"
+
 	"github.com/ztagent/ztagent/tunnel/l3e/l3etest"
+	"github.com/ztagent/ztagent/tunnel/l3e/record"
 )
 
 // testPKI is a CA with one server and one client certificate.
@@ -103,15 +106,39 @@ func TestOpenSSLServer(t *testing.T) {
 	}
 	hctx, hcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer hcancel()
-	conn, err := Handshake(hctx, "127.0.0.1:"+port, ClientDTLSConfig(p.client, p.pool, "gateway.test"))
+	raw, err := net.Dial("udp", "127.0.0.1:"+port)
 	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := dtls.ClientWithContext(hctx, raw, ClientDTLSConfig(p.client, p.pool, "gateway.test"))
+	if err != nil {
+		raw.Close()
 		t.Fatalf("handshake with openssl s_server: %v\n%s", err, out.String())
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte("hello from ztagent\n")); err != nil {
+	if _, err := conn.Write([]byte("hello from pion\n")); err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(out.String(), "hello from ztagent") {
+	// The records of the data path are ours: OpenSSL reads them too.
+	keys, err := record.KeysOf(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal, err := keys.Sealer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "hello from ztagent's record layer\n"
+	b := make([]byte, record.Prefix+len(msg), record.Overhead+len(msg))
+	copy(b[record.Prefix:], msg)
+	rec, err := seal.Seal(b, len(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(out.String(), "hello from pion") || !strings.Contains(out.String(), msg) {
 		if ctx.Err() != nil {
 			t.Fatalf("openssl s_server did not print the data:\n%s", out.String())
 		}

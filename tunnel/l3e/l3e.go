@@ -5,6 +5,12 @@
 // AES-GCM suites only), so that corporate servers and other devices can open
 // connections to the device, not only the reverse.
 //
+// pion makes the handshake; the records that carry the messages are sealed
+// and opened by tunnel/l3e/record with the association's keys, in place in
+// batched socket and TUN buffers (Socket, SendQueue, ReadTUN), and pion's
+// conn reads a FeedConn fed with what is not ours (handshake
+// retransmissions, alerts, a foreign peer's records).
+//
 // Each DTLS record carries one message, whose first byte is its type:
 //
 //	0x01 packet          one IPv4 or IPv6 packet, as read from a TUN

@@ -2,10 +2,12 @@ package l3e
 
 import (
 	"encoding/binary"
-	"net"
+	"errors"
 	"sync/atomic"
 
 	"github.com/pion/dtls/v2"
+
+	"github.com/ztagent/ztagent/tunnel/l3e/record"
 )
 
 // CipherSuites are the only suites either end offers or accepts: AES-GCM with
@@ -18,48 +20,42 @@ var CipherSuites = []dtls.CipherSuiteID{
 	dtls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 }
 
-// RecordStats counts the records pion drops without a word. Truncated
-// datagrams (a record header or length running past the datagram) are read
-// from the raw datagrams by CountRecords, since pion discards them before any
-// log line; replayed records (pion's sliding window, checked before
-// decryption) and records that fail authentication are counted from pion's own
-// debug messages by LoggerFactory, so they are exactly pion's decisions.
+// RecordStats counts the records dropped without a word. Our record layer
+// (tunnel/l3e/record) says why it refuses one (Count). Of the datagrams for
+// pion, the truncated ones (a record header or length running past the
+// datagram) are counted from the raw datagrams, since pion discards them
+// before any log line; replayed records (pion's sliding window, checked
+// before decryption) and records that fail authentication are counted from
+// pion's own debug messages by LoggerFactory, so they are exactly pion's
+// decisions.
 type RecordStats struct {
-	Datagrams atomic.Uint64
-	Truncated atomic.Uint64
-	Replayed  atomic.Uint64
-	Forged    atomic.Uint64
+	Datagrams  atomic.Uint64
+	Truncated  atomic.Uint64 // truncated, or not one whole record
+	Replayed   atomic.Uint64
+	Forged     atomic.Uint64
+	WrongEpoch atomic.Uint64
 }
 
-// CountRecords returns c counting its datagrams and the truncated ones in s.
-// c must deliver one datagram per Read (a UDP socket, or pion's per-peer
-// connections of a UDP listener).
-func CountRecords(c net.Conn, s *RecordStats) net.Conn {
-	return &countingConn{Conn: c, stats: s}
-}
-
-type countingConn struct {
-	net.Conn
-	stats *RecordStats
-}
-
-func (c *countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.stats.Datagrams.Add(1)
-		if truncated(p[:n]) {
-			c.stats.Truncated.Add(1)
-		}
+// Count counts a record the record layer refused with err.
+func (s *RecordStats) Count(err error) {
+	switch {
+	case errors.Is(err, record.ErrReplayed):
+		s.Replayed.Add(1)
+	case errors.Is(err, record.ErrForged):
+		s.Forged.Add(1)
+	case errors.Is(err, record.ErrWrongEpoch):
+		s.WrongEpoch.Add(1)
+	default:
+		s.Truncated.Add(1)
 	}
-	return n, err
 }
 
 // recordHeader is content type, version, epoch, sequence number and length.
 const recordHeader = 13
 
-// truncated reports whether a datagram's records run past its end, which
+// Truncated reports whether a datagram's records run past its end, which
 // makes pion discard the whole datagram.
-func truncated(d []byte) bool {
+func Truncated(d []byte) bool {
 	for len(d) > 0 {
 		if len(d) <= recordHeader {
 			return true

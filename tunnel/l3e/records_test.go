@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func record(epoch uint16, seq uint64, body int) []byte {
+func rawRecord(epoch uint16, seq uint64, body int) []byte {
 	r := make([]byte, recordHeader+body)
 	r[0], r[1], r[2] = 23, 0xfe, 0xfd
 	binary.BigEndian.PutUint16(r[3:], epoch)
@@ -21,15 +21,15 @@ func TestTruncated(t *testing.T) {
 		d    []byte
 		want bool
 	}{
-		{"one record", record(1, 1, 10), false},
-		{"two records", append(record(1, 1, 10), record(1, 2, 3)...), false},
-		{"short body", record(1, 1, 10)[:20], true},
-		{"second header cut", append(record(1, 1, 10), record(1, 2, 3)[:8]...), true},
-		{"header only", record(1, 1, 0), true},
+		{"one record", rawRecord(1, 1, 10), false},
+		{"two records", append(rawRecord(1, 1, 10), rawRecord(1, 2, 3)...), false},
+		{"short body", rawRecord(1, 1, 10)[:20], true},
+		{"second header cut", append(rawRecord(1, 1, 10), rawRecord(1, 2, 3)[:8]...), true},
+		{"header only", rawRecord(1, 1, 0), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := truncated(tc.d); got != tc.want {
+			if got := Truncated(tc.d); got != tc.want {
 				t.Fatalf("truncated = %v", got)
 			}
 		})
@@ -37,9 +37,9 @@ func TestTruncated(t *testing.T) {
 }
 
 func FuzzRecords(f *testing.F) {
-	f.Add(append(record(1, 1, 3), record(1, 1, 3)...))
-	f.Add(record(0, 0, 0)[:5])
+	f.Add(append(rawRecord(1, 1, 3), rawRecord(1, 1, 3)...))
+	f.Add(rawRecord(0, 0, 0)[:5])
 	f.Fuzz(func(t *testing.T, d []byte) {
-		_ = truncated(d)
+		_ = Truncated(d)
 	})
 }

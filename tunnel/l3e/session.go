@@ -2,18 +2,27 @@ package l3e
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/dtls/v2"
 	"go.uber.org/zap"
+
+	"github.com/ztagent/ztagent/tunnel/l3e/record"
 )
 
-// tunOffset is where a packet starts in the client's buffers: headroom for the
-// TUN's virtio header, and the byte before the packet for the message type,
-// so packets move between the TUN and DTLS without a copy.
-const tunOffset = 16
+// tunOffset is where a packet starts in the data path's buffers: the byte
+// before it holds the message type and the record header and explicit
+// nonce go before that, so a packet read from a TUN is sealed in place, and
+// one opened in place is where a TUN write wants it (with room for the
+// virtio header wireguard-go's tun puts before it).
+const tunOffset = record.Prefix + 1
+
+// TUNOffset is tunOffset for the gateway, which shares the layout.
+const TUNOffset = tunOffset
 
 // bufSize holds the largest record plus the headroom.
 const bufSize = tunOffset + 1<<16
@@ -21,20 +30,45 @@ const bufSize = tunOffset + 1<<16
 // defaultKeepalive is used until the first template says otherwise.
 const defaultKeepalive = 10 * time.Second
 
-// session is one association with the gateway.
+// pendingMax bounds the records of ours that arrive before the handshake
+// has given their keys (the gateway's first records can overtake the
+// completion of ours); pendingPoll is how often the reader looks for the
+// keys meanwhile.
+const (
+	pendingMax  = 16
+	pendingPoll = 10 * time.Millisecond
+)
+
+// session is one association with the gateway. pion made its handshake and
+// keeps what is not ours (handshake retransmissions, alerts, records of its
+// sequence numbers: its conn reads a FeedConn the session's reader feeds);
+// our record layer carries every message, both ways.
 type session struct {
-	c       *Client
-	conn    *dtls.Conn
-	bc      *BatchConn // conn's socket (nil: not a UDP socket)
-	start   time.Time
-	ready   chan struct{} // closed at the first valid template
-	done    chan struct{} // closed when the reader has exited
+	c     *Client
+	sock  *Socket
+	feed  *FeedConn
+	start time.Time
+	ready chan struct{} // closed at the first valid template
+	done  chan struct{} // closed when the reader and pion's reader have exited
+	// running counts the reader and pion's reader; the last to exit closes done.
+	running atomic.Int32
+
+	mu   sync.Mutex // guards conn
+	conn *dtls.Conn // nil until the handshake completes
+	// seal is set before the session is handed on; open once the handshake
+	// completes (the reader waits for it).
+	seal *record.Sealer
+	open atomic.Pointer[record.Opener]
+
 	records atomic.Uint64 // sent and received, for re-keying
 	last    atomic.Int64  // unix nanoseconds of the last record received
+	sent    atomic.Int64  // unix nanoseconds of the last keepalive sent
 	tmpl    atomic.Pointer[sessionTemplate]
 	// installed: the client sends through this association, so templates
 	// are handed to OnTemplate (the first one by Client.install).
 	installed atomic.Bool
+	amu       sync.Mutex // guards asm: both readers may carry template chunks
+	asm       Assembler
 
 	closeOnce sync.Once
 	errMu     sync.Mutex
@@ -48,14 +82,53 @@ type sessionTemplate struct {
 	raw    []byte
 }
 
-func newSession(c *Client, conn *dtls.Conn, bc *BatchConn) *session {
-	s := &session{c: c, conn: conn, bc: bc, start: time.Now(), ready: make(chan struct{}), done: make(chan struct{})}
-	s.last.Store(time.Now().UnixNano())
+// newSession starts reading raw, the socket to the gateway; the handshake
+// comes next.
+func newSession(c *Client, raw net.Conn) *session {
+	s := &session{c: c, sock: NewSocket(raw), start: time.Now(), ready: make(chan struct{}), done: make(chan struct{})}
+	s.feed = NewFeedConn(raw.LocalAddr(), raw.RemoteAddr(), raw.Write)
+	now := time.Now().UnixNano()
+	s.last.Store(now)
+	s.sent.Store(now)
+	s.running.Store(2)
 	go func() { // owned by s: s.wait waits for it
-		defer close(s.done)
+		defer s.exited()
 		s.read()
 	}()
 	return s
+}
+
+func (s *session) exited() {
+	if s.running.Add(-1) == 0 {
+		close(s.done)
+	}
+}
+
+// established takes the keys of the completed handshake and starts pion's
+// reader, which delivers what pion decrypts.
+func (s *session) established(conn *dtls.Conn) error {
+	keys, err := record.KeysOf(conn)
+	var o *record.Opener
+	if err == nil {
+		s.seal, err = keys.Sealer()
+	}
+	if err == nil {
+		o, err = keys.Opener()
+	}
+	if err != nil {
+		conn.Close()
+		s.exited() // pion's reader never ran
+		return err
+	}
+	s.mu.Lock() // after seal: close says bye once it sees conn
+	s.conn = conn
+	s.mu.Unlock()
+	s.open.Store(o)
+	go func() { // owned by s: s.wait waits for it
+		defer s.exited()
+		s.pionRead()
+	}()
+	return nil
 }
 
 // fail records why the association ends and closes it.
@@ -77,20 +150,37 @@ func (s *session) err() error {
 	return s.failure
 }
 
-// close says bye (when reason is set) and closes the association.
+// close says bye (when reason is set and the keys are there), lets pion
+// send its close_notify, and closes the socket, which ends the reader.
 func (s *session) close(reason string) {
 	s.closeOnce.Do(func() {
-		if reason != "" {
-			s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-			s.conn.Write(Bye(reason))
-			// A zero deadline ends the timer goroutine pion keeps per deadline.
-			s.conn.SetWriteDeadline(time.Time{})
+		s.mu.Lock()
+		conn := s.conn
+		s.mu.Unlock()
+		if reason != "" && conn != nil {
+			s.send(Bye(reason))
 		}
-		s.conn.Close()
+		if conn != nil {
+			conn.Close()
+		}
+		s.feed.Close()
+		s.sock.Close()
 	})
 }
 
 func (s *session) wait() { <-s.done }
+
+// send seals msg (a control message) into a record of its own and sends it.
+func (s *session) send(msg []byte) error {
+	b := make([]byte, record.Prefix+len(msg), record.Overhead+len(msg))
+	copy(b[record.Prefix:], msg)
+	rec, err := s.seal.Seal(b, len(msg))
+	if err == nil {
+		_, err = s.sock.Conn().Write(rec)
+	}
+	s.records.Add(1)
+	return err
+}
 
 // keepalive returns the interval of the template in force.
 func (s *session) keepalive() time.Duration {
@@ -100,78 +190,143 @@ func (s *session) keepalive() time.Duration {
 	return defaultKeepalive
 }
 
-// read takes the gateway's records until the association ends. It also sends
-// the keepalives: a read deadline of one interval wakes it when nothing came.
-func (s *session) read() {
-	defer s.conn.SetReadDeadline(time.Time{})
-	buf := make([]byte, bufSize)
-	var asm Assembler
-	sent := time.Now()
-	var armed time.Time // pion starts a goroutine per deadline: set it only when it moves
-	for {
-		ka := s.keepalive()
-		if time.Since(sent) >= ka {
-			if _, err := s.conn.Write(Keepalive(uint64(time.Now().UnixNano()))); err != nil {
-				s.fail(err)
-				return
-			}
-			sent = time.Now()
-		}
-		if silent := time.Since(time.Unix(0, s.last.Load())); silent > 3*ka {
-			s.fail(errors.New("l3e: gateway silent for " + silent.Round(time.Second).String()))
-			return
-		}
-		if d := sent.Add(ka); d != armed {
-			s.conn.SetReadDeadline(d)
-			armed = d
-		}
-		n, err := s.conn.Read(buf[tunOffset-1:])
-		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
+// tick sends a keepalive when one is due and fails the association when the
+// gateway has been silent for three intervals.
+func (s *session) tick(now time.Time) {
+	ka := s.keepalive()
+	if now.Sub(time.Unix(0, s.sent.Load())) >= ka {
+		s.sent.Store(now.UnixNano())
+		if err := s.send(Keepalive(uint64(now.UnixNano()))); err != nil {
 			s.fail(err)
 			return
 		}
-		s.last.Store(time.Now().UnixNano())
-		s.records.Add(1)
-		if !s.handle(buf, n, &asm) {
+	}
+	if silent := now.Sub(time.Unix(0, s.last.Load())); silent > 3*ka {
+		s.fail(errors.New("l3e: gateway silent for " + silent.Round(time.Second).String()))
+	}
+}
+
+// read takes the gateway's datagrams, a recvmmsg batch at a time, until the
+// socket is closed: records of ours are opened in place and handled, the
+// rest go to pion.
+func (s *session) read() {
+	ms := s.sock.NewMessages(SockBatch)
+	var pending [][]byte
+	for {
+		n, err := s.sock.ReadBatch(ms)
+		waiting := len(pending) > 0
+		if waiting {
+			pending = s.drain(pending)
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && waiting {
+				continue
+			}
+			s.fail(fmt.Errorf("l3e: read: %w", err))
 			return
+		}
+		for i := range n {
+			s.sock.Segments(&ms[i], func(buf []byte, off, end int) {
+				pending = s.datagram(buf[off:end], pending)
+			})
 		}
 	}
 }
 
-// handle acts on one record at buf[tunOffset-1:][:n]; false ends the association.
-func (s *session) handle(buf []byte, n int, asm *Assembler) bool {
-	rec := buf[tunOffset-1 : tunOffset-1+n]
-	switch rec[0] {
+// datagram handles one datagram; one of ours that came before the keys is
+// kept in pending.
+func (s *session) datagram(d []byte, pending [][]byte) [][]byte {
+	st := &s.c.stats.records
+	st.Datagrams.Add(1)
+	if !record.Ours(d) {
+		if Truncated(d) {
+			st.Truncated.Add(1)
+		}
+		s.feed.Feed(d)
+		return pending
+	}
+	o := s.open.Load()
+	if o == nil {
+		if len(pending) < pendingMax {
+			pending = append(pending, append([]byte(nil), d...))
+			s.sock.Conn().SetReadDeadline(time.Now().Add(pendingPoll))
+		}
+		return pending
+	}
+	msg, err := o.Open(d)
+	if err != nil {
+		st.Count(err)
+		return pending
+	}
+	s.last.Store(time.Now().UnixNano())
+	s.records.Add(1)
+	s.handle(msg)
+	return pending
+}
+
+// drain handles the pending records once the keys are there, else waits on.
+func (s *session) drain(pending [][]byte) [][]byte {
+	if s.open.Load() == nil {
+		s.sock.Conn().SetReadDeadline(time.Now().Add(pendingPoll))
+		return pending
+	}
+	s.sock.Conn().SetReadDeadline(time.Time{})
+	for _, d := range pending {
+		s.datagram(d, nil)
+	}
+	return nil
+}
+
+// pionRead delivers what pion decrypts (records of the peer's pion) until
+// the association ends.
+func (s *session) pionRead() {
+	buf := make([]byte, DatagramSize)
+	for {
+		n, err := s.conn.Read(buf)
+		if err != nil {
+			s.fail(fmt.Errorf("l3e: dtls: %w", err))
+			return
+		}
+		s.last.Store(time.Now().UnixNano())
+		s.records.Add(1)
+		if n > 0 {
+			s.handle(buf[:n])
+		}
+	}
+}
+
+// handle acts on one message (type byte first).
+func (s *session) handle(msg []byte) {
+	switch msg[0] {
 	case TypePacket:
-		s.c.toTUN(s, buf, n-1)
+		s.c.toTUN(s, msg[1:])
 	case TypeTemplate:
-		whole, err := asm.Add(rec)
+		s.amu.Lock()
+		whole, err := s.asm.Add(msg)
+		s.amu.Unlock()
 		if err != nil {
 			s.c.stats.add(dropMalformed)
 		} else if whole != nil {
 			s.template(whole)
 		}
 	case TypeKeepalive:
-		if r, err := KeepaliveReply(rec); err == nil {
-			s.conn.Write(r)
+		if r, err := KeepaliveReply(msg); err == nil {
+			s.send(r)
 		}
 	case TypeKeepaliveReply:
 	case TypeBye:
-		s.fail(errors.New("l3e: gateway said bye: " + string(rec[1:])))
-		return false
+		s.fail(errors.New("l3e: gateway said bye: " + string(msg[1:])))
 	default:
 		s.c.stats.add(dropMalformed)
 	}
-	return true
 }
 
 // template installs a complete template; a refused one is logged with its
 // problems and the last good one stays in force.
 func (s *session) template(raw []byte) {
+	s.amu.Lock() // one template at a time
+	defer s.amu.Unlock()
 	if old := s.tmpl.Load(); old != nil && string(old.raw) == string(raw) {
 		return
 	}

@@ -53,6 +53,7 @@ type Status struct {
 	Truncated        uint64            `json:"truncated"`
 	Replayed         uint64            `json:"replayed"`
 	Forged           uint64            `json:"forged"`
+	WrongEpoch       uint64            `json:"wrong_epoch"`
 }
 
 // Status returns the client's state now.
@@ -68,6 +69,7 @@ func (c *Client) Status() Status {
 	st.BytesIn, st.BytesOut = k.bytesIn.Load(), k.bytesOut.Load()
 	st.Rekeys, st.Losses, st.TemplatesRefused = k.rekeys.Load(), k.losses.Load(), k.templatesRefused.Load()
 	st.Truncated, st.Replayed, st.Forged = k.records.Truncated.Load(), k.records.Replayed.Load(), k.records.Forged.Load()
+	st.WrongEpoch = k.records.WrongEpoch.Load()
 	st.Drops = map[string]uint64{}
 	for i := range k.drops {
 		st.Drops[dropNames[i]] = k.drops[i].Load()

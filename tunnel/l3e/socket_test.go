@@ -1,0 +1,130 @@
+package l3e
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// Records queued on a SendQueue leave in order, a full queue on its own and
+// the rest at Flush (runs of one size coalesced on Linux: UDP GSO), and
+// ReadBatch and Segments read them back in order (coalesced again: GRO).
+func TestSocketBatches(t *testing.T) {
+	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := net.DialUDP("udp", nil, peer.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ps := NewSocket(raw), NewSocket(peer)
+	defer s.Close()
+	defer ps.Close()
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+
+	t.Logf("UDP GSO: %v, GRO: %v", s.gso.Load(), ps.gro)
+	const n = 3 * SockBatch / 2
+	q := NewSendQueue()
+	for i := range n {
+		if err := q.Add(s, fmt.Appendf(nil, "up %d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if q.Len() != n-SockBatch {
+		t.Fatalf("%d queued after the first batch left, want %d", q.Len(), n-SockBatch)
+	}
+	if err := q.Flush(s); err != nil {
+		t.Fatal(err)
+	}
+	ms := ps.NewMessages(SockBatch)
+	var from net.Addr
+	for got := 0; got < n; {
+		k, err := ps.ReadBatch(ms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range k {
+			ps.Segments(&ms[i], func(buf []byte, off, end int) {
+				if m, want := string(buf[off:end]), fmt.Sprintf("up %d", got); m != want {
+					t.Fatalf("peer got %q, want %q", m, want)
+				}
+				got++
+			})
+			from = ms[i].Addr
+		}
+	}
+	// Back to the sender's address, on the unconnected socket.
+	for i := range 3 {
+		q.Add(ps, fmt.Appendf(nil, "down %d", i), from)
+	}
+	if err := q.Flush(ps); err != nil {
+		t.Fatal(err)
+	}
+	for got := 0; got < 3; {
+		k, err := s.ReadBatch(ms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range k {
+			s.Segments(&ms[i], func(buf []byte, off, end int) {
+				if m, want := string(buf[off:end]), fmt.Sprintf("down %d", got); m != want {
+					t.Fatalf("got %q, want %q", m, want)
+				}
+				got++
+			})
+		}
+	}
+}
+
+// A FeedConn reads what is fed, honours read deadlines (a past one wakes a
+// blocked Read, as pion's context cancellation needs), and its Close ends
+// reads without closing the real socket.
+func TestFeedConn(t *testing.T) {
+	var wrote [][]byte
+	f := NewFeedConn(nil, nil, func(p []byte) (int, error) {
+		wrote = append(wrote, append([]byte(nil), p...))
+		return len(p), nil
+	})
+	d := []byte("hello")
+	f.Feed(d)
+	d[0] = 'j' // Feed copied it
+	buf := make([]byte, 10)
+	if n, err := f.Read(buf); err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	f.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := f.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("after the deadline: %v", err)
+	}
+	f.SetReadDeadline(time.Time{})
+	woken := make(chan error, 1)
+	go func() {
+		_, err := f.Read(buf)
+		woken <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	f.SetReadDeadline(time.Unix(0, 1))
+	if err := <-woken; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a past deadline did not wake the read: %v", err)
+	}
+	f.SetReadDeadline(time.Time{})
+	f.Feed([]byte("again"))
+	if n, err := f.Read(buf); err != nil || string(buf[:n]) != "again" {
+		t.Fatalf("read after the deadline was cleared: %q, %v", buf[:n], err)
+	}
+	if _, err := f.Write([]byte("out")); err != nil || len(wrote) != 1 {
+		t.Fatalf("write: %v, %q", err, wrote)
+	}
+	f.Close()
+	if _, err := f.Read(buf); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after close: %v", err)
+	}
+	if f.Feed([]byte("late")) {
+		t.Fatal("fed after close")
+	}
+}
