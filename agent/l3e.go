@@ -289,7 +289,7 @@ func (p *parts) l3eStatus() *ctlapi.L3EStatus {
 		TUN: p.l3e.tunName, Address: s.Address, MTU: s.MTU, DNS: s.DNS, Suffix: s.Suffix,
 		PacketsIn: s.PacketsIn, PacketsOut: s.PacketsOut, BytesIn: s.BytesIn, BytesOut: s.BytesOut,
 		Rekeys: s.Rekeys, Losses: s.Losses, TemplatesRefused: s.TemplatesRefused, Drops: s.Drops,
-		Truncated: s.Truncated, Replayed: s.Replayed, Forged: s.Forged}
+		Truncated: s.Truncated, Replayed: s.Replayed, Forged: s.Forged, WrongEpoch: s.WrongEpoch}
 	for _, r := range s.Routes {
 		st.Routes = append(st.Routes, ctlapi.L3ERoute{App: r.App, Prefix: r.Prefix, TCP: r.TCP, UDP: r.UDP, ICMP: r.ICMP})
 	}

@@ -352,6 +352,7 @@ type L3EStatus struct {
 	Truncated        uint64            `json:"truncated"`
 	Replayed         uint64            `json:"replayed"`
 	Forged           uint64            `json:"forged"`
+	WrongEpoch       uint64            `json:"wrong_epoch"`
 }
 
 // L3ERoute is one route the gateway pushed.

@@ -50,6 +50,6 @@ func printL3E(w io.Writer, l *ctlapi.L3EStatus) {
 	}
 	fmt.Fprintf(w, "L3E packets:\t%d in (%d bytes), %d out (%d bytes); dropped: %s\n",
 		l.PacketsIn, l.BytesIn, l.PacketsOut, l.BytesOut, strings.Join(drops, ", "))
-	fmt.Fprintf(w, "L3E records:\t%d re-keys, %d losses, %d templates refused, %d truncated, %d replayed, %d forged\n",
-		l.Rekeys, l.Losses, l.TemplatesRefused, l.Truncated, l.Replayed, l.Forged)
+	fmt.Fprintf(w, "L3E records:\t%d re-keys, %d losses, %d templates refused, %d truncated, %d replayed, %d forged, %d of another epoch\n",
+		l.Rekeys, l.Losses, l.TemplatesRefused, l.Truncated, l.Replayed, l.Forged, l.WrongEpoch)
 }
