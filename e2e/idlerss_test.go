@@ -107,8 +107,8 @@ func binaryRSS(pid int, exe string) string {
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		switch {
-		case len(f) >= 6 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
-			mine = f[5] == exe
+		case len(f) >= 5 && strings.Contains(f[0], "-") && len(f[1]) == 4: // a mapping's first line
+			mine = len(f) >= 6 && f[5] == exe
 			if mine {
 				out = append(out, f[1]+" ")
 			}

@@ -46,8 +46,6 @@ func copyApps(apps []App) []App {
 // distinct value once. It modifies the apps' lists in place: they must be
 // the caller's own.
 func packStrings(apps []App) {
-	at := map[string]int{}
-	var blob strings.Builder
 	each := func(f func(*string)) {
 		for i := range apps {
 			a := &apps[i]
@@ -61,9 +59,21 @@ func packStrings(apps []App) {
 			}
 		}
 	}
+	// Three passes: where each distinct value goes, then the values written
+	// in that order into a string of exactly their size (a growing builder
+	// would keep up to twice it), then the fields pointed into it.
+	at := map[string]int{}
+	n := 0
 	each(func(s *string) {
-		if _, ok := at[*s]; !ok {
-			at[*s] = blob.Len()
+		if _, ok := at[*s]; !ok && *s != "" {
+			at[*s] = n
+			n += len(*s)
+		}
+	})
+	var blob strings.Builder
+	blob.Grow(n)
+	each(func(s *string) {
+		if *s != "" && at[*s] == blob.Len() {
 			blob.WriteString(*s)
 		}
 	})
