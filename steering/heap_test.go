@@ -72,8 +72,8 @@ func heap10k(tb testing.TB, n int) (bytes, objects uint64, s *Snapshot) {
 	return b1 - b0, o1 - o0, s
 }
 
-// snapshotLimit bounds the live heap of the 10,000-app snapshot: 7.85 MB in
-// 407 objects on 2026-11-30, 8.94 MB in 90,400 objects before its config
+// snapshotLimit bounds the live heap of the 10,000-app snapshot: 7.55 MB in
+// 305 objects on 2026-11-30, 8.94 MB in 90,400 objects before its config
 // was made compact and its apps' port sets shared.
 const snapshotLimit = 8.5 * (1 << 20)
 

@@ -1,6 +1,7 @@
 package steering
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"unsafe"
@@ -55,5 +56,34 @@ func TestWithin(t *testing.T) {
 	}
 	if got := within("other.example", host); got != "other.example" {
 		t.Errorf("within = %q", got)
+	}
+}
+
+func TestNameMap(t *testing.T) {
+	var m nameMap
+	if _, ok := m.get([]byte("a.example")); ok {
+		t.Fatal("empty map found a name")
+	}
+	const n = 1000
+	for i := range n {
+		if _, ok := m.set(fmt.Sprintf("n%d.example", i), int32(i)); ok {
+			t.Fatalf("name %d found before it was set", i)
+		}
+	}
+	if prev, ok := m.set("n7.example", 7000); !ok || prev != 7 {
+		t.Fatalf("set again = %d, %v; want 7, true", prev, ok)
+	}
+	m.trim()
+	for i := range n {
+		want := int32(i)
+		if i == 7 {
+			want = 7000
+		}
+		if got, ok := m.get([]byte(fmt.Sprintf("n%d.example", i))); !ok || got != want {
+			t.Fatalf("get n%d = %d, %v; want %d", i, got, ok, want)
+		}
+	}
+	if _, ok := m.get([]byte("n1000.example")); ok || len(m.keys) != n {
+		t.Fatalf("found a name never set, or %d names, want %d", len(m.keys), n)
 	}
 }

@@ -151,6 +151,7 @@ func (s *Snapshot) buildApps(ck *checked) {
 	for i := len(names) - 1; i >= 0; i-- {
 		s.appNames.add(s.rules, names[i].r, names[i].spec)
 	}
+	s.appNames.trim()
 	for f := range pr {
 		s.appAddrs[f] = buildAddrTable(pr[f])
 	}
