@@ -75,7 +75,7 @@ func heap10k(tb testing.TB, n int) (bytes, objects uint64, s *Snapshot) {
 // snapshotLimit bounds the live heap of the 10,000-app snapshot: 7.55 MB in
 // 305 objects on 2026-11-30, 8.94 MB in 90,400 objects before its config
 // was made compact and its apps' port sets shared.
-const snapshotLimit = 8.5 * (1 << 20)
+const snapshotLimit = 8 << 20
 
 // TestSnapshotHeap10k reports the live heap of the 10,000-app config the e2e
 // test's agent holds, as the agent gets it (JSON decoded, then compiled), and
