@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// rssLimitKB is what TestIdleRSS10k allows: what the agent reaches (31.7 MB
-// on 2026-11-30 12:23, 36.7 MB that morning, 82.4 MB before that day's
-// changes), with a margin for this shared machine (README, "Idle and offline
-// cost").
-const rssLimitKB = 38 * 1024
+// rssLimitKB is what TestIdleRSS10k allows: what the agent reaches (31.7,
+// 35.7 and 33.0 MB on 2026-11-30 12:22–12:40, the spread being free heap not
+// yet returned; 36.7 MB that morning, 82.4 MB before that day's changes),
+// with a margin for this shared machine (README, "Idle and offline cost").
+const rssLimitKB = 40 * 1024
 
 // TestIdleRSS10k measures the idle agent, connected, with 10,000 apps of
 // 50,000 host patterns (like the steering benchmark's: two names, a wildcard,
