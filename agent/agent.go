@@ -307,7 +307,7 @@ func privateDomains(cfg *steering.Config) []string {
 			}
 		}
 	}
-	var out []string
+	out := make([]string, 0, len(set)) // kept with the DNS config: no growth slack
 	for d := range set {
 		covered := false
 		for p := d; ; {
@@ -324,6 +324,9 @@ func privateDomains(cfg *steering.Config) []string {
 		if !covered {
 			out = append(out, d)
 		}
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	sort.Strings(out)
 	return out

@@ -257,6 +257,9 @@ func (r *resolvConfDNS) setLocked(cfg DNSConfig, now fileNow) error {
 	if err := r.writeFile(data, attrs, saved); err != nil {
 		return err
 	}
+	// Routing domains have no place in resolv.conf (renderResolvConf), and
+	// with 10,000 apps they are 30,000 names: not kept for the rewrites.
+	cfg.Domains = nil
 	r.cfg, r.written = cfg, data
 	return nil
 }

@@ -44,8 +44,11 @@ type journalledRouter struct {
 	// part-way, as a kill would.
 	apply func(op routerOp) error
 
+	// mu orders the changes. What the agent's changes may have left in the
+	// OS (a superset of it) is the journal's content, read when a change is
+	// planned rather than kept: with 10,000 apps it is tens of thousands of
+	// routes, over a megabyte the agent would hold while idle.
 	mu      sync.Mutex
-	have    routerState     // as journalled: a superset of what the agent's changes left in the OS
 	foreign map[string]bool // someone else's entries already logged
 	closed  bool
 }
@@ -76,7 +79,6 @@ func (r *journalledRouter) repair() error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.have = left
 	if err := r.moveLocked(routerState{}); err != nil {
 		return fmt.Errorf("remove the routing an earlier run left (journal %s): %w", r.journal.path, err)
 	}
@@ -95,12 +97,16 @@ func (r *journalledRouter) Set(cfg RouterConfig) error {
 	if err != nil {
 		return fmt.Errorf("find interface %s: %w", cfg.Interface, err)
 	}
-	want := r.compile(cfg, dev, !up || r.have.link(dev).Up)
+	had, err := r.haveLocked()
+	if err != nil {
+		return err
+	}
+	want := r.compile(cfg, dev, !up || had.link(dev).Up)
 	sys, err := r.sys.read(want)
 	if err != nil {
 		return err
 	}
-	want, foreign := claimRouter(r.have, want, sys)
+	want, foreign := claimRouter(had, want, sys)
 	for _, f := range foreign {
 		if !r.foreign[f] {
 			r.foreign[f] = true
@@ -110,10 +116,18 @@ func (r *journalledRouter) Set(cfg RouterConfig) error {
 	if err := r.moveLocked(want); err != nil {
 		return err
 	}
-	r.log.Info("routes set", zap.String("dev", dev.Name),
-		zap.Stringers("addrs", cfg.Addrs), zap.Stringers("routes", cfg.Routes))
+	routes := cfg.Routes
+	if len(routes) > maxLoggedRoutes {
+		routes = routes[:maxLoggedRoutes]
+	}
+	r.log.Info("routes set", zap.String("dev", dev.Name), zap.Stringers("addrs", cfg.Addrs),
+		zap.Int("count", len(cfg.Routes)), zap.Stringers("routes", routes))
 	return nil
 }
+
+// maxLoggedRoutes is the most routes one log line names: with 10,000 apps
+// the agent sets 28,000, a line of 600 kB (and as much garbage) each time.
+const maxLoggedRoutes = 32
 
 // Close implements Router: it removes what Set added.
 func (r *journalledRouter) Close() error {
@@ -126,25 +140,36 @@ func (r *journalledRouter) Close() error {
 	return r.moveLocked(routerState{})
 }
 
-// moveLocked takes the OS from r.have to want. The journal first records
+// haveLocked returns what the journal records: what the agent's changes may
+// have left in the OS.
+func (r *journalledRouter) haveLocked() (routerState, error) {
+	var have routerState
+	_, err := r.journal.read(&have)
+	return have, err
+}
+
+// moveLocked takes the OS from what the journal records to want. The journal first records
 // everything in either, then the changes are made; after removals it is
 // brought down to want (or goes, when want is empty). A failure or a kill
 // part-way leaves the journal holding at least what is in the OS, which the
 // next move or the next start's repair takes away. Adding only costs one
 // journal write: the union is then want.
 func (r *journalledRouter) moveLocked(want routerState) error {
-	have, err := r.presentLocked(r.have)
+	had, err := r.haveLocked()
 	if err != nil {
 		return err
 	}
-	gone := len(have.Links) != len(r.have.Links)
+	have, err := r.presentLocked(had)
+	if err != nil {
+		return err
+	}
+	gone := len(have.Links) != len(had.Links)
 	plan := planRouter(have, want)
 	if len(plan) > 0 {
 		all := unionRouter(have, want)
 		if err := r.journal.write(all); err != nil {
 			return err
 		}
-		r.have = all
 		for _, op := range plan {
 			if err := r.apply(op); err != nil {
 				return fmt.Errorf("%s: %w", op, err)
@@ -162,7 +187,6 @@ func (r *journalledRouter) moveLocked(want routerState) error {
 			return err
 		}
 	}
-	r.have = want
 	return nil
 }
 

@@ -166,11 +166,16 @@ func TestRouterNetnsSetAndClose(t *testing.T) {
 	if _, err := j.read(&journalled); err != nil {
 		t.Fatal(err)
 	}
-	if ops := opStrings(planRouter(journalled, r.have)); len(ops) != 0 {
-		t.Errorf("journal %+v differs from the state in force %+v: %q", journalled, r.have, ops)
+	dev, _, err := r.sys.device(cfgB.Interface)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if ops := opStrings(planRouter(r.have, journalled)); len(ops) != 0 {
-		t.Errorf("journal %+v holds more than the state in force %+v: %q", journalled, r.have, ops)
+	inForce := r.compile(cfgB, dev, journalled.link(dev).Up)
+	if ops := opStrings(planRouter(journalled, inForce)); len(ops) != 0 {
+		t.Errorf("journal %+v differs from the state in force %+v: %q", journalled, inForce, ops)
+	}
+	if ops := opStrings(planRouter(inForce, journalled)); len(ops) != 0 {
+		t.Errorf("journal %+v holds more than the state in force %+v: %q", journalled, inForce, ops)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)

@@ -97,12 +97,11 @@ func compileRouter(cfg RouterConfig, idx int, broughtUp bool) routerState {
 			l.Addrs = append(l.Addrs, a)
 		}
 	}
-	for _, p := range cfg.Routes {
-		r := routeSpec{Dst: p.Masked(), Table: routeTable, Proto: routeProto}
-		if !slices.Contains(l.Routes, r) {
-			l.Routes = append(l.Routes, r)
-		}
+	routes := make([]routeSpec, len(cfg.Routes))
+	for i, p := range cfg.Routes {
+		routes[i] = routeSpec{Dst: p.Masked(), Table: routeTable, Proto: routeProto}
 	}
+	l.Routes = appendMissing(make([]routeSpec, 0, len(routes)), routes)
 	return routerState{Version: 1, Rules: bypassRules(), Links: []linkSpec{l}}
 }
 
@@ -113,9 +112,11 @@ func compileRouter(cfg RouterConfig, idx int, broughtUp bool) routerState {
 func compileMain(cfg RouterConfig, dev linkSpec, broughtUp bool, metric int) routerState {
 	l := linkSpec{Name: dev.Name, Index: dev.Index, Up: broughtUp, Metric: metric}
 	l.Addrs = appendMissing(nil, cfg.Addrs)
-	for _, p := range cfg.Routes {
-		l.Routes = appendMissing(l.Routes, []routeSpec{{Dst: p.Masked()}})
+	routes := make([]routeSpec, len(cfg.Routes))
+	for i, p := range cfg.Routes {
+		routes[i] = routeSpec{Dst: p.Masked()}
 	}
+	l.Routes = appendMissing(make([]routeSpec, 0, len(routes)), routes)
 	return routerState{Version: 1, Links: []linkSpec{l}}
 }
 
@@ -182,11 +183,22 @@ func mergeLink(a, b linkSpec) linkSpec {
 		Routes: appendMissing(slices.Clone(a.Routes), b.Routes)}
 }
 
-// appendMissing appends the elements of add that s does not hold.
+// appendMissing appends the elements of add that s (and add before them)
+// do not hold.
 func appendMissing[T comparable](s, add []T) []T {
+	if len(s)+len(add) <= lookupScan {
+		for _, x := range add {
+			if !slices.Contains(s, x) {
+				s = append(s, x)
+			}
+		}
+		return s
+	}
+	in := setOf(s)
 	for _, x := range add {
-		if !slices.Contains(s, x) {
+		if _, ok := in[x]; !ok {
 			s = append(s, x)
+			in[x] = struct{}{}
 		}
 	}
 	return s
@@ -195,12 +207,36 @@ func appendMissing[T comparable](s, add []T) []T {
 // missing returns the elements of s that are not in from.
 func missing[T comparable](s, from []T) []T {
 	var out []T
+	if len(from) <= lookupScan {
+		for _, x := range s {
+			if !slices.Contains(from, x) {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	in := setOf(from)
 	for _, x := range s {
-		if !slices.Contains(from, x) {
+		if _, ok := in[x]; !ok {
 			out = append(out, x)
 		}
 	}
 	return out
+}
+
+// lookupScan is the longest list appendMissing and missing scan for each
+// element; past it, they build a set. With 10,000 apps the agent's table
+// holds tens of thousands of routes, and a scan for each took seconds of
+// CPU on every change.
+const lookupScan = 16
+
+// setOf returns the elements of s as a set.
+func setOf[T comparable](s []T) map[T]struct{} {
+	set := make(map[T]struct{}, len(s))
+	for _, x := range s {
+		set[x] = struct{}{}
+	}
+	return set
 }
 
 // osRouting is what the OS has of the kinds of things the agent adds: the
@@ -222,6 +258,13 @@ type linkRoute struct {
 	Route routeSpec
 }
 
+// routeKey is what makes two routes the same destination for the OS: a
+// second route to it in the same table is refused, whatever its device.
+type routeKey struct {
+	dst   netip.Prefix
+	table int
+}
+
 // claimRouter drops from want what the OS already has and have (the
 // journal) does not record as the agent's: someone else's rule, address, or
 // route in the agent's table, which the agent must neither add (it is there,
@@ -241,8 +284,16 @@ func claimRouter(have, want routerState, sys osRouting) (routerState, []string) 
 	out.Links = nil
 	for _, w := range want.Links {
 		h := have.link(w)
+		had := setOf(h.Routes)
+		taken := map[routeKey]linkRoute{}
+		for _, x := range sys.Routes {
+			k := routeKey{x.Route.Dst, x.Route.Table}
+			if _, ok := taken[k]; !ok {
+				taken[k] = x
+			}
+		}
 		l := w
-		l.Addrs, l.Routes = nil, nil
+		l.Addrs, l.Routes = nil, make([]routeSpec, 0, len(w.Routes))
 		for _, a := range w.Addrs {
 			if !slices.Contains(h.Addrs, a) && slices.Contains(sys.Addrs, linkAddr{w.Index, a}) {
 				foreign = append(foreign, fmt.Sprintf("address %s on %s", a, w.Name))
@@ -251,12 +302,10 @@ func claimRouter(have, want routerState, sys osRouting) (routerState, []string) 
 			l.Addrs = append(l.Addrs, a)
 		}
 		for _, r := range w.Routes {
-			if !slices.Contains(h.Routes, r) {
-				if i := slices.IndexFunc(sys.Routes, func(x linkRoute) bool {
-					return x.Route.Dst == r.Dst && x.Route.Table == r.Table
-				}); i >= 0 {
+			if _, ok := had[r]; !ok {
+				if x, ok := taken[routeKey{r.Dst, r.Table}]; ok {
 					foreign = append(foreign, fmt.Sprintf("route %s in table %d (device #%d, proto %d)",
-						r.Dst, r.Table, sys.Routes[i].Index, sys.Routes[i].Route.Proto))
+						r.Dst, r.Table, x.Index, x.Route.Proto))
 					continue
 				}
 			}

@@ -171,7 +171,7 @@ func (c *Config) Warnings() []Problem {
 // withDefaults returns a deep copy of c with defaults filled in. c must be valid.
 func (c *Config) withDefaults() *Config {
 	out := &Config{
-		Apps: make([]App, len(c.Apps)),
+		Apps: copyApps(c.Apps),
 		Exceptions: Exceptions{
 			Domains:   slicesClone(c.Exceptions.Domains),
 			Addresses: slicesClone(c.Exceptions.Addresses),
@@ -180,14 +180,10 @@ func (c *Config) withDefaults() *Config {
 		Client: c.Client,
 	}
 	out.Client.StubRangeFallbacks = slicesClone(c.Client.StubRangeFallbacks)
-	for i, a := range c.Apps {
-		a.Hosts = slicesClone(a.Hosts)
-		a.Publishers = slicesClone(a.Publishers)
-		a.Tags = slicesClone(a.Tags)
-		if a.Tunnel == "" {
-			a.Tunnel = TunnelL7
+	for i := range out.Apps {
+		if out.Apps[i].Tunnel == "" {
+			out.Apps[i].Tunnel = TunnelL7
 		}
-		out.Apps[i] = a
 	}
 	for i := range out.Exceptions.Pinned {
 		if out.Exceptions.Pinned[i].Action == "" {

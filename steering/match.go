@@ -49,8 +49,8 @@ func (s *Snapshot) MatchName(fqdn string) Decision {
 }
 
 func (s *Snapshot) appDecision(r int32, reason string) Decision {
-	a := &s.apps[s.rules[r].app]
-	return Decision{Action: a.action, App: a.app, Rule: s.ruleText(r), Reason: reason}
+	i := s.rules[r].app
+	return Decision{Action: s.apps[i].action, App: &s.cfg.Apps[i], Rule: s.ruleText(r), Reason: reason}
 }
 
 // MatchFlow decides a flow: exceptions first (the flow's name, then its
@@ -157,9 +157,8 @@ func (s *Snapshot) matchNamedFlow(f *Flow) Decision {
 // appByName finds the most specific name rule whose app admits proto/port.
 // When none does, it returns the explanation and false.
 func (s *Snapshot) appByName(name []byte, proto Protocol, port uint16) (Decision, bool) {
-	apps := s.apps
 	r := s.appNames.lookup(name, s.rules, func(r *rule) bool {
-		return apps[r.app].admits(proto, port)
+		return s.admits(r.app, proto, port)
 	})
 	if r >= 0 {
 		reason := reasonFlowExact
@@ -186,7 +185,7 @@ func (s *Snapshot) appByAddr(fam int, key u128, proto Protocol, port uint16) (De
 	for nd := n; nd >= 0; nd = t.nodes[nd].parent {
 		for l := t.nodes[nd].head; l >= 0; l = t.links[l].next {
 			r := t.links[l].rule
-			if s.apps[s.rules[r].app].admits(proto, port) {
+			if s.admits(s.rules[r].app, proto, port) {
 				return s.appDecision(r, reasonFlowAddr), true
 			}
 		}

@@ -13,8 +13,9 @@ import (
 // safe for concurrent use; swap whole snapshots (atomic.Pointer) on reload.
 type Snapshot struct {
 	cfg      *Config
-	apps     []compiledApp
-	byID     []int32 // indices into apps, sorted by app ID (IDs are unique)
+	apps     []compiledApp // by config index
+	ports    []appPorts    // the distinct port sets of the apps
+	byID     []int32       // indices into apps, sorted by app ID (IDs are unique)
 	rules    []rule
 	texts    []atomic.Pointer[textChunk] // rule texts by rule index / textChunkLen, made on first use (ruleText)
 	exNames  nameTable
@@ -30,9 +31,11 @@ type Snapshot struct {
 	warnings []Problem
 }
 
+// compiledApp is what a match needs of an app besides its config: its port
+// sets (an index into Snapshot.ports: at 10,000 apps a few distinct sets
+// serve them all) and its action.
 type compiledApp struct {
-	app *App
-	appPorts
+	ports  int32
 	action Action
 }
 
@@ -62,15 +65,24 @@ func Compile(c *Config) (*Snapshot, error) {
 		stub6:    ck.stub6,
 		warnings: ck.warnings,
 	}
+	portsOf := map[[2]string]int32{}
 	for i := range cfg.Apps {
 		a := &cfg.Apps[i]
 		act := L7
 		if a.Tunnel == TunnelL3E {
 			act = L3E
 		}
-		s.apps[i] = compiledApp{app: a, appPorts: ck.apps[i].appPorts, action: act}
+		k := [2]string{a.TCP, a.UDP}
+		ports, ok := portsOf[k]
+		if !ok {
+			ports = int32(len(s.ports))
+			portsOf[k] = ports
+			s.ports = append(s.ports, ck.apps[i].appPorts)
+		}
+		s.apps[i] = compiledApp{ports: ports, action: act}
 		s.byID[i] = int32(i)
 	}
+	s.ports = slices.Clip(s.ports)
 	slices.SortFunc(s.byID, func(x, y int32) int { return cmp.Compare(cfg.Apps[x].ID, cfg.Apps[y].ID) })
 	n := len(ck.exDomains) + len(ck.exAddrs)
 	for i := range ck.apps {
@@ -83,6 +95,11 @@ func Compile(c *Config) (*Snapshot, error) {
 	s.texts = make([]atomic.Pointer[textChunk], (len(s.rules)+textChunkLen-1)/textChunkLen)
 	s.cache.init()
 	return s, nil
+}
+
+// admits reports whether app (its config index) admits port over proto.
+func (s *Snapshot) admits(app int32, proto Protocol, port uint16) bool {
+	return s.ports[s.apps[app].ports].admits(proto, port)
 }
 
 // addRules appends one rule per spec and returns their (prefix, rule) pairs.
@@ -126,6 +143,7 @@ func (s *Snapshot) buildApps(ck *checked) {
 		s.addRules(int32(i), listAppHosts, ck.apps[i].hosts, &pr)
 		for j, sp := range ck.apps[i].hosts {
 			if sp.Kind.IsName() {
+				sp.Name = within(sp.Name, s.cfg.Apps[i].Hosts[j])
 				names = append(names, named{base + int32(j), sp})
 			}
 		}
@@ -133,6 +151,7 @@ func (s *Snapshot) buildApps(ck *checked) {
 	for i := len(names) - 1; i >= 0; i-- {
 		s.appNames.add(s.rules, names[i].r, names[i].spec)
 	}
+	s.appNames.trim()
 	for f := range pr {
 		s.appAddrs[f] = buildAddrTable(pr[f])
 	}

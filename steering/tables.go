@@ -54,8 +54,8 @@ func normName(buf *[maxName]byte, s string) (int, bool) {
 // nameTable maps exact names and wildcard domains to rule chains. The zero
 // value is an empty table; add makes the maps it needs.
 type nameTable struct {
-	exact map[string]int32
-	wild  map[string]int32 // key: the domain below which names match
+	exact nameMap
+	wild  nameMap // key: the domain below which names match
 	// exactDepths and wildDepths have bit n set when some key has n labels
 	// (bit 63: 63 or more), so lookups skip suffixes no key can equal.
 	exactDepths, wildDepths uint64
@@ -83,13 +83,15 @@ func (t *nameTable) add(rules []rule, r int32, s Host) {
 	} else {
 		t.exactDepths |= depthBit(countLabels([]byte(s.Name)))
 	}
-	if *m == nil {
-		*m = make(map[string]int32)
-	}
-	if head, ok := (*m)[s.Name]; ok {
+	if head, ok := m.set(s.Name, r); ok {
 		rules[r].next = head
 	}
-	(*m)[s.Name] = r
+}
+
+// trim drops the tables' growth room, once every name is added.
+func (t *nameTable) trim() {
+	t.exact.trim()
+	t.wild.trim()
 }
 
 // lookup visits the chains that match name from the most specific (exact, then
@@ -99,7 +101,7 @@ func (t *nameTable) add(rules []rule, r int32, s Host) {
 func (t *nameTable) lookup(name []byte, rules []rule, ok func(*rule) bool) int32 {
 	labels := countLabels(name)
 	if t.exactDepths&depthBit(labels) != 0 {
-		if r := t.first(t.exact, name, rules, ok); r >= 0 {
+		if r := t.first(&t.exact, name, rules, ok); r >= 0 {
 			return r
 		}
 	}
@@ -119,15 +121,15 @@ func (t *nameTable) lookup(name []byte, rules []rule, ok func(*rule) bool) int32
 		if t.wildDepths&depthBit(labels) == 0 {
 			continue
 		}
-		if r := t.first(t.wild, name[i+1:], rules, ok); r >= 0 {
+		if r := t.first(&t.wild, name[i+1:], rules, ok); r >= 0 {
 			return r
 		}
 	}
 	return -1
 }
 
-func (t *nameTable) first(m map[string]int32, key []byte, rules []rule, ok func(*rule) bool) int32 {
-	r, found := m[string(key)]
+func (t *nameTable) first(m *nameMap, key []byte, rules []rule, ok func(*rule) bool) int32 {
+	r, found := m.get(key)
 	if !found {
 		return -1
 	}
