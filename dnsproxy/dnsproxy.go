@@ -406,9 +406,9 @@ func bindPair(ap netip.AddrPort) (*net.UDPConn, net.Listener, error) {
 			return nil, nil, listenError("udp", ap, err)
 		}
 		// A burst of queries that arrives while the agent is not scheduled
-		// waits in the socket rather than being dropped by the kernel: room
-		// for about 4,000 queries, as far as net.core.rmem_max allows.
-		pc.SetReadBuffer(sockReadBuffer)
+		// waits in the socket rather than being dropped by the kernel (see
+		// listenReadBuffer).
+		pc.SetReadBuffer(listenReadBuffer)
 		bound := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(bound))
 		if err == nil {
