@@ -11,8 +11,10 @@
 // -timeout, is an error.
 //
 // It prints one line per second (sent, ok, bad, lost in that second) and a
-// last line "total sent=… ok=… bad=… lost=… servfail=… qps=…" (servfail: the
-// bad answers that were SERVFAIL), and exits 1 if any query failed.
+// last line "total sent=… ok=… bad=… lost=… servfail=… qps=… drops=…"
+// (servfail: the bad answers that were SERVFAIL; drops: answers the kernel
+// dropped at the load's own sockets, -1 if unknown), and exits 1 if any query
+// failed.
 //
 // Usage:
 //
@@ -25,6 +27,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,6 +120,7 @@ func run(c *config, t *totals) error {
 	send(c, socks, start)
 	// Let the last answers arrive, then count what is still missing.
 	time.Sleep(c.timeout)
+	drops, dropsErr := socketDrops(socks)
 	for _, s := range socks {
 		s.expire(time.Now().Add(time.Hour))
 		s.conn.Close()
@@ -125,9 +129,42 @@ func run(c *config, t *totals) error {
 	close(done)
 	reportWG.Wait()
 	el := time.Since(start) - c.timeout
-	fmt.Printf("total sent=%d ok=%d bad=%d lost=%d servfail=%d qps=%.0f\n",
-		t.sent.Load(), t.ok.Load(), t.bad.Load(), t.lost.Load(), t.servfail.Load(), float64(t.sent.Load())/el.Seconds())
+	if dropsErr != nil {
+		fmt.Fprintln(os.Stderr, "dnssoak: counting drops:", dropsErr)
+		drops = -1
+	}
+	fmt.Printf("total sent=%d ok=%d bad=%d lost=%d servfail=%d qps=%.0f drops=%d\n",
+		t.sent.Load(), t.ok.Load(), t.bad.Load(), t.lost.Load(), t.servfail.Load(), float64(t.sent.Load())/el.Seconds(), drops)
 	return nil
+}
+
+// socketDrops is how many answers the kernel dropped at the load's own
+// sockets (their receive buffers full: the load was not scheduled), from the
+// drops column of /proc/net/udp (Linux), so that a lost query is told apart
+// from one the server dropped.
+func socketDrops(socks []*sock) (int, error) {
+	ports := make(map[uint16]bool, len(socks))
+	for _, s := range socks {
+		ports[s.conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()] = true
+	}
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 13 {
+			continue
+		}
+		_, port, _ := strings.Cut(f[1], ":")
+		p, err1 := strconv.ParseUint(port, 16, 16)
+		d, err2 := strconv.Atoi(f[len(f)-1])
+		if err1 == nil && err2 == nil && ports[uint16(p)] {
+			total += d
+		}
+	}
+	return total, nil
 }
 
 // send paces the queries in 10 ms rounds, spread over the sockets, catching up
