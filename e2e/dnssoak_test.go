@@ -86,7 +86,8 @@ wait:
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	last := lines[len(lines)-1]
-	t.Logf("dnssoak -qps %d -duration %v: %s", qps, dur, last)
+	t.Logf("dnssoak -qps %d -duration %v: %s (the load's own CPU: %.1f s)", qps, dur, last,
+		(cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds())
 	// Queries a kernel dropped (a full socket buffer, when the machine did
 	// not schedule a process for a while) count here: the agent's and the
 	// load's in the client namespace, the lab's upstream DNS in the cloud.
