@@ -250,9 +250,9 @@ func TestCacheBounded(t *testing.T) {
 		if len(c.ents) != len(c.m) {
 			t.Fatalf("%d listed entries for %d in the map", len(c.ents), len(c.m))
 		}
-		for i, e := range c.ents {
-			if c.m[e.key] != e || e.idx != i {
-				t.Fatalf("entry %d (%x) is not the map's, or not at its index", i, e.key)
+		for i, slot := range c.ents {
+			if e := slot.e; c.m[e.key] != e || e.idx != i || slot.expires != e.expires.UnixNano() {
+				t.Fatalf("entry %d (%x) is not the map's, not at its index, or listed with another expiry", i, e.key)
 			}
 		}
 		c.mu.RUnlock()
