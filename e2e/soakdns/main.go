@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command soakdns is the lab's "public" DNS server during the DNS soak
 // (e2e TestDNSSoak, `lab.sh soak-dns`), in place of the lab's dnsmasq: the
 // soak sends the agent's upstream up to 12,000 queries/s, more than one
