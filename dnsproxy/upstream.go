@@ -84,15 +84,20 @@ type waiter struct {
 	query []byte // the question, query[headerLen:qEnd], is what answers must match
 	qEnd  int
 	// Either done receives the result (a goroutine waits on it; buffered,
-	// so that the reader never blocks), or handle is called with it, on the
-	// socket's reader goroutine (or a timer's), and must not block.
-	done   chan result
-	handle func(result)
+	// so that the reader never blocks), or h is called with it, on the
+	// socket's reader goroutine (or a timer's), and must not block. An
+	// interface rather than a func value: a method value would be one more
+	// allocation per forwarded query.
+	done chan result
+	h    resultHandler
 }
 
+// resultHandler takes a waiter's result (see waiter.h).
+type resultHandler interface{ handle(result) }
+
 func (w *waiter) complete(r result) {
-	if w.handle != nil {
-		w.handle(r)
+	if w.h != nil {
+		w.h.handle(r)
 		return
 	}
 	w.done <- r
@@ -116,24 +121,24 @@ type sentQuery struct {
 }
 
 // send sends w's query (whose ID it overwrites) on a socket of the pool.
-func (p *udpPool) send(w *waiter) (*sentQuery, error) {
+func (p *udpPool) send(w *waiter) (sentQuery, error) {
 	for {
 		u, id, err := p.register(w)
 		if err != nil {
-			return nil, err
+			return sentQuery{}, err
 		}
 		if err := u.write(w.query, id); err != nil {
 			if !u.forget(id) {
 				// The socket failed meanwhile and has given w its
 				// error, or will: w has its outcome either way.
-				return &sentQuery{u: u, id: id, w: w}, nil
+				return sentQuery{u: u, id: id, w: w}, nil
 			}
 			if errors.Is(err, net.ErrClosed) {
 				continue // retired and closed meanwhile: take another
 			}
-			return nil, err
+			return sentQuery{}, err
 		}
-		return &sentQuery{u: u, id: id, w: w}, nil
+		return sentQuery{u: u, id: id, w: w}, nil
 	}
 }
 
