@@ -15,7 +15,7 @@ deps:
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb ./e2e/dnslat ./e2e/dnsfloor ./e2e/delayrelay ./e2e/ttfb ./e2e/dnssoak
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/... ./e2e/labweb ./e2e/dnslat ./e2e/dnsfloor ./e2e/delayrelay ./e2e/ttfb ./e2e/dnssoak ./e2e/soakdns
 
 # lint: formatting and vet for the host.
 lint:

@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -110,5 +111,33 @@ func BenchmarkCachedAnswer(b *testing.B) {
 		if r, _, _ := s.fastAnswer(q, out[:0], netip.AddrPort{}, names); r == nil {
 			b.Fatal("not answered")
 		}
+	}
+}
+
+// BenchmarkCachePutFull stores answers for new names in a full cache whose
+// entries are all fresh, as under a stream of unique names (the DNS soak's):
+// every put evicts.
+func BenchmarkCachePutFull(b *testing.B) {
+	const names = 4 * defaultCacheSize
+	keys, answers := make([]string, names), make([][]byte, names)
+	for i := range names {
+		q := newQuery(fmt.Sprintf("u%d.soak.example.", i), dns.TypeA)
+		_, _, key := keyFor(b, q)
+		a, err := answerA(q, "udp").Pack()
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys[i], answers[i] = string(key), a
+	}
+	c := newCache(defaultCacheSize)
+	now := time.Now()
+	for i := range defaultCacheSize {
+		c.put(keys[i], answers[i], nil, now)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c.put(keys[i%names], answers[i%names], nil, now)
+		i++
 	}
 }

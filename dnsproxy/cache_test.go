@@ -247,12 +247,12 @@ func TestCacheBounded(t *testing.T) {
 			t.Fatalf("%d entries, bound is 5", c.len())
 		}
 		c.mu.RLock()
-		if len(c.keys) != len(c.m) {
-			t.Fatalf("%d keys for %d entries", len(c.keys), len(c.m))
+		if len(c.ents) != len(c.m) {
+			t.Fatalf("%d listed entries for %d in the map", len(c.ents), len(c.m))
 		}
-		for i, k := range c.keys {
-			if e := c.m[k]; e == nil || e.idx != i {
-				t.Fatalf("key %d (%x) does not index its entry", i, k)
+		for i, slot := range c.ents {
+			if e := slot.e; c.m[e.key] != e || e.idx != i || slot.expires != e.expires.UnixNano() {
+				t.Fatalf("entry %d (%x) is not the map's, not at its index, or listed with another expiry", i, e.key)
 			}
 		}
 		c.mu.RUnlock()

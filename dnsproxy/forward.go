@@ -67,7 +67,13 @@ func (s *Server) acquire() bool {
 	case s.sem <- struct{}{}:
 		return true
 	default:
-		s.counter.saturated.Add(1)
+		n := s.counter.saturated.Add(1)
+		if s.satLog.allow() {
+			// Every such SERVFAIL is the agent's own: say so, or a
+			// client's failure would be blamed on the upstreams.
+			s.log.Warn("forwarded DNS queries answered SERVFAIL: as many as MaxInFlight wait for the upstreams",
+				zap.Int("max_in_flight", cap(s.sem)), zap.Uint64("refused_total", n))
+		}
 		return false
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // TestForwardPassThrough checks that a forwarded answer reaches the client with
@@ -196,7 +198,8 @@ func TestSaturation(t *testing.T) {
 		return answerA(req, "")
 	})
 	pol := newMapPolicy(time.Minute, "wiki.corp.example", "100.64.0.1")
-	s, addr := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, Policy: pol, MaxInFlight: 1, Timeout: 10 * time.Second, CacheSize: -1})
+	core, logs := observer.New(zap.WarnLevel)
+	s, addr := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, Policy: pol, MaxInFlight: 1, Timeout: 10 * time.Second, CacheSize: -1, Log: zap.New(core)})
 
 	slowDone := make(chan *dns.Msg)
 	go func() {
@@ -217,6 +220,9 @@ func TestSaturation(t *testing.T) {
 	}
 	if st := s.Stats(); st.Saturated != 1 {
 		t.Errorf("stats %+v, want Saturated 1", st)
+	}
+	if n := logs.FilterMessageSnippet("MaxInFlight").Len(); n != 1 {
+		t.Errorf("%d warnings of MaxInFlight reached, want 1; logged: %v", n, logs.All())
 	}
 }
 

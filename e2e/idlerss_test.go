@@ -160,5 +160,5 @@ func saveProfile(t *testing.T, sock, path, file string) {
 	if err := os.WriteFile(file, body, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("heap profile of the agent in %s", file)
+	t.Logf("profile of the agent (%s) in %s", path, file)
 }

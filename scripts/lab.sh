@@ -29,7 +29,7 @@
 #
 # Usage: lab.sh up|down|agent-start [ztagent flags] [key=value...]|agent-spawn|agent-exec|agent-wait|agent-stop|
 #   cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|other-vpn|
-#   gateway-start|gateway-stop|status
+#   gateway-start|gateway-stop|soak-dns|status
 # Environment: ZT_LAB (namespace prefix, default "zt"), ZT_LAB_API, ZT_LAB_POP,
 # ZT_LAB_HOST (ztcloud's listen addresses and the agent's host=, see below), ZT_LAB_DIR (state and
 # logs, default .lab/$ZT_LAB), ZT_BIN (binaries, default bin), ZT_TENANT
@@ -170,6 +170,16 @@ uplink_link() {
   for l in c0 p0 br0; do inns "$MID" ip link set "$l" up; done
   inns "$CLIENT" ip link set eth0 gso_max_segs 1
   inns "$CLOUD" ip link set eth0 gso_max_segs 1
+}
+
+# soak_dns replaces the "public" dnsmasq with e2e/soakdns for the DNS soak:
+# the same names, but answers with a TTL (dnsmasq's are TTL 0, never cached)
+# from sockets that keep up with the soak's rate (see e2e/soakdns). It runs
+# under dnsmasq's name, so that down stops it.
+soak_dns() {
+  stop dns-public
+  start dns-public "$CLOUD" "$BIN/soakdns" -listen 10.10.0.1:53 -zone public.test -nx nx.test -addr 10.10.0.1 -ttl 300
+  wait_for "soakdns" 10 inns "$CLOUD" dig +short +time=1 +tries=1 @10.10.0.1 www.public.test
 }
 
 services_up() {
@@ -462,6 +472,7 @@ case ${1:-} in
   other-vpn) other_vpn ;;
   gateway-start) gateway_start ;;
   gateway-stop) gateway_stop ;;
+  soak-dns) soak_dns ;;
   status) ip netns list | grep "^$P-" || true
           for f in "$DIR"/*.pid; do [ -f "$f" ] && echo "$(basename "$f" .pid): $(kill -0 "$(cat "$f")" 2>/dev/null && echo running || echo dead)"; done ;;
   *) echo "usage: $0 up|down|agent-start|agent-spawn|agent-exec|agent-wait|agent-stop|cloud-stop|cloud-start|publisher-stop|publisher-start|second-uplink|corp-uplink|corp-uplink-down|hotel|hotel-open|other-vpn|gateway-start|gateway-stop|status" >&2; exit 2 ;;

@@ -11,8 +11,10 @@
 // -timeout, is an error.
 //
 // It prints one line per second (sent, ok, bad, lost in that second) and a
-// last line "total sent=… ok=… bad=… lost=… servfail=… qps=…" (servfail: the
-// bad answers that were SERVFAIL), and exits 1 if any query failed.
+// last line "total sent=… ok=… bad=… lost=… servfail=… qps=… drops=…"
+// (servfail: the bad answers that were SERVFAIL; drops: answers the kernel
+// dropped at the load's own sockets, -1 if unknown), and exits 1 if any query
+// failed.
 //
 // Usage:
 //
@@ -25,12 +27,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/miekg/dns"
 )
 
 type kind uint8
@@ -117,6 +118,7 @@ func run(c *config, t *totals) error {
 	send(c, socks, start)
 	// Let the last answers arrive, then count what is still missing.
 	time.Sleep(c.timeout)
+	drops, dropsErr := socketDrops(socks)
 	for _, s := range socks {
 		s.expire(time.Now().Add(time.Hour))
 		s.conn.Close()
@@ -125,9 +127,42 @@ func run(c *config, t *totals) error {
 	close(done)
 	reportWG.Wait()
 	el := time.Since(start) - c.timeout
-	fmt.Printf("total sent=%d ok=%d bad=%d lost=%d servfail=%d qps=%.0f\n",
-		t.sent.Load(), t.ok.Load(), t.bad.Load(), t.lost.Load(), t.servfail.Load(), float64(t.sent.Load())/el.Seconds())
+	if dropsErr != nil {
+		fmt.Fprintln(os.Stderr, "dnssoak: counting drops:", dropsErr)
+		drops = -1
+	}
+	fmt.Printf("total sent=%d ok=%d bad=%d lost=%d servfail=%d qps=%.0f drops=%d\n",
+		t.sent.Load(), t.ok.Load(), t.bad.Load(), t.lost.Load(), t.servfail.Load(), float64(t.sent.Load())/el.Seconds(), drops)
 	return nil
+}
+
+// socketDrops is how many answers the kernel dropped at the load's own
+// sockets (their receive buffers full: the load was not scheduled), from the
+// drops column of /proc/net/udp (Linux), so that a lost query is told apart
+// from one the server dropped.
+func socketDrops(socks []*sock) (int, error) {
+	ports := make(map[uint16]bool, len(socks))
+	for _, s := range socks {
+		ports[s.conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()] = true
+	}
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 13 {
+			continue
+		}
+		_, port, _ := strings.Cut(f[1], ":")
+		p, err1 := strconv.ParseUint(port, 16, 16)
+		d, err2 := strconv.Atoi(f[len(f)-1])
+		if err1 == nil && err2 == nil && ports[uint16(p)] {
+			total += d
+		}
+	}
+	return total, nil
 }
 
 // send paces the queries in 10 ms rounds, spread over the sockets, catching up
@@ -185,7 +220,8 @@ type sock struct {
 	mu     sync.Mutex
 	out    map[uint16]pending
 	nextID uint16
-	badLog int // bad answers printed, to keep the output short
+	badLog int    // bad answers printed, to keep the output short
+	wbuf   []byte // the query being sent (send runs on one goroutine)
 }
 
 func (s *sock) send(n int) {
@@ -198,8 +234,7 @@ func (s *sock) send(n int) {
 	default:
 		k = nxdomain
 	}
-	m := new(dns.Msg)
-	m.SetQuestion(s.name(k, n), dns.TypeA)
+	name := s.name(k, n)
 	s.mu.Lock()
 	for { // skip IDs still in flight
 		s.nextID++
@@ -207,17 +242,15 @@ func (s *sock) send(n int) {
 			break
 		}
 	}
-	m.Id = s.nextID
-	s.out[m.Id] = pending{k: k, sent: time.Now()}
+	id := s.nextID
+	s.out[id] = pending{k: k, sent: time.Now()}
 	s.mu.Unlock()
-	b, err := m.Pack()
-	if err == nil {
-		_, err = s.conn.Write(b)
-	}
+	s.wbuf = appendQuery(s.wbuf[:0], id, name)
+	_, err := s.conn.Write(s.wbuf)
 	s.t.sent.Add(1)
 	if err != nil {
 		s.mu.Lock()
-		delete(s.out, m.Id)
+		delete(s.out, id)
 		s.mu.Unlock()
 		s.bad(fmt.Sprintf("send: %v", err))
 	}
@@ -227,14 +260,20 @@ func (s *sock) name(k kind, n int) string {
 	var label string
 	switch {
 	case k == private:
-		label = fmt.Sprintf("n%d", (n/10)%s.c.privateN)
+		label = "n" + strconv.Itoa((n/10)%s.c.privateN)
 	case k == public && (n/10)%2 == 0:
-		label = fmt.Sprintf("f%d", (n/20)%s.c.publicN)
+		label = "f" + strconv.Itoa((n/20)%s.c.publicN)
 	default:
-		label = fmt.Sprintf("u%d-%d", s.id, n)
+		label = "u" + strconv.Itoa(s.id) + "-" + strconv.Itoa(n)
 	}
-	pattern := map[kind]string{private: s.c.private, public: s.c.public, nxdomain: s.c.nx}[k]
-	return dns.Fqdn(strings.Replace(pattern, "*", label, 1))
+	pattern := s.c.nx
+	switch k {
+	case private:
+		pattern = s.c.private
+	case public:
+		pattern = s.c.public
+	}
+	return strings.Replace(pattern, "*", label, 1)
 }
 
 func (s *sock) receive() {
@@ -247,21 +286,21 @@ func (s *sock) receive() {
 			}
 			return
 		}
-		var m dns.Msg
-		if err := m.Unpack(buf[:n]); err != nil {
-			s.bad(fmt.Sprintf("unpack: %v", err))
+		m, err := parseReply(buf[:n])
+		if err != nil {
+			s.bad(fmt.Sprintf("reply: %v", err))
 			continue
 		}
 		s.mu.Lock()
-		p, ok := s.out[m.Id]
-		delete(s.out, m.Id)
+		p, ok := s.out[m.id]
+		delete(s.out, m.id)
 		s.mu.Unlock()
 		if !ok {
-			s.bad(fmt.Sprintf("answer to no query in flight (ID %d, late?)", m.Id))
+			s.bad(fmt.Sprintf("answer to no query in flight (ID %d, late?)", m.id))
 			continue
 		}
 		if why := s.check(p.k, &m); why != "" {
-			if m.Rcode == dns.RcodeServerFailure {
+			if m.rcode == rcodeServFail {
 				s.t.servfail.Add(1)
 			}
 			s.bad(why)
@@ -271,28 +310,21 @@ func (s *sock) receive() {
 	}
 }
 
-func (s *sock) check(k kind, m *dns.Msg) string {
-	name := ""
-	if len(m.Question) == 1 {
-		name = m.Question[0].Name
-	}
-	switch k {
-	case nxdomain:
-		if m.Rcode != dns.RcodeNameError {
-			return fmt.Sprintf("%s: %s, want NXDOMAIN", name, dns.RcodeToString[m.Rcode])
+func (s *sock) check(k kind, m *answer) string {
+	if k == nxdomain {
+		if m.rcode != rcodeNXDomain {
+			return fmt.Sprintf("%s: %s, want NXDOMAIN", m.qname, rcodeName(m.rcode))
 		}
 		return ""
 	}
-	if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
-		return fmt.Sprintf("%s: %s with %d answers, want NOERROR and one A", name, dns.RcodeToString[m.Rcode], len(m.Answer))
+	if m.rcode != rcodeSuccess || m.ancount != 1 {
+		return fmt.Sprintf("%s: %s with %d answers, want NOERROR and one A", m.qname, rcodeName(m.rcode), m.ancount)
 	}
-	a, ok := m.Answer[0].(*dns.A)
-	if !ok {
-		return fmt.Sprintf("%s: answer %v, want an A record", name, m.Answer[0])
+	if !m.a.IsValid() {
+		return fmt.Sprintf("%s: the answer is not an A record", m.qname)
 	}
-	addr, _ := netip.AddrFromSlice(a.A.To4())
-	if k == private && !s.c.stubs.Contains(addr) {
-		return fmt.Sprintf("%s: %s is not a stub address", name, addr)
+	if k == private && !s.c.stubs.Contains(m.a) {
+		return fmt.Sprintf("%s: %s is not a stub address", m.qname, m.a)
 	}
 	return ""
 }
