@@ -126,7 +126,7 @@ func TestUplinkCaptureFlags(t *testing.T) {
 	}
 	other := fakeDaemon(t, connected, map[string]http.HandlerFunc{"POST " + ctlapi.PathUplinkCapture: func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNotImplemented)
-		json.NewEncoder(w).Encode(ctlapi.ErrorResponse{Error: "uplink capture is not supported on this OS: use pktmon"})
+		json.NewEncoder(w).Encode(ctlapi.ErrorResponse{Error: "uplink capture is not supported on this OS"})
 	}})
 	err := exitStatus(run(context.Background(), []string{"--socket", other, "-p", "start"}, &out))
 	if cli.Code(err) != cli.ExitFailure || !strings.Contains(err.Error(), "not supported on this OS") {
