@@ -153,3 +153,30 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	}
 }
+
+// TestSealOpenAllocs: the data path's sealing and opening allocate nothing
+// per record.
+func TestSealOpenAllocs(t *testing.T) {
+	s, o := testPair(t)
+	buf := make([]byte, Prefix+1380, Overhead+1380)
+	if a := testing.AllocsPerRun(100, func() {
+		if _, err := s.Seal(buf, 1380); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("Seal: %.1f allocations per record, want 0", a)
+	}
+	recs := make([][]byte, 101)
+	for i := range recs {
+		recs[i] = sealed(t, s, make([]byte, 1380))
+	}
+	i := 0
+	if a := testing.AllocsPerRun(100, func() {
+		if _, err := o.Open(recs[i]); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}); a != 0 {
+		t.Errorf("Open: %.1f allocations per record, want 0", a)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 )
 
@@ -138,13 +139,25 @@ func (s *Sealer) Seal(b []byte, n int) ([]byte, error) {
 	putEpochSeq(b[3:], s.epoch, seq)
 	binary.BigEndian.PutUint16(b[11:], uint16(NonceLen+n+TagLen))
 	copy(b[HeaderLen:], b[3:11]) // the explicit nonce is epoch|seq
-	var nonce [12]byte
-	copy(nonce[:], s.iv[:])
-	copy(nonce[4:], b[3:11])
-	aad := additionalData(b[3:11], n)
-	s.aead.Seal(b[Prefix:Prefix], nonce[:], b[Prefix:Prefix+n], aad[:])
+	sc := sealScratchPool.Get().(*sealScratch)
+	copy(sc.nonce[:], s.iv[:])
+	copy(sc.nonce[4:], b[3:11])
+	sc.aad = additionalData(b[3:11], n)
+	s.aead.Seal(b[Prefix:Prefix], sc.nonce[:], b[Prefix:Prefix+n], sc.aad[:])
+	sealScratchPool.Put(sc)
 	return b, nil
 }
+
+// sealScratch holds a Seal's nonce and additional data. Arrays on Seal's
+// stack would escape through the AEAD interface (two allocations per
+// record); the Opener keeps its own, but Seal runs on several goroutines at
+// once, so each call borrows one from a pool.
+type sealScratch struct {
+	nonce [12]byte
+	aad   [13]byte
+}
+
+var sealScratchPool = sync.Pool{New: func() any { return new(sealScratch) }}
 
 func putEpochSeq(b []byte, epoch uint16, seq uint64) {
 	binary.BigEndian.PutUint16(b, epoch)
