@@ -109,3 +109,21 @@ func openRetired(p *udpPool) int {
 	}
 	return n
 }
+
+// TestInflightDropsAnswered checks that a query still waiting does not keep
+// the answered queries sent after it.
+func TestInflightDropsAnswered(t *testing.T) {
+	now := time.Now()
+	waiting := &udpQuery{deadline: now.Add(time.Second)}
+	answered := &udpQuery{deadline: now.Add(time.Second)}
+	answered.done.Store(true)
+	late := &udpQuery{deadline: now.Add(-time.Millisecond)}
+	in := inflight{queue: []*udpQuery{waiting, answered, late, answered}}
+	expired, empty := in.due(now)
+	if len(expired) != 1 || expired[0] != late {
+		t.Errorf("expired %v, want the late query alone", expired)
+	}
+	if empty || len(in.queue) != 1 || in.queue[0] != waiting {
+		t.Errorf("left %d queries, want the waiting one alone", len(in.queue))
+	}
+}
