@@ -162,6 +162,10 @@ type Stats struct {
 	ServFail       uint64 // SERVFAIL we generated (all upstreams failed, none configured)
 	Saturated      uint64 // forwarded queries refused because MaxInFlight was reached
 	Malformed      uint64 // queries answered FORMERR, BADVERS or NOTIMP, or dropped
+	// UpstreamSocketsEvicted counts the retired upstream sockets closed
+	// before their last query was answered or expired, maxLingering being
+	// reached; their queries fail as on a timeout.
+	UpstreamSocketsEvicted uint64
 }
 
 type state int
@@ -206,6 +210,7 @@ type Server struct {
 
 	upLog   rateLimiter
 	satLog  rateLimiter // MaxInFlight reached
+	evLog   rateLimiter // retired upstream sockets closed early
 	counter counters
 }
 
@@ -213,7 +218,7 @@ type policyBox struct{ p Policy }
 
 type counters struct {
 	queries, local, forwarded, delegated, cacheHits, upstreamErrors,
-	servFail, saturated, malformed atomic.Uint64
+	servFail, saturated, malformed, evicted atomic.Uint64
 }
 
 // New validates cfg and returns a Server that is not yet listening.
@@ -259,6 +264,7 @@ func New(cfg Config) (*Server, error) {
 		sem:     make(chan struct{}, cfg.MaxInFlight),
 		upLog:   rateLimiter{every: 10 * time.Second},
 		satLog:  rateLimiter{every: 10 * time.Second},
+		evLog:   rateLimiter{every: 10 * time.Second},
 	}
 	switch {
 	case cfg.CacheSize == 0:
@@ -345,6 +351,8 @@ func (s *Server) Stats() Stats {
 		ServFail:       c.servFail.Load(),
 		Saturated:      c.saturated.Load(),
 		Malformed:      c.malformed.Load(),
+
+		UpstreamSocketsEvicted: c.evicted.Load(),
 	}
 }
 

@@ -80,6 +80,17 @@ func (s *Server) acquire() bool {
 
 func (s *Server) release() { <-s.sem }
 
+// evicted counts a retired socket to up closed early with queries (waiting
+// queries) still on it, and logs it now and then.
+func (s *Server) evicted(up netip.AddrPort, queries int) {
+	n := s.counter.evicted.Add(1)
+	if s.evLog.allow() {
+		s.log.Warn("upstream socket closed early, its unanswered queries failed as on a timeout: too many retired sockets wait on queries the upstream has not answered",
+			zap.Stringer("upstream", up), zap.Int("max_lingering", maxLingering),
+			zap.Int("queries", queries), zap.Uint64("closed_early_total", n))
+	}
+}
+
 // forward asks f.via, or the upstreams if it is nil, and returns the reply
 // for the client: the upstream's answer, or SERVFAIL.
 func (s *Server) forward(f *forwarding) []byte {

@@ -98,11 +98,14 @@ func (q *udpQuery) expire() {
 	}
 }
 
-// inflight holds the queries sent by forwardUDP, in the order they were
-// sent, until they are answered or expire. All have the same timeout, so
-// that order is their deadlines' order: a sweeper goroutine, running while
-// there are queries to watch, takes the expired ones from the front a few
-// times per timeout.
+// inflight holds the queries sent by forwardUDP until they are answered or
+// expire. A sweeper goroutine, running while there are queries to watch,
+// goes through them all a few times per timeout, dropping those answered and
+// expiring those past their deadline. It once took them from the front only,
+// stopping at the first query still waiting: one query the upstream dropped
+// then held every query sent after it, answered or not, for the whole
+// timeout (24,000 of them at 12,000 forwarded queries/s: the agent's RSS
+// grew by 16 MB in the DNS soak with dnsmasq dropping a few queries).
 type inflight struct {
 	mu      sync.Mutex
 	queue   []*udpQuery
@@ -126,22 +129,23 @@ func (in *inflight) track(s *Server, q *udpQuery) {
 	}
 }
 
-// due removes from the front the queries answered and those past their
-// deadline, returning the latter; empty reports that none is left.
+// due removes the queries answered and those past their deadline,
+// returning the latter; empty reports that none is left.
 func (in *inflight) due(now time.Time) (expired []*udpQuery, empty bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	for len(in.queue) > 0 {
-		q := in.queue[0]
-		if !q.done.Load() {
-			if now.Before(q.deadline) {
-				break
-			}
+	kept := in.queue[:0]
+	for _, q := range in.queue {
+		switch {
+		case q.done.Load():
+		case !now.Before(q.deadline):
 			expired = append(expired, q)
+		default:
+			kept = append(kept, q)
 		}
-		in.queue[0] = nil
-		in.queue = in.queue[1:]
 	}
+	clear(in.queue[len(kept):])
+	in.queue = kept
 	return expired, len(in.queue) == 0
 }
 
