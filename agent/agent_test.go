@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -263,6 +265,15 @@ func TestAgentLifecycle(t *testing.T) {
 	}
 	if _, owned := pol.Lookup("www.example.com"); owned {
 		t.Fatal("a public name is owned")
+	}
+	// A query through the proxy shows in status's DNS counters.
+	q := new(dns.Msg)
+	q.SetQuestion("web.corp.test.", dns.TypeA)
+	if r, err := dns.Exchange(q, p.dns.Addrs()[0].String()); err != nil || len(r.Answer) != 1 {
+		t.Fatalf("query web.corp.test through the proxy: %v, %v", r, err)
+	}
+	if c := a.Status().DNS.Counters; c.Queries < 1 || c.Local < 1 {
+		t.Fatalf("DNS counters after a private query: %+v", c)
 	}
 
 	// The control API answers status and match over the socket.

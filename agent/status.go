@@ -44,7 +44,12 @@ func (p *parts) status(st *ctlapi.Status) {
 	if v6 := p.stubs.v6; v6 != nil {
 		st.TUN.Addr6 = agentAddr(v6.Prefix())
 	}
-	st.DNS = ctlapi.DNSStatus{Mode: p.dnsCfg.Mode(), Listen: p.dns.Addrs(), Upstreams: *p.upstreams.Load()}
+	ds := p.dns.Stats()
+	st.DNS = ctlapi.DNSStatus{Mode: p.dnsCfg.Mode(), Listen: p.dns.Addrs(), Upstreams: *p.upstreams.Load(),
+		Counters: ctlapi.DNSCounters{Queries: ds.Queries, Local: ds.Local, Forwarded: ds.Forwarded,
+			CacheHits: ds.CacheHits, Delegated: ds.Delegated, UpstreamErrors: ds.UpstreamErrors,
+			ServFail: ds.ServFail, Saturated: ds.Saturated, Malformed: ds.Malformed,
+			SocketsEvicted: ds.UpstreamSocketsEvicted}}
 	ns := p.stack.Stats()
 	st.Flows = ctlapi.FlowStatus{
 		Steered: p.flows.steered.Load(), Refused: p.flows.refused.Load(), NotCarried: p.flows.notCarried.Load(),

@@ -200,6 +200,23 @@ type DNSStatus struct {
 	Mode      string           `json:"mode"`
 	Listen    []netip.AddrPort `json:"listen"`
 	Upstreams []netip.AddrPort `json:"upstreams"`
+	Counters  DNSCounters      `json:"counters"`
+}
+
+// DNSCounters count what the DNS proxy did since it started.
+type DNSCounters struct {
+	Queries        uint64 `json:"queries"`         // received (UDP packets and TCP messages)
+	Local          uint64 `json:"local"`           // answered from the policy (stubs, NODATA, PTR)
+	Forwarded      uint64 `json:"forwarded"`       // answered by an upstream
+	CacheHits      uint64 `json:"cache_hits"`      // forwarded names answered from the cache
+	Delegated      uint64 `json:"delegated"`       // answered through a publisher (publisher DNS)
+	UpstreamErrors uint64 `json:"upstream_errors"` // upstream attempts that failed or timed out
+	ServFail       uint64 `json:"servfail"`        // SERVFAIL the agent answered
+	Saturated      uint64 `json:"saturated"`       // refused: too many forwards in flight
+	Malformed      uint64 `json:"malformed"`       // answered FORMERR, BADVERS or NOTIMP, or dropped
+	// SocketsEvicted counts retired upstream sockets closed before their
+	// queries were answered, too many lingering.
+	SocketsEvicted uint64 `json:"upstream_sockets_evicted"`
 }
 
 // ReauthPhase is where a principal is in its re-authentication cycle.

@@ -58,7 +58,9 @@ var connected = ctlapi.Status{
 	Enrollment: ctlapi.EnrollmentStatus{Tenant: "demo", User: "alice@demo.test", TenantURL: "https://tenant.demo.test", DeviceID: "dev-1"},
 	Config:     ctlapi.ConfigStatus{Source: "tenant", ETag: "e1"},
 	Tunnel:     ctlapi.TunnelStatus{State: "connected", PoP: "10.0.0.2:443"},
-	Apps:       []ctlapi.AppStatus{{ID: "web"}},
+	DNS: ctlapi.DNSStatus{Counters: ctlapi.DNSCounters{Queries: 10, Local: 4, Forwarded: 5, CacheHits: 2,
+		Delegated: 1, UpstreamErrors: 3, ServFail: 1, Saturated: 6, Malformed: 7, SocketsEvicted: 8}},
+	Apps: []ctlapi.AppStatus{{ID: "web"}},
 }
 
 // TestDispatch runs ztdiag's command line as main does and checks the exit
@@ -102,6 +104,7 @@ func TestDispatch(t *testing.T) {
 		{"update not permitted", []string{"--socket", sock, "update"}, cli.ExitNotPermitted, ""},
 		{"-e not permitted", []string{"--socket", sock, "-e"}, cli.ExitNotPermitted, ""},
 		{"status", []string{"--socket", sock, "status"}, cli.ExitOK, "Tunnel:      connected to 10.0.0.2:443"},
+		{"status DNS counts", []string{"--socket", sock, "status"}, cli.ExitOK, "DNS counts:  10 queries: 4 local, 5 forwarded (2 from the cache), 1 through publishers; 3 upstream errors, 1 SERVFAIL, 6 refused as too many in flight, 7 malformed, 8 upstream sockets closed early\n"},
 		{"-f", []string{"--socket", sock, "-f"}, cli.ExitOK, "Tunnel status:: connected.\nClient status:: Enabled.\n"},
 		{"-f onprem", []string{"--socket", sock, "-f"}, cli.ExitOK, "OnPremDetection:: Off (not configured)."},
 		{"-f --json", []string{"--socket", sock, "--json", "-f"}, cli.ExitOK, `"key": "Email",` + "\n" + `    "value": "alice@demo.test"`},

@@ -82,6 +82,9 @@ func printStatus(out io.Writer, st ctlapi.Status) {
 	fmt.Fprintf(w, "Publishers:\tmeasured %s, every %s; %d probes failed\n", ago(sel.Probed), sel.Interval, sel.ProbeFailures)
 	fmt.Fprintf(w, "TUN:\t%s %s, routes %s\n", st.TUN.Name, st.TUN.Addr, join(st.TUN.Routes))
 	fmt.Fprintf(w, "DNS:\t%s on %s, upstreams %s\n", st.DNS.Mode, join(st.DNS.Listen), join(st.DNS.Upstreams))
+	c := st.DNS.Counters
+	fmt.Fprintf(w, "DNS counts:\t%d queries: %d local, %d forwarded (%d from the cache), %d through publishers; %d upstream errors, %d SERVFAIL, %d refused as too many in flight, %d malformed, %d upstream sockets closed early\n",
+		c.Queries, c.Local, c.Forwarded, c.CacheHits, c.Delegated, c.UpstreamErrors, c.ServFail, c.Saturated, c.Malformed, c.SocketsEvicted)
 	f := st.Flows
 	fmt.Fprintf(w, "Flows:\t%d steered, %d refused, %d not carried, %d not steered, %d blocked; %d SYNs dropped (too many connects at once)\n",
 		f.Steered, f.Refused, f.NotCarried, f.NotSteered, f.Blocked, f.SYNDropped)
