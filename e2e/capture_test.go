@@ -14,17 +14,7 @@ import (
 // TestCapture: ztdiag -c start captures a flow to an app through the TUN
 // into a root-owned 0600 pcap file that tcpdump reads; -c stop ends it.
 func TestCapture(t *testing.T) {
-	requireE2E(t)
-	tcpdump, err := exec.LookPath("tcpdump")
-	if err != nil {
-		t.Skip("SKIPPED LOUDLY: tcpdump is not installed (scripts/deps.sh installs it)")
-	}
-	l := newLab(t)
-	l.script("agent-start")
-	t.Cleanup(func() { l.script("agent-stop") })
-	ztdiag := func(args ...string) string {
-		return l.must("client", append([]string{l.bin("ztdiag"), "--socket", l.sock()}, args...)...)
-	}
+	l, tcpdump, ztdiag := captureLab(t)
 	file := filepath.Join(l.dir, "tun.pcap")
 	if out := ztdiag("-c", "start", "-o", file, "-s", "128"); !strings.Contains(out, "Capture:: Running since") {
 		t.Fatalf("-c start: %s", out)
@@ -81,17 +71,7 @@ func TestSpeedTest(t *testing.T) {
 // connection from the same namespace to the same host (the public web
 // server on the PoP's address, port 80, reached direct).
 func TestUplinkCapture(t *testing.T) {
-	requireE2E(t)
-	tcpdump, err := exec.LookPath("tcpdump")
-	if err != nil {
-		t.Skip("SKIPPED LOUDLY: tcpdump is not installed (scripts/deps.sh installs it)")
-	}
-	l := newLab(t)
-	l.script("agent-start")
-	t.Cleanup(func() { l.script("agent-stop") })
-	ztdiag := func(args ...string) string {
-		return l.must("client", append([]string{l.bin("ztdiag"), "--socket", l.sock()}, args...)...)
-	}
+	l, tcpdump, ztdiag := captureLab(t)
 	file := filepath.Join(l.dir, "uplink.pcap")
 	if out := ztdiag("-p", "start", "-o", file, "-s", "256"); !strings.Contains(out, "Uplink Capture:: Running since") || !strings.Contains(out, "on any") {
 		t.Fatalf("-p start: %s", out)
@@ -126,4 +106,23 @@ func TestUplinkCapture(t *testing.T) {
 			t.Errorf("the capture holds another application's packet %q", never)
 		}
 	}
+}
+
+// captureLab is how both capture tests start: tcpdump found (or the test
+// skipped), a lab with its agent running, and ztdiag run in the client
+// namespace.
+func captureLab(t *testing.T) (l *lab, tcpdump string, ztdiag func(args ...string) string) {
+	t.Helper()
+	requireE2E(t)
+	tcpdump, err := exec.LookPath("tcpdump")
+	if err != nil {
+		t.Skip("SKIPPED LOUDLY: tcpdump is not installed (scripts/deps.sh installs it)")
+	}
+	l = newLab(t)
+	l.script("agent-start")
+	t.Cleanup(func() { l.script("agent-stop") })
+	ztdiag = func(args ...string) string {
+		return l.must("client", append([]string{l.bin("ztdiag"), "--socket", l.sock()}, args...)...)
+	}
+	return l, tcpdump, ztdiag
 }

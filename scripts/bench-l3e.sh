@@ -24,19 +24,8 @@ SECS=${BENCH_SECS:-10}
 PERF=${BENCH_PERF:-}
 ONLY=
 PORT=7005
-[ "$(id -u)" -eq 0 ] || { echo "bench-l3e: needs root (network namespaces)" >&2; exit 1; }
-command -v wg >/dev/null || { echo "bench-l3e: wg missing (make deps installs wireguard-tools)" >&2; exit 1; }
-go build -trimpath -o bin/wireguard-go golang.zx2c4.com/wireguard
-
-CLIENT=$ZT_LAB-client CLOUD=$ZT_LAB-cloud CORP=$ZT_LAB-corp
-bgpids=()
-cleanup() {
-  for p in ${bgpids[@]+"${bgpids[@]}"}; do kill "$p" 2>/dev/null || true; done
-  scripts/lab.sh down >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-ZT_LAB_NOAGENT=1 scripts/lab.sh up
 . scripts/bench-lib.sh
+bench_lab_up bench-l3e
 inns "$CORP" iperf3 -s -D -B 10.20.0.10 -p $PORT --pidfile "$DIR/iperf3-l3e.pid"
 for _ in $(seq 50); do inns "$CORP" ss -ltn | grep -q ":$PORT " && break; sleep 0.1; done
 

@@ -5,6 +5,25 @@
 
 inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
+# bench_lab_up NAME: how both benchmarks start: root and wg checked (NAME in
+# the messages), wireguard-go built from go.mod, the lab up without its
+# agent, and on exit the processes in bgpids killed and the lab taken down.
+# Sets CLIENT, CLOUD and CORP.
+bench_lab_up() {
+  local name=$1
+  [ "$(id -u)" -eq 0 ] || { echo "$name: needs root (network namespaces)" >&2; exit 1; }
+  command -v wg >/dev/null || { echo "$name: wg missing (make deps installs wireguard-tools)" >&2; exit 1; }
+  go build -trimpath -o bin/wireguard-go golang.zx2c4.com/wireguard
+  CLIENT=$ZT_LAB-client CLOUD=$ZT_LAB-cloud CORP=$ZT_LAB-corp
+  bgpids=()
+  trap bench_cleanup EXIT
+  ZT_LAB_NOAGENT=1 scripts/lab.sh up
+}
+bench_cleanup() {
+  for p in ${bgpids[@]+"${bgpids[@]}"}; do kill "$p" 2>/dev/null || true; done
+  scripts/lab.sh down >/dev/null 2>&1 || true
+}
+
 # iperf ARGS...: one iperf3 run from the client; prints "Gbit/s bytes".
 iperf() { inns "$CLIENT" iperf3 -J -t "$SECS" "$@" | python3 -c '
 import json, sys

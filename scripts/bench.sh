@@ -30,21 +30,11 @@ case $ONLY in
   "" | ttfb) ;;
   *) echo "bench: BENCH_ONLY=$ONLY not supported (only ttfb)" >&2; exit 2 ;;
 esac
-[ "$(id -u)" -eq 0 ] || { echo "bench: needs root (network namespaces)" >&2; exit 1; }
-command -v wg >/dev/null || { echo "bench: wg missing (make deps installs wireguard-tools)" >&2; exit 1; }
-go build -trimpath -o bin/wireguard-go golang.zx2c4.com/wireguard
-[ -x bin/ttfb ] || go build -trimpath -o bin/ttfb ./e2e/ttfb
-
-CLIENT=$ZT_LAB-client CLOUD=$ZT_LAB-cloud CORP=$ZT_LAB-corp
-bgpids=()
-cleanup() {
-  for p in ${bgpids[@]+"${bgpids[@]}"}; do kill "$p" 2>/dev/null || true; done
-  scripts/lab.sh down >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-ZT_LAB_NOAGENT=1 scripts/lab.sh up
 . scripts/bench-lib.sh
+bench_lab_up bench
+[ -x bin/ttfb ] || go build -trimpath -o bin/ttfb ./e2e/ttfb
 ip netns exec "$CORP" bin/ttfb serve 10.20.0.10:5202 >"$DIR/ttfb.log" 2>&1 & bgpids+=($!)
+for _ in $(seq 50); do inns "$CORP" ss -ltn | grep -q ':5202 ' && break; sleep 0.1; done
 if [ -z "$ONLY" ]; then
   inns "$CORP" iperf3 -s -D -B 10.20.0.10 --pidfile "$DIR/iperf3.pid2"
   for _ in $(seq 50); do inns "$CORP" ss -ltn | grep -q ':5201 ' && break; sleep 0.1; done
