@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +51,8 @@ func TestIdleRSS10k(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	alloc0 := memStat(l.sock(), "TotalAlloc")
+	saveProfile(t, l.sock(), "/debug/pprof/heap", filepath.Join(l.root, ".lab", "heap-10k-start.pprof"))
 	// Idle: nothing asks the agent anything (a status of 10,000 apps is
 	// megabytes of JSON, whose garbage would be measured too).
 	time.Sleep(30 * time.Second)
@@ -58,15 +62,29 @@ func TestIdleRSS10k(t *testing.T) {
 	}
 	t.Logf("idle with 10,000 apps: RSS %.1f MB (%s), %d goroutines, %.2f s CPU in the 30 s idle",
 		float64(s.rssKB)/1024, rssParts(pid), s.goroutines, (s.cpu - cpu0).Seconds())
+	t.Logf("anonymous mappings, largest first: %s", anonMappings(pid, 6))
 	// Kept beside the labs' directories: the next test's lab replaces this one's.
 	saveProfile(t, l.sock(), "/debug/pprof/heap", filepath.Join(l.root, ".lab", "heap-10k.pprof"))
 	if stats, err := ctlGet(l.sock(), "/debug/pprof/heap?debug=1"); err == nil {
+		var lines []string
 		for _, line := range strings.Split(string(stats), "\n") {
-			if strings.HasPrefix(line, "# HeapInuse") || strings.HasPrefix(line, "# HeapIdle") ||
-				strings.HasPrefix(line, "# HeapReleased") || strings.HasPrefix(line, "# Sys ") || strings.HasPrefix(line, "# NextGC") {
-				t.Log(line)
+			for _, k := range []string{"HeapAlloc", "HeapInuse", "HeapIdle", "HeapReleased", "Sys", "Stack", "MSpan", "GCSys", "OtherSys", "NextGC", "NumGC"} {
+				if strings.HasPrefix(line, "# "+k+" ") {
+					lines = append(lines, strings.TrimPrefix(line, "# "))
+				}
 			}
 		}
+		t.Logf("runtime: %s", strings.Join(lines, "; "))
+	}
+	// The live heap: a collection first (after the figures above).
+	if b, err := ctlGet(l.sock(), "/debug/pprof/heap?gc=1&debug=1"); err == nil {
+		if _, v, ok := strings.Cut(string(b), "# HeapAlloc = "); ok {
+			t.Logf("live heap after a collection: %s bytes", strings.Fields(v)[0])
+		}
+	}
+	// What the idle agent allocates (the garbage the 30 s trim returns).
+	if a0, a1 := alloc0, memStat(l.sock(), "TotalAlloc"); a0 > 0 && a1 > a0 {
+		t.Logf("allocated while idle: %.0f kB/s (the status reads included)", float64(a1-a0)/1024/30)
 	}
 	// The goal is 25 MB (issue 15); this agent is not there yet (README,
 	// "Idle and offline cost"), so the test guards what it reaches.
@@ -161,4 +179,53 @@ func saveProfile(t *testing.T, sock, path, file string) {
 		t.Fatal(err)
 	}
 	t.Logf("profile of the agent (%s) in %s", path, file)
+}
+
+// memStat returns one runtime.MemStats figure of the agent, from its heap
+// profile's text form (0 when it cannot).
+func memStat(sock, name string) uint64 {
+	b, err := ctlGet(sock, "/debug/pprof/heap?debug=1")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "# "+name+" = "); ok {
+			n, _ := strconv.ParseUint(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// anonMappings returns the n anonymous mappings of a process with the most
+// resident memory, from /proc/PID/smaps (the Go heap's arenas, the runtime's
+// off-heap memory, buffers mapped by libraries).
+func anonMappings(pid, n int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return err.Error()
+	}
+	type mapping struct {
+		addr   string
+		sizeKB int
+		anonKB int
+	}
+	var maps []mapping
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && len(f[1]) == 4:
+			maps = append(maps, mapping{addr: f[0]})
+		case len(maps) > 0 && len(f) >= 2 && f[0] == "Size:":
+			maps[len(maps)-1].sizeKB, _ = strconv.Atoi(f[1])
+		case len(maps) > 0 && len(f) >= 2 && f[0] == "Anonymous:":
+			maps[len(maps)-1].anonKB, _ = strconv.Atoi(f[1])
+		}
+	}
+	slices.SortFunc(maps, func(a, b mapping) int { return b.anonKB - a.anonKB })
+	var out []string
+	for _, m := range maps[:min(n, len(maps))] {
+		out = append(out, fmt.Sprintf("%s %d of %d kB", m.addr, m.anonKB, m.sizeKB))
+	}
+	return strings.Join(out, ", ")
 }
