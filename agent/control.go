@@ -63,7 +63,10 @@ func (a *Agent) startControl(r *run) (*controlServer, error) {
 	mux.HandleFunc("/debug/pprof/", admin(waits(profileDeadline, pprof.Index)))
 	mux.HandleFunc("/debug/pprof/profile", admin(waits(profileDeadline, pprof.Profile)))
 	mux.HandleFunc("/debug/pprof/trace", admin(waits(profileDeadline, pprof.Trace)))
-	srv := newControlServer(lim, mux, log)
+	//   curl --unix-socket … -X POST 'http://x/debug/memprofilerate?rate=524288'
+	// (heap profiling is off by default: HeapProfilingOff)
+	mux.HandleFunc("POST /debug/memprofilerate", admin(serveMemProfileRate))
+	srv := newControlServer(lim, trimAfterLarge(mux), log)
 	// Handlers' contexts end when Close begins: an enrollment or a profile
 	// in progress gives up, so Close's wait is short.
 	srv.BaseContext = func(net.Listener) context.Context { return r.ctx }

@@ -1,15 +1,18 @@
 package agent
 
 import (
+	"net/http"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync/atomic"
+	"time"
 )
 
 // trimMin is the least heap memory held beyond the live heap that is worth a
-// forced collection to return (see trimMemory).
-const trimMin = 4 << 20
+// forced collection to return (see trimMemory). At 10,000 apps such a
+// collection costs a few milliseconds of CPU, at most one per 30 s tick.
+const trimMin = 1 << 20
 
 // trimSamples are what trimMemory reads: the heap memory that is free but not
 // returned to the OS, the memory of objects (live, or dead and not yet
@@ -25,7 +28,7 @@ var trimSamples = []string{
 var trimBase atomic.Uint64
 
 // trimMemory returns to the OS the heap memory the agent holds beyond its live
-// heap, when that is more than trimMin and a quarter of the live heap, and
+// heap, when that is more than trimMin and an eighth of the live heap, and
 // reports whether it did. What it holds is the free heap memory not returned
 // yet, plus the objects beyond the live heap of the last collection, or beyond
 // what was live after the last trim when that is less: a large answer (the
@@ -57,7 +60,7 @@ func trimMemory() bool {
 	if objects > live {
 		held += objects - live
 	}
-	if held < trimMin || held < live/4 {
+	if held < trimMin || held < live/8 {
 		return false
 	}
 	// Two collections: what sync.Pools hold (encoding/json keeps its last
@@ -69,3 +72,61 @@ func trimMemory() bool {
 	trimBase.Store(s[1].Value.Uint64())
 	return true
 }
+
+// trimDelay is how long after a large control answer trimSoon trims: long
+// enough for a client's next call in a burst (ztdiag's) to be served first.
+const trimDelay = 2 * time.Second
+
+// trimPending says a trimSoon is scheduled.
+var trimPending atomic.Bool
+
+// trimSoon trims the memory (trimMemory) trimDelay from now, once however
+// often it is called meanwhile.
+func trimSoon() {
+	if trimPending.CompareAndSwap(false, true) {
+		time.AfterFunc(trimDelay, func() {
+			trimPending.Store(false)
+			trimMemory()
+		})
+	}
+}
+
+// largeAnswer is the size of a control answer past which its garbage is worth
+// a trim: the status of 10,000 apps is megabytes of JSON, and encoding it
+// leaves several times that behind.
+const largeAnswer = 1 << 20
+
+// trimAfterLarge serves h, and trims the memory soon after an answer of more
+// than largeAnswer bytes, rather than at the next 30 s tick.
+func trimAfterLarge(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &countingWriter{ResponseWriter: w}
+		h.ServeHTTP(cw, r)
+		if cw.n > largeAnswer {
+			trimSoon()
+		}
+	})
+}
+
+// countingWriter counts the bytes of an answer.
+type countingWriter struct {
+	http.ResponseWriter
+	n int
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n += n
+	return n, err
+}
+
+// Flush passes a flush on (pprof's profiles and the log stream flush).
+func (w *countingWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer (its
+// deadlines).
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -5,15 +5,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/sys/unix"
 )
 
 // The netlink half of the router, as root, in a network namespace each test
@@ -340,5 +343,69 @@ func TestRouterNetnsJournalOfAnotherDevice(t *testing.T) {
 	n.router(dir)
 	if got := n.state(); got != before {
 		t.Errorf("after repair:\n%s\nwant as before:\n%s", got, before)
+	}
+}
+
+// TestRouteOnGoneDevice: a route names its device by index alone (no lookup
+// per route), so a device gone between the plan and the change must still
+// fail an addition with the device named, and let a removal succeed.
+func TestRouteOnGoneDevice(t *testing.T) {
+	n := newTestNetns(t)
+	link := n.addTUN("ztgone0")
+	dev := linkSpec{Name: "ztgone0", Index: link.Attrs().Index}
+	n.ip("link", "set", "ztgone0", "up")
+	sys := netlinkOS{nl: n.nl}
+	route := routeSpec{Dst: netip.MustParsePrefix("100.64.0.0/10"), Table: routeTable}
+	if err := sys.apply(routerOp{Kind: opRouteAdd, Link: dev, Route: route}); err != nil {
+		t.Fatalf("route on a present device: %v", err)
+	}
+	n.ip("link", "del", "ztgone0")
+	err := sys.apply(routerOp{Kind: opRouteAdd, Link: dev, Route: route})
+	if err == nil || !strings.Contains(err.Error(), "ztgone0") || !strings.Contains(err.Error(), "gone") {
+		t.Fatalf("route added on a gone device: %v, want an error naming it gone", err)
+	}
+	if err := sys.apply(routerOp{Kind: opRouteDel, Link: dev, Route: route}); err != nil {
+		t.Fatalf("removing a route of a gone device: %v, want done", err)
+	}
+}
+
+// TestMainRoutes: the network monitor's read of the main table returns the
+// main table's routes, exactly, and none of the agent's own table (2,000
+// routes here, 30,000 with 10,000 apps).
+func TestMainRoutes(t *testing.T) {
+	n := newTestNetns(t)
+	n.ip("link", "set", "zt0", "up")
+	n.ip("address", "add", "10.99.0.1/24", "dev", "zt0")
+	n.ip("route", "add", "10.98.0.0/16", "dev", "zt0")
+	var batch strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&batch, "route add 172.%d.%d.0/24 dev zt0 table %d\n", 16+i/256, i%256, routeTable)
+	}
+	cmd := exec.Command("ip", "-n", n.name, "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -batch: %v\n%s", err, out)
+	}
+	h, err := netns.GetFromName(n.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	routes, err := mainRoutes(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range routes {
+		if r.Table != unix.RT_TABLE_MAIN {
+			t.Errorf("route of table %d: %v", r.Table, r)
+		}
+		if r.Dst != nil && r.Dst.IP.To4() != nil {
+			got = append(got, r.Dst.String())
+		}
+	}
+	slices.Sort(got)
+	if want := []string{"10.98.0.0/16", "10.99.0.0/24"}; !slices.Equal(got, want) {
+		t.Errorf("main table's IPv4 routes %v, want %v", got, want)
 	}
 }

@@ -163,6 +163,7 @@ func run(args []string) error {
 		}
 		return errors.Join(restoreResolver(o.stateDir, log), restoreRoutes(o.stateDir, log))
 	}
+	agent.HeapProfilingOff()
 	// Each flow and DNS query going upstream holds a descriptor: use all
 	// the OS allows.
 	if soft, hard, err := platform.RaiseFileLimit(); err != nil {
