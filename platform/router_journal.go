@@ -51,6 +51,7 @@ type journalledRouter struct {
 	mu      sync.Mutex
 	foreign map[string]bool // someone else's entries already logged
 	closed  bool
+	closeOS func() // releases what sys holds (a netlink socket), if set
 }
 
 func newJournalledRouter(sys routeOS, compile compileFunc, stateDir string, log *zap.Logger) (*journalledRouter, error) {
@@ -137,7 +138,11 @@ func (r *journalledRouter) Close() error {
 		return nil
 	}
 	r.closed = true
-	return r.moveLocked(routerState{})
+	err := r.moveLocked(routerState{})
+	if r.closeOS != nil {
+		r.closeOS()
+	}
+	return err
 }
 
 // haveLocked returns what the journal records: what the agent's changes may

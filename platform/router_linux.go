@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
@@ -30,8 +31,28 @@ import (
 // NewRouter returns the Linux router, which talks rtnetlink directly. It
 // first removes what a run that did not stop cleanly left, as its journal in
 // stateDir records it.
+//
+// Its requests share one netlink socket, which Close closes: with 10,000 apps
+// a first Set makes 30,000 requests, and a socket opened, bound and closed for
+// each (the library's zero Handle) was 30,000 times three more system calls
+// and 300,000 short-lived objects.
 func NewRouter(stateDir string, log *zap.Logger) (Router, error) {
-	return newLinuxRouter(&netlink.Handle{}, stateDir, log)
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink socket: %w", err)
+	}
+	// As the library's own sockets per request have it.
+	if err := nl.SetSocketTimeout(time.Minute); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("netlink socket: %w", err)
+	}
+	r, err := newLinuxRouter(nl, stateDir, log)
+	if err != nil {
+		nl.Close()
+		return nil, err
+	}
+	r.closeOS = nl.Close
+	return r, nil
 }
 
 // newLinuxRouter is the journalled router over nl (a zero Handle: the
