@@ -77,8 +77,7 @@ func TestIdleRSS10k(t *testing.T) {
 	t.Logf("idle with 10,000 apps: RSS %.1f MB (%s), %d goroutines, %.2f s CPU in the 30 s idle",
 		float64(s.rssKB)/1024, rssParts(pid), s.goroutines, (s.cpu - cpu0).Seconds())
 	t.Logf("anonymous mappings, largest first: %s", anonMappings(pid, 6))
-	// Kept beside the labs' directories: the next test's lab replaces this one's.
-	saveProfile(t, l.sock(), "/debug/pprof/heap", filepath.Join(l.root, ".lab", "heap-10k.pprof"))
+	// The runtime's figures first: the profile below makes garbage.
 	if stats, err := ctlGet(l.sock(), "/debug/pprof/heap?debug=1"); err == nil {
 		var lines []string
 		for _, line := range strings.Split(string(stats), "\n") {
@@ -90,6 +89,8 @@ func TestIdleRSS10k(t *testing.T) {
 		}
 		t.Logf("runtime: %s", strings.Join(lines, "; "))
 	}
+	// Kept beside the labs' directories: the next test's lab replaces this one's.
+	saveProfile(t, l.sock(), "/debug/pprof/heap", filepath.Join(l.root, ".lab", "heap-10k.pprof"))
 	// The live heap: a collection first (after the figures above).
 	if b, err := ctlGet(l.sock(), "/debug/pprof/heap?gc=1&debug=1"); err == nil {
 		_, alloc, _ := strings.Cut(string(b), "# HeapAlloc = ")
