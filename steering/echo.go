@@ -51,7 +51,7 @@ func (s *Snapshot) MatchEcho(addr netip.Addr, fqdn string) Decision {
 	if real {
 		t := &s.appAddrs[fam]
 		if n := t.lookup(key); n >= 0 {
-			return s.appDecision(t.links[t.nodes[n].head].rule, reasonEchoAddr)
+			return s.appDecision(t.nodeRules(n)[0], reasonEchoAddr)
 		}
 		return Decision{Reason: reasonNoAddr}
 	}

@@ -126,7 +126,7 @@ func (s *Snapshot) buildExceptions(ck *checked) {
 	}
 	s.addRules(-1, listExAddrs, ck.exAddrs, &pr)
 	for f := range pr {
-		s.exAddrs[f] = buildAddrTable(pr[f])
+		s.exAddrs[f] = buildAddrTable(pr[f], f == 0)
 	}
 }
 
@@ -153,7 +153,7 @@ func (s *Snapshot) buildApps(ck *checked) {
 	}
 	s.appNames.trim()
 	for f := range pr {
-		s.appAddrs[f] = buildAddrTable(pr[f])
+		s.appAddrs[f] = buildAddrTable(pr[f], f == 0)
 	}
 }
 
