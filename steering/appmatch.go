@@ -32,7 +32,7 @@ func CompileApp(a *App) (*AppMatcher, error) {
 	m := &AppMatcher{rules: make([]rule, len(ca.hosts)), appPorts: ca.appPorts}
 	var prefixes [2][]netip.Prefix
 	for j, h := range ca.hosts {
-		m.rules[j] = rule{next: -1, kind: h.Kind}
+		m.rules[j] = rule{next: -1}
 		if h.Kind.IsName() {
 			m.names.add(m.rules, int32(j), h)
 		}
@@ -73,7 +73,11 @@ func (m *AppMatcher) MatchHost(host string) bool {
 func (m *AppMatcher) MatchName(name string) bool {
 	var buf [maxName]byte
 	n, ok := normName(&buf, name)
-	return ok && m.names.lookup(buf[:n], m.rules, nil) >= 0
+	if !ok {
+		return false
+	}
+	r, _ := m.names.lookup(buf[:n], m.rules, nil)
+	return r >= 0
 }
 
 // MatchAddr reports whether a lies inside the app's address, CIDR and range

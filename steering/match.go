@@ -35,12 +35,12 @@ func (s *Snapshot) MatchName(fqdn string) Decision {
 		return Decision{Reason: reasonInvalidName}
 	}
 	name := buf[:n]
-	if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
+	if r, _ := s.exNames.lookup(name, s.rules, nil); r >= 0 {
 		return Decision{Action: Direct, Rule: s.ruleText(r), Reason: reasonExDomain}
 	}
-	if r := s.appNames.lookup(name, s.rules, nil); r >= 0 {
+	if r, wild := s.appNames.lookup(name, s.rules, nil); r >= 0 {
 		reason := reasonNameExact
-		if s.rules[r].kind == HostWildcard {
+		if wild {
 			reason = reasonNameWild
 		}
 		return s.appDecision(r, reason)
@@ -122,7 +122,7 @@ func (s *Snapshot) matchNamedFlow(f *Flow) Decision {
 		fam, key = famKey(a)
 	}
 	if name != nil {
-		if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
+		if r, _ := s.exNames.lookup(name, s.rules, nil); r >= 0 {
 			return Decision{Action: Direct, Rule: s.ruleText(r), Reason: reasonExDomain}
 		}
 	}
@@ -157,18 +157,18 @@ func (s *Snapshot) matchNamedFlow(f *Flow) Decision {
 // appByName finds the most specific name rule whose app admits proto/port.
 // When none does, it returns the explanation and false.
 func (s *Snapshot) appByName(name []byte, proto Protocol, port uint16) (Decision, bool) {
-	r := s.appNames.lookup(name, s.rules, func(r *rule) bool {
+	r, wild := s.appNames.lookup(name, s.rules, func(r *rule) bool {
 		return s.admits(r.app, proto, port)
 	})
 	if r >= 0 {
 		reason := reasonFlowExact
-		if s.rules[r].kind == HostWildcard {
+		if wild {
 			reason = reasonFlowWild
 		}
 		return s.appDecision(r, reason), true
 	}
 	// The most specific rule for the name, whatever its ports.
-	if seen := s.appNames.lookup(name, s.rules, nil); seen >= 0 {
+	if seen, _ := s.appNames.lookup(name, s.rules, nil); seen >= 0 {
 		return Decision{Rule: s.ruleText(seen), Reason: reasonNamePorts}, false
 	}
 	return Decision{Reason: reasonNoName}, false

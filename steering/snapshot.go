@@ -13,10 +13,11 @@ import (
 // safe for concurrent use; swap whole snapshots (atomic.Pointer) on reload.
 type Snapshot struct {
 	cfg      *Config
-	apps     []compiledApp // by config index
-	ports    []appPorts    // the distinct port sets of the apps
-	byID     []int32       // indices into apps, sorted by app ID (IDs are unique)
-	rules    []rule
+	apps     []compiledApp               // by config index
+	ports    []appPorts                  // the distinct port sets of the apps
+	byID     []int32                     // indices into apps, sorted by app ID (IDs are unique)
+	rules    []rule                      // exceptions.domains, exceptions.addresses, then each app's hosts
+	nExDom   int32                       // the number of domain exceptions, the rules before the address ones
 	texts    []atomic.Pointer[textChunk] // rule texts by rule index / textChunkLen, made on first use (ruleText)
 	exNames  nameTable
 	appNames nameTable
@@ -36,6 +37,7 @@ type Snapshot struct {
 // serve them all) and its action.
 type compiledApp struct {
 	ports  int32
+	first  int32 // the rule of its first host
 	action Action
 }
 
@@ -103,10 +105,10 @@ func (s *Snapshot) admits(app int32, proto Protocol, port uint16) bool {
 }
 
 // addRules appends one rule per spec and returns their (prefix, rule) pairs.
-func (s *Snapshot) addRules(app int32, list ruleList, specs []Host, pr *[2][]prefixRule) {
+func (s *Snapshot) addRules(app int32, specs []Host, pr *[2][]prefixRule) {
 	first := int32(len(s.rules))
 	for j, sp := range specs {
-		s.rules = append(s.rules, rule{app: app, next: -1, host: int32(j), list: list, kind: sp.Kind})
+		s.rules = append(s.rules, rule{app: app, next: -1})
 		for _, p := range sp.Prefixes {
 			fam := 0
 			if p.Addr().Is6() {
@@ -120,11 +122,12 @@ func (s *Snapshot) addRules(app int32, list ruleList, specs []Host, pr *[2][]pre
 func (s *Snapshot) buildExceptions(ck *checked) {
 	var pr [2][]prefixRule
 	base := int32(len(s.rules))
-	s.addRules(-1, listExDomains, ck.exDomains, &pr)
+	s.addRules(-1, ck.exDomains, &pr)
+	s.nExDom = int32(len(ck.exDomains))
 	for j := len(ck.exDomains) - 1; j >= 0; j-- {
 		s.exNames.add(s.rules, base+int32(j), ck.exDomains[j])
 	}
-	s.addRules(-1, listExAddrs, ck.exAddrs, &pr)
+	s.addRules(-1, ck.exAddrs, &pr)
 	for f := range pr {
 		s.exAddrs[f] = buildAddrTable(pr[f], f == 0)
 	}
@@ -140,7 +143,8 @@ func (s *Snapshot) buildApps(ck *checked) {
 	var names []named
 	for i := range s.cfg.Apps {
 		base := int32(len(s.rules))
-		s.addRules(int32(i), listAppHosts, ck.apps[i].hosts, &pr)
+		s.apps[i].first = base
+		s.addRules(int32(i), ck.apps[i].hosts, &pr)
 		for j, sp := range ck.apps[i].hosts {
 			if sp.Kind.IsName() {
 				sp.Name = within(sp.Name, s.cfg.Apps[i].Hosts[j])
@@ -173,17 +177,20 @@ func (s *Snapshot) ruleText(r int32) string {
 	if t := slot.Load(); t != nil {
 		return *t
 	}
-	ru := &s.rules[r]
 	var path, raw string
-	switch ru.list {
-	case listExDomains:
-		path, raw = "exceptions.domains", s.cfg.Exceptions.Domains[ru.host]
-	case listExAddrs:
-		path, raw = "exceptions.addresses", s.cfg.Exceptions.Addresses[ru.host]
+	var host int32
+	switch app := s.rules[r].app; {
+	case app >= 0:
+		host = r - s.apps[app].first
+		path, raw = "apps["+strconv.Itoa(int(app))+"].hosts", s.cfg.Apps[app].Hosts[host]
+	case r < s.nExDom:
+		host = r
+		path, raw = "exceptions.domains", s.cfg.Exceptions.Domains[host]
 	default:
-		path, raw = "apps["+strconv.Itoa(int(ru.app))+"].hosts", s.cfg.Apps[ru.app].Hosts[ru.host]
+		host = r - s.nExDom
+		path, raw = "exceptions.addresses", s.cfg.Exceptions.Addresses[host]
 	}
-	t := path + "[" + strconv.Itoa(int(ru.host)) + "] " + strconv.Quote(raw)
+	t := path + "[" + strconv.Itoa(int(host)) + "] " + strconv.Quote(raw)
 	slot.Store(&t)
 	return t
 }

@@ -1,24 +1,14 @@
 package steering
 
 // rule is one compiled host pattern (or exception entry). Rules with the same
-// key are chained through next in configuration order, so the first app in the
-// config wins a tie.
+// name are chained through next in configuration order, so the first app in
+// the config wins a tie. Which config element a rule comes from follows from
+// its index (see Snapshot.ruleText), and whether a name rule is a wildcard from
+// the table it is found in.
 type rule struct {
 	app  int32 // index into Snapshot.apps; -1 for exceptions
 	next int32 // next rule with the same name (name chains only); -1 ends it
-	host int32 // index of the host in its list (the app's hosts or list)
-	list ruleList
-	kind HostKind
 }
-
-// ruleList says which config list a rule's host comes from, for its text.
-type ruleList uint8
-
-const (
-	listAppHosts ruleList = iota
-	listExDomains
-	listExAddrs
-)
 
 // maxName is the longest name the matcher looks at (253 plus a trailing dot).
 const maxName = 254
@@ -89,17 +79,17 @@ func (t *nameTable) trim() {
 
 // lookup visits the chains that match name from the most specific (exact, then
 // wildcards from the longest domain down) and returns the first rule accepted by
-// ok, or -1. ok is a plain func value the callers build without captures that
+// ok, or -1, and whether it is a wildcard. ok is a plain func value the callers build without captures that
 // escape, so the lookup does not allocate.
-func (t *nameTable) lookup(name []byte, rules []rule, ok func(*rule) bool) int32 {
+func (t *nameTable) lookup(name []byte, rules []rule, ok func(*rule) bool) (int32, bool) {
 	labels := countLabels(name)
 	if t.exactDepths&depthBit(labels) != 0 {
 		if r := t.first(&t.exact, name, rules, ok); r >= 0 {
-			return r
+			return r, false
 		}
 	}
 	if t.wildDepths == 0 {
-		return -1
+		return -1, false
 	}
 	for i := 0; i < len(name); i++ {
 		if name[i] != '.' {
@@ -108,17 +98,17 @@ func (t *nameTable) lookup(name []byte, rules []rule, ok func(*rule) bool) int32
 		if i == 0 || name[i-1] == '.' {
 			// An empty label: no DNS name, so below no wildcard (no key has
 			// one, so no exact name matched either).
-			return -1
+			return -1, false
 		}
 		labels--
 		if t.wildDepths&depthBit(labels) == 0 {
 			continue
 		}
 		if r := t.first(&t.wild, name[i+1:], rules, ok); r >= 0 {
-			return r
+			return r, true
 		}
 	}
-	return -1
+	return -1, false
 }
 
 func (t *nameTable) first(m *nameMap, key []byte, rules []rule, ok func(*rule) bool) int32 {
