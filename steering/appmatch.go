@@ -1,6 +1,9 @@
 package steering
 
-import "net/netip"
+import (
+	"net/netip"
+	"slices"
+)
 
 // AppMatcher answers whether a host and a port lie inside one app's
 // definition: the check the PoP makes before it carries a flow the agent says
@@ -30,6 +33,7 @@ func CompileApp(a *App) (*AppMatcher, error) {
 		return nil, &ValidationError{Problems: ck.problems}
 	}
 	m := &AppMatcher{rules: make([]rule, len(ca.hosts)), appPorts: ca.appPorts}
+	m.names.host = hostList{list: slices.Clone(a.Hosts)}
 	var prefixes [2][]netip.Prefix
 	for j, h := range ca.hosts {
 		m.rules[j] = rule{next: -1}

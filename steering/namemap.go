@@ -1,83 +1,149 @@
 package steering
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+	"math/bits"
+)
 
-// nameMap maps names to rule chain heads, like a map[string]int32 in about
-// two thirds of its memory: the keys and heads are two arrays indexed by
-// entry, and an open-addressing index of entry numbers (4 bytes a slot, at
-// most half full) finds them. At 10,000 apps the name tables hold 30,000
-// names; Go's map took ~43 bytes an entry, this ~28. Keys are not copied: the
-// snapshot's names point into its config's strings (copyApps, within).
+// nameMap maps names to rule chain heads, like a map[string]int32 in about a
+// third of its memory: it keeps no key. An entry's name is the host its chain
+// head was written as (a rule's host, hostOf), compared as the name it stands
+// for (hostIs), so the map holds only the heads, indexed by entry, and an
+// open-addressing index of entry numbers (4 bytes a slot, at most half full)
+// that finds them. A slot holds the entry number in its low bits and, above
+// it, bits of the name's hash, so that a probe compares a host only when they
+// agree: nearly only the one it is looking for. At 10,000 apps the name
+// tables hold 30,000 names; Go's map took ~43 bytes an entry, keys and heads
+// ~28, this ~12.
 type nameMap struct {
-	keys  []string
 	heads []int32
-	slots []int32 // entry+1 for a used slot, 0 for a free one; a power of two long
+	slots []uint32 // hash bits | entry+1 for a used slot, 0 for a free one; a power of two long
 	seed  maphash.Seed
 }
 
-// get returns the chain head of key.
-func (m *nameMap) get(key []byte) (int32, bool) {
+// hostList gives the host each rule of a table was written as: rule r's is
+// list[r-base] (rules are numbered across tables, see Snapshot.rules).
+type hostList struct {
+	list []string
+	base int32
+}
+
+func (h *hostList) of(r int32) string { return h.list[r-h.base] }
+
+// get returns the chain head of name (normalised: lower case, no trailing dot).
+func (m *nameMap) get(name []byte, host *hostList) (int32, bool) {
 	if len(m.slots) == 0 {
 		return 0, false
 	}
-	mask := uint64(len(m.slots) - 1)
-	for i := maphash.Bytes(m.seed, key) & mask; ; i = (i + 1) & mask {
-		e := m.slots[i]
-		if e == 0 {
-			return 0, false
-		}
-		if m.keys[e-1] == string(key) {
-			return m.heads[e-1], true
-		}
+	_, e := m.find(name, maphash.Bytes(m.seed, name), host)
+	if e == 0 {
+		return 0, false
 	}
+	return m.heads[e-1], true
 }
 
-// set makes r the chain head of key and returns the one it replaces, if any.
-func (m *nameMap) set(key string, r int32) (int32, bool) {
+// set makes r the chain head of name (normalised) and returns the one it
+// replaces, if any. host must know r.
+func (m *nameMap) set(name []byte, r int32, host *hostList) (int32, bool) {
 	if len(m.slots) == 0 {
 		m.seed = maphash.MakeSeed()
-		m.slots = make([]int32, 16)
+		m.slots = make([]uint32, 16)
 	}
-	i, e := m.find(key)
+	h := maphash.Bytes(m.seed, name)
+	i, e := m.find(name, h, host)
 	if e > 0 {
 		prev := m.heads[e-1]
 		m.heads[e-1] = r
 		return prev, true
 	}
-	m.keys = append(m.keys, key)
 	m.heads = append(m.heads, r)
-	m.slots[i] = int32(len(m.keys))
-	if 2*len(m.keys) > len(m.slots) {
-		m.rehash(2 * len(m.slots))
+	m.slots[i] = m.tag(h) | uint32(len(m.heads))
+	if 2*len(m.heads) > len(m.slots) {
+		m.rehash(2*len(m.slots), host)
 	}
 	return 0, false
 }
 
-// find returns the slot of key and its entry+1, or the free slot where it
-// would go and 0.
-func (m *nameMap) find(key string) (uint64, int32) {
-	mask := uint64(len(m.slots) - 1)
-	for i := maphash.String(m.seed, key) & mask; ; i = (i + 1) & mask {
-		e := m.slots[i]
-		if e == 0 || m.keys[e-1] == key {
-			return i, e
+// tagMask returns the slot bits that hold hash bits: those above the largest
+// entry number, which is below len(slots).
+func (m *nameMap) tagMask() uint32 {
+	return ^uint32(0) << uint(bits.TrailingZeros(uint(len(m.slots))))
+}
+
+func (m *nameMap) tag(h uint64) uint32 { return uint32(h>>32) & m.tagMask() }
+
+// find returns the slot of name (hashed h) and its entry+1, or the free slot
+// where it would go and 0.
+func (m *nameMap) find(name []byte, h uint64, host *hostList) (uint64, uint32) {
+	mask, tm := uint64(len(m.slots)-1), m.tagMask()
+	tag := uint32(h>>32) & tm
+	for i := h & mask; ; i = (i + 1) & mask {
+		sl := m.slots[i]
+		if sl == 0 {
+			return i, 0
+		}
+		if sl&tm == tag && hostIs(host.of(m.heads[sl&^tm-1]), name) {
+			return i, sl &^ tm
 		}
 	}
 }
 
-func (m *nameMap) rehash(n int) {
-	m.slots = make([]int32, n)
-	for e, k := range m.keys {
-		i, _ := m.find(k)
-		m.slots[i] = int32(e + 1)
+func (m *nameMap) rehash(n int, host *hostList) {
+	m.slots = make([]uint32, n)
+	mask := uint64(n - 1)
+	var buf [maxName]byte
+	for e, r := range m.heads {
+		h := maphash.Bytes(m.seed, hostName(&buf, host.of(r)))
+		i := h & mask
+		for m.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		m.slots[i] = m.tag(h) | uint32(e+1)
 	}
 }
 
-// trim drops the growth room of the key and head arrays, once the table is
-// built.
+// trim drops the growth room of the heads, once the table is built.
 func (m *nameMap) trim() {
-	if cap(m.keys) > len(m.keys) {
-		m.keys = append([]string(nil), m.keys...)
+	if cap(m.heads) > len(m.heads) {
 		m.heads = append([]int32(nil), m.heads...)
 	}
+}
+
+// hostName returns the name a valid name or wildcard host stands for (see
+// parseName), normalised into buf.
+func hostName(buf *[maxName]byte, host string) []byte {
+	n, _ := normName(buf, trimWild(host))
+	return buf[:n]
+}
+
+// hostIs reports whether the valid name or wildcard host stands for name
+// (normalised), without normalising host: names are ASCII (checkLabel).
+func hostIs(host string, name []byte) bool {
+	host = trimWild(host)
+	if n := len(host); n > 0 && host[n-1] == '.' {
+		host = host[:n-1]
+	}
+	if len(host) != len(name) {
+		return false
+	}
+	if host == string(name) {
+		return true // hosts are mostly written in lower case
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != name[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func trimWild(host string) string {
+	if len(host) >= 2 && host[0] == '*' && host[1] == '.' {
+		return host[2:]
+	}
+	return host
 }

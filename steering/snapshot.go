@@ -56,7 +56,7 @@ func Compile(c *Config) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := c.withDefaults()
+	cfg, hosts := c.withDefaults()
 	s := &Snapshot{
 		cfg:      cfg,
 		apps:     make([]compiledApp, len(cfg.Apps)),
@@ -91,6 +91,8 @@ func Compile(c *Config) (*Snapshot, error) {
 		n += len(ck.apps[i].hosts)
 	}
 	s.rules = make([]rule, 0, n)
+	s.exNames.host = hostList{list: cfg.Exceptions.Domains}
+	s.appNames.host = hostList{list: hosts, base: int32(len(ck.exDomains) + len(ck.exAddrs))}
 	s.buildExceptions(ck)
 	s.buildApps(ck)
 	s.buildPinned(ck)
@@ -147,7 +149,6 @@ func (s *Snapshot) buildApps(ck *checked) {
 		s.addRules(int32(i), ck.apps[i].hosts, &pr)
 		for j, sp := range ck.apps[i].hosts {
 			if sp.Kind.IsName() {
-				sp.Name = within(sp.Name, s.cfg.Apps[i].Hosts[j])
 				names = append(names, named{base + int32(j), sp})
 			}
 		}
@@ -177,22 +178,28 @@ func (s *Snapshot) ruleText(r int32) string {
 	if t := slot.Load(); t != nil {
 		return *t
 	}
-	var path, raw string
-	var host int32
+	path := "exceptions.addresses"
 	switch app := s.rules[r].app; {
 	case app >= 0:
-		host = r - s.apps[app].first
-		path, raw = "apps["+strconv.Itoa(int(app))+"].hosts", s.cfg.Apps[app].Hosts[host]
+		path = "apps[" + strconv.Itoa(int(app)) + "].hosts"
 	case r < s.nExDom:
-		host = r
-		path, raw = "exceptions.domains", s.cfg.Exceptions.Domains[host]
-	default:
-		host = r - s.nExDom
-		path, raw = "exceptions.addresses", s.cfg.Exceptions.Addresses[host]
+		path = "exceptions.domains"
 	}
-	t := path + "[" + strconv.Itoa(int(host)) + "] " + strconv.Quote(raw)
+	list, i := s.source(r)
+	t := path + "[" + strconv.Itoa(int(i)) + "] " + strconv.Quote(list[i])
 	slot.Store(&t)
 	return t
+}
+
+// source returns the config list rule r comes from and its index there.
+func (s *Snapshot) source(r int32) ([]string, int32) {
+	switch app := s.rules[r].app; {
+	case app >= 0:
+		return s.cfg.Apps[app].Hosts, r - s.apps[app].first
+	case r < s.nExDom:
+		return s.cfg.Exceptions.Domains, r
+	}
+	return s.cfg.Exceptions.Addresses, r - s.nExDom
 }
 
 // textChunkLen is the number of rule texts in one chunk: chunks are made when

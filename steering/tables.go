@@ -35,8 +35,9 @@ func normName(buf *[maxName]byte, s string) (int, bool) {
 }
 
 // nameTable maps exact names and wildcard domains to rule chains. The zero
-// value is an empty table; add makes the maps it needs.
+// value with host set is an empty table; add makes the maps it needs.
 type nameTable struct {
+	host  hostList // the host each rule was written as: the maps' keys
 	exact nameMap
 	wild  nameMap // key: the domain below which names match
 	// exactDepths and wildDepths have bit n set when some key has n labels
@@ -66,7 +67,7 @@ func (t *nameTable) add(rules []rule, r int32, s Host) {
 	} else {
 		t.exactDepths |= depthBit(countLabels([]byte(s.Name)))
 	}
-	if head, ok := m.set(s.Name, r); ok {
+	if head, ok := m.set([]byte(s.Name), r, &t.host); ok {
 		rules[r].next = head
 	}
 }
@@ -112,7 +113,7 @@ func (t *nameTable) lookup(name []byte, rules []rule, ok func(*rule) bool) (int3
 }
 
 func (t *nameTable) first(m *nameMap, key []byte, rules []rule, ok func(*rule) bool) int32 {
-	r, found := m.get(key)
+	r, found := m.get(key, &t.host)
 	if !found {
 		return -1
 	}
