@@ -238,9 +238,10 @@ func (t *addrTable) index(lo, hi u128) {
 	cp := x.leadingZeros()
 	t.coverBits = cp
 	t.coverLo = lo.andNot(hostMask(cp))
-	// About one bucket per segment: more buckets than segments would make
-	// few lookups shorter and cost 4 bytes each.
-	t.ibits = uint(min(maxIndexBits, 128-cp, bits.Len(uint(t.segs()))))
+	// A bucket per two to four segments: the binary search then takes a
+	// step or two more than with one per segment, in a cache line or two,
+	// and the index costs a quarter of the memory.
+	t.ibits = uint(min(maxIndexBits, 128-cp, max(0, bits.Len(uint(t.segs()))-2)))
 	shift := uint(128-cp) - t.ibits
 	nb := 1 << t.ibits
 	t.buckets = make([]int32, nb+1)

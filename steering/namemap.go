@@ -6,15 +6,16 @@ import (
 )
 
 // nameMap maps names to rule chain heads, like a map[string]int32 in about a
-// third of its memory: it keeps no key. An entry's name is the host its chain
+// quarter of its memory: it keeps no key. An entry's name is the host its chain
 // head was written as (a rule's host, hostOf), compared as the name it stands
 // for (hostIs), so the map holds only the heads, indexed by entry, and an
-// open-addressing index of entry numbers (4 bytes a slot, at most half full)
+// open-addressing index of entry numbers (4 bytes a slot, at most three
+// quarters full)
 // that finds them. A slot holds the entry number in its low bits and, above
 // it, bits of the name's hash, so that a probe compares a host only when they
 // agree: nearly only the one it is looking for. At 10,000 apps the name
 // tables hold 30,000 names; Go's map took ~43 bytes an entry, keys and heads
-// ~28, this ~12.
+// ~28, this ~10.
 type nameMap struct {
 	heads []int32
 	slots []uint32 // hash bits | entry+1 for a used slot, 0 for a free one; a power of two long
@@ -102,10 +103,20 @@ func (m *nameMap) rehash(n int, host *hostList) {
 	}
 }
 
-// trim drops the growth room of the heads, once the table is built.
-func (m *nameMap) trim() {
+// trim drops the growth room, once the table is built: that of the heads,
+// and slots beyond a load of three quarters (a table grows at one half).
+// Probes rarely look past a slot's hash bits, so a fuller table costs lookups
+// little.
+func (m *nameMap) trim(host *hostList) {
 	if cap(m.heads) > len(m.heads) {
 		m.heads = append([]int32(nil), m.heads...)
+	}
+	n := 16
+	for 4*len(m.heads) > 3*n {
+		n *= 2
+	}
+	if n < len(m.slots) {
+		m.rehash(n, host)
 	}
 }
 

@@ -35,7 +35,10 @@ func TestNameMap(t *testing.T) {
 	if prev, ok := m.set([]byte("n7.example"), n, host); !ok || prev != 7 {
 		t.Fatalf("set again = %d, %v; want 7, true", prev, ok)
 	}
-	m.trim()
+	m.trim(host)
+	if len(m.slots) != 2048 {
+		t.Errorf("%d slots after trim, want 2048", len(m.slots))
+	}
 	for i := range n {
 		want := int32(i)
 		if i == 7 {

@@ -74,8 +74,8 @@ func (t *nameTable) add(rules []rule, r int32, s Host) {
 
 // trim drops the tables' growth room, once every name is added.
 func (t *nameTable) trim() {
-	t.exact.trim()
-	t.wild.trim()
+	t.exact.trim(&t.host)
+	t.wild.trim(&t.host)
 }
 
 // lookup visits the chains that match name from the most specific (exact, then
