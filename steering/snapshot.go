@@ -110,7 +110,7 @@ func (s *Snapshot) admits(app int32, proto Protocol, port uint16) bool {
 func (s *Snapshot) addRules(app int32, specs []Host, pr *[2][]prefixRule) {
 	first := int32(len(s.rules))
 	for j, sp := range specs {
-		s.rules = append(s.rules, rule{app: app, next: -1})
+		s.rules = append(s.rules, rule{app: app})
 		for _, p := range sp.Prefixes {
 			fam := 0
 			if p.Addr().Is6() {
@@ -127,8 +127,9 @@ func (s *Snapshot) buildExceptions(ck *checked) {
 	s.addRules(-1, ck.exDomains, &pr)
 	s.nExDom = int32(len(ck.exDomains))
 	for j := len(ck.exDomains) - 1; j >= 0; j-- {
-		s.exNames.add(s.rules, base+int32(j), ck.exDomains[j])
+		s.exNames.add(base+int32(j), ck.exDomains[j])
 	}
+	s.exNames.trim()
 	s.addRules(-1, ck.exAddrs, &pr)
 	for f := range pr {
 		s.exAddrs[f] = buildAddrTable(pr[f], f == 0)
@@ -154,7 +155,7 @@ func (s *Snapshot) buildApps(ck *checked) {
 		}
 	}
 	for i := len(names) - 1; i >= 0; i-- {
-		s.appNames.add(s.rules, names[i].r, names[i].spec)
+		s.appNames.add(names[i].r, names[i].spec)
 	}
 	s.appNames.trim()
 	for f := range pr {

@@ -1,13 +1,16 @@
 package steering
 
-// rule is one compiled host pattern (or exception entry). Rules with the same
-// name are chained through next in configuration order, so the first app in
-// the config wins a tie. Which config element a rule comes from follows from
-// its index (see Snapshot.ruleText), and whether a name rule is a wildcard from
-// the table it is found in.
+import (
+	"cmp"
+	"slices"
+)
+
+// rule is one compiled host pattern (or exception entry). Which config element
+// it comes from follows from its index (see Snapshot.ruleText), whether a name
+// rule is a wildcard from the table it is found in, and the rules of the same
+// name or prefix from the tables (nameTable.after, addrTable.nodeRules).
 type rule struct {
-	app  int32 // index into Snapshot.apps; -1 for exceptions
-	next int32 // next rule with the same name (name chains only); -1 ends it
+	app int32 // index into Snapshot.apps; -1 for exceptions
 }
 
 // maxName is the longest name the matcher looks at (253 plus a trailing dot).
@@ -40,6 +43,10 @@ type nameTable struct {
 	host  hostList // the host each rule was written as: the maps' keys
 	exact nameMap
 	wild  nameMap // key: the domain below which names match
+	// The maps hold the first rule of each name; ties, the rules after it
+	// in config order, are chained in next, sorted by rule once the table is
+	// built (trim). Ties are rare: a config has few or none.
+	next []ruleLink
 	// exactDepths and wildDepths have bit n set when some key has n labels
 	// (bit 63: 63 or more), so lookups skip suffixes no key can equal.
 	exactDepths, wildDepths uint64
@@ -57,9 +64,12 @@ func countLabels(name []byte) int {
 	return n
 }
 
+// ruleLink says that rule next comes after rule r in its name's chain.
+type ruleLink struct{ r, next int32 }
+
 // add prepends rule r for s; callers add rules in reverse config order so that
 // chains end up in config order.
-func (t *nameTable) add(rules []rule, r int32, s Host) {
+func (t *nameTable) add(r int32, s Host) {
 	m := &t.exact
 	if s.Kind == HostWildcard {
 		m = &t.wild
@@ -68,14 +78,29 @@ func (t *nameTable) add(rules []rule, r int32, s Host) {
 		t.exactDepths |= depthBit(countLabels([]byte(s.Name)))
 	}
 	if head, ok := m.set([]byte(s.Name), r, &t.host); ok {
-		rules[r].next = head
+		t.next = append(t.next, ruleLink{r, head})
 	}
 }
 
-// trim drops the tables' growth room, once every name is added.
+// trim drops the tables' growth room and sorts the ties, once every name is
+// added: it must be called before lookups.
 func (t *nameTable) trim() {
 	t.exact.trim(&t.host)
 	t.wild.trim(&t.host)
+	t.next = slices.Clip(t.next)
+	slices.SortFunc(t.next, func(a, b ruleLink) int { return cmp.Compare(a.r, b.r) })
+}
+
+// after returns the rule after r in its name's chain, or -1.
+func (t *nameTable) after(r int32) int32 {
+	if len(t.next) == 0 {
+		return -1
+	}
+	i, ok := slices.BinarySearchFunc(t.next, r, func(l ruleLink, r int32) int { return cmp.Compare(l.r, r) })
+	if !ok {
+		return -1
+	}
+	return t.next[i].next
 }
 
 // lookup visits the chains that match name from the most specific (exact, then
@@ -117,7 +142,7 @@ func (t *nameTable) first(m *nameMap, key []byte, rules []rule, ok func(*rule) b
 	if !found {
 		return -1
 	}
-	for ; r >= 0; r = rules[r].next {
+	for ; r >= 0; r = t.after(r) {
 		if ok == nil || ok(&rules[r]) {
 			return r
 		}
