@@ -15,7 +15,7 @@ import (
 // The table is built in the 128-bit space (u128, IPv4 mapped) and kept in its
 // family's size: IPv4 segment starts are 32-bit offsets into ::ffff:0:0/96, a
 // quarter of the memory, and IPv4 is nearly all of a large config's prefixes.
-// A node (a distinct prefix) keeps only its parent and its rules: its bounds
+// A node (a distinct prefix) keeps only its parent and its rule: its bounds
 // matter only while the table is built, and the routes are the segments that
 // some node owns (covered).
 type addrTable struct {
@@ -24,8 +24,11 @@ type addrTable struct {
 	starts6 []u128   // IPv6: first address of each segment, ascending; starts6[0] is 0
 	owner   []int32  // innermost node of each segment, -1 for none
 	parent  []int32  // by node: the enclosing node, -1 for none
-	first   []int32  // by node: its rules are rules[first[n]:first[n+1]], in config order
-	rules   []int32
+	// rule is by node: its rule, or when it has several (a tie, rare),
+	// -1-i where more[i] is their number and the rules follow, in config
+	// order.
+	rule []int32
+	more []int32
 
 	// The smallest prefix covering every node (coverLo/coverBits) is cut into
 	// 2^ibits buckets; buckets[b] is the last segment starting at or before
@@ -90,19 +93,28 @@ func (t *addrTable) addNodes(in []prefixRule) []pkey {
 		}
 		node[i] = n
 	}
-	t.first = make([]int32, len(keys)+1)
+	count := make([]int32, len(keys))
 	for _, n := range node {
-		t.first[n+1]++
+		count[n]++
 	}
-	for n := range keys {
-		t.first[n+1] += t.first[n]
-	}
-	t.rules = make([]int32, len(in))
-	next := slices.Clone(t.first[:len(keys)])
+	t.rule = make([]int32, len(keys))
 	for i, n := range node {
-		t.rules[next[n]] = in[i].r
-		next[n]++
+		switch c := count[n]; {
+		case c == 1:
+			t.rule[n] = in[i].r
+		case c > 1: // the first of a tie: room for all its rules
+			off := len(t.more)
+			t.rule[n] = int32(-1 - off)
+			t.more = append(t.more, c)
+			t.more = append(t.more, make([]int32, c)...)
+			t.more[off+1] = in[i].r
+			count[n] = -1 // from now on: minus the rules written
+		default:
+			t.more[-t.rule[n]-c] = in[i].r // -1-rule[n] is the offset
+			count[n]--
+		}
 	}
+	t.more = slices.Clip(t.more)
 	t.parent = make([]int32, len(keys))
 	return keys
 }
@@ -287,7 +299,13 @@ func (t *addrTable) lookup(a u128) int32 {
 }
 
 // nodeRules returns node n's rules, in config order.
-func (t *addrTable) nodeRules(n int32) []int32 { return t.rules[t.first[n]:t.first[n+1]] }
+func (t *addrTable) nodeRules(n int32) []int32 {
+	if r := t.rule[n]; r < 0 {
+		i := -1 - r
+		return t.more[i+1 : i+1+t.more[i]]
+	}
+	return t.rule[n : n+1]
+}
 
 // empty reports whether the table holds no prefix.
 func (t *addrTable) empty() bool { return len(t.parent) == 0 }

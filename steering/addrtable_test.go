@@ -45,6 +45,7 @@ func TestAddrTableEdges(t *testing.T) {
 		{"v4 range to the top", []string{"range 200.0.0.1-255.255.255.255", "255.255.255.0/24", "10.0.0.0/8"}},
 		{"v4 range from zero", []string{"range 0.0.0.0-9.255.255.255", "range 10.0.0.0-10.0.0.77", "10.0.0.64/26"}},
 		{"v4 duplicates", []string{"10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/8", "10.1.0.0/16"}},
+		{"v4 ties interleaved", []string{"10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/8", "10.2.0.0/16", "10.0.0.0/8", "10.1.0.0/16", "10.3.0.0/16"}},
 		{"v4 random", rand4(300)},
 		{"v6 all", []string{"::/0"}},
 		{"v6 all and edges", []string{"::/0", "::/128", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", "8000::/1"}},
