@@ -6,19 +6,17 @@ import (
 )
 
 // nameMap maps names to rule chain heads, like a map[string]int32 in about a
-// quarter of its memory: it keeps no key. An entry's name is the host its chain
-// head was written as (a rule's host, hostOf), compared as the name it stands
-// for (hostIs), so the map holds only the heads, indexed by entry, and an
-// open-addressing index of entry numbers (4 bytes a slot, at most three
-// quarters full)
-// that finds them. A slot holds the entry number in its low bits and, above
-// it, bits of the name's hash, so that a probe compares a host only when they
-// agree: nearly only the one it is looking for. At 10,000 apps the name
-// tables hold 30,000 names; Go's map took ~43 bytes an entry, keys and heads
-// ~28, this ~10.
+// tenth of its memory: it keeps no key and no value beside its slots. A slot
+// holds its chain head (rule+1) in its low bits, enough for every rule of the
+// table (hostList), and bits of the name's hash above them. The name is the
+// host the head was written as (a rule's host, hostList), compared as the
+// name it stands for (hostIs), and only when the hash bits agree: nearly only
+// for the name looked for. At 10,000 apps the name tables hold 30,000 names;
+// Go's map took ~43 bytes an entry, keys and heads ~28, this ~6.5.
 type nameMap struct {
-	heads []int32
-	slots []uint32 // hash bits | entry+1 for a used slot, 0 for a free one; a power of two long
+	slots []uint32 // hash bits | rule+1 for a used slot, 0 for a free one; a power of two long, at most half full while it grows
+	n     int      // used slots
+	rbits uint     // the low bits of a slot that hold rule+1
 	seed  maphash.Seed
 }
 
@@ -36,11 +34,11 @@ func (m *nameMap) get(name []byte, host *hostList) (int32, bool) {
 	if len(m.slots) == 0 {
 		return 0, false
 	}
-	_, e := m.find(name, maphash.Bytes(m.seed, name), host)
-	if e == 0 {
+	i, found := m.find(name, maphash.Bytes(m.seed, name), host)
+	if !found {
 		return 0, false
 	}
-	return m.heads[e-1], true
+	return m.rule(m.slots[i]), true
 }
 
 // set makes r the chain head of name (normalised) and returns the one it
@@ -49,70 +47,67 @@ func (m *nameMap) set(name []byte, r int32, host *hostList) (int32, bool) {
 	if len(m.slots) == 0 {
 		m.seed = maphash.MakeSeed()
 		m.slots = make([]uint32, 16)
+		m.rbits = uint(bits.Len(uint(host.base) + uint(len(host.list))))
 	}
 	h := maphash.Bytes(m.seed, name)
-	i, e := m.find(name, h, host)
-	if e > 0 {
-		prev := m.heads[e-1]
-		m.heads[e-1] = r
-		return prev, true
+	i, found := m.find(name, h, host)
+	var prev int32
+	if found {
+		prev = m.rule(m.slots[i])
+	} else {
+		m.n++
 	}
-	m.heads = append(m.heads, r)
-	m.slots[i] = m.tag(h) | uint32(len(m.heads))
-	if 2*len(m.heads) > len(m.slots) {
+	m.slots[i] = m.tag(h) | uint32(r+1)
+	if 2*m.n > len(m.slots) {
 		m.rehash(2*len(m.slots), host)
 	}
-	return 0, false
+	return prev, found
 }
 
-// tagMask returns the slot bits that hold hash bits: those above the largest
-// entry number, which is below len(slots).
-func (m *nameMap) tagMask() uint32 {
-	return ^uint32(0) << uint(bits.TrailingZeros(uint(len(m.slots))))
-}
-
+func (m *nameMap) tagMask() uint32     { return ^uint32(0) << m.rbits }
 func (m *nameMap) tag(h uint64) uint32 { return uint32(h>>32) & m.tagMask() }
+func (m *nameMap) rule(sl uint32) int32 {
+	return int32(sl&^m.tagMask()) - 1
+}
 
-// find returns the slot of name (hashed h) and its entry+1, or the free slot
-// where it would go and 0.
-func (m *nameMap) find(name []byte, h uint64, host *hostList) (uint64, uint32) {
-	mask, tm := uint64(len(m.slots)-1), m.tagMask()
-	tag := uint32(h>>32) & tm
+// find returns the slot of name (hashed h) and true, or the free slot where it
+// would go and false.
+func (m *nameMap) find(name []byte, h uint64, host *hostList) (uint64, bool) {
+	mask, tag := uint64(len(m.slots)-1), m.tag(h)
 	for i := h & mask; ; i = (i + 1) & mask {
 		sl := m.slots[i]
 		if sl == 0 {
-			return i, 0
+			return i, false
 		}
-		if sl&tm == tag && hostIs(host.of(m.heads[sl&^tm-1]), name) {
-			return i, sl &^ tm
+		if sl&m.tagMask() == tag && hostIs(host.of(m.rule(sl)), name) {
+			return i, true
 		}
 	}
 }
 
 func (m *nameMap) rehash(n int, host *hostList) {
+	old := m.slots
 	m.slots = make([]uint32, n)
 	mask := uint64(n - 1)
 	var buf [maxName]byte
-	for e, r := range m.heads {
-		h := maphash.Bytes(m.seed, hostName(&buf, host.of(r)))
-		i := h & mask
+	for _, sl := range old {
+		if sl == 0 {
+			continue
+		}
+		i := maphash.Bytes(m.seed, hostName(&buf, host.of(m.rule(sl)))) & mask
 		for m.slots[i] != 0 {
 			i = (i + 1) & mask
 		}
-		m.slots[i] = m.tag(h) | uint32(e+1)
+		m.slots[i] = sl // the hash bits do not depend on the size
 	}
 }
 
-// trim drops the growth room, once the table is built: that of the heads,
-// and slots beyond a load of three quarters (a table grows at one half).
-// Probes rarely look past a slot's hash bits, so a fuller table costs lookups
-// little.
+// trim drops the growth room once the table is built: slots beyond a load
+// of three quarters (a table grows at one half). Probes rarely look past a
+// slot's hash bits, so a fuller table costs lookups little.
 func (m *nameMap) trim(host *hostList) {
-	if cap(m.heads) > len(m.heads) {
-		m.heads = append([]int32(nil), m.heads...)
-	}
 	n := 16
-	for 4*len(m.heads) > 3*n {
+	for 4*m.n > 3*n {
 		n *= 2
 	}
 	if n < len(m.slots) {

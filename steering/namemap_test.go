@@ -53,8 +53,8 @@ func TestNameMap(t *testing.T) {
 			t.Errorf("found %q, never set", miss)
 		}
 	}
-	if len(m.heads) != n {
-		t.Errorf("%d names, want %d", len(m.heads), n)
+	if m.n != n {
+		t.Errorf("%d names, want %d", m.n, n)
 	}
 }
 
