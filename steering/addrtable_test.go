@@ -138,3 +138,44 @@ func containing(ps []netip.Prefix, a netip.Addr) []netip.Prefix {
 	slices.SortFunc(out, func(x, y netip.Prefix) int { return y.Bits() - x.Bits() })
 	return out
 }
+
+// TestPrefixesAgainstHosts checks the routes made from the tables' segments
+// against the apps' prefixes minus the exceptions', computed from the parsed
+// hosts as the routes were before the tables dropped their prefixes.
+func TestPrefixesAgainstHosts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 17))
+	configs := []*Config{e2eConfig(300)}
+	for range 50 {
+		c := randomConfig(rng)
+		for range rng.IntN(3) {
+			c.Exceptions.Addresses = append(c.Exceptions.Addresses, randomPrefix(rng).String())
+		}
+		configs = append(configs, c)
+	}
+	for i, c := range configs {
+		s, err := Compile(c)
+		if err != nil {
+			t.Fatalf("config %d: %v", i, err)
+		}
+		ck, _ := check(c)
+		var in, minus [2][]netip.Prefix
+		for _, a := range ck.apps {
+			for _, h := range a.hosts {
+				for _, p := range h.Prefixes {
+					fam, _ := famKey(p.Addr())
+					in[fam] = append(in[fam], p)
+				}
+			}
+		}
+		for _, h := range ck.exAddrs {
+			for _, p := range h.Prefixes {
+				fam, _ := famKey(p.Addr())
+				minus[fam] = append(minus[fam], p)
+			}
+		}
+		want := append(subtractPrefixes(in[0], minus[0]), subtractPrefixes(in[1], minus[1])...)
+		if got := s.Prefixes(); !slices.Equal(got, want) {
+			t.Fatalf("config %d: Prefixes = %v, want %v", i, got, want)
+		}
+	}
+}
