@@ -1,6 +1,9 @@
 package steering
 
-import "net/netip"
+import (
+	"net/netip"
+	"slices"
+)
 
 // AppMatcher answers whether a host and a port lie inside one app's
 // definition: the check the PoP makes before it carries a flow the agent says
@@ -12,7 +15,6 @@ import "net/netip"
 // its lookups do not allocate.
 type AppMatcher struct {
 	names nameTable
-	rules []rule // the name table's chains; one entry per host
 	// addrs holds the addresses of the app's address, CIDR and range hosts as
 	// sorted, merged intervals: [0] IPv4, [1] IPv6.
 	addrs [2][]interval
@@ -29,18 +31,19 @@ func CompileApp(a *App) (*AppMatcher, error) {
 	if len(ck.problems) > 0 {
 		return nil, &ValidationError{Problems: ck.problems}
 	}
-	m := &AppMatcher{rules: make([]rule, len(ca.hosts)), appPorts: ca.appPorts}
+	m := &AppMatcher{appPorts: ca.appPorts}
+	m.names.host = hostList{list: slices.Clone(a.Hosts)}
 	var prefixes [2][]netip.Prefix
 	for j, h := range ca.hosts {
-		m.rules[j] = rule{next: -1, kind: h.Kind}
 		if h.Kind.IsName() {
-			m.names.add(m.rules, int32(j), h)
+			m.names.add(int32(j), h)
 		}
 		for _, p := range h.Prefixes {
 			fam, _ := famKey(p.Addr())
 			prefixes[fam] = append(prefixes[fam], p)
 		}
 	}
+	m.names.trim()
 	for fam := range prefixes {
 		m.addrs[fam] = mergeIntervals(prefixes[fam])
 	}
@@ -73,7 +76,11 @@ func (m *AppMatcher) MatchHost(host string) bool {
 func (m *AppMatcher) MatchName(name string) bool {
 	var buf [maxName]byte
 	n, ok := normName(&buf, name)
-	return ok && m.names.lookup(buf[:n], m.rules, nil) >= 0
+	if !ok {
+		return false
+	}
+	r, _ := m.names.lookup(buf[:n], nil, nil)
+	return r >= 0
 }
 
 // MatchAddr reports whether a lies inside the app's address, CIDR and range

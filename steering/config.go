@@ -168,10 +168,13 @@ func (c *Config) Warnings() []Problem {
 	return ck.warnings
 }
 
-// withDefaults returns a deep copy of c with defaults filled in. c must be valid.
-func (c *Config) withDefaults() *Config {
+// withDefaults returns a deep copy of c with defaults filled in, and the hosts
+// of its apps in turn, in the array their Hosts are windows of. c must be
+// valid.
+func (c *Config) withDefaults() (*Config, []string) {
+	apps, hosts := copyApps(c.Apps)
 	out := &Config{
-		Apps: copyApps(c.Apps),
+		Apps: apps,
 		Exceptions: Exceptions{
 			Domains:   slicesClone(c.Exceptions.Domains),
 			Addresses: slicesClone(c.Exceptions.Addresses),
@@ -215,7 +218,7 @@ func (c *Config) withDefaults() *Config {
 		setDefault(&cp.Interval, DefaultOnPremInterval)
 		cl.OnPremDetection = &cp
 	}
-	return out
+	return out, hosts
 }
 
 func setDefault(d *Duration, v time.Duration) {

@@ -30,7 +30,7 @@ func (s *Snapshot) MatchEcho(addr netip.Addr, fqdn string) Decision {
 	var name []byte
 	if n, ok := normName(&buf, fqdn); fqdn != "" && ok {
 		name = buf[:n]
-		if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
+		if r, _ := s.exNames.lookup(name, s.rules, nil); r >= 0 {
 			return Decision{Action: Direct, Rule: s.ruleText(r), Reason: reasonExDomain}
 		}
 	}
@@ -40,9 +40,9 @@ func (s *Snapshot) MatchEcho(addr netip.Addr, fqdn string) Decision {
 		}
 	}
 	if name != nil {
-		if r := s.appNames.lookup(name, s.rules, nil); r >= 0 {
+		if r, wild := s.appNames.lookup(name, s.rules, nil); r >= 0 {
 			reason := reasonEchoExact
-			if s.rules[r].kind == HostWildcard {
+			if wild {
 				reason = reasonEchoWild
 			}
 			return s.appDecision(r, reason)
@@ -51,7 +51,7 @@ func (s *Snapshot) MatchEcho(addr netip.Addr, fqdn string) Decision {
 	if real {
 		t := &s.appAddrs[fam]
 		if n := t.lookup(key); n >= 0 {
-			return s.appDecision(t.links[t.nodes[n].head].rule, reasonEchoAddr)
+			return s.appDecision(t.nodeRules(n)[0], reasonEchoAddr)
 		}
 		return Decision{Reason: reasonNoAddr}
 	}

@@ -35,12 +35,12 @@ func (s *Snapshot) MatchName(fqdn string) Decision {
 		return Decision{Reason: reasonInvalidName}
 	}
 	name := buf[:n]
-	if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
+	if r, _ := s.exNames.lookup(name, s.rules, nil); r >= 0 {
 		return Decision{Action: Direct, Rule: s.ruleText(r), Reason: reasonExDomain}
 	}
-	if r := s.appNames.lookup(name, s.rules, nil); r >= 0 {
+	if r, wild := s.appNames.lookup(name, s.rules, nil); r >= 0 {
 		reason := reasonNameExact
-		if s.rules[r].kind == HostWildcard {
+		if wild {
 			reason = reasonNameWild
 		}
 		return s.appDecision(r, reason)
@@ -94,14 +94,14 @@ func famKey(a netip.Addr) (int, u128) {
 
 func (s *Snapshot) addrException(fam int, key u128) (Decision, bool) {
 	ex := &s.exAddrs[fam]
-	if len(ex.nodes) == 0 {
+	if ex.empty() {
 		return Decision{}, false
 	}
 	n := ex.lookup(key)
 	if n < 0 {
 		return Decision{}, false
 	}
-	return Decision{Action: Direct, Rule: s.ruleText(ex.links[ex.nodes[n].head].rule), Reason: reasonExAddr}, true
+	return Decision{Action: Direct, Rule: s.ruleText(ex.nodeRules(n)[0]), Reason: reasonExAddr}, true
 }
 
 // matchNamedFlow decides a flow that carries a name; see MatchFlow.
@@ -122,7 +122,7 @@ func (s *Snapshot) matchNamedFlow(f *Flow) Decision {
 		fam, key = famKey(a)
 	}
 	if name != nil {
-		if r := s.exNames.lookup(name, s.rules, nil); r >= 0 {
+		if r, _ := s.exNames.lookup(name, s.rules, nil); r >= 0 {
 			return Decision{Action: Direct, Rule: s.ruleText(r), Reason: reasonExDomain}
 		}
 	}
@@ -157,18 +157,18 @@ func (s *Snapshot) matchNamedFlow(f *Flow) Decision {
 // appByName finds the most specific name rule whose app admits proto/port.
 // When none does, it returns the explanation and false.
 func (s *Snapshot) appByName(name []byte, proto Protocol, port uint16) (Decision, bool) {
-	r := s.appNames.lookup(name, s.rules, func(r *rule) bool {
+	r, wild := s.appNames.lookup(name, s.rules, func(r *rule) bool {
 		return s.admits(r.app, proto, port)
 	})
 	if r >= 0 {
 		reason := reasonFlowExact
-		if s.rules[r].kind == HostWildcard {
+		if wild {
 			reason = reasonFlowWild
 		}
 		return s.appDecision(r, reason), true
 	}
 	// The most specific rule for the name, whatever its ports.
-	if seen := s.appNames.lookup(name, s.rules, nil); seen >= 0 {
+	if seen, _ := s.appNames.lookup(name, s.rules, nil); seen >= 0 {
 		return Decision{Rule: s.ruleText(seen), Reason: reasonNamePorts}, false
 	}
 	return Decision{Reason: reasonNoName}, false
@@ -182,15 +182,14 @@ func (s *Snapshot) appByAddr(fam int, key u128, proto Protocol, port uint16) (De
 	if n < 0 {
 		return Decision{Reason: reasonNoAddr}, false
 	}
-	for nd := n; nd >= 0; nd = t.nodes[nd].parent {
-		for l := t.nodes[nd].head; l >= 0; l = t.links[l].next {
-			r := t.links[l].rule
+	for nd := n; nd >= 0; nd = t.parent[nd] {
+		for _, r := range t.nodeRules(nd) {
 			if s.admits(s.rules[r].app, proto, port) {
 				return s.appDecision(r, reasonFlowAddr), true
 			}
 		}
 	}
-	return Decision{Rule: s.ruleText(t.links[t.nodes[n].head].rule), Reason: reasonAddrPorts}, false
+	return Decision{Rule: s.ruleText(t.nodeRules(n)[0]), Reason: reasonAddrPorts}, false
 }
 
 // applyPinned overrides a steered decision when the flow's owner matches a
@@ -257,15 +256,7 @@ func (s *Snapshot) pinnedResult(f *Flow, idx []int32) pinnedRes {
 func routePrefixes(apps, ex *[2]addrTable) []netip.Prefix {
 	var out []netip.Prefix
 	for fam := range apps {
-		in := make([]netip.Prefix, 0, len(apps[fam].nodes))
-		var minus []netip.Prefix
-		for i := range apps[fam].nodes {
-			in = append(in, apps[fam].nodes[i].prefix())
-		}
-		for i := range ex[fam].nodes {
-			minus = append(minus, ex[fam].nodes[i].prefix())
-		}
-		out = append(out, subtractPrefixes(in, minus)...)
+		out = append(out, subtractIntervals(apps[fam].covered(), ex[fam].covered(), fam == 0)...)
 	}
 	return out
 }

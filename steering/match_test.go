@@ -295,14 +295,26 @@ func randomConfig(rng *rand.Rand) *Config {
 func randomHost(rng *rand.Rand) string {
 	switch rng.IntN(5) {
 	case 0:
-		return randomName(rng)
+		return asWritten(rng, randomName(rng))
 	case 1:
-		return "*." + randomName(rng)
+		return "*." + asWritten(rng, randomName(rng))
 	case 2:
 		lo := rng.IntN(1 << 12)
 		return fmt.Sprintf("%s-%s", v4(lo), v4(lo+rng.IntN(300)))
 	}
 	return randomPrefix(rng).String()
+}
+
+// asWritten returns name as a config may write it: in upper case, or with a
+// trailing dot, now and then.
+func asWritten(rng *rand.Rand, name string) string {
+	switch rng.IntN(6) {
+	case 0:
+		return strings.ToUpper(name)
+	case 1:
+		return name + "."
+	}
+	return name
 }
 
 func v4(n int) string { return fmt.Sprintf("10.0.%d.%d", n>>8, n&255) }

@@ -1,83 +1,155 @@
 package steering
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+	"math/bits"
+)
 
-// nameMap maps names to rule chain heads, like a map[string]int32 in about
-// two thirds of its memory: the keys and heads are two arrays indexed by
-// entry, and an open-addressing index of entry numbers (4 bytes a slot, at
-// most half full) finds them. At 10,000 apps the name tables hold 30,000
-// names; Go's map took ~43 bytes an entry, this ~28. Keys are not copied: the
-// snapshot's names point into its config's strings (copyApps, within).
+// nameMap maps names to rule chain heads, like a map[string]int32 in about a
+// tenth of its memory: it keeps no key and no value beside its slots. A slot
+// holds its chain head (rule+1) in its low bits, enough for every rule of the
+// table (hostList), and bits of the name's hash above them. The name is the
+// host the head was written as (a rule's host, hostList), compared as the
+// name it stands for (hostIs), and only when the hash bits agree: nearly only
+// for the name looked for. At 10,000 apps the name tables hold 30,000 names;
+// Go's map took ~43 bytes an entry, keys and heads ~28, this ~6.5.
 type nameMap struct {
-	keys  []string
-	heads []int32
-	slots []int32 // entry+1 for a used slot, 0 for a free one; a power of two long
+	slots []uint32 // hash bits | rule+1 for a used slot, 0 for a free one; a power of two long, at most half full while it grows
+	n     int      // used slots
+	rbits uint     // the low bits of a slot that hold rule+1
 	seed  maphash.Seed
 }
 
-// get returns the chain head of key.
-func (m *nameMap) get(key []byte) (int32, bool) {
+// hostList gives the host each rule of a table was written as: rule r's is
+// list[r-base] (rules are numbered across tables, see Snapshot.rules).
+type hostList struct {
+	list []string
+	base int32
+}
+
+func (h *hostList) of(r int32) string { return h.list[r-h.base] }
+
+// get returns the chain head of name (normalised: lower case, no trailing dot).
+func (m *nameMap) get(name []byte, host *hostList) (int32, bool) {
 	if len(m.slots) == 0 {
 		return 0, false
 	}
-	mask := uint64(len(m.slots) - 1)
-	for i := maphash.Bytes(m.seed, key) & mask; ; i = (i + 1) & mask {
-		e := m.slots[i]
-		if e == 0 {
-			return 0, false
-		}
-		if m.keys[e-1] == string(key) {
-			return m.heads[e-1], true
-		}
+	i, found := m.find(name, maphash.Bytes(m.seed, name), host)
+	if !found {
+		return 0, false
 	}
+	return m.rule(m.slots[i]), true
 }
 
-// set makes r the chain head of key and returns the one it replaces, if any.
-func (m *nameMap) set(key string, r int32) (int32, bool) {
+// set makes r the chain head of name (normalised) and returns the one it
+// replaces, if any. host must know r.
+func (m *nameMap) set(name []byte, r int32, host *hostList) (int32, bool) {
 	if len(m.slots) == 0 {
 		m.seed = maphash.MakeSeed()
-		m.slots = make([]int32, 16)
+		m.slots = make([]uint32, 16)
+		m.rbits = uint(bits.Len(uint(host.base) + uint(len(host.list))))
 	}
-	i, e := m.find(key)
-	if e > 0 {
-		prev := m.heads[e-1]
-		m.heads[e-1] = r
-		return prev, true
+	h := maphash.Bytes(m.seed, name)
+	i, found := m.find(name, h, host)
+	var prev int32
+	if found {
+		prev = m.rule(m.slots[i])
+	} else {
+		m.n++
 	}
-	m.keys = append(m.keys, key)
-	m.heads = append(m.heads, r)
-	m.slots[i] = int32(len(m.keys))
-	if 2*len(m.keys) > len(m.slots) {
-		m.rehash(2 * len(m.slots))
+	m.slots[i] = m.tag(h) | uint32(r+1)
+	if 2*m.n > len(m.slots) {
+		m.rehash(2*len(m.slots), host)
 	}
-	return 0, false
+	return prev, found
 }
 
-// find returns the slot of key and its entry+1, or the free slot where it
-// would go and 0.
-func (m *nameMap) find(key string) (uint64, int32) {
-	mask := uint64(len(m.slots) - 1)
-	for i := maphash.String(m.seed, key) & mask; ; i = (i + 1) & mask {
-		e := m.slots[i]
-		if e == 0 || m.keys[e-1] == key {
-			return i, e
+func (m *nameMap) tagMask() uint32     { return ^uint32(0) << m.rbits }
+func (m *nameMap) tag(h uint64) uint32 { return uint32(h>>32) & m.tagMask() }
+func (m *nameMap) rule(sl uint32) int32 {
+	return int32(sl&^m.tagMask()) - 1
+}
+
+// find returns the slot of name (hashed h) and true, or the free slot where it
+// would go and false.
+func (m *nameMap) find(name []byte, h uint64, host *hostList) (uint64, bool) {
+	mask, tag := uint64(len(m.slots)-1), m.tag(h)
+	for i := h & mask; ; i = (i + 1) & mask {
+		sl := m.slots[i]
+		if sl == 0 {
+			return i, false
+		}
+		if sl&m.tagMask() == tag && hostIs(host.of(m.rule(sl)), name) {
+			return i, true
 		}
 	}
 }
 
-func (m *nameMap) rehash(n int) {
-	m.slots = make([]int32, n)
-	for e, k := range m.keys {
-		i, _ := m.find(k)
-		m.slots[i] = int32(e + 1)
+func (m *nameMap) rehash(n int, host *hostList) {
+	old := m.slots
+	m.slots = make([]uint32, n)
+	mask := uint64(n - 1)
+	var buf [maxName]byte
+	for _, sl := range old {
+		if sl == 0 {
+			continue
+		}
+		i := maphash.Bytes(m.seed, hostName(&buf, host.of(m.rule(sl)))) & mask
+		for m.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		m.slots[i] = sl // the hash bits do not depend on the size
 	}
 }
 
-// trim drops the growth room of the key and head arrays, once the table is
-// built.
-func (m *nameMap) trim() {
-	if cap(m.keys) > len(m.keys) {
-		m.keys = append([]string(nil), m.keys...)
-		m.heads = append([]int32(nil), m.heads...)
+// trim drops the growth room once the table is built: slots beyond a load
+// of three quarters (a table grows at one half). Probes rarely look past a
+// slot's hash bits, so a fuller table costs lookups little.
+func (m *nameMap) trim(host *hostList) {
+	n := 16
+	for 4*m.n > 3*n {
+		n *= 2
 	}
+	if n < len(m.slots) {
+		m.rehash(n, host)
+	}
+}
+
+// hostName returns the name a valid name or wildcard host stands for (see
+// parseName), normalised into buf.
+func hostName(buf *[maxName]byte, host string) []byte {
+	n, _ := normName(buf, trimWild(host))
+	return buf[:n]
+}
+
+// hostIs reports whether the valid name or wildcard host stands for name
+// (normalised), without normalising host: names are ASCII (checkLabel).
+func hostIs(host string, name []byte) bool {
+	host = trimWild(host)
+	if n := len(host); n > 0 && host[n-1] == '.' {
+		host = host[:n-1]
+	}
+	if len(host) != len(name) {
+		return false
+	}
+	if host == string(name) {
+		return true // hosts are mostly written in lower case
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != name[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func trimWild(host string) string {
+	if len(host) >= 2 && host[0] == '*' && host[1] == '.' {
+		return host[2:]
+	}
+	return host
 }

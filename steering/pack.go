@@ -11,14 +11,15 @@ import (
 // each distinct value once (a decoded config has an allocation per string,
 // 60,000 at 10,000 apps, and values such as "443" or a publisher's name
 // repeated in every app). The snapshot never modifies them (Snapshot.Config
-// says so to its callers); apps is not modified.
-func copyApps(apps []App) []App {
-	out := make([]App, len(apps))
+// says so to its callers); apps is not modified. hosts is that array: the
+// hosts of every app in turn.
+func copyApps(apps []App) (out []App, hosts []string) {
+	out = make([]App, len(apps))
 	n := 0
 	for i := range apps {
 		n += len(apps[i].Hosts)
 	}
-	hosts := make([]string, 0, n)
+	hosts = make([]string, 0, n)
 	pubs := map[string][]string{}
 	for i, a := range apps {
 		if a.Hosts != nil {
@@ -39,7 +40,7 @@ func copyApps(apps []App) []App {
 		out[i] = a
 	}
 	packStrings(out)
-	return out
+	return out, hosts
 }
 
 // packStrings points every string of apps into one string that holds each
@@ -84,14 +85,4 @@ func packStrings(apps []App) {
 			*s = text[off : off+len(*s)]
 		}
 	})
-}
-
-// within returns name as a slice of host when host holds it (the name of a
-// host as written, or of a wildcard after its "*."), so that a table keyed by
-// names keeps no string of its own, nor the decoded config's; else name.
-func within(name, host string) string {
-	if i := strings.Index(host, name); i >= 0 {
-		return host[i : i+len(name)]
-	}
-	return name
 }

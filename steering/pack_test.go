@@ -1,7 +1,6 @@
 package steering
 
 import (
-	"fmt"
 	"reflect"
 	"testing"
 	"unsafe"
@@ -21,7 +20,7 @@ func TestCopyApps(t *testing.T) {
 		orig[i].Publishers = append([]string(nil), a.Publishers...)
 		orig[i].Tags = append([]string(nil), a.Tags...)
 	}
-	out := copyApps(in)
+	out, hosts := copyApps(in)
 	if !reflect.DeepEqual(in, orig) {
 		t.Fatalf("copyApps modified its input: %+v", in)
 	}
@@ -37,6 +36,13 @@ func TestCopyApps(t *testing.T) {
 	if &out[0].Publishers[0] != &out[1].Publishers[0] || &out[0].Publishers[0] == &in[0].Publishers[0] {
 		t.Error("equal publisher lists not shared, or not copied")
 	}
+	var all []string
+	for _, a := range orig {
+		all = append(all, a.Hosts...)
+	}
+	if !reflect.DeepEqual(hosts, all) || &hosts[0] != &out[0].Hosts[0] || &hosts[len(hosts)-1] != &out[2].Hosts[len(out[2].Hosts)-1] {
+		t.Errorf("hosts = %q, not the array of the apps' hosts %q", hosts, all)
+	}
 	if &out[0].Hosts[0] == &in[0].Hosts[0] {
 		t.Error("hosts not copied")
 	}
@@ -46,44 +52,5 @@ func TestCopyApps(t *testing.T) {
 	}
 	if out[3].Hosts != nil || out[3].Publishers != nil || out[3].Tags != nil {
 		t.Errorf("nil lists not kept nil: %+v", out[3])
-	}
-}
-
-func TestWithin(t *testing.T) {
-	host := "*.corp.example"
-	if got := within("corp.example", host); got != "corp.example" || unsafe.StringData(got) != unsafe.StringData(host[2:]) {
-		t.Errorf("within did not point into the host")
-	}
-	if got := within("other.example", host); got != "other.example" {
-		t.Errorf("within = %q", got)
-	}
-}
-
-func TestNameMap(t *testing.T) {
-	var m nameMap
-	if _, ok := m.get([]byte("a.example")); ok {
-		t.Fatal("empty map found a name")
-	}
-	const n = 1000
-	for i := range n {
-		if _, ok := m.set(fmt.Sprintf("n%d.example", i), int32(i)); ok {
-			t.Fatalf("name %d found before it was set", i)
-		}
-	}
-	if prev, ok := m.set("n7.example", 7000); !ok || prev != 7 {
-		t.Fatalf("set again = %d, %v; want 7, true", prev, ok)
-	}
-	m.trim()
-	for i := range n {
-		want := int32(i)
-		if i == 7 {
-			want = 7000
-		}
-		if got, ok := m.get([]byte(fmt.Sprintf("n%d.example", i))); !ok || got != want {
-			t.Fatalf("get n%d = %d, %v; want %d", i, got, ok, want)
-		}
-	}
-	if _, ok := m.get([]byte("n1000.example")); ok || len(m.keys) != n {
-		t.Fatalf("found a name never set, or %d names, want %d", len(m.keys), n)
 	}
 }

@@ -45,8 +45,13 @@ func subtractPrefixes(in, minus []netip.Prefix) []netip.Prefix {
 	if len(in) == 0 {
 		return nil
 	}
-	is4 := in[0].Addr().Is4()
-	a, b := mergeIntervals(in), mergeIntervals(minus)
+	return subtractIntervals(mergeIntervals(in), mergeIntervals(minus), in[0].Addr().Is4())
+}
+
+// subtractIntervals returns the addresses of a that are not in b (both sorted
+// and merged, of one family: IPv4 when is4) as the minimal list of CIDRs in
+// ascending order.
+func subtractIntervals(a, b []interval, is4 bool) []netip.Prefix {
 	var out []netip.Prefix
 	j := 0
 	for _, x := range a {

@@ -13,10 +13,11 @@ import (
 // safe for concurrent use; swap whole snapshots (atomic.Pointer) on reload.
 type Snapshot struct {
 	cfg      *Config
-	apps     []compiledApp // by config index
-	ports    []appPorts    // the distinct port sets of the apps
-	byID     []int32       // indices into apps, sorted by app ID (IDs are unique)
-	rules    []rule
+	apps     []compiledApp               // by config index
+	ports    []appPorts                  // the distinct port sets of the apps
+	byID     []int32                     // indices into apps, sorted by app ID (IDs are unique)
+	rules    []rule                      // exceptions.domains, exceptions.addresses, then each app's hosts
+	nExDom   int32                       // the number of domain exceptions, the rules before the address ones
 	texts    []atomic.Pointer[textChunk] // rule texts by rule index / textChunkLen, made on first use (ruleText)
 	exNames  nameTable
 	appNames nameTable
@@ -36,6 +37,7 @@ type Snapshot struct {
 // serve them all) and its action.
 type compiledApp struct {
 	ports  int32
+	first  int32 // the rule of its first host
 	action Action
 }
 
@@ -54,7 +56,7 @@ func Compile(c *Config) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := c.withDefaults()
+	cfg, hosts := c.withDefaults()
 	s := &Snapshot{
 		cfg:      cfg,
 		apps:     make([]compiledApp, len(cfg.Apps)),
@@ -89,6 +91,8 @@ func Compile(c *Config) (*Snapshot, error) {
 		n += len(ck.apps[i].hosts)
 	}
 	s.rules = make([]rule, 0, n)
+	s.exNames.host = hostList{list: cfg.Exceptions.Domains}
+	s.appNames.host = hostList{list: hosts, base: int32(len(ck.exDomains) + len(ck.exAddrs))}
 	s.buildExceptions(ck)
 	s.buildApps(ck)
 	s.buildPinned(ck)
@@ -103,10 +107,10 @@ func (s *Snapshot) admits(app int32, proto Protocol, port uint16) bool {
 }
 
 // addRules appends one rule per spec and returns their (prefix, rule) pairs.
-func (s *Snapshot) addRules(app int32, list ruleList, specs []Host, pr *[2][]prefixRule) {
+func (s *Snapshot) addRules(app int32, specs []Host, pr *[2][]prefixRule) {
 	first := int32(len(s.rules))
 	for j, sp := range specs {
-		s.rules = append(s.rules, rule{app: app, next: -1, host: int32(j), list: list, kind: sp.Kind})
+		s.rules = append(s.rules, rule{app: app})
 		for _, p := range sp.Prefixes {
 			fam := 0
 			if p.Addr().Is6() {
@@ -120,13 +124,15 @@ func (s *Snapshot) addRules(app int32, list ruleList, specs []Host, pr *[2][]pre
 func (s *Snapshot) buildExceptions(ck *checked) {
 	var pr [2][]prefixRule
 	base := int32(len(s.rules))
-	s.addRules(-1, listExDomains, ck.exDomains, &pr)
+	s.addRules(-1, ck.exDomains, &pr)
+	s.nExDom = int32(len(ck.exDomains))
 	for j := len(ck.exDomains) - 1; j >= 0; j-- {
-		s.exNames.add(s.rules, base+int32(j), ck.exDomains[j])
+		s.exNames.add(base+int32(j), ck.exDomains[j])
 	}
-	s.addRules(-1, listExAddrs, ck.exAddrs, &pr)
+	s.exNames.trim()
+	s.addRules(-1, ck.exAddrs, &pr)
 	for f := range pr {
-		s.exAddrs[f] = buildAddrTable(pr[f])
+		s.exAddrs[f] = buildAddrTable(pr[f], f == 0)
 	}
 }
 
@@ -140,20 +146,20 @@ func (s *Snapshot) buildApps(ck *checked) {
 	var names []named
 	for i := range s.cfg.Apps {
 		base := int32(len(s.rules))
-		s.addRules(int32(i), listAppHosts, ck.apps[i].hosts, &pr)
+		s.apps[i].first = base
+		s.addRules(int32(i), ck.apps[i].hosts, &pr)
 		for j, sp := range ck.apps[i].hosts {
 			if sp.Kind.IsName() {
-				sp.Name = within(sp.Name, s.cfg.Apps[i].Hosts[j])
 				names = append(names, named{base + int32(j), sp})
 			}
 		}
 	}
 	for i := len(names) - 1; i >= 0; i-- {
-		s.appNames.add(s.rules, names[i].r, names[i].spec)
+		s.appNames.add(names[i].r, names[i].spec)
 	}
 	s.appNames.trim()
 	for f := range pr {
-		s.appAddrs[f] = buildAddrTable(pr[f])
+		s.appAddrs[f] = buildAddrTable(pr[f], f == 0)
 	}
 }
 
@@ -173,19 +179,28 @@ func (s *Snapshot) ruleText(r int32) string {
 	if t := slot.Load(); t != nil {
 		return *t
 	}
-	ru := &s.rules[r]
-	var path, raw string
-	switch ru.list {
-	case listExDomains:
-		path, raw = "exceptions.domains", s.cfg.Exceptions.Domains[ru.host]
-	case listExAddrs:
-		path, raw = "exceptions.addresses", s.cfg.Exceptions.Addresses[ru.host]
-	default:
-		path, raw = "apps["+strconv.Itoa(int(ru.app))+"].hosts", s.cfg.Apps[ru.app].Hosts[ru.host]
+	path := "exceptions.addresses"
+	switch app := s.rules[r].app; {
+	case app >= 0:
+		path = "apps[" + strconv.Itoa(int(app)) + "].hosts"
+	case r < s.nExDom:
+		path = "exceptions.domains"
 	}
-	t := path + "[" + strconv.Itoa(int(ru.host)) + "] " + strconv.Quote(raw)
+	list, i := s.source(r)
+	t := path + "[" + strconv.Itoa(int(i)) + "] " + strconv.Quote(list[i])
 	slot.Store(&t)
 	return t
+}
+
+// source returns the config list rule r comes from and its index there.
+func (s *Snapshot) source(r int32) ([]string, int32) {
+	switch app := s.rules[r].app; {
+	case app >= 0:
+		return s.cfg.Apps[app].Hosts, r - s.apps[app].first
+	case r < s.nExDom:
+		return s.cfg.Exceptions.Domains, r
+	}
+	return s.cfg.Exceptions.Addresses, r - s.nExDom
 }
 
 // textChunkLen is the number of rule texts in one chunk: chunks are made when
