@@ -11,7 +11,8 @@ import (
 
 // trimMin is the least heap memory held beyond the live heap that is worth a
 // forced collection to return (see trimMemory). At 10,000 apps such a
-// collection costs a few milliseconds of CPU, at most one per 30 s tick.
+// collection costs a few milliseconds of CPU; an idle agent makes less than
+// that in garbage, so it rarely collects.
 const trimMin = 1 << 20
 
 // trimSamples are what trimMemory reads: the heap memory that is free but not
@@ -27,11 +28,14 @@ var trimSamples = []string{
 // live then. Memory is the process's, so this is too.
 var trimBase atomic.Uint64
 
+// trimFreeBase is the free heap memory the last trim could not return.
+var trimFreeBase atomic.Uint64
+
 // trimMemory returns to the OS the heap memory the agent holds beyond its live
 // heap, when that is more than trimMin and an eighth of the live heap, and
 // reports whether it did. What it holds is the free heap memory not returned
-// yet, plus the objects beyond the live heap of the last collection, or beyond
-// what was live after the last trim when that is less: a large answer (the
+// yet, plus the objects beyond those right after the last trim (before the
+// first, beyond the live heap of the last collection): a large answer (the
 // status of 10,000 apps is megabytes of JSON) that was still being written at
 // the last collection counts as live for it, and without another collection
 // its garbage would stay resident. The runtime lets the heap grow to twice the live
@@ -53,12 +57,23 @@ func trimMemory() bool {
 		}
 	}
 	free, objects, live := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
-	if base := trimBase.Load(); base > 0 && base < live {
-		live = base
+	// What objects the heap holds beyond what it held right after the last
+	// trim is garbage or new: the heap's objects never come down to the live
+	// heap itself (the spans the processors' caches hold count as objects
+	// whole), and measured against it an idle agent trimmed at each look.
+	// Likewise, free memory stays after a trim (the pages each processor
+	// keeps cached for its next spans, up to 512 kB each): only what is
+	// free beyond it counts.
+	ref := live
+	if base := trimBase.Load(); base > 0 {
+		ref = base
 	}
-	held := free
-	if objects > live {
-		held += objects - live
+	held := uint64(0)
+	if fb := trimFreeBase.Load(); free > fb {
+		held = free - fb
+	}
+	if objects > ref {
+		held += objects - ref
 	}
 	if held < trimMin || held < live/8 {
 		return false
@@ -68,10 +83,14 @@ func trimMemory() bool {
 	// in the pools' victim caches.
 	runtime.GC()
 	debug.FreeOSMemory()
-	metrics.Read(s[1:2])
+	metrics.Read(s[:2])
+	trimFreeBase.Store(s[0].Value.Uint64())
 	trimBase.Store(s[1].Value.Uint64())
 	return true
 }
+
+// trimEvery is how often the agent looks for memory to trim.
+const trimEvery = 5 * time.Second
 
 // trimDelay is how long after a large control answer trimSoon trims: long
 // enough for a client's next call in a burst (ztdiag's) to be served first.

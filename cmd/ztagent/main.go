@@ -52,6 +52,10 @@ exit status: 0 done, 1 failed, 2 bad usage or input.
 flags:
 `
 
+// Heap profiling is off unless asked for (agent.HeapProfilingOff); as early
+// as the program's own code runs, so that no sample is taken first.
+func init() { agent.HeapProfilingOff() }
+
 func main() {
 	cli.Exit("ztagent", run(os.Args[1:]))
 }
@@ -163,7 +167,6 @@ func run(args []string) error {
 		}
 		return errors.Join(restoreResolver(o.stateDir, log), restoreRoutes(o.stateDir, log))
 	}
-	agent.HeapProfilingOff()
 	// Each flow and DNS query going upstream holds a descriptor: use all
 	// the OS allows.
 	if soft, hard, err := platform.RaiseFileLimit(); err != nil {
