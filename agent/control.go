@@ -66,7 +66,7 @@ func (a *Agent) startControl(r *run) (*controlServer, error) {
 	//   curl --unix-socket … -X POST 'http://x/debug/memprofilerate?rate=524288'
 	// (heap profiling is off by default: HeapProfilingOff)
 	mux.HandleFunc("POST /debug/memprofilerate", admin(serveMemProfileRate))
-	srv := newControlServer(lim, trimAfterLarge(mux), log)
+	srv := newControlServer(lim, mux, log)
 	// Handlers' contexts end when Close begins: an enrollment or a profile
 	// in progress gives up, so Close's wait is short.
 	srv.BaseContext = func(net.Listener) context.Context { return r.ctx }

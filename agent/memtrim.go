@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"net/http"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -24,8 +23,8 @@ var trimSamples = []string{
 	"/gc/heap/live:bytes",
 }
 
-// trimBase is the memory of heap objects right after the last trim: what was
-// live then. Memory is the process's, so this is too.
+// trimBase is the memory of heap objects right after the last trim (or
+// returnMemory): what was live then. Process-wide, as the heap is.
 var trimBase atomic.Uint64
 
 // trimFreeBase is the free heap memory the last trim could not return.
@@ -61,9 +60,9 @@ func trimMemory() bool {
 	// trim is garbage or new: the heap's objects never come down to the live
 	// heap itself (the spans the processors' caches hold count as objects
 	// whole), and measured against it an idle agent trimmed at each look.
-	// Likewise, free memory stays after a trim (the pages each processor
-	// keeps cached for its next spans, up to 512 kB each): only what is
-	// free beyond it counts.
+	// Likewise, free memory stays after a trim (0 to 3 MB that
+	// debug.FreeOSMemory does not return, on Go 1.26; the cause is not
+	// established): only what is free beyond it counts.
 	ref := live
 	if base := trimBase.Load(); base > 0 {
 		ref = base
@@ -78,74 +77,28 @@ func trimMemory() bool {
 	if held < trimMin || held < live/8 {
 		return false
 	}
-	// Two collections: what sync.Pools hold (encoding/json keeps its last
-	// encoder's buffer, megabytes after a large status) survives the first
-	// in the pools' victim caches.
-	runtime.GC()
-	debug.FreeOSMemory()
-	metrics.Read(s[:2])
-	trimFreeBase.Store(s[0].Value.Uint64())
-	trimBase.Store(s[1].Value.Uint64())
+	returnMemory()
 	return true
 }
 
-// trimEvery is how often the agent looks for memory to trim.
+// returnMemory collects and returns to the OS every free page it can, and
+// notes what is left for trimMemory's next look. The agent calls it directly
+// after what surely leaves megabytes behind (compiling a config, building
+// its parts). Two collections: what sync.Pools hold (encoding/json keeps its
+// last encoder's buffer, megabytes after a large status) survives the first
+// in the pools' victim caches.
+func returnMemory() {
+	runtime.GC()
+	debug.FreeOSMemory()
+	s := []metrics.Sample{{Name: trimSamples[0]}, {Name: trimSamples[1]}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 && s[1].Value.Kind() == metrics.KindUint64 {
+		trimFreeBase.Store(s[0].Value.Uint64())
+		trimBase.Store(s[1].Value.Uint64())
+	}
+}
+
+// trimEvery is how often the agent looks for memory to trim (maintain): a
+// burst's garbage (a config, a publisher selection round, a status of 10,000
+// apps) is returned within this long.
 const trimEvery = 5 * time.Second
-
-// trimDelay is how long after a large control answer trimSoon trims: long
-// enough for a client's next call in a burst (ztdiag's) to be served first.
-const trimDelay = 2 * time.Second
-
-// trimPending says a trimSoon is scheduled.
-var trimPending atomic.Bool
-
-// trimSoon trims the memory (trimMemory) trimDelay from now, once however
-// often it is called meanwhile.
-func trimSoon() {
-	if trimPending.CompareAndSwap(false, true) {
-		time.AfterFunc(trimDelay, func() {
-			trimPending.Store(false)
-			trimMemory()
-		})
-	}
-}
-
-// largeAnswer is the size of a control answer past which its garbage is worth
-// a trim: the status of 10,000 apps is megabytes of JSON, and encoding it
-// leaves several times that behind.
-const largeAnswer = 1 << 20
-
-// trimAfterLarge serves h, and trims the memory soon after an answer of more
-// than largeAnswer bytes, rather than at the next 30 s tick.
-func trimAfterLarge(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cw := &countingWriter{ResponseWriter: w}
-		h.ServeHTTP(cw, r)
-		if cw.n > largeAnswer {
-			trimSoon()
-		}
-	})
-}
-
-// countingWriter counts the bytes of an answer.
-type countingWriter struct {
-	http.ResponseWriter
-	n int
-}
-
-func (w *countingWriter) Write(b []byte) (int, error) {
-	n, err := w.ResponseWriter.Write(b)
-	w.n += n
-	return n, err
-}
-
-// Flush passes a flush on (pprof's profiles and the log stream flush).
-func (w *countingWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the connection's writer (its
-// deadlines).
-func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

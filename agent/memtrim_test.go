@@ -1,12 +1,9 @@
 package agent
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"runtime/metrics"
 	"testing"
-	"time"
 )
 
 var sink [][]byte
@@ -67,34 +64,5 @@ func TestTrimMemoryLiveAtLastGC(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if after.NumForcedGC == before.NumForcedGC || after.HeapAlloc > before.HeapAlloc-8<<20 {
 		t.Fatalf("no collection returned the garbage: heap %d → %d bytes", before.HeapAlloc, after.HeapAlloc)
-	}
-}
-
-// TestTrimAfterLargeAnswer: a control answer of megabytes schedules a trim,
-// which runs and clears; a small answer schedules none.
-func TestTrimAfterLargeAnswer(t *testing.T) {
-	for trimPending.Load() { // one a test before scheduled
-		time.Sleep(50 * time.Millisecond)
-	}
-	serve := func(n int) {
-		h := trimAfterLarge(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.Write(make([]byte, n))
-		}))
-		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/status", nil))
-	}
-	serve(64 << 10)
-	if trimPending.Load() {
-		t.Fatal("a 64 kB answer scheduled a trim")
-	}
-	serve(largeAnswer + 1)
-	if !trimPending.Load() {
-		t.Fatal("an answer past largeAnswer scheduled no trim")
-	}
-	deadline := time.Now().Add(trimDelay + 5*time.Second)
-	for trimPending.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("the scheduled trim never ran")
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

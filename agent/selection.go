@@ -103,9 +103,6 @@ func (p *parts) selectLoop(ctx context.Context) {
 		sctx, cancel := context.WithTimeout(ctx, probeWait)
 		ss, err := p.l7.SyncSelection(sctx, sel, watch)
 		cancel()
-		// A round at 10,000 apps leaves megabytes of garbage (its maps, the
-		// JSON sent), and the first one ends the bring-up's burst.
-		trimMemory()
 		var staleC <-chan struct{}
 		wait := p.probeInterval()
 		switch {

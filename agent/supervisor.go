@@ -211,7 +211,7 @@ func (a *Agent) startParts(ctx context.Context, r *run) error {
 	id := p.ident.Load().id
 	a.log.Info("agent running", zap.String("tenant", id.Tenant), zap.String("user", id.User),
 		zap.String("as", p.who.kind), zap.String("tun", p.tunName), zap.Stringer("dns", p.tunIP))
-	releaseMemory() // what building the parts left behind (routes, stubs, the config's JSON)
+	returnMemory() // what building the parts left behind (routes, stubs, the config's JSON)
 	return nil
 }
 

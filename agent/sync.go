@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"time"
 
@@ -73,7 +72,7 @@ func (p *parts) initialConfig(ctx context.Context) (*steering.Snapshot, error) {
 			p.saveConfig(cfg, etag)
 			p.synced.Store(&syncState{cfg: withoutSteering(cfg), etag: etag, source: sourceTenant, fetched: time.Now()})
 			p.forgetInitialConfig()
-			releaseMemory()
+			returnMemory()
 			return snap, nil
 		}
 		p.log.Error("the tenant sent a config this agent refuses; trying the cached one", zap.Error(cerr))
@@ -85,7 +84,7 @@ func (p *parts) initialConfig(ctx context.Context) (*steering.Snapshot, error) {
 		if cerr == nil {
 			p.log.Warn("starting with the cached config", zap.NamedError("tenant", err), zap.Time("fetched", cached.Fetched))
 			p.synced.Store(&syncState{cfg: withoutSteering(cached.Config), etag: cached.ETag, source: sourceCache, fetched: cached.Fetched})
-			releaseMemory()
+			returnMemory()
 			return snap, nil
 		}
 		p.log.Error("the cached config is refused by this version of the agent",
@@ -207,7 +206,7 @@ func (p *parts) syncOnce(ctx context.Context) error {
 	p.apply(snap)
 	p.saveConfig(cfg, etag)
 	p.synced.Store(&syncState{cfg: withoutSteering(cfg), etag: etag, source: sourceTenant, fetched: time.Now()})
-	releaseMemory()
+	returnMemory()
 	p.log.Info("config updated", zap.String("etag", etag), zap.Int("apps", len(cfg.Steering.Apps)))
 	if !slices.Equal(cur.cfg.DialList(), cfg.DialList()) {
 		// The tunnel was built for the PoPs it dials: a new list is in force
@@ -274,9 +273,3 @@ func withoutSteering(cfg *tenantapi.AgentConfig) *tenantapi.AgentConfig {
 func (p *parts) forgetInitialConfig() {
 	p.ident.Load().id.InitialConfig = nil
 }
-
-// releaseMemory returns to the OS what compiling a config left behind: a
-// config changes seldom, and without this a large one's compile garbage would
-// stay in the agent's resident set until the runtime's background scavenger
-// got to it.
-func releaseMemory() { debug.FreeOSMemory() }

@@ -65,7 +65,6 @@ func hostMask(pbits int) u128 {
 
 func (u u128) or(v u128) u128     { return u128{u.hi | v.hi, u.lo | v.lo} }
 func (u u128) andNot(v u128) u128 { return u128{u.hi &^ v.hi, u.lo &^ v.lo} }
-func (u u128) isZero() bool       { return u.hi == 0 && u.lo == 0 }
 func (u u128) and(v u128) u128    { return u128{u.hi & v.hi, u.lo & v.lo} }
 
 // trailingZeros counts trailing zero bits (128 for zero).
