@@ -118,16 +118,11 @@ func TestIdleRSS10k(t *testing.T) {
 // rssParts returns the anonymous and file-backed parts of a process's RSS
 // (the heap and the runtime's memory, against the binary's mapped pages).
 func rssParts(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kb, err := procStatusKB(pid)
 	if err != nil {
 		return err.Error()
 	}
-	var parts []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "RssAnon:") || strings.HasPrefix(line, "RssFile:") {
-			parts = append(parts, strings.Join(strings.Fields(line), " "))
-		}
-	}
+	parts := []string{fmt.Sprintf("RssAnon: %d kB", kb["RssAnon"]), fmt.Sprintf("RssFile: %d kB", kb["RssFile"])}
 	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
 		parts = append(parts, "of the binary "+binaryRSS(pid, exe))
 	}
@@ -135,26 +130,18 @@ func rssParts(pid int) string {
 }
 
 // binaryRSS returns the resident kB of each mapping of the executable exe in
-// a process (code, read-only data with the function tables, data), from
-// /proc/PID/smaps. The kernel maps up to 64 kB of cached file around each page
-// a process touches, so these are most of the segments' sizes.
+// a process (code, read-only data with the function tables, data). The
+// kernel maps up to 64 kB of cached file around each page a process touches,
+// so these are most of the segments' sizes.
 func binaryRSS(pid int, exe string) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	maps, err := smaps(pid)
 	if err != nil {
 		return err.Error()
 	}
 	var out []string
-	mine := false
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) >= 5 && strings.Contains(f[0], "-") && len(f[1]) == 4: // a mapping's first line
-			mine = len(f) >= 6 && f[5] == exe
-			if mine {
-				out = append(out, f[1]+" ")
-			}
-		case mine && len(f) >= 2 && f[0] == "Rss:":
-			out[len(out)-1] += f[1] + " kB"
+	for _, m := range maps {
+		if m.path == exe {
+			out = append(out, fmt.Sprintf("%s %d kB", m.perm, m.rssKB))
 		}
 	}
 	return strings.Join(out, ", ")
@@ -220,29 +207,12 @@ func memStat(sock, name string) uint64 {
 }
 
 // anonMappings returns the n anonymous mappings of a process with the most
-// resident memory, from /proc/PID/smaps (the Go heap's arenas, the runtime's
-// off-heap memory, buffers mapped by libraries).
+// resident memory (the Go heap's arenas, the runtime's off-heap memory,
+// buffers mapped by libraries).
 func anonMappings(pid, n int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	maps, err := smaps(pid)
 	if err != nil {
 		return err.Error()
-	}
-	type mapping struct {
-		addr   string
-		sizeKB int
-		anonKB int
-	}
-	var maps []mapping
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) >= 5 && strings.Contains(f[0], "-") && len(f[1]) == 4:
-			maps = append(maps, mapping{addr: f[0]})
-		case len(maps) > 0 && len(f) >= 2 && f[0] == "Size:":
-			maps[len(maps)-1].sizeKB, _ = strconv.Atoi(f[1])
-		case len(maps) > 0 && len(f) >= 2 && f[0] == "Anonymous:":
-			maps[len(maps)-1].anonKB, _ = strconv.Atoi(f[1])
-		}
 	}
 	slices.SortFunc(maps, func(a, b mapping) int { return b.anonKB - a.anonKB })
 	var out []string
@@ -254,15 +224,9 @@ func anonMappings(pid, n int) string {
 
 // rssAnon returns a process's anonymous resident memory in MB.
 func rssAnon(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kb, err := procStatusKB(pid)
 	if err != nil {
 		return err.Error()
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "RssAnon:" {
-			kb, _ := strconv.Atoi(f[1])
-			return fmt.Sprintf("%.1f", float64(kb)/1024)
-		}
-	}
-	return "?"
+	return fmt.Sprintf("%.1f", float64(kb["RssAnon"])/1024)
 }

@@ -27,20 +27,70 @@ type procSample struct {
 // count from its control socket's pprof (root only).
 func sampleAgent(pid int, sock string) (procSample, error) {
 	var s procSample
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	status, err := procStatusKB(pid)
 	if err != nil {
 		return s, err
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			s.rssKB, _ = strconv.Atoi(f[1])
-		}
-	}
+	s.rssKB = status["VmRSS"]
 	if s.cpu, err = procCPU(pid); err != nil {
 		return s, err
 	}
 	s.goroutines, err = agentGoroutines(sock)
 	return s, err
+}
+
+// procStatusKB returns the figures in kB of a process's /proc/PID/status
+// (VmRSS, RssAnon, RssFile…), by name without the colon.
+func procStatusKB(pid int) (map[string]int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	kb := map[string]int{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[2] == "kB" {
+			kb[strings.TrimSuffix(f[0], ":")], _ = strconv.Atoi(f[1])
+		}
+	}
+	return kb, nil
+}
+
+// mapping is one mapping of a process, from /proc/PID/smaps: its address
+// range, permissions, file (empty when anonymous) and sizes in kB.
+type mapping struct {
+	addr, perm, path      string
+	sizeKB, rssKB, anonKB int
+}
+
+// smaps returns a process's mappings.
+func smaps(pid int) ([]mapping, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return nil, err
+	}
+	var maps []mapping
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && len(f[1]) == 4: // a mapping's first line
+			m := mapping{addr: f[0], perm: f[1]}
+			if len(f) >= 6 {
+				m.path = f[5]
+			}
+			maps = append(maps, m)
+		case len(maps) > 0 && len(f) >= 2:
+			n, _ := strconv.Atoi(f[1])
+			switch m := &maps[len(maps)-1]; f[0] {
+			case "Size:":
+				m.sizeKB = n
+			case "Rss:":
+				m.rssKB = n
+			case "Anonymous:":
+				m.anonKB = n
+			}
+		}
+	}
+	return maps, nil
 }
 
 // procCPU is the user and system CPU time of a process.
