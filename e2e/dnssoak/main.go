@@ -32,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 type kind uint8
@@ -300,7 +302,7 @@ func (s *sock) receive() {
 			continue
 		}
 		if why := s.check(p.k, &m); why != "" {
-			if m.rcode == rcodeServFail {
+			if m.rcode == dns.RcodeServerFailure {
 				s.t.servfail.Add(1)
 			}
 			s.bad(why)
@@ -312,19 +314,19 @@ func (s *sock) receive() {
 
 func (s *sock) check(k kind, m *answer) string {
 	if k == nxdomain {
-		if m.rcode != rcodeNXDomain {
-			return fmt.Sprintf("%s: %s, want NXDOMAIN", m.qname, rcodeName(m.rcode))
+		if m.rcode != dns.RcodeNameError {
+			return fmt.Sprintf("%s: %s, want NXDOMAIN", m.qname(), rcodeName(m.rcode))
 		}
 		return ""
 	}
-	if m.rcode != rcodeSuccess || m.ancount != 1 {
-		return fmt.Sprintf("%s: %s with %d answers, want NOERROR and one A", m.qname, rcodeName(m.rcode), m.ancount)
+	if m.rcode != dns.RcodeSuccess || m.ancount != 1 {
+		return fmt.Sprintf("%s: %s with %d answers, want NOERROR and one A", m.qname(), rcodeName(m.rcode), m.ancount)
 	}
 	if !m.a.IsValid() {
-		return fmt.Sprintf("%s: the answer is not an A record", m.qname)
+		return fmt.Sprintf("%s: the answer is not an A record", m.qname())
 	}
 	if k == private && !s.c.stubs.Contains(m.a) {
-		return fmt.Sprintf("%s: %s is not a stub address", m.qname, m.a)
+		return fmt.Sprintf("%s: %s is not a stub address", m.qname(), m.a)
 	}
 	return ""
 }
