@@ -100,8 +100,8 @@ func (q *udpQuery) expire() {
 
 // inflight holds the queries sent by forwardUDP until they are answered or
 // expire. A sweeper goroutine, running while there are queries to watch,
-// goes through them all a few times per timeout, dropping those answered and
-// expiring those past their deadline. It once took them from the front only,
+// goes through them all at each of its checks (see sweep), dropping those
+// answered and expiring those past their deadline. It once took them from the front only,
 // stopping at the first query still waiting: one query the upstream dropped
 // then held every query sent after it, answered or not, for the whole
 // timeout (24,000 of them at 12,000 forwarded queries/s: the agent's RSS
