@@ -47,12 +47,13 @@ func (s *Server) forwardUDP(conn *net.UDPConn, to netip.AddrPort, f *forwarding)
 		return
 	}
 	ups := s.upstreamsFor(f)
-	i := ups.first(time.Now())
+	now := time.Now()
+	i := ups.first(now)
 	if f.via != nil || i < 0 {
 		s.goForward(conn, to, f)
 		return
 	}
-	q := &udpQuery{s: s, f: f, conn: conn, to: to, ups: ups, i: i, deadline: time.Now().Add(s.timeout)}
+	q := &udpQuery{s: s, f: f, conn: conn, to: to, ups: ups, i: i, deadline: now.Add(s.timeout)}
 	q.w = waiter{query: f.query, qEnd: f.qEnd, h: q}
 	sent, err := ups.pools[i].send(&q.w)
 	if err != nil {
