@@ -140,14 +140,19 @@ func run(c *config, t *totals) error {
 
 // socketDrops is how many answers the kernel dropped at the load's own
 // sockets (their receive buffers full: the load was not scheduled), from the
-// drops column of /proc/net/udp (Linux), so that a lost query is told apart
-// from one the server dropped.
+// drops column of /proc/net/udp, or udp6 for a server over IPv6 (Linux), so
+// that a lost query is told apart from one the server dropped.
 func socketDrops(socks []*sock) (int, error) {
 	ports := make(map[uint16]bool, len(socks))
+	table := "/proc/net/udp"
 	for _, s := range socks {
-		ports[s.conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()] = true
+		local := s.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		ports[local.Port()] = true
+		if !local.Addr().Is4() {
+			table = "/proc/net/udp6"
+		}
 	}
-	b, err := os.ReadFile("/proc/net/udp")
+	b, err := os.ReadFile(table)
 	if err != nil {
 		return 0, err
 	}
