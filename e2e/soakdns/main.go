@@ -114,7 +114,8 @@ func (c *config) serve(pc *ipv4.PacketConn) {
 				continue
 			}
 			replies[i] = r
-			out = append(out, ipv4.Message{Buffers: [][]byte{r}, Addr: in[i].Addr})
+			// replies[i:i+1] is r's one buffer, with no slice made for it.
+			out = append(out, ipv4.Message{Buffers: replies[i : i+1], Addr: in[i].Addr})
 		}
 		for len(out) > 0 {
 			k, err := pc.WriteBatch(out, 0)
