@@ -29,7 +29,9 @@ func rcodeName(rc int) string {
 func appendQuery(b []byte, id uint16, name string) []byte {
 	b = binary.BigEndian.AppendUint16(b, id)
 	b = append(b, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0) // RD; one question
-	for _, l := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+	for rest := strings.TrimSuffix(name, "."); rest != ""; {
+		var l string
+		l, rest, _ = strings.Cut(rest, ".")
 		b = append(b, byte(len(l)))
 		b = append(b, l...)
 	}
