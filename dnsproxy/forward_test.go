@@ -307,14 +307,7 @@ func TestUpstreamIsSelfIgnored(t *testing.T) {
 // with another ID, one for another name and one that is not a response: the
 // proxy must skip them and pass on only the real one.
 func TestSpoofedAnswersIgnored(t *testing.T) {
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { pc.Close(); <-done })
-	go func() {
-		defer close(done)
+	up := serveUDP(t, func(pc *net.UDPConn) {
 		buf := make([]byte, 1500)
 		for {
 			n, from, err := pc.ReadFromUDPAddrPort(buf)
@@ -343,8 +336,7 @@ func TestSpoofedAnswersIgnored(t *testing.T) {
 			send(notResponse)
 			send(answerA(req, "udp"))
 		}
-	}()
-	up := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	})
 	_, addr := startProxy(t, Config{Upstreams: []netip.AddrPort{up}, CacheSize: -1})
 	for _, network := range []string{"udp", "tcp"} {
 		if got := rdata(query(t, network, addr, newQuery("www.example.com.", dns.TypeA)).Answer); got != "192.0.2.1" {

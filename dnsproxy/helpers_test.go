@@ -82,6 +82,21 @@ func startUpstream(t *testing.T, handle func(req *dns.Msg, network string) *dns.
 	return u
 }
 
+// serveUDP runs serve on a UDP socket bound to a loopback port until the
+// test ends, when the socket is closed and serve, whose reads then fail,
+// must return.
+func serveUDP(t *testing.T, serve func(pc *net.UDPConn)) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { pc.Close(); <-done })
+	go func() { defer close(done); serve(pc) }()
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
 // serveTest runs miekg/dns servers, with their reads decorated by decorate if
 // it is not nil, until the test ends.
 func serveTest(tb testing.TB, decorate dns.DecorateReader, servers ...*dns.Server) {

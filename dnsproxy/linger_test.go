@@ -16,14 +16,7 @@ import (
 // dnsmasq does.
 func startDroppingUpstream(t *testing.T, dropOneIn int) netip.AddrPort {
 	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { c.Close(); <-done })
-	go func() {
-		defer close(done)
+	return serveUDP(t, func(c *net.UDPConn) {
 		buf := make([]byte, 1500)
 		for n := 0; ; n++ {
 			k, from, err := c.ReadFromUDPAddrPort(buf)
@@ -36,8 +29,7 @@ func startDroppingUpstream(t *testing.T, dropOneIn int) netip.AddrPort {
 			buf[2] |= 0x80 // QR
 			c.WriteToUDPAddrPort(buf[:k], from)
 		}
-	}()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort()
+	})
 }
 
 // TestDroppingUpstreamSockets sends a burst of queries, unique names, to an

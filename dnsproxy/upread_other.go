@@ -9,7 +9,7 @@ import "net"
 // while a packet is there to be read).
 type upReader struct {
 	conn *net.UDPConn
-	buf  []byte
+	bp   *[]byte // from readBufs, given back when the socket fails
 }
 
 func newUpReader(conn *net.UDPConn) *upReader {
@@ -18,18 +18,16 @@ func newUpReader(conn *net.UDPConn) *upReader {
 
 // read returns the next packet, valid until release.
 func (r *upReader) read() ([]byte, error) {
-	if r.buf == nil {
-		bp := readBufs.Get().(*[]byte)
-		r.buf = *bp
+	if r.bp == nil {
+		r.bp = readBufs.Get().(*[]byte)
 	}
-	n, err := r.conn.Read(r.buf)
+	n, err := r.conn.Read(*r.bp)
 	if err != nil {
-		b := r.buf
-		r.buf = nil
-		readBufs.Put(&b)
+		readBufs.Put(r.bp)
+		r.bp = nil
 		return nil, err
 	}
-	return r.buf[:n], nil
+	return (*r.bp)[:n], nil
 }
 
 func (r *upReader) release() {}

@@ -20,35 +20,28 @@ import (
 
 // upReader reads the answers of one upstream socket.
 type upReader struct {
-	conn *net.UDPConn // when the raw socket is not available
-	rc   syscall.RawConn
-	bp   *[]byte // the buffer holding the last packet read, from readBufs
-	n    int
-	err  error
-	fn   func(fd uintptr) bool // r.recv, made once: a method value allocates
+	rc  syscall.RawConn // nil when the socket had none: read returns err
+	bp  *[]byte         // the buffer holding the last packet read, from readBufs
+	n   int
+	err error
+	fn  func(fd uintptr) bool // r.recv, made once: a method value allocates
 }
 
 func newUpReader(conn *net.UDPConn) *upReader {
-	r := &upReader{conn: conn}
-	if rc, err := conn.SyscallConn(); err == nil {
-		r.rc = rc
-		r.fn = r.recv
-	}
+	r := &upReader{}
+	// SyscallConn fails only for a connection that is not one; the
+	// socket then fails at its first read.
+	r.rc, r.err = conn.SyscallConn()
+	r.fn = r.recv
 	return r
 }
 
 // read returns the next packet, valid until release.
 func (r *upReader) read() ([]byte, error) {
 	if r.rc == nil {
-		r.bp = readBufs.Get().(*[]byte)
-		n, err := r.conn.Read(*r.bp)
-		if err != nil {
-			r.release()
-			return nil, err
-		}
-		return (*r.bp)[:n], nil
+		return nil, r.err
 	}
-	r.err = nil
+	// r.fn has run, and set r.err, whenever Read returns nil.
 	if err := r.rc.Read(r.fn); err != nil {
 		r.release()
 		return nil, err

@@ -345,8 +345,11 @@ func (p *udpPool) lingerLocked(u *upSock) {
 	old := p.lingering[0]
 	p.lingering[0] = nil
 	p.lingering = p.lingering[1:]
-	n := old.fail(errEvicted)
-	p.s.evicted(p.addr, n)
+	// It may have closed since it was found open (its last answer came
+	// meanwhile): only one closed with queries still on it is counted.
+	if n := old.fail(errEvicted); n > 0 {
+		p.s.evicted(p.addr, n)
+	}
 }
 
 func (u *upSock) isClosed() bool {

@@ -18,8 +18,9 @@ import (
 // namespace with private, public (half cached, half unique) and NXDOMAIN names
 // (e2e/dnssoak), with e2e/soakdns as the upstream, and requires every answer
 // right and in time, and the agent's RSS and goroutines flat after the
-// warm-up (the first quarter, at most a minute). The fast form (make e2e) runs 20 s at 5,000 queries/s; make soak
-// sets ZT_DNS_SOAK=10m and ZT_DNS_SOAK_QPS=20000.
+// warm-up (the first quarter, at most a minute). The fast form (make e2e)
+// runs 20 s at 5,000 queries/s; make soak sets ZT_DNS_SOAK=10m and
+// ZT_DNS_SOAK_QPS=20000.
 func TestDNSSoak(t *testing.T) {
 	requireE2E(t)
 	dur := envDuration(t, "ZT_DNS_SOAK", 20*time.Second)

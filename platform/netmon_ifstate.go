@@ -15,11 +15,11 @@ type netIface struct {
 }
 
 // ifaceState is the network state of the OSes whose monitor reads the
-// interfaces with the standard library (Windows and macOS): it describes what
-// of the network matters to the agent: the
-// addresses of the interfaces that are up, except those in ignore (the
-// agent's own TUN), and the interface index of the default route of each
-// family (0: none). Equal states are equal strings.
+// interfaces with the standard library (Windows and macOS), what of the
+// network matters to the agent: the addresses of the interfaces that are up,
+// except those in ignore (the agent's own TUN), and the interface index of
+// the default route of each family (0: none). Equal states are equal
+// strings.
 func ifaceState(ifs []netIface, ignore []string, def4, def6 int) string {
 	var parts []string
 	for _, i := range ifs {

@@ -112,6 +112,8 @@ func (m *notifyMonitor) run(sub netNotifier, last string) {
 		case _, ok := <-events:
 			if !ok {
 				sub = m.renew(sub)
+				// Polling at once if none could be made.
+				resync.Reset(m.resyncAfter(sub))
 			}
 			notified()
 			continue

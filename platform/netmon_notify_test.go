@@ -205,6 +205,28 @@ func TestNotifyMonitorPollsWithoutSubscription(t *testing.T) {
 	p.changed()
 }
 
+// TestNotifyMonitorPollsAfterLostSubscription: a subscription the OS ends
+// and that cannot be renewed leaves the monitor polling every netPoll, not
+// waiting for the next resync.
+func TestNotifyMonitorPollsAfterLostSubscription(t *testing.T) {
+	f := &fakeNetReads{state: "a"}
+	subs := newFakeSubscriptions()
+	m, err := newNotifyMonitor(f.read, subs.subscribe, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sub := subs.next(t)
+	subs.mu.Lock()
+	subs.fail = true
+	subs.mu.Unlock()
+	close(sub.events)
+	p := monitorProbe{t, m}
+	p.quiet() // read again after the loss: unchanged
+	f.set("b", nil)
+	p.changed() // found by polling
+}
+
 func TestNotifyMonitorFirstReadFails(t *testing.T) {
 	subs := newFakeSubscriptions()
 	if _, err := newNotifyMonitor(func() (string, error) { return "", errors.New("boom") }, subs.subscribe,

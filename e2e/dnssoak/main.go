@@ -32,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 type kind uint8
@@ -138,14 +140,19 @@ func run(c *config, t *totals) error {
 
 // socketDrops is how many answers the kernel dropped at the load's own
 // sockets (their receive buffers full: the load was not scheduled), from the
-// drops column of /proc/net/udp (Linux), so that a lost query is told apart
-// from one the server dropped.
+// drops column of /proc/net/udp, or udp6 for a server over IPv6 (Linux), so
+// that a lost query is told apart from one the server dropped.
 func socketDrops(socks []*sock) (int, error) {
 	ports := make(map[uint16]bool, len(socks))
+	table := "/proc/net/udp"
 	for _, s := range socks {
-		ports[s.conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()] = true
+		local := s.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		ports[local.Port()] = true
+		if !local.Addr().Is4() {
+			table = "/proc/net/udp6"
+		}
 	}
-	b, err := os.ReadFile("/proc/net/udp")
+	b, err := os.ReadFile(table)
 	if err != nil {
 		return 0, err
 	}
@@ -300,7 +307,7 @@ func (s *sock) receive() {
 			continue
 		}
 		if why := s.check(p.k, &m); why != "" {
-			if m.rcode == rcodeServFail {
+			if m.rcode == dns.RcodeServerFailure {
 				s.t.servfail.Add(1)
 			}
 			s.bad(why)
@@ -312,19 +319,19 @@ func (s *sock) receive() {
 
 func (s *sock) check(k kind, m *answer) string {
 	if k == nxdomain {
-		if m.rcode != rcodeNXDomain {
-			return fmt.Sprintf("%s: %s, want NXDOMAIN", m.qname, rcodeName(m.rcode))
+		if m.rcode != dns.RcodeNameError {
+			return fmt.Sprintf("%s: %s, want NXDOMAIN", m.qname(), rcodeName(m.rcode))
 		}
 		return ""
 	}
-	if m.rcode != rcodeSuccess || m.ancount != 1 {
-		return fmt.Sprintf("%s: %s with %d answers, want NOERROR and one A", m.qname, rcodeName(m.rcode), m.ancount)
+	if m.rcode != dns.RcodeSuccess || m.ancount != 1 {
+		return fmt.Sprintf("%s: %s with %d answers, want NOERROR and one A", m.qname(), rcodeName(m.rcode), m.ancount)
 	}
 	if !m.a.IsValid() {
-		return fmt.Sprintf("%s: the answer is not an A record", m.qname)
+		return fmt.Sprintf("%s: the answer is not an A record", m.qname())
 	}
 	if k == private && !s.c.stubs.Contains(m.a) {
-		return fmt.Sprintf("%s: %s is not a stub address", m.qname, m.a)
+		return fmt.Sprintf("%s: %s is not a stub address", m.qname(), m.a)
 	}
 	return ""
 }

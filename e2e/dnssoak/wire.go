@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/miekg/dns"
 )
 
 // The load builds its queries and reads the answers straight from the wire,
@@ -14,19 +16,9 @@ import (
 
 const headerLen = 12
 
-// Rcodes and types the soak checks.
-const (
-	rcodeSuccess  = 0
-	rcodeServFail = 2
-	rcodeNXDomain = 3
-	typeA         = 1
-	classIN       = 1
-)
-
-var rcodeNames = map[int]string{0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-
+// rcodeName names an rcode for the soak's messages.
 func rcodeName(rc int) string {
-	if s, ok := rcodeNames[rc]; ok {
+	if s, ok := dns.RcodeToString[rc]; ok {
 		return s
 	}
 	return "RCODE" + strconv.Itoa(rc)
@@ -37,20 +29,26 @@ func rcodeName(rc int) string {
 func appendQuery(b []byte, id uint16, name string) []byte {
 	b = binary.BigEndian.AppendUint16(b, id)
 	b = append(b, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0) // RD; one question
-	for _, l := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+	for rest := strings.TrimSuffix(name, "."); rest != ""; {
+		var l string
+		l, rest, _ = strings.Cut(rest, ".")
 		b = append(b, byte(len(l)))
 		b = append(b, l...)
 	}
-	return append(b, 0, 0, typeA, 0, classIN)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint16(b, dns.TypeA)
+	return binary.BigEndian.AppendUint16(b, dns.ClassINET)
 }
 
 // answer is what the soak checks of a reply.
 type answer struct {
-	id      uint16
-	rcode   int
-	qname   string // for messages
-	ancount int
-	a       netip.Addr // the first answer's address, if it is an A record
+	id    uint16
+	rcode int
+	// question is the question's name on the wire, in the reply's
+	// buffer: valid until the next read (qname decodes it for messages).
+	question []byte
+	ancount  int
+	a        netip.Addr // the first answer's address, if it is an A record
 }
 
 var errShort = errors.New("short or malformed reply")
@@ -64,7 +62,6 @@ func parseReply(b []byte) (answer, error) {
 	r.id = binary.BigEndian.Uint16(b)
 	r.rcode = int(b[3] & 0xf)
 	r.ancount = int(binary.BigEndian.Uint16(b[6:]))
-	var name strings.Builder
 	off := headerLen
 	for {
 		if off >= len(b) || b[off]&0xc0 != 0 {
@@ -78,11 +75,9 @@ func parseReply(b []byte) (answer, error) {
 		if off+l > len(b) {
 			return r, errShort
 		}
-		name.Write(b[off : off+l])
-		name.WriteByte('.')
 		off += l
 	}
-	r.qname = name.String()
+	r.question = b[headerLen:off]
 	off += 4 // type, class
 	if r.ancount == 0 {
 		return r, nil
@@ -111,8 +106,18 @@ func parseReply(b []byte) (answer, error) {
 	if off+rdlen > len(b) {
 		return r, errShort
 	}
-	if typ == typeA && rdlen == 4 {
+	if typ == dns.TypeA && rdlen == 4 {
 		r.a = netip.AddrFrom4([4]byte(b[off : off+4]))
 	}
 	return r, nil
+}
+
+// qname is the question's name, dotted.
+func (r *answer) qname() string {
+	var name strings.Builder
+	for q := r.question; len(q) > 1; q = q[1+q[0]:] {
+		name.Write(q[1 : 1+q[0]])
+		name.WriteByte('.')
+	}
+	return name.String()
 }

@@ -114,7 +114,8 @@ func (c *config) serve(pc *ipv4.PacketConn) {
 				continue
 			}
 			replies[i] = r
-			out = append(out, ipv4.Message{Buffers: [][]byte{r}, Addr: in[i].Addr})
+			// replies[i:i+1] is r's one buffer, with no slice made for it.
+			out = append(out, ipv4.Message{Buffers: replies[i : i+1], Addr: in[i].Addr})
 		}
 		for len(out) > 0 {
 			k, err := pc.WriteBatch(out, 0)
@@ -133,7 +134,8 @@ func (c *config) answer(dst, q []byte) []byte {
 	if len(q) < headerLen || q[2]&0x80 != 0 || q[2]&0x78 != 0 || binary.BigEndian.Uint16(q[4:]) != 1 {
 		return nil
 	}
-	name, end, ok := questionName(q)
+	var nb [256]byte // a name's most, on the stack
+	name, end, ok := questionName(nb[:0], q)
 	if !ok {
 		return nil
 	}
@@ -161,14 +163,14 @@ func (c *config) answer(dst, q []byte) []byte {
 	return dst
 }
 
-// questionName returns the question's name in lower case with the trailing
-// dot, and where the question ends.
-func questionName(q []byte) (string, int, bool) {
-	var b strings.Builder
+// questionName appends to dst the question's name in lower case (ASCII, as
+// DNS compares names) with the trailing dot, and returns it and where the
+// question ends. It allocates nothing while dst has room.
+func questionName(dst, q []byte) ([]byte, int, bool) {
 	i := headerLen
 	for {
 		if i >= len(q) {
-			return "", 0, false
+			return nil, 0, false
 		}
 		l := int(q[i])
 		if l == 0 {
@@ -176,21 +178,29 @@ func questionName(q []byte) (string, int, bool) {
 			break
 		}
 		if l&0xc0 != 0 || i+1+l > len(q) {
-			return "", 0, false
+			return nil, 0, false
 		}
-		b.WriteString(strings.ToLower(string(q[i+1 : i+1+l])))
-		b.WriteByte('.')
+		for _, c := range q[i+1 : i+1+l] {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+		}
+		dst = append(dst, '.')
 		i += 1 + l
 	}
 	if i+4 > len(q) {
-		return "", 0, false
+		return nil, 0, false
 	}
-	if b.Len() == 0 {
-		return ".", i + 4, true
+	if len(dst) == 0 {
+		dst = append(dst, '.')
 	}
-	return b.String(), i + 4, true
+	return dst, i + 4, true
 }
 
-func under(name, zone string) bool {
-	return name == zone || strings.HasSuffix(name, "."+zone)
+// under reports whether name is zone or a name under it.
+func under(name []byte, zone string) bool {
+	n := len(name) - len(zone)
+	return n == 0 && string(name) == zone ||
+		n > 0 && name[n-1] == '.' && string(name[n:]) == zone
 }
