@@ -54,22 +54,15 @@ func OpenUplinkCapture() (UplinkCapture, error) {
 }
 
 func primaryInterfaceName() (string, error) {
-	routes, err := darwinDefaults(false)
-	if err != nil {
-		return "", fmt.Errorf("find the default route: %w", err)
+	ifc, err := uplinkInterface(false)
+	if err == nil && ifc == nil {
+		ifc, err = uplinkInterface(true)
 	}
-	idx, ok := primaryInterface(routes)
-	if !ok {
-		if routes, err = darwinDefaults(true); err == nil {
-			idx, ok = primaryInterface(routes)
-		}
-	}
-	if !ok {
-		return "", errors.New("no default route: no uplink")
-	}
-	ifc, err := net.InterfaceByIndex(idx)
-	if err != nil {
+	switch {
+	case err != nil:
 		return "", err
+	case ifc == nil:
+		return "", errors.New("no default route: no uplink")
 	}
 	return ifc.Name, nil
 }
