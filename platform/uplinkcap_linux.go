@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -52,7 +53,13 @@ type packetCapture struct {
 	loopback map[int]bool
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
+// htons is v in network byte order, as the kernel reads a uint16 field on
+// this host (a swap on little-endian hosts, none on big-endian ones).
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}
 
 func (c *packetCapture) Interface() string { return "any" }
 
