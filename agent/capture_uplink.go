@@ -20,8 +20,9 @@ import (
 // gateway, the tenant API, the DNS upstreams, the probes) go to a pcap file
 // with the same rules as the TUN capture: created by the agent, 0600, never
 // over a file that is there, the same size cap and queue. A platform
-// capture (a packet socket with a kernel filter, /dev/bpf) reads them; the
-// filter follows the endpoints as the agent dials new ones. One reader
+// capture (a packet socket with a kernel filter on Linux, /dev/bpf on
+// macOS, receive-all raw sockets filtered in user space on Windows) reads
+// them; the filter follows the endpoints as the agent dials new ones. One reader
 // goroutine feeds the capture's queue; the writer goroutine is the TUN
 // capture's.
 
@@ -59,10 +60,19 @@ func (s *uplinkCaptureState) start(req ctlapi.CaptureRequest, stateDir string, l
 		return ctlapi.CaptureStatus{}, err
 	}
 	c.st.Interface = src.Interface()
+	// The watch runs under the endpoint set's lock: the first call (in
+	// WatchOwnEndpoints, before it returns) answers for the start; a later
+	// one, from a dial, ends the capture instead of writing filterErr,
+	// which is read here unlocked.
 	var filterErr error
+	var endpoints int // at the start, for the log
+	first := true
 	unwatch := platform.WatchOwnEndpoints(func(eps []platform.Endpoint) {
-		if err := src.SetEndpoints(eps); err != nil {
-			filterErr = err
+		err := src.SetEndpoints(eps)
+		switch {
+		case first:
+			first, filterErr, endpoints = false, err, len(eps)
+		case err != nil:
 			c.fail("filter error: " + err.Error())
 		}
 	})
@@ -88,7 +98,7 @@ func (s *uplinkCaptureState) start(req ctlapi.CaptureRequest, stateDir string, l
 		reader.Wait()
 	}, log, "uplink")
 	log.Info("uplink capture started", zap.String("file", c.st.File), zap.String("interface", c.st.Interface),
-		zap.Int("snaplen", c.st.Snaplen), zap.Int("endpoints", len(platform.OwnEndpoints())))
+		zap.Int("snaplen", c.st.Snaplen), zap.Int("endpoints", endpoints))
 	return c.status(), nil
 }
 

@@ -23,20 +23,8 @@ func TestCapture(t *testing.T) {
 		t.Fatalf("-f while capturing:\n%s", out)
 	}
 	l.must("client", "curl", "-sS", "--max-time", "10", "http://web.corp.test/")
-	out := ztdiag("-c", "stop")
-	if !strings.Contains(out, "Capture:: Ended (stopped)") {
-		t.Fatalf("-c stop: %s", out)
-	}
-	fi, err := os.Stat(file)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("capture file: %v %v, want mode 0600", fi, err)
-	}
-	dump, err := exec.Command(tcpdump, "-n", "-r", file, "tcp port 80").CombinedOutput()
-	if err != nil {
-		t.Fatalf("tcpdump -r: %v\n%s", err, dump)
-	}
-	t.Logf("tcpdump -r (first lines):\n%.1500s", dump)
-	if n := strings.Count(string(dump), ".80: Flags [S]"); n < 1 || !strings.Contains(string(dump), ".80 > ") {
+	dump := stopCapture(t, ztdiag, tcpdump, "-c", "Capture", file, "tcp port 80")
+	if n := strings.Count(dump, ".80: Flags [S]"); n < 1 || !strings.Contains(dump, ".80 > ") {
 		t.Fatalf("the capture lacks the flow to web.corp.test:80 both ways:\n%s", dump)
 	}
 }
@@ -82,20 +70,7 @@ func TestUplinkCapture(t *testing.T) {
 	l.must("client", "curl", "-sS", "--max-time", "10", "http://web.corp.test/") // through the PoP
 	ztdiag("-u")                                                                 // the tenant API
 	l.must("client", "curl", "-sS", "-o", "/dev/null", "--max-time", "10", "http://10.10.0.1/")
-	out := ztdiag("-p", "stop")
-	if !strings.Contains(out, "Uplink Capture:: Ended (stopped)") {
-		t.Fatalf("-p stop: %s", out)
-	}
-	fi, err := os.Stat(file)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("capture file: %v %v, want mode 0600", fi, err)
-	}
-	dump, err := exec.Command(tcpdump, "-n", "-r", file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("tcpdump -r: %v\n%s", err, dump)
-	}
-	d := string(dump)
-	t.Logf("tcpdump -r (first lines):\n%.1500s", d)
+	d := stopCapture(t, ztdiag, tcpdump, "-p", "Uplink Capture", file)
 	for _, want := range []string{"> 10.10.0.1.8443: ", "IP 10.10.0.1.8443 > ", "> 10.10.0.1.8444: ", "IP 10.10.0.1.8444 > "} {
 		if !strings.Contains(d, want) {
 			t.Errorf("the capture lacks %q (the PoP, the tenant API, both ways)", want)
@@ -106,6 +81,26 @@ func TestUplinkCapture(t *testing.T) {
 			t.Errorf("the capture holds another application's packet %q", never)
 		}
 	}
+}
+
+// stopCapture stops the capture of flag (-c, -p), checks that its status
+// line (label) says it ended and that its file is mode 0600, and returns
+// what tcpdump reads from the file (with the filter args, if any).
+func stopCapture(t *testing.T, ztdiag func(args ...string) string, tcpdump, flag, label, file string, filter ...string) string {
+	t.Helper()
+	if out := ztdiag(flag, "stop"); !strings.Contains(out, label+":: Ended (stopped)") {
+		t.Fatalf("%s stop: %s", flag, out)
+	}
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("capture file: %v %v, want mode 0600", fi, err)
+	}
+	dump, err := exec.Command(tcpdump, append([]string{"-n", "-r", file}, filter...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump -r: %v\n%s", err, dump)
+	}
+	t.Logf("tcpdump -r (first lines):\n%.1500s", dump)
+	return string(dump)
 }
 
 // captureLab is how both capture tests start: tcpdump found (or the test

@@ -17,8 +17,10 @@ import (
 // dialer's Control function, so before the first packet leaves), and the
 // agent adds the DNS upstreams it forwards to. A capture installs a kernel
 // packet filter (classic BPF) that passes only packets to or from those
-// endpoints, and replaces it as the set grows. Flows of other applications
-// that the agent relays direct (DialDirect) are not added. What the filter
+// endpoints, and replaces it as the set grows (Windows, which has none
+// without a driver, runs the same program in user space: vmCapture).
+// Flows of other applications that the agent relays direct (DialDirect)
+// are not added. What the filter
 // cannot tell apart is another application talking to the very same
 // endpoint (a browser on the tenant API's address and port, a program
 // querying the same DNS server): those packets are captured too.
@@ -41,7 +43,7 @@ const (
 const maxOwnEndpoints = 128
 
 // ErrUplinkCaptureUnsupported is OpenUplinkCapture's answer on an OS where
-// the agent cannot capture its uplink (wrapped with the reason).
+// the agent cannot capture its uplink.
 var ErrUplinkCaptureUnsupported = errors.New("uplink capture is not supported on this OS")
 
 // UplinkCapture reads the packets of a set of endpoints on the uplink.

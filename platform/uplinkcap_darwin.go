@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
@@ -31,31 +32,37 @@ func OpenUplinkCapture() (UplinkCapture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink capture: %w", err)
 	}
-	c, err := setupBPF(fd, ifname)
+	lh, err := setupBPF(fd, ifname)
 	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("uplink capture on %s: %w", ifname, err)
+	}
+	// From here the os.File owns fd: closing it is f.Close's (a unix.Close
+	// as well would close whatever took the number next).
+	f := os.NewFile(uintptr(fd), "bpf")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("uplink capture: %w", err)
+	}
+	c := &bpfCapture{f: f, rc: rc, ifname: ifname, lh: lh, buf: make([]byte, bpfBufLen)}
+	if err := c.SetEndpoints(nil); err != nil {
+		f.Close()
+		return nil, err
 	}
 	return c, nil
 }
 
 func primaryInterfaceName() (string, error) {
-	routes, err := darwinDefaults(false)
-	if err != nil {
-		return "", fmt.Errorf("find the default route: %w", err)
+	ifc, err := uplinkInterface(false)
+	if err == nil && ifc == nil {
+		ifc, err = uplinkInterface(true)
 	}
-	idx, ok := primaryInterface(routes)
-	if !ok {
-		if routes, err = darwinDefaults(true); err == nil {
-			idx, ok = primaryInterface(routes)
-		}
-	}
-	if !ok {
-		return "", errors.New("no default route: no uplink")
-	}
-	ifc, err := net.InterfaceByIndex(idx)
-	if err != nil {
+	switch {
+	case err != nil:
 		return "", err
+	case ifc == nil:
+		return "", errors.New("no default route: no uplink")
 	}
 	return ifc.Name, nil
 }
@@ -84,30 +91,30 @@ func ioctlPtr(fd int, req uint, p unsafe.Pointer) error {
 
 // setupBPF sizes the buffer, binds fd to ifname, makes reads return at once
 // (or after a 250 ms timeout, so that Close is seen) and reads the link type.
-func setupBPF(fd int, ifname string) (*bpfCapture, error) {
+func setupBPF(fd int, ifname string) (linkHeader, error) {
 	blen := int32(bpfBufLen)
 	if err := ioctlPtr(fd, unix.BIOCSBLEN, unsafe.Pointer(&blen)); err != nil {
-		return nil, fmt.Errorf("BIOCSBLEN: %w", err)
+		return linkHeader{}, fmt.Errorf("BIOCSBLEN: %w", err)
 	}
 	var ifr [32]byte // struct ifreq: the name, then a union
 	copy(ifr[:unix.IFNAMSIZ-1], ifname)
 	if err := ioctlPtr(fd, unix.BIOCSETIF, unsafe.Pointer(&ifr)); err != nil {
-		return nil, fmt.Errorf("BIOCSETIF: %w", err)
+		return linkHeader{}, fmt.Errorf("BIOCSETIF: %w", err)
 	}
 	one := int32(1)
 	if err := ioctlPtr(fd, unix.BIOCIMMEDIATE, unsafe.Pointer(&one)); err != nil {
-		return nil, fmt.Errorf("BIOCIMMEDIATE: %w", err)
+		return linkHeader{}, fmt.Errorf("BIOCIMMEDIATE: %w", err)
 	}
 	if err := ioctlPtr(fd, unix.BIOCSSEESENT, unsafe.Pointer(&one)); err != nil {
-		return nil, fmt.Errorf("BIOCSSEESENT: %w", err)
+		return linkHeader{}, fmt.Errorf("BIOCSSEESENT: %w", err)
 	}
 	tv := unix.Timeval{Usec: 250000}
 	if err := ioctlPtr(fd, unix.BIOCSRTIMEOUT, unsafe.Pointer(&tv)); err != nil {
-		return nil, fmt.Errorf("BIOCSRTIMEOUT: %w", err)
+		return linkHeader{}, fmt.Errorf("BIOCSRTIMEOUT: %w", err)
 	}
 	var dlt int32
 	if err := ioctlPtr(fd, unix.BIOCGDLT, unsafe.Pointer(&dlt)); err != nil {
-		return nil, fmt.Errorf("BIOCGDLT: %w", err)
+		return linkHeader{}, fmt.Errorf("BIOCGDLT: %w", err)
 	}
 	var lh linkHeader
 	switch dlt {
@@ -117,17 +124,14 @@ func setupBPF(fd int, ifname string) (*bpfCapture, error) {
 		lh = linkHeader{Offset: 4}
 	case unix.DLT_RAW:
 	default:
-		return nil, fmt.Errorf("link type %d: not supported", dlt)
+		return linkHeader{}, fmt.Errorf("link type %d: not supported", dlt)
 	}
-	c := &bpfCapture{f: os.NewFile(uintptr(fd), "bpf"), ifname: ifname, lh: lh, buf: make([]byte, bpfBufLen)}
-	if err := c.SetEndpoints(nil); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return lh, nil
 }
 
 type bpfCapture struct {
 	f      *os.File
+	rc     syscall.RawConn // f's
 	ifname string
 	lh     linkHeader
 
@@ -141,27 +145,10 @@ func (c *bpfCapture) Interface() string { return c.ifname }
 // SetEndpoints replaces the filter (BIOCSETF, which also flushes what the
 // device holds).
 func (c *bpfCapture) SetEndpoints(eps []Endpoint) error {
-	raw, err := ownTrafficFilter(eps, c.lh)
-	if err != nil {
-		return err
-	}
-	return c.attach(raw)
-}
-
-func (c *bpfCapture) attach(raw []bpf.RawInstruction) error {
-	prog := unix.BpfProgram{Len: uint32(len(raw)), Insns: (*unix.BpfInsn)(unsafe.Pointer(&raw[0]))}
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = ioctlPtr(int(fd), unix.BIOCSETF, unsafe.Pointer(&prog)) }); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("uplink capture: BIOCSETF: %w", serr)
-	}
-	return nil
+	return setKernelFilter(c.rc, eps, c.lh, "BIOCSETF", func(fd int, raw []bpf.RawInstruction) error {
+		prog := unix.BpfProgram{Len: uint32(len(raw)), Insns: (*unix.BpfInsn)(unsafe.Pointer(&raw[0]))}
+		return ioctlPtr(fd, unix.BIOCSETF, unsafe.Pointer(&prog))
+	})
 }
 
 func (c *bpfCapture) ReadPacket(buf []byte) (int, int, error) {

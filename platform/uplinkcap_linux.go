@@ -1,11 +1,13 @@
 package platform
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
@@ -24,7 +26,13 @@ func OpenUplinkCapture() (UplinkCapture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink capture: packet socket: %w", err)
 	}
-	c := &packetCapture{f: os.NewFile(uintptr(fd), "packet"), loopback: make(map[int]bool)}
+	f := os.NewFile(uintptr(fd), "packet")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("uplink capture: %w", err)
+	}
+	c := &packetCapture{f: f, rc: rc, loopback: make(map[int]bool)}
 	if err := c.SetEndpoints(nil); err != nil {
 		c.f.Close()
 		return nil, err
@@ -38,52 +46,36 @@ func OpenUplinkCapture() (UplinkCapture, error) {
 }
 
 type packetCapture struct {
-	f *os.File
+	f  *os.File
+	rc syscall.RawConn // f's, taken once: ReadPacket runs per packet
 
 	mu       sync.Mutex // guards loopback
 	loopback map[int]bool
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
+// htons is v in network byte order, as the kernel reads a uint16 field on
+// this host (a swap on little-endian hosts, none on big-endian ones).
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}
 
 func (c *packetCapture) Interface() string { return "any" }
 
 func (c *packetCapture) SetEndpoints(eps []Endpoint) error {
-	raw, err := ownTrafficFilter(eps, linkHeader{})
-	if err != nil {
-		return err
-	}
-	return c.attach(raw)
-}
-
-func (c *packetCapture) attach(raw []bpf.RawInstruction) error {
-	prog := unix.SockFprog{Len: uint16(len(raw)), Filter: (*unix.SockFilter)(unsafe.Pointer(&raw[0]))}
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog)
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("uplink capture: attach the filter: %w", serr)
-	}
-	return nil
+	return setKernelFilter(c.rc, eps, linkHeader{}, "attach the filter", func(fd int, raw []bpf.RawInstruction) error {
+		prog := unix.SockFprog{Len: uint16(len(raw)), Filter: (*unix.SockFilter)(unsafe.Pointer(&raw[0]))}
+		return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog)
+	})
 }
 
 func (c *packetCapture) ReadPacket(buf []byte) (int, int, error) {
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return 0, 0, err
-	}
 	for {
 		var n int
 		var from unix.Sockaddr
 		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
+		err := c.rc.Read(func(fd uintptr) bool {
 			// MSG_TRUNC: n is the packet's whole length.
 			n, from, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC)
 			return !errors.Is(rerr, unix.EAGAIN)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/windows"
@@ -39,32 +41,12 @@ func OpenUplinkCapture() (UplinkCapture, error) {
 	var srcs []packetSource
 	var names []string
 	for _, v6 := range []bool{false, true} {
-		routes, err := bypassIfaces.read(v6)
-		if err != nil {
+		ifc, addrs := uplinkAddrs(v6)
+		if ifc == nil {
 			continue
 		}
-		idx, ok := primaryInterface(routes)
-		if !ok {
-			continue
-		}
-		ifc, err := net.InterfaceByIndex(idx)
-		if err != nil {
-			continue
-		}
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			n, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			ip, ok := netip.AddrFromSlice(n.IP)
-			if !ok || ip.Unmap().Is6() != v6 || ip.IsLinkLocalUnicast() {
-				continue
-			}
-			s, err := openRcvall(ip.Unmap())
+		for _, ip := range addrs {
+			s, err := openRcvall(ip)
 			if err != nil {
 				for _, o := range srcs {
 					o.Close()
@@ -73,23 +55,45 @@ func OpenUplinkCapture() (UplinkCapture, error) {
 			}
 			srcs = append(srcs, s)
 		}
-		if len(names) == 0 || names[len(names)-1] != ifc.Name {
+		if !slices.Contains(names, ifc.Name) {
 			names = append(names, ifc.Name)
 		}
 	}
 	if len(srcs) == 0 {
 		return nil, errors.New("uplink capture: no default route with an address: no uplink")
 	}
-	name := names[0]
-	if len(names) > 1 {
-		name = names[0] + "," + names[1]
-	}
-	c := newVMCapture(name, srcs)
+	c := newVMCapture(strings.Join(names, ","), srcs)
 	if err := c.SetEndpoints(nil); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
+}
+
+// uplinkAddrs is the family's uplink and its addresses of that family,
+// link-local ones left out; a nil interface when there is none.
+func uplinkAddrs(v6 bool) (*net.Interface, []netip.Addr) {
+	ifc, err := uplinkInterface(v6)
+	if err != nil || ifc == nil {
+		return nil, nil
+	}
+	as, err := ifc.Addrs()
+	if err != nil {
+		return nil, nil
+	}
+	var addrs []netip.Addr
+	for _, a := range as {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(n.IP)
+		ip = ip.Unmap()
+		if ok && ip.Is6() == v6 && !ip.IsLinkLocalUnicast() {
+			addrs = append(addrs, ip)
+		}
+	}
+	return ifc, addrs
 }
 
 // rcvallSocket is one raw socket in receive-all mode.

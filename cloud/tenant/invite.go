@@ -86,6 +86,9 @@ func (t *Tenant) compileInvitations(v *validator) {
 		if err == nil && !slices.ContainsFunc(t.Steering, func(p SteeringProfile) bool { return p.Client.TamperOverrideKey == pub }) {
 			v.warnf("tamper_override_private_key", "no steering profile sets its public key (%s) as client.tamper_override_key: no device takes its codes", pub)
 		}
+		if t.AdminToken == "" {
+			v.warnf("tamper_override_private_key", "no admin_token: the admin API that issues its codes (POST /v1/admin/override-codes) is off")
+		}
 	}
 }
 

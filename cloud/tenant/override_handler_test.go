@@ -115,7 +115,8 @@ func TestAdminOverrideCode(t *testing.T) {
 }
 
 // TestOverrideKeyTenantFile: a private key that is not one is refused with
-// its path; one whose public key no profile sets is a warning.
+// its path; one whose public key no profile sets is a warning, and so is
+// one without admin_token (nothing issues its codes).
 func TestOverrideKeyTenantFile(t *testing.T) {
 	demo, err := os.ReadFile(demoTenant)
 	if err != nil {
@@ -130,11 +131,15 @@ func TestOverrideKeyTenantFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var warned bool
+	var warned, noAdmin bool
 	for _, w := range tn.Warnings() {
 		warned = warned || strings.Contains(w.String(), "no steering profile sets its public key")
+		noAdmin = noAdmin || strings.Contains(w.String(), "no admin_token")
 	}
 	if !warned {
 		t.Fatalf("no warning for an unused key: %v", tn.Warnings())
+	}
+	if !noAdmin {
+		t.Fatalf("no warning for a key without admin_token (the admin API is off): %v", tn.Warnings())
 	}
 }

@@ -56,8 +56,9 @@ type Tenant struct {
 	SecureEnrollment *SecureEnrollment `yaml:"secure_enrollment,omitempty"`
 	// L3E, when present, configures the SASE gateway (ztcloud's gateway role).
 	L3E *L3E `yaml:"l3e,omitempty"`
-	// AdminToken, when set, enables the admin API (POST /v1/admin/invitations)
-	// for callers presenting it as a bearer token.
+	// AdminToken, when set, enables the admin API (POST
+	// /v1/admin/invitations, /v1/admin/override-codes) for callers
+	// presenting it as a bearer token.
 	AdminToken tenantapi.Secret `yaml:"admin_token,omitempty"`
 	// TamperOverridePrivateKey, when set with AdminToken, lets the admin API
 	// issue one-time tamper override codes (POST /v1/admin/override-codes)

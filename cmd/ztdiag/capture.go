@@ -28,7 +28,8 @@ PoPs, the L3E gateway, the tenant API, the DNS upstreams, the probes) into a
 pcap file (raw IP, readable by tcpdump -r), written by the agent: owned by
 root, mode 0600, at most 100 MB (the capture ends there). Other
 applications' packets are left out, except those to the very same address,
-port and protocol as one of the agent's. Linux and macOS; root only.
+port and protocol as one of the agent's. Linux, macOS and Windows; root
+(administrator) only.
 flags:
 `
 

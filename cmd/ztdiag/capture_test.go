@@ -15,18 +15,26 @@ import (
 	"github.com/ztagent/ztagent/cmd/internal/cli"
 )
 
+// captureAgent is the agent's capture endpoint: it records each request in
+// asked and answers st, running after a start, with the file asked, a 100 MB
+// cap, 3 packets and 400 bytes.
+func captureAgent(asked *[]ctlapi.CaptureRequest, st ctlapi.CaptureStatus) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req ctlapi.CaptureRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		*asked = append(*asked, req)
+		st.Running, st.File = req.Action == "start", req.File
+		st.MaxBytes, st.Started, st.Ending, st.Packets, st.Bytes = 100<<20, time.Now(), "stopped", 3, 400
+		json.NewEncoder(w).Encode(st)
+	}
+}
+
 // TestCaptureFlags: -c start sends the file (made absolute: the agent runs
 // elsewhere) and the snapshot length; -c stop sends neither; misuse is exit
 // status 2.
 func TestCaptureFlags(t *testing.T) {
 	var asked []ctlapi.CaptureRequest
-	sock := fakeDaemon(t, connected, map[string]http.HandlerFunc{"POST " + ctlapi.PathCapture: func(w http.ResponseWriter, r *http.Request) {
-		var req ctlapi.CaptureRequest
-		json.NewDecoder(r.Body).Decode(&req)
-		asked = append(asked, req)
-		json.NewEncoder(w).Encode(ctlapi.CaptureStatus{Running: req.Action == "start", File: req.File, Snaplen: 96,
-			MaxBytes: 100 << 20, Started: time.Now(), Ending: "stopped", Packets: 3, Bytes: 400})
-	}})
+	sock := fakeDaemon(t, connected, map[string]http.HandlerFunc{"POST " + ctlapi.PathCapture: captureAgent(&asked, ctlapi.CaptureStatus{Snaplen: 96})})
 	wd, _ := os.Getwd()
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"--socket", sock, "-c", "start", "-o", "t.pcap", "-s", "96"}, &out); err != nil {
@@ -94,13 +102,7 @@ func TestSpeedFlags(t *testing.T) {
 // capture is exit status 1 with its reason.
 func TestUplinkCaptureFlags(t *testing.T) {
 	var asked []ctlapi.CaptureRequest
-	sock := fakeDaemon(t, connected, map[string]http.HandlerFunc{"POST " + ctlapi.PathUplinkCapture: func(w http.ResponseWriter, r *http.Request) {
-		var req ctlapi.CaptureRequest
-		json.NewDecoder(r.Body).Decode(&req)
-		asked = append(asked, req)
-		json.NewEncoder(w).Encode(ctlapi.CaptureStatus{Running: req.Action == "start", File: req.File, Interface: "any", Snaplen: 128,
-			MaxBytes: 100 << 20, Started: time.Now(), Ending: "stopped", Packets: 3, Bytes: 400})
-	}})
+	sock := fakeDaemon(t, connected, map[string]http.HandlerFunc{"POST " + ctlapi.PathUplinkCapture: captureAgent(&asked, ctlapi.CaptureStatus{Interface: "any", Snaplen: 128})})
 	wd, _ := os.Getwd()
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"--socket", sock, "-p", "start", "-o", "u.pcap", "-s", "128"}, &out); err != nil {
