@@ -41,23 +41,7 @@ func TestSocketBatches(t *testing.T) {
 	if err := q.Flush(s); err != nil {
 		t.Fatal(err)
 	}
-	ms := ps.NewMessages(SockBatch)
-	var from net.Addr
-	for got := 0; got < n; {
-		k, err := ps.ReadBatch(ms)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range k {
-			ps.Segments(&ms[i], func(buf []byte, off, end int) {
-				if m, want := string(buf[off:end]), fmt.Sprintf("up %d", got); m != want {
-					t.Fatalf("peer got %q, want %q", m, want)
-				}
-				got++
-			})
-			from = ms[i].Addr
-		}
-	}
+	from := readInOrder(t, ps, "up", n)
 	// Back to the sender's address, on the unconnected socket.
 	for i := range 3 {
 		q.Add(ps, fmt.Appendf(nil, "down %d", i), from)
@@ -65,20 +49,30 @@ func TestSocketBatches(t *testing.T) {
 	if err := q.Flush(ps); err != nil {
 		t.Fatal(err)
 	}
-	for got := 0; got < 3; {
+	readInOrder(t, s, "down", 3)
+}
+
+// readInOrder reads n datagrams from s, which must be "<what> 0" to
+// "<what> n-1" in order, and returns the source of the last.
+func readInOrder(t *testing.T, s *Socket, what string, n int) (from net.Addr) {
+	t.Helper()
+	ms := s.NewMessages(SockBatch)
+	for got := 0; got < n; {
 		k, err := s.ReadBatch(ms)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i := range k {
 			s.Segments(&ms[i], func(buf []byte, off, end int) {
-				if m, want := string(buf[off:end]), fmt.Sprintf("down %d", got); m != want {
+				if m, want := string(buf[off:end]), fmt.Sprintf("%s %d", what, got); m != want {
 					t.Fatalf("got %q, want %q", m, want)
 				}
 				got++
 			})
+			from = ms[i].Addr
 		}
 	}
+	return from
 }
 
 // A FeedConn reads what is fed, honours read deadlines (a past one wakes a
