@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -173,14 +172,11 @@ func (a *assoc) send(msgs [][]byte) error {
 
 // sendMsg seals msg (a control message) into a record and sends it.
 func (a *assoc) sendMsg(msg []byte) error {
-	b := make([]byte, record.Prefix+len(msg), record.Overhead+len(msg))
-	copy(b[record.Prefix:], msg)
-	rec, err := a.seal.Seal(b, len(msg))
+	rec, err := a.seal.SealCopy(msg)
 	if err != nil {
 		return err
 	}
-	_, err = a.g.sock.Conn().(*net.UDPConn).WriteTo(rec, a.r.udp)
-	return err
+	return a.g.sock.WriteTo(rec, a.r.udp)
 }
 
 // recheck admits the device again: refused, it is told why and dropped;
@@ -300,7 +296,7 @@ func (g *Gateway) toDevice(b *assoc, room []byte, n int, q *l3e.SendQueue) {
 				err = nil
 			}
 		} else {
-			_, err = g.sock.Conn().(*net.UDPConn).WriteTo(rec, b.r.udp)
+			err = g.sock.WriteTo(rec, b.r.udp)
 		}
 	}
 	if err != nil {

@@ -172,11 +172,9 @@ func (s *session) wait() { <-s.done }
 
 // send seals msg (a control message) into a record of its own and sends it.
 func (s *session) send(msg []byte) error {
-	b := make([]byte, record.Prefix+len(msg), record.Overhead+len(msg))
-	copy(b[record.Prefix:], msg)
-	rec, err := s.seal.Seal(b, len(msg))
+	rec, err := s.seal.SealCopy(msg)
 	if err == nil {
-		_, err = s.sock.Conn().Write(rec)
+		err = s.sock.WriteTo(rec, nil)
 	}
 	s.records.Add(1)
 	return err

@@ -137,6 +137,18 @@ func (s *Socket) WriteBatch(ms []Message) error {
 	return nil
 }
 
+// WriteTo sends the datagram b to to, or to the connected peer when to is
+// nil.
+func (s *Socket) WriteTo(b []byte, to net.Addr) error {
+	var err error
+	if pc, ok := s.conn.(net.PacketConn); ok && to != nil {
+		_, err = pc.WriteTo(b, to)
+	} else {
+		_, err = s.conn.Write(b)
+	}
+	return err
+}
+
 // Close closes the socket, which ends a ReadBatch in progress.
 func (s *Socket) Close() error { return s.conn.Close() }
 

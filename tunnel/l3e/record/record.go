@@ -153,6 +153,14 @@ func (s *Sealer) Seal(b []byte, n int) ([]byte, error) {
 	return b, nil
 }
 
+// SealCopy seals a copy of msg (a control message, off the data path) into
+// a record of its own in a new buffer.
+func (s *Sealer) SealCopy(msg []byte) ([]byte, error) {
+	b := make([]byte, Prefix+len(msg), Overhead+len(msg))
+	copy(b[Prefix:], msg)
+	return s.Seal(b, len(msg))
+}
+
 // sealScratch holds a Seal's nonce and additional data. Arrays on Seal's
 // stack would escape through the AEAD interface (two allocations per
 // record); the Opener keeps its own, but Seal runs on several goroutines at
