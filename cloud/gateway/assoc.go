@@ -22,7 +22,6 @@ type assoc struct {
 	g      *Gateway
 	r      *remote
 	conn   *dtls.Conn
-	keys   record.Keys
 	seal   *record.Sealer
 	open   *record.Opener // only the receive loop uses it
 	peer   *x509.Certificate
@@ -108,15 +107,14 @@ func (g *Gateway) admit(conn *dtls.Conn, r *remote) (*assoc, Device, error) {
 	a := &assoc{g: g, r: r, conn: conn, peer: peer, dev: d.ID, addr: addr,
 		log: g.log.With(zap.String("device", d.ID), zap.String("user", d.User), zap.Stringer("vpn", addr))}
 	a.last.Store(time.Now().UnixNano())
-	if a.keys, err = record.KeysOf(conn); err != nil {
+	keys, err := record.KeysOf(conn)
+	if err == nil {
+		a.seal, a.open, err = keys.Both()
+	}
+	if err != nil {
 		return nil, Device{}, err
 	}
-	if a.seal, err = a.keys.Sealer(); err != nil {
-		return nil, Device{}, err
-	}
-	if a.open, err = a.keys.Opener(); err != nil {
-		return nil, Device{}, err
-	}
+	a.log.Debug("L3E records keyed", zap.Stringer("keys", keys))
 	return a, d, nil
 }
 

@@ -7,8 +7,6 @@ import (
 	"net/netip"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/ztagent/ztagent/tunnel/l3e"
 	"github.com/ztagent/ztagent/tunnel/l3e/record"
 )
@@ -143,5 +141,4 @@ func (g *Gateway) established(r *remote, a *assoc) {
 	g.rmu.Lock()
 	r.assoc = a
 	g.rmu.Unlock()
-	a.log.Debug("L3E records keyed", zap.Stringer("keys", a.keys))
 }

@@ -110,10 +110,7 @@ func (s *session) established(conn *dtls.Conn) error {
 	keys, err := record.KeysOf(conn)
 	var o *record.Opener
 	if err == nil {
-		s.seal, err = keys.Sealer()
-	}
-	if err == nil {
-		o, err = keys.Opener()
+		s.seal, o, err = keys.Both()
 	}
 	if err != nil {
 		conn.Close()
