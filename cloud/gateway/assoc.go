@@ -289,10 +289,7 @@ func (g *Gateway) toDevice(b *assoc, room []byte, n int, q *l3e.SendQueue) {
 	rec, err := b.seal.Seal(room, n)
 	if err == nil {
 		if q != nil {
-			if err = q.Add(g.sock, rec, b.r.udp); err != nil {
-				g.stats.drops[dropSend].Add(l3e.SockBatch)
-				err = nil
-			}
+			q.Add(g.sock, rec, b.r.udp) // a failure is counted as dropSend
 		} else {
 			err = g.sock.WriteTo(rec, b.r.udp)
 		}

@@ -104,7 +104,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		var d net.Dialer
 		cfg.Dial = d.DialContext
 	}
-	c := &Client{cfg: cfg, log: cfg.Log, state: StateStopped, queue: NewSendQueue()}
+	c := &Client{cfg: cfg, log: cfg.Log, state: StateStopped}
+	c.queue = NewSendQueue(&c.stats.drops[dropSend])
 	c.conf = ClientDTLSConfig(cfg.Certificate, cfg.RootCAs, cfg.ServerName)
 	if get := cfg.GetCertificate; get != nil {
 		c.conf.Certificates = nil

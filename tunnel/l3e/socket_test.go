@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -29,7 +30,7 @@ func TestSocketBatches(t *testing.T) {
 
 	t.Logf("UDP GSO: %v, GRO: %v", s.gso.Load(), ps.gro)
 	const n = 3 * SockBatch / 2
-	q := NewSendQueue()
+	q := NewSendQueue(nil)
 	for i := range n {
 		if err := q.Add(s, fmt.Appendf(nil, "up %d", i), nil); err != nil {
 			t.Fatal(err)
@@ -120,5 +121,38 @@ func TestFeedConn(t *testing.T) {
 	}
 	if f.Feed([]byte("late")) {
 		t.Fatal("fed after close")
+	}
+}
+
+// A send that fails counts its records on the queue's drop counter: a full
+// queue's batch at Add, the rest at Flush.
+func TestSendQueueCountsDrops(t *testing.T) {
+	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	raw, err := net.DialUDP("udp", nil, peer.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSocket(raw)
+	s.Close()
+	var dropped atomic.Uint64
+	q := NewSendQueue(&dropped)
+	for i := range SockBatch + 3 {
+		err := q.Add(s, []byte("lost"), nil)
+		if (i == SockBatch) != (err != nil) {
+			t.Fatalf("Add %d: %v", i, err)
+		}
+	}
+	if got := dropped.Load(); got != SockBatch {
+		t.Fatalf("%d dropped after the full batch, want %d", got, SockBatch)
+	}
+	if err := q.Flush(s); err == nil {
+		t.Fatal("Flush on a closed socket succeeded")
+	}
+	if got := dropped.Load(); got != SockBatch+3 {
+		t.Fatalf("%d dropped after Flush, want %d", got, SockBatch+3)
 	}
 }
