@@ -36,22 +36,24 @@ func (g *Gateway) receive(ctx context.Context) error {
 			}
 			return fmt.Errorf("gateway: receive: %w", err)
 		}
+		now := time.Now().UnixNano() // once a batch: silence is judged in seconds
 		for i := range n {
 			from, ok := ms[i].Addr.(*net.UDPAddr)
 			if !ok {
 				continue
 			}
 			g.sock.Segments(&ms[i], func(buf []byte, off, end int) {
-				g.datagram(ctx, from, buf[off:], end-off, q)
+				g.datagram(ctx, from, buf[off:], end-off, now, q)
 			})
 		}
 		q.Flush(g.sock) // a failure is counted as dropSend
 	}
 }
 
-// datagram handles the datagram buf[:n] from from; a record it forwards to
-// another device is sealed in buf and queued on q.
-func (g *Gateway) datagram(ctx context.Context, from *net.UDPAddr, buf []byte, n int, q *l3e.SendQueue) {
+// datagram handles the datagram buf[:n] from from, received at now (unix
+// nanoseconds); a record it forwards to another device is sealed in buf and
+// queued on q.
+func (g *Gateway) datagram(ctx context.Context, from *net.UDPAddr, buf []byte, n int, now int64, q *l3e.SendQueue) {
 	d := buf[:n]
 	g.stats.records.Datagrams.Add(1)
 	ap := from.AddrPort()
@@ -71,7 +73,7 @@ func (g *Gateway) datagram(ctx context.Context, from *net.UDPAddr, buf []byte, n
 			g.stats.records.Count(err)
 			return
 		}
-		a.last.Store(time.Now().UnixNano())
+		a.last.Store(now)
 		a.handle(buf, len(msg), q)
 	default:
 		if l3e.Truncated(d) {

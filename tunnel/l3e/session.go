@@ -209,9 +209,10 @@ func (s *session) read() {
 	var pending [][]byte
 	for {
 		n, err := s.sock.ReadBatch(ms)
+		now := time.Now().UnixNano() // once a batch: silence is judged in seconds
 		waiting := len(pending) > 0
 		if waiting {
-			pending = s.drain(pending)
+			pending = s.drain(pending, now)
 		}
 		if err != nil {
 			var ne net.Error
@@ -223,15 +224,15 @@ func (s *session) read() {
 		}
 		for i := range n {
 			s.sock.Segments(&ms[i], func(buf []byte, off, end int) {
-				pending = s.datagram(buf[off:end], pending)
+				pending = s.datagram(buf[off:end], now, pending)
 			})
 		}
 	}
 }
 
-// datagram handles one datagram; one of ours that came before the keys is
-// kept in pending.
-func (s *session) datagram(d []byte, pending [][]byte) [][]byte {
+// datagram handles one datagram, received at now (unix nanoseconds); one of
+// ours that came before the keys is kept in pending.
+func (s *session) datagram(d []byte, now int64, pending [][]byte) [][]byte {
 	st := &s.c.stats.records
 	st.Datagrams.Add(1)
 	if !record.Ours(d) {
@@ -254,21 +255,21 @@ func (s *session) datagram(d []byte, pending [][]byte) [][]byte {
 		st.Count(err)
 		return pending
 	}
-	s.last.Store(time.Now().UnixNano())
+	s.last.Store(now)
 	s.records.Add(1)
 	s.handle(msg)
 	return pending
 }
 
 // drain handles the pending records once the keys are there, else waits on.
-func (s *session) drain(pending [][]byte) [][]byte {
+func (s *session) drain(pending [][]byte, now int64) [][]byte {
 	if s.open.Load() == nil {
 		s.sock.Conn().SetReadDeadline(time.Now().Add(pendingPoll))
 		return pending
 	}
 	s.sock.Conn().SetReadDeadline(time.Time{})
 	for _, d := range pending {
-		s.datagram(d, nil)
+		s.datagram(d, now, nil)
 	}
 	return nil
 }
