@@ -38,24 +38,20 @@ func (g *Gateway) receive(ctx context.Context) error {
 		}
 		now := time.Now().UnixNano() // once a batch: silence is judged in seconds
 		for i := range n {
-			from, ok := ms[i].Addr.(*net.UDPAddr)
-			if !ok {
-				continue
-			}
-			g.sock.Segments(&ms[i], func(buf []byte, off, end int) {
-				g.datagram(ctx, from, buf[off:], end-off, now, q)
-			})
+			g.message(ctx, &ms[i], now, q)
 		}
 		q.Flush(g.sock) // a failure is counted as dropSend
 	}
 }
 
-// datagram handles the datagram buf[:n] from from, received at now (unix
-// nanoseconds); a record it forwards to another device is sealed in buf and
-// queued on q.
-func (g *Gateway) datagram(ctx context.Context, from *net.UDPAddr, buf []byte, n int, now int64, q *l3e.SendQueue) {
-	d := buf[:n]
-	g.stats.records.Datagrams.Add(1)
+// message handles the datagrams m holds (several when the kernel coalesced
+// a run), all from one peer, whose remote is looked up once; they were
+// received at now (unix nanoseconds).
+func (g *Gateway) message(ctx context.Context, m *l3e.Message, now int64, q *l3e.SendQueue) {
+	from, ok := m.Addr.(*net.UDPAddr)
+	if !ok {
+		return
+	}
 	ap := from.AddrPort()
 	g.rmu.Lock()
 	r := g.remotes[ap]
@@ -64,9 +60,22 @@ func (g *Gateway) datagram(ctx context.Context, from *net.UDPAddr, buf []byte, n
 		a = r.assoc
 	}
 	g.rmu.Unlock()
+	g.sock.Segments(m, func(buf []byte, off, end int) {
+		g.stats.records.Datagrams.Add(1)
+		if r == nil {
+			r = g.newRemote(ctx, ap, from, buf[off:end])
+		} else {
+			g.datagram(r, a, buf[off:], end-off, now, q)
+		}
+	})
+}
+
+// datagram handles the datagram buf[:n] from r, whose association (nil
+// until it is keyed) is a; a record it forwards to another device is sealed
+// in buf and queued on q.
+func (g *Gateway) datagram(r *remote, a *assoc, buf []byte, n int, now int64, q *l3e.SendQueue) {
+	d := buf[:n]
 	switch {
-	case r == nil:
-		g.newRemote(ctx, ap, from, d)
 	case a != nil && !a.closed.Load() && record.Ours(d):
 		msg, err := a.open.Open(d)
 		if err != nil {
@@ -84,16 +93,17 @@ func (g *Gateway) datagram(ctx context.Context, from *net.UDPAddr, buf []byte, n
 }
 
 // newRemote starts a handshake with a new peer address, when d is a
-// handshake record and a handshake slot is free.
-func (g *Gateway) newRemote(ctx context.Context, ap netip.AddrPort, from *net.UDPAddr, d []byte) {
+// handshake record and a handshake slot is free, and returns its remote
+// (nil when it started none).
+func (g *Gateway) newRemote(ctx context.Context, ap netip.AddrPort, from *net.UDPAddr, d []byte) *remote {
 	if !isClientHello(d) {
-		return
+		return nil
 	}
 	select {
 	case g.hsem <- struct{}{}:
 	default:
 		g.stats.add(dropBusy)
-		return
+		return nil
 	}
 	udp := &net.UDPAddr{IP: append(net.IP(nil), from.IP...), Port: from.Port, Zone: from.Zone}
 	conn := g.sock.Conn().(*net.UDPConn)
@@ -103,7 +113,7 @@ func (g *Gateway) newRemote(ctx context.Context, ap netip.AddrPort, from *net.UD
 	defer g.rmu.Unlock()
 	if g.stopped {
 		<-g.hsem
-		return
+		return nil
 	}
 	g.remotes[ap] = r
 	r.feed.Feed(d)
@@ -117,6 +127,7 @@ func (g *Gateway) newRemote(ctx context.Context, ap netip.AddrPort, from *net.UD
 			a.serve()
 		}
 	}()
+	return r
 }
 
 // forget drops the remote once its handshake failed or its association ended.
