@@ -14,19 +14,9 @@ import (
 // the rest at Flush (runs of one size coalesced on Linux: UDP GSO), and
 // ReadBatch and Segments read them back in order (coalesced again: GRO).
 func TestSocketBatches(t *testing.T) {
-	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := net.DialUDP("udp", nil, peer.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, ps := NewSocket(raw), NewSocket(peer)
-	defer s.Close()
-	defer ps.Close()
-	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
-	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	s, ps := socketPair(t)
+	s.Conn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	ps.Conn().SetReadDeadline(time.Now().Add(5 * time.Second))
 
 	t.Logf("UDP GSO: %v, GRO: %v", s.gso.Load(), ps.gro)
 	const n = 3 * SockBatch / 2
@@ -51,6 +41,25 @@ func TestSocketBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	readInOrder(t, s, "down", 3)
+}
+
+// socketPair returns a socket connected to peer, an unconnected one, on
+// loopback; both are closed when the test ends.
+func socketPair(t *testing.T) (s, peer *Socket) {
+	t.Helper()
+	p, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer = NewSocket(p)
+	t.Cleanup(func() { peer.Close() })
+	raw, err := net.DialUDP("udp", nil, p.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = NewSocket(raw)
+	t.Cleanup(func() { s.Close() })
+	return s, peer
 }
 
 // readInOrder reads n datagrams from s, which must be "<what> 0" to
@@ -127,16 +136,7 @@ func TestFeedConn(t *testing.T) {
 // A send that fails counts its records on the queue's drop counter: a full
 // queue's batch at Add, the rest at Flush.
 func TestSendQueueCountsDrops(t *testing.T) {
-	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	raw, err := net.DialUDP("udp", nil, peer.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := NewSocket(raw)
+	s, _ := socketPair(t)
 	s.Close()
 	var dropped atomic.Uint64
 	q := NewSendQueue(&dropped)
