@@ -16,9 +16,10 @@ import (
 
 // tunOffset is where a packet starts in the data path's buffers: the byte
 // before it holds the message type and the record header and explicit
-// nonce go before that, so a packet read from a TUN is sealed in place, and
-// one opened in place is where a TUN write wants it (with room for the
-// virtio header wireguard-go's tun puts before it).
+// nonce go before that, so a packet read from a TUN is sealed in place
+// (with room for the virtio header wireguard-go's tun puts before it). A
+// packet opened in place is copied by the TUNWriter into a buffer of the
+// same layout, since the receive buffer is reused before the write.
 const tunOffset = record.Prefix + 1
 
 // TUNOffset is tunOffset for the gateway, which shares the layout.
