@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -23,7 +22,6 @@ type assoc struct {
 	g      *Gateway
 	r      *remote
 	conn   *dtls.Conn
-	keys   record.Keys
 	seal   *record.Sealer
 	open   *record.Opener // only the receive loop uses it
 	peer   *x509.Certificate
@@ -109,15 +107,14 @@ func (g *Gateway) admit(conn *dtls.Conn, r *remote) (*assoc, Device, error) {
 	a := &assoc{g: g, r: r, conn: conn, peer: peer, dev: d.ID, addr: addr,
 		log: g.log.With(zap.String("device", d.ID), zap.String("user", d.User), zap.Stringer("vpn", addr))}
 	a.last.Store(time.Now().UnixNano())
-	if a.keys, err = record.KeysOf(conn); err != nil {
+	keys, err := record.KeysOf(conn)
+	if err == nil {
+		a.seal, a.open, err = keys.Both()
+	}
+	if err != nil {
 		return nil, Device{}, err
 	}
-	if a.seal, err = a.keys.Sealer(); err != nil {
-		return nil, Device{}, err
-	}
-	if a.open, err = a.keys.Opener(); err != nil {
-		return nil, Device{}, err
-	}
+	a.log.Debug("L3E records keyed", zap.Stringer("keys", keys))
 	return a, d, nil
 }
 
@@ -173,14 +170,11 @@ func (a *assoc) send(msgs [][]byte) error {
 
 // sendMsg seals msg (a control message) into a record and sends it.
 func (a *assoc) sendMsg(msg []byte) error {
-	b := make([]byte, record.Prefix+len(msg), record.Overhead+len(msg))
-	copy(b[record.Prefix:], msg)
-	rec, err := a.seal.Seal(b, len(msg))
+	rec, err := a.seal.SealCopy(msg)
 	if err != nil {
 		return err
 	}
-	_, err = a.g.sock.Conn().(*net.UDPConn).WriteTo(rec, a.r.udp)
-	return err
+	return a.g.sock.WriteTo(rec, a.r.udp)
 }
 
 // recheck admits the device again: refused, it is told why and dropped;
@@ -295,12 +289,9 @@ func (g *Gateway) toDevice(b *assoc, room []byte, n int, q *l3e.SendQueue) {
 	rec, err := b.seal.Seal(room, n)
 	if err == nil {
 		if q != nil {
-			if err = q.Add(g.sock, rec, b.r.udp); err != nil {
-				g.stats.drops[dropSend].Add(l3e.SockBatch)
-				err = nil
-			}
+			q.Add(g.sock, rec, b.r.udp) // a failure is counted as dropSend
 		} else {
-			_, err = g.sock.Conn().(*net.UDPConn).WriteTo(rec, b.r.udp)
+			err = g.sock.WriteTo(rec, b.r.udp)
 		}
 	}
 	if err != nil {

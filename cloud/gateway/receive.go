@@ -7,8 +7,6 @@ import (
 	"net/netip"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/ztagent/ztagent/tunnel/l3e"
 	"github.com/ztagent/ztagent/tunnel/l3e/record"
 )
@@ -29,7 +27,7 @@ type remote struct {
 // forwards from device to device leave in one sendmmsg per batch.
 func (g *Gateway) receive(ctx context.Context) error {
 	ms := g.sock.NewMessages(l3e.SockBatch)
-	q := l3e.NewSendQueue()
+	q := l3e.NewSendQueue(&g.stats.drops[dropSend])
 	for {
 		n, err := g.sock.ReadBatch(ms)
 		if err != nil {
@@ -38,32 +36,22 @@ func (g *Gateway) receive(ctx context.Context) error {
 			}
 			return fmt.Errorf("gateway: receive: %w", err)
 		}
+		now := time.Now().UnixNano() // once a batch: silence is judged in seconds
 		for i := range n {
-			from, ok := ms[i].Addr.(*net.UDPAddr)
-			if !ok {
-				continue
-			}
-			g.sock.Segments(&ms[i], func(buf []byte, off, end int) {
-				g.datagram(ctx, from, buf[off:], end-off, q)
-			})
+			g.message(ctx, &ms[i], now, q)
 		}
-		g.flush(q)
+		q.Flush(g.sock) // a failure is counted as dropSend
 	}
 }
 
-// flush sends the records queued for devices.
-func (g *Gateway) flush(q *l3e.SendQueue) {
-	n := q.Len()
-	if err := q.Flush(g.sock); err != nil {
-		g.stats.drops[dropSend].Add(uint64(n))
+// message handles the datagrams m holds (several when the kernel coalesced
+// a run), all from one peer, whose remote is looked up once; they were
+// received at now (unix nanoseconds).
+func (g *Gateway) message(ctx context.Context, m *l3e.Message, now int64, q *l3e.SendQueue) {
+	from, ok := m.Addr.(*net.UDPAddr)
+	if !ok {
+		return
 	}
-}
-
-// datagram handles the datagram buf[:n] from from; a record it forwards to
-// another device is sealed in buf and queued on q.
-func (g *Gateway) datagram(ctx context.Context, from *net.UDPAddr, buf []byte, n int, q *l3e.SendQueue) {
-	d := buf[:n]
-	g.stats.records.Datagrams.Add(1)
 	ap := from.AddrPort()
 	g.rmu.Lock()
 	r := g.remotes[ap]
@@ -72,16 +60,29 @@ func (g *Gateway) datagram(ctx context.Context, from *net.UDPAddr, buf []byte, n
 		a = r.assoc
 	}
 	g.rmu.Unlock()
+	g.sock.Segments(m, func(buf []byte, off, end int) {
+		g.stats.records.Datagrams.Add(1)
+		if r == nil {
+			r = g.newRemote(ctx, ap, from, buf[off:end])
+		} else {
+			g.datagram(r, a, buf[off:], end-off, now, q)
+		}
+	})
+}
+
+// datagram handles the datagram buf[:n] from r, whose association (nil
+// until it is keyed) is a; a record it forwards to another device is sealed
+// in buf and queued on q.
+func (g *Gateway) datagram(r *remote, a *assoc, buf []byte, n int, now int64, q *l3e.SendQueue) {
+	d := buf[:n]
 	switch {
-	case r == nil:
-		g.newRemote(ctx, ap, from, d)
 	case a != nil && !a.closed.Load() && record.Ours(d):
 		msg, err := a.open.Open(d)
 		if err != nil {
 			g.stats.records.Count(err)
 			return
 		}
-		a.last.Store(time.Now().UnixNano())
+		a.last.Store(now)
 		a.handle(buf, len(msg), q)
 	default:
 		if l3e.Truncated(d) {
@@ -92,16 +93,17 @@ func (g *Gateway) datagram(ctx context.Context, from *net.UDPAddr, buf []byte, n
 }
 
 // newRemote starts a handshake with a new peer address, when d is a
-// handshake record and a handshake slot is free.
-func (g *Gateway) newRemote(ctx context.Context, ap netip.AddrPort, from *net.UDPAddr, d []byte) {
+// handshake record and a handshake slot is free, and returns its remote
+// (nil when it started none).
+func (g *Gateway) newRemote(ctx context.Context, ap netip.AddrPort, from *net.UDPAddr, d []byte) *remote {
 	if !isClientHello(d) {
-		return
+		return nil
 	}
 	select {
 	case g.hsem <- struct{}{}:
 	default:
 		g.stats.add(dropBusy)
-		return
+		return nil
 	}
 	udp := &net.UDPAddr{IP: append(net.IP(nil), from.IP...), Port: from.Port, Zone: from.Zone}
 	conn := g.sock.Conn().(*net.UDPConn)
@@ -111,7 +113,7 @@ func (g *Gateway) newRemote(ctx context.Context, ap netip.AddrPort, from *net.UD
 	defer g.rmu.Unlock()
 	if g.stopped {
 		<-g.hsem
-		return
+		return nil
 	}
 	g.remotes[ap] = r
 	r.feed.Feed(d)
@@ -125,6 +127,7 @@ func (g *Gateway) newRemote(ctx context.Context, ap netip.AddrPort, from *net.UD
 			a.serve()
 		}
 	}()
+	return r
 }
 
 // forget drops the remote once its handshake failed or its association ended.
@@ -143,5 +146,4 @@ func (g *Gateway) established(r *remote, a *assoc) {
 	g.rmu.Lock()
 	r.assoc = a
 	g.rmu.Unlock()
-	a.log.Debug("L3E records keyed", zap.Stringer("keys", a.keys))
 }

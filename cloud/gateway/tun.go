@@ -13,11 +13,11 @@ var errNoCert = errors.New("no client certificate")
 // to the devices that own them, until the TUN is closed (by Run's teardown):
 // sealed in place, the records of one TUN batch leave in one sendmmsg.
 func (g *Gateway) readTUN() {
-	q := l3e.NewSendQueue()
+	q := l3e.NewSendQueue(&g.stats.drops[dropSend])
 	l3e.ReadTUN(g.cfg.TUN, func(buf []byte, n int) bool {
 		g.fromTUN(buf[l3e.TUNOffset-1-record.Prefix:], n, q)
 		return true
-	}, func() { g.flush(q) })
+	}, func() { q.Flush(g.sock) })
 }
 
 // fromTUN sends the packet room[record.Prefix+1:][:n] to the device that

@@ -104,7 +104,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		var d net.Dialer
 		cfg.Dial = d.DialContext
 	}
-	c := &Client{cfg: cfg, log: cfg.Log, state: StateStopped, queue: NewSendQueue()}
+	c := &Client{cfg: cfg, log: cfg.Log, state: StateStopped}
+	c.queue = NewSendQueue(&c.stats.drops[dropSend])
 	c.conf = ClientDTLSConfig(cfg.Certificate, cfg.RootCAs, cfg.ServerName)
 	if get := cfg.GetCertificate; get != nil {
 		c.conf.Certificates = nil
@@ -199,15 +200,14 @@ func (c *Client) loop(ctx context.Context) {
 	}
 }
 
-// install makes s the association in use and hands its template on. It
-// returns the association it replaced, which still receives: the gateway may
-// have sent on it before it learnt of s.
-func (c *Client) install(s *session) (old *session) {
-	old = c.cur.Swap(s)
+// install makes s the association in use and hands its template on. The
+// association it replaced still receives (the gateway may have sent on it
+// before it learnt of s) until its owner, hold, closes it.
+func (c *Client) install(s *session) {
+	c.cur.Store(s)
 	s.installed.Store(true)
 	c.applyTemplate(s.tmpl.Load().t)
 	c.setState(StateUp, nil)
-	return old
 }
 
 // rekeyDrain is how long a replaced association keeps receiving.

@@ -11,15 +11,20 @@ import (
 // gsoSupported reports whether the kernel segments UDP for u (UDP_SEGMENT,
 // Linux 4.18).
 func gsoSupported(u *net.UDPConn) bool {
+	return control(u, func(fd int) error {
+		_, err := unix.GetsockoptInt(fd, unix.SOL_UDP, unix.UDP_SEGMENT)
+		return err
+	})
+}
+
+// control runs fn on u's descriptor and reports whether it succeeded.
+func control(u *net.UDPConn, fn func(fd int) error) bool {
 	rc, err := u.SyscallConn()
 	if err != nil {
 		return false
 	}
 	ok := false
-	rc.Control(func(fd uintptr) {
-		_, err := unix.GetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT)
-		ok = err == nil
-	})
+	rc.Control(func(fd uintptr) { ok = fn(int(fd)) == nil })
 	return ok
 }
 
@@ -46,15 +51,7 @@ func gsoRefused(err error) bool { return errors.Is(err, unix.EIO) }
 // groEnable asks the kernel to hand u's datagrams of one flow over coalesced
 // (UDP_GRO, Linux 5.0): a GSO batch from the peer then arrives as it left.
 func groEnable(u *net.UDPConn) bool {
-	rc, err := u.SyscallConn()
-	if err != nil {
-		return false
-	}
-	ok := false
-	rc.Control(func(fd uintptr) {
-		ok = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil
-	})
-	return ok
+	return control(u, func(fd int) error { return unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_GRO, 1) })
 }
 
 // groSize reads the segment size of a coalesced datagram from its control

@@ -129,9 +129,7 @@ func TestOpenSSLServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg := "hello from ztagent's record layer\n"
-	b := make([]byte, record.Prefix+len(msg), record.Overhead+len(msg))
-	copy(b[record.Prefix:], msg)
-	rec, err := seal.Seal(b, len(msg))
+	rec, err := seal.SealCopy([]byte(msg))
 	if err != nil {
 		t.Fatal(err)
 	}

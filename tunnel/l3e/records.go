@@ -1,7 +1,6 @@
 package l3e
 
 import (
-	"encoding/binary"
 	"errors"
 	"sync/atomic"
 
@@ -50,17 +49,15 @@ func (s *RecordStats) Count(err error) {
 	}
 }
 
-// recordHeader is content type, version, epoch, sequence number and length.
-const recordHeader = 13
-
 // Truncated reports whether a datagram's records run past its end, which
 // makes pion discard the whole datagram.
 func Truncated(d []byte) bool {
 	for len(d) > 0 {
-		if len(d) <= recordHeader {
+		h, ok := record.Peek(d)
+		if !ok || len(d) == record.HeaderLen {
 			return true
 		}
-		n := recordHeader + int(binary.BigEndian.Uint16(d[11:]))
+		n := record.HeaderLen + h.Len
 		if n > len(d) {
 			return true
 		}

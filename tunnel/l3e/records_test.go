@@ -3,10 +3,12 @@ package l3e
 import (
 	"encoding/binary"
 	"testing"
+
+	"github.com/ztagent/ztagent/tunnel/l3e/record"
 )
 
 func rawRecord(epoch uint16, seq uint64, body int) []byte {
-	r := make([]byte, recordHeader+body)
+	r := make([]byte, record.HeaderLen+body)
 	r[0], r[1], r[2] = 23, 0xfe, 0xfd
 	binary.BigEndian.PutUint16(r[3:], epoch)
 	binary.BigEndian.PutUint16(r[5:], uint16(seq>>32))

@@ -16,9 +16,10 @@ import (
 
 // tunOffset is where a packet starts in the data path's buffers: the byte
 // before it holds the message type and the record header and explicit
-// nonce go before that, so a packet read from a TUN is sealed in place, and
-// one opened in place is where a TUN write wants it (with room for the
-// virtio header wireguard-go's tun puts before it).
+// nonce go before that, so a packet read from a TUN is sealed in place
+// (with room for the virtio header wireguard-go's tun puts before it). A
+// packet opened in place is copied by the TUNWriter into a buffer of the
+// same layout, since the receive buffer is reused before the write.
 const tunOffset = record.Prefix + 1
 
 // TUNOffset is tunOffset for the gateway, which shares the layout.
@@ -110,10 +111,7 @@ func (s *session) established(conn *dtls.Conn) error {
 	keys, err := record.KeysOf(conn)
 	var o *record.Opener
 	if err == nil {
-		s.seal, err = keys.Sealer()
-	}
-	if err == nil {
-		o, err = keys.Opener()
+		s.seal, o, err = keys.Both()
 	}
 	if err != nil {
 		conn.Close()
@@ -172,11 +170,9 @@ func (s *session) wait() { <-s.done }
 
 // send seals msg (a control message) into a record of its own and sends it.
 func (s *session) send(msg []byte) error {
-	b := make([]byte, record.Prefix+len(msg), record.Overhead+len(msg))
-	copy(b[record.Prefix:], msg)
-	rec, err := s.seal.Seal(b, len(msg))
+	rec, err := s.seal.SealCopy(msg)
 	if err == nil {
-		_, err = s.sock.Conn().Write(rec)
+		err = s.sock.WriteTo(rec, nil)
 	}
 	s.records.Add(1)
 	return err
@@ -214,9 +210,10 @@ func (s *session) read() {
 	var pending [][]byte
 	for {
 		n, err := s.sock.ReadBatch(ms)
+		now := time.Now().UnixNano() // once a batch: silence is judged in seconds
 		waiting := len(pending) > 0
 		if waiting {
-			pending = s.drain(pending)
+			pending = s.drain(pending, now)
 		}
 		if err != nil {
 			var ne net.Error
@@ -228,15 +225,15 @@ func (s *session) read() {
 		}
 		for i := range n {
 			s.sock.Segments(&ms[i], func(buf []byte, off, end int) {
-				pending = s.datagram(buf[off:end], pending)
+				pending = s.datagram(buf[off:end], now, pending)
 			})
 		}
 	}
 }
 
-// datagram handles one datagram; one of ours that came before the keys is
-// kept in pending.
-func (s *session) datagram(d []byte, pending [][]byte) [][]byte {
+// datagram handles one datagram, received at now (unix nanoseconds); one of
+// ours that came before the keys is kept in pending.
+func (s *session) datagram(d []byte, now int64, pending [][]byte) [][]byte {
 	st := &s.c.stats.records
 	st.Datagrams.Add(1)
 	if !record.Ours(d) {
@@ -259,21 +256,21 @@ func (s *session) datagram(d []byte, pending [][]byte) [][]byte {
 		st.Count(err)
 		return pending
 	}
-	s.last.Store(time.Now().UnixNano())
+	s.last.Store(now)
 	s.records.Add(1)
 	s.handle(msg)
 	return pending
 }
 
 // drain handles the pending records once the keys are there, else waits on.
-func (s *session) drain(pending [][]byte) [][]byte {
+func (s *session) drain(pending [][]byte, now int64) [][]byte {
 	if s.open.Load() == nil {
 		s.sock.Conn().SetReadDeadline(time.Now().Add(pendingPoll))
 		return pending
 	}
 	s.sock.Conn().SetReadDeadline(time.Time{})
 	for _, d := range pending {
-		s.datagram(d, nil)
+		s.datagram(d, now, nil)
 	}
 	return nil
 }

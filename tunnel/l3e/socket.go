@@ -137,6 +137,18 @@ func (s *Socket) WriteBatch(ms []Message) error {
 	return nil
 }
 
+// WriteTo sends the datagram b to to, or to the connected peer when to is
+// nil.
+func (s *Socket) WriteTo(b []byte, to net.Addr) error {
+	var err error
+	if pc, ok := s.conn.(net.PacketConn); ok && to != nil {
+		_, err = pc.WriteTo(b, to)
+	} else {
+		_, err = s.conn.Write(b)
+	}
+	return err
+}
+
 // Close closes the socket, which ends a ReadBatch in progress.
 func (s *Socket) Close() error { return s.conn.Close() }
 
@@ -152,15 +164,19 @@ const (
 type SendQueue struct {
 	ms []Message
 	n  int
+	// dropped (if not nil) counts the records a failed send lost.
+	dropped *atomic.Uint64
 	// out are the coalesced messages of a Flush on a GSO socket, bufs
 	// their buffers (allocated when first needed).
 	out  []Message
 	bufs [][]byte
 }
 
-// NewSendQueue holds up to SockBatch records.
-func NewSendQueue() *SendQueue {
-	q := &SendQueue{ms: make([]Message, SockBatch), out: make([]Message, SockBatch), bufs: make([][]byte, SockBatch)}
+// NewSendQueue holds up to SockBatch records; the records of a send that
+// fails are counted on dropped (if not nil).
+func NewSendQueue(dropped *atomic.Uint64) *SendQueue {
+	q := &SendQueue{ms: make([]Message, SockBatch), dropped: dropped,
+		out: make([]Message, SockBatch), bufs: make([][]byte, SockBatch)}
 	for i := range q.ms {
 		q.ms[i].Buffers = [][]byte{nil}
 		q.out[i].Buffers = [][]byte{nil}
@@ -169,7 +185,7 @@ func NewSendQueue() *SendQueue {
 }
 
 // Add queues rec for to (nil on a connected socket), sending the queue
-// first on s when it is full.
+// first on s when it is full (the error is that send's).
 func (q *SendQueue) Add(s *Socket, rec []byte, to net.Addr) error {
 	var err error
 	if q.n == len(q.ms) {
@@ -183,7 +199,8 @@ func (q *SendQueue) Add(s *Socket, rec []byte, to net.Addr) error {
 // Len is how many records wait.
 func (q *SendQueue) Len() int { return q.n }
 
-// Flush sends what is queued on s.
+// Flush sends what is queued on s; when that fails, the records are
+// counted as dropped.
 func (q *SendQueue) Flush(s *Socket) error {
 	if q.n == 0 {
 		return nil
@@ -197,6 +214,9 @@ func (q *SendQueue) Flush(s *Socket) error {
 		}
 	} else {
 		err = s.WriteBatch(q.ms[:q.n])
+	}
+	if err != nil && q.dropped != nil {
+		q.dropped.Add(uint64(q.n))
 	}
 	for i := range q.ms[:q.n] {
 		q.ms[i].Buffers[0], q.ms[i].Addr = nil, nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -13,23 +14,13 @@ import (
 // the rest at Flush (runs of one size coalesced on Linux: UDP GSO), and
 // ReadBatch and Segments read them back in order (coalesced again: GRO).
 func TestSocketBatches(t *testing.T) {
-	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := net.DialUDP("udp", nil, peer.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, ps := NewSocket(raw), NewSocket(peer)
-	defer s.Close()
-	defer ps.Close()
-	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
-	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	s, ps := socketPair(t)
+	s.Conn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	ps.Conn().SetReadDeadline(time.Now().Add(5 * time.Second))
 
 	t.Logf("UDP GSO: %v, GRO: %v", s.gso.Load(), ps.gro)
 	const n = 3 * SockBatch / 2
-	q := NewSendQueue()
+	q := NewSendQueue(nil)
 	for i := range n {
 		if err := q.Add(s, fmt.Appendf(nil, "up %d", i), nil); err != nil {
 			t.Fatal(err)
@@ -41,23 +32,7 @@ func TestSocketBatches(t *testing.T) {
 	if err := q.Flush(s); err != nil {
 		t.Fatal(err)
 	}
-	ms := ps.NewMessages(SockBatch)
-	var from net.Addr
-	for got := 0; got < n; {
-		k, err := ps.ReadBatch(ms)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range k {
-			ps.Segments(&ms[i], func(buf []byte, off, end int) {
-				if m, want := string(buf[off:end]), fmt.Sprintf("up %d", got); m != want {
-					t.Fatalf("peer got %q, want %q", m, want)
-				}
-				got++
-			})
-			from = ms[i].Addr
-		}
-	}
+	from := readInOrder(t, ps, "up", n)
 	// Back to the sender's address, on the unconnected socket.
 	for i := range 3 {
 		q.Add(ps, fmt.Appendf(nil, "down %d", i), from)
@@ -65,20 +40,49 @@ func TestSocketBatches(t *testing.T) {
 	if err := q.Flush(ps); err != nil {
 		t.Fatal(err)
 	}
-	for got := 0; got < 3; {
+	readInOrder(t, s, "down", 3)
+}
+
+// socketPair returns a socket connected to peer, an unconnected one, on
+// loopback; both are closed when the test ends.
+func socketPair(t *testing.T) (s, peer *Socket) {
+	t.Helper()
+	p, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer = NewSocket(p)
+	t.Cleanup(func() { peer.Close() })
+	raw, err := net.DialUDP("udp", nil, p.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = NewSocket(raw)
+	t.Cleanup(func() { s.Close() })
+	return s, peer
+}
+
+// readInOrder reads n datagrams from s, which must be "<what> 0" to
+// "<what> n-1" in order, and returns the source of the last.
+func readInOrder(t *testing.T, s *Socket, what string, n int) (from net.Addr) {
+	t.Helper()
+	ms := s.NewMessages(SockBatch)
+	for got := 0; got < n; {
 		k, err := s.ReadBatch(ms)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i := range k {
 			s.Segments(&ms[i], func(buf []byte, off, end int) {
-				if m, want := string(buf[off:end]), fmt.Sprintf("down %d", got); m != want {
+				if m, want := string(buf[off:end]), fmt.Sprintf("%s %d", what, got); m != want {
 					t.Fatalf("got %q, want %q", m, want)
 				}
 				got++
 			})
+			from = ms[i].Addr
 		}
 	}
+	return from
 }
 
 // A FeedConn reads what is fed, honours read deadlines (a past one wakes a
@@ -126,5 +130,29 @@ func TestFeedConn(t *testing.T) {
 	}
 	if f.Feed([]byte("late")) {
 		t.Fatal("fed after close")
+	}
+}
+
+// A send that fails counts its records on the queue's drop counter: a full
+// queue's batch at Add, the rest at Flush.
+func TestSendQueueCountsDrops(t *testing.T) {
+	s, _ := socketPair(t)
+	s.Close()
+	var dropped atomic.Uint64
+	q := NewSendQueue(&dropped)
+	for i := range SockBatch + 3 {
+		err := q.Add(s, []byte("lost"), nil)
+		if (i == SockBatch) != (err != nil) {
+			t.Fatalf("Add %d: %v", i, err)
+		}
+	}
+	if got := dropped.Load(); got != SockBatch {
+		t.Fatalf("%d dropped after the full batch, want %d", got, SockBatch)
+	}
+	if err := q.Flush(s); err == nil {
+		t.Fatal("Flush on a closed socket succeeded")
+	}
+	if got := dropped.Load(); got != SockBatch+3 {
+		t.Fatalf("%d dropped after Flush, want %d", got, SockBatch+3)
 	}
 }

@@ -97,6 +97,19 @@ func (k Keys) Sealer() (*Sealer, error) {
 // Opener returns the opener of k's read direction.
 func (k Keys) Opener() (*Opener, error) { return NewOpener(k.ReadKey, k.ReadIV, k.Epoch) }
 
+// Both returns the sealer and the opener of k, as Sealer and Opener do.
+func (k Keys) Both() (*Sealer, *Opener, error) {
+	s, err := k.Sealer()
+	if err != nil {
+		return nil, nil, err
+	}
+	o, err := k.Opener()
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, o, nil
+}
+
 // String names the suite and epoch, never the keys.
 func (k Keys) String() string {
 	return fmt.Sprintf("%s epoch %d", k.Suite, k.Epoch)

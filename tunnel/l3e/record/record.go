@@ -92,12 +92,21 @@ func Ours(d []byte) bool {
 	return ok && h.Type == TypeApplicationData && h.Seq >= SeqBase
 }
 
-func newGCM(key []byte) (cipher.AEAD, error) {
+// newGCM returns the AES-GCM of key and the 4-byte implicit iv, which
+// sealing and opening share.
+func newGCM(key, iv []byte) (a cipher.AEAD, implicit [4]byte, err error) {
+	if len(iv) != 4 {
+		return nil, implicit, fmt.Errorf("record: implicit IV of %d bytes", len(iv))
+	}
 	b, err := aes.NewCipher(key)
 	if err != nil {
-		return nil, fmt.Errorf("record: %w", err)
+		return nil, implicit, fmt.Errorf("record: %w", err)
 	}
-	return cipher.NewGCM(b)
+	if a, err = cipher.NewGCM(b); err != nil {
+		return nil, implicit, fmt.Errorf("record: %w", err)
+	}
+	copy(implicit[:], iv)
+	return a, implicit, nil
 }
 
 // Sealer writes one direction's records. Seal may be called from several
@@ -112,15 +121,11 @@ type Sealer struct {
 // NewSealer seals with key and the 4-byte implicit iv in epoch, from
 // sequence number seq on.
 func NewSealer(key, iv []byte, epoch uint16, seq uint64) (*Sealer, error) {
-	if len(iv) != 4 {
-		return nil, fmt.Errorf("record: implicit IV of %d bytes", len(iv))
-	}
-	a, err := newGCM(key)
+	a, implicit, err := newGCM(key, iv)
 	if err != nil {
 		return nil, err
 	}
-	s := &Sealer{aead: a, epoch: epoch}
-	copy(s.iv[:], iv)
+	s := &Sealer{aead: a, iv: implicit, epoch: epoch}
 	s.seq.Store(seq)
 	return s, nil
 }
@@ -146,6 +151,14 @@ func (s *Sealer) Seal(b []byte, n int) ([]byte, error) {
 	s.aead.Seal(b[Prefix:Prefix], sc.nonce[:], b[Prefix:Prefix+n], sc.aad[:])
 	sealScratchPool.Put(sc)
 	return b, nil
+}
+
+// SealCopy seals a copy of msg (a control message, off the data path) into
+// a record of its own in a new buffer.
+func (s *Sealer) SealCopy(msg []byte) ([]byte, error) {
+	b := make([]byte, Prefix+len(msg), Overhead+len(msg))
+	copy(b[Prefix:], msg)
+	return s.Seal(b, len(msg))
 }
 
 // sealScratch holds a Seal's nonce and additional data. Arrays on Seal's
@@ -189,16 +202,11 @@ type Opener struct {
 
 // NewOpener opens records of epoch sealed with key and the implicit iv.
 func NewOpener(key, iv []byte, epoch uint16) (*Opener, error) {
-	if len(iv) != 4 {
-		return nil, fmt.Errorf("record: implicit IV of %d bytes", len(iv))
-	}
-	a, err := newGCM(key)
+	a, implicit, err := newGCM(key, iv)
 	if err != nil {
 		return nil, err
 	}
-	o := &Opener{aead: a, epoch: epoch}
-	copy(o.iv[:], iv)
-	return o, nil
+	return &Opener{aead: a, iv: implicit, epoch: epoch}, nil
 }
 
 // Open authenticates and decrypts the one record that is all of d, in

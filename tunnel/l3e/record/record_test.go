@@ -104,9 +104,7 @@ func pairKeys(t *testing.T, p *pionPair) (client, server Keys) {
 
 // sealed returns msg sealed by s in a fresh buffer.
 func sealed(t testing.TB, s *Sealer, msg []byte) []byte {
-	b := make([]byte, Prefix+len(msg), Overhead+len(msg))
-	copy(b[Prefix:], msg)
-	rec, err := s.Seal(b, len(msg))
+	rec, err := s.SealCopy(msg)
 	if err != nil {
 		t.Fatal(err)
 	}
