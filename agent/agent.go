@@ -43,6 +43,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sort"
 	"strings"
@@ -106,6 +107,10 @@ type Config struct {
 
 	// OS hooks; nil means the real platform implementation.
 	NewTUN func(name string, mtu int) (tun.Device, error)
+	// SetTUNMTU changes the MTU of a device NewTUN made. With NewTUN set and
+	// this nil, the TUN's MTU cannot change and a start that needs another
+	// fails.
+	SetTUNMTU func(dev tun.Device, mtu int) error
 	// UplinkMTU returns the MTU of the uplink to a host:port.
 	UplinkMTU func(ctx context.Context, address string) (int, error)
 	NewRouter func(stateDir string, log *zap.Logger) (platform.Router, error)
@@ -168,7 +173,12 @@ func New(cfg Config) *Agent {
 		cfg.L3ETUNName = platform.DefaultL3ETUNName()
 	}
 	if cfg.NewTUN == nil {
-		cfg.NewTUN = platform.CreateTUN
+		cfg.NewTUN, cfg.SetTUNMTU = platform.CreateTUN, platform.SetTUNMTU
+	}
+	if cfg.SetTUNMTU == nil {
+		cfg.SetTUNMTU = func(_ tun.Device, mtu int) error {
+			return fmt.Errorf("set the TUN's MTU to %d: Config.NewTUN has no Config.SetTUNMTU", mtu)
+		}
 	}
 	if cfg.UplinkMTU == nil {
 		cfg.UplinkMTU = platform.UplinkMTU

@@ -24,8 +24,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/crypto/bcrypt"
-	"golang.zx2c4.com/wireguard/tun"
-	"golang.zx2c4.com/wireguard/tun/tuntest"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/cloud/pop"
@@ -200,7 +198,8 @@ func newTestAgent(t *testing.T, cloud *testCloud, stateDir string) *testAgent {
 		Sessions:    ta.sess,
 		SessionPoll: 20 * time.Millisecond,
 		Log:         zaptest.NewLogger(t),
-		NewTUN:      func(string, int) (tun.Device, error) { return tuntest.NewChannelTUN().TUN(), nil },
+		NewTUN:      newFakeTUN,
+		SetTUNMTU:   setFakeTUNMTU,
 		NewRouter: func(string, *zap.Logger) (platform.Router, error) {
 			ta.router = &platformtest.Router{} // a fresh one per start, as on a real OS
 			return ta.router, nil

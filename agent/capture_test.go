@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/internal/pcap"
@@ -54,7 +53,7 @@ func TestCapture(t *testing.T) {
 	}
 	t.Cleanup(func() { peer.Close() })
 	a := newFakeAgent(t, "", func(c *Config) {
-		c.NewTUN = func(string, int) (tun.Device, error) { return peer.Device(), nil }
+		c.NewTUN = fakeTUNOf(peer.Device())
 	})
 	a.start(t)
 	p := partsOf(t, a.Agent)

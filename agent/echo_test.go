@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/tun"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -46,7 +45,7 @@ func TestPingsNeverAnsweredFalsely(t *testing.T) {
 	}
 	t.Cleanup(func() { peer.Close() })
 	a := newFakeAgent(t, "", func(c *Config) {
-		c.NewTUN = func(string, int) (tun.Device, error) { return peer.Device(), nil }
+		c.NewTUN = fakeTUNOf(peer.Device())
 	})
 	a.start(t)
 	src := netip.MustParseAddr("10.99.0.2")

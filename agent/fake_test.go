@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,7 +92,8 @@ func newFakeAgent(t *testing.T, stateDir string, mod func(*Config)) *fakeAgent {
 		NewConfigSource: func(id *enroll.Identity, log *zap.Logger) (ConfigSource, error) {
 			return fa.cfgs.NewSource(id, log)
 		},
-		NewTUN:        func(string, int) (tun.Device, error) { return tuntest.NewChannelTUN().TUN(), nil },
+		NewTUN:        newFakeTUN,
+		SetTUNMTU:     setFakeTUNMTU,
 		NewRouter:     func(string, *zap.Logger) (platform.Router, error) { return &platformtest.Router{}, nil },
 		NewDNS:        func(string, *zap.Logger) (platform.DNSConfigurator, error) { return fa.dns, nil },
 		NewNetMonitor: func([]string, *zap.Logger) (platform.NetMonitor, error) { return platformtest.NewNetMonitor(), nil },
@@ -158,4 +161,41 @@ func ask(a *Agent, q request) {
 	reqs := a.run.reqs
 	a.mu.Unlock()
 	reqs <- q
+}
+
+// fakeTUN is a channel TUN whose MTU can be changed, as a real device's.
+type fakeTUN struct {
+	tun.Device
+	mtu    atomic.Int64
+	closed atomic.Bool
+}
+
+func (d *fakeTUN) Close() error {
+	d.closed.Store(true)
+	return d.Device.Close()
+}
+
+func newFakeTUN(name string, mtu int) (tun.Device, error) {
+	return fakeTUNOf(tuntest.NewChannelTUN().TUN())(name, mtu)
+}
+
+// fakeTUNOf returns a Config.NewTUN that hands out dev, as a fakeTUN.
+func fakeTUNOf(dev tun.Device) func(string, int) (tun.Device, error) {
+	return func(_ string, mtu int) (tun.Device, error) {
+		d := &fakeTUN{Device: dev}
+		d.mtu.Store(int64(mtu))
+		return d, nil
+	}
+}
+
+func (d *fakeTUN) MTU() (int, error) { return int(d.mtu.Load()), nil }
+
+// setFakeTUNMTU is Config.SetTUNMTU for newFakeTUN's devices.
+func setFakeTUNMTU(dev tun.Device, mtu int) error {
+	d, ok := dev.(*fakeTUN)
+	if !ok {
+		return fmt.Errorf("set the MTU of %T: not a fakeTUN", dev)
+	}
+	d.mtu.Store(int64(mtu))
+	return nil
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/tun"
-
 	"github.com/ztagent/ztagent/agent/ctlapi"
 	"github.com/ztagent/ztagent/steering"
 	"github.com/ztagent/ztagent/tunnel/netstack/netstacktest"
@@ -67,7 +65,7 @@ func TestRefusedFlows(t *testing.T) {
 	}
 	t.Cleanup(func() { peer.Close() }) // runs after the agent's Close, which closes the device
 	a := newFakeAgent(t, "", func(c *Config) {
-		c.NewTUN = func(string, int) (tun.Device, error) { return peer.Device(), nil }
+		c.NewTUN = fakeTUNOf(peer.Device())
 	})
 	a.start(t)
 	p := partsOf(t, a.Agent)

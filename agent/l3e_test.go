@@ -35,14 +35,14 @@ func TestL3E(t *testing.T) {
 	var l3eRouter *platformtest.Router
 	fa := newFakeAgent(t, "", func(c *Config) {
 		c.L3ETUNName = "ztl3e-test"
-		c.NewTUN = func(name string, _ int) (tun.Device, error) {
+		c.NewTUN = func(name string, mtu int) (tun.Device, error) {
 			ct := tuntest.NewChannelTUN()
 			if name == "ztl3e-test" {
 				mu.Lock()
 				l3eTUN = ct
 				mu.Unlock()
 			}
-			return ct.TUN(), nil
+			return fakeTUNOf(ct.TUN())(name, mtu)
 		}
 		c.NewRouter = func(dir string, _ *zap.Logger) (platform.Router, error) {
 			r := &platformtest.Router{}

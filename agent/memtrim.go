@@ -60,9 +60,11 @@ func trimMemory() bool {
 	// trim is garbage or new: the heap's objects never come down to the live
 	// heap itself (the spans the processors' caches hold count as objects
 	// whole), and measured against it an idle agent trimmed at each look.
-	// Likewise, free memory stays after a trim (0 to 3 MB that
-	// debug.FreeOSMemory does not return, on Go 1.26; the cause is not
-	// established): only what is free beyond it counts.
+	// Likewise, free memory stays after a trim, 0 to 3 MB that
+	// debug.FreeOSMemory does not return (Go 1.26): its collection's work
+	// buffers, which the background sweeper frees after the scavenge
+	// (runtime bgsweep, freeSomeWbufs); GODEBUG=gcstoptheworld=2, which
+	// frees them before, leaves none. Only what is free beyond it counts.
 	ref := live
 	if base := trimBase.Load(); base > 0 {
 		ref = base

@@ -15,6 +15,13 @@ func heapHeld(t *testing.T) uint64 {
 	return s[0].Value.Uint64()
 }
 
+func heapReleased(t *testing.T) uint64 {
+	t.Helper()
+	s := []metrics.Sample{{Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
 // TestTrimMemory checks that garbage piled up beyond the live heap is
 // returned, and that a trimmed heap is left alone (no forced collection).
 func TestTrimMemory(t *testing.T) {
@@ -27,11 +34,15 @@ func TestTrimMemory(t *testing.T) {
 	if held := heapHeld(t); held < trimMin {
 		t.Skipf("the runtime returned the memory itself (%d bytes free)", held)
 	}
+	released := heapReleased(t)
 	if !trimMemory() {
 		t.Fatal("trimMemory kept 16 MB of free heap")
 	}
-	if held := heapHeld(t); held >= trimMin {
-		t.Fatalf("after the trim %d bytes are free and not returned", held)
+	// Not all of it: the trim's own collection leaves its work buffers,
+	// freed after the scavenge (see trimMemory), up to a few MB in a test
+	// binary's heap.
+	if got := heapReleased(t) - released; got < 12<<20 {
+		t.Fatalf("the trim returned %d bytes of the 16 MB", got)
 	}
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)

@@ -1,12 +1,12 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"testing"
 
 	"golang.zx2c4.com/wireguard/tun"
-	"golang.zx2c4.com/wireguard/tun/tuntest"
 )
 
 // TestTUNMTUFollowsUplink starts the agent on fakes with an uplink of each
@@ -32,21 +32,29 @@ func TestTUNMTUFollowsUplink(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var asked []string
 			var created int
+			var dev tun.Device
 			fa := newFakeAgent(t, "", func(c *Config) {
 				c.MTU = tc.flag
 				c.UplinkMTU = func(_ context.Context, addr string) (int, error) {
 					asked = append(asked, addr)
 					return tc.uplink, tc.err
 				}
-				c.NewTUN = func(_ string, mtu int) (tun.Device, error) {
+				c.NewTUN = func(name string, mtu int) (tun.Device, error) {
 					created = mtu
-					return tuntest.NewChannelTUN().TUN(), nil
+					d, err := newFakeTUN(name, mtu)
+					dev = d
+					return d, err
 				}
 			})
 			fa.start(t)
 			p := partsOf(t, fa.Agent)
-			if created != tc.want {
-				t.Errorf("TUN created with MTU %d, want %d", created, tc.want)
+			// Created before the config names the PoP: with the flag's MTU, or
+			// the fallback until the uplink's is known.
+			if first := cmp.Or(tc.flag, fallbackTUNMTU); created != first {
+				t.Errorf("TUN created with MTU %d, want %d", created, first)
+			}
+			if got, _ := dev.MTU(); got != tc.want {
+				t.Errorf("TUN MTU %d, want %d", got, tc.want)
 			}
 			if got := p.stack.MTU(); got != tc.want {
 				t.Errorf("userspace stack MTU %d, want %d", got, tc.want)

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.zx2c4.com/wireguard/tun"
+
 	"go.uber.org/zap"
 
 	"github.com/ztagent/ztagent/dnsproxy"
@@ -57,6 +59,8 @@ type parts struct {
 	stubs     *stubPools
 	stubDirty chan struct{}
 
+	tun       tun.Device // created first (createTUN); the stack's from startTUN on
+	tunMTUSet int        // the MTU tun has now
 	tunName   string
 	tunIP     netip.Addr
 	routes    routeState
@@ -118,6 +122,9 @@ func (a *Agent) bringUp(ctx context.Context, r *run, gen uint64) (*parts, error)
 }
 
 func (p *parts) up(ctx context.Context) error {
+	if err := p.createTUN(); err != nil {
+		return err
+	}
 	if err := p.loadOrEnroll(ctx); err != nil {
 		return err
 	}
@@ -204,26 +211,52 @@ func (p *parts) teardown() error {
 	return errors.Join(errs...)
 }
 
-// startTUN creates the TUN device, addresses and routes it, and starts the
-// userspace stack on it. The stack owns the device from then on and closes it
-// (closing is the only way to interrupt a blocked read); until then, every
-// failure closes it here.
-func (p *parts) startTUN(ctx context.Context, snap *steering.Snapshot) (err error) {
+// createTUN creates the TUN device, first of all the parts, with the MTU of
+// the --mtu flag or fallbackTUNMTU; startTUN sets the MTU that follows the
+// uplink, once the config names the PoP. First, because wireguard/tun
+// allocates its offload tables (~1.9 MB: TCP and UDP GRO for 128-packet
+// batches) when it opens the device: made before the enrollment's and the
+// config's megabytes, they sit in memory the process has never used, which
+// the Go runtime hands out without clearing, and stay out of the RSS until
+// traffic fills them. Made after, they reuse freed heap that the runtime
+// clears, and an idle agent keeps 1.9 MB of zeros resident (measured with
+// 10,000 apps: 13–16 MB anonymous RSS before, 11 MB after). Until the
+// userspace stack owns the device, the teardown closes it.
+func (p *parts) createTUN() error {
 	cfg := &p.a.cfg
-	mtu := p.tunMTU(ctx)
+	mtu := cfg.MTU
+	if mtu == 0 {
+		mtu = fallbackTUNMTU
+	}
 	dev, err := cfg.NewTUN(cfg.TUNName, mtu)
 	if err != nil {
 		return err
 	}
-	owned := false
-	defer func() {
-		if !owned {
-			dev.Close()
-		}
-	}()
+	p.tun, p.tunMTUSet = dev, mtu
 	p.tunName = cfg.TUNName
 	if name, err := dev.Name(); err == nil {
 		p.tunName = name
+	}
+	p.push("TUN device", func() error {
+		if p.stack != nil {
+			return nil // the stack closed it
+		}
+		return dev.Close()
+	})
+	return nil
+}
+
+// startTUN sets the TUN device's MTU, addresses and routes it, and starts
+// the userspace stack on it. The stack owns the device from then on and
+// closes it (closing is the only way to interrupt a blocked read).
+func (p *parts) startTUN(ctx context.Context, snap *steering.Snapshot) (err error) {
+	cfg := &p.a.cfg
+	mtu := p.tunMTU(ctx)
+	if mtu != p.tunMTUSet {
+		if err := cfg.SetTUNMTU(p.tun, mtu); err != nil {
+			return err
+		}
+		p.tunMTUSet = mtu
 	}
 	p.tunIP = agentAddr(snap.StubRange())
 	router, err := cfg.NewRouter(cfg.StateDir, p.log)
@@ -237,7 +270,7 @@ func (p *parts) startTUN(ctx context.Context, snap *steering.Snapshot) (err erro
 	p.routes.router = router
 	p.push("routes", router.Close)
 
-	p.stack, err = netstack.New(dev, netstack.Config{
+	stack, err := netstack.New(p.tun, netstack.Config{
 		MTU:  mtu,
 		Log:  p.log,
 		TCP:  p.handleTCP,
@@ -249,7 +282,7 @@ func (p *parts) startTUN(ctx context.Context, snap *steering.Snapshot) (err erro
 	if err != nil {
 		return fmt.Errorf("userspace network stack: %w", err)
 	}
-	owned = true
+	p.stack = stack
 	p.push("userspace stack and TUN device", p.stack.Close)
 	p.a.capture.attach(p.stack)
 	return nil

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+	"golang.zx2c4.com/wireguard/tun"
 )
 
 // TestRefusedCachedConfig: an agent upgraded to a version that refuses a
@@ -98,6 +99,12 @@ func TestNoConfigAtAll(t *testing.T) {
 	}
 	cloud.api.Listener.Close()
 	b := newTestAgent(t, cloud, state)
+	var dev *fakeTUN
+	b.cfg.NewTUN = func(name string, mtu int) (tun.Device, error) {
+		d, err := newFakeTUN(name, mtu)
+		dev = d.(*fakeTUN)
+		return d, err
+	}
 	err := b.Start(ctx)
 	if err == nil {
 		b.Close()
@@ -105,6 +112,10 @@ func TestNoConfigAtAll(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "no usable cached config") {
 		t.Fatalf("err = %v", err)
+	}
+	// The TUN device, created first, goes with the failed start.
+	if dev == nil || !dev.closed.Load() {
+		t.Fatalf("TUN device %v not closed after the failed start", dev)
 	}
 }
 

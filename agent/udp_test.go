@@ -11,7 +11,6 @@ import (
 
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
-	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/ztagent/ztagent/cloud/publisher"
 	"github.com/ztagent/ztagent/tunnel/netstack/netstacktest"
@@ -31,7 +30,7 @@ func TestUDPThroughTunnel(t *testing.T) {
 	}
 	t.Cleanup(func() { peer.Close() })
 	a := newTestAgent(t, cloud, shortTempDir(t))
-	a.cfg.NewTUN = func(string, int) (tun.Device, error) { return peer.Device(), nil }
+	a.cfg.NewTUN = fakeTUNOf(peer.Device())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.Start(ctx); err != nil {

@@ -8,6 +8,18 @@ import (
 	"golang.zx2c4.com/wireguard/windows/tunnel/winipcfg"
 )
 
+// SetTUNMTU changes the MTU of the agent's Wintun device after its creation
+// (the agent creates the device before it knows the uplink's MTU, see
+// agent's startTUN): the MTU the device reports, and the adapter's.
+func SetTUNMTU(dev tun.Device, mtu int) error {
+	native, ok := dev.(*tun.NativeTun)
+	if !ok {
+		return fmt.Errorf("not a Wintun device: %T", dev)
+	}
+	native.ForceMTU(mtu)
+	return setTUNMTU(dev, mtu)
+}
+
 // setTUNMTU sets the Wintun adapter's IP MTU (NlMtu) for both families.
 // wireguard/tun only remembers the MTU it was given (the device's MTU()
 // returns it); the adapter itself keeps Wintun's default, so without this
