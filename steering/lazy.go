@@ -1,0 +1,43 @@
+package steering
+
+import "sync/atomic"
+
+// lazyChunkLen is the number of elements in one chunk of a lazy table:
+// chunks are made when one of their elements is first asked for, so a
+// snapshot whose rules and apps are mostly unused holds few.
+const lazyChunkLen = 256
+
+type lazyChunk[T any] [lazyChunkLen]atomic.Pointer[T]
+
+// lazy is a table of n values made on first use and kept, for what a
+// snapshot could derive for every rule or app but most lookups never need
+// (50,000 rule texts, 10,000 materialized apps: megabytes), while an
+// element's second use must not allocate. It is safe for concurrent use.
+type lazy[T any] struct {
+	chunks []atomic.Pointer[lazyChunk[T]]
+}
+
+func newLazy[T any](n int) lazy[T] {
+	return lazy[T]{chunks: make([]atomic.Pointer[lazyChunk[T]], (n+lazyChunkLen-1)/lazyChunkLen)}
+}
+
+// get returns element i, made by mk on its first use. Concurrent first uses
+// may each make it; all get the one kept.
+func (l *lazy[T]) get(i int32, mk func(int32) *T) *T {
+	cp := &l.chunks[i/lazyChunkLen]
+	c := cp.Load()
+	if c == nil {
+		c = new(lazyChunk[T])
+		if !cp.CompareAndSwap(nil, c) {
+			c = cp.Load()
+		}
+	}
+	slot := &c[i%lazyChunkLen]
+	if v := slot.Load(); v != nil {
+		return v
+	}
+	if v := mk(i); slot.CompareAndSwap(nil, v) {
+		return v
+	}
+	return slot.Load()
+}
