@@ -2,6 +2,7 @@ package steering
 
 import (
 	"cmp"
+	"iter"
 	"slices"
 )
 
@@ -28,6 +29,18 @@ func (s *Snapshot) NumApps() int { return len(s.apps) }
 // apps without a whole Config. Its lists are the snapshot's and must not be
 // modified.
 func (s *Snapshot) AppAt(i int) App { return s.appAt(int32(i), s.hosts, s.lists) }
+
+// Apps walks the apps in config order as AppAt gives them (index, app): made
+// one at a time and not kept, so a walk of 10,000 apps allocates nothing.
+func (s *Snapshot) Apps() iter.Seq2[int, App] {
+	return func(yield func(int, App) bool) {
+		for i := range s.apps {
+			if !yield(i, s.AppAt(i)) {
+				return
+			}
+		}
+	}
+}
 
 // App returns the app with the given id, or nil. It is made on its first use
 // (of App or in a Decision) and kept: it must not be modified.

@@ -123,6 +123,22 @@ func TestAppAtNotCached(t *testing.T) {
 		_ = s.AppAt(i)
 	}
 	_ = s.Config()
+	n := 0
+	for i, a := range s.Apps() {
+		if i != n || a.ID != s.AppAt(i).ID {
+			t.Fatalf("Apps() gave %d %s at %d", i, a.ID, n)
+		}
+		n++
+	}
+	if n != s.NumApps() {
+		t.Fatalf("Apps() walked %d apps, want %d", n, s.NumApps())
+	}
+	if allocs := testing.AllocsPerRun(3, func() {
+		for range s.Apps() {
+		}
+	}); allocs > 1 {
+		t.Errorf("a walk of Apps() allocates %v times", allocs)
+	}
 	for i := range s.apps {
 		if s.appCache.made(int32(i)) {
 			t.Fatalf("app %d kept after AppAt and Config", i)
