@@ -70,8 +70,15 @@ func (p *packer) strs(list []string) []string {
 // one packed string. Defaults apply as in the config: an app without a tunnel
 // has the l7 one. ck.apps are the apps' parsed port sets.
 func (s *Snapshot) packApps(apps []App, ck *checked) {
-	p := packer{at: map[string]uint32{}}
-	nHosts := 0
+	nHosts, nStrs := 0, 0
+	for i := range apps {
+		a := &apps[i]
+		nHosts += len(a.Hosts)
+		nStrs += 4 + len(a.Hosts) + len(a.Publishers) + len(a.Tags)
+	}
+	// Sized for every string distinct: no growth, which would copy them
+	// all a few times over.
+	p := packer{at: make(map[string]uint32, nStrs), order: make([]string, 0, nStrs)}
 	for i := range apps {
 		a := &apps[i]
 		for _, v := range []string{a.ID, a.Name, a.TCP, a.UDP} {
@@ -82,7 +89,6 @@ func (s *Snapshot) packApps(apps []App, ck *checked) {
 				p.add(v)
 			}
 		}
-		nHosts += len(a.Hosts)
 	}
 	p.pack()
 	s.text = p.text
