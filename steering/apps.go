@@ -6,18 +6,21 @@ import (
 	"slices"
 )
 
-// compiledApp is an app as the snapshot keeps it: what a match needs (its
-// port sets, its first rule, its action) and the rest of its config in a
-// record without pointers, its strings in the snapshot's packed text and its
-// lists by index. At 10,000 apps an App and its lists took ~360 bytes an app
-// and were full of pointers every GC scanned; a record takes 36, and the
-// App is made when asked for (Snapshot.AppAt, Decision.App).
+// An app is kept in two records without pointers: compiledApp, what a match
+// reads of every candidate app (kept dense: 12 bytes), and appMeta, the rest
+// of its config, read when an App is made (Snapshot.AppAt, Decision.App).
+// Their strings are in the snapshot's packed text and its lists are indices.
+// At 10,000 apps a copy of the config's Apps took ~240 bytes an app, hosts
+// aside, full of pointers every GC scanned; the records take 40.
 type compiledApp struct {
+	ports  int32 // index into Snapshot.ports and .portText: at 10,000 apps a few distinct sets serve them all
+	first  int32 // the rule of its first host
+	action Action
+}
+
+type appMeta struct {
 	id, name   strRef
-	ports      int32 // index into Snapshot.ports and .portText: at 10,000 apps a few distinct sets serve them all
-	first      int32 // the rule of its first host
 	pubs, tags int32 // index into Snapshot.lists, -1 for none (nil)
-	action     Action
 	pubDNS     bool
 }
 
@@ -26,12 +29,16 @@ func (s *Snapshot) NumApps() int { return len(s.apps) }
 
 // AppAt returns the app at index i of the config (0 ≤ i < NumApps), defaults
 // applied, made anew on each call and not kept: for callers that walk all
-// apps without a whole Config. Its lists are the snapshot's and must not be
-// modified.
-func (s *Snapshot) AppAt(i int) App { return s.appAt(int32(i), s.hosts, s.lists) }
+// apps without a whole Config. Its hosts are its own (one allocation); its
+// publishers and tags are the snapshot's and must not be modified.
+func (s *Snapshot) AppAt(i int) App {
+	lo, hi := s.hostRange(int32(i))
+	return s.appAt(int32(i), s.strs(s.hosts[lo:hi]), s.lists)
+}
 
 // Apps walks the apps in config order as AppAt gives them (index, app): made
-// one at a time and not kept, so a walk of 10,000 apps allocates nothing.
+// one at a time and not kept, so a walk of 10,000 apps allocates only their
+// host lists, each garbage once the walk moves on.
 func (s *Snapshot) Apps() iter.Seq2[int, App] {
 	return func(yield func(int, App) bool) {
 		for i := range s.apps {
@@ -55,30 +62,39 @@ func (s *Snapshot) App(id string) *App {
 // appPtr returns app i as Decision.App and App give it: made on its first
 // use and kept, so that the lookups of an app in use do not allocate, while
 // the 10,000 apps of a large config are not all kept materialized.
-func (s *Snapshot) appPtr(i int32) *App { return s.appCache.get(i, s.newApp) }
-
-func (s *Snapshot) newApp(i int32) *App {
+func (s *Snapshot) appPtr(i int32) *App {
+	if a := s.appCache.load(i); a != nil {
+		return a
+	}
 	a := s.AppAt(int(i))
-	return &a
+	return s.appCache.keep(i, &a)
 }
 
-func (s *Snapshot) appID(i int32) string { return s.apps[i].id.in(s.text) }
+func (s *Snapshot) appID(i int32) string { return s.meta[i].id.in(s.text) }
 
-// appHosts returns the window of hosts (the snapshot's array of every app's
-// hosts in turn, or a copy of it) that holds app i's.
-func (s *Snapshot) appHosts(i int32, hosts []string) []string {
+// hostRange returns where app i's hosts lie in s.hosts.
+func (s *Snapshot) hostRange(i int32) (lo, hi int32) {
 	base := s.appNames.host.base
-	lo, hi := s.apps[i].first-base, int32(len(hosts))
+	lo, hi = s.apps[i].first-base, int32(len(s.hosts))
 	if int(i)+1 < len(s.apps) {
 		hi = s.apps[i+1].first - base
 	}
-	return hosts[lo:hi:hi]
+	return lo, hi
 }
 
-// appAt materializes app i with its hosts a window of hosts and its lists
-// from lists (the snapshot's, or copies of them).
+// strs returns the strings refs place in the packed text, in a new list.
+func (s *Snapshot) strs(refs []strRef) []string {
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = r.in(s.text)
+	}
+	return out
+}
+
+// appAt materializes app i with hosts (its own) and its lists from lists
+// (the snapshot's, or copies of them).
 func (s *Snapshot) appAt(i int32, hosts []string, lists [][]string) App {
-	a := &s.apps[i]
+	a, m := &s.apps[i], &s.meta[i]
 	list := func(k int32) []string {
 		if k < 0 {
 			return nil
@@ -91,9 +107,9 @@ func (s *Snapshot) appAt(i int32, hosts []string, lists [][]string) App {
 	}
 	pt := &s.portText[a.ports]
 	return App{
-		ID: a.id.in(s.text), Name: a.name.in(s.text), Hosts: s.appHosts(i, hosts),
-		TCP: pt[0], UDP: pt[1], Publishers: list(a.pubs), PublisherDNS: a.pubDNS,
-		Tags: list(a.tags), Tunnel: tunnel,
+		ID: m.id.in(s.text), Name: m.name.in(s.text), Hosts: hosts,
+		TCP: pt[0], UDP: pt[1], Publishers: list(m.pubs), PublisherDNS: m.pubDNS,
+		Tags: list(m.tags), Tunnel: tunnel,
 	}
 }
 
@@ -107,7 +123,7 @@ func (s *Snapshot) Client() *ClientConfig { return &s.client }
 // callers (status, a bundle, a recompile); Client, NumApps and AppAt serve
 // the others.
 func (s *Snapshot) Config() *Config {
-	hosts := slices.Clone(s.hosts)
+	hosts := s.strs(s.hosts) // one array for all apps, a window of it each
 	lists := make([][]string, len(s.lists))
 	for i, l := range s.lists {
 		lists[i] = slices.Clip(slices.Clone(l))
@@ -122,7 +138,8 @@ func (s *Snapshot) Config() *Config {
 		Client: s.client,
 	}
 	for i := range c.Apps {
-		c.Apps[i] = s.appAt(int32(i), hosts, lists)
+		lo, hi := s.hostRange(int32(i))
+		c.Apps[i] = s.appAt(int32(i), hosts[lo:hi:hi], lists)
 	}
 	c.Client.StubRangeFallbacks = slicesClone(s.client.StubRangeFallbacks)
 	if o := s.client.OnPremDetection; o != nil {

@@ -21,9 +21,19 @@ func newLazy[T any](n int) lazy[T] {
 	return lazy[T]{chunks: make([]atomic.Pointer[lazyChunk[T]], (n+lazyChunkLen-1)/lazyChunkLen)}
 }
 
-// get returns element i, made by mk on its first use. Concurrent first uses
-// may each make it; all get the one kept.
-func (l *lazy[T]) get(i int32, mk func(int32) *T) *T {
+// load returns element i, nil until it is made (keep). Callers make it
+// then: l.keep(i, make(i)). Concurrent first uses may each make it; all
+// get the one kept.
+func (l *lazy[T]) load(i int32) *T {
+	if c := l.chunks[i/lazyChunkLen].Load(); c != nil {
+		return c[i%lazyChunkLen].Load()
+	}
+	return nil
+}
+
+// keep makes v element i unless one was kept before, and returns the one
+// kept.
+func (l *lazy[T]) keep(i int32, v *T) *T {
 	cp := &l.chunks[i/lazyChunkLen]
 	c := cp.Load()
 	if c == nil {
@@ -32,12 +42,8 @@ func (l *lazy[T]) get(i int32, mk func(int32) *T) *T {
 			c = cp.Load()
 		}
 	}
-	slot := &c[i%lazyChunkLen]
-	if v := slot.Load(); v != nil {
-		return v
+	if slot := &c[i%lazyChunkLen]; !slot.CompareAndSwap(nil, v) {
+		return slot.Load()
 	}
-	if v := mk(i); slot.CompareAndSwap(nil, v) {
-		return v
-	}
-	return slot.Load()
+	return v
 }

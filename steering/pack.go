@@ -24,6 +24,12 @@ type packer struct {
 	text  string
 }
 
+// newPacker returns a packer sized for n strings, all distinct: no growth,
+// which would copy them all a few times over.
+func newPacker(n int) packer {
+	return packer{at: make(map[string]uint32, n), order: make([]string, 0, n)}
+}
+
 // add registers s.
 func (p *packer) add(s string) {
 	if _, ok := p.at[s]; !ok && s != "" {
@@ -64,10 +70,10 @@ func (p *packer) strs(list []string) []string {
 }
 
 // packApps keeps apps (the config's, valid, not retained) in the snapshot's
-// compact form: a pointer-free record per app (ID and name in the packed
+// compact form: pointer-free records per app (ID and name in the packed
 // text, its port texts and lists by index into tables of the distinct ones),
-// the hosts of every app in turn in one array, and every string a slice of
-// one packed string. Defaults apply as in the config: an app without a tunnel
+// the hosts of every app in turn in one array of places in the packed text,
+// and every other string a slice of it. Defaults apply as in the config: an app without a tunnel
 // has the l7 one. ck.apps are the apps' parsed port sets.
 func (s *Snapshot) packApps(apps []App, ck *checked) {
 	nHosts, nStrs := 0, 0
@@ -76,9 +82,7 @@ func (s *Snapshot) packApps(apps []App, ck *checked) {
 		nHosts += len(a.Hosts)
 		nStrs += 4 + len(a.Hosts) + len(a.Publishers) + len(a.Tags)
 	}
-	// Sized for every string distinct: no growth, which would copy them
-	// all a few times over.
-	p := packer{at: make(map[string]uint32, nStrs), order: make([]string, 0, nStrs)}
+	p := newPacker(nStrs)
 	for i := range apps {
 		a := &apps[i]
 		for _, v := range []string{a.ID, a.Name, a.TCP, a.UDP} {
@@ -93,7 +97,8 @@ func (s *Snapshot) packApps(apps []App, ck *checked) {
 	p.pack()
 	s.text = p.text
 	s.apps = make([]compiledApp, len(apps))
-	s.hosts = make([]string, 0, nHosts)
+	s.meta = make([]appMeta, len(apps))
+	s.hosts = make([]strRef, 0, nHosts)
 	portsOf := map[[2]string]int32{}
 	lists := listTable{index: map[string]int32{}}
 	for i := range apps {
@@ -120,12 +125,10 @@ func (s *Snapshot) packApps(apps []App, ck *checked) {
 		if a.Publishers != nil {
 			pubs = lists.of(a.Publishers, &p)
 		}
-		s.apps[i] = compiledApp{
-			id: p.ref(a.ID), name: p.ref(a.Name), ports: ports, pubs: pubs, tags: tags,
-			action: act, pubDNS: a.PublisherDNS,
-		}
+		s.apps[i] = compiledApp{ports: ports, action: act}
+		s.meta[i] = appMeta{id: p.ref(a.ID), name: p.ref(a.Name), pubs: pubs, tags: tags, pubDNS: a.PublisherDNS}
 		for _, h := range a.Hosts {
-			s.hosts = append(s.hosts, p.str(h))
+			s.hosts = append(s.hosts, p.ref(h))
 		}
 	}
 	s.ports, s.portText, s.lists = slices.Clip(s.ports), slices.Clip(s.portText), slices.Clip(lists.lists)

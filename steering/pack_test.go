@@ -31,21 +31,24 @@ func TestPackApps(t *testing.T) {
 	if &a.Publishers[0] != &b.Publishers[0] || &a.Publishers[0] == &in.Apps[0].Publishers[0] {
 		t.Error("equal publisher lists not shared, or not copied")
 	}
-	if !slices.Equal(s.hosts, []string{"x.example", "*.y.example", "10.0.0.0/8", "z.example", "x.example"}) ||
-		&a.Hosts[0] != &s.hosts[0] || &c.Hosts[1] != &s.hosts[4] {
-		t.Errorf("hosts = %q, not the array of the apps' hosts", s.hosts)
+	if got := s.strs(s.hosts); !slices.Equal(got, []string{"x.example", "*.y.example", "10.0.0.0/8", "z.example", "x.example"}) {
+		t.Errorf("hosts = %q, not the apps' hosts in turn", got)
 	}
-	// A window of the shared hosts array cannot grow into the next app's.
-	_ = append(a.Hosts, "grown.example")
-	if s.AppAt(1).Hosts[0] != "10.0.0.0/8" {
-		t.Errorf("appending to one app's hosts changed the next app's: %q", s.AppAt(1).Hosts[0])
+	// Config's apps are windows of one hosts array; one cannot grow into
+	// the next app's.
+	cfg := s.Config()
+	if unsafe.Add(unsafe.Pointer(unsafe.SliceData(cfg.Apps[0].Hosts)), 2*unsafe.Sizeof("")) != unsafe.Pointer(unsafe.SliceData(cfg.Apps[1].Hosts)) {
+		t.Error("Config's hosts are not one array")
+	}
+	_ = append(cfg.Apps[0].Hosts, "grown.example")
+	if cfg.Apps[1].Hosts[0] != "10.0.0.0/8" {
+		t.Errorf("appending to one app's hosts changed the next app's: %q", cfg.Apps[1].Hosts[0])
 	}
 	if b.Tags != nil || c.Tags != nil {
 		t.Errorf("absent tags not nil: %q, %q", b.Tags, c.Tags)
 	}
 	// A Config is the caller's: changing it changes neither the snapshot
 	// nor the next Config.
-	cfg := s.Config()
 	cfg.Apps[0].Hosts[0], cfg.Apps[0].Publishers[0] = "changed.example", "changed"
 	cfg.Client.StubRangeFallbacks = append(cfg.Client.StubRangeFallbacks, "x")
 	if got := s.Config(); got.Apps[0].Hosts[0] != "x.example" || got.Apps[1].Publishers[0] != "p1" ||

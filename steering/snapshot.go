@@ -14,8 +14,9 @@ type Snapshot struct {
 	ex       Exceptions    // defaults applied
 	client   ClientConfig  // defaults applied
 	apps     []compiledApp // by config index
+	meta     []appMeta     // by config index
 	text     string        // the apps' strings, each distinct value once (packApps)
-	hosts    []string      // the hosts of every app in turn, slices of text
+	hosts    []strRef      // the hosts of every app in turn, in text
 	lists    [][]string    // the apps' distinct publisher and tag lists
 	ports    []appPorts    // the distinct port sets of the apps
 	portText [][2]string   // the TCP and UDP texts of each of ports
@@ -73,8 +74,8 @@ func Compile(c *Config) (*Snapshot, error) {
 		n += len(ck.apps[i].hosts)
 	}
 	s.rules = make([]rule, 0, n)
-	s.exNames.host = hostList{list: s.ex.Domains}
-	s.appNames.host = hostList{list: s.hosts, base: int32(len(ck.exDomains) + len(ck.exAddrs))}
+	s.exNames.host = newHostList(s.ex.Domains, 0)
+	s.appNames.host = hostList{text: s.text, hosts: s.hosts, base: int32(len(ck.exDomains) + len(ck.exAddrs))}
 	s.buildExceptions(ck)
 	s.buildApps(ck)
 	s.buildPinned(ck)
@@ -150,7 +151,12 @@ func (s *Snapshot) buildApps(ck *checked) {
 // `apps[2].hosts[0] "*.corp.test"`. The texts are made on first use and kept:
 // 50,000 rules' texts would be megabytes that most lookups never need, and a
 // rule's second use does not allocate.
-func (s *Snapshot) ruleText(r int32) string { return *s.texts.get(r, s.newRuleText) }
+func (s *Snapshot) ruleText(r int32) string {
+	if t := s.texts.load(r); t != nil {
+		return *t
+	}
+	return *s.texts.keep(r, s.newRuleText(r))
+}
 
 func (s *Snapshot) newRuleText(r int32) *string {
 	path := "exceptions.addresses"
@@ -160,20 +166,21 @@ func (s *Snapshot) newRuleText(r int32) *string {
 	case r < s.nExDom:
 		path = "exceptions.domains"
 	}
-	list, i := s.source(r)
-	t := path + "[" + strconv.Itoa(int(i)) + "] " + strconv.Quote(list[i])
+	v, i := s.source(r)
+	t := path + "[" + strconv.Itoa(int(i)) + "] " + strconv.Quote(v)
 	return &t
 }
 
-// source returns the config list rule r comes from and its index there.
-func (s *Snapshot) source(r int32) ([]string, int32) {
+// source returns the config element rule r comes from and its index in its
+// list.
+func (s *Snapshot) source(r int32) (string, int32) {
 	switch app := s.rules[r].app; {
 	case app >= 0:
-		return s.appHosts(app, s.hosts), r - s.apps[app].first
+		return s.appNames.host.of(r), r - s.apps[app].first
 	case r < s.nExDom:
-		return s.ex.Domains, r
+		return s.ex.Domains[r], r
 	}
-	return s.ex.Addresses, r - s.nExDom
+	return s.ex.Addresses[r-s.nExDom], r - s.nExDom
 }
 
 func (s *Snapshot) buildPinned(ck *checked) {
