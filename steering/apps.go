@@ -120,7 +120,7 @@ func (s *Snapshot) Client() *ClientConfig { return &s.client }
 // Config returns the snapshot's config, defaults applied, as a new copy the
 // caller owns (its strings may be the snapshot's, which no one can modify).
 // It allocates every app anew: megabytes at 10,000 apps. It is for rare
-// callers (status, a bundle, a recompile); Client, NumApps and AppAt serve
+// callers (a bundle, a recompile); Client, Apps, NumApps and AppAt serve
 // the others.
 func (s *Snapshot) Config() *Config {
 	hosts := s.strs(s.hosts) // one array for all apps, a window of it each

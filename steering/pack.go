@@ -73,8 +73,9 @@ func (p *packer) strs(list []string) []string {
 // compact form: pointer-free records per app (ID and name in the packed
 // text, its port texts and lists by index into tables of the distinct ones),
 // the hosts of every app in turn in one array of places in the packed text,
-// and every other string a slice of it. Defaults apply as in the config: an app without a tunnel
-// has the l7 one. ck.apps are the apps' parsed port sets.
+// and every other string a slice of it. Defaults apply as in the config: an
+// app without a tunnel has the l7 one. ck.apps are the apps' parsed port
+// sets.
 func (s *Snapshot) packApps(apps []App, ck *checked) {
 	nHosts, nStrs := 0, 0
 	for i := range apps {
