@@ -44,6 +44,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"net/netip"
 	"sort"
 	"strings"
@@ -301,14 +302,14 @@ func agentAddr(stub netip.Prefix) netip.Addr {
 	return stub.Masked().Addr().Next()
 }
 
-// privateDomains are the routing domains that cover every private name of cfg:
+// privateDomains are the routing domains that cover every private name of apps:
 // an exact name routes itself, a wildcard "*.corp.example" routes
 // corp.example. Resolvers with routing domains (systemd-resolved, macOS,
 // NRPT) then send only these names to the agent; a domain already covered by a
 // shorter one is left out.
-func privateDomains(cfg *steering.Config) []string {
+func privateDomains(apps iter.Seq2[int, steering.App]) []string {
 	set := map[string]bool{}
-	for _, app := range cfg.Apps {
+	for _, app := range apps {
 		for _, h := range app.Hosts {
 			// Exact names and wildcards (whose Name is the domain); addresses
 			// have no domain.

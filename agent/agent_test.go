@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"testing"
 	"time"
 
@@ -360,7 +361,7 @@ func TestPrivateDomains(t *testing.T) {
 		// Names with a '-' are names (the ad hoc check took them for ranges).
 		{ID: "d", Hosts: []string{"my-app.eu-west.example", "*.eu-west.example", "10.9.0.1-10.9.0.5"}},
 	}}
-	got := privateDomains(cfg)
+	got := privateDomains(slices.All(cfg.Apps))
 	want := []string{"corp.example", "eu-west.example", "host.lab", "jira.other.example"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("privateDomains = %v, want %v", got, want)

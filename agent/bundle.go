@@ -97,7 +97,7 @@ func (a *Agent) bundle(anonymize bool) ctlapi.Bundle {
 	secrets := secretValues(install, eff)
 	if p, _ := a.current(); p != nil {
 		// The tenant's tamper-protection password hash is in the config.
-		secrets = append(secrets, p.tenantSnap.Load().Config().Client.TamperPassword)
+		secrets = append(secrets, p.tenantSnap.Load().Client().TamperPassword)
 	}
 	b.Redact(secrets)
 	if anonymize {

@@ -176,7 +176,7 @@ func (d *captiveDetector) status(n *ctlapi.NetworkStatus) {
 
 // captiveURL is the check of the snapshot in force.
 func (p *parts) captiveURL() string {
-	return p.snap.Load().Config().Client.CaptiveCheck
+	return p.snap.Load().Client().CaptiveCheck
 }
 
 // dialPoP dials the PoP on a socket that bypasses the agent's routes, but

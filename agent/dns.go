@@ -39,7 +39,7 @@ func (dp dnsPolicy) Lookup(name string) (dnsproxy.Answer, bool) {
 		return p.stubAnswer(snap, name)
 	}
 	if !p.tunnelUp() {
-		switch snap.Config().Client.FailMode {
+		switch snap.Client().FailMode {
 		case steering.FailOpen:
 			// While the tunnel is down private names resolve through the
 			// OS's resolvers, so whatever is reachable directly (on the
@@ -70,7 +70,7 @@ func (p *parts) stubAnswer(snap *steering.Snapshot, name string) (dnsproxy.Answe
 		p.log.Warn("no stub address", zap.String("name", name), zap.Error(err))
 		return dnsproxy.Answer{}, false
 	}
-	a := dnsproxy.Answer{Addr: addr, TTL: snap.Config().Client.DNSTTL.D()}
+	a := dnsproxy.Answer{Addr: addr, TTL: snap.Client().DNSTTL.D()}
 	if v6 := p.stubs.v6; v6 != nil {
 		if a.Addr6, err = v6.Assign(name, now); err != nil {
 			p.log.Warn("no IPv6 stub address", zap.String("name", name), zap.Error(err))

@@ -61,7 +61,7 @@ type nameReg struct {
 func (p *parts) startL3E() error {
 	sc := p.synced.Load()
 	gw := sc.cfg.Gateway
-	if !p.snap.Load().Config().Client.DTLS {
+	if !p.snap.Load().Client().DTLS {
 		return nil
 	}
 	if gw == nil {

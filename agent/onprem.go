@@ -126,7 +126,7 @@ func (d *onPremDetector) status() ctlapi.NetworkStatus {
 
 // onPremConfig is the detection config of the snapshot in force.
 func (p *parts) onPremConfig() *steering.OnPremDetection {
-	return p.snap.Load().Config().Client.OnPremDetection
+	return p.snap.Load().Client().OnPremDetection
 }
 
 // onPremChanged moves the routes of app prefixes out of the TUN device on

@@ -277,7 +277,7 @@ func (p *parts) startTUN(ctx context.Context, snap *steering.Snapshot) (err erro
 		UDP:  p.handleUDP,
 		Echo: p.handleEcho,
 		// Changed by apply with the config.
-		IdleUDP: snap.Config().Client.UDPIdleTimeout.D(),
+		IdleUDP: snap.Client().UDPIdleTimeout.D(),
 	})
 	if err != nil {
 		return fmt.Errorf("userspace network stack: %w", err)
@@ -397,7 +397,7 @@ func (p *parts) upstreamList() []netip.AddrPort {
 }
 
 func (p *parts) dnsConfig() platform.DNSConfig {
-	domains := privateDomains(p.snap.Load().Config())
+	domains := privateDomains(p.snap.Load().Apps())
 	if s := p.l3eSuffix(); s != "" {
 		domains = append(domains, s)
 	}

@@ -62,7 +62,7 @@ func (p *parts) lastSignIn() time.Time {
 
 // reauthPhase is the principal's phase at now.
 func (p *parts) reauthPhase(now time.Time) ctlapi.ReauthPhase {
-	cl := p.snap.Load().Config().Client
+	cl := p.snap.Load().Client()
 	interval, grace := cl.ReauthInterval.D(), cl.ReauthGrace.D()
 	if interval <= 0 {
 		return ctlapi.ReauthOff

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"iter"
 	"net/http"
 	"slices"
 	"strings"
@@ -133,7 +134,7 @@ func (p *parts) selectLoop(ctx context.Context) {
 }
 
 func (p *parts) probeInterval() time.Duration {
-	if d := p.snap.Load().Config().Client.ProbeInterval.D(); d > 0 {
+	if d := p.snap.Load().Client().ProbeInterval.D(); d > 0 {
 		return d
 	}
 	return steering.DefaultProbeInterval
@@ -145,9 +146,9 @@ func (p *parts) probeInterval() time.Duration {
 // round for status and returns the selection and the publishers that were not
 // online (for the PoP to watch: their arrival makes the selection stale).
 func (p *parts) probeRound(ctx context.Context) (l7.Selection, []string) {
-	apps := selectableApps(p.snap.Load().Config())
+	apps := selectableApps(p.snap.Load())
 	via := map[string][]string{} // publisher → the apps it may be probed through, in config order
-	for _, a := range apps {
+	for a := range apps {
 		for _, pub := range a.Publishers {
 			via[pub] = append(via[pub], a.ID)
 		}
@@ -159,8 +160,8 @@ func (p *parts) probeRound(ctx context.Context) (l7.Selection, []string) {
 	// choice and one status: the choice depends on the publishers alone, and
 	// 10,000 apps need not hold 10,000 copies (~3 MB). Both are only read.
 	chosen := map[string][]string{}
-	for _, a := range apps {
-		key := pubsKey(a)
+	for a := range apps {
+		key := pubsKey(&a)
 		c, ok := chosen[key]
 		if !ok {
 			in := make([]steering.PublisherRTT, 0, len(a.Publishers))
@@ -187,17 +188,17 @@ func (p *parts) probeRound(ctx context.Context) (l7.Selection, []string) {
 	return sel, watch
 }
 
-// selectableApps returns the apps whose flows go through the L7 tunnel and
-// that name publishers.
-func selectableApps(cfg *steering.Config) []*steering.App {
-	var out []*steering.App
-	for i := range cfg.Apps {
-		a := &cfg.Apps[i]
-		if a.Tunnel != steering.TunnelL3E && len(a.Publishers) > 0 {
-			out = append(out, a)
+// selectableApps walks the apps of snap whose flows go through the L7 tunnel
+// and that name publishers, made one at a time (Snapshot.Apps): a round
+// every few minutes need not materialize 10,000 apps.
+func selectableApps(snap *steering.Snapshot) iter.Seq[steering.App] {
+	return func(yield func(steering.App) bool) {
+		for _, a := range snap.Apps() {
+			if a.Tunnel != steering.TunnelL3E && len(a.Publishers) > 0 && !yield(a) {
+				return
+			}
 		}
 	}
-	return out
 }
 
 // probeResult is one publisher's measurement in a round.
@@ -298,10 +299,10 @@ func (p *parts) selectionStatus() (ctlapi.SelectionStatus, map[string][]ctlapi.P
 		return st, nil
 	}
 	st.Probed = r.at
-	apps := selectableApps(p.snap.Load().Config())
-	out := make(map[string][]ctlapi.PublisherStatus, len(apps))
-	for _, a := range apps {
-		if ps, ok := r.byPubs[pubsKey(a)]; ok {
+	snap := p.snap.Load()
+	out := make(map[string][]ctlapi.PublisherStatus, snap.NumApps())
+	for a := range selectableApps(snap) {
+		if ps, ok := r.byPubs[pubsKey(&a)]; ok {
 			out[a.ID] = ps
 		}
 	}

@@ -60,7 +60,7 @@ func (p *parts) status(st *ctlapi.Status) {
 	}
 	st.L3E = p.l3eStatus()
 	st.Reauth = ctlapi.ReauthStatus{Phase: p.reauthPhase(time.Now()), LastSignIn: p.lastSignIn()}
-	if iv := snap.Config().Client.ReauthInterval.D(); iv > 0 {
+	if iv := snap.Client().ReauthInterval.D(); iv > 0 {
 		st.Reauth.Due = st.Reauth.LastSignIn.Add(iv)
 	}
 	var pubs map[string][]ctlapi.PublisherStatus
@@ -83,12 +83,10 @@ func (p *parts) configStatus() ctlapi.ConfigStatus {
 }
 
 func appStatuses(snap *steering.Snapshot) []ctlapi.AppStatus {
-	apps := snap.Config().Apps
-	out := make([]ctlapi.AppStatus, 0, len(apps))
-	for i := range apps {
-		app := &apps[i]
+	out := make([]ctlapi.AppStatus, 0, snap.NumApps())
+	for _, app := range snap.Apps() {
 		out = append(out, ctlapi.AppStatus{ID: app.ID, Name: app.Name, Hosts: app.Hosts, TCP: app.TCP, UDP: app.UDP,
-			Tunnel: app.Tunnel, NotCarried: steering.AppNotCarried(app)})
+			Tunnel: app.Tunnel, NotCarried: steering.AppNotCarried(&app)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

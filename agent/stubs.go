@@ -51,7 +51,7 @@ func (p *parts) newStubPool(snap *steering.Snapshot, stub netip.Prefix, name str
 	pool, err := steering.NewStubPool(steering.StubPoolConfig{
 		Prefix:   stub,
 		Reserved: reserved,
-		TTL:      snap.Config().Client.DNSTTL.D(),
+		TTL:      snap.Client().DNSTTL.D(),
 		IdleTime: 10 * time.Minute,
 		OnChange: p.stubsChanged,
 	})

@@ -153,7 +153,7 @@ func (p *parts) saveConfig(cfg *tenantapi.AgentConfig, etag string) {
 // concurrently and an older fetch never replaces a newer one.
 func (p *parts) syncLoop(ctx context.Context) {
 	for {
-		interval := p.snap.Load().Config().Client.ConfigPoll.D()
+		interval := p.snap.Load().Client().ConfigPoll.D()
 		jitter := time.Duration(rand.Int64N(int64(interval)/5 + 1))
 		t := time.NewTimer(interval - interval/10 + jitter)
 		select {
@@ -246,7 +246,7 @@ func (p *parts) applied() {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
 	snap := p.snap.Load()
-	p.stack.SetIdleUDP(snap.Config().Client.UDPIdleTimeout.D())
+	p.stack.SetIdleUDP(snap.Client().UDPIdleTimeout.D())
 	p.sel.markStale()  // apps or their publishers may have changed
 	p.onprem.recheck() // detection may have changed
 	p.updateRoutes()

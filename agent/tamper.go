@@ -182,7 +182,7 @@ func (s *steeringSwitch) put(p *parts, snap *steering.Snapshot) *steering.Snapsh
 // steerNothing is snap without apps or exceptions; the client settings are
 // kept (they compiled with snap, so they compile again).
 func steerNothing(snap *steering.Snapshot) *steering.Snapshot {
-	off, err := steering.Compile(&steering.Config{Apps: []steering.App{}, Client: snap.Config().Client})
+	off, err := steering.Compile(&steering.Config{Apps: []steering.App{}, Client: *snap.Client()})
 	if err != nil {
 		off, _ = steering.Compile(&steering.Config{Apps: []steering.App{}})
 	}
@@ -214,7 +214,7 @@ func (s *steeringSwitch) set(p *parts, req ctlapi.SteeringRequest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tenant := p.tenantSnap.Load()
-	until, codeHash, err := s.allowedLocked(tenant.Config().Client, p.ident.Load().id.DeviceID, req)
+	until, codeHash, err := s.allowedLocked(*tenant.Client(), p.ident.Load().id.DeviceID, req)
 	if err != nil {
 		return err
 	}
@@ -291,7 +291,7 @@ func (s *steeringSwitch) status(tenant *steering.Snapshot) ctlapi.SteeringStatus
 	if tenant == nil {
 		return st
 	}
-	cl := tenant.Config().Client
+	cl := tenant.Client()
 	st.Password, st.Codes = cl.TamperPassword != "", cl.TamperOverrideKey != ""
 	switch {
 	case st.Password && st.Codes:

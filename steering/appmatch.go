@@ -2,7 +2,6 @@ package steering
 
 import (
 	"net/netip"
-	"slices"
 )
 
 // AppMatcher answers whether a host and a port lie inside one app's
@@ -32,7 +31,7 @@ func CompileApp(a *App) (*AppMatcher, error) {
 		return nil, &ValidationError{Problems: ck.problems}
 	}
 	m := &AppMatcher{appPorts: ca.appPorts}
-	m.names.host = hostList{list: slices.Clone(a.Hosts)}
+	m.names.host = newHostList(a.Hosts, 0)
 	var prefixes [2][]netip.Prefix
 	for j, h := range ca.hosts {
 		if h.Kind.IsName() {

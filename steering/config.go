@@ -168,13 +168,11 @@ func (c *Config) Warnings() []Problem {
 	return ck.warnings
 }
 
-// withDefaults returns a deep copy of c with defaults filled in, and the hosts
-// of its apps in turn, in the array their Hosts are windows of. c must be
-// valid.
-func (c *Config) withDefaults() (*Config, []string) {
-	apps, hosts := copyApps(c.Apps)
+// withDefaults returns a deep copy of c's exceptions and client with defaults
+// filled in; its Apps are nil: a snapshot keeps them compactly and applies
+// their one default, the l7 tunnel, itself (packApps). c must be valid.
+func (c *Config) withDefaults() *Config {
 	out := &Config{
-		Apps: apps,
 		Exceptions: Exceptions{
 			Domains:   slicesClone(c.Exceptions.Domains),
 			Addresses: slicesClone(c.Exceptions.Addresses),
@@ -183,11 +181,6 @@ func (c *Config) withDefaults() (*Config, []string) {
 		Client: c.Client,
 	}
 	out.Client.StubRangeFallbacks = slicesClone(c.Client.StubRangeFallbacks)
-	for i := range out.Apps {
-		if out.Apps[i].Tunnel == "" {
-			out.Apps[i].Tunnel = TunnelL7
-		}
-	}
 	for i := range out.Exceptions.Pinned {
 		if out.Exceptions.Pinned[i].Action == "" {
 			out.Exceptions.Pinned[i].Action = PinnedBypass
@@ -218,7 +211,7 @@ func (c *Config) withDefaults() (*Config, []string) {
 		setDefault(&cp.Interval, DefaultOnPremInterval)
 		cl.OnPremDetection = &cp
 	}
-	return out, hosts
+	return out
 }
 
 func setDefault(d *Duration, v time.Duration) {

@@ -50,7 +50,7 @@ func (s *Snapshot) MatchName(fqdn string) Decision {
 
 func (s *Snapshot) appDecision(r int32, reason string) Decision {
 	i := s.rules[r].app
-	return Decision{Action: s.apps[i].action, App: &s.cfg.Apps[i], Rule: s.ruleText(r), Reason: reason}
+	return Decision{Action: s.apps[i].action, App: s.appPtr(i), Rule: s.ruleText(r), Reason: reason}
 }
 
 // MatchFlow decides a flow: exceptions first (the flow's name, then its

@@ -21,13 +21,30 @@ type nameMap struct {
 }
 
 // hostList gives the host each rule of a table was written as: rule r's is
-// list[r-base] (rules are numbered across tables, see Snapshot.rules).
+// hosts[r-base] in text (rules are numbered across tables, see
+// Snapshot.rules). The hosts are places in one string rather than strings:
+// at 50,000 hosts half the memory, and nothing for the GC to scan.
 type hostList struct {
-	list []string
-	base int32
+	text  string
+	hosts []strRef
+	base  int32
 }
 
-func (h *hostList) of(r int32) string { return h.list[r-h.base] }
+// newHostList returns the hosts of list, rule base first, in a packed copy.
+func newHostList(list []string, base int32) hostList {
+	p := newPacker(len(list))
+	for _, h := range list {
+		p.add(h)
+	}
+	p.pack()
+	h := hostList{text: p.text, hosts: make([]strRef, len(list)), base: base}
+	for i, s := range list {
+		h.hosts[i] = p.ref(s)
+	}
+	return h
+}
+
+func (h *hostList) of(r int32) string { return h.hosts[r-h.base].in(h.text) }
 
 // get returns the chain head of name (normalised: lower case, no trailing dot).
 func (m *nameMap) get(name []byte, host *hostList) (int32, bool) {
@@ -47,7 +64,7 @@ func (m *nameMap) set(name []byte, r int32, host *hostList) (int32, bool) {
 	if len(m.slots) == 0 {
 		m.seed = maphash.MakeSeed()
 		m.slots = make([]uint32, 16)
-		m.rbits = uint(bits.Len(uint(host.base) + uint(len(host.list))))
+		m.rbits = uint(bits.Len(uint(host.base) + uint(len(host.hosts))))
 	}
 	h := maphash.Bytes(m.seed, name)
 	i, found := m.find(name, h, host)

@@ -22,7 +22,8 @@ func TestNameMap(t *testing.T) {
 		}
 	}
 	hosts[n] = "n7.EXAMPLE" // a second rule for n7.example
-	host := &hostList{list: hosts}
+	h := newHostList(hosts, 0)
+	host := &h
 	var m nameMap
 	if _, ok := m.get([]byte("a.example"), host); ok {
 		t.Fatal("empty map found a name")

@@ -6,19 +6,25 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"sync/atomic"
 )
 
 // Snapshot is a compiled, immutable config: the matcher every lookup uses. It is
 // safe for concurrent use; swap whole snapshots (atomic.Pointer) on reload.
 type Snapshot struct {
-	cfg      *Config
-	apps     []compiledApp               // by config index
-	ports    []appPorts                  // the distinct port sets of the apps
-	byID     []int32                     // indices into apps, sorted by app ID (IDs are unique)
-	rules    []rule                      // exceptions.domains, exceptions.addresses, then each app's hosts
-	nExDom   int32                       // the number of domain exceptions, the rules before the address ones
-	texts    []atomic.Pointer[textChunk] // rule texts by rule index / textChunkLen, made on first use (ruleText)
+	ex       Exceptions    // defaults applied
+	client   ClientConfig  // defaults applied
+	apps     []compiledApp // by config index
+	meta     []appMeta     // by config index
+	text     string        // the apps' strings, each distinct value once (packApps)
+	hosts    []strRef      // the hosts of every app in turn, in text
+	lists    [][]string    // the apps' distinct publisher and tag lists
+	ports    []appPorts    // the distinct port sets of the apps
+	portText [][2]string   // the TCP and UDP texts of each of ports
+	appCache lazy[App]     // Decision.App by config index, made on first use (appPtr)
+	byID     []int32       // indices into apps, sorted by app ID (IDs are unique)
+	rules    []rule        // exceptions.domains, exceptions.addresses, then each app's hosts
+	nExDom   int32         // the number of domain exceptions, the rules before the address ones
+	texts    lazy[string]  // rule texts by rule index, made on first use (ruleText)
 	exNames  nameTable
 	appNames nameTable
 	exAddrs  [2]addrTable // [0] IPv4, [1] IPv6
@@ -32,15 +38,6 @@ type Snapshot struct {
 	warnings []Problem
 }
 
-// compiledApp is what a match needs of an app besides its config: its port
-// sets (an index into Snapshot.ports: at 10,000 apps a few distinct sets
-// serve them all) and its action.
-type compiledApp struct {
-	ports  int32
-	first  int32 // the rule of its first host
-	action Action
-}
-
 type pinnedRule struct {
 	p      *PinnedApp
 	re     *Pattern
@@ -50,53 +47,40 @@ type pinnedRule struct {
 }
 
 // Compile validates c, applies the defaults and builds the matcher. c is not
-// retained: the snapshot works on its own copy.
+// retained: the snapshot keeps its own compact copy.
 func Compile(c *Config) (*Snapshot, error) {
 	ck, err := check(c)
 	if err != nil {
 		return nil, err
 	}
-	cfg, hosts := c.withDefaults()
+	d := c.withDefaults()
 	s := &Snapshot{
-		cfg:      cfg,
-		apps:     make([]compiledApp, len(cfg.Apps)),
-		byID:     make([]int32, len(cfg.Apps)),
+		ex:       d.Exceptions,
+		client:   d.Client,
+		byID:     make([]int32, len(c.Apps)),
 		pinnedOS: make(map[string][]int32),
 		stub:     ck.stub,
 		fallbck:  ck.fallbacks,
 		stub6:    ck.stub6,
 		warnings: ck.warnings,
 	}
-	portsOf := map[[2]string]int32{}
-	for i := range cfg.Apps {
-		a := &cfg.Apps[i]
-		act := L7
-		if a.Tunnel == TunnelL3E {
-			act = L3E
-		}
-		k := [2]string{a.TCP, a.UDP}
-		ports, ok := portsOf[k]
-		if !ok {
-			ports = int32(len(s.ports))
-			portsOf[k] = ports
-			s.ports = append(s.ports, ck.apps[i].appPorts)
-		}
-		s.apps[i] = compiledApp{ports: ports, action: act}
+	s.packApps(c.Apps, ck)
+	for i := range s.byID {
 		s.byID[i] = int32(i)
 	}
-	s.ports = slices.Clip(s.ports)
-	slices.SortFunc(s.byID, func(x, y int32) int { return cmp.Compare(cfg.Apps[x].ID, cfg.Apps[y].ID) })
+	slices.SortFunc(s.byID, func(x, y int32) int { return cmp.Compare(s.appID(x), s.appID(y)) })
 	n := len(ck.exDomains) + len(ck.exAddrs)
 	for i := range ck.apps {
 		n += len(ck.apps[i].hosts)
 	}
 	s.rules = make([]rule, 0, n)
-	s.exNames.host = hostList{list: cfg.Exceptions.Domains}
-	s.appNames.host = hostList{list: hosts, base: int32(len(ck.exDomains) + len(ck.exAddrs))}
+	s.exNames.host = newHostList(s.ex.Domains, 0)
+	s.appNames.host = hostList{text: s.text, hosts: s.hosts, base: int32(len(ck.exDomains) + len(ck.exAddrs))}
 	s.buildExceptions(ck)
 	s.buildApps(ck)
 	s.buildPinned(ck)
-	s.texts = make([]atomic.Pointer[textChunk], (len(s.rules)+textChunkLen-1)/textChunkLen)
+	s.texts = newLazy[string](len(s.rules))
+	s.appCache = newLazy[App](len(s.apps))
 	s.cache.init()
 	return s, nil
 }
@@ -144,7 +128,7 @@ func (s *Snapshot) buildApps(ck *checked) {
 		spec Host
 	}
 	var names []named
-	for i := range s.cfg.Apps {
+	for i := range s.apps {
 		base := int32(len(s.rules))
 		s.apps[i].first = base
 		s.addRules(int32(i), ck.apps[i].hosts, &pr)
@@ -168,17 +152,13 @@ func (s *Snapshot) buildApps(ck *checked) {
 // 50,000 rules' texts would be megabytes that most lookups never need, and a
 // rule's second use does not allocate.
 func (s *Snapshot) ruleText(r int32) string {
-	c := s.texts[r/textChunkLen].Load()
-	if c == nil {
-		c = new(textChunk)
-		if !s.texts[r/textChunkLen].CompareAndSwap(nil, c) {
-			c = s.texts[r/textChunkLen].Load()
-		}
-	}
-	slot := &c[r%textChunkLen]
-	if t := slot.Load(); t != nil {
+	if t := s.texts.load(r); t != nil {
 		return *t
 	}
+	return *s.texts.keep(r, s.newRuleText(r))
+}
+
+func (s *Snapshot) newRuleText(r int32) *string {
 	path := "exceptions.addresses"
 	switch app := s.rules[r].app; {
 	case app >= 0:
@@ -186,33 +166,26 @@ func (s *Snapshot) ruleText(r int32) string {
 	case r < s.nExDom:
 		path = "exceptions.domains"
 	}
-	list, i := s.source(r)
-	t := path + "[" + strconv.Itoa(int(i)) + "] " + strconv.Quote(list[i])
-	slot.Store(&t)
-	return t
+	v, i := s.source(r)
+	t := path + "[" + strconv.Itoa(int(i)) + "] " + strconv.Quote(v)
+	return &t
 }
 
-// source returns the config list rule r comes from and its index there.
-func (s *Snapshot) source(r int32) ([]string, int32) {
+// source returns the config element rule r comes from and its index in its
+// list.
+func (s *Snapshot) source(r int32) (string, int32) {
 	switch app := s.rules[r].app; {
 	case app >= 0:
-		return s.cfg.Apps[app].Hosts, r - s.apps[app].first
+		return s.appNames.host.of(r), r - s.apps[app].first
 	case r < s.nExDom:
-		return s.cfg.Exceptions.Domains, r
+		return s.ex.Domains[r], r
 	}
-	return s.cfg.Exceptions.Addresses, r - s.nExDom
+	return s.ex.Addresses[r-s.nExDom], r - s.nExDom
 }
 
-// textChunkLen is the number of rule texts in one chunk: chunks are made when
-// one of their rules first decides, so a snapshot whose rules are mostly
-// unused holds few.
-const textChunkLen = 256
-
-type textChunk [textChunkLen]atomic.Pointer[string]
-
 func (s *Snapshot) buildPinned(ck *checked) {
-	for i := range s.cfg.Exceptions.Pinned {
-		p := &s.cfg.Exceptions.Pinned[i]
+	for i := range s.ex.Pinned {
+		p := &s.ex.Pinned[i]
 		act := Direct
 		if p.Action == PinnedBlock {
 			act = Block
@@ -225,10 +198,6 @@ func (s *Snapshot) buildPinned(ck *checked) {
 		s.pinnedOS[p.OS] = append(s.pinnedOS[p.OS], int32(i))
 	}
 }
-
-// Config returns the snapshot's config with defaults applied. It must not be
-// modified.
-func (s *Snapshot) Config() *Config { return s.cfg }
 
 // Warnings returns the config's ties and shadowed rules (see Config.Warnings).
 func (s *Snapshot) Warnings() []Problem { return slices.Clone(s.warnings) }
@@ -248,15 +217,6 @@ func WithStubRange(c *Config, stub netip.Prefix) *Config {
 	cp.Client.StubRange = stub.String()
 	cp.Client.StubRangeFallbacks = nil
 	return &cp
-}
-
-// App returns the app with the given id, or nil.
-func (s *Snapshot) App(id string) *App {
-	k, ok := slices.BinarySearchFunc(s.byID, id, func(i int32, id string) int { return cmp.Compare(s.cfg.Apps[i].ID, id) })
-	if !ok {
-		return nil
-	}
-	return &s.cfg.Apps[s.byID[k]]
 }
 
 // Prefixes returns the real prefixes of the apps' address, CIDR and range hosts,

@@ -69,8 +69,9 @@ func (a Action) String() string {
 // Decision is the matcher's answer for one name or flow.
 type Decision struct {
 	Action Action
-	// App is the private app that decided, nil when no app did. It points into the
-	// snapshot and must not be modified.
+	// App is the private app that decided, nil when no app did. The snapshot
+	// makes it on the app's first decision and keeps it (lookups of an app in
+	// use do not allocate); it must not be modified.
 	App *App
 	// Rule is the exact configuration element that decided, as a path and its
 	// value, e.g. `apps[2].hosts[0] "*.corp.test"`; empty when nothing matched.
