@@ -3,8 +3,10 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -13,11 +15,17 @@ import (
 	"time"
 )
 
-// rssLimitKB is what TestIdleRSS10k allows: what the agent reaches (27.6,
-// 28.6 and 30.7 MB on 2026-11-30 15:56–16:02, the spread being free heap the
-// runtime did not return; 31.7–35.7 MB that noon, 82.4 MB before that day's work),
-// with a margin for this shared machine (README, "Idle and offline cost").
-const rssLimitKB = 34 * 1024
+// rssGoalKB is issue 15's goal for the idle agent with 10,000 apps. The
+// release build reaches it (23.8–24.3 MB in four runs, 2026-11-30 18:08–18:14,
+// with the runtime patch of scripts/go-overlay.sh; 25.1–31.6 MB without it,
+// the free heap the runtime's scavenger hid making the spread). `make bench`
+// checks it (ZT_IDLE_RSS_GOAL=1, three runs); under `make test` the test
+// guards against regressions with rssGuardKB, a margin for machines whose
+// kernel maps more of the binary (README, "Idle and offline cost").
+const (
+	rssGoalKB  = 25 * 1024
+	rssGuardKB = 27 * 1024
+)
 
 // TestIdleRSS10k measures the idle agent, connected, with 10,000 apps of
 // 50,000 host patterns (like the steering benchmark's: two names, a wildcard,
@@ -35,6 +43,11 @@ func TestIdleRSS10k(t *testing.T) {
 	// GOMEMLIMIT), to measure that trade-off (README).
 	// ZT_AGENT_GODEBUG=memprofilerate=1 makes the heap profile exact
 	// instead of sampled (the agent slower to start).
+	// The runtime patch of scripts/go-overlay.sh decides whether free heap
+	// stays resident after a trim: say which build this is.
+	if v, err := exec.Command(l.bin("ztagent"), "version").Output(); err == nil {
+		t.Logf("%s", bytes.TrimSpace(v))
+	}
 	env := map[string]string{}
 	for _, k := range []string{"GOMEMLIMIT", "GODEBUG"} {
 		if v := os.Getenv("ZT_AGENT_" + k); v != "" {
@@ -108,9 +121,11 @@ func TestIdleRSS10k(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(l.dir, "agent.log")); err == nil {
 		os.WriteFile(filepath.Join(l.root, ".lab", "agent-10k.log"), b, 0o644)
 	}
-	// The goal is 25 MB (issue 15); this agent is not there yet (README,
-	// "Idle and offline cost"), so the test guards what it reaches.
-	if limit := rssLimitKB; s.rssKB > limit {
+	limit := rssGuardKB
+	if os.Getenv("ZT_IDLE_RSS_GOAL") != "" {
+		limit = rssGoalKB
+	}
+	if s.rssKB > limit {
 		t.Errorf("idle RSS with 10,000 apps %d kB, want ≤ %d kB", s.rssKB, limit)
 	}
 }

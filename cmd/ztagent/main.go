@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/kardianos/service"
@@ -108,7 +109,7 @@ func run(args []string) error {
 	cmd := args[0]
 	switch cmd {
 	case "version", "--version", "-v":
-		fmt.Println("ztagent", version)
+		fmt.Println(versionLine())
 		return nil
 	case "help", "--help", "-help", "-h":
 		_, err := parse("", []string{"--help"})
@@ -211,6 +212,20 @@ func serviceConfig(o *options) *service.Config {
 }
 
 var version = "dev"
+
+// goRuntimePatch names the Go runtime patch the binary was built with
+// (scripts/go-overlay.sh, set by the Makefile), empty without one.
+var goRuntimePatch = ""
+
+// versionLine is what `ztagent version` prints: the version, the Go
+// toolchain, and the runtime patch when the build has it.
+func versionLine() string {
+	line := "ztagent " + version + " " + runtime.Version()
+	if goRuntimePatch != "" {
+		line += " (runtime patch: " + goRuntimePatch + ")"
+	}
+	return line
+}
 
 // openLogs returns the logger: the daemon's (run) writes to its log file
 // and the system log (the Windows event log, the macOS unified log) too; install and uninstall only to standard error. A log file that cannot
