@@ -13,7 +13,7 @@
 # apps, 9 MB in one run with GOGC=25 (README, "Idle and offline cost"). The
 # patch searches the whole chunk before marking it. With it, a reproducer
 # that frees 30 MB and calls FreeOSMemory leaves 0.00-0.09 MB unreturned in
-# ten runs, against 0.01-3.67 MB without (docs/go-scavenger.md).
+# ten runs, against 0.01-3.67 MB without (README, "The Go runtime patch").
 #
 # It rewrites a copy of $GOROOT/src/runtime/mgcscavenge.go and writes an
 # overlay file (go help build, -overlay) under .build/; the toolchain itself
