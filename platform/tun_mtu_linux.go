@@ -1,30 +1,12 @@
 package platform
 
-import (
-	"fmt"
+import "github.com/vishvananda/netlink"
 
-	"github.com/vishvananda/netlink"
-	"golang.zx2c4.com/wireguard/tun"
-)
-
-// setTUNMTU has nothing to do at creation on Linux: wireguard/tun sets the
-// interface's MTU when it creates the device.
-func setTUNMTU(tun.Device, int) error { return nil }
-
-// SetTUNMTU changes the MTU of the agent's TUN device after its creation
-// (the agent creates the device before it knows the uplink's MTU, see
-// agent's startTUN). The device's MTU() reads the interface, so it follows.
-func SetTUNMTU(dev tun.Device, mtu int) error {
-	name, err := dev.Name()
-	if err != nil {
-		return fmt.Errorf("TUN name: %w", err)
-	}
+// setInterfaceMTU sets an interface's MTU over netlink.
+func setInterfaceMTU(name string, mtu int) error {
 	link, err := netlink.LinkByName(name)
 	if err != nil {
-		return fmt.Errorf("find TUN %q: %w", name, err)
+		return err
 	}
-	if err := netlink.LinkSetMTU(link, mtu); err != nil {
-		return fmt.Errorf("set the MTU of TUN %q to %d: %w", name, mtu, err)
-	}
-	return nil
+	return netlink.LinkSetMTU(link, mtu)
 }
