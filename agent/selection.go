@@ -189,11 +189,12 @@ func (p *parts) probeRound(ctx context.Context) (l7.Selection, []string) {
 }
 
 // selectableApps walks the apps of snap whose flows go through the L7 tunnel
-// and that name publishers, made one at a time (Snapshot.Apps): a round
-// every few minutes need not materialize 10,000 apps.
+// and that name publishers, without their hosts (Snapshot.AppsWithoutHosts):
+// a round every few minutes, which walks them twice, allocates nothing for
+// 10,000 apps.
 func selectableApps(snap *steering.Snapshot) iter.Seq[steering.App] {
 	return func(yield func(steering.App) bool) {
-		for _, a := range snap.Apps() {
+		for _, a := range snap.AppsWithoutHosts() {
 			if a.Tunnel != steering.TunnelL3E && len(a.Publishers) > 0 && !yield(a) {
 				return
 			}

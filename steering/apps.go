@@ -39,10 +39,23 @@ func (s *Snapshot) AppAt(i int) App {
 // Apps walks the apps in config order as AppAt gives them (index, app): made
 // one at a time and not kept, so a walk of 10,000 apps allocates only their
 // host lists, each garbage once the walk moves on.
-func (s *Snapshot) Apps() iter.Seq2[int, App] {
+func (s *Snapshot) Apps() iter.Seq2[int, App] { return s.walkApps(true) }
+
+// AppsWithoutHosts walks the apps as Apps does with each App's Hosts nil,
+// for callers that read the rest (publisher selection): it allocates
+// nothing.
+func (s *Snapshot) AppsWithoutHosts() iter.Seq2[int, App] { return s.walkApps(false) }
+
+func (s *Snapshot) walkApps(hosts bool) iter.Seq2[int, App] {
 	return func(yield func(int, App) bool) {
 		for i := range s.apps {
-			if !yield(i, s.AppAt(i)) {
+			var a App
+			if hosts {
+				a = s.AppAt(i)
+			} else {
+				a = s.appAt(int32(i), nil, s.lists)
+			}
+			if !yield(i, a) {
 				return
 			}
 		}

@@ -155,3 +155,27 @@ func TestAppAtNotCached(t *testing.T) {
 
 // made reports whether element i has been made.
 func (l *lazy[T]) made(i int32) bool { return l.load(i) != nil }
+
+// TestAppsWithoutHosts checks that the walk without hosts gives each app as
+// AppAt does, Hosts aside, and allocates nothing.
+func TestAppsWithoutHosts(t *testing.T) {
+	s := mustCompile(t, e2eConfig(600))
+	n := 0
+	for i, a := range s.AppsWithoutHosts() {
+		want := s.AppAt(i)
+		want.Hosts = nil
+		if i != n || !reflect.DeepEqual(a, want) {
+			t.Fatalf("AppsWithoutHosts gave %d %+v at %d, want %+v", i, a, n, want)
+		}
+		n++
+	}
+	if n != s.NumApps() {
+		t.Fatalf("walked %d apps, want %d", n, s.NumApps())
+	}
+	if allocs := testing.AllocsPerRun(3, func() {
+		for range s.AppsWithoutHosts() {
+		}
+	}); allocs > 0 {
+		t.Errorf("a walk without hosts allocates %v times", allocs)
+	}
+}
