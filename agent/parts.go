@@ -60,7 +60,6 @@ type parts struct {
 	stubDirty chan struct{}
 
 	tun       tun.Device // created first (createTUN); the stack's from startTUN on
-	tunMTUSet int        // the MTU tun has now
 	tunName   string
 	tunIP     netip.Addr
 	routes    routeState
@@ -232,7 +231,7 @@ func (p *parts) createTUN() error {
 	if err != nil {
 		return err
 	}
-	p.tun, p.tunMTUSet = dev, mtu
+	p.tun = dev
 	p.tunName = cfg.TUNName
 	if name, err := dev.Name(); err == nil {
 		p.tunName = name
@@ -249,14 +248,13 @@ func (p *parts) createTUN() error {
 // startTUN sets the TUN device's MTU, addresses and routes it, and starts
 // the userspace stack on it. The stack owns the device from then on and
 // closes it (closing is the only way to interrupt a blocked read).
-func (p *parts) startTUN(ctx context.Context, snap *steering.Snapshot) (err error) {
+func (p *parts) startTUN(ctx context.Context, snap *steering.Snapshot) error {
 	cfg := &p.a.cfg
 	mtu := p.tunMTU(ctx)
-	if mtu != p.tunMTUSet {
+	if cur, err := p.tun.MTU(); err != nil || cur != mtu {
 		if err := cfg.SetTUNMTU(p.tun, mtu); err != nil {
 			return err
 		}
-		p.tunMTUSet = mtu
 	}
 	p.tunIP = agentAddr(snap.StubRange())
 	router, err := cfg.NewRouter(cfg.StateDir, p.log)
