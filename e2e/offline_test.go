@@ -4,6 +4,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -71,21 +74,40 @@ func TestOfflineCost(t *testing.T) {
 func offlineFor(t *testing.T, l *lab, pid int, d time.Duration, down, up func()) (uint64, time.Duration) {
 	t.Helper()
 	before := tunnelStatus(t, l).Attempts
+	gc0 := memStat(l.sock(), "NumGC")
 	down()
-	cpu0, err := procCPU(pid)
+	cost0, err := readProcCost(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// ZT_OFFLINE_TRACE=1 saves a runtime trace of the offline agent's last
+	// 25 s (or half) in .lab/offline-trace.out, to see what wakes it; the
+	// trace costs the agent CPU of its own, so the figures are then not its
+	// alone.
+	traced := make(chan struct{})
+	if os.Getenv("ZT_OFFLINE_TRACE") != "" {
+		span := min(25*time.Second, d/2) // within ctlGet's timeout
+		go func() {
+			defer close(traced)
+			time.Sleep(d - span)
+			saveProfile(t, l.sock(), fmt.Sprintf("/debug/pprof/trace?seconds=%d", int(span.Seconds())),
+				filepath.Join(l.root, ".lab", "offline-trace.out"))
+		}()
+	} else {
+		close(traced)
+	}
 	time.Sleep(d)
-	cpu1, err := procCPU(pid)
+	<-traced
+	cost1, err := readProcCost(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	after := tunnelStatus(t, l).Attempts
+	t.Logf("offline %v: %s, %d collections", d, cost1.since(cost0), memStat(l.sock(), "NumGC")-gc0)
 	up()
 	back := poll(t, l, "the tunnel back", 40*time.Second, func() bool { return tunnelState(t, l) == "connected" })
 	t.Logf("tunnel back %v after the way to the PoP was", ms(back))
-	return after - before, cpu1 - cpu0
+	return after - before, cost1.user + cost1.sys - cost0.user - cost0.sys
 }
 
 // maxAttempts is the most attempts a backoff from lo up to hi can make in d

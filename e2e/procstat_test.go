@@ -111,6 +111,59 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTick, nil
 }
 
+// procCost is what a process has spent since it began: CPU time by kind,
+// minor page faults, and context switches summed over its threads (each
+// voluntary one a wakeup after sleeping).
+type procCost struct {
+	user, sys   time.Duration
+	minflt      int
+	vcsw, nvcsw int
+}
+
+func readProcCost(pid int) (procCost, error) {
+	var c procCost
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return c, err
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) < 13 {
+		return c, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	const clockTick = 100 // USER_HZ on Linux
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	c.user, c.sys = time.Duration(utime)*time.Second/clockTick, time.Duration(stime)*time.Second/clockTick
+	c.minflt, _ = strconv.Atoi(f[7])
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return c, err
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			switch k {
+			case "voluntary_ctxt_switches":
+				c.vcsw += n
+			case "nonvoluntary_ctxt_switches":
+				c.nvcsw += n
+			}
+		}
+	}
+	return c, nil
+}
+
+// since shows the cost between an earlier reading b and c.
+func (c procCost) since(b procCost) string {
+	return fmt.Sprintf("user %.2f s, system %.2f s, %d minor faults, %d voluntary and %d involuntary context switches",
+		(c.user - b.user).Seconds(), (c.sys - b.sys).Seconds(), c.minflt-b.minflt, c.vcsw-b.vcsw, c.nvcsw-b.nvcsw)
+}
+
 // agentGoroutines reads "goroutine profile: total N" from the control socket.
 func agentGoroutines(sock string) (int, error) {
 	body, err := ctlGet(sock, "/debug/pprof/goroutine?debug=1")

@@ -11,7 +11,7 @@ import (
 // CreateTUN creates the agent's TUN device. The name is a request: macOS always
 // picks a utunN name and Windows a wintun adapter; use the device's Name().
 func CreateTUN(name string, mtu int) (tun.Device, error) {
-	dev, err := tun.CreateTUN(name, mtu)
+	dev, err := createTUN(name, mtu)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("create TUN %q: %w (run as root/administrator, or grant CAP_NET_ADMIN)", name, err)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
+	"golang.zx2c4.com/wireguard/conn"
 )
 
 // TestSetTUNMTU creates a TUN device in a namespace of its own, as the agent
@@ -33,11 +34,24 @@ func TestSetTUNMTU(t *testing.T) {
 		}
 	}()
 
+	before := runtime.NumGoroutine()
 	dev, err := CreateTUN("ztmtu0", 1420)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dev.Close()
+	// Made as wireguard/tun's CreateTUN makes it (its offloads on), but
+	// with no goroutine of its own: the monitors it would start wake the
+	// agent every second (createTUN).
+	if n := runtime.NumGoroutine(); n != before {
+		t.Errorf("%d goroutines after creating the TUN device, %d before", n, before)
+	}
+	if got := dev.BatchSize(); got != conn.IdealBatchSize {
+		t.Errorf("BatchSize() = %d, want %d: IFF_VNET_HDR and its offloads not in force", got, conn.IdealBatchSize)
+	}
+	if got, err := dev.MTU(); err != nil || got != 1420 {
+		t.Errorf("MTU at creation %d (%v), want 1420", got, err)
+	}
 	for _, mtu := range []int{1280, 1500, 9000} {
 		if err := SetTUNMTU(dev, mtu); err != nil {
 			t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-// setTUNMTU has nothing to do at creation on Linux and macOS: wireguard/tun
+// setTUNMTU has nothing to do at creation on Linux and macOS: createTUN
 // sets the interface's MTU when it creates the device.
 func setTUNMTU(tun.Device, int) error { return nil }
 
