@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/godbus/dbus/v5"
 	"go.uber.org/zap"
@@ -50,7 +49,8 @@ func newLinuxDNS(path, stateDir string, log *zap.Logger, dial func() (*dbus.Conn
 	if err != nil {
 		return nil, err
 	}
-	rc.watchEvery = resolvConfWatchInterval
+	opts := defaultWatchOpts()
+	rc.watchOpts = &opts
 	if err := repairResolved(dial, stateDir, log); err != nil {
 		return nil, err
 	}
@@ -99,15 +99,15 @@ type resolvConfDNS struct {
 	journal journal
 	fsys    resolvFS // osFS; one that injects faults in tests
 
-	// watchEvery, when non-zero, is how often the file is checked for a
-	// rewrite by another program between the first Set and Restore.
-	watchEvery time.Duration
+	// watch, when non-nil, is how the file is watched for a rewrite by
+	// another program between the first Set and Restore (fileWatch).
+	watchOpts *watchOpts
 
 	mu      sync.Mutex
 	saved   *resolvConfJournal // as journalled; non-nil while the agent manages path
 	cfg     DNSConfig          // last Set that was written
 	written []byte             // the file that Set wrote
-	watch   *poller            // running while the agent manages path
+	watch   *fileWatch         // running while the agent manages path
 	failing bool               // the watcher's last check failed (logged once)
 }
 
@@ -222,8 +222,8 @@ func (r *resolvConfDNS) Set(cfg DNSConfig) error {
 	if err := r.setLocked(cfg, now); err != nil {
 		return err
 	}
-	if r.watch == nil && r.watchEvery > 0 {
-		r.watch = startPoller(r.watchEvery, r.reapply)
+	if r.watch == nil && r.watchOpts != nil {
+		r.watch = watchFile(r.path, *r.watchOpts, r.log, r.reapply)
 	}
 	return nil
 }
