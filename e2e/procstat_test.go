@@ -95,20 +95,27 @@ func smaps(pid int) ([]mapping, error) {
 
 // procCPU is the user and system CPU time of a process.
 func procCPU(pid int) (time.Duration, error) {
+	user, sys, _, err := procStat(pid)
+	return user + sys, err
+}
+
+// procStat reads a process's user and system CPU time and minor page faults
+// from /proc/PID/stat.
+func procStat(pid int) (user, sys time.Duration, minflt int, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, 0, err
 	}
 	// Fields after the command (which may hold spaces) in parentheses.
-	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
-	f := strings.Fields(rest)
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+		return 0, 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
+	const clockTick = 100 // USER_HZ on Linux
 	utime, _ := strconv.Atoi(f[11])
 	stime, _ := strconv.Atoi(f[12])
-	const clockTick = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / clockTick, nil
+	minflt, _ = strconv.Atoi(f[7])
+	return time.Duration(utime) * time.Second / clockTick, time.Duration(stime) * time.Second / clockTick, minflt, nil
 }
 
 // procCost is what a process has spent since it began: CPU time by kind,
@@ -122,19 +129,10 @@ type procCost struct {
 
 func readProcCost(pid int) (procCost, error) {
 	var c procCost
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	var err error
+	if c.user, c.sys, c.minflt, err = procStat(pid); err != nil {
 		return c, err
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	if len(f) < 13 {
-		return c, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	const clockTick = 100 // USER_HZ on Linux
-	utime, _ := strconv.Atoi(f[11])
-	stime, _ := strconv.Atoi(f[12])
-	c.user, c.sys = time.Duration(utime)*time.Second/clockTick, time.Duration(stime)*time.Second/clockTick
-	c.minflt, _ = strconv.Atoi(f[7])
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return c, err

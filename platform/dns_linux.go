@@ -99,8 +99,8 @@ type resolvConfDNS struct {
 	journal journal
 	fsys    resolvFS // osFS; one that injects faults in tests
 
-	// watch, when non-nil, is how the file is watched for a rewrite by
-	// another program between the first Set and Restore (fileWatch).
+	// watchOpts, when non-nil, are how the file is watched for a rewrite
+	// by another program between the first Set and Restore (fileWatch).
 	watchOpts *watchOpts
 
 	mu      sync.Mutex

@@ -388,19 +388,7 @@ func TestResolvConfRealBindMount(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// The thread is never unlocked, so it exits with this goroutine and
-		// its mount namespace goes with it.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			t.Errorf("unshare: %v", err)
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			t.Errorf("make / private: %v", err)
-			return
-		}
-		if err := unix.Mount(nsFile, path, "", unix.MS_BIND, ""); err != nil {
-			t.Errorf("bind mount: %v", err)
+		if !bindMountOnThread(t, nsFile, path) {
 			return
 		}
 		// The mount point must be recognised ahead, without a temp file.
@@ -569,4 +557,26 @@ func (r *resolvConfDNS) isOursLocked() bool {
 	defer r.mu.Unlock()
 	now, err := r.readNow()
 	return err == nil && now.regular() && bytes.Equal(now.content, r.written)
+}
+
+// bindMountOnThread locks the calling goroutine to its thread, gives the
+// thread a mount namespace of its own and bind-mounts src over dst in it, as
+// ip netns exec and containers put resolv.conf. The thread is never
+// unlocked, so it exits with the goroutine and the namespace goes with it.
+// It reports failures with t.Errorf and returns false.
+func bindMountOnThread(t *testing.T, src, dst string) bool {
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		t.Errorf("unshare: %v", err)
+		return false
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		t.Errorf("make / private: %v", err)
+		return false
+	}
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		t.Errorf("bind mount: %v", err)
+		return false
+	}
+	return true
 }

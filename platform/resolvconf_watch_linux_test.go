@@ -3,14 +3,12 @@ package platform
 import (
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
-	"golang.org/x/sys/unix"
 )
 
 // watchedFile is a file under watch in a directory of its own, and the
@@ -172,21 +170,10 @@ func TestFileWatchBindMount(t *testing.T) {
 	checks := make(chan struct{}, 10)
 	started := make(chan *fileWatch)
 	go func() {
-		// The thread is never unlocked, so it exits with this goroutine and
-		// its mount namespace goes with it. The watch is made here, on the
-		// mount; its goroutines run elsewhere, as the agent's would not.
-		runtime.LockOSThread()
+		// The watch is made here, on the mount; its goroutines run
+		// elsewhere, as the agent's would not.
 		defer close(started)
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			t.Errorf("unshare: %v", err)
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			t.Errorf("make / private: %v", err)
-			return
-		}
-		if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {
-			t.Errorf("bind mount: %v", err)
+		if !bindMountOnThread(t, src, path) {
 			return
 		}
 		started <- watchFile(path, eventOnly, zaptest.NewLogger(t), func() { checks <- struct{}{} })
